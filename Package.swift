@@ -1,0 +1,138 @@
+// swift-tools-version:6.2
+//
+// A microkernelized partition hypervisor modeled on Hyper-V, on Linux KVM.
+// Module layering (lower layers never import higher ones):
+//
+//   shared with Embedded Swift guests:  HyperV  <-  VMBusProtocol  <-  ICProtocol, BenchProtocol
+//   host, bottom:                       CLinux, CKVM  <-  LinuxSupport  <-  KVM, GuestMemory
+//   root scheduler:                     HypervisorInterface  <-  Partition  <-  RootScheduler
+//   parent partition:                   VMBusServer, VMBusHost  <-  IntegrationVSP, BenchVSP  <-  ParentPartition
+//   between processes:                  ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
+//   tools:                              GuestBuilder, Bench, hv (executable)
+import PackageDescription
+
+/// Modules that compile both for the host and as Embedded Swift for guests.
+let embeddedSafe: [SwiftSetting] = [
+    .treatWarning("EmbeddedRestrictions", as: .error),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+let host: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "hv",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "hv", targets: ["hv"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+    ],
+    targets: [
+        // MARK: Shared with Embedded Swift guests (no Foundation, no existentials, typed throws only).
+        .target(name: "HyperV", swiftSettings: embeddedSafe),
+        .target(name: "VMBusProtocol", dependencies: ["HyperV"], swiftSettings: embeddedSafe),
+        .target(name: "ICProtocol", dependencies: ["VMBusProtocol"], swiftSettings: embeddedSafe),
+        .target(name: "BenchProtocol", dependencies: ["VMBusProtocol"], swiftSettings: embeddedSafe),
+
+        // MARK: Host, bottom layer.
+        .target(name: "CLinux"),
+        .target(name: "CKVM"),
+        .target(
+            name: "LinuxSupport",
+            dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: host),
+        .target(name: "KVM", dependencies: ["CKVM", "LinuxSupport"], swiftSettings: host),
+        .target(name: "GuestMemory", dependencies: ["LinuxSupport"], swiftSettings: host),
+
+        // MARK: Root scheduler.
+        .target(
+            name: "HypervisorInterface",
+            dependencies: ["HyperV", "GuestMemory", "LinuxSupport"],
+            swiftSettings: host),
+        .target(
+            name: "Partition",
+            dependencies: ["KVM", "GuestMemory", "HyperV", "HypervisorInterface", "LinuxSupport",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: host),
+        .target(
+            name: "ControlProtocol",
+            dependencies: ["LinuxSupport", "HyperV"],
+            swiftSettings: host),
+        .target(
+            name: "ManagementAPI",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio")],
+            swiftSettings: host),
+        .target(
+            name: "RootScheduler",
+            dependencies: ["Partition", "ControlProtocol", "ManagementAPI", "LinuxSupport",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: host),
+
+        // MARK: Parent partition.
+        .target(name: "VMBusServer", dependencies: ["VMBusProtocol"], swiftSettings: host),
+        .target(
+            name: "VMBusHost",
+            dependencies: ["VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: host),
+        .target(
+            name: "IntegrationVSP",
+            dependencies: ["VMBusHost", "ICProtocol", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: host),
+        .target(
+            name: "BenchVSP",
+            dependencies: ["VMBusHost", "BenchProtocol", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: host),
+        .target(
+            name: "ParentPartition",
+            dependencies: ["ControlProtocol", "VMBusServer", "VMBusHost", "IntegrationVSP", "BenchVSP",
+                           "GuestMemory", "LinuxSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: host),
+
+        // MARK: Tools.
+        .target(
+            name: "GuestBuilder",
+            dependencies: [.product(name: "Subprocess", package: "swift-subprocess"),
+                           .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: host),
+        .target(
+            name: "Bench",
+            dependencies: ["VMBusProtocol", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI"],
+            swiftSettings: host),
+        .executableTarget(
+            name: "hv",
+            dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "Bench",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: host),
+
+        // MARK: Tests.
+        .testTarget(name: "HyperVTests", dependencies: ["HyperV"]),
+        .testTarget(name: "VMBusProtocolTests", dependencies: ["VMBusProtocol", "ICProtocol", "BenchProtocol"]),
+        .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport"]),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "LinuxSupport"]),
+        .testTarget(
+            name: "PartitionTests",
+            dependencies: ["Partition", "GuestBuilder", "HypervisorInterface", "KVM", "HyperV", "GuestMemory",
+                           "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")]),
+        .testTarget(name: "HypervisorInterfaceTests", dependencies: ["HypervisorInterface", "HyperV", "GuestMemory"]),
+        .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol", "LinuxSupport"]),
+        .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol"]),
+        .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "Partition",
+                           "LinuxSupport"]),
+    ]
+)

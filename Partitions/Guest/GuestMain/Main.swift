@@ -1,0 +1,22 @@
+import GuestKit
+import HyperV
+
+/// Entry from entry.S at CPL3 on every processor.
+@_cdecl("guest_main")
+public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
+    guard vp == 0 else { CPU.park() }
+    guard let info = BootInfo(address: bootInfoAddress) else {
+        print("guest: no boot information")
+        CPU.park()
+    }
+    switch info.argument("mode") ?? "probe" {
+    case "crash":
+        print("guest: triple-faulting on purpose")
+        CPU.crash()
+    case "idle":
+        print("guest: idle")
+        CPU.park()
+    default:
+        Probe(info: info).run()
+    }
+}

@@ -1,0 +1,570 @@
+// CPL0 entry of the Embedded Swift guest.
+//
+// The root enters every virtual processor here in 64-bit mode (its boot GDT, identity map of
+// the low 4 GiB, interrupts off) with RDI = VP index and RSI = GPA of the boot-information
+// page. In a few hundred emulated instructions this code installs the guest's own GDT, TSS,
+// IDT and user-accessible page tables, enables the x2APIC, performs the Hyper-V MSR sequence
+// in the order Linux uses (hyperv-guest-interface.md §2: GUEST_OS_ID, HYPERCALL, VP_INDEX,
+// VP_ASSIST_PAGE, SIMP, SIEFP, SINTx, SCONTROL), and drops to CPL3 with IOPL=3, where all
+// Swift code runs. Interrupt handlers stay tiny: they count, EOI and return.
+//
+// kvm_pvm facts this code is shaped by (verified on the development machine): `int n` from
+// CPL3 raises #UD even through a DPL3 gate, and writing STAR, LSTAR or SFMASK breaks interrupt
+// delivery, so neither software interrupts nor `syscall` can enter CPL0. CPL3 asks for CPL0
+// services with `ud2` (RAX = service), which the #UD handler recognises, serves on the
+// processor's kernel stack and returns past. IOPL reads as 0 at CPL3, so port access is granted
+// by each TSS's I/O permission bitmap. A fault taken at CPL0 with no IDT ends in a KVM emulation
+// error, so deliberate triple faults are raised from CPL3.
+
+    .set MAX_VPS, 8
+    .set KERNEL_STACK_SIZE, 0x4000
+    .set USER_STACK_SIZE, 0x40000
+    .set TSS_SIZE, 104
+    // Each TSS carries a full I/O permission bitmap of zeros (every port allowed) plus the
+    // terminating 0xFF byte. IOPL=3 alone is not enough: kvm_pvm reports IOPL 0 at CPL3 and
+    // consults the bitmap, as hardware does when CPL > IOPL.
+    .set IO_BITMAP_SIZE, 8192
+    .set TSS_STRIDE, TSS_SIZE + IO_BITMAP_SIZE + 8
+    .set TSS_LIMIT, TSS_SIZE + IO_BITMAP_SIZE
+
+    .set SEL_KERNEL_CODE, 0x08
+    .set SEL_KERNEL_DATA, 0x10
+    .set SEL_USER_DATA, 0x1B
+    .set SEL_USER_CODE, 0x23
+    .set SEL_TSS0, 0x28
+
+    // Synthetic MSRs.
+    .set MSR_GUEST_OS_ID, 0x40000000
+    .set MSR_HYPERCALL, 0x40000001
+    .set MSR_VP_INDEX, 0x40000002
+    .set MSR_TIME_REF_COUNT, 0x40000020
+    .set MSR_REFERENCE_TSC, 0x40000021
+    .set MSR_VP_ASSIST_PAGE, 0x40000073
+    .set MSR_SCONTROL, 0x40000080
+    .set MSR_SIEFP, 0x40000082
+    .set MSR_SIMP, 0x40000083
+    .set MSR_EOM, 0x40000084
+    .set MSR_SINT0, 0x40000090
+
+    // Guest OS ID: an open-source OS (bit 63), OS type 0x7F, version 1.
+    .set GUEST_OS_ID_HIGH, 0x807F0000
+    .set GUEST_OS_ID_LOW, 0x00010000
+
+    // Interrupt vectors.
+    .set VECTOR_SINT2, 0xF3      // VMBus
+    .set VECTOR_SINT5, 0xF4      // diagnostics, interrupt-driven
+    .set VECTOR_SINT6, 0xF5      // diagnostics, polled (never interrupts)
+    .set VECTOR_TIMER, 0xF6      // local APIC timer, for sleeping
+
+    .macro SET_GATE vector, handler, attributes
+        lea \handler(%rip), %rax
+        lea idt + \vector * 16(%rip), %rdi
+        mov %ax, (%rdi)
+        movw $SEL_KERNEL_CODE, 2(%rdi)
+        movw $\attributes, 4(%rdi)
+        shr $16, %rax
+        mov %ax, 6(%rdi)
+        shr $16, %rax
+        mov %eax, 8(%rdi)
+    .endm
+
+    .macro WRMSR_IMM msr, high, low
+        mov $\msr, %ecx
+        mov $\low, %eax
+        mov $\high, %edx
+        wrmsr
+    .endm
+
+    // wrmsr(\msr, %rax) for a 64-bit value in RAX.
+    .macro WRMSR_RAX msr
+        mov $\msr, %ecx
+        mov %rax, %rdx
+        shr $32, %rdx
+        wrmsr
+    .endm
+
+    .section .text.entry, "ax"
+    .code64
+    .globl _start
+_start:
+    cli
+    cmp $MAX_VPS, %rdi
+    jae halt_forever
+    mov %rdi, %r12                  // VP index
+    mov %rsi, %r13                  // boot information
+
+    // Kernel stack: kernel_stacks + (vp + 1) * KERNEL_STACK_SIZE.
+    lea 1(%r12), %rax
+    shl $14, %rax
+    lea kernel_stacks(%rip), %rsp
+    add %rax, %rsp
+
+    lgdt gdt_descriptor(%rip)
+    mov $SEL_KERNEL_DATA, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    xor %eax, %eax
+    mov %eax, %fs
+    mov %eax, %gs
+    lea 1f(%rip), %rax
+    pushq $SEL_KERNEL_CODE
+    push %rax
+    lretq
+1:
+    lea pml4(%rip), %rax
+    mov %rax, %cr3
+
+    // TSS: RSP0 = this kernel stack, I/O bitmap right after the 104-byte TSS; descriptor
+    // base = &tss[vp].
+    imul $TSS_STRIDE, %r12, %rbx
+    lea tss_array(%rip), %rax
+    add %rax, %rbx
+    mov %rsp, 4(%rbx)
+    movw $TSS_SIZE, 102(%rbx)
+    movb $0xFF, TSS_SIZE + IO_BITMAP_SIZE(%rbx)
+    lea 0(,%r12,8), %rdi
+    lea gdt_tss(%rip), %rax
+    lea (%rax,%rdi,2), %rdi         // descriptor = gdt_tss + vp * 16
+    movw $TSS_LIMIT, (%rdi)
+    mov %bx, 2(%rdi)
+    mov %rbx, %rax
+    shr $16, %rax
+    mov %al, 4(%rdi)
+    movb $0x89, 5(%rdi)             // present, 64-bit available TSS
+    movb $0, 6(%rdi)
+    mov %ah, 7(%rdi)
+    shr $16, %rax
+    mov %eax, 8(%rdi)
+    lea SEL_TSS0(,%r12,8), %rax
+    lea (%rax,%r12,8), %rax         // selector = 0x28 + vp * 16
+    ltr %ax
+
+    // The IDT is shared; the bootstrap processor fills the gates it uses.
+    test %r12, %r12
+    jnz 2f
+    SET_GATE 0, fault_de, 0x8E00
+    SET_GATE 6, invalid_opcode, 0x8E00
+    SET_GATE 8, fault_df, 0x8E00
+    SET_GATE 13, fault_gp, 0x8E00
+    SET_GATE 14, fault_pf, 0x8E00
+    SET_GATE VECTOR_SINT2, interrupt_sint2, 0x8E00
+    SET_GATE VECTOR_SINT5, interrupt_sint5, 0x8E00
+    SET_GATE VECTOR_SINT6, interrupt_sint6, 0x8E00
+    SET_GATE VECTOR_TIMER, interrupt_timer, 0x8E00
+2:
+    lidt idt_descriptor(%rip)
+
+    // x2APIC on (IA32_APIC_BASE.EN | EXTD), software-enabled (SVR = 0x1FF).
+    mov $0x1B, %ecx
+    rdmsr
+    or $0xC00, %eax
+    wrmsr
+    WRMSR_IMM 0x80F, 0, 0x1FF
+
+    // The Hyper-V sequence. REFERENCE_TSC (Linux enables it first, in ms_hyperv_init_platform),
+    // GUEST_OS_ID and HYPERCALL are partition-wide: the BSP writes them.
+    test %r12, %r12
+    jnz 3f
+    lea reference_tsc_page(%rip), %rax
+    or $1, %rax
+    WRMSR_RAX MSR_REFERENCE_TSC
+    WRMSR_IMM MSR_GUEST_OS_ID, GUEST_OS_ID_HIGH, GUEST_OS_ID_LOW
+    lea hypercall_page(%rip), %rax
+    or $1, %rax
+    WRMSR_RAX MSR_HYPERCALL
+3:
+    mov $MSR_VP_INDEX, %ecx
+    rdmsr
+    lea vp_index_seen(%rip), %rdi
+    mov %eax, (%rdi,%r12,4)
+
+    mov %r12, %rax
+    shl $12, %rax
+    lea vp_assist_pages(%rip), %rbx
+    add %rbx, %rax
+    or $1, %rax
+    WRMSR_RAX MSR_VP_ASSIST_PAGE
+
+    mov %r12, %rax
+    shl $12, %rax
+    lea message_pages(%rip), %rbx
+    add %rbx, %rax
+    or $1, %rax
+    WRMSR_RAX MSR_SIMP
+
+    mov %r12, %rax
+    shl $12, %rax
+    lea event_flag_pages(%rip), %rbx
+    add %rbx, %rax
+    or $1, %rax
+    WRMSR_RAX MSR_SIEFP
+
+    WRMSR_IMM MSR_SINT0 + 2, 0, VECTOR_SINT2
+    WRMSR_IMM MSR_SINT0 + 5, 0, VECTOR_SINT5
+    WRMSR_IMM MSR_SINT0 + 6, 0, 0x40000 | VECTOR_SINT6   // polling mode
+    WRMSR_IMM MSR_SCONTROL, 0, 1
+
+    // Drop to CPL3: user stack, IF=1, IOPL=3; guest_main(bootInfo, vpIndex), which never
+    // returns. RSP is 8 below a 16-byte boundary, as after a CALL.
+    lea 1(%r12), %rax
+    shl $18, %rax
+    lea user_stacks - 8(%rip), %rbx
+    add %rbx, %rax
+    pushq $SEL_USER_DATA
+    push %rax
+    pushq $0x3202
+    pushq $SEL_USER_CODE
+    lea guest_main(%rip), %rax
+    push %rax
+    mov %r13, %rdi
+    mov %r12, %rsi
+    iretq
+
+halt_forever:
+    cli
+    hlt
+    jmp halt_forever
+
+// Interrupt handlers: count, EOI the x2APIC, return.
+    .macro SINT_HANDLER name, slot
+\name:
+    lock incq sint_interrupt_counts + \slot * 8(%rip)
+    push %rax
+    push %rcx
+    push %rdx
+    mov $0x80B, %ecx
+    xor %eax, %eax
+    xor %edx, %edx
+    wrmsr
+    pop %rdx
+    pop %rcx
+    pop %rax
+    iretq
+    .endm
+
+    SINT_HANDLER interrupt_sint2, 0
+    SINT_HANDLER interrupt_sint5, 1
+    SINT_HANDLER interrupt_sint6, 2
+    SINT_HANDLER interrupt_timer, 3
+
+// Services for CPL3: `ud2` with RAX = service and RDI = argument. The #UD handler runs on
+// this processor's kernel stack with interrupts off, returns past the `ud2` with RAX = result,
+// and preserves every register but RAX, RCX, RDX and R8-R11.
+    .set SYS_END_OF_MESSAGE, 1
+    .set SYS_PARK, 2
+    .set SYS_REFERENCE_TIME, 3
+    .set SYS_CRASH, 4
+    .set SYS_SLEEP, 5
+invalid_opcode:
+    testb $3, 8(%rsp)               // from CPL3?
+    jz fault_ud
+    mov (%rsp), %r9
+    cmpw $0x0B0F, (%r9)             // ud2
+    jne fault_ud
+    addq $2, (%rsp)
+    cmp $SYS_END_OF_MESSAGE, %eax
+    je sys_end_of_message
+    cmp $SYS_REFERENCE_TIME, %eax
+    je sys_reference_time
+    cmp $SYS_SLEEP, %eax
+    je sys_sleep
+    cmp $SYS_PARK, %eax
+    je sys_park
+    cmp $SYS_CRASH, %eax
+    je sys_crash
+    mov $-1, %rax
+    iretq
+
+// EOM, so the root delivers the next queued message.
+sys_end_of_message:
+    mov $MSR_EOM, %ecx
+    xor %eax, %eax
+    xor %edx, %edx
+    wrmsr
+    iretq
+
+// RAX = TIME_REF_COUNT.
+sys_reference_time:
+    mov $MSR_TIME_REF_COUNT, %ecx
+    rdmsr
+    shl $32, %rdx
+    or %rdx, %rax
+    iretq
+
+// Halt until the local APIC timer (one-shot, 1 GHz bus, divide by 1; RDI = nanoseconds) or any
+// other interrupt fires.
+sys_sleep:
+    WRMSR_IMM 0x83E, 0, 0xB         // divide configuration: by 1
+    WRMSR_IMM 0x832, 0, VECTOR_TIMER
+    mov $0x838, %ecx                // initial count
+    mov %edi, %eax
+    mov %rdi, %rdx
+    shr $32, %rdx
+    wrmsr
+    sti
+    hlt
+    cli
+    WRMSR_IMM 0x838, 0, 0           // stop it if something else woke us
+    xor %eax, %eax
+    iretq
+
+// Park this processor for good; it only services interrupts from then on.
+sys_park:
+    sti
+1:  hlt
+    jmp 1b
+
+// Deliberately triple-fault: no IDT, then a fault at CPL3.
+sys_crash:
+    lidt null_idt_descriptor(%rip)
+    lea user_fault(%rip), %rax
+    mov %rax, (%rsp)
+    iretq
+
+user_fault:
+    ud2
+
+// Unexpected exceptions: report the vector and the exception frame (error code, RIP, CS,
+// RFLAGS, RSP) on the debug port, then triple-fault so the root records a crash.
+    .macro FAULT name, digits, errorCode
+\name:
+    .if \errorCode == 0
+    pushq $0
+    .endif
+    lea fault_text(%rip), %rdi
+    movw $\digits, (%rdi)
+    jmp fault_common
+    .endm
+
+    FAULT fault_de, 0x3030, 0       // "00"
+    FAULT fault_ud, 0x3630, 0       // "06"
+    FAULT fault_df, 0x3830, 1       // "08"
+    FAULT fault_gp, 0x3331, 1       // "13"
+    FAULT fault_pf, 0x3431, 1       // "14"
+
+fault_common:
+    lea fault_frame(%rip), %rdi     // five words as 16 hex digits each, space-separated
+    xor %esi, %esi
+3:  mov (%rsp,%rsi,8), %rbx
+    mov $16, %ecx
+1:  rol $4, %rbx
+    mov %ebx, %eax
+    and $0xF, %eax
+    cmp $10, %eax
+    jb 2f
+    add $39, %eax                   // 'a' - '0' - 10
+2:  add $48, %eax                   // '0'
+    mov %al, (%rdi)
+    inc %rdi
+    dec %ecx
+    jnz 1b
+    inc %rdi
+    inc %esi
+    cmp $5, %esi
+    jb 3b
+    lea fault_record(%rip), %rax
+    mov $0x402, %dx
+    out %eax, %dx
+    // Return to CPL3 at user_fault with no IDT: the #UD there triple-faults.
+    lidt null_idt_descriptor(%rip)
+    add $8, %rsp                    // the error code
+    lea user_fault(%rip), %rax
+    mov %rax, (%rsp)
+    movq $SEL_USER_CODE, 8(%rsp)
+    movq $0x2, 16(%rsp)
+    movq $SEL_USER_DATA, 32(%rsp)
+    iretq
+
+// Helpers Swift calls at CPL3 (System V ABI).
+    .text
+    .globl hv_hypercall
+// UInt64 hv_hypercall(UInt64 control, UInt64 input, UInt64 output)
+hv_hypercall:
+    mov %rdx, %r8
+    mov %rsi, %rdx
+    mov %rdi, %rcx
+    lea hypercall_page(%rip), %rax
+    jmp *%rax
+
+    .globl hv_signal_event
+// UInt64 hv_signal_event(UInt64 connectionAndFlag): fast HvSignalEvent.
+hv_signal_event:
+    mov $0x1005D, %ecx
+    mov %rdi, %rdx
+    lea hypercall_page(%rip), %rax
+    jmp *%rax
+
+    .macro SERVICE name, number
+    .globl \name
+\name:
+    mov $\number, %eax
+    ud2
+    ret
+    .endm
+    SERVICE hv_end_of_message, SYS_END_OF_MESSAGE
+    SERVICE hv_park, SYS_PARK
+    SERVICE hv_reference_time_msr, SYS_REFERENCE_TIME
+    SERVICE hv_crash, SYS_CRASH
+    SERVICE hv_sleep, SYS_SLEEP
+
+    .globl port_out32
+port_out32:
+    mov %edi, %edx
+    mov %esi, %eax
+    out %eax, %dx
+    ret
+
+    .globl port_out8
+port_out8:
+    mov %edi, %edx
+    mov %esi, %eax
+    out %al, %dx
+    ret
+
+    .globl port_in8
+port_in8:
+    mov %edi, %edx
+    xor %eax, %eax
+    in %dx, %al
+    ret
+
+    .globl read_tsc
+read_tsc:
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    ret
+
+    .globl cpu_relax
+cpu_relax:
+    pause
+    ret
+
+// Addresses of the static pages, for Swift.
+    .macro ADDRESS_OF name, symbol
+    .globl \name
+\name:
+    lea \symbol(%rip), %rax
+    ret
+    .endm
+    ADDRESS_OF guest_message_pages, message_pages
+    ADDRESS_OF guest_event_flag_pages, event_flag_pages
+    ADDRESS_OF guest_sint_interrupt_counts, sint_interrupt_counts
+    ADDRESS_OF guest_vp_index_seen, vp_index_seen
+    ADDRESS_OF guest_heap, heap
+    ADDRESS_OF guest_heap_end, heap_end
+    ADDRESS_OF guest_reference_tsc_page, reference_tsc_page
+
+// memcpy/memmove/memset/memcmp for the Embedded Swift runtime (ERMS string instructions).
+    .globl memcpy
+memcpy:
+    mov %rdi, %rax
+    mov %rdx, %rcx
+    rep movsb
+    ret
+
+    .globl memmove
+memmove:
+    mov %rdi, %rax
+    cmp %rsi, %rdi
+    jbe 1f
+    lea -1(%rsi,%rdx), %rsi
+    lea -1(%rdi,%rdx), %rdi
+    mov %rdx, %rcx
+    std
+    rep movsb
+    cld
+    ret
+1:  mov %rdx, %rcx
+    rep movsb
+    ret
+
+    .globl memset
+memset:
+    mov %rdi, %r9
+    mov %esi, %eax
+    mov %rdx, %rcx
+    rep stosb
+    mov %r9, %rax
+    ret
+
+    .globl memcmp
+memcmp:
+    xor %eax, %eax
+    test %rdx, %rdx
+    jz 2f
+1:  movzbl (%rdi), %eax
+    movzbl (%rsi), %ecx
+    sub %ecx, %eax
+    jnz 2f
+    inc %rdi
+    inc %rsi
+    dec %rdx
+    jnz 1b
+2:  ret
+
+    .section .data
+    .align 16
+gdt:
+    .quad 0
+    .quad 0x00AF9A000000FFFF        // 0x08 kernel code, 64-bit
+    .quad 0x00CF92000000FFFF        // 0x10 kernel data
+    .quad 0x00CFF2000000FFFF        // 0x18 user data (DPL3)
+    .quad 0x00AFFA000000FFFF        // 0x20 user code, 64-bit (DPL3)
+gdt_tss:
+    .fill MAX_VPS * 2, 8, 0         // 0x28 + 16 * vp: one TSS per processor
+gdt_end:
+gdt_descriptor:
+    .short gdt_end - gdt - 1
+    .quad gdt
+idt_descriptor:
+    .short 256 * 16 - 1
+    .quad idt
+null_idt_descriptor:
+    .short 0
+    .quad 0
+fault_record:
+    .long fault_text_end - fault_record - 4
+    .ascii "guest: unexpected exception "
+fault_text:
+    .ascii "?? (error, RIP, CS, RFLAGS, RSP): "
+fault_frame:
+    .ascii "???????????????? ???????????????? ???????????????? ???????????????? ????????????????"
+fault_text_end:
+
+// Identity map of the first 1 GiB with 2 MiB user-accessible pages.
+    .section .data.pagetables, "aw"
+    .align 4096
+pml4:
+    .quad pdpt + 0x7
+    .fill 511, 8, 0
+pdpt:
+    .quad page_directory + 0x7
+    .fill 511, 8, 0
+page_directory:
+    .set address, 0
+    .rept 512
+    .quad address + 0x87            // present, writable, user, 2 MiB
+    .set address, address + 0x200000
+    .endr
+
+    .section .bss.pages, "aw", @nobits
+    .align 4096
+    .globl hypercall_page
+hypercall_page:       .skip 4096
+reference_tsc_page:   .skip 4096
+message_pages:        .skip 4096 * MAX_VPS
+event_flag_pages:     .skip 4096 * MAX_VPS
+vp_assist_pages:      .skip 4096 * MAX_VPS
+idt:                  .skip 4096
+kernel_stacks:        .skip KERNEL_STACK_SIZE * MAX_VPS
+user_stacks:          .skip USER_STACK_SIZE * MAX_VPS
+heap:                 .skip 0x800000
+heap_end:
+
+    .section .bss
+    .align 64
+tss_array:            .skip TSS_STRIDE * MAX_VPS
+sint_interrupt_counts: .skip 8 * 16
+vp_index_seen:        .skip 4 * MAX_VPS

@@ -1,0 +1,240 @@
+import Glibc
+import LinuxSupport
+import Synchronization
+
+/// The RAM of one child partition, mapped into this process.
+///
+/// Guest RAM is a memfd covering guest physical addresses `0..<size`. The root creates it
+/// and hands the descriptor to KVM and, over a Unix socket, to the parent partition, which
+/// maps the same pages with `GuestMemory(mapping:)`.
+///
+/// UNSAFETY: this is the only type in the package that holds a raw pointer into guest RAM.
+/// Every accessor validates the whole range against `size` in 64-bit arithmetic before it
+/// forms a pointer; no pointer or buffer into guest RAM ever escapes an accessor. Guest RAM
+/// is shared with a hostile, concurrently running guest, so accessors copy bytes in or out
+/// exactly once (callers parse their local copy, never guest RAM twice), and shared words
+/// such as ring indices and SynIC flags are accessed only through `Synchronization` atomics.
+public final class GuestMemory: Sendable {
+    /// Bytes of guest RAM.
+    public let size: Int
+    /// The memfd behind the mapping.
+    public let file: OwnedDescriptor
+    /// The mapping's base address as an integer: only `pointer(at:length:)` turns it back
+    /// into a pointer, after the bounds check.
+    private let baseAddress: UInt
+
+    /// Creates `size` bytes of zeroed guest RAM in a new memfd and maps it.
+    public static func create(name: String, size: Int) throws(SystemError) -> GuestMemory {
+        precondition(size > 0 && size % Int(GuestPhysicalAddress.pageSize) == 0, "guest RAM is whole pages")
+        let file = try MemoryFile.create(name: name, size: size)
+        return try GuestMemory(mapping: file, size: size)
+    }
+
+    /// Maps guest RAM received from another process.
+    /// - Parameters:
+    ///   - file: the memfd.
+    ///   - size: the number of bytes to map; must not exceed the file's size.
+    public init(mapping file: OwnedDescriptor, size: Int) throws(SystemError) {
+        let fileSize = try MemoryFile.size(of: file)
+        guard size > 0, size <= fileSize else {
+            throw SystemError("map \(size) bytes of a \(fileSize)-byte guest memory file", errno: .invalidArgument)
+        }
+        let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, file.rawValue, 0)
+        guard let mapped, mapped != MAP_FAILED else { throw SystemError.current("map \(size) bytes of guest memory") }
+        self.file = file
+        self.size = size
+        self.baseAddress = UInt(bitPattern: mapped)
+    }
+
+    deinit {
+        // SAFETY: the mapping was created in init with exactly this base and size, and no
+        // pointer into it outlives an accessor call.
+        munmap(UnsafeMutableRawPointer(bitPattern: baseAddress), size)
+    }
+
+    /// The host virtual address of guest physical address 0, for KVM_SET_USER_MEMORY_REGION.
+    public var hostAddressForHypervisor: UInt64 { UInt64(baseAddress) }
+
+    /// Whether `length` bytes at `address` are all guest RAM.
+    @inlinable
+    public func contains(_ address: GuestPhysicalAddress, length: Int) -> Bool {
+        guard length >= 0 else { return false }
+        let (end, overflow) = address.rawValue.addingReportingOverflow(UInt64(length))
+        return !overflow && end <= UInt64(size)
+    }
+
+    /// The one place a guest address becomes a host pointer.
+    @usableFromInline
+    func pointer(at address: GuestPhysicalAddress, length: Int) throws(GuestMemoryError) -> UnsafeMutableRawPointer {
+        guard contains(address, length: length) else { throw .outOfBounds(address: address, length: length) }
+        // SAFETY: [address, address+length) lies inside the live mapping of `size` bytes.
+        return UnsafeMutableRawPointer(bitPattern: baseAddress &+ UInt(address.rawValue))!
+    }
+
+    // MARK: Plain copies (read once)
+
+    /// Reads a little-endian integer (any alignment).
+    @inlinable
+    public func load<T: FixedWidthInteger>(_: T.Type, at address: GuestPhysicalAddress) throws(GuestMemoryError) -> T {
+        let source = try pointer(at: address, length: MemoryLayout<T>.size)
+        return T(littleEndian: source.loadUnaligned(as: T.self))
+    }
+
+    /// Writes a little-endian integer (any alignment).
+    @inlinable
+    public func store<T: FixedWidthInteger>(_ value: T, at address: GuestPhysicalAddress) throws(GuestMemoryError) {
+        let destination = try pointer(at: address, length: MemoryLayout<T>.size)
+        destination.storeBytes(of: value.littleEndian, as: T.self)
+    }
+
+    /// Copies `count` bytes out of guest RAM.
+    public func read(at address: GuestPhysicalAddress, count: Int) throws(GuestMemoryError) -> [UInt8] {
+        let source = try pointer(at: address, length: count)
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            // SAFETY: `buffer` has room for `count` bytes; `source` covers `count` bytes of RAM.
+            if count > 0 { buffer.baseAddress!.update(from: source.assumingMemoryBound(to: UInt8.self), count: count) }
+            initialized = count
+        }
+    }
+
+    /// Copies `count` bytes out of guest RAM into `buffer[bufferOffset...]`.
+    @inlinable
+    public func read(
+        at address: GuestPhysicalAddress, into buffer: inout [UInt8], bufferOffset: Int = 0, count: Int
+    ) throws(GuestMemoryError) {
+        precondition(bufferOffset >= 0 && count >= 0 && bufferOffset + count <= buffer.count, "host buffer too small")
+        let source = try pointer(at: address, length: count)
+        buffer.withUnsafeMutableBytes { destination in
+            // SAFETY: both ranges were checked above; guest RAM never overlaps a Swift array.
+            (destination.baseAddress! + bufferOffset).copyMemory(from: source, byteCount: count)
+        }
+    }
+
+    /// Copies bytes into guest RAM.
+    public func write(_ bytes: [UInt8], at address: GuestPhysicalAddress) throws(GuestMemoryError) {
+        try write(bytes, from: 0, count: bytes.count, at: address)
+    }
+
+    /// Copies `bytes[offset..<offset+count]` into guest RAM.
+    @inlinable
+    public func write(
+        _ bytes: [UInt8], from offset: Int, count: Int, at address: GuestPhysicalAddress
+    ) throws(GuestMemoryError) {
+        precondition(offset >= 0 && count >= 0 && offset + count <= bytes.count, "host buffer too small")
+        let destination = try pointer(at: address, length: count)
+        bytes.withUnsafeBytes { source in
+            // SAFETY: both ranges were checked above.
+            if count > 0 { destination.copyMemory(from: source.baseAddress! + offset, byteCount: count) }
+        }
+    }
+
+    /// Fills `count` bytes of guest RAM with `byte`.
+    public func fill(_ byte: UInt8, at address: GuestPhysicalAddress, count: Int) throws(GuestMemoryError) {
+        let destination = try pointer(at: address, length: count)
+        // SAFETY: the range was checked above.
+        memset(destination, Int32(byte), count)
+    }
+
+    /// Copies `count` bytes within guest RAM (the ranges may overlap).
+    public func move(from source: GuestPhysicalAddress, to destination: GuestPhysicalAddress, count: Int) throws(GuestMemoryError) {
+        let from = try pointer(at: source, length: count)
+        let to = try pointer(at: destination, length: count)
+        // SAFETY: both ranges were checked above; memmove tolerates overlap.
+        memmove(to, from, count)
+    }
+
+    // MARK: Atomics (naturally aligned words shared with the guest)
+
+    @usableFromInline
+    func atomic<T: AtomicRepresentable>(
+        _: T.Type, at address: GuestPhysicalAddress
+    ) throws(GuestMemoryError) -> UnsafeMutablePointer<Atomic<T>> {
+        let alignment = MemoryLayout<T>.alignment
+        guard address.rawValue % UInt64(alignment) == 0 else { throw .misaligned(address: address, alignment: alignment) }
+        // SAFETY: the word is in bounds and naturally aligned; Atomic<T> has T's size and
+        // alignment, and all concurrent host access to it goes through Atomic.
+        return try pointer(at: address, length: MemoryLayout<T>.size).assumingMemoryBound(to: Atomic<T>.self)
+    }
+
+    /// Atomically loads a 32-bit word.
+    @inlinable
+    public func atomicLoad(_: UInt32.Type, at address: GuestPhysicalAddress, ordering: SharedMemoryOrdering) throws(GuestMemoryError) -> UInt32 {
+        let word = try atomic(UInt32.self, at: address)
+        switch ordering {
+        case .relaxed: return word.pointee.load(ordering: .relaxed)
+        case .acquiring, .acquiringAndReleasing: return word.pointee.load(ordering: .acquiring)
+        case .releasing, .sequentiallyConsistent: return word.pointee.load(ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Atomically stores a 32-bit word.
+    @inlinable
+    public func atomicStore(_ value: UInt32, at address: GuestPhysicalAddress, ordering: SharedMemoryOrdering) throws(GuestMemoryError) {
+        let word = try atomic(UInt32.self, at: address)
+        switch ordering {
+        case .relaxed: word.pointee.store(value, ordering: .relaxed)
+        case .releasing, .acquiringAndReleasing: word.pointee.store(value, ordering: .releasing)
+        case .acquiring, .sequentiallyConsistent: word.pointee.store(value, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Atomically ORs `bits` into a 32-bit word and returns the previous value.
+    @inlinable
+    @discardableResult
+    public func atomicOr(_ bits: UInt32, at address: GuestPhysicalAddress, ordering: SharedMemoryOrdering) throws(GuestMemoryError) -> UInt32 {
+        let word = try atomic(UInt32.self, at: address)
+        switch ordering {
+        case .relaxed: return word.pointee.bitwiseOr(bits, ordering: .relaxed).oldValue
+        case .acquiring: return word.pointee.bitwiseOr(bits, ordering: .acquiring).oldValue
+        case .releasing: return word.pointee.bitwiseOr(bits, ordering: .releasing).oldValue
+        case .acquiringAndReleasing: return word.pointee.bitwiseOr(bits, ordering: .acquiringAndReleasing).oldValue
+        case .sequentiallyConsistent: return word.pointee.bitwiseOr(bits, ordering: .sequentiallyConsistent).oldValue
+        }
+    }
+
+    /// Atomically ORs `bits` into a 64-bit word and returns the previous value.
+    @inlinable
+    @discardableResult
+    public func atomicOr(_ bits: UInt64, at address: GuestPhysicalAddress, ordering: SharedMemoryOrdering) throws(GuestMemoryError) -> UInt64 {
+        let word = try atomic(UInt64.self, at: address)
+        switch ordering {
+        case .relaxed: return word.pointee.bitwiseOr(bits, ordering: .relaxed).oldValue
+        case .acquiring: return word.pointee.bitwiseOr(bits, ordering: .acquiring).oldValue
+        case .releasing: return word.pointee.bitwiseOr(bits, ordering: .releasing).oldValue
+        case .acquiringAndReleasing: return word.pointee.bitwiseOr(bits, ordering: .acquiringAndReleasing).oldValue
+        case .sequentiallyConsistent: return word.pointee.bitwiseOr(bits, ordering: .sequentiallyConsistent).oldValue
+        }
+    }
+
+    /// Atomically exchanges a 64-bit word (sequentially consistent) and returns the previous value.
+    @inlinable
+    public func atomicExchange(_ value: UInt64, at address: GuestPhysicalAddress) throws(GuestMemoryError) -> UInt64 {
+        try atomic(UInt64.self, at: address).pointee.exchange(value, ordering: .sequentiallyConsistent)
+    }
+
+    /// Atomically replaces a 32-bit word if it holds `expected` (sequentially consistent).
+    @inlinable
+    public func compareExchange(
+        expected: UInt32, desired: UInt32, at address: GuestPhysicalAddress
+    ) throws(GuestMemoryError) -> (exchanged: Bool, original: UInt32) {
+        try atomic(UInt32.self, at: address).pointee.compareExchange(
+            expected: expected, desired: desired, ordering: .sequentiallyConsistent)
+    }
+
+    /// A full memory barrier, for the "clear mask, barrier, re-check" sequences of ring and
+    /// SynIC protocols.
+    @inlinable
+    public static func fullBarrier() {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+    }
+}
+
+/// The memory ordering of an atomic access to memory shared with a guest. Orderings that do
+/// not apply to an operation are strengthened (a "releasing" load is sequentially consistent).
+public enum SharedMemoryOrdering: Sendable {
+    case relaxed
+    case acquiring
+    case releasing
+    case acquiringAndReleasing
+    case sequentiallyConsistent
+}

@@ -1,0 +1,82 @@
+/// The guest-visible contract of this hypervisor beyond the TLFS: the I/O ports its
+/// hypercall page and platform devices use, and the boot-information page it hands to
+/// the Embedded Swift guests in Partitions/.
+///
+/// Port choices follow hyperv-guest-interface.md §3.3: none of 0x7E (RIP quirk), 0x80/0xED
+/// (io_delay), 0x60/0x64, 0x70/0x71, 0x92, 0xB2, 0xE9, 0xF0/0xF1, or in-kernel device ports.
+public enum PlatformPorts {
+    /// The hypercall page's slow path: `out 0xE2, al` with RCX/RDX/R8 holding the call.
+    public static let hypercall: UInt16 = 0xE2
+    /// The hypercall page's HvSignalEvent fast path: `out 0xE6, eax` with EAX = connection ID.
+    /// Each event connection is an ioeventfd with DATAMATCH on this port, so a signal never
+    /// leaves the kernel.
+    public static let signalEvent: UInt16 = 0xE6
+    /// Debug output: a 32-bit write of the GPA of a `DebugRecord` becomes a log line.
+    public static let debug: UInt16 = 0x402
+    /// A port that exits to the root and does nothing: guests time it to measure the raw
+    /// cost of a PIO exit in the same run as their other figures.
+    public static let nullExit: UInt16 = 0x404
+    /// Power control shared with the ACPI FADT of Linux partitions: sleep control (SLP_EN|SLP_TYP)
+    /// and reset. Writing `PowerCommand.powerOff` stops the partition cleanly.
+    public static let power: UInt16 = 0x3C0
+}
+
+/// Values written to `PlatformPorts.power`.
+public enum PowerCommand {
+    /// SLP_EN (bit 5) with SLP_TYP 5 (S5) in bits 4:2, as ACPI sleep-control registers encode it.
+    public static let powerOff: UInt8 = (1 << 5) | (5 << 2)
+    /// The FADT RESET_VALUE.
+    public static let reset: UInt8 = 0x01
+}
+
+/// A debug line at a guest physical address: u32 length @0, then that many UTF-8 bytes.
+public enum DebugRecord {
+    public static let lengthOffset = 0
+    public static let textOffset = 4
+    /// Longer records are truncated by the root.
+    public static let maximumLength = 512
+}
+
+/// The boot-information page the root writes for Embedded Swift guests; RSI holds its GPA at
+/// entry (the register Linux's 64-bit boot protocol uses for the zero page) and RDI the VP index.
+public enum GuestBootInfo {
+    /// Where the root puts it.
+    public static let address: UInt64 = 0x8000
+    /// "HVBI" little-endian.
+    public static let magic: UInt32 = 0x4942_5648
+    public static let magicOffset = 0
+    /// u32 number of virtual processors.
+    public static let processorCountOffset = 4
+    /// u64 bytes of guest RAM starting at GPA 0.
+    public static let memorySizeOffset = 8
+    /// u64 guest TSC frequency in Hz.
+    public static let tscFrequencyOffset = 16
+    /// u32 length and bytes of the partition's argument string ("key=value key=value").
+    public static let argumentsLengthOffset = 24
+    public static let argumentsOffset = 28
+    public static let maximumArgumentsLength = 1024
+    /// u64 first GPA the guest may use freely (above its image and the root's boot structures).
+    public static let freeMemoryStartOffset = 1056
+    /// u32 length and bytes of the partition's name.
+    public static let nameLengthOffset = 1064
+    public static let nameOffset = 1068
+    public static let maximumNameLength = 64
+}
+
+/// The parent partition's diagnostic echo service, which the Embedded Swift probe guest uses
+/// to time message and event round trips through the SynIC.
+public enum DiagnosticEcho {
+    /// HvPostMessage here is echoed back to the posting processor, on the SINT named in the
+    /// payload's first byte, with the same type and payload.
+    public static let messageConnection = ConnectionID(0x0F00)
+    /// HvSignalEvent here sets `eventFlag` in SINT `eventSINT`'s flags on processor 0 and
+    /// raises that SINT.
+    public static let eventConnection = ConnectionID(0x0F01)
+    /// The message type the probe uses (not hypervisor-reserved).
+    public static let messageType = SynICMessageType(rawValue: 0x100)
+    /// Offset of the reply SINT in an echo payload.
+    public static let replySINTOffset = 0
+    /// The SINT and flag events are echoed on.
+    public static let eventSINT = 5
+    public static let eventFlag = 1
+}

@@ -1,0 +1,49 @@
+// Little-endian field access on byte arrays, shared by every wire format in this package.
+//
+// Reads are total: a field that does not fit in the array yields `nil`, never a trap, so
+// parsers of guest-supplied bytes can turn short input into a protocol error. Writes are
+// for buffers the host or guest built itself, whose size the writer chose.
+
+extension Array where Element == UInt8 {
+    /// Reads a little-endian integer at `offset`, or `nil` if it does not fit.
+    @inlinable
+    public func littleEndian<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T? {
+        let size = T.bitWidth / 8
+        guard offset >= 0, size <= count, offset <= count - size else { return nil }
+        var value: T = 0
+        var index = size
+        while index > 0 {
+            index -= 1
+            value = (value << 8) | T(truncatingIfNeeded: self[offset + index])
+        }
+        return value
+    }
+
+    /// Stores `value` little-endian at `offset`; the array must already be large enough.
+    @inlinable
+    public mutating func storeLittleEndian<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+        let size = T.bitWidth / 8
+        precondition(offset >= 0 && offset + size <= count, "field outside a host-built buffer")
+        var remaining = value
+        for index in 0..<size {
+            self[offset + index] = UInt8(truncatingIfNeeded: remaining)
+            remaining = remaining >> 8
+        }
+    }
+
+    /// Appends `value` little-endian.
+    @inlinable
+    public mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
+        var remaining = value
+        for _ in 0..<(T.bitWidth / 8) {
+            append(UInt8(truncatingIfNeeded: remaining))
+            remaining = remaining >> 8
+        }
+    }
+
+    /// A zero-filled buffer of `count` bytes.
+    @inlinable
+    public static func zeros(_ count: Int) -> [UInt8] {
+        [UInt8](repeating: 0, count: count)
+    }
+}

@@ -1,0 +1,18 @@
+import Glibc
+
+/// CLOCK_MONOTONIC in nanoseconds, for latency and throughput measurement.
+public enum MonotonicClock {
+    @inlinable
+    public static func nanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+
+    /// Wall-clock time as nanoseconds since the Unix epoch (CLOCK_REALTIME).
+    public static func realtimeNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+}

@@ -1,0 +1,347 @@
+import GuestMemory
+import HyperV
+import HypervisorInterface
+import KVM
+import LinuxSupport
+import Synchronization
+
+/// A child partition: one KVM virtual machine, its memfd-backed RAM, one thread per virtual
+/// processor, and the Hyper-V interface it sees.
+///
+/// Lifecycle: created → running ⇄ paused → stopped/crashed. A partition that stops (on
+/// request, by guest power-off, or by crashing) releases its threads, its virtual machine and
+/// its RAM; only the record of why remains.
+public final class Partition: Sendable {
+    /// The root-assigned identifier, unique for the root's lifetime.
+    public let id: UInt32
+    public let name: String
+    public let processorCount: Int
+    /// Bytes of guest RAM.
+    public let memorySize: Int
+    /// What the guest printed.
+    public let console: ConsoleLog
+    /// When the partition was created (CLOCK_MONOTONIC ns).
+    public let createdAt: UInt64
+
+    let observer: any PartitionObserver
+    let lifecycle: ConditionLock<Lifecycle>
+    private let live: Mutex<Resources?>
+    private let environment: PartitionEnvironment
+
+    /// What a running partition holds and a stopped one gives back.
+    final class Resources: Sendable {
+        let memory: GuestMemory
+        let machine: KVMVirtualMachine
+        let router: SynICInterruptRouter
+        let hypervisor: HvPartition
+        let processors: [VirtualProcessor]
+
+        init(memory: GuestMemory, machine: KVMVirtualMachine, router: SynICInterruptRouter,
+             hypervisor: HvPartition, processors: [VirtualProcessor]) {
+            self.memory = memory
+            self.machine = machine
+            self.router = router
+            self.hypervisor = hypervisor
+            self.processors = processors
+        }
+    }
+
+    /// The live resources, or `nil` once the partition has stopped.
+    var resources: Resources? { live.withLock { $0 } }
+
+    /// The partition's RAM, until it stops.
+    public var memory: GuestMemory? { resources?.memory }
+    /// The Hyper-V interface the guest sees, until the partition stops.
+    public var hypervisor: HvPartition? { resources?.hypervisor }
+
+    struct Lifecycle {
+        var state: PartitionState = .created
+        /// What the processors should do next.
+        var request: Request = .run
+        var parked = 0
+        /// The state to enter once every processor has exited.
+        var finalState: PartitionState?
+        var released = false
+    }
+
+    enum Request: Equatable {
+        case run
+        case pause
+        case exit
+    }
+
+    /// Builds a partition: RAM, virtual machine, interrupt controller, MSR filter, CPUID,
+    /// processors in their entry state, and the loaded image. Nothing runs until `start()`.
+    public static func create(
+        id: UInt32, specification: PartitionSpecification, system: KVMSystem, observer: any PartitionObserver
+    ) throws(PartitionError) -> Partition {
+        try validate(specification)
+        do {
+            return try Partition(id: id, specification: specification, system: system, observer: observer)
+        } catch let error as PartitionError {
+            throw error
+        } catch let error as BootError {
+            throw .boot(error)
+        } catch {
+            throw .hypervisor("could not create partition \(specification.name): \(error)")
+        }
+    }
+
+    static func validate(_ specification: PartitionSpecification) throws(PartitionError) {
+        guard PartitionSpecification.processorLimit.contains(specification.processorCount) else {
+            throw .invalidSpecification("processors must be between 1 and 64, not \(specification.processorCount)")
+        }
+        guard specification.memorySize >= PartitionSpecification.minimumMemory,
+              specification.memorySize <= PartitionSpecification.maximumMemory,
+              specification.memorySize % (2 << 20) == 0 else {
+            throw .invalidSpecification("memory must be a multiple of 2 MiB between 16 MiB and 3 GiB")
+        }
+    }
+
+    private init(id: UInt32, specification: PartitionSpecification, system: KVMSystem,
+                 observer: any PartitionObserver) throws {
+        self.id = id
+        name = specification.name
+        processorCount = specification.processorCount
+        memorySize = specification.memorySize
+        self.observer = observer
+        console = ConsoleLog()
+        createdAt = MonotonicClock.nanoseconds()
+        lifecycle = ConditionLock(Lifecycle())
+
+        let memory = try GuestMemory.create(name: "hv-\(specification.name)", size: specification.memorySize)
+        let machine = try system.createVirtualMachine()
+        try machine.createInterruptController()
+        try machine.filterMSRs(SyntheticMSR.range)
+        try machine.mapMemory(slot: 0, guestAddress: 0, size: memory.size, hostAddress: memory.hostAddressForHypervisor)
+
+        let apicIDs = (0..<UInt32(specification.processorCount)).map { $0 }
+        let router = SynICInterruptRouter(machine: machine, apicIDs: apicIDs)
+        let cpus = try apicIDs.map { apicID throws(KVMError) in try machine.createVirtualCPU(id: apicID) }
+
+        let tscHz = try cpus[0].tscFrequencyKHz() * 1000
+        // The guest TSC is the host TSC plus an offset KVM chose; read it between two host
+        // readings and take the midpoint so the offset error is at most half the ioctl.
+        let hostBefore = TimestampCounter.read()
+        let guestTSC = try cpus[0].readMSR(0x10)
+        let hostAfter = TimestampCounter.read()
+        let hostTSC = hostBefore &+ (hostAfter &- hostBefore) / 2
+        let time = ReferenceTimeParameters(tscFrequencyHz: tscHz, guestTSCAtCreation: guestTSC, hostTSCAtCreation: hostTSC)
+        let environment = PartitionEnvironment()
+        self.environment = environment
+        let hypervisor = HvPartition(memory: memory, apicIDs: apicIDs, time: time, environment: environment)
+
+        let host = try system.supportedCPUID().map {
+            CPUIDLeaf(function: $0.function, index: $0.index, indexSignificant: $0.flags & CPUIDEntry.significantIndex != 0,
+                      eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
+        }
+        let leaves = HvCPUID.partitionLeaves(host: host, processorCount: specification.processorCount)
+        let processors = try cpus.enumerated().map { index, cpu in
+            let own = HvCPUID.processorLeaves(leaves, apicID: cpu.id).map {
+                CPUIDEntry(function: $0.function, index: $0.index,
+                           flags: $0.indexSignificant ? CPUIDEntry.significantIndex : 0,
+                           eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
+            }
+            try cpu.setCPUID(own)
+            return VirtualProcessor(index: index, cpu: cpu)
+        }
+
+        try BootLayout.writeTables(into: memory)
+        let resources = Resources(memory: memory, machine: machine, router: router, hypervisor: hypervisor,
+                                  processors: processors)
+        live = Mutex(resources)
+        try boot(specification.image, resources: resources, tscFrequencyHz: tscHz)
+        environment.attach(self, resources: resources)
+    }
+
+    private func boot(_ image: BootImage, resources: Resources, tscFrequencyHz: UInt64) throws {
+        let memory = resources.memory
+        let processors = resources.processors
+        switch image {
+        case .embedded(let bytes, let arguments):
+            let elf = try ELFImage(parsing: bytes)
+            try BootLayout.load(elf, into: memory)
+            let freeStart = (elf.end + 0x1F_FFFF) & ~UInt64(0x1F_FFFF)
+            try BootLayout.writeGuestBootInfo(into: memory, name: name, processorCount: processorCount,
+                                              tscFrequencyHz: tscFrequencyHz, arguments: arguments,
+                                              freeMemoryStart: freeStart)
+            for processor in processors {
+                try processor.cpu.enterLongMode(BootLayout.entryState)
+                var registers = GeneralRegisters()
+                registers.rip = elf.entry
+                registers.rsi = BootLayout.bootInfoAddress
+                registers.rdi = UInt64(processor.index)
+                try processor.cpu.setRegisters(registers)
+                if processor.index > 0 { try processor.cpu.makeRunnable() }
+            }
+        }
+    }
+
+    // MARK: Lifecycle
+
+    /// The current state.
+    public var state: PartitionState { lifecycle.read { $0.state } }
+
+    /// Starts every virtual processor.
+    public func start() throws(PartitionError) {
+        let current = state
+        guard current == .created else { throw .invalidTransition(from: current, operation: "start") }
+        guard let resources else { throw .invalidTransition(from: current, operation: "start") }
+        do {
+            for processor in resources.processors {
+                try processor.start { [self] in self.runLoop(processor, resources) }
+            }
+        } catch {
+            stop(reason: "failed to start processors: \(error)")
+            throw .hypervisor("could not start partition \(name): \(error)")
+        }
+        setState(.running)
+    }
+
+    /// Parks every virtual processor outside KVM_RUN.
+    public func pause() throws(PartitionError) {
+        let current = state
+        guard current == .running else { throw .invalidTransition(from: current, operation: "pause") }
+        lifecycle.update { $0.request = .pause }
+        kickProcessors()
+        _ = lifecycle.wait(until: { $0.parked == self.processorCount || $0.request == .exit }) { _ in }
+        if lifecycle.read({ $0.request }) == .pause { setState(.paused) }
+    }
+
+    /// Lets parked virtual processors run again.
+    public func resume() throws(PartitionError) {
+        let current = state
+        guard current == .paused else { throw .invalidTransition(from: current, operation: "resume") }
+        lifecycle.update { $0.request = .run }
+        setState(.running)
+    }
+
+    /// Stops the partition and releases its processors, virtual machine and RAM. Idempotent;
+    /// returns once everything is released. Must not be called from a processor thread.
+    public func stop(reason: String = "stopped by request") {
+        requestExit(final: .stopped(reason: reason))
+        finishStopping()
+    }
+
+    /// Asks every processor to exit, remembering the first final state requested.
+    func requestExit(final: PartitionState) {
+        lifecycle.update { state in
+            if state.finalState == nil { state.finalState = final }
+            state.request = .exit
+        }
+        kickProcessors()
+    }
+
+    /// Joins the processor threads and releases the partition (after `partitionNeedsTeardown`).
+    public func finishStopping() {
+        guard let resources else { return }
+        for processor in resources.processors { processor.join() }
+        let final = lifecycle.update { state -> PartitionState? in
+            guard !state.released else { return nil }
+            state.released = true
+            return state.finalState ?? .stopped(reason: "stopped")
+        }
+        guard let final else { return }
+        resources.router.unbindAll()
+        environment.detach()
+        live.withLock { $0 = nil }
+        setState(final)
+    }
+
+    private func kickProcessors() {
+        for processor in resources?.processors ?? [] { processor.kick() }
+    }
+
+    private func setState(_ new: PartitionState) {
+        let changed = lifecycle.update { state -> Bool in
+            guard state.state != new, !state.state.isFinal else { return false }
+            state.state = new
+            return true
+        }
+        if changed { observer.partition(self, didChangeState: new) }
+    }
+
+    // MARK: Services for the parent partition
+
+    /// Makes HvSignalEvent on `connection` signal `event` without leaving the kernel: an
+    /// ioeventfd with DATAMATCH on the hypercall page's signal port.
+    public func registerEventConnection(_ connection: ConnectionID, event: EventFD) throws(PartitionError) {
+        guard let resources else { throw .invalidTransition(from: state, operation: "register an event connection of") }
+        do {
+            try resources.machine.assignIOEventFD(event, port: PlatformPorts.signalEvent, value: connection.rawValue)
+        } catch {
+            throw .hypervisor("could not register event connection \(connection.rawValue): \(error)")
+        }
+        resources.hypervisor.connections.registerEventConnection(connection, event: event)
+    }
+
+    /// Removes an event connection registered with `registerEventConnection`.
+    public func unregisterEventConnection(_ connection: ConnectionID, event: EventFD) {
+        guard let resources else { return }
+        resources.hypervisor.connections.unregisterEventConnection(connection)
+        try? resources.machine.deassignIOEventFD(event, port: PlatformPorts.signalEvent, value: connection.rawValue)
+    }
+
+    /// The doorbell eventfd that raises `sint` on processor `vp`.
+    public func doorbell(vp: UInt32, sint: Int) throws(PartitionError) -> EventFD {
+        guard vp < UInt32(processorCount), (0..<SynIC.sintCount).contains(sint) else {
+            throw .invalidSpecification("no SINT \(sint) on processor \(vp)")
+        }
+        guard let resources else { throw .invalidTransition(from: state, operation: "ring a doorbell of") }
+        do {
+            return try resources.router.doorbell(vp: vp, sint: sint)
+        } catch {
+            throw .hypervisor("could not create doorbell for VP \(vp) SINT \(sint): \(error)")
+        }
+    }
+}
+
+/// The `HvEnvironment` of one partition: forwards to the interrupt router and the observer.
+final class PartitionEnvironment: HvEnvironment {
+    // Weak: the partition owns its HvPartition, which owns this environment.
+    private let partition = Mutex<(owner: WeakPartition, router: SynICInterruptRouter)?>(nil)
+
+    struct WeakPartition: @unchecked Sendable {
+        // SAFETY: only read under the enclosing Mutex; Partition itself is Sendable.
+        weak var value: Partition?
+    }
+
+    func attach(_ partition: Partition, resources: Partition.Resources) {
+        self.partition.withLock { $0 = (WeakPartition(value: partition), resources.router) }
+    }
+
+    func detach() {
+        partition.withLock { $0 = nil }
+    }
+
+    private var current: Partition? { partition.withLock { $0?.owner.value } }
+    private var router: SynICInterruptRouter? { partition.withLock { $0?.router } }
+
+    func hostTimestampCounter() -> UInt64 { TimestampCounter.read() }
+
+    func sintChanged(vp: UInt32, sint: Int, vector: UInt8, interruptsEnabled: Bool) {
+        guard let partition = current, let router else { return }
+        do {
+            try router.configure(vp: vp, sint: sint, vector: vector, interruptsEnabled: interruptsEnabled)
+        } catch {
+            partition.console.append(line: "[root] could not route SINT\(sint) of VP \(vp): \(error)")
+        }
+    }
+
+    func raiseSINT(vp: UInt32, sint: Int) {
+        router?.raise(vp: vp, sint: sint)
+    }
+
+    func synicPagesChanged(vp: UInt32, pages: SynICPages) {
+        guard let partition = current else { return }
+        partition.observer.partition(partition, processor: vp, synicPagesChanged: pages)
+    }
+
+    func guestCrashReported(parameters: [UInt64], message: String?) {
+        guard let partition = current else { return }
+        let values = parameters.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
+        let line = "[root] guest reported a crash: P0-P4 = \(values)" + (message.map { ": \($0)" } ?? "")
+        partition.console.append(line: line)
+        partition.observer.partition(partition, consoleLine: line)
+    }
+}

@@ -1,0 +1,89 @@
+/// Everything needed to build a child partition.
+public struct PartitionSpecification: Sendable {
+    /// A unique, human-readable name.
+    public var name: String
+    /// The number of virtual processors (1-64).
+    public var processorCount: Int
+    /// Guest RAM in bytes (a multiple of 2 MiB, at least 16 MiB).
+    public var memorySize: Int
+    /// What to boot.
+    public var image: BootImage
+
+    public init(name: String, processorCount: Int, memorySize: Int, image: BootImage) {
+        self.name = name
+        self.processorCount = processorCount
+        self.memorySize = memorySize
+        self.image = image
+    }
+
+    /// Limits the root enforces on specifications.
+    public static let processorLimit = 1...64
+    public static let minimumMemory = 16 << 20
+    public static let maximumMemory = 3 << 30
+}
+
+/// A guest image.
+public enum BootImage: Sendable {
+    /// An Embedded Swift guest: an ELF executable entered in 64-bit mode on every processor,
+    /// with the partition's argument string in its boot-information page.
+    case embedded(elf: [UInt8], arguments: String)
+}
+
+/// The lifecycle state of a partition.
+public enum PartitionState: Sendable, Equatable, CustomStringConvertible {
+    case created
+    case running
+    case paused
+    /// Stopped on request or by the guest (power off); resources are released.
+    case stopped(reason: String)
+    /// Stopped because the guest or its virtual hardware failed; resources are released.
+    case crashed(reason: String)
+
+    /// The state's name, without its reason.
+    public var name: String {
+        switch self {
+        case .created: "created"
+        case .running: "running"
+        case .paused: "paused"
+        case .stopped: "stopped"
+        case .crashed: "crashed"
+        }
+    }
+
+    /// Why the partition stopped or crashed.
+    public var reason: String? {
+        switch self {
+        case .stopped(let reason), .crashed(let reason): reason
+        default: nil
+        }
+    }
+
+    /// Whether the partition has released its processors and memory.
+    public var isFinal: Bool {
+        switch self {
+        case .stopped, .crashed: true
+        default: false
+        }
+    }
+
+    public var description: String {
+        reason.map { "\(name) (\($0))" } ?? name
+    }
+}
+
+/// Why a partition operation was refused.
+public enum PartitionError: Error, Equatable, CustomStringConvertible {
+    case invalidSpecification(String)
+    case boot(BootError)
+    case hypervisor(String)
+    case invalidTransition(from: PartitionState, operation: String)
+
+    public var description: String {
+        switch self {
+        case .invalidSpecification(let reason): "invalid partition: \(reason)"
+        case .boot(let error): error.description
+        case .hypervisor(let reason): reason
+        case .invalidTransition(let state, let operation): "cannot \(operation) a partition that is \(state.name)"
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import GuestBuilder
+import GuestMemory
+import HyperV
+import HypervisorInterface
+import KVM
+import LinuxSupport
+import Partition
+import Synchronization
+import SystemPackage
+import Testing
+
+/// Boots the Embedded Swift probe guest on real KVM, with the parent's diagnostic echo
+/// service played in-process, and checks what the guest reports on its debug port.
+@Suite("Probe guest on KVM", .enabled(if: KVMSystem.isUsable, "needs /dev/kvm"), .serialized)
+struct ProbeGuestTests {
+    @Test func probeReportsRoundTripsAndHostileStatuses() async throws {
+        let image = try await GuestBuilder.forCurrentPackage().build()
+        let observer = RecordingObserver()
+        let system = try KVMSystem()
+        let partition = try Partition.create(
+            id: 1,
+            specification: PartitionSpecification(name: "probe", processorCount: 2, memorySize: 64 << 20,
+                                                  image: .embedded(elf: try readFile(image), arguments: "mode=probe iterations=50")),
+            system: system, observer: observer)
+        let echo = try InProcessEcho(partition: partition)
+        try partition.start()
+        let done = await observer.waitForLine(containing: "probe: done", timeoutSeconds: 60)
+        partition.stop()
+        echo.stop()
+        let lines = observer.lines
+        #expect(done, "probe did not finish: \(lines)")
+        print(lines.joined(separator: "\n"))
+        #expect(lines.contains { $0.contains("VP_INDEX read by each processor: 0 1") })
+        #expect(lines.contains { $0.contains("message-rtt-interrupt-ns p50=") }, "\(lines)")
+        #expect(lines.contains { $0.contains("message-rtt-polled-ns p50=") }, "\(lines)")
+        #expect(lines.contains { $0.contains("event-rtt-ns p50=") }, "\(lines)")
+        #expect(lines.contains {
+            $0.contains("hostile-hypercalls unaligned=4 straddling=3 outside-ram=3 unknown-code=2 unknown-connection=18 unknown-event=18")
+        }, "\(lines)")
+        #expect(partition.state == .stopped(reason: "stopped by request"))
+    }
+}
+
+/// The parent's echo service, in-process: messages come back on the SINT the payload names;
+/// events set flag 1 of SINT 5 on VP 0 and ring its doorbell.
+final class InProcessEcho: HvMessageConnection, @unchecked Sendable {
+    let partition: Partition
+    let event = try! EventFD()
+    let stopping = Atomic<Bool>(false)
+    var thread: OSThread?
+
+    init(partition: Partition) throws {
+        self.partition = partition
+        partition.hypervisor?.connections.registerMessageConnection(DiagnosticEcho.messageConnection, receiver: self)
+        try partition.registerEventConnection(DiagnosticEcho.eventConnection, event: event)
+        let doorbell = try partition.doorbell(vp: 0, sint: DiagnosticEcho.eventSINT)
+        thread = try OSThread.spawn(name: "echo") { [self] in
+            while !stopping.load(ordering: .acquiring) {
+                guard (try? event.wait(timeoutMilliseconds: 100)) != nil else { continue }
+                guard let memory = partition.memory,
+                      let page = partition.hypervisor?.processors[0].pages.eventFlagsPage else { continue }
+                let word = GuestPhysicalAddress(page + UInt64(SynIC.eventFlagsOffset(sint: DiagnosticEcho.eventSINT)))
+                _ = try? memory.atomicOr(UInt64(1) << UInt64(DiagnosticEcho.eventFlag), at: word, ordering: .sequentiallyConsistent)
+                doorbell.signal()
+            }
+        }
+    }
+
+    func receive(from vp: UInt32, type: SynICMessageType, payload: [UInt8]) -> HypercallStatus {
+        let sint = Int(payload.first ?? 0)
+        guard (0..<SynIC.sintCount).contains(sint),
+              partition.hypervisor?.postMessage(vp: Int(vp), sint: sint, type: type, payload: payload) != nil
+        else { return .invalidParameter }
+        return .success
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        thread?.join()
+    }
+}
+
+final class RecordingObserver: PartitionObserver, @unchecked Sendable {
+    private let state = Mutex<[String]>([])
+    var lines: [String] { state.withLock { $0 } }
+
+    func partition(_ partition: Partition, didChangeState state: PartitionState) {}
+    func partitionNeedsTeardown(_ partition: Partition) {
+        Task.detached { partition.finishStopping() }
+    }
+    func partition(_ partition: Partition, consoleLine line: String) {
+        state.withLock { $0.append(line) }
+    }
+    func partition(_ partition: Partition, processor vp: UInt32, synicPagesChanged pages: SynICPages) {}
+
+    func waitForLine(containing text: String, timeoutSeconds: Int) async -> Bool {
+        for _ in 0..<(timeoutSeconds * 20) {
+            if lines.contains(where: { $0.contains(text) }) { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+}
+
+func readFile(_ path: String) throws -> [UInt8] {
+    let descriptor = try SystemPackage.FileDescriptor.open(path, .readOnly)
+    defer { try? descriptor.close() }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = try chunk.withUnsafeMutableBytes { try descriptor.read(into: $0) }
+        if count == 0 { break }
+        bytes += chunk[0..<count]
+    }
+    return bytes
+}
