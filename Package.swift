@@ -51,6 +51,11 @@ let package = Package(
         .target(name: "KVM", dependencies: ["CKVM", "LinuxSupport"], swiftSettings: host),
         .target(name: "GuestMemory", dependencies: ["LinuxSupport"], swiftSettings: host),
 
+        // MARK: Linux direct boot (used by the root for Linux partitions) and legacy devices (parent).
+        .target(name: "LinuxBoot", dependencies: ["HyperV"], swiftSettings: host),
+        .target(name: "ACPI", dependencies: ["HyperV"], swiftSettings: host),
+        .target(name: "LegacyDevices", dependencies: ["HyperV"], swiftSettings: host),
+
         // MARK: Root scheduler.
         .target(
             name: "HypervisorInterface",
@@ -95,8 +100,8 @@ let package = Package(
             swiftSettings: host),
         .target(
             name: "ParentPartition",
-            dependencies: ["ControlProtocol", "VMBusServer", "VMBusHost", "IntegrationVSP", "BenchVSP",
-                           "GuestMemory", "LinuxSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ControlProtocol", "GuestMemory", "LinuxSupport", "HyperV",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: host),
 
         // MARK: Tools.
@@ -106,19 +111,27 @@ let package = Package(
                            .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: host),
         .target(
+            name: "LocalDeployment",
+            dependencies: ["ManagementAPI", "GuestBuilder"],
+            swiftSettings: host),
+        .target(
             name: "Bench",
             dependencies: ["VMBusProtocol", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI"],
             swiftSettings: host),
         .executableTarget(
             name: "hv",
-            dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "Bench",
+            dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "LocalDeployment",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: host),
 
         // MARK: Tests.
         .testTarget(name: "HyperVTests", dependencies: ["HyperV"]),
-        .testTarget(name: "VMBusProtocolTests", dependencies: ["VMBusProtocol", "ICProtocol", "BenchProtocol"]),
+        .testTarget(name: "VMBusProtocolTests", dependencies: ["VMBusProtocol"]),
+        .testTarget(name: "ICProtocolTests", dependencies: ["ICProtocol", "VMBusProtocol"]),
+        .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot"]),
+        .testTarget(name: "ACPITests", dependencies: ["ACPI"]),
+        .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices"]),
         .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "LinuxSupport"]),
@@ -132,7 +145,6 @@ let package = Package(
         .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "Partition",
-                           "LinuxSupport"]),
+            dependencies: ["LocalDeployment", "ManagementAPI", "GuestBuilder", "KVM"]),
     ]
 )

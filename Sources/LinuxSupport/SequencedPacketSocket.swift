@@ -61,7 +61,9 @@ public final class SequencedPacketSocket: Sendable {
     }
 
     /// Sends one message with `descriptors` attached.
-    public func send(_ bytes: [UInt8], descriptors: [Int32] = []) throws(SystemError) {
+    /// - Parameter nonBlocking: fail with EAGAIN instead of waiting when the peer's receive
+    ///   queue is full.
+    public func send(_ bytes: [UInt8], descriptors: [Int32] = [], nonBlocking: Bool = false) throws(SystemError) {
         precondition(bytes.count <= Self.maximumMessageSize && descriptors.count <= Self.maximumDescriptors)
         let controlLength = descriptors.isEmpty ? 0 : clinux_cmsg_space(descriptors.count * 4)
         var control = [UInt8](repeating: 0, count: max(controlLength, 1))
@@ -89,7 +91,8 @@ public final class SequencedPacketSocket: Sendable {
                         }
                     }
                     while true {
-                        let result = sendmsg(owned.rawValue, &message, Int32(MSG_NOSIGNAL))
+                        let flags = Int32(MSG_NOSIGNAL) | (nonBlocking ? Int32(MSG_DONTWAIT) : 0)
+                        let result = sendmsg(owned.rawValue, &message, flags)
                         if result == -1 && Errno.current == .interrupted { continue }
                         return result
                     }

@@ -1,0 +1,375 @@
+import HyperV
+import LinuxSupport
+
+/// The root↔parent control protocol: one message per SOCK_SEQPACKET datagram, starting
+/// with a u16 protocol version and a u16 kind. Descriptors (guest memory, eventfds) travel
+/// beside the bytes as SCM_RIGHTS, in the order the message's fields name them.
+public enum ControlProtocol {
+    /// Bumped on any incompatible change.
+    public static let version: UInt16 = 1
+}
+
+/// Reference-time parameters as the parent needs them to compute a partition's reference time
+/// from its own RDTSC (mirrors `ReferenceTimeParameters` in the root).
+public struct ReferenceClock: Hashable, Sendable {
+    public var tscFrequencyHz: UInt64
+    public var scale: UInt64
+    public var guestTSCOffset: UInt64
+    public var referenceOffset: Int64
+
+    public init(tscFrequencyHz: UInt64, scale: UInt64, guestTSCOffset: UInt64, referenceOffset: Int64) {
+        self.tscFrequencyHz = tscFrequencyHz
+        self.scale = scale
+        self.guestTSCOffset = guestTSCOffset
+        self.referenceOffset = referenceOffset
+    }
+
+    /// Partition reference time (100 ns units) at host TSC `hostTSC`.
+    public func referenceTime(hostTSC: UInt64) -> UInt64 {
+        ReferenceTSCPage.referenceTime(tsc: hostTSC &+ guestTSCOffset, scale: scale, offset: referenceOffset)
+    }
+}
+
+/// One virtual processor's SynIC pages, as the parent needs them to set event flags.
+public struct ProcessorPages: Hashable, Sendable {
+    public var vp: UInt32
+    public var synicEnabled: Bool
+    public var messagePage: UInt64?
+    public var eventFlagsPage: UInt64?
+
+    public init(vp: UInt32, synicEnabled: Bool, messagePage: UInt64?, eventFlagsPage: UInt64?) {
+        self.vp = vp
+        self.synicEnabled = synicEnabled
+        self.messagePage = messagePage
+        self.eventFlagsPage = eventFlagsPage
+    }
+}
+
+/// A child partition handed to the parent. Its guest-memory memfd travels as the message's
+/// one descriptor.
+public struct PartitionAttachment: Hashable, Sendable {
+    public var partitionID: UInt32
+    public var name: String
+    public var memorySize: UInt64
+    public var processorCount: UInt32
+    public var clock: ReferenceClock
+    public var processors: [ProcessorPages]
+    /// The devices the parent should offer the partition (e.g. "heartbeat", "shutdown").
+    public var devices: [String]
+
+    public init(partitionID: UInt32, name: String, memorySize: UInt64, processorCount: UInt32, clock: ReferenceClock,
+                processors: [ProcessorPages], devices: [String]) {
+        self.partitionID = partitionID
+        self.name = name
+        self.memorySize = memorySize
+        self.processorCount = processorCount
+        self.clock = clock
+        self.processors = processors
+        self.devices = devices
+    }
+}
+
+/// Messages from the root scheduler to the parent partition.
+public enum RootMessage: Hashable, Sendable {
+    /// Sent first on every connection.
+    case welcome(rootProcessID: UInt32)
+    /// A partition to serve; one descriptor: its guest memory (memfd).
+    case partitionAttached(PartitionAttachment)
+    /// The partition stopped: release everything of it.
+    case partitionDetached(partitionID: UInt32)
+    /// A processor's SynIC pages changed.
+    case synicPagesChanged(partitionID: UInt32, ProcessorPages)
+    /// The guest posted a message to a connection the parent registered (HvPostMessage).
+    case guestMessage(partitionID: UInt32, vp: UInt32, connectionID: UInt32, messageType: UInt32, payload: [UInt8])
+    /// The answer to `requestDoorbell`; one descriptor: the doorbell eventfd.
+    case doorbell(requestID: UInt32, partitionID: UInt32, vp: UInt32, sint: UInt8)
+    /// A request could not be carried out.
+    case requestFailed(requestID: UInt32, reason: String)
+    /// A user asked for an orderly guest shutdown (through the shutdown integration service).
+    case shutdownGuest(partitionID: UInt32)
+
+    enum Kind: UInt16 {
+        case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
+             requestFailed, shutdownGuest
+    }
+
+    /// The number of descriptors that must accompany the message.
+    public var descriptorCount: Int {
+        switch self {
+        case .partitionAttached, .doorbell: 1
+        default: 0
+        }
+    }
+
+    public var bytes: [UInt8] {
+        var out = WireEncoder()
+        out.u16(ControlProtocol.version)
+        switch self {
+        case .welcome(let pid):
+            out.u16(Kind.welcome.rawValue)
+            out.u32(pid)
+        case .partitionAttached(let attachment):
+            out.u16(Kind.partitionAttached.rawValue)
+            out.u32(attachment.partitionID)
+            out.string(attachment.name)
+            out.u64(attachment.memorySize)
+            out.u32(attachment.processorCount)
+            out.u64(attachment.clock.tscFrequencyHz)
+            out.u64(attachment.clock.scale)
+            out.u64(attachment.clock.guestTSCOffset)
+            out.i64(attachment.clock.referenceOffset)
+            out.u32(UInt32(attachment.processors.count))
+            for pages in attachment.processors { encode(pages, into: &out) }
+            out.u32(UInt32(attachment.devices.count))
+            for device in attachment.devices { out.string(device) }
+        case .partitionDetached(let id):
+            out.u16(Kind.partitionDetached.rawValue)
+            out.u32(id)
+        case .synicPagesChanged(let id, let pages):
+            out.u16(Kind.synicPagesChanged.rawValue)
+            out.u32(id)
+            encode(pages, into: &out)
+        case .guestMessage(let id, let vp, let connection, let type, let payload):
+            out.u16(Kind.guestMessage.rawValue)
+            out.u32(id)
+            out.u32(vp)
+            out.u32(connection)
+            out.u32(type)
+            out.data(payload)
+        case .doorbell(let request, let id, let vp, let sint):
+            out.u16(Kind.doorbell.rawValue)
+            out.u32(request)
+            out.u32(id)
+            out.u32(vp)
+            out.u8(sint)
+        case .requestFailed(let request, let reason):
+            out.u16(Kind.requestFailed.rawValue)
+            out.u32(request)
+            out.string(reason)
+        case .shutdownGuest(let id):
+            out.u16(Kind.shutdownGuest.rawValue)
+            out.u32(id)
+        }
+        return out.bytes
+    }
+
+    public init(parsing bytes: [UInt8]) throws(ControlProtocolError) {
+        var input = WireDecoder(bytes)
+        let version = try input.u16()
+        guard version == ControlProtocol.version else { throw .unsupportedVersion(version) }
+        let raw = try input.u16()
+        guard let kind = Kind(rawValue: raw) else { throw .unknownKind(raw) }
+        switch kind {
+        case .welcome:
+            self = .welcome(rootProcessID: try input.u32())
+        case .partitionAttached:
+            let id = try input.u32()
+            let name = try input.string()
+            let memorySize = try input.u64()
+            let processorCount = try input.u32()
+            let clock = ReferenceClock(tscFrequencyHz: try input.u64(), scale: try input.u64(),
+                                       guestTSCOffset: try input.u64(), referenceOffset: try input.i64())
+            let pageCount = try input.u32()
+            guard pageCount <= 1024 else { throw .truncated }
+            var processors: [ProcessorPages] = []
+            for _ in 0..<pageCount { processors.append(try decodePages(&input)) }
+            let deviceCount = try input.u32()
+            guard deviceCount <= 64 else { throw .truncated }
+            var devices: [String] = []
+            for _ in 0..<deviceCount { devices.append(try input.string()) }
+            self = .partitionAttached(PartitionAttachment(
+                partitionID: id, name: name, memorySize: memorySize, processorCount: processorCount, clock: clock,
+                processors: processors, devices: devices))
+        case .partitionDetached:
+            self = .partitionDetached(partitionID: try input.u32())
+        case .synicPagesChanged:
+            self = .synicPagesChanged(partitionID: try input.u32(), try decodePages(&input))
+        case .guestMessage:
+            self = .guestMessage(partitionID: try input.u32(), vp: try input.u32(), connectionID: try input.u32(),
+                                 messageType: try input.u32(), payload: try input.data(limit: SynIC.maximumMessagePayload))
+        case .doorbell:
+            self = .doorbell(requestID: try input.u32(), partitionID: try input.u32(), vp: try input.u32(), sint: try input.u8())
+        case .requestFailed:
+            self = .requestFailed(requestID: try input.u32(), reason: try input.string())
+        case .shutdownGuest:
+            self = .shutdownGuest(partitionID: try input.u32())
+        }
+        guard input.isAtEnd else { throw .trailingBytes }
+    }
+}
+
+/// Messages from the parent partition to the root scheduler.
+public enum ParentMessage: Hashable, Sendable {
+    /// Sent first on every connection.
+    case hello(parentProcessID: UInt32)
+    /// HvPostMessage to `connectionID` in the partition is delivered to the parent.
+    case registerMessageConnection(partitionID: UInt32, connectionID: UInt32)
+    case unregisterMessageConnection(partitionID: UInt32, connectionID: UInt32)
+    /// HvSignalEvent on `connectionID` signals the eventfd sent as the one descriptor
+    /// (registered as an ioeventfd: the signal never leaves the kernel).
+    case registerEventConnection(partitionID: UInt32, connectionID: UInt32)
+    case unregisterEventConnection(partitionID: UInt32, connectionID: UInt32)
+    /// Asks for the eventfd that raises `sint` on processor `vp`; answered by `doorbell`.
+    case requestDoorbell(requestID: UInt32, partitionID: UInt32, vp: UInt32, sint: UInt8)
+    /// Posts a SynIC message to `sint` of processor `vp`.
+    case postMessage(partitionID: UInt32, vp: UInt32, sint: UInt8, messageType: UInt32, payload: [UInt8])
+    /// Facts about a partition the root shows users (e.g. "heartbeat.sequence": "12").
+    case partitionStatus(partitionID: UInt32, facts: [String: String])
+
+    enum Kind: UInt16 {
+        case hello = 1, registerMessageConnection, unregisterMessageConnection, registerEventConnection,
+             unregisterEventConnection, requestDoorbell, postMessage, partitionStatus
+    }
+
+    public var descriptorCount: Int {
+        if case .registerEventConnection = self { return 1 }
+        return 0
+    }
+
+    public var bytes: [UInt8] {
+        var out = WireEncoder()
+        out.u16(ControlProtocol.version)
+        switch self {
+        case .hello(let pid):
+            out.u16(Kind.hello.rawValue)
+            out.u32(pid)
+        case .registerMessageConnection(let id, let connection):
+            out.u16(Kind.registerMessageConnection.rawValue)
+            out.u32(id)
+            out.u32(connection)
+        case .unregisterMessageConnection(let id, let connection):
+            out.u16(Kind.unregisterMessageConnection.rawValue)
+            out.u32(id)
+            out.u32(connection)
+        case .registerEventConnection(let id, let connection):
+            out.u16(Kind.registerEventConnection.rawValue)
+            out.u32(id)
+            out.u32(connection)
+        case .unregisterEventConnection(let id, let connection):
+            out.u16(Kind.unregisterEventConnection.rawValue)
+            out.u32(id)
+            out.u32(connection)
+        case .requestDoorbell(let request, let id, let vp, let sint):
+            out.u16(Kind.requestDoorbell.rawValue)
+            out.u32(request)
+            out.u32(id)
+            out.u32(vp)
+            out.u8(sint)
+        case .postMessage(let id, let vp, let sint, let type, let payload):
+            out.u16(Kind.postMessage.rawValue)
+            out.u32(id)
+            out.u32(vp)
+            out.u8(sint)
+            out.u32(type)
+            out.data(payload)
+        case .partitionStatus(let id, let facts):
+            out.u16(Kind.partitionStatus.rawValue)
+            out.u32(id)
+            out.u32(UInt32(facts.count))
+            for (key, value) in facts.sorted(by: { $0.key < $1.key }) {
+                out.string(key)
+                out.string(value)
+            }
+        }
+        return out.bytes
+    }
+
+    public init(parsing bytes: [UInt8]) throws(ControlProtocolError) {
+        var input = WireDecoder(bytes)
+        let version = try input.u16()
+        guard version == ControlProtocol.version else { throw .unsupportedVersion(version) }
+        let raw = try input.u16()
+        guard let kind = Kind(rawValue: raw) else { throw .unknownKind(raw) }
+        switch kind {
+        case .hello:
+            self = .hello(parentProcessID: try input.u32())
+        case .registerMessageConnection:
+            self = .registerMessageConnection(partitionID: try input.u32(), connectionID: try input.u32())
+        case .unregisterMessageConnection:
+            self = .unregisterMessageConnection(partitionID: try input.u32(), connectionID: try input.u32())
+        case .registerEventConnection:
+            self = .registerEventConnection(partitionID: try input.u32(), connectionID: try input.u32())
+        case .unregisterEventConnection:
+            self = .unregisterEventConnection(partitionID: try input.u32(), connectionID: try input.u32())
+        case .requestDoorbell:
+            self = .requestDoorbell(requestID: try input.u32(), partitionID: try input.u32(), vp: try input.u32(),
+                                    sint: try input.u8())
+        case .postMessage:
+            self = .postMessage(partitionID: try input.u32(), vp: try input.u32(), sint: try input.u8(),
+                                messageType: try input.u32(), payload: try input.data(limit: SynIC.maximumMessagePayload))
+        case .partitionStatus:
+            let id = try input.u32()
+            let count = try input.u32()
+            guard count <= 256 else { throw .truncated }
+            var facts: [String: String] = [:]
+            for _ in 0..<count {
+                let key = try input.string(limit: 256)
+                facts[key] = try input.string(limit: 4096)
+            }
+            self = .partitionStatus(partitionID: id, facts: facts)
+        }
+        guard input.isAtEnd else { throw .trailingBytes }
+    }
+}
+
+private func encode(_ pages: ProcessorPages, into out: inout WireEncoder) {
+    out.u32(pages.vp)
+    out.bool(pages.synicEnabled)
+    out.optionalU64(pages.messagePage)
+    out.optionalU64(pages.eventFlagsPage)
+}
+
+private func decodePages(_ input: inout WireDecoder) throws(ControlProtocolError) -> ProcessorPages {
+    ProcessorPages(vp: try input.u32(), synicEnabled: try input.bool(), messagePage: try input.optionalU64(),
+                   eventFlagsPage: try input.optionalU64())
+}
+
+/// A connected control channel: typed send and receive over a `SequencedPacketSocket`.
+public final class ControlChannel: Sendable {
+    public let socket: SequencedPacketSocket
+
+    public init(socket: SequencedPacketSocket) {
+        self.socket = socket
+    }
+
+    /// Sends a root message with its descriptors.
+    /// - Parameter nonBlocking: fail (EAGAIN) rather than wait when the peer is not keeping up.
+    public func send(_ message: RootMessage, descriptors: [Int32] = [], nonBlocking: Bool = false) throws(SystemError) {
+        precondition(descriptors.count == message.descriptorCount, "\(message) needs \(message.descriptorCount) descriptors")
+        try socket.send(message.bytes, descriptors: descriptors, nonBlocking: nonBlocking)
+    }
+
+    /// Sends a parent message with its descriptors.
+    public func send(_ message: ParentMessage, descriptors: [Int32] = []) throws(SystemError) {
+        precondition(descriptors.count == message.descriptorCount, "\(message) needs \(message.descriptorCount) descriptors")
+        try socket.send(message.bytes, descriptors: descriptors)
+    }
+
+    /// The result of a receive: a message with its descriptors, or the end of the connection.
+    public enum Received<Message> {
+        case message(Message, [OwnedDescriptor])
+        case closed
+    }
+
+    /// Receives the next root message (on the parent's side).
+    public func receiveRootMessage() throws -> Received<RootMessage> {
+        let (bytes, descriptors) = try socket.receive()
+        if bytes.isEmpty && descriptors.isEmpty { return .closed }
+        let message = try RootMessage(parsing: bytes)
+        guard descriptors.count == message.descriptorCount else {
+            throw ControlProtocolError.missingDescriptor("\(message)")
+        }
+        return .message(message, descriptors)
+    }
+
+    /// Receives the next parent message (on the root's side).
+    public func receiveParentMessage() throws -> Received<ParentMessage> {
+        let (bytes, descriptors) = try socket.receive()
+        if bytes.isEmpty && descriptors.isEmpty { return .closed }
+        let message = try ParentMessage(parsing: bytes)
+        guard descriptors.count == message.descriptorCount else {
+            throw ControlProtocolError.missingDescriptor("\(message)")
+        }
+        return .message(message, descriptors)
+    }
+}

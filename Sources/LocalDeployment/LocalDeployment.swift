@@ -1,0 +1,212 @@
+import Foundation
+import GuestBuilder
+import ManagementAPI
+
+/// A root scheduler and a parent partition running as child processes of this one, for
+/// `hv demo`, `hv bench` and the integration tests. Their logs go to files in the runtime
+/// directory.
+public final class LocalDeployment: @unchecked Sendable {
+    // SAFETY: the Process objects are only touched by the methods below, which callers use
+    // from one task at a time.
+    public let runtimeDirectory: String
+    public let executable: String
+    public let client: ManagementClient
+    private var root: Process?
+    private var parent: Process?
+
+    /// Starts `hv root` and `hv parent` from `executable` and waits until the parent is
+    /// connected to the root.
+    public static func start(executable: String, runtimeDirectory: String) async throws -> LocalDeployment {
+        let deployment = LocalDeployment(executable: executable, runtimeDirectory: runtimeDirectory)
+        try FileManager.default.createDirectory(atPath: runtimeDirectory, withIntermediateDirectories: true)
+        try deployment.startRoot()
+        try await deployment.waitForRoot()
+        try deployment.startParent()
+        try await deployment.waitForParent(connected: true)
+        return deployment
+    }
+
+    init(executable: String, runtimeDirectory: String) {
+        self.executable = executable
+        self.runtimeDirectory = runtimeDirectory
+        client = ManagementClient(socketPath: RuntimeDirectory.apiSocket(in: runtimeDirectory))
+    }
+
+    /// The path of this process's executable (`hv`).
+    public static var currentExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    public var rootLog: String { "\(runtimeDirectory)/root.log" }
+    public var parentLog: String { "\(runtimeDirectory)/parent.log" }
+
+    private func spawn(_ role: String, log: String) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = [role, "--runtime-dir", runtimeDirectory]
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        return process
+    }
+
+    func startRoot() throws {
+        root = try spawn("root", log: rootLog)
+    }
+
+    /// Starts (or restarts) the parent partition process.
+    public func startParent() throws {
+        parent = try spawn("parent", log: parentLog)
+    }
+
+    /// Kills the parent partition with SIGKILL and waits for it to die.
+    public func killParent() {
+        guard let parent, parent.isRunning else { return }
+        kill(parent.processIdentifier, SIGKILL)
+        parent.waitUntilExit()
+        self.parent = nil
+    }
+
+    /// Waits until the root answers on its API socket.
+    func waitForRoot(timeoutSeconds: Double = 30) async throws {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if let root, !root.isRunning {
+                throw DeploymentError.exited("root scheduler", status: root.terminationStatus, log: tail(rootLog))
+            }
+            if (try? await client.request(.GET, "/v1/root", as: RootInfo.self)) != nil { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DeploymentError.timeout("root scheduler did not answer on \(client.socketPath)", log: tail(rootLog))
+    }
+
+    /// Waits until the root reports the parent connected (or disconnected).
+    public func waitForParent(connected: Bool, timeoutSeconds: Double = 30) async throws {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if connected, let parent, !parent.isRunning {
+                throw DeploymentError.exited("parent partition", status: parent.terminationStatus, log: tail(parentLog))
+            }
+            if let info = try? await client.request(.GET, "/v1/root", as: RootInfo.self),
+               info.parentConnected == connected { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DeploymentError.timeout("parent partition did not \(connected ? "connect" : "disconnect")", log: tail(parentLog))
+    }
+
+    /// Loads `path`, builds its guest image if needed, and creates the partition.
+    public func createPartition(configurationPath path: String, overrideName: String? = nil,
+                                arguments: String? = nil) async throws -> PartitionInfo {
+        var configuration = try PartitionConfiguration.load(path: path)
+        if let overrideName { configuration.name = overrideName }
+        configuration = try await Self.resolveImage(configuration, configurationPath: path)
+        if let arguments, case .embedded(let image, _, let imagePath) = configuration.guest {
+            configuration.guest = .embedded(image: image, arguments: arguments, imagePath: imagePath)
+        }
+        return try await client.request(.POST, "/v1/partitions", body: configuration, as: PartitionInfo.self)
+    }
+
+    /// Resolves an embedded guest's image: a directory under Partitions/ is built with
+    /// `GuestBuilder`; anything else is taken as a path to an ELF file.
+    public static func resolveImage(_ configuration: PartitionConfiguration, configurationPath: String) async throws
+        -> PartitionConfiguration
+    {
+        guard case .embedded(let image, let arguments, _) = configuration.guest else { return configuration }
+        let partitionsDirectory = URL(fileURLWithPath: configurationPath).deletingLastPathComponent().standardizedFileURL
+        var resolved = configuration
+        let guestDirectory = partitionsDirectory.appendingPathComponent(image).path
+        if FileManager.default.fileExists(atPath: "\(guestDirectory)/guest.json") {
+            let root = partitionsDirectory.deletingLastPathComponent().path
+            let builder = GuestBuilder(packageRoot: root, toolchain: try Toolchain.locate())
+            let path = try await builder.build(guest: image)
+            resolved.guest = .embedded(image: image, arguments: arguments, imagePath: path)
+        } else {
+            let path = image.hasPrefix("/") ? image : partitionsDirectory.appendingPathComponent(image).path
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw DeploymentError.missingImage(path)
+            }
+            resolved.guest = .embedded(image: image, arguments: arguments, imagePath: path)
+        }
+        return resolved
+    }
+
+    /// Performs an action on a partition.
+    @discardableResult
+    public func perform(_ action: String, on name: String) async throws -> PartitionInfo {
+        try await client.request(.POST, "/v1/partitions/\(name)/actions", body: PartitionAction(action: action),
+                                 as: PartitionInfo.self)
+    }
+
+    public func info(_ name: String) async throws -> PartitionInfo {
+        try await client.request(.GET, "/v1/partitions/\(name)", as: PartitionInfo.self)
+    }
+
+    public func console(_ name: String, lines: Int = 500) async throws -> [String] {
+        try await client.request(.GET, "/v1/partitions/\(name)/console?lines=\(lines)", as: ConsoleOutput.self).lines
+    }
+
+    /// Waits until a console line of `name` contains `text`; returns that line.
+    public func waitForConsole(_ name: String, containing text: String, timeoutSeconds: Double = 60) async throws -> String {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if let line = try await console(name, lines: 2000).last(where: { $0.contains(text) }) { return line }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw DeploymentError.timeout("\(name) never printed \"\(text)\"", log: (try? await console(name, lines: 30))?
+            .joined(separator: "\n") ?? "")
+    }
+
+    /// Waits until partition `name` reaches `state`.
+    public func waitForState(_ name: String, _ state: String, timeoutSeconds: Double = 30) async throws -> PartitionInfo {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            let current = try await info(name)
+            if current.state == state { return current }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DeploymentError.timeout("\(name) did not become \(state)", log: "")
+    }
+
+    /// Stops both processes (SIGTERM, then SIGKILL after a grace period).
+    public func stop() {
+        for process in [parent, root].compactMap({ $0 }) where process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < deadline { usleep(20_000) }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+        parent = nil
+        root = nil
+    }
+
+    deinit { stop() }
+
+    func tail(_ path: String, lines: Int = 20) -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "" }
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+}
+
+/// Why a local deployment failed.
+public enum DeploymentError: Error, CustomStringConvertible {
+    case exited(String, status: Int32, log: String)
+    case timeout(String, log: String)
+    case missingImage(String)
+
+    public var description: String {
+        switch self {
+        case .exited(let what, let status, let log):
+            "The \(what) exited with status \(status):\n\(log)"
+        case .timeout(let what, let log):
+            "Timed out: \(what).\n\(log)"
+        case .missingImage(let path):
+            "Guest image \(path) does not exist: fix the \"image\" field of the partition configuration."
+        }
+    }
+}

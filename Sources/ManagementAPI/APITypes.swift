@@ -1,0 +1,70 @@
+/// What `GET /v1/partitions/{name}` returns.
+public struct PartitionInfo: Codable, Sendable, Equatable {
+    public var id: UInt32
+    public var name: String
+    /// created, running, paused, stopped or crashed.
+    public var state: String
+    /// Why it stopped or crashed.
+    public var reason: String?
+    public var processors: Int
+    public var memoryMiB: Int
+    public var devices: [String]
+    /// Seconds since the partition was created.
+    public var uptimeSeconds: Double
+    /// Facts the parent partition reported (e.g. heartbeat.sequence).
+    public var status: [String: String]
+
+    public init(id: UInt32, name: String, state: String, reason: String?, processors: Int, memoryMiB: Int,
+                devices: [String], uptimeSeconds: Double, status: [String: String]) {
+        self.id = id
+        self.name = name
+        self.state = state
+        self.reason = reason
+        self.processors = processors
+        self.memoryMiB = memoryMiB
+        self.devices = devices
+        self.uptimeSeconds = uptimeSeconds
+        self.status = status
+    }
+}
+
+/// What `GET /v1/root` returns.
+public struct RootInfo: Codable, Sendable, Equatable {
+    public var version: String
+    public var processID: Int32
+    public var parentConnected: Bool
+    public var partitions: Int
+
+    public init(version: String, processID: Int32, parentConnected: Bool, partitions: Int) {
+        self.version = version
+        self.processID = processID
+        self.parentConnected = parentConnected
+        self.partitions = partitions
+    }
+}
+
+/// `POST /v1/partitions/{name}/actions` body.
+public struct PartitionAction: Codable, Sendable, Equatable {
+    /// start, pause, resume, stop or shutdown.
+    public var action: String
+
+    public init(action: String) { self.action = action }
+
+    public static let known = ["start", "pause", "resume", "stop", "shutdown"]
+}
+
+/// `GET /v1/partitions/{name}/console` result.
+public struct ConsoleOutput: Codable, Sendable, Equatable {
+    public var lines: [String]
+    public init(lines: [String]) { self.lines = lines }
+}
+
+/// Every error response: one sentence.
+public struct APIError: Codable, Sendable, Equatable, Error, CustomStringConvertible {
+    public var error: String
+    public init(error: String) { self.error = error }
+    public var description: String { error }
+}
+
+/// The product version reported by `hv` and the root.
+public let hypervisorVersion = "0.1.0"

@@ -1,0 +1,155 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A client of the root scheduler's management API: HTTP/1.1 with JSON bodies over the
+/// root's Unix socket (the model Firecracker and Cloud Hypervisor use).
+public struct ManagementClient: Sendable {
+    /// The root's API socket.
+    public let socketPath: String
+
+    public init(socketPath: String) {
+        self.socketPath = socketPath
+    }
+
+    /// A response: status code and body.
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: Data
+    }
+
+    /// Sends one request and waits for the whole response.
+    public func send(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws(ManagementClientError) -> Response {
+        guard FileManager.default.fileExists(atPath: socketPath) else { throw .rootNotRunning(socketPath) }
+        let group = MultiThreadedEventLoopGroup.singleton
+        let promise = group.next().makePromise(of: Response.self)
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
+                    }
+                }
+                .connect(unixDomainSocketPath: socketPath).get()
+        } catch {
+            promise.fail(error)
+            throw .rootNotRunning(socketPath)
+        }
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+        head.headers.add(name: "Host", value: "localhost")
+        head.headers.add(name: "Connection", value: "close")
+        if let body {
+            head.headers.add(name: "Content-Type", value: "application/json")
+            head.headers.add(name: "Content-Length", value: String(body.count))
+        } else {
+            head.headers.add(name: "Content-Length", value: "0")
+        }
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        do {
+            let response = try await promise.futureResult.get()
+            try? await channel.close()
+            return response
+        } catch {
+            try? await channel.close()
+            throw .transport("\(error)")
+        }
+    }
+
+    /// Sends a request and decodes a JSON response, turning API errors into `ManagementClientError.api`.
+    public func request<Result: Decodable>(
+        _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<String>.none, as type: Result.Type
+    ) async throws(ManagementClientError) -> Result {
+        var data: Data?
+        if let body {
+            do {
+                data = try JSONEncoder().encode(body)
+            } catch {
+                throw .transport("could not encode the request: \(error)")
+            }
+        }
+        let response = try await send(method, path, body: data)
+        guard (200..<300).contains(response.status) else {
+            let message = (try? JSONDecoder().decode(APIError.self, from: response.body))?.error
+                ?? "HTTP \(response.status)"
+            throw .api(status: response.status, message: message)
+        }
+        do {
+            return try JSONDecoder().decode(Result.self, from: response.body)
+        } catch {
+            throw .transport("unexpected response to \(method) \(path): \(error)")
+        }
+    }
+}
+
+/// Collects one HTTP response.
+private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
+    // SAFETY: used only on its channel's event loop.
+    typealias InboundIn = HTTPClientResponsePart
+    private let promise: EventLoopPromise<ManagementClient.Response>
+    private var status = 0
+    private var body = Data()
+
+    init(promise: EventLoopPromise<ManagementClient.Response>) {
+        self.promise = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            status = Int(head.status.code)
+        case .body(var buffer):
+            if let bytes = buffer.readBytes(length: buffer.readableBytes) { body.append(contentsOf: bytes) }
+        case .end:
+            promise.succeed(ManagementClient.Response(status: status, body: body))
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(ChannelError.eof)
+    }
+}
+
+/// Why a management request failed.
+public enum ManagementClientError: Error, CustomStringConvertible {
+    case rootNotRunning(String)
+    case transport(String)
+    case api(status: Int, message: String)
+
+    public var description: String {
+        switch self {
+        case .rootNotRunning(let path):
+            "The root scheduler is not running (nothing listens on \(path)): start it with `hv root`."
+        case .transport(let reason):
+            "Could not talk to the root scheduler: \(reason)."
+        case .api(_, let message):
+            message
+        }
+    }
+}
+
+/// Where the root and parent put their sockets.
+public enum RuntimeDirectory {
+    /// `HV_RUNTIME_DIR`, else /run/hv for root, else $XDG_RUNTIME_DIR/hv, else /tmp/hv-<uid>.
+    public static var standard: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let explicit = environment["HV_RUNTIME_DIR"] { return explicit }
+        if getuid() == 0 { return "/run/hv" }
+        if let runtime = environment["XDG_RUNTIME_DIR"] { return "\(runtime)/hv" }
+        return "/tmp/hv-\(getuid())"
+    }
+
+    /// The management API socket in `directory`.
+    public static func apiSocket(in directory: String) -> String { "\(directory)/root.sock" }
+    /// The root↔parent control socket in `directory`.
+    public static func parentSocket(in directory: String) -> String { "\(directory)/parent.sock" }
+}

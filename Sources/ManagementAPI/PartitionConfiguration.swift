@@ -1,0 +1,132 @@
+import Foundation
+
+/// A partition description, as stored in `Partitions/*.json` and posted to the root.
+///
+///     {
+///       "name": "alpha",
+///       "processors": 2,
+///       "memoryMiB": 64,
+///       "guest": { "embedded": { "image": "Guest", "arguments": "mode=probe" } },
+///       "devices": ["heartbeat", "shutdown"]
+///     }
+public struct PartitionConfiguration: Codable, Sendable, Equatable {
+    public var name: String
+    public var processors: Int
+    public var memoryMiB: Int
+    public var guest: Guest
+    /// The VMBus devices the parent offers.
+    public var devices: [String]
+
+    public enum Guest: Codable, Sendable, Equatable {
+        /// An Embedded Swift guest: `image` names a directory under Partitions/ (built on
+        /// demand), or is a path to an ELF file; `imagePath` is the resolved ELF the root loads.
+        case embedded(image: String, arguments: String, imagePath: String?)
+
+        enum CodingKeys: String, CodingKey { case embedded }
+        enum EmbeddedKeys: String, CodingKey { case image, arguments, imagePath }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            guard container.contains(.embedded) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                        debugDescription: "guest must be {\"embedded\": {...}}"))
+            }
+            let embedded = try container.nestedContainer(keyedBy: EmbeddedKeys.self, forKey: .embedded)
+            self = .embedded(image: try embedded.decode(String.self, forKey: .image),
+                             arguments: try embedded.decodeIfPresent(String.self, forKey: .arguments) ?? "",
+                             imagePath: try embedded.decodeIfPresent(String.self, forKey: .imagePath))
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            switch self {
+            case .embedded(let image, let arguments, let imagePath):
+                var embedded = container.nestedContainer(keyedBy: EmbeddedKeys.self, forKey: .embedded)
+                try embedded.encode(image, forKey: .image)
+                try embedded.encode(arguments, forKey: .arguments)
+                try embedded.encodeIfPresent(imagePath, forKey: .imagePath)
+            }
+        }
+    }
+
+    public init(name: String, processors: Int, memoryMiB: Int, guest: Guest, devices: [String] = []) {
+        self.name = name
+        self.processors = processors
+        self.memoryMiB = memoryMiB
+        self.guest = guest
+        self.devices = devices
+    }
+
+    enum CodingKeys: String, CodingKey { case name, processors, memoryMiB, guest, devices }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        processors = try container.decodeIfPresent(Int.self, forKey: .processors) ?? 1
+        memoryMiB = try container.decodeIfPresent(Int.self, forKey: .memoryMiB) ?? 64
+        guest = try container.decode(Guest.self, forKey: .guest)
+        devices = try container.decodeIfPresent([String].self, forKey: .devices) ?? []
+    }
+
+    /// Names: 1-32 characters from [a-z0-9-], starting with a letter.
+    public static func isValidName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, (1...32).contains(name.unicodeScalars.count),
+              ("a"..."z").contains(first) else { return false }
+        return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+    }
+
+    /// The first problem with this configuration, as a sentence, or `nil`.
+    public var problem: String? {
+        if !Self.isValidName(name) {
+            return "name \"\(name)\" must be 1-32 characters of a-z, 0-9 and -, starting with a letter"
+        }
+        if !(1...64).contains(processors) { return "processors must be between 1 and 64, not \(processors)" }
+        if !(16...3072).contains(memoryMiB) || memoryMiB % 2 != 0 {
+            return "memoryMiB must be an even number between 16 and 3072, not \(memoryMiB)"
+        }
+        for device in devices where !Self.knownDevices.contains(device) {
+            return "unknown device \"\(device)\" (known: \(Self.knownDevices.joined(separator: ", ")))"
+        }
+        return nil
+    }
+
+    /// Device names the parent partition can offer.
+    public static let knownDevices = ["heartbeat", "shutdown", "timesync", "bench"]
+
+    /// Reads and validates a configuration file.
+    public static func load(path: String) throws(ConfigurationError) -> PartitionConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path) }
+        let configuration: PartitionConfiguration
+        do {
+            configuration = try JSONDecoder().decode(PartitionConfiguration.self, from: data)
+        } catch {
+            throw .invalid(path, Self.describe(error))
+        }
+        if let problem = configuration.problem { throw .invalid(path, problem) }
+        return configuration
+    }
+
+    static func describe(_ error: any Error) -> String {
+        guard let decoding = error as? DecodingError else { return "\(error)" }
+        switch decoding {
+        case .keyNotFound(let key, _): return "missing field \"\(key.stringValue)\""
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return (path.isEmpty ? "" : "\(path): ") + context.debugDescription
+        @unknown default: return "\(decoding)"
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+public enum ConfigurationError: Error, CustomStringConvertible {
+    case unreadable(String)
+    case invalid(String, String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path): "Cannot read partition configuration \(path): check the path."
+        case .invalid(let path, let problem): "Invalid partition configuration \(path): \(problem)."
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import ControlProtocol
+import GuestMemory
+import HyperV
+import LinuxSupport
+import Logging
+import Synchronization
+
+/// The parent's view of one child partition: its mapped RAM, its processors' SynIC pages,
+/// the doorbells that interrupt it, and the services (VMBus, diagnostics) that serve it.
+public final class ChildPartition: Sendable {
+    public let id: UInt32
+    public let name: String
+    public let memory: GuestMemory
+    public let clock: ReferenceClock
+    public let processorCount: UInt32
+    public let devices: [String]
+    let root: RootConnection
+    let logger: Logger
+    private let pages: Mutex<[UInt32: ProcessorPages]>
+    private let doorbells = Mutex<[DoorbellKey: Doorbell]>([:])
+    private let services = Mutex<[any PartitionService]>([])
+
+    struct DoorbellKey: Hashable {
+        var vp: UInt32
+        var sint: UInt8
+    }
+
+    /// A doorbell eventfd, or the rings that arrived before it did.
+    enum Doorbell {
+        case pending(ringAfterArrival: Bool)
+        case ready(EventFD)
+    }
+
+    init(attachment: PartitionAttachment, memory: GuestMemory, root: RootConnection, logger: Logger) {
+        id = attachment.partitionID
+        name = attachment.name
+        self.memory = memory
+        clock = attachment.clock
+        processorCount = attachment.processorCount
+        devices = attachment.devices
+        self.root = root
+        self.logger = logger
+        pages = Mutex(Dictionary(uniqueKeysWithValues: attachment.processors.map { ($0.vp, $0) }))
+    }
+
+    /// Partition reference time now (100 ns units), from the host TSC.
+    public func referenceTime() -> UInt64 { clock.referenceTime(hostTSC: TimestampCounter.read()) }
+
+    func updatePages(_ new: ProcessorPages) {
+        pages.withLock { $0[new.vp] = new }
+    }
+
+    /// The SynIC pages of processor `vp`.
+    public func processorPages(_ vp: UInt32) -> ProcessorPages? { pages.withLock { $0[vp] } }
+
+    // MARK: Signalling the guest
+
+    /// Requests the doorbells for `sint` on every processor (asynchronously).
+    func prepareDoorbells(sint: UInt8) {
+        for vp in 0..<processorCount { prepareDoorbell(vp: vp, sint: sint) }
+    }
+
+    func prepareDoorbell(vp: UInt32, sint: UInt8) {
+        let key = DoorbellKey(vp: vp, sint: sint)
+        let isNew = doorbells.withLock { table -> Bool in
+            guard table[key] == nil else { return false }
+            table[key] = .pending(ringAfterArrival: false)
+            return true
+        }
+        guard isNew else { return }
+        root.requestDoorbell(partitionID: id, vp: vp, sint: sint) { [self] event in
+            let ring = doorbells.withLock { table -> Bool in
+                guard let event else {
+                    table[key] = nil
+                    return false
+                }
+                let wanted = if case .pending(true) = table[key] { true } else { false }
+                table[key] = .ready(event)
+                return wanted
+            }
+            if ring { event?.signal() }
+        }
+    }
+
+    /// Raises `sint` on `vp`: rings its doorbell (an irqfd in the root's VM, so the root is not
+    /// on the path). A ring before the doorbell has arrived is replayed on arrival.
+    public func raise(vp: UInt32, sint: UInt8) {
+        let key = DoorbellKey(vp: vp, sint: sint)
+        let event = doorbells.withLock { table -> EventFD? in
+            switch table[key] {
+            case .ready(let event): return event
+            case .pending: table[key] = .pending(ringAfterArrival: true); return nil
+            case nil: return nil
+            }
+        }
+        if let event {
+            event.signal()
+        } else if doorbells.withLock({ $0[key] == nil }) {
+            prepareDoorbell(vp: vp, sint: sint)
+            raise(vp: vp, sint: sint)
+        }
+    }
+
+    /// Sets event flag `flag` of `sint` on `vp` with an atomic OR (the guest clears flags with
+    /// `lock btr`), then raises the SINT (hyperv-guest-interface.md §4.4).
+    /// - Returns: `false` if the processor has no event-flags page enabled (the event is lost,
+    ///   as on Hyper-V).
+    @discardableResult
+    public func signalEvent(vp: UInt32, sint: UInt8, flag: UInt32) -> Bool {
+        guard Int(sint) < SynIC.sintCount, flag < UInt32(SynIC.eventFlagsBlockSize * 8),
+              let page = processorPages(vp)?.eventFlagsPage else { return false }
+        let word = GuestPhysicalAddress(page + UInt64(SynIC.eventFlagsOffset(sint: Int(sint))) + UInt64(flag / 64) * 8)
+        do throws(GuestMemoryError) {
+            try memory.atomicOr(UInt64(1) << UInt64(flag % 64), at: word, ordering: .sequentiallyConsistent)
+        } catch {
+            return false
+        }
+        raise(vp: vp, sint: sint)
+        return true
+    }
+
+    /// Posts a SynIC message to `sint` of `vp` (through the root, which owns the message slots).
+    public func postMessage(vp: UInt32, sint: UInt8, type: SynICMessageType, payload: [UInt8]) {
+        root.postMessage(partitionID: id, vp: vp, sint: sint, type: type.rawValue, payload: payload)
+    }
+
+    // MARK: Services
+
+    func add(_ service: any PartitionService) {
+        services.withLock { $0.append(service) }
+    }
+
+    /// Dispatches a guest message to the service that owns `connectionID`.
+    func deliver(vp: UInt32, connectionID: UInt32, type: UInt32, payload: [UInt8]) {
+        let owner = services.withLock { $0.first { $0.messageConnections.contains(connectionID) } }
+        owner?.receive(vp: vp, connectionID: connectionID, type: SynICMessageType(rawValue: type), payload: payload)
+    }
+
+    func requestGuestShutdown() {
+        for service in services.withLock({ $0 }) { service.requestGuestShutdown() }
+    }
+
+    /// Stops every service (the partition stopped or the root went away).
+    func detach() {
+        let all = services.withLock { list -> [any PartitionService] in
+            defer { list.removeAll() }
+            return list
+        }
+        for service in all { service.stop() }
+    }
+}
+
+/// Something the parent runs for a child partition.
+protocol PartitionService: Sendable {
+    /// The message connections it owns.
+    var messageConnections: [UInt32] { get }
+    /// A message the guest posted to one of them.
+    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8])
+    /// A user asked for an orderly shutdown.
+    func requestGuestShutdown()
+    /// Releases threads and registrations.
+    func stop()
+}
+
+extension PartitionService {
+    func requestGuestShutdown() {}
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Hummingbird
+import Logging
+import ManagementAPI
+
+/// The root's management API: REST-style JSON over a Unix socket (documented in
+/// Docs/management-api.md).
+///
+///     GET    /v1/root                         RootInfo
+///     GET    /v1/partitions                   [PartitionInfo]
+///     POST   /v1/partitions                   PartitionConfiguration → 201 PartitionInfo
+///     GET    /v1/partitions/{name}            PartitionInfo
+///     POST   /v1/partitions/{name}/actions    PartitionAction → PartitionInfo
+///     GET    /v1/partitions/{name}/console    ConsoleOutput (?lines=N, default 200)
+///     DELETE /v1/partitions/{name}            204
+///
+/// Every error is `{"error": "<one sentence>"}` with 400, 404, 409 or 500.
+enum ManagementServer {
+    static func makeApplication(scheduler: RootScheduler, socketPath: String, logger: Logger)
+        -> some ApplicationProtocol
+    {
+        let router = Router()
+        router.get("/v1/root") { _, _ in
+            json(RootInfo(version: hypervisorVersion, processID: getpid(),
+                          parentConnected: scheduler.parentLink?.isConnected ?? false,
+                          partitions: scheduler.list().count))
+        }
+        router.get("/v1/partitions") { _, _ in
+            json(scheduler.list())
+        }
+        router.post("/v1/partitions") { request, context in
+            let configuration: PartitionConfiguration
+            do {
+                configuration = try await request.decode(as: PartitionConfiguration.self, context: context)
+            } catch {
+                return failure(400, "The partition configuration is not valid JSON for a partition: \(error).")
+            }
+            return respond(status: .created) { () throws(RootError) in try scheduler.create(configuration) }
+        }
+        router.get("/v1/partitions/:name") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            return respond { () throws(RootError) in try scheduler.info(name) }
+        }
+        router.post("/v1/partitions/:name/actions") { request, context in
+            let name = context.parameters.get("name") ?? ""
+            guard let action = try? await request.decode(as: PartitionAction.self, context: context) else {
+                return failure(400, "The body must be {\"action\": \"start|pause|resume|stop|shutdown\"}.")
+            }
+            return respond { () throws(RootError) in try scheduler.perform(action.action, on: name) }
+        }
+        router.get("/v1/partitions/:name/console") { request, context in
+            let name = context.parameters.get("name") ?? ""
+            let lines = request.uri.queryParameters.get("lines").flatMap { Int($0) } ?? 200
+            return respond { () throws(RootError) in ConsoleOutput(lines: try scheduler.console(name, lines: lines)) }
+        }
+        router.delete("/v1/partitions/:name") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            do throws(RootError) {
+                try scheduler.delete(name)
+                return Response(status: .noContent)
+            } catch {
+                return failure(error.status, error.description)
+            }
+        }
+        return Application(router: router, configuration: .init(address: .unixDomainSocket(path: socketPath)),
+                           logger: logger)
+    }
+
+    private static func respond<T: Encodable>(status: HTTPResponse.Status = .ok, _ body: () throws(RootError) -> T) -> Response {
+        do {
+            return json(try body(), status: status)
+        } catch {
+            return failure(error.status, error.description)
+        }
+    }
+
+    private static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    private static func failure(_ status: Int, _ message: String) -> Response {
+        json(APIError(error: message), status: HTTPResponse.Status(code: status))
+    }
+}

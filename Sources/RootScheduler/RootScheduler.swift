@@ -1,0 +1,180 @@
+import Foundation
+import HypervisorInterface
+import KVM
+import LinuxSupport
+import Logging
+import ManagementAPI
+import Partition
+import Synchronization
+
+/// The root scheduler: the only owner of /dev/kvm. It creates child partitions, runs and
+/// stops their virtual processors, and hands their memory and SynIC plumbing to the parent
+/// partition. It contains no device code.
+public final class RootScheduler: Sendable {
+    let system: KVMSystem
+    let logger: Logger
+    private let table = Mutex<[String: ManagedPartition]>([:])
+    private let nextID = Atomic<UInt32>(1)
+    /// The link to the parent partition (set once by `RootService`).
+    let link = Mutex<ParentLink?>(nil)
+
+    /// Opens /dev/kvm.
+    public init(logger: Logger) throws(KVMError) {
+        system = try KVMSystem()
+        self.logger = logger
+    }
+
+    var parentLink: ParentLink? { link.withLock { $0 } }
+
+    // MARK: Queries
+
+    /// Every partition, oldest first.
+    public func list() -> [PartitionInfo] {
+        table.withLock { Array($0.values) }.sorted { $0.partition.id < $1.partition.id }.map(\.info)
+    }
+
+    /// One partition.
+    public func info(_ name: String) throws(RootError) -> PartitionInfo {
+        try managed(name).info
+    }
+
+    /// The last `lines` console or debug-port lines of a partition.
+    public func console(_ name: String, lines: Int) throws(RootError) -> [String] {
+        Array(try managed(name).partition.console.snapshot.suffix(max(0, lines)))
+    }
+
+    /// Partitions that are still running or paused (attached to the parent).
+    var livePartitions: [ManagedPartition] {
+        table.withLock { Array($0.values) }.filter { !$0.partition.state.isFinal }.sorted { $0.partition.id < $1.partition.id }
+    }
+
+    func managed(_ name: String) throws(RootError) -> ManagedPartition {
+        guard let entry = table.withLock({ $0[name] }) else { throw .notFound(name) }
+        return entry
+    }
+
+    func managed(id: UInt32) -> ManagedPartition? {
+        table.withLock { $0.values.first { $0.partition.id == id } }
+    }
+
+    // MARK: Lifecycle
+
+    /// Creates a partition from a configuration whose guest image path has been resolved.
+    public func create(_ configuration: PartitionConfiguration) throws(RootError) -> PartitionInfo {
+        if let problem = configuration.problem { throw .invalid("Invalid partition configuration: \(problem).") }
+        guard case .embedded(_, let arguments, let imagePath) = configuration.guest else {
+            throw .invalid("Unsupported guest kind.")
+        }
+        guard let imagePath else {
+            throw .invalid("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
+        }
+        guard let data = FileManager.default.contents(atPath: imagePath) else {
+            throw .invalid("Guest image \(imagePath) does not exist: rebuild it with `hv partition create FILE`.")
+        }
+        let specification = PartitionSpecification(
+            name: configuration.name, processorCount: configuration.processors, memorySize: configuration.memoryMiB << 20,
+            image: .embedded(elf: [UInt8](data), arguments: arguments))
+        let reserved = table.withLock { partitions -> Bool in
+            guard partitions[configuration.name] == nil else { return false }
+            return true
+        }
+        guard reserved else {
+            throw .conflict("A partition named \(configuration.name) exists: delete it first with `hv partition delete \(configuration.name)`.")
+        }
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let partition: Partition
+        do {
+            partition = try Partition.create(id: id, specification: specification, system: system, observer: self)
+        } catch {
+            throw .invalid("Cannot create partition \(configuration.name): \(error).")
+        }
+        let entry = ManagedPartition(partition: partition, configuration: configuration)
+        let inserted = table.withLock { partitions -> Bool in
+            guard partitions[configuration.name] == nil else { return false }
+            partitions[configuration.name] = entry
+            return true
+        }
+        guard inserted else {
+            partition.stop(reason: "name conflict")
+            throw .conflict("A partition named \(configuration.name) exists: delete it first with `hv partition delete \(configuration.name)`.")
+        }
+        logger.info("created partition \(configuration.name) (id \(id), \(configuration.processors) VP, \(configuration.memoryMiB) MiB)")
+        parentLink?.attach(entry)
+        return entry.info
+    }
+
+    /// Starts, pauses, resumes, stops or shuts down a partition.
+    public func perform(_ action: String, on name: String) throws(RootError) -> PartitionInfo {
+        let entry = try managed(name)
+        let partition = entry.partition
+        do throws(PartitionError) {
+            switch action {
+            case "start": try partition.start()
+            case "pause": try partition.pause()
+            case "resume": try partition.resume()
+            case "stop":
+                guard !partition.state.isFinal else {
+                    throw PartitionError.invalidTransition(from: partition.state, operation: "stop")
+                }
+                partition.stop()
+            case "shutdown":
+                guard partition.state == .running else {
+                    throw PartitionError.invalidTransition(from: partition.state, operation: "shut down")
+                }
+                guard entry.configuration.devices.contains("shutdown") else {
+                    throw PartitionError.invalidSpecification(
+                        "\(name) has no shutdown integration service; add \"shutdown\" to its devices or use `hv partition stop`")
+                }
+                guard let link = parentLink, link.isConnected else {
+                    throw PartitionError.hypervisor("the parent partition is not connected; start it with `hv parent`")
+                }
+                link.requestShutdown(partitionID: partition.id)
+            default:
+                throw PartitionError.invalidSpecification(
+                    "unknown action \(action) (known: \(PartitionAction.known.joined(separator: ", ")))")
+            }
+        } catch {
+            switch error {
+            case .invalidTransition: throw .conflict("Cannot \(action) \(name): \(error).")
+            case .invalidSpecification(let reason): throw .invalid("Cannot \(action) \(name): \(reason).")
+            default: throw .failed("Cannot \(action) \(name): \(error).")
+            }
+        }
+        return entry.info
+    }
+
+    /// Stops a partition if needed and forgets it.
+    public func delete(_ name: String) throws(RootError) {
+        let entry = try managed(name)
+        entry.partition.stop(reason: "deleted")
+        table.withLock { _ = $0.removeValue(forKey: name) }
+        logger.info("deleted partition \(name)")
+    }
+
+    /// Stops every partition (root shutdown).
+    public func stopAll() {
+        for entry in table.withLock({ Array($0.values) }) {
+            entry.partition.stop(reason: "root scheduler shutting down")
+        }
+    }
+}
+
+extension RootScheduler: PartitionObserver {
+    public func partition(_ partition: Partition, didChangeState state: PartitionState) {
+        logger.info("partition \(partition.name) is \(state)")
+        if state.isFinal { parentLink?.detach(partitionID: partition.id) }
+    }
+
+    public func partitionNeedsTeardown(_ partition: Partition) {
+        // The calling processor thread cannot join itself.
+        _ = try? OSThread.spawn(name: "teardown") { partition.finishStopping() }
+    }
+
+    public func partition(_ partition: Partition, consoleLine line: String) {
+        logger.info("[\(partition.name)] \(line)")
+    }
+
+    public func partition(_ partition: Partition, processor vp: UInt32, synicPagesChanged pages: SynICPages) {
+        parentLink?.synicPagesChanged(partitionID: partition.id, vp: vp, pages: pages)
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import Hummingbird
+import KVM
+import LinuxSupport
+import Logging
+import ManagementAPI
+
+/// The `hv root` process: the scheduler, the parent link and the management API, until
+/// SIGINT or SIGTERM; then every partition is stopped and the sockets removed.
+public struct RootService {
+    public let runtimeDirectory: String
+    public let logger: Logger
+
+    public init(runtimeDirectory: String, logger: Logger) {
+        self.runtimeDirectory = runtimeDirectory
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        do {
+            try FileManager.default.createDirectory(atPath: runtimeDirectory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw RootServiceError.runtimeDirectory(runtimeDirectory, "\(error.localizedDescription)")
+        }
+        let apiSocket = RuntimeDirectory.apiSocket(in: runtimeDirectory)
+        let parentSocket = RuntimeDirectory.parentSocket(in: runtimeDirectory)
+        if (try? await ManagementClient(socketPath: apiSocket).request(.GET, "/v1/root", as: RootInfo.self)) != nil {
+            throw RootServiceError.alreadyRunning(apiSocket)
+        }
+        let scheduler: RootScheduler
+        do {
+            scheduler = try RootScheduler(logger: logger)
+        } catch {
+            throw RootServiceError.kvm(error)
+        }
+        let link = try ParentLink(scheduler: scheduler, socketPath: parentSocket)
+        scheduler.link.withLock { $0 = link }
+        try link.start()
+        unlink(apiSocket)
+        let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: apiSocket, logger: logger)
+        logger.info("root scheduler \(hypervisorVersion) listening on \(apiSocket) (parent link \(parentSocket))")
+        defer {
+            scheduler.stopAll()
+            link.shutdown()
+            unlink(apiSocket)
+            unlink(parentSocket)
+            logger.info("root scheduler stopped")
+        }
+        try await application.runService()
+    }
+}
+
+/// Why the root scheduler could not start.
+public enum RootServiceError: Error, CustomStringConvertible {
+    case kvm(KVMError)
+    case alreadyRunning(String)
+    case runtimeDirectory(String, String)
+
+    public var description: String {
+        switch self {
+        case .kvm(let error):
+            if let hint = error.hint { return "Cannot use KVM: \(hint)" }
+            return "Cannot use KVM: \(error)."
+        case .alreadyRunning(let socket):
+            return "A root scheduler is already running on \(socket): stop it first or use another --runtime-dir."
+        case .runtimeDirectory(let path, let reason):
+            return "Cannot create the runtime directory \(path) (\(reason)): choose another with --runtime-dir."
+        }
+    }
+}

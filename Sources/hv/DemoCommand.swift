@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import GuestBuilder
+import LocalDeployment
+import ManagementAPI
+
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Start a root and a parent, run two child partitions from Partitions/, show their round trips, stop everything.")
+
+    @Option(help: "Where the demo's sockets and logs go (default: a fresh temporary directory).")
+    var runtimeDir: String?
+
+    func run() async throws {
+        do {
+            let root = try GuestBuilder.locatePackageRoot()
+            let directory = runtimeDir ?? NSTemporaryDirectory() + "hv-demo-\(getpid())"
+            print("Building the guest and starting the root scheduler and the parent partition (logs in \(directory))…")
+            let deployment = try await LocalDeployment.start(executable: LocalDeployment.currentExecutable,
+                                                             runtimeDirectory: directory)
+            defer { deployment.stop() }
+            let names = ["alpha", "beta"]
+            for name in names {
+                let info = try await deployment.createPartition(configurationPath: "\(root)/Partitions/\(name).json")
+                try await deployment.perform("start", on: info.name)
+                print("  \(info.name): \(info.processors) VP, \(info.memoryMiB) MiB, started")
+            }
+            var reports: [(String, ProbeReport)] = []
+            for name in names {
+                _ = try await deployment.waitForConsole(name, containing: "probe: done", timeoutSeconds: 120)
+                reports.append((name, ProbeReport(lines: try await deployment.console(name, lines: 2000))))
+            }
+            print("")
+            print("Round trips measured by each guest (median / 99th percentile), with the raw cost of a PIO exit")
+            print("to the root measured in the same run:")
+            print("")
+            let rows = reports.map { name, report in
+                [name, format(report.messageInterrupt), format(report.messagePolled), format(report.event),
+                 format(report.pioExit), ratio(report.messageInterrupt, report.pioExit), ratio(report.event, report.pioExit)]
+            }
+            print(Table(headers: ["PARTITION", "MESSAGE (SINT IRQ)", "MESSAGE (POLLED)", "EVENT", "PIO EXIT",
+                                  "MSG/PIO", "EVENT/PIO"], rows: rows).rendered)
+            print("")
+            for (name, report) in reports {
+                let skew = report.referenceSkew.map { String(format: "%.1f µs", Double($0) / 10) } ?? "n/a"
+                let statuses = report.hostileStatuses.sorted { $0.key < $1.key }
+                    .map { "\($0.key)=0x\(String($0.value, radix: 16))" }.joined(separator: " ")
+                print("\(name): reference TSC page vs TIME_REF_COUNT skew \(skew); hostile hypercalls: \(statuses)")
+            }
+            for name in names { try await deployment.perform("stop", on: name) }
+            deployment.stop()
+            print("")
+            print("Stopped the partitions, the parent partition and the root scheduler.")
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    private func format(_ latency: ProbeReport.Latency?) -> String {
+        guard let latency else { return "failed" }
+        return String(format: "%.1f / %.1f µs", Double(latency.p50) / 1000, Double(latency.p99) / 1000)
+    }
+
+    private func ratio(_ latency: ProbeReport.Latency?, _ base: ProbeReport.Latency?) -> String {
+        guard let latency, let base, base.p50 > 0 else { return "-" }
+        return String(format: "%.1fx", Double(latency.p50) / Double(base.p50))
+    }
+}
