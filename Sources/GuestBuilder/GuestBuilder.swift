@@ -81,7 +81,7 @@ public struct GuestBuilder: Sendable {
         let image = "\(output)/guest.elf"
         if FileManager.default.fileExists(atPath: image) { return image }
 
-        let work = "\(output).partial-\(ProcessInfo.processInfo.processIdentifier)"
+        let work = "\(output).partial-\(ProcessInfo.processInfo.processIdentifier)-\(UInt64.random(in: 0...UInt64.max))"
         try? FileManager.default.removeItem(atPath: work)
         do {
             try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)

@@ -12,13 +12,23 @@ struct Probe {
     let synic = SynICClient(vp: 0)
     let interruptSINT = 5
     let polledSINT = 6
+    /// FNV-1a of the partition's name: carried in every echo payload and kept in a marker page,
+    /// so a message or a page shared with another partition would show up as a mismatch.
+    let tag: UInt32
+    /// The marker page: the first free page, at the same GPA in every partition.
+    let markerPage: UnsafeMutablePointer<UInt32>
 
     init(info: BootInfo) {
         self.info = info
         clock = Clock(tscFrequencyHz: info.tscFrequencyHz)
+        var hash: UInt32 = 0x811C_9DC5
+        for byte in info.name.utf8 { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+        tag = hash
+        markerPage = physical(info.freeMemoryStart).assumingMemoryBound(to: UInt32.self)
     }
 
     func run() -> Never {
+        markerPage.pointee = tag
         print("probe: partition \(info.name), \(info.processorCount) VP, \(info.memorySize >> 20) MiB, TSC \(info.tscFrequencyHz / 1_000_000) MHz")
         var indices = ""
         for vp in 0..<info.processorCount { indices += " \(SynICClient.vpIndexSeen(vp))" }
@@ -34,6 +44,8 @@ struct Probe {
         let events = measure(iterations) { _ in echoEvent() }
         report("event-rtt", events)
         probeHostileHypercalls()
+        print("probe: isolation tag=\(tag) marker-gpa=\(info.freeMemoryStart)")
+        checkMarker()
         print("probe: done")
         watchParent()
     }
@@ -78,17 +90,26 @@ struct Probe {
         payload[DiagnosticEcho.replySINTOffset] = UInt8(sint)
         payload[4] = UInt8(truncatingIfNeeded: sequence)
         payload[5] = UInt8(truncatingIfNeeded: sequence >> 8)
+        for index in 0..<4 { payload[8 + index] = UInt8(truncatingIfNeeded: tag >> UInt32(8 * index)) }
         let status = Hypercall.postMessage(connection: DiagnosticEcho.messageConnection.rawValue,
                                            type: DiagnosticEcho.messageType.rawValue, payload: payload)
         guard status == .success else { return false }
         let deadline = CPU.timestamp() &+ clock.ticks(nanoseconds: timeoutNanoseconds)
         while CPU.timestamp() < deadline {
             if let message = synic.receive(sint: sint) {
-                return message.type == DiagnosticEcho.messageType.rawValue && message.payload == payload
+                if message.type == DiagnosticEcho.messageType.rawValue && message.payload == payload { return true }
+                print("probe: isolation violated: foreign message on SINT \(sint)")
+                return false
             }
             CPU.relax()
         }
         return false
+    }
+
+    /// The marker must still hold this partition's tag.
+    func checkMarker() {
+        let seen = markerPage.pointee
+        if seen != tag { print("probe: isolation violated: marker holds \(seen), not \(tag)") }
     }
 
     /// Signals the echo event connection and waits for the flag and the SINT interrupt.
@@ -127,6 +148,7 @@ struct Probe {
             CPU.sleep(nanoseconds: 500_000_000)
             round &+= 1
             let answered = echoMessage(sint: interruptSINT, sequence: round, timeoutNanoseconds: 100_000_000)
+            checkMarker()
             if answered != reachable {
                 reachable = answered
                 print(answered ? "probe: parent reachable" : "probe: parent unreachable")

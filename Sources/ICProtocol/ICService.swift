@@ -1,0 +1,44 @@
+import VMBusProtocol
+
+/// An integration-component service the host offers and the versions a Linux guest prefers for
+/// it, most preferred first (`vmbus_prep_negotiate_resp` callers; hyperv-guest-interface.md §7.2).
+public struct ICService: Hashable, Sendable {
+    /// The device class GUID offered on VMBus (§7.1).
+    public var classID: GUID
+    /// The icmsgtype of the service's own messages.
+    public var messageType: ICMessageType
+    /// Message versions in the guest's order of preference.
+    public var messageVersions: [ICVersion]
+    /// The largest packet, descriptor included, the guest accepts on this channel (§6.3
+    /// "Inbound size limit").
+    public var maximumPacketSize: Int
+
+    /// Creates a service description.
+    public init(classID: GUID, messageType: ICMessageType, messageVersions: [ICVersion], maximumPacketSize: Int) {
+        self.classID = classID
+        self.messageType = messageType
+        self.messageVersions = messageVersions
+        self.maximumPacketSize = maximumPacketSize
+    }
+
+    /// Framework versions in the guest's order of preference: 3.0, 1.0.
+    public static let frameworkVersions = [ICVersion(3, 0), ICVersion(1, 0)]
+
+    /// Heartbeat: 3.0, 1.0.
+    public static let heartbeat = ICService(
+        classID: .heartbeat, messageType: .heartbeat, messageVersions: [ICVersion(3, 0), ICVersion(1, 0)],
+        maximumPacketSize: 4096)
+    /// Shutdown: 3.2, 3.1, 3.0, 1.0.
+    public static let shutdown = ICService(
+        classID: .shutdown, messageType: .shutdown,
+        messageVersions: [ICVersion(3, 2), ICVersion(3, 1), ICVersion(3, 0), ICVersion(1, 0)],
+        maximumPacketSize: 4096)
+    /// Time synchronization: 4.0, 3.0, 1.0.
+    public static let timeSync = ICService(
+        classID: .timeSync, messageType: .timeSync,
+        messageVersions: [ICVersion(4, 0), ICVersion(3, 0), ICVersion(1, 0)], maximumPacketSize: 4096)
+    /// Key-value pair exchange: 4.0, 3.0, 1.0 (answered only once hv_kvp_daemon runs).
+    public static let kvp = ICService(
+        classID: .kvp, messageType: .kvpExchange,
+        messageVersions: [ICVersion(4, 0), ICVersion(3, 0), ICVersion(1, 0)], maximumPacketSize: 16384)
+}

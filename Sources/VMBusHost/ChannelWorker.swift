@@ -1,0 +1,107 @@
+import LinuxSupport
+import Synchronization
+import VMBusProtocol
+
+/// The thread that serves one open channel: it drains the guest→host ring into the device,
+/// publishes the device's answers, and sleeps on the guest's doorbell when idle.
+///
+/// Interrupt suppression follows hyperv-guest-interface.md §6.3: while the worker is draining it
+/// keeps the incoming ring's interrupt_mask set, so the guest does not signal; before sleeping it
+/// clears the mask, issues a full barrier and re-checks the ring (the lost-wakeup race, §8 item
+/// 21). When the ring goes idle the worker polls briefly before sleeping, because waking a
+/// blocked thread costs ~14 µs here.
+public final class ChannelWorker: Sendable {
+    public let channel: VSPChannel
+    private let device: any VirtualServiceProvider
+    private let stopEvent: EventFD
+    private let thread = Mutex<OSThread?>(nil)
+
+    /// How long an idle worker polls before sleeping.
+    public static let spinNanoseconds: UInt64 = 30_000
+
+    /// Starts serving `channel` with `device`.
+    /// - Parameter onFailure: called (on the worker thread, after it stopped serving) when the
+    ///   guest broke the ring or the device protocol; the owner closes and rescinds the channel.
+    public init(channel: VSPChannel, device: any VirtualServiceProvider,
+                onFailure: @escaping @Sendable (String) -> Void) throws(SystemError) {
+        self.channel = channel
+        self.device = device
+        let stopEvent = try EventFD()
+        self.stopEvent = stopEvent
+        let started = try OSThread.spawn(name: "ch\(channel.relID)") { [channel, device] in
+            do throws(VSPError) {
+                try Self.serve(channel, device, stopEvent)
+            } catch {
+                device.channelClosed()
+                onFailure("\(error)")
+                return
+            }
+            device.channelClosed()
+        }
+        thread.withLock { $0 = started }
+    }
+
+    /// Stops the worker and waits for it. Idempotent; must not be called from the worker.
+    public func stop() {
+        stopEvent.signal()
+        let current = thread.withLock { value -> OSThread? in
+            defer { value = nil }
+            return value
+        }
+        current?.join()
+    }
+
+    private static func serve(_ channel: VSPChannel, _ device: any VirtualServiceProvider, _ stopEvent: EventFD) throws(VSPError) {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let tickInterval = device.tickInterval
+        var nextTick = tickInterval.map { MonotonicClock.nanoseconds() &+ $0 } ?? .max
+        var lastProgress = MonotonicClock.nanoseconds()
+        channel.reader.beginPolling()
+        while true {
+            var progressed = try channel.flushBacklog()
+            while true {
+                let descriptor: PacketDescriptor?
+                do throws(RingError) {
+                    descriptor = try channel.reader.next(into: &buffer)
+                } catch {
+                    throw .ring("\(error)")
+                }
+                guard let descriptor else { break }
+                channel.noteIncoming(descriptor.totalLength - descriptor.payloadOffset)
+                try device.handle(IncomingPacket(descriptor: descriptor, bytes: buffer), on: channel)
+                progressed = true
+            }
+            if channel.reader.commit() { channel.signal() }
+            channel.publish()
+            let now = MonotonicClock.nanoseconds()
+            if now >= nextTick, let tickInterval {
+                device.tick(on: channel)
+                channel.publish()
+                nextTick = now &+ tickInterval
+            }
+            if progressed {
+                lastProgress = now
+                continue
+            }
+            if now < channel.pollingDeadline || now &- lastProgress < spinNanoseconds {
+                if stopEvent.consume() != nil { return }
+                continue
+            }
+            // Idle: let the guest signal us again, then make sure nothing slipped in meanwhile.
+            if channel.reader.endPolling() {
+                channel.reader.beginPolling()
+                continue
+            }
+            let timeout = nextTick == .max ? Int32(-1) : Int32(clamping: (nextTick &- now) / 1_000_000 + 1)
+            guard let ready = try? Poll.wait(on: [channel.guestSignal.rawValue, stopEvent.rawValue],
+                                             timeoutMilliseconds: timeout) else { return }
+            if ready[1] { return }
+            if ready[0] {
+                _ = channel.guestSignal.consume()
+                channel.noteWakeup()
+            }
+            channel.reader.beginPolling()
+            lastProgress = MonotonicClock.nanoseconds()
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import GuestMemory
+import LinuxSupport
+import Synchronization
+import VMBusProtocol
+
+/// The host end of one open VMBus channel: the guest→host ring it reads, the host→guest ring
+/// it writes, and the two doorbells (the guest's HvSignalEvent arrives on `guestSignal`, an
+/// ioeventfd; the host signals the guest by setting the channel's event flag and raising SINT 2
+/// on the channel's target processor).
+///
+/// Everything but `retarget` and `stop` runs on the channel's worker thread.
+public final class VSPChannel: @unchecked Sendable {
+    // SAFETY: the rings, backlog and statistics are only touched by the worker thread (the
+    // device callbacks run there); `targetVP` is atomic; the worker is started and joined by
+    // `ChannelWorker`.
+    public let relID: UInt32
+    /// A label for logs: "partition/device".
+    public let label: String
+    var reader: RingReader<GuestRingMemory>
+    var writer: RingWriter<GuestRingMemory>
+    let guestSignal: EventFD
+    private let signalGuest: @Sendable (UInt32) -> Void
+    private let targetVP: Atomic<UInt32>
+    private var backlog: [Outgoing] = []
+    private var backlogHead = 0
+    private var backlogBytes = 0
+    /// Until when (CLOCK_MONOTONIC ns) the worker keeps polling instead of sleeping.
+    var pollingDeadline: UInt64 = 0
+    /// What went through the channel.
+    public private(set) var statistics = Statistics()
+
+    /// The most the host queues for a guest that does not drain its ring.
+    public static let backlogLimit = 64 << 20
+
+    public struct Statistics: Sendable {
+        public var packetsIn = 0
+        public var packetsOut = 0
+        public var bytesIn = 0
+        public var bytesOut = 0
+        public var signalsToGuest = 0
+        public var wakeups = 0
+    }
+
+    struct Outgoing {
+        var type: PacketType
+        var flags: PacketFlags
+        var transactionID: UInt64
+        var header: [UInt8]
+        var payload: [UInt8]
+    }
+
+    /// - Parameters:
+    ///   - incoming: the guest→host ring (the pages before the downstream offset).
+    ///   - outgoing: the host→guest ring.
+    ///   - guestSignal: the eventfd the guest's HvSignalEvent on this channel's connection signals.
+    ///   - signalGuest: sets this channel's event flag on a processor and raises its SINT.
+    public init(relID: UInt32, label: String, incoming: GuestRingMemory, outgoing: GuestRingMemory, targetVP: UInt32,
+                guestSignal: EventFD, signalGuest: @escaping @Sendable (UInt32) -> Void) throws(RingError) {
+        self.relID = relID
+        self.label = label
+        reader = try RingReader(memory: incoming)
+        writer = try RingWriter(memory: outgoing)
+        self.guestSignal = guestSignal
+        self.signalGuest = signalGuest
+        self.targetVP = Atomic(targetVP)
+    }
+
+    /// MODIFYCHANNEL: events now go to processor `vp`.
+    public func retarget(to vp: UInt32) {
+        targetVP.store(vp, ordering: .releasing)
+    }
+
+    /// Sends a packet to the guest. It is staged in the ring (or, if the ring is full, queued and
+    /// written once the guest frees space); the worker publishes and signals after each batch.
+    /// - Throws: `.protocolViolation` if the guest leaves more than `backlogLimit` bytes unread.
+    public func send(_ type: PacketType, flags: PacketFlags = [], transactionID: UInt64, header: [UInt8] = [],
+                     payload: [UInt8]) throws(VSPError) {
+        if backlogHead == backlog.count {
+            do throws(RingError) {
+                try writer.write(type: type, flags: flags, transactionID: transactionID, header: header, payload: payload)
+                account(payload.count)
+                return
+            } catch {
+                guard case .full(let needed) = error else { throw .ring("\(error)") }
+                writer.requestSpaceNotification(bytes: needed)
+            }
+        }
+        backlogBytes += payload.count + header.count
+        guard backlogBytes <= Self.backlogLimit else {
+            throw .protocolViolation("the guest leaves more than \(Self.backlogLimit) bytes unread")
+        }
+        backlog.append(Outgoing(type: type, flags: flags, transactionID: transactionID, header: header, payload: payload))
+    }
+
+    /// Whether a packet of `payloadBytes` would be staged now rather than queued.
+    public func hasRoom(forPayload payloadBytes: Int) -> Bool {
+        guard backlogHead == backlog.count,
+              let needed = RingLayout.packetRingBytes(headerBytes: 0, payloadBytes: payloadBytes) else { return false }
+        return writer.availableToWrite() > needed
+    }
+
+    /// Keeps the worker polling (no sleeping, no guest signals needed) for `nanoseconds`.
+    public func keepPolling(forNanoseconds nanoseconds: UInt64) {
+        pollingDeadline = MonotonicClock.nanoseconds() &+ nanoseconds
+    }
+
+    private func account(_ bytes: Int) {
+        statistics.packetsOut += 1
+        statistics.bytesOut += bytes
+    }
+
+    /// Writes queued packets while they fit. Returns whether any was written.
+    func flushBacklog() throws(VSPError) -> Bool {
+        var progressed = false
+        while backlogHead < backlog.count {
+            let packet = backlog[backlogHead]
+            do throws(RingError) {
+                try writer.write(type: packet.type, flags: packet.flags, transactionID: packet.transactionID,
+                                 header: packet.header, payload: packet.payload)
+            } catch {
+                guard case .full(let needed) = error else { throw .ring("\(error)") }
+                writer.requestSpaceNotification(bytes: needed)
+                return progressed
+            }
+            account(packet.payload.count)
+            backlogBytes -= packet.payload.count + packet.header.count
+            backlogHead += 1
+            progressed = true
+        }
+        backlog.removeAll(keepingCapacity: true)
+        backlogHead = 0
+        writer.clearSpaceNotification()
+        return progressed
+    }
+
+    /// Publishes staged packets and signals the guest if the ring went from empty to non-empty
+    /// while its interrupt_mask was clear.
+    func publish() {
+        if writer.commit() { signal() }
+    }
+
+    /// Sets the channel's event flag and raises SINT 2 on the target processor.
+    func signal() {
+        statistics.signalsToGuest += 1
+        signalGuest(targetVP.load(ordering: .acquiring))
+    }
+
+    func noteIncoming(_ bytes: Int) {
+        statistics.packetsIn += 1
+        statistics.bytesIn += bytes
+    }
+
+    func noteWakeup() { statistics.wakeups += 1 }
+}

@@ -1,0 +1,102 @@
+import ControlProtocol
+import HyperV
+import LinuxSupport
+import Testing
+
+@Suite("Root↔parent control protocol")
+struct ControlProtocolTests {
+    static let attachment = PartitionAttachment(
+        partitionID: 7, name: "alpha", memorySize: 64 << 20, processorCount: 2,
+        clock: ReferenceClock(tscFrequencyHz: 2_600_000_000, scale: 0x0123_4567_89AB_CDEF, guestTSCOffset: 42,
+                              referenceOffset: -99),
+        processors: [ProcessorPages(vp: 0, synicEnabled: true, messagePage: 0x1000, eventFlagsPage: 0x2000),
+                     ProcessorPages(vp: 1, synicEnabled: false, messagePage: nil, eventFlagsPage: nil)],
+        devices: ["heartbeat", "shutdown"])
+
+    static let rootMessages: [RootMessage] = [
+        .welcome(rootProcessID: 1234),
+        .partitionAttached(attachment),
+        .partitionDetached(partitionID: 7),
+        .synicPagesChanged(partitionID: 7, ProcessorPages(vp: 1, synicEnabled: true, messagePage: 0x3000, eventFlagsPage: 0x4000)),
+        .guestMessage(partitionID: 7, vp: 1, connectionID: 4, messageType: 1, payload: [1, 2, 3]),
+        .doorbell(requestID: 3, partitionID: 7, vp: 0, sint: 2),
+        .requestFailed(requestID: 3, reason: "no such processor"),
+        .shutdownGuest(partitionID: 7),
+    ]
+
+    static let parentMessages: [ParentMessage] = [
+        .hello(parentProcessID: 99),
+        .registerMessageConnection(partitionID: 7, connectionID: 1),
+        .unregisterMessageConnection(partitionID: 7, connectionID: 1),
+        .registerEventConnection(partitionID: 7, connectionID: 0x2001),
+        .unregisterEventConnection(partitionID: 7, connectionID: 0x2001),
+        .requestDoorbell(requestID: 5, partitionID: 7, vp: 1, sint: 2),
+        .postMessage(partitionID: 7, vp: 0, sint: 2, messageType: 1, payload: [UInt8](repeating: 9, count: 240)),
+        .partitionStatus(partitionID: 7, facts: ["heartbeat.sequence": "12", "heartbeat.seen": "now"]),
+    ]
+
+    @Test(arguments: rootMessages)
+    func rootMessagesRoundTrip(_ message: RootMessage) throws {
+        #expect(try RootMessage(parsing: message.bytes) == message)
+    }
+
+    @Test(arguments: parentMessages)
+    func parentMessagesRoundTrip(_ message: ParentMessage) throws {
+        #expect(try ParentMessage(parsing: message.bytes) == message)
+    }
+
+    @Test(arguments: rootMessages)
+    func truncatedRootMessagesAreRejected(_ message: RootMessage) {
+        let bytes = message.bytes
+        for length in 0..<bytes.count {
+            #expect(throws: ControlProtocolError.self) { _ = try RootMessage(parsing: Array(bytes.prefix(length))) }
+        }
+    }
+
+    @Test func trailingBytesAndUnknownKindsAndVersionsAreRejected() {
+        #expect(throws: ControlProtocolError.trailingBytes) { _ = try ParentMessage(parsing: ParentMessage.hello(parentProcessID: 1).bytes + [0]) }
+        #expect(throws: ControlProtocolError.unknownKind(999)) { _ = try ParentMessage(parsing: [1, 0, 0xE7, 0x03]) }
+        #expect(throws: ControlProtocolError.unsupportedVersion(2)) { _ = try RootMessage(parsing: [2, 0, 1, 0]) }
+    }
+
+    @Test func oversizedPostMessagePayloadIsRejected() {
+        var bytes = ParentMessage.postMessage(partitionID: 1, vp: 0, sint: 2, messageType: 1, payload: []).bytes
+        bytes.removeLast(4)
+        bytes += [241, 0, 0, 0] + [UInt8](repeating: 0, count: 241)
+        #expect(throws: ControlProtocolError.self) { _ = try ParentMessage(parsing: bytes) }
+    }
+
+    @Test func randomBytesNeverTrap() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5000 {
+            let bytes = (0..<Int.random(in: 0..<64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            _ = try? RootMessage(parsing: [1, 0] + bytes)
+            _ = try? ParentMessage(parsing: [1, 0] + bytes)
+        }
+    }
+
+    @Test func attachmentsCarryTheGuestMemoryDescriptor() throws {
+        let (rootSide, parentSide) = try SequencedPacketSocket.pair()
+        let memory = try MemoryFile.create(name: "attached", size: 4096)
+        try ControlChannel(socket: rootSide).send(.partitionAttached(Self.attachment), descriptors: [memory.rawValue])
+        guard case .message(let message, let descriptors) = try ControlChannel(socket: parentSide).receiveRootMessage() else {
+            Issue.record("closed")
+            return
+        }
+        #expect(message == .partitionAttached(Self.attachment))
+        #expect(try MemoryFile.size(of: try #require(descriptors.first)) == 4096)
+    }
+
+    @Test func aMessageWithoutItsDescriptorIsRejected() throws {
+        let (rootSide, parentSide) = try SequencedPacketSocket.pair()
+        try rootSide.send(RootMessage.doorbell(requestID: 1, partitionID: 1, vp: 0, sint: 2).bytes)
+        #expect(throws: ControlProtocolError.self) { _ = try ControlChannel(socket: parentSide).receiveRootMessage() }
+    }
+
+    @Test func referenceClockMatchesTheRootsFormula() {
+        let clock = ReferenceClock(tscFrequencyHz: 1_000_000_000, scale: ReferenceTSCPage.scale(tscFrequencyHz: 1_000_000_000), guestTSCOffset: 0,
+                                   referenceOffset: 0)
+        // 10^9 ticks at 1 GHz is one second: 10^7 units of 100 ns.
+        #expect(abs(Int64(clock.referenceTime(hostTSC: 1_000_000_000)) - 10_000_000) <= 1)
+    }
+}

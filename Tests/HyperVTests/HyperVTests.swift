@@ -1,0 +1,59 @@
+import HyperV
+import Testing
+
+@Suite("TLFS definitions")
+struct HyperVTests {
+    @Test func sintRegistersDecodeTheirBits() {
+        #expect(SINTRegister.reset.isMasked)
+        let sint = SINTRegister(rawValue: 0xF3 | (1 << 17) | (1 << 18))
+        #expect(sint.vector == 0xF3 && !sint.isMasked && sint.autoEOI && sint.isPolling)
+        #expect(SINTRegister(vector: 0xF3, masked: true).rawValue == 0x100F3)
+    }
+
+    @Test func syntheticMSRIndicesFollowTheTLFS() {
+        #expect(SyntheticMSR.sint(2).rawValue == 0x4000_0092)
+        #expect(SyntheticMSR(rawValue: 0x4000_009F).sintIndex == 15)
+        #expect(SyntheticMSR(rawValue: 0x4000_00A0).sintIndex == nil)
+        #expect(SyntheticMSR(rawValue: 0x4000_0104).crashParameterIndex == 4)
+        #expect(SyntheticMSR.range.contains(SyntheticMSR.tscInvariantControl.rawValue))
+    }
+
+    @Test func hypercallControlSplitsItsFields() {
+        let control = HypercallControl(rawValue: 0x0003_0002_0001_005D | (3 << 17))
+        #expect(control.code == .signalEvent && control.isFast)
+        #expect(control.variableHeaderSize == 3 && control.repCount == 2 && control.repStart == 3)
+        #expect(HypercallControl(rawValue: 1 << 31).reservedBits != 0)
+        #expect(HypercallControl(code: .postMessage).rawValue == 0x5C)
+    }
+
+    @Test func overlayRegistersSplitEnableAndPage() {
+        let register = OverlayPageRegister(rawValue: 0x12345_001)
+        #expect(register.isEnabled && register.pageNumber == 0x12345 && register.pageAddress == 0x1234_5000)
+        #expect(OverlayPageRegister(enabled: false, pageNumber: 7).rawValue == 0x7000)
+    }
+
+    @Test func referenceTSCScaleConvertsTicksTo100ns() {
+        let scale = ReferenceTSCPage.scale(tscFrequencyHz: 2_000_000_000)
+        let oneSecond = ReferenceTSCPage.referenceTime(tsc: 2_000_000_000, scale: scale, offset: 0)
+        #expect(oneSecond >= 9_999_999 && oneSecond <= 10_000_000)
+        #expect(ReferenceTSCPage.referenceTime(tsc: 0, scale: scale, offset: 5) == 5)
+    }
+
+    @Test func wireReadsAreTotal() {
+        let bytes: [UInt8] = [1, 2, 3]
+        #expect(bytes.littleEndian(UInt16.self, at: 1) == 0x0302)
+        #expect(bytes.littleEndian(UInt32.self, at: 0) == nil)
+        #expect(bytes.littleEndian(UInt8.self, at: -1) == nil)
+        #expect(bytes.littleEndian(UInt8.self, at: 3) == nil)
+        var out: [UInt8] = []
+        out.appendLittleEndian(UInt16(0xBEEF))
+        #expect(out == [0xEF, 0xBE])
+    }
+
+    @Test func slotAndFlagOffsetsFollowTheLayout() {
+        #expect(SynIC.messageSlotOffset(sint: 2) == 512)
+        #expect(SynIC.eventFlagsOffset(sint: 2) == 512)
+        #expect(MessageSlot.payloadOffset == 16 && SynIC.maximumMessagePayload == 240)
+        #expect(PostMessageInput.size == 256)
+    }
+}

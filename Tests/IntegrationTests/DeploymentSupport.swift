@@ -1,0 +1,54 @@
+import Foundation
+import GuestBuilder
+import KVM
+import LocalDeployment
+import ManagementAPI
+
+/// A root and a parent started from the `hv` executable built beside the test bundle, with a
+/// scratch directory for their sockets, logs and partition configurations.
+struct TestDeployment {
+    let deployment: LocalDeployment
+    let directory: String
+    let image: String
+
+    static var hvExecutable: String {
+        let bundle = URL(fileURLWithPath: LocalDeployment.currentExecutable).deletingLastPathComponent()
+        return bundle.appendingPathComponent("hv").path
+    }
+
+    static func start(_ label: String) async throws -> TestDeployment {
+        let directory = NSTemporaryDirectory() + "hv-test-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let image = try await GuestBuilder.forCurrentPackage().build()
+        let deployment = try await LocalDeployment.start(executable: hvExecutable, runtimeDirectory: directory)
+        return TestDeployment(deployment: deployment, directory: directory, image: image)
+    }
+
+    /// Writes a configuration for the probe guest and creates the partition.
+    @discardableResult
+    func create(_ name: String, processors: Int = 1, memoryMiB: Int = 32, arguments: String = "mode=probe iterations=20",
+                devices: [String] = []) async throws -> PartitionInfo {
+        let configuration = PartitionConfiguration(
+            name: name, processors: processors, memoryMiB: memoryMiB,
+            guest: .embedded(image: image, arguments: arguments, imagePath: nil), devices: devices)
+        let path = "\(directory)/\(name).json"
+        try JSONEncoder().encode(configuration).write(to: URL(fileURLWithPath: path))
+        return try await deployment.createPartition(configurationPath: path)
+    }
+
+    func rootInfo() async throws -> RootInfo {
+        try await deployment.client.request(.GET, "/v1/root", as: RootInfo.self)
+    }
+
+    /// Threads and open descriptors of the root process.
+    func rootResources() async throws -> (threads: Int, descriptors: Int) {
+        let pid = try await rootInfo().processID
+        let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").count
+        let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+        return (threads, descriptors)
+    }
+
+    func stop() {
+        deployment.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

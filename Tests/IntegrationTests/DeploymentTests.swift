@@ -1,0 +1,134 @@
+import Foundation
+import KVM
+import LocalDeployment
+import ManagementAPI
+import Testing
+
+@Suite("Root scheduler and parent partition with real child partitions",
+       .enabled(if: KVMSystem.isUsable, "needs /dev/kvm"), .serialized)
+struct DeploymentTests {
+    @Test func twoChildrenCannotSeeEachOthersMemoryOrMessages() async throws {
+        let test = try await TestDeployment.start("isolation")
+        defer { test.stop() }
+        try await test.create("left", processors: 2, memoryMiB: 32)
+        try await test.create("right", processors: 1, memoryMiB: 32)
+        try await test.deployment.perform("start", on: "left")
+        try await test.deployment.perform("start", on: "right")
+        var tags: [String] = []
+        for name in ["left", "right"] {
+            _ = try await test.deployment.waitForConsole(name, containing: "probe: done")
+            // Let both run their marker checks a few more times side by side.
+            _ = try await test.deployment.waitForConsole(name, containing: "probe: alive round=20", timeoutSeconds: 30)
+        }
+        for name in ["left", "right"] {
+            let lines = try await test.deployment.console(name, lines: 2000)
+            #expect(!lines.contains { $0.contains("isolation violated") }, "\(name): \(lines)")
+            let report = ProbeReport(lines: lines)
+            #expect(report.messageInterrupt != nil && report.messagePolled != nil && report.event != nil, "\(name): \(lines)")
+            tags += lines.filter { $0.contains("isolation tag=") }
+        }
+        #expect(tags.count == 2)
+        #expect(Set(tags.map { $0.split(separator: " ").first { $0.hasPrefix("tag=") } }).count == 2, "distinct tags")
+    }
+
+    @Test func crashingChildIsReportedAndTheOthersKeepRunning() async throws {
+        let test = try await TestDeployment.start("crash")
+        defer { test.stop() }
+        try await test.create("steady")
+        try await test.create("crasher", arguments: "mode=crash")
+        try await test.deployment.perform("start", on: "steady")
+        _ = try await test.deployment.waitForConsole("steady", containing: "probe: done")
+        try await test.deployment.perform("start", on: "crasher")
+        let crashed = try await test.deployment.waitForState("crasher", "crashed")
+        #expect(crashed.reason?.contains("triple fault") == true, "\(crashed)")
+        // The root still answers and the other child keeps running and talking to the parent.
+        #expect(try await test.rootInfo().parentConnected)
+        let before = try await test.deployment.console("steady", lines: 2000).count
+        _ = try await test.deployment.waitForConsole("steady", containing: "probe: alive round=20", timeoutSeconds: 30)
+        #expect(try await test.deployment.info("steady").state == "running")
+        #expect(try await test.deployment.console("steady", lines: 2000).count > before)
+    }
+
+    @Test func killingTheParentLeavesChildrenRunningAndTheyReconnect() async throws {
+        let test = try await TestDeployment.start("parent")
+        defer { test.stop() }
+        try await test.create("survivor")
+        try await test.deployment.perform("start", on: "survivor")
+        _ = try await test.deployment.waitForConsole("survivor", containing: "probe: done")
+        test.deployment.killParent()
+        try await test.deployment.waitForParent(connected: false)
+        _ = try await test.deployment.waitForConsole("survivor", containing: "probe: parent unreachable", timeoutSeconds: 20)
+        #expect(try await test.deployment.info("survivor").state == "running")
+        try test.deployment.startParent()
+        try await test.deployment.waitForParent(connected: true)
+        _ = try await test.deployment.waitForConsole("survivor", containing: "probe: parent reachable", timeoutSeconds: 20)
+        #expect(try await test.deployment.info("survivor").state == "running")
+    }
+
+    @Test func lifecycleMovesThroughCreatedRunningPausedStopped() async throws {
+        let test = try await TestDeployment.start("lifecycle")
+        defer { test.stop() }
+        #expect(try await test.create("cycle").state == "created")
+        #expect(try await test.deployment.perform("start", on: "cycle").state == "running")
+        _ = try await test.deployment.waitForConsole("cycle", containing: "probe: done")
+        #expect(try await test.deployment.perform("pause", on: "cycle").state == "paused")
+        let pausedLines = try await test.deployment.console("cycle", lines: 5000).count
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(try await test.deployment.console("cycle", lines: 5000).count == pausedLines, "a paused guest prints nothing")
+        #expect(try await test.deployment.perform("resume", on: "cycle").state == "running")
+        let stopped = try await test.deployment.perform("stop", on: "cycle")
+        #expect(stopped.state == "stopped" && stopped.reason == "stopped by request")
+        await #expect(throws: ManagementClientError.self) { try await test.deployment.perform("start", on: "cycle") }
+        _ = try await test.deployment.client.send(.DELETE, "/v1/partitions/cycle")
+        await #expect(throws: ManagementClientError.self) { try await test.deployment.info("cycle") }
+    }
+
+    @Test func stoppingAPartitionReleasesItsThreadsAndMemory() async throws {
+        let test = try await TestDeployment.start("release")
+        defer { test.stop() }
+        let baseline = try await test.rootResources()
+        try await test.create("transient", processors: 4, memoryMiB: 64)
+        try await test.deployment.perform("start", on: "transient")
+        _ = try await test.deployment.waitForConsole("transient", containing: "probe: done")
+        let running = try await test.rootResources()
+        #expect(running.threads >= baseline.threads + 4, "one thread per virtual processor")
+        try await test.deployment.perform("stop", on: "transient")
+        try await Task.sleep(for: .milliseconds(300))
+        let after = try await test.rootResources()
+        #expect(after.threads == baseline.threads, "processor threads are joined")
+        #expect(after.descriptors == baseline.descriptors, "VM, vCPU, memfd and eventfd descriptors are closed")
+    }
+
+    @Test func badRequestsGetOneClearSentence() async throws {
+        let test = try await TestDeployment.start("errors")
+        defer { test.stop() }
+        let client = test.deployment.client
+        #expect(await errorSentence { _ = try await test.deployment.info("nobody") }
+                == "No partition is named nobody: list them with `hv partition list`.")
+        try await test.create("dup")
+        #expect(await errorSentence { try await test.create("dup") }?.contains("exists: delete it first") == true)
+        let bad = PartitionConfiguration(name: "Bad Name", processors: 1, memoryMiB: 32,
+                                         guest: .embedded(image: "x", arguments: "", imagePath: "/nonexistent"))
+        #expect(await errorSentence {
+            _ = try await client.request(.POST, "/v1/partitions", body: bad, as: PartitionInfo.self)
+        }?.hasPrefix("Invalid partition configuration: name") == true)
+        let missing = PartitionConfiguration(name: "ghost", processors: 1, memoryMiB: 32,
+                                             guest: .embedded(image: "x", arguments: "", imagePath: "/nonexistent/guest.elf"))
+        #expect(await errorSentence {
+            _ = try await client.request(.POST, "/v1/partitions", body: missing, as: PartitionInfo.self)
+        }?.contains("Guest image /nonexistent/guest.elf does not exist") == true)
+        let absent = ManagementClient(socketPath: "\(test.directory)/nothing.sock")
+        #expect(await errorSentence { _ = try await absent.request(.GET, "/v1/root", as: RootInfo.self) }?
+            .contains("start it with `hv root`") == true)
+    }
+}
+
+/// The description of the error `body` throws, or nil if it succeeds.
+func errorSentence(_ body: () async throws -> Void) async -> String? {
+    do {
+        try await body()
+        return nil
+    } catch {
+        return "\(error)"
+    }
+}

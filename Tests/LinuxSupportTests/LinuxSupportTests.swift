@@ -1,0 +1,136 @@
+import Glibc
+import LinuxSupport
+import Synchronization
+import SystemPackage
+import Testing
+
+@Suite("eventfd")
+struct EventFDTests {
+    @Test func signalsAccumulateUntilConsumed() throws {
+        let event = try EventFD()
+        #expect(event.consume() == nil)
+        event.signal()
+        event.signal(2)
+        #expect(event.consume() == 3)
+        #expect(event.consume() == nil)
+    }
+
+    @Test func waitTimesOutWhenNothingArrives() throws {
+        let event = try EventFD()
+        #expect(try event.wait(timeoutMilliseconds: 10) == nil)
+    }
+
+    @Test func listenerRunsItsHandlerOnEachSignalAndStops() throws {
+        let event = try EventFD()
+        let seen = Mutex<UInt64>(0)
+        let listener = try EventListener(name: "test", event: event) { count in seen.withLock { $0 += count } }
+        event.signal()
+        for _ in 0..<200 where seen.withLock({ $0 }) == 0 { usleep(1000) }
+        listener.stop()
+        #expect(seen.withLock { $0 } == 1)
+    }
+}
+
+@Suite("SOCK_SEQPACKET with SCM_RIGHTS")
+struct SequencedPacketSocketTests {
+    @Test func messagesKeepTheirBoundaries() throws {
+        let (a, b) = try SequencedPacketSocket.pair()
+        try a.send([1, 2, 3])
+        try a.send([4])
+        #expect(try b.receive().bytes == [1, 2, 3])
+        #expect(try b.receive().bytes == [4])
+    }
+
+    @Test func descriptorsTravelWithTheMessage() throws {
+        let (a, b) = try SequencedPacketSocket.pair()
+        let event = try EventFD()
+        try a.send([9], descriptors: [event.rawValue])
+        let (bytes, descriptors) = try b.receive()
+        #expect(bytes == [9] && descriptors.count == 1)
+        // The received descriptor is the same eventfd.
+        let copy = EventFD(adopting: try #require(descriptors.first))
+        copy.signal()
+        #expect(event.consume() == 1)
+    }
+
+    @Test func peerCloseReadsAsEmpty() throws {
+        let (a, b) = try SequencedPacketSocket.pair()
+        a.shutdown()
+        let (bytes, descriptors) = try b.receive()
+        #expect(bytes.isEmpty && descriptors.isEmpty)
+    }
+
+    @Test func nonBlockingSendReportsAFullPeer() throws {
+        let (a, b) = try SequencedPacketSocket.pair()
+        defer { withExtendedLifetime(b) {} }
+        var sawFull = false
+        for _ in 0..<100_000 {
+            do {
+                try a.send([UInt8](repeating: 0, count: 1024), nonBlocking: true)
+            } catch {
+                #expect(error.errno == .resourceTemporarilyUnavailable)
+                sawFull = true
+                break
+            }
+        }
+        #expect(sawFull)
+    }
+
+    @Test func listenAndConnectOverAPath() throws {
+        let path = "/tmp/hv-socket-test-\(getpid())"
+        let listener = try SequencedPacketSocket.listen(path: path)
+        defer { unlink(path) }
+        let client = try SequencedPacketSocket.connect(path: path)
+        let server = try listener.accept()
+        try client.send([7])
+        #expect(try server.receive().bytes == [7])
+    }
+
+    @Test func connectingToNothingNamesThePath() {
+        #expect(throws: SystemError.self) { try SequencedPacketSocket.connect(path: "/tmp/hv-no-such-socket") }
+        do {
+            _ = try SequencedPacketSocket.connect(path: "/tmp/hv-no-such-socket")
+        } catch {
+            #expect(error.operation == "connect to /tmp/hv-no-such-socket")
+            #expect(error.errno == .noSuchFileOrDirectory)
+        }
+    }
+}
+
+@Suite("Threads")
+struct OSThreadTests {
+    @Test func interruptBreaksABlockingCall() throws {
+        let event = try EventFD()
+        let result = Mutex<String>("")
+        let thread = try OSThread.spawn(name: "blocked") {
+            // A blocking poll with no timeout; EINTR is retried by Poll, so use a raw read.
+            var value: UInt64 = 0
+            let count = withUnsafeMutableBytes(of: &value) { read(event.rawValue, $0.baseAddress, 8) }
+            result.withLock { $0 = count == -1 && errno == EINTR ? "interrupted" : "read \(count)" }
+        }
+        usleep(50_000)
+        thread.interrupt()
+        thread.join()
+        #expect(result.withLock { $0 } == "interrupted")
+    }
+
+    @Test func conditionLockWakesWaiters() throws {
+        let lock = ConditionLock(0)
+        let thread = try OSThread.spawn(name: "setter") {
+            usleep(20_000)
+            lock.update { $0 = 5 }
+        }
+        let value = lock.wait(until: { $0 == 5 }) { $0 }
+        thread.join()
+        #expect(value == 5)
+        #expect(lock.wait(until: { $0 == 6 }, timeoutNanoseconds: 1_000_000) { $0 } == nil)
+    }
+}
+
+@Suite("memfd")
+struct MemoryFileTests {
+    @Test func createdFilesHaveTheRequestedSize() throws {
+        let file = try MemoryFile.create(name: "test", size: 1 << 20)
+        #expect(try MemoryFile.size(of: file) == 1 << 20)
+    }
+}
