@@ -100,7 +100,8 @@ let package = Package(
             swiftSettings: host),
         .target(
             name: "ParentPartition",
-            dependencies: ["ControlProtocol", "GuestMemory", "LinuxSupport", "HyperV",
+            dependencies: ["ControlProtocol", "GuestMemory", "LinuxSupport", "HyperV", "VMBusProtocol", "VMBusServer",
+                           "VMBusHost", "IntegrationVSP", "BenchVSP", "ICProtocol", "BenchProtocol",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: host),
 

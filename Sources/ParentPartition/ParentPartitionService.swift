@@ -107,6 +107,7 @@ public final class ParentPartitionService: Sendable {
         } catch {
             logger.error("partition \(attachment.name): cannot start the diagnostic echo: \(error)")
         }
+        child.add(VMBusService(partition: child, deviceNames: attachment.devices))
         logger.info("serving partition \(attachment.name) (id \(attachment.partitionID), \(attachment.memorySize >> 20) MiB)")
     }
 

@@ -72,6 +72,7 @@ public final class ChannelWorker: Sendable {
                 progressed = true
             }
             if channel.reader.commit() { channel.signal() }
+            if try device.work(on: channel) { progressed = true }
             channel.publish()
             let now = MonotonicClock.nanoseconds()
             if now >= nextTick, let tickInterval {

@@ -20,7 +20,7 @@ public final class VSPChannel: @unchecked Sendable {
     var writer: RingWriter<GuestRingMemory>
     let guestSignal: EventFD
     private let signalGuest: @Sendable (UInt32) -> Void
-    private let targetVP: Atomic<UInt32>
+    private let targetVPValue: Atomic<UInt32>
     private var backlog: [Outgoing] = []
     private var backlogHead = 0
     private var backlogBytes = 0
@@ -62,12 +62,15 @@ public final class VSPChannel: @unchecked Sendable {
         writer = try RingWriter(memory: outgoing)
         self.guestSignal = guestSignal
         self.signalGuest = signalGuest
-        self.targetVP = Atomic(targetVP)
+        targetVPValue = Atomic(targetVP)
     }
+
+    /// The processor that receives this channel's events.
+    public var targetVP: UInt32 { targetVPValue.load(ordering: .acquiring) }
 
     /// MODIFYCHANNEL: events now go to processor `vp`.
     public func retarget(to vp: UInt32) {
-        targetVP.store(vp, ordering: .releasing)
+        targetVPValue.store(vp, ordering: .releasing)
     }
 
     /// Sends a packet to the guest. It is staged in the ring (or, if the ring is full, queued and
@@ -92,12 +95,26 @@ public final class VSPChannel: @unchecked Sendable {
         backlog.append(Outgoing(type: type, flags: flags, transactionID: transactionID, header: header, payload: payload))
     }
 
-    /// Whether a packet of `payloadBytes` would be staged now rather than queued.
+    /// Whether a packet of `payloadBytes` would be staged now rather than queued. When it would
+    /// not, pending_send_sz asks the guest to signal once it has freed enough space, and the
+    /// ring is checked again in case the guest freed it before seeing the request (§6.3 "Flow
+    /// control"): a producer that stops on `false` is woken when it can go on.
     public func hasRoom(forPayload payloadBytes: Int) -> Bool {
         guard backlogHead == backlog.count,
               let needed = RingLayout.packetRingBytes(headerBytes: 0, payloadBytes: payloadBytes) else { return false }
+        if writer.availableToWrite() > needed {
+            if spaceRequested {
+                writer.clearSpaceNotification()
+                spaceRequested = false
+            }
+            return true
+        }
+        writer.requestSpaceNotification(bytes: needed)
+        spaceRequested = true
         return writer.availableToWrite() > needed
     }
+
+    private var spaceRequested = false
 
     /// Keeps the worker polling (no sleeping, no guest signals needed) for `nanoseconds`.
     public func keepPolling(forNanoseconds nanoseconds: UInt64) {
@@ -142,7 +159,7 @@ public final class VSPChannel: @unchecked Sendable {
     /// Sets the channel's event flag and raises SINT 2 on the target processor.
     func signal() {
         statistics.signalsToGuest += 1
-        signalGuest(targetVP.load(ordering: .acquiring))
+        signalGuest(targetVP)
     }
 
     func noteIncoming(_ bytes: Int) {

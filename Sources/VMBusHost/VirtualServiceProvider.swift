@@ -10,6 +10,9 @@ public protocol VirtualServiceProvider: AnyObject, Sendable {
     /// Called about every `tickInterval` nanoseconds while open (`nil`: never).
     var tickInterval: UInt64? { get }
     func tick(on channel: VSPChannel)
+    /// Background work (e.g. producing data); called on every worker iteration.
+    /// - Returns: whether it did something (the worker keeps polling while it does).
+    func work(on channel: VSPChannel) throws(VSPError) -> Bool
     /// The channel closed (guest close, rescind, unload or partition stop).
     func channelClosed()
 }
@@ -17,6 +20,7 @@ public protocol VirtualServiceProvider: AnyObject, Sendable {
 extension VirtualServiceProvider {
     public var tickInterval: UInt64? { nil }
     public func tick(on channel: VSPChannel) {}
+    public func work(on channel: VSPChannel) throws(VSPError) -> Bool { false }
     public func channelClosed() {}
 }
 

@@ -16,6 +16,8 @@ public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
     case "idle":
         print("guest: idle")
         CPU.park()
+    case "vmbus", "scribble":
+        VMBusProgram(info: info).run()
     default:
         Probe(info: info).run()
     }

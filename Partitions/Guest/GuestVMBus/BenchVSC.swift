@@ -1,0 +1,171 @@
+import BenchProtocol
+import GuestKit
+import HyperV
+import VMBusProtocol
+
+/// The guest side of the bench device: runs the plan's phases against the bench VSP and
+/// prints what both sides measured (`BenchProtocol`; Docs/benchmarks.md).
+public struct BenchVSC {
+    public var channel: GuestChannel
+    let clock: Clock
+    var buffer = [UInt8](repeating: 0, count: 70_000)
+    var phase: UInt32 = 0
+
+    public init(channel: GuestChannel, clock: Clock) {
+        self.channel = channel
+        self.clock = clock
+    }
+
+    /// Runs `plan` (comma-separated modes: throughput, source, signalled, polled, raw) over
+    /// `sizes`; throughput phases move `bytes` each, round-trip phases make `roundTrips` trips.
+    public mutating func run(plan: String, sizes: [Int], bytes: Int, roundTrips: Int, verify: Bool) {
+        for mode in plan.split(separator: ",") {
+            switch mode {
+            case "throughput":
+                for size in sizes { throughput(size: size, count: max(64, bytes / size), verify: verify) }
+            case "source":
+                for size in sizes { source(size: size, count: max(64, bytes / size), verify: verify) }
+            case "signalled":
+                for size in sizes { pingPong(size: size, count: roundTrips, polled: false) }
+            case "polled":
+                for size in sizes { pingPong(size: size, count: roundTrips, polled: true) }
+            case "raw":
+                rawChain(count: roundTrips)
+            default:
+                print("bench: unknown mode \(mode)")
+            }
+        }
+    }
+
+    // MARK: Phases
+
+    mutating func start(_ mode: BenchMode, size: Int, count: Int) {
+        phase += 1
+        var packet = [UInt8](repeating: 0, count: BenchHeader.size)
+        BenchHeader(kind: .phaseStart, phase: phase).store(into: &packet)
+        packet += BenchPhase(mode: mode, messageSize: UInt32(size), count: UInt32(count)).bytes
+        channel.send(payload: packet)
+    }
+
+    /// Sends the phase end and waits for the host's result; prints both sides' figures.
+    mutating func finish(_ mode: BenchMode, size: Int, messages: Int, checksum: UInt64, nanoseconds: UInt64,
+                         latencies: [UInt64] = []) {
+        var p50: UInt64 = 0
+        var p99: UInt64 = 0
+        if !latencies.isEmpty {
+            let sorted = latencies.sorted()
+            p50 = sorted[sorted.count / 2]
+            p99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
+        }
+        var packet = [UInt8](repeating: 0, count: BenchHeader.size)
+        BenchHeader(kind: .phaseEnd, phase: phase).store(into: &packet)
+        packet += BenchPhaseEnd(messages: UInt64(messages), checksum: checksum, guestNanoseconds: nanoseconds,
+                                p50Nanoseconds: p50, p99Nanoseconds: p99).bytes
+        channel.send(payload: packet)
+        var result: BenchPhaseResult?
+        let deadline = CPU.timestamp() &+ clock.ticks(nanoseconds: 10_000_000_000)
+        while result == nil && CPU.timestamp() < deadline {
+            if let descriptor = channel.receive(into: &buffer) {
+                let payload = buffer[descriptor.payloadOffset..<descriptor.totalLength]
+                if BenchHeader(parsing: payload)?.kind == .phaseResult {
+                    result = BenchPhaseResult(parsing: payload.dropFirst(BenchHeader.size))
+                }
+            } else {
+                CPU.relax()
+            }
+        }
+        let host = result.map { "host-ns=\($0.hostNanoseconds) intact=\($0.intact)" } ?? "no host result"
+        print("bench: \(mode.name) size=\(size) messages=\(messages) guest-ns=\(nanoseconds) p50-ns=\(p50) p99-ns=\(p99) \(host)")
+    }
+
+    /// Guest → host as fast as the ring allows, publishing in batches so the host is signalled
+    /// only when its ring goes from empty to non-empty.
+    mutating func throughput(size: Int, count: Int, verify: Bool) {
+        var message = [UInt8](repeating: 0, count: size)
+        BenchPattern.fill(&message, from: BenchHeader.size, to: size, sequence: 1)
+        var checksum = BenchPattern.seed
+        start(.throughput, size: size, count: count)
+        let batch = max(1, 16_384 / size)
+        let begin = CPU.timestamp()
+        for sequence in 0..<count {
+            BenchHeader(kind: .data, phase: phase, sequence: UInt32(sequence)).store(into: &message)
+            if verify { checksum = BenchPattern.checksum(checksum, message[BenchHeader.size...]) }
+            while !channel.stage(payload: message) {
+                channel.publish()
+                CPU.relax()
+            }
+            if sequence % batch == batch - 1 { channel.publish() }
+        }
+        channel.publish()
+        let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
+        finish(.throughput, size: size, messages: count, checksum: checksum, nanoseconds: elapsed)
+    }
+
+    /// Host → guest: the host produces `count` messages; the guest reads and checks them.
+    mutating func source(size: Int, count: Int, verify: Bool) {
+        start(.source, size: size, count: count)
+        var received = 0
+        var checksum = BenchPattern.seed
+        let begin = CPU.timestamp()
+        let deadline = begin &+ clock.ticks(nanoseconds: 60_000_000_000)
+        while received < count && CPU.timestamp() < deadline {
+            guard let descriptor = channel.receive(into: &buffer) else {
+                CPU.relax()
+                continue
+            }
+            if verify { checksum = BenchPattern.checksum(checksum, buffer[descriptor.payloadOffset..<descriptor.totalLength]) }
+            received += 1
+        }
+        let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
+        finish(.source, size: size, messages: received, checksum: checksum == 0 ? 1 : checksum, nanoseconds: elapsed)
+    }
+
+    /// Ping-pong of `size`-byte messages. Signalled: the guest waits for the SINT 2 interrupt
+    /// (its interrupt_mask is clear, so the host signals); polled: both sides spin on the rings
+    /// with their interrupt masks set.
+    mutating func pingPong(size: Int, count: Int, polled: Bool) {
+        var ping = [UInt8](repeating: 0, count: size)
+        BenchPattern.fill(&ping, from: BenchHeader.size, to: size, sequence: 2)
+        var samples: [UInt64] = []
+        samples.reserveCapacity(count)
+        let mode: BenchMode = polled ? .polledRoundTrip : .signalledRoundTrip
+        start(mode, size: size, count: count)
+        if polled { channel.reader.beginPolling() }
+        let begin = CPU.timestamp()
+        for sequence in 0..<count {
+            BenchHeader(kind: .ping, phase: phase, sequence: UInt32(sequence)).store(into: &ping)
+            let interrupts = SynICClient.interruptCount(slot: 0)
+            let sent = CPU.timestamp()
+            channel.send(transactionID: UInt64(sequence), payload: ping)
+            if !polled {
+                while SynICClient.interruptCount(slot: 0) == interrupts { CPU.relax() }
+            }
+            while channel.receive(into: &buffer) == nil { CPU.relax() }
+            samples.append(clock.nanoseconds(from: sent, to: CPU.timestamp()))
+        }
+        let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
+        if polled { _ = channel.reader.endPolling() }
+        finish(mode, size: size, messages: count, checksum: 0, nanoseconds: elapsed, latencies: samples)
+    }
+
+    /// The raw chain the signalled round trip is compared with: HvSignalEvent on the raw
+    /// connection (ioeventfd), the VSP's listener wakes (eventfd) and rings the SINT 2
+    /// doorbell (irqfd → MSI), the guest sees the interrupt. No ring, no event flag.
+    mutating func rawChain(count: Int) {
+        var samples: [UInt64] = []
+        samples.reserveCapacity(count)
+        start(.rawChain, size: BenchProtocol.minimumMessageSize, count: count)
+        let connection = BenchProtocol.rawChainConnectionID(childRelID: channel.relID).rawValue
+        let begin = CPU.timestamp()
+        for _ in 0..<count {
+            let interrupts = SynICClient.interruptCount(slot: 0)
+            let sent = CPU.timestamp()
+            _ = Hypercall.signalEvent(connection: connection)
+            while SynICClient.interruptCount(slot: 0) == interrupts { CPU.relax() }
+            samples.append(clock.nanoseconds(from: sent, to: CPU.timestamp()))
+        }
+        let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
+        finish(.rawChain, size: BenchProtocol.minimumMessageSize, messages: count, checksum: 0, nanoseconds: elapsed,
+               latencies: samples)
+    }
+}

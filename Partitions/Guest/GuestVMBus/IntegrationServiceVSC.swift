@@ -1,0 +1,53 @@
+import GuestKit
+import HyperV
+import ICProtocol
+import VMBusProtocol
+
+/// The guest side of a Hyper-V integration component, answering like Linux's hv_utils:
+/// every request is answered in place (same buffer and length, icflags TRANSACTION|RESPONSE)
+/// as an in-band packet (hyperv-guest-interface.md §7.2).
+public struct IntegrationServiceVSC {
+    public let service: ICService
+    public var channel: GuestChannel
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    public private(set) var negotiated: ICVersion?
+    public private(set) var heartbeats: UInt64 = 0
+
+    public init(service: ICService, channel: GuestChannel) {
+        self.service = service
+        self.channel = channel
+    }
+
+    /// What handling a packet asked of the guest.
+    public enum Request {
+        case none
+        case shutdown
+    }
+
+    /// Answers every pending request; returns `.shutdown` if the host asked for a power-off.
+    public mutating func poll() -> Request {
+        var request = Request.none
+        while let descriptor = channel.receive(into: &buffer) {
+            let end = min(descriptor.totalLength, buffer.count)
+            guard descriptor.payloadOffset < end else { continue }
+            var payload = Array(buffer[descriptor.payloadOffset..<end])
+            guard let message = try? ICMessage(parsing: payload) else { continue }
+            switch message.header.messageType {
+            case .negotiate:
+                if case .agreed(_, let version)? = try? ICNegotiation.respond(inPlace: &payload, messageVersions: service.messageVersions) {
+                    negotiated = version
+                }
+            case .heartbeat:
+                _ = try? HeartbeatBody.respond(inPlace: &payload)
+                heartbeats += 1
+            case .shutdown:
+                _ = try? ICMessage.makeResponse(inPlace: &payload, status: .success)
+                request = .shutdown
+            default:
+                _ = try? ICMessage.makeResponse(inPlace: &payload, status: .success)
+            }
+            channel.send(.inband, transactionID: descriptor.transactionID, payload: payload)
+        }
+        return request
+    }
+}

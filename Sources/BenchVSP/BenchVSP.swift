@@ -1,0 +1,170 @@
+import BenchProtocol
+import HyperV
+import LinuxSupport
+import Synchronization
+import VMBusHost
+import VMBusProtocol
+
+/// The bench device's host side (`BenchProtocol`): it sinks and verifies data, echoes pings,
+/// produces data on request, and serves the raw-chain baseline, then reports what it measured
+/// as partition facts (`bench.<mode>.<size>.*`).
+public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
+    // SAFETY: all mutable state is touched only on the channel's worker thread; the raw-chain
+    // listener only reads `rawTarget`, which is atomic.
+    let host: any VSPHost
+    private var phase: Phase?
+    private var phaseNumber = 0
+    private var rawChain: EventListener?
+    private var rawConnection: ConnectionID?
+    private let rawTarget = TargetProcessor()
+    private var outgoing: [UInt8] = []
+    private var reported: [String: String] = [:]
+
+    struct Phase {
+        var id: UInt32
+        var parameters: BenchPhase
+        var started: UInt64
+        var firstData: UInt64?
+        var lastData: UInt64 = 0
+        var messages: UInt64 = 0
+        var checksum = BenchPattern.seed
+        var produced: UInt32 = 0
+        var expectedSequence: UInt32 = 0
+        var inOrder = true
+    }
+
+    public init(host: any VSPHost) {
+        self.host = host
+    }
+
+    public func channelOpened(_ channel: VSPChannel) -> Bool {
+        // The raw-chain baseline: HvSignalEvent on relid|0x4000 wakes a listener that only rings
+        // the target processor's SINT 2 doorbell, the chain the VMBus path adds rings to.
+        guard let event = try? EventFD() else { return false }
+        let connection = BenchProtocol.rawChainConnectionID(childRelID: channel.relID)
+        rawTarget.value.store(channel.targetVP, ordering: .releasing)
+        let host = self.host
+        let rawTarget = self.rawTarget
+        rawChain = try? EventListener(name: "raw\(channel.relID)", event: event) { _ in
+            host.raise(vp: rawTarget.value.load(ordering: .acquiring), sint: UInt8(VMBusConstants.messageSINT))
+        }
+        host.registerEventConnection(connection, event: event)
+        rawConnection = connection
+        host.report(["bench.state": "open"])
+        return true
+    }
+
+    public func channelClosed() {
+        if let rawConnection { host.unregisterEventConnection(rawConnection) }
+        rawChain?.stop()
+        rawChain = nil
+        rawConnection = nil
+    }
+
+    public func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
+        let payload = packet.payload
+        guard packet.descriptor.type == .inband, let header = BenchHeader(parsing: payload) else {
+            throw .protocolViolation("bench: malformed packet")
+        }
+        switch header.kind {
+        case .phaseStart:
+            guard let parameters = BenchPhase(parsing: payload.dropFirst(BenchHeader.size)),
+                  parameters.messageSize >= UInt32(BenchProtocol.minimumMessageSize),
+                  parameters.messageSize <= 1 << 20 else {
+                throw .protocolViolation("bench: bad phase parameters")
+            }
+            phase = Phase(id: header.phase, parameters: parameters, started: MonotonicClock.nanoseconds())
+            rawTarget.value.store(channel.targetVP, ordering: .releasing)
+            if parameters.mode == .polledRoundTrip {
+                channel.keepPolling(forNanoseconds: 60_000_000_000)
+            }
+        case .data:
+            guard var current = phase, current.id == header.phase else {
+                throw .protocolViolation("bench: data outside a phase")
+            }
+            let now = MonotonicClock.nanoseconds()
+            if current.firstData == nil { current.firstData = now }
+            current.lastData = now
+            current.messages += 1
+            if header.sequence != current.expectedSequence { current.inOrder = false }
+            current.expectedSequence = header.sequence &+ 1
+            current.checksum = BenchPattern.checksum(current.checksum, payload.dropFirst(BenchHeader.size))
+            phase = current
+        case .ping:
+            // Echo the payload back as a pong with the same transaction ID.
+            outgoing.removeAll(keepingCapacity: true)
+            outgoing.append(contentsOf: payload)
+            BenchHeader(kind: .pong, phase: header.phase, sequence: header.sequence).store(into: &outgoing)
+            try channel.send(.inband, transactionID: packet.descriptor.transactionID, payload: outgoing)
+            phase?.messages += 1
+        case .phaseEnd:
+            guard let current = phase, current.id == header.phase,
+                  let end = BenchPhaseEnd(parsing: payload.dropFirst(BenchHeader.size)) else {
+                throw .protocolViolation("bench: phase end outside a phase")
+            }
+            try finish(current, end, on: channel)
+            phase = nil
+            channel.keepPolling(forNanoseconds: 0)
+        default:
+            throw .protocolViolation("bench: unexpected kind \(header.kind.rawValue)")
+        }
+    }
+
+    /// In source phases, writes data while the ring has room.
+    public func work(on channel: VSPChannel) throws(VSPError) -> Bool {
+        guard var current = phase, current.parameters.mode == .source,
+              current.produced < current.parameters.count else { return false }
+        let size = Int(current.parameters.messageSize)
+        if outgoing.count != size { outgoing = [UInt8](repeating: 0, count: size) }
+        var progressed = false
+        while current.produced < current.parameters.count && channel.hasRoom(forPayload: size) {
+            BenchHeader(kind: .sourceData, phase: current.id, sequence: current.produced).store(into: &outgoing)
+            try channel.send(.inband, transactionID: UInt64(current.produced), payload: outgoing)
+            current.produced += 1
+            progressed = true
+        }
+        phase = current
+        return progressed
+    }
+
+    private func finish(_ current: Phase, _ end: BenchPhaseEnd, on channel: VSPChannel) throws(VSPError) {
+        let parameters = current.parameters
+        let now = MonotonicClock.nanoseconds()
+        var intact = true
+        var hostNanoseconds = now &- current.started
+        var messages = current.messages
+        switch parameters.mode {
+        case .throughput:
+            intact = current.inOrder && current.messages == end.messages && current.checksum == end.checksum
+            if let first = current.firstData { hostNanoseconds = max(current.lastData &- current.started, current.lastData &- first) }
+        case .source:
+            messages = UInt64(current.produced)
+            intact = end.messages == messages && end.checksum != 0
+        default:
+            intact = end.messages > 0
+        }
+        let prefix = "bench.\(parameters.mode.name).\(parameters.messageSize)."
+        var facts = [
+            prefix + "messages": "\(messages)",
+            prefix + "host_ns": "\(hostNanoseconds)",
+            prefix + "guest_ns": "\(end.guestNanoseconds)",
+            prefix + "intact": intact ? "true" : "false",
+        ]
+        if end.p50Nanoseconds > 0 {
+            facts[prefix + "p50_ns"] = "\(end.p50Nanoseconds)"
+            facts[prefix + "p99_ns"] = "\(end.p99Nanoseconds)"
+        }
+        phaseNumber += 1
+        facts["bench.phases"] = "\(phaseNumber)"
+        host.report(facts)
+        var result = [UInt8](repeating: 0, count: BenchHeader.size)
+        BenchHeader(kind: .phaseResult, phase: current.id).store(into: &result)
+        result += BenchPhaseResult(messages: messages, hostNanoseconds: hostNanoseconds, intact: intact).bytes
+        try channel.send(.inband, transactionID: 0, payload: result)
+    }
+}
+
+/// The processor the raw-chain listener raises, shared with its thread.
+final class TargetProcessor: Sendable {
+    let value = Atomic<UInt32>(0)
+}

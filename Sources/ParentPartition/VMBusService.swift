@@ -1,0 +1,197 @@
+import BenchProtocol
+import BenchVSP
+import GuestMemory
+import HyperV
+import ICProtocol
+import IntegrationVSP
+import LinuxSupport
+import Logging
+import Synchronization
+import VMBusHost
+import VMBusProtocol
+import VMBusServer
+
+/// The VMBus server of one child partition, wired to the world: guest channel messages arrive
+/// from the root (HvPostMessage on connections 1 and 4), the server's answers go back as SynIC
+/// messages on SINT 2, and each open channel gets ring memory in guest RAM, an ioeventfd
+/// connection (relid | 0x2000) for the guest's signals, and a worker thread running its VSP.
+///
+/// A channel whose guest corrupts its ring or breaks its device protocol is closed and
+/// rescinded; the other channels and the parent carry on.
+final class VMBusService: PartitionService {
+    let partition: ChildPartition
+    private let state: Mutex<State>
+    /// Rate limit for protocol-violation logs.
+    private let violations = Atomic<Int>(0)
+
+    struct State {
+        var server: VMBusServer
+        var devices: [UInt32: Device] = [:]
+        var open: [UInt32: OpenChannel] = [:]
+    }
+
+    struct Device {
+        var name: String
+        var provider: any VirtualServiceProvider
+    }
+
+    struct OpenChannel {
+        var worker: ChannelWorker
+        var guestSignal: EventFD
+    }
+
+    var messageConnections: [UInt32] {
+        [VMBusConstants.messageConnectionID.rawValue, VMBusConstants.initiateContactConnectionID.rawValue]
+    }
+
+    init(partition: ChildPartition, deviceNames: [String]) {
+        self.partition = partition
+        var server = VMBusServer(configuration: .init(memorySize: UInt64(partition.memory.size),
+                                                      processorCount: partition.processorCount))
+        var devices: [UInt32: Device] = [:]
+        for name in deviceNames {
+            guard let (provider, type) = Self.makeDevice(name, host: partition) else { continue }
+            let offer = ChannelOffer(interfaceType: type, interfaceInstance: Self.instance(partition.name, name), name: name)
+            let (relID, _) = server.addOffer(offer)
+            devices[relID] = Device(name: name, provider: provider)
+        }
+        state = Mutex(State(server: server, devices: devices))
+        partition.prepareDoorbells(sint: UInt8(VMBusConstants.messageSINT))
+        for connection in messageConnections {
+            partition.root.registerMessageConnection(partitionID: partition.id, connectionID: connection)
+        }
+    }
+
+    /// The VSP for a device name and its class GUID.
+    static func makeDevice(_ name: String, host: any VSPHost) -> ((any VirtualServiceProvider), GUID)? {
+        switch name {
+        case "heartbeat": (IntegrationServiceVSP(service: .heartbeat, host: host), ICService.heartbeat.classID)
+        case "shutdown": (IntegrationServiceVSP(service: .shutdown, host: host), ICService.shutdown.classID)
+        case "timesync": (IntegrationServiceVSP(service: .timeSync, host: host), ICService.timeSync.classID)
+        case "bench": (BenchVSP(host: host), BenchProtocol.interfaceType)
+        default: nil
+        }
+    }
+
+    /// A stable instance GUID per partition and device (FNV-1a of both names).
+    static func instance(_ partition: String, _ device: String) -> GUID {
+        var bytes: [UInt8] = []
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for round in 0..<2 {
+            for byte in (partition + "/" + device + "/\(round)").utf8 {
+                hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
+            }
+            for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: hash >> UInt64(shift))) }
+        }
+        bytes[7] = (bytes[7] & 0x0F) | 0x40  // version 4 in the (little-endian) third field
+        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
+        return GUID(wireBytes: bytes)!
+    }
+
+    // MARK: Inputs
+
+    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8]) {
+        guard type == .vmbus else { return }
+        state.withLock { state in
+            let actions = state.server.handle(payload, connectionID: ConnectionID(connectionID), from: vp)
+            perform(actions, &state)
+        }
+    }
+
+    func requestGuestShutdown() {
+        let providers = state.withLock { $0.devices.values.map(\.provider) }
+        for case let service as IntegrationServiceVSP in providers where service.service == .shutdown {
+            service.requestShutdown()
+        }
+    }
+
+    /// A channel's worker gave up on it (called on that worker's thread).
+    private func channelFailed(_ relID: UInt32, reason: String) {
+        partition.logger.warning("partition \(partition.name): closing channel \(relID): \(reason)")
+        partition.report(["vmbus.channel.\(relID).closed": reason])
+        // The worker cannot join itself: finish the rescind on another thread.
+        _ = try? OSThread.spawn(name: "rescind\(relID)") { [self] in
+            state.withLock { state in
+                let actions = state.server.rescind(channel: relID)
+                perform(actions, &state)
+            }
+        }
+    }
+
+    func stop() {
+        state.withLock { state in
+            for relID in state.open.keys.sorted() { close(relID, &state) }
+        }
+        for connection in messageConnections {
+            partition.root.unregisterMessageConnection(partitionID: partition.id, connectionID: connection)
+        }
+    }
+
+    // MARK: Actions
+
+    private func perform(_ actions: [ServerAction], _ state: inout State) {
+        var queue = actions[...]
+        while let action = queue.popFirst() {
+            switch action {
+            case .post(let vp, let sint, let message):
+                partition.postMessage(vp: vp, sint: sint, type: .vmbus, payload: message.bytes)
+            case .open(let request):
+                let accepted = open(request, &state)
+                queue.append(contentsOf: state.server.completeOpen(channel: request.channel, accepted: accepted))
+            case .close(let relID):
+                close(relID, &state)
+            case .retarget(let relID, let vp):
+                state.open[relID]?.worker.channel.retarget(to: vp)
+            case .releaseGPADL:
+                break  // channels using it were closed first
+            case .connected(let version):
+                partition.logger.info("partition \(partition.name): VMBus \(version.major).\(version.minor) connected")
+                partition.report(["vmbus.version": "\(version.major).\(version.minor)"])
+            case .disconnected:
+                partition.logger.info("partition \(partition.name): VMBus unloaded")
+                partition.report(["vmbus.version": "unloaded"])
+            case .protocolViolation(let reason):
+                if violations.wrappingAdd(1, ordering: .relaxed).oldValue < 20 {
+                    partition.logger.notice("partition \(partition.name): VMBus: \(reason)")
+                }
+            }
+        }
+    }
+
+    /// Maps the channel's rings, registers its event connection, starts its worker.
+    private func open(_ request: OpenRequest, _ state: inout State) -> Bool {
+        guard let device = state.devices[request.channel] else { return false }
+        let label = "\(partition.name)/\(device.name)"
+        do {
+            let incoming = try GuestRingMemory(memory: partition.memory, pages: request.incomingRingPages)
+            let outgoing = try GuestRingMemory(memory: partition.memory, pages: request.outgoingRingPages)
+            let guestSignal = try EventFD()
+            let relID = request.channel
+            let channel = try VSPChannel(
+                relID: relID, label: label, incoming: incoming, outgoing: outgoing, targetVP: request.targetVP,
+                guestSignal: guestSignal
+            ) { [partition] vp in
+                partition.signalEvent(vp: vp, sint: UInt8(VMBusConstants.messageSINT), flag: relID)
+            }
+            guard device.provider.channelOpened(channel) else { return false }
+            // Registered before OPEN_RESULT is posted (both go over the same ordered socket), so
+            // the guest's first signal already finds its ioeventfd.
+            partition.registerEventConnection(VMBusConstants.eventConnectionID(childRelID: relID), event: guestSignal)
+            let worker = try ChannelWorker(channel: channel, device: device.provider) { [self] reason in
+                channelFailed(relID, reason: reason)
+            }
+            state.open[relID] = OpenChannel(worker: worker, guestSignal: guestSignal)
+            partition.logger.info("partition \(partition.name): channel \(relID) (\(device.name)) open")
+            return true
+        } catch {
+            partition.logger.warning("partition \(partition.name): cannot open \(device.name): \(error)")
+            return false
+        }
+    }
+
+    private func close(_ relID: UInt32, _ state: inout State) {
+        guard let open = state.open.removeValue(forKey: relID) else { return }
+        partition.unregisterEventConnection(VMBusConstants.eventConnectionID(childRelID: relID))
+        open.worker.stop()
+    }
+}
