@@ -63,7 +63,7 @@ let package = Package(
             swiftSettings: host),
         .target(
             name: "Partition",
-            dependencies: ["KVM", "GuestMemory", "HyperV", "HypervisorInterface", "LinuxSupport",
+            dependencies: ["KVM", "GuestMemory", "HyperV", "HypervisorInterface", "LinuxSupport", "LinuxBoot", "ACPI",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: host),
         .target(
@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "ParentPartition",
             dependencies: ["ControlProtocol", "GuestMemory", "LinuxSupport", "HyperV", "VMBusProtocol", "VMBusServer",
-                           "VMBusHost", "IntegrationVSP", "BenchVSP", "ICProtocol", "BenchProtocol",
+                           "VMBusHost", "IntegrationVSP", "BenchVSP", "ICProtocol", "BenchProtocol", "LegacyDevices",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: host),
 
@@ -117,11 +117,12 @@ let package = Package(
             swiftSettings: host),
         .target(
             name: "Bench",
-            dependencies: ["VMBusProtocol", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI"],
+            dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
+                           "LocalDeployment"],
             swiftSettings: host),
         .executableTarget(
             name: "hv",
-            dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "LocalDeployment",
+            dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "LocalDeployment", "Bench",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: host),
@@ -143,7 +144,7 @@ let package = Package(
         .testTarget(name: "HypervisorInterfaceTests", dependencies: ["HypervisorInterface", "HyperV", "GuestMemory"]),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol", "LinuxSupport", "HyperV"]),
         .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol"]),
-        .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory"]),
+        .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["LocalDeployment", "ManagementAPI", "GuestBuilder", "KVM"]),

@@ -22,6 +22,24 @@ public enum BenchProtocol {
     public static let minimumMessageSize = BenchHeader.size + 8
 }
 
+extension ArraySlice where Element == UInt8 {
+    /// Reads a little-endian integer `offset` bytes into the slice, or `nil` if it does not
+    /// fit; no copy is made (the bench hot path parses every packet).
+    @inlinable
+    func littleEndian<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T? {
+        let size = T.bitWidth / 8
+        guard offset >= 0, size <= count, offset <= count - size else { return nil }
+        var value: T = 0
+        var index = size
+        let base = startIndex + offset
+        while index > 0 {
+            index -= 1
+            value = (value << 8) | T(truncatingIfNeeded: self[base + index])
+        }
+        return value
+    }
+}
+
 /// What a packet is for.
 public struct BenchKind: RawRepresentable, Hashable, Sendable {
     public var rawValue: UInt32
@@ -82,10 +100,10 @@ public struct BenchHeader: Hashable, Sendable {
         self.sequence = sequence
     }
 
+    @inlinable
     public init?(parsing bytes: ArraySlice<UInt8>) {
-        let array = Array(bytes.prefix(Self.size))
-        guard let kind = array.littleEndian(UInt32.self, at: 0), let phase = array.littleEndian(UInt32.self, at: 4),
-              let sequence = array.littleEndian(UInt32.self, at: 8) else { return nil }
+        guard let kind = bytes.littleEndian(UInt32.self, at: 0), let phase = bytes.littleEndian(UInt32.self, at: 4),
+              let sequence = bytes.littleEndian(UInt32.self, at: 8) else { return nil }
         self.init(kind: BenchKind(rawValue: kind), phase: phase, sequence: sequence)
     }
 
@@ -101,6 +119,11 @@ public struct BenchHeader: Hashable, Sendable {
 /// After a `phaseStart` header: u32 mode, u32 message size, u32 count, u32 flags.
 public struct BenchPhase: Hashable, Sendable {
     public static let size = 16
+    /// Flag bit 0: both sides keep running checksums of the data and compare them at the end.
+    public static let verifyFlag: UInt32 = 1
+
+    /// Whether data is checksummed in this phase.
+    public var verifies: Bool { flags & Self.verifyFlag != 0 }
     public var mode: BenchMode
     /// Bytes per message, header included.
     public var messageSize: UInt32
@@ -116,9 +139,8 @@ public struct BenchPhase: Hashable, Sendable {
     }
 
     public init?(parsing bytes: ArraySlice<UInt8>) {
-        let array = Array(bytes.prefix(Self.size))
-        guard let mode = array.littleEndian(UInt32.self, at: 0), let size = array.littleEndian(UInt32.self, at: 4),
-              let count = array.littleEndian(UInt32.self, at: 8), let flags = array.littleEndian(UInt32.self, at: 12)
+        guard let mode = bytes.littleEndian(UInt32.self, at: 0), let size = bytes.littleEndian(UInt32.self, at: 4),
+              let count = bytes.littleEndian(UInt32.self, at: 8), let flags = bytes.littleEndian(UInt32.self, at: 12)
         else { return nil }
         self.init(mode: BenchMode(rawValue: mode), messageSize: size, count: count, flags: flags)
     }
@@ -152,10 +174,9 @@ public struct BenchPhaseEnd: Hashable, Sendable {
     }
 
     public init?(parsing bytes: ArraySlice<UInt8>) {
-        let array = Array(bytes.prefix(Self.size))
-        guard let messages = array.littleEndian(UInt64.self, at: 0), let checksum = array.littleEndian(UInt64.self, at: 8),
-              let guest = array.littleEndian(UInt64.self, at: 16), let p50 = array.littleEndian(UInt64.self, at: 24),
-              let p99 = array.littleEndian(UInt64.self, at: 32) else { return nil }
+        guard let messages = bytes.littleEndian(UInt64.self, at: 0), let checksum = bytes.littleEndian(UInt64.self, at: 8),
+              let guest = bytes.littleEndian(UInt64.self, at: 16), let p50 = bytes.littleEndian(UInt64.self, at: 24),
+              let p99 = bytes.littleEndian(UInt64.self, at: 32) else { return nil }
         self.init(messages: messages, checksum: checksum, guestNanoseconds: guest, p50Nanoseconds: p50, p99Nanoseconds: p99)
     }
 
@@ -185,9 +206,8 @@ public struct BenchPhaseResult: Hashable, Sendable {
     }
 
     public init?(parsing bytes: ArraySlice<UInt8>) {
-        let array = Array(bytes.prefix(Self.size))
-        guard let messages = array.littleEndian(UInt64.self, at: 0), let nanoseconds = array.littleEndian(UInt64.self, at: 8),
-              let intact = array.littleEndian(UInt32.self, at: 16) else { return nil }
+        guard let messages = bytes.littleEndian(UInt64.self, at: 0), let nanoseconds = bytes.littleEndian(UInt64.self, at: 8),
+              let intact = bytes.littleEndian(UInt32.self, at: 16) else { return nil }
         self.init(messages: messages, hostNanoseconds: nanoseconds, intact: intact == 1)
     }
 

@@ -87,16 +87,23 @@ public enum RootMessage: Hashable, Sendable {
     case requestFailed(requestID: UInt32, reason: String)
     /// A user asked for an orderly guest shutdown (through the shutdown integration service).
     case shutdownGuest(partitionID: UInt32)
+    /// The guest wrote `value` (`size` bytes) to an I/O port the parent intercepts. Posted: the
+    /// processor does not wait.
+    case portWrite(partitionID: UInt32, vp: UInt32, port: UInt16, size: UInt8, value: UInt32)
+    /// The guest reads an I/O port the parent intercepts; the processor waits for `portReadResult`.
+    case portRead(requestID: UInt32, partitionID: UInt32, vp: UInt32, port: UInt16, size: UInt8)
+    /// The answer to `requestInterruptLine`; one descriptor: an eventfd bound to that IOAPIC pin.
+    case interruptLine(requestID: UInt32, partitionID: UInt32, pin: UInt8)
 
     enum Kind: UInt16 {
         case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
-             requestFailed, shutdownGuest
+             requestFailed, shutdownGuest, portWrite, portRead, interruptLine
     }
 
     /// The number of descriptors that must accompany the message.
     public var descriptorCount: Int {
         switch self {
-        case .partitionAttached, .doorbell: 1
+        case .partitionAttached, .doorbell, .interruptLine: 1
         default: 0
         }
     }
@@ -149,6 +156,25 @@ public enum RootMessage: Hashable, Sendable {
         case .shutdownGuest(let id):
             out.u16(Kind.shutdownGuest.rawValue)
             out.u32(id)
+        case .portWrite(let id, let vp, let port, let size, let value):
+            out.u16(Kind.portWrite.rawValue)
+            out.u32(id)
+            out.u32(vp)
+            out.u16(port)
+            out.u8(size)
+            out.u32(value)
+        case .portRead(let request, let id, let vp, let port, let size):
+            out.u16(Kind.portRead.rawValue)
+            out.u32(request)
+            out.u32(id)
+            out.u32(vp)
+            out.u16(port)
+            out.u8(size)
+        case .interruptLine(let request, let id, let pin):
+            out.u16(Kind.interruptLine.rawValue)
+            out.u32(request)
+            out.u32(id)
+            out.u8(pin)
         }
         return out.bytes
     }
@@ -193,6 +219,14 @@ public enum RootMessage: Hashable, Sendable {
             self = .requestFailed(requestID: try input.u32(), reason: try input.string())
         case .shutdownGuest:
             self = .shutdownGuest(partitionID: try input.u32())
+        case .portWrite:
+            self = .portWrite(partitionID: try input.u32(), vp: try input.u32(), port: try input.u16(), size: try input.u8(),
+                              value: try input.u32())
+        case .portRead:
+            self = .portRead(requestID: try input.u32(), partitionID: try input.u32(), vp: try input.u32(),
+                             port: try input.u16(), size: try input.u8())
+        case .interruptLine:
+            self = .interruptLine(requestID: try input.u32(), partitionID: try input.u32(), pin: try input.u8())
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }
@@ -215,10 +249,19 @@ public enum ParentMessage: Hashable, Sendable {
     case postMessage(partitionID: UInt32, vp: UInt32, sint: UInt8, messageType: UInt32, payload: [UInt8])
     /// Facts about a partition the root shows users (e.g. "heartbeat.sequence": "12").
     case partitionStatus(partitionID: UInt32, facts: [String: String])
+    /// Guest accesses to ports `base..<base+count` go to the parent (an emulated legacy device).
+    case registerPorts(partitionID: UInt32, base: UInt16, count: UInt16)
+    /// The value for a `portRead`.
+    case portReadResult(requestID: UInt32, value: UInt32)
+    /// Asks for an eventfd that raises IOAPIC pin `pin`; answered by `interruptLine`.
+    case requestInterruptLine(requestID: UInt32, partitionID: UInt32, pin: UInt8)
+    /// Bytes the guest wrote to its console (serial port), for the partition's console log.
+    case consoleOutput(partitionID: UInt32, bytes: [UInt8])
 
     enum Kind: UInt16 {
         case hello = 1, registerMessageConnection, unregisterMessageConnection, registerEventConnection,
-             unregisterEventConnection, requestDoorbell, postMessage, partitionStatus
+             unregisterEventConnection, requestDoorbell, postMessage, partitionStatus, registerPorts, portReadResult,
+             requestInterruptLine, consoleOutput
     }
 
     public var descriptorCount: Int {
@@ -270,6 +313,24 @@ public enum ParentMessage: Hashable, Sendable {
                 out.string(key)
                 out.string(value)
             }
+        case .registerPorts(let id, let base, let count):
+            out.u16(Kind.registerPorts.rawValue)
+            out.u32(id)
+            out.u16(base)
+            out.u16(count)
+        case .portReadResult(let request, let value):
+            out.u16(Kind.portReadResult.rawValue)
+            out.u32(request)
+            out.u32(value)
+        case .requestInterruptLine(let request, let id, let pin):
+            out.u16(Kind.requestInterruptLine.rawValue)
+            out.u32(request)
+            out.u32(id)
+            out.u8(pin)
+        case .consoleOutput(let id, let bytes):
+            out.u16(Kind.consoleOutput.rawValue)
+            out.u32(id)
+            out.data(bytes)
         }
         return out.bytes
     }
@@ -307,6 +368,14 @@ public enum ParentMessage: Hashable, Sendable {
                 facts[key] = try input.string(limit: 4096)
             }
             self = .partitionStatus(partitionID: id, facts: facts)
+        case .registerPorts:
+            self = .registerPorts(partitionID: try input.u32(), base: try input.u16(), count: try input.u16())
+        case .portReadResult:
+            self = .portReadResult(requestID: try input.u32(), value: try input.u32())
+        case .requestInterruptLine:
+            self = .requestInterruptLine(requestID: try input.u32(), partitionID: try input.u32(), pin: try input.u8())
+        case .consoleOutput:
+            self = .consoleOutput(partitionID: try input.u32(), bytes: try input.data(limit: 1 << 16))
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }

@@ -82,8 +82,18 @@ public final class KVMVirtualMachine: Sendable {
 
     /// Adds an MSI route and returns its GSI.
     public func addMSIRoute(_ message: MSIMessage) throws(KVMError) -> UInt32 {
+        try addRoute(.msi(message))
+    }
+
+    /// Adds a route to pin `pin` of the in-kernel IOAPIC only (not the PIC), and returns its GSI:
+    /// an irqfd bound to it raises that ISA/IOAPIC line as an edge.
+    public func addIOAPICRoute(pin: UInt32) throws(KVMError) -> UInt32 {
+        try addRoute(.ioapic(pin: pin))
+    }
+
+    private func addRoute(_ route: RoutingTable.Route) throws(KVMError) -> UInt32 {
         try routes.withLock { table throws(KVMError) in
-            let gsi = table.allocate(message)
+            let gsi = table.allocate(route)
             do throws(KVMError) {
                 try submit(table)
             } catch {
@@ -97,7 +107,7 @@ public final class KVMVirtualMachine: Sendable {
     /// Points an existing MSI route at a new address/data pair (e.g. a reprogrammed SINT vector).
     public func updateMSIRoute(gsi: UInt32, _ message: MSIMessage) throws(KVMError) {
         try routes.withLock { table throws(KVMError) in
-            table.msiRoutes[gsi] = message
+            table.routes[gsi] = .msi(message)
             try submit(table)
         }
     }
@@ -207,18 +217,23 @@ public struct MSIMessage: Hashable, Sendable {
 /// The GSI routing table: KVM's default irqchip routes plus the MSI routes added at run time.
 struct RoutingTable {
     var hasIRQChip = false
-    var msiRoutes: [UInt32: MSIMessage] = [:]
+    var routes: [UInt32: Route] = [:]
     /// GSIs 0-23 belong to the PIC/IOAPIC pins.
-    static let firstMSIGSI: UInt32 = 24
+    static let firstDynamicGSI: UInt32 = 24
 
-    mutating func allocate(_ message: MSIMessage) -> UInt32 {
-        var gsi = Self.firstMSIGSI
-        while msiRoutes[gsi] != nil { gsi += 1 }
-        msiRoutes[gsi] = message
+    enum Route: Hashable {
+        case msi(MSIMessage)
+        case ioapic(pin: UInt32)
+    }
+
+    mutating func allocate(_ route: Route) -> UInt32 {
+        var gsi = Self.firstDynamicGSI
+        while routes[gsi] != nil { gsi += 1 }
+        routes[gsi] = route
         return gsi
     }
 
-    mutating func remove(_ gsi: UInt32) { msiRoutes[gsi] = nil }
+    mutating func remove(_ gsi: UInt32) { routes[gsi] = nil }
 
     /// The same pin routes KVM installs by default (kvm_setup_default_irq_routing): GSIs 0-15
     /// to the PICs and the IOAPIC, 16-23 to the IOAPIC; then the MSI routes in GSI order.
@@ -242,13 +257,20 @@ struct RoutingTable {
                 result.append(ioapic)
             }
         }
-        for (gsi, message) in msiRoutes.sorted(by: { $0.key < $1.key }) {
+        for (gsi, route) in routes.sorted(by: { $0.key < $1.key }) {
             var entry = kvm_irq_routing_entry()
             entry.gsi = gsi
-            entry.type = UInt32(KVM_IRQ_ROUTING_MSI)
-            entry.u.msi.address_lo = UInt32(truncatingIfNeeded: message.address)
-            entry.u.msi.address_hi = UInt32(truncatingIfNeeded: message.address >> 32)
-            entry.u.msi.data = message.data
+            switch route {
+            case .msi(let message):
+                entry.type = UInt32(KVM_IRQ_ROUTING_MSI)
+                entry.u.msi.address_lo = UInt32(truncatingIfNeeded: message.address)
+                entry.u.msi.address_hi = UInt32(truncatingIfNeeded: message.address >> 32)
+                entry.u.msi.data = message.data
+            case .ioapic(let pin):
+                entry.type = UInt32(KVM_IRQ_ROUTING_IRQCHIP)
+                entry.u.irqchip.irqchip = UInt32(KVM_IRQCHIP_IOAPIC)
+                entry.u.irqchip.pin = pin
+            }
             result.append(entry)
         }
         return result

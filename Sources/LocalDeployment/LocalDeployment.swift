@@ -114,8 +114,18 @@ public final class LocalDeployment: @unchecked Sendable {
     public static func resolveImage(_ configuration: PartitionConfiguration, configurationPath: String) async throws
         -> PartitionConfiguration
     {
-        guard case .embedded(let image, let arguments, _) = configuration.guest else { return configuration }
         let partitionsDirectory = URL(fileURLWithPath: configurationPath).deletingLastPathComponent().standardizedFileURL
+        func absolute(_ path: String) throws -> String {
+            let resolved = path.hasPrefix("/") ? path : partitionsDirectory.appendingPathComponent(path).path
+            guard FileManager.default.fileExists(atPath: resolved) else { throw DeploymentError.missingImage(resolved) }
+            return resolved
+        }
+        if case .linux(let kernel, let initrd, let commandLine) = configuration.guest {
+            var resolved = configuration
+            resolved.guest = .linux(kernel: try absolute(kernel), initrd: try initrd.map(absolute), commandLine: commandLine)
+            return resolved
+        }
+        guard case .embedded(let image, let arguments, _) = configuration.guest else { return configuration }
         var resolved = configuration
         let guestDirectory = partitionsDirectory.appendingPathComponent(image).path
         if FileManager.default.fileExists(atPath: "\(guestDirectory)/guest.json") {
@@ -124,11 +134,7 @@ public final class LocalDeployment: @unchecked Sendable {
             let path = try await builder.build(guest: image)
             resolved.guest = .embedded(image: image, arguments: arguments, imagePath: path)
         } else {
-            let path = image.hasPrefix("/") ? image : partitionsDirectory.appendingPathComponent(image).path
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw DeploymentError.missingImage(path)
-            }
-            resolved.guest = .embedded(image: image, arguments: arguments, imagePath: path)
+            resolved.guest = .embedded(image: image, arguments: arguments, imagePath: try absolute(image))
         }
         return resolved
     }

@@ -21,20 +21,31 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
         /// An Embedded Swift guest: `image` names a directory under Partitions/ (built on
         /// demand), or is a path to an ELF file; `imagePath` is the resolved ELF the root loads.
         case embedded(image: String, arguments: String, imagePath: String?)
+        /// An unmodified Linux kernel (a bzImage) with an optional initrd; relative paths are
+        /// resolved against the configuration file's directory by the client.
+        case linux(kernel: String, initrd: String?, commandLine: String)
 
-        enum CodingKeys: String, CodingKey { case embedded }
+        enum CodingKeys: String, CodingKey { case embedded, linux }
         enum EmbeddedKeys: String, CodingKey { case image, arguments, imagePath }
+        enum LinuxKeys: String, CodingKey { case kernel, initrd, commandLine }
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
-            guard container.contains(.embedded) else {
-                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                                                        debugDescription: "guest must be {\"embedded\": {...}}"))
+            if container.contains(.embedded) {
+                let embedded = try container.nestedContainer(keyedBy: EmbeddedKeys.self, forKey: .embedded)
+                self = .embedded(image: try embedded.decode(String.self, forKey: .image),
+                                 arguments: try embedded.decodeIfPresent(String.self, forKey: .arguments) ?? "",
+                                 imagePath: try embedded.decodeIfPresent(String.self, forKey: .imagePath))
+            } else if container.contains(.linux) {
+                let linux = try container.nestedContainer(keyedBy: LinuxKeys.self, forKey: .linux)
+                self = .linux(kernel: try linux.decode(String.self, forKey: .kernel),
+                              initrd: try linux.decodeIfPresent(String.self, forKey: .initrd),
+                              commandLine: try linux.decodeIfPresent(String.self, forKey: .commandLine) ?? "console=ttyS0")
+            } else {
+                throw DecodingError.dataCorrupted(.init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "guest must be {\"embedded\": {...}} or {\"linux\": {...}}"))
             }
-            let embedded = try container.nestedContainer(keyedBy: EmbeddedKeys.self, forKey: .embedded)
-            self = .embedded(image: try embedded.decode(String.self, forKey: .image),
-                             arguments: try embedded.decodeIfPresent(String.self, forKey: .arguments) ?? "",
-                             imagePath: try embedded.decodeIfPresent(String.self, forKey: .imagePath))
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -45,6 +56,11 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
                 try embedded.encode(image, forKey: .image)
                 try embedded.encode(arguments, forKey: .arguments)
                 try embedded.encodeIfPresent(imagePath, forKey: .imagePath)
+            case .linux(let kernel, let initrd, let commandLine):
+                var linux = container.nestedContainer(keyedBy: LinuxKeys.self, forKey: .linux)
+                try linux.encode(kernel, forKey: .kernel)
+                try linux.encodeIfPresent(initrd, forKey: .initrd)
+                try linux.encode(commandLine, forKey: .commandLine)
             }
         }
     }
@@ -91,7 +107,13 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
     }
 
     /// Device names the parent partition can offer.
-    public static let knownDevices = ["heartbeat", "shutdown", "timesync", "bench"]
+    public static let knownDevices = ["heartbeat", "shutdown", "timesync", "bench", "com1"]
+
+    /// Whether the guest is a Linux kernel (which also gets the legacy COM1 UART).
+    public var isLinux: Bool {
+        if case .linux = guest { return true }
+        return false
+    }
 
     /// Reads and validates a configuration file.
     public static func load(path: String) throws(ConfigurationError) -> PartitionConfiguration {

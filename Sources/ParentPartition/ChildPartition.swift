@@ -136,6 +136,18 @@ public final class ChildPartition: Sendable {
         owner?.receive(vp: vp, connectionID: connectionID, type: SynICMessageType(rawValue: type), payload: payload)
     }
 
+    /// An intercepted port write (posted by the root).
+    func portWrite(vp: UInt32, port: UInt16, size: Int, value: UInt32) {
+        let owner = services.withLock { $0.first { $0.ports.contains(port) } }
+        owner?.portWrite(port: port, size: size, value: value)
+    }
+
+    /// An intercepted port read; the guest processor waits for the answer.
+    func portRead(vp: UInt32, port: UInt16, size: Int) -> UInt32 {
+        let owner = services.withLock { $0.first { $0.ports.contains(port) } }
+        return owner?.portRead(port: port, size: size) ?? 0xFFFF_FFFF
+    }
+
     func requestGuestShutdown() {
         for service in services.withLock({ $0 }) { service.requestGuestShutdown() }
     }
@@ -154,6 +166,10 @@ public final class ChildPartition: Sendable {
 protocol PartitionService: Sendable {
     /// The message connections it owns.
     var messageConnections: [UInt32] { get }
+    /// The I/O ports it emulates.
+    var ports: Range<UInt16> { get }
+    func portWrite(port: UInt16, size: Int, value: UInt32)
+    func portRead(port: UInt16, size: Int) -> UInt32
     /// A message the guest posted to one of them.
     func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8])
     /// A user asked for an orderly shutdown.
@@ -163,5 +179,10 @@ protocol PartitionService: Sendable {
 }
 
 extension PartitionService {
+    var messageConnections: [UInt32] { [] }
+    var ports: Range<UInt16> { 0..<0 }
+    func portWrite(port: UInt16, size: Int, value: UInt32) {}
+    func portRead(port: UInt16, size: Int) -> UInt32 { 0xFFFF_FFFF }
+    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8]) {}
     func requestGuestShutdown() {}
 }

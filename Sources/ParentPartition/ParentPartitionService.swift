@@ -85,6 +85,13 @@ public final class ParentPartitionService: Sendable {
             root.complete(request: request, doorbell: nil)
         case .shutdownGuest(let id):
             child(id)?.requestGuestShutdown()
+        case .portWrite(let id, let vp, let port, let size, let value):
+            child(id)?.portWrite(vp: vp, port: port, size: Int(size), value: value)
+        case .portRead(let request, let id, let vp, let port, let size):
+            let value = child(id)?.portRead(vp: vp, port: port, size: Int(size)) ?? 0xFFFF_FFFF
+            root.send(.portReadResult(requestID: request, value: value))
+        case .interruptLine(let request, _, _):
+            root.complete(request: request, doorbell: EventFD(adopting: descriptors[0]))
         }
     }
 
@@ -108,6 +115,7 @@ public final class ParentPartitionService: Sendable {
             logger.error("partition \(attachment.name): cannot start the diagnostic echo: \(error)")
         }
         child.add(VMBusService(partition: child, deviceNames: attachment.devices))
+        if attachment.devices.contains("com1") { child.add(LegacyDevicesService(partition: child)) }
         logger.info("serving partition \(attachment.name) (id \(attachment.partitionID), \(attachment.memorySize >> 20) MiB)")
     }
 

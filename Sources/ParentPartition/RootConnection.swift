@@ -68,6 +68,13 @@ public final class RootConnection: Sendable {
         send(.requestDoorbell(requestID: request, partitionID: id, vp: vp, sint: sint))
     }
 
+    /// Asks for an eventfd that raises IOAPIC pin `pin`; `completion` runs on the reader thread.
+    func requestInterruptLine(partitionID id: UInt32, pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void) {
+        let request = nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
+        pending.withLock { $0[request] = completion }
+        send(.requestInterruptLine(requestID: request, partitionID: id, pin: pin))
+    }
+
     /// Completes a doorbell request (reader thread).
     func complete(request: UInt32, doorbell: EventFD?) {
         let completion = pending.withLock { $0.removeValue(forKey: request) }

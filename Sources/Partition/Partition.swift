@@ -1,7 +1,9 @@
+import ACPI
 import GuestMemory
 import HyperV
 import HypervisorInterface
 import KVM
+import LinuxBoot
 import LinuxSupport
 import Synchronization
 
@@ -25,6 +27,8 @@ public final class Partition: Sendable {
 
     let observer: any PartitionObserver
     let lifecycle: ConditionLock<Lifecycle>
+    let portIntercepts = PortInterceptTable()
+    let interruptLines = Mutex<[UInt32: EventFD]>([:])
     private let live: Mutex<Resources?>
     private let environment: PartitionEnvironment
 
@@ -82,6 +86,10 @@ public final class Partition: Sendable {
             throw error
         } catch let error as BootError {
             throw .boot(error)
+        } catch let error as LinuxBootError {
+            throw .boot(.invalidImage(error.description))
+        } catch let error as ACPIError {
+            throw .hypervisor("could not build the ACPI tables of \(specification.name): \(error)")
         } catch {
             throw .hypervisor("could not create partition \(specification.name): \(error)")
         }
@@ -174,6 +182,23 @@ public final class Partition: Sendable {
                 try processor.cpu.setRegisters(registers)
                 if processor.index > 0 { try processor.cpu.makeRunnable() }
             }
+        case .linux(let kernelBytes, let initrd, let commandLine):
+            // Application processors stay in KVM's wait-for-SIPI state: Linux starts them.
+            let kernel = try BzImage(parsing: kernelBytes)
+            let tables = try ACPITables.build(processorCount: processorCount, baseAddress: LinuxBootPlan.firmwareAreaStart)
+            let plan = try LinuxBootPlan(
+                memorySize: UInt64(memory.size), kernel: kernel, initrd: initrd, commandLine: commandLine,
+                acpiTables: ACPITablePlacement(address: tables.address, bytes: tables.bytes, rsdpAddress: tables.rsdpAddress))
+            for region in plan.regions {
+                try memory.write(region.source, from: region.sourceRange.lowerBound, count: region.count,
+                                 at: GuestPhysicalAddress(region.address))
+            }
+            let bootstrap = processors[0]
+            try bootstrap.cpu.enterLongMode(BootLayout.entryState)
+            var registers = GeneralRegisters()
+            registers.rip = plan.entryPoint
+            registers.rsi = plan.zeroPageAddress
+            try bootstrap.cpu.setRegisters(registers)
         }
     }
 
@@ -244,6 +269,8 @@ public final class Partition: Sendable {
         guard let final else { return }
         resources.router.unbindAll()
         environment.detach()
+        portIntercepts.removeAll()
+        interruptLines.withLock { $0.removeAll() }
         live.withLock { $0 = nil }
         setState(final)
     }

@@ -138,6 +138,24 @@ struct ExitHandler {
     }
 
     private func handlePort(_ access: PortAccess) -> PartitionState? {
+        if let interceptor = partition.portIntercepts.interceptor(for: access.port) {
+            if access.isWrite {
+                for index in 0..<max(1, access.count) {
+                    let bytes = access.data.dropFirst(index * access.size).prefix(access.size)
+                    var value: UInt32 = 0
+                    for (shift, byte) in bytes.enumerated() { value |= UInt32(byte) << (8 * shift) }
+                    interceptor.write(partition: partition, vp: processor.index, port: access.port, size: access.size, value: value)
+                }
+            } else {
+                var bytes: [UInt8] = []
+                for _ in 0..<max(1, access.count) {
+                    let value = interceptor.read(partition: partition, vp: processor.index, port: access.port, size: access.size)
+                    for shift in 0..<access.size { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * shift))) }
+                }
+                processor.cpu.completePortRead(bytes)
+            }
+            return nil
+        }
         switch (access.port, access.isWrite) {
         case (PlatformPorts.hypercall, true):
             hypercall()
@@ -148,9 +166,13 @@ struct ExitHandler {
         case (PlatformPorts.nullExit, _):
             if !access.isWrite { processor.cpu.completePortRead([UInt8](repeating: 0, count: access.size)) }
         case (PlatformPorts.power, true):
+            // Sleep control and sleep status share the port: Linux first writes WAK_STS (0x80),
+            // which is ignored, then SLP_EN | SLP_TYP.
             let command = access.data.first ?? 0
             if command == PowerCommand.powerOff { return .stopped(reason: "guest powered off") }
             if command == PowerCommand.reset { return .stopped(reason: "guest requested a reset") }
+        case (PlatformPorts.power, false):
+            processor.cpu.completePortRead([UInt8](repeating: 0, count: access.size * access.count))
         case (_, false):
             // No device: reads float high, as on an empty ISA bus.
             processor.cpu.completePortRead([UInt8](repeating: 0xFF, count: access.size * access.count))

@@ -28,6 +28,10 @@ final class ParentLink: Sendable {
         /// Serializes sends so a partition's attachment precedes its page updates.
         let sendLock = Mutex<Void>(())
         let registrations = Mutex<[UInt32: Registrations]>([:])
+        /// Port reads waiting for the parent's answer, by request ID (nil: not answered yet).
+        let pendingReads = ConditionLock<[UInt32: UInt32?]>([:])
+        let nextRequest = Atomic<UInt32>(1)
+        let closed = Atomic<Bool>(false)
 
         init(channel: ControlChannel) {
             self.channel = channel
@@ -41,6 +45,7 @@ final class ParentLink: Sendable {
     struct Registrations {
         var messageConnections: Set<UInt32> = []
         var eventConnections: [UInt32: EventFD] = [:]
+        var interceptsPorts = false
     }
 
     init(scheduler: RootScheduler, socketPath: String) throws(SystemError) {
@@ -103,6 +108,10 @@ final class ParentLink: Sendable {
             handle(message, descriptors: descriptors, on: connection)
         }
         current.withLock { $0 = nil }
+        connection.closed.store(true, ordering: .releasing)
+        connection.pendingReads.update { reads in
+            for key in reads.keys where reads[key] == .some(nil) { reads[key] = .some(0xFFFF_FFFF) }
+        }
         forgetRegistrations(of: connection)
         logger.info("parent partition disconnected; children keep running")
     }
@@ -124,7 +133,8 @@ final class ParentLink: Sendable {
             clock: ReferenceClock(tscFrequencyHz: time.tscFrequencyHz, scale: time.scale,
                                   guestTSCOffset: time.guestTSCOffset, referenceOffset: time.referenceOffset),
             processors: hypervisor.processors.map { Self.pages($0.index, $0.pages) },
-            devices: entry.configuration.devices)
+            devices: entry.configuration.devices
+                + (entry.configuration.isLinux && !entry.configuration.devices.contains("com1") ? ["com1"] : []))
         do throws(SystemError) {
             try connection.send(.partitionAttached(attachment), descriptors: [memory.file.rawValue])
         } catch {
@@ -201,6 +211,31 @@ final class ParentLink: Sendable {
             }
         case .partitionStatus(let id, let facts):
             scheduler.managed(id: id)?.merge(facts: facts)
+        case .registerPorts(let id, let base, let count):
+            guard let partition = scheduler.managed(id: id)?.partition, count > 0,
+                  UInt32(base) + UInt32(count) <= 0x10000 else { return }
+            partition.interceptPorts(base..<(base + count), with: ParentPortForwarder(partitionID: id, connection: connection))
+            connection.registrations.withLock { $0[id, default: Registrations()].interceptsPorts = true }
+        case .portReadResult(let request, let value):
+            connection.pendingReads.update { reads in
+                if reads[request] != nil { reads[request] = .some(value) }
+            }
+        case .requestInterruptLine(let request, let id, let pin):
+            guard let partition = scheduler.managed(id: id)?.partition else {
+                try? connection.send(.requestFailed(requestID: request, reason: "no partition \(id)"))
+                return
+            }
+            do throws(PartitionError) {
+                let line = try partition.interruptLine(pin: UInt32(pin))
+                try? connection.send(.interruptLine(requestID: request, partitionID: id, pin: pin), descriptors: [line.rawValue])
+            } catch {
+                try? connection.send(.requestFailed(requestID: request, reason: "\(error)"))
+            }
+        case .consoleOutput(let id, let bytes):
+            guard let partition = scheduler.managed(id: id)?.partition else { return }
+            for line in partition.console.append(bytes: bytes) {
+                scheduler.partition(partition, consoleLine: line)
+            }
         }
     }
 
@@ -218,7 +253,42 @@ final class ParentLink: Sendable {
             for (connectionID, event) in registrations.eventConnections {
                 partition.unregisterEventConnection(ConnectionID(connectionID), event: event)
             }
+            if registrations.interceptsPorts { partition.removePortIntercepts() }
         }
+    }
+}
+
+/// Forwards a partition's intercepted port accesses to the parent: writes are posted, reads
+/// wait (up to `readTimeout`) for the parent's answer. A parent that is gone reads as 0xFF.
+struct ParentPortForwarder: PortInterceptor {
+    let partitionID: UInt32
+    let connection: ParentLink.Connection
+    static let readTimeout: UInt64 = 5_000_000_000
+
+    func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {
+        try? connection.channel.send(.portWrite(partitionID: partitionID, vp: UInt32(vp), port: port, size: UInt8(size),
+                                                value: value))
+    }
+
+    func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
+        let floating: UInt32 = 0xFFFF_FFFF
+        guard !connection.closed.load(ordering: .acquiring) else { return floating }
+        let request = connection.nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
+        connection.pendingReads.update { $0[request] = .some(nil) }
+        do throws(SystemError) {
+            try connection.channel.send(.portRead(requestID: request, partitionID: partitionID, vp: UInt32(vp), port: port,
+                                                  size: UInt8(size)))
+        } catch {
+            connection.pendingReads.update { _ = $0.removeValue(forKey: request) }
+            return floating
+        }
+        let answer = connection.pendingReads.wait(
+            until: { $0[request] != .some(nil) }, timeoutNanoseconds: Self.readTimeout
+        ) { reads -> UInt32? in
+            reads.removeValue(forKey: request) ?? nil
+        }
+        if answer == nil { connection.pendingReads.update { _ = $0.removeValue(forKey: request) } }
+        return (answer ?? nil) ?? floating
     }
 }
 

@@ -62,18 +62,23 @@ public final class RootScheduler: Sendable {
     /// Creates a partition from a configuration whose guest image path has been resolved.
     public func create(_ configuration: PartitionConfiguration) throws(RootError) -> PartitionInfo {
         if let problem = configuration.problem { throw .invalid("Invalid partition configuration: \(problem).") }
-        guard case .embedded(_, let arguments, let imagePath) = configuration.guest else {
-            throw .invalid("Unsupported guest kind.")
-        }
-        guard let imagePath else {
-            throw .invalid("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
-        }
-        guard let data = FileManager.default.contents(atPath: imagePath) else {
-            throw .invalid("Guest image \(imagePath) does not exist: rebuild it with `hv partition create FILE`.")
+        let image: BootImage
+        switch configuration.guest {
+        case .embedded(_, let arguments, let imagePath):
+            guard let imagePath else {
+                throw .invalid("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
+            }
+            image = .embedded(elf: try Self.read(imagePath, what: "Guest image", fix: "rebuild it with `hv partition create FILE`"),
+                              arguments: arguments)
+        case .linux(let kernel, let initrd, let commandLine):
+            let fix = "fix the path in the partition configuration"
+            image = .linux(kernel: try Self.read(kernel, what: "Kernel", fix: fix),
+                           initrd: try initrd.map { path throws(RootError) in try Self.read(path, what: "Initrd", fix: fix) },
+                           commandLine: commandLine)
         }
         let specification = PartitionSpecification(
             name: configuration.name, processorCount: configuration.processors, memorySize: configuration.memoryMiB << 20,
-            image: .embedded(elf: [UInt8](data), arguments: arguments))
+            image: image)
         let reserved = table.withLock { partitions -> Bool in
             guard partitions[configuration.name] == nil else { return false }
             return true
@@ -101,6 +106,13 @@ public final class RootScheduler: Sendable {
         logger.info("created partition \(configuration.name) (id \(id), \(configuration.processors) VP, \(configuration.memoryMiB) MiB)")
         parentLink?.attach(entry)
         return entry.info
+    }
+
+    private static func read(_ path: String, what: String, fix: String) throws(RootError) -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .invalid("\(what) \(path) does not exist: \(fix).")
+        }
+        return [UInt8](data)
     }
 
     /// Starts, pauses, resumes, stops or shuts down a partition.

@@ -84,7 +84,7 @@ public final class ChannelWorker: Sendable {
                 lastProgress = now
                 continue
             }
-            if now < channel.pollingDeadline || now &- lastProgress < spinNanoseconds {
+            if now < channel.pollingDeadline || now &- lastProgress < channel.idleSpinNanoseconds {
                 if stopEvent.consume() != nil { return }
                 continue
             }

@@ -26,6 +26,8 @@ public final class VSPChannel: @unchecked Sendable {
     private var backlogBytes = 0
     /// Until when (CLOCK_MONOTONIC ns) the worker keeps polling instead of sleeping.
     var pollingDeadline: UInt64 = 0
+    /// How long the worker polls an idle ring before sleeping on the guest's doorbell.
+    public var idleSpinNanoseconds = ChannelWorker.spinNanoseconds
     /// What went through the channel.
     public private(set) var statistics = Statistics()
 

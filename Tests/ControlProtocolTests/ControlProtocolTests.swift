@@ -22,6 +22,9 @@ struct ControlProtocolTests {
         .doorbell(requestID: 3, partitionID: 7, vp: 0, sint: 2),
         .requestFailed(requestID: 3, reason: "no such processor"),
         .shutdownGuest(partitionID: 7),
+        .portWrite(partitionID: 7, vp: 1, port: 0x3F8, size: 1, value: 0x41),
+        .portRead(requestID: 9, partitionID: 7, vp: 0, port: 0x3FD, size: 1),
+        .interruptLine(requestID: 10, partitionID: 7, pin: 4),
     ]
 
     static let parentMessages: [ParentMessage] = [
@@ -33,6 +36,10 @@ struct ControlProtocolTests {
         .requestDoorbell(requestID: 5, partitionID: 7, vp: 1, sint: 2),
         .postMessage(partitionID: 7, vp: 0, sint: 2, messageType: 1, payload: [UInt8](repeating: 9, count: 240)),
         .partitionStatus(partitionID: 7, facts: ["heartbeat.sequence": "12", "heartbeat.seen": "now"]),
+        .registerPorts(partitionID: 7, base: 0x3F8, count: 8),
+        .portReadResult(requestID: 9, value: 0x60),
+        .requestInterruptLine(requestID: 10, partitionID: 7, pin: 4),
+        .consoleOutput(partitionID: 7, bytes: Array("hello\n".utf8)),
     ]
 
     @Test(arguments: rootMessages)

@@ -132,3 +132,16 @@ func errorSentence(_ body: () async throws -> Void) async -> String? {
         return "\(error)"
     }
 }
+
+@Suite("Legacy devices in the parent partition", .enabled(if: KVMSystem.isUsable, "needs /dev/kvm"), .serialized)
+struct LegacyDeviceTests {
+    @Test func com1OutputBecomesTheConsoleLog() async throws {
+        let test = try await TestDeployment.start("serial")
+        defer { test.stop() }
+        try await test.create("serial", arguments: "mode=serial", devices: ["com1"])
+        try await test.deployment.perform("start", on: "serial")
+        _ = try await test.deployment.waitForConsole("serial", containing: "serial: done")
+        let lines = try await test.deployment.console("serial")
+        #expect(lines.contains("hello from COM1"), "\(lines)")
+    }
+}

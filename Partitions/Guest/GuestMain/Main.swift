@@ -16,6 +16,14 @@ public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
     case "idle":
         print("guest: idle")
         CPU.park()
+    case "serial":
+        // As Linux's 8250 console does: wait for THRE in LSR, then write THR.
+        for byte in "hello from COM1\n".utf8 {
+            while CPU.in8(0x3FD) & 0x20 == 0 { CPU.relax() }
+            CPU.out8(0x3F8, byte)
+        }
+        print("serial: done")
+        CPU.park()
     case "vmbus", "scribble":
         VMBusProgram(info: info).run()
     default:

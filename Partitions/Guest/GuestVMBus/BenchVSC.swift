@@ -39,11 +39,12 @@ public struct BenchVSC {
 
     // MARK: Phases
 
-    mutating func start(_ mode: BenchMode, size: Int, count: Int) {
+    mutating func start(_ mode: BenchMode, size: Int, count: Int, verify: Bool = false) {
         phase += 1
         var packet = [UInt8](repeating: 0, count: BenchHeader.size)
         BenchHeader(kind: .phaseStart, phase: phase).store(into: &packet)
-        packet += BenchPhase(mode: mode, messageSize: UInt32(size), count: UInt32(count)).bytes
+        packet += BenchPhase(mode: mode, messageSize: UInt32(size), count: UInt32(count),
+                             flags: verify ? BenchPhase.verifyFlag : 0).bytes
         channel.send(payload: packet)
     }
 
@@ -84,12 +85,16 @@ public struct BenchVSC {
         var message = [UInt8](repeating: 0, count: size)
         BenchPattern.fill(&message, from: BenchHeader.size, to: size, sequence: 1)
         var checksum = BenchPattern.seed
-        start(.throughput, size: size, count: count)
+        start(.throughput, size: size, count: count, verify: verify)
         let batch = max(1, 16_384 / size)
         let begin = CPU.timestamp()
         for sequence in 0..<count {
             BenchHeader(kind: .data, phase: phase, sequence: UInt32(sequence)).store(into: &message)
-            if verify { checksum = BenchPattern.checksum(checksum, message[BenchHeader.size...]) }
+            if verify {
+                // Vary the data per message, so stale data from an earlier lap of the ring shows.
+                stamp(&message, sequence: UInt64(sequence))
+                checksum = Self.checksum(checksum, message, from: BenchHeader.size)
+            }
             while !channel.stage(payload: message) {
                 channel.publish()
                 CPU.relax()
@@ -101,9 +106,34 @@ public struct BenchVSC {
         finish(.throughput, size: size, messages: count, checksum: checksum, nanoseconds: elapsed)
     }
 
+    /// Writes the sequence number at the start, the middle and the end of the data.
+    func stamp(_ message: inout [UInt8], sequence: UInt64) {
+        let positions = [BenchHeader.size, (message.count / 2) & ~7, message.count - 8]
+        for position in positions where position >= BenchHeader.size && position + 8 <= message.count {
+            message.withUnsafeMutableBytes { $0.storeBytes(of: sequence, toByteOffset: position, as: UInt64.self) }
+        }
+    }
+
+    /// `BenchPattern.checksum` a word at a time (the guest owns its memory; the value is the same).
+    static func checksum(_ seed: UInt64, _ bytes: [UInt8], from start: Int) -> UInt64 {
+        bytes.withUnsafeBytes { raw in
+            var value = seed
+            var offset = start
+            while offset + 8 <= raw.count {
+                value = (value ^ raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* 0x0000_0100_0000_01B3
+                offset += 8
+            }
+            while offset < raw.count {
+                value = (value ^ UInt64(raw[offset])) &* 0x0000_0100_0000_01B3
+                offset += 1
+            }
+            return value
+        }
+    }
+
     /// Host → guest: the host produces `count` messages; the guest reads and checks them.
     mutating func source(size: Int, count: Int, verify: Bool) {
-        start(.source, size: size, count: count)
+        start(.source, size: size, count: count, verify: verify)
         var received = 0
         var checksum = BenchPattern.seed
         let begin = CPU.timestamp()

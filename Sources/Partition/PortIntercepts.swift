@@ -1,0 +1,60 @@
+import KVM
+import LinuxSupport
+import Synchronization
+
+/// Emulates the I/O ports of a legacy device for the root, which has none itself: the parent
+/// partition registers the ports, and the root forwards the guest's accesses to it.
+public protocol PortInterceptor: Sendable {
+    /// The guest wrote `value` (`size` bytes) to `port`. Posted: the processor does not wait.
+    func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32)
+    /// The guest reads `size` bytes from `port`; the processor waits for the value.
+    func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32
+}
+
+/// The ports of one partition that go to an interceptor.
+final class PortInterceptTable: Sendable {
+    private let entries = Mutex<[(range: Range<UInt16>, interceptor: any PortInterceptor)]>([])
+
+    func add(_ range: Range<UInt16>, _ interceptor: any PortInterceptor) {
+        entries.withLock { $0.append((range, interceptor)) }
+    }
+
+    func removeAll() {
+        entries.withLock { $0.removeAll() }
+    }
+
+    func interceptor(for port: UInt16) -> (any PortInterceptor)? {
+        entries.withLock { list in list.first { $0.range.contains(port) }?.interceptor }
+    }
+}
+
+extension Partition {
+    /// Sends the guest's accesses to `range` to `interceptor` (replacing nothing the root handles).
+    public func interceptPorts(_ range: Range<UInt16>, with interceptor: any PortInterceptor) {
+        portIntercepts.add(range, interceptor)
+    }
+
+    /// Removes every port intercept (the parent went away: those ports read as 0xFF again).
+    public func removePortIntercepts() {
+        portIntercepts.removeAll()
+    }
+
+    /// An eventfd that raises IOAPIC pin `pin` as an edge each time it is signalled (an irqfd on
+    /// an IOAPIC-only route, so the unprogrammed 8259 never sees it).
+    public func interruptLine(pin: UInt32) throws(PartitionError) -> EventFD {
+        guard let resources else { throw .invalidTransition(from: state, operation: "raise an interrupt line of") }
+        guard pin < 24 else { throw .invalidSpecification("the IOAPIC has 24 pins, not \(pin + 1)") }
+        return try interruptLines.withLock { lines throws(PartitionError) -> EventFD in
+            if let existing = lines[pin] { return existing }
+            do {
+                let event = try EventFD()
+                let gsi = try resources.machine.addIOAPICRoute(pin: pin)
+                try resources.machine.assignIRQFD(event, gsi: gsi)
+                lines[pin] = event
+                return event
+            } catch {
+                throw .hypervisor("could not route IOAPIC pin \(pin): \(error)")
+            }
+        }
+    }
+}
