@@ -144,6 +144,7 @@ let package = Package(
         .testTarget(name: "HypervisorInterfaceTests", dependencies: ["HypervisorInterface", "HyperV", "GuestMemory"]),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol", "LinuxSupport", "HyperV"]),
         .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol"]),
+        .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchVSP", "BenchProtocol"]),
         .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport"]),
         .testTarget(
             name: "IntegrationTests",

@@ -39,6 +39,24 @@ public enum ChannelBenchmark {
         public var ratio: Double
         /// Whether every phase of this point verified its data (sequence and checksums).
         public var intact: Bool
+
+        public init(mode: String, size_bytes: Int, partitions: Int, messages_per_s: Double, bytes_per_s: Double,
+                    p50_us: Double?, p99_us: Double?, baseline: String, baseline_messages_per_s: Double,
+                    baseline_bytes_per_s: Double, baseline_p50_us: Double?, ratio: Double, intact: Bool) {
+            self.mode = mode
+            self.size_bytes = size_bytes
+            self.partitions = partitions
+            self.messages_per_s = messages_per_s
+            self.bytes_per_s = bytes_per_s
+            self.p50_us = p50_us
+            self.p99_us = p99_us
+            self.baseline = baseline
+            self.baseline_messages_per_s = baseline_messages_per_s
+            self.baseline_bytes_per_s = baseline_bytes_per_s
+            self.baseline_p50_us = baseline_p50_us
+            self.ratio = ratio
+            self.intact = intact
+        }
     }
 
     public struct Report: Codable, Sendable {
@@ -48,6 +66,14 @@ public enum ChannelBenchmark {
         public var partitions: Int
         public var date: String
         public var machine: String
+
+        public init(points: [Point], startup_ms: [Double], partitions: Int, date: String, machine: String) {
+            self.points = points
+            self.startup_ms = startup_ms
+            self.partitions = partitions
+            self.date = date
+            self.machine = machine
+        }
     }
 
     /// Runs the benchmark: baselines first, then `options.partitions` bench children at once.

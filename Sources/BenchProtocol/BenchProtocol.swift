@@ -102,7 +102,8 @@ public struct BenchHeader: Hashable, Sendable {
 
     @inlinable
     public init?(parsing bytes: ArraySlice<UInt8>) {
-        guard let kind = bytes.littleEndian(UInt32.self, at: 0), let phase = bytes.littleEndian(UInt32.self, at: 4),
+        guard bytes.count >= Self.size, let kind = bytes.littleEndian(UInt32.self, at: 0),
+              let phase = bytes.littleEndian(UInt32.self, at: 4),
               let sequence = bytes.littleEndian(UInt32.self, at: 8) else { return nil }
         self.init(kind: BenchKind(rawValue: kind), phase: phase, sequence: sequence)
     }

@@ -1,0 +1,57 @@
+import Bench
+import BenchProtocol
+import BenchVSP
+import Foundation
+import Testing
+
+@Suite("Bench device and report")
+struct BenchTests {
+    @Test func fastChecksumEqualsTheReference() {
+        var generator = SystemRandomNumberGenerator()
+        for length in [0, 1, 7, 8, 9, 63, 64, 4064, 5000] {
+            let bytes = (0..<(length + 3)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let slice = bytes[3...]
+            #expect(fastBenchChecksum(BenchPattern.seed, slice) == BenchPattern.checksum(BenchPattern.seed, slice))
+        }
+    }
+
+    @Test func phaseRecordsRoundTrip() throws {
+        let phase = BenchPhase(mode: .throughput, messageSize: 4096, count: 12, flags: BenchPhase.verifyFlag)
+        #expect(BenchPhase(parsing: phase.bytes[...]) == phase)
+        #expect(phase.verifies)
+        let end = BenchPhaseEnd(messages: 1, checksum: 2, guestNanoseconds: 3, p50Nanoseconds: 4, p99Nanoseconds: 5)
+        #expect(BenchPhaseEnd(parsing: end.bytes[...]) == end)
+        var header = [UInt8](repeating: 0, count: 16)
+        BenchHeader(kind: .ping, phase: 7, sequence: 9).store(into: &header)
+        #expect(BenchHeader(parsing: header[...]) == BenchHeader(kind: .ping, phase: 7, sequence: 9))
+        #expect(BenchHeader(parsing: header[..<15]) == nil)
+    }
+
+    @Test func hostBaselinesMeasureSomething() throws {
+        let throughput = try HostRingBaseline.throughput(size: 256, count: 20_000)
+        #expect(throughput.messagesPerSecond > 0)
+        let samples = try HostRingBaseline.polledRoundTrips(size: 64, count: 200)
+        #expect(samples.count == 200)
+    }
+
+    @Test func reportJSONCarriesTheFieldsEachPointNeeds() throws {
+        let point = ChannelBenchmark.Point(
+            mode: "throughput", size_bytes: 4096, partitions: 1, messages_per_s: 100, bytes_per_s: 409_600, p50_us: nil,
+            p99_us: nil, baseline: "host-only ring", baseline_messages_per_s: 200, baseline_bytes_per_s: 819_200,
+            baseline_p50_us: nil, ratio: 0.5, intact: true)
+        let latency = ChannelBenchmark.Point(
+            mode: "signalled", size_bytes: 64, partitions: 1, messages_per_s: 10, bytes_per_s: 1280, p50_us: 50, p99_us: 90,
+            baseline: "raw signalling chain", baseline_messages_per_s: 20, baseline_bytes_per_s: 2560, baseline_p50_us: 40,
+            ratio: 1.25, intact: true)
+        let report = ChannelBenchmark.Report(points: [point, latency], startup_ms: [21], partitions: 1, date: "now", machine: "test")
+        let object = try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any]
+        let points = try #require(object?["points"] as? [[String: Any]])
+        for key in ["mode", "size_bytes", "messages_per_s", "bytes_per_s", "baseline_messages_per_s", "baseline_bytes_per_s", "ratio"] {
+            #expect(points.allSatisfy { $0[key] != nil }, "every point has \(key)")
+        }
+        #expect(points[1]["p50_us"] as? Double == 50 && points[1]["p99_us"] as? Double == 90)
+        let svg = report.svg
+        #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n") && svg.contains("<polyline"))
+        #expect(report.table.contains("throughput") && report.table.contains("0.50"))
+    }
+}
