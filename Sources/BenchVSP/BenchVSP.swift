@@ -23,9 +23,9 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
     struct Phase {
         var id: UInt32
         var parameters: BenchPhase
+        /// When the host read `phaseStart`; packets are handled in order, so the time until it
+        /// reads `phaseEnd` covers exactly the phase's data.
         var started: UInt64
-        var firstData: UInt64?
-        var lastData: UInt64 = 0
         var messages: UInt64 = 0
         var checksum = BenchPattern.seed
         var produced: UInt32 = 0
@@ -89,9 +89,6 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
             guard var current = phase, current.id == header.phase else {
                 throw .protocolViolation("bench: data outside a phase")
             }
-            let now = MonotonicClock.nanoseconds()
-            if current.firstData == nil { current.firstData = now }
-            current.lastData = now
             current.messages += 1
             if header.sequence != current.expectedSequence { current.inOrder = false }
             current.expectedSequence = header.sequence &+ 1
@@ -141,13 +138,12 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
         let parameters = current.parameters
         let now = MonotonicClock.nanoseconds()
         var intact = true
-        var hostNanoseconds = now &- current.started
+        let hostNanoseconds = now &- current.started
         var messages = current.messages
         switch parameters.mode {
         case .throughput:
             intact = current.inOrder && current.messages == end.messages
                 && (!parameters.verifies || current.checksum == end.checksum)
-            if let first = current.firstData { hostNanoseconds = max(current.lastData &- current.started, current.lastData &- first) }
         case .source:
             messages = UInt64(current.produced)
             intact = end.messages == messages && end.checksum != 0
