@@ -140,9 +140,17 @@ _start:
     lea (%rax,%r12,8), %rax         // selector = 0x28 + vp * 16
     ltr %ax
 
-    // The IDT is shared; the bootstrap processor fills the gates it uses.
+    // The IDT, REFERENCE_TSC, GUEST_OS_ID and HYPERCALL are partition-wide and the bootstrap
+    // processor's to set up. The others wait until it has, so none can take an interrupt
+    // through an empty gate or call an empty hypercall page: the root starts every processor
+    // at once, and which one runs first is the host scheduler's choice.
     test %r12, %r12
-    jnz 2f
+    jz 4f
+5:  pause
+    cmpb $0, partition_ready(%rip)
+    je 5b
+    jmp 2f
+4:
     SET_GATE 0, fault_de, 0x8E00
     SET_GATE 6, invalid_opcode, 0x8E00
     SET_GATE 8, fault_df, 0x8E00
@@ -163,7 +171,8 @@ _start:
     WRMSR_IMM 0x80F, 0, 0x1FF
 
     // The Hyper-V sequence. REFERENCE_TSC (Linux enables it first, in ms_hyperv_init_platform),
-    // GUEST_OS_ID and HYPERCALL are partition-wide: the BSP writes them.
+    // GUEST_OS_ID and HYPERCALL are partition-wide: the BSP writes them, then releases the
+    // waiting processors (x86 stores are not reordered with older stores).
     test %r12, %r12
     jnz 3f
     lea reference_tsc_page(%rip), %rax
@@ -173,6 +182,7 @@ _start:
     lea hypercall_page(%rip), %rax
     or $1, %rax
     WRMSR_RAX MSR_HYPERCALL
+    movb $1, partition_ready(%rip)
 3:
     mov $MSR_VP_INDEX, %ecx
     rdmsr
@@ -521,6 +531,9 @@ gdt_descriptor:
 idt_descriptor:
     .short 256 * 16 - 1
     .quad idt
+partition_ready:                    // set by the BSP once the partition-wide state is in place
+    .byte 0
+    .align 8
 null_idt_descriptor:
     .short 0
     .quad 0

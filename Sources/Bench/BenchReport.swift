@@ -5,7 +5,10 @@ extension ChannelBenchmark.Report {
     public var table: String {
         var lines = ["MODE        SIZE      MSG/S         MB/S      P50 µs    P99 µs    BASELINE                   BASE MSG/S    BASE P50 µs  RATIO  INTACT"]
         for point in points {
-            func column(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+            // Padded to `width`, and never run into the next column.
+            func column(_ text: String, _ width: Int) -> String {
+                text.count < width ? text.padding(toLength: width, withPad: " ", startingAt: 0) : text + " "
+            }
             let p50 = point.p50_us.map { String(format: "%.1f", $0) } ?? "-"
             let p99 = point.p99_us.map { String(format: "%.1f", $0) } ?? "-"
             let baseP50 = point.baseline_p50_us.map { String(format: "%.1f", $0) } ?? "-"

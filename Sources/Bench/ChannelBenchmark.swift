@@ -76,8 +76,19 @@ public enum ChannelBenchmark {
         }
     }
 
-    /// Runs the benchmark: baselines first, then `options.partitions` bench children at once.
+    /// Runs the benchmark on a root and parent of its own: baselines first, then
+    /// `options.partitions` bench children at once.
     public static func run(_ options: Options, executable: String, packageRoot: String, runtimeDirectory: String,
+                           progress: @Sendable (String) -> Void) async throws -> Report {
+        progress("starting the root scheduler and the parent partition")
+        let deployment = try await LocalDeployment.start(executable: executable, runtimeDirectory: runtimeDirectory)
+        defer { deployment.stop() }
+        return try await run(options, on: deployment, packageRoot: packageRoot, progress: progress)
+    }
+
+    /// Runs the benchmark with bench children of `deployment` (named bench1, bench2, …), which
+    /// are stopped and deleted afterwards.
+    public static func run(_ options: Options, on deployment: LocalDeployment, packageRoot: String,
                            progress: @Sendable (String) -> Void) async throws -> Report {
         progress("measuring the host-only ring baseline")
         var baselineRate: [Int: Double] = [:]
@@ -87,9 +98,6 @@ public enum ChannelBenchmark {
             baselineRoundTrip[size] = try HostRingBaseline.polledRoundTrips(size: size, count: options.roundTrips).sorted()
         }
 
-        progress("starting the root scheduler and the parent partition")
-        let deployment = try await LocalDeployment.start(executable: executable, runtimeDirectory: runtimeDirectory)
-        defer { deployment.stop() }
         let sizes = options.sizes.map(String.init).joined(separator: ",")
         let arguments = "mode=vmbus bench=throughput,source,signalled,polled,raw sizes=\(sizes) bytes=\(options.bytes) "
             + "rtts=\(options.roundTrips)"
@@ -113,7 +121,7 @@ public enum ChannelBenchmark {
         var facts: [[String: String]] = []
         for name in names {
             facts.append(try await deployment.info(name).status)
-            try await deployment.perform("stop", on: name)
+            try await deployment.delete(name)
         }
 
         var points: [Point] = []

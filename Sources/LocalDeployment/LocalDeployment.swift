@@ -146,6 +146,11 @@ public final class LocalDeployment: @unchecked Sendable {
                                  as: PartitionInfo.self)
     }
 
+    /// Deletes a partition (the root stops it first if it runs).
+    public func delete(_ name: String) async throws {
+        try await client.deletePartition(name)
+    }
+
     public func info(_ name: String) async throws -> PartitionInfo {
         try await client.request(.GET, "/v1/partitions/\(name)", as: PartitionInfo.self)
     }

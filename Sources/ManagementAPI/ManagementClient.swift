@@ -8,9 +8,12 @@ import NIOPosix
 public struct ManagementClient: Sendable {
     /// The root's API socket.
     public let socketPath: String
+    /// How long a request may take before the client gives up on the root.
+    public let timeout: Duration
 
-    public init(socketPath: String) {
+    public init(socketPath: String, timeout: Duration = .seconds(120)) {
         self.socketPath = socketPath
+        self.timeout = timeout
     }
 
     /// A response: status code and body.
@@ -50,14 +53,37 @@ public struct ManagementClient: Sendable {
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        let (seconds, attoseconds) = timeout.components
+        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
+            promise.fail(RequestTimedOut())
+        }
         do {
             let response = try await promise.futureResult.get()
+            deadline.cancel()
             try? await channel.close()
             return response
+        } catch is RequestTimedOut {
+            try? await channel.close()
+            throw .timedOut(request: "\(method) \(path)", seconds: Int(seconds))
         } catch {
+            deadline.cancel()
             try? await channel.close()
             throw .transport("\(error)")
         }
+    }
+
+    private struct RequestTimedOut: Error {}
+
+    /// The API's error sentence from a failed response.
+    static func apiError(_ response: Response) -> ManagementClientError {
+        let message = (try? JSONDecoder().decode(APIError.self, from: response.body))?.error ?? "HTTP \(response.status)"
+        return .api(status: response.status, message: message)
+    }
+
+    /// `DELETE /v1/partitions/{name}`: stops the partition if it runs and forgets it.
+    public func deletePartition(_ name: String) async throws(ManagementClientError) {
+        let response = try await send(.DELETE, "/v1/partitions/\(name)")
+        guard (200..<300).contains(response.status) else { throw Self.apiError(response) }
     }
 
     /// Sends a request and decodes a JSON response, turning API errors into `ManagementClientError.api`.
@@ -73,11 +99,7 @@ public struct ManagementClient: Sendable {
             }
         }
         let response = try await send(method, path, body: data)
-        guard (200..<300).contains(response.status) else {
-            let message = (try? JSONDecoder().decode(APIError.self, from: response.body))?.error
-                ?? "HTTP \(response.status)"
-            throw .api(status: response.status, message: message)
-        }
+        guard (200..<300).contains(response.status) else { throw Self.apiError(response) }
         do {
             return try JSONDecoder().decode(Result.self, from: response.body)
         } catch {
@@ -123,6 +145,7 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
 public enum ManagementClientError: Error, CustomStringConvertible {
     case rootNotRunning(String)
     case transport(String)
+    case timedOut(request: String, seconds: Int)
     case api(status: Int, message: String)
 
     public var description: String {
@@ -131,6 +154,8 @@ public enum ManagementClientError: Error, CustomStringConvertible {
             "The root scheduler is not running (nothing listens on \(path)): start it with `hv root`."
         case .transport(let reason):
             "Could not talk to the root scheduler: \(reason)."
+        case .timedOut(let request, let seconds):
+            "The root scheduler did not answer \(request) within \(seconds) s: check its log, and restart it if it is stuck."
         case .api(_, let message):
             message
         }

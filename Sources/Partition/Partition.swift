@@ -209,12 +209,22 @@ public final class Partition: Sendable {
 
     /// Starts every virtual processor.
     public func start() throws(PartitionError) {
+        try start(holdingBootstrapProcessorFor: .zero)
+    }
+
+    /// Starts every virtual processor, the bootstrap processor `delay` after the others: tests
+    /// use it to prove a guest does not depend on which processor the host schedules first.
+    func start(holdingBootstrapProcessorFor delay: Duration) throws(PartitionError) {
         let current = state
         guard current == .created else { throw .invalidTransition(from: current, operation: "start") }
         guard let resources else { throw .invalidTransition(from: current, operation: "start") }
         do {
             for processor in resources.processors {
-                try processor.start { [self] in self.runLoop(processor, resources) }
+                let hold = processor.index == 0 ? delay : .zero
+                try processor.start { [self] in
+                    if hold > .zero { MonotonicClock.sleep(hold) }
+                    self.runLoop(processor, resources)
+                }
             }
         } catch {
             stop(reason: "failed to start processors: \(error)")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Bench
 import Foundation
 import GuestBuilder
 import LocalDeployment
@@ -7,7 +8,7 @@ import ManagementAPI
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Start a root and a parent, run two child partitions from Partitions/, show their round trips, stop everything.")
+        abstract: "Start a root and a parent, run child partitions from Partitions/, show their round trips and a VMBus bench, stop everything.")
 
     @Option(help: "Where the demo's sockets and logs go (default: a fresh temporary directory).")
     var runtimeDir: String?
@@ -49,6 +50,14 @@ struct DemoCommand: AsyncParsableCommand {
                 print("\(name): reference TSC page vs TIME_REF_COUNT skew \(skew); hostile hypercalls: \(statuses)")
             }
             for name in names { try await deployment.perform("stop", on: name) }
+
+            print("")
+            print("VMBus: a bench child (Partitions/bench.json) against the same ring code between two host")
+            print("threads, measured now (the full sweep is `hv bench channel`):")
+            print("")
+            let options = ChannelBenchmark.Options(sizes: [64, 4096], partitions: 1, bytes: 16 << 20, roundTrips: 500)
+            let report = try await ChannelBenchmark.run(options, on: deployment, packageRoot: root) { _ in }
+            print(report.table)
             deployment.stop()
             print("")
             print("Stopped the partitions, the parent partition and the root scheduler.")

@@ -93,11 +93,7 @@ struct PartitionCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let response = try await runtime.client.send(.DELETE, "/v1/partitions/\(name)")
-                guard response.status == 204 else {
-                    let message = (try? JSONDecoder().decode(APIError.self, from: response.body))?.error ?? "HTTP \(response.status)"
-                    throw ManagementClientError.api(status: response.status, message: message)
-                }
+                try await runtime.client.deletePartition(name)
                 print("\(name): deleted")
             } catch {
                 throw fail(error)

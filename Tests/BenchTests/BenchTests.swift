@@ -54,4 +54,14 @@ struct BenchTests {
         #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n") && svg.contains("<polyline"))
         #expect(report.table.contains("throughput") && report.table.contains("0.50"))
     }
+
+    @Test func tableColumnsStaySeparatedWhenAFigureOverflowsItsWidth() {
+        let collapsed = ChannelBenchmark.Point(
+            mode: "polled", size_bytes: 64, partitions: 2, messages_per_s: 254, bytes_per_s: 16_256, p50_us: 7999.3,
+            p99_us: 12_036.5, baseline: "host-only ring ping-pong", baseline_messages_per_s: 278_940,
+            baseline_bytes_per_s: 17_852_160, baseline_p50_us: 3.6, ratio: 2231.33, intact: true)
+        let report = ChannelBenchmark.Report(points: [collapsed], startup_ms: [21], partitions: 2, date: "now", machine: "test")
+        let row = report.table.split(separator: "\n")[1]
+        #expect(row.hasSuffix("2231.33 yes"), "the ratio and the intact flag are separate words: \(row)")
+    }
 }

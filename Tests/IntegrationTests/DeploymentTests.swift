@@ -92,6 +92,7 @@ struct DeploymentTests {
         _ = try await test.deployment.waitForConsole("transient", containing: "probe: done")
         let running = try await test.rootResources()
         #expect(running.threads >= baseline.threads + 4, "one thread per virtual processor")
+        #expect(running.descriptors >= baseline.descriptors + 6, "a VM, four vCPUs and a memfd are counted")
         try await test.deployment.perform("stop", on: "transient")
         try await Task.sleep(for: .milliseconds(300))
         let after = try await test.rootResources()

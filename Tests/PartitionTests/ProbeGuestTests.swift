@@ -4,7 +4,7 @@ import HyperV
 import HypervisorInterface
 import KVM
 import LinuxSupport
-import Partition
+@testable import Partition
 import Synchronization
 import SystemPackage
 import Testing
@@ -38,6 +38,27 @@ struct ProbeGuestTests {
             $0.contains("hostile-hypercalls unaligned=4 straddling=3 outside-ram=3 unknown-code=2 unknown-connection=18 unknown-event=18")
         }, "\(lines)")
         #expect(partition.state == .stopped(reason: "stopped by request"))
+    }
+
+    /// The host may run any processor first (the rig's nested KVM often ran VP 1 first). The
+    /// guest's application processors must wait for the bootstrap processor's IDT and hypercall
+    /// page; before they did, VP 1 parked through an empty #UD gate and triple-faulted.
+    @Test func applicationProcessorsWaitForTheBootstrapProcessor() async throws {
+        let image = try await GuestBuilder.forCurrentPackage().build()
+        let observer = RecordingObserver()
+        let partition = try Partition.create(
+            id: 2,
+            specification: PartitionSpecification(name: "late-bsp", processorCount: 2, memorySize: 32 << 20,
+                                                  image: .embedded(elf: try readFile(image), arguments: "mode=idle")),
+            system: try KVMSystem(), observer: observer)
+        try partition.start(holdingBootstrapProcessorFor: .milliseconds(300))
+        let idle = await observer.waitForLine(containing: "guest: idle", timeoutSeconds: 30)
+        // VP 1 has had the whole delay, and then some, to fault if it were going to.
+        try await Task.sleep(for: .milliseconds(200))
+        let state = partition.state
+        partition.stop()
+        #expect(idle, "\(observer.lines)")
+        #expect(state == .running, "\(state)")
     }
 }
 

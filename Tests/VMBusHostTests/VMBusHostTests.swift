@@ -44,6 +44,30 @@ final class SinkDevice: VirtualServiceProvider, @unchecked Sendable {
     }
 }
 
+/// Holds the worker in its first packet until released, then notes, at each packet, the read
+/// index the guest would see in the incoming ring's control page.
+final class GatedDevice: VirtualServiceProvider, @unchecked Sendable {
+    let memory: GuestMemory
+    let readIndexAddress: GuestPhysicalAddress
+    let holding = Atomic<Bool>(false)
+    let released = Atomic<Bool>(false)
+    let readIndexes = Locked<[UInt32]>([])
+
+    init(memory: GuestMemory, controlPage: UInt64) {
+        self.memory = memory
+        readIndexAddress = GuestPhysicalAddress(controlPage * 4096 + UInt64(RingControlWord.readIndex.byteOffset))
+    }
+
+    func channelOpened(_ channel: VSPChannel) -> Bool { true }
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
+        if !holding.exchange(true, ordering: .acquiringAndReleasing) {
+            while !released.load(ordering: .acquiring) { usleep(100) }
+        }
+        let index = (try? memory.atomicLoad(UInt32.self, at: readIndexAddress, ordering: .acquiring)) ?? .max
+        readIndexes.withLock { $0.append(index) }
+    }
+}
+
 /// A value shared with worker threads.
 final class Locked<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
@@ -60,8 +84,9 @@ struct Harness {
     var guest: FakeGuest
 
     /// Rings on deliberately scattered pages to exercise the page-list path.
-    init(device: any VirtualServiceProvider, ringPages: Int = 4) throws {
-        memory = try GuestMemory.create(name: "vmbus-host", size: 4 << 20)
+    init(device: any VirtualServiceProvider, ringPages: Int = 4, memory: GuestMemory? = nil) throws {
+        self.memory = try memory ?? GuestMemory.create(name: "vmbus-host", size: 4 << 20)
+        let memory = self.memory
         let incoming = (0..<ringPages).map { UInt64(100 + $0 * 3) }
         let outgoing = (0..<ringPages).map { UInt64(500 + $0 * 5) }
         guest = try FakeGuest(memory: memory, incoming: incoming, outgoing: outgoing)
@@ -203,5 +228,25 @@ struct VMBusHostTests {
             usleep(UInt32(round % 5) * 200)
             harness.worker.stop()
         }
+    }
+
+    /// §6.3: a reader that drains a full ring publishes its read index as it goes, so a writer
+    /// waiting for room refills the ring meanwhile instead of waiting for it to empty.
+    @Test func aDrainingWorkerFreesRoomBeforeTheRingIsEmpty() throws {
+        let memory = try GuestMemory.create(name: "vmbus-gated", size: 4 << 20)
+        let device = GatedDevice(memory: memory, controlPage: 100)
+        var harness = try Harness(device: device, ringPages: 16, memory: memory)
+        defer { harness.worker.stop() }
+        let payload = [UInt8](repeating: 0x5A, count: 1000)
+        harness.send(payload, id: 0)
+        while !device.holding.load(ordering: .acquiring) { usleep(100) }
+        var sent = 1
+        while (try? harness.guest.writer.write(type: .inband, transactionID: UInt64(sent), payload: payload)) != nil { sent += 1 }
+        _ = harness.guest.writer.commit()
+        device.released.store(true, ordering: .releasing)
+        for _ in 0..<2000 where device.readIndexes.withLock({ $0.count }) < sent { usleep(1000) }
+        let seen = device.readIndexes.withLock { $0 }
+        #expect(seen.count == sent && sent > 40, "the ring held \(sent) packets")
+        #expect(seen.dropLast().contains { $0 != 0 }, "the read index moved while packets were still unread")
     }
 }
