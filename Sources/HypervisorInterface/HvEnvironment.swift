@@ -8,6 +8,11 @@ import HyperV
 public protocol HvEnvironment: Sendable {
     /// The host time-stamp counter.
     func hostTimestampCounter() -> UInt64
+    /// Processor `vp`'s own time-stamp counter, read on that processor's thread, or `nil` to
+    /// derive it from the host TSC. The processor's TSC is what its reference TSC page is
+    /// applied to, so TIME_REF_COUNT computed from it agrees with the page even when the host
+    /// hypervisor moves the guest TSC's offset (a nested KVM does).
+    func guestTimestampCounter(vp: UInt32) -> UInt64?
     /// SINT `sint` of processor `vp` was reprogrammed. `interruptsEnabled` is false while the
     /// SynIC is disabled or the SINT is masked or polled: nothing may be injected then.
     func sintChanged(vp: UInt32, sint: Int, vector: UInt8, interruptsEnabled: Bool)

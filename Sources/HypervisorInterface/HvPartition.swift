@@ -59,7 +59,9 @@ public final class HvPartition: Sendable {
         case .guestOSID: return state.withLock { $0.guestOSID }
         case .hypercall: return state.withLock { $0.hypercall.rawValue }
         case .vpIndex: return UInt64(processors[vp].index)
-        case .timeReferenceCount: return referenceTime()
+        case .timeReferenceCount:
+            guard let tsc = environment.guestTimestampCounter(vp: processors[vp].index) else { return referenceTime() }
+            return time.referenceTime(guestTSC: tsc)
         case .referenceTSC: return state.withLock { $0.referenceTSC.rawValue }
         case .tscFrequency: return time.tscFrequencyHz
         case .apicFrequency: return Self.apicFrequencyHz

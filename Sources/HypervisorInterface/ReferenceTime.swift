@@ -36,6 +36,12 @@ public struct ReferenceTimeParameters: Hashable, Sendable {
     /// Reference time at host TSC `hostTSC`.
     @inlinable
     public func referenceTime(hostTSC: UInt64) -> UInt64 {
-        ReferenceTSCPage.referenceTime(tsc: hostTSC &+ guestTSCOffset, scale: scale, offset: referenceOffset)
+        referenceTime(guestTSC: hostTSC &+ guestTSCOffset)
+    }
+
+    /// Reference time when the guest TSC reads `guestTSC`: what the reference TSC page gives.
+    @inlinable
+    public func referenceTime(guestTSC: UInt64) -> UInt64 {
+        ReferenceTSCPage.referenceTime(tsc: guestTSC, scale: scale, offset: referenceOffset)
     }
 }

@@ -336,7 +336,7 @@ public final class Partition: Sendable {
 /// The `HvEnvironment` of one partition: forwards to the interrupt router and the observer.
 final class PartitionEnvironment: HvEnvironment {
     // Weak: the partition owns its HvPartition, which owns this environment.
-    private let partition = Mutex<(owner: WeakPartition, router: SynICInterruptRouter)?>(nil)
+    private let partition = Mutex<(owner: WeakPartition, router: SynICInterruptRouter, processors: [VirtualProcessor])?>(nil)
 
     struct WeakPartition: @unchecked Sendable {
         // SAFETY: only read under the enclosing Mutex; Partition itself is Sendable.
@@ -344,7 +344,7 @@ final class PartitionEnvironment: HvEnvironment {
     }
 
     func attach(_ partition: Partition, resources: Partition.Resources) {
-        self.partition.withLock { $0 = (WeakPartition(value: partition), resources.router) }
+        self.partition.withLock { $0 = (WeakPartition(value: partition), resources.router, resources.processors) }
     }
 
     func detach() {
@@ -355,6 +355,13 @@ final class PartitionEnvironment: HvEnvironment {
     private var router: SynICInterruptRouter? { partition.withLock { $0?.router } }
 
     func hostTimestampCounter() -> UInt64 { TimestampCounter.read() }
+
+    /// IA32_TSC of processor `vp`. Called from that processor's own exit handling (TIME_REF_COUNT
+    /// reads), so KVM_GET_MSRS does not wait for it to leave KVM_RUN.
+    func guestTimestampCounter(vp: UInt32) -> UInt64? {
+        guard let processors = partition.withLock({ $0?.processors }), processors.indices.contains(Int(vp)) else { return nil }
+        return try? processors[Int(vp)].cpu.readMSR(0x10)
+    }
 
     func sintChanged(vp: UInt32, sint: Int, vector: UInt8, interruptsEnabled: Bool) {
         guard let partition = current, let router else { return }

@@ -80,6 +80,18 @@ struct SyntheticMSRTests {
         #expect(fromPage == fromMSR)
     }
 
+    /// §2.1: TIME_REF_COUNT and the TSC page are one clock. When the host hypervisor moves the
+    /// guest TSC's offset (a nested KVM does), the processor's own TSC decides both.
+    @Test func timeReferenceCountFollowsTheProcessorsOwnTSC() throws {
+        let fixture = try Fixture()
+        let drifted = fixture.environment.hostTimestampCounter() &+ fixture.partition.time.guestTSCOffset &+ Fixture.tscHz / 100
+        fixture.environment.guestTSC.withLock { $0[0] = drifted }
+        let fromMSR = try #require(fixture.partition.readMSR(vp: 0, index: SyntheticMSR.timeReferenceCount.rawValue))
+        let time = fixture.partition.time
+        #expect(fromMSR == ReferenceTSCPage.referenceTime(tsc: drifted, scale: time.scale, offset: time.referenceOffset))
+        #expect(fromMSR == fixture.partition.referenceTime() + 100_000, "10 ms ahead of the host-derived time")
+    }
+
     @Test func frequencyMSRsAreReadOnlyHertz() throws {
         let fixture = try Fixture()
         #expect(fixture.partition.readMSR(vp: 0, index: SyntheticMSR.tscFrequency.rawValue) == Fixture.tscHz)

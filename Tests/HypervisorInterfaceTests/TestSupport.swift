@@ -23,6 +23,10 @@ final class RecordingEnvironment: HvEnvironment {
 
     func hostTimestampCounter() -> UInt64 { tsc.load(ordering: .relaxed) }
 
+    /// When set, each processor's TSC as the host hypervisor reports it.
+    let guestTSC = Mutex<[UInt32: UInt64]>([:])
+    func guestTimestampCounter(vp: UInt32) -> UInt64? { guestTSC.withLock { $0[vp] } }
+
     func sintChanged(vp: UInt32, sint: Int, vector: UInt8, interruptsEnabled: Bool) {
         state.withLock { $0.sints["\(vp)/\(sint)"] = SINTConfiguration(vector: vector, interruptsEnabled: interruptsEnabled) }
     }
