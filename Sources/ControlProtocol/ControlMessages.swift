@@ -181,10 +181,7 @@ public enum RootMessage: Hashable, Sendable {
 
     public init(parsing bytes: [UInt8]) throws(ControlProtocolError) {
         var input = WireDecoder(bytes)
-        let version = try input.u16()
-        guard version == ControlProtocol.version else { throw .unsupportedVersion(version) }
-        let raw = try input.u16()
-        guard let kind = Kind(rawValue: raw) else { throw .unknownKind(raw) }
+        let kind = try input.header(Kind.self)
         switch kind {
         case .welcome:
             self = .welcome(rootProcessID: try input.u32())
@@ -337,10 +334,7 @@ public enum ParentMessage: Hashable, Sendable {
 
     public init(parsing bytes: [UInt8]) throws(ControlProtocolError) {
         var input = WireDecoder(bytes)
-        let version = try input.u16()
-        guard version == ControlProtocol.version else { throw .unsupportedVersion(version) }
-        let raw = try input.u16()
-        guard let kind = Kind(rawValue: raw) else { throw .unknownKind(raw) }
+        let kind = try input.header(Kind.self)
         switch kind {
         case .hello:
             self = .hello(parentProcessID: try input.u32())
@@ -440,5 +434,16 @@ public final class ControlChannel: Sendable {
             throw ControlProtocolError.missingDescriptor("\(message)")
         }
         return .message(message, descriptors)
+    }
+}
+
+extension WireDecoder {
+    /// Reads the protocol version and message kind every control message starts with.
+    mutating func header<Kind: RawRepresentable<UInt16>>(_: Kind.Type) throws(ControlProtocolError) -> Kind {
+        let version = try u16()
+        guard version == ControlProtocol.version else { throw .unsupportedVersion(version) }
+        let raw = try u16()
+        guard let kind = Kind(rawValue: raw) else { throw .unknownKind(raw) }
+        return kind
     }
 }

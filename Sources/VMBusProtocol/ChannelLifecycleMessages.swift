@@ -99,26 +99,13 @@ public struct OpenResult: ChannelMessageRepresentable {
 }
 
 /// CLOSECHANNEL (7), guest → host, 12 bytes: child_relid @8; no reply (§6.1 step 8).
-public struct CloseChannel: ChannelMessageRepresentable {
+public struct CloseChannel: ChildRelIDMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.closeChannel
-    /// The smallest payload the parser accepts.
-    public static let minimumSize = 12
     /// The channel (@8).
     public var childRelID: UInt32
     /// Creates the message.
     public init(childRelID: UInt32) { self.childRelID = childRelID }
-    /// Parses `payload`, rejecting a foreign msgtype, a short payload, or one over 240 bytes.
-    public init(parsing payload: [UInt8]) throws(VMBusError) {
-        let decoder = try MessageDecoder(payload, expecting: Self.messageType, minimumSize: Self.minimumSize)
-        childRelID = try decoder.read(UInt32.self, at: 8)
-    }
-    /// The serialized payload, header included, at its exact wire size.
-    public var bytes: [UInt8] {
-        var encoder = MessageEncoder(Self.messageType, size: Self.minimumSize)
-        encoder.store(childRelID, at: 8)
-        return encoder.bytes
-    }
 }
 
 /// MODIFYCHANNEL (22), guest → host, 16 bytes: child_relid @8, target_vp @12 (§6.1 step 10).

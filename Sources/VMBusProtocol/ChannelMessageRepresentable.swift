@@ -10,3 +10,30 @@ public protocol ChannelMessageRepresentable: Hashable, Sendable {
     /// The serialized payload, header included, at its exact wire size.
     var bytes: [UInt8] { get }
 }
+
+/// A 12-byte channel message whose only field is child_relid @8 (CLOSECHANNEL,
+/// RESCIND_CHANNELOFFER, RELID_RELEASED): parsing and serializing are shared.
+public protocol ChildRelIDMessage: ChannelMessageRepresentable {
+    /// The channel (@8).
+    var childRelID: UInt32 { get }
+    /// Creates the message.
+    init(childRelID: UInt32)
+}
+
+extension ChildRelIDMessage {
+    /// The smallest payload the parser accepts.
+    public static var minimumSize: Int { 12 }
+
+    /// Parses `payload`, rejecting a foreign msgtype, a short payload, or one over 240 bytes.
+    public init(parsing payload: [UInt8]) throws(VMBusError) {
+        let decoder = try MessageDecoder(payload, expecting: Self.messageType, minimumSize: Self.minimumSize)
+        self.init(childRelID: try decoder.read(UInt32.self, at: 8))
+    }
+
+    /// The serialized payload, header included, at its exact wire size.
+    public var bytes: [UInt8] {
+        var encoder = MessageEncoder(Self.messageType, size: Self.minimumSize)
+        encoder.store(childRelID, at: 8)
+        return encoder.bytes
+    }
+}

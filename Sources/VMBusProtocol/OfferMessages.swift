@@ -93,47 +93,21 @@ public struct OfferChannel: ChannelMessageRepresentable {
 }
 
 /// RESCIND_CHANNELOFFER (2), host → guest, 12 bytes: child_relid @8 (§6.1 step 9).
-public struct RescindOffer: ChannelMessageRepresentable {
+public struct RescindOffer: ChildRelIDMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.rescindChannelOffer
-    /// The smallest payload the parser accepts.
-    public static let minimumSize = 12
     /// The withdrawn channel (@8).
     public var childRelID: UInt32
     /// Creates the message.
     public init(childRelID: UInt32) { self.childRelID = childRelID }
-    /// Parses `payload`, rejecting a foreign msgtype, a short payload, or one over 240 bytes.
-    public init(parsing payload: [UInt8]) throws(VMBusError) {
-        let decoder = try MessageDecoder(payload, expecting: Self.messageType, minimumSize: Self.minimumSize)
-        childRelID = try decoder.read(UInt32.self, at: 8)
-    }
-    /// The serialized payload, header included, at its exact wire size.
-    public var bytes: [UInt8] {
-        var encoder = MessageEncoder(Self.messageType, size: Self.minimumSize)
-        encoder.store(childRelID, at: 8)
-        return encoder.bytes
-    }
 }
 
 /// RELID_RELEASED (13), guest → host, 12 bytes: child_relid @8 (§6.1 step 9).
-public struct RelIDReleased: ChannelMessageRepresentable {
+public struct RelIDReleased: ChildRelIDMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.relIDReleased
-    /// The smallest payload the parser accepts.
-    public static let minimumSize = 12
     /// The released channel (@8).
     public var childRelID: UInt32
     /// Creates the message.
     public init(childRelID: UInt32) { self.childRelID = childRelID }
-    /// Parses `payload`, rejecting a foreign msgtype, a short payload, or one over 240 bytes.
-    public init(parsing payload: [UInt8]) throws(VMBusError) {
-        let decoder = try MessageDecoder(payload, expecting: Self.messageType, minimumSize: Self.minimumSize)
-        childRelID = try decoder.read(UInt32.self, at: 8)
-    }
-    /// The serialized payload, header included, at its exact wire size.
-    public var bytes: [UInt8] {
-        var encoder = MessageEncoder(Self.messageType, size: Self.minimumSize)
-        encoder.store(childRelID, at: 8)
-        return encoder.bytes
-    }
 }
