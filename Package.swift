@@ -143,6 +143,7 @@ let package = Package(
                            "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "HypervisorInterfaceTests", dependencies: ["HypervisorInterface", "HyperV", "GuestMemory"]),
         .testTarget(name: "ManagementAPITests", dependencies: ["ManagementAPI"]),
+        .testTarget(name: "GuestBuilderTests", dependencies: ["GuestBuilder"]),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol", "LinuxSupport", "HyperV"]),
         .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchVSP", "BenchProtocol"]),

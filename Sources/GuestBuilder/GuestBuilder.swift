@@ -80,7 +80,21 @@ public struct GuestBuilder: Sendable {
         let output = "\(packageRoot)/.build/guests/\(name)-\(digest)"
         let image = "\(output)/guest.elf"
         if FileManager.default.fileExists(atPath: image) { return image }
+        // Tests and commands in one process often ask for the same guest at once: the first
+        // caller builds, the others await its result.
+        return try await Self.inFlight.run(key: output) { () async throws(GuestBuildError) -> String in
+            if FileManager.default.fileExists(atPath: image) { return image }
+            try await buildFresh(name: name, manifest: manifest, guestDirectory: guestDirectory,
+                                 moduleSources: moduleSources, output: output)
+            return image
+        }
+    }
 
+    private static let inFlight = SingleFlight<String, GuestBuildError>()
+
+    private func buildFresh(
+        name: String, manifest: Manifest, guestDirectory: String, moduleSources: [(String, [String])], output: String
+    ) async throws(GuestBuildError) {
         let work = "\(output).partial-\(ProcessInfo.processInfo.processIdentifier)-\(UInt64.random(in: 0...UInt64.max))"
         try? FileManager.default.removeItem(atPath: work)
         do {
@@ -95,15 +109,31 @@ public struct GuestBuilder: Sendable {
             try? FileManager.default.removeItem(atPath: work)
             throw error
         }
-        do {
-            try? FileManager.default.removeItem(atPath: output)
-            try FileManager.default.moveItem(atPath: work, toPath: output)
-        } catch {
-            if !FileManager.default.fileExists(atPath: image) {
-                throw .io("move \(work) to \(output): \(error.localizedDescription)")
+        try Self.publish(work, as: output)
+    }
+
+    /// Moves a finished build directory to its cache path with one `rename(2)`.
+    ///
+    /// Another process may build the same guest at the same time. `rename` never replaces a
+    /// non-empty directory, so whichever build lands first stays, and an image path already
+    /// handed out keeps existing; the loser discards its copy. An output directory without an
+    /// image (left by hand, never by this code) is moved aside first.
+    static func publish(_ work: String, as output: String) throws(GuestBuildError) {
+        let image = "\(output)/guest.elf"
+        for attempt in 0..<2 {
+            if rename(work, output) == 0 { return }
+            let error = errno
+            if FileManager.default.fileExists(atPath: image) {
+                try? FileManager.default.removeItem(atPath: work)
+                return
             }
+            guard attempt == 0, error == ENOTEMPTY || error == EEXIST else {
+                throw .io("rename \(work) to \(output): \(String(cString: strerror(error))) (errno \(error))")
+            }
+            let stale = "\(output).stale-\(UInt64.random(in: 0...UInt64.max))"
+            if rename(output, stale) == 0 { try? FileManager.default.removeItem(atPath: stale) }
         }
-        return image
+        throw .io("rename \(work) to \(output): the directory keeps reappearing without an image")
     }
 
     private func compileAndLink(
