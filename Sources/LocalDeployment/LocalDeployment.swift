@@ -1,23 +1,33 @@
 import Foundation
 import GuestBuilder
 import ManagementAPI
+import Synchronization
 
 /// A root scheduler and a parent partition running as child processes of this one, for
 /// `hv demo`, `hv bench` and the integration tests. Their logs go to files in the runtime
 /// directory.
-public final class LocalDeployment: @unchecked Sendable {
-    // SAFETY: the Process objects are only touched by the methods below, which callers use
-    // from one task at a time.
+///
+/// The processes live no longer than the deployment: `stop()` or deinit ends them, and so does
+/// SIGINT, SIGTERM or SIGHUP sent to this process (see `TerminationHandler`).
+public final class LocalDeployment: Sendable {
     public let runtimeDirectory: String
     public let executable: String
     public let client: ManagementClient
-    private var root: Process?
-    private var parent: Process?
+    private let processes = Mutex<Processes>(Processes())
+
+    private struct Processes {
+        var root: Process?
+        var parent: Process?
+    }
+
+    private var root: Process? { processes.withLock { $0.root } }
+    private var parent: Process? { processes.withLock { $0.parent } }
 
     /// Starts `hv root` and `hv parent` from `executable` and waits until the parent is
     /// connected to the root.
     public static func start(executable: String, runtimeDirectory: String) async throws -> LocalDeployment {
         let deployment = LocalDeployment(executable: executable, runtimeDirectory: runtimeDirectory)
+        TerminationHandler.shared.register(deployment)
         try FileManager.default.createDirectory(atPath: runtimeDirectory, withIntermediateDirectories: true)
         try deployment.startRoot()
         try await deployment.waitForRoot()
@@ -54,20 +64,21 @@ public final class LocalDeployment: @unchecked Sendable {
     }
 
     func startRoot() throws {
-        root = try spawn("root", log: rootLog)
+        let process = try spawn("root", log: rootLog)
+        processes.withLock { $0.root = process }
     }
 
     /// Starts (or restarts) the parent partition process.
     public func startParent() throws {
-        parent = try spawn("parent", log: parentLog)
+        let process = try spawn("parent", log: parentLog)
+        processes.withLock { $0.parent = process }
     }
 
     /// Kills the parent partition with SIGKILL and waits for it to die.
     public func killParent() {
-        guard let parent, parent.isRunning else { return }
+        guard let parent = processes.withLock({ $0.parent.take() }), parent.isRunning else { return }
         kill(parent.processIdentifier, SIGKILL)
         parent.waitUntilExit()
-        self.parent = nil
     }
 
     /// Waits until the root answers on its API socket.
@@ -181,9 +192,17 @@ public final class LocalDeployment: @unchecked Sendable {
         throw DeploymentError.timeout("\(name) did not become \(state)", log: "")
     }
 
-    /// Stops both processes (SIGTERM, then SIGKILL after a grace period).
+    /// Stops both processes (SIGTERM, then SIGKILL after a grace period), the parent first.
+    /// Safe to call from any thread, more than once. If a termination signal is being handled,
+    /// this waits for the handler to end the process instead.
     public func stop() {
-        for process in [parent, root].compactMap({ $0 }) where process.isRunning {
+        TerminationHandler.shared.waitIfTerminating()
+        stopProcesses()
+    }
+
+    func stopProcesses() {
+        let running = processes.withLock { [$0.parent.take(), $0.root.take()] }.compactMap { $0 }
+        for process in running where process.isRunning {
             kill(process.processIdentifier, SIGTERM)
             let deadline = Date().addingTimeInterval(10)
             while process.isRunning && Date() < deadline { usleep(20_000) }
@@ -192,8 +211,7 @@ public final class LocalDeployment: @unchecked Sendable {
                 process.waitUntilExit()
             }
         }
-        parent = nil
-        root = nil
+        TerminationHandler.shared.unregister(self)
     }
 
     deinit { stop() }

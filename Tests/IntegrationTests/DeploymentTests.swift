@@ -122,6 +122,58 @@ struct DeploymentTests {
         #expect(await errorSentence { _ = try await absent.request(.GET, "/v1/root", as: RootInfo.self) }?
             .contains("start it with `hv root`") == true)
     }
+
+    @Test(arguments: [SIGINT, SIGTERM])
+    func aSignalToTheFrontEndStopsItsRootAndParent(_ number: Int32) async throws {
+        let directory = NSTemporaryDirectory() + "hv-test-signal-\(number)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let demo = Process()
+        demo.executableURL = URL(fileURLWithPath: TestDeployment.hvExecutable)
+        demo.arguments = ["demo", "--runtime-dir", directory]
+        demo.standardOutput = FileHandle.nullDevice
+        demo.standardError = FileHandle.nullDevice
+        try demo.run()
+        defer { if demo.isRunning { kill(demo.processIdentifier, SIGKILL) } }
+
+        // Wait until the demo's root answers and its parent is connected.
+        let client = ManagementClient(socketPath: RuntimeDirectory.apiSocket(in: directory))
+        var root: RootInfo?
+        let deadline = ContinuousClock.now + .seconds(120)
+        while root?.parentConnected != true && demo.isRunning && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            root = try? await client.request(.GET, "/v1/root", as: RootInfo.self)
+        }
+        let rootPID = try #require(root?.parentConnected == true ? root?.processID : nil, "the demo's root never came up")
+        let parentPID = try #require(childProcesses(of: demo.processIdentifier).first { $0 != rootPID },
+                                     "the demo has no parent partition process")
+
+        kill(demo.processIdentifier, number)
+        demo.waitUntilExit()
+        #expect(demo.terminationReason == .uncaughtSignal && demo.terminationStatus == number,
+                "the front end still ends by the signal (reason \(demo.terminationReason), status \(demo.terminationStatus))")
+        for (role, pid) in [("root", rootPID), ("parent", parentPID)] {
+            #expect(!isAlive(pid), "the \(role) (pid \(pid)) outlived the front end")
+        }
+    }
+}
+
+/// Process IDs whose parent is `pid`, from /proc.
+private func childProcesses(of pid: Int32) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap(Int32.init).filter { candidate in
+        guard let stat = try? String(contentsOfFile: "/proc/\(candidate)/stat", encoding: .utf8),
+              let afterName = stat.range(of: ") ", options: .backwards) else { return false }
+        // Fields after the command name: state, ppid, ...
+        let fields = stat[afterName.upperBound...].split(separator: " ")
+        return fields.count > 1 && Int32(fields[1]) == pid
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+private func isAlive(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let afterName = stat.range(of: ") ", options: .backwards) else { return false }
+    return !stat[afterName.upperBound...].hasPrefix("Z")
 }
 
 /// The description of the error `body` throws, or nil if it succeeds.
