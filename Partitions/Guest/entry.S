@@ -466,38 +466,102 @@ cpu_relax:
     ADDRESS_OF guest_heap_end, heap_end
     ADDRESS_OF guest_reference_tsc_page, reference_tsc_page
 
-// memcpy/memmove/memset/memcmp for the Embedded Swift runtime (ERMS string instructions).
+// memcpy/memmove/memset/memcmp for the Embedded Swift runtime and the VSCs' ring copies.
+// Plain SSE and 8-byte loops, not `rep movsb`/`rep stosb`: under kvm_pvm the string
+// instructions run 6-8 times slower at CPL3 than these loops (4 KiB: ~1.3 us against ~0.2 us,
+// measured in the guest), which capped guest-to-host ring throughput at ~3 GB/s.
     .globl memcpy
 memcpy:
     mov %rdi, %rax
-    mov %rdx, %rcx
-    rep movsb
-    ret
+copy_forward:                       // rdi = destination, rsi = source, rdx = length
+    cmp $64, %rdx
+    jb 2f
+1:  movups (%rsi), %xmm0
+    movups 16(%rsi), %xmm1
+    movups 32(%rsi), %xmm2
+    movups 48(%rsi), %xmm3
+    movups %xmm0, (%rdi)
+    movups %xmm1, 16(%rdi)
+    movups %xmm2, 32(%rdi)
+    movups %xmm3, 48(%rdi)
+    add $64, %rsi
+    add $64, %rdi
+    sub $64, %rdx
+    cmp $64, %rdx
+    jae 1b
+2:  cmp $8, %rdx
+    jb 3f
+    mov (%rsi), %rcx
+    mov %rcx, (%rdi)
+    add $8, %rsi
+    add $8, %rdi
+    sub $8, %rdx
+    jmp 2b
+3:  test %rdx, %rdx
+    jz 4f
+    movzbl (%rsi), %ecx
+    mov %cl, (%rdi)
+    inc %rsi
+    inc %rdi
+    dec %rdx
+    jmp 3b
+4:  ret
 
     .globl memmove
 memmove:
     mov %rdi, %rax
-    cmp %rsi, %rdi
-    jbe 1f
-    lea -1(%rsi,%rdx), %rsi
-    lea -1(%rdi,%rdx), %rdi
-    mov %rdx, %rcx
-    std
-    rep movsb
-    cld
-    ret
-1:  mov %rdx, %rcx
-    rep movsb
-    ret
+    mov %rdi, %rcx
+    sub %rsi, %rcx                  // destination - source (unsigned)
+    cmp %rdx, %rcx
+    jae copy_forward                // destination before source, or no overlap: copy forwards
+    add %rdx, %rsi                  // otherwise copy backwards from the end
+    add %rdx, %rdi
+1:  cmp $8, %rdx
+    jb 2f
+    sub $8, %rsi
+    sub $8, %rdi
+    mov (%rsi), %rcx
+    mov %rcx, (%rdi)
+    sub $8, %rdx
+    jmp 1b
+2:  test %rdx, %rdx
+    jz 3f
+    dec %rsi
+    dec %rdi
+    movzbl (%rsi), %ecx
+    mov %cl, (%rdi)
+    dec %rdx
+    jmp 2b
+3:  ret
 
     .globl memset
 memset:
-    mov %rdi, %r9
-    mov %esi, %eax
-    mov %rdx, %rcx
-    rep stosb
-    mov %r9, %rax
-    ret
+    mov %rdi, %rax
+    movzbl %sil, %ecx
+    movabs $0x0101010101010101, %r8
+    imul %r8, %rcx                  // the byte in all eight lanes
+1:  cmp $32, %rdx
+    jb 2f
+    mov %rcx, (%rdi)
+    mov %rcx, 8(%rdi)
+    mov %rcx, 16(%rdi)
+    mov %rcx, 24(%rdi)
+    add $32, %rdi
+    sub $32, %rdx
+    jmp 1b
+2:  cmp $8, %rdx
+    jb 3f
+    mov %rcx, (%rdi)
+    add $8, %rdi
+    sub $8, %rdx
+    jmp 2b
+3:  test %rdx, %rdx
+    jz 4f
+    mov %cl, (%rdi)
+    inc %rdi
+    dec %rdx
+    jmp 3b
+4:  ret
 
     .globl memcmp
 memcmp:

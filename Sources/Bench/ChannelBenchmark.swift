@@ -11,13 +11,16 @@ public enum ChannelBenchmark {
         /// Bytes each throughput phase moves per partition.
         public var bytes: Int
         public var roundTrips: Int
+        /// Runs of each throughput point, VMBus and baseline alike; the median run is reported.
+        public var repetitions: Int
 
         public init(sizes: [Int] = [64, 256, 1024, 4096, 16384, 65536], partitions: Int = 1,
-                    bytes: Int = 64 << 20, roundTrips: Int = 2000) {
+                    bytes: Int = 64 << 20, roundTrips: Int = 2000, repetitions: Int = 5) {
             self.sizes = sizes
             self.partitions = partitions
             self.bytes = bytes
             self.roundTrips = roundTrips
+            self.repetitions = max(1, repetitions)
         }
     }
 
@@ -94,13 +97,16 @@ public enum ChannelBenchmark {
         var baselineRate: [Int: Double] = [:]
         var baselineRoundTrip: [Int: [UInt64]] = [:]
         for size in options.sizes {
-            baselineRate[size] = try HostRingBaseline.throughput(size: size, count: max(64, options.bytes / size)).messagesPerSecond
+            let rates = try (0..<options.repetitions).map { _ in
+                try HostRingBaseline.throughput(size: size, count: max(64, options.bytes / size)).messagesPerSecond
+            }
+            baselineRate[size] = rates.sorted()[(rates.count - 1) / 2]
             baselineRoundTrip[size] = try HostRingBaseline.polledRoundTrips(size: size, count: options.roundTrips).sorted()
         }
 
         let sizes = options.sizes.map(String.init).joined(separator: ",")
         let arguments = "mode=vmbus bench=throughput,source,signalled,polled,raw sizes=\(sizes) bytes=\(options.bytes) "
-            + "rtts=\(options.roundTrips)"
+            + "rtts=\(options.roundTrips) repeat=\(options.repetitions)"
         var names: [String] = []
         for index in 1...max(1, options.partitions) {
             let info = try await deployment.createPartition(configurationPath: "\(packageRoot)/Partitions/bench.json",

@@ -17,6 +17,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Bench partitions running at once.") var partitions = 1
         @Option(help: "MiB each throughput phase moves per partition.") var mebibytes = 64
         @Option(help: "Round trips per latency phase.") var roundTrips = 2000
+        @Option(help: "Runs of each throughput point (VMBus and baseline); the median is reported.") var repetitions = 5
         @Option(help: "Directory for channel.json and channel.svg.") var outputDir: String?
         @Flag(help: "Print the JSON report instead of the table.") var json = false
 
@@ -27,8 +28,12 @@ struct BenchCommand: AsyncParsableCommand {
                 guard !sizeList.isEmpty, sizeList.allSatisfy({ (24...65536).contains($0) && $0 % 8 == 0 }) else {
                     throw ValidationError("--sizes must be multiples of 8 between 24 and 65536")
                 }
+                guard (1...100).contains(repetitions) else {
+                    throw ValidationError("--repetitions must be between 1 and 100")
+                }
                 let options = ChannelBenchmark.Options(sizes: sizeList, partitions: max(1, partitions),
-                                                       bytes: mebibytes << 20, roundTrips: roundTrips)
+                                                       bytes: mebibytes << 20, roundTrips: roundTrips,
+                                                       repetitions: repetitions)
                 let directory = NSTemporaryDirectory() + "hv-bench-\(getpid())"
                 let quiet = json
                 let report = try await ChannelBenchmark.run(

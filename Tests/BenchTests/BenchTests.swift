@@ -1,6 +1,6 @@
 import Bench
 import BenchProtocol
-import BenchVSP
+@testable import BenchVSP
 import Foundation
 import Testing
 
@@ -25,6 +25,24 @@ struct BenchTests {
         BenchHeader(kind: .ping, phase: 7, sequence: 9).store(into: &header)
         #expect(BenchHeader(parsing: header[...]) == BenchHeader(kind: .ping, phase: 7, sequence: 9))
         #expect(BenchHeader(parsing: header[..<15]) == nil)
+    }
+
+    @Test func aRepeatedPointIsReportedByItsMedianRunAndIntactOnlyIfEveryRunWas() {
+        var runs = PhaseRuns()
+        #expect(runs.median == nil)
+        // Rates 1000, 100 (a run that lost a time slice), 900, 1100, 950 messages per second.
+        for (nanoseconds, intact) in [(1_000_000_000, true), (10_000_000_000, true), (1_111_111_111, true),
+                                      (909_090_909, true), (1_052_631_579, false)] as [(UInt64, Bool)] {
+            runs.add(.init(messages: 1000, hostNanoseconds: nanoseconds, guestNanoseconds: 0, intact: intact))
+        }
+        #expect(runs.count == 5)
+        #expect(runs.median?.hostNanoseconds == 1_052_631_579, "950 msg/s is the middle of five")
+        #expect(!runs.allIntact)
+        var two = PhaseRuns()
+        two.add(.init(messages: 10, hostNanoseconds: 1_000, guestNanoseconds: 0, intact: true))
+        two.add(.init(messages: 10, hostNanoseconds: 2_000, guestNanoseconds: 0, intact: true))
+        #expect(two.median?.hostNanoseconds == 2_000, "an even count reports the lower middle (slower) run")
+        #expect(two.allIntact)
     }
 
     @Test func hostBaselinesMeasureSomething() throws {

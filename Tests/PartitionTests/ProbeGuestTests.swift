@@ -13,15 +13,23 @@ import Testing
 /// service played in-process, and checks what the guest reports on its debug port.
 @Suite("Probe guest on KVM", .enabled(if: KVMSystem.isUsable, "needs /dev/kvm"), .serialized)
 struct ProbeGuestTests {
-    @Test func probeReportsRoundTripsAndHostileStatuses() async throws {
+    /// A partition running the Embedded Swift guest with `arguments`, and what it prints.
+    static func guest(id: UInt32, name: String, processors: Int, memoryMiB: Int, arguments: String) async throws
+        -> (Partition, RecordingObserver)
+    {
         let image = try await GuestBuilder.forCurrentPackage().build()
         let observer = RecordingObserver()
-        let system = try KVMSystem()
         let partition = try Partition.create(
-            id: 1,
-            specification: PartitionSpecification(name: "probe", processorCount: 2, memorySize: 64 << 20,
-                                                  image: .embedded(elf: try readFile(image), arguments: "mode=probe iterations=50")),
-            system: system, observer: observer)
+            id: id,
+            specification: PartitionSpecification(name: name, processorCount: processors, memorySize: memoryMiB << 20,
+                                                  image: .embedded(elf: try readFile(image), arguments: arguments)),
+            system: try KVMSystem(), observer: observer)
+        return (partition, observer)
+    }
+
+    @Test func probeReportsRoundTripsAndHostileStatuses() async throws {
+        let (partition, observer) = try await Self.guest(id: 1, name: "probe", processors: 2, memoryMiB: 64,
+                                                         arguments: "mode=probe iterations=50")
         let echo = try InProcessEcho(partition: partition)
         try partition.start()
         let done = await observer.waitForLine(containing: "probe: done", timeoutSeconds: 60)
@@ -40,17 +48,25 @@ struct ProbeGuestTests {
         #expect(partition.state == .stopped(reason: "stopped by request"))
     }
 
+    /// memcpy, memmove and memset are the guest's own (entry.S), on every VSC copy path.
+    @Test func guestRuntimeCopiesAreExact() async throws {
+        let (partition, observer) = try await Self.guest(id: 3, name: "selftest", processors: 1, memoryMiB: 32,
+                                                         arguments: "mode=selftest")
+        try partition.start()
+        let done = await observer.waitForLine(containing: "selftest: done", timeoutSeconds: 120)
+        partition.stop()
+        let lines = observer.lines
+        #expect(done, "\(lines)")
+        #expect(lines.contains { $0.contains("selftest: memcpy memmove memset ok") }, "\(lines)")
+        #expect(!lines.contains { $0.contains("FAIL") }, "\(lines)")
+    }
+
     /// The host may run any processor first (the rig's nested KVM often ran VP 1 first). The
     /// guest's application processors must wait for the bootstrap processor's IDT and hypercall
     /// page; before they did, VP 1 parked through an empty #UD gate and triple-faulted.
     @Test func applicationProcessorsWaitForTheBootstrapProcessor() async throws {
-        let image = try await GuestBuilder.forCurrentPackage().build()
-        let observer = RecordingObserver()
-        let partition = try Partition.create(
-            id: 2,
-            specification: PartitionSpecification(name: "late-bsp", processorCount: 2, memorySize: 32 << 20,
-                                                  image: .embedded(elf: try readFile(image), arguments: "mode=idle")),
-            system: try KVMSystem(), observer: observer)
+        let (partition, observer) = try await Self.guest(id: 2, name: "late-bsp", processors: 2, memoryMiB: 32,
+                                                         arguments: "mode=idle")
         try partition.start(holdingBootstrapProcessorFor: .milliseconds(300))
         let idle = await observer.waitForLine(containing: "guest: idle", timeoutSeconds: 30)
         // VP 1 has had the whole delay, and then some, to fault if it were going to.

@@ -24,6 +24,8 @@ public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
         }
         print("serial: done")
         CPU.park()
+    case "selftest":
+        RuntimeSelfTest(info: info).run()
     case "vmbus", "scribble":
         VMBusProgram(info: info).run()
     default:

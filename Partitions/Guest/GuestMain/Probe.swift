@@ -30,6 +30,13 @@ struct Probe {
     func run() -> Never {
         markerPage.pointee = tag
         print("probe: partition \(info.name), \(info.processorCount) VP, \(info.memorySize >> 20) MiB, TSC \(info.tscFrequencyHz / 1_000_000) MHz")
+        // The other processors record VP_INDEX during their own set-up, which the host may run
+        // later than ours: give them up to five seconds (none of them can legitimately read 0).
+        let deadline = CPU.timestamp() &+ clock.ticks(nanoseconds: 5_000_000_000)
+        while (1..<max(1, info.processorCount)).contains(where: { SynICClient.vpIndexSeen($0) == 0 }),
+              CPU.timestamp() < deadline {
+            CPU.relax()
+        }
         var indices = ""
         for vp in 0..<info.processorCount { indices += " \(SynICClient.vpIndexSeen(vp))" }
         print("probe: VP_INDEX read by each processor:\(indices)")

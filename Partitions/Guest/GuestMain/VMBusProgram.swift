@@ -51,7 +51,7 @@ struct VMBusProgram {
         if var bench, let plan = info.argument("bench") {
             bench.run(plan: plan, sizes: list(info.argument("sizes") ?? "64,4096"),
                       bytes: info.integer("bytes", default: 16 << 20), roundTrips: info.integer("rtts", default: 1000),
-                      verify: info.integer("verify", default: 0) != 0)
+                      verify: info.integer("verify", default: 0) != 0, repetitions: info.integer("repeat", default: 1))
             print("bench: done")
         }
         serve(&services)

@@ -17,14 +17,20 @@ public struct BenchVSC {
     }
 
     /// Runs `plan` (comma-separated modes: throughput, source, signalled, polled, raw) over
-    /// `sizes`; throughput phases move `bytes` each, round-trip phases make `roundTrips` trips.
-    public mutating func run(plan: String, sizes: [Int], bytes: Int, roundTrips: Int, verify: Bool) {
+    /// `sizes`; throughput phases move `bytes` each and run `repetitions` times (the host
+    /// reports the median), round-trip phases make `roundTrips` trips.
+    public mutating func run(plan: String, sizes: [Int], bytes: Int, roundTrips: Int, verify: Bool, repetitions: Int = 1) {
+        let runs = max(1, repetitions)
         for mode in plan.split(separator: ",") {
             switch mode {
             case "throughput":
-                for size in sizes { throughput(size: size, count: max(64, bytes / size), verify: verify) }
+                for size in sizes {
+                    for _ in 0..<runs { throughput(size: size, count: max(64, bytes / size), verify: verify) }
+                }
             case "source":
-                for size in sizes { source(size: size, count: max(64, bytes / size), verify: verify) }
+                for size in sizes {
+                    for _ in 0..<runs { source(size: size, count: max(64, bytes / size), verify: verify) }
+                }
             case "signalled":
                 for size in sizes { pingPong(size: size, count: roundTrips, polled: false) }
             case "polled":
