@@ -88,16 +88,23 @@ public struct VMBusClient {
         return created.status == 0
     }
 
-    /// HvPostMessage, retried while the host reports INSUFFICIENT_BUFFERS (as Linux does).
+    /// HvPostMessage, retried with growing pauses for up to five seconds while the host reports
+    /// INSUFFICIENT_BUFFERS (its queue is full) or INVALID_CONNECTION_ID (the VMBus server has
+    /// not registered the connection yet, as when the partition starts the moment it is
+    /// created), as Linux's vmbus_post_msg does.
     public mutating func post(_ message: ChannelMessage, connection: UInt32) -> Bool {
-        for _ in 0..<100 {
+        let deadline = CPU.timestamp() &+ clock.ticks(nanoseconds: 5_000_000_000)
+        var pause: UInt64 = 100_000
+        while true {
             let status = Hypercall.postMessage(connection: connection, type: SynICMessageType.vmbus.rawValue,
                                                payload: message.bytes)
             if status == .success { return true }
-            if status != .insufficientBuffers { return false }
-            CPU.sleep(nanoseconds: 100_000)
+            guard status == .insufficientBuffers || status == .invalidConnectionID, CPU.timestamp() < deadline else {
+                return false
+            }
+            CPU.sleep(nanoseconds: pause)
+            pause = min(pause * 2, 50_000_000)
         }
-        return false
     }
 
     /// The next channel message of `type` (others are dropped), within two seconds.
