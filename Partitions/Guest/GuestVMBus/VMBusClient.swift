@@ -41,7 +41,7 @@ public struct VMBusClient {
     public mutating func requestOffers() -> Bool {
         guard post(.requestOffers(RequestOffers()), connection: messageConnection) else { return false }
         while true {
-            guard let message = nextMessage(timeoutNanoseconds: 2_000_000_000) else { return false }
+            guard let message = nextMessage(timeoutNanoseconds: Self.answerTimeout) else { return false }
             switch message {
             case .offerChannel(let offer): offers.append(offer)
             case .allOffersDelivered: return true
@@ -107,11 +107,15 @@ public struct VMBusClient {
         }
     }
 
-    /// The next channel message of `type` (others are dropped), within two seconds.
+    /// How long the guest waits for the VMBus server's answer. It comes within milliseconds, but
+    /// a parent starved of CPU (two cores, a test suite running beside it) can take seconds.
+    static let answerTimeout: UInt64 = 10_000_000_000
+
+    /// The next channel message of `type` (others are dropped), within `answerTimeout`.
     mutating func wait(for type: ChannelMessageType) -> ChannelMessage? {
-        let deadline = CPU.timestamp() &+ clock.ticks(nanoseconds: 2_000_000_000)
+        let deadline = CPU.timestamp() &+ clock.ticks(nanoseconds: Self.answerTimeout)
         while CPU.timestamp() < deadline {
-            if let message = nextMessage(timeoutNanoseconds: 2_000_000_000), message.type == type { return message }
+            if let message = nextMessage(timeoutNanoseconds: Self.answerTimeout), message.type == type { return message }
         }
         return nil
     }
