@@ -47,6 +47,9 @@ public final class LocalDeployment: Sendable {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
+    /// The parent partition's process ID while it runs.
+    public var parentProcessID: Int32? { parent.flatMap { $0.isRunning ? $0.processIdentifier : nil } }
+
     public var rootLog: String { "\(runtimeDirectory)/root.log" }
     public var parentLog: String { "\(runtimeDirectory)/parent.log" }
 

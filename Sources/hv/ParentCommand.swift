@@ -31,7 +31,9 @@ struct ParentCommand: AsyncParsableCommand {
                 done.resume()
             }
         }
-        _ = signals
+        // A real use of the sources: without it the optimizer may release them at once, and
+        // SIGTERM would then go unheard.
+        for source in signals { source.cancel() }
         logger.info("parent partition stopped")
     }
 }

@@ -123,6 +123,24 @@ struct DeploymentTests {
             .contains("start it with `hv root`") == true)
     }
 
+    /// SIGTERM is how `hv demo`, systemd or a user ends these services: each must stop on its
+    /// own, not wait for SIGKILL (the parent once let its signal sources be freed and ignored it).
+    @Test func rootAndParentStopCleanlyOnSIGTERM() async throws {
+        let test = try await TestDeployment.start("sigterm")
+        defer { test.stop() }
+        let processes = [("parent", try #require(test.deployment.parentProcessID), test.deployment.parentLog,
+                          "parent partition stopped"),
+                         ("root", try await test.rootInfo().processID, test.deployment.rootLog, "root scheduler stopped")]
+        for (role, pid, log, farewell) in processes {
+            kill(pid, SIGTERM)
+            let deadline = ContinuousClock.now + .seconds(8)
+            while isAlive(pid) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(!isAlive(pid), "the \(role) ignored SIGTERM")
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            #expect(text.contains(farewell), "the \(role) did not shut down in order: \(text.suffix(400))")
+        }
+    }
+
     @Test(arguments: [SIGINT, SIGTERM])
     func aSignalToTheFrontEndStopsItsRootAndParent(_ number: Int32) async throws {
         let directory = NSTemporaryDirectory() + "hv-test-signal-\(number)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
