@@ -129,9 +129,10 @@ let package = Package(
 
         // MARK: Tests.
         .testTarget(name: "HyperVTests", dependencies: ["HyperV"]),
-        .testTarget(name: "VMBusProtocolTests", dependencies: ["VMBusProtocol"]),
-        .testTarget(name: "ICProtocolTests", dependencies: ["ICProtocol", "VMBusProtocol"]),
-        .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "VMBusProtocolTests", dependencies: ["VMBusProtocol", "TestSupport"]),
+        .testTarget(name: "ICProtocolTests", dependencies: ["ICProtocol", "VMBusProtocol", "TestSupport"]),
+        .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "TestSupport"]),
         .testTarget(name: "ACPITests", dependencies: ["ACPI"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices"]),
         .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport"]),

@@ -1,21 +1,16 @@
-import Synchronization
-
 /// A thread that runs `handler` each time an eventfd is signalled, until stopped.
 ///
 /// Used for guest→host doorbells (ioeventfds) in the parent partition: the kernel signals
 /// the eventfd when the guest writes the port, and this thread wakes.
 public final class EventListener: Sendable {
     public let event: EventFD
-    private let stopEvent: EventFD
-    private let thread = Mutex<OSThread?>(nil)
+    private let thread: StoppableThread
 
     /// Starts listening.
     /// - Parameter handler: runs on the listener's thread with the count that woke it.
     public init(name: String, event: EventFD, handler: @escaping @Sendable (UInt64) -> Void) throws(SystemError) {
         self.event = event
-        let stopEvent = try EventFD()
-        self.stopEvent = stopEvent
-        let started = try OSThread.spawn(name: name) {
+        thread = try StoppableThread(name: name) { stopEvent in
             while true {
                 guard let ready = try? Poll.wait(on: [event.rawValue, stopEvent.rawValue], timeoutMilliseconds: -1) else {
                     return
@@ -24,20 +19,10 @@ public final class EventListener: Sendable {
                 if ready[0], let count = event.consume() { handler(count) }
             }
         }
-        thread.withLock { $0 = started }
     }
 
     /// Stops the thread and waits for it. Idempotent.
     public func stop() {
-        stopEvent.signal()
-        let current = thread.withLock { value -> OSThread? in
-            defer { value = nil }
-            return value
-        }
-        current?.join()
-    }
-
-    deinit {
-        stopEvent.signal()
+        thread.stop()
     }
 }

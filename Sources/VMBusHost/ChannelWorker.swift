@@ -1,5 +1,4 @@
 import LinuxSupport
-import Synchronization
 import VMBusProtocol
 
 /// The thread that serves one open channel: it drains the guest→host ring into the device,
@@ -13,8 +12,7 @@ import VMBusProtocol
 public final class ChannelWorker: Sendable {
     public let channel: VSPChannel
     private let device: any VirtualServiceProvider
-    private let stopEvent: EventFD
-    private let thread = Mutex<OSThread?>(nil)
+    private let thread: StoppableThread
 
     /// How long an idle worker polls before sleeping.
     public static let spinNanoseconds: UInt64 = 30_000
@@ -31,9 +29,7 @@ public final class ChannelWorker: Sendable {
                 onFailure: @escaping @Sendable (String) -> Void) throws(SystemError) {
         self.channel = channel
         self.device = device
-        let stopEvent = try EventFD()
-        self.stopEvent = stopEvent
-        let started = try OSThread.spawn(name: "ch\(channel.relID)") { [channel, device] in
+        thread = try StoppableThread(name: "ch\(channel.relID)") { [channel, device] stopEvent in
             do throws(VSPError) {
                 try Self.serve(channel, device, stopEvent)
             } catch {
@@ -43,17 +39,11 @@ public final class ChannelWorker: Sendable {
             }
             device.channelClosed()
         }
-        thread.withLock { $0 = started }
     }
 
     /// Stops the worker and waits for it. Idempotent; must not be called from the worker.
     public func stop() {
-        stopEvent.signal()
-        let current = thread.withLock { value -> OSThread? in
-            defer { value = nil }
-            return value
-        }
-        current?.join()
+        thread.stop()
     }
 
     private static func serve(_ channel: VSPChannel, _ device: any VirtualServiceProvider, _ stopEvent: EventFD) throws(VSPError) {

@@ -1,6 +1,7 @@
 import ICProtocol
 import Testing
 import VMBusProtocol
+import TestSupport
 
 @Suite("IC message framing (§7.2)")
 struct ICMessageTests {

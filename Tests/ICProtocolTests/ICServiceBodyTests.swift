@@ -1,6 +1,7 @@
 import ICProtocol
 import Testing
 import VMBusProtocol
+import TestSupport
 
 @Suite("Heartbeat, shutdown and time-sync bodies (§7.2 per-service requirements)")
 struct ICServiceBodyTests {

@@ -1,6 +1,7 @@
 import HyperV
 import Testing
 @testable import LinuxBoot
+import TestSupport
 
 @Suite("bzImage setup header (§5.3)")
 struct BzImageTests {
@@ -96,7 +97,7 @@ struct BzImageTests {
     }
 
     @Test func hostileBytesNeverTrap() {
-        var generator = SplitMix64(seed: 0x5EED)
+        var generator = SeededGenerator(seed: 0x5EED)
         let valid = SyntheticBzImage().bytes
         for round in 0..<2000 {
             var bytes = valid
@@ -111,18 +112,5 @@ struct BzImageTests {
                 #expect(image.xLoadFlags.contains(.kernel64))
             }
         }
-    }
-}
-
-/// A small deterministic generator for hostile-input tests.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -211,7 +211,7 @@ struct VMBusHostTests {
     @Test func hostileRingsNeverCrashTheParent() throws {
         var generator = SystemRandomNumberGenerator()
         for round in 0..<40 {
-            var harness = try Harness(device: EchoDevice(), ringPages: 3)
+            let harness = try Harness(device: EchoDevice(), ringPages: 3)
             let pages = harness.guest.incomingPages + harness.guest.outgoingPages
             for _ in 0..<200 {
                 let page = pages.randomElement(using: &generator)!

@@ -1,5 +1,6 @@
 import Testing
 import VMBusProtocol
+import TestSupport
 
 /// Checks the contract every channel message shares: exact round trip through `bytes`, the
 /// enum dispatch, rejection of every truncation, and rejection of a foreign msgtype.

@@ -1,5 +1,6 @@
 import Testing
 import VMBusProtocol
+import TestSupport
 
 @Suite("GUID wire format (§7.1)")
 struct GUIDTests {

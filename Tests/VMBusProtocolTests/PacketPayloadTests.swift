@@ -1,5 +1,6 @@
 import Testing
 import VMBusProtocol
+import TestSupport
 
 @Suite("GPA-direct and transfer-page headers (§6.3)")
 struct PacketPayloadTests {

@@ -1,5 +1,6 @@
 import Testing
 import VMBusProtocol
+import TestSupport
 
 @Suite("Ring corruption from a hostile peer (§6.3)")
 struct RingCorruptionTests {

@@ -1,5 +1,6 @@
 import Testing
 import VMBusProtocol
+import TestSupport
 
 @Suite("Packet descriptor (§6.3)")
 struct PacketDescriptorTests {

@@ -1,37 +1,5 @@
 import VMBusProtocol
 
-/// A small deterministic generator (SplitMix64) so randomized tests replay exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) }
-    }
-}
-
-/// Hex string of a byte array, for readable expectations.
-func hex(_ bytes: [UInt8]) -> String {
-    bytes.map { byte in
-        let digits = String(byte, radix: 16)
-        return digits.count == 1 ? "0" + digits : digits
-    }.joined()
-}
-
-/// Reads a little-endian u32/u16/u64 from test bytes, trapping the test (not the code) on misuse.
-func le<T: FixedWidthInteger>(_ bytes: [UInt8], _ offset: Int, as _: T.Type = T.self) -> T {
-    var value: T = 0
-    for index in (0..<(T.bitWidth / 8)).reversed() { value = value << 8 | T(bytes[offset + index]) }
-    return value
-}
-
 /// A ring of `dataSize` bytes whose read and write indices both start at `start`.
 func makeRing(dataSize: Int, start: Int = 0) -> FlatRingMemory {
     let memory = FlatRingMemory(dataSize: dataSize)

@@ -1,0 +1,30 @@
+import Synchronization
+
+/// A thread whose body waits on `stopEvent` beside its own work; `stop()` signals the event
+/// and joins the thread.
+public final class StoppableThread: Sendable {
+    /// Signalled by `stop()` (and when the owner is released); the body polls it and returns.
+    public let stopEvent: EventFD
+    private let thread = Mutex<OSThread?>(nil)
+
+    public init(name: String, body: @escaping @Sendable (_ stopEvent: EventFD) -> Void) throws(SystemError) {
+        let stopEvent = try EventFD()
+        self.stopEvent = stopEvent
+        let started = try OSThread.spawn(name: name) { body(stopEvent) }
+        thread.withLock { $0 = started }
+    }
+
+    /// Stops the thread and waits for it. Idempotent; must not be called from the thread itself.
+    public func stop() {
+        stopEvent.signal()
+        let current = thread.withLock { value -> OSThread? in
+            defer { value = nil }
+            return value
+        }
+        current?.join()
+    }
+
+    deinit {
+        stopEvent.signal()
+    }
+}
