@@ -1,3 +1,4 @@
+import BenchProtocol
 import Foundation
 import LocalDeployment
 import ManagementAPI
@@ -98,7 +99,7 @@ public enum ChannelBenchmark {
         var baselineRoundTrip: [Int: [UInt64]] = [:]
         for size in options.sizes {
             let rates = try (0..<options.repetitions).map { _ in
-                try HostRingBaseline.throughput(size: size, count: max(64, options.bytes / size)).messagesPerSecond
+                try HostRingBaseline.throughput(size: size, count: max(64, options.bytes / size))
             }
             baselineRate[size] = rates.sorted()[(rates.count - 1) / 2]
             baselineRoundTrip[size] = try HostRingBaseline.polledRoundTrips(size: size, count: options.roundTrips).sorted()
@@ -132,6 +133,8 @@ public enum ChannelBenchmark {
 
         var points: [Point] = []
         let partitions = names.count
+        // The raw chain runs once per partition, with the smallest message, whatever the sizes.
+        let rawP50 = median(facts.compactMap { latency($0, "raw-chain", BenchProtocol.minimumMessageSize, "p50") })
         for size in options.sizes {
             let baseline = baselineRate[size] ?? 0
             for mode in ["throughput", "source"] {
@@ -147,7 +150,6 @@ public enum ChannelBenchmark {
             }
             let hostPolled = baselineRoundTrip[size] ?? []
             let hostP50 = hostPolled.isEmpty ? 0 : Double(hostPolled[hostPolled.count / 2]) / 1000
-            let rawP50 = median(facts.compactMap { latency($0, "raw-chain", 24, "p50") })
             for (mode, baselineName, baselineP50) in [("signalled", "raw signalling chain", rawP50),
                                                       ("polled", "host-only ring ping-pong", hostP50)] {
                 let p50s = facts.compactMap { latency($0, mode, size, "p50") }
@@ -184,6 +186,8 @@ public enum ChannelBenchmark {
         facts["bench.\(mode).\(size).\(which)_ns"].flatMap(Double.init).map { $0 / 1000 }
     }
 
+    /// The median of latencies: the upper middle of an even count, the slower one, as the
+    /// throughput medians (`PhaseRuns`, the baseline rates) take the lower, slower, rate.
     static func median(_ values: [Double]) -> Double {
         guard !values.isEmpty else { return 0 }
         return values.sorted()[values.count / 2]

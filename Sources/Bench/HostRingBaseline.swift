@@ -1,3 +1,4 @@
+import BenchProtocol
 import GuestMemory
 import LinuxSupport
 import Synchronization
@@ -12,7 +13,7 @@ public enum HostRingBaseline {
     public static let ringPages = 128
 
     /// Messages per second moving `count` messages of `size` bytes one way.
-    public static func throughput(size: Int, count: Int) throws -> (messagesPerSecond: Double, seconds: Double) {
+    public static func throughput(size: Int, count: Int) throws -> Double {
         let memory = try GuestMemory.create(name: "baseline", size: ringPages * 4096 * 2)
         let pages = (0..<UInt64(ringPages)).map { $0 }
         let ring = try GuestRingMemory(memory: memory, pages: pages[...])
@@ -37,7 +38,7 @@ public enum HostRingBaseline {
         }
         var writer = try RingWriter(memory: ring)
         var message = [UInt8](repeating: 0, count: size)
-        BenchPatternLite.fill(&message)
+        BenchPattern.fill(&message, from: 0, to: size, sequence: 1)
         let started = MonotonicClock.nanoseconds()
         for sequence in 0..<count {
             message[0] = UInt8(truncatingIfNeeded: sequence)
@@ -54,7 +55,7 @@ public enum HostRingBaseline {
         _ = writer.commit()
         consumer.join()
         let seconds = Double(finished.load(ordering: .acquiring) &- started) / 1e9
-        return (Double(count) / seconds, seconds)
+        return Double(count) / seconds
     }
 
     /// Round-trip latencies (nanoseconds) of `size`-byte ping-pongs between two threads that
@@ -67,11 +68,15 @@ public enum HostRingBaseline {
             guard var reader = try? RingReader(memory: pings), var writer = try? RingWriter(memory: pongs) else { return }
             reader.beginPolling()
             var buffer = [UInt8](repeating: 0, count: size + 64)
+            // One scratch array for every pong: the payload is copied into it, not allocated anew.
+            var payload: [UInt8] = []
+            payload.reserveCapacity(size + 64)
             var answered = 0
             while answered < count {
                 guard let descriptor = (try? reader.next(into: &buffer)) ?? nil else { continue }
                 _ = reader.commit()
-                let payload = Array(buffer[descriptor.payloadOffset..<descriptor.totalLength])
+                payload.removeAll(keepingCapacity: true)
+                payload.append(contentsOf: buffer[descriptor.payloadOffset..<descriptor.totalLength])
                 while (try? writer.write(type: .inband, transactionID: 0, payload: payload)) == nil { _ = writer.commit() }
                 _ = writer.commit()
                 answered += 1
@@ -94,16 +99,5 @@ public enum HostRingBaseline {
         }
         echo.join()
         return samples
-    }
-}
-
-/// Fills a message with a fixed, non-trivial byte pattern.
-enum BenchPatternLite {
-    static func fill(_ bytes: inout [UInt8]) {
-        var state: UInt32 = 0x1234_5678
-        for index in bytes.indices {
-            state = state &* 1_664_525 &+ 1_013_904_223
-            bytes[index] = UInt8(truncatingIfNeeded: state >> 24)
-        }
     }
 }

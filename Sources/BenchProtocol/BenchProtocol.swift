@@ -237,23 +237,28 @@ public enum BenchPattern {
         }
     }
 
-    /// Folds `bytes[start..<end]` into `checksum` (order-sensitive).
+    /// Folds `bytes` into `checksum` (order-sensitive): each whole 8-byte word, read
+    /// little-endian, then each remaining byte, is XORed in and multiplied by the 64-bit FNV
+    /// prime. Words are loaded directly (unaligned loads are fine), fast enough to verify
+    /// gigabytes; the value is the same as assembling each word from its bytes.
     @inlinable
     public static func checksum(_ checksum: UInt64, _ bytes: ArraySlice<UInt8>) -> UInt64 {
-        var value = checksum
-        var index = bytes.startIndex
-        let end = bytes.endIndex
-        while index + 8 <= end {
-            var word: UInt64 = 0
-            for shift in 0..<8 { word |= UInt64(bytes[index + shift]) << UInt64(8 * shift) }
-            value = (value ^ word) &* 0x0000_0100_0000_01B3
-            index += 8
+        bytes.withUnsafeBytes { raw in
+            var value = checksum
+            let wordBytes = raw.count & ~7
+            var offset = 0
+            while offset < wordBytes {
+                // SAFETY: offset + 8 <= wordBytes <= raw.count.
+                let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                value = (value ^ word) &* 0x0000_0100_0000_01B3
+                offset += 8
+            }
+            while offset < raw.count {
+                value = (value ^ UInt64(raw[offset])) &* 0x0000_0100_0000_01B3
+                offset += 1
+            }
+            return value
         }
-        while index < end {
-            value = (value ^ UInt64(bytes[index])) &* 0x0000_0100_0000_01B3
-            index += 1
-        }
-        return value
     }
 
     /// The starting value of a running checksum.

@@ -18,7 +18,6 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
     private var rawConnection: ConnectionID?
     private let rawTarget = TargetProcessor()
     private var outgoing: [UInt8] = []
-    private var reported: [String: String] = [:]
     /// Every run of each throughput and source point so far, by fact prefix.
     private var runs: [String: PhaseRuns] = [:]
 
@@ -29,6 +28,7 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
         /// reads `phaseEnd` covers exactly the phase's data.
         var started: UInt64
         var messages: UInt64 = 0
+        /// Sink phases: what arrived; source phases: what was sent (when the phase verifies).
         var checksum = BenchPattern.seed
         var produced: UInt32 = 0
         var expectedSequence: UInt32 = 0
@@ -91,11 +91,17 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
             guard var current = phase, current.id == header.phase else {
                 throw .protocolViolation("bench: data outside a phase")
             }
+            // The payload runs to the packet's 8-byte padding; the message is its first
+            // `messageSize` bytes.
+            let size = Int(current.parameters.messageSize)
+            guard payload.count >= size else {
+                throw .protocolViolation("bench: data shorter than the phase's message size")
+            }
             current.messages += 1
             if header.sequence != current.expectedSequence { current.inOrder = false }
             current.expectedSequence = header.sequence &+ 1
             if current.parameters.verifies {
-                current.checksum = fastBenchChecksum(current.checksum, payload.dropFirst(BenchHeader.size))
+                current.checksum = BenchPattern.checksum(current.checksum, payload.prefix(size).dropFirst(BenchHeader.size))
             }
             phase = current
         case .ping:
@@ -119,15 +125,22 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
         }
     }
 
-    /// In source phases, writes data while the ring has room.
+    /// In source phases, writes data while the ring has room. When the phase verifies, each
+    /// message carries the pattern for its sequence number and is folded into a checksum that
+    /// the guest's must equal; otherwise the data is left as it is, to measure the ring alone.
     public func work(on channel: VSPChannel) throws(VSPError) -> Bool {
         guard var current = phase, current.parameters.mode == .source,
               current.produced < current.parameters.count else { return false }
         let size = Int(current.parameters.messageSize)
         if outgoing.count != size { outgoing = [UInt8](repeating: 0, count: size) }
+        let verifies = current.parameters.verifies
         var progressed = false
         while current.produced < current.parameters.count && channel.hasRoom(forPayload: size) {
             BenchHeader(kind: .sourceData, phase: current.id, sequence: current.produced).store(into: &outgoing)
+            if verifies {
+                BenchPattern.fill(&outgoing, from: BenchHeader.size, to: size, sequence: current.produced)
+                current.checksum = BenchPattern.checksum(current.checksum, outgoing[BenchHeader.size...])
+            }
             try channel.send(.inband, transactionID: UInt64(current.produced), payload: outgoing)
             current.produced += 1
             progressed = true
@@ -148,7 +161,7 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
                 && (!parameters.verifies || current.checksum == end.checksum)
         case .source:
             messages = UInt64(current.produced)
-            intact = end.messages == messages && end.checksum != 0
+            intact = end.messages == messages && (!parameters.verifies || current.checksum == end.checksum)
         default:
             intact = end.messages > 0
         }
@@ -191,23 +204,6 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
 /// The processor the raw-chain listener raises, shared with its thread.
 final class TargetProcessor: Sendable {
     let value = Atomic<UInt32>(0)
-}
-
-/// `BenchPattern.checksum`, a word at a time: the same value, fast enough to verify gigabytes.
-public func fastBenchChecksum(_ checksum: UInt64, _ bytes: ArraySlice<UInt8>) -> UInt64 {
-    bytes.withUnsafeBytes { raw in
-        var value = checksum
-        let words = raw.count / 8
-        for index in 0..<words {
-            // SAFETY: index * 8 + 8 <= raw.count; unaligned loads are allowed.
-            value = (value ^ UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)))
-                &* 0x0000_0100_0000_01B3
-        }
-        for index in (words * 8)..<raw.count {
-            value = (value ^ UInt64(raw[index])) &* 0x0000_0100_0000_01B3
-        }
-        return value
-    }
 }
 
 /// The runs of one throughput point, for reporting the median: on a machine with as many

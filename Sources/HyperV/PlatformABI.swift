@@ -19,6 +19,8 @@ public enum PlatformPorts {
     /// Power control shared with the ACPI FADT of Linux partitions: sleep control (SLP_EN|SLP_TYP)
     /// and reset. Writing `PowerCommand.powerOff` stops the partition cleanly.
     public static let power: UInt16 = 0x3C0
+    /// Every port the root handles itself (each access is at the port's base, whatever its size).
+    public static let rootOwned: [UInt16] = [hypercall, signalEvent, debug, nullExit, power]
 }
 
 /// Values written to `PlatformPorts.power`.

@@ -15,12 +15,20 @@ import VMBusProtocol
 /// for one (always the full 2060-byte body), or time samples every five seconds (version 4.0
 /// carries the partition reference time at which the host time was read).
 public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sendable {
-    // SAFETY: `state` is only touched on the channel's worker thread (every protocol method
-    // runs there); `shutdownRequested` is the one field other threads write, and it is atomic.
+    // SAFETY: `state`, `transaction`, `outstanding`, `heartbeatSequence` and `samples` are
+    // touched by one thread at a time: `channelOpened` runs on the parent's root-reader thread
+    // (under VMBusService's lock) before the channel's worker thread starts, and every later
+    // protocol method (`handle`, `tick`, `channelClosed`) runs on that worker, which is joined
+    // before the channel can open again. If the worker cannot be started, `channelClosed` runs on
+    // the root-reader thread instead. `shutdownRequested` is the one field other threads write,
+    // and it is atomic.
     public let service: ICService
     let host: any VSPHost
     private var state = State.closed
     private var transaction: UInt8 = 0
+    /// The ictransaction_id of the request the guest has yet to answer (`nil`: none). A newer
+    /// request replaces it, so a late answer to an older one is ignored.
+    private var outstanding: UInt8?
     private var heartbeatSequence: UInt64 = 0
     private var samples = 0
     private let shutdownRequested = Atomic<Bool>(false)
@@ -31,6 +39,11 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sen
         case ready(framework: ICVersion, message: ICVersion)
         case unsupported
     }
+
+    /// Formats the time of the last heartbeat answer. corelibs' ISO8601DateFormatter creates
+    /// its CF formatter lazily and formats through one ICU object, so it is not safe to share
+    /// between threads unlocked; the lock is uncontended in practice.
+    private static let timestampFormatter = Mutex(ISO8601DateFormatter())
 
     /// How often heartbeats and time samples go out.
     public static let heartbeatInterval: UInt64 = 1_000_000_000
@@ -66,7 +79,9 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sen
 
     public func channelOpened(_ channel: VSPChannel) -> Bool {
         state = .negotiating
-        let negotiate = ICNegotiation.request(messageVersions: service.messageVersions, transactionID: nextTransaction())
+        outstanding = nil
+        let negotiate = ICNegotiation.request(frameworkVersions: ICService.frameworkVersions,
+                                              messageVersions: service.messageVersions, transactionID: nextTransaction())
         do throws(VSPError) {
             try send(negotiate, on: channel)
         } catch {
@@ -78,6 +93,7 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sen
 
     public func channelClosed() {
         state = .closed
+        outstanding = nil
         host.report(["\(name).state": "closed"])
     }
 
@@ -94,6 +110,10 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sen
         guard message.header.flags.contains(.response) else {
             throw .protocolViolation("\(name): the guest sent a request")
         }
+        // Only the answer to the request in flight counts: an unsolicited, repeated or stale
+        // answer is dropped (not reported, not a violation: a late answer is not hostile).
+        guard let expected = outstanding, message.header.transactionID == expected else { return }
+        outstanding = nil
         switch (state, message.header.messageType) {
         case (.negotiating, .negotiate):
             let outcome: ICNegotiationOutcome
@@ -104,6 +124,11 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sen
             }
             switch outcome {
             case .agreed(let framework, let version):
+                guard ICService.frameworkVersions.contains(framework), service.messageVersions.contains(version) else {
+                    throw .protocolViolation(
+                        "\(name): the guest picked framework \(framework.major).\(framework.minor) and message "
+                            + "\(version.major).\(version.minor), which were not both offered")
+                }
                 state = .ready(framework: framework, message: version)
                 host.report(["\(name).state": "ready", "\(name).version": "\(version.major).\(version.minor)"])
                 try onReady(channel)
@@ -117,7 +142,7 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sen
             }
             heartbeatSequence = body.sequenceNumber
             host.report(["heartbeat.sequence": "\(body.sequenceNumber)",
-                         "heartbeat.seen": ISO8601DateFormatter().string(from: Date())])
+                         "heartbeat.seen": Self.timestampFormatter.withLock { $0.string(from: Date()) }])
         case (.ready, .shutdown):
             host.report(["shutdown.answer": message.header.status == .success ? "accepted" : "refused"])
         case (.ready, .timeSync):
@@ -183,7 +208,9 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sen
     }
 
     /// In-band, no completion requested, transaction ID 0 (hyperv-guest-interface.md §7.2).
+    /// Once queued, the request is the one whose answer `handle` waits for.
     private func send(_ message: ICMessage, on channel: VSPChannel) throws(VSPError) {
         try channel.send(.inband, transactionID: 0, payload: message.bytes)
+        outstanding = message.header.transactionID
     }
 }

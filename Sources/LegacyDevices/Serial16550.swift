@@ -114,7 +114,9 @@ public struct Serial16550: Sendable {
     /// The bytes the guest transmitted since the last call; drain it after each write, as it
     /// grows until taken.
     public mutating func takeOutput() -> [UInt8] {
-        defer { transmitted.removeAll(keepingCapacity: true) }
+        // Called on every register access: hand the buffer over without allocating when empty.
+        guard !transmitted.isEmpty else { return [] }
+        defer { transmitted = [] }
         return transmitted
     }
 

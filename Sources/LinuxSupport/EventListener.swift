@@ -16,7 +16,8 @@ public final class EventListener: Sendable {
                     return
                 }
                 if ready[1] { return }
-                if ready[0], let count = event.consume() { handler(count) }
+                // Readable, and only this thread reads it: the read returns at once.
+                if ready[0], let count = try? event.wait() { handler(count) }
             }
         }
     }

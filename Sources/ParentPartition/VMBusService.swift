@@ -37,7 +37,6 @@ final class VMBusService: PartitionService {
 
     struct OpenChannel {
         var worker: ChannelWorker
-        var guestSignal: EventFD
     }
 
     var messageConnections: [UInt32] {
@@ -161,14 +160,13 @@ final class VMBusService: PartitionService {
     /// Maps the channel's rings, registers its event connection, starts its worker.
     private func open(_ request: OpenRequest, _ state: inout State) -> Bool {
         guard let device = state.devices[request.channel] else { return false }
-        let label = "\(partition.name)/\(device.name)"
         do {
             let incoming = try GuestRingMemory(memory: partition.memory, pages: request.incomingRingPages)
             let outgoing = try GuestRingMemory(memory: partition.memory, pages: request.outgoingRingPages)
             let guestSignal = try EventFD()
             let relID = request.channel
             let channel = try VSPChannel(
-                relID: relID, label: label, incoming: incoming, outgoing: outgoing, targetVP: request.targetVP,
+                relID: relID, incoming: incoming, outgoing: outgoing, targetVP: request.targetVP,
                 guestSignal: guestSignal
             ) { [partition] vp in
                 partition.signalEvent(vp: vp, sint: UInt8(VMBusConstants.messageSINT), flag: relID)
@@ -176,11 +174,20 @@ final class VMBusService: PartitionService {
             guard device.provider.channelOpened(channel) else { return false }
             // Registered before OPEN_RESULT is posted (both go over the same ordered socket), so
             // the guest's first signal already finds its ioeventfd.
-            partition.registerEventConnection(VMBusConstants.eventConnectionID(childRelID: relID), event: guestSignal)
-            let worker = try ChannelWorker(channel: channel, device: device.provider) { [self] reason in
-                channelFailed(relID, reason: reason)
+            let eventConnection = VMBusConstants.eventConnectionID(childRelID: relID)
+            partition.registerEventConnection(eventConnection, event: guestSignal)
+            let worker: ChannelWorker
+            do throws(SystemError) {
+                worker = try ChannelWorker(channel: channel, device: device.provider) { [self] reason in
+                    channelFailed(relID, reason: reason)
+                }
+            } catch {
+                // Undo the open: the device already accepted it, so it hears the close too.
+                partition.unregisterEventConnection(eventConnection)
+                device.provider.channelClosed()
+                throw error
             }
-            state.open[relID] = OpenChannel(worker: worker, guestSignal: guestSignal)
+            state.open[relID] = OpenChannel(worker: worker)
             partition.logger.info("partition \(partition.name): channel \(relID) (\(device.name)) open")
             return true
         } catch {

@@ -1,3 +1,4 @@
+import HyperV
 import KVM
 import LinuxSupport
 import Synchronization
@@ -29,8 +30,13 @@ final class PortInterceptTable: Sendable {
 }
 
 extension Partition {
-    /// Sends the guest's accesses to `range` to `interceptor` (replacing nothing the root handles).
-    public func interceptPorts(_ range: Range<UInt16>, with interceptor: any PortInterceptor) {
+    /// Sends the guest's accesses to `range` to `interceptor`. A range that takes in a port the
+    /// root handles itself (`PlatformPorts.rootOwned`) is refused.
+    public func interceptPorts(_ range: Range<UInt16>, with interceptor: any PortInterceptor) throws(PartitionError) {
+        if let taken = PlatformPorts.rootOwned.first(where: range.contains) {
+            throw .invalidSpecification("ports 0x\(String(range.lowerBound, radix: 16))-0x\(String(range.upperBound - 1, radix: 16)) "
+                                        + "include 0x\(String(taken, radix: 16)), which the root handles itself")
+        }
         portIntercepts.add(range, interceptor)
     }
 

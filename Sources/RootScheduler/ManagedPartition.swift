@@ -1,3 +1,4 @@
+import LinuxSupport
 import ManagementAPI
 import Partition
 import Synchronization
@@ -20,15 +21,9 @@ final class ManagedPartition: Sendable {
 
     var info: PartitionInfo {
         let state = partition.state
-        let uptime = Double(MonotonicNanoseconds.now - partition.createdAt) / 1e9
+        let uptime = Double(MonotonicClock.nanoseconds() - partition.createdAt) / 1e9
         return PartitionInfo(id: partition.id, name: partition.name, state: state.name, reason: state.reason,
                              processors: partition.processorCount, memoryMiB: partition.memorySize >> 20,
                              devices: configuration.devices, uptimeSeconds: uptime, status: facts.withLock { $0 })
     }
-}
-
-import LinuxSupport
-
-enum MonotonicNanoseconds {
-    static var now: UInt64 { MonotonicClock.nanoseconds() }
 }

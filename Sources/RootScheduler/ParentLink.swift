@@ -212,9 +212,19 @@ final class ParentLink: Sendable {
         case .partitionStatus(let id, let facts):
             scheduler.managed(id: id)?.merge(facts: facts)
         case .registerPorts(let id, let base, let count):
+            // base + count must stay a UInt16: port 0xFFFF cannot be the last one of a range.
             guard let partition = scheduler.managed(id: id)?.partition, count > 0,
-                  UInt32(base) + UInt32(count) <= 0x10000 else { return }
-            partition.interceptPorts(base..<(base + count), with: ParentPortForwarder(partitionID: id, connection: connection))
+                  UInt32(base) + UInt32(count) <= UInt32(UInt16.max) else {
+                logger.warning("parent partition asked for an invalid port range \(base)+\(count); ignored")
+                return
+            }
+            do throws(PartitionError) {
+                try partition.interceptPorts(base..<(base + count),
+                                             with: ParentPortForwarder(partitionID: id, connection: connection))
+            } catch {
+                logger.warning("partition \(partition.name): \(error); ignored")
+                return
+            }
             connection.registrations.withLock { $0[id, default: Registrations()].interceptsPorts = true }
         case .portReadResult(let request, let value):
             connection.pendingReads.update { reads in

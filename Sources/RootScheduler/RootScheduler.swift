@@ -79,11 +79,7 @@ public final class RootScheduler: Sendable {
         let specification = PartitionSpecification(
             name: configuration.name, processorCount: configuration.processors, memorySize: configuration.memoryMiB << 20,
             image: image)
-        let reserved = table.withLock { partitions -> Bool in
-            guard partitions[configuration.name] == nil else { return false }
-            return true
-        }
-        guard reserved else {
+        guard table.withLock({ $0[configuration.name] == nil }) else {
             throw .conflict("A partition named \(configuration.name) exists: delete it first with `hv partition delete \(configuration.name)`.")
         }
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue

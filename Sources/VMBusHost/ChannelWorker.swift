@@ -63,7 +63,6 @@ public final class ChannelWorker: Sendable {
                     throw .ring("\(error)")
                 }
                 guard let descriptor else { break }
-                channel.noteIncoming(descriptor.totalLength - descriptor.payloadOffset)
                 try device.handle(IncomingPacket(descriptor: descriptor, bytes: buffer), on: channel)
                 progressed = true
                 uncommitted += descriptor.totalLength
@@ -95,13 +94,15 @@ public final class ChannelWorker: Sendable {
                 continue
             }
             let timeout = nextTick == .max ? Int32(-1) : Int32(clamping: (nextTick &- now) / 1_000_000 + 1)
-            guard let ready = try? Poll.wait(on: [channel.guestSignal.rawValue, stopEvent.rawValue],
-                                             timeoutMilliseconds: timeout) else { return }
-            if ready[1] { return }
-            if ready[0] {
-                _ = channel.guestSignal.consume()
-                channel.noteWakeup()
+            let ready: [Bool]
+            do throws(SystemError) {
+                ready = try Poll.wait(on: [channel.guestSignal.rawValue, stopEvent.rawValue], timeoutMilliseconds: timeout)
+            } catch {
+                // The channel can no longer be served: give it up so the owner closes and rescinds it.
+                throw .ring("cannot wait for the guest's signal: \(error)")
             }
+            if ready[1] { return }
+            if ready[0] { _ = channel.guestSignal.consume() }
             channel.reader.beginPolling()
             lastProgress = MonotonicClock.nanoseconds()
         }

@@ -1,9 +1,12 @@
 import VMBusProtocol
 
 /// A device served over a VMBus channel by the parent partition (a VSP). Each open channel
-/// runs on its own worker thread; every method is called on that thread.
+/// runs on its own worker thread; every method but `channelOpened` is called on that thread.
+/// `channelOpened` runs on the parent's root-reader thread before the worker starts (and if the
+/// worker then cannot start, `channelClosed` follows on that same thread).
 public protocol VirtualServiceProvider: AnyObject, Sendable {
-    /// The channel opened: prepare to serve. Returning `false` refuses the open.
+    /// The channel opened: prepare to serve. Returning `false` refuses the open. Called on the
+    /// parent's root-reader thread, before the channel's worker thread exists.
     func channelOpened(_ channel: VSPChannel) -> Bool
     /// A packet from the guest. Throwing closes (and rescinds) this channel only.
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError)

@@ -37,3 +37,24 @@ extension ChildRelIDMessage {
         return encoder.bytes
     }
 }
+
+/// A message that is only the 8-byte header (REQUESTOFFERS, ALLOFFERS_DELIVERED, UNLOAD,
+/// UNLOAD_RESPONSE).
+public protocol HeaderOnlyMessage: ChannelMessageRepresentable {
+    /// Creates the message.
+    init()
+}
+
+extension HeaderOnlyMessage {
+    /// The smallest payload the parser accepts.
+    public static var minimumSize: Int { ChannelMessageHeader.size }
+
+    /// Parses `payload`, rejecting a foreign msgtype, a short payload, or one over 240 bytes.
+    public init(parsing payload: [UInt8]) throws(VMBusError) {
+        _ = try MessageDecoder(payload, expecting: Self.messageType, minimumSize: Self.minimumSize)
+        self.init()
+    }
+
+    /// The serialized payload, header included, at its exact wire size.
+    public var bytes: [UInt8] { MessageEncoder(Self.messageType, size: Self.minimumSize).bytes }
+}

@@ -101,65 +101,33 @@ public struct VersionResponse: ChannelMessageRepresentable {
 }
 
 /// REQUESTOFFERS (3), guest → host, header only (§6.1 step 4).
-public struct RequestOffers: ChannelMessageRepresentable {
+public struct RequestOffers: HeaderOnlyMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.requestOffers
-    /// The smallest payload the parser accepts.
-    public static let minimumSize = ChannelMessageHeader.size
     /// Creates the message.
     public init() {}
-    /// Parses `payload`, rejecting a foreign msgtype, a short payload, or one over 240 bytes.
-    public init(parsing payload: [UInt8]) throws(VMBusError) {
-        _ = try MessageDecoder(payload, expecting: Self.messageType, minimumSize: Self.minimumSize)
-    }
-    /// The serialized payload, header included, at its exact wire size.
-    public var bytes: [UInt8] { MessageEncoder(Self.messageType, size: Self.minimumSize).bytes }
 }
 
 /// ALLOFFERS_DELIVERED (4), host → guest, header only (§6.1 step 5).
-public struct AllOffersDelivered: ChannelMessageRepresentable {
+public struct AllOffersDelivered: HeaderOnlyMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.allOffersDelivered
-    /// The smallest payload the parser accepts.
-    public static let minimumSize = ChannelMessageHeader.size
     /// Creates the message.
     public init() {}
-    /// Parses `payload`, rejecting a foreign msgtype, a short payload, or one over 240 bytes.
-    public init(parsing payload: [UInt8]) throws(VMBusError) {
-        _ = try MessageDecoder(payload, expecting: Self.messageType, minimumSize: Self.minimumSize)
-    }
-    /// The serialized payload, header included, at its exact wire size.
-    public var bytes: [UInt8] { MessageEncoder(Self.messageType, size: Self.minimumSize).bytes }
 }
 
 /// UNLOAD (16), guest → host, header only; sent on unload, kexec and every panic (§6.1 step 11).
-public struct Unload: ChannelMessageRepresentable {
+public struct Unload: HeaderOnlyMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.unload
-    /// The smallest payload the parser accepts.
-    public static let minimumSize = ChannelMessageHeader.size
     /// Creates the message.
     public init() {}
-    /// Parses `payload`, rejecting a foreign msgtype, a short payload, or one over 240 bytes.
-    public init(parsing payload: [UInt8]) throws(VMBusError) {
-        _ = try MessageDecoder(payload, expecting: Self.messageType, minimumSize: Self.minimumSize)
-    }
-    /// The serialized payload, header included, at its exact wire size.
-    public var bytes: [UInt8] { MessageEncoder(Self.messageType, size: Self.minimumSize).bytes }
 }
 
 /// UNLOAD_RESPONSE (17), host → guest, header only (§6.1 step 11).
-public struct UnloadResponse: ChannelMessageRepresentable {
+public struct UnloadResponse: HeaderOnlyMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.unloadResponse
-    /// The smallest payload the parser accepts.
-    public static let minimumSize = ChannelMessageHeader.size
     /// Creates the message.
     public init() {}
-    /// Parses `payload`, rejecting a foreign msgtype, a short payload, or one over 240 bytes.
-    public init(parsing payload: [UInt8]) throws(VMBusError) {
-        _ = try MessageDecoder(payload, expecting: Self.messageType, minimumSize: Self.minimumSize)
-    }
-    /// The serialized payload, header included, at its exact wire size.
-    public var bytes: [UInt8] { MessageEncoder(Self.messageType, size: Self.minimumSize).bytes }
 }

@@ -51,6 +51,25 @@ public struct GPADLHeader: ChannelMessageRepresentable {
         return UInt16(8 + pfnCount * 8)
     }
 
+    /// The messages that create a GPADL of whole `pfns` pages, split as Linux splits it: a
+    /// GPADL_HEADER with the first 26 PFNs, then GPADL_BODY messages with 28 each (msgnumber 0).
+    /// `nil` if the page list does not fit one range.
+    public static func messages(gpadl: UInt32, childRelID: UInt32, pfns: [UInt64]) -> [ChannelMessage]? {
+        guard let length = rangeBufferLength(pfnCount: pfns.count),
+              pfns.count <= Int(UInt32.max) / VMBusConstants.pageSize else { return nil }
+        let first = Array(pfns.prefix(VMBusConstants.gpadlHeaderMaximumPFNs))
+        var messages: [ChannelMessage] = [.gpadlHeader(GPADLHeader(
+            childRelID: childRelID, gpadl: gpadl, rangeBufferLength: length,
+            byteCount: UInt32(pfns.count * VMBusConstants.pageSize), byteOffset: 0, pfns: first))]
+        var rest = pfns.dropFirst(first.count)
+        while !rest.isEmpty {
+            let chunk = Array(rest.prefix(VMBusConstants.gpadlBodyMaximumPFNs))
+            rest = rest.dropFirst(chunk.count)
+            messages.append(.gpadlBody(GPADLBody(messageNumber: 0, gpadl: gpadl, pfns: chunk)))
+        }
+        return messages
+    }
+
     /// PFNs the whole range buffer announces for a single range: (range_buflen − 8) / 8.
     public var announcedPFNCount: Int { max(Int(rangeBufferLength) - 8, 0) / 8 }
 

@@ -35,7 +35,7 @@ public enum RingOrdering: Sendable {
 /// Sizes and rules of a VMBus ring buffer (hyperv-guest-interface.md §6.3).
 public enum RingLayout {
     /// The control page that precedes the data area.
-    public static let controlPageSize = 4096
+    public static let controlPageSize = VMBusConstants.pageSize
     /// Number of u32 words in the control page.
     public static let controlWordCount = controlPageSize / 4
     /// Packets, indices and sizes are multiples of 8 bytes.

@@ -18,7 +18,7 @@ public enum VMBusConstants {
     /// PFNs that fit in one GPADL_BODY (§6.1 step 6).
     public static let gpadlBodyMaximumPFNs = 28
     /// Bytes per page in GPADL and GPA-direct PFN lists.
-    public static let pageSize = 4096
+    public static let pageSize = SynIC.pageSize
 
     /// The event connection this implementation offers for a channel: `relid | 0x2000`
     /// (prior-art-openvmm.md §6.7 step 5). The guest passes it back in HvSignalEvent.

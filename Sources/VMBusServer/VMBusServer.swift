@@ -274,9 +274,12 @@ public struct VMBusServer: Sendable {
     }
 
     private mutating func append(_ pfns: [UInt64], to id: UInt32, _ connection: Connection, _ actions: inout [ServerAction]) {
-        guard case .assembling(var gpadl, let needed)? = gpadls[id] else { return }
+        // Taken out of the dictionary so `gpadl.pageNumbers` is uniquely referenced and the
+        // append below grows it in place instead of copying every page so far on each BODY.
+        // Every path below either writes it back or leaves it removed (on failure).
+        guard case .assembling? = gpadls[id],
+              case .assembling(var gpadl, let needed)? = gpadls.removeValue(forKey: id) else { return }
         func fail(_ reason: String) {
-            gpadls[id] = nil
             actions.append(.protocolViolation("GPADL \(id): \(reason)"))
             actions.append(reply(connection, .gpadlCreated(GPADLCreated(childRelID: gpadl.channel, gpadl: id,
                                                                        status: ServerStatus.invalidParameter))))

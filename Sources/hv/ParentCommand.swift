@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import Foundation
 import Glibc
 import Logging
 import ManagementAPI
@@ -37,5 +38,3 @@ struct ParentCommand: AsyncParsableCommand {
         logger.info("parent partition stopped")
     }
 }
-
-import Foundation

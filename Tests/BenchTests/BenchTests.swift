@@ -6,13 +6,48 @@ import Testing
 
 @Suite("Bench device and report")
 struct BenchTests {
+    /// The checksum's definition, a byte at a time: each whole 8-byte word assembled
+    /// little-endian from its bytes, then each remaining byte, XORed in and multiplied by the
+    /// FNV prime. `BenchPattern.checksum` loads the words directly and must agree.
+    static func referenceChecksum(_ checksum: UInt64, _ bytes: ArraySlice<UInt8>) -> UInt64 {
+        var value = checksum
+        var index = bytes.startIndex
+        while index + 8 <= bytes.endIndex {
+            var word: UInt64 = 0
+            for shift in 0..<8 { word |= UInt64(bytes[index + shift]) << UInt64(8 * shift) }
+            value = (value ^ word) &* 0x0000_0100_0000_01B3
+            index += 8
+        }
+        while index < bytes.endIndex {
+            value = (value ^ UInt64(bytes[index])) &* 0x0000_0100_0000_01B3
+            index += 1
+        }
+        return value
+    }
+
     @Test func fastChecksumEqualsTheReference() {
         var generator = SystemRandomNumberGenerator()
         for length in [0, 1, 7, 8, 9, 63, 64, 4064, 5000] {
             let bytes = (0..<(length + 3)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            // An unaligned slice that does not start at index 0.
             let slice = bytes[3...]
-            #expect(fastBenchChecksum(BenchPattern.seed, slice) == BenchPattern.checksum(BenchPattern.seed, slice))
+            let seed = UInt64.random(in: 0...UInt64.max, using: &generator)
+            #expect(BenchPattern.checksum(BenchPattern.seed, slice) == Self.referenceChecksum(BenchPattern.seed, slice))
+            #expect(BenchPattern.checksum(seed, slice) == Self.referenceChecksum(seed, slice))
         }
+        // A fixed value, so a change of definition shows even if both sides change together.
+        let nineBytes: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        #expect(BenchPattern.checksum(BenchPattern.seed, nineBytes[...]) == 0xF70F_13FD_27F9_2EDF)
+    }
+
+    @Test func theChecksumCoversExactlyTheMessageNotTheRingPadding() {
+        // A 29-byte message padded to 32 in the ring: the padding must not change the checksum.
+        var message = [UInt8](repeating: 0, count: 29)
+        BenchPattern.fill(&message, from: BenchHeader.size, to: message.count, sequence: 5)
+        let padded = message + [UInt8](repeating: 0, count: 3)
+        let sent = BenchPattern.checksum(BenchPattern.seed, message[BenchHeader.size...])
+        #expect(BenchPattern.checksum(BenchPattern.seed, padded.prefix(message.count).dropFirst(BenchHeader.size)) == sent)
+        #expect(BenchPattern.checksum(BenchPattern.seed, padded.dropFirst(BenchHeader.size)) != sent)
     }
 
     @Test func phaseRecordsRoundTrip() throws {
@@ -46,8 +81,8 @@ struct BenchTests {
     }
 
     @Test func hostBaselinesMeasureSomething() throws {
-        let throughput = try HostRingBaseline.throughput(size: 256, count: 20_000)
-        #expect(throughput.messagesPerSecond > 0)
+        let messagesPerSecond = try HostRingBaseline.throughput(size: 256, count: 20_000)
+        #expect(messagesPerSecond > 0)
         let samples = try HostRingBaseline.polledRoundTrips(size: 64, count: 200)
         #expect(samples.count == 200)
     }

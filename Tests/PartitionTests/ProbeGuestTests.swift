@@ -48,6 +48,24 @@ struct ProbeGuestTests {
         #expect(partition.state == .stopped(reason: "stopped by request"))
     }
 
+    /// The parent emulates legacy ports, but never one the root answers itself (the hypercall
+    /// page's ports, debug output, the null exit, power control).
+    @Test func portInterceptsCannotTakeTheRootsOwnPorts() async throws {
+        struct Silent: PortInterceptor {
+            func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {}
+            func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 { 0 }
+        }
+        let (partition, _) = try await Self.guest(id: 4, name: "ports", processors: 1, memoryMiB: 32, arguments: "mode=idle")
+        defer { partition.stop() }
+        for port in PlatformPorts.rootOwned {
+            #expect(throws: PartitionError.self) { try partition.interceptPorts(port..<(port + 1), with: Silent()) }
+        }
+        #expect(throws: PartitionError.self) { try partition.interceptPorts(0xE0..<0xF0, with: Silent()) }
+        try partition.interceptPorts(0x3F8..<0x400, with: Silent())
+        #expect(partition.portIntercepts.interceptor(for: 0x3F8) != nil)
+        #expect(partition.portIntercepts.interceptor(for: PlatformPorts.hypercall) == nil)
+    }
+
     /// memcpy, memmove and memset are the guest's own (entry.S), on every VSC copy path.
     @Test func guestRuntimeCopiesAreExact() async throws {
         let (partition, observer) = try await Self.guest(id: 3, name: "selftest", processors: 1, memoryMiB: 32,

@@ -92,7 +92,7 @@ struct Harness {
         guest = try FakeGuest(memory: memory, incoming: incoming, outgoing: outgoing)
         guestSignal = try EventFD()
         let channel = try VSPChannel(
-            relID: 7, label: "test", incoming: try GuestRingMemory(memory: memory, pages: incoming[...]),
+            relID: 7, incoming: try GuestRingMemory(memory: memory, pages: incoming[...]),
             outgoing: try GuestRingMemory(memory: memory, pages: outgoing[...]), targetVP: 0, guestSignal: guestSignal
         ) { [signals] _ in signals.withLock { $0 += 1 } }
         let failure = self.failure

@@ -29,17 +29,7 @@ struct Guest {
 
     /// Creates a GPADL of `pages` pages (starting at `firstPage`) the way Linux splits it.
     mutating func createGPADL(_ id: UInt32, channel: UInt32, pages: [UInt64]) -> [ServerAction] {
-        let headerPages = Array(pages.prefix(VMBusConstants.gpadlHeaderMaximumPFNs))
-        var actions = send(.gpadlHeader(GPADLHeader(
-            childRelID: channel, gpadl: id, rangeBufferLength: GPADLHeader.rangeBufferLength(pfnCount: pages.count)!,
-            byteCount: UInt32(pages.count * 4096), byteOffset: 0, pfns: headerPages)))
-        var rest = pages.dropFirst(headerPages.count)
-        while !rest.isEmpty {
-            let chunk = Array(rest.prefix(VMBusConstants.gpadlBodyMaximumPFNs))
-            rest = rest.dropFirst(chunk.count)
-            actions += send(.gpadlBody(GPADLBody(messageNumber: 0, gpadl: id, pfns: chunk)))
-        }
-        return actions
+        (GPADLHeader.messages(gpadl: id, childRelID: channel, pfns: pages) ?? []).flatMap { send($0) }
     }
 
     static func posted(_ actions: [ServerAction]) -> [ChannelMessage] {

@@ -49,7 +49,8 @@ struct VMBusProgram {
             scribble(&channel, &client)
         }
         if var bench, let plan = info.argument("bench") {
-            bench.run(plan: plan, sizes: list(info.argument("sizes") ?? "64,4096"),
+            let sizes = messageSizes(info.argument("sizes") ?? "64,4096", largest: bench.largestMessageSize)
+            bench.run(plan: plan, sizes: sizes,
                       bytes: info.integer("bytes", default: 16 << 20), roundTrips: info.integer("rtts", default: 1000),
                       verify: info.integer("verify", default: 0) != 0, repetitions: info.integer("repeat", default: 1))
             print("bench: done")
@@ -98,15 +99,31 @@ struct VMBusProgram {
         }
     }
 
-    func list(_ text: String) -> [Int] {
-        text.split(separator: ",").compactMap { word in
-            var value = 0
-            for byte in word.utf8 {
-                guard byte >= 0x30 && byte <= 0x39 else { return nil }
-                value = value * 10 + Int(byte - 0x30)
+    /// The comma-separated `sizes=` list, keeping only sizes a bench message can have on the
+    /// bench rings (`BenchProtocol.minimumMessageSize` through `largest`); prints a line for
+    /// each word it drops.
+    func messageSizes(_ text: String, largest: Int) -> [Int] {
+        var sizes: [Int] = []
+        for word in text.split(separator: ",") {
+            if let size = decimal(word), size >= BenchProtocol.minimumMessageSize, size <= largest {
+                sizes.append(size)
+            } else {
+                print("bench: dropping size \(word): a message is \(BenchProtocol.minimumMessageSize) to \(largest) bytes on these rings")
             }
-            return value
         }
+        return sizes
+    }
+
+    /// A decimal number (saturating at `Int.max`), or `nil` if `word` is not all digits.
+    func decimal(_ word: Substring) -> Int? {
+        guard !word.isEmpty else { return nil }
+        var value = 0
+        for byte in word.utf8 {
+            guard byte >= 0x30 && byte <= 0x39 else { return nil }
+            let digit = Int(byte - 0x30)
+            value = value > (Int.max - digit) / 10 ? Int.max : value * 10 + digit
+        }
+        return value
     }
 
     func fail(_ message: String) -> Never {

@@ -16,6 +16,17 @@ public struct BenchVSC {
         self.clock = clock
     }
 
+    /// The largest message (payload) both of the channel's rings take: a packet — descriptor,
+    /// payload padded to 8 bytes, trailer — must be smaller than the ring's data area
+    /// (`RingWriter.write`), and its length must fit the descriptor's u16 len8.
+    public var largestMessageSize: Int {
+        let dataSize = min(channel.writer.memory.dataSize, channel.reader.memory.dataSize)
+        // dataSize is a multiple of 8, so the largest padded payload below the limit is this.
+        let fitsRing = dataSize - RingLayout.alignment - PacketDescriptor.size - RingLayout.trailerSize
+        let fitsDescriptor = RingLayout.maximumPacketLength - PacketDescriptor.size
+        return min(fitsRing, fitsDescriptor)
+    }
+
     /// Runs `plan` (comma-separated modes: throughput, source, signalled, polled, raw) over
     /// `sizes`; throughput phases move `bytes` each and run `repetitions` times (the host
     /// reports the median), round-trip phases make `roundTrips` trips.
@@ -44,6 +55,9 @@ public struct BenchVSC {
     }
 
     // MARK: Phases
+
+    /// How long a phase may wait for the host before it ends with what it has measured.
+    static let phaseTimeoutNanoseconds: UInt64 = 60_000_000_000
 
     mutating func start(_ mode: BenchMode, size: Int, count: Int, verify: Bool = false) {
         phase += 1
@@ -99,7 +113,7 @@ public struct BenchVSC {
             if verify {
                 // Vary the data per message, so stale data from an earlier lap of the ring shows.
                 stamp(&message, sequence: UInt64(sequence))
-                checksum = Self.checksum(checksum, message, from: BenchHeader.size)
+                checksum = BenchPattern.checksum(checksum, message[BenchHeader.size...])
             }
             while !channel.stage(payload: message) {
                 channel.publish()
@@ -112,28 +126,21 @@ public struct BenchVSC {
         finish(.throughput, size: size, messages: count, checksum: checksum, nanoseconds: elapsed)
     }
 
-    /// Writes the sequence number at the start, the middle and the end of the data.
+    /// Writes the sequence number at the start, the middle and the end of the data (each
+    /// position only if all eight bytes lie past the header).
     func stamp(_ message: inout [UInt8], sequence: UInt64) {
-        let positions = [BenchHeader.size, (message.count / 2) & ~7, message.count - 8]
-        for position in positions where position >= BenchHeader.size && position + 8 <= message.count {
-            message.withUnsafeMutableBytes { $0.storeBytes(of: sequence, toByteOffset: position, as: UInt64.self) }
-        }
-    }
-
-    /// `BenchPattern.checksum` a word at a time (the guest owns its memory; the value is the same).
-    static func checksum(_ seed: UInt64, _ bytes: [UInt8], from start: Int) -> UInt64 {
-        bytes.withUnsafeBytes { raw in
-            var value = seed
-            var offset = start
-            while offset + 8 <= raw.count {
-                value = (value ^ raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* 0x0000_0100_0000_01B3
-                offset += 8
+        message.withUnsafeMutableBytes { raw in
+            let count = raw.count
+            let middle = (count / 2) & ~7
+            if BenchHeader.size + 8 <= count {
+                raw.storeBytes(of: sequence, toByteOffset: BenchHeader.size, as: UInt64.self)
             }
-            while offset < raw.count {
-                value = (value ^ UInt64(raw[offset])) &* 0x0000_0100_0000_01B3
-                offset += 1
+            if middle >= BenchHeader.size && middle + 8 <= count {
+                raw.storeBytes(of: sequence, toByteOffset: middle, as: UInt64.self)
             }
-            return value
+            if count - 8 >= BenchHeader.size {
+                raw.storeBytes(of: sequence, toByteOffset: count - 8, as: UInt64.self)
+            }
         }
     }
 
@@ -143,17 +150,24 @@ public struct BenchVSC {
         var received = 0
         var checksum = BenchPattern.seed
         let begin = CPU.timestamp()
-        let deadline = begin &+ clock.ticks(nanoseconds: 60_000_000_000)
+        let deadline = begin &+ clock.ticks(nanoseconds: Self.phaseTimeoutNanoseconds)
         while received < count && CPU.timestamp() < deadline {
             guard let descriptor = channel.receive(into: &buffer) else {
                 CPU.relax()
                 continue
             }
-            if verify { checksum = BenchPattern.checksum(checksum, buffer[descriptor.payloadOffset..<descriptor.totalLength]) }
+            if verify {
+                // The message's data after its header, without the ring's 0-7 padding bytes: what
+                // the host folded into its checksum.
+                let end = descriptor.totalLength
+                let first = min(descriptor.payloadOffset + BenchHeader.size, end)
+                let last = min(descriptor.payloadOffset + size, end)
+                checksum = BenchPattern.checksum(checksum, buffer[first..<last])
+            }
             received += 1
         }
         let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
-        finish(.source, size: size, messages: received, checksum: checksum == 0 ? 1 : checksum, nanoseconds: elapsed)
+        finish(.source, size: size, messages: received, checksum: checksum, nanoseconds: elapsed)
     }
 
     /// Ping-pong of `size`-byte messages. Signalled: the guest waits for the SINT 2 interrupt
@@ -168,20 +182,30 @@ public struct BenchVSC {
         start(mode, size: size, count: count)
         if polled { channel.reader.beginPolling() }
         let begin = CPU.timestamp()
-        for sequence in 0..<count {
+        // As in `source`: a host that stops answering ends the phase early, with what was measured.
+        let deadline = begin &+ clock.ticks(nanoseconds: Self.phaseTimeoutNanoseconds)
+        var completed = 0
+        trips: for sequence in 0..<count {
             BenchHeader(kind: .ping, phase: phase, sequence: UInt32(sequence)).store(into: &ping)
             let interrupts = SynICClient.interruptCount(slot: 0)
             let sent = CPU.timestamp()
             channel.send(transactionID: UInt64(sequence), payload: ping)
             if !polled {
-                while SynICClient.interruptCount(slot: 0) == interrupts { CPU.relax() }
+                while SynICClient.interruptCount(slot: 0) == interrupts {
+                    guard CPU.timestamp() < deadline else { break }
+                    CPU.relax()
+                }
             }
-            while channel.receive(into: &buffer) == nil { CPU.relax() }
+            while channel.receive(into: &buffer) == nil {
+                guard CPU.timestamp() < deadline else { break trips }
+                CPU.relax()
+            }
             samples.append(clock.nanoseconds(from: sent, to: CPU.timestamp()))
+            completed += 1
         }
         let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
         if polled { _ = channel.reader.endPolling() }
-        finish(mode, size: size, messages: count, checksum: 0, nanoseconds: elapsed, latencies: samples)
+        finish(mode, size: size, messages: completed, checksum: 0, nanoseconds: elapsed, latencies: samples)
     }
 
     /// The raw chain the signalled round trip is compared with: HvSignalEvent on the raw
@@ -193,15 +217,21 @@ public struct BenchVSC {
         start(.rawChain, size: BenchProtocol.minimumMessageSize, count: count)
         let connection = BenchProtocol.rawChainConnectionID(childRelID: channel.relID).rawValue
         let begin = CPU.timestamp()
-        for _ in 0..<count {
+        let deadline = begin &+ clock.ticks(nanoseconds: Self.phaseTimeoutNanoseconds)
+        var completed = 0
+        trips: for _ in 0..<count {
             let interrupts = SynICClient.interruptCount(slot: 0)
             let sent = CPU.timestamp()
             _ = Hypercall.signalEvent(connection: connection)
-            while SynICClient.interruptCount(slot: 0) == interrupts { CPU.relax() }
+            while SynICClient.interruptCount(slot: 0) == interrupts {
+                guard CPU.timestamp() < deadline else { break trips }
+                CPU.relax()
+            }
             samples.append(clock.nanoseconds(from: sent, to: CPU.timestamp()))
+            completed += 1
         }
         let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
-        finish(.rawChain, size: BenchProtocol.minimumMessageSize, messages: count, checksum: 0, nanoseconds: elapsed,
+        finish(.rawChain, size: BenchProtocol.minimumMessageSize, messages: completed, checksum: 0, nanoseconds: elapsed,
                latencies: samples)
     }
 }

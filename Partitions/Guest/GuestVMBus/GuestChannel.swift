@@ -11,7 +11,6 @@ public struct GuestChannel {
     public let interfaceType: GUID
     public var writer: RingWriter<LocalRingMemory>
     public var reader: RingReader<LocalRingMemory>
-    public private(set) var signals = 0
 
     init(relID: UInt32, connectionID: UInt32, interfaceType: GUID, outgoing: LocalRingMemory, incoming: LocalRingMemory) throws(RingError) {
         self.relID = relID
@@ -23,7 +22,6 @@ public struct GuestChannel {
 
     /// HvSignalEvent on the channel's connection (the ioeventfd fast path).
     public mutating func signalHost() {
-        signals += 1
         _ = Hypercall.signalEvent(connection: connectionID)
     }
 

@@ -11,7 +11,6 @@ public struct IntegrationServiceVSC {
     public var channel: GuestChannel
     var buffer = [UInt8](repeating: 0, count: 4096)
     public private(set) var negotiated: ICVersion?
-    public private(set) var heartbeats: UInt64 = 0
 
     public init(service: ICService, channel: GuestChannel) {
         self.service = service
@@ -28,9 +27,9 @@ public struct IntegrationServiceVSC {
     public mutating func poll() -> Request {
         var request = Request.none
         while let descriptor = channel.receive(into: &buffer) {
-            let end = min(descriptor.totalLength, buffer.count)
-            guard descriptor.payloadOffset < end else { continue }
-            var payload = Array(buffer[descriptor.payloadOffset..<end])
+            // RingReader.next guarantees payloadOffset <= totalLength <= buffer.count; an empty
+            // payload fails to parse below.
+            var payload = Array(buffer[descriptor.payloadOffset..<descriptor.totalLength])
             guard let message = try? ICMessage(parsing: payload) else { continue }
             switch message.header.messageType {
             case .negotiate:
@@ -39,7 +38,6 @@ public struct IntegrationServiceVSC {
                 }
             case .heartbeat:
                 _ = try? HeartbeatBody.respond(inPlace: &payload)
-                heartbeats += 1
             case .shutdown:
                 _ = try? ICMessage.makeResponse(inPlace: &payload, status: .success)
                 request = .shutdown

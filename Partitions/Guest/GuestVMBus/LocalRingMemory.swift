@@ -12,10 +12,15 @@ public struct LocalRingMemory: RingMemory {
     /// A ring of `pages` pages (one control page, the rest data) at `address`.
     public init(address: UInt64, pages: Int) {
         control = physical(address)
-        data = physical(address + 4096)
-        dataSize = (pages - 1) * 4096
+        data = physical(address + UInt64(RingLayout.controlPageSize))
+        dataSize = (pages - 1) * VMBusConstants.pageSize
     }
 
+    // SAFETY (the accessors below): the guest identity-maps its RAM, and the ring's pages were
+    // allocated for it alone (`PageAllocator`), so `control` and `data` point at live, writable
+    // memory for the ring's lifetime. Control words are 4-byte aligned offsets in the control
+    // page, shared with the host only through atomics. `RingReader`/`RingWriter` only ask for
+    // `offset + count <= dataSize` (they wrap themselves) and for buffer ranges they sized.
     @inline(__always)
     func word(_ word: RingControlWord) -> UnsafeMutablePointer<Atomic<UInt32>> {
         (control + word.byteOffset).assumingMemoryBound(to: Atomic<UInt32>.self)
@@ -38,14 +43,18 @@ public struct LocalRingMemory: RingMemory {
     }
 
     public func readData(at offset: Int, into buffer: inout [UInt8], bufferOffset: Int, count: Int) {
+        precondition(offset + count <= dataSize && bufferOffset + count <= buffer.count)
         buffer.withUnsafeMutableBytes { bytes in
-            (bytes.baseAddress! + bufferOffset).copyMemory(from: data + offset, byteCount: count)
+            guard let base = bytes.baseAddress else { return }
+            (base + bufferOffset).copyMemory(from: data + offset, byteCount: count)
         }
     }
 
     public func writeData(at offset: Int, from buffer: [UInt8], bufferOffset: Int, count: Int) {
+        precondition(offset + count <= dataSize && bufferOffset + count <= buffer.count)
         buffer.withUnsafeBytes { bytes in
-            (data + offset).copyMemory(from: bytes.baseAddress! + bufferOffset, byteCount: count)
+            guard let base = bytes.baseAddress else { return }
+            (data + offset).copyMemory(from: base + bufferOffset, byteCount: count)
         }
     }
 

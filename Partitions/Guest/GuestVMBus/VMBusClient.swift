@@ -69,20 +69,11 @@ public struct VMBusClient {
             incoming: LocalRingMemory(address: address + UInt64(ringPages) * 4096, pages: ringPages))
     }
 
-    /// GPADL_HEADER with the first 26 PFNs, GPADL_BODY messages with 28 each (msgnumber 0, as
-    /// Linux sends it), then GPADL_CREATED.
+    /// Posts the GPADL's header and bodies (`GPADLHeader.messages`), then waits for GPADL_CREATED.
     mutating func createGPADL(_ gpadl: UInt32, channel: UInt32, pfns: [UInt64]) -> Bool {
-        guard let length = GPADLHeader.rangeBufferLength(pfnCount: pfns.count) else { return false }
-        let first = Array(pfns.prefix(VMBusConstants.gpadlHeaderMaximumPFNs))
-        let header = GPADLHeader(childRelID: channel, gpadl: gpadl, rangeBufferLength: length,
-                                 byteCount: UInt32(pfns.count * 4096), byteOffset: 0, pfns: first)
-        guard post(.gpadlHeader(header), connection: messageConnection) else { return false }
-        var rest = pfns.dropFirst(first.count)
-        while !rest.isEmpty {
-            let chunk = Array(rest.prefix(VMBusConstants.gpadlBodyMaximumPFNs))
-            rest = rest.dropFirst(chunk.count)
-            guard post(.gpadlBody(GPADLBody(messageNumber: 0, gpadl: gpadl, pfns: chunk)), connection: messageConnection)
-            else { return false }
+        guard let messages = GPADLHeader.messages(gpadl: gpadl, childRelID: channel, pfns: pfns) else { return false }
+        for message in messages {
+            guard post(message, connection: messageConnection) else { return false }
         }
         guard case .gpadlCreated(let created)? = wait(for: .gpadlCreated) else { return false }
         return created.status == 0
@@ -114,10 +105,12 @@ public struct VMBusClient {
     /// The next channel message of `type` (others are dropped), within `answerTimeout`.
     mutating func wait(for type: ChannelMessageType) -> ChannelMessage? {
         let deadline = CPU.timestamp() &+ clock.ticks(nanoseconds: Self.answerTimeout)
-        while CPU.timestamp() < deadline {
-            if let message = nextMessage(timeoutNanoseconds: Self.answerTimeout), message.type == type { return message }
+        while true {
+            let now = CPU.timestamp()
+            guard now < deadline else { return nil }
+            let remaining = clock.nanoseconds(from: now, to: deadline)
+            if let message = nextMessage(timeoutNanoseconds: remaining), message.type == type { return message }
         }
-        return nil
     }
 
     /// The next message from SINT 2, polling its slot.
