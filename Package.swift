@@ -1,14 +1,27 @@
 // swift-tools-version:6.2
 //
 // A microkernelized partition hypervisor modeled on Hyper-V, on Linux KVM.
-// Module layering (lower layers never import higher ones):
 //
-//   shared with Embedded Swift guests:  HyperV  <-  VMBusProtocol  <-  ICProtocol, BenchProtocol
-//   host, bottom:                       CLinux, CKVM  <-  LinuxSupport  <-  KVM, GuestMemory
-//   root scheduler:                     HypervisorInterface  <-  Partition  <-  RootScheduler
-//   parent partition:                   VMBusServer, VMBusHost  <-  IntegrationVSP, BenchVSP  <-  ParentPartition
-//   between processes:                  ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
-//   tools:                              GuestBuilder, Bench, hv (executable)
+// The folder of a target says which process it runs in and at which layer (Docs/architecture.md):
+//
+//   Sources/Shared/      compiled for the host and, by GuestBuilder, as Embedded Swift into guests
+//                        HyperV <- VMBusProtocol
+//   Sources/Platform/    host, bottom layer: C shims, Linux syscalls, KVM, guest memory
+//                        CLinux, CKVM <- LinuxSupport <- KVM, GuestMemory
+//   Sources/Root/        the root scheduler (`hv root`)
+//                        LinuxBoot, ACPI, HypervisorInterface <- Partition <- RootScheduler
+//   Sources/Parent/      the parent partition (`hv parent`)
+//                        VMBusServer, VMBusHost <- ParentPartition
+//   Sources/Interfaces/  the contracts between processes
+//                        ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
+//   Sources/Devices/     one folder per device, its parts named by where they run (see `devices`)
+//   Sources/Tools/       GuestBuilder, LocalDeployment, Bench <- hv (the executable)
+//   Partitions/Guest/    the Embedded Swift guest; its VSCs in Partitions/Guest/Devices/<Device>/
+//
+// Lower layers never import higher ones, and every module declares each module it imports:
+// `.ci/run` builds with `--explicit-target-dependency-import-check error`, so an undeclared
+// import fails the build.
+import Foundation
 import PackageDescription
 
 /// Modules that compile both for the host and as Embedded Swift for guests.
@@ -19,6 +32,75 @@ let embeddedSafe: [SwiftSetting] = [
 let host: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
+
+let log = Target.Dependency.product(name: "Logging", package: "swift-log")
+let system = Target.Dependency.product(name: "SystemPackage", package: "swift-system")
+
+// MARK: - Devices
+
+/// A device is one folder, `Sources/Devices/<Device>/`, holding the parts it has:
+///
+///     Protocol/   <Device>Protocol   its wire protocol, shared with Embedded guests
+///     VSP/        <Device>VSP        the parent's synthetic device (a VMBus service provider)
+///     Emulator/   <Device>Emulator   the parent's emulated legacy device (port I/O)
+///     Tests/      <Device>Tests      its tests
+///
+/// The folders are discovered here, so adding a device needs no edit of this file; the
+/// dependencies below are what every part of a kind may import, plus `extraDependencies`.
+struct Device {
+    var name: String
+    var parts: Set<String>
+
+    static let extraDependencies: [String: [Target.Dependency]] = [:]
+
+    var extra: [Target.Dependency] { Device.extraDependencies[name] ?? [] }
+
+    var targets: [Target] {
+        let path = "Sources/Devices/\(name)"
+        var targets: [Target] = []
+        var tested: [Target.Dependency] = ["TestSupport", "HyperV", "VMBusProtocol"]
+        if parts.contains("Protocol") {
+            targets.append(.target(name: "\(name)Protocol", dependencies: ["HyperV", "VMBusProtocol"],
+                                   path: "\(path)/Protocol", swiftSettings: embeddedSafe))
+            tested.append(.target(name: "\(name)Protocol"))
+        }
+        if parts.contains("VSP") {
+            targets.append(.target(
+                name: "\(name)VSP",
+                dependencies: ["HyperV", "VMBusProtocol", "VMBusHost", "LinuxSupport", log]
+                    + (parts.contains("Protocol") ? [.target(name: "\(name)Protocol")] : []) + extra,
+                path: "\(path)/VSP", swiftSettings: host))
+            tested += [.target(name: "\(name)VSP"), "VMBusHost", "LinuxSupport", "GuestMemory"]
+        }
+        if parts.contains("Emulator") {
+            targets.append(.target(name: "\(name)Emulator", dependencies: ["HyperV", "LinuxSupport"] + extra,
+                                   path: "\(path)/Emulator", swiftSettings: host))
+            tested.append(.target(name: "\(name)Emulator"))
+        }
+        if parts.contains("Tests") {
+            targets.append(.testTarget(name: "\(name)Tests", dependencies: tested + extra, path: "\(path)/Tests"))
+        }
+        return targets
+    }
+
+    /// Every folder under Sources/Devices, in name order.
+    static var all: [Device] {
+        let root = Context.packageDirectory + "/Sources/Devices"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        return names.sorted().compactMap { name in
+            let parts = (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/\(name)")) ?? []
+            return parts.isEmpty ? nil : Device(name: name, parts: Set(parts))
+        }
+    }
+
+    var modules: [Target.Dependency] {
+        ["VSP", "Emulator"].filter(parts.contains).map { .target(name: name + $0) }
+    }
+}
+
+let devices = Device.all
+
+// MARK: - Package
 
 let package = Package(
     name: "hv",
@@ -36,121 +118,88 @@ let package = Package(
     ],
     targets: [
         // MARK: Shared with Embedded Swift guests (no Foundation, no existentials, typed throws only).
-        .target(name: "HyperV", swiftSettings: embeddedSafe),
-        .target(name: "VMBusProtocol", dependencies: ["HyperV"], swiftSettings: embeddedSafe),
-        .target(name: "ICProtocol", dependencies: ["VMBusProtocol"], swiftSettings: embeddedSafe),
-        .target(name: "BenchProtocol", dependencies: ["VMBusProtocol"], swiftSettings: embeddedSafe),
+        .target(name: "HyperV", path: "Sources/Shared/HyperV", swiftSettings: embeddedSafe),
+        .target(name: "VMBusProtocol", dependencies: ["HyperV"], path: "Sources/Shared/VMBusProtocol",
+                swiftSettings: embeddedSafe),
 
-        // MARK: Host, bottom layer.
-        .target(name: "CLinux"),
-        .target(name: "CKVM"),
-        .target(
-            name: "LinuxSupport",
-            dependencies: ["CLinux", .product(name: "SystemPackage", package: "swift-system")],
-            swiftSettings: host),
-        .target(name: "KVM", dependencies: ["CKVM", "LinuxSupport"], swiftSettings: host),
-        .target(name: "GuestMemory", dependencies: ["LinuxSupport"], swiftSettings: host),
-
-        // MARK: Linux direct boot (used by the root for Linux partitions) and legacy devices (parent).
-        .target(name: "LinuxBoot", dependencies: ["HyperV"], swiftSettings: host),
-        .target(name: "ACPI", dependencies: ["HyperV"], swiftSettings: host),
-        .target(name: "LegacyDevices", dependencies: ["HyperV"], swiftSettings: host),
+        // MARK: Platform: the host's bottom layer.
+        .target(name: "CLinux", path: "Sources/Platform/CLinux"),
+        .target(name: "CKVM", path: "Sources/Platform/CKVM"),
+        .target(name: "LinuxSupport", dependencies: ["CLinux", system], path: "Sources/Platform/LinuxSupport",
+                swiftSettings: host),
+        .target(name: "KVM", dependencies: ["CKVM", "LinuxSupport", system], path: "Sources/Platform/KVM",
+                swiftSettings: host),
+        .target(name: "GuestMemory", dependencies: ["LinuxSupport"], path: "Sources/Platform/GuestMemory",
+                swiftSettings: host),
 
         // MARK: Root scheduler.
-        .target(
-            name: "HypervisorInterface",
-            dependencies: ["HyperV", "GuestMemory", "LinuxSupport"],
-            swiftSettings: host),
-        .target(
-            name: "Partition",
-            dependencies: ["KVM", "GuestMemory", "HyperV", "HypervisorInterface", "LinuxSupport", "LinuxBoot", "ACPI",
-                           .product(name: "Logging", package: "swift-log")],
-            swiftSettings: host),
-        .target(
-            name: "ControlProtocol",
-            dependencies: ["LinuxSupport", "HyperV"],
-            swiftSettings: host),
-        .target(
-            name: "ManagementAPI",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOHTTP1", package: "swift-nio")],
-            swiftSettings: host),
-        .target(
-            name: "RootScheduler",
-            dependencies: ["Partition", "ControlProtocol", "ManagementAPI", "LinuxSupport",
-                           .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "Logging", package: "swift-log")],
-            swiftSettings: host),
+        .target(name: "LinuxBoot", dependencies: ["HyperV"], path: "Sources/Root/LinuxBoot", swiftSettings: host),
+        .target(name: "ACPI", dependencies: ["HyperV"], path: "Sources/Root/ACPI", swiftSettings: host),
+        .target(name: "HypervisorInterface", dependencies: ["HyperV", "GuestMemory", "LinuxSupport"],
+                path: "Sources/Root/HypervisorInterface", swiftSettings: host),
+        .target(name: "Partition",
+                dependencies: ["KVM", "GuestMemory", "HyperV", "HypervisorInterface", "LinuxSupport", "LinuxBoot", "ACPI"],
+                path: "Sources/Root/Partition", swiftSettings: host),
+        .target(name: "RootScheduler",
+                dependencies: ["Partition", "HypervisorInterface", "KVM", "HyperV", "ControlProtocol", "ManagementAPI",
+                               "LinuxSupport", log, .product(name: "Hummingbird", package: "hummingbird")],
+                path: "Sources/Root/RootScheduler", swiftSettings: host),
 
         // MARK: Parent partition.
-        .target(name: "VMBusServer", dependencies: ["VMBusProtocol"], swiftSettings: host),
-        .target(
-            name: "VMBusHost",
-            dependencies: ["VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV",
-                           .product(name: "Logging", package: "swift-log")],
-            swiftSettings: host),
-        .target(
-            name: "IntegrationVSP",
-            dependencies: ["VMBusHost", "ICProtocol", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: host),
-        .target(
-            name: "BenchVSP",
-            dependencies: ["VMBusHost", "BenchProtocol", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: host),
-        .target(
-            name: "ParentPartition",
-            dependencies: ["ControlProtocol", "GuestMemory", "LinuxSupport", "HyperV", "VMBusProtocol", "VMBusServer",
-                           "VMBusHost", "IntegrationVSP", "BenchVSP", "ICProtocol", "BenchProtocol", "LegacyDevices",
-                           .product(name: "Logging", package: "swift-log")],
-            swiftSettings: host),
+        .target(name: "VMBusServer", dependencies: ["HyperV", "VMBusProtocol"], path: "Sources/Parent/VMBusServer",
+                swiftSettings: host),
+        .target(name: "VMBusHost", dependencies: ["VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV"],
+                path: "Sources/Parent/VMBusHost", swiftSettings: host),
+        .target(name: "ParentPartition",
+                dependencies: ["ControlProtocol", "GuestMemory", "LinuxSupport", "HyperV", "VMBusProtocol", "VMBusServer",
+                               "VMBusHost", "ICProtocol", "ICVSP", "BenchProtocol", "BenchVSP", "SerialEmulator", log],
+                path: "Sources/Parent/ParentPartition", swiftSettings: host),
+
+        // MARK: Interfaces between processes.
+        .target(name: "ControlProtocol", dependencies: ["LinuxSupport", "HyperV"],
+                path: "Sources/Interfaces/ControlProtocol", swiftSettings: host),
+        .target(name: "ManagementAPI",
+                dependencies: [.product(name: "NIOCore", package: "swift-nio"),
+                               .product(name: "NIOPosix", package: "swift-nio"),
+                               .product(name: "NIOHTTP1", package: "swift-nio")],
+                path: "Sources/Interfaces/ManagementAPI", swiftSettings: host),
 
         // MARK: Tools.
-        .target(
-            name: "GuestBuilder",
-            dependencies: [.product(name: "Subprocess", package: "swift-subprocess"),
-                           .product(name: "SystemPackage", package: "swift-system")],
-            swiftSettings: host),
-        .target(
-            name: "LocalDeployment",
-            dependencies: ["ManagementAPI", "GuestBuilder"],
-            swiftSettings: host),
-        .target(
-            name: "Bench",
-            dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
-                           "LocalDeployment"],
-            swiftSettings: host),
+        .target(name: "GuestBuilder",
+                dependencies: [.product(name: "Subprocess", package: "swift-subprocess"), system],
+                path: "Sources/Tools/GuestBuilder", swiftSettings: host),
+        .target(name: "LocalDeployment", dependencies: ["ManagementAPI", "GuestBuilder"],
+                path: "Sources/Tools/LocalDeployment", swiftSettings: host),
+        .target(name: "Bench",
+                dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
+                               "LocalDeployment"],
+                path: "Sources/Tools/Bench", swiftSettings: host),
         .executableTarget(
             name: "hv",
             dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "LocalDeployment", "Bench",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Logging", package: "swift-log")],
-            swiftSettings: host),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"), log],
+            path: "Sources/Tools/hv", swiftSettings: host),
 
-        // MARK: Tests.
-        .testTarget(name: "HyperVTests", dependencies: ["HyperV"]),
+        // MARK: Tests (device tests live in their device's folder).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "HyperVTests", dependencies: ["HyperV"]),
         .testTarget(name: "VMBusProtocolTests", dependencies: ["VMBusProtocol", "TestSupport"]),
-        .testTarget(name: "ICProtocolTests", dependencies: ["ICProtocol", "VMBusProtocol", "TestSupport"]),
-        .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "TestSupport"]),
-        .testTarget(name: "ACPITests", dependencies: ["ACPI"]),
-        .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices"]),
-        .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport"]),
-        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "LinuxSupport"]),
-        .testTarget(
-            name: "PartitionTests",
-            dependencies: ["Partition", "GuestBuilder", "HypervisorInterface", "KVM", "HyperV", "GuestMemory",
-                           "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")]),
-        .testTarget(name: "HypervisorInterfaceTests", dependencies: ["HypervisorInterface", "HyperV", "GuestMemory"]),
+        .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "HyperV", "TestSupport"]),
+        .testTarget(name: "ACPITests", dependencies: ["ACPI", "HyperV"]),
+        .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport", system]),
+        .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "LinuxSupport"]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "LinuxSupport", system]),
+        .testTarget(name: "PartitionTests",
+                    dependencies: ["Partition", "GuestBuilder", "HypervisorInterface", "KVM", "HyperV", "GuestMemory",
+                                   "LinuxSupport", system]),
+        .testTarget(name: "HypervisorInterfaceTests",
+                    dependencies: ["HypervisorInterface", "HyperV", "GuestMemory", "LinuxSupport"]),
         .testTarget(name: "ManagementAPITests", dependencies: ["ManagementAPI"]),
         .testTarget(name: "GuestBuilderTests", dependencies: ["GuestBuilder"]),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol", "LinuxSupport", "HyperV"]),
-        .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol"]),
+        .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol", "HyperV"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchVSP", "BenchProtocol"]),
         .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport"]),
-        .testTarget(
-            name: "IntegrationTests",
-            dependencies: ["LocalDeployment", "ManagementAPI", "GuestBuilder", "KVM"]),
-    ]
+        .testTarget(name: "IntegrationTests", dependencies: ["LocalDeployment", "ManagementAPI", "GuestBuilder", "KVM"]),
+    ] + devices.flatMap(\.targets)
 )

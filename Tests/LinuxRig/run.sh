@@ -47,7 +47,7 @@ TRANSCRIPT=$WORK/transcript.log
 KERNEL_META=linux-image-cloud-amd64
 OUTER_MODULES=(irqbypass kvm kvm_amd)   # dependencies are added from each module's modinfo
 CHILD_MODULES=(hv_vmbus hv_utils)
-EXPECTED_PRIVILEGES_LOW=0x8a66   # CPUID 0x40000003 EAX as advertised (Sources/HypervisorInterface/HvCPUID.swift)
+EXPECTED_PRIVILEGES_LOW=0x8a66   # CPUID 0x40000003 EAX as advertised (Sources/Root/HypervisorInterface/HvCPUID.swift)
 EXPECTED_VMBUS_VERSION=5.3       # the newest Linux 6.1 offers
 
 QUICK=0 SMOKE=1 VM_TIMEOUT=3600 ATTEMPTS=1 VERBOSE=0 CHECK_ONLY=0

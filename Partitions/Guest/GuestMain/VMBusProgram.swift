@@ -1,7 +1,9 @@
 import BenchProtocol
+import BenchVSC
 import GuestKit
 import GuestVMBus
 import HyperV
+import ICVSC
 import ICProtocol
 import VMBusProtocol
 

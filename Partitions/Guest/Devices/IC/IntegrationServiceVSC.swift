@@ -1,4 +1,5 @@
 import GuestKit
+import GuestVMBus
 import HyperV
 import ICProtocol
 import VMBusProtocol

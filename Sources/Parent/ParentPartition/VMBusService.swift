@@ -3,7 +3,7 @@ import BenchVSP
 import GuestMemory
 import HyperV
 import ICProtocol
-import IntegrationVSP
+import ICVSP
 import LinuxSupport
 import Logging
 import Synchronization

@@ -1,4 +1,4 @@
-import LegacyDevices
+import SerialEmulator
 import LinuxSupport
 import Synchronization
 

@@ -1,5 +1,5 @@
 import Testing
-@testable import LegacyDevices
+@testable import SerialEmulator
 
 /// Register offsets, spelled as in Linux's serial_reg.h.
 private let RX: UInt16 = 0, TX: UInt16 = 0, DLL: UInt16 = 0, IER: UInt16 = 1, DLM: UInt16 = 1

@@ -15,11 +15,17 @@ public struct GuestBuilder: Sendable {
 
     /// How a guest is built, read from `Partitions/<guest>/guest.json`.
     public struct Manifest: Codable, Sendable {
-        public var sharedModules: [String]
-        public var modules: [String]
+        /// The Swift modules, compiled in this order (each may import those before it).
+        public var modules: [Module]
         public var assembly: [String]
         public var c: [String]
         public var linkerScript: String
+
+        /// A Swift module: its name and its folder, relative to the package root.
+        public struct Module: Codable, Sendable {
+            public var name: String
+            public var path: String
+        }
     }
 
     /// Compiler flags for every Swift module of a guest.
@@ -69,10 +75,8 @@ public struct GuestBuilder: Sendable {
     public func build(guest name: String = "Guest") async throws(GuestBuildError) -> String {
         let guestDirectory = "\(packageRoot)/Partitions/\(name)"
         let manifest = try loadManifest(guestDirectory)
-        let moduleSources = try manifest.sharedModules.map { module throws(GuestBuildError) in
-            (module, try swiftFiles(in: "\(packageRoot)/Sources/\(module)"))
-        } + manifest.modules.map { module throws(GuestBuildError) in
-            (module, try swiftFiles(in: "\(guestDirectory)/\(module)"))
+        let moduleSources = try manifest.modules.map { module throws(GuestBuildError) in
+            (module.name, try swiftFiles(in: "\(packageRoot)/\(module.path)"))
         }
         let otherInputs = (manifest.assembly + manifest.c + [manifest.linkerScript, "guest.json"]).map { "\(guestDirectory)/\($0)" }
         let digest = try Self.digest(of: moduleSources.flatMap(\.1) + otherInputs,

@@ -1,5 +1,6 @@
 import BenchProtocol
 import GuestKit
+import GuestVMBus
 import HyperV
 import VMBusProtocol
 
