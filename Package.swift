@@ -67,15 +67,16 @@ struct Device {
         if parts.contains("VSP") {
             targets.append(.target(
                 name: "\(name)VSP",
-                dependencies: ["HyperV", "VMBusProtocol", "VMBusHost", "LinuxSupport", log]
+                dependencies: ["HyperV", "VMBusProtocol", "VMBusHost", "DeviceHost", "DeviceModel", "LinuxSupport", log]
                     + (parts.contains("Protocol") ? [.target(name: "\(name)Protocol")] : []) + extra,
                 path: "\(path)/VSP", swiftSettings: host))
-            tested += [.target(name: "\(name)VSP"), "VMBusHost", "LinuxSupport", "GuestMemory"]
+            tested += [.target(name: "\(name)VSP"), "VMBusHost", "DeviceHost", "DeviceModel", "LinuxSupport", "GuestMemory"]
         }
         if parts.contains("Emulator") {
-            targets.append(.target(name: "\(name)Emulator", dependencies: ["HyperV", "LinuxSupport"] + extra,
+            targets.append(.target(name: "\(name)Emulator",
+                                   dependencies: ["HyperV", "VMBusProtocol", "DeviceHost", "DeviceModel", "LinuxSupport"] + extra,
                                    path: "\(path)/Emulator", swiftSettings: host))
-            tested.append(.target(name: "\(name)Emulator"))
+            tested += [.target(name: "\(name)Emulator"), "DeviceHost", "DeviceModel"]
         }
         if parts.contains("Tests") {
             targets.append(.testTarget(name: "\(name)Tests", dependencies: tested + extra, path: "\(path)/Tests"))
@@ -142,7 +143,7 @@ let package = Package(
                 path: "Sources/Root/Partition", swiftSettings: host),
         .target(name: "RootScheduler",
                 dependencies: ["Partition", "HypervisorInterface", "KVM", "HyperV", "ControlProtocol", "ManagementAPI",
-                               "LinuxSupport", log, .product(name: "Hummingbird", package: "hummingbird")],
+                               "DeviceModel", "LinuxSupport", log, .product(name: "Hummingbird", package: "hummingbird")],
                 path: "Sources/Root/RootScheduler", swiftSettings: host),
 
         // MARK: Parent partition.
@@ -150,16 +151,23 @@ let package = Package(
                 swiftSettings: host),
         .target(name: "VMBusHost", dependencies: ["VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV"],
                 path: "Sources/Parent/VMBusHost", swiftSettings: host),
+        .target(name: "DeviceHost", dependencies: ["DeviceModel", "VMBusHost", "VMBusProtocol", "LinuxSupport", log],
+                path: "Sources/Parent/DeviceHost", swiftSettings: host),
+        .target(name: "DeviceRegistry", dependencies: ["DeviceHost", "DeviceModel"] + devices.flatMap(\.modules),
+                path: "Sources/Parent/DeviceRegistry", swiftSettings: host),
         .target(name: "ParentPartition",
-                dependencies: ["ControlProtocol", "GuestMemory", "LinuxSupport", "HyperV", "VMBusProtocol", "VMBusServer",
-                               "VMBusHost", "ICProtocol", "ICVSP", "BenchProtocol", "BenchVSP", "SerialEmulator", log],
+                dependencies: ["ControlProtocol", "DeviceHost", "DeviceModel", "GuestMemory", "LinuxSupport", "HyperV",
+                               "VMBusProtocol", "VMBusServer", "VMBusHost", log],
                 path: "Sources/Parent/ParentPartition", swiftSettings: host),
 
         // MARK: Interfaces between processes.
-        .target(name: "ControlProtocol", dependencies: ["LinuxSupport", "HyperV"],
+        .target(name: "DeviceModel", dependencies: ["VMBusProtocol"], path: "Sources/Interfaces/DeviceModel",
+                swiftSettings: host),
+        .target(name: "ControlProtocol", dependencies: ["LinuxSupport", "HyperV", "VMBusProtocol", "DeviceModel"],
                 path: "Sources/Interfaces/ControlProtocol", swiftSettings: host),
         .target(name: "ManagementAPI",
-                dependencies: [.product(name: "NIOCore", package: "swift-nio"),
+                dependencies: ["DeviceModel",
+                               .product(name: "NIOCore", package: "swift-nio"),
                                .product(name: "NIOPosix", package: "swift-nio"),
                                .product(name: "NIOHTTP1", package: "swift-nio")],
                 path: "Sources/Interfaces/ManagementAPI", swiftSettings: host),
@@ -168,7 +176,7 @@ let package = Package(
         .target(name: "GuestBuilder",
                 dependencies: [.product(name: "Subprocess", package: "swift-subprocess"), system],
                 path: "Sources/Tools/GuestBuilder", swiftSettings: host),
-        .target(name: "LocalDeployment", dependencies: ["ManagementAPI", "GuestBuilder"],
+        .target(name: "LocalDeployment", dependencies: ["ManagementAPI", "GuestBuilder", "DeviceRegistry"],
                 path: "Sources/Tools/LocalDeployment", swiftSettings: host),
         .target(name: "Bench",
                 dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
@@ -176,7 +184,8 @@ let package = Package(
                 path: "Sources/Tools/Bench", swiftSettings: host),
         .executableTarget(
             name: "hv",
-            dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "LocalDeployment", "Bench",
+            dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "ManagementAPI", "GuestBuilder",
+                           "LocalDeployment", "Bench",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"), log],
             path: "Sources/Tools/hv", swiftSettings: host),
 
@@ -196,10 +205,16 @@ let package = Package(
                     dependencies: ["HypervisorInterface", "HyperV", "GuestMemory", "LinuxSupport"]),
         .testTarget(name: "ManagementAPITests", dependencies: ["ManagementAPI"]),
         .testTarget(name: "GuestBuilderTests", dependencies: ["GuestBuilder"]),
-        .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol", "LinuxSupport", "HyperV"]),
+        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModel", "VMBusProtocol"]),
+        .testTarget(name: "DeviceRegistryTests",
+                    dependencies: ["DeviceRegistry", "DeviceHost", "DeviceModel", "VMBusHost", "VMBusProtocol", "HyperV", "LinuxSupport",
+                                   log]),
+        .testTarget(name: "ControlProtocolTests",
+                    dependencies: ["ControlProtocol", "DeviceModel", "VMBusProtocol", "LinuxSupport", "HyperV"]),
         .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol", "HyperV"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchVSP", "BenchProtocol"]),
         .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["LocalDeployment", "ManagementAPI", "GuestBuilder", "KVM"]),
+        .testTarget(name: "IntegrationTests",
+                    dependencies: ["LocalDeployment", "ManagementAPI", "DeviceModel", "GuestBuilder", "KVM"]),
     ] + devices.flatMap(\.targets)
 )

@@ -1,7 +1,9 @@
 import ControlProtocol
+import DeviceModel
 import HyperV
 import LinuxSupport
 import Testing
+import VMBusProtocol
 
 @Suite("Root↔parent control protocol")
 struct ControlProtocolTests {
@@ -11,7 +13,9 @@ struct ControlProtocolTests {
                               referenceOffset: -99),
         processors: [ProcessorPages(vp: 0, synicEnabled: true, messagePage: 0x1000, eventFlagsPage: 0x2000),
                      ProcessorPages(vp: 1, synicEnabled: false, messagePage: nil, eventFlagsPage: nil)],
-        devices: ["heartbeat", "shutdown"])
+        devices: [DeviceSpec(kind: "heartbeat", instance: GUID(0x1234_5678, 0x9ABC, 0x4DEF, 0x8123_4567_89AB_CDEF),
+                             settings: Array("{}".utf8)),
+                  DeviceSpec(kind: "bench", instance: GUID(1, 2, 3, 4), settings: Array(#"{"a":[1,2]}"#.utf8))])
 
     static let rootMessages: [RootMessage] = [
         .welcome(rootProcessID: 1234),

@@ -1,3 +1,4 @@
+import DeviceModel
 import Foundation
 import GuestBuilder
 import KVM
@@ -26,7 +27,7 @@ struct TestDeployment {
     /// Writes a configuration for the probe guest and creates the partition.
     @discardableResult
     func create(_ name: String, processors: Int = 1, memoryMiB: Int = 32, arguments: String = "mode=probe iterations=20",
-                devices: [String] = []) async throws -> PartitionInfo {
+                devices: [DeviceConfiguration] = []) async throws -> PartitionInfo {
         let configuration = PartitionConfiguration(
             name: name, processors: processors, memoryMiB: memoryMiB,
             guest: .embedded(image: image, arguments: arguments, imagePath: nil), devices: devices)

@@ -24,21 +24,22 @@ struct FakeGuest {
     }
 }
 
+// The sessions below are Sendable (atomics and locks only) so a test can keep watching one after
+// handing it to the worker.
+
 /// Echoes every packet back with the same transaction ID.
-final class EchoDevice: VirtualServiceProvider, @unchecked Sendable {
+final class EchoDevice: ChannelSession, Sendable {
     let closed = Atomic<Bool>(false)
-    func channelOpened(_ channel: VSPChannel) -> Bool { true }
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
         if packet.payload.first == 0xEE { throw .protocolViolation("poison") }
         try channel.send(.inband, transactionID: packet.descriptor.transactionID, payload: Array(packet.payload))
     }
-    func channelClosed() { closed.store(true, ordering: .releasing) }
+    func close() { closed.store(true, ordering: .releasing) }
 }
 
 /// Accepts everything, never answers.
-final class SinkDevice: VirtualServiceProvider, @unchecked Sendable {
+final class SinkDevice: ChannelSession, Sendable {
     let packets = Atomic<Int>(0)
-    func channelOpened(_ channel: VSPChannel) -> Bool { true }
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
         packets.wrappingAdd(1, ordering: .relaxed)
     }
@@ -46,7 +47,7 @@ final class SinkDevice: VirtualServiceProvider, @unchecked Sendable {
 
 /// Holds the worker in its first packet until released, then notes, at each packet, the read
 /// index the guest would see in the incoming ring's control page.
-final class GatedDevice: VirtualServiceProvider, @unchecked Sendable {
+final class GatedDevice: ChannelSession, Sendable {
     let memory: GuestMemory
     let readIndexAddress: GuestPhysicalAddress
     let holding = Atomic<Bool>(false)
@@ -58,7 +59,6 @@ final class GatedDevice: VirtualServiceProvider, @unchecked Sendable {
         readIndexAddress = GuestPhysicalAddress(controlPage * 4096 + UInt64(RingControlWord.readIndex.byteOffset))
     }
 
-    func channelOpened(_ channel: VSPChannel) -> Bool { true }
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
         if !holding.exchange(true, ordering: .acquiringAndReleasing) {
             while !released.load(ordering: .acquiring) { usleep(100) }
@@ -84,7 +84,7 @@ struct Harness {
     var guest: FakeGuest
 
     /// Rings on deliberately scattered pages to exercise the page-list path.
-    init(device: any VirtualServiceProvider, ringPages: Int = 4, memory: GuestMemory? = nil) throws {
+    init(device: any ChannelSession & Sendable, ringPages: Int = 4, memory: GuestMemory? = nil) throws {
         self.memory = try memory ?? GuestMemory.create(name: "vmbus-host", size: 4 << 20)
         let memory = self.memory
         let incoming = (0..<ringPages).map { UInt64(100 + $0 * 3) }
@@ -96,7 +96,7 @@ struct Harness {
             outgoing: try GuestRingMemory(memory: memory, pages: outgoing[...]), targetVP: 0, guestSignal: guestSignal
         ) { [signals] _ in signals.withLock { $0 += 1 } }
         let failure = self.failure
-        worker = try ChannelWorker(channel: channel, device: device) { reason in failure.withLock { $0 = reason } }
+        worker = try ChannelWorker(channel: channel, session: device) { reason in failure.withLock { $0 = reason } }
     }
 
     /// Writes one packet, waiting up to a second for room. Returns false if the worker stopped

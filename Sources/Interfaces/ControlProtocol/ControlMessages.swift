@@ -1,5 +1,7 @@
+import DeviceModel
 import HyperV
 import LinuxSupport
+import VMBusProtocol
 
 /// The root↔parent control protocol: one message per SOCK_SEQPACKET datagram, starting
 /// with a u16 protocol version and a u16 kind. Descriptors (guest memory, eventfds) travel
@@ -54,11 +56,11 @@ public struct PartitionAttachment: Hashable, Sendable {
     public var processorCount: UInt32
     public var clock: ReferenceClock
     public var processors: [ProcessorPages]
-    /// The devices the parent should offer the partition (e.g. "heartbeat", "shutdown").
-    public var devices: [String]
+    /// The devices the parent builds for the partition, as the root resolved them.
+    public var devices: [DeviceSpec]
 
     public init(partitionID: UInt32, name: String, memorySize: UInt64, processorCount: UInt32, clock: ReferenceClock,
-                processors: [ProcessorPages], devices: [String]) {
+                processors: [ProcessorPages], devices: [DeviceSpec]) {
         self.partitionID = partitionID
         self.name = name
         self.memorySize = memorySize
@@ -128,7 +130,11 @@ public enum RootMessage: Hashable, Sendable {
             out.u32(UInt32(attachment.processors.count))
             for pages in attachment.processors { encode(pages, into: &out) }
             out.u32(UInt32(attachment.devices.count))
-            for device in attachment.devices { out.string(device) }
+            for device in attachment.devices {
+                out.string(device.kind)
+                out.data(device.instance.wireBytes)
+                out.data(device.settings)
+            }
         case .partitionDetached(let id):
             out.u16(Kind.partitionDetached.rawValue)
             out.u32(id)
@@ -197,9 +203,14 @@ public enum RootMessage: Hashable, Sendable {
             var processors: [ProcessorPages] = []
             for _ in 0..<pageCount { processors.append(try decodePages(&input)) }
             let deviceCount = try input.u32()
-            guard deviceCount <= 64 else { throw .truncated }
-            var devices: [String] = []
-            for _ in 0..<deviceCount { devices.append(try input.string()) }
+            guard deviceCount <= UInt32(DeviceCatalog.maximumDevices) else { throw .truncated }
+            var devices: [DeviceSpec] = []
+            for _ in 0..<deviceCount {
+                let kind = try input.string(limit: 64)
+                guard let instance = GUID(wireBytes: try input.data(limit: GUID.size)) else { throw .truncated }
+                devices.append(DeviceSpec(kind: kind, instance: instance,
+                                          settings: try input.data(limit: DeviceCatalog.maximumSettingsBytes)))
+            }
             self = .partitionAttached(PartitionAttachment(
                 partitionID: id, name: name, memorySize: memorySize, processorCount: processorCount, clock: clock,
                 processors: processors, devices: devices))

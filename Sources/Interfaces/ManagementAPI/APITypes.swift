@@ -8,14 +8,14 @@ public struct PartitionInfo: Codable, Sendable, Equatable {
     public var reason: String?
     public var processors: Int
     public var memoryMiB: Int
-    public var devices: [String]
+    public var devices: [DeviceSummary]
     /// Seconds since the partition was created.
     public var uptimeSeconds: Double
     /// Facts the parent partition reported (e.g. heartbeat.sequence).
     public var status: [String: String]
 
     public init(id: UInt32, name: String, state: String, reason: String?, processors: Int, memoryMiB: Int,
-                devices: [String], uptimeSeconds: Double, status: [String: String]) {
+                devices: [DeviceSummary], uptimeSeconds: Double, status: [String: String]) {
         self.id = id
         self.name = name
         self.state = state
@@ -25,6 +25,18 @@ public struct PartitionInfo: Codable, Sendable, Equatable {
         self.devices = devices
         self.uptimeSeconds = uptimeSeconds
         self.status = status
+    }
+}
+
+/// A partition's device as `hv partition show` lists it.
+public struct DeviceSummary: Codable, Sendable, Equatable {
+    public var kind: String
+    /// The instance GUID the guest sees.
+    public var instance: String
+
+    public init(kind: String, instance: String) {
+        self.kind = kind
+        self.instance = instance
     }
 }
 

@@ -1,3 +1,4 @@
+import DeviceModel
 import Foundation
 
 /// A partition description, as stored in `Partitions/*.json` and posted to the root.
@@ -7,15 +8,18 @@ import Foundation
 ///       "processors": 2,
 ///       "memoryMiB": 64,
 ///       "guest": { "embedded": { "image": "Guest", "arguments": "mode=probe" } },
-///       "devices": ["heartbeat", "shutdown"]
+///       "devices": ["heartbeat", "shutdown", {"kind": "bench"}]
 ///     }
+///
+/// Each device is a kind or an object with a kind and that device's settings
+/// (`DeviceConfiguration`); `hv devices` lists the kinds.
 public struct PartitionConfiguration: Codable, Sendable, Equatable {
     public var name: String
     public var processors: Int
     public var memoryMiB: Int
     public var guest: Guest
-    /// The VMBus devices the parent offers.
-    public var devices: [String]
+    /// The devices the parent gives the partition.
+    public var devices: [DeviceConfiguration]
 
     public enum Guest: Codable, Sendable, Equatable {
         /// An Embedded Swift guest: `image` names a directory under Partitions/ (built on
@@ -65,7 +69,7 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
         }
     }
 
-    public init(name: String, processors: Int, memoryMiB: Int, guest: Guest, devices: [String] = []) {
+    public init(name: String, processors: Int, memoryMiB: Int, guest: Guest, devices: [DeviceConfiguration] = []) {
         self.name = name
         self.processors = processors
         self.memoryMiB = memoryMiB
@@ -81,7 +85,7 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
         processors = try container.decodeIfPresent(Int.self, forKey: .processors) ?? 1
         memoryMiB = try container.decodeIfPresent(Int.self, forKey: .memoryMiB) ?? 64
         guest = try container.decode(Guest.self, forKey: .guest)
-        devices = try container.decodeIfPresent([String].self, forKey: .devices) ?? []
+        devices = try container.decodeIfPresent([DeviceConfiguration].self, forKey: .devices) ?? []
     }
 
     /// Names: 1-32 characters from [a-z0-9-], starting with a letter.
@@ -91,8 +95,9 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
         return name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
     }
 
-    /// The first problem with this configuration, as a sentence, or `nil`.
-    public var problem: String? {
+    /// The first problem with this configuration, as a sentence, or `nil`; devices are checked
+    /// against `catalog`.
+    public func problem(catalog: DeviceCatalog) -> String? {
         if !Self.isValidName(name) {
             return "name \"\(name)\" must be 1-32 characters of a-z, 0-9 and -, starting with a letter"
         }
@@ -100,14 +105,26 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
         if !(16...3072).contains(memoryMiB) || memoryMiB % 2 != 0 {
             return "memoryMiB must be an even number between 16 and 3072, not \(memoryMiB)"
         }
-        for device in devices where !Self.knownDevices.contains(device) {
-            return "unknown device \"\(device)\" (known: \(Self.knownDevices.joined(separator: ", ")))"
+        do throws(DeviceError) {
+            _ = try resolvedDevices(catalog: catalog)
+        } catch {
+            return error.description
         }
         return nil
     }
 
-    /// Device names the parent partition can offer.
-    public static let knownDevices = ["heartbeat", "shutdown", "timesync", "bench", "com1"]
+    /// The devices checked and resolved (`DeviceCatalog.resolve`). Linux partitions also get the
+    /// COM1 UART their console needs when the configuration does not name it.
+    public func resolvedDevices(catalog: DeviceCatalog) throws(DeviceError) -> [DeviceSpec] {
+        var devices = self.devices
+        if isLinux && !devices.contains(where: { $0.kind == Self.consoleDevice }) {
+            devices.append(DeviceConfiguration(kind: Self.consoleDevice))
+        }
+        return try catalog.resolve(devices, partition: name)
+    }
+
+    /// The device a Linux partition's console (ttyS0) is.
+    public static let consoleDevice = "com1"
 
     /// Whether the guest is a Linux kernel (which also gets the legacy COM1 UART).
     public var isLinux: Bool {
@@ -115,8 +132,8 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
         return false
     }
 
-    /// Reads and validates a configuration file.
-    public static func load(path: String) throws(ConfigurationError) -> PartitionConfiguration {
+    /// Reads and validates a configuration file; devices are checked against `catalog`.
+    public static func load(path: String, catalog: DeviceCatalog) throws(ConfigurationError) -> PartitionConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path) }
         let configuration: PartitionConfiguration
         do {
@@ -124,7 +141,7 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
         } catch {
             throw .invalid(path, Self.describe(error))
         }
-        if let problem = configuration.problem { throw .invalid(path, problem) }
+        if let problem = configuration.problem(catalog: catalog) { throw .invalid(path, problem) }
         return configuration
     }
 

@@ -1,4 +1,5 @@
 import ControlProtocol
+import DeviceModel
 import GuestMemory
 import HyperV
 import LinuxSupport
@@ -13,9 +14,10 @@ public final class ChildPartition: Sendable {
     public let memory: GuestMemory
     public let clock: ReferenceClock
     public let processorCount: UInt32
-    public let devices: [String]
+    /// The devices the root resolved for this partition.
+    public let devices: [DeviceSpec]
     let root: RootConnection
-    let logger: Logger
+    public let logger: Logger
     private let pages: Mutex<[UInt32: ProcessorPages]>
     private let doorbells = Mutex<[DoorbellKey: Doorbell]>([:])
     private let services = Mutex<[any PartitionService]>([])

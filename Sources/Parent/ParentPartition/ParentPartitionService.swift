@@ -1,9 +1,13 @@
 import ControlProtocol
+import DeviceHost
+import DeviceModel
 import Glibc
 import GuestMemory
 import LinuxSupport
 import Logging
 import Synchronization
+import VMBusHost
+import VMBusProtocol
 
 /// The `hv parent` process: connects to the root scheduler, maps each child partition's
 /// memory, and runs the services that serve it. If the root goes away it keeps retrying, so
@@ -11,12 +15,15 @@ import Synchronization
 public final class ParentPartitionService: Sendable {
     public let socketPath: String
     let logger: Logger
+    /// The device types this parent can build (`DeviceRegistry.devices`).
+    let deviceTypes: [any ParentDevice.Type]
     private let children = Mutex<[UInt32: ChildPartition]>([:])
     private let connection = Mutex<RootConnection?>(nil)
     private let stopping = Atomic<Bool>(false)
 
-    public init(socketPath: String, logger: Logger) {
+    public init(socketPath: String, deviceTypes: [any ParentDevice.Type], logger: Logger) {
         self.socketPath = socketPath
+        self.deviceTypes = deviceTypes
         self.logger = logger
     }
 
@@ -114,9 +121,50 @@ public final class ParentPartitionService: Sendable {
         } catch {
             logger.error("partition \(attachment.name): cannot start the diagnostic echo: \(error)")
         }
-        child.add(VMBusService(partition: child, deviceNames: attachment.devices))
-        if attachment.devices.contains("com1") { child.add(LegacyDevicesService(partition: child)) }
+        var synthetic: [VMBusService.Device] = []
+        for spec in attachment.devices {
+            do throws(DeviceError) {
+                switch try build(spec, for: child) {
+                case .vmbus(let classID, let provider):
+                    synthetic.append(VMBusService.Device(spec: spec, classID: classID, provider: provider))
+                case .emulated(let device):
+                    child.add(EmulatedDeviceService(device: device))
+                }
+            } catch {
+                logger.error("partition \(attachment.name): \(error)")
+                child.report(["device.\(spec.kind).error": error.description])
+            }
+        }
+        child.add(VMBusService(partition: child, devices: synthetic))
         logger.info("serving partition \(attachment.name) (id \(attachment.partitionID), \(attachment.memorySize >> 20) MiB)")
+    }
+
+    /// A device built for a partition, with how the guest reaches it.
+    enum BuiltDevice {
+        case vmbus(classID: GUID, any VirtualServiceProvider)
+        case emulated(any EmulatedDevice)
+    }
+
+    /// Builds the device `spec` names, from the settings the root resolved.
+    func build(_ spec: DeviceSpec, for child: ChildPartition) throws(DeviceError) -> BuiltDevice {
+        guard let type = deviceTypes.first(where: { $0.kind == spec.kind }) else {
+            throw .unknownKind(spec.kind, known: deviceTypes.map { $0.kind })
+        }
+        return try Self.build(type, spec, child)
+    }
+
+    private static func build<T: ParentDevice>(_ type: T.Type, _ spec: DeviceSpec, _ child: ChildPartition)
+        throws(DeviceError) -> BuiltDevice
+    {
+        let settings = try DeviceCatalog.settings(of: spec, as: T.self)
+        switch (T.bus, try T.make(settings, instance: spec.instance, context: child)) {
+        case (.vmbus(let classID), .vmbus(let provider)):
+            return .vmbus(classID: classID, provider)
+        case (.emulated, .emulated(let device)):
+            return .emulated(device)
+        default:
+            throw .unavailable(kind: spec.kind, reason: "it built a device for another bus than the one it declares")
+        }
     }
 
     private func detachAll() {

@@ -1,9 +1,7 @@
-import BenchProtocol
-import BenchVSP
+import DeviceHost
+import DeviceModel
 import GuestMemory
 import HyperV
-import ICProtocol
-import ICVSP
 import LinuxSupport
 import Logging
 import Synchronization
@@ -30,9 +28,13 @@ final class VMBusService: PartitionService {
         var open: [UInt32: OpenChannel] = [:]
     }
 
+    /// A synthetic device of the partition: what the guest is offered and who serves it.
     struct Device {
-        var name: String
+        var spec: DeviceSpec
+        var classID: GUID
         var provider: any VirtualServiceProvider
+
+        var name: String { spec.kind }
     }
 
     struct OpenChannel {
@@ -43,48 +45,21 @@ final class VMBusService: PartitionService {
         [VMBusConstants.messageConnectionID.rawValue, VMBusConstants.initiateContactConnectionID.rawValue]
     }
 
-    init(partition: ChildPartition, deviceNames: [String]) {
+    init(partition: ChildPartition, devices offered: [Device]) {
         self.partition = partition
         var server = VMBusServer(configuration: .init(memorySize: UInt64(partition.memory.size),
                                                       processorCount: partition.processorCount))
         var devices: [UInt32: Device] = [:]
-        for name in deviceNames {
-            guard let (provider, type) = Self.makeDevice(name, host: partition) else { continue }
-            let offer = ChannelOffer(interfaceType: type, interfaceInstance: Self.instance(partition.name, name), name: name)
+        for device in offered {
+            let offer = ChannelOffer(interfaceType: device.classID, interfaceInstance: device.spec.instance, name: device.name)
             let (relID, _) = server.addOffer(offer)
-            devices[relID] = Device(name: name, provider: provider)
+            devices[relID] = device
         }
         state = Mutex(State(server: server, devices: devices))
         partition.prepareDoorbells(sint: UInt8(VMBusConstants.messageSINT))
         for connection in messageConnections {
             partition.root.registerMessageConnection(partitionID: partition.id, connectionID: connection)
         }
-    }
-
-    /// The VSP for a device name and its class GUID.
-    static func makeDevice(_ name: String, host: any VSPHost) -> ((any VirtualServiceProvider), GUID)? {
-        switch name {
-        case "heartbeat": (IntegrationServiceVSP(service: .heartbeat, host: host), ICService.heartbeat.classID)
-        case "shutdown": (IntegrationServiceVSP(service: .shutdown, host: host), ICService.shutdown.classID)
-        case "timesync": (IntegrationServiceVSP(service: .timeSync, host: host), ICService.timeSync.classID)
-        case "bench": (BenchVSP(host: host), BenchProtocol.interfaceType)
-        default: nil
-        }
-    }
-
-    /// A stable instance GUID per partition and device (FNV-1a of both names).
-    static func instance(_ partition: String, _ device: String) -> GUID {
-        var bytes: [UInt8] = []
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for round in 0..<2 {
-            for byte in (partition + "/" + device + "/\(round)").utf8 {
-                hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
-            }
-            for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: hash >> UInt64(shift))) }
-        }
-        bytes[7] = (bytes[7] & 0x0F) | 0x40  // version 4 in the (little-endian) third field
-        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
-        return GUID(wireBytes: bytes)!
     }
 
     // MARK: Inputs
@@ -99,8 +74,8 @@ final class VMBusService: PartitionService {
 
     func requestGuestShutdown() {
         let providers = state.withLock { $0.devices.values.map(\.provider) }
-        for case let service as IntegrationServiceVSP in providers where service.service == .shutdown {
-            service.requestShutdown()
+        for case let provider as any GuestShutdownProvider in providers {
+            provider.requestGuestShutdown()
         }
     }
 
@@ -140,7 +115,7 @@ final class VMBusService: PartitionService {
             case .close(let relID):
                 close(relID, &state)
             case .retarget(let relID, let vp):
-                state.open[relID]?.worker.channel.retarget(to: vp)
+                state.open[relID]?.worker.target.retarget(to: vp)
             case .releaseGPADL:
                 break  // channels using it were closed first
             case .connected(let version):
@@ -163,28 +138,26 @@ final class VMBusService: PartitionService {
         do {
             let incoming = try GuestRingMemory(memory: partition.memory, pages: request.incomingRingPages)
             let outgoing = try GuestRingMemory(memory: partition.memory, pages: request.outgoingRingPages)
-            let guestSignal = try EventFD()
             let relID = request.channel
+            guard let session = device.provider.openSession(relID: relID, targetVP: request.targetVP) else { return false }
+            let guestSignal = try EventFD()
             let channel = try VSPChannel(
                 relID: relID, incoming: incoming, outgoing: outgoing, targetVP: request.targetVP,
                 guestSignal: guestSignal
             ) { [partition] vp in
                 partition.signalEvent(vp: vp, sint: UInt8(VMBusConstants.messageSINT), flag: relID)
             }
-            guard device.provider.channelOpened(channel) else { return false }
             // Registered before OPEN_RESULT is posted (both go over the same ordered socket), so
             // the guest's first signal already finds its ioeventfd.
             let eventConnection = VMBusConstants.eventConnectionID(childRelID: relID)
             partition.registerEventConnection(eventConnection, event: guestSignal)
             let worker: ChannelWorker
             do throws(SystemError) {
-                worker = try ChannelWorker(channel: channel, device: device.provider) { [self] reason in
+                worker = try ChannelWorker(channel: channel, session: session) { [self] reason in
                     channelFailed(relID, reason: reason)
                 }
             } catch {
-                // Undo the open: the device already accepted it, so it hears the close too.
                 partition.unregisterEventConnection(eventConnection)
-                device.provider.channelClosed()
                 throw error
             }
             state.open[relID] = OpenChannel(worker: worker)

@@ -10,8 +10,9 @@ import VMBusProtocol
 /// 21). When the ring goes idle the worker polls briefly before sleeping, because waking a
 /// blocked thread costs ~14 µs here.
 public final class ChannelWorker: Sendable {
-    public let channel: VSPChannel
-    private let device: any VirtualServiceProvider
+    /// The processor the channel's events go to (MODIFYCHANNEL moves it).
+    public let target: ChannelTarget
+    public let relID: UInt32
     private let thread: StoppableThread
 
     /// How long an idle worker polls before sleeping.
@@ -22,22 +23,25 @@ public final class ChannelWorker: Sendable {
     /// the whole ring to drain (which halves the throughput of a streaming guest).
     public static let commitBytes = 16 * 1024
 
-    /// Starts serving `channel` with `device`.
+    /// Starts serving `channel` with `session` on a new thread; both are sent to it and used
+    /// only there. The session is started first and closed when the worker ends.
     /// - Parameter onFailure: called (on the worker thread, after it stopped serving) when the
     ///   guest broke the ring or the device protocol; the owner closes and rescinds the channel.
-    public init(channel: VSPChannel, device: any VirtualServiceProvider,
+    public init(channel: sending VSPChannel, session: sending any ChannelSession,
                 onFailure: @escaping @Sendable (String) -> Void) throws(SystemError) {
-        self.channel = channel
-        self.device = device
-        thread = try StoppableThread(name: "ch\(channel.relID)") { [channel, device] stopEvent in
+        target = channel.target
+        relID = channel.relID
+        thread = try StoppableThread(name: "ch\(channel.relID)") { stopEvent in
             do throws(VSPError) {
-                try Self.serve(channel, device, stopEvent)
+                try session.start(on: channel)
+                channel.publish()
+                try Self.serve(channel, session, stopEvent)
             } catch {
-                device.channelClosed()
+                session.close()
                 onFailure("\(error)")
                 return
             }
-            device.channelClosed()
+            session.close()
         }
     }
 
@@ -46,9 +50,9 @@ public final class ChannelWorker: Sendable {
         thread.stop()
     }
 
-    private static func serve(_ channel: VSPChannel, _ device: any VirtualServiceProvider, _ stopEvent: EventFD) throws(VSPError) {
+    private static func serve(_ channel: VSPChannel, _ session: any ChannelSession, _ stopEvent: EventFD) throws(VSPError) {
         var buffer = [UInt8](repeating: 0, count: 4096)
-        let tickInterval = device.tickInterval
+        let tickInterval = session.tickInterval
         var nextTick = tickInterval.map { MonotonicClock.nanoseconds() &+ $0 } ?? .max
         var lastProgress = MonotonicClock.nanoseconds()
         channel.reader.beginPolling()
@@ -63,7 +67,7 @@ public final class ChannelWorker: Sendable {
                     throw .ring("\(error)")
                 }
                 guard let descriptor else { break }
-                try device.handle(IncomingPacket(descriptor: descriptor, bytes: buffer), on: channel)
+                try session.handle(IncomingPacket(descriptor: descriptor, bytes: buffer), on: channel)
                 progressed = true
                 uncommitted += descriptor.totalLength
                 if uncommitted >= Self.commitBytes {
@@ -72,11 +76,11 @@ public final class ChannelWorker: Sendable {
                 }
             }
             if channel.reader.commit() { channel.signal() }
-            if try device.work(on: channel) { progressed = true }
+            if try session.work(on: channel) { progressed = true }
             channel.publish()
             let now = MonotonicClock.nanoseconds()
             if now >= nextTick, let tickInterval {
-                device.tick(on: channel)
+                try session.tick(on: channel)
                 channel.publish()
                 nextTick = now &+ tickInterval
             }

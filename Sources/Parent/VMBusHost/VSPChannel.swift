@@ -8,21 +8,17 @@ import VMBusProtocol
 /// ioeventfd; the host signals the guest by setting the channel's event flag and raising SINT 2
 /// on the channel's target processor).
 ///
-/// Everything but `retarget` runs on one thread at a time: the device's `channelOpened` (which
-/// may already `send`) on the parent's root-reader thread before the worker starts, then
-/// everything on the channel's worker thread.
-public final class VSPChannel: @unchecked Sendable {
-    // SAFETY: the rings and backlog are touched by one thread at a time: first by the parent's
-    // root-reader thread, where the device's `channelOpened` runs (and may stage packets) before
-    // `ChannelWorker` starts the worker thread, then only by that worker (the device callbacks
-    // run there) until `ChannelWorker` joins it. Starting the thread orders the earlier writes
-    // before the worker's reads. `targetVP` is atomic.
+/// A channel is created on the parent's control thread and then sent to its worker thread, the
+/// only one that uses it (so it is not `Sendable`); the processor its events go to is the one
+/// thing other threads change, through the shared `ChannelTarget`.
+public final class VSPChannel {
     public let relID: UInt32
     var reader: RingReader<GuestRingMemory>
     var writer: RingWriter<GuestRingMemory>
     let guestSignal: EventFD
     private let signalGuest: @Sendable (UInt32) -> Void
-    private let targetVPValue: Atomic<UInt32>
+    /// The processor that receives this channel's events; MODIFYCHANNEL changes it.
+    public let target: ChannelTarget
     private var backlog: [Outgoing] = []
     private var backlogHead = 0
     private var backlogBytes = 0
@@ -54,16 +50,11 @@ public final class VSPChannel: @unchecked Sendable {
         writer = try RingWriter(memory: outgoing)
         self.guestSignal = guestSignal
         self.signalGuest = signalGuest
-        targetVPValue = Atomic(targetVP)
+        target = ChannelTarget(vp: targetVP)
     }
 
     /// The processor that receives this channel's events.
-    public var targetVP: UInt32 { targetVPValue.load(ordering: .acquiring) }
-
-    /// MODIFYCHANNEL: events now go to processor `vp`.
-    public func retarget(to vp: UInt32) {
-        targetVPValue.store(vp, ordering: .releasing)
-    }
+    public var targetVP: UInt32 { target.vp }
 
     /// Sends a packet to the guest. It is staged in the ring (or, if the ring is full, queued and
     /// written once the guest frees space); the worker publishes and signals after each batch.
@@ -149,5 +140,23 @@ public final class VSPChannel: @unchecked Sendable {
     /// Sets the channel's event flag and raises SINT 2 on the target processor.
     func signal() {
         signalGuest(targetVP)
+    }
+}
+
+/// The processor a channel's events go to, shared between the channel's worker (which signals
+/// it) and the control thread (which moves it on MODIFYCHANNEL).
+public final class ChannelTarget: Sendable {
+    private let value: Atomic<UInt32>
+
+    init(vp: UInt32) {
+        value = Atomic(vp)
+    }
+
+    /// The processor that receives the channel's events.
+    public var vp: UInt32 { value.load(ordering: .acquiring) }
+
+    /// MODIFYCHANNEL: events now go to processor `vp`.
+    public func retarget(to vp: UInt32) {
+        value.store(vp, ordering: .releasing)
     }
 }

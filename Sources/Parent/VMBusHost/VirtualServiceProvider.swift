@@ -1,30 +1,45 @@
 import VMBusProtocol
 
-/// A device served over a VMBus channel by the parent partition (a VSP). Each open channel
-/// runs on its own worker thread; every method but `channelOpened` is called on that thread.
-/// `channelOpened` runs on the parent's root-reader thread before the worker starts (and if the
-/// worker then cannot start, `channelClosed` follows on that same thread).
-public protocol VirtualServiceProvider: AnyObject, Sendable {
-    /// The channel opened: prepare to serve. Returning `false` refuses the open. Called on the
-    /// parent's root-reader thread, before the channel's worker thread exists.
-    func channelOpened(_ channel: VSPChannel) -> Bool
-    /// A packet from the guest. Throwing closes (and rescinds) this channel only.
-    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError)
-    /// Called about every `tickInterval` nanoseconds while open (`nil`: never).
-    var tickInterval: UInt64? { get }
-    func tick(on channel: VSPChannel)
-    /// Background work (e.g. producing data); called on every worker iteration.
-    /// - Returns: whether it did something (the worker keeps polling while it does).
-    func work(on channel: VSPChannel) throws(VSPError) -> Bool
-    /// The channel closed (guest close, rescind, unload or partition stop).
-    func channelClosed()
+/// A device served over VMBus by the parent partition: a virtual service provider (VSP).
+///
+/// The provider is shared: the parent's control thread asks it for sessions, users' requests
+/// reach it from other threads, and each of its open channels runs on its own worker thread.
+/// So it holds only what is shared (configuration, back ends, atomics and locks), and keeps
+/// everything that belongs to one open channel in the `ChannelSession` it opens for it.
+public protocol VirtualServiceProvider: Sendable {
+    /// The guest opened channel `relID`: the session that serves it, or `nil` to refuse the open.
+    /// Called on the parent's control thread; the session is then sent to the channel's worker
+    /// thread and used only there.
+    func openSession(relID: UInt32, targetVP: UInt32) -> sending (any ChannelSession)?
 }
 
-extension VirtualServiceProvider {
+/// One open channel's share of a device, confined to the channel's worker thread: the worker
+/// calls `start`, then `handle`, `tick` and `work` as packets arrive and time passes, and `close`
+/// once when the channel closes (guest close, rescind, unload, partition stop or a failure).
+/// Confinement is what lets a session keep plain mutable state.
+public protocol ChannelSession: AnyObject {
+    /// The channel is open: send what the device says first (e.g. an integration service's
+    /// NEGOTIATE). Throwing closes and rescinds the channel.
+    func start(on channel: VSPChannel) throws(VSPError)
+    /// A packet from the guest. Throwing closes (and rescinds) this channel only.
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError)
+    /// How often `tick` runs, in nanoseconds (`nil`: never).
+    var tickInterval: UInt64? { get }
+    /// Periodic work (heartbeats, time samples).
+    func tick(on channel: VSPChannel) throws(VSPError)
+    /// Background work (e.g. producing data), called on every worker iteration.
+    /// - Returns: whether it did something (the worker keeps polling while it does).
+    func work(on channel: VSPChannel) throws(VSPError) -> Bool
+    /// The channel closed; release what the session holds.
+    func close()
+}
+
+extension ChannelSession {
+    public func start(on channel: VSPChannel) throws(VSPError) {}
     public var tickInterval: UInt64? { nil }
-    public func tick(on channel: VSPChannel) {}
+    public func tick(on channel: VSPChannel) throws(VSPError) {}
     public func work(on channel: VSPChannel) throws(VSPError) -> Bool { false }
-    public func channelClosed() {}
+    public func close() {}
 }
 
 /// A packet read from the guest→host ring. `bytes` is the packet from its descriptor through its
@@ -32,6 +47,11 @@ extension VirtualServiceProvider {
 public struct IncomingPacket {
     public var descriptor: PacketDescriptor
     public var bytes: [UInt8]
+
+    public init(descriptor: PacketDescriptor, bytes: [UInt8]) {
+        self.descriptor = descriptor
+        self.bytes = bytes
+    }
 
     /// The payload: from the descriptor's data offset to the packet's end (padding included).
     public var payload: ArraySlice<UInt8> {
@@ -47,11 +67,14 @@ public enum VSPError: Error, Equatable, CustomStringConvertible {
     case protocolViolation(String)
     /// The ring is corrupt (bad indices or descriptors).
     case ring(String)
+    /// The device's back end failed (what it was doing and why).
+    case backend(String)
 
     public var description: String {
         switch self {
         case .protocolViolation(let reason): "device protocol violation: \(reason)"
         case .ring(let reason): "corrupt ring: \(reason)"
+        case .backend(let reason): "back end failure: \(reason)"
         }
     }
 }

@@ -11,11 +11,12 @@ public final class OSThread: Sendable {
     private let threadID: Atomic<Int32>
 
     private final class Start: @unchecked Sendable {
-        // SAFETY: written once before pthread_create and read once by the new thread.
-        let body: @Sendable () -> Void
+        // SAFETY: written once before pthread_create and read once by the new thread; `body`
+        // was handed over with `sending`, so nothing else can reach what it captures.
+        let body: () -> Void
         let name: String
         let thread: OSThread
-        init(body: @escaping @Sendable () -> Void, name: String, thread: OSThread) {
+        init(body: @escaping () -> Void, name: String, thread: OSThread) {
             self.body = body
             self.name = name
             self.thread = thread
@@ -29,7 +30,8 @@ public final class OSThread: Sendable {
     }
 
     /// Starts `body` on a new thread called `name` (truncated to 15 bytes, the kernel's limit).
-    public static func spawn(name: String, _ body: @escaping @Sendable () -> Void) throws(SystemError) -> OSThread {
+    /// `body` is sent to the new thread: what it captures belongs to that thread from then on.
+    public static func spawn(name: String, _ body: sending @escaping () -> Void) throws(SystemError) -> OSThread {
         OSThread.installInterruptHandler()
         let thread = OSThread()
         let start = Unmanaged.passRetained(Start(body: body, name: name, thread: thread))

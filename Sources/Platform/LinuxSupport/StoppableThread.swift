@@ -7,7 +7,8 @@ public final class StoppableThread: Sendable {
     public let stopEvent: EventFD
     private let thread = Mutex<OSThread?>(nil)
 
-    public init(name: String, body: @escaping @Sendable (_ stopEvent: EventFD) -> Void) throws(SystemError) {
+    /// Starts `body` on a new thread; it is sent there, with everything it captures.
+    public init(name: String, body: sending @escaping (_ stopEvent: EventFD) -> Void) throws(SystemError) {
         let stopEvent = try EventFD()
         self.stopEvent = stopEvent
         let started = try OSThread.spawn(name: name) { body(stopEvent) }

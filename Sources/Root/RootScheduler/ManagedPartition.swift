@@ -1,3 +1,4 @@
+import DeviceModel
 import LinuxSupport
 import ManagementAPI
 import Partition
@@ -8,11 +9,14 @@ import Synchronization
 final class ManagedPartition: Sendable {
     let partition: Partition
     let configuration: PartitionConfiguration
+    /// The devices resolved from the configuration, as the parent gets them.
+    let devices: [DeviceSpec]
     private let facts = Mutex<[String: String]>([:])
 
-    init(partition: Partition, configuration: PartitionConfiguration) {
+    init(partition: Partition, configuration: PartitionConfiguration, devices: [DeviceSpec]) {
         self.partition = partition
         self.configuration = configuration
+        self.devices = devices
     }
 
     func merge(facts new: [String: String]) {
@@ -24,6 +28,7 @@ final class ManagedPartition: Sendable {
         let uptime = Double(MonotonicClock.nanoseconds() - partition.createdAt) / 1e9
         return PartitionInfo(id: partition.id, name: partition.name, state: state.name, reason: state.reason,
                              processors: partition.processorCount, memoryMiB: partition.memorySize >> 20,
-                             devices: configuration.devices, uptimeSeconds: uptime, status: facts.withLock { $0 })
+                             devices: devices.map { DeviceSummary(kind: $0.kind, instance: $0.instance.description) },
+                             uptimeSeconds: uptime, status: facts.withLock { $0 })
     }
 }

@@ -133,8 +133,7 @@ final class ParentLink: Sendable {
             clock: ReferenceClock(tscFrequencyHz: time.tscFrequencyHz, scale: time.scale,
                                   guestTSCOffset: time.guestTSCOffset, referenceOffset: time.referenceOffset),
             processors: hypervisor.processors.map { Self.pages($0.index, $0.pages) },
-            devices: entry.configuration.devices
-                + (entry.configuration.isLinux && !entry.configuration.devices.contains("com1") ? ["com1"] : []))
+            devices: entry.devices)
         do throws(SystemError) {
             try connection.send(.partitionAttached(attachment), descriptors: [memory.file.rawValue])
         } catch {

@@ -1,3 +1,4 @@
+import DeviceModel
 import Foundation
 import HypervisorInterface
 import KVM
@@ -13,14 +14,17 @@ import Synchronization
 public final class RootScheduler: Sendable {
     let system: KVMSystem
     let logger: Logger
+    /// The device types partitions may use.
+    let catalog: DeviceCatalog
     private let table = Mutex<[String: ManagedPartition]>([:])
     private let nextID = Atomic<UInt32>(1)
     /// The link to the parent partition (set once by `RootService`).
     let link = Mutex<ParentLink?>(nil)
 
     /// Opens /dev/kvm.
-    public init(logger: Logger) throws(KVMError) {
+    public init(catalog: DeviceCatalog, logger: Logger) throws(KVMError) {
         system = try KVMSystem()
+        self.catalog = catalog
         self.logger = logger
     }
 
@@ -61,7 +65,15 @@ public final class RootScheduler: Sendable {
 
     /// Creates a partition from a configuration whose guest image path has been resolved.
     public func create(_ configuration: PartitionConfiguration) throws(RootError) -> PartitionInfo {
-        if let problem = configuration.problem { throw .invalid("Invalid partition configuration: \(problem).") }
+        if let problem = configuration.problem(catalog: catalog) {
+            throw .invalid("Invalid partition configuration: \(problem).")
+        }
+        let devices: [DeviceSpec]
+        do throws(DeviceError) {
+            devices = try configuration.resolvedDevices(catalog: catalog)
+        } catch {
+            throw .invalid("Invalid partition configuration: \(error).")
+        }
         let image: BootImage
         switch configuration.guest {
         case .embedded(_, let arguments, let imagePath):
@@ -89,7 +101,7 @@ public final class RootScheduler: Sendable {
         } catch {
             throw .invalid("Cannot create partition \(configuration.name): \(error).")
         }
-        let entry = ManagedPartition(partition: partition, configuration: configuration)
+        let entry = ManagedPartition(partition: partition, configuration: configuration, devices: devices)
         let inserted = table.withLock { partitions -> Bool in
             guard partitions[configuration.name] == nil else { return false }
             partitions[configuration.name] = entry
@@ -129,7 +141,7 @@ public final class RootScheduler: Sendable {
                 guard partition.state == .running else {
                     throw PartitionError.invalidTransition(from: partition.state, operation: "shut down")
                 }
-                guard entry.configuration.devices.contains("shutdown") else {
+                guard entry.devices.contains(where: { $0.kind == "shutdown" }) else {
                     throw PartitionError.invalidSpecification(
                         "\(name) has no shutdown integration service; add \"shutdown\" to its devices or use `hv partition stop`")
                 }

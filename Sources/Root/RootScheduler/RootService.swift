@@ -1,3 +1,4 @@
+import DeviceModel
 import Foundation
 import Hummingbird
 import KVM
@@ -10,9 +11,12 @@ import ManagementAPI
 public struct RootService {
     public let runtimeDirectory: String
     public let logger: Logger
+    let catalog: DeviceCatalog
 
-    public init(runtimeDirectory: String, logger: Logger) {
+    /// - Parameter catalog: the device types partitions may use (`DeviceRegistry.catalog`).
+    public init(runtimeDirectory: String, catalog: DeviceCatalog, logger: Logger) {
         self.runtimeDirectory = runtimeDirectory
+        self.catalog = catalog
         self.logger = logger
     }
 
@@ -30,7 +34,7 @@ public struct RootService {
         }
         let scheduler: RootScheduler
         do {
-            scheduler = try RootScheduler(logger: logger)
+            scheduler = try RootScheduler(catalog: catalog, logger: logger)
         } catch {
             throw RootServiceError.kvm(error)
         }

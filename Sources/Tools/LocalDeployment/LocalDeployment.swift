@@ -1,3 +1,4 @@
+import DeviceRegistry
 import Foundation
 import GuestBuilder
 import ManagementAPI
@@ -114,7 +115,7 @@ public final class LocalDeployment: Sendable {
     /// Loads `path`, builds its guest image if needed, and creates the partition.
     public func createPartition(configurationPath path: String, overrideName: String? = nil,
                                 arguments: String? = nil) async throws -> PartitionInfo {
-        var configuration = try PartitionConfiguration.load(path: path)
+        var configuration = try PartitionConfiguration.load(path: path, catalog: DeviceRegistry.catalog)
         if let overrideName { configuration.name = overrideName }
         configuration = try await Self.resolveImage(configuration, configurationPath: path)
         if let arguments, case .embedded(let image, _, let imagePath) = configuration.guest {

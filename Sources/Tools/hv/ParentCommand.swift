@@ -1,4 +1,5 @@
 import ArgumentParser
+import DeviceRegistry
 import Dispatch
 import Foundation
 import Glibc
@@ -18,7 +19,7 @@ struct ParentCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger("hv.parent", level: logLevel)
         let service = ParentPartitionService(socketPath: RuntimeDirectory.parentSocket(in: runtime.runtimeDir),
-                                             logger: logger)
+                                             deviceTypes: DeviceRegistry.devices, logger: logger)
         let signals = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DeviceRegistry
 import Foundation
 import LocalDeployment
 import ManagementAPI
@@ -20,7 +21,7 @@ struct PartitionCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                var configuration = try PartitionConfiguration.load(path: file)
+                var configuration = try PartitionConfiguration.load(path: file, catalog: DeviceRegistry.catalog)
                 if let name { configuration.name = name }
                 configuration = try await LocalDeployment.resolveImage(configuration, configurationPath: file)
                 var info = try await runtime.client.request(.POST, "/v1/partitions", body: configuration, as: PartitionInfo.self)
@@ -115,7 +116,7 @@ struct PartitionCommand: AsyncParsableCommand {
                 }
                 let rows = partitions.map { info in
                     [info.name, info.state, "\(info.processors)", "\(info.memoryMiB) MiB",
-                     info.devices.joined(separator: ","), info.reason ?? ""]
+                     info.devices.map(\.kind).joined(separator: ","), info.reason ?? ""]
                 }
                 print(Table(headers: ["NAME", "STATE", "VPS", "MEMORY", "DEVICES", "REASON"], rows: rows).rendered)
             } catch {
@@ -141,7 +142,7 @@ struct PartitionCommand: AsyncParsableCommand {
                 print("state:      \(info.state)" + (info.reason.map { " (\($0))" } ?? ""))
                 print("processors: \(info.processors)")
                 print("memory:     \(info.memoryMiB) MiB")
-                print("devices:    \(info.devices.isEmpty ? "-" : info.devices.joined(separator: ", "))")
+                print("devices:    \(info.devices.isEmpty ? "-" : info.devices.map(\.kind).joined(separator: ", "))")
                 print("uptime:     \(String(format: "%.1f", info.uptimeSeconds)) s")
                 for (key, value) in info.status.sorted(by: { $0.key < $1.key }) {
                     print("\(key + ":") \(value)")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DeviceRegistry
 import Logging
 import RootScheduler
 
@@ -14,7 +15,7 @@ struct RootCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger("hv.root", level: logLevel)
         do {
-            try await RootService(runtimeDirectory: runtime.runtimeDir, logger: logger).run()
+            try await RootService(runtimeDirectory: runtime.runtimeDir, catalog: DeviceRegistry.catalog, logger: logger).run()
         } catch {
             throw fail(error)
         }

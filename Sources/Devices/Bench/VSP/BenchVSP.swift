@@ -8,15 +8,25 @@ import VMBusProtocol
 /// The bench device's host side (`BenchProtocol`): it sinks and verifies data, echoes pings,
 /// produces data on request, and serves the raw-chain baseline, then reports what it measured
 /// as partition facts (`bench.<mode>.<size>.*`).
-public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
-    // SAFETY: all mutable state is touched only on the channel's worker thread; the raw-chain
-    // listener only reads `rawTarget`, which is atomic.
+public final class BenchVSP: VirtualServiceProvider {
+    let host: any VSPHost
+
+    public init(host: any VSPHost) {
+        self.host = host
+    }
+
+    public func openSession(relID: UInt32, targetVP: UInt32) -> sending (any ChannelSession)? {
+        BenchSession(host: host)
+    }
+}
+
+/// One open bench channel: the phase in progress and every run measured so far.
+final class BenchSession: ChannelSession {
     let host: any VSPHost
     private var phase: Phase?
     private var phaseNumber = 0
     private var rawChain: EventListener?
     private var rawConnection: ConnectionID?
-    private let rawTarget = TargetProcessor()
     private var outgoing: [UInt8] = []
     /// Every run of each throughput and source point so far, by fact prefix.
     private var runs: [String: PhaseRuns] = [:]
@@ -35,35 +45,37 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
         var inOrder = true
     }
 
-    public init(host: any VSPHost) {
+    init(host: any VSPHost) {
         self.host = host
     }
 
-    public func channelOpened(_ channel: VSPChannel) -> Bool {
+    func start(on channel: VSPChannel) throws(VSPError) {
         // The raw-chain baseline: HvSignalEvent on relid|0x4000 wakes a listener that only rings
         // the target processor's SINT 2 doorbell, the chain the VMBus path adds rings to.
-        guard let event = try? EventFD() else { return false }
         let connection = BenchProtocol.rawChainConnectionID(childRelID: channel.relID)
-        rawTarget.value.store(channel.targetVP, ordering: .releasing)
         let host = self.host
-        let rawTarget = self.rawTarget
-        rawChain = try? EventListener(name: "raw\(channel.relID)", event: event) { _ in
-            host.raise(vp: rawTarget.value.load(ordering: .acquiring), sint: UInt8(VMBusConstants.messageSINT))
+        let target = channel.target
+        do throws(SystemError) {
+            let event = try EventFD()
+            rawChain = try EventListener(name: "raw\(channel.relID)", event: event) { _ in
+                host.raise(vp: target.vp, sint: UInt8(VMBusConstants.messageSINT))
+            }
+            host.registerEventConnection(connection, event: event)
+        } catch {
+            throw .backend("bench: cannot start the raw-chain listener: \(error)")
         }
-        host.registerEventConnection(connection, event: event)
         rawConnection = connection
         host.report(["bench.state": "open"])
-        return true
     }
 
-    public func channelClosed() {
+    func close() {
         if let rawConnection { host.unregisterEventConnection(rawConnection) }
         rawChain?.stop()
         rawChain = nil
         rawConnection = nil
     }
 
-    public func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
         let payload = packet.payload
         guard packet.descriptor.type == .inband, let header = BenchHeader(parsing: payload) else {
             throw .protocolViolation("bench: malformed packet")
@@ -76,7 +88,6 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
                 throw .protocolViolation("bench: bad phase parameters")
             }
             phase = Phase(id: header.phase, parameters: parameters, started: MonotonicClock.nanoseconds())
-            rawTarget.value.store(channel.targetVP, ordering: .releasing)
             switch parameters.mode {
             case .polledRoundTrip:
                 channel.keepPolling(forNanoseconds: 60_000_000_000)
@@ -128,7 +139,7 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
     /// In source phases, writes data while the ring has room. When the phase verifies, each
     /// message carries the pattern for its sequence number and is folded into a checksum that
     /// the guest's must equal; otherwise the data is left as it is, to measure the ring alone.
-    public func work(on channel: VSPChannel) throws(VSPError) -> Bool {
+    func work(on channel: VSPChannel) throws(VSPError) -> Bool {
         guard var current = phase, current.parameters.mode == .source,
               current.produced < current.parameters.count else { return false }
         let size = Int(current.parameters.messageSize)
@@ -199,11 +210,6 @@ public final class BenchVSP: VirtualServiceProvider, @unchecked Sendable {
         result += BenchPhaseResult(messages: messages, hostNanoseconds: hostNanoseconds, intact: intact).bytes
         try channel.send(.inband, transactionID: 0, payload: result)
     }
-}
-
-/// The processor the raw-chain listener raises, shared with its thread.
-final class TargetProcessor: Sendable {
-    let value = Atomic<UInt32>(0)
 }
 
 /// The runs of one throughput point, for reporting the median: on a machine with as many

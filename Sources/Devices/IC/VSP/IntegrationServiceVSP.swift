@@ -1,3 +1,4 @@
+import DeviceHost
 import Foundation
 import HyperV
 import ICProtocol
@@ -14,36 +15,12 @@ import VMBusProtocol
 /// second (the guest returns the sequence number plus one), a shutdown request when a user asks
 /// for one (always the full 2060-byte body), or time samples every five seconds (version 4.0
 /// carries the partition reference time at which the host time was read).
-public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sendable {
-    // SAFETY: `state`, `transaction`, `outstanding`, `heartbeatSequence` and `samples` are
-    // touched by one thread at a time: `channelOpened` runs on the parent's root-reader thread
-    // (under VMBusService's lock) before the channel's worker thread starts, and every later
-    // protocol method (`handle`, `tick`, `channelClosed`) runs on that worker, which is joined
-    // before the channel can open again. If the worker cannot be started, `channelClosed` runs on
-    // the root-reader thread instead. `shutdownRequested` is the one field other threads write,
-    // and it is atomic.
+public final class IntegrationServiceVSP: VirtualServiceProvider, GuestShutdownProvider {
     public let service: ICService
     let host: any VSPHost
-    private var state = State.closed
-    private var transaction: UInt8 = 0
-    /// The ictransaction_id of the request the guest has yet to answer (`nil`: none). A newer
-    /// request replaces it, so a late answer to an older one is ignored.
-    private var outstanding: UInt8?
-    private var heartbeatSequence: UInt64 = 0
-    private var samples = 0
-    private let shutdownRequested = Atomic<Bool>(false)
-
-    enum State {
-        case closed
-        case negotiating
-        case ready(framework: ICVersion, message: ICVersion)
-        case unsupported
-    }
-
-    /// Formats the time of the last heartbeat answer. corelibs' ISO8601DateFormatter creates
-    /// its CF formatter lazily and formats through one ICU object, so it is not safe to share
-    /// between threads unlocked; the lock is uncontended in practice.
-    private static let timestampFormatter = Mutex(ISO8601DateFormatter())
+    /// Set by `requestGuestShutdown` (any thread); the open channel's session sends the request
+    /// at its next tick.
+    let shutdownRequested = Atomic<Bool>(false)
 
     /// How often heartbeats and time samples go out.
     public static let heartbeatInterval: UInt64 = 1_000_000_000
@@ -64,40 +41,68 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sen
         }
     }
 
-    /// Asks the guest to power off; sent from the channel's worker thread at its next tick.
-    public func requestShutdown() {
+    /// Asks the guest to power off, if this is the shutdown service.
+    public func requestGuestShutdown() {
+        guard service.messageType == .shutdown else { return }
         shutdownRequested.store(true, ordering: .releasing)
     }
 
-    public var tickInterval: UInt64? {
+    public func openSession(relID: UInt32, targetVP: UInt32) -> sending (any ChannelSession)? {
+        IntegrationServiceSession(device: self)
+    }
+}
+
+/// One open channel of an integration service: the negotiation and the requests in flight.
+final class IntegrationServiceSession: ChannelSession {
+    let device: IntegrationServiceVSP
+    private var state = State.negotiating
+    private var transaction: UInt8 = 0
+    /// The ictransaction_id of the request the guest has yet to answer (`nil`: none). A newer
+    /// request replaces it, so a late answer to an older one is ignored.
+    private var outstanding: UInt8?
+    private var heartbeatSequence: UInt64 = 0
+    private var samples = 0
+
+    enum State {
+        case negotiating
+        case ready(framework: ICVersion, message: ICVersion)
+        case unsupported
+    }
+
+    /// Formats the time of the last heartbeat answer. corelibs' ISO8601DateFormatter creates
+    /// its CF formatter lazily and formats through one ICU object, so it is not safe to share
+    /// between threads unlocked; the lock is uncontended in practice.
+    private static let timestampFormatter = Mutex(ISO8601DateFormatter())
+
+    init(device: IntegrationServiceVSP) {
+        self.device = device
+    }
+
+    private var service: ICService { device.service }
+    private var name: String { device.name }
+    private var host: any VSPHost { device.host }
+
+    var tickInterval: UInt64? {
         switch service.messageType {
-        case .heartbeat: Self.heartbeatInterval
-        case .timeSync: Self.timeSampleInterval
+        case .heartbeat: IntegrationServiceVSP.heartbeatInterval
+        case .timeSync: IntegrationServiceVSP.timeSampleInterval
         default: 50_000_000
         }
     }
 
-    public func channelOpened(_ channel: VSPChannel) -> Bool {
-        state = .negotiating
-        outstanding = nil
+    /// The host speaks first: NEGOTIATE with every version it supports.
+    func start(on channel: VSPChannel) throws(VSPError) {
         let negotiate = ICNegotiation.request(frameworkVersions: ICService.frameworkVersions,
                                               messageVersions: service.messageVersions, transactionID: nextTransaction())
-        do throws(VSPError) {
-            try send(negotiate, on: channel)
-        } catch {
-            return false
-        }
+        try send(negotiate, on: channel)
         host.report(["\(name).state": "negotiating"])
-        return true
     }
 
-    public func channelClosed() {
-        state = .closed
-        outstanding = nil
+    func close() {
         host.report(["\(name).state": "closed"])
     }
 
-    public func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
         guard packet.descriptor.type == .inband else {
             throw .protocolViolation("\(name): packet type \(packet.descriptor.type.rawValue)")
         }
@@ -153,19 +158,19 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, @unchecked Sen
         }
     }
 
-    public func tick(on channel: VSPChannel) {
+    func tick(on channel: VSPChannel) throws(VSPError) {
         guard case .ready(let framework, let version) = state else { return }
         switch service.messageType {
         case .heartbeat:
             let body = HeartbeatBody(sequenceNumber: heartbeatSequence &+ 1).bytes
-            try? send(request(.heartbeat, framework, version, body), on: channel)
+            try send(request(.heartbeat, framework, version, body), on: channel)
         case .timeSync:
-            try? sendTimeSample(framework, version, flags: samples == 0 ? .sync : .sample, on: channel)
+            try sendTimeSample(framework, version, flags: samples == 0 ? .sync : .sample, on: channel)
         case .shutdown:
-            if shutdownRequested.exchange(false, ordering: .acquiringAndReleasing) {
+            if device.shutdownRequested.exchange(false, ordering: .acquiringAndReleasing) {
                 let body = ShutdownBody(reasonCode: 0, timeoutSeconds: 0, flags: .powerOff,
                                         displayMessage: Array("hv partition shutdown".utf8)).bytes
-                try? send(request(.shutdown, framework, version, body), on: channel)
+                try send(request(.shutdown, framework, version, body), on: channel)
                 host.report(["shutdown.answer": "requested"])
             }
         default:

@@ -1,8 +1,9 @@
+import DeviceHost
 import HyperV
 import LinuxSupport
 import VMBusHost
 
-extension ChildPartition: VSPHost {
+extension ChildPartition: DeviceContext {
     public var partitionName: String { name }
 
     public func registerEventConnection(_ connection: ConnectionID, event: EventFD) {
@@ -15,5 +16,17 @@ extension ChildPartition: VSPHost {
 
     public func report(_ facts: [String: String]) {
         root.reportStatus(partitionID: id, facts: facts)
+    }
+
+    public func interceptPorts(_ ports: Range<UInt16>) {
+        root.send(.registerPorts(partitionID: id, base: ports.lowerBound, count: UInt16(ports.count)))
+    }
+
+    public func requestInterruptLine(pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void) {
+        root.requestInterruptLine(partitionID: id, pin: pin, completion: completion)
+    }
+
+    public func consoleOutput(_ bytes: [UInt8]) {
+        root.send(.consoleOutput(partitionID: id, bytes: bytes))
     }
 }

@@ -1,0 +1,50 @@
+import VMBusProtocol
+
+/// A kind of device a partition can have, described once for every process: its name in
+/// partition configurations, how the guest reaches it, its typed settings and their rules.
+///
+/// The root validates configurations and assigns instances with it, the parent builds the
+/// device from it (`ParentDevice` in DeviceHost adds that part), and `hv` lists it. Each
+/// device's folder declares its types; `DeviceRegistry` lists them all.
+public protocol DeviceType: Sendable {
+    /// The device's settings as a partition configuration spells them (the JSON object's keys
+    /// besides `kind` and `instance`).
+    associatedtype Settings: Codable, Sendable, Equatable
+
+    /// Its name in partition configurations: `"heartbeat"`, `"bench"`.
+    static var kind: String { get }
+    /// One line for `hv` and error messages.
+    static var summary: String { get }
+    /// How the guest reaches it.
+    static var bus: DeviceBus { get }
+    /// The settings a configuration gets when it names only the kind, or `nil` if the device
+    /// cannot work without settings.
+    static var defaultSettings: Settings? { get }
+    /// The most instances of this kind one partition may have.
+    static var maximumPerPartition: Int { get }
+    /// The first problem with `settings`, as a sentence, or `nil`.
+    static func problem(with settings: Settings) -> String?
+}
+
+extension DeviceType {
+    public static var defaultSettings: Settings? { nil }
+    public static var maximumPerPartition: Int { 1 }
+    public static func problem(with settings: Settings) -> String? { nil }
+}
+
+extension DeviceType where Settings == NoSettings {
+    public static var defaultSettings: Settings? { NoSettings() }
+}
+
+/// How a guest reaches a device.
+public enum DeviceBus: Hashable, Sendable {
+    /// A synthetic device: a VMBus channel offered with this class (interface type) GUID.
+    case vmbus(classID: GUID)
+    /// An emulated legacy device on I/O ports the root forwards to the parent.
+    case emulated
+}
+
+/// The settings of a device that has none.
+public struct NoSettings: Codable, Sendable, Equatable {
+    public init() {}
+}

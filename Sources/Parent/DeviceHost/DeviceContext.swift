@@ -1,0 +1,17 @@
+import LinuxSupport
+import Logging
+import VMBusHost
+
+/// What a device may ask of the partition it serves (the parent's `ChildPartition`
+/// implements it), so device modules never depend on the parent partition's internals.
+public protocol DeviceContext: VSPHost {
+    /// For logs.
+    var logger: Logger { get }
+    /// Routes the guest's accesses to `ports` to this partition's emulated devices.
+    func interceptPorts(_ ports: Range<UInt16>)
+    /// Asks for an eventfd that raises IOAPIC pin `pin`; `completion` runs with it (or `nil`
+    /// if the root refused) on the parent's control thread.
+    func requestInterruptLine(pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void)
+    /// Appends bytes to the partition's console log (what `hv partition console` shows).
+    func consoleOutput(_ bytes: [UInt8])
+}
