@@ -6,6 +6,7 @@
 //   shared with Embedded Swift guests:  HyperV  <-  VMBusProtocol  <-  ICProtocol, BenchProtocol
 //   host, bottom:                       CLinux, CKVM  <-  LinuxSupport  <-  KVM, GuestMemory
 //   root scheduler:                     HypervisorInterface  <-  Partition  <-  RootScheduler
+//   processor controls:                 ControlGroups (cgroup mechanism), Scheduling (pure policy)
 //   parent partition:                   VMBusServer, VMBusHost  <-  IntegrationVSP, BenchVSP  <-  ParentPartition
 //   between processes:                  ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
 //   tools:                              GuestBuilder, Bench, hv (executable)
@@ -50,6 +51,11 @@ let package = Package(
             swiftSettings: host),
         .target(name: "KVM", dependencies: ["CKVM", "LinuxSupport"], swiftSettings: host),
         .target(name: "GuestMemory", dependencies: ["LinuxSupport"], swiftSettings: host),
+        .target(
+            name: "ControlGroups",
+            dependencies: ["LinuxSupport", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/Platform/ControlGroups",
+            swiftSettings: host),
 
         // MARK: Linux direct boot (used by the root for Linux partitions) and legacy devices (parent).
         .target(name: "LinuxBoot", dependencies: ["HyperV"], swiftSettings: host),
@@ -57,6 +63,7 @@ let package = Package(
         .target(name: "LegacyDevices", dependencies: ["HyperV"], swiftSettings: host),
 
         // MARK: Root scheduler.
+        .target(name: "Scheduling", path: "Sources/Root/Scheduling", swiftSettings: host),
         .target(
             name: "HypervisorInterface",
             dependencies: ["HyperV", "GuestMemory", "LinuxSupport"],
@@ -138,6 +145,11 @@ let package = Package(
         .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "LinuxSupport"]),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "TestSupport"], path: "Tests/SchedulingTests"),
+        .testTarget(
+            name: "ControlGroupsTests",
+            dependencies: ["ControlGroups", "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Tests/ControlGroupsTests"),
         .testTarget(
             name: "PartitionTests",
             dependencies: ["Partition", "GuestBuilder", "HypervisorInterface", "KVM", "HyperV", "GuestMemory",
