@@ -148,7 +148,8 @@ let package = Package(
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "TestSupport"], path: "Tests/SchedulingTests"),
         .testTarget(
             name: "ControlGroupsTests",
-            dependencies: ["ControlGroups", "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["ControlGroups", "LinuxSupport", "TestSupport",
+                           .product(name: "Subprocess", package: "swift-subprocess")],
             path: "Tests/ControlGroupsTests"),
         .testTarget(
             name: "PartitionTests",
