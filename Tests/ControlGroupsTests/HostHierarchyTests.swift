@@ -139,6 +139,22 @@ struct HostHierarchyTests {
     }
 
     @Test(arguments: Host.all)
+    func theInstancesWeightIsWrittenToHvAndTheInstanceGroup(hierarchy: ControlGroupHierarchy) throws {
+        let instance = try ControlGroupInstance.create(in: hierarchy, name: Host.uniqueName())
+        defer { try? instance.remove() }
+        guard instance.capabilities.weights else {
+            #expect(throws: ControlGroupError.self) { try instance.setWeight(shares: 4096, weight: 400) }
+            return
+        }
+        try instance.setWeight(shares: 4096, weight: 400)
+        let tree = try #require(hierarchy.tree(hierarchy.version == .v1 ? .cpu : .unified))
+        let file = hierarchy.version == .v1 ? "cpu.shares" : "cpu.weight"
+        let value = hierarchy.version == .v1 ? "4096" : "400"
+        #expect(try Host.read(joinPath(tree.base, "hv", file)) == value)
+        #expect(try Host.read(joinPath(instance.directory(in: tree), file)) == value)
+    }
+
+    @Test(arguments: Host.all)
     func spinningThreadsAreAttachedByThreadIDAndAccounted(hierarchy: ControlGroupHierarchy) throws {
         let instance = try ControlGroupInstance.create(in: hierarchy, name: Host.uniqueName())
         defer { try? instance.remove() }

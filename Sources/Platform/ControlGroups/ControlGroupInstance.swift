@@ -96,6 +96,25 @@ public final class ControlGroupInstance: Sendable {
         return ControlFiles.isDirectory(group.directory(in: tree)) ? group : nil
     }
 
+    /// Sets how the whole instance weighs against the host's other work: the weight of `hv/`
+    /// and of the instance group (v1 `cpu.shares`, v2 `cpu.weight`). Partition reserves are
+    /// guaranteed out of what the instance receives, and by default it weighs no more than one
+    /// busy host thread. `hv/` is shared by every root instance on the host: the last one set wins.
+    public func setWeight(shares: Int, weight: Int) throws(ControlGroupError) {
+        try CPUGroupSettings(shares: shares, weight: weight).validate()
+        guard capabilities.weights else {
+            throw .unsupported("\(hierarchy) has no cpu controller, so the instance cannot be weighted.")
+        }
+        for tree in hierarchy.trees where tree.roles.contains(.cpu) || tree.roles.contains(.unified) {
+            for directory in [joinPath(tree.base, Self.parentGroupName), self.directory(in: tree)] {
+                switch hierarchy.version {
+                case .v1: try ControlFiles.write("\(shares)", to: joinPath(directory, "cpu.shares"))
+                case .v2: try ControlFiles.write("\(weight)", to: joinPath(directory, "cpu.weight"))
+                }
+            }
+        }
+    }
+
     /// Deletes every group (moving their threads back), then the instance group itself, and
     /// `hv/` when nothing else is in it. On cgroup v2 the processes in the instance group go back
     /// to the base first; where the base does not take them (a non-root base with controllers
