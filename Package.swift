@@ -7,9 +7,9 @@
 //   Sources/Shared/      compiled for the host and, by GuestBuilder, as Embedded Swift into guests
 //                        HyperV <- VMBusProtocol
 //   Sources/Platform/    host, bottom layer: C shims, Linux syscalls, KVM, guest memory
-//                        CLinux, CKVM <- LinuxSupport <- KVM, GuestMemory
+//                        CLinux, CKVM <- LinuxSupport <- KVM, GuestMemory, ControlGroups
 //   Sources/Root/        the root scheduler (`hv root`)
-//                        LinuxBoot, ACPI, HypervisorInterface <- Partition <- RootScheduler
+//                        LinuxBoot, ACPI, HypervisorInterface, Scheduling <- Partition <- RootScheduler
 //   Sources/Parent/      the parent partition (`hv parent`)
 //                        VMBusServer, VMBusHost <- ParentPartition
 //   Sources/Interfaces/  the contracts between processes
@@ -132,10 +132,13 @@ let package = Package(
                 swiftSettings: host),
         .target(name: "GuestMemory", dependencies: ["LinuxSupport"], path: "Sources/Platform/GuestMemory",
                 swiftSettings: host),
+        .target(name: "ControlGroups", dependencies: ["LinuxSupport", system], path: "Sources/Platform/ControlGroups",
+                swiftSettings: host),
 
         // MARK: Root scheduler.
         .target(name: "LinuxBoot", dependencies: ["HyperV"], path: "Sources/Root/LinuxBoot", swiftSettings: host),
         .target(name: "ACPI", dependencies: ["HyperV"], path: "Sources/Root/ACPI", swiftSettings: host),
+        .target(name: "Scheduling", path: "Sources/Root/Scheduling", swiftSettings: host),
         .target(name: "HypervisorInterface", dependencies: ["HyperV", "GuestMemory", "LinuxSupport"],
                 path: "Sources/Root/HypervisorInterface", swiftSettings: host),
         .target(name: "Partition",
@@ -198,6 +201,10 @@ let package = Package(
         .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport", system]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "LinuxSupport"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "LinuxSupport", system]),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "TestSupport"]),
+        .testTarget(name: "ControlGroupsTests",
+                    dependencies: ["ControlGroups", "LinuxSupport", "TestSupport",
+                                   .product(name: "Subprocess", package: "swift-subprocess")]),
         .testTarget(name: "PartitionTests",
                     dependencies: ["Partition", "GuestBuilder", "HypervisorInterface", "KVM", "HyperV", "GuestMemory",
                                    "LinuxSupport", system]),

@@ -62,6 +62,13 @@ public final class OSThread: Sendable {
     /// Whether the body has returned.
     public var isFinished: Bool { finished.load(ordering: .acquiring) }
 
+    /// The thread's kernel thread id (gettid(2)), as cgroup `tasks` and `/proc/<pid>/task`
+    /// name it; nil until the thread has started running.
+    public var kernelThreadID: Int32? {
+        let id = threadID.load(ordering: .acquiring)
+        return id == 0 ? nil : id
+    }
+
     /// Waits for the body to return. Call at most once.
     public func join() {
         guard let pthread = handle.withLock({ value -> pthread_t? in
