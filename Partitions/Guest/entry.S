@@ -4,7 +4,7 @@
 // the low 4 GiB, interrupts off) with RDI = VP index and RSI = GPA of the boot-information
 // page. In a few hundred emulated instructions this code installs the guest's own GDT, TSS,
 // IDT and user-accessible page tables, enables the x2APIC, performs the Hyper-V MSR sequence
-// in the order Linux uses (hyperv-guest-interface.md §2: GUEST_OS_ID, HYPERCALL, VP_INDEX,
+// in the order Linux uses (Docs/hyperv-interface.md §2.4: GUEST_OS_ID, HYPERCALL, VP_INDEX,
 // VP_ASSIST_PAGE, SIMP, SIEFP, SINTx, SCONTROL), and drops to CPL3 with IOPL=3, where all
 // Swift code runs. Interrupt handlers stay tiny: they count, EOI and return.
 //

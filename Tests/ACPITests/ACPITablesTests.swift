@@ -2,7 +2,7 @@ import HyperV
 import Testing
 @testable import ACPI
 
-@Suite("ACPI table set (§5.2)")
+@Suite("ACPI table set (Docs/hyperv-interface.md §13.4)")
 struct ACPITablesTests {
     static let base: UInt64 = 0xE_0000
     let blob: ACPIBlob

@@ -2,7 +2,7 @@ import HyperV
 import Testing
 @testable import ACPI
 
-@Suite("DSDT namespace (§5.1, §5.2)")
+@Suite("DSDT namespace (Docs/hyperv-interface.md §13.4)")
 struct DSDTTests {
     let root: AMLNode
 

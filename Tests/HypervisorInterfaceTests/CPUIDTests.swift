@@ -2,7 +2,7 @@ import HyperV
 import HypervisorInterface
 import Testing
 
-@Suite("CPUID leaves (hyperv-guest-interface.md §1)")
+@Suite("CPUID leaves (Docs/hyperv-interface.md §1)")
 struct CPUIDTests {
     let leaves = HvCPUID.hypervisorLeaves(processorCount: 3)
 
@@ -26,9 +26,11 @@ struct CPUIDTests {
         #expect(features.edx == 0x500)
         // Detection needs HYPERCALL (bit 5) and VP_INDEX (bit 6).
         #expect(features.eax & 0x60 == 0x60)
-        // Never TIME_REF_COUNT without REFERENCE_TSC (pitfall 3), never synthetic timers.
+        // Never TIME_REF_COUNT without REFERENCE_TSC (Docs/hyperv-interface.md §1.3), never
+        // synthetic timers.
         #expect(features.eax & (1 << 9) != 0 && features.eax & (1 << 3) == 0)
-        // Never AccessPartitionId, CpuManagement, extended hypercalls or isolation (pitfall 5).
+        // Never AccessPartitionId, CpuManagement, extended hypercalls or isolation
+        // (Docs/hyperv-interface.md §1.3).
         #expect(features.ebx & PartitionPrivilegesHigh.forbidden.rawValue == 0)
     }
 

@@ -4,7 +4,7 @@ import HypervisorInterface
 import LinuxSupport
 import Testing
 
-@Suite("Hypercalls (hyperv-guest-interface.md §3)")
+@Suite("Hypercalls (Docs/hyperv-interface.md §3)")
 struct HypercallTests {
     let post = HypercallControl(code: .postMessage).rawValue
 

@@ -5,7 +5,7 @@ import HypervisorInterface
 import Synchronization
 import Testing
 
-@Suite("SynIC messages and SINTs (hyperv-guest-interface.md §4)")
+@Suite("SynIC messages and SINTs (Docs/hyperv-interface.md §4)")
 struct SynICTests {
     @Test func messageIsWrittenToTheSINTSlotAndRaisesTheSINT() throws {
         let fixture = try Fixture()

@@ -3,7 +3,7 @@ import HyperV
 import HypervisorInterface
 import Testing
 
-@Suite("Synthetic MSRs (hyperv-guest-interface.md §2.1)")
+@Suite("Synthetic MSRs (Docs/hyperv-interface.md §2)")
 struct SyntheticMSRTests {
     @Test func guestOSIDReadsBackWhatWasWritten() throws {
         let fixture = try Fixture()
@@ -80,8 +80,9 @@ struct SyntheticMSRTests {
         #expect(fromPage == fromMSR)
     }
 
-    /// §2.1: TIME_REF_COUNT and the TSC page are one clock. When the host hypervisor moves the
-    /// guest TSC's offset (a nested KVM does), the processor's own TSC decides both.
+    /// Docs/hyperv-interface.md §5.2: TIME_REF_COUNT and the TSC page are one clock. When the host
+    /// hypervisor moves the guest TSC's offset (a nested KVM does), the processor's own TSC decides
+    /// both.
     @Test func timeReferenceCountFollowsTheProcessorsOwnTSC() throws {
         let fixture = try Fixture()
         let drifted = fixture.environment.hostTimestampCounter() &+ fixture.partition.time.guestTSCOffset &+ Fixture.tscHz / 100

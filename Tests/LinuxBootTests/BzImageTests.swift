@@ -3,7 +3,7 @@ import Testing
 @testable import LinuxBoot
 import TestSupport
 
-@Suite("bzImage setup header (§5.3)")
+@Suite("bzImage setup header (Docs/hyperv-interface.md §13.5)")
 struct BzImageTests {
     @Test func parsesTheSetupHeaderFields() throws {
         let synthetic = SyntheticBzImage()

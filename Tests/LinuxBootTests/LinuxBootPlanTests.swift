@@ -2,7 +2,7 @@ import HyperV
 import Testing
 @testable import LinuxBoot
 
-@Suite("Linux boot plan: guest physical layout (§5.3)")
+@Suite("Linux boot plan: guest physical layout (Docs/hyperv-interface.md §13.5)")
 struct LinuxBootPlanTests {
     static let memorySize: UInt64 = 256 << 20
     static let acpi = ACPITablePlacement(address: 0xE_0000, bytes: [UInt8](repeating: 0xAC, count: 0x400),

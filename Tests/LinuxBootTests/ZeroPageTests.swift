@@ -2,7 +2,7 @@ import HyperV
 import Testing
 @testable import LinuxBoot
 
-@Suite("Zero page (boot_params) fields (§5.3)")
+@Suite("Zero page (boot_params) fields (Docs/hyperv-interface.md §13.5)")
 struct ZeroPageTests {
     let kernel: BzImage
 

@@ -230,8 +230,9 @@ struct VMBusHostTests {
         }
     }
 
-    /// §6.3: a reader that drains a full ring publishes its read index as it goes, so a writer
-    /// waiting for room refills the ring meanwhile instead of waiting for it to empty.
+    /// Docs/hyperv-interface.md §8.6: a reader that drains a full ring publishes its read index as
+    /// it goes, so a writer waiting for room refills the ring meanwhile instead of waiting for it
+    /// to empty.
     @Test func aDrainingWorkerFreesRoomBeforeTheRingIsEmpty() throws {
         let memory = try GuestMemory.create(name: "vmbus-gated", size: 4 << 20)
         let device = GatedDevice(memory: memory, controlPage: 100)

@@ -35,7 +35,7 @@ func checkMessageContract<M: ChannelMessageRepresentable>(_ message: M, wrap: (M
     }
 }
 
-@Suite("Channel messages (§6.1)")
+@Suite("Channel messages (Docs/hyperv-interface.md §6)")
 struct ChannelMessageTests {
     static let offer = OfferChannel(
         interfaceType: .heartbeat, interfaceInstance: GUID(0x1122_3344, 0x5566, 0x7788, 0x99aa_bbcc_ddee_ff00),
@@ -80,7 +80,7 @@ struct ChannelMessageTests {
         #expect(UnloadResponse().bytes == [17, 0, 0, 0, 0, 0, 0, 0])
     }
 
-    @Test("OFFERCHANNEL is exactly 196 bytes with every field at its §6.1 offset")
+    @Test("OFFERCHANNEL is exactly 196 bytes with every field at its Docs/hyperv-interface.md §6.4 offset")
     func offerChannelLayout() throws {
         try checkMessageContract(Self.offer, wrap: ChannelMessage.offerChannel)
         let bytes = Self.offer.bytes
@@ -166,7 +166,7 @@ struct ChannelMessageTests {
         #expect(try GPADLBody(parsing: short).pfns == [1, 2])
     }
 
-    @Test("Fixed-size channel messages round-trip at their §6.1 sizes")
+    @Test("Fixed-size channel messages round-trip at their Docs/hyperv-interface.md §6.2 sizes")
     func fixedSizeMessages() throws {
         try checkMessageContract(GPADLCreated(childRelID: 1, gpadl: 2, status: 3), wrap: ChannelMessage.gpadlCreated)
         try checkMessageContract(GPADLTeardown(childRelID: 4, gpadl: 5), wrap: ChannelMessage.gpadlTeardown)

@@ -2,9 +2,9 @@ import Testing
 import VMBusProtocol
 import TestSupport
 
-@Suite("GUID wire format (§7.1)")
+@Suite("GUID wire format (Docs/hyperv-interface.md §6.4)")
 struct GUIDTests {
-    /// The §7.1 table: class GUID, text form, wire bytes.
+    /// The class GUIDs of Docs/hyperv-interface.md §14: class GUID, text form, wire bytes.
     static let table: [(GUID, String, String)] = [
         (.shutdown, "0e0b6031-5213-4934-818b-38d90ced39db", "31600b0e13523449818b38d90ced39db"),
         (.timeSync, "9527e630-d0ae-497b-adce-e80ab0175caf", "30e62795aed07b49adcee80ab0175caf"),
@@ -14,7 +14,7 @@ struct GUIDTests {
         (.network, "f8615163-df3e-46c5-913f-f2d2f965ed0e", "635161f83edfc546913ff2d2f965ed0e"),
     ]
 
-    @Test("Each well-known class GUID has the §7.1 wire bytes", arguments: 0..<6)
+    @Test("Each well-known class GUID has its Docs/hyperv-interface.md §14 wire bytes", arguments: 0..<6)
     func knownClassWireBytes(index: Int) {
         let (guid, text, wire) = Self.table[index]
         #expect(hex(guid.wireBytes) == wire)
@@ -51,7 +51,7 @@ struct GUIDTests {
     }
 }
 
-@Suite("VMBus versions and constants (§6.1)")
+@Suite("VMBus versions and constants (Docs/hyperv-interface.md §6.3, §7.1)")
 struct VersionTests {
     @Test("Versions encode major << 16 | minor and are tried newest first")
     func versionEncoding() {
@@ -71,7 +71,7 @@ struct VersionTests {
         #expect(!VMBusVersion.v2_4.usesMessageConnectionID4)
     }
 
-    @Test("Transport constants match §6.1")
+    @Test("Transport constants match Docs/hyperv-interface.md §3.6, §6 and §7.1")
     func constants() {
         #expect(VMBusConstants.messageConnectionID.rawValue == 1)
         #expect(VMBusConstants.initiateContactConnectionID.rawValue == 4)

@@ -2,7 +2,7 @@ import Testing
 import VMBusProtocol
 import TestSupport
 
-@Suite("GPA-direct and transfer-page headers (§6.3)")
+@Suite("GPA-direct and transfer-page headers (Docs/hyperv-interface.md §9.3)")
 struct PacketPayloadTests {
     @Test("GPA-direct header round-trips with ⌈(offset + count) / 4096⌉ PFNs per range")
     func gpaDirectRoundTrip() throws {

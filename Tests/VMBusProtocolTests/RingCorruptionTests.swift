@@ -2,7 +2,7 @@ import Testing
 import VMBusProtocol
 import TestSupport
 
-@Suite("Ring corruption from a hostile peer (§6.3)")
+@Suite("Ring corruption from a hostile peer (Docs/hyperv-interface.md §8.7)")
 struct RingCorruptionTests {
     /// A ring holding one committed 8-byte in-band packet at offset 0.
     func ringWithPacket(dataSize: Int = 256) throws -> FlatRingMemory {

@@ -1,7 +1,7 @@
 import Testing
 import VMBusProtocol
 
-@Suite("Ring signalling (§6.3 signalling and flow control)")
+@Suite("Ring signalling (Docs/hyperv-interface.md §8.4-§8.6)")
 struct RingSignallingTests {
     static let packet: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]  // 32 ring bytes each
 

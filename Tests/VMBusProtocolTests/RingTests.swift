@@ -2,7 +2,7 @@ import Testing
 import VMBusProtocol
 import TestSupport
 
-@Suite("Packet descriptor (§6.3)")
+@Suite("Packet descriptor (Docs/hyperv-interface.md §9.1)")
 struct PacketDescriptorTests {
     @Test("Descriptor is 16 bytes: type @0, offset8 @2, len8 @4, flags @6, trans_id @8")
     func layout() throws {
@@ -34,7 +34,7 @@ struct PacketDescriptorTests {
     }
 }
 
-@Suite("Ring buffer data path (§6.3)")
+@Suite("Ring buffer data path (Docs/hyperv-interface.md §8, §9.1)")
 struct RingDataPathTests {
     @Test("A written packet reads back with descriptor, payload, zero padding and trailer")
     func roundTrip() throws {
@@ -205,7 +205,7 @@ func checksum(_ bytes: [UInt8]) -> UInt32 {
     bytes.reduce(UInt32(17)) { sum, byte in sum &* 31 &+ UInt32(byte) }
 }
 
-@Suite("Ring buffer fullness (§6.3 writer rules)")
+@Suite("Ring buffer fullness (Docs/hyperv-interface.md §8.3)")
 struct RingFullnessTests {
     @Test("An empty ring reads nil and reports empty")
     func empty() throws {

@@ -37,7 +37,7 @@ struct Guest {
     }
 }
 
-@Suite("VMBus server: connection (hyperv-guest-interface.md §6.1)")
+@Suite("VMBus server: connection (Docs/hyperv-interface.md §6.3-§6.4)")
 struct ConnectionTests {
     @Test func newestVersionIsAcceptedOnConnection4() {
         var guest = Guest()
@@ -137,7 +137,7 @@ struct ConnectionTests {
     }
 }
 
-@Suite("VMBus server: GPADLs (hyperv-guest-interface.md §6.1 step 6)")
+@Suite("VMBus server: GPADLs (Docs/hyperv-interface.md §7)")
 struct GPADLTests {
     func connected() -> Guest {
         var guest = Guest()
@@ -255,7 +255,7 @@ struct GPADLTests {
     }
 }
 
-@Suite("VMBus server: channels (hyperv-guest-interface.md §6.1 steps 7-10)")
+@Suite("VMBus server: channels (Docs/hyperv-interface.md §6.5-§6.7)")
 struct ChannelTests {
     var guest: Guest
 

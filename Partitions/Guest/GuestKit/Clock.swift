@@ -21,8 +21,8 @@ public struct Clock {
         return UInt64(1_000_000_000).dividingFullWidth((high: high, low: low)).quotient
     }
 
-    /// Reads the reference TSC page (hyperv-guest-interface.md §2.1): `nil` while its sequence
-    /// is 0, otherwise (reference time, sequence, scale, offset). Retries while the sequence changes.
+    /// Reads the reference TSC page (Docs/hyperv-interface.md §5.1): `nil` while its sequence is 0,
+    /// otherwise (reference time, sequence, scale, offset). Retries while the sequence changes.
     public static func referenceTimeFromPage() -> (time: UInt64, sequence: UInt32, scale: UInt64, offset: Int64)? {
         let page = physical(_referenceTSCPage())
         while true {

@@ -2,7 +2,7 @@ import HyperV
 import Synchronization
 
 /// The guest side of one virtual processor's SynIC: its message page and event-flags page
-/// (hyperv-guest-interface.md §4), and the interrupt counters the SINT handlers bump.
+/// (Docs/hyperv-interface.md §4), and the interrupt counters the SINT handlers bump.
 public struct SynICClient {
     public let vp: Int
 

@@ -4,7 +4,7 @@ import VMBusProtocol
 
 /// The guest end of an open channel (a VSC's transport): it writes the guest→host ring, reads
 /// the host→guest ring, and signals the host with HvSignalEvent on the offer's connection ID
-/// only when the rules of hyperv-guest-interface.md §6.3 call for it.
+/// only when the rules of Docs/hyperv-interface.md §8.4 call for it.
 public struct GuestChannel {
     public let relID: UInt32
     public let connectionID: UInt32

@@ -2,7 +2,7 @@ import GuestKit
 import HyperV
 import VMBusProtocol
 
-/// The guest's VMBus client (hyperv-guest-interface.md §6.1), the same sequence Linux's
+/// The guest's VMBus client (Docs/hyperv-interface.md §6), the same sequence Linux's
 /// hv_vmbus follows: INITIATE_CONTACT, newest version first, on connection 4 (5.0+) or 1;
 /// REQUESTOFFERS; then, per device, a GPADL for its rings and OPENCHANNEL.
 public struct VMBusClient {

@@ -104,7 +104,7 @@ public final class ChildPartition: Sendable {
     }
 
     /// Sets event flag `flag` of `sint` on `vp` with an atomic OR (the guest clears flags with
-    /// `lock btr`), then raises the SINT (hyperv-guest-interface.md §4.4).
+    /// `lock btr`), then raises the SINT (Docs/hyperv-interface.md §4.4).
     /// - Returns: `false` if the processor has no event-flags page enabled (the event is lost,
     ///   as on Hyper-V).
     @discardableResult

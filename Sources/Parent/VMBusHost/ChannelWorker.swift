@@ -4,11 +4,11 @@ import VMBusProtocol
 /// The thread that serves one open channel: it drains the guest→host ring into the device,
 /// publishes the device's answers, and sleeps on the guest's doorbell when idle.
 ///
-/// Interrupt suppression follows hyperv-guest-interface.md §6.3: while the worker is draining it
-/// keeps the incoming ring's interrupt_mask set, so the guest does not signal; before sleeping it
-/// clears the mask, issues a full barrier and re-checks the ring (the lost-wakeup race, §8 item
-/// 21). When the ring goes idle the worker polls briefly before sleeping, because waking a
-/// blocked thread costs ~14 µs here.
+/// Interrupt suppression follows Docs/hyperv-interface.md §8.4-§8.5: while the worker is draining
+/// it keeps the incoming ring's interrupt_mask set, so the guest does not signal; before sleeping
+/// it clears the mask, issues a full barrier and re-checks the ring (the lost-wakeup race). When
+/// the ring goes idle the worker polls briefly before sleeping, because waking a blocked thread
+/// costs ~14 µs here.
 public final class ChannelWorker: Sendable {
     /// The processor the channel's events go to (MODIFYCHANNEL moves it).
     public let target: ChannelTarget

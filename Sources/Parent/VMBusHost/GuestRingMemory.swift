@@ -2,7 +2,7 @@ import GuestMemory
 import VMBusProtocol
 
 /// One ring buffer direction in guest RAM, described by GPADL pages: a control page, then data
-/// pages in ring order (hyperv-guest-interface.md §6.3).
+/// pages in ring order (Docs/hyperv-interface.md §8.1).
 ///
 /// Linux maps the data area twice so wrap-around is contiguous for it; the host instead walks
 /// the page list, with a fast path when the pages are contiguous in guest RAM (Linux allocates

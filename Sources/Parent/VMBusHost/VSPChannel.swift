@@ -78,9 +78,10 @@ public final class VSPChannel {
     }
 
     /// Whether a packet of `payloadBytes` would be staged now rather than queued. When it would
-    /// not, pending_send_sz asks the guest to signal once it has freed enough space, and the
-    /// ring is checked again in case the guest freed it before seeing the request (§6.3 "Flow
-    /// control"): a producer that stops on `false` is woken when it can go on.
+    /// not, pending_send_sz asks the guest to signal once it has freed enough space, and the ring
+    /// is checked again in case the guest freed it before seeing the request
+    /// (Docs/hyperv-interface.md §8.6): a producer that stops on `false` is woken when it can go
+    /// on.
     public func hasRoom(forPayload payloadBytes: Int) -> Bool {
         guard backlogHead == backlog.count,
               let needed = RingLayout.packetRingBytes(headerBytes: 0, payloadBytes: payloadBytes) else { return false }

@@ -1,7 +1,7 @@
 import HyperV
 import VMBusProtocol
 
-/// What a device offers on the bus: its class and instance GUIDs (hyperv-guest-interface.md §6.1 step 5).
+/// What a device offers on the bus: its class and instance GUIDs (Docs/hyperv-interface.md §6.4).
 public struct ChannelOffer: Hashable, Sendable {
     public var interfaceType: GUID
     public var interfaceInstance: GUID

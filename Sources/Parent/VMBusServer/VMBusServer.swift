@@ -2,12 +2,12 @@ import HyperV
 import VMBusProtocol
 
 /// The VMBus control plane of one child partition, as a state machine with no I/O inside
-/// (hyperv-guest-interface.md §6; the shape follows openvmm's `channels::Server`).
+/// (Docs/hyperv-interface.md §6-§7; the shape follows openvmm's `channels::Server`).
 ///
 /// It is driven by the guest's channel messages and by the devices' answers, and emits
-/// `ServerAction`s: messages to post, channels to open or close, GPADLs to release. Every
-/// request is answered, negatively if it must be, because Linux waits forever for most
-/// answers (pitfall 10). Guest input is hostile: every relid, GPADL handle, page number,
+/// `ServerAction`s: messages to post, channels to open or close, GPADLs to release. Every request
+/// is answered, negatively if it must be, because Linux waits forever for most answers
+/// (Docs/hyperv-interface.md §6.8). Guest input is hostile: every relid, GPADL handle, page number,
 /// processor index and count is validated before it is used.
 public struct VMBusServer: Sendable {
     /// Limits that keep a hostile guest from growing the server's state without bound.
@@ -221,7 +221,8 @@ public struct VMBusServer: Sendable {
     private mutating func deliverOffer(_ relID: UInt32, _ connection: Connection, _ actions: inout [ServerAction]) {
         guard let channel = channels[relID] else { return }
         channels[relID]?.state = .offered
-        // monitor_allocated = 0: the guest signals with HvSignalEvent, never monitor pages (pitfall 14).
+        // monitor_allocated = 0: the guest signals with HvSignalEvent, never monitor pages
+        // (Docs/hyperv-interface.md §6.4).
         let offer = OfferChannel(
             interfaceType: channel.offer.interfaceType, interfaceInstance: channel.offer.interfaceInstance,
             childRelID: relID, connectionID: VMBusConstants.eventConnectionID(childRelID: relID),
@@ -263,8 +264,8 @@ public struct VMBusServer: Sendable {
         append(header.pfns, to: header.gpadl, connection, &actions)
     }
 
-    /// GPADL_BODY: Linux never fills msgnumber (pitfall 12), so bodies are matched by handle and
-    /// counted until the range's pages have all arrived.
+    /// GPADL_BODY: Linux never fills msgnumber (Docs/hyperv-interface.md §7.1), so bodies are
+    /// matched by handle and counted until the range's pages have all arrived.
     private mutating func gpadlBody(_ body: GPADLBody, _ connection: Connection, _ actions: inout [ServerAction]) {
         guard case .assembling? = gpadls[body.gpadl] else {
             actions.append(.protocolViolation("GPADL_BODY for GPADL \(body.gpadl), which is not being created"))
@@ -371,7 +372,7 @@ public struct VMBusServer: Sendable {
             status = ServerStatus.invalidParameter
             actions.append(.protocolViolation("MODIFYCHANNEL of relid \(modify.childRelID) to processor \(modify.targetVP)"))
         }
-        // Only 5.3 and later wait for the response (§6.1 step 10).
+        // Only 5.3 and later wait for the response (Docs/hyperv-interface.md §6.5).
         if connection.version >= VMBusVersion.v5_3 {
             actions.append(reply(connection, .modifyChannelResponse(ModifyChannelResponse(childRelID: modify.childRelID,
                                                                                          status: status))))

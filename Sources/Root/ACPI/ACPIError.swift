@@ -1,4 +1,4 @@
-/// Why ACPI tables or AML could not be built (hyperv-guest-interface.md §5.2).
+/// Why ACPI tables or AML could not be built (Docs/hyperv-interface.md §13.4).
 public enum ACPIError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The platform description asks for something the tables cannot express; the string says what.
     case invalidConfiguration(String)

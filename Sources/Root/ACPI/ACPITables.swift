@@ -1,7 +1,7 @@
 import HyperV
 
 /// Builds the minimal ACPI table set a Linux partition needs: RSDP, XSDT, FADT, MADT and DSDT
-/// (hyperv-guest-interface.md §5.2).
+/// (Docs/hyperv-interface.md §13.4).
 public enum ACPITables {
     /// The IOAPIC's conventional address.
     public static let defaultIOAPICAddress: UInt32 = 0xFEC0_0000

@@ -11,7 +11,7 @@ public enum AML {
 
     /// The PkgLength for `contentLength` bytes that follow it. The encoded value counts the
     /// PkgLength's own 1-4 bytes; 1 byte holds values up to 63, 2 up to 2^12-1, 3 up to 2^20-1,
-    /// 4 up to 2^28-1 (§20.2.4 "Package Length Encoding").
+    /// 4 up to 2^28-1 (ACPI 6.4 §20.2.4 "Package Length Encoding").
     /// - Throws: `.unencodable` for negative lengths or lengths beyond 28 bits.
     public static func packageLength(contentLength: Int) throws(ACPIError) -> [UInt8] {
         guard contentLength >= 0 else { throw .unencodable("negative package length") }

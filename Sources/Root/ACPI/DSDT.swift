@@ -1,7 +1,7 @@
 import HyperV
 
 /// The Differentiated System Description Table: the AML namespace of a Linux partition
-/// (hyperv-guest-interface.md §5.1, §5.2 item 5).
+/// (Docs/hyperv-interface.md §13.4).
 ///
 ///     Device (\_SB.VMOD) {                       // ACPI module device, VMBus's parent
 ///         Name (_HID, "ACPI0004")

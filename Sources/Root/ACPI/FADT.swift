@@ -2,7 +2,7 @@ import HyperV
 
 /// The Fixed ACPI Description Table, revision 6, for a hardware-reduced platform whose reset,
 /// sleep control and sleep status are one 8-bit I/O port, `PlatformPorts.power`
-/// (ACPI 6.4 §5.2.9; hyperv-guest-interface.md §5.2 item 3).
+/// (ACPI 6.4 §5.2.9; Docs/hyperv-interface.md §13.4).
 ///
 /// Hardware-reduced ACPI means no PM1/GPE blocks, SCI, PM timer or FACS. Linux then also skips
 /// the legacy PIC and PIT setup. Poweroff writes `PowerCommand.powerOff` (SLP_TYP 5 | SLP_EN)

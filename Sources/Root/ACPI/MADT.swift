@@ -1,6 +1,6 @@
 import HyperV
 
-/// The Multiple APIC Description Table (ACPI 6.4 §5.2.12; hyperv-guest-interface.md §5.2 item 4),
+/// The Multiple APIC Description Table (ACPI 6.4 §5.2.12; Docs/hyperv-interface.md §13.4),
 /// the only description of processors and the IOAPIC a Debian kernel reads (MPPARSE is off).
 ///
 /// Flags are 0, not PCAT_COMPAT: the platform offers no 8259 pair for the OS to program. The FADT

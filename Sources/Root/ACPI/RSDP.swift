@@ -1,7 +1,7 @@
 import HyperV
 
-/// The Root System Description Pointer, revision 2 (ACPI 6.4 §5.2.5.3; hyperv-guest-interface.md
-/// §5.2 item 1). Linux finds it through `boot_params.acpi_rsdp_addr`.
+/// The Root System Description Pointer, revision 2 (ACPI 6.4 §5.2.5.3;
+/// Docs/hyperv-interface.md §13.4). Linux finds it through `boot_params.acpi_rsdp_addr`.
 public enum RSDP {
     /// Revision 2 structures are 36 bytes.
     public static let size = 36

@@ -1,7 +1,7 @@
 import HyperV
 
 /// The Extended System Description Table: the header and one u64 address per table
-/// (ACPI 6.4 §5.2.8; hyperv-guest-interface.md §5.2 item 2).
+/// (ACPI 6.4 §5.2.8; Docs/hyperv-interface.md §13.4).
 public enum XSDT {
     /// The table signature.
     public static let signature = "XSDT"

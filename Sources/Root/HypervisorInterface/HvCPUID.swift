@@ -21,7 +21,7 @@ public struct CPUIDLeaf: Hashable, Sendable {
 }
 
 /// The CPUID a child partition sees: the host's virtualizable leaves, with every KVM
-/// paravirtual leaf removed and the Hyper-V leaves added (hyperv-guest-interface.md §1).
+/// paravirtual leaf removed and the Hyper-V leaves added (Docs/hyperv-interface.md §1).
 public enum HvCPUID {
     /// Privileges advertised in 0x40000003 EAX: the recommended set 0x8A66.
     public static let privileges: PartitionPrivileges = .recommended
@@ -55,9 +55,9 @@ public enum HvCPUID {
 
     /// Builds a partition's CPUID from the host's supported leaves.
     ///
-    /// Every leaf in 0x40000000-0x4FFFFFFF is dropped (Linux picks the hypervisor with the
-    /// highest signature base, so a KVM signature would win: pitfall 2); CPUID.1:ECX gets the
-    /// hypervisor-present bit, 0x80000007:EDX the invariant-TSC bit, and leaves 0xB/0x1F
+    /// Every leaf in 0x40000000-0x4FFFFFFF is dropped (Linux picks the hypervisor with the highest
+    /// signature base, so a KVM signature would win: Docs/hyperv-interface.md §1.1); CPUID.1:ECX
+    /// gets the hypervisor-present bit, 0x80000007:EDX the invariant-TSC bit, and leaves 0xB/0x1F
     /// report each processor's own x2APIC ID.
     public static func partitionLeaves(host: [CPUIDLeaf], processorCount: Int) -> [CPUIDLeaf] {
         var leaves = host.filter { $0.function & 0xF000_0000 != 0x4000_0000 }

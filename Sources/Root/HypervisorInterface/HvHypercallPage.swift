@@ -2,8 +2,8 @@ import HyperV
 
 /// The code the root writes into the guest page named by the HYPERCALL MSR.
 ///
-/// A VMCALL never reaches user space on a KVM without Hyper-V support (pitfall 6), so the
-/// page traps with port I/O instead (hyperv-guest-interface.md §3.3):
+/// A VMCALL never reaches user space on a KVM without Hyper-V support, so the page traps with
+/// port I/O instead (Docs/hyperv-interface.md §3.2):
 ///
 ///     00  F3 0F 1E FA            endbr64
 ///     04  48 81 F9 5D 00 01 00   cmp   rcx, 0x1005D        ; fast HvSignalEvent?

@@ -1,7 +1,7 @@
 import GuestMemory
 import HyperV
 
-/// The registers a hypercall passes (x64 calling convention, hyperv-guest-interface.md §3.1).
+/// The registers a hypercall passes (x64 calling convention, Docs/hyperv-interface.md §3.1).
 public struct HypercallRegisters: Hashable, Sendable {
     /// RCX: the control word.
     public var control: UInt64

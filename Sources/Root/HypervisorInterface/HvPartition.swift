@@ -3,7 +3,7 @@ import HyperV
 import Synchronization
 
 /// The Hyper-V hypervisor interface of one child partition, emulated in user space
-/// (hyperv-guest-interface.md §1-4): partition-wide synthetic MSRs, the hypercall page,
+/// (Docs/hyperv-interface.md §1-§5): partition-wide synthetic MSRs, the hypercall page,
 /// the reference TSC page, hypercall dispatch and the per-processor SynICs.
 public final class HvPartition: Sendable {
     /// One SynIC per virtual processor, indexed by VP index.
@@ -48,7 +48,7 @@ public final class HvPartition: Sendable {
         time.referenceTime(hostTSC: environment.hostTimestampCounter())
     }
 
-    // MARK: Synthetic MSRs (hyperv-guest-interface.md §2.1)
+    // MARK: Synthetic MSRs (Docs/hyperv-interface.md §2)
 
     /// Reads synthetic MSR `index` on processor `vp`.
     /// - Returns: the value, or `nil` if the read must raise #GP.
@@ -105,7 +105,7 @@ public final class HvPartition: Sendable {
     }
 
     /// HYPERCALL: once locked it cannot change; enabling it needs a guest OS ID and writes
-    /// the stub into the named page before the processor resumes (pitfall 7).
+    /// the stub into the named page before the processor resumes (Docs/hyperv-interface.md §2.2).
     private func writeHypercallMSR(_ value: UInt64) -> Bool {
         state.withLock { state -> Bool in
             if state.hypercall.rawValue & 0b10 != 0 { return true }

@@ -3,7 +3,7 @@ import HyperV
 import Synchronization
 
 /// The synthetic interrupt controller of one virtual processor (TLFS "SynIC";
-/// hyperv-guest-interface.md §4): its MSRs, its message page and the per-SINT queues of
+/// Docs/hyperv-interface.md §4): its MSRs, its message page and the per-SINT queues of
 /// messages waiting for a free slot.
 public final class HvVirtualProcessor: Sendable {
     /// The VP index the guest reads from VP_INDEX.
@@ -134,7 +134,7 @@ public final class HvVirtualProcessor: Sendable {
         case queueFull
     }
 
-    /// Posts a message to SINT `sint` (hyperv-guest-interface.md §4.3): written into the slot if
+    /// Posts a message to SINT `sint` (Docs/hyperv-interface.md §4.3): written into the slot if
     /// it is free and the SINT can take it, otherwise queued until EOM or reconfiguration.
     public func postMessage(sint: Int, type: SynICMessageType, payload: [UInt8], sender: UInt64 = 0) -> PostResult {
         precondition((0..<SynIC.sintCount).contains(sint) && payload.count <= SynIC.maximumMessagePayload)

@@ -1,6 +1,6 @@
 /// ACPI tables built and positioned by their builder (the ACPI module's `ACPIBlob`), for the
 /// boot plan to copy and to describe in the e820 map and the zero page
-/// (hyperv-guest-interface.md §5.2, §5.3).
+/// (Docs/hyperv-interface.md §13.4, §13.5).
 public struct ACPITablePlacement: Sendable {
     /// Guest physical address of the first byte; the tables' internal pointers assume it.
     public var address: UInt64

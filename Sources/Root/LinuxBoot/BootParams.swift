@@ -1,5 +1,5 @@
 /// Offsets of the `boot_params` ("zero page") fields outside the setup header
-/// (hyperv-guest-interface.md §5.3; Documentation/x86/zero-page.rst).
+/// (Docs/hyperv-interface.md §13.5; Documentation/x86/zero-page.rst).
 public enum BootParams {
     /// The zero page is one 4 KiB page.
     public static let size = 4096

@@ -1,6 +1,6 @@
 import HyperV
 
-/// A Linux bzImage, parsed for the 64-bit boot protocol (hyperv-guest-interface.md §5.3;
+/// A Linux bzImage, parsed for the 64-bit boot protocol (Docs/hyperv-interface.md §13.5;
 /// Documentation/x86/boot.rst).
 ///
 /// The file comes from a user, so every field that locates bytes is checked against the file

@@ -1,7 +1,7 @@
 import HyperV
 
 /// The BIOS-style physical memory map handed to Linux in the zero page
-/// (hyperv-guest-interface.md §5.3; Documentation/x86/zero-page.rst `e820_table`).
+/// (Docs/hyperv-interface.md §13.5; Documentation/x86/zero-page.rst `e820_table`).
 ///
 /// Entries never overlap, are never empty and never wrap; there are at most 128 of them.
 public struct E820Map: Equatable, Sendable {

@@ -1,4 +1,5 @@
-/// Why a Linux kernel could not be prepared for a 64-bit direct boot (hyperv-guest-interface.md §5.3).
+/// Why a Linux kernel could not be prepared for a 64-bit direct boot
+/// (Docs/hyperv-interface.md §13.5).
 ///
 /// bzImages, initrds and command lines come from users, so every check that fails on their
 /// bytes ends here with a reason rather than a trap.

@@ -1,7 +1,8 @@
 import HyperV
 
 /// Where a 64-bit direct boot puts everything in guest physical memory, and the e820 map that
-/// describes it (hyperv-guest-interface.md §5.3; Documentation/x86/boot.rst "64-bit Boot Protocol").
+/// describes it (Docs/hyperv-interface.md §13.5; Documentation/x86/boot.rst "64-bit Boot
+/// Protocol").
 ///
 /// A pure computation: nothing touches guest RAM. The caller copies `regions`, builds the long
 /// mode state (GDT and identity map over at least the low 4 GiB, which `BootLayout` keeps in

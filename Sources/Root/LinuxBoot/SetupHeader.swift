@@ -1,6 +1,6 @@
 /// Offsets of the setup-header fields this loader reads or writes. The header sits at the same
 /// offsets in the bzImage file and in `boot_params`, so one table serves both
-/// (hyperv-guest-interface.md §5.3; Documentation/x86/boot.rst "The real-mode kernel header").
+/// (Docs/hyperv-interface.md §13.5; Documentation/x86/boot.rst "The real-mode kernel header").
 public enum SetupHeader {
     /// The header starts here in the file and in the zero page.
     public static let start = 0x1F1

@@ -1,6 +1,6 @@
 import HyperV
 
-/// A `boot_params` page for the 64-bit boot protocol (hyperv-guest-interface.md §5.3;
+/// A `boot_params` page for the 64-bit boot protocol (Docs/hyperv-interface.md §13.5;
 /// Documentation/x86/zero-page.rst).
 ///
 /// Starts zero-filled with the kernel's setup header copied to 0x1F1, `type_of_loader` 0xFF

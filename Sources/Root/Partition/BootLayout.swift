@@ -4,7 +4,7 @@ import KVM
 
 /// The state the root builds for a 64-bit direct boot: a boot GDT, identity-mapped page
 /// tables over the low 4 GiB, and the entry registers. Linux's 64-bit boot protocol uses the
-/// same state (hyperv-guest-interface.md §5.3), and so do the Embedded Swift guests.
+/// same state (Docs/hyperv-interface.md §13.5), and so do the Embedded Swift guests.
 ///
 ///     0x1000  GDT: null, null, 0x10 flat 64-bit code, 0x18 flat data
 ///     0x2000  PML4

@@ -27,7 +27,7 @@ public enum BootImage: Sendable {
     /// An Embedded Swift guest: an ELF executable entered in 64-bit mode on every processor,
     /// with the partition's argument string in its boot-information page.
     case embedded(elf: [UInt8], arguments: String)
-    /// A Linux bzImage booted with the 64-bit boot protocol (hyperv-guest-interface.md §5.3),
+    /// A Linux bzImage booted with the 64-bit boot protocol (Docs/hyperv-interface.md §13.5),
     /// with an optional initrd, ACPI tables describing the VMBus device and COM1, and the
     /// application processors started by the guest with INIT/SIPI.
     case linux(kernel: [UInt8], initrd: [UInt8]?, commandLine: String)

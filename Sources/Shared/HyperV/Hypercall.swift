@@ -1,4 +1,4 @@
-/// Hypercall codes (TLFS "Hypercall Reference"; hyperv-guest-interface.md §3).
+/// Hypercall codes (TLFS "Hypercall Reference"; Docs/hyperv-interface.md §3).
 public struct HypercallCode: RawRepresentable, Hashable, Sendable {
     public var rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
@@ -46,7 +46,7 @@ public struct HypercallControl: RawRepresentable, Hashable, Sendable {
     public var reservedBits: UInt64 { rawValue & 0xF000_F000_F800_0000 }
 }
 
-/// HvPostMessage input block at the input GPA (hyperv-guest-interface.md §3.2).
+/// HvPostMessage input block at the input GPA (Docs/hyperv-interface.md §3.3).
 public enum PostMessageInput {
     /// connection_id u32 @0, reserved u32 @4, message_type u32 @8, payload_size u32 @12, payload @16.
     public static let connectionIDOffset = 0

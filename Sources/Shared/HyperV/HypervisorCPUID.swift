@@ -1,5 +1,5 @@
 /// The Hyper-V CPUID leaves 0x40000000-0x40000006 (TLFS "Hypervisor CPUID Leaves";
-/// hyperv-guest-interface.md §1).
+/// Docs/hyperv-interface.md §1).
 public enum HypervisorCPUID {
     /// Leaf 0x40000000: maximum leaf and vendor signature.
     public static let vendorLeaf: UInt32 = 0x4000_0000
@@ -32,13 +32,13 @@ public enum HypervisorCPUID {
     public static let invariantTSCBit: UInt32 = 1 << 8
 }
 
-/// Partition privilege bits in CPUID 0x40000003 EAX (hyperv-guest-interface.md §1.3, group A).
+/// Partition privilege bits in CPUID 0x40000003 EAX (Docs/hyperv-interface.md §1.3).
 public struct PartitionPrivileges: OptionSet, Hashable, Sendable {
     public var rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
     public static let vpRuntime = PartitionPrivileges(rawValue: 1 << 0)
-    /// TIME_REF_COUNT. Never advertise without `referenceTSC` (pitfall 3).
+    /// TIME_REF_COUNT. Never advertise without `referenceTSC` (Docs/hyperv-interface.md §1.3).
     public static let timeReferenceCount = PartitionPrivileges(rawValue: 1 << 1)
     /// SCONTROL/SVERSION/SIEFP/SIMP/EOM/SINTx.
     public static let synic = PartitionPrivileges(rawValue: 1 << 2)
@@ -53,7 +53,8 @@ public struct PartitionPrivileges: OptionSet, Hashable, Sendable {
     public static let referenceTSC = PartitionPrivileges(rawValue: 1 << 9)
     /// TSC_FREQUENCY and APIC_FREQUENCY (with EDX bit 8).
     public static let frequencyMSRs = PartitionPrivileges(rawValue: 1 << 11)
-    /// TSC_INVARIANT_CONTROL; without it Linux marks the TSC unstable (pitfall 4).
+    /// TSC_INVARIANT_CONTROL; without it Linux marks the TSC unstable
+    /// (Docs/hyperv-interface.md §1.3).
     public static let tscInvariant = PartitionPrivileges(rawValue: 1 << 15)
 
     /// The recommended set, 0x8A66.
@@ -70,7 +71,7 @@ public struct PartitionPrivilegesHigh: OptionSet, Hashable, Sendable {
 
     public static let postMessages = PartitionPrivilegesHigh(rawValue: 1 << 4)
     public static let signalEvents = PartitionPrivilegesHigh(rawValue: 1 << 5)
-    /// Bits a child partition must never see (hyperv-guest-interface.md §1.3).
+    /// Bits a child partition must never see (Docs/hyperv-interface.md §1.3).
     public static let forbidden = PartitionPrivilegesHigh(rawValue: (1 << 1) | (1 << 12) | (1 << 20) | (1 << 22))
 }
 
@@ -89,6 +90,6 @@ public struct HypervisorRecommendations: OptionSet, Hashable, Sendable {
     public var rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
     /// HV_DEPRECATING_AEOI_RECOMMENDED: the guest EOIs SINT interrupts itself. Mandatory with
-    /// KVM's in-kernel LAPIC (pitfall 1).
+    /// KVM's in-kernel LAPIC (Docs/hyperv-interface.md §1.3).
     public static let deprecateAutoEOI = HypervisorRecommendations(rawValue: 1 << 9)
 }

@@ -2,7 +2,7 @@
 /// hypercall page and platform devices use, and the boot-information page it hands to
 /// the Embedded Swift guests in Partitions/.
 ///
-/// Port choices follow hyperv-guest-interface.md §3.3: none of 0x7E (RIP quirk), 0x80/0xED
+/// Port choices follow Docs/hyperv-interface.md §13.1: none of 0x7E (RIP quirk), 0x80/0xED
 /// (io_delay), 0x60/0x64, 0x70/0x71, 0x92, 0xB2, 0xE9, 0xF0/0xF1, or in-kernel device ports.
 public enum PlatformPorts {
     /// The hypercall page's slow path: `out 0xE2, al` with RCX/RDX/R8 holding the call.

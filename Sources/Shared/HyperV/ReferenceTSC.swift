@@ -1,5 +1,5 @@
 /// The reference TSC page (TLFS "Partition Reference TSC Mechanism";
-/// hyperv-guest-interface.md §2.1, REFERENCE_TSC).
+/// Docs/hyperv-interface.md §5.1).
 ///
 /// Reference time, in 100 ns units, is `((tsc * scale) >> 64) + offset`. A sequence of 0
 /// means the page is invalid and the guest must fall back to TIME_REF_COUNT.

@@ -1,5 +1,5 @@
 /// SynIC page layouts and constants (TLFS "Synthetic Interrupt Controller";
-/// hyperv-guest-interface.md §4).
+/// Docs/hyperv-interface.md §4).
 public enum SynIC {
     /// Sixteen synthetic interrupt sources per virtual processor.
     public static let sintCount = 16

@@ -1,5 +1,5 @@
 /// A Hyper-V synthetic model-specific register (TLFS "Synthetic MSRs";
-/// hyperv-guest-interface.md §2).
+/// Docs/hyperv-interface.md §2).
 ///
 /// A struct rather than an enum so that any index a guest uses stays representable.
 public struct SyntheticMSR: RawRepresentable, Hashable, Sendable {
@@ -95,7 +95,7 @@ public struct OverlayPageRegister: RawRepresentable, Hashable, Sendable {
     }
 }
 
-/// A SINTx register (TLFS "SINTx Registers"; hyperv-guest-interface.md §2.1).
+/// A SINTx register (TLFS "SINTx Registers"; Docs/hyperv-interface.md §4.2).
 public struct SINTRegister: RawRepresentable, Hashable, Sendable {
     public var rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }

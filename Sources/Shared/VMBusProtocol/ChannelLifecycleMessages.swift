@@ -1,8 +1,8 @@
 import HyperV
 
-// Opening, closing and retargeting a channel (hyperv-guest-interface.md §6.1 steps 7, 8 and 10).
+// Opening, closing and retargeting a channel (Docs/hyperv-interface.md §6.5).
 
-/// OPENCHANNEL (5), guest → host, 148 bytes (§6.1 step 7).
+/// OPENCHANNEL (5), guest → host, 148 bytes (Docs/hyperv-interface.md §6.5).
 public struct OpenChannel: ChannelMessageRepresentable {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.openChannel
@@ -63,7 +63,7 @@ public struct OpenChannel: ChannelMessageRepresentable {
 }
 
 /// OPENCHANNEL_RESULT (6), host → guest, 20 bytes: child_relid @8, openid @12, status @16
-/// (§6.1 step 7). A non-zero status fails the open.
+/// (Docs/hyperv-interface.md §6.5). A non-zero status fails the open.
 public struct OpenResult: ChannelMessageRepresentable {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.openChannelResult
@@ -98,7 +98,8 @@ public struct OpenResult: ChannelMessageRepresentable {
     }
 }
 
-/// CLOSECHANNEL (7), guest → host, 12 bytes: child_relid @8; no reply (§6.1 step 8).
+/// CLOSECHANNEL (7), guest → host, 12 bytes: child_relid @8; no reply
+/// (Docs/hyperv-interface.md §6.5).
 public struct CloseChannel: ChildRelIDMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.closeChannel
@@ -108,7 +109,8 @@ public struct CloseChannel: ChildRelIDMessage {
     public init(childRelID: UInt32) { self.childRelID = childRelID }
 }
 
-/// MODIFYCHANNEL (22), guest → host, 16 bytes: child_relid @8, target_vp @12 (§6.1 step 10).
+/// MODIFYCHANNEL (22), guest → host, 16 bytes: child_relid @8, target_vp @12
+/// (Docs/hyperv-interface.md §6.5).
 public struct ModifyChannel: ChannelMessageRepresentable {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.modifyChannel
@@ -139,7 +141,7 @@ public struct ModifyChannel: ChannelMessageRepresentable {
 }
 
 /// MODIFYCHANNEL_RESPONSE (24), host → guest, 16 bytes: child_relid @8, status @12
-/// (§6.1 step 10). Linux waits for it from version 5.3 on.
+/// (Docs/hyperv-interface.md §6.5). Linux waits for it from version 5.3 on.
 public struct ModifyChannelResponse: ChannelMessageRepresentable {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.modifyChannelResponse

@@ -1,5 +1,4 @@
-/// Any VMBus channel message, decoded by its msgtype (hyperv-guest-interface.md §6.1;
-/// prior-art-openvmm.md §6.6).
+/// Any VMBus channel message, decoded by its msgtype (Docs/hyperv-interface.md §6.2).
 ///
 /// Types this module has no layout for (reserved channels, hv_sock, pause/resume, and any
 /// out-of-range value) decode as `.unknown` so the caller can log and drop them, as Linux does

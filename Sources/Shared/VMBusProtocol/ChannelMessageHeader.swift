@@ -1,7 +1,8 @@
 import HyperV
 
 /// The 8-byte header that starts every channel message: msgtype u32 @0, padding u32 @4
-/// (hyperv-guest-interface.md §6.1; prior-art-openvmm.md §6.6).
+/// (Docs/hyperv-interface.md §6.1; openvmm `vm/devices/vmbus/vmbus_core/src/protocol.rs:
+/// MessageHeader`).
 public enum ChannelMessageHeader {
     /// Header size; fields of every message start at offset 8.
     public static let size = 8

@@ -1,5 +1,5 @@
 /// A channel message with a fixed layout: parsed from and serialized to a SynIC message payload
-/// (hyperv-guest-interface.md §6.1). Use as a generic constraint.
+/// (Docs/hyperv-interface.md §6.1). Use as a generic constraint.
 public protocol ChannelMessageRepresentable: Hashable, Sendable {
     /// The msgtype this message carries.
     static var messageType: ChannelMessageType { get }

@@ -1,5 +1,5 @@
 /// The `msgtype` word at offset 0 of every VMBus channel message (CHANNELMSG_*;
-/// hyperv-guest-interface.md §6.1, prior-art-openvmm.md §6.6).
+/// `include/linux/hyperv.h: enum vmbus_channel_message_type`; Docs/hyperv-interface.md §6.2).
 ///
 /// A struct rather than an enum so that any value a guest sends stays representable.
 public struct ChannelMessageType: RawRepresentable, Hashable, Sendable {
@@ -46,7 +46,7 @@ public struct ChannelMessageType: RawRepresentable, Hashable, Sendable {
     public static let closeReservedChannel = ChannelMessageType(rawValue: 19)
     /// 20: reply to CLOSE_RESERVED_CHANNEL.
     public static let closeReservedResponse = ChannelMessageType(rawValue: 20)
-    /// 21: hv_sock connection request; ignored here (§6.1 step 12).
+    /// 21: hv_sock connection request; ignored here (Docs/hyperv-interface.md §6.2).
     public static let tlConnectRequest = ChannelMessageType(rawValue: 21)
     /// 22: guest retargets a channel's interrupt VP.
     public static let modifyChannel = ChannelMessageType(rawValue: 22)

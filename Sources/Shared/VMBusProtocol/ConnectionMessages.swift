@@ -1,9 +1,9 @@
 import HyperV
 
 // Connection-level messages: version negotiation, offer requests and unload
-// (hyperv-guest-interface.md §6.1 steps 2–4 and 11).
+// (Docs/hyperv-interface.md §6.3, §6.4, §6.7).
 
-/// INITIATE_CONTACT (14), guest → host, 40 bytes (§6.1 step 2).
+/// INITIATE_CONTACT (14), guest → host, 40 bytes (Docs/hyperv-interface.md §6.3).
 public struct InitiateContact: ChannelMessageRepresentable {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.initiateContact
@@ -58,7 +58,7 @@ public struct InitiateContact: ChannelMessageRepresentable {
     }
 }
 
-/// VERSION_RESPONSE (15), host → guest, 16 bytes (§6.1 step 3).
+/// VERSION_RESPONSE (15), host → guest, 16 bytes (Docs/hyperv-interface.md §6.3).
 public struct VersionResponse: ChannelMessageRepresentable {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.versionResponse
@@ -100,7 +100,7 @@ public struct VersionResponse: ChannelMessageRepresentable {
     }
 }
 
-/// REQUESTOFFERS (3), guest → host, header only (§6.1 step 4).
+/// REQUESTOFFERS (3), guest → host, header only (Docs/hyperv-interface.md §6.4).
 public struct RequestOffers: HeaderOnlyMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.requestOffers
@@ -108,7 +108,7 @@ public struct RequestOffers: HeaderOnlyMessage {
     public init() {}
 }
 
-/// ALLOFFERS_DELIVERED (4), host → guest, header only (§6.1 step 5).
+/// ALLOFFERS_DELIVERED (4), host → guest, header only (Docs/hyperv-interface.md §6.4).
 public struct AllOffersDelivered: HeaderOnlyMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.allOffersDelivered
@@ -116,7 +116,8 @@ public struct AllOffersDelivered: HeaderOnlyMessage {
     public init() {}
 }
 
-/// UNLOAD (16), guest → host, header only; sent on unload, kexec and every panic (§6.1 step 11).
+/// UNLOAD (16), guest → host, header only; sent on unload, kexec and every panic
+/// (Docs/hyperv-interface.md §6.7).
 public struct Unload: HeaderOnlyMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.unload
@@ -124,7 +125,7 @@ public struct Unload: HeaderOnlyMessage {
     public init() {}
 }
 
-/// UNLOAD_RESPONSE (17), host → guest, header only (§6.1 step 11).
+/// UNLOAD_RESPONSE (17), host → guest, header only (Docs/hyperv-interface.md §6.7).
 public struct UnloadResponse: HeaderOnlyMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.unloadResponse

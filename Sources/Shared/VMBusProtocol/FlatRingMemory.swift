@@ -1,7 +1,7 @@
 import HyperV
 
 /// An in-process `RingMemory`: the control page as 1024 u32 words and the data area as a byte
-/// array (hyperv-guest-interface.md §6.3). For tests and host-only use.
+/// array (Docs/hyperv-interface.md §8.2). For tests and host-only use.
 ///
 /// Not thread-safe: orderings and barriers are no-ops, so a writer and a reader sharing one
 /// instance must run on the same thread. Feature bit 0 (pending_send_sz) starts set, as Linux

@@ -1,7 +1,8 @@
 // Guest physical address descriptor lists (GPADLs): creation and teardown
-// (hyperv-guest-interface.md §6.1 steps 6 and 8).
+// (Docs/hyperv-interface.md §7).
 
-/// GPADL_HEADER (8), guest → host: the first message describing a GPADL (§6.1 step 6).
+/// GPADL_HEADER (8), guest → host: the first message describing a GPADL
+/// (Docs/hyperv-interface.md §7.1).
 ///
 /// Layout: child_relid @8, gpadl @12, range_buflen u16 @16, rangecount u16 @18, then the range
 /// buffer: byte_count u32 @20, byte_offset u32 @24, pfn[] u64 @28. `range_buflen` covers the
@@ -73,8 +74,8 @@ public struct GPADLHeader: ChannelMessageRepresentable {
     /// PFNs the whole range buffer announces for a single range: (range_buflen − 8) / 8.
     public var announcedPFNCount: Int { max(Int(rangeBufferLength) - 8, 0) / 8 }
 
-    /// PFNs the first range needs: ⌈(byteOffset + byteCount) / 4096⌉. The GPADL is complete
-    /// once this many have arrived across the header and its bodies (§6.1 step 6 pitfall).
+    /// PFNs the first range needs: ⌈(byteOffset + byteCount) / 4096⌉. The GPADL is complete once
+    /// this many have arrived across the header and its bodies (Docs/hyperv-interface.md §7.1).
     public var requiredPFNCount: Int {
         VMBusConstants.pageCount(byteOffset: byteOffset, byteCount: byteCount)
     }
@@ -109,7 +110,7 @@ public struct GPADLHeader: ChannelMessageRepresentable {
     }
 }
 
-/// GPADL_BODY (9), guest → host: more PFNs of a GPADL (§6.1 step 6).
+/// GPADL_BODY (9), guest → host: more PFNs of a GPADL (Docs/hyperv-interface.md §7.1).
 ///
 /// Layout: msgnumber @8 (Linux leaves it 0), gpadl @12, pfn[] u64 @16 to the end of the payload.
 public struct GPADLBody: ChannelMessageRepresentable {
@@ -154,7 +155,7 @@ public struct GPADLBody: ChannelMessageRepresentable {
 }
 
 /// GPADL_CREATED (10), host → guest, 20 bytes: child_relid @8, gpadl @12, creation_status @16
-/// (§6.1 step 6). Linux waits for it without a timeout.
+/// (Docs/hyperv-interface.md §7.2). Linux waits for it without a timeout.
 public struct GPADLCreated: ChannelMessageRepresentable {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.gpadlCreated
@@ -189,7 +190,8 @@ public struct GPADLCreated: ChannelMessageRepresentable {
     }
 }
 
-/// GPADL_TEARDOWN (11), guest → host, 16 bytes: child_relid @8, gpadl @12 (§6.1 step 8).
+/// GPADL_TEARDOWN (11), guest → host, 16 bytes: child_relid @8, gpadl @12
+/// (Docs/hyperv-interface.md §7.3).
 public struct GPADLTeardown: ChannelMessageRepresentable {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.gpadlTeardown
@@ -219,8 +221,8 @@ public struct GPADLTeardown: ChannelMessageRepresentable {
     }
 }
 
-/// GPADL_TORNDOWN (12), host → guest, 12 bytes: gpadl @8 (§6.1 step 8). Linux matches on the
-/// handle alone.
+/// GPADL_TORNDOWN (12), host → guest, 12 bytes: gpadl @8 (Docs/hyperv-interface.md §7.3). Linux
+/// matches on the handle alone.
 public struct GPADLTorndown: ChannelMessageRepresentable {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.gpadlTorndown

@@ -1,6 +1,6 @@
 import HyperV
 
-/// A Microsoft GUID as VMBus carries it on the wire (hyperv-guest-interface.md §7.1).
+/// A Microsoft GUID as VMBus carries it on the wire (Docs/hyperv-interface.md §6.4).
 ///
 /// The value is stored as its 16 wire bytes. The wire form is mixed-endian: the first three
 /// fields (4, 2 and 2 bytes) are little-endian and the last 8 bytes are in text order, so
@@ -116,7 +116,7 @@ public struct GUID: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-// MARK: - Device classes (interface types) Linux 6.1 binds; hyperv-guest-interface.md §7.1.
+// MARK: - Device classes (interface types) Linux 6.1 binds; Docs/hyperv-interface.md §14.
 
 extension GUID {
     /// Shutdown integration component, 0e0b6031-5213-4934-818b-38d90ced39db (hv_utils).

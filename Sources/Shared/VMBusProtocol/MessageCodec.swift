@@ -1,6 +1,7 @@
 import HyperV
 
-// Internal helpers shared by every channel message parser and serializer (§6.1).
+// Internal helpers shared by every channel message parser and serializer
+// (Docs/hyperv-interface.md §6.1).
 
 /// Checked field access for a payload whose type and size were already validated.
 struct MessageDecoder {

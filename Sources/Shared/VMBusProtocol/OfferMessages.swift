@@ -1,8 +1,8 @@
 import HyperV
 
-// Channel offers and their withdrawal (hyperv-guest-interface.md §6.1 steps 5 and 9).
+// Channel offers and their withdrawal (Docs/hyperv-interface.md §6.4, §6.6).
 
-/// OFFERCHANNEL (1), host → guest, exactly 196 bytes (§6.1 step 5).
+/// OFFERCHANNEL (1), host → guest, exactly 196 bytes (Docs/hyperv-interface.md §6.4).
 ///
 /// Linux drops offers shorter than 196 bytes. Reserved fields (@40, @48, @182 and the unused
 /// bits of @189 and @190) are written as zero and ignored when parsing.
@@ -14,7 +14,7 @@ public struct OfferChannel: ChannelMessageRepresentable {
     /// Size of the user-defined area at @60.
     public static let userDefinedSize = 120
 
-    /// Device class GUID, if_type (@8; §7.1).
+    /// Device class GUID, if_type (@8; Docs/hyperv-interface.md §14).
     public var interfaceType: GUID
     /// Unique device instance GUID, if_instance (@24).
     public var interfaceInstance: GUID
@@ -30,7 +30,7 @@ public struct OfferChannel: ChannelMessageRepresentable {
     public var childRelID: UInt32
     /// monitorid u8 @188.
     public var monitorID: UInt8
-    /// monitor_allocated, bit 0 of u8 @189; must be `false` here (§8 item 14).
+    /// monitor_allocated, bit 0 of u8 @189; must be `false` here (Docs/hyperv-interface.md §6.4).
     public var monitorAllocated: Bool
     /// is_dedicated_interrupt, bit 0 of u16 @190.
     public var isDedicatedInterrupt: Bool
@@ -92,7 +92,8 @@ public struct OfferChannel: ChannelMessageRepresentable {
     }
 }
 
-/// RESCIND_CHANNELOFFER (2), host → guest, 12 bytes: child_relid @8 (§6.1 step 9).
+/// RESCIND_CHANNELOFFER (2), host → guest, 12 bytes: child_relid @8
+/// (Docs/hyperv-interface.md §6.6).
 public struct RescindOffer: ChildRelIDMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.rescindChannelOffer
@@ -102,7 +103,7 @@ public struct RescindOffer: ChildRelIDMessage {
     public init(childRelID: UInt32) { self.childRelID = childRelID }
 }
 
-/// RELID_RELEASED (13), guest → host, 12 bytes: child_relid @8 (§6.1 step 9).
+/// RELID_RELEASED (13), guest → host, 12 bytes: child_relid @8 (Docs/hyperv-interface.md §6.6).
 public struct RelIDReleased: ChildRelIDMessage {
     /// The msgtype this message carries.
     public static let messageType = ChannelMessageType.relIDReleased

@@ -1,7 +1,7 @@
 import HyperV
 
 /// The type of a VMBus ring packet, u16 @0 of its descriptor (`VM_PKT_*`;
-/// hyperv-guest-interface.md §6.3).
+/// Docs/hyperv-interface.md §9.2).
 ///
 /// A struct rather than an enum so that any value a guest writes stays representable.
 public struct PacketType: RawRepresentable, Hashable, Sendable {
@@ -38,7 +38,7 @@ public struct PacketType: RawRepresentable, Hashable, Sendable {
     public static let additionalData = PacketType(rawValue: 13)
 }
 
-/// The flags of a ring packet, u16 @6 of its descriptor (hyperv-guest-interface.md §6.3).
+/// The flags of a ring packet, u16 @6 of its descriptor (Docs/hyperv-interface.md §9.1).
 public struct PacketFlags: OptionSet, Hashable, Sendable {
     public var rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
@@ -47,7 +47,7 @@ public struct PacketFlags: OptionSet, Hashable, Sendable {
 }
 
 /// The 16-byte descriptor that starts every ring packet (`struct vmpacket_descriptor`;
-/// hyperv-guest-interface.md §6.3): type u16 @0, offset8 u16 @2, len8 u16 @4, flags u16 @6,
+/// Docs/hyperv-interface.md §9.1): type u16 @0, offset8 u16 @2, len8 u16 @4, flags u16 @6,
 /// trans_id u64 @8.
 public struct PacketDescriptor: Hashable, Sendable {
     /// Size of a descriptor.

@@ -1,4 +1,4 @@
-/// Why a VMBus packet descriptor or extra header was rejected (hyperv-guest-interface.md §6.3).
+/// Why a VMBus packet descriptor or extra header was rejected (Docs/hyperv-interface.md §9.1).
 public enum PacketError: Error, Hashable, Sendable {
     /// The bytes end before the structure does: `needed` bytes are required, `available` exist.
     case truncated(needed: Int, available: Int)

@@ -1,7 +1,7 @@
 import HyperV
 
 // Extra descriptor headers that follow the 16-byte descriptor of GPA-direct and transfer-page
-// packets (hyperv-guest-interface.md §6.3 "Packet types"). Both parsers are total: counts and
+// packets (Docs/hyperv-interface.md §9.3). Both parsers are total: counts and
 // lengths from the peer are checked against the bytes present before anything is allocated.
 
 /// One range of a GPA-direct packet: a buffer of `byteCount` bytes starting `byteOffset` bytes
@@ -23,7 +23,8 @@ public struct GPARange: Hashable, Sendable {
 }
 
 /// The extra header of a GPA-direct packet (type 9): {u32 reserved, u32 rangecount}, then each
-/// range as {u32 byte_count, u32 byte_offset, u64 pfn[⌈(offset + count) / 4096⌉]} (§6.3).
+/// range as {u32 byte_count, u32 byte_offset, u64 pfn[⌈(offset + count) / 4096⌉]}
+/// (Docs/hyperv-interface.md §9.3).
 public struct GPADirectHeader: Hashable, Sendable {
     /// The ranges, in order.
     public var ranges: [GPARange]
@@ -105,7 +106,8 @@ public struct TransferPageRange: Hashable, Sendable {
 }
 
 /// The extra header of a transfer-page packet (type 7): {u16 pageset_id, u8 sender_owns,
-/// u8 reserved, u32 range_cnt}, then ranges {u32 byte_count, u32 byte_offset} (§6.3).
+/// u8 reserved, u32 range_cnt}, then ranges {u32 byte_count, u32 byte_offset}
+/// (Docs/hyperv-interface.md §9.3).
 public struct TransferPageHeader: Hashable, Sendable {
     /// The transfer page set the ranges refer to.
     public var pageSetID: UInt16

@@ -1,4 +1,4 @@
-/// Why a ring operation failed (hyperv-guest-interface.md §6.3).
+/// Why a ring operation failed (Docs/hyperv-interface.md §8.7).
 public enum RingError: Error, Hashable, Sendable {
     /// The packet needs `needed` ring bytes (trailer included) and the ring does not have more
     /// than that free. Nothing was staged; retry after the consumer frees space

@@ -1,5 +1,5 @@
 /// A 32-bit word of a ring's 4 KiB control page, named by its index in u32 units
-/// (hyperv-guest-interface.md §6.3, `struct hv_ring_buffer`).
+/// (Docs/hyperv-interface.md §8.2, `struct hv_ring_buffer`).
 public struct RingControlWord: RawRepresentable, Hashable, Sendable {
     /// Index of the word in the control page; its byte offset is `rawValue * 4`.
     public var rawValue: Int
@@ -32,7 +32,7 @@ public enum RingOrdering: Sendable {
     case sequentiallyConsistent
 }
 
-/// Sizes and rules of a VMBus ring buffer (hyperv-guest-interface.md §6.3).
+/// Sizes and rules of a VMBus ring buffer (Docs/hyperv-interface.md §8).
 public enum RingLayout {
     /// The control page that precedes the data area.
     public static let controlPageSize = VMBusConstants.pageSize

@@ -1,5 +1,5 @@
 /// The memory behind one VMBus ring buffer: a 4 KiB control page followed by the data area
-/// (hyperv-guest-interface.md §6.3).
+/// (Docs/hyperv-interface.md §8.1).
 ///
 /// Use it only as a generic constraint (`RingWriter<Memory>`, `RingReader<Memory>`), never as an
 /// existential, so Embedded Swift builds can specialize it. Implementations over shared guest

@@ -1,4 +1,4 @@
-/// The consumer side of one VMBus ring (hyperv-guest-interface.md §6.3).
+/// The consumer side of one VMBus ring (Docs/hyperv-interface.md §8).
 ///
 /// `next(into:)` copies packets out behind a local cursor; `commit` publishes the read
 /// position with one release store and says whether a producer waiting for space needs a
@@ -72,7 +72,7 @@ public struct RingReader<Memory: RingMemory> {
     }
 
     /// Publishes the read position with release ordering, issues a full barrier, and decides
-    /// whether the producer must be signalled (§6.3 "Flow control").
+    /// whether the producer must be signalled (Docs/hyperv-interface.md §8.6).
     /// - Returns: `true` if pending_send_sz is non-zero and this commit moved the free space from
     ///   at most pending_send_sz to more than it — the point at which the producer's write of
     ///   pending_send_sz ring bytes stops counting as full.
@@ -90,15 +90,15 @@ public struct RingReader<Memory: RingMemory> {
         return freeBefore <= pending && freeNow > pending
     }
 
-    /// Sets this ring's interrupt_mask so the producer stops signalling while the consumer
-    /// drains it by polling (`hv_begin_read`; §6.3).
+    /// Sets this ring's interrupt_mask so the producer stops signalling while the consumer drains
+    /// it by polling (`include/linux/hyperv.h: hv_begin_read`; Docs/hyperv-interface.md §8.4).
     public mutating func beginPolling() {
         memory.storeControl(.interruptMask, 1, ordering: .relaxed)
         memory.fullBarrier()
     }
 
     /// Clears interrupt_mask, issues a full barrier and re-checks the ring, closing the
-    /// lost-wakeup race (§6.3 pitfall, §8 item 21). Commit before calling this.
+    /// lost-wakeup race (Docs/hyperv-interface.md §8.5). Commit before calling this.
     /// - Returns: `true` if data arrived after the last `next` returned `nil`: keep draining.
     public mutating func endPolling() -> Bool {
         memory.storeControl(.interruptMask, 0, ordering: .relaxed)

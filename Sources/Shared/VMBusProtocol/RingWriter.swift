@@ -1,6 +1,6 @@
 import HyperV
 
-/// The producer side of one VMBus ring (hyperv-guest-interface.md §6.3).
+/// The producer side of one VMBus ring (Docs/hyperv-interface.md §8).
 ///
 /// `write` stages packets behind a local cursor; `commit` publishes them all at once with a
 /// single release store of write_index and says whether the consumer needs a signal. The
@@ -93,8 +93,9 @@ public struct RingWriter<Memory: RingMemory> {
     /// Publishes every staged packet by storing write_index with release ordering, then issues a
     /// full barrier and decides whether to signal the consumer.
     /// - Returns: `true` only if the consumer's interrupt_mask is 0 and the consumer had read
-    ///   everything published before this batch (its read_index equals the previous
-    ///   write_index), i.e. the ring went from empty to non-empty (Linux's rule, §6.3).
+    ///   everything published before this batch (its read_index equals the previous write_index),
+    ///   i.e. the ring went from empty to non-empty (Linux's rule,
+    ///   `drivers/hv/ring_buffer.c: hv_signal_on_write`; Docs/hyperv-interface.md §8.4).
     @inlinable
     public mutating func commit() -> Bool {
         guard cursor != published else { return false }
@@ -114,7 +115,7 @@ public struct RingWriter<Memory: RingMemory> {
     }
 
     /// Asks the consumer to signal once more than `bytes` are free, by setting pending_send_sz
-    /// in this ring's control page (§6.3 "Flow control"). Pass the `needed` value of
+    /// in this ring's control page (Docs/hyperv-interface.md §8.6). Pass the `needed` value of
     /// `RingError.full`. Check `availableToWrite()` again afterwards: space may have been freed
     /// before the consumer saw the request.
     public mutating func requestSpaceNotification(bytes: Int) {

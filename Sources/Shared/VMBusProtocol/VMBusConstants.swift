@@ -1,27 +1,31 @@
 import HyperV
 
-/// Fixed numbers of the VMBus transport (hyperv-guest-interface.md §6.1, §4).
+/// Fixed numbers of the VMBus transport (Docs/hyperv-interface.md §3.6, §6, §7).
 public enum VMBusConstants {
     /// The message connection the host returns in VERSION_RESPONSE and that versions below 5.0
     /// post to (VMBUS_MESSAGE_CONNECTION_ID).
     public static let messageConnectionID = ConnectionID(1)
-    /// The connection INITIATE_CONTACT is posted to for versions 5.0 and later (§6.1 step 2).
+    /// The connection INITIATE_CONTACT is posted to for versions 5.0 and later
+    /// (Docs/hyperv-interface.md §6.3).
     public static let initiateContactConnectionID = ConnectionID(4)
     /// The SINT VMBus messages and channel events arrive on.
     public static let messageSINT = 2
     /// The largest channel message payload, including its 8-byte header.
     public static let maximumMessagePayload = SynIC.maximumMessagePayload
-    /// The largest child relid Linux accepts; 0 is reserved (§6.1 step 5).
+    /// The largest child relid Linux accepts; 0 is reserved (Docs/hyperv-interface.md §6.4).
     public static let maximumChildRelID: UInt32 = 2047
-    /// PFNs that fit in one GPADL_HEADER after its single range header (§6.1 step 6).
+    /// PFNs that fit in one GPADL_HEADER after its single range header
+    /// (Docs/hyperv-interface.md §7.1).
     public static let gpadlHeaderMaximumPFNs = 26
-    /// PFNs that fit in one GPADL_BODY (§6.1 step 6).
+    /// PFNs that fit in one GPADL_BODY (Docs/hyperv-interface.md §7.1).
     public static let gpadlBodyMaximumPFNs = 28
     /// Bytes per page in GPADL and GPA-direct PFN lists.
     public static let pageSize = SynIC.pageSize
 
     /// The event connection this implementation offers for a channel: `relid | 0x2000`
-    /// (prior-art-openvmm.md §6.7 step 5). The guest passes it back in HvSignalEvent.
+    /// (Docs/hyperv-interface.md §3.6; the layout of openvmm's
+    /// `vm/devices/vmbus/vmbus_core/src/protocol.rs: ConnectionId::new`). The guest passes it back
+    /// in HvSignalEvent.
     public static func eventConnectionID(childRelID: UInt32) -> ConnectionID {
         ConnectionID(childRelID | 0x2000)
     }

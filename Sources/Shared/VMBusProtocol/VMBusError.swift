@@ -1,4 +1,4 @@
-/// Why a VMBus channel message was rejected (hyperv-guest-interface.md §6.1).
+/// Why a VMBus channel message was rejected (Docs/hyperv-interface.md §6.1).
 ///
 /// Every parser in this module turns hostile or malformed input into one of these; none traps.
 public enum VMBusError: Error, Hashable, Sendable {

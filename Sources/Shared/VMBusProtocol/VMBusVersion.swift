@@ -1,5 +1,5 @@
 /// A VMBus protocol version as INITIATE_CONTACT carries it: `major << 16 | minor`
-/// (hyperv-guest-interface.md §6.1 step 2).
+/// (Docs/hyperv-interface.md §6.3).
 public struct VMBusVersion: RawRepresentable, Hashable, Comparable, Sendable {
     public var rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
@@ -33,10 +33,12 @@ public struct VMBusVersion: RawRepresentable, Hashable, Comparable, Sendable {
     /// Version 2.4 (0x20004, Windows 8), the oldest Linux 6.1 tries.
     public static let v2_4 = VMBusVersion(major: 2, minor: 4)
 
-    /// The versions this implementation accepts, newest first, in the order Linux tries them (§6.1 step 2).
+    /// The versions this implementation accepts, newest first, in the order Linux tries them
+    /// (Docs/hyperv-interface.md §6.3).
     public static let supported: [VMBusVersion] = [.v5_3, .v5_2, .v5_1, .v5_0, .v4_1, .v4_0, .v3_0, .v2_4]
 
-    /// Whether INITIATE_CONTACT for this version travels on connection ID 4 and carries the
-    /// message SINT instead of an interrupt-page GPA (versions 5.0 and later, §6.1 step 2).
+    /// Whether INITIATE_CONTACT for this version travels on connection ID 4 and carries the message
+    /// SINT instead of an interrupt-page GPA (versions 5.0 and later,
+    /// Docs/hyperv-interface.md §6.3).
     public var usesMessageConnectionID4: Bool { self >= .v5_0 }
 }

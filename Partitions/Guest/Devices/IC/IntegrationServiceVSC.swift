@@ -6,7 +6,7 @@ import VMBusProtocol
 
 /// The guest side of a Hyper-V integration component, answering like Linux's hv_utils:
 /// every request is answered in place (same buffer and length, icflags TRANSACTION|RESPONSE)
-/// as an in-band packet (hyperv-guest-interface.md §7.2).
+/// as an in-band packet (Docs/hyperv-interface.md §10.1).
 public struct IntegrationServiceVSC {
     public let service: ICService
     public var channel: GuestChannel

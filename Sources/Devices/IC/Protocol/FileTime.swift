@@ -1,5 +1,5 @@
 /// A Windows FILETIME: 100 ns intervals since 1601-01-01 UTC, the clock of time-sync samples
-/// (hyperv-guest-interface.md §7.2 "Timesync"). FILETIME = Unix time in 100 ns + 116444736000000000.
+/// (Docs/hyperv-interface.md §10.6). FILETIME = Unix time in 100 ns + 116444736000000000.
 public struct FileTime: RawRepresentable, Hashable, Comparable, Sendable {
     public var rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }

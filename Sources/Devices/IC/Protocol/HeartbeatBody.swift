@@ -1,6 +1,6 @@
 import HyperV
 
-/// The heartbeat body (`heartbeat_msg_data`; hyperv-guest-interface.md §7.2): u64 seq_num @0,
+/// The heartbeat body (`heartbeat_msg_data`; Docs/hyperv-interface.md §10.4): u64 seq_num @0,
 /// u32 reserved[8] @8; 40 bytes. The guest answers with seq_num + 1.
 public struct HeartbeatBody: Hashable, Sendable {
     /// Size of the full body as the host sends it.

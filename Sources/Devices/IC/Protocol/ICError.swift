@@ -1,4 +1,4 @@
-/// Why an integration-component message was rejected (hyperv-guest-interface.md §7.2).
+/// Why an integration-component message was rejected (Docs/hyperv-interface.md §10).
 ///
 /// Every parser in this module turns malformed or hostile input into one of these; none traps.
 public enum ICError: Error, Hashable, Sendable {

@@ -1,4 +1,4 @@
-/// The icflags byte of an IC message header (hyperv-guest-interface.md §7.2).
+/// The icflags byte of an IC message header (Docs/hyperv-interface.md §10.2).
 public struct ICFlags: OptionSet, Hashable, Sendable {
     public var rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }

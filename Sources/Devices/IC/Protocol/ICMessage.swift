@@ -1,7 +1,7 @@
 import HyperV
 
 /// A complete IC packet payload: pipe header (8 bytes), `icmsg_hdr` (20 bytes at +8) and the
-/// service body at +28 (ICMSG_HDR; hyperv-guest-interface.md §7.2).
+/// service body at +28 (ICMSG_HDR; Docs/hyperv-interface.md §10.1).
 ///
 /// The host sends requests as in-band packets with trans_id 0 and no completion requested; the
 /// guest answers in place — same buffer and length, icflags TRANSACTION|RESPONSE, status filled

@@ -1,6 +1,6 @@
 import HyperV
 
-/// The 20-byte `icmsg_hdr` at offset 8 of an IC packet payload (hyperv-guest-interface.md §7.2):
+/// The 20-byte `icmsg_hdr` at offset 8 of an IC packet payload (Docs/hyperv-interface.md §10.2):
 /// fw major u16 @0, fw minor u16 @2, icmsgtype u16 @4, msg major u16 @6, msg minor u16 @8,
 /// icmsgsize u16 @10, status u32 @12, ictransaction_id u8 @16, icflags u8 @17, reserved[2] @18.
 public struct ICMessageHeader: Hashable, Sendable {

@@ -1,4 +1,4 @@
-/// The icmsgtype of an IC message header (hyperv-guest-interface.md §7.2).
+/// The icmsgtype of an IC message header (Docs/hyperv-interface.md §10.2).
 ///
 /// A struct rather than an enum so that any value a peer sends stays representable.
 public struct ICMessageType: RawRepresentable, Hashable, Sendable {

@@ -1,6 +1,6 @@
 import HyperV
 
-/// The NEGOTIATE body (`icmsg_negotiate`; hyperv-guest-interface.md §7.2): u16 icframe_vercnt @0,
+/// The NEGOTIATE body (`icmsg_negotiate`; Docs/hyperv-interface.md §10.3): u16 icframe_vercnt @0,
 /// u16 icmsg_vercnt @2, u32 reserved @4, then the framework versions followed by the message
 /// versions, 4 bytes each, from @8.
 public struct ICNegotiateBody: Hashable, Sendable {

@@ -8,7 +8,7 @@ public enum ICNegotiationOutcome: Hashable, Sendable {
     case noCommonVersion
 }
 
-/// Both sides of IC version negotiation (hyperv-guest-interface.md §7.2 "Negotiate").
+/// Both sides of IC version negotiation (Docs/hyperv-interface.md §10.3).
 public enum ICNegotiation {
     /// A host NEGOTIATE request offering `frameworkVersions` and `messageVersions`. The header's
     /// version fields carry the first (preferred) entry of each list.

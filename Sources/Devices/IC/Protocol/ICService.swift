@@ -1,16 +1,17 @@
 import VMBusProtocol
 
-/// An integration-component service the host offers and the versions a Linux guest prefers for
-/// it, most preferred first (`vmbus_prep_negotiate_resp` callers; hyperv-guest-interface.md §7.2).
+/// An integration-component service the host offers and the versions a Linux guest prefers for it,
+/// most preferred first (callers of `drivers/hv/channel_mgmt.c: vmbus_prep_negotiate_resp`;
+/// Docs/hyperv-interface.md §10.3).
 public struct ICService: Hashable, Sendable {
-    /// The device class GUID offered on VMBus (§7.1).
+    /// The device class GUID offered on VMBus (Docs/hyperv-interface.md §14).
     public var classID: GUID
     /// The icmsgtype of the service's own messages.
     public var messageType: ICMessageType
     /// Message versions in the guest's order of preference.
     public var messageVersions: [ICVersion]
-    /// The largest packet, descriptor included, the guest accepts on this channel (§6.3
-    /// "Inbound size limit").
+    /// The largest packet, descriptor included, the guest accepts on this channel
+    /// (Docs/hyperv-interface.md §9.5).
     public var maximumPacketSize: Int
 
     /// Creates a service description.

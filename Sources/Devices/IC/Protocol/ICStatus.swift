@@ -1,4 +1,4 @@
-/// The u32 status of an IC message header, an HRESULT (hyperv-guest-interface.md §7.2).
+/// The u32 status of an IC message header, an HRESULT (Docs/hyperv-interface.md §10.2).
 public struct ICStatus: RawRepresentable, Hashable, Sendable {
     public var rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }

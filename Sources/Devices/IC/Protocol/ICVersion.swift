@@ -1,7 +1,7 @@
 import HyperV
 
 /// A framework or message version in an IC header or NEGOTIATE body: u16 major, u16 minor
-/// (hyperv-guest-interface.md §7.2).
+/// (Docs/hyperv-interface.md §10.2, §10.3).
 public struct ICVersion: Hashable, Comparable, Sendable {
     /// Major version.
     public var major: UInt16

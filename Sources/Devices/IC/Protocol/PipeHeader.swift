@@ -1,7 +1,7 @@
 import HyperV
 
 /// The 8-byte pipe header at the start of every IC packet payload: u32 flags, u32 msgsize
-/// (hyperv-guest-interface.md §7.2). Linux skips it and echoes it back unchanged.
+/// (Docs/hyperv-interface.md §10.1). Linux skips it and echoes it back unchanged.
 public struct PipeHeader: Hashable, Sendable {
     /// Size on the wire.
     public static let size = 8

@@ -1,6 +1,6 @@
 import HyperV
 
-/// The action a shutdown request asks for (hyperv-guest-interface.md §7.2 "Shutdown").
+/// The action a shutdown request asks for (Docs/hyperv-interface.md §10.5).
 public enum ShutdownAction: Hashable, Sendable {
     /// flags 0 or 1: orderly power-off.
     case powerOff
@@ -33,7 +33,7 @@ public struct ShutdownFlags: RawRepresentable, Hashable, Sendable {
     }
 }
 
-/// The shutdown body (`shutdown_msg_data`; hyperv-guest-interface.md §7.2): u32 reason_code @0,
+/// The shutdown body (`shutdown_msg_data`; Docs/hyperv-interface.md §10.5): u32 reason_code @0,
 /// u32 timeout_seconds @4, u32 flags @8, u8 display_message[2048] @12; 2060 bytes.
 ///
 /// The guest ignores requests whose body is shorter, so the host always sends all 2060 bytes.

@@ -1,6 +1,6 @@
 import HyperV
 
-/// The flags byte of a time-sync sample (hyperv-guest-interface.md §7.2 "Timesync").
+/// The flags byte of a time-sync sample (Docs/hyperv-interface.md §10.6).
 public struct TimeSyncFlags: OptionSet, Hashable, Sendable {
     public var rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
@@ -11,7 +11,7 @@ public struct TimeSyncFlags: OptionSet, Hashable, Sendable {
 }
 
 /// The time-sync body for message version 4.0 and later (`ictimesync_ref_data`;
-/// hyperv-guest-interface.md §7.2): u64 parenttime @0, u64 vmreferencetime @8, u8 flags @16,
+/// Docs/hyperv-interface.md §10.6): u64 parenttime @0, u64 vmreferencetime @8, u8 flags @16,
 /// s8 leapflags @17, s8 stratum @18, u8 reserved[3] @19; 22 bytes.
 public struct TimeSyncReferenceBody: Hashable, Sendable {
     /// Size of the body.
@@ -68,7 +68,7 @@ public struct TimeSyncReferenceBody: Hashable, Sendable {
 }
 
 /// The time-sync body for message versions below 4.0 (`ictimesync_data`;
-/// hyperv-guest-interface.md §7.2): u64 parenttime @0, u64 childtime @8, u64 roundtriptime @16,
+/// Docs/hyperv-interface.md §10.6): u64 parenttime @0, u64 childtime @8, u64 roundtriptime @16,
 /// u8 flags @24; 25 bytes.
 public struct TimeSyncBody: Hashable, Sendable {
     /// Size of the body.

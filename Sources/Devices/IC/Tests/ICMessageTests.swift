@@ -3,7 +3,7 @@ import Testing
 import VMBusProtocol
 import TestSupport
 
-@Suite("IC message framing (§7.2)")
+@Suite("IC message framing (Docs/hyperv-interface.md §10.1-§10.2)")
 struct ICMessageTests {
     @Test("Pipe header, icmsg_hdr and body sit at their byte-exact offsets")
     func layout() throws {
@@ -104,7 +104,7 @@ struct ICMessageTests {
     }
 }
 
-@Suite("IC version negotiation (§7.2 Negotiate)")
+@Suite("IC version negotiation (Docs/hyperv-interface.md §10.3)")
 struct ICNegotiationTests {
     @Test("The host request lists framework then message versions after counts and reserved")
     func requestLayout() throws {

@@ -3,7 +3,7 @@ import Testing
 import VMBusProtocol
 import TestSupport
 
-@Suite("Heartbeat, shutdown and time-sync bodies (§7.2 per-service requirements)")
+@Suite("Heartbeat, shutdown and time-sync bodies (Docs/hyperv-interface.md §10.4-§10.6)")
 struct ICServiceBodyTests {
     @Test("Heartbeat body is 40 bytes and the guest answers seq_num + 1")
     func heartbeat() throws {

@@ -8,7 +8,7 @@ import VMBusHost
 import VMBusProtocol
 
 /// A Hyper-V integration component served by the parent partition: heartbeat, shutdown or
-/// time synchronization (hyperv-guest-interface.md §7.2).
+/// time synchronization (Docs/hyperv-interface.md §10).
 ///
 /// The host speaks first: NEGOTIATE with the framework and message versions it supports; the
 /// guest answers in place with the versions it picked. Then the service runs: heartbeats every
@@ -212,7 +212,7 @@ final class IntegrationServiceSession: ChannelSession {
         return transaction
     }
 
-    /// In-band, no completion requested, transaction ID 0 (hyperv-guest-interface.md §7.2).
+    /// In-band, no completion requested, transaction ID 0 (Docs/hyperv-interface.md §10.1).
     /// Once queued, the request is the one whose answer `handle` waits for.
     private func send(_ message: ICMessage, on channel: VSPChannel) throws(VSPError) {
         try channel.send(.inband, transactionID: 0, payload: message.bytes)
