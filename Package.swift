@@ -7,6 +7,7 @@
 //   host, bottom:                       CLinux, CKVM  <-  LinuxSupport  <-  KVM, GuestMemory
 //   root scheduler:                     HypervisorInterface  <-  Partition  <-  RootScheduler
 //   parent partition:                   VMBusServer, VMBusHost  <-  IntegrationVSP, BenchVSP  <-  ParentPartition
+//   legacy device models (pure logic):  LegacyDevices (16550 UART), IDEEmulator (IDE channel)
 //   between processes:                  ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
 //   tools:                              GuestBuilder, Bench, hv (executable)
 import PackageDescription
@@ -55,6 +56,7 @@ let package = Package(
         .target(name: "LinuxBoot", dependencies: ["HyperV"], swiftSettings: host),
         .target(name: "ACPI", dependencies: ["HyperV"], swiftSettings: host),
         .target(name: "LegacyDevices", dependencies: ["HyperV"], swiftSettings: host),
+        .target(name: "IDEEmulator", path: "Sources/Devices/IDE/Emulator", swiftSettings: host),
 
         // MARK: Root scheduler.
         .target(
@@ -135,6 +137,7 @@ let package = Package(
         .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "TestSupport"]),
         .testTarget(name: "ACPITests", dependencies: ["ACPI"]),
         .testTarget(name: "LegacyDevicesTests", dependencies: ["LegacyDevices"]),
+        .testTarget(name: "IDETests", dependencies: ["IDEEmulator", "TestSupport"], path: "Sources/Devices/IDE/Tests"),
         .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport"]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "LinuxSupport"]),
