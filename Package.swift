@@ -105,6 +105,17 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: host),
 
+        // MARK: Synthetic network device (netvsp) and the virtual switch.
+        .target(
+            name: "NetworkProtocol", dependencies: ["HyperV", "VMBusProtocol"],
+            path: "Sources/Devices/Network/Protocol", swiftSettings: embeddedSafe),
+        .target(
+            name: "NetworkVSP", dependencies: ["NetworkProtocol", "VMBusProtocol", "HyperV", "GuestMemory"],
+            path: "Sources/Devices/Network/VSP", swiftSettings: host),
+        .target(
+            name: "VirtualSwitch", dependencies: ["NetworkProtocol", "LinuxSupport", "CLinux"],
+            path: "Sources/Parent/VirtualSwitch", swiftSettings: host),
+
         // MARK: Tools.
         .target(
             name: "GuestBuilder",
@@ -149,6 +160,11 @@ let package = Package(
         .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchVSP", "BenchProtocol"]),
         .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport"]),
+        .testTarget(
+            name: "NetworkTests",
+            dependencies: ["NetworkProtocol", "NetworkVSP", "VirtualSwitch", "VMBusProtocol", "HyperV", "LinuxSupport",
+                           "TestSupport"],
+            path: "Sources/Devices/Network/Tests"),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["LocalDeployment", "ManagementAPI", "GuestBuilder", "KVM"]),
