@@ -170,6 +170,21 @@ public enum NVSPMessage: Hashable, Sendable {
         }
     }
 
+    /// The size of the message's own fields.
+    private var naturalSize: Int {
+        switch self {
+        case .initialize, .sendNDISVersion, .sendSendBufferComplete, .subchannelRequest, .subchannelComplete: 12
+        case .initializeComplete, .sendRNDISPacket: 16
+        case .sendNDISConfig: 20
+        case .sendReceiveBuffer, .sendSendBuffer: 10
+        case .revokeReceiveBuffer, .revokeSendBuffer: 6
+        case .sendRNDISPacketComplete: 8
+        case .sendReceiveBufferComplete(_, let sections): 12 + sections.count * ReceiveBufferSection.size
+        case .sendIndirectionTable(let entries): NetvscConstants.nvspMessageSize + entries.count * 4
+        case .other: 4
+        }
+    }
+
     /// The encoded message, zero-padded to `minimumSize` (default: 40 bytes,
     /// `sizeof(struct nvsp_message)`).
     public func bytes(minimumSize: Int = NetvscConstants.nvspMessageSize) -> [UInt8] {
@@ -180,7 +195,7 @@ public enum NVSPMessage: Hashable, Sendable {
         case .sendIndirectionTable(let entries):
             bytes = .zeros(max(minimumSize, NetvscConstants.nvspMessageSize + entries.count * 4))
         default:
-            bytes = .zeros(max(minimumSize, 16))
+            bytes = .zeros(max(minimumSize, naturalSize))
         }
         bytes.storeLittleEndian(type.rawValue, at: 0)
         switch self {
@@ -195,7 +210,6 @@ public enum NVSPMessage: Hashable, Sendable {
             bytes.storeLittleEndian(major, at: 4)
             bytes.storeLittleEndian(minor, at: 8)
         case .sendNDISConfig(let mtu, let capabilities):
-            if bytes.count < 20 { bytes += [UInt8].zeros(20 - bytes.count) }
             bytes.storeLittleEndian(mtu, at: 4)
             bytes.storeLittleEndian(capabilities.rawValue, at: 12)
         case .sendReceiveBuffer(let gpadl, let id), .sendSendBuffer(let gpadl, let id):
