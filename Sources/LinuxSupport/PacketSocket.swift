@@ -39,6 +39,13 @@ public enum PacketSocket {
 
 /// Network interfaces of the calling thread's network namespace.
 public enum NetworkInterface {
+    /// A datagram socket for interface ioctls in the calling thread's namespace.
+    public static func controlSocket() throws(SystemError) -> OwnedDescriptor {
+        let raw = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard raw >= 0 else { throw SystemError.current("open interface control socket") }
+        return OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
+    }
+
     /// The index of `name`, asked through `socket` (any socket of the interface's namespace).
     public static func index(of name: String, using socket: OwnedDescriptor) throws(SystemError) -> Int32 {
         try retryingOnInterrupt("SIOCGIFINDEX \(name)") { clinux_interface_index(socket.rawValue, name) }

@@ -4,7 +4,8 @@ import Testing
 import VMBusProtocol
 
 /// Transmit shapes A/B/C (`netvsc_send`), receive sub-allocations and their recycling
-/// (`netvsc_receive`, N4-N6), per-channel completions (N1), link indications.
+/// (`netvsc_receive`, `enq_receive_complete`), per-channel completions (`netvsc_send_completion`), link
+/// indications.
 @Suite struct DataPathTests {
     static let mac = LinuxInitSequenceTests.mac
     static let peer = MACAddress(0x00, 0x15, 0x5D, 0x99, 0x88, 0x77)
@@ -71,7 +72,7 @@ import VMBusProtocol
         #expect(completions(actions).map(\.message) == [.sendRNDISPacketComplete(status: .success)])
     }
 
-    @Test("a transmit is completed on the channel it came from, with its transaction ID (N1)")
+    @Test("a transmit is completed on the channel it came from, with its transaction ID (netvsc's per-channel request table)")
     func completionOnSameChannel() {
         var guest = Self.readyGuest(subchannels: 2, receivePages: 128)
         _ = guest.inband(.subchannelRequest(operation: 1, count: 2))
@@ -102,7 +103,7 @@ import VMBusProtocol
         let size = guest.vsp.receiveLayout?.subAllocationSize ?? 0
         for range in packet.header.ranges {
             #expect(Int(range.byteOffset) % size == 0)
-            #expect(Int(range.byteCount) <= size, "count ≤ sub_alloc_size (N6)")
+            #expect(Int(range.byteCount) <= size, "count ≤ sub_alloc_size (netvsc_receive drops larger ranges)")
         }
         let parsed = try packet.messages.map { bytes -> RNDISPacket in
             guard case .packet(let rndis) = try RNDISMessage.parse(bytes).message else { throw NetworkProtocolError.invalidValue("type") }
@@ -114,7 +115,7 @@ import VMBusProtocol
         #expect(parsed.first?.perPacketInfo.contains { $0.type == .ieee8021Q } == true)
     }
 
-    @Test("receive sub-allocations run out, the rest wait, and the 8-byte completion recycles them (N4, N5)")
+    @Test("receive sub-allocations run out, the rest wait, and the 8-byte completion recycles them")
     func exhaustionAndRecycling() {
         var guest = Self.readyGuest(receivePages: 4)  // 16 KiB: 9 sub-allocations of 1728 bytes
         let slots = guest.vsp.freeReceiveSlots(on: 0)

@@ -39,7 +39,7 @@ import VMBusProtocol
         if version >= .v2 {
             let capabilities: NDISConfigCapabilities = version >= .v5 ? [.ieee8021q, .sriov, .teaming] : [.ieee8021q]
             #expect(guest.inband(.sendNDISConfig(mtu: 1514, capabilities: capabilities), completion: false).isEmpty,
-                    "SEND_NDIS_CONFIG is never completed (N13)")
+                    "SEND_NDIS_CONFIG is never completed (sent with VMBUS_RQST_ID_NO_RESPONSE)")
         }
         #expect(guest.inband(.sendNDISVersion(major: 6, minor: version >= .v5 ? 30 : 1), completion: false).isEmpty)
         #expect(guest.vsp.ndisVersion?.minor == (version >= .v5 ? 30 : 1))
@@ -60,7 +60,7 @@ import VMBusProtocol
         }
         let send = completions(guest.inband(.sendSendBuffer(gpadl: NetvscTestGuest.sendGPADL, id: 0)))
         #expect(send.map(\.message) == [.sendSendBufferComplete(status: .success, sectionSize: 6144)])
-        #expect(guest.vsp.sendSectionCount == 170, "255 pages / 6144 = 170 sections (N11)")
+        #expect(guest.vsp.sendSectionCount == 170, "255 pages / 6144 = 170 sections (netvsc_init_buf)")
         return version
     }
 
@@ -70,7 +70,7 @@ import VMBusProtocol
             let actions = guest.control(message)
             let transmitCompletions = completions(actions)
             #expect(transmitCompletions.map(\.message) == [.sendRNDISPacketComplete(status: .success)],
-                    "every control request gets its SEND_RNDIS_PKT_COMPLETE (N3)")
+                    "every control request gets its SEND_RNDIS_PKT_COMPLETE (rndis_filter_halt_device waits for them)")
             let responses = controlResponses(actions, guest: &guest)
             #expect(responses.count <= 1)
             return responses.first
@@ -96,7 +96,7 @@ import VMBusProtocol
             #expect(requestID == id)
             return (status, information)
         }
-        #expect(query(.maximumFrameSize, &guest)?.1 == u32le(1500), "MTU 1500 (N10)")
+        #expect(query(.maximumFrameSize, &guest)?.1 == u32le(1500), "MTU 1500 (rndis_filter_device_add takes it as the MTU)")
         #expect(query(.permanentAddress, &guest)?.1 == mac.bytes)
         if let (status, name) = query(.friendlyName, &guest) {
             #expect(status == .success && name.count <= 512 && name.count % 2 == 0)
@@ -149,7 +149,7 @@ import VMBusProtocol
         #expect(guest.vsp.counters.unknownCompletions == 0)
     }
 
-    @Test("vRSS: SUBCHANNEL is granted exactly what will be offered, then the indirection table and RSS sets (N7)")
+    @Test("vRSS: SUBCHANNEL is granted exactly what will be offered, then the indirection table and RSS sets (rndis_set_subchannel waits for exactly that many)")
     func subchannels() {
         var guest = NetvscTestGuest(configuration: Self.configuration(subchannels: 3), receivePageCount: 128)
         guard let version = Self.negotiate(&guest, expect: .v61) else { return }
@@ -185,7 +185,7 @@ import VMBusProtocol
                 == [.subchannelComplete(status: .failure, count: 0)])
     }
 
-    @Test("teardown and re-init: HALT (no reply), revokes (no completion), close, then the full init again (N12)")
+    @Test("teardown and re-init: HALT (no reply), revokes (no completion), close, then the full init again (netvsc_change_mtu, netvsc_remove)")
     func reinitialize() {
         var guest = NetvscTestGuest(configuration: Self.configuration())
         guard let version = Self.negotiate(&guest, expect: .v61) else { return }

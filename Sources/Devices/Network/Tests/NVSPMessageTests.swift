@@ -43,7 +43,7 @@ import Testing
         }
     }
 
-    @Test("the guest's 8-byte receive completion {108, status} parses (N4)")
+    @Test("the guest's 8-byte receive completion {108, status} parses (enq_receive_complete)")
     func shortReceiveCompletion() throws {
         #expect(try NVSPMessage(parsing: hexBytes("6c000000 02000000"), completion: true)
             == .sendRNDISPacketComplete(status: .failure))

@@ -14,7 +14,7 @@ import Testing
         #expect(VirtioNetHeader(bytes: [1, 2, 3]) == nil)
     }
 
-    @Test("guest LSO → TAP: IPv4 total length and header checksum fixed, TCP seed gets the length (N14 §4.5)")
+    @Test("guest LSO → TAP: IPv4 total length and header checksum fixed, TCP seed gets the length (netvsc_xmit leaves them 0)")
     func largeSendIPv4ToVirtio() throws {
         let frame = PacketBuilder.ipv4TCP(payload: 4000, lsoStyle: true)
         #expect(frame[16] == 0 && frame[17] == 0, "Linux zeroes tot_len")

@@ -2,8 +2,8 @@ import HyperV
 import NetworkProtocol
 
 /// The RNDIS miniport side of the adapter: INITIALIZE, QUERY, SET, RESET, KEEPALIVE and HALT
-/// with honest answers (Linux `rndis_filter.c` sends them; §"RNDIS control" of Docs is the
-/// order). Pure: a request in, a response and events out.
+/// with honest answers, for the requests Linux `rndis_filter_device_add` and `netvsc_open` send.
+/// Pure: a request in, a response and events out.
 struct RNDISControl: Sendable {
     enum State: Sendable { case uninitialized, initialized, halted }
 
