@@ -3,10 +3,11 @@
 // A microkernelized partition hypervisor modeled on Hyper-V, on Linux KVM.
 // Module layering (lower layers never import higher ones):
 //
-//   shared with Embedded Swift guests:  HyperV  <-  VMBusProtocol  <-  ICProtocol, BenchProtocol
+//   shared with Embedded Swift guests:  HyperV  <-  VMBusProtocol  <-  ICProtocol, BenchProtocol, NetworkProtocol
 //   host, bottom:                       CLinux, CKVM  <-  LinuxSupport  <-  KVM, GuestMemory
 //   root scheduler:                     HypervisorInterface  <-  Partition  <-  RootScheduler
 //   parent partition:                   VMBusServer, VMBusHost  <-  IntegrationVSP, BenchVSP  <-  ParentPartition
+//                                       NetworkVSP (netvsp, I/O-free), VirtualSwitch (switch, TAP, AF_PACKET)
 //   between processes:                  ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
 //   tools:                              GuestBuilder, Bench, hv (executable)
 import PackageDescription

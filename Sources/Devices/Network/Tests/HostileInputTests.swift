@@ -110,7 +110,13 @@ import VMBusProtocol
         #expect(guest.inband(.initialize(minimum: .v61, maximum: .v61), channel: 1).isEmpty)
         #expect(guest.vsp.counters.badNVSPMessages == 1)
         #expect(guest.raw(ringPacket(PacketType(rawValue: 4), transactionID: 1, payload: [1, 2, 3, 4])).isEmpty)
-        #expect(guest.vsp.counters.unexpectedPacketTypes == 1)
+        // A guest sending transfer-page packets of its own, with ranges anywhere: not netvsc's.
+        let bogus = TransferPageHeader(pageSetID: 0xCAFE, ranges: [TransferPageRange(byteCount: 0xFFFF_FFFF,
+                                                                                   byteOffset: 0xFFFF_FFF0)])
+        #expect(guest.raw(ringPacket(.transferPages, transactionID: 3, header: bogus.bytes,
+                                     payload: NVSPMessage.sendRNDISPacket(channel: .data, sectionIndex: 0xFFFF_FFFF,
+                                                                          sectionSize: 0).bytes())).isEmpty)
+        #expect(guest.vsp.counters.unexpectedPacketTypes == 2)
         // NVSP that does not parse.
         #expect(guest.raw(ringPacket(.inband, transactionID: 2, payload: [107, 0])).isEmpty)
         #expect(guest.vsp.counters.badNVSPMessages == 2)

@@ -244,5 +244,15 @@ import VMBusProtocol
         let raw = receivedPackets(actions, guest: guest).first?.messages.first ?? []
         #expect(raw == hexBytes("04000080 18000000 4e000000 bb0000c0 00000000 10000000"))
         #expect(guest.vsp.counters.unsupportedOIDs == unsupportedBefore + 1)
+        // Statistics come from the counters: u64 when the guest's buffer has room, else u32.
+        let frame = RNDISPacket(data: ethernetFrame(from: Self.mac, to: .broadcast)).bytes()
+        _ = guest.gpaDirect(stream: frame, channelType: .data)
+        _ = guest.gpaDirect(stream: frame, channelType: .data)
+        #expect(controlResponses(guest.control(.query(RNDISRequest(requestID: 79, oid: .transmitOK,
+                                                                   information: [UInt8](repeating: 0, count: 8)))),
+                                 guest: &guest)
+                == [.queryComplete(requestID: 79, status: .success, information: [2, 0, 0, 0, 0, 0, 0, 0])])
+        #expect(controlResponses(guest.control(.query(RNDISRequest(requestID: 80, oid: .transmitOK))), guest: &guest)
+                == [.queryComplete(requestID: 80, status: .success, information: u32le(2))])
     }
 }
