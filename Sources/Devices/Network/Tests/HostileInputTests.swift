@@ -1,3 +1,4 @@
+import Glibc
 import NetworkProtocol
 import NetworkVSP
 import TestSupport
@@ -26,12 +27,13 @@ import VMBusProtocol
         let nvsp = NVSPMessage.sendRNDISPacket(channel: .data, sectionIndex: 0xFFFF_FFFF, sectionSize: 0).bytes()
         for range in [GPARange(byteCount: 100, byteOffset: 0, pfns: [0xFFFF_FFFF]),
                       GPARange(byteCount: 100, byteOffset: 5000, pfns: [1, 2]),
-                      GPARange(byteCount: 4096, byteOffset: 4000, pfns: [UInt64.max / 4096 + 1, 2])] {
+                      GPARange(byteCount: 4096, byteOffset: 4000, pfns: [UInt64.max / 4096 + 1, 2]),
+                      GPARange(byteCount: 4096, byteOffset: 4000, pfns: [UInt64.max / 4096 - 1, 2])] {
             let actions = guest.raw(ringPacket(.gpaDirect, transactionID: 9, header: GPADirectHeader(ranges: [range]).bytes,
                                                payload: nvsp))
             #expect(completions(actions).map(\.message) == [.sendRNDISPacketComplete(status: .failure)])
         }
-        #expect(guest.vsp.counters.badGuestRanges == 3)
+        #expect(guest.vsp.counters.badGuestRanges == 4)
         // A range count larger than the header: refused by the header parser.
         var header = GPADirectHeader(ranges: [GPARange(byteCount: 8, byteOffset: 0, pfns: [1])]).bytes
         header.replaceSubrange(4..<8, with: u32le(1000))
@@ -40,7 +42,7 @@ import VMBusProtocol
         // Streams over the transmit limit.
         let huge = GPARange(byteCount: 300 * 1024, byteOffset: 0, pfns: (0..<75).map { UInt64($0) })
         _ = guest.raw(ringPacket(.gpaDirect, transactionID: 11, header: GPADirectHeader(ranges: [huge]).bytes, payload: nvsp))
-        #expect(guest.vsp.counters.badGuestRanges == 5)
+        #expect(guest.vsp.counters.badGuestRanges == 6)
     }
 
     @Test("RNDIS lengths and offsets that do not add up stop the stream; earlier messages still count")
@@ -195,5 +197,20 @@ import VMBusProtocol
 extension Array where Element == UInt8 {
     func littleEndianU32(at offset: Int) -> UInt32 {
         (0..<4).reduce(UInt32(0)) { $0 | UInt32(self[offset + $1]) << (8 * UInt32($1)) }
+    }
+}
+
+/// The long form of the VSP fuzz loop: `HV_NETWORK_FUZZ_ITERATIONS=N swift test --filter
+/// NetworkFuzzLongForm` runs N steps for each of 16 seeds (`HV_NETWORK_FUZZ_SEED` picks the first).
+@Suite struct NetworkFuzzLongForm {
+    static let iterations: Int? = getenv("HV_NETWORK_FUZZ_ITERATIONS").flatMap { Int(String(cString: $0)) }
+    static let firstSeed: UInt64 = getenv("HV_NETWORK_FUZZ_SEED").flatMap { UInt64(String(cString: $0)) } ?? 1000
+
+    @Test("long fuzz run of NetworkVSPFuzzer", .enabled(if: iterations != nil, "set HV_NETWORK_FUZZ_ITERATIONS to run"))
+    func longRun() {
+        for seed in Self.firstSeed..<(Self.firstSeed + 16) {
+            let report = NetworkVSPFuzzer.run(seed: seed, iterations: Self.iterations ?? 0)
+            #expect(report.violations.isEmpty, "seed \(seed): \(report.violations.prefix(5))")
+        }
     }
 }

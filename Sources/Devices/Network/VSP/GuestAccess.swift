@@ -75,11 +75,14 @@ struct PagedGuestBuffer: Sendable {
 
     static let pageSize = VMBusConstants.pageSize
 
-    /// `nil` if the pages cannot hold `byteOffset + byteCount` bytes or a page number would
-    /// overflow an address.
+    /// Page numbers at or above this are refused: 2^40 pages is 4 PiB, far beyond any guest,
+    /// and keeps every address computed here (page × 4096 + a 32-bit offset) from overflowing.
+    static let pageNumberLimit: UInt64 = 1 << 40
+
+    /// `nil` if the pages cannot hold `byteOffset + byteCount` bytes or a page number is absurd.
     init?(pages: [UInt64], byteOffset: UInt32, byteCount: UInt32) {
         let needed = VMBusConstants.pageCount(byteOffset: byteOffset, byteCount: byteCount)
-        guard needed <= pages.count, pages.allSatisfy({ $0 < UInt64.max / UInt64(Self.pageSize) }) else { return nil }
+        guard needed <= pages.count, pages.allSatisfy({ $0 < Self.pageNumberLimit }) else { return nil }
         self.pages = pages
         firstByte = Int(byteOffset)
         count = Int(byteCount)
