@@ -11,7 +11,7 @@
 //   Sources/Root/        the root scheduler (`hv root`)
 //                        LinuxBoot, ACPI, HypervisorInterface, Scheduling <- Partition <- RootScheduler
 //   Sources/Parent/      the parent partition (`hv parent`)
-//                        VMBusServer, VMBusHost <- ParentPartition
+//                        VMBusServer, VMBusHost, VirtualSwitch <- DeviceHost <- DeviceRegistry, ParentPartition
 //   Sources/Interfaces/  the contracts between processes
 //                        ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
 //   Sources/Devices/     one folder per device, its parts named by where they run (see `devices`)
@@ -51,7 +51,9 @@ struct Device {
     var name: String
     var parts: Set<String>
 
-    static let extraDependencies: [String: [Target.Dependency]] = [:]
+    static let extraDependencies: [String: [Target.Dependency]] = [
+        "Network": ["GuestMemory", "VirtualSwitch"],
+    ]
 
     var extra: [Target.Dependency] { Device.extraDependencies[name] ?? [] }
 
@@ -154,6 +156,8 @@ let package = Package(
                 swiftSettings: host),
         .target(name: "VMBusHost", dependencies: ["VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV"],
                 path: "Sources/Parent/VMBusHost", swiftSettings: host),
+        .target(name: "VirtualSwitch", dependencies: ["NetworkProtocol", "LinuxSupport"],
+                path: "Sources/Parent/VirtualSwitch", swiftSettings: host),
         .target(name: "DeviceHost", dependencies: ["DeviceModel", "VMBusHost", "VMBusProtocol", "LinuxSupport", log],
                 path: "Sources/Parent/DeviceHost", swiftSettings: host),
         .target(name: "DeviceRegistry", dependencies: ["DeviceHost", "DeviceModel"] + devices.flatMap(\.modules),

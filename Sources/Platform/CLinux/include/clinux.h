@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "clinux_net.h"
 
 /// memfd_create(2), called through syscall(2) so no feature macro is needed.
 static inline int clinux_memfd_create(const char *name, unsigned int flags) {

@@ -1,0 +1,192 @@
+import NetworkProtocol
+import NetworkVSP
+import Testing
+import VMBusProtocol
+
+/// Transmit shapes A/B/C (`netvsc_send`), receive sub-allocations and their recycling
+/// (`netvsc_receive`, `enq_receive_complete`), per-channel completions (`netvsc_send_completion`), link
+/// indications.
+@Suite struct DataPathTests {
+    static let mac = LinuxInitSequenceTests.mac
+    static let peer = MACAddress(0x00, 0x15, 0x5D, 0x99, 0x88, 0x77)
+
+    /// A guest through its whole bring-up.
+    static func readyGuest(subchannels: Int = 0, receivePages: Int = 64) -> NetvscTestGuest {
+        var guest = NetvscTestGuest(configuration: LinuxInitSequenceTests.configuration(subchannels: subchannels),
+                                    receivePageCount: receivePages)
+        let version = LinuxInitSequenceTests.negotiate(&guest, expect: .v61) ?? .v61
+        LinuxInitSequenceTests.rndisBringUp(&guest, version: version)
+        return guest
+    }
+
+    static func packet(_ frame: [UInt8], _ infos: [PerPacketInfo] = [], alignment: Int = 1) -> [UInt8] {
+        RNDISPacket(data: frame, perPacketInfo: infos).bytes(alignment: alignment)
+    }
+
+    @Test("shape A: one INBAND message naming a section with several batched, padded PACKETs")
+    func shapeA() {
+        var guest = Self.readyGuest()
+        let frames = (0..<5).map { ethernetFrame(from: Self.mac, to: Self.peer, count: 60 + $0 * 7, fill: UInt8($0)) }
+        var section: [UInt8] = []
+        for (index, frame) in frames.enumerated() {
+            section += Self.packet(frame, [PerPacketInfo(type: .hashValue, value: UInt32(index))],
+                                   alignment: index == frames.count - 1 ? 1 : 8)
+        }
+        guest.fillSection(42, with: section)
+        let actions = guest.inbandSection(42, size: UInt32(section.count))
+        #expect(transmittedFrames(actions).map(\.bytes) == frames)
+        #expect(transmittedFrames(actions).map(\.offload.hash) == (0..<5).map { UInt32($0) })
+        #expect(completions(actions).map(\.message) == [.sendRNDISPacketComplete(status: .success)])
+        #expect(guest.vsp.counters.transmittedFrames == 5)
+    }
+
+    @Test("shape B: GPA-direct without a section, the message spread over several ranges with a zero-length one")
+    func shapeB() {
+        var guest = Self.readyGuest()
+        var frame = ethernetFrame(from: Self.mac, to: Self.peer, count: 1514)
+        frame[100] = 0x42
+        let lso = LargeSendInfo.version2(maximumSegmentSize: 1448, transportHeaderOffset: 34, ipv6: false)
+        let stream = Self.packet(frame, [PerPacketInfo(type: .largeSend, value: lso.rawValue),
+                                         PerPacketInfo(type: .ieee8021Q, value: VLANInfo(priority: 0, vlanID: 7).rawValue)])
+        let actions = guest.gpaDirect(stream: stream, channelType: .data, pieceSize: 700)
+        let sent = transmittedFrames(actions)
+        #expect(sent.map(\.bytes) == [frame])
+        #expect(sent.first?.offload.segmentation == FrameOffload.SegmentationRequest(
+            maximumSegmentSize: 1448, transportOffset: 34, isIPv6: false))
+        #expect(sent.first?.offload.vlan?.vlanID == 7)
+        #expect(completions(actions).map(\.message) == [.sendRNDISPacketComplete(status: .success)])
+    }
+
+    @Test("shape C: section holds earlier PACKETs and this one's header; its frame continues in the GPA ranges")
+    func shapeC() {
+        var guest = Self.readyGuest()
+        let early = ethernetFrame(from: Self.mac, to: Self.peer, count: 100, fill: 1)
+        let late = ethernetFrame(from: Self.mac, to: Self.peer, count: 1400, fill: 2)
+        let lateMessage = Self.packet(late)
+        let headerCount = lateMessage.count - late.count
+        let sectionBytes = Self.packet(early, alignment: 8) + Array(lateMessage.prefix(headerCount))
+        guest.fillSection(3, with: sectionBytes)
+        let actions = guest.gpaDirect(stream: late, channelType: .data, section: 3,
+                                      sectionSize: UInt32(sectionBytes.count), pieceSize: 512)
+        #expect(transmittedFrames(actions).map(\.bytes) == [early, late])
+        #expect(completions(actions).map(\.message) == [.sendRNDISPacketComplete(status: .success)])
+    }
+
+    @Test("a transmit is completed on the channel it came from, with its transaction ID (netvsc's per-channel request table)")
+    func completionOnSameChannel() {
+        var guest = Self.readyGuest(subchannels: 2, receivePages: 128)
+        _ = guest.inband(.subchannelRequest(operation: 1, count: 2))
+        guest.vsp.channelOpened(1)
+        guest.vsp.channelOpened(2)
+        let frame = ethernetFrame(from: Self.mac, to: Self.peer)
+        let actions = guest.gpaDirect(stream: Self.packet(frame), channelType: .data, channel: 2, transactionID: 0x55)
+        #expect(completions(actions).map { ($0.channel, $0.id) }.elementsEqual([(2, UInt64(0x55))]) { $0 == $1 })
+        guard case .transmit(let channel, _)? = actions.first(where: { if case .transmit = $0 { true } else { false } })
+        else { Issue.record("no transmit"); return }
+        #expect(channel == 2)
+    }
+
+    @Test("receive: one range per frame in its own sub-allocation, RNDIS PACKET with the receive PPIs")
+    func receive() throws {
+        var guest = Self.readyGuest()
+        let frames = (0..<3).map { NetworkFrame(
+            bytes: ethernetFrame(from: Self.peer, to: Self.mac, count: 64 + $0, fill: UInt8($0)),
+            offload: FrameOffload(vlan: VLANInfo(priority: 1, vlanID: 9),
+                                  receiveChecksum: .init(transportValid: true, ipv4HeaderValid: true))) }
+        let (consumed, actions) = guest.vsp.deliver(frames, on: 0)
+        #expect(consumed == 3)
+        let packets = receivedPackets(actions, guest: guest)
+        #expect(packets.count == 1)
+        guard let packet = packets.first else { return }
+        #expect(packet.header.pageSetID == 0xCAFE && !packet.header.senderOwns)
+        #expect(packet.nvsp == .sendRNDISPacket(channel: .data, sectionIndex: 0xFFFF_FFFF, sectionSize: 0))
+        let size = guest.vsp.receiveLayout?.subAllocationSize ?? 0
+        for range in packet.header.ranges {
+            #expect(Int(range.byteOffset) % size == 0)
+            #expect(Int(range.byteCount) <= size, "count ≤ sub_alloc_size (netvsc_receive drops larger ranges)")
+        }
+        let parsed = try packet.messages.map { bytes -> RNDISPacket in
+            guard case .packet(let rndis) = try RNDISMessage.parse(bytes).message else { throw NetworkProtocolError.invalidValue("type") }
+            return rndis
+        }
+        #expect(parsed.map(\.data) == frames.map(\.bytes))
+        let checksum = parsed.first?.perPacketInfo.first { $0.type == .checksum }?.value.map(ChecksumInfo.init(rawValue:))
+        #expect(checksum?.tcpSucceeded == true && checksum?.ipSucceeded == true)
+        #expect(parsed.first?.perPacketInfo.contains { $0.type == .ieee8021Q } == true)
+    }
+
+    @Test("receive sub-allocations run out, the rest wait, and the 8-byte completion recycles them")
+    func exhaustionAndRecycling() {
+        var guest = Self.readyGuest(receivePages: 4)  // 16 KiB: 9 sub-allocations of 1728 bytes
+        let slots = guest.vsp.freeReceiveSlots(on: 0)
+        #expect(slots == 9)
+        let frames = (0..<20).map { NetworkFrame(bytes: ethernetFrame(from: Self.peer, to: Self.mac, fill: UInt8($0))) }
+        var sentIDs: [UInt64] = []
+        var remaining = frames
+        // One frame per call: one packet per frame, as many as there are sub-allocations.
+        while let first = remaining.first {
+            let (consumed, actions) = guest.vsp.deliver([first], on: 0)
+            if consumed == 0 { break }
+            remaining.removeFirst()
+            sentIDs += receivedPackets(actions, guest: guest).map(\.transactionID)
+        }
+        #expect(sentIDs.count == 9)
+        #expect(Set(sentIDs).count == 9 && !sentIDs.contains(0))
+        #expect(guest.vsp.receivePacketsInFlight(on: 0) == 9)
+        #expect(guest.vsp.counters.receiveNoBuffer == 1)
+        // A completion for an unknown id or on the wrong channel frees nothing.
+        _ = guest.completeReceive(0xDEAD)
+        #expect(guest.vsp.freeReceiveSlots(on: 0) == 0)
+        #expect(guest.vsp.counters.unknownCompletions == 1)
+        // Completing two packets frees two sub-allocations; a FAIL completion still frees (and counts).
+        _ = guest.completeReceive(sentIDs[0])
+        _ = guest.completeReceive(sentIDs[1], status: .failure)
+        #expect(guest.vsp.freeReceiveSlots(on: 0) == 2)
+        #expect(guest.vsp.counters.failedCompletions == 1)
+        let (consumed, actions) = guest.vsp.deliver(Array(remaining), on: 0)
+        #expect(consumed == 2)
+        #expect(receivedPackets(actions, guest: guest).first?.header.ranges.count == 2)
+        // A completion is accepted once.
+        _ = guest.completeReceive(sentIDs[0])
+        #expect(guest.vsp.counters.unknownCompletions == 2)
+    }
+
+    @Test("frames larger than a sub-allocation, runts, and frames before RNDIS is up are dropped and counted")
+    func receiveDrops() {
+        var guest = Self.readyGuest()
+        let (consumed, actions) = guest.vsp.deliver([
+            NetworkFrame(bytes: [UInt8](repeating: 1, count: 9000)), NetworkFrame(bytes: [1, 2, 3]),
+        ], on: 0)
+        #expect(consumed == 2 && receivedPackets(actions, guest: guest).isEmpty)
+        #expect(guest.vsp.counters.receiveDrops == 2)
+        var fresh = NetvscTestGuest(configuration: LinuxInitSequenceTests.configuration())
+        #expect(fresh.vsp.deliver([NetworkFrame(bytes: ethernetFrame(from: Self.peer, to: Self.mac))], on: 0).consumed == 1)
+        #expect(fresh.vsp.counters.receiveDrops == 1)
+    }
+
+    @Test("link down and up reach the guest as INDICATE_STATUS MEDIA_DISCONNECT / MEDIA_CONNECT")
+    func linkIndications() {
+        var guest = Self.readyGuest()
+        var down = guest.vsp.setLinkConnected(false)
+        #expect(controlResponses(down, guest: &guest) == [.indicateStatus(status: .mediaDisconnect, buffer: [])])
+        down = guest.vsp.setLinkConnected(false)
+        #expect(down.isEmpty)
+        let query = guest.control(.query(RNDISRequest(requestID: 900, oid: .mediaConnectStatus)))
+        #expect(controlResponses(query, guest: &guest) == [.queryComplete(requestID: 900, status: .success, information: u32le(1))])
+        #expect(controlResponses(guest.vsp.setLinkConnected(true), guest: &guest)
+                == [.indicateStatus(status: .mediaConnect, buffer: [])])
+    }
+
+    @Test("control responses wait for a free sub-allocation instead of being lost")
+    func controlBackpressure() {
+        var guest = Self.readyGuest(receivePages: 1)  // 2 sub-allocations
+        let (_, busy) = guest.vsp.deliver([NetworkFrame(bytes: ethernetFrame(from: Self.peer, to: Self.mac)),
+                                           NetworkFrame(bytes: ethernetFrame(from: Self.peer, to: Self.mac))], on: 0)
+        let ids = receivedPackets(busy, guest: guest).map(\.transactionID)
+        let waiting = guest.control(.keepalive(requestID: 5))
+        #expect(receivedPackets(waiting, guest: guest).isEmpty)
+        #expect(completions(waiting).count == 1)
+        let released = guest.completeReceive(ids[0])
+        #expect(controlResponses(released, guest: &guest) == [.keepaliveComplete(requestID: 5, status: .success)])
+    }
+}

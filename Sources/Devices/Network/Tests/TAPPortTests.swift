@@ -1,0 +1,155 @@
+import Glibc
+import LinuxSupport
+import NetworkProtocol
+import Synchronization
+import Testing
+import VirtualSwitch
+
+/// A real TAP device in a network namespace the test creates: frames the switch writes appear
+/// on the host side of the interface (an AF_PACKET socket there reads them) and frames sent on
+/// the interface reach a child port. Skipped, with the reason, where /dev/net/tun or the
+/// privileges to create namespaces and TAPs are missing.
+@Suite struct TAPPortTests {
+    /// Descriptors created inside a fresh network namespace (they keep it alive).
+    struct Namespace: Sendable {
+        var tap: OwnedDescriptor
+        var interface: String
+        /// A plain AF_PACKET socket on the TAP interface: the "host side".
+        var hostSide: OwnedDescriptor
+        /// An AF_PACKET socket with virtio headers on the same interface: an external uplink.
+        var uplink: VirtioFrameEndpoint
+    }
+
+    /// Creates the namespace on a thread of its own, so the test's thread stays where it was.
+    static func makeNamespace() throws(SystemError) -> Namespace {
+        let result = Mutex<Result<Namespace, SystemError>?>(nil)
+        let thread = try OSThread.spawn(name: "netns") {
+            do throws(SystemError) {
+                try NetworkNamespace.unshareCurrentThread()
+                let (tap, interface) = try TAPDevice.create(name: "hvtest0")
+                // Up first: a packet socket bound to a down interface reports ENETDOWN once.
+                try NetworkInterface.setUp(interface, true, using: try NetworkInterface.controlSocket())
+                let hostSide = try PacketSocket.open(interface: interface, promiscuous: true, virtioHeader: false)
+                let uplink = try VirtioFrameEndpoint.packetSocket(interface: interface)
+                result.withLock { $0 = .success(Namespace(tap: tap, interface: interface, hostSide: hostSide, uplink: uplink)) }
+            } catch {
+                result.withLock { $0 = .failure(error) }
+            }
+        }
+        thread.join()
+        switch result.withLock({ $0 }) {
+        case .success(let namespace)?: return namespace
+        case .failure(let error)?: throw error
+        case nil: throw SystemError("create test namespace", errno: .ioError)
+        }
+    }
+
+    /// Why the TAP tests cannot run here, or nil.
+    static let unavailableReason: String? = {
+        guard access("/dev/net/tun", R_OK | W_OK) == 0 else { return "/dev/net/tun is missing or not accessible" }
+        do throws(SystemError) {
+            _ = try makeNamespace()
+            return nil
+        } catch {
+            return "cannot create a network namespace with a TAP (CAP_NET_ADMIN/CAP_SYS_ADMIN?): \(error)"
+        }
+    }()
+
+    static let child = MACAddress(0x00, 0x15, 0x5D, 0x00, 0x00, 0x42)
+    static let hostPeer = MACAddress(0x02, 0x00, 0x00, 0x00, 0x00, 0x99)
+    static let testEtherType: UInt16 = 0x88B5
+
+    /// Reads frames from `descriptor` until one carries the test EtherType, with a deadline.
+    static func readTestFrame(_ descriptor: OwnedDescriptor, headerSize: Int = 0) throws -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 70_000)
+        let deadline = MonotonicClock.nanoseconds() + 5_000_000_000
+        while MonotonicClock.nanoseconds() < deadline {
+            _ = try Poll.wait(on: [descriptor.rawValue], timeoutMilliseconds: 200)
+            while let count = try FrameIO.read(descriptor, into: &buffer) {
+                let frame = Array(buffer[headerSize..<count])
+                if frame.count >= 14, UInt16(frame[12]) << 8 | UInt16(frame[13]) == testEtherType
+                    || (frame.count >= 14 && frame[12] == 0x08 && frame[13] == 0x00 && MACAddress.source(of: frame) == child) {
+                    return Array(buffer[0..<count])
+                }
+            }
+        }
+        return nil
+    }
+
+    @Test("internal switch: child → TAP appears on the host side; host side → TAP reaches the child",
+          .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
+    func internalSwitchBothWays() throws {
+        let namespace = try Self.makeNamespace()
+        let virtualSwitch = VirtualSwitch(name: "Internal", kind: .internal(hostInterface: namespace.interface))
+        var childConfiguration = SwitchPortConfiguration(name: "child", kind: .child, macAddress: Self.child)
+        childConfiguration.packetFilter = .linuxDefault
+        let (childPort, childReady) = try virtualSwitch.addPort(childConfiguration)
+        let (hostPort, hostReady) = try virtualSwitch.addPort(SwitchPortConfiguration(name: "host", kind: .host))
+        let pump = try HostPortPump(endpoint: try VirtioFrameEndpoint.tap(namespace.tap), port: hostPort, ready: hostReady,
+                                    switch: virtualSwitch, name: "tap-pump")
+        defer { pump.stop() }
+
+        // Child → host: a plain frame, then an LSO frame whose IPv4 length the switch fixes.
+        let outbound = ethernetFrame(from: Self.child, to: .broadcast, count: 200, fill: 0x5A, etherType: Self.testEtherType)
+        virtualSwitch.send([NetworkFrame(bytes: outbound)], from: childPort)
+        #expect(try Self.readTestFrame(namespace.hostSide) == outbound)
+
+        let lso = PacketBuilder.ipv4TCP(payload: 4000, lsoStyle: true, from: Self.child, to: Self.hostPeer)
+        virtualSwitch.send([NetworkFrame(bytes: lso, offload: FrameOffload(
+            segmentation: .init(maximumSegmentSize: 1448, transportOffset: 34, isIPv6: false)))], from: childPort)
+        if let seen = try Self.readTestFrame(namespace.hostSide) {
+            // The host sees either the whole GSO packet or its segments; either way the IPv4
+            // total length matches what was delivered, never the 0 Linux left in it.
+            let totalLength = Int(seen[16]) << 8 | Int(seen[17])
+            #expect(totalLength == seen.count - 14)
+            #expect(PacketBuilder.fold(PacketBuilder.sum(Array(seen[14..<34]))) == 0xFFFF)
+        } else {
+            Issue.record("the LSO frame never appeared on the host side")
+        }
+
+        // Host → child.
+        let inbound = ethernetFrame(from: Self.hostPeer, to: Self.child, count: 300, fill: 0xC3, etherType: Self.testEtherType)
+        #expect(try FrameIO.write(namespace.hostSide, header: [], frame: inbound))
+        var received: [NetworkFrame] = []
+        let deadline = MonotonicClock.nanoseconds() + 5_000_000_000
+        while MonotonicClock.nanoseconds() < deadline, !received.contains(where: { $0.bytes == inbound }) {
+            _ = try childReady.wait(timeoutMilliseconds: 200)
+            received += virtualSwitch.receive(for: childPort)
+        }
+        #expect(received.contains { $0.bytes == inbound })
+        #expect(virtualSwitch.counters(of: hostPort)?.framesIn ?? 0 >= 1)
+        #expect(pump.failures == 0)
+    }
+
+    @Test("external switch: the AF_PACKET uplink sends frames out of the interface and receives from it",
+          .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
+    func externalUplink() throws {
+        let namespace = try Self.makeNamespace()
+        try TAPDevice.configure(namespace.tap, headerSize: Int32(VirtioNetHeader.size), offloads: [.checksum])
+        let virtualSwitch = VirtualSwitch(name: "External", kind: .external(uplinkInterface: namespace.interface))
+        var childConfiguration = SwitchPortConfiguration(name: "child", kind: .child, macAddress: Self.child)
+        childConfiguration.packetFilter = .linuxDefault
+        let (childPort, childReady) = try virtualSwitch.addPort(childConfiguration)
+        let (uplinkPort, uplinkReady) = try virtualSwitch.addPort(SwitchPortConfiguration(name: "uplink", kind: .uplink))
+        let pump = try HostPortPump(endpoint: namespace.uplink, port: uplinkPort, ready: uplinkReady,
+                                    switch: virtualSwitch, name: "uplink-pump")
+        defer { pump.stop() }
+
+        // Out through the uplink: the frame leaves the interface, so the TAP's reader sees it.
+        let outbound = ethernetFrame(from: Self.child, to: Self.hostPeer, count: 120, fill: 1, etherType: Self.testEtherType)
+        virtualSwitch.send([NetworkFrame(bytes: outbound)], from: childPort)
+        let seen = try Self.readTestFrame(namespace.tap, headerSize: VirtioNetHeader.size)
+        #expect(seen.map { Array($0.dropFirst(VirtioNetHeader.size)) } == outbound)
+
+        // In through the uplink: a frame arriving on the interface (written to the TAP).
+        let inbound = ethernetFrame(from: Self.hostPeer, to: Self.child, count: 90, fill: 2, etherType: Self.testEtherType)
+        #expect(try FrameIO.write(namespace.tap, header: VirtioNetHeader().bytes(), frame: inbound))
+        var received: [NetworkFrame] = []
+        let deadline = MonotonicClock.nanoseconds() + 5_000_000_000
+        while MonotonicClock.nanoseconds() < deadline, !received.contains(where: { $0.bytes == inbound }) {
+            _ = try childReady.wait(timeoutMilliseconds: 200)
+            received += virtualSwitch.receive(for: childPort)
+        }
+        #expect(received.contains { $0.bytes == inbound })
+    }
+}

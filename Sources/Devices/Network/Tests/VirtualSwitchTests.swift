@@ -1,0 +1,189 @@
+import NetworkProtocol
+import Testing
+import VirtualSwitch
+
+/// Learning, flooding, filters, counters and queue bounds of the switch core.
+@Suite struct VirtualSwitchTests {
+    static let a = MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x0A)
+    static let b = MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x0B)
+    static let c = MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x0C)
+    static let multicast = MACAddress(0x01, 0x00, 0x5E, 0, 0, 0xFB)
+
+    struct Fixture {
+        var core = SwitchCore(name: "Default Switch", kind: .internal(hostInterface: "hvtap0"))
+        var ports: [SwitchPortID] = []
+        var host: SwitchPortID
+
+        init(filter: PacketFilter = .linuxDefault, children: [MACAddress] = [a, b, c]) {
+            host = core.addPort(SwitchPortConfiguration(name: "host", kind: .host))
+            for mac in children {
+                var configuration = SwitchPortConfiguration(name: "child", kind: .child, macAddress: mac)
+                configuration.packetFilter = filter
+                ports.append(core.addPort(configuration))
+            }
+        }
+
+        mutating func send(_ bytes: [UInt8], from port: SwitchPortID, now: UInt64 = 1, offload: FrameOffload = .none)
+            -> [SwitchPortID]
+        {
+            core.forward(NetworkFrame(bytes: bytes, offload: offload), from: port, now: now)
+        }
+
+        func queued() -> [Int] { ([host] + ports).map { core.queuedFrames(for: $0) } }
+    }
+
+    @Test("unknown unicast floods; after learning, replies go only to the learned port")
+    func learning() {
+        var fixture = Fixture()
+        let (pa, pb) = (fixture.ports[0], fixture.ports[1])
+        let woken = fixture.send(ethernetFrame(from: Self.a, to: Self.b), from: pa)
+        // Flooded: host takes everything, b matches its directed filter, c's filter refuses.
+        #expect(woken == [fixture.host, pb])
+        #expect(fixture.queued() == [1, 0, 1, 0])
+        #expect(fixture.core.counters(of: fixture.ports[2])?.dropped(.filtered) == 1)
+        _ = fixture.send(ethernetFrame(from: Self.b, to: Self.a), from: pb)
+        #expect(fixture.queued() == [1, 1, 1, 0], "b→a went to a only")
+        #expect(fixture.core.learnedPort(of: Self.a, now: 1) == pa)
+        #expect(fixture.core.dequeue(pa).map(\.bytes) == [ethernetFrame(from: Self.b, to: Self.a)])
+    }
+
+    @Test("broadcast reaches every other port whose filter has BROADCAST; multicast needs ALL_MULTICAST or the list")
+    func flooding() {
+        var fixture = Fixture()
+        _ = fixture.send(ethernetFrame(from: Self.a, to: .broadcast), from: fixture.ports[0])
+        #expect(fixture.queued() == [1, 0, 1, 1])
+        fixture.core.setPacketFilter([.directed, .multicast], for: fixture.ports[2])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.multicast), from: fixture.ports[0])
+        #expect(fixture.queued() == [2, 0, 2, 1], "c has MULTICAST without this group")
+        fixture.core.setMulticastAddresses([Self.multicast], for: fixture.ports[2])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.multicast), from: fixture.ports[0])
+        #expect(fixture.queued() == [3, 0, 3, 2])
+    }
+
+    @Test("packet filter 0 delivers nothing; PROMISCUOUS delivers frames for others too")
+    func filters() {
+        var fixture = Fixture(filter: [])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: .broadcast), from: fixture.ports[0])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b), from: fixture.ports[0])
+        #expect(fixture.queued() == [2, 0, 0, 0])
+        fixture.core.setPacketFilter([.promiscuous], for: fixture.ports[2])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b), from: fixture.ports[0])
+        #expect(fixture.queued() == [3, 0, 0, 1])
+    }
+
+    @Test("counters: frames and bytes in and out per port, drops by reason")
+    func counters() {
+        var fixture = Fixture()
+        let frame = ethernetFrame(from: Self.a, to: .broadcast, count: 100)
+        _ = fixture.send(frame, from: fixture.ports[0])
+        _ = fixture.send([1, 2, 3], from: fixture.ports[0])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b, count: 1600), from: fixture.ports[0])
+        _ = fixture.send(ethernetFrame(from: Self.c, to: Self.b), from: fixture.ports[0])
+        _ = fixture.send(ethernetFrame(from: Self.multicast, to: Self.b), from: fixture.ports[0])
+        let sender = fixture.core.counters(of: fixture.ports[0])
+        #expect(sender?.framesIn == 5)
+        #expect(sender?.bytesIn == UInt64(100 + 3 + 1600 + 60 + 60))
+        #expect(sender?.dropped(.malformed) == 2)
+        #expect(sender?.dropped(.oversized) == 1)
+        #expect(sender?.dropped(.spoofedSource) == 1)
+        let receiver = fixture.core.counters(of: fixture.ports[1])
+        #expect(receiver?.framesOut == 1 && receiver?.bytesOut == 100)
+    }
+
+    @Test("one flooding port fills only its victims' bounded queues; other ports keep flowing")
+    func boundedQueues() {
+        var core = SwitchCore(name: "private", kind: .private)
+        var slow = SwitchPortConfiguration(name: "slow", kind: .child, macAddress: Self.b)
+        slow.packetFilter = .linuxDefault
+        slow.queueFrameLimit = 8
+        let slowPort = core.addPort(slow)
+        var fast = SwitchPortConfiguration(name: "fast", kind: .child, macAddress: Self.c)
+        fast.packetFilter = .linuxDefault
+        let fastPort = core.addPort(fast)
+        var flooder = SwitchPortConfiguration(name: "flooder", kind: .child, macAddress: Self.a)
+        flooder.packetFilter = .linuxDefault
+        let flooderPort = core.addPort(flooder)
+        for _ in 0..<100 { _ = core.forward(NetworkFrame(bytes: ethernetFrame(from: Self.a, to: .broadcast)), from: flooderPort, now: 1) }
+        #expect(core.queuedFrames(for: slowPort) == 8)
+        #expect(core.counters(of: slowPort)?.dropped(.queueFull) == 92)
+        // The fast port drains and still receives a directed frame from the slow port's owner.
+        _ = core.dequeue(fastPort)
+        _ = core.forward(NetworkFrame(bytes: ethernetFrame(from: Self.b, to: Self.c)), from: slowPort, now: 2)
+        #expect(core.dequeue(fastPort).count == 1)
+        #expect(core.counters(of: fastPort)?.dropped(.queueFull) == 0)
+    }
+
+    @Test("learned entries age out, and the table is bounded (oldest evicted)")
+    func agingAndBound() {
+        var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: 1000)
+        let ports = (0..<3).map { index -> SwitchPortID in
+            var configuration = SwitchPortConfiguration(name: "p\(index)", kind: .child)
+            configuration.allowsMACSpoofing = true
+            configuration.packetFilter = [.promiscuous]
+            return core.addPort(configuration)
+        }
+        _ = core.forward(NetworkFrame(bytes: ethernetFrame(from: Self.a, to: .broadcast)), from: ports[0], now: 100)
+        #expect(core.learnedPort(of: Self.a, now: 1000) == ports[0])
+        #expect(core.learnedPort(of: Self.a, now: 1101) == nil, "aged out")
+        for index in 0..<10 {
+            _ = core.forward(NetworkFrame(bytes: ethernetFrame(from: MACAddress(rawValue: 0x0200_0000_0000 + UInt64(index)),
+                                                               to: .broadcast)), from: ports[1], now: 200 + UInt64(index))
+        }
+        #expect(core.learnedCount == 4)
+        #expect(core.learnedPort(of: MACAddress(rawValue: 0x0200_0000_0009), now: 300) == ports[1])
+        #expect(core.learnedPort(of: MACAddress(rawValue: 0x0200_0000_0000), now: 300) == nil, "evicted")
+        // Removing a port forgets what was learned on it.
+        core.removePort(ports[1])
+        #expect(core.learnedCount == 0)
+    }
+
+    @Test("child to child: an LSO frame reaches a guest as valid segments, a checksum request as a completed frame")
+    func offloadBetweenChildren() {
+        var fixture = Fixture()
+        let lso = PacketBuilder.ipv4TCP(payload: 3000, lsoStyle: true, from: Self.a, to: Self.b)
+        _ = fixture.send(lso, from: fixture.ports[0], offload: FrameOffload(
+            segmentation: .init(maximumSegmentSize: 1448, transportOffset: 34, isIPv6: false)))
+        let toB = fixture.core.dequeue(fixture.ports[1])
+        #expect(toB.count == 3 && toB.allSatisfy { PacketBuilder.checksumsValid($0.bytes) && $0.bytes.count <= 1514 })
+        let toHost = fixture.core.dequeue(fixture.host)
+        #expect(toHost.count == 1 && toHost.first?.offload.segmentation != nil, "the TAP takes it whole")
+        let udp = PacketBuilder.ipv4UDP(payload: 50)
+        var sourced = udp
+        sourced.replaceSubrange(0..<12, with: Self.b.bytes + Self.a.bytes)
+        _ = fixture.send(sourced, from: fixture.ports[0], offload: FrameOffload(
+            checksum: .init(transport: .udp, transportOffset: 34, isIPv6: false)))
+        let completed = fixture.core.dequeue(fixture.ports[1])
+        #expect(completed.count == 1 && PacketBuilder.checksumsValid(completed[0].bytes))
+        // Frames a guest cannot be given whole are dropped and counted, not passed on broken.
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b, count: 3000), from: fixture.ports[0], offload: FrameOffload(
+            segmentation: .init(maximumSegmentSize: 1448, transportOffset: 34, isIPv6: false)))
+        #expect(fixture.core.counters(of: fixture.ports[1])?.dropped(.offloadFailed) == 1)
+    }
+
+    @Test("a child whose receive buffer is full gets its frames back in order")
+    func requeue() {
+        var fixture = Fixture()
+        for index in 0..<4 {
+            _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b, fill: UInt8(index)), from: fixture.ports[0])
+        }
+        let taken = fixture.core.dequeue(fixture.ports[1], limit: 3)
+        fixture.core.requeue(Array(taken.dropFirst()), for: fixture.ports[1])
+        #expect(fixture.core.dequeue(fixture.ports[1]).map { $0.bytes[20] } == [1, 2, 3])
+    }
+
+    @Test("the thread-safe switch signals a port's eventfd when its queue becomes non-empty")
+    func notification() throws {
+        let virtualSwitch = VirtualSwitch(name: "Default Switch", kind: .private)
+        var first = SwitchPortConfiguration(name: "a", kind: .child, macAddress: Self.a)
+        first.packetFilter = .linuxDefault
+        var second = SwitchPortConfiguration(name: "b", kind: .child, macAddress: Self.b)
+        second.packetFilter = .linuxDefault
+        let (portA, _) = try virtualSwitch.addPort(first)
+        let (portB, readyB) = try virtualSwitch.addPort(second)
+        #expect(readyB.consume() == nil)
+        virtualSwitch.send([NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b))], from: portA)
+        #expect(readyB.consume() == 1)
+        #expect(virtualSwitch.receive(for: portB).count == 1)
+        #expect(virtualSwitch.counters(of: portA)?.framesIn == 1)
+    }
+}

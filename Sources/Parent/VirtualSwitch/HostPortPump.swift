@@ -1,0 +1,83 @@
+import LinuxSupport
+import NetworkProtocol
+import Synchronization
+
+/// The thread that connects a host endpoint (TAP or packet socket) to its switch port: frames
+/// the endpoint reads go into the switch, frames queued for the port are written out. It
+/// sleeps in poll(2) on the endpoint, the port's ready event and its stop event, with a
+/// deadline so it never waits unboundedly.
+public final class HostPortPump: Sendable {
+    private let thread: StoppableThread
+    private let statistics: Statistics
+
+    /// Counts of what the pump could not pass on.
+    final class Statistics: Sendable {
+        let unusableReads = Atomic<UInt64>(0)
+        let blockedWrites = Atomic<UInt64>(0)
+        let failures = Atomic<UInt64>(0)
+    }
+
+    /// Frames read that the switch could not take (odd virtio headers, runts).
+    public var unusableReads: UInt64 { statistics.unusableReads.load(ordering: .relaxed) }
+    /// Frames dropped because the endpoint would block.
+    public var blockedWrites: UInt64 { statistics.blockedWrites.load(ordering: .relaxed) }
+    /// Reads or writes that failed with an error other than EAGAIN.
+    public var failures: UInt64 { statistics.failures.load(ordering: .relaxed) }
+
+    /// Most frames moved per direction before the pump looks at the other direction.
+    public static let batch = 64
+
+    public init(endpoint: VirtioFrameEndpoint, port: SwitchPortID, ready: EventFD, switch virtualSwitch: VirtualSwitch,
+                name: String) throws(SystemError) {
+        let statistics = Statistics()
+        self.statistics = statistics
+        thread = try StoppableThread(name: name) { stop in
+            var buffer = [UInt8](repeating: 0, count: VirtioFrameEndpoint.maximumFrameSize + endpoint.headerSize)
+            while true {
+                let readable: [Bool]
+                do throws(SystemError) {
+                    readable = try Poll.wait(on: [endpoint.descriptor.rawValue, ready.rawValue, stop.rawValue],
+                                             timeoutMilliseconds: 100)
+                } catch {
+                    statistics.failures.add(1, ordering: .relaxed)
+                    return
+                }
+                if readable[2] { return }
+                if readable[0] {
+                    var frames: [NetworkFrame] = []
+                    reading: while frames.count < Self.batch {
+                        do throws(SystemError) {
+                            switch try endpoint.read(into: &buffer) {
+                            case .frame(let frame): frames.append(frame)
+                            case .empty: break reading
+                            case .unusable: statistics.unusableReads.add(1, ordering: .relaxed)
+                            }
+                        } catch {
+                            statistics.failures.add(1, ordering: .relaxed)
+                            break reading
+                        }
+                    }
+                    if !frames.isEmpty { virtualSwitch.send(frames, from: port) }
+                }
+                if readable[1] { _ = ready.consume() }
+                // Drain the port's queue whether or not the event fired: a batch limit may have
+                // left frames behind on the previous round.
+                var frames = virtualSwitch.receive(for: port, limit: Self.batch)
+                while !frames.isEmpty {
+                    for frame in frames {
+                        do throws(SystemError) {
+                            if try !endpoint.write(frame) { statistics.blockedWrites.add(1, ordering: .relaxed) }
+                        } catch {
+                            statistics.failures.add(1, ordering: .relaxed)
+                        }
+                    }
+                    if frames.count < Self.batch { break }
+                    frames = virtualSwitch.receive(for: port, limit: Self.batch)
+                }
+            }
+        }
+    }
+
+    /// Stops the pump and waits for it.
+    public func stop() { thread.stop() }
+}

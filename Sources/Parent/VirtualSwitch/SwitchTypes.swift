@@ -1,0 +1,99 @@
+import NetworkProtocol
+
+/// The kinds of virtual switch Hyper-V has (`New-VMSwitch -SwitchType`).
+public enum SwitchKind: Hashable, Sendable {
+    /// Child partitions only.
+    case `private`
+    /// Child partitions and the host, through a TAP interface of this name.
+    case `internal`(hostInterface: String)
+    /// Child partitions and a physical network, through an AF_PACKET socket on this host
+    /// interface (see `PacketSocketEndpoint` for why not a TAP in a bridge).
+    case external(uplinkInterface: String)
+}
+
+/// A port's number on its switch.
+public struct SwitchPortID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var rawValue: Int
+    public init(_ rawValue: Int) { self.rawValue = rawValue }
+    public static func < (lhs: SwitchPortID, rhs: SwitchPortID) -> Bool { lhs.rawValue < rhs.rawValue }
+    public var description: String { "port \(rawValue)" }
+}
+
+/// What is plugged into a port.
+public enum SwitchPortKind: Hashable, Sendable {
+    /// A child partition's synthetic NIC.
+    case child
+    /// The host's TAP interface (internal switch).
+    case host
+    /// The external network (external switch).
+    case uplink
+}
+
+/// Why the switch dropped a frame.
+public enum SwitchDropReason: Int, Hashable, Sendable, CaseIterable {
+    /// The destination's queue was full.
+    case queueFull
+    /// The destination's packet filter (or the guest's empty filter) refused it.
+    case filtered
+    /// Larger than the port's maximum frame size.
+    case oversized
+    /// Too short for an Ethernet header, or a group source address.
+    case malformed
+    /// A child sent with a source MAC other than its own, and spoofing is off.
+    case spoofedSource
+    /// Its checksum or segmentation request could not be carried out.
+    case offloadFailed
+}
+
+/// A port's traffic counters.
+public struct SwitchPortCounters: Hashable, Sendable {
+    /// Frames and bytes the port sent into the switch.
+    public var framesIn: UInt64 = 0
+    public var bytesIn: UInt64 = 0
+    /// Frames and bytes queued to the port.
+    public var framesOut: UInt64 = 0
+    public var bytesOut: UInt64 = 0
+    /// Drops by reason: on the sending port for malformed/oversized/spoofed, on the receiving
+    /// port for queue full/filtered/offload failures.
+    public var drops: [SwitchDropReason: UInt64] = [:]
+
+    public init() {}
+
+    /// Drops for `reason`.
+    public func dropped(_ reason: SwitchDropReason) -> UInt64 { drops[reason] ?? 0 }
+}
+
+/// How a port behaves.
+public struct SwitchPortConfiguration: Sendable {
+    public var name: String
+    public var kind: SwitchPortKind
+    /// The port's MAC: a child's adapter address. Directed frames match it; with spoofing off,
+    /// frames from the port must carry it as source.
+    public var macAddress: MACAddress?
+    public var allowsMACSpoofing = false
+    /// The RNDIS packet filter a child set; host and uplink ports take everything.
+    public var packetFilter: PacketFilter
+    /// Multicast addresses a MULTICAST (not ALL_MULTICAST) filter accepts.
+    public var multicastAddresses: Set<MACAddress> = []
+    /// Largest frame without a segmentation request: 1514 plus an in-line VLAN tag.
+    public var maximumFrameSize = 1518
+    /// What the port takes beside plain frames.
+    public var capabilities: SoftwareOffload.Capabilities
+    /// Most frames and bytes waiting in the port's queue.
+    public var queueFrameLimit = 1024
+    public var queueByteLimit = 4 << 20
+
+    public init(name: String, kind: SwitchPortKind, macAddress: MACAddress? = nil) {
+        self.name = name
+        self.kind = kind
+        self.macAddress = macAddress
+        switch kind {
+        case .child:
+            packetFilter = []
+            capabilities = .guest
+        case .host, .uplink:
+            packetFilter = [.promiscuous]
+            capabilities = .virtio
+        }
+    }
+}

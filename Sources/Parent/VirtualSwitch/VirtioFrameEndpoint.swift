@@ -1,0 +1,72 @@
+import LinuxSupport
+import NetworkProtocol
+
+/// A host-side frame descriptor that speaks virtio-net headers: the TAP of an internal switch
+/// or the AF_PACKET socket of an external one. It turns the header into switch metadata on the
+/// way in and back on the way out.
+public struct VirtioFrameEndpoint: Sendable {
+    public let descriptor: OwnedDescriptor
+    /// Bytes of virtio-net header before each frame.
+    public let headerSize: Int
+
+    /// Largest frame read: a 64 KiB GSO packet plus headers.
+    public static let maximumFrameSize = 65536 + 256
+
+    /// A switch port on a TAP descriptor handed in (created with `TAPDevice.create`, which sets
+    /// IFF_TAP | IFF_NO_PI | IFF_VNET_HDR): 12-byte headers, non-blocking, and TUNSETOFFLOAD
+    /// with checksum offload only, so the kernel hands over partial checksums (completed here
+    /// or by a virtio peer) but segments large packets itself before they reach a guest that
+    /// cannot take them.
+    public static func tap(_ descriptor: OwnedDescriptor) throws(SystemError) -> VirtioFrameEndpoint {
+        try TAPDevice.configure(descriptor, headerSize: Int32(VirtioNetHeader.size), offloads: [.checksum])
+        return VirtioFrameEndpoint(descriptor: descriptor, headerSize: VirtioNetHeader.size)
+    }
+
+    /// The uplink of an external switch: an AF_PACKET socket bound to `interface`, promiscuous,
+    /// with PACKET_VNET_HDR (10-byte headers).
+    ///
+    /// Why a packet socket and not a TAP enslaved with the interface to a Linux bridge: it
+    /// leaves the host's own network configuration alone (enslaving moves the interface's
+    /// addresses and routes to the bridge, which cuts the host off if done wrong and is not
+    /// allowed for Wi-Fi interfaces at all), it needs CAP_NET_RAW rather than rebuilding
+    /// bridges with CAP_NET_ADMIN, and frames reach the switch without passing the host's
+    /// bridge code. What it gives up: the host cannot reach guests through that interface
+    /// (the NIC does not loop frames back) — host traffic belongs on an internal switch.
+    public static func packetSocket(interface: String) throws(SystemError) -> VirtioFrameEndpoint {
+        let descriptor = try PacketSocket.open(interface: interface, promiscuous: true, virtioHeader: true)
+        return VirtioFrameEndpoint(descriptor: descriptor, headerSize: VirtioNetHeader.legacySize)
+    }
+
+    public init(descriptor: OwnedDescriptor, headerSize: Int) {
+        self.descriptor = descriptor
+        self.headerSize = headerSize
+    }
+
+    /// The result of one read.
+    public enum Read: Sendable {
+        /// A frame and what its header said.
+        case frame(NetworkFrame)
+        /// Nothing waiting.
+        case empty
+        /// A frame whose header the switch cannot honour (UDP GSO, an odd checksum offset) or
+        /// that is shorter than its header; it was consumed.
+        case unusable
+    }
+
+    /// Reads one frame. `buffer` is scratch space of `maximumFrameSize + headerSize` bytes.
+    public func read(into buffer: inout [UInt8]) throws(SystemError) -> Read {
+        guard let count = try FrameIO.read(descriptor, into: &buffer) else { return .empty }
+        guard count >= headerSize + NetworkFrame.ethernetHeaderSize,
+            let header = VirtioNetHeader(bytes: Array(buffer[0..<headerSize]))
+        else { return .unusable }
+        let frame = Array(buffer[headerSize..<count])
+        guard let offload = header.offload(for: frame) else { return .unusable }
+        return .frame(NetworkFrame(bytes: frame, offload: offload))
+    }
+
+    /// Writes a frame resolved for a virtio destination (the switch did that when queueing it).
+    /// - Returns: `false` if the descriptor would block; the frame was not written.
+    public func write(_ frame: NetworkFrame) throws(SystemError) -> Bool {
+        try FrameIO.write(descriptor, header: VirtioNetHeader(for: frame).bytes(size: headerSize), frame: frame.bytes)
+    }
+}
