@@ -54,7 +54,7 @@ struct DeviceRegistryTests {
         let instance = try T.make(settings, instance: specs[0].instance, context: context)
         switch (T.bus, instance) {
         case (.vmbus, .vmbus(let provider)):
-            let session = provider.openSession(relID: 1, targetVP: 0)
+            let session = provider.openSession(ChannelOpening(relID: 1, targetVP: 0))
             #expect(session != nil, "\(T.kind) refused to open a channel")
         case (.emulated, .emulated(let device)):
             device.attach()

@@ -45,6 +45,21 @@ final class SinkDevice: ChannelSession, Sendable {
     }
 }
 
+/// Plays an infinitely fast guest: each packet it handles is replaced in the ring by a new one
+/// before the worker looks again, so the worker never finds its ring empty.
+final class RefillingDevice: ChannelSession, Sendable {
+    let packets = Atomic<Int>(0)
+    let guest = Locked<FakeGuest?>(nil)
+
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
+        packets.wrappingAdd(1, ordering: .relaxed)
+        guest.withLock { guest in
+            _ = try? guest?.writer.write(type: .inband, transactionID: 0, payload: [UInt8](repeating: 7, count: 64))
+            _ = guest?.writer.commit()
+        }
+    }
+}
+
 /// Holds the worker in its first packet until released, then notes, at each packet, the read
 /// index the guest would see in the incoming ring's control page.
 final class GatedDevice: ChannelSession, Sendable {
@@ -249,5 +264,17 @@ struct VMBusHostTests {
         let seen = device.readIndexes.withLock { $0 }
         #expect(seen.count == sent && sent > 40, "the ring held \(sent) packets")
         #expect(seen.dropLast().contains { $0 != 0 }, "the read index moved while packets were still unread")
+    }
+
+    /// A guest that never lets its ring go idle cannot keep its channel's worker from stopping
+    /// (closing the channel would otherwise wait forever on the partition's control thread).
+    @Test(.timeLimit(.minutes(1))) func aWorkerStopsWhileTheGuestKeepsItsRingBusy() throws {
+        let device = RefillingDevice()
+        var harness = try Harness(device: device, ringPages: 8)
+        harness.send([UInt8](repeating: 7, count: 64), id: 0)
+        device.guest.withLock { $0 = harness.guest }  // from here on only the device writes
+        while device.packets.load(ordering: .relaxed) < 1000 { usleep(1000) }
+        harness.worker.stop()
+        #expect(device.packets.load(ordering: .relaxed) >= 1000)
     }
 }

@@ -109,11 +109,12 @@ struct ConnectionTests {
         #expect(messages[2] == .allOffersDelivered(AllOffersDelivered()))
     }
 
-    @Test func offersAddedLaterAreOfferedImmediately() {
+    @Test func offersAddedLaterAreOfferedImmediately() throws {
         var guest = Guest(offers: [])
         _ = guest.connect()
         _ = guest.send(.requestOffers(RequestOffers()))
-        let (relID, actions) = guest.server.addOffer(ChannelOffer(interfaceType: .heartbeat, interfaceInstance: .heartbeat, name: "late"))
+        let added = guest.server.addOffer(ChannelOffer(interfaceType: .heartbeat, interfaceInstance: .heartbeat, name: "late"))
+        let (relID, actions) = try #require(added)
         #expect(relID == 1)
         #expect(Guest.posted(actions).count == 1)
     }
@@ -352,5 +353,67 @@ struct ChannelTests {
         #expect(guest.server.state(of: 1) == .released)
         // A released channel cannot be opened again.
         #expect(Guest.posted(open(&guest)).first == .openResult(OpenResult(childRelID: 1, openID: 1, status: ServerStatus.unsuccessful)))
+    }
+
+    /// Opens channel 1 and offers it `count` sub-channels, the way a storvsc or netvsc VSP does
+    /// after the guest asks for them.
+    mutating func offerSubChannels(_ count: Int) throws -> [UInt32] {
+        _ = open(&guest)
+        _ = guest.server.completeOpen(channel: 1, accepted: true)
+        let primary = try #require(guest.server.state(of: 1))
+        guard case .open = primary else { throw SubChannelError.primaryNotOpen }
+        var relIDs: [UInt32] = []
+        for index in 1...count {
+            let offer = ChannelOffer(interfaceType: GUID("57164f39-9115-4e78-ab55-382f3bd5422d")!,
+                                     interfaceInstance: GUID("00000000-0000-0000-0000-000000000001")!,
+                                     name: "heartbeat", subChannelIndex: UInt16(index))
+            let added = guest.server.addOffer(offer)
+            let (relID, actions) = try #require(added)
+            let offered = Guest.posted(actions)
+            guard case .offerChannel(let message)? = offered.first else { throw SubChannelError.notOffered }
+            #expect(message.subChannelIndex == UInt16(index) && message.childRelID == relID)
+            #expect(message.interfaceInstance == GUID("00000000-0000-0000-0000-000000000001")!)
+            relIDs.append(relID)
+        }
+        return relIDs
+    }
+
+    enum SubChannelError: Error { case primaryNotOpen, notOffered }
+
+    @Test mutating func subChannelsAreOfferedWithTheirIndexAndThePrimarysIdentity() throws {
+        let subChannels = try offerSubChannels(3)
+        #expect(guest.server.subChannels(of: 1) == subChannels)
+        #expect(guest.server.subChannels(of: 2).isEmpty)
+    }
+
+    @Test mutating func closingThePrimaryRescindsItsSubChannels() throws {
+        let subChannels = try offerSubChannels(2)
+        let actions = guest.send(.closeChannel(CloseChannel(childRelID: 1)))
+        #expect(actions.first == .close(channel: 1))
+        #expect(Guest.posted(actions) == subChannels.map { .rescindOffer(RescindOffer(childRelID: $0)) })
+        for relID in subChannels {
+            _ = guest.send(.relIDReleased(RelIDReleased(childRelID: relID)))
+            #expect(guest.server.state(of: relID) == .released)
+        }
+        #expect(guest.server.subChannels(of: 1).isEmpty)
+    }
+
+    @Test mutating func aReconnectingGuestIsNotOfferedOldSubChannels() throws {
+        let subChannels = try offerSubChannels(2)
+        let actions = guest.connect()
+        for relID in subChannels {
+            #expect(actions.contains(.released(channel: relID)))
+            #expect(guest.server.state(of: relID) == .released)
+        }
+        let offers = Guest.posted(guest.send(.requestOffers(RequestOffers())))
+        #expect(offers.count == 3)  // the two primaries and ALLOFFERS_DELIVERED
+    }
+
+    @Test mutating func relidsRunOutWithoutATrap() {
+        var added = 2
+        while guest.server.addOffer(ChannelOffer(interfaceType: .heartbeat, interfaceInstance: .heartbeat, name: "x")) != nil {
+            added += 1
+        }
+        #expect(added == Int(VMBusConstants.maximumChildRelID))
     }
 }

@@ -7,7 +7,11 @@ import Logging
 import Synchronization
 
 /// The parent's view of one child partition: its mapped RAM, its processors' SynIC pages,
-/// the doorbells that interrupt it, and the services (VMBus, diagnostics) that serve it.
+/// the doorbells that interrupt it, and the services (VMBus, devices, diagnostics) that serve it.
+///
+/// Everything the guest asks of the parent — its VMBus messages, its port accesses — runs on
+/// the partition's own control thread (`control`), in order, so a slow or misbehaving child
+/// delays only itself and never the parent's connection to the root.
 public final class ChildPartition: Sendable {
     public let id: UInt32
     public let name: String
@@ -21,6 +25,13 @@ public final class ChildPartition: Sendable {
     private let pages: Mutex<[UInt32: ProcessorPages]>
     private let doorbells = Mutex<[DoorbellKey: Doorbell]>([:])
     private let services = Mutex<[any PartitionService]>([])
+    /// The partition's control thread.
+    let control: WorkQueue
+    /// Jobs refused because the control queue was full, for rate-limited logging.
+    private let overflows = Atomic<UInt64>(0)
+
+    /// The most requests a child may have waiting for its control thread.
+    static let controlQueueCapacity = 4096
 
     struct DoorbellKey: Hashable {
         var vp: UInt32
@@ -33,7 +44,8 @@ public final class ChildPartition: Sendable {
         case ready(EventFD)
     }
 
-    init(attachment: PartitionAttachment, memory: GuestMemory, root: RootConnection, logger: Logger) {
+    init(attachment: PartitionAttachment, memory: GuestMemory, root: RootConnection, logger: Logger) throws(SystemError) {
+        control = try WorkQueue(name: "child\(attachment.partitionID)", capacity: Self.controlQueueCapacity)
         id = attachment.partitionID
         name = attachment.name
         self.memory = memory
@@ -128,6 +140,18 @@ public final class ChildPartition: Sendable {
 
     // MARK: Services
 
+    /// Runs `job` on the partition's control thread. Returns `false` (and logs, rate-limited)
+    /// when the partition already has `controlQueueCapacity` requests waiting.
+    @discardableResult
+    func perform(_ job: @escaping @Sendable () -> Void) -> Bool {
+        if control.enqueue(job) { return true }
+        let count = overflows.wrappingAdd(1, ordering: .relaxed).newValue
+        if count.nonzeroBitCount == 1 {
+            logger.warning("partition \(name): \(count) requests dropped, its control queue is full")
+        }
+        return false
+    }
+
     func add(_ service: any PartitionService) {
         services.withLock { $0.append(service) }
     }
@@ -154,13 +178,17 @@ public final class ChildPartition: Sendable {
         for service in services.withLock({ $0 }) { service.requestGuestShutdown() }
     }
 
-    /// Stops every service (the partition stopped or the root went away).
+    /// Stops every service on the control thread (after the requests already queued), then the
+    /// thread itself. Blocks until done: call it from a thread of its own.
     func detach() {
-        let all = services.withLock { list -> [any PartitionService] in
-            defer { list.removeAll() }
-            return list
+        control.enqueue { [self] in
+            let all = services.withLock { list -> [any PartitionService] in
+                defer { list.removeAll() }
+                return list
+            }
+            for service in all { service.stop() }
         }
-        for service in all { service.stop() }
+        control.stop()
     }
 }
 

@@ -79,24 +79,33 @@ public final class ParentPartitionService: Sendable {
         case .partitionAttached(let attachment):
             attach(attachment, memoryFile: descriptors[0], root: root)
         case .partitionDetached(let id):
-            children.withLock { $0.removeValue(forKey: id) }?.detach()
+            if let child = children.withLock({ $0.removeValue(forKey: id) }) { detach([child]) }
             logger.info("partition \(id) detached")
         case .synicPagesChanged(let id, let pages):
             child(id)?.updatePages(pages)
         case .guestMessage(let id, let vp, let connectionID, let type, let payload):
-            child(id)?.deliver(vp: vp, connectionID: connectionID, type: type, payload: payload)
+            guard let child = child(id) else { break }
+            child.perform { child.deliver(vp: vp, connectionID: connectionID, type: type, payload: payload) }
         case .doorbell(let request, _, _, _):
             root.complete(request: request, doorbell: EventFD(adopting: descriptors[0]))
         case .requestFailed(let request, let reason):
             logger.warning("root refused request \(request): \(reason)")
             root.complete(request: request, doorbell: nil)
         case .shutdownGuest(let id):
-            child(id)?.requestGuestShutdown()
+            guard let child = child(id) else { break }
+            child.perform { child.requestGuestShutdown() }
         case .portWrite(let id, let vp, let port, let size, let value):
-            child(id)?.portWrite(vp: vp, port: port, size: Int(size), value: value)
+            guard let child = child(id) else { break }
+            child.perform { child.portWrite(vp: vp, port: port, size: Int(size), value: value) }
         case .portRead(let request, let id, let vp, let port, let size):
-            let value = child(id)?.portRead(vp: vp, port: port, size: Int(size)) ?? 0xFFFF_FFFF
-            root.send(.portReadResult(requestID: request, value: value))
+            // The guest processor waits for the answer: a partition that cannot take the
+            // request gets an undriven bus (all ones) at once rather than the root's timeout.
+            guard let child = child(id), child.perform({
+                root.send(.portReadResult(requestID: request, value: child.portRead(vp: vp, port: port, size: Int(size))))
+            }) else {
+                root.send(.portReadResult(requestID: request, value: 0xFFFF_FFFF))
+                break
+            }
         case .interruptLine(let request, _, _):
             root.complete(request: request, doorbell: EventFD(adopting: descriptors[0]))
         }
@@ -114,7 +123,13 @@ public final class ParentPartitionService: Sendable {
             logger.error("cannot map the memory of partition \(attachment.name): \(error)")
             return
         }
-        let child = ChildPartition(attachment: attachment, memory: memory, root: root, logger: logger)
+        let child: ChildPartition
+        do {
+            child = try ChildPartition(attachment: attachment, memory: memory, root: root, logger: logger)
+        } catch {
+            logger.error("cannot serve partition \(attachment.name): \(error)")
+            return
+        }
         children.withLock { $0[attachment.partitionID] = child }
         do {
             child.add(try DiagnosticEchoService(partition: child))
@@ -172,6 +187,20 @@ public final class ParentPartitionService: Sendable {
             defer { table.removeAll() }
             return Array(table.values)
         }
-        for child in all { child.detach() }
+        detach(all)
+    }
+
+    /// Detaches partitions on a thread of its own: closing a child's channels waits for their
+    /// workers, which must not hold up the connection to the root.
+    private func detach(_ children: [ChildPartition]) {
+        guard !children.isEmpty else { return }
+        do {
+            _ = try OSThread.spawn(name: "detach") {
+                for child in children { child.detach() }
+            }
+        } catch {
+            logger.warning("cannot start a thread to detach partitions (\(error)); detaching inline")
+            for child in children { child.detach() }
+        }
     }
 }

@@ -16,6 +16,10 @@ import VMBusServer
 ///
 /// A channel whose guest corrupts its ring or breaks its device protocol is closed and
 /// rescinded; the other channels and the parent carry on.
+///
+/// Everything here runs on the partition's control thread (`ChildPartition.control`): guest
+/// messages, and what channel workers ask for (sub-channels, giving up a channel), which they
+/// enqueue there. The lock only makes the state `Sendable`; it is never contended.
 final class VMBusService: PartitionService {
     let partition: ChildPartition
     private let state: Mutex<State>
@@ -28,11 +32,13 @@ final class VMBusService: PartitionService {
         var open: [UInt32: OpenChannel] = [:]
     }
 
-    /// A synthetic device of the partition: what the guest is offered and who serves it.
+    /// A synthetic device of the partition: what the guest is offered and who serves it. Each
+    /// of its channels (the primary and any sub-channels) maps to it.
     struct Device {
         var spec: DeviceSpec
         var classID: GUID
         var provider: any VirtualServiceProvider
+        var subChannelIndex: UInt16 = 0
 
         var name: String { spec.kind }
     }
@@ -52,7 +58,10 @@ final class VMBusService: PartitionService {
         var devices: [UInt32: Device] = [:]
         for device in offered {
             let offer = ChannelOffer(interfaceType: device.classID, interfaceInstance: device.spec.instance, name: device.name)
-            let (relID, _) = server.addOffer(offer)
+            guard let (relID, _) = server.addOffer(offer) else {
+                partition.logger.error("partition \(partition.name): no relid left for \(device.name)")
+                continue
+            }
             devices[relID] = device
         }
         state = Mutex(State(server: server, devices: devices))
@@ -79,18 +88,47 @@ final class VMBusService: PartitionService {
         }
     }
 
-    /// A channel's worker gave up on it (called on that worker's thread).
+    /// A channel's worker gave up on it (called on that worker's thread): the rescind runs on
+    /// the control thread, which can wait for the worker to end.
     private func channelFailed(_ relID: UInt32, reason: String) {
         partition.logger.warning("partition \(partition.name): closing channel \(relID): \(reason)")
         partition.report(["vmbus.channel.\(relID).closed": reason])
-        // The worker cannot join itself: finish the rescind on another thread.
-        _ = try? OSThread.spawn(name: "rescind\(relID)") { [self] in
+        partition.perform { [self] in
             state.withLock { state in
                 let actions = state.server.rescind(channel: relID)
                 perform(actions, &state)
             }
         }
     }
+
+    /// A primary channel's session asked for `count` sub-channels (on its worker thread): they
+    /// are offered from the control thread, with the lowest free sub-channel indices.
+    private func offerSubChannels(of primary: UInt32, count: Int) {
+        partition.perform { [self] in
+            state.withLock { state in
+                guard let device = state.devices[primary], device.subChannelIndex == 0 else { return }
+                let inUse = Set(state.server.subChannels(of: primary).compactMap { state.devices[$0]?.subChannelIndex })
+                var index: UInt16 = 1
+                for _ in 0..<min(count, Self.maximumSubChannels) {
+                    while inUse.contains(index) { index += 1 }
+                    let offer = ChannelOffer(interfaceType: device.classID, interfaceInstance: device.spec.instance,
+                                             name: device.name, subChannelIndex: index)
+                    guard let (relID, actions) = state.server.addOffer(offer) else {
+                        partition.logger.error("partition \(partition.name): no relid left for a \(device.name) sub-channel")
+                        return
+                    }
+                    var subChannel = device
+                    subChannel.subChannelIndex = index
+                    state.devices[relID] = subChannel
+                    perform(actions, &state)
+                    index += 1
+                }
+            }
+        }
+    }
+
+    /// The most sub-channels one channel may have.
+    static let maximumSubChannels = 64
 
     func stop() {
         state.withLock { state in
@@ -118,6 +156,8 @@ final class VMBusService: PartitionService {
                 state.open[relID]?.worker.target.retarget(to: vp)
             case .releaseGPADL:
                 break  // channels using it were closed first
+            case .released(let relID):
+                if state.devices[relID]?.subChannelIndex != 0 { state.devices[relID] = nil }
             case .connected(let version):
                 partition.logger.info("partition \(partition.name): VMBus \(version.major).\(version.minor) connected")
                 partition.report(["vmbus.version": "\(version.major).\(version.minor)"])
@@ -139,14 +179,16 @@ final class VMBusService: PartitionService {
             let incoming = try GuestRingMemory(memory: partition.memory, pages: request.incomingRingPages)
             let outgoing = try GuestRingMemory(memory: partition.memory, pages: request.outgoingRingPages)
             let relID = request.channel
-            guard let session = device.provider.openSession(relID: relID, targetVP: request.targetVP) else { return false }
+            let opening = ChannelOpening(relID: relID, subChannelIndex: device.subChannelIndex, targetVP: request.targetVP)
+            guard let session = device.provider.openSession(opening) else { return false }
             let guestSignal = try EventFD()
             let channel = try VSPChannel(
-                relID: relID, incoming: incoming, outgoing: outgoing, targetVP: request.targetVP,
-                guestSignal: guestSignal
-            ) { [partition] vp in
-                partition.signalEvent(vp: vp, sint: UInt8(VMBusConstants.messageSINT), flag: relID)
-            }
+                relID: relID, subChannelIndex: device.subChannelIndex, incoming: incoming, outgoing: outgoing,
+                targetVP: request.targetVP, guestSignal: guestSignal,
+                signalGuest: { [partition] vp in
+                    partition.signalEvent(vp: vp, sint: UInt8(VMBusConstants.messageSINT), flag: relID)
+                },
+                subChannels: { [self] count in offerSubChannels(of: relID, count: count) })
             // Registered before OPEN_RESULT is posted (both go over the same ordered socket), so
             // the guest's first signal already finds its ioeventfd.
             let eventConnection = VMBusConstants.eventConnectionID(childRelID: relID)

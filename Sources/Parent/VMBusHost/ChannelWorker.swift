@@ -23,6 +23,9 @@ public final class ChannelWorker: Sendable {
     /// the whole ring to drain (which halves the throughput of a streaming guest).
     public static let commitBytes = 16 * 1024
 
+    /// While draining, the worker looks for a stop request after this many packets.
+    static let stopCheckInterval = 64
+
     /// Starts serving `channel` with `session` on a new thread; both are sent to it and used
     /// only there. The session is started first and closed when the worker ends.
     /// - Parameter onFailure: called (on the worker thread, after it stopped serving) when the
@@ -59,7 +62,11 @@ public final class ChannelWorker: Sendable {
         while true {
             var progressed = try channel.flushBacklog()
             var uncommitted = 0
+            var drained = 0
             while true {
+                // A guest that keeps its ring full must not keep the worker from stopping.
+                drained += 1
+                if drained % Self.stopCheckInterval == 0, stopEvent.consume() != nil { return }
                 let descriptor: PacketDescriptor?
                 do throws(RingError) {
                     descriptor = try channel.reader.next(into: &buffer)

@@ -43,14 +43,34 @@ public final class VSPChannel {
     ///   - outgoing: the host→guest ring.
     ///   - guestSignal: the eventfd the guest's HvSignalEvent on this channel's connection signals.
     ///   - signalGuest: sets this channel's event flag on a processor and raises its SINT.
-    public init(relID: UInt32, incoming: GuestRingMemory, outgoing: GuestRingMemory, targetVP: UInt32,
-                guestSignal: EventFD, signalGuest: @escaping @Sendable (UInt32) -> Void) throws(RingError) {
+    ///   - subChannelIndex: 0 for a primary channel, else its index among its primary's sub-channels.
+    ///   - subChannels: offers that many sub-channels of this primary channel (`nil`: the channel
+    ///     cannot have sub-channels).
+    public init(relID: UInt32, subChannelIndex: UInt16 = 0, incoming: GuestRingMemory, outgoing: GuestRingMemory,
+                targetVP: UInt32, guestSignal: EventFD, signalGuest: @escaping @Sendable (UInt32) -> Void,
+                subChannels: (@Sendable (Int) -> Void)? = nil) throws(RingError) {
         self.relID = relID
+        self.subChannelIndex = subChannelIndex
         reader = try RingReader(memory: incoming)
         writer = try RingWriter(memory: outgoing)
         self.guestSignal = guestSignal
         self.signalGuest = signalGuest
+        self.subChannels = subChannels
         target = ChannelTarget(vp: targetVP)
+    }
+
+    /// 0 for a primary channel, else its index among its primary's sub-channels.
+    public let subChannelIndex: UInt16
+    private let subChannels: (@Sendable (Int) -> Void)?
+
+    /// Offers `count` sub-channels of this primary channel to the guest (up to 64; a sub-channel
+    /// cannot have sub-channels). What the session staged so far is published first, so a
+    /// completion announcing them reaches the guest before their offers do, as Linux's storvsc
+    /// and netvsc expect; the offers follow asynchronously, in index order.
+    public func offerSubChannels(_ count: Int) {
+        guard count > 0, subChannelIndex == 0, let subChannels else { return }
+        publish()
+        subChannels(count)
     }
 
     /// The processor that receives this channel's events.
@@ -133,8 +153,9 @@ public final class VSPChannel {
     }
 
     /// Publishes staged packets and signals the guest if the ring went from empty to non-empty
-    /// while its interrupt_mask was clear.
-    func publish() {
+    /// while its interrupt_mask was clear. The worker does this after every batch; a session
+    /// calls it only to order its packets before something it does outside the ring.
+    public func publish() {
         if writer.commit() { signal() }
     }
 

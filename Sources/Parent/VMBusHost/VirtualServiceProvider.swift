@@ -7,10 +7,25 @@ import VMBusProtocol
 /// So it holds only what is shared (configuration, back ends, atomics and locks), and keeps
 /// everything that belongs to one open channel in the `ChannelSession` it opens for it.
 public protocol VirtualServiceProvider: Sendable {
-    /// The guest opened channel `relID`: the session that serves it, or `nil` to refuse the open.
-    /// Called on the parent's control thread; the session is then sent to the channel's worker
-    /// thread and used only there.
-    func openSession(relID: UInt32, targetVP: UInt32) -> sending (any ChannelSession)?
+    /// The guest opened one of the device's channels: the session that serves it, or `nil` to
+    /// refuse the open. Called on the parent's control thread; the session is then sent to the
+    /// channel's worker thread and used only there.
+    func openSession(_ opening: ChannelOpening) -> sending (any ChannelSession)?
+}
+
+/// A channel the guest is opening.
+public struct ChannelOpening: Hashable, Sendable {
+    public var relID: UInt32
+    /// 0 for the device's primary channel, 1, 2, … for the sub-channels it asked for.
+    public var subChannelIndex: UInt16
+    /// The processor that receives the channel's events (until MODIFYCHANNEL moves them).
+    public var targetVP: UInt32
+
+    public init(relID: UInt32, subChannelIndex: UInt16 = 0, targetVP: UInt32) {
+        self.relID = relID
+        self.subChannelIndex = subChannelIndex
+        self.targetVP = targetVP
+    }
 }
 
 /// One open channel's share of a device, confined to the channel's worker thread: the worker

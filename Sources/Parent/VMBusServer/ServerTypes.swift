@@ -9,12 +9,16 @@ public struct ChannelOffer: Hashable, Sendable {
     public var userDefined: [UInt8]
     /// A short name for logs ("heartbeat", "bench").
     public var name: String
+    /// 0 for a device's primary channel; 1, 2, … for its sub-channels, which share its type
+    /// and instance GUIDs (Linux's vmbus_process_offer matches them to the primary that way).
+    public var subChannelIndex: UInt16
 
-    public init(interfaceType: GUID, interfaceInstance: GUID, name: String,
+    public init(interfaceType: GUID, interfaceInstance: GUID, name: String, subChannelIndex: UInt16 = 0,
                 userDefined: [UInt8] = [UInt8](repeating: 0, count: OfferChannel.userDefinedSize)) {
         self.interfaceType = interfaceType
         self.interfaceInstance = interfaceInstance
         self.name = name
+        self.subChannelIndex = subChannelIndex
         self.userDefined = userDefined
     }
 }
@@ -62,6 +66,9 @@ public enum ServerAction: Hashable, Sendable {
     case retarget(channel: UInt32, vp: UInt32)
     /// A GPADL was torn down; nothing may touch its pages any more.
     case releaseGPADL(GPADL)
+    /// The channel is gone for good (rescinded and released by the guest, withdrawn before it
+    /// was offered, or a sub-channel dropped when the guest reconnected): forget it.
+    case released(channel: UInt32)
     /// The guest connected (or reconnected) with `version`.
     case connected(VMBusVersion)
     /// The guest disconnected (UNLOAD).

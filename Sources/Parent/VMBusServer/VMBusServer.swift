@@ -89,9 +89,10 @@ public struct VMBusServer: Sendable {
     // MARK: Device side
 
     /// Adds a device's channel to the bus; if the guest already asked for offers, it is offered now.
-    public mutating func addOffer(_ offer: ChannelOffer) -> (relID: UInt32, actions: [ServerAction]) {
+    /// - Returns: `nil` once every child relid has been used (relids are never reused).
+    public mutating func addOffer(_ offer: ChannelOffer) -> (relID: UInt32, actions: [ServerAction])? {
         let relID = nextRelID
-        precondition(relID <= VMBusConstants.maximumChildRelID, "out of child relids")
+        guard relID <= VMBusConstants.maximumChildRelID else { return nil }
         nextRelID += 1
         channels[relID] = Channel(offer: offer, state: .pending)
         var actions: [ServerAction] = []
@@ -111,27 +112,45 @@ public struct VMBusServer: Sendable {
         return [reply(connection, .openResult(OpenResult(childRelID: relID, openID: request.openID, status: status)))]
     }
 
-    /// Withdraws a channel (the device went away or misbehaved): it is closed and rescinded.
+    /// Withdraws a channel (the device went away or misbehaved): it is closed and rescinded, and
+    /// so are its sub-channels.
     public mutating func rescind(channel relID: UInt32) -> [ServerAction] {
-        guard let channel = channels[relID] else { return [] }
         var actions: [ServerAction] = []
+        withdraw(relID, &actions)
+        for sub in subChannels(of: relID) { withdraw(sub, &actions) }
+        return actions
+    }
+
+    /// The live sub-channels of primary channel `relID` (offered by a device, not yet released).
+    public func subChannels(of relID: UInt32) -> [UInt32] {
+        guard let primary = channels[relID]?.offer, primary.subChannelIndex == 0 else { return [] }
+        return channels.keys.sorted().filter { id in
+            guard let channel = channels[id], channel.offer.subChannelIndex != 0,
+                  channel.offer.interfaceType == primary.interfaceType,
+                  channel.offer.interfaceInstance == primary.interfaceInstance else { return false }
+            if case .released = channel.state { return false }
+            return true
+        }
+    }
+
+    private mutating func withdraw(_ relID: UInt32, _ actions: inout [ServerAction]) {
+        guard let channel = channels[relID] else { return }
         switch channel.state {
         case .opening, .open:
             actions.append(.close(channel: relID))
         case .rescinded, .released:
-            return []
-        case .pending, .offered:
-            break
-        }
-        if case .pending = channel.state {
+            return
+        case .pending:
             channels[relID]?.state = .released
-            return actions
+            actions.append(.released(channel: relID))
+            return
+        case .offered:
+            break
         }
         channels[relID]?.state = .rescinded
         if let connection {
             actions.append(reply(connection, .rescindOffer(RescindOffer(childRelID: relID))))
         }
-        return actions
     }
 
     // MARK: Guest side
@@ -171,6 +190,7 @@ public struct VMBusServer: Sendable {
         case .relIDReleased(let released):
             if channels[released.childRelID]?.state == .rescinded {
                 channels[released.childRelID]?.state = .released
+                actions.append(.released(channel: released.childRelID))
                 // Linux skips GPADL_TEARDOWN for rescinded channels: release their GPADLs here.
                 for (id, state) in gpadls where state.gpadl.channel == released.childRelID {
                     gpadls[id] = nil
@@ -226,7 +246,8 @@ public struct VMBusServer: Sendable {
         let offer = OfferChannel(
             interfaceType: channel.offer.interfaceType, interfaceInstance: channel.offer.interfaceInstance,
             childRelID: relID, connectionID: VMBusConstants.eventConnectionID(childRelID: relID),
-            channelFlags: 0, mmioMegabytes: 0, userDefined: channel.offer.userDefined, subChannelIndex: 0,
+            channelFlags: 0, mmioMegabytes: 0, userDefined: channel.offer.userDefined,
+            subChannelIndex: channel.offer.subChannelIndex,
             monitorID: 0xFF, monitorAllocated: false, isDedicatedInterrupt: true)
         actions.append(reply(connection, .offerChannel(offer)))
     }
@@ -352,11 +373,15 @@ public struct VMBusServer: Sendable {
         actions.append(.open(request))
     }
 
+    /// Closing a primary channel ends its sub-channels too: they are rescinded, so the driver
+    /// that opens the primary again asks for new ones (Linux's netvsc does on every re-init)
+    /// and is offered them afresh.
     private mutating func closeChannel(_ relID: UInt32, _ actions: inout [ServerAction]) {
         switch channels[relID]?.state {
         case .opening?, .open?:
             channels[relID]?.state = .offered
             actions.append(.close(channel: relID))
+            for sub in subChannels(of: relID) { withdraw(sub, &actions) }
         default:
             actions.append(.protocolViolation("CLOSECHANNEL of relid \(relID), which is not open"))
         }
@@ -382,16 +407,26 @@ public struct VMBusServer: Sendable {
     /// Closes every channel and drops every GPADL (UNLOAD, or a new INITIATE_CONTACT).
     private mutating func reset(_ actions: inout [ServerAction]) {
         for relID in channels.keys.sorted() {
-            switch channels[relID]?.state {
-            case .opening?, .open?:
+            guard let channel = channels[relID] else { continue }
+            switch channel.state {
+            case .opening, .open:
                 actions.append(.close(channel: relID))
-                channels[relID]?.state = .pending
-            case .offered?:
-                channels[relID]?.state = .pending
-            case .rescinded?:
-                channels[relID]?.state = .released
-            default:
+            case .pending, .offered, .rescinded, .released:
                 break
+            }
+            switch channel.state {
+            case .released:
+                break
+            case .rescinded:
+                channels[relID]?.state = .released
+                actions.append(.released(channel: relID))
+            case _ where channel.offer.subChannelIndex != 0:
+                // A new connection starts with primary channels only: a driver asks for its
+                // sub-channels again once it has opened the primary.
+                channels[relID]?.state = .released
+                actions.append(.released(channel: relID))
+            default:
+                channels[relID]?.state = .pending
             }
         }
         for id in gpadls.keys.sorted() {

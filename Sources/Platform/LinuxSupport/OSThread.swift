@@ -59,6 +59,12 @@ public final class OSThread: Sendable {
         return thread
     }
 
+    /// Whether the caller is running on this thread.
+    public var isCurrent: Bool {
+        let id = threadID.load(ordering: .acquiring)
+        return id != 0 && id == clinux_gettid()
+    }
+
     /// Whether the body has returned.
     public var isFinished: Bool { finished.load(ordering: .acquiring) }
 

@@ -15,7 +15,7 @@ public final class BenchVSP: VirtualServiceProvider {
         self.host = host
     }
 
-    public func openSession(relID: UInt32, targetVP: UInt32) -> sending (any ChannelSession)? {
+    public func openSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
         BenchSession(host: host)
     }
 }

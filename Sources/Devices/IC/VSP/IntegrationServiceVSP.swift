@@ -47,7 +47,7 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, GuestShutdownP
         shutdownRequested.store(true, ordering: .releasing)
     }
 
-    public func openSession(relID: UInt32, targetVP: UInt32) -> sending (any ChannelSession)? {
+    public func openSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
         IntegrationServiceSession(device: self)
     }
 }
