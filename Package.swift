@@ -127,8 +127,9 @@ let package = Package(
         .target(name: "CKVM", path: "Sources/Platform/CKVM"),
         .target(name: "LinuxSupport", dependencies: ["CLinux", system], path: "Sources/Platform/LinuxSupport",
                 swiftSettings: host),
+        // Debug builds route KVM's system calls through a mock kernel tests can install (MockKernel).
         .target(name: "KVM", dependencies: ["CKVM", "LinuxSupport", system], path: "Sources/Platform/KVM",
-                swiftSettings: host),
+                swiftSettings: host + [.define("ENABLE_MOCKING", .when(configuration: .debug))]),
         .target(name: "GuestMemory", dependencies: ["LinuxSupport"], path: "Sources/Platform/GuestMemory",
                 swiftSettings: host),
 
@@ -188,7 +189,7 @@ let package = Package(
         .testTarget(name: "ACPITests", dependencies: ["ACPI", "HyperV"]),
         .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport", system]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "LinuxSupport"]),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "LinuxSupport", system]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "LinuxSupport", system]),
         .testTarget(name: "PartitionTests",
                     dependencies: ["Partition", "GuestBuilder", "HypervisorInterface", "KVM", "HyperV", "GuestMemory",
                                    "LinuxSupport", system]),
