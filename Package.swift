@@ -143,7 +143,7 @@ let package = Package(
                 path: "Sources/Root/Partition", swiftSettings: host),
         .target(name: "RootScheduler",
                 dependencies: ["Partition", "HypervisorInterface", "KVM", "HyperV", "ControlProtocol", "ManagementAPI",
-                               "LinuxSupport", log, .product(name: "Hummingbird", package: "hummingbird")],
+                               "GuestMemory", "LinuxSupport", log, .product(name: "Hummingbird", package: "hummingbird")],
                 path: "Sources/Root/RootScheduler", swiftSettings: host),
 
         // MARK: Parent partition.
@@ -202,5 +202,10 @@ let package = Package(
         .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchVSP", "BenchProtocol"]),
         .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LocalDeployment", "ManagementAPI", "GuestBuilder", "KVM"]),
+        // Root ↔ parent and user ↔ root, each end real, over real sockets, without /dev/kvm.
+        .testTarget(name: "ProcessSeamTests",
+                    dependencies: ["RootScheduler", "ParentPartition", "ControlProtocol", "ManagementAPI", "Partition",
+                                   "HypervisorInterface", "KVM", "CKVM", "GuestMemory", "HyperV", "VMBusProtocol",
+                                   "LinuxSupport", "TestSupport", log, .product(name: "NIOHTTP1", package: "swift-nio")]),
     ] + devices.flatMap(\.targets)
 )

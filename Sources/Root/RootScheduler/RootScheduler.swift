@@ -61,12 +61,12 @@ public final class RootScheduler: Sendable {
 
     /// Creates a partition from a configuration whose guest image path has been resolved.
     public func create(_ configuration: PartitionConfiguration) throws(RootError) -> PartitionInfo {
-        if let problem = configuration.problem { throw .invalid("Invalid partition configuration: \(problem).") }
+        if let problem = configuration.problem { throw .invalidRequest("Invalid partition configuration: \(problem).") }
         let image: BootImage
         switch configuration.guest {
         case .embedded(_, let arguments, let imagePath):
             guard let imagePath else {
-                throw .invalid("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
+                throw .invalidRequest("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
             }
             image = .embedded(elf: try Self.read(imagePath, what: "Guest image", fix: "rebuild it with `hv partition create FILE`"),
                               arguments: arguments)
@@ -79,15 +79,13 @@ public final class RootScheduler: Sendable {
         let specification = PartitionSpecification(
             name: configuration.name, processorCount: configuration.processors, memorySize: configuration.memoryMiB << 20,
             image: image)
-        guard table.withLock({ $0[configuration.name] == nil }) else {
-            throw .conflict("A partition named \(configuration.name) exists: delete it first with `hv partition delete \(configuration.name)`.")
-        }
+        guard table.withLock({ $0[configuration.name] == nil }) else { throw .nameTaken(configuration.name) }
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let partition: Partition
-        do {
+        do throws(PartitionError) {
             partition = try Partition.create(id: id, specification: specification, system: system, observer: self)
         } catch {
-            throw .invalid("Cannot create partition \(configuration.name): \(error).")
+            throw .partition(request: "Cannot create partition \(configuration.name)", error)
         }
         let entry = ManagedPartition(partition: partition, configuration: configuration)
         let inserted = table.withLock { partitions -> Bool in
@@ -97,7 +95,7 @@ public final class RootScheduler: Sendable {
         }
         guard inserted else {
             partition.stop(reason: "name conflict")
-            throw .conflict("A partition named \(configuration.name) exists: delete it first with `hv partition delete \(configuration.name)`.")
+            throw .nameTaken(configuration.name)
         }
         logger.info("created partition \(configuration.name) (id \(id), \(configuration.processors) VP, \(configuration.memoryMiB) MiB)")
         parentLink?.attach(entry)
@@ -106,7 +104,7 @@ public final class RootScheduler: Sendable {
 
     private static func read(_ path: String, what: String, fix: String) throws(RootError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw .invalid("\(what) \(path) does not exist: \(fix).")
+            throw .invalidRequest("\(what) \(path) does not exist: \(fix).")
         }
         return [UInt8](data)
     }
@@ -115,6 +113,7 @@ public final class RootScheduler: Sendable {
     public func perform(_ action: String, on name: String) throws(RootError) -> PartitionInfo {
         let entry = try managed(name)
         let partition = entry.partition
+        let request = "Cannot \(action) \(name)"
         do throws(PartitionError) {
             switch action {
             case "start": try partition.start()
@@ -133,19 +132,19 @@ public final class RootScheduler: Sendable {
                     throw PartitionError.invalidSpecification(
                         "\(name) has no shutdown integration service; add \"shutdown\" to its devices or use `hv partition stop`")
                 }
-                guard let link = parentLink, link.isConnected else {
-                    throw PartitionError.hypervisor("the parent partition is not connected; start it with `hv parent`")
-                }
-                link.requestShutdown(partitionID: partition.id)
             default:
                 throw PartitionError.invalidSpecification(
                     "unknown action \(action) (known: \(PartitionAction.known.joined(separator: ", ")))")
             }
         } catch {
-            switch error {
-            case .invalidTransition: throw .conflict("Cannot \(action) \(name): \(error).")
-            case .invalidSpecification(let reason): throw .invalid("Cannot \(action) \(name): \(reason).")
-            default: throw .failed("Cannot \(action) \(name): \(error).")
+            throw .partition(request: request, error)
+        }
+        if action == "shutdown" {
+            do throws(ParentLinkError) {
+                guard let link = parentLink else { throw .notConnected }
+                try link.requestShutdown(partitionID: partition.id)
+            } catch {
+                throw .control(request: request, error)
             }
         }
         return entry.info
