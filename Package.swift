@@ -70,7 +70,7 @@ struct Device {
                 dependencies: ["HyperV", "VMBusProtocol", "VMBusHost", "LinuxSupport", log]
                     + (parts.contains("Protocol") ? [.target(name: "\(name)Protocol")] : []) + extra,
                 path: "\(path)/VSP", swiftSettings: host))
-            tested += [.target(name: "\(name)VSP"), "VMBusHost", "LinuxSupport", "GuestMemory"]
+            tested += [.target(name: "\(name)VSP"), "VMBusHost", "LinuxSupport", "GuestMemory", "VSPTestSupport"]
         }
         if parts.contains("Emulator") {
             targets.append(.target(name: "\(name)Emulator", dependencies: ["HyperV", "LinuxSupport"] + extra,
@@ -183,6 +183,9 @@ let package = Package(
 
         // MARK: Tests (device tests live in their device's folder).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // A guest's end of a VMBus channel in memory, for the tests of every VSP.
+        .target(name: "VSPTestSupport", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV"],
+                path: "Tests/VSPTestSupport"),
         .testTarget(name: "HyperVTests", dependencies: ["HyperV"]),
         .testTarget(name: "VMBusProtocolTests", dependencies: ["VMBusProtocol", "TestSupport"]),
         .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "HyperV", "TestSupport"]),
@@ -199,8 +202,11 @@ let package = Package(
         .testTarget(name: "GuestBuilderTests", dependencies: ["GuestBuilder"]),
         .testTarget(name: "ControlProtocolTests", dependencies: ["ControlProtocol", "LinuxSupport", "HyperV"]),
         .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol", "HyperV"]),
-        .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchVSP", "BenchProtocol"]),
-        .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport"]),
+        .testTarget(name: "BenchTests",
+                    dependencies: ["Bench", "BenchVSP", "BenchProtocol", "VSPTestSupport", "VMBusHost", "VMBusProtocol",
+                                   "LinuxSupport", "HyperV", "TestSupport"]),
+        .testTarget(name: "VMBusHostTests",
+                    dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", "VSPTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["LocalDeployment", "ManagementAPI", "GuestBuilder", "KVM"]),
         // Root ↔ parent and user ↔ root, each end real, over real sockets, without /dev/kvm.
         .testTarget(name: "ProcessSeamTests",
