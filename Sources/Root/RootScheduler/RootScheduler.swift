@@ -174,7 +174,11 @@ extension RootScheduler: PartitionObserver {
 
     public func partitionNeedsTeardown(_ partition: Partition) {
         // The calling processor thread cannot join itself.
-        _ = try? OSThread.spawn(name: "teardown") { partition.finishStopping() }
+        do throws(SystemError) {
+            _ = try OSThread.spawn(name: "teardown") { partition.finishStopping() }
+        } catch {
+            logger.error("partition \(partition.name) stays half-stopped until it is deleted: \(error)")
+        }
     }
 
     public func partition(_ partition: Partition, consoleLine line: String) {
