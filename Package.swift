@@ -72,7 +72,8 @@ struct Device {
                 dependencies: ["HyperV", "VMBusProtocol", "VMBusHost", "DeviceHost", "DeviceModel", "LinuxSupport", log]
                     + (parts.contains("Protocol") ? [.target(name: "\(name)Protocol")] : []) + extra,
                 path: "\(path)/VSP", swiftSettings: host))
-            tested += [.target(name: "\(name)VSP"), "VMBusHost", "DeviceHost", "DeviceModel", "LinuxSupport", "GuestMemory"]
+            tested += [.target(name: "\(name)VSP"), "VMBusHost", "DeviceHost", "DeviceModel", "LinuxSupport", "GuestMemory",
+                       "VSPTestSupport"]
         }
         if parts.contains("Emulator") {
             targets.append(.target(name: "\(name)Emulator",
@@ -130,8 +131,9 @@ let package = Package(
         .target(name: "CKVM", path: "Sources/Platform/CKVM"),
         .target(name: "LinuxSupport", dependencies: ["CLinux", system], path: "Sources/Platform/LinuxSupport",
                 swiftSettings: host),
+        // Debug builds route KVM's system calls through a mock kernel tests can install (MockKernel).
         .target(name: "KVM", dependencies: ["CKVM", "LinuxSupport", system], path: "Sources/Platform/KVM",
-                swiftSettings: host),
+                swiftSettings: host + [.define("ENABLE_MOCKING", .when(configuration: .debug))]),
         .target(name: "GuestMemory", dependencies: ["LinuxSupport"], path: "Sources/Platform/GuestMemory",
                 swiftSettings: host),
         .target(name: "ControlGroups", dependencies: ["LinuxSupport", system], path: "Sources/Platform/ControlGroups",
@@ -148,7 +150,8 @@ let package = Package(
                 path: "Sources/Root/Partition", swiftSettings: host),
         .target(name: "RootScheduler",
                 dependencies: ["Partition", "HypervisorInterface", "KVM", "HyperV", "ControlProtocol", "ManagementAPI",
-                               "DeviceModel", "LinuxSupport", log, .product(name: "Hummingbird", package: "hummingbird")],
+                               "DeviceModel", "GuestMemory", "LinuxSupport", log,
+                               .product(name: "Hummingbird", package: "hummingbird")],
                 path: "Sources/Root/RootScheduler", swiftSettings: host),
 
         // MARK: Parent partition.
@@ -198,13 +201,16 @@ let package = Package(
 
         // MARK: Tests (device tests live in their device's folder).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // A guest's end of a VMBus channel in memory, for the tests of every VSP.
+        .target(name: "VSPTestSupport", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV"],
+                path: "Tests/VSPTestSupport"),
         .testTarget(name: "HyperVTests", dependencies: ["HyperV"]),
         .testTarget(name: "VMBusProtocolTests", dependencies: ["VMBusProtocol", "TestSupport"]),
         .testTarget(name: "LinuxBootTests", dependencies: ["LinuxBoot", "HyperV", "TestSupport"]),
         .testTarget(name: "ACPITests", dependencies: ["ACPI", "HyperV"]),
         .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport", system]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "LinuxSupport"]),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "LinuxSupport", system]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "LinuxSupport", system]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "TestSupport"]),
         .testTarget(name: "ControlGroupsTests",
                     dependencies: ["ControlGroups", "LinuxSupport", "TestSupport",
@@ -223,9 +229,18 @@ let package = Package(
         .testTarget(name: "ControlProtocolTests",
                     dependencies: ["ControlProtocol", "DeviceModel", "VMBusProtocol", "LinuxSupport", "HyperV"]),
         .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol", "HyperV"]),
-        .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchVSP", "BenchProtocol"]),
-        .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport"]),
+        .testTarget(name: "BenchTests",
+                    dependencies: ["Bench", "BenchVSP", "BenchProtocol", "VSPTestSupport", "VMBusHost", "VMBusProtocol",
+                                   "LinuxSupport", "HyperV", "TestSupport"]),
+        .testTarget(name: "VMBusHostTests",
+                    dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", "VSPTestSupport"]),
         .testTarget(name: "IntegrationTests",
                     dependencies: ["LocalDeployment", "ManagementAPI", "DeviceModel", "GuestBuilder", "KVM"]),
+        // Root ↔ parent and user ↔ root, each end real, over real sockets, without /dev/kvm.
+        .testTarget(name: "ProcessSeamTests",
+                    dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ControlProtocol",
+                                   "ManagementAPI", "Partition",
+                                   "HypervisorInterface", "KVM", "CKVM", "GuestMemory", "HyperV", "VMBusProtocol",
+                                   "LinuxSupport", "TestSupport", log, .product(name: "NIOHTTP1", package: "swift-nio")]),
     ] + devices.flatMap(\.targets)
 )

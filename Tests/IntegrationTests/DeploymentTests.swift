@@ -78,9 +78,9 @@ struct DeploymentTests {
         #expect(try await test.deployment.perform("resume", on: "cycle").state == "running")
         let stopped = try await test.deployment.perform("stop", on: "cycle")
         #expect(stopped.state == "stopped" && stopped.reason == "stopped by request")
-        await #expect(throws: ManagementClientError.self) { try await test.deployment.perform("start", on: "cycle") }
+        #expect(await apiError { _ = try await test.deployment.perform("start", on: "cycle") }?.kind == .conflict)
         _ = try await test.deployment.client.send(.DELETE, "/v1/partitions/cycle")
-        await #expect(throws: ManagementClientError.self) { try await test.deployment.info("cycle") }
+        #expect(await apiError { _ = try await test.deployment.info("cycle") }?.kind == .notFound)
     }
 
     @Test func stoppingAPartitionReleasesItsThreadsAndMemory() async throws {
@@ -108,6 +108,8 @@ struct DeploymentTests {
                 == "No partition is named nobody: list them with `hv partition list`.")
         try await test.create("dup")
         #expect(await errorSentence { try await test.create("dup") }?.contains("exists: delete it first") == true)
+        #expect(await apiError { try await test.create("dup") }?.status == 409)
+        #expect(await apiError { _ = try await test.deployment.info("nobody") }?.status == 404)
         let bad = PartitionConfiguration(name: "Bad Name", processors: 1, memoryMiB: 32,
                                          guest: .embedded(image: "x", arguments: "", imagePath: "/nonexistent"))
         #expect(await errorSentence {
@@ -118,6 +120,9 @@ struct DeploymentTests {
         #expect(await errorSentence {
             _ = try await client.request(.POST, "/v1/partitions", body: missing, as: PartitionInfo.self)
         }?.contains("Guest image /nonexistent/guest.elf does not exist") == true)
+        #expect(await apiError {
+            _ = try await client.request(.POST, "/v1/partitions", body: missing, as: PartitionInfo.self)
+        }?.kind == .badRequest)
         let absent = ManagementClient(socketPath: "\(test.directory)/nothing.sock")
         #expect(await errorSentence { _ = try await absent.request(.GET, "/v1/root", as: RootInfo.self) }?
             .contains("start it with `hv root`") == true)
@@ -192,6 +197,18 @@ private func isAlive(_ pid: Int32) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
           let afterName = stat.range(of: ") ", options: .backwards) else { return false }
     return !stat[afterName.upperBound...].hasPrefix("Z")
+}
+
+/// The management API's answer when `body` fails with one, else nil.
+func apiError(_ body: () async throws -> Void) async -> ManagementError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as ManagementClientError {
+        return error.apiError
+    } catch {
+        return nil
+    }
 }
 
 /// The description of the error `body` throws, or nil if it succeeds.

@@ -49,7 +49,7 @@ struct ProbeGuestTests {
     }
 
     /// The parent emulates legacy ports, but never one the root answers itself (the hypercall
-    /// page's ports, debug output, the null exit, power control).
+    /// page's ports, debug output, the null exit, power control), and each port once.
     @Test func portInterceptsCannotTakeTheRootsOwnPorts() async throws {
         struct Silent: PortInterceptor {
             func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {}
@@ -63,6 +63,10 @@ struct ProbeGuestTests {
         #expect(throws: PartitionError.self) { try partition.interceptPorts(0xE0..<0xF0, with: Silent()) }
         try partition.interceptPorts(0x3F8..<0x400, with: Silent())
         #expect(partition.portIntercepts.interceptor(for: 0x3F8) != nil)
+        #expect(throws: PartitionError.self, "a port is intercepted once") {
+            try partition.interceptPorts(0x3FF..<0x401, with: Silent())
+        }
+        #expect(partition.portIntercepts.interceptor(for: 0x400) == nil)
         #expect(partition.portIntercepts.interceptor(for: PlatformPorts.hypercall) == nil)
     }
 

@@ -5,24 +5,7 @@ import Synchronization
 import Testing
 import VMBusHost
 import VMBusProtocol
-
-/// A guest's view of a channel, played by the test: it writes the guest→host ring and reads
-/// the host→guest ring through the same guest memory the worker maps.
-struct FakeGuest {
-    let memory: GuestMemory
-    let incomingPages: [UInt64]   // host's incoming = guest's outgoing
-    let outgoingPages: [UInt64]
-    var writer: RingWriter<GuestRingMemory>
-    var reader: RingReader<GuestRingMemory>
-
-    init(memory: GuestMemory, incoming: [UInt64], outgoing: [UInt64]) throws {
-        self.memory = memory
-        incomingPages = incoming
-        outgoingPages = outgoing
-        writer = try RingWriter(memory: GuestRingMemory(memory: memory, pages: incoming[...]))
-        reader = try RingReader(memory: GuestRingMemory(memory: memory, pages: outgoing[...]))
-    }
-}
+import VSPTestSupport
 
 // The sessions below are Sendable (atomics and locks only) so a test can keep watching one after
 // handing it to the worker.
@@ -42,21 +25,6 @@ final class SinkDevice: ChannelSession, Sendable {
     let packets = Atomic<Int>(0)
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
         packets.wrappingAdd(1, ordering: .relaxed)
-    }
-}
-
-/// Plays an infinitely fast guest: each packet it handles is replaced in the ring by a new one
-/// before the worker looks again, so the worker never finds its ring empty.
-final class RefillingDevice: ChannelSession, Sendable {
-    let packets = Atomic<Int>(0)
-    let guest = Locked<FakeGuest?>(nil)
-
-    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
-        packets.wrappingAdd(1, ordering: .relaxed)
-        guest.withLock { guest in
-            _ = try? guest?.writer.write(type: .inband, transactionID: 0, payload: [UInt8](repeating: 7, count: 64))
-            _ = guest?.writer.commit()
-        }
     }
 }
 
@@ -83,6 +51,21 @@ final class GatedDevice: ChannelSession, Sendable {
     }
 }
 
+/// Plays an infinitely fast guest: each packet it handles is replaced in the ring by a new one
+/// before the worker looks again, so the worker never finds its ring empty.
+final class RefillingDevice: ChannelSession, Sendable {
+    let packets = Atomic<Int>(0)
+    let writer = Locked<RingWriter<GuestRingMemory>?>(nil)
+
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
+        packets.wrappingAdd(1, ordering: .relaxed)
+        writer.withLock { writer in
+            _ = try? writer?.write(type: .inband, transactionID: 0, payload: [UInt8](repeating: 7, count: 64))
+            _ = writer?.commit()
+        }
+    }
+}
+
 /// A value shared with worker threads.
 final class Locked<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
@@ -90,56 +73,12 @@ final class Locked<Value: Sendable>: Sendable {
     func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
 }
 
-struct Harness {
-    let memory: GuestMemory
-    let guestSignal: EventFD
-    let signals = Locked<Int>(0)
-    let failure = Locked<String?>(nil)
-    var worker: ChannelWorker!
-    var guest: FakeGuest
-
-    /// Rings on deliberately scattered pages to exercise the page-list path.
-    init(device: any ChannelSession & Sendable, ringPages: Int = 4, memory: GuestMemory? = nil) throws {
-        self.memory = try memory ?? GuestMemory.create(name: "vmbus-host", size: 4 << 20)
-        let memory = self.memory
-        let incoming = (0..<ringPages).map { UInt64(100 + $0 * 3) }
-        let outgoing = (0..<ringPages).map { UInt64(500 + $0 * 5) }
-        guest = try FakeGuest(memory: memory, incoming: incoming, outgoing: outgoing)
-        guestSignal = try EventFD()
-        let channel = try VSPChannel(
-            relID: 7, incoming: try GuestRingMemory(memory: memory, pages: incoming[...]),
-            outgoing: try GuestRingMemory(memory: memory, pages: outgoing[...]), targetVP: 0, guestSignal: guestSignal
-        ) { [signals] _ in signals.withLock { $0 += 1 } }
-        let failure = self.failure
-        worker = try ChannelWorker(channel: channel, session: device) { reason in failure.withLock { $0 = reason } }
-    }
-
-    /// Writes one packet, waiting up to a second for room. Returns false if the worker stopped
-    /// draining (a stopped worker never frees space).
-    @discardableResult
-    mutating func send(_ payload: [UInt8], id: UInt64) -> Bool {
-        var attempts = 0
-        while (try? guest.writer.write(type: .inband, transactionID: id, payload: payload)) == nil {
-            _ = guest.writer.commit()
-            attempts += 1
-            if attempts > 10_000 { return false }
-            usleep(100)
-        }
-        if guest.writer.commit() { guestSignal.signal() }
-        return true
-    }
-
-    mutating func receive(timeoutMilliseconds: Int = 2000) -> (PacketDescriptor, [UInt8])? {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        for _ in 0..<(timeoutMilliseconds * 10) {
-            if let descriptor = (try? guest.reader.next(into: &buffer)) ?? nil {
-                if guest.reader.commit() { guestSignal.signal() }
-                return (descriptor, Array(buffer[descriptor.payloadOffset..<descriptor.totalLength]))
-            }
-            usleep(100)
-        }
-        return nil
-    }
+/// A channel whose rings lie on deliberately scattered pages, to exercise the page-list path:
+/// the guest→host ring's control page is page 100.
+func scatteredChannel(to session: any ChannelSession & Sendable, ringPages: Int = 4,
+                      memory: GuestMemory? = nil) throws -> FakeGuest {
+    try FakeGuest(device: ServingSession(session), relID: 7, guestToHostPages: (0..<ringPages).map { UInt64(100 + $0 * 3) },
+                  hostToGuestPages: (0..<ringPages).map { UInt64(500 + $0 * 5) }, memory: memory)
 }
 
 @Suite("VMBus host channels")
@@ -168,31 +107,30 @@ struct VMBusHostTests {
     }
 
     @Test func workerEchoesPacketsAndSignalsOnlyWhenTheGuestListens() throws {
-        var harness = try Harness(device: EchoDevice())
-        defer { harness.worker.stop() }
+        let guest = try scatteredChannel(to: EchoDevice())
+        defer { guest.close() }
         for index in 0..<200 {
-            harness.send([UInt8(truncatingIfNeeded: index), 1, 2, 3, 4, 5, 6, 7], id: UInt64(index))
-            let received = harness.receive()
-            let (descriptor, payload) = try #require(received)
-            #expect(descriptor.transactionID == UInt64(index))
-            #expect(payload.first == UInt8(truncatingIfNeeded: index))
+            guest.send([UInt8(truncatingIfNeeded: index), 1, 2, 3, 4, 5, 6, 7], transactionID: UInt64(index))
+            let packet = try #require(guest.receive(within: 2))
+            #expect(packet.descriptor.transactionID == UInt64(index))
+            #expect(packet.payload.first == UInt8(truncatingIfNeeded: index))
         }
-        #expect(harness.failure.withLock { $0 } == nil)
+        #expect(guest.failure == nil)
         // The guest's interrupt mask suppresses signals.
-        harness.guest.reader.beginPolling()
-        let before = harness.signals.withLock { $0 }
-        harness.send([9, 9, 9, 9, 9, 9, 9, 9], id: 999)
-        let echoed = harness.receive()
+        guest.reader.beginPolling()
+        let before = guest.hostSignals
+        guest.send([9, 9, 9, 9, 9, 9, 9, 9], transactionID: 999)
+        let echoed = guest.receive(within: 2)
         #expect(echoed != nil)
-        #expect(harness.signals.withLock { $0 } == before)
+        #expect(guest.hostSignals == before)
     }
 
     @Test func aSleepingWorkerWakesOnTheGuestsSignal() throws {
         let sink = SinkDevice()
-        var harness = try Harness(device: sink)
-        defer { harness.worker.stop() }
+        let guest = try scatteredChannel(to: sink)
+        defer { guest.close() }
         usleep(20_000)  // well past the spin window: the worker is asleep, mask clear
-        harness.send([1, 2, 3, 4, 5, 6, 7, 8], id: 1)
+        guest.send([1, 2, 3, 4, 5, 6, 7, 8], transactionID: 1)
         for _ in 0..<2000 where sink.packets.load(ordering: .relaxed) == 0 { usleep(1000) }
         let packets = sink.packets.load(ordering: .relaxed)
         #expect(packets == 1)
@@ -200,25 +138,23 @@ struct VMBusHostTests {
 
     @Test func deviceProtocolViolationsCloseOnlyThatChannel() throws {
         let device = EchoDevice()
-        var harness = try Harness(device: device)
-        harness.send([0xEE, 0, 0, 0, 0, 0, 0, 0], id: 1)
-        for _ in 0..<2000 where harness.failure.withLock({ $0 }) == nil { usleep(1000) }
-        #expect(harness.failure.withLock { $0 }?.contains("poison") == true)
+        let guest = try scatteredChannel(to: device)
+        guest.send([0xEE, 0, 0, 0, 0, 0, 0, 0], transactionID: 1)
+        #expect(guest.waitForFailure(within: 2)?.contains("poison") == true)
         let closed = device.closed.load(ordering: .acquiring)
         #expect(closed)
-        harness.worker.stop()
+        guest.close()
     }
 
     @Test func aGuestThatNeverDrainsIsCutOff() throws {
-        var harness = try Harness(device: EchoDevice(), ringPages: 2)
+        let guest = try scatteredChannel(to: EchoDevice(), ringPages: 2)
         let payload = [UInt8](repeating: 1, count: 2048)
         // Enough echoes to overflow the 4 KiB outgoing ring and then the backlog limit.
-        for index in 0..<(VSPChannel.backlogLimit / 2048 + 64) where harness.failure.withLock({ $0 }) == nil {
-            if !harness.send(payload, id: UInt64(index)) { break }
+        for index in 0..<(VSPChannel.backlogLimit / 2048 + 64) where guest.failure == nil {
+            if !guest.send(payload, transactionID: UInt64(index), within: 1) { break }
         }
-        for _ in 0..<2000 where harness.failure.withLock({ $0 }) == nil { usleep(1000) }
-        #expect(harness.failure.withLock { $0 }?.contains("unread") == true)
-        harness.worker.stop()
+        #expect(guest.waitForFailure(within: 2)?.contains("unread") == true)
+        guest.close()
     }
 
     /// Random garbage in the control page and data area while the worker runs: the worker may
@@ -226,39 +162,38 @@ struct VMBusHostTests {
     @Test func hostileRingsNeverCrashTheParent() throws {
         var generator = SystemRandomNumberGenerator()
         for round in 0..<40 {
-            let harness = try Harness(device: EchoDevice(), ringPages: 3)
-            let pages = harness.guest.incomingPages + harness.guest.outgoingPages
+            let guest = try scatteredChannel(to: EchoDevice(), ringPages: 3)
+            let pages = guest.pages(of: .guestToHost) + guest.pages(of: .hostToGuest)
             for _ in 0..<200 {
                 let page = pages.randomElement(using: &generator)!
                 let offset = UInt64.random(in: 0..<4096, using: &generator) & ~3
                 let address = GuestPhysicalAddress(page * 4096 + offset)
                 if Bool.random(using: &generator) {
-                    try harness.memory.store(UInt32.random(in: 0...UInt32.max, using: &generator), at: address)
+                    try guest.memory.store(UInt32.random(in: 0...UInt32.max, using: &generator), at: address)
                 } else {
                     // Plausible indices: small and 8-aligned, the subtle corruptions.
-                    try harness.memory.store(UInt32.random(in: 0..<9000, using: &generator) & ~7, at: address)
+                    try guest.memory.store(UInt32.random(in: 0..<9000, using: &generator) & ~7, at: address)
                 }
-                harness.guestSignal.signal()
+                guest.signalHost()
             }
             usleep(UInt32(round % 5) * 200)
-            harness.worker.stop()
+            guest.close()
         }
     }
 
-    /// Docs/hyperv-interface.md §8.6: a reader that drains a full ring publishes its read index as
-    /// it goes, so a writer waiting for room refills the ring meanwhile instead of waiting for it
-    /// to empty.
+    /// §6.3: a reader that drains a full ring publishes its read index as it goes, so a writer
+    /// waiting for room refills the ring meanwhile instead of waiting for it to empty.
     @Test func aDrainingWorkerFreesRoomBeforeTheRingIsEmpty() throws {
         let memory = try GuestMemory.create(name: "vmbus-gated", size: 4 << 20)
         let device = GatedDevice(memory: memory, controlPage: 100)
-        var harness = try Harness(device: device, ringPages: 16, memory: memory)
-        defer { harness.worker.stop() }
+        let guest = try scatteredChannel(to: device, ringPages: 16, memory: memory)
+        defer { guest.close() }
         let payload = [UInt8](repeating: 0x5A, count: 1000)
-        harness.send(payload, id: 0)
+        guest.send(payload, transactionID: 0)
         while !device.holding.load(ordering: .acquiring) { usleep(100) }
         var sent = 1
-        while (try? harness.guest.writer.write(type: .inband, transactionID: UInt64(sent), payload: payload)) != nil { sent += 1 }
-        _ = harness.guest.writer.commit()
+        while (try? guest.writer.write(type: .inband, transactionID: UInt64(sent), payload: payload)) != nil { sent += 1 }
+        _ = guest.writer.commit()
         device.released.store(true, ordering: .releasing)
         for _ in 0..<2000 where device.readIndexes.withLock({ $0.count }) < sent { usleep(1000) }
         let seen = device.readIndexes.withLock { $0 }
@@ -270,11 +205,17 @@ struct VMBusHostTests {
     /// (closing the channel would otherwise wait forever on the partition's control thread).
     @Test(.timeLimit(.minutes(1))) func aWorkerStopsWhileTheGuestKeepsItsRingBusy() throws {
         let device = RefillingDevice()
-        var harness = try Harness(device: device, ringPages: 8)
-        harness.send([UInt8](repeating: 7, count: 64), id: 0)
-        device.guest.withLock { $0 = harness.guest }  // from here on only the device writes
+        let guest = try scatteredChannel(to: device, ringPages: 8)
+        // Only the device writes the guest→host ring: the first packet, then one per packet handled.
+        let writer = try RingWriter(memory: GuestRingMemory(memory: guest.memory, pages: guest.pages(of: .guestToHost)[...]))
+        device.writer.withLock { shared in
+            shared = writer
+            _ = try? shared?.write(type: .inband, transactionID: 0, payload: [UInt8](repeating: 7, count: 64))
+            _ = shared?.commit()
+        }
+        guest.signalHost()
         while device.packets.load(ordering: .relaxed) < 1000 { usleep(1000) }
-        harness.worker.stop()
+        guest.close()
         #expect(device.packets.load(ordering: .relaxed) >= 1000)
     }
 }

@@ -74,10 +74,9 @@ public struct ManagementClient: Sendable {
 
     private struct RequestTimedOut: Error {}
 
-    /// The API's error sentence from a failed response.
+    /// The API's typed error from a failed response.
     static func apiError(_ response: Response) -> ManagementClientError {
-        let message = (try? JSONDecoder().decode(APIError.self, from: response.body))?.error ?? "HTTP \(response.status)"
-        return .api(status: response.status, message: message)
+        .api(ManagementError(status: response.status, body: response.body))
     }
 
     /// `DELETE /v1/partitions/{name}`: stops the partition if it runs and forgets it.
@@ -146,7 +145,14 @@ public enum ManagementClientError: Error, CustomStringConvertible {
     case rootNotRunning(String)
     case transport(String)
     case timedOut(request: String, seconds: Int)
-    case api(status: Int, message: String)
+    /// The root answered with an error: its status and sentence.
+    case api(ManagementError)
+
+    /// The API's answer, when the root answered with an error.
+    public var apiError: ManagementError? {
+        if case .api(let error) = self { return error }
+        return nil
+    }
 
     public var description: String {
         switch self {
@@ -156,8 +162,8 @@ public enum ManagementClientError: Error, CustomStringConvertible {
             "Could not talk to the root scheduler: \(reason)."
         case .timedOut(let request, let seconds):
             "The root scheduler did not answer \(request) within \(seconds) s: check its log, and restart it if it is stuck."
-        case .api(_, let message):
-            message
+        case .api(let error):
+            error.message
         }
     }
 }

@@ -19,6 +19,8 @@ public final class ParentPartitionService: Sendable {
     let deviceTypes: [any ParentDevice.Type]
     private let children = Mutex<[UInt32: ChildPartition]>([:])
     private let connection = Mutex<RootConnection?>(nil)
+    /// The socket of a connection still shaking hands, so `stop()` can interrupt it.
+    private let connecting = Mutex<SequencedPacketSocket?>(nil)
     private let stopping = Atomic<Bool>(false)
 
     public init(socketPath: String, deviceTypes: [any ParentDevice.Type], logger: Logger) {
@@ -33,7 +35,7 @@ public final class ParentPartitionService: Sendable {
         while !stopping.load(ordering: .acquiring) {
             let root: RootConnection
             do {
-                root = try RootConnection.connect(path: socketPath)
+                root = try connect()
             } catch {
                 if !announcedWait {
                     logger.info("waiting for the root scheduler at \(socketPath)")
@@ -44,9 +46,14 @@ public final class ParentPartitionService: Sendable {
             }
             announcedWait = false
             connection.withLock { $0 = root }
+            if stopping.load(ordering: .acquiring) { root.channel.socket.shutdown() }
             logger.info("connected to the root scheduler")
             serve(root)
             connection.withLock { $0 = nil }
+            // Hang up at once (the root sees the parent go even while the children are detached)
+            // and drop the requests the root never answered: their completions hold children,
+            // which hold this connection.
+            root.close()
             detachAll()
             if !stopping.load(ordering: .acquiring) { logger.info("root scheduler went away; reconnecting") }
         }
@@ -55,7 +62,17 @@ public final class ParentPartitionService: Sendable {
     /// Makes `run()` return.
     public func stop() {
         stopping.store(true, ordering: .releasing)
+        connecting.withLock { $0?.shutdown() }
         connection.withLock { $0?.channel.socket.shutdown() }
+    }
+
+    /// Connects to the root and shakes hands; `stop()` interrupts both.
+    private func connect() throws -> RootConnection {
+        let socket = try SequencedPacketSocket.connect(path: socketPath)
+        connecting.withLock { $0 = socket }
+        defer { connecting.withLock { $0 = nil } }
+        guard !stopping.load(ordering: .acquiring) else { throw SystemError("connect to the root scheduler", errno: .canceled) }
+        return try RootConnection.handshake(on: socket, logger: logger)
     }
 
     private func serve(_ root: RootConnection) {
@@ -111,11 +128,19 @@ public final class ParentPartitionService: Sendable {
         }
     }
 
-    private func child(_ id: UInt32) -> ChildPartition? {
+    /// The child partition with root-assigned `id`, while it is attached.
+    func child(_ id: UInt32) -> ChildPartition? {
         children.withLock { $0[id] }
     }
 
+    /// The processor counts a partition can have (the root's limit, `PartitionSpecification`).
+    static let processorLimit: ClosedRange<UInt32> = 1...64
+
     private func attach(_ attachment: PartitionAttachment, memoryFile: OwnedDescriptor, root: RootConnection) {
+        guard Self.processorLimit.contains(attachment.processorCount) else {
+            logger.error("the root attached partition \(attachment.name) with \(attachment.processorCount) processors; ignored")
+            return
+        }
         let memory: GuestMemory
         do {
             memory = try GuestMemory(mapping: memoryFile, size: Int(attachment.memorySize))
@@ -130,7 +155,8 @@ public final class ParentPartitionService: Sendable {
             logger.error("cannot serve partition \(attachment.name): \(error)")
             return
         }
-        children.withLock { $0[attachment.partitionID] = child }
+        // A second attachment of the same partition replaces the first, whose services stop.
+        if let replaced = children.withLock({ $0.updateValue(child, forKey: attachment.partitionID) }) { detach([replaced]) }
         do {
             child.add(try DiagnosticEchoService(partition: child))
         } catch {

@@ -1,35 +1,65 @@
 import ControlProtocol
 import Glibc
 import LinuxSupport
+import Logging
 import Synchronization
 
 /// The parent's end of the control socket to the root scheduler.
 ///
 /// Requests that need an answer (doorbells) are asynchronous: the answer arrives on the
 /// reader thread, which must never block waiting for itself.
+///
+/// Sends do not throw: a message the root does not get is logged. A failing socket means the
+/// root is going away: the reader thread then sees the connection end, every child is detached
+/// (requests still waiting for an answer go with their connection), and the root attaches them
+/// again when the parent reconnects.
 public final class RootConnection: Sendable {
     let channel: ControlChannel
+    let logger: Logger
     private let sendLock = Mutex<Void>(())
     private let nextRequest = Atomic<UInt32>(1)
     private let pending = Mutex<[UInt32: @Sendable (EventFD?) -> Void]>([:])
+    /// Whether a message the root did not get was already logged as a warning.
+    private let dropLogged = Atomic<Bool>(false)
 
-    init(channel: ControlChannel) {
+    init(channel: ControlChannel, logger: Logger) {
         self.channel = channel
+        self.logger = logger
     }
 
-    /// Connects, says hello and waits for the root's welcome.
-    static func connect(path: String) throws -> RootConnection {
-        let socket = try SequencedPacketSocket.connect(path: path)
+    /// How long the parent waits for the root's welcome.
+    static let welcomeTimeoutMilliseconds: Int32 = 10_000
+
+    /// Says hello on a connected socket and waits (up to `welcomeTimeoutMilliseconds`) for the
+    /// root's welcome.
+    static func handshake(on socket: SequencedPacketSocket, logger: Logger) throws -> RootConnection {
         let channel = ControlChannel(socket: socket)
         try channel.send(.hello(parentProcessID: UInt32(getpid())))
+        guard try Poll.wait(on: [socket.owned.rawValue], timeoutMilliseconds: welcomeTimeoutMilliseconds).first == true else {
+            throw SystemError("wait for the root scheduler's welcome", errno: .timedOut)
+        }
         guard case .message(.welcome, _) = try channel.receiveRootMessage() else {
             throw ControlProtocolError.unknownKind(0)
         }
-        return RootConnection(channel: channel)
+        return RootConnection(channel: channel, logger: logger)
     }
 
-    func send(_ message: ParentMessage, descriptors: [Int32] = []) {
-        sendLock.withLock { _ in try? channel.send(message, descriptors: descriptors) }
+    /// Sends `message`; a failure is logged, the first on this connection as a warning.
+    /// - Returns: whether the root got it.
+    @discardableResult
+    func send(_ message: ParentMessage, descriptors: [Int32] = []) -> Bool {
+        do throws(SystemError) {
+            try sendLock.withLock { _ throws(SystemError) in try channel.send(message, descriptors: descriptors) }
+            return true
+        } catch {
+            let what = "\(message)".prefix(120)
+            if dropLogged.exchange(true, ordering: .relaxed) {
+                logger.debug("the root scheduler did not get \(what): \(error)")
+            } else {
+                logger.warning("the root scheduler did not get \(what): \(error)")
+            }
+            return false
+        }
     }
 
     /// Routes HvPostMessage on `connectionID` of partition `id` to this parent.
@@ -73,6 +103,12 @@ public final class RootConnection: Sendable {
         let request = nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
         pending.withLock { $0[request] = completion }
         send(.requestInterruptLine(requestID: request, partitionID: id, pin: pin))
+    }
+
+    /// Ends the connection: shuts the socket down and forgets unanswered requests.
+    func close() {
+        channel.socket.shutdown()
+        pending.withLock { $0.removeAll() }
     }
 
     /// Completes a doorbell request (reader thread).

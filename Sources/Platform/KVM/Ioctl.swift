@@ -3,14 +3,14 @@ import LinuxSupport
 import SystemPackage
 
 /// The single choke point for KVM ioctls: retries EINTR where the request is idempotent and
-/// turns failures into `KVMError`.
+/// turns failures into `KVMError`. The call itself goes through `system_ioctl` (Syscalls.swift).
 @inlinable
 func kvmIoctl(
     _ fd: Int32, _ request: UInt, _ argument: UnsafeMutableRawPointer?, _ operation: KVMOperation,
     retryOnInterrupt: Bool = true
 ) throws(KVMError) -> Int32 {
     while true {
-        let result = argument.map { ioctl(fd, request, $0) } ?? ioctl(fd, request, 0)
+        let result = system_ioctl(fd, request, argument)
         if result >= 0 { return result }
         let error = Errno.current
         if error == .interrupted && retryOnInterrupt { continue }
@@ -22,7 +22,7 @@ func kvmIoctl(
 @inlinable
 func kvmIoctl(_ fd: Int32, _ request: UInt, value: Int32, _ operation: KVMOperation) throws(KVMError) -> Int32 {
     while true {
-        let result = ioctl(fd, request, value)
+        let result = system_ioctl(fd, request, value: value)
         if result >= 0 { return result }
         let error = Errno.current
         if error == .interrupted { continue }

@@ -19,7 +19,7 @@ public final class KVMSystem: Sendable {
 
     /// Opens /dev/kvm and checks the API version and the capabilities this hypervisor needs.
     public init() throws(KVMError) {
-        let raw = open(Self.devicePath, O_RDWR | O_CLOEXEC)
+        let raw = system_open(Self.devicePath, O_RDWR | O_CLOEXEC)
         guard raw >= 0 else { throw KVMError(.openDevice, errno: .current) }
         device = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
         let version = try kvmIoctl(raw, CKVM_GET_API_VERSION, nil, .getAPIVersion)

@@ -28,7 +28,7 @@ public final class KVMVirtualCPU: @unchecked Sendable {
     }
 
     deinit {
-        munmap(runArea, runSize)
+        system_munmap(runArea, length: runSize)
     }
 
     private var state: UnsafeMutablePointer<kvm_run> { runArea.assumingMemoryBound(to: kvm_run.self) }
@@ -37,7 +37,7 @@ public final class KVMVirtualCPU: @unchecked Sendable {
 
     /// Enters the guest until the next exit that needs user space.
     public func run() throws(KVMError) -> VirtualCPUExit {
-        let result = ioctl(fd.rawValue, CKVM_RUN, 0)
+        let result = system_ioctl(fd.rawValue, CKVM_RUN, value: 0)
         if result < 0 {
             let error = Errno.current
             if error == .interrupted || error == .resourceTemporarilyUnavailable {

@@ -190,8 +190,9 @@ public final class KVMVirtualMachine: Sendable {
     public func createVirtualCPU(id: UInt32) throws(KVMError) -> KVMVirtualCPU {
         let raw = try kvmIoctl(fd.rawValue, CKVM_CREATE_VCPU, value: Int32(id), .createVCPU)
         let owned = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
-        let mapped = mmap(nil, system.vcpuMmapSize, PROT_READ | PROT_WRITE, MAP_SHARED, raw, 0)
-        guard let mapped, mapped != MAP_FAILED else { throw KVMError(.mapRunStructure, errno: .current) }
+        guard let mapped = system_mmap(raw, length: system.vcpuMmapSize) else {
+            throw KVMError(.mapRunStructure, errno: .current)
+        }
         return KVMVirtualCPU(fd: owned, id: id, run: mapped, runSize: system.vcpuMmapSize, system: system)
     }
 }

@@ -91,7 +91,7 @@ public final class Partition: Sendable {
         } catch let error as ACPIError {
             throw .hypervisor("could not build the ACPI tables of \(specification.name): \(error)")
         } catch {
-            throw .hypervisor("could not create partition \(specification.name): \(error)")
+            throw .failed("could not create partition \(specification.name)", error)
         }
     }
 
@@ -218,7 +218,7 @@ public final class Partition: Sendable {
         let current = state
         guard current == .created else { throw .invalidTransition(from: current, operation: "start") }
         guard let resources else { throw .invalidTransition(from: current, operation: "start") }
-        do {
+        do throws(SystemError) {
             for processor in resources.processors {
                 let hold = processor.index == 0 ? delay : .zero
                 try processor.start { [self] in
@@ -228,7 +228,7 @@ public final class Partition: Sendable {
             }
         } catch {
             stop(reason: "failed to start processors: \(error)")
-            throw .hypervisor("could not start partition \(name): \(error)")
+            throw .system("could not start partition \(name)", error)
         }
         setState(.running)
     }
@@ -304,10 +304,10 @@ public final class Partition: Sendable {
     /// ioeventfd with DATAMATCH on the hypercall page's signal port.
     public func registerEventConnection(_ connection: ConnectionID, event: EventFD) throws(PartitionError) {
         guard let resources else { throw .invalidTransition(from: state, operation: "register an event connection of") }
-        do {
+        do throws(KVMError) {
             try resources.machine.assignIOEventFD(event, port: PlatformPorts.signalEvent, value: connection.rawValue)
         } catch {
-            throw .hypervisor("could not register event connection \(connection.rawValue): \(error)")
+            throw .kvm("could not register event connection \(connection.rawValue)", error)
         }
         resources.hypervisor.connections.registerEventConnection(connection, event: event)
     }
@@ -328,7 +328,7 @@ public final class Partition: Sendable {
         do {
             return try resources.router.doorbell(vp: vp, sint: sint)
         } catch {
-            throw .hypervisor("could not create doorbell for VP \(vp) SINT \(sint): \(error)")
+            throw .failed("could not create doorbell for VP \(vp) SINT \(sint)", error)
         }
     }
 }

@@ -1,3 +1,6 @@
+import KVM
+import LinuxSupport
+
 /// Everything needed to build a child partition.
 public struct PartitionSpecification: Sendable {
     /// A unique, human-readable name.
@@ -75,12 +78,21 @@ public enum PartitionState: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Why a partition operation was refused.
+/// Why a partition operation was refused or failed. Failures of KVM and of Linux system calls
+/// keep their typed cause beside what was being done.
 public enum PartitionError: Error, Equatable, CustomStringConvertible {
+    /// The specification or request is invalid (the reason names the fix).
     case invalidSpecification(String)
+    /// The guest image cannot be booted.
     case boot(BootError)
+    /// Something else failed inside the partition.
     case hypervisor(String)
+    /// The partition's state does not allow the operation.
     case invalidTransition(from: PartitionState, operation: String)
+    /// A KVM request failed while doing `context` (e.g. "could not create partition alpha").
+    case kvm(String, KVMError)
+    /// A Linux system call failed while doing `context`.
+    case system(String, SystemError)
 
     public var description: String {
         switch self {
@@ -88,6 +100,18 @@ public enum PartitionError: Error, Equatable, CustomStringConvertible {
         case .boot(let error): error.description
         case .hypervisor(let reason): reason
         case .invalidTransition(let state, let operation): "cannot \(operation) a partition that is \(state.name)"
+        case .kvm(let context, let error): "\(context): \(error)"
+        case .system(let context, let error): "\(context): \(error)"
+        }
+    }
+
+    /// `error` as the reason `context` failed, keeping KVM and system errors typed.
+    static func failed(_ context: String, _ error: any Error) -> PartitionError {
+        switch error {
+        case let error as PartitionError: error
+        case let error as KVMError: .kvm(context, error)
+        case let error as SystemError: .system(context, error)
+        default: .hypervisor("\(context): \(error)")
         }
     }
 }

@@ -16,8 +16,14 @@ public protocol PortInterceptor: Sendable {
 final class PortInterceptTable: Sendable {
     private let entries = Mutex<[(range: Range<UInt16>, interceptor: any PortInterceptor)]>([])
 
-    func add(_ range: Range<UInt16>, _ interceptor: any PortInterceptor) {
-        entries.withLock { $0.append((range, interceptor)) }
+    /// Adds `range` unless one of its ports is taken already (so the table stays bounded by the
+    /// port space). Returns whether it was added.
+    func add(_ range: Range<UInt16>, _ interceptor: any PortInterceptor) -> Bool {
+        entries.withLock { entries in
+            guard !entries.contains(where: { $0.range.overlaps(range) }) else { return false }
+            entries.append((range, interceptor))
+            return true
+        }
     }
 
     func removeAll() {
@@ -31,13 +37,16 @@ final class PortInterceptTable: Sendable {
 
 extension Partition {
     /// Sends the guest's accesses to `range` to `interceptor`. A range that takes in a port the
-    /// root handles itself (`PlatformPorts.rootOwned`) is refused.
+    /// root handles itself (`PlatformPorts.rootOwned`), or one already intercepted, is refused.
     public func interceptPorts(_ range: Range<UInt16>, with interceptor: any PortInterceptor) throws(PartitionError) {
         if let taken = PlatformPorts.rootOwned.first(where: range.contains) {
             throw .invalidSpecification("ports 0x\(String(range.lowerBound, radix: 16))-0x\(String(range.upperBound - 1, radix: 16)) "
                                         + "include 0x\(String(taken, radix: 16)), which the root handles itself")
         }
-        portIntercepts.add(range, interceptor)
+        guard portIntercepts.add(range, interceptor) else {
+            throw .invalidSpecification("ports 0x\(String(range.lowerBound, radix: 16))-0x\(String(range.upperBound - 1, radix: 16)) "
+                                        + "overlap ports already intercepted")
+        }
     }
 
     /// Removes every port intercept (the parent went away: those ports read as 0xFF again).
@@ -59,7 +68,7 @@ extension Partition {
                 lines[pin] = event
                 return event
             } catch {
-                throw .hypervisor("could not route IOAPIC pin \(pin): \(error)")
+                throw .failed("could not route IOAPIC pin \(pin)", error)
             }
         }
     }

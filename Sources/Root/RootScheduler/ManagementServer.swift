@@ -14,7 +14,8 @@ import ManagementAPI
 ///     GET    /v1/partitions/{name}/console    ConsoleOutput (?lines=N, default 200)
 ///     DELETE /v1/partitions/{name}            204
 ///
-/// Every error is `{"error": "<one sentence>"}` with 400, 404, 409 or 500.
+/// Every error is a `RootError`, answered as `{"error": "<one sentence>"}` with the status its
+/// `kind` maps it to: 400, 404, 409 or 500.
 enum ManagementServer {
     static func makeApplication(scheduler: RootScheduler, socketPath: String, logger: Logger)
         -> some ApplicationProtocol
@@ -33,7 +34,7 @@ enum ManagementServer {
             do {
                 configuration = try await request.decode(as: PartitionConfiguration.self, context: context)
             } catch {
-                return failure(400, "The partition configuration is not valid JSON for a partition: \(error).")
+                return failure(.invalidRequest("The partition configuration is not valid JSON for a partition: \(error)."))
             }
             return respond(status: .created) { () throws(RootError) in try scheduler.create(configuration) }
         }
@@ -43,8 +44,11 @@ enum ManagementServer {
         }
         router.post("/v1/partitions/:name/actions") { request, context in
             let name = context.parameters.get("name") ?? ""
-            guard let action = try? await request.decode(as: PartitionAction.self, context: context) else {
-                return failure(400, "The body must be {\"action\": \"start|pause|resume|stop|shutdown\"}.")
+            let action: PartitionAction
+            do {
+                action = try await request.decode(as: PartitionAction.self, context: context)
+            } catch {
+                return failure(.invalidRequest("The body must be {\"action\": \"start|pause|resume|stop|shutdown\"}."))
             }
             return respond { () throws(RootError) in try scheduler.perform(action.action, on: name) }
         }
@@ -59,7 +63,7 @@ enum ManagementServer {
                 try scheduler.delete(name)
                 return Response(status: .noContent)
             } catch {
-                return failure(error.status, error.description)
+                return failure(error)
             }
         }
         return Application(router: router, configuration: .init(address: .unixDomainSocket(path: socketPath)),
@@ -70,7 +74,7 @@ enum ManagementServer {
         do {
             return json(try body(), status: status)
         } catch {
-            return failure(error.status, error.description)
+            return failure(error)
         }
     }
 
@@ -82,7 +86,10 @@ enum ManagementServer {
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    private static func failure(_ status: Int, _ message: String) -> Response {
-        json(APIError(error: message), status: HTTPResponse.Status(code: status))
+    /// The answer to a failed request: the error's sentence with the status its kind maps to.
+    static func failure(_ error: RootError) -> Response {
+        let answer = error.answer
+        return Response(status: HTTPResponse.Status(code: answer.status), headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
     }
 }

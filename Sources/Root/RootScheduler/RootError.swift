@@ -1,28 +1,73 @@
-/// Why a management request failed, mapped onto an HTTP status by the API server.
-public enum RootError: Error, CustomStringConvertible, Equatable {
-    /// No partition has this name (404).
-    case notFound(String)
-    /// The request conflicts with the partition's state (409).
-    case conflict(String)
-    /// The request is malformed (400).
-    case invalid(String)
-    /// Something failed inside the root (500).
-    case failed(String)
+import LinuxSupport
+import ManagementAPI
+import Partition
 
-    public var description: String {
+/// Why a management request failed. The cause keeps its type (a partition's error, and through
+/// it KVM's or a system call's; the parent link's), `kind` is the one place that maps causes onto
+/// the API's statuses, and `description` is the sentence users see.
+public enum RootError: Error, Equatable, CustomStringConvertible {
+    /// No partition has this name.
+    case notFound(String)
+    /// A live partition already has this name.
+    case nameTaken(String)
+    /// The request, or the configuration it carries, is malformed; the sentence names the fix.
+    case invalidRequest(String)
+    /// `request` (e.g. "Cannot start alpha") failed in the partition: its state, its image, KVM.
+    case partition(request: String, PartitionError)
+    /// `request` needed the parent partition, which could not be reached.
+    case control(request: String, ParentLinkError)
+
+    /// The class of failure, which decides the HTTP status.
+    public var kind: ManagementErrorKind {
         switch self {
-        case .notFound(let name): "No partition is named \(name): list them with `hv partition list`."
-        case .conflict(let reason), .invalid(let reason), .failed(let reason): reason
+        case .notFound: .notFound
+        case .nameTaken: .conflict
+        case .invalidRequest: .badRequest
+        case .partition(_, let error):
+            switch error {
+            case .invalidSpecification, .boot: .badRequest
+            case .invalidTransition: .conflict
+            case .hypervisor, .kvm, .system: .internalError
+            }
+        case .control: .internalError
         }
     }
 
     /// The HTTP status code.
-    public var status: Int {
+    public var status: Int { kind.rawValue }
+
+    public var description: String {
         switch self {
-        case .notFound: 404
-        case .conflict: 409
-        case .invalid: 400
-        case .failed: 500
+        case .notFound(let name): "No partition is named \(name): list them with `hv partition list`."
+        case .nameTaken(let name):
+            "A partition named \(name) exists: delete it first with `hv partition delete \(name)`."
+        case .invalidRequest(let sentence): sentence
+        case .partition(let request, .invalidSpecification(let reason)): Self.sentence(request, reason)
+        case .partition(let request, let error): Self.sentence(request, "\(error)")
+        case .control(let request, let error): Self.sentence(request, "\(error)")
+        }
+    }
+
+    /// "<request>: <cause>." with one full stop, whether or not the cause ends with one.
+    private static func sentence(_ request: String, _ cause: String) -> String {
+        "\(request): \(cause)" + (cause.hasSuffix(".") ? "" : ".")
+    }
+
+    /// The API's answer for this error.
+    public var answer: ManagementError { ManagementError(kind, message: description) }
+}
+
+/// Why the root could not get a request to the parent partition.
+public enum ParentLinkError: Error, Equatable, CustomStringConvertible {
+    /// No parent partition is connected.
+    case notConnected
+    /// The control socket refused the message (the parent is going away).
+    case sendFailed(SystemError)
+
+    public var description: String {
+        switch self {
+        case .notConnected: "the parent partition is not connected; start it with `hv parent`"
+        case .sendFailed(let error): "the parent partition could not be reached (\(error)); check that `hv parent` runs"
         }
     }
 }

@@ -66,19 +66,19 @@ public final class RootScheduler: Sendable {
     /// Creates a partition from a configuration whose guest image path has been resolved.
     public func create(_ configuration: PartitionConfiguration) throws(RootError) -> PartitionInfo {
         if let problem = configuration.problem(catalog: catalog) {
-            throw .invalid("Invalid partition configuration: \(problem).")
+            throw .invalidRequest("Invalid partition configuration: \(problem).")
         }
         let devices: [DeviceSpec]
         do throws(DeviceError) {
             devices = try configuration.resolvedDevices(catalog: catalog)
         } catch {
-            throw .invalid("Invalid partition configuration: \(error).")
+            throw .invalidRequest("Invalid partition configuration: \(error).")
         }
         let image: BootImage
         switch configuration.guest {
         case .embedded(_, let arguments, let imagePath):
             guard let imagePath else {
-                throw .invalid("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
+                throw .invalidRequest("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
             }
             image = .embedded(elf: try Self.read(imagePath, what: "Guest image", fix: "rebuild it with `hv partition create FILE`"),
                               arguments: arguments)
@@ -91,15 +91,13 @@ public final class RootScheduler: Sendable {
         let specification = PartitionSpecification(
             name: configuration.name, processorCount: configuration.processors, memorySize: configuration.memoryMiB << 20,
             image: image)
-        guard table.withLock({ $0[configuration.name] == nil }) else {
-            throw .conflict("A partition named \(configuration.name) exists: delete it first with `hv partition delete \(configuration.name)`.")
-        }
+        guard table.withLock({ $0[configuration.name] == nil }) else { throw .nameTaken(configuration.name) }
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let partition: Partition
-        do {
+        do throws(PartitionError) {
             partition = try Partition.create(id: id, specification: specification, system: system, observer: self)
         } catch {
-            throw .invalid("Cannot create partition \(configuration.name): \(error).")
+            throw .partition(request: "Cannot create partition \(configuration.name)", error)
         }
         let entry = ManagedPartition(partition: partition, configuration: configuration, devices: devices)
         let inserted = table.withLock { partitions -> Bool in
@@ -109,7 +107,7 @@ public final class RootScheduler: Sendable {
         }
         guard inserted else {
             partition.stop(reason: "name conflict")
-            throw .conflict("A partition named \(configuration.name) exists: delete it first with `hv partition delete \(configuration.name)`.")
+            throw .nameTaken(configuration.name)
         }
         logger.info("created partition \(configuration.name) (id \(id), \(configuration.processors) VP, \(configuration.memoryMiB) MiB)")
         parentLink?.attach(entry)
@@ -118,7 +116,7 @@ public final class RootScheduler: Sendable {
 
     private static func read(_ path: String, what: String, fix: String) throws(RootError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw .invalid("\(what) \(path) does not exist: \(fix).")
+            throw .invalidRequest("\(what) \(path) does not exist: \(fix).")
         }
         return [UInt8](data)
     }
@@ -127,6 +125,7 @@ public final class RootScheduler: Sendable {
     public func perform(_ action: String, on name: String) throws(RootError) -> PartitionInfo {
         let entry = try managed(name)
         let partition = entry.partition
+        let request = "Cannot \(action) \(name)"
         do throws(PartitionError) {
             switch action {
             case "start": try partition.start()
@@ -145,19 +144,19 @@ public final class RootScheduler: Sendable {
                     throw PartitionError.invalidSpecification(
                         "\(name) has no shutdown integration service; add \"shutdown\" to its devices or use `hv partition stop`")
                 }
-                guard let link = parentLink, link.isConnected else {
-                    throw PartitionError.hypervisor("the parent partition is not connected; start it with `hv parent`")
-                }
-                link.requestShutdown(partitionID: partition.id)
             default:
                 throw PartitionError.invalidSpecification(
                     "unknown action \(action) (known: \(PartitionAction.known.joined(separator: ", ")))")
             }
         } catch {
-            switch error {
-            case .invalidTransition: throw .conflict("Cannot \(action) \(name): \(error).")
-            case .invalidSpecification(let reason): throw .invalid("Cannot \(action) \(name): \(reason).")
-            default: throw .failed("Cannot \(action) \(name): \(error).")
+            throw .partition(request: request, error)
+        }
+        if action == "shutdown" {
+            do throws(ParentLinkError) {
+                guard let link = parentLink else { throw .notConnected }
+                try link.requestShutdown(partitionID: partition.id)
+            } catch {
+                throw .control(request: request, error)
             }
         }
         return entry.info
@@ -187,7 +186,11 @@ extension RootScheduler: PartitionObserver {
 
     public func partitionNeedsTeardown(_ partition: Partition) {
         // The calling processor thread cannot join itself.
-        _ = try? OSThread.spawn(name: "teardown") { partition.finishStopping() }
+        do throws(SystemError) {
+            _ = try OSThread.spawn(name: "teardown") { partition.finishStopping() }
+        } catch {
+            logger.error("partition \(partition.name) stays half-stopped until it is deleted: \(error)")
+        }
     }
 
     public func partition(_ partition: Partition, consoleLine line: String) {

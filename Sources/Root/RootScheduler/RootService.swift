@@ -38,7 +38,7 @@ public struct RootService {
         } catch {
             throw RootServiceError.kvm(error)
         }
-        let link = try ParentLink(scheduler: scheduler, socketPath: parentSocket)
+        let link = try ParentLink(directory: scheduler, socketPath: parentSocket)
         scheduler.link.withLock { $0 = link }
         try link.start()
         unlink(apiSocket)

@@ -15,8 +15,14 @@ public final class BenchVSP: VirtualServiceProvider {
         self.host = host
     }
 
+    /// Refuses the open only if the raw-chain listener cannot be started.
     public func openSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
-        BenchSession(host: host)
+        do throws(SystemError) {
+            return try BenchSession(host: host, relID: opening.relID, targetVP: opening.targetVP)
+        } catch {
+            host.report(["bench.state": "cannot start the raw-chain listener: \(error)"])
+            return nil
+        }
     }
 }
 
@@ -25,8 +31,9 @@ final class BenchSession: ChannelSession {
     let host: any VSPHost
     private var phase: Phase?
     private var phaseNumber = 0
-    private var rawChain: EventListener?
-    private var rawConnection: ConnectionID?
+    private let rawChain: EventListener
+    private let rawConnection: ConnectionID
+    private let rawTarget = TargetProcessor()
     private var outgoing: [UInt8] = []
     /// Every run of each throughput and source point so far, by fact prefix.
     private var runs: [String: PhaseRuns] = [:]
@@ -45,34 +52,25 @@ final class BenchSession: ChannelSession {
         var inOrder = true
     }
 
-    init(host: any VSPHost) {
+    /// Starts the raw-chain baseline's listener: HvSignalEvent on relid|0x4000 wakes it, and it
+    /// only rings the target processor's SINT 2 doorbell — the chain the VMBus path adds rings
+    /// to. Its connection is registered before the open is answered, like the channel's own.
+    init(host: any VSPHost, relID: UInt32, targetVP: UInt32) throws(SystemError) {
         self.host = host
-    }
-
-    func start(on channel: VSPChannel) throws(VSPError) {
-        // The raw-chain baseline: HvSignalEvent on relid|0x4000 wakes a listener that only rings
-        // the target processor's SINT 2 doorbell, the chain the VMBus path adds rings to.
-        let connection = BenchProtocol.rawChainConnectionID(childRelID: channel.relID)
-        let host = self.host
-        let target = channel.target
-        do throws(SystemError) {
-            let event = try EventFD()
-            rawChain = try EventListener(name: "raw\(channel.relID)", event: event) { _ in
-                host.raise(vp: target.vp, sint: UInt8(VMBusConstants.messageSINT))
-            }
-            host.registerEventConnection(connection, event: event)
-        } catch {
-            throw .backend("bench: cannot start the raw-chain listener: \(error)")
+        let event = try EventFD()
+        let target = rawTarget
+        target.value.store(targetVP, ordering: .releasing)
+        rawChain = try EventListener(name: "raw\(relID)", event: event) { _ in
+            host.raise(vp: target.value.load(ordering: .acquiring), sint: UInt8(VMBusConstants.messageSINT))
         }
-        rawConnection = connection
+        rawConnection = BenchProtocol.rawChainConnectionID(childRelID: relID)
+        host.registerEventConnection(rawConnection, event: event)
         host.report(["bench.state": "open"])
     }
 
     func close() {
-        if let rawConnection { host.unregisterEventConnection(rawConnection) }
-        rawChain?.stop()
-        rawChain = nil
-        rawConnection = nil
+        host.unregisterEventConnection(rawConnection)
+        rawChain.stop()
     }
 
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
@@ -88,6 +86,7 @@ final class BenchSession: ChannelSession {
                 throw .protocolViolation("bench: bad phase parameters")
             }
             phase = Phase(id: header.phase, parameters: parameters, started: MonotonicClock.nanoseconds())
+            rawTarget.value.store(channel.targetVP, ordering: .releasing)
             switch parameters.mode {
             case .polledRoundTrip:
                 channel.keepPolling(forNanoseconds: 60_000_000_000)
@@ -210,6 +209,11 @@ final class BenchSession: ChannelSession {
         result += BenchPhaseResult(messages: messages, hostNanoseconds: hostNanoseconds, intact: intact).bytes
         try channel.send(.inband, transactionID: 0, payload: result)
     }
+}
+
+/// The processor the raw-chain listener raises, shared with its thread.
+final class TargetProcessor: Sendable {
+    let value = Atomic<UInt32>(0)
 }
 
 /// The runs of one throughput point, for reporting the median: on a machine with as many

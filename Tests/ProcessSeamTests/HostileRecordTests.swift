@@ -1,0 +1,322 @@
+import ControlProtocol
+import HyperV
+import Foundation
+import LinuxSupport
+@testable import ParentPartition
+@testable import RootScheduler
+import Testing
+import TestSupport
+
+/// One control record as a misbehaving peer sends it.
+struct HostileRecord: Sendable, CustomTestStringConvertible {
+    var name: String
+    var bytes: [UInt8]
+    /// How many eventfds travel with it.
+    var descriptors = 0
+    /// Sent as one datagram of this many bytes instead (beyond the protocol's limit).
+    var oversized: Int?
+
+    var testDescription: String { name }
+
+    func send(on end: ScriptedEnd) throws {
+        if let oversized { return try end.sendOversized(oversized) }
+        try end.sendRaw(bytes, descriptors: (0..<descriptors).map { _ in try EventFD().owned })
+    }
+}
+
+/// A compromised or broken peer on the control socket: the root cuts off a parent that sends a
+/// bad record and carries on; the parent drops a root that does and reconnects. Neither traps.
+@Suite("Hostile control records")
+struct HostileRecordTests {
+    static func withVersion(_ version: UInt16, _ bytes: [UInt8]) -> [UInt8] {
+        [UInt8(truncatingIfNeeded: version), UInt8(version >> 8)] + bytes.dropFirst(2)
+    }
+
+    static let fromParent: [HostileRecord] = {
+        let register = ParentMessage.registerMessageConnection(partitionID: 1, connectionID: 0x0F00).bytes
+        var facts = WireEncoder()
+        facts.u16(ControlProtocol.version)
+        facts.u16(8)  // partitionStatus
+        facts.u32(1)
+        facts.u32(1)
+        facts.string(String(repeating: "k", count: 257))
+        facts.string("v")
+        return [
+            HostileRecord(name: "unknown kind", bytes: [1, 0, 0xFF, 0x7F, 0, 0, 0, 0]),
+            HostileRecord(name: "unsupported version", bytes: withVersion(2, register)),
+            HostileRecord(name: "truncated", bytes: Array(register.dropLast())),
+            HostileRecord(name: "trailing bytes", bytes: register + [0]),
+            HostileRecord(name: "event connection without its eventfd",
+                          bytes: ParentMessage.registerEventConnection(partitionID: 1, connectionID: 0x2001).bytes),
+            HostileRecord(name: "a descriptor the message does not take", bytes: register, descriptors: 1),
+            HostileRecord(name: "a fact key beyond its limit", bytes: facts.bytes),
+            HostileRecord(name: "an empty record", bytes: []),
+            HostileRecord(name: "a record beyond the size limit", bytes: [],
+                          oversized: SequencedPacketSocket.maximumMessageSize + 1),
+        ]
+    }()
+
+    @Test(arguments: fromParent)
+    func aBadRecordCutsTheParentOffAndTheRootCarriesOn(_ record: HostileRecord) throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha")
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        try parent.channel.send(.registerMessageConnection(partitionID: alpha.id, connectionID: 0x0F00))
+        #expect(try parent.rootAnswers(probe: 1))
+        #expect(alpha.messageConnections == [ConnectionID(0x0F00)])
+
+        try record.send(on: parent)
+        #expect(parent.closes(), "the root cut the parent off")
+        #expect(eventually { !root.link.isConnected })
+        #expect(eventually { alpha.messageConnections.isEmpty }, "and forgot what it registered")
+
+        let next = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { next.close() }
+        let attached = try next.rootMessage { message, descriptors -> Int? in
+            if case .partitionAttached(let attachment) = message, attachment.partitionID == alpha.id { return descriptors.count }
+            return nil
+        }
+        #expect(attached == 1, "the next parent gets alpha and its memory")
+    }
+
+    /// Well-formed requests a parent has no business making are refused one by one; the parent
+    /// stays connected.
+    @Test func impossibleRequestsAreRefusedWithoutCuttingTheParentOff() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha")
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        let id = alpha.id
+        try parent.channel.send(.registerPorts(partitionID: id, base: 0xFFF8, count: 8))
+        try parent.channel.send(.registerPorts(partitionID: id, base: 0x3F8, count: 0))
+        try parent.channel.send(.registerPorts(partitionID: id, base: 0xE0, count: 16))
+        try parent.channel.send(.unregisterEventConnection(partitionID: id, connectionID: 0x2001))
+        try parent.channel.send(.postMessage(partitionID: id, vp: 7, sint: 2, messageType: 1, payload: [1]))
+        try parent.channel.send(.postMessage(partitionID: id, vp: 0, sint: 16, messageType: 1, payload: [1]))
+        try parent.channel.send(.consoleOutput(partitionID: 0xDEAD, bytes: Array("lost\n".utf8)))
+        try parent.channel.send(.portReadResult(requestID: 12345, value: 1))
+        try parent.channel.send(.requestDoorbell(requestID: 10, partitionID: id, vp: 5, sint: 2))
+        try parent.channel.send(.requestInterruptLine(requestID: 11, partitionID: id, pin: 24))
+        var refused: Set<UInt32> = []
+        _ = try parent.rootMessage { message, _ -> Bool? in
+            if case .requestFailed(let request, _) = message { refused.insert(request) }
+            return refused.count == 2 ? true : nil
+        }
+        #expect(refused == [10, 11])
+        #expect(try parent.rootAnswers(probe: 99))
+        #expect(root.link.isConnected)
+        #expect(alpha.interceptedRanges.isEmpty, "no port range was taken")
+        #expect(alpha.console.snapshot.isEmpty)
+    }
+
+    /// A parent cannot grow the root's connection tables without bound.
+    @Test func aParentRegistersAtMostTheLimitOfConnectionsPerPartition() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha")
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        for connection in UInt32(0x1000)..<UInt32(0x1000 + ParentLink.registrationLimit + 10) {
+            try parent.channel.send(.registerMessageConnection(partitionID: alpha.id, connectionID: connection))
+        }
+        try parent.sendRaw(ParentMessage.registerEventConnection(partitionID: alpha.id, connectionID: 0x2001).bytes,
+                           descriptors: [try EventFD().owned])
+        #expect(try parent.rootAnswers(probe: 1))
+        #expect(alpha.messageConnections.count == ParentLink.registrationLimit)
+        #expect(alpha.eventConnections.isEmpty)
+        // Registering one already registered again is no growth.
+        try parent.channel.send(.registerMessageConnection(partitionID: alpha.id, connectionID: 0x1000))
+        #expect(try parent.rootAnswers(probe: 2))
+        #expect(alpha.messageConnections.count == ParentLink.registrationLimit)
+    }
+
+    /// A process that connects and says nothing does not keep the parent out.
+    @Test func aSilentConnectionIsDroppedAndTheParentGetsIn() throws {
+        let root = try RootEnd(helloTimeoutMilliseconds: 50)
+        defer { root.stop() }
+        _ = try root.table.add("alpha")
+        let silent = ScriptedEnd(try SequencedPacketSocket.connect(path: root.socketPath))
+        #expect(silent.closes(), "the root hung up on it")
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        #expect(try parent.rootAnswers(probe: 1))
+    }
+
+    /// Seeded mutations of every parent message: the root either serves the result or cuts the
+    /// parent off, and is there for the next parent.
+    @Test func mutatedParentRecordsNeverTakeTheRootDown() throws {
+        let root = try RootEnd(portReadTimeout: 10_000_000)
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha", processors: 2, devices: ["com1"])
+        try alpha.enableSynIC(vp: 0, sint: 2)
+        let id = alpha.id
+        let valid: [ParentMessage] = [
+            .registerMessageConnection(partitionID: id, connectionID: 1),
+            .unregisterMessageConnection(partitionID: id, connectionID: 1),
+            .registerEventConnection(partitionID: id, connectionID: 0x2001),
+            .unregisterEventConnection(partitionID: id, connectionID: 0x2001),
+            .requestDoorbell(requestID: 5, partitionID: id, vp: 1, sint: 2),
+            .postMessage(partitionID: id, vp: 0, sint: 2, messageType: 1, payload: [UInt8](repeating: 9, count: 240)),
+            .partitionStatus(partitionID: id, facts: ["heartbeat.sequence": "12"]),
+            .registerPorts(partitionID: id, base: 0x2F8, count: 8),
+            .portReadResult(requestID: 9, value: 0x60),
+            .requestInterruptLine(requestID: 10, partitionID: id, pin: 4),
+            .consoleOutput(partitionID: id, bytes: Array("hello\n".utf8)),
+        ]
+        var generator = SeededGenerator(seed: 0x5EA5)
+        var parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        var cutOff = 0
+        for round in 0..<150 {
+            let message = valid[Int.random(in: 0..<valid.count, using: &generator)]
+            var bytes = message.bytes
+            switch Int.random(in: 0..<4, using: &generator) {
+            case 0: bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+            case 1: bytes.removeLast(Int.random(in: 1...bytes.count, using: &generator))
+            case 2: bytes += generator.bytes(Int.random(in: 1...16, using: &generator))
+            default: bytes.replaceSubrange(4..<min(bytes.count, 12), with: generator.bytes(8))
+            }
+            try parent.sendRaw(bytes, descriptors: (0..<message.descriptorCount).map { _ in try EventFD().owned })
+            let served = try parent.rootAnswers(probe: UInt32(1000 + round))
+            if !served {
+                cutOff += 1
+                parent.close()
+                parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+            }
+        }
+        #expect(cutOff > 0, "some mutations broke the protocol")
+        #expect(try parent.rootAnswers(probe: 1))
+        parent.close()
+    }
+
+    // MARK: The parent against a bad root
+
+    static let fromRoot: [HostileRecord] = {
+        let detached = RootMessage.partitionDetached(partitionID: 1).bytes
+        return [
+            HostileRecord(name: "unknown kind", bytes: [1, 0, 0xFF, 0x7F]),
+            HostileRecord(name: "unsupported version", bytes: withVersion(9, detached)),
+            HostileRecord(name: "truncated attachment",
+                          bytes: Array(RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 1)).bytes.dropLast(3)),
+                          descriptors: 1),
+            HostileRecord(name: "trailing bytes", bytes: detached + [0, 0]),
+            HostileRecord(name: "attachment without its memory",
+                          bytes: RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 1)).bytes),
+            HostileRecord(name: "doorbell without its eventfd",
+                          bytes: RootMessage.doorbell(requestID: 1, partitionID: 1, vp: 0, sint: 2).bytes),
+            HostileRecord(name: "an empty record", bytes: []),
+            HostileRecord(name: "a record beyond the size limit", bytes: [],
+                          oversized: SequencedPacketSocket.maximumMessageSize + 1),
+        ]
+    }()
+
+    @Test(arguments: fromRoot)
+    func aBadRootRecordMakesTheParentReconnect(_ record: HostileRecord) throws {
+        let root = try ScriptedRoot()
+        defer { root.close() }
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        let first = try root.accept()
+        #expect(try first.parentAnswers(probe: 1))
+        try record.send(on: first)
+        #expect(first.closes(), "the parent dropped the connection")
+        let second = try root.accept()
+        defer { second.close() }
+        #expect(try second.parentAnswers(probe: 2), "and came back")
+    }
+
+    /// Attachments the parent cannot use are refused one by one; it stays connected and serves
+    /// the next good one.
+    @Test func unusableAttachmentsAreRefusedAndTheParentCarriesOn() throws {
+        let root = try ScriptedRoot()
+        defer { root.close() }
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        let connection = try root.accept()
+        defer { connection.close() }
+        let small = try MemoryFile.create(name: "small", size: 4096)
+        let notMemory = try EventFD()
+        let memory = try MemoryFile.create(name: "many", size: 16 << 20)
+        try connection.sendRaw(RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 1, memoryMiB: 16)).bytes,
+                               descriptors: [small])
+        try connection.sendRaw(RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 2)).bytes,
+                               descriptors: [notMemory.owned])
+        try connection.sendRaw(RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 3, processors: 100_000)).bytes,
+                               descriptors: [memory])
+        try connection.sendRaw(RootMessage.doorbell(requestID: 4242, partitionID: 9, vp: 0, sint: 2).bytes,
+                               descriptors: [notMemory.owned])
+        try connection.channel.send(.guestMessage(partitionID: 9, vp: 0, connectionID: 1, messageType: 1, payload: [1]))
+        try connection.channel.send(.shutdownGuest(partitionID: 9))
+        try connection.channel.send(.portWrite(partitionID: 9, vp: 0, port: 0x3F8, size: 1, value: 0x41))
+        #expect(try connection.parentAnswers(probe: 7))
+        #expect(parent.child(1) == nil && parent.child(2) == nil && parent.child(3) == nil)
+
+        try connection.sendRaw(RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 4)).bytes,
+                               descriptors: [try MemoryFile.create(name: "good", size: 16 << 20)])
+        let doorbellRequested = try connection.parentMessage { message, _ -> Bool? in
+            if case .requestDoorbell(_, 4, _, _) = message { return true }
+            return nil
+        }
+        #expect(doorbellRequested == true, "the good partition is served")
+        #expect(parent.child(4)?.name == "good")
+    }
+
+    /// Seeded mutations of every root message: the parent either serves the result or drops the
+    /// root and reconnects.
+    @Test func mutatedRootRecordsNeverTakeTheParentDown() throws {
+        let root = try ScriptedRoot()
+        defer { root.close() }
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        let valid: [RootMessage] = [
+            .partitionAttached(ParentLinkFixtures.attachment(id: 3)),
+            .partitionDetached(partitionID: 3),
+            .synicPagesChanged(partitionID: 3, ProcessorPages(vp: 0, synicEnabled: true, messagePage: 0x10000,
+                                                              eventFlagsPage: 0x11000)),
+            .guestMessage(partitionID: 3, vp: 0, connectionID: 1, messageType: 1, payload: [1, 0, 0, 0, 0, 0, 0, 0]),
+            .doorbell(requestID: 3, partitionID: 3, vp: 0, sint: 2),
+            .requestFailed(requestID: 3, reason: "no"),
+            .shutdownGuest(partitionID: 3),
+            .portWrite(partitionID: 3, vp: 0, port: 0x3F8, size: 1, value: 0x41),
+            .portRead(requestID: 9, partitionID: 3, vp: 0, port: 0x3FD, size: 1),
+            .interruptLine(requestID: 10, partitionID: 3, pin: 4),
+        ]
+        var generator = SeededGenerator(seed: 0xB00_7)
+        var connection = try root.accept()
+        var dropped = 0
+        for round in 0..<100 {
+            let message = valid[Int.random(in: 0..<valid.count, using: &generator)]
+            var bytes = message.bytes
+            switch Int.random(in: 0..<4, using: &generator) {
+            case 0: bytes[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+            case 1: bytes.removeLast(Int.random(in: 1...bytes.count, using: &generator))
+            case 2: bytes += generator.bytes(Int.random(in: 1...16, using: &generator))
+            default: bytes.replaceSubrange(4..<min(bytes.count, 12), with: generator.bytes(8))
+            }
+            let descriptors: [OwnedDescriptor] = try (0..<message.descriptorCount).map { _ in
+                if case .partitionAttached = message { return try MemoryFile.create(name: "fuzz", size: 16 << 20) }
+                return try EventFD().owned
+            }
+            try connection.sendRaw(bytes, descriptors: descriptors)
+            let served = try connection.parentAnswers(probe: UInt32(1000 + round))
+            if !served {
+                dropped += 1
+                connection.close()
+                connection = try root.accept()
+            }
+        }
+        #expect(dropped > 0, "some mutations broke the protocol")
+        #expect(try connection.parentAnswers(probe: 1))
+        connection.close()
+    }
+}
+
+enum ParentLinkFixtures {
+    static func attachment(id: UInt32, memoryMiB: UInt64 = 16, processors: UInt32 = 1) -> PartitionAttachment {
+        PartitionAttachment(
+            partitionID: id, name: id == 4 ? "good" : "p\(id)", memorySize: memoryMiB << 20, processorCount: processors,
+            clock: ReferenceClock(tscFrequencyHz: 1_000_000_000, scale: 1 << 32, guestTSCOffset: 0, referenceOffset: 0),
+            processors: [ProcessorPages(vp: 0, synicEnabled: false, messagePage: nil, eventFlagsPage: nil)], devices: [])
+    }
+}

@@ -1,0 +1,166 @@
+import DeviceRegistry
+import CKVM
+import Foundation
+@testable import KVM
+import LinuxSupport
+import ManagementAPI
+import NIOHTTP1
+import Partition
+@testable import RootScheduler
+import Testing
+
+/// Errors keep their type from where they happen (KVM, a partition, the parent link) to the
+/// management API's answer, and the client gets them back typed with their status.
+@Suite("Management API errors")
+struct ManagementErrorTests {
+    struct Case: Sendable, CustomTestStringConvertible {
+        var error: RootError
+        var kind: ManagementErrorKind
+        var sentence: String
+        var testDescription: String { sentence }
+    }
+
+    static let kvmFailure = KVMError(.createVirtualMachine, errno: .resourceBusy)
+
+    static let cases: [Case] = [
+        Case(error: .notFound("alpha"), kind: .notFound,
+             sentence: "No partition is named alpha: list them with `hv partition list`."),
+        Case(error: .nameTaken("alpha"), kind: .conflict,
+             sentence: "A partition named alpha exists: delete it first with `hv partition delete alpha`."),
+        Case(error: .invalidRequest("Invalid partition configuration: processors must be 1-64."), kind: .badRequest,
+             sentence: "Invalid partition configuration: processors must be 1-64."),
+        Case(error: .partition(request: "Cannot start alpha", .invalidTransition(from: .running, operation: "start")),
+             kind: .conflict, sentence: "Cannot start alpha: cannot start a partition that is running."),
+        Case(error: .partition(request: "Cannot jump alpha", .invalidSpecification("unknown action jump")),
+             kind: .badRequest, sentence: "Cannot jump alpha: unknown action jump."),
+        Case(error: .partition(request: "Cannot create partition alpha", .boot(.invalidImage("not an ELF file"))),
+             kind: .badRequest, sentence: "Cannot create partition alpha: invalid guest image: not an ELF file."),
+        Case(error: .partition(request: "Cannot create partition alpha", .kvm("could not create partition alpha", kvmFailure)),
+             kind: .internalError,
+             // KVM's hint ends the sentence with its own full stop.
+             sentence: "Cannot create partition alpha: could not create partition alpha: \(kvmFailure)"),
+        Case(error: .partition(request: "Cannot start alpha",
+                               .system("could not start partition alpha", SystemError("create thread", errno: .noMemory))),
+             kind: .internalError,
+             sentence: "Cannot start alpha: could not start partition alpha: \(SystemError("create thread", errno: .noMemory))."),
+        Case(error: .partition(request: "Cannot create partition alpha", .hypervisor("could not build the ACPI tables")),
+             kind: .internalError, sentence: "Cannot create partition alpha: could not build the ACPI tables."),
+        Case(error: .control(request: "Cannot shutdown alpha", .notConnected), kind: .internalError,
+             sentence: "Cannot shutdown alpha: the parent partition is not connected; start it with `hv parent`."),
+        Case(error: .control(request: "Cannot shutdown alpha", .sendFailed(SystemError("send", errno: .brokenPipe))),
+             kind: .internalError,
+             sentence: "Cannot shutdown alpha: the parent partition could not be reached (\(SystemError("send", errno: .brokenPipe))); check that `hv parent` runs."),
+    ]
+
+    @Test(arguments: cases)
+    func eachCauseHasOneStatusAndItsSentence(_ test: Case) {
+        #expect(test.error.kind == test.kind)
+        #expect(test.error.status == test.kind.rawValue)
+        #expect(test.error.description == test.sentence)
+        #expect(ManagementServer.failure(test.error).status.code == test.kind.rawValue)
+        // What the server sends is what the client decodes.
+        let answer = test.error.answer
+        let decoded = ManagementError(status: answer.status, body: answer.body)
+        #expect(decoded == ManagementError(status: test.kind.rawValue, message: test.sentence))
+        #expect(decoded.kind == test.kind)
+        #expect(String(decoding: answer.body, as: UTF8.self).hasPrefix("{\"error\":"))
+    }
+
+    @Test func aBodyThatIsNotAnAPIErrorStillDecodesWithItsStatus() {
+        let error = ManagementError(status: 502, body: Data("<html>bad gateway</html>".utf8))
+        #expect(error == ManagementError(status: 502, message: "HTTP 502"))
+        #expect(error.kind == nil)
+    }
+
+    static func configuration(_ name: String, imagePath: String?, processors: Int = 1) -> PartitionConfiguration {
+        PartitionConfiguration(name: name, processors: processors, memoryMiB: 16,
+                               guest: .embedded(image: "Guest", arguments: "", imagePath: imagePath))
+    }
+
+    /// A temporary file standing in for a guest image (creation fails before it is parsed).
+    static func image() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("hv-image-\(UUID().uuidString)").path
+        try Data([0x7F, 0x45, 0x4C, 0x46]).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// KVM refuses the virtual machine (here: another hypervisor holds the CPU): the error that
+    /// reaches the API is the partition's, carrying KVM's, with its hint, as a 500.
+    @Test func aKVMFailureWhileCreatingAPartitionIsA500CarryingTheKVMError() throws {
+        let kernel = MockKernel()
+        kernel.fail(CKVM_CREATE_VM, with: .resourceBusy)
+        let image = try Self.image()
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        let error = try MockKernel.$current.withValue(kernel) { () throws -> RootError? in
+            let scheduler = try RootScheduler(catalog: DeviceRegistry.catalog, logger: quietLogger)
+            do throws(RootError) {
+                _ = try scheduler.create(Self.configuration("alpha", imagePath: image))
+                return nil
+            } catch {
+                return error
+            }
+        }
+        guard case .partition(let request, .kvm(_, let cause)) = try #require(error) else {
+            Issue.record("not a KVM failure: \(String(describing: error))")
+            return
+        }
+        #expect(request == "Cannot create partition alpha")
+        #expect(cause == KVMError(.createVirtualMachine, errno: .resourceBusy))
+        #expect(error?.status == 500)
+        #expect(error?.description.hasSuffix("Another hypervisor holds the virtualization extensions of this CPU.") == true)
+    }
+
+    /// The real server and client over the API socket, with a root whose /dev/kvm answers no
+    /// request (it is /dev/null): every status the API documents but 409, end to end.
+    @Test func theServerAnswersWithTheStatusAndTheClientDecodesItTyped() async throws {
+        let scheduler = try MockKernel.$current.withValue(MockKernel()) { try RootScheduler(catalog: DeviceRegistry.catalog, logger: quietLogger) }
+        let directory = try SocketDirectory()
+        let socket = "\(directory.path)/root.sock"
+        let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: socket, logger: quietLogger)
+        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
+        defer { server.cancel() }
+        let client = ManagementClient(socketPath: socket, timeout: .seconds(30))
+        var up = false
+        for _ in 0..<1000 where !up {
+            up = (try? await client.request(.GET, "/v1/root", as: RootInfo.self)) != nil
+            if !up { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        try #require(up, "the server answers")
+
+        func answer(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws -> ManagementError? {
+            let response = try await client.send(method, path, body: body)
+            guard !(200..<300).contains(response.status) else { return nil }
+            return ManagementError(status: response.status, body: response.body)
+        }
+
+        let missing = try await answer(.GET, "/v1/partitions/nope")
+        #expect(missing == RootError.notFound("nope").answer)
+        do {
+            _ = try await client.request(.GET, "/v1/partitions/nope/console", as: ConsoleOutput.self)
+            Issue.record("a missing partition has no console")
+        } catch {
+            #expect(error.apiError?.kind == .notFound)
+        }
+        let garbage = try await answer(.POST, "/v1/partitions", body: Data("{\"name\": 1}".utf8))
+        #expect(garbage?.kind == .badRequest)
+        #expect(garbage?.message.hasPrefix("The partition configuration is not valid JSON for a partition") == true)
+        let invalid = try await answer(.POST, "/v1/partitions",
+                                       body: try JSONEncoder().encode(Self.configuration("alpha", imagePath: "/x", processors: 0)))
+        #expect(invalid?.kind == .badRequest)
+        #expect(invalid?.message.hasPrefix("Invalid partition configuration:") == true)
+        let noImage = try await answer(.POST, "/v1/partitions",
+                                       body: try JSONEncoder().encode(Self.configuration("alpha", imagePath: "/nonexistent/guest.elf")))
+        #expect(noImage == RootError.invalidRequest(
+            "Guest image /nonexistent/guest.elf does not exist: rebuild it with `hv partition create FILE`.").answer)
+        let badAction = try await answer(.POST, "/v1/partitions/nope/actions", body: Data("{}".utf8))
+        #expect(badAction?.kind == .badRequest)
+
+        let image = try Self.image()
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        let kvm = try await answer(.POST, "/v1/partitions", body: try JSONEncoder().encode(Self.configuration("alpha", imagePath: image)))
+        #expect(kvm?.kind == .internalError)
+        #expect(kvm?.message.hasPrefix("Cannot create partition alpha: could not create partition alpha: KVM KVM_CREATE_VM failed") == true,
+                "\(String(describing: kvm))")
+        #expect(scheduler.list().isEmpty)
+    }
+}
