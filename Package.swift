@@ -5,7 +5,7 @@
 // The folder of a target says which process it runs in and at which layer (Docs/architecture.md):
 //
 //   Sources/Shared/      compiled for the host and, by GuestBuilder, as Embedded Swift into guests
-//                        HyperV <- VMBusProtocol
+//                        HyperV <- VMBusProtocol <- VMBusClient
 //   Sources/Platform/    host, bottom layer: C shims, Linux syscalls, KVM, guest memory
 //                        CLinux, CKVM <- LinuxSupport <- KVM, GuestMemory, ControlGroups
 //   Sources/Root/        the root scheduler (`hv root`)
@@ -16,7 +16,8 @@
 //                        ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
 //   Sources/Devices/     one folder per device, its parts named by where they run (see `devices`)
 //   Sources/Tools/       GuestBuilder, LocalDeployment, Bench <- hv (the executable)
-//   Partitions/Guest/    the Embedded Swift guest; its VSCs in Partitions/Guest/Devices/<Device>/
+//   Partitions/Guest/    the Embedded Swift guest; its VSCs in Partitions/Guest/Devices/<Device>/ (also
+//                        compiled here, for the host, so `swift build` checks them and tests run them)
 //
 // Lower layers never import higher ones, and every module declares each module it imports:
 // `.ci/run` builds with `--explicit-target-dependency-import-check error`, so an undeclared
@@ -45,11 +46,16 @@ let system = Target.Dependency.product(name: "SystemPackage", package: "swift-sy
 ///     Emulator/   <Device>Emulator   the parent's emulated legacy device (port I/O)
 ///     Tests/      <Device>Tests      its tests
 ///
+/// and, in `Partitions/Guest/Devices/<Device>/`, the guest's driver: <Device>VSC, built into the
+/// guest by GuestBuilder and here for the host (Embedded-safe; generic over `VMBusChannel`).
+///
 /// The folders are discovered here, so adding a device needs no edit of this file; the
 /// dependencies below are what every part of a kind may import, plus `extraDependencies`.
 struct Device {
     var name: String
     var parts: Set<String>
+    /// Whether the guest has a driver for it in Partitions/Guest/Devices/<Device>.
+    var hasVSC: Bool
 
     static let extraDependencies: [String: [Target.Dependency]] = [
         "Network": ["GuestMemory", "VirtualSwitch"],
@@ -81,19 +87,31 @@ struct Device {
                                    path: "\(path)/Emulator", swiftSettings: host))
             tested += [.target(name: "\(name)Emulator"), "DeviceHost", "DeviceModel"]
         }
+        if hasVSC {
+            targets.append(.target(
+                name: "\(name)VSC",
+                dependencies: ["HyperV", "VMBusProtocol", "VMBusClient"]
+                    + (parts.contains("Protocol") ? [.target(name: "\(name)Protocol")] : []),
+                path: "Partitions/Guest/Devices/\(name)", swiftSettings: embeddedSafe))
+            tested += [.target(name: "\(name)VSC"), "VMBusClient"]
+        }
         if parts.contains("Tests") {
             targets.append(.testTarget(name: "\(name)Tests", dependencies: tested + extra, path: "\(path)/Tests"))
         }
         return targets
     }
 
-    /// Every folder under Sources/Devices, in name order.
+    /// Every folder under Sources/Devices and Partitions/Guest/Devices, in name order.
     static var all: [Device] {
-        let root = Context.packageDirectory + "/Sources/Devices"
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return names.sorted().compactMap { name in
-            let parts = (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/\(name)")) ?? []
-            return parts.isEmpty ? nil : Device(name: name, parts: Set(parts))
+        func folders(_ path: String) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: Context.packageDirectory + "/" + path)) ?? [])
+                .filter { !$0.hasPrefix(".") }
+        }
+        let guestDrivers = Set(folders("Partitions/Guest/Devices"))
+        return Set(folders("Sources/Devices")).union(guestDrivers).sorted().compactMap { name in
+            let parts = folders("Sources/Devices/\(name)")
+            let hasVSC = guestDrivers.contains(name)
+            return parts.isEmpty && !hasVSC ? nil : Device(name: name, parts: Set(parts), hasVSC: hasVSC)
         }
     }
 
@@ -124,6 +142,8 @@ let package = Package(
         // MARK: Shared with Embedded Swift guests (no Foundation, no existentials, typed throws only).
         .target(name: "HyperV", path: "Sources/Shared/HyperV", swiftSettings: embeddedSafe),
         .target(name: "VMBusProtocol", dependencies: ["HyperV"], path: "Sources/Shared/VMBusProtocol",
+                swiftSettings: embeddedSafe),
+        .target(name: "VMBusClient", dependencies: ["HyperV", "VMBusProtocol"], path: "Sources/Shared/VMBusClient",
                 swiftSettings: embeddedSafe),
 
         // MARK: Platform: the host's bottom layer.
@@ -229,6 +249,10 @@ let package = Package(
         .testTarget(name: "ControlProtocolTests",
                     dependencies: ["ControlProtocol", "DeviceModel", "VMBusProtocol", "LinuxSupport", "HyperV"]),
         .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol", "HyperV"]),
+        .testTarget(name: "VMBusClientTests",
+                    dependencies: ["VMBusClient", "VMBusServer", "VMBusProtocol", "HyperV", "TestSupport",
+                                   "ICVSC", "ICVSP", "ICProtocol", "BenchVSC", "BenchVSP", "BenchProtocol", "VMBusHost",
+                                   "GuestMemory", "LinuxSupport"]),
         .testTarget(name: "BenchTests",
                     dependencies: ["Bench", "BenchVSP", "BenchProtocol", "VSPTestSupport", "VMBusHost", "VMBusProtocol",
                                    "LinuxSupport", "HyperV", "TestSupport"]),

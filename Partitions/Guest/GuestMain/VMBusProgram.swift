@@ -20,13 +20,13 @@ struct VMBusProgram {
     }
 
     func run() -> Never {
-        var client = VMBusClient(clock: clock)
+        var client = VMBusDriver(clock: clock)
         guard client.connect(), let version = client.version else { fail("vmbus: no version accepted") }
         print("vmbus: version \(version.major).\(version.minor)")
         guard client.requestOffers() else { fail("vmbus: offers never completed") }
         print("vmbus: \(client.offers.count) offers")
-        var services: [IntegrationServiceVSC] = []
-        var bench: BenchVSC?
+        var services: [IntegrationServiceVSC<GuestChannel>] = []
+        var bench: BenchVSC<GuestChannel>?
         let ringPages = max(2, info.integer("ring-kib", default: 512) / 4)
         for offer in client.offers {
             let service: ICService? = switch offer.interfaceType {
@@ -41,7 +41,7 @@ struct VMBusProgram {
                 print("vmbus: opened \(name(of: service)) (relid \(offer.childRelID))")
             } else if offer.interfaceType == BenchProtocol.interfaceType {
                 guard let channel = client.open(offer, ringPages: ringPages) else { fail("vmbus: cannot open the bench channel") }
-                bench = BenchVSC(channel: channel, clock: clock)
+                bench = BenchVSC(channel: channel)
                 print("vmbus: opened bench (relid \(offer.childRelID), \(ringPages * 4) KiB rings)")
             }
         }
@@ -61,7 +61,7 @@ struct VMBusProgram {
     }
 
     /// Answers integration-component requests until the host asks for a power-off.
-    func serve(_ services: inout [IntegrationServiceVSC]) -> Never {
+    func serve(_ services: inout [IntegrationServiceVSC<GuestChannel>]) -> Never {
         var announced = false
         while true {
             for index in services.indices where services[index].poll() == .shutdown {
@@ -79,14 +79,13 @@ struct VMBusProgram {
 
     /// `mode=scribble`: corrupt the bench channel's guest→host ring and signal the host, which
     /// must close this channel (and only this one).
-    func scribble(_ channel: inout GuestChannel, _ client: inout VMBusClient) {
+    func scribble(_ channel: inout GuestChannel, _ client: inout VMBusDriver) {
         print("scribble: corrupting the write index of relid \(channel.relID)")
         channel.writer.memory.storeControl(.writeIndex, 0xFFFF_FFF8, ordering: .sequentiallyConsistent)
         channel.signalHost()
-        if case .rescindOffer(let rescind)? = client.nextMessage(timeoutNanoseconds: 5_000_000_000) {
-            print("scribble: the host rescinded relid \(rescind.childRelID)")
-            _ = client.post(.relIDReleased(RelIDReleased(childRelID: rescind.childRelID)),
-                            connection: VMBusConstants.messageConnectionID.rawValue)
+        if let relID = client.waitForRescind(timeoutNanoseconds: 5_000_000_000) {
+            print("scribble: the host rescinded relid \(relID)")
+            _ = client.releaseRelID(relID)
         } else {
             print("scribble: no rescind arrived")
         }

@@ -18,6 +18,7 @@ public struct HypercallStatus: RawRepresentable, Hashable, Sendable, Error {
     public static let invalidAlignment = HypercallStatus(rawValue: 0x0004)
     public static let invalidParameter = HypercallStatus(rawValue: 0x0005)
     public static let accessDenied = HypercallStatus(rawValue: 0x0006)
+    public static let insufficientMemory = HypercallStatus(rawValue: 0x000B)
     public static let invalidPortID = HypercallStatus(rawValue: 0x0011)
     public static let invalidConnectionID = HypercallStatus(rawValue: 0x0012)
     public static let insufficientBuffers = HypercallStatus(rawValue: 0x0013)

@@ -1,32 +1,21 @@
 import BenchProtocol
-import GuestKit
-import GuestVMBus
 import HyperV
+import VMBusClient
 import VMBusProtocol
 
 /// The guest side of the bench device: runs the plan's phases against the bench VSP and
 /// prints what both sides measured (`BenchProtocol`; Docs/benchmarks.md).
-public struct BenchVSC {
-    public var channel: GuestChannel
-    let clock: Clock
+public struct BenchVSC<Channel: VMBusChannel> {
+    public var channel: Channel
     var buffer = [UInt8](repeating: 0, count: 70_000)
     var phase: UInt32 = 0
 
-    public init(channel: GuestChannel, clock: Clock) {
+    public init(channel: Channel) {
         self.channel = channel
-        self.clock = clock
     }
 
-    /// The largest message (payload) both of the channel's rings take: a packet — descriptor,
-    /// payload padded to 8 bytes, trailer — must be smaller than the ring's data area
-    /// (`RingWriter.write`), and its length must fit the descriptor's u16 len8.
-    public var largestMessageSize: Int {
-        let dataSize = min(channel.writer.memory.dataSize, channel.reader.memory.dataSize)
-        // dataSize is a multiple of 8, so the largest padded payload below the limit is this.
-        let fitsRing = dataSize - RingLayout.alignment - PacketDescriptor.size - RingLayout.trailerSize
-        let fitsDescriptor = RingLayout.maximumPacketLength - PacketDescriptor.size
-        return min(fitsRing, fitsDescriptor)
-    }
+    /// The largest message (payload) both of the channel's rings take.
+    public var largestMessageSize: Int { channel.largestMessageSize }
 
     /// Runs `plan` (comma-separated modes: throughput, source, signalled, polled, raw) over
     /// `sizes`; throughput phases move `bytes` each and run `repetitions` times (the host
@@ -58,7 +47,7 @@ public struct BenchVSC {
     // MARK: Phases
 
     /// How long a phase may wait for the host before it ends with what it has measured.
-    static let phaseTimeoutNanoseconds: UInt64 = 60_000_000_000
+    static var phaseTimeoutNanoseconds: UInt64 { 60_000_000_000 }
 
     mutating func start(_ mode: BenchMode, size: Int, count: Int, verify: Bool = false) {
         phase += 1
@@ -85,15 +74,15 @@ public struct BenchVSC {
                                 p50Nanoseconds: p50, p99Nanoseconds: p99).bytes
         channel.send(payload: packet)
         var result: BenchPhaseResult?
-        let deadline = CPU.timestamp() &+ clock.ticks(nanoseconds: 10_000_000_000)
-        while result == nil && CPU.timestamp() < deadline {
+        let deadline = channel.timestamp() &+ channel.ticks(nanoseconds: 10_000_000_000)
+        while result == nil && channel.timestamp() < deadline {
             if let descriptor = channel.receive(into: &buffer) {
                 let payload = buffer[descriptor.payloadOffset..<descriptor.totalLength]
                 if BenchHeader(parsing: payload)?.kind == .phaseResult {
                     result = BenchPhaseResult(parsing: payload.dropFirst(BenchHeader.size))
                 }
             } else {
-                CPU.relax()
+                channel.relax()
             }
         }
         let host = result.map { "host-ns=\($0.hostNanoseconds) intact=\($0.intact)" } ?? "no host result"
@@ -108,7 +97,7 @@ public struct BenchVSC {
         var checksum = BenchPattern.seed
         start(.throughput, size: size, count: count, verify: verify)
         let batch = max(1, 16_384 / size)
-        let begin = CPU.timestamp()
+        let begin = channel.timestamp()
         for sequence in 0..<count {
             BenchHeader(kind: .data, phase: phase, sequence: UInt32(sequence)).store(into: &message)
             if verify {
@@ -116,14 +105,14 @@ public struct BenchVSC {
                 stamp(&message, sequence: UInt64(sequence))
                 checksum = BenchPattern.checksum(checksum, message[BenchHeader.size...])
             }
-            while !channel.stage(payload: message) {
+            while !channel.stage(.inband, flags: [], transactionID: 0, payload: message) {
                 channel.publish()
-                CPU.relax()
+                channel.relax()
             }
             if sequence % batch == batch - 1 { channel.publish() }
         }
         channel.publish()
-        let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
+        let elapsed = channel.nanoseconds(from: begin, to: channel.timestamp())
         finish(.throughput, size: size, messages: count, checksum: checksum, nanoseconds: elapsed)
     }
 
@@ -150,11 +139,11 @@ public struct BenchVSC {
         start(.source, size: size, count: count, verify: verify)
         var received = 0
         var checksum = BenchPattern.seed
-        let begin = CPU.timestamp()
-        let deadline = begin &+ clock.ticks(nanoseconds: Self.phaseTimeoutNanoseconds)
-        while received < count && CPU.timestamp() < deadline {
+        let begin = channel.timestamp()
+        let deadline = begin &+ channel.ticks(nanoseconds: Self.phaseTimeoutNanoseconds)
+        while received < count && channel.timestamp() < deadline {
             guard let descriptor = channel.receive(into: &buffer) else {
-                CPU.relax()
+                channel.relax()
                 continue
             }
             if verify {
@@ -167,7 +156,7 @@ public struct BenchVSC {
             }
             received += 1
         }
-        let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
+        let elapsed = channel.nanoseconds(from: begin, to: channel.timestamp())
         finish(.source, size: size, messages: received, checksum: checksum, nanoseconds: elapsed)
     }
 
@@ -181,31 +170,31 @@ public struct BenchVSC {
         samples.reserveCapacity(count)
         let mode: BenchMode = polled ? .polledRoundTrip : .signalledRoundTrip
         start(mode, size: size, count: count)
-        if polled { channel.reader.beginPolling() }
-        let begin = CPU.timestamp()
+        if polled { channel.beginPolling() }
+        let begin = channel.timestamp()
         // As in `source`: a host that stops answering ends the phase early, with what was measured.
-        let deadline = begin &+ clock.ticks(nanoseconds: Self.phaseTimeoutNanoseconds)
+        let deadline = begin &+ channel.ticks(nanoseconds: Self.phaseTimeoutNanoseconds)
         var completed = 0
         trips: for sequence in 0..<count {
             BenchHeader(kind: .ping, phase: phase, sequence: UInt32(sequence)).store(into: &ping)
-            let interrupts = SynICClient.interruptCount(slot: 0)
-            let sent = CPU.timestamp()
+            let interrupts = channel.interruptCount
+            let sent = channel.timestamp()
             channel.send(transactionID: UInt64(sequence), payload: ping)
             if !polled {
-                while SynICClient.interruptCount(slot: 0) == interrupts {
-                    guard CPU.timestamp() < deadline else { break }
-                    CPU.relax()
+                while channel.interruptCount == interrupts {
+                    guard channel.timestamp() < deadline else { break }
+                    channel.relax()
                 }
             }
             while channel.receive(into: &buffer) == nil {
-                guard CPU.timestamp() < deadline else { break trips }
-                CPU.relax()
+                guard channel.timestamp() < deadline else { break trips }
+                channel.relax()
             }
-            samples.append(clock.nanoseconds(from: sent, to: CPU.timestamp()))
+            samples.append(channel.nanoseconds(from: sent, to: channel.timestamp()))
             completed += 1
         }
-        let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
-        if polled { _ = channel.reader.endPolling() }
+        let elapsed = channel.nanoseconds(from: begin, to: channel.timestamp())
+        if polled { _ = channel.endPolling() }
         finish(mode, size: size, messages: completed, checksum: 0, nanoseconds: elapsed, latencies: samples)
     }
 
@@ -216,22 +205,22 @@ public struct BenchVSC {
         var samples: [UInt64] = []
         samples.reserveCapacity(count)
         start(.rawChain, size: BenchProtocol.minimumMessageSize, count: count)
-        let connection = BenchProtocol.rawChainConnectionID(childRelID: channel.relID).rawValue
-        let begin = CPU.timestamp()
-        let deadline = begin &+ clock.ticks(nanoseconds: Self.phaseTimeoutNanoseconds)
+        let connection = BenchProtocol.rawChainConnectionID(childRelID: channel.relID)
+        let begin = channel.timestamp()
+        let deadline = begin &+ channel.ticks(nanoseconds: Self.phaseTimeoutNanoseconds)
         var completed = 0
         trips: for _ in 0..<count {
-            let interrupts = SynICClient.interruptCount(slot: 0)
-            let sent = CPU.timestamp()
-            _ = Hypercall.signalEvent(connection: connection)
-            while SynICClient.interruptCount(slot: 0) == interrupts {
-                guard CPU.timestamp() < deadline else { break trips }
-                CPU.relax()
+            let interrupts = channel.interruptCount
+            let sent = channel.timestamp()
+            channel.signalEvent(connection: connection)
+            while channel.interruptCount == interrupts {
+                guard channel.timestamp() < deadline else { break trips }
+                channel.relax()
             }
-            samples.append(clock.nanoseconds(from: sent, to: CPU.timestamp()))
+            samples.append(channel.nanoseconds(from: sent, to: channel.timestamp()))
             completed += 1
         }
-        let elapsed = clock.nanoseconds(from: begin, to: CPU.timestamp())
+        let elapsed = channel.nanoseconds(from: begin, to: channel.timestamp())
         finish(.rawChain, size: BenchProtocol.minimumMessageSize, messages: completed, checksum: 0, nanoseconds: elapsed,
                latencies: samples)
     }

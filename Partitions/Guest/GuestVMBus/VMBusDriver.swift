@@ -1,0 +1,197 @@
+import GuestKit
+import HyperV
+import VMBusClient
+import VMBusProtocol
+
+/// The guest's VMBus client: the I/O around the `VMBusClient` core. It posts the core's
+/// messages with HvPostMessage (sleeping first for the core's retry pauses), polls SINT 2's
+/// message slot for the host's answers, ticks the core at its deadlines, and waits for the
+/// events its callers ask for. The sequence is Linux's hv_vmbus: INITIATE_CONTACT newest
+/// version first, REQUESTOFFERS, then per device a GPADL for its rings and OPENCHANNEL.
+public struct VMBusDriver {
+    public private(set) var client = VMBusClient()
+    /// Every channel offered so far, in offer order.
+    public private(set) var offers: [OfferChannel] = []
+    let synic = SynICClient(vp: 0)
+    let clock: Clock
+    /// The TSC reading the core's nanoseconds count from.
+    let epoch: UInt64
+    /// Events no caller has taken yet (the oldest are dropped beyond `pendingLimit`).
+    var pending: [ClientEvent] = []
+    static let pendingLimit = 64
+
+    public init(clock: Clock) {
+        self.clock = clock
+        epoch = CPU.timestamp()
+    }
+
+    /// The negotiated version, once connected.
+    public var version: VMBusVersion? { client.version }
+
+    /// Negotiates the newest version the host accepts.
+    public mutating func connect() -> Bool {
+        guard let monitors = PageAllocator.allocate(pages: 2) else { return false }
+        do throws(ClientError) {
+            perform(try client.connect(monitorPage1: monitors, monitorPage2: monitors + 4096))
+        } catch {
+            return false
+        }
+        return wait { event in
+            switch event {
+            case .connected: true
+            case .failed(.connect, _): false
+            default: nil
+            }
+        } ?? false
+    }
+
+    /// Asks for the offers and collects them (`offers`) until ALLOFFERS_DELIVERED.
+    public mutating func requestOffers() -> Bool {
+        do throws(ClientError) {
+            perform(try client.requestOffers())
+        } catch {
+            return false
+        }
+        return wait { event in
+            switch event {
+            case .allOffersDelivered: true
+            case .failed(.requestOffers, _): false
+            default: nil
+            }
+        } ?? false
+    }
+
+    /// Creates a GPADL for `2 * ringPages` fresh pages and opens the channel with the first half
+    /// as the guest→host ring and the second half as the host→guest ring.
+    public mutating func open(_ offer: OfferChannel, ringPages: Int) -> GuestChannel? {
+        guard ringPages >= 2, let address = PageAllocator.allocate(pages: 2 * ringPages) else { return nil }
+        let relID = offer.childRelID
+        let pfns = (0..<(2 * ringPages)).map { address / 4096 + UInt64($0) }
+        let gpadl: UInt32
+        do throws(ClientError) {
+            let created = try client.createGPADL(channel: relID, pageNumbers: pfns)
+            gpadl = created.gpadl
+            perform(created.actions)
+        } catch {
+            return nil
+        }
+        let created = wait { event in
+            switch event {
+            case .gpadlCreated(gpadl, _, let status): status == 0
+            case .failed(.createGPADL(gpadl), _): false
+            default: nil
+            }
+        }
+        guard created == true else { return nil }
+        do throws(ClientError) {
+            perform(try client.openChannel(relID, gpadl: gpadl, targetVP: 0, downstreamPageOffset: UInt32(ringPages)))
+        } catch {
+            return nil
+        }
+        let opened = wait { event in
+            switch event {
+            case .opened(relID, let status): status == 0
+            case .failed(.openChannel(relID), _): false
+            default: nil
+            }
+        }
+        guard opened == true else { return nil }
+        return try? GuestChannel(
+            relID: relID, connectionID: offer.connectionID.rawValue, interfaceType: offer.interfaceType,
+            outgoing: LocalRingMemory(address: address, pages: ringPages),
+            incoming: LocalRingMemory(address: address + UInt64(ringPages) * 4096, pages: ringPages), clock: clock)
+    }
+
+    /// The relid of the next channel the host rescinds, within `timeoutNanoseconds`.
+    public mutating func waitForRescind(timeoutNanoseconds: UInt64) -> UInt32? {
+        let start = now
+        while true {
+            if let relID = take({ event in if case .rescinded(let relID) = event { relID } else { nil } }) {
+                return relID
+            }
+            guard now &- start < timeoutNanoseconds else { return nil }
+            step()
+        }
+    }
+
+    /// Answers a rescind with RELID_RELEASED.
+    public mutating func releaseRelID(_ relID: UInt32) -> Bool {
+        do throws(ClientError) {
+            perform(try client.releaseRelID(relID))
+        } catch {
+            return false
+        }
+        return take { event in if case .failed(.releaseRelID(relID), _) = event { true } else { nil } } == nil
+    }
+
+    // MARK: The loop
+
+    /// Nanoseconds since `epoch`.
+    var now: UInt64 { clock.nanoseconds(from: epoch, to: CPU.timestamp()) }
+
+    /// Feeds the core until an event `match` maps to a value, and returns that value; `nil` once
+    /// the core awaits nothing more (its own deadlines end every wait with a failure event).
+    mutating func wait<T>(_ match: (ClientEvent) -> T?) -> T? {
+        while true {
+            if let value = take(match) { return value }
+            guard client.nextDeadline != nil else { return nil }
+            step()
+        }
+    }
+
+    /// Takes the oldest pending event `match` maps to a value.
+    mutating func take<T>(_ match: (ClientEvent) -> T?) -> T? {
+        for index in pending.indices {
+            if let value = match(pending[index]) {
+                pending.remove(at: index)
+                return value
+            }
+        }
+        return nil
+    }
+
+    /// One turn: a host message if one waits in the SINT 2 slot, else the core's deadline if it
+    /// passed, else a pause.
+    mutating func step() {
+        if let message = synic.receive(sint: VMBusConstants.messageSINT) {
+            perform(client.handle(message.payload, now: now))
+        } else if let deadline = client.nextDeadline, now >= deadline {
+            perform(client.tick(now: now))
+        } else {
+            CPU.relax()
+        }
+    }
+
+    /// Carries out the core's actions, and those its answers to posts bring.
+    mutating func perform(_ actions: [ClientAction]) {
+        var queue = actions
+        var index = 0
+        while index < queue.count {
+            switch queue[index] {
+            case .post(let message, let connection, let delay):
+                if delay > 0 { CPU.sleep(nanoseconds: delay) }
+                let status = Hypercall.postMessage(connection: connection.rawValue, type: SynICMessageType.vmbus.rawValue,
+                                                   payload: message.bytes)
+                queue += client.postCompleted(status, now: now)
+            case .wait:
+                // `step` polls until the core's next deadline.
+                break
+            case .event(let event):
+                note(event)
+            }
+            index += 1
+        }
+    }
+
+    mutating func note(_ event: ClientEvent) {
+        switch event {
+        case .offer(let offer):
+            offers.append(offer)
+        case .versionRefused, .ignored:
+            break
+        default:
+            if pending.count >= Self.pendingLimit { pending.removeFirst() }
+            pending.append(event)
+        }
+    }
+}
