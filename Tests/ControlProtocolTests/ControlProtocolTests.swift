@@ -15,7 +15,8 @@ struct ControlProtocolTests {
                      ProcessorPages(vp: 1, synicEnabled: false, messagePage: nil, eventFlagsPage: nil)],
         devices: [DeviceSpec(kind: "heartbeat", instance: GUID(0x1234_5678, 0x9ABC, 0x4DEF, 0x8123_4567_89AB_CDEF),
                              settings: Array("{}".utf8)),
-                  DeviceSpec(kind: "bench", instance: GUID(1, 2, 3, 4), settings: Array(#"{"a":[1,2]}"#.utf8))])
+                  DeviceSpec(kind: "bench", instance: GUID(1, 2, 3, 4), settings: Array(#"{"a":[1,2]}"#.utf8),
+                             resources: [.file(path: "/srv/a.img", writable: true), .file(path: "/srv/b.img", writable: false)])])
 
     static let rootMessages: [RootMessage] = [
         .welcome(rootProcessID: 1234),
@@ -86,16 +87,27 @@ struct ControlProtocolTests {
         }
     }
 
-    @Test func attachmentsCarryTheGuestMemoryDescriptor() throws {
+    @Test func attachmentsCarryTheGuestMemoryAndTheDevicesResources() throws {
         let (rootSide, parentSide) = try SequencedPacketSocket.pair()
         let memory = try MemoryFile.create(name: "attached", size: 4096)
-        try ControlChannel(socket: rootSide).send(.partitionAttached(Self.attachment), descriptors: [memory.rawValue])
+        let first = try MemoryFile.create(name: "first-disk", size: 8192)
+        let second = try MemoryFile.create(name: "second-disk", size: 12288)
+        #expect(RootMessage.partitionAttached(Self.attachment).descriptorCount == 3)
+        try ControlChannel(socket: rootSide).send(.partitionAttached(Self.attachment),
+                                                  descriptors: [memory.rawValue, first.rawValue, second.rawValue])
         guard case .message(let message, let descriptors) = try ControlChannel(socket: parentSide).receiveRootMessage() else {
             Issue.record("closed")
             return
         }
         #expect(message == .partitionAttached(Self.attachment))
-        #expect(try MemoryFile.size(of: try #require(descriptors.first)) == 4096)
+        #expect(try descriptors.map { try MemoryFile.size(of: $0) } == [4096, 8192, 12288])
+    }
+
+    @Test func anAttachmentMissingAResourceIsRejected() throws {
+        let (rootSide, parentSide) = try SequencedPacketSocket.pair()
+        let memory = try MemoryFile.create(name: "attached", size: 4096)
+        try rootSide.send(RootMessage.partitionAttached(Self.attachment).bytes, descriptors: [memory.rawValue])
+        #expect(throws: ControlProtocolError.self) { _ = try ControlChannel(socket: parentSide).receiveRootMessage() }
     }
 
     @Test func aMessageWithoutItsDescriptorIsRejected() throws {

@@ -25,6 +25,23 @@ enum Disk: DeviceType {
     static func problem(with settings: Settings) -> String? {
         settings.path.hasPrefix("/") ? nil : "path \"\(settings.path)\" must be absolute"
     }
+
+    static func resources(for settings: Settings) -> [HostResource] {
+        [.file(path: settings.path, writable: settings.readOnly != true)]
+    }
+}
+
+/// A device needing two files, as many per partition as there may be devices.
+enum Mirror: DeviceType {
+    typealias Settings = NoSettings
+    static let kind = "mirror"
+    static let summary = "a device with two host files"
+    static let bus = DeviceBus.emulated
+    static let maximumPerPartition = DeviceCatalog.maximumDevices
+
+    static func resources(for settings: NoSettings) -> [HostResource] {
+        [.file(path: "/dev/null", writable: false), .file(path: "/dev/zero", writable: false)]
+    }
 }
 
 @Suite("Device catalog")
@@ -64,6 +81,18 @@ struct DeviceCatalogTests {
         #expect(String(decoding: specs[0].settings, as: UTF8.self) == #"{"path":"\/srv\/a.img","readOnly":true}"#)
         let settings = try DeviceCatalog.settings(of: specs[0], as: Disk.self)
         #expect(settings == Disk.Settings(path: "/srv/a.img", readOnly: true))
+    }
+
+    @Test func resourcesComeWithTheirDeviceInOrderAndAreBounded() throws {
+        let specs = try catalog.resolve(try decode(#"[{"kind": "disk", "path": "/a"}, "plain", {"kind": "disk", "path": "/b", "readOnly": true}]"#),
+                                        partition: "alpha")
+        #expect(specs.map(\.resources) == [[.file(path: "/a", writable: true)], [], [.file(path: "/b", writable: false)]])
+        let mirrors = DeviceCatalog([Mirror.self])
+        let fits = [DeviceConfiguration](repeating: "mirror", count: DeviceCatalog.maximumResources / 2)
+        #expect(try mirrors.resolve(fits, partition: "alpha").count == fits.count)
+        #expect(throws: DeviceError.invalidSettings(kind: "mirror", reason: "the devices need more than 32 host files in all")) {
+            _ = try mirrors.resolve(fits + ["mirror"], partition: "alpha")
+        }
     }
 
     @Test func anExplicitInstanceIsKept() throws {

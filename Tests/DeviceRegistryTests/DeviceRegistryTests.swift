@@ -51,7 +51,7 @@ struct DeviceRegistryTests {
         guard T.defaultSettings != nil else { return }
         let specs = try DeviceRegistry.catalog.resolve([DeviceConfiguration(kind: T.kind)], partition: "p")
         let settings = try DeviceCatalog.settings(of: specs[0], as: T.self)
-        let instance = try T.make(settings, instance: specs[0].instance, context: context)
+        let instance = try T.make(settings, instance: specs[0].instance, resources: [], context: context)
         switch (T.bus, instance) {
         case (.vmbus, .vmbus(let provider)):
             let session = provider.openSession(ChannelOpening(relID: 1, targetVP: 0))

@@ -59,6 +59,7 @@ final class TestPartition: LinkedPartition {
     let processorCount: Int
     let configuration: PartitionConfiguration
     let devices: [DeviceSpec]
+    let resources: [OwnedDescriptor] = []
     let environment = TestEnvironment()
     let console = ConsoleLog()
     private let live: Mutex<(memory: GuestMemory, hypervisor: HvPartition)?>

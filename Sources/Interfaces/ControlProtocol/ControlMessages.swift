@@ -75,7 +75,8 @@ public struct PartitionAttachment: Hashable, Sendable {
 public enum RootMessage: Hashable, Sendable {
     /// Sent first on every connection.
     case welcome(rootProcessID: UInt32)
-    /// A partition to serve; one descriptor: its guest memory (memfd).
+    /// A partition to serve. Descriptors: its guest memory (memfd), then the host resources of
+    /// its devices, device by device, in the order each device lists them.
     case partitionAttached(PartitionAttachment)
     /// The partition stopped: release everything of it.
     case partitionDetached(partitionID: UInt32)
@@ -105,7 +106,8 @@ public enum RootMessage: Hashable, Sendable {
     /// The number of descriptors that must accompany the message.
     public var descriptorCount: Int {
         switch self {
-        case .partitionAttached, .doorbell, .interruptLine: 1
+        case .partitionAttached(let attachment): 1 + attachment.devices.reduce(0) { $0 + $1.resources.count }
+        case .doorbell, .interruptLine: 1
         default: 0
         }
     }
@@ -134,6 +136,15 @@ public enum RootMessage: Hashable, Sendable {
                 out.string(device.kind)
                 out.data(device.instance.wireBytes)
                 out.data(device.settings)
+                out.u32(UInt32(device.resources.count))
+                for resource in device.resources {
+                    switch resource {
+                    case .file(let path, let writable):
+                        out.u8(1)
+                        out.string(path)
+                        out.bool(writable)
+                    }
+                }
             }
         case .partitionDetached(let id):
             out.u16(Kind.partitionDetached.rawValue)
@@ -205,11 +216,20 @@ public enum RootMessage: Hashable, Sendable {
             let deviceCount = try input.u32()
             guard deviceCount <= UInt32(DeviceCatalog.maximumDevices) else { throw .truncated }
             var devices: [DeviceSpec] = []
+            var resourceTotal = 0
             for _ in 0..<deviceCount {
                 let kind = try input.string(limit: 64)
                 guard let instance = GUID(wireBytes: try input.data(limit: GUID.size)) else { throw .truncated }
-                devices.append(DeviceSpec(kind: kind, instance: instance,
-                                          settings: try input.data(limit: DeviceCatalog.maximumSettingsBytes)))
+                let settings = try input.data(limit: DeviceCatalog.maximumSettingsBytes)
+                let resourceCount = Int(try input.u32())
+                resourceTotal += resourceCount
+                guard resourceTotal <= DeviceCatalog.maximumResources else { throw .truncated }
+                var resources: [HostResource] = []
+                for _ in 0..<resourceCount {
+                    guard try input.u8() == 1 else { throw .truncated }
+                    resources.append(.file(path: try input.string(), writable: try input.bool()))
+                }
+                devices.append(DeviceSpec(kind: kind, instance: instance, settings: settings, resources: resources))
             }
             self = .partitionAttached(PartitionAttachment(
                 partitionID: id, name: name, memorySize: memorySize, processorCount: processorCount, clock: clock,

@@ -10,6 +10,8 @@ public struct DeviceCatalog: Sendable {
     public static let maximumDevices = 64
     /// The most bytes of settings one device may carry.
     public static let maximumSettingsBytes = 16 << 10
+    /// The most host resources (open files) one partition's devices may need together.
+    public static let maximumResources = 32
 
     /// - Precondition: no two types share a kind (a programming error in the registry).
     public init(_ types: [any DeviceType.Type]) {
@@ -33,6 +35,7 @@ public struct DeviceCatalog: Sendable {
         }
         var specs: [DeviceSpec] = []
         var counts: [String: Int] = [:]
+        var resourceCount = 0
         for device in devices {
             guard let type = type(ofKind: device.kind) else { throw .unknownKind(device.kind, known: kinds) }
             let index = counts[device.kind, default: 0]
@@ -40,10 +43,15 @@ public struct DeviceCatalog: Sendable {
             guard index < type.maximumPerPartition else {
                 throw .tooMany(kind: device.kind, maximum: type.maximumPerPartition)
             }
-            let settings = try Self.resolveSettings(device, as: type)
+            let (settings, resources) = try Self.resolveSettings(device, as: type)
             let instance = device.instance ?? Self.instance(partition: partition, kind: device.kind, index: index)
             guard !specs.contains(where: { $0.instance == instance }) else { throw .duplicateInstance(instance.description) }
-            specs.append(DeviceSpec(kind: device.kind, instance: instance, settings: settings))
+            resourceCount += resources.count
+            guard resourceCount <= Self.maximumResources else {
+                throw .invalidSettings(kind: device.kind,
+                                       reason: "the devices need more than \(Self.maximumResources) host files in all")
+            }
+            specs.append(DeviceSpec(kind: device.kind, instance: instance, settings: settings, resources: resources))
         }
         return specs
     }
@@ -61,7 +69,7 @@ public struct DeviceCatalog: Sendable {
     }
 
     private static func resolveSettings<T: DeviceType>(_ device: DeviceConfiguration, as type: T.Type) throws(DeviceError)
-        -> [UInt8]
+        -> (settings: [UInt8], resources: [HostResource])
     {
         let settings: T.Settings
         if device.settings.isEmpty, let defaults = T.defaultSettings {
@@ -93,7 +101,7 @@ public struct DeviceCatalog: Sendable {
         guard bytes.count <= maximumSettingsBytes else {
             throw .invalidSettings(kind: device.kind, reason: "settings of \(bytes.count) bytes are too large")
         }
-        return bytes
+        return (bytes, T.resources(for: settings))
     }
 
     /// A stable instance GUID for the `index`th device of `kind` in `partition` (FNV-1a of the

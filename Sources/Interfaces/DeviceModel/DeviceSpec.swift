@@ -8,10 +8,13 @@ public struct DeviceSpec: Hashable, Sendable {
     public var instance: GUID
     /// The typed settings as JSON with sorted keys.
     public var settings: [UInt8]
+    /// What the root opens for the device; the parent receives the descriptors in this order.
+    public var resources: [HostResource]
 
-    public init(kind: String, instance: GUID, settings: [UInt8]) {
+    public init(kind: String, instance: GUID, settings: [UInt8], resources: [HostResource] = []) {
         self.kind = kind
         self.instance = instance
         self.settings = settings
+        self.resources = resources
     }
 }

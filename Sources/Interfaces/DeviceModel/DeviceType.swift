@@ -24,12 +24,16 @@ public protocol DeviceType: Sendable {
     static var maximumPerPartition: Int { get }
     /// The first problem with `settings`, as a sentence, or `nil`.
     static func problem(with settings: Settings) -> String?
+    /// The host resources the device needs with these settings, in the order it wants their
+    /// descriptors (`ParentDevice.make` receives them opened).
+    static func resources(for settings: Settings) -> [HostResource]
 }
 
 extension DeviceType {
     public static var defaultSettings: Settings? { nil }
     public static var maximumPerPartition: Int { 1 }
     public static func problem(with settings: Settings) -> String? { nil }
+    public static func resources(for settings: Settings) -> [HostResource] { [] }
 }
 
 extension DeviceType where Settings == NoSettings {

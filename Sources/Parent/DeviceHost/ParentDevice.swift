@@ -1,4 +1,5 @@
 import DeviceModel
+import LinuxSupport
 import VMBusHost
 import VMBusProtocol
 
@@ -6,8 +7,10 @@ import VMBusProtocol
 /// description plus the factory. Each device's folder declares one (or a few) of these, and
 /// `DeviceRegistry` lists them.
 public protocol ParentDevice: DeviceType {
-    /// Builds the device for one partition, from settings the root already checked.
-    static func make(_ settings: Settings, instance: GUID, context: any DeviceContext) throws(DeviceError) -> DeviceInstance
+    /// Builds the device for one partition, from settings the root already checked and the host
+    /// resources it asked for (`resources(for:)`), which the root opened, in the same order.
+    static func make(_ settings: Settings, instance: GUID, resources: [OwnedDescriptor],
+                     context: any DeviceContext) throws(DeviceError) -> DeviceInstance
 }
 
 /// A device built for one partition.

@@ -94,7 +94,7 @@ public final class ParentPartitionService: Sendable {
         case .welcome:
             break
         case .partitionAttached(let attachment):
-            attach(attachment, memoryFile: descriptors[0], root: root)
+            attach(attachment, memoryFile: descriptors[0], resources: Array(descriptors.dropFirst()), root: root)
         case .partitionDetached(let id):
             if let child = children.withLock({ $0.removeValue(forKey: id) }) { detach([child]) }
             logger.info("partition \(id) detached")
@@ -136,7 +136,10 @@ public final class ParentPartitionService: Sendable {
     /// The processor counts a partition can have (the root's limit, `PartitionSpecification`).
     static let processorLimit: ClosedRange<UInt32> = 1...64
 
-    private func attach(_ attachment: PartitionAttachment, memoryFile: OwnedDescriptor, root: RootConnection) {
+    /// - Parameter resources: the devices' host resources, device by device (the receive already
+    ///   checked there is one per `DeviceSpec.resources` entry).
+    private func attach(_ attachment: PartitionAttachment, memoryFile: OwnedDescriptor, resources: [OwnedDescriptor],
+                        root: RootConnection) {
         guard Self.processorLimit.contains(attachment.processorCount) else {
             logger.error("the root attached partition \(attachment.name) with \(attachment.processorCount) processors; ignored")
             return
@@ -163,9 +166,12 @@ public final class ParentPartitionService: Sendable {
             logger.error("partition \(attachment.name): cannot start the diagnostic echo: \(error)")
         }
         var synthetic: [VMBusService.Device] = []
+        var remaining = resources[...]
         for spec in attachment.devices {
+            let own = Array(remaining.prefix(spec.resources.count))
+            remaining = remaining.dropFirst(spec.resources.count)
             do throws(DeviceError) {
-                switch try build(spec, for: child) {
+                switch try build(spec, resources: own, for: child) {
                 case .vmbus(let classID, let provider):
                     synthetic.append(VMBusService.Device(spec: spec, classID: classID, provider: provider))
                 case .emulated(let device):
@@ -187,18 +193,20 @@ public final class ParentPartitionService: Sendable {
     }
 
     /// Builds the device `spec` names, from the settings the root resolved.
-    func build(_ spec: DeviceSpec, for child: ChildPartition) throws(DeviceError) -> BuiltDevice {
+    func build(_ spec: DeviceSpec, resources: [OwnedDescriptor], for child: ChildPartition) throws(DeviceError)
+        -> BuiltDevice
+    {
         guard let type = deviceTypes.first(where: { $0.kind == spec.kind }) else {
             throw .unknownKind(spec.kind, known: deviceTypes.map { $0.kind })
         }
-        return try Self.build(type, spec, child)
+        return try Self.build(type, spec, resources, child)
     }
 
-    private static func build<T: ParentDevice>(_ type: T.Type, _ spec: DeviceSpec, _ child: ChildPartition)
-        throws(DeviceError) -> BuiltDevice
+    private static func build<T: ParentDevice>(_ type: T.Type, _ spec: DeviceSpec, _ resources: [OwnedDescriptor],
+                                               _ child: ChildPartition) throws(DeviceError) -> BuiltDevice
     {
         let settings = try DeviceCatalog.settings(of: spec, as: T.self)
-        switch (T.bus, try T.make(settings, instance: spec.instance, context: child)) {
+        switch (T.bus, try T.make(settings, instance: spec.instance, resources: resources, context: child)) {
         case (.vmbus(let classID), .vmbus(let provider)):
             return .vmbus(classID: classID, provider)
         case (.emulated, .emulated(let device)):

@@ -8,7 +8,7 @@ public final class SequencedPacketSocket: Sendable {
     /// The largest message either side sends; larger ones are a protocol error.
     public static let maximumMessageSize = 64 * 1024
     /// The most descriptors one message carries.
-    public static let maximumDescriptors = 16
+    public static let maximumDescriptors = 64
 
     public let owned: OwnedDescriptor
 

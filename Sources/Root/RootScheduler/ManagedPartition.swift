@@ -11,12 +11,16 @@ final class ManagedPartition: Sendable {
     let configuration: PartitionConfiguration
     /// The devices resolved from the configuration, as the parent gets them.
     let devices: [DeviceSpec]
+    /// The host resources of the devices, opened, in the devices' order; the parent gets them
+    /// with the partition (again after each reconnection).
+    let resources: [OwnedDescriptor]
     private let facts = Mutex<[String: String]>([:])
 
-    init(partition: Partition, configuration: PartitionConfiguration, devices: [DeviceSpec]) {
+    init(partition: Partition, configuration: PartitionConfiguration, devices: [DeviceSpec], resources: [OwnedDescriptor]) {
         self.partition = partition
         self.configuration = configuration
         self.devices = devices
+        self.resources = resources
     }
 
     func merge(facts new: [String: String]) {

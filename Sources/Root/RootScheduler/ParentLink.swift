@@ -203,7 +203,8 @@ final class ParentLink: Sendable {
             processors: hypervisor.processors.map { Self.pages($0.index, $0.pages) },
             devices: partition.devices)
         do throws(SystemError) {
-            try connection.send(.partitionAttached(attachment), descriptors: [memory.file.rawValue])
+            try connection.send(.partitionAttached(attachment),
+                                descriptors: [memory.file.rawValue] + partition.resources.map(\.rawValue))
         } catch {
             logger.warning("could not hand partition \(partition.name) to the parent: \(error)")
         }

@@ -25,6 +25,8 @@ protocol LinkedPartition: Sendable {
     var processorCount: Int { get }
     /// The devices the parent builds for it.
     var devices: [DeviceSpec] { get }
+    /// The devices' host resources, opened, in order (`DeviceSpec.resources`).
+    var resources: [OwnedDescriptor] { get }
     /// Its RAM, a memfd the parent maps; nil once it has stopped.
     var memory: GuestMemory? { get }
     /// Its Hyper-V interface (message connections, SynIC pages, reference time); nil once stopped.

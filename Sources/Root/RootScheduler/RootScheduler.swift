@@ -99,7 +99,15 @@ public final class RootScheduler: Sendable {
         } catch {
             throw .partition(request: "Cannot create partition \(configuration.name)", error)
         }
-        let entry = ManagedPartition(partition: partition, configuration: configuration, devices: devices)
+        let resources: [OwnedDescriptor]
+        do throws(RootError) {
+            resources = try HostResources.open(devices.flatMap(\.resources))
+        } catch {
+            partition.stop(reason: "its devices' files cannot be opened")
+            throw error
+        }
+        let entry = ManagedPartition(partition: partition, configuration: configuration, devices: devices,
+                                     resources: resources)
         let inserted = table.withLock { partitions -> Bool in
             guard partitions[configuration.name] == nil else { return false }
             partitions[configuration.name] = entry

@@ -1,6 +1,7 @@
 import BenchProtocol
 import DeviceHost
 import DeviceModel
+import LinuxSupport
 import VMBusProtocol
 
 /// The bench device as a partition's device: `hv bench channel` measures VSC↔VSP throughput
@@ -11,7 +12,8 @@ public enum BenchDevice: ParentDevice {
     public static let summary = "bench device (VSC↔VSP throughput and latency, hv bench channel)"
     public static let bus = DeviceBus.vmbus(classID: BenchProtocol.interfaceType)
 
-    public static func make(_ settings: NoSettings, instance: GUID, context: any DeviceContext) throws(DeviceError)
+    public static func make(_ settings: NoSettings, instance: GUID, resources: [OwnedDescriptor],
+                            context: any DeviceContext) throws(DeviceError)
         -> DeviceInstance
     {
         .vmbus(BenchVSP(host: context))

@@ -1,5 +1,6 @@
 import DeviceHost
 import DeviceModel
+import LinuxSupport
 import ICProtocol
 import VMBusProtocol
 
@@ -12,7 +13,8 @@ public protocol IntegrationServiceDevice: ParentDevice where Settings == NoSetti
 extension IntegrationServiceDevice {
     public static var bus: DeviceBus { .vmbus(classID: service.classID) }
 
-    public static func make(_ settings: NoSettings, instance: GUID, context: any DeviceContext) throws(DeviceError)
+    public static func make(_ settings: NoSettings, instance: GUID, resources: [OwnedDescriptor],
+                            context: any DeviceContext) throws(DeviceError)
         -> DeviceInstance
     {
         .vmbus(IntegrationServiceVSP(service: service, host: context))

@@ -13,7 +13,8 @@ public enum SerialPortDevice: ParentDevice {
     public static let summary = "COM1 16550 UART (emulated; its output is the partition's console)"
     public static let bus = DeviceBus.emulated
 
-    public static func make(_ settings: NoSettings, instance: GUID, context: any DeviceContext) throws(DeviceError)
+    public static func make(_ settings: NoSettings, instance: GUID, resources: [OwnedDescriptor],
+                            context: any DeviceContext) throws(DeviceError)
         -> DeviceInstance
     {
         .emulated(SerialPort(context: context))
