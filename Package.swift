@@ -170,7 +170,7 @@ let package = Package(
                 path: "Sources/Root/Partition", swiftSettings: host),
         .target(name: "RootScheduler",
                 dependencies: ["Partition", "HypervisorInterface", "KVM", "HyperV", "ControlProtocol", "ManagementAPI",
-                               "DeviceModel", "GuestMemory", "LinuxSupport", log,
+                               "DeviceModel", "VMBusProtocol", "GuestMemory", "LinuxSupport", log,
                                .product(name: "Hummingbird", package: "hummingbird")],
                 path: "Sources/Root/RootScheduler", swiftSettings: host),
 
@@ -214,7 +214,7 @@ let package = Package(
                 path: "Sources/Tools/Bench", swiftSettings: host),
         .executableTarget(
             name: "hv",
-            dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "ManagementAPI", "GuestBuilder",
+            dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ManagementAPI", "GuestBuilder",
                            "LocalDeployment", "Bench",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"), log],
             path: "Sources/Tools/hv", swiftSettings: host),

@@ -30,6 +30,9 @@ struct ControlProtocolTests {
         .portWrite(partitionID: 7, vp: 1, port: 0x3F8, size: 1, value: 0x41),
         .portRead(requestID: 9, partitionID: 7, vp: 0, port: 0x3FD, size: 1),
         .interruptLine(requestID: 10, partitionID: 7, pin: 4),
+        .deviceAdded(partitionID: 7, attachment.devices[1]),
+        .deviceRemoved(partitionID: 7, instance: GUID(1, 2, 3, 4)),
+        .deviceChanged(partitionID: 7, attachment.devices[0]),
     ]
 
     static let parentMessages: [ParentMessage] = [

@@ -19,8 +19,9 @@ enum Disk: DeviceType {
     }
     static let kind = "disk"
     static let summary = "a device with settings"
-    static let bus = DeviceBus.emulated
+    static let bus = DeviceBus.vmbus(classID: GUID(5, 6, 7, 8))
     static let maximumPerPartition = 4
+    static let changeableWhileRunning = true
 
     static func problem(with settings: Settings) -> String? {
         settings.path.hasPrefix("/") ? nil : "path \"\(settings.path)\" must be absolute"
@@ -93,6 +94,39 @@ struct DeviceCatalogTests {
         #expect(throws: DeviceError.invalidSettings(kind: "mirror", reason: "the devices need more than 32 host files in all")) {
             _ = try mirrors.resolve(fits + ["mirror"], partition: "alpha")
         }
+    }
+
+    @Test func aDeviceAddedToARunningPartitionGetsAFreeInstance() throws {
+        let existing = try catalog.resolve(try decode(#"[{"kind": "disk", "path": "/a"}, {"kind": "disk", "path": "/b"}]"#),
+                                           partition: "alpha")
+        // The first disk was removed: its instance is free again, the second keeps its own.
+        let added = try catalog.resolve(adding: DeviceConfiguration(kind: "disk", settings: ["path": .string("/c")]),
+                                        to: [existing[1]], partition: "alpha")
+        #expect(added.instance == existing[0].instance)
+        #expect(added.resources == [.file(path: "/c", writable: true)])
+        let full = existing + [added, added].enumerated().map { index, spec in
+            DeviceSpec(kind: spec.kind, instance: GUID(UInt32(index + 10), 0, 0, 0), settings: spec.settings)
+        }
+        #expect(throws: DeviceError.tooMany(kind: "disk", maximum: 4)) {
+            _ = try catalog.resolve(adding: DeviceConfiguration(kind: "disk", settings: ["path": .string("/d")]),
+                                    to: full, partition: "alpha")
+        }
+    }
+
+    @Test func emulatedDevicesAreNotHotPluggedAndSettingsChangeOnlyWhereTheTypeAllows() throws {
+        let mirrors = DeviceCatalog([Mirror.self])
+        #expect(throws: DeviceError.notWhileRunning(kind: "mirror", change: "added")) {
+            _ = try mirrors.resolve(adding: "mirror", to: [], partition: "alpha")
+        }
+        let plain = try catalog.resolve(adding: "plain", to: [], partition: "alpha")
+        #expect(throws: DeviceError.notWhileRunning(kind: "plain", change: "changed")) {
+            _ = try catalog.resolve(changing: plain, to: [:], among: [plain])
+        }
+        let disk = try catalog.resolve(adding: DeviceConfiguration(kind: "disk", settings: ["path": .string("/a")]),
+                                       to: [plain], partition: "alpha")
+        let changed = try catalog.resolve(changing: disk, to: ["path": .string("/b"), "readOnly": .bool(true)],
+                                          among: [plain, disk])
+        #expect(changed.instance == disk.instance && changed.resources == [.file(path: "/b", writable: false)])
     }
 
     @Test func anExplicitInstanceIsKept() throws {

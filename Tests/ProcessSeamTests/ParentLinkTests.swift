@@ -1,4 +1,6 @@
 import ControlProtocol
+import DeviceModel
+import DeviceRegistry
 import Foundation
 import GuestMemory
 import HyperV
@@ -246,4 +248,25 @@ final class Locked<Value: Sendable>: Sendable {
     init(_ value: Value) { mutex = Mutex(value) }
     func get() -> Value { mutex.withLock { $0 } }
     func set(_ value: Value) { mutex.withLock { $0 = value } }
+}
+
+extension ParentLinkTests {
+    /// A device added to a running partition is built and offered by the parent; removed, it is
+    /// withdrawn (a VMBus guest sees a hot-add and a hot-remove).
+    @Test func devicesComeAndGoWhileThePartitionRuns() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha", devices: ["heartbeat"])
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        #expect(eventually { parent.child(alpha.id) != nil })
+        let child = try #require(parent.child(alpha.id))
+        let bench = try DeviceRegistry.catalog.resolve(adding: "bench", to: alpha.devices, partition: "alpha")
+        #expect(bench.instance != alpha.devices[0].instance)
+        root.link.deviceAdded(partitionID: alpha.id, bench, resources: [])
+        #expect(eventually { child.built.withLock { $0[bench.instance] } != nil }, "the parent built the bench device")
+        root.link.deviceRemoved(partitionID: alpha.id, instance: bench.instance)
+        #expect(eventually { child.built.withLock { $0[bench.instance] } == nil }, "the parent withdrew it")
+        #expect(child.built.withLock { $0[alpha.devices[0].instance] } != nil, "the heartbeat stays")
+    }
 }

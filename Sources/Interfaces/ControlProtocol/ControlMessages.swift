@@ -97,16 +97,24 @@ public enum RootMessage: Hashable, Sendable {
     case portRead(requestID: UInt32, partitionID: UInt32, vp: UInt32, port: UInt16, size: UInt8)
     /// The answer to `requestInterruptLine`; one descriptor: an eventfd bound to that IOAPIC pin.
     case interruptLine(requestID: UInt32, partitionID: UInt32, pin: UInt8)
+    /// A device was added to a running partition; descriptors: its host resources, in order.
+    case deviceAdded(partitionID: UInt32, DeviceSpec)
+    /// The device `instance` was removed from a running partition.
+    case deviceRemoved(partitionID: UInt32, instance: GUID)
+    /// The device `spec.instance` of a running partition has new settings; descriptors: its host
+    /// resources under those settings, in order.
+    case deviceChanged(partitionID: UInt32, DeviceSpec)
 
     enum Kind: UInt16 {
         case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
-             requestFailed, shutdownGuest, portWrite, portRead, interruptLine
+             requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged
     }
 
     /// The number of descriptors that must accompany the message.
     public var descriptorCount: Int {
         switch self {
         case .partitionAttached(let attachment): 1 + attachment.devices.reduce(0) { $0 + $1.resources.count }
+        case .deviceAdded(_, let device), .deviceChanged(_, let device): device.resources.count
         case .doorbell, .interruptLine: 1
         default: 0
         }
@@ -132,20 +140,7 @@ public enum RootMessage: Hashable, Sendable {
             out.u32(UInt32(attachment.processors.count))
             for pages in attachment.processors { encode(pages, into: &out) }
             out.u32(UInt32(attachment.devices.count))
-            for device in attachment.devices {
-                out.string(device.kind)
-                out.data(device.instance.wireBytes)
-                out.data(device.settings)
-                out.u32(UInt32(device.resources.count))
-                for resource in device.resources {
-                    switch resource {
-                    case .file(let path, let writable):
-                        out.u8(1)
-                        out.string(path)
-                        out.bool(writable)
-                    }
-                }
-            }
+            for device in attachment.devices { encode(device, into: &out) }
         case .partitionDetached(let id):
             out.u16(Kind.partitionDetached.rawValue)
             out.u32(id)
@@ -192,6 +187,18 @@ public enum RootMessage: Hashable, Sendable {
             out.u32(request)
             out.u32(id)
             out.u8(pin)
+        case .deviceAdded(let id, let device):
+            out.u16(Kind.deviceAdded.rawValue)
+            out.u32(id)
+            encode(device, into: &out)
+        case .deviceRemoved(let id, let instance):
+            out.u16(Kind.deviceRemoved.rawValue)
+            out.u32(id)
+            out.data(instance.wireBytes)
+        case .deviceChanged(let id, let device):
+            out.u16(Kind.deviceChanged.rawValue)
+            out.u32(id)
+            encode(device, into: &out)
         }
         return out.bytes
     }
@@ -218,18 +225,10 @@ public enum RootMessage: Hashable, Sendable {
             var devices: [DeviceSpec] = []
             var resourceTotal = 0
             for _ in 0..<deviceCount {
-                let kind = try input.string(limit: 64)
-                guard let instance = GUID(wireBytes: try input.data(limit: GUID.size)) else { throw .truncated }
-                let settings = try input.data(limit: DeviceCatalog.maximumSettingsBytes)
-                let resourceCount = Int(try input.u32())
-                resourceTotal += resourceCount
+                let device = try decodeDevice(&input)
+                resourceTotal += device.resources.count
                 guard resourceTotal <= DeviceCatalog.maximumResources else { throw .truncated }
-                var resources: [HostResource] = []
-                for _ in 0..<resourceCount {
-                    guard try input.u8() == 1 else { throw .truncated }
-                    resources.append(.file(path: try input.string(), writable: try input.bool()))
-                }
-                devices.append(DeviceSpec(kind: kind, instance: instance, settings: settings, resources: resources))
+                devices.append(device)
             }
             self = .partitionAttached(PartitionAttachment(
                 partitionID: id, name: name, memorySize: memorySize, processorCount: processorCount, clock: clock,
@@ -255,6 +254,14 @@ public enum RootMessage: Hashable, Sendable {
                              port: try input.u16(), size: try input.u8())
         case .interruptLine:
             self = .interruptLine(requestID: try input.u32(), partitionID: try input.u32(), pin: try input.u8())
+        case .deviceAdded:
+            self = .deviceAdded(partitionID: try input.u32(), try decodeDevice(&input))
+        case .deviceRemoved:
+            let id = try input.u32()
+            guard let instance = GUID(wireBytes: try input.data(limit: GUID.size)) else { throw .truncated }
+            self = .deviceRemoved(partitionID: id, instance: instance)
+        case .deviceChanged:
+            self = .deviceChanged(partitionID: try input.u32(), try decodeDevice(&input))
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }
@@ -411,6 +418,36 @@ private func encode(_ pages: ProcessorPages, into out: inout WireEncoder) {
     out.bool(pages.synicEnabled)
     out.optionalU64(pages.messagePage)
     out.optionalU64(pages.eventFlagsPage)
+}
+
+/// A device: kind, instance, settings, then its resources (a tag, then each case's fields).
+private func encode(_ device: DeviceSpec, into out: inout WireEncoder) {
+    out.string(device.kind)
+    out.data(device.instance.wireBytes)
+    out.data(device.settings)
+    out.u32(UInt32(device.resources.count))
+    for resource in device.resources {
+        switch resource {
+        case .file(let path, let writable):
+            out.u8(1)
+            out.string(path)
+            out.bool(writable)
+        }
+    }
+}
+
+private func decodeDevice(_ input: inout WireDecoder) throws(ControlProtocolError) -> DeviceSpec {
+    let kind = try input.string(limit: 64)
+    guard let instance = GUID(wireBytes: try input.data(limit: GUID.size)) else { throw .truncated }
+    let settings = try input.data(limit: DeviceCatalog.maximumSettingsBytes)
+    let count = try input.u32()
+    guard count <= UInt32(DeviceCatalog.maximumResources) else { throw .truncated }
+    var resources: [HostResource] = []
+    for _ in 0..<count {
+        guard try input.u8() == 1 else { throw .truncated }
+        resources.append(.file(path: try input.string(), writable: try input.bool()))
+    }
+    return DeviceSpec(kind: kind, instance: instance, settings: settings, resources: resources)
 }
 
 private func decodePages(_ input: inout WireDecoder) throws(ControlProtocolError) -> ProcessorPages {

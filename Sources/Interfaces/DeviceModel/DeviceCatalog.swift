@@ -47,13 +47,58 @@ public struct DeviceCatalog: Sendable {
             let instance = device.instance ?? Self.instance(partition: partition, kind: device.kind, index: index)
             guard !specs.contains(where: { $0.instance == instance }) else { throw .duplicateInstance(instance.description) }
             resourceCount += resources.count
-            guard resourceCount <= Self.maximumResources else {
-                throw .invalidSettings(kind: device.kind,
-                                       reason: "the devices need more than \(Self.maximumResources) host files in all")
-            }
+            try Self.checkResources(resourceCount, kind: device.kind)
             specs.append(DeviceSpec(kind: device.kind, instance: instance, settings: settings, resources: resources))
         }
         return specs
+    }
+
+    /// Resolves one more device for a running partition whose devices are `existing`: the same
+    /// rules as `resolve`, an instance GUID none of them has, and the type's consent to being
+    /// added while the partition runs.
+    public func resolve(adding device: DeviceConfiguration, to existing: [DeviceSpec], partition: String)
+        throws(DeviceError) -> DeviceSpec
+    {
+        guard let type = type(ofKind: device.kind) else { throw .unknownKind(device.kind, known: kinds) }
+        guard type.hotPluggable else { throw .notWhileRunning(kind: device.kind, change: "added") }
+        guard existing.count < Self.maximumDevices else {
+            throw .tooManyDevices(count: existing.count + 1, maximum: Self.maximumDevices)
+        }
+        guard existing.filter({ $0.kind == device.kind }).count < type.maximumPerPartition else {
+            throw .tooMany(kind: device.kind, maximum: type.maximumPerPartition)
+        }
+        let (settings, resources) = try Self.resolveSettings(device, as: type)
+        try Self.checkResources(existing.reduce(0) { $0 + $1.resources.count } + resources.count, kind: device.kind)
+        let taken = Set(existing.map(\.instance))
+        let instance: GUID
+        if let given = device.instance {
+            guard !taken.contains(given) else { throw .duplicateInstance(given.description) }
+            instance = given
+        } else {
+            var index = 0
+            while taken.contains(Self.instance(partition: partition, kind: device.kind, index: index)) { index += 1 }
+            instance = Self.instance(partition: partition, kind: device.kind, index: index)
+        }
+        return DeviceSpec(kind: device.kind, instance: instance, settings: settings, resources: resources)
+    }
+
+    /// Resolves new settings for the device `current` of a running partition whose devices are
+    /// `existing` (which include `current`): its kind and instance stay.
+    public func resolve(changing current: DeviceSpec, to settings: [String: JSONValue], among existing: [DeviceSpec])
+        throws(DeviceError) -> DeviceSpec
+    {
+        guard let type = type(ofKind: current.kind) else { throw .unknownKind(current.kind, known: kinds) }
+        guard type.changeableWhileRunning else { throw .notWhileRunning(kind: current.kind, change: "changed") }
+        let (bytes, resources) = try Self.resolveSettings(DeviceConfiguration(kind: current.kind, settings: settings), as: type)
+        let others = existing.filter { $0.instance != current.instance }
+        try Self.checkResources(others.reduce(0) { $0 + $1.resources.count } + resources.count, kind: current.kind)
+        return DeviceSpec(kind: current.kind, instance: current.instance, settings: bytes, resources: resources)
+    }
+
+    private static func checkResources(_ count: Int, kind: String) throws(DeviceError) {
+        guard count <= maximumResources else {
+            throw .invalidSettings(kind: kind, reason: "the devices need more than \(maximumResources) host files in all")
+        }
     }
 
     /// The typed settings of a resolved device (the parent decodes what the root encoded).

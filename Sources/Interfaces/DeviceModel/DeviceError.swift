@@ -12,6 +12,10 @@ public enum DeviceError: Error, Hashable, CustomStringConvertible {
     case duplicateInstance(String)
     /// The device could not be built for the partition (its back end failed).
     case unavailable(kind: String, reason: String)
+    /// The kind cannot be added, removed or changed (`change`) while the partition runs.
+    case notWhileRunning(kind: String, change: String)
+    /// The partition has no device with this instance GUID.
+    case noSuchDevice(String)
 
     public var description: String {
         switch self {
@@ -27,6 +31,10 @@ public enum DeviceError: Error, Hashable, CustomStringConvertible {
             "two devices have the instance \(instance)"
         case .unavailable(let kind, let reason):
             "device \"\(kind)\" is unavailable: \(reason)"
+        case .notWhileRunning(let kind, let change):
+            "a \"\(kind)\" device cannot be \(change) while the partition runs; stop the partition first"
+        case .noSuchDevice(let instance):
+            "the partition has no device \(instance) (`hv partition show` lists them)"
         }
     }
 }

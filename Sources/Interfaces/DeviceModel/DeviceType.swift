@@ -22,6 +22,11 @@ public protocol DeviceType: Sendable {
     static var defaultSettings: Settings? { get }
     /// The most instances of this kind one partition may have.
     static var maximumPerPartition: Int { get }
+    /// Whether one can be added to, or removed from, a running partition (by default: the
+    /// synthetic ones, which the guest sees come and go as VMBus offers and rescinds).
+    static var hotPluggable: Bool { get }
+    /// Whether its settings can change while the partition runs (e.g. a controller's disks).
+    static var changeableWhileRunning: Bool { get }
     /// The first problem with `settings`, as a sentence, or `nil`.
     static func problem(with settings: Settings) -> String?
     /// The host resources the device needs with these settings, in the order it wants their
@@ -32,6 +37,11 @@ public protocol DeviceType: Sendable {
 extension DeviceType {
     public static var defaultSettings: Settings? { nil }
     public static var maximumPerPartition: Int { 1 }
+    public static var hotPluggable: Bool {
+        if case .vmbus = bus { return true }
+        return false
+    }
+    public static var changeableWhileRunning: Bool { false }
     public static func problem(with settings: Settings) -> String? { nil }
     public static func resources(for settings: Settings) -> [HostResource] { [] }
 }

@@ -11,6 +11,18 @@ public protocol ParentDevice: DeviceType {
     /// resources it asked for (`resources(for:)`), which the root opened, in the same order.
     static func make(_ settings: Settings, instance: GUID, resources: [OwnedDescriptor],
                      context: any DeviceContext) throws(DeviceError) -> DeviceInstance
+
+    /// Applies new settings to `device`, which `make` built, while the partition runs (only for
+    /// types that are `changeableWhileRunning`), with the resources those settings need.
+    static func change(_ device: DeviceInstance, to settings: Settings, resources: [OwnedDescriptor],
+                       context: any DeviceContext) throws(DeviceError)
+}
+
+extension ParentDevice {
+    public static func change(_ device: DeviceInstance, to settings: Settings, resources: [OwnedDescriptor],
+                              context: any DeviceContext) throws(DeviceError) {
+        throw .notWhileRunning(kind: kind, change: "changed")
+    }
 }
 
 /// A device built for one partition.

@@ -1,10 +1,13 @@
 import ControlProtocol
+import DeviceHost
 import DeviceModel
 import GuestMemory
 import HyperV
 import LinuxSupport
 import Logging
 import Synchronization
+import VMBusHost
+import VMBusProtocol
 
 /// The parent's view of one child partition: its mapped RAM, its processors' SynIC pages,
 /// the doorbells that interrupt it, and the services (VMBus, devices, diagnostics) that serve it.
@@ -18,8 +21,14 @@ public final class ChildPartition: Sendable {
     public let memory: GuestMemory
     public let clock: ReferenceClock
     public let processorCount: UInt32
-    /// The devices the root resolved for this partition.
+    /// The devices the root resolved for this partition when it attached it.
     public let devices: [DeviceSpec]
+    /// The device types this parent can build.
+    let deviceTypes: [any ParentDevice.Type]
+    /// The devices built, by instance; used on the control thread only.
+    let built = Mutex<[GUID: BuiltDevice]>([:])
+    /// The partition's VMBus service, once attached.
+    let vmbus = Mutex<VMBusService?>(nil)
     let root: RootConnection
     public let logger: Logger
     private let pages: Mutex<[UInt32: ProcessorPages]>
@@ -44,7 +53,9 @@ public final class ChildPartition: Sendable {
         case ready(EventFD)
     }
 
-    init(attachment: PartitionAttachment, memory: GuestMemory, root: RootConnection, logger: Logger) throws(SystemError) {
+    init(attachment: PartitionAttachment, memory: GuestMemory, root: RootConnection,
+         deviceTypes: [any ParentDevice.Type], logger: Logger) throws(SystemError) {
+        self.deviceTypes = deviceTypes
         control = try WorkQueue(name: "child\(attachment.partitionID)", capacity: Self.controlQueueCapacity)
         id = attachment.partitionID
         name = attachment.name

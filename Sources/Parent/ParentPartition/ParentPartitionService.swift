@@ -125,6 +125,15 @@ public final class ParentPartitionService: Sendable {
             }
         case .interruptLine(let request, _, _):
             root.complete(request: request, doorbell: EventFD(adopting: descriptors[0]))
+        case .deviceAdded(let id, let spec):
+            guard let child = child(id) else { break }
+            child.perform { child.addDevice(spec, resources: descriptors) }
+        case .deviceRemoved(let id, let instance):
+            guard let child = child(id) else { break }
+            child.perform { child.removeDevice(instance) }
+        case .deviceChanged(let id, let spec):
+            guard let child = child(id) else { break }
+            child.perform { child.changeDevice(spec, resources: descriptors) }
         }
     }
 
@@ -153,7 +162,8 @@ public final class ParentPartitionService: Sendable {
         }
         let child: ChildPartition
         do {
-            child = try ChildPartition(attachment: attachment, memory: memory, root: root, logger: logger)
+            child = try ChildPartition(attachment: attachment, memory: memory, root: root, deviceTypes: deviceTypes,
+                                       logger: logger)
         } catch {
             logger.error("cannot serve partition \(attachment.name): \(error)")
             return
@@ -165,55 +175,8 @@ public final class ParentPartitionService: Sendable {
         } catch {
             logger.error("partition \(attachment.name): cannot start the diagnostic echo: \(error)")
         }
-        var synthetic: [VMBusService.Device] = []
-        var remaining = resources[...]
-        for spec in attachment.devices {
-            let own = Array(remaining.prefix(spec.resources.count))
-            remaining = remaining.dropFirst(spec.resources.count)
-            do throws(DeviceError) {
-                switch try build(spec, resources: own, for: child) {
-                case .vmbus(let classID, let provider):
-                    synthetic.append(VMBusService.Device(spec: spec, classID: classID, provider: provider))
-                case .emulated(let device):
-                    child.add(EmulatedDeviceService(device: device))
-                }
-            } catch {
-                logger.error("partition \(attachment.name): \(error)")
-                child.report(["device.\(spec.kind).error": error.description])
-            }
-        }
-        child.add(VMBusService(partition: child, devices: synthetic))
+        child.attachDevices(attachment.devices, resources: resources)
         logger.info("serving partition \(attachment.name) (id \(attachment.partitionID), \(attachment.memorySize >> 20) MiB)")
-    }
-
-    /// A device built for a partition, with how the guest reaches it.
-    enum BuiltDevice {
-        case vmbus(classID: GUID, any VirtualServiceProvider)
-        case emulated(any EmulatedDevice)
-    }
-
-    /// Builds the device `spec` names, from the settings the root resolved.
-    func build(_ spec: DeviceSpec, resources: [OwnedDescriptor], for child: ChildPartition) throws(DeviceError)
-        -> BuiltDevice
-    {
-        guard let type = deviceTypes.first(where: { $0.kind == spec.kind }) else {
-            throw .unknownKind(spec.kind, known: deviceTypes.map { $0.kind })
-        }
-        return try Self.build(type, spec, resources, child)
-    }
-
-    private static func build<T: ParentDevice>(_ type: T.Type, _ spec: DeviceSpec, _ resources: [OwnedDescriptor],
-                                               _ child: ChildPartition) throws(DeviceError) -> BuiltDevice
-    {
-        let settings = try DeviceCatalog.settings(of: spec, as: T.self)
-        switch (T.bus, try T.make(settings, instance: spec.instance, resources: resources, context: child)) {
-        case (.vmbus(let classID), .vmbus(let provider)):
-            return .vmbus(classID: classID, provider)
-        case (.emulated, .emulated(let device)):
-            return .emulated(device)
-        default:
-            throw .unavailable(kind: spec.kind, reason: "it built a device for another bus than the one it declares")
-        }
     }
 
     private func detachAll() {

@@ -71,6 +71,37 @@ final class VMBusService: PartitionService {
         }
     }
 
+    // MARK: Devices coming and going
+
+    /// Offers a device added while the partition runs (on the control thread): a guest that has
+    /// asked for offers sees it at once, as a hot-added device.
+    func add(_ device: Device) {
+        state.withLock { state in
+            let offer = ChannelOffer(interfaceType: device.classID, interfaceInstance: device.spec.instance, name: device.name)
+            guard let (relID, actions) = state.server.addOffer(offer) else {
+                partition.logger.error("partition \(partition.name): no relid left for \(device.name)")
+                return
+            }
+            state.devices[relID] = device
+            perform(actions, &state)
+        }
+    }
+
+    /// Withdraws the device `instance` (on the control thread): its channels are closed and
+    /// rescinded, which the guest sees as a hot-removed device.
+    /// - Returns: whether the partition had it.
+    @discardableResult
+    func remove(instance: GUID) -> Bool {
+        state.withLock { state in
+            let primaries = state.devices.filter { $0.value.spec.instance == instance && $0.value.subChannelIndex == 0 }
+            for relID in primaries.keys.sorted() {
+                perform(state.server.rescind(channel: relID), &state)
+                if state.server.state(of: relID) == .released { state.devices[relID] = nil }
+            }
+            return !primaries.isEmpty
+        }
+    }
+
     // MARK: Inputs
 
     func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8]) {
@@ -157,7 +188,8 @@ final class VMBusService: PartitionService {
             case .releaseGPADL:
                 break  // channels using it were closed first
             case .released(let relID):
-                if state.devices[relID]?.subChannelIndex != 0 { state.devices[relID] = nil }
+                // A released sub-channel, or a primary channel whose device was removed: gone for good.
+                state.devices[relID] = nil
             case .connected(let version):
                 partition.logger.info("partition \(partition.name): VMBus \(version.major).\(version.minor) connected")
                 partition.report(["vmbus.version": "\(version.major).\(version.minor)"])

@@ -9,19 +9,28 @@ import Synchronization
 final class ManagedPartition: Sendable {
     let partition: Partition
     let configuration: PartitionConfiguration
-    /// The devices resolved from the configuration, as the parent gets them.
-    let devices: [DeviceSpec]
-    /// The host resources of the devices, opened, in the devices' order; the parent gets them
-    /// with the partition (again after each reconnection).
-    let resources: [OwnedDescriptor]
+    /// The partition's devices as the parent gets them, each with its host resources opened;
+    /// devices come and go while it runs.
+    let attached: Mutex<[AttachedDevice]>
     private let facts = Mutex<[String: String]>([:])
 
-    init(partition: Partition, configuration: PartitionConfiguration, devices: [DeviceSpec], resources: [OwnedDescriptor]) {
+    /// A device of the partition: its resolved spec and its opened host resources, in order.
+    struct AttachedDevice: Sendable {
+        var spec: DeviceSpec
+        var resources: [OwnedDescriptor]
+    }
+
+    init(partition: Partition, configuration: PartitionConfiguration, devices: [AttachedDevice]) {
         self.partition = partition
         self.configuration = configuration
-        self.devices = devices
-        self.resources = resources
+        attached = Mutex(devices)
     }
+
+    /// The devices, in order.
+    var devices: [DeviceSpec] { attached.withLock { $0.map(\.spec) } }
+
+    /// Every device's host resources, device by device (what the parent receives with the partition).
+    var resources: [OwnedDescriptor] { attached.withLock { $0.flatMap(\.resources) } }
 
     func merge(facts new: [String: String]) {
         facts.withLock { $0.merge(new) { _, latest in latest } }

@@ -1,3 +1,4 @@
+import DeviceModel
 import Foundation
 import Hummingbird
 import Logging
@@ -13,6 +14,11 @@ import ManagementAPI
 ///     POST   /v1/partitions/{name}/actions    PartitionAction → PartitionInfo
 ///     GET    /v1/partitions/{name}/console    ConsoleOutput (?lines=N, default 200)
 ///     DELETE /v1/partitions/{name}            204
+///     POST   /v1/partitions/{name}/devices    DeviceConfiguration → 201 PartitionInfo (hot-add)
+///     PUT    /v1/partitions/{name}/devices/{device}   settings object → PartitionInfo
+///     DELETE /v1/partitions/{name}/devices/{device}   PartitionInfo (hot-remove)
+///
+/// `{device}` is a device's instance GUID, or its kind when the partition has one of that kind.
 ///
 /// Every error is a `RootError`, answered as `{"error": "<one sentence>"}` with the status its
 /// `kind` maps it to: 400, 404, 409 or 500.
@@ -56,6 +62,32 @@ enum ManagementServer {
             let name = context.parameters.get("name") ?? ""
             let lines = request.uri.queryParameters.get("lines").flatMap { Int($0) } ?? 200
             return respond { () throws(RootError) in ConsoleOutput(lines: try scheduler.console(name, lines: lines)) }
+        }
+        router.post("/v1/partitions/:name/devices") { request, context in
+            let name = context.parameters.get("name") ?? ""
+            let device: DeviceConfiguration
+            do {
+                device = try await request.decode(as: DeviceConfiguration.self, context: context)
+            } catch {
+                return failure(.invalidRequest("The body must be a device: a kind, or {\"kind\": …, settings}: \(error)."))
+            }
+            return respond(status: .created) { () throws(RootError) in try scheduler.addDevice(device, to: name) }
+        }
+        router.put("/v1/partitions/:name/devices/:device") { request, context in
+            let name = context.parameters.get("name") ?? ""
+            let device = context.parameters.get("device") ?? ""
+            let settings: [String: JSONValue]
+            do {
+                settings = try await request.decode(as: [String: JSONValue].self, context: context)
+            } catch {
+                return failure(.invalidRequest("The body must be the device's settings, a JSON object: \(error)."))
+            }
+            return respond { () throws(RootError) in try scheduler.changeDevice(device, of: name, settings: settings) }
+        }
+        router.delete("/v1/partitions/:name/devices/:device") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            let device = context.parameters.get("device") ?? ""
+            return respond { () throws(RootError) in try scheduler.removeDevice(device, from: name) }
         }
         router.delete("/v1/partitions/:name") { _, context in
             let name = context.parameters.get("name") ?? ""

@@ -1,4 +1,5 @@
 import ControlProtocol
+import DeviceModel
 import Glibc
 import HyperV
 import HypervisorInterface
@@ -6,6 +7,7 @@ import LinuxSupport
 import Logging
 import Partition
 import Synchronization
+import VMBusProtocol
 
 /// The root's end of the control socket to the parent partition.
 ///
@@ -214,6 +216,25 @@ final class ParentLink: Sendable {
         guard let connection = current.withLock({ $0 }) else { return }
         connection.registrations.withLock { _ = $0.removeValue(forKey: partitionID) }
         connection.post(.partitionDetached(partitionID: partitionID))
+    }
+
+    /// A device was added to a running partition: the parent builds and offers it. (A parent
+    /// that is away gets it with the partition when it connects.)
+    func deviceAdded(partitionID: UInt32, _ spec: DeviceSpec, resources: [OwnedDescriptor]) {
+        guard let connection = current.withLock({ $0 }) else { return }
+        connection.post(.deviceAdded(partitionID: partitionID, spec), descriptors: resources.map(\.rawValue))
+    }
+
+    /// A device was removed from a running partition: the parent rescinds it.
+    func deviceRemoved(partitionID: UInt32, instance: GUID) {
+        guard let connection = current.withLock({ $0 }) else { return }
+        connection.post(.deviceRemoved(partitionID: partitionID, instance: instance))
+    }
+
+    /// A running partition's device has new settings.
+    func deviceChanged(partitionID: UInt32, _ spec: DeviceSpec, resources: [OwnedDescriptor]) {
+        guard let connection = current.withLock({ $0 }) else { return }
+        connection.post(.deviceChanged(partitionID: partitionID, spec), descriptors: resources.map(\.rawValue))
     }
 
     func synicPagesChanged(partitionID: UInt32, vp: UInt32, pages: SynICPages) {

@@ -1,3 +1,4 @@
+import DeviceModel
 import LinuxSupport
 import ManagementAPI
 import Partition
@@ -16,6 +17,8 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
     case partition(request: String, PartitionError)
     /// `request` needed the parent partition, which could not be reached.
     case control(request: String, ParentLinkError)
+    /// `request` named a device that does not exist, cannot change now, or has bad settings.
+    case device(request: String, DeviceError)
 
     /// The class of failure, which decides the HTTP status.
     public var kind: ManagementErrorKind {
@@ -30,6 +33,12 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
             case .hypervisor, .kvm, .system: .internalError
             }
         case .control: .internalError
+        case .device(_, let error):
+            switch error {
+            case .noSuchDevice: .notFound
+            case .notWhileRunning: .conflict
+            default: .badRequest
+            }
         }
     }
 
@@ -45,6 +54,7 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
         case .partition(let request, .invalidSpecification(let reason)): Self.sentence(request, reason)
         case .partition(let request, let error): Self.sentence(request, "\(error)")
         case .control(let request, let error): Self.sentence(request, "\(error)")
+        case .device(let request, let error): Self.sentence(request, "\(error)")
         }
     }
 

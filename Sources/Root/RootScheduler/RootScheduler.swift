@@ -7,6 +7,7 @@ import Logging
 import ManagementAPI
 import Partition
 import Synchronization
+import VMBusProtocol
 
 /// The root scheduler: the only owner of /dev/kvm. It creates child partitions, runs and
 /// stops their virtual processors, and hands their memory and SynIC plumbing to the parent
@@ -99,15 +100,16 @@ public final class RootScheduler: Sendable {
         } catch {
             throw .partition(request: "Cannot create partition \(configuration.name)", error)
         }
-        let resources: [OwnedDescriptor]
+        var attached: [ManagedPartition.AttachedDevice] = []
         do throws(RootError) {
-            resources = try HostResources.open(devices.flatMap(\.resources))
+            for device in devices {
+                attached.append(.init(spec: device, resources: try HostResources.open(device.resources)))
+            }
         } catch {
             partition.stop(reason: "its devices' files cannot be opened")
             throw error
         }
-        let entry = ManagedPartition(partition: partition, configuration: configuration, devices: devices,
-                                     resources: resources)
+        let entry = ManagedPartition(partition: partition, configuration: configuration, devices: attached)
         let inserted = table.withLock { partitions -> Bool in
             guard partitions[configuration.name] == nil else { return false }
             partitions[configuration.name] = entry
@@ -168,6 +170,91 @@ public final class RootScheduler: Sendable {
             }
         }
         return entry.info
+    }
+
+    // MARK: Devices of a running partition
+
+    /// Adds a device to partition `name` while it exists (created, running or paused); the parent
+    /// offers it to the guest at once.
+    public func addDevice(_ device: DeviceConfiguration, to name: String) throws(RootError) -> PartitionInfo {
+        let entry = try live(name, request: "add a device")
+        let added = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
+            let spec: DeviceSpec
+            do throws(DeviceError) {
+                spec = try catalog.resolve(adding: device, to: devices.map(\.spec), partition: name)
+            } catch {
+                throw .device(request: "Cannot add a \(device.kind) device to \(name)", error)
+            }
+            let added = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources))
+            devices.append(added)
+            return added
+        }
+        parentLink?.deviceAdded(partitionID: entry.partition.id, added.spec, resources: added.resources)
+        logger.info("partition \(name): \(added.spec.kind) \(added.spec.instance) added")
+        return entry.info
+    }
+
+    /// Removes the device `device` (its instance GUID, or its kind when the partition has one
+    /// of that kind) from partition `name`; the guest sees it rescinded.
+    public func removeDevice(_ device: String, from name: String) throws(RootError) -> PartitionInfo {
+        let entry = try live(name, request: "remove a device")
+        let removed = try entry.attached.withLock { devices throws(RootError) -> DeviceSpec in
+            let index = try Self.index(of: device, in: devices.map(\.spec), request: "Cannot remove \(device) from \(name)")
+            let spec = devices[index].spec
+            guard catalog.type(ofKind: spec.kind)?.hotPluggable == true else {
+                throw .device(request: "Cannot remove \(device) from \(name)",
+                              .notWhileRunning(kind: spec.kind, change: "removed"))
+            }
+            devices.remove(at: index)
+            return spec
+        }
+        parentLink?.deviceRemoved(partitionID: entry.partition.id, instance: removed.instance)
+        logger.info("partition \(name): \(removed.kind) \(removed.instance) removed")
+        return entry.info
+    }
+
+    /// Gives the device `device` of partition `name` new settings while it runs.
+    public func changeDevice(_ device: String, of name: String, settings: [String: JSONValue]) throws(RootError)
+        -> PartitionInfo
+    {
+        let entry = try live(name, request: "change a device")
+        let changed = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
+            let request = "Cannot change \(device) of \(name)"
+            let index = try Self.index(of: device, in: devices.map(\.spec), request: request)
+            let spec: DeviceSpec
+            do throws(DeviceError) {
+                spec = try catalog.resolve(changing: devices[index].spec, to: settings, among: devices.map(\.spec))
+            } catch {
+                throw .device(request: request, error)
+            }
+            let changed = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources))
+            devices[index] = changed
+            return changed
+        }
+        parentLink?.deviceChanged(partitionID: entry.partition.id, changed.spec, resources: changed.resources)
+        logger.info("partition \(name): \(changed.spec.kind) \(changed.spec.instance) changed")
+        return entry.info
+    }
+
+    /// A partition whose devices may change: it exists and has not stopped.
+    private func live(_ name: String, request: String) throws(RootError) -> ManagedPartition {
+        let entry = try managed(name)
+        guard !entry.partition.state.isFinal else {
+            throw .partition(request: "Cannot \(request) to \(name)",
+                             .invalidTransition(from: entry.partition.state, operation: request))
+        }
+        return entry
+    }
+
+    /// The device named by its instance GUID, or by its kind when just one device has that kind.
+    private static func index(of device: String, in devices: [DeviceSpec], request: String) throws(RootError) -> Int {
+        if let guid = GUID(device), let index = devices.firstIndex(where: { $0.instance == guid }) { return index }
+        let ofKind = devices.indices.filter { devices[$0].kind == device }
+        if ofKind.count == 1 { return ofKind[0] }
+        if ofKind.count > 1 {
+            throw .invalidRequest("\(request): the partition has \(ofKind.count) \(device) devices; name one by its instance GUID.")
+        }
+        throw .device(request: request, .noSuchDevice(device))
     }
 
     /// Stops a partition if needed and forgets it.

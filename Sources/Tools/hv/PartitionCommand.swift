@@ -9,7 +9,7 @@ struct PartitionCommand: AsyncParsableCommand {
         commandName: "partition",
         abstract: "Manage child partitions through the root scheduler's API.",
         subcommands: [Create.self, Action.Start.self, Action.Pause.self, Action.Resume.self, Action.Stop.self,
-                      Action.Shutdown.self, Delete.self, List.self, Show.self, Console.self])
+                      Action.Shutdown.self, Delete.self, List.self, Show.self, Console.self, DeviceCommand.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a partition from a configuration file (building its guest).")
@@ -143,6 +143,7 @@ struct PartitionCommand: AsyncParsableCommand {
                 print("processors: \(info.processors)")
                 print("memory:     \(info.memoryMiB) MiB")
                 print("devices:    \(info.devices.isEmpty ? "-" : info.devices.map(\.kind).joined(separator: ", "))")
+                for device in info.devices { print("  \(device.kind): \(device.instance)") }
                 print("uptime:     \(String(format: "%.1f", info.uptimeSeconds)) s")
                 for (key, value) in info.status.sorted(by: { $0.key < $1.key }) {
                     print("\(key + ":") \(value)")
