@@ -2,6 +2,7 @@ import DeviceHost
 import HyperV
 import DeviceModel
 import DeviceRegistry
+import GuestMemory
 import LinuxSupport
 import Logging
 import Synchronization
@@ -14,6 +15,11 @@ final class RecordingContext: DeviceContext {
     let partitionName = "registry-test"
     let processorCount: UInt32 = 2
     let logger = Logger(label: "registry-test")
+    let memory: GuestMemory
+
+    init() throws {
+        memory = try GuestMemory.create(name: "registry-test", size: 1 << 20)
+    }
     let intercepted = Mutex<[Range<UInt16>]>([])
 
     func raise(vp: UInt32, sint: UInt8) {}
@@ -41,7 +47,7 @@ struct DeviceRegistryTests {
 
     /// Every registered device a configuration can name by kind alone builds, on the bus it declares.
     @Test func everyDeviceBuildsFromItsDefaultSettings() throws {
-        let context = RecordingContext()
+        let context = try RecordingContext()
         for type in DeviceRegistry.devices {
             try build(type, context)
         }

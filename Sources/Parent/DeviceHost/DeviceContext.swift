@@ -1,3 +1,4 @@
+import GuestMemory
 import LinuxSupport
 import Logging
 import VMBusHost
@@ -7,6 +8,9 @@ import VMBusHost
 public protocol DeviceContext: VSPHost {
     /// For logs.
     var logger: Logger { get }
+    /// The partition's RAM, for devices whose data moves through guest pages (GPA-direct
+    /// ranges, GPADL buffers): every access is bounds-checked there.
+    var memory: GuestMemory { get }
     /// Routes the guest's accesses to `ports` to this partition's emulated devices.
     func interceptPorts(_ ports: Range<UInt16>)
     /// Asks for an eventfd that raises IOAPIC pin `pin`; `completion` runs with it (or `nil`
