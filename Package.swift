@@ -7,6 +7,8 @@
 //   host, bottom:                       CLinux, CKVM  <-  LinuxSupport  <-  KVM, GuestMemory
 //   root scheduler:                     HypervisorInterface  <-  Partition  <-  RootScheduler
 //   parent partition:                   VMBusServer, VMBusHost  <-  IntegrationVSP, BenchVSP  <-  ParentPartition
+//                                       CDiskIO  <-  DiskBackend (disk images, io_uring / thread-pool engines)
+//   devices:                            StorageProtocol (shared with guests)  <-  StorageVSP
 //   between processes:                  ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
 //   tools:                              GuestBuilder, Bench, hv (executable)
 import PackageDescription
@@ -40,6 +42,9 @@ let package = Package(
         .target(name: "VMBusProtocol", dependencies: ["HyperV"], swiftSettings: embeddedSafe),
         .target(name: "ICProtocol", dependencies: ["VMBusProtocol"], swiftSettings: embeddedSafe),
         .target(name: "BenchProtocol", dependencies: ["VMBusProtocol"], swiftSettings: embeddedSafe),
+        .target(
+            name: "StorageProtocol", dependencies: ["HyperV", "VMBusProtocol"],
+            path: "Sources/Devices/Storage/Protocol", swiftSettings: embeddedSafe),
 
         // MARK: Host, bottom layer.
         .target(name: "CLinux"),
@@ -50,6 +55,7 @@ let package = Package(
             swiftSettings: host),
         .target(name: "KVM", dependencies: ["CKVM", "LinuxSupport"], swiftSettings: host),
         .target(name: "GuestMemory", dependencies: ["LinuxSupport"], swiftSettings: host),
+        .target(name: "CDiskIO", path: "Sources/Platform/CDiskIO"),
 
         // MARK: Linux direct boot (used by the root for Linux partitions) and legacy devices (parent).
         .target(name: "LinuxBoot", dependencies: ["HyperV"], swiftSettings: host),
@@ -99,6 +105,15 @@ let package = Package(
             dependencies: ["VMBusHost", "BenchProtocol", .product(name: "Logging", package: "swift-log")],
             swiftSettings: host),
         .target(
+            name: "DiskBackend",
+            dependencies: ["CDiskIO", "GuestMemory", "LinuxSupport",
+                           .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/Parent/DiskBackend", swiftSettings: host),
+        .target(
+            name: "StorageVSP",
+            dependencies: ["StorageProtocol", "VMBusProtocol", "HyperV"],
+            path: "Sources/Devices/Storage/VSP", swiftSettings: host),
+        .target(
             name: "ParentPartition",
             dependencies: ["ControlProtocol", "GuestMemory", "LinuxSupport", "HyperV", "VMBusProtocol", "VMBusServer",
                            "VMBusHost", "IntegrationVSP", "BenchVSP", "ICProtocol", "BenchProtocol", "LegacyDevices",
@@ -120,6 +135,9 @@ let package = Package(
             dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
                            "LocalDeployment"],
             swiftSettings: host),
+        .executableTarget(
+            name: "DiskBench", dependencies: ["DiskBackend", "GuestMemory"],
+            path: "Sources/Tools/DiskBench", swiftSettings: host),
         .executableTarget(
             name: "hv",
             dependencies: ["RootScheduler", "ParentPartition", "ManagementAPI", "GuestBuilder", "LocalDeployment", "Bench",
@@ -149,6 +167,11 @@ let package = Package(
         .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol"]),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchVSP", "BenchProtocol"]),
         .testTarget(name: "VMBusHostTests", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport"]),
+        .testTarget(
+            name: "StorageTests",
+            dependencies: ["StorageProtocol", "StorageVSP", "DiskBackend", "GuestMemory", "LinuxSupport", "VMBusProtocol",
+                           "HyperV", "TestSupport", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/Devices/Storage/Tests"),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["LocalDeployment", "ManagementAPI", "GuestBuilder", "KVM"]),
