@@ -8,7 +8,7 @@ import SystemPackage
 /// in one io_uring_enter per `submit()`; completions are read from the completion ring, and
 /// the kernel signals `completionEvent` (IORING_REGISTER_EVENTFD) as they become available.
 ///
-/// With `singleIssuer` (the default) the ring uses IORING_SETUP_SINGLE_ISSUER and
+/// With `singleIssuer` the ring uses IORING_SETUP_SINGLE_ISSUER and
 /// IORING_SETUP_DEFER_TASKRUN, as fio does: completion work runs in batches when the owner asks
 /// for events (each `submit()`, and `reap()` when the kernel flags pending work) instead of
 /// interrupting it. The ring is enabled by the first call from the owner's thread, and only
@@ -27,7 +27,7 @@ public final class IOURingEngine: DiskIOEngine, @unchecked Sendable {
     private var enabled = false
 
     /// A ring for `capacity` operations in flight.
-    public init(capacity: Int, singleIssuer: Bool = true) throws(SystemError) {
+    public init(capacity: Int, singleIssuer: Bool = false) throws(SystemError) {
         let entries = UInt32(max(capacity, 1)).nextPowerOfTwo
         ring = .allocate(capacity: 1)
         let result = cdiskio_ring_init(ring, entries, singleIssuer ? 1 : 0)

@@ -3,7 +3,7 @@
 //
 //   DiskBench --file /tmp/disk.img --size 1G --fill
 //   DiskBench --file /tmp/disk.img --rw randread --qd 32 --engine io_uring [--direct] [--seconds 10]
-//   DiskBench --file /tmp/disk.img --rw randwrite --qd 1 --engine threads:4
+//   DiskBench --file /tmp/disk.img --rw randwrite --qd 1 --engine threads:4   (or io_uring-single)
 import DiskBackend
 import Glibc
 import GuestMemory
@@ -70,7 +70,7 @@ if flags.contains("fill") {
 let engine: DiskEngineKind
 switch options["engine"] ?? "io_uring" {
 case "io_uring": engine = .ioURing
-case "io_uring-plain": engine = .ioURingPlain
+case "io_uring-single": engine = .ioURingSingleIssuer
 case let text where text.hasPrefix("threads:"):
     guard let count = Int(text.dropFirst("threads:".count)), count > 0 else { fail("bad thread count in \(text)") }
     engine = .threadPool(threads: count)

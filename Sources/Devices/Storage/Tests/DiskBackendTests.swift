@@ -7,7 +7,7 @@ import TestSupport
 
 @Suite("Disk back end on real files: both engines")
 struct DiskBackendFileTests {
-    static let engines: [DiskEngineKind] = [.ioURing, .ioURingPlain, .threadPool(threads: 3)]
+    static let engines: [DiskEngineKind] = [.ioURing, .ioURingSingleIssuer, .threadPool(threads: 3)]
 
     let directory: TemporaryDirectory
     let memory: GuestMemory
@@ -68,6 +68,21 @@ struct DiskBackendFileTests {
         let check = try memory.ioVectors([GuestMemorySegment(pageNumber: 100, offset: 0, length: 4096)])
         _ = try queue.result(of: DiskRequest(tag: 40, operation: .read(offset: 31 * 8192, buffers: check)))
         #expect(try memory.read(from: check, count: 4096) == [UInt8](repeating: 31, count: 4096))
+    }
+
+    @Test("drain waits for every request in flight and returns their completions", arguments: engines)
+    func drain(engine: DiskEngineKind) throws {
+        let image = try DiskImage.create(at: directory.file("drain.img"), size: 1 << 20)
+        let queue = try DiskQueue(image: image, depth: 8, engine: engine)
+        for slot in 0..<8 {
+            let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: UInt64(slot), offset: 0, length: 4096)])
+            try queue.submit(DiskRequest(tag: UInt64(slot), operation: .write(offset: UInt64(slot) * 4096, buffers: buffers,
+                                                                              forceUnitAccess: slot % 2 == 0)))
+        }
+        try queue.commit()
+        let completions = try queue.drain(timeoutMilliseconds: 10_000)
+        #expect(Set(completions.map(\.tag)) == Set(0..<8))
+        #expect(queue.inFlight == 0)
     }
 
     @Test("A new image is sparse: nothing allocated, no data until written", arguments: engines)
