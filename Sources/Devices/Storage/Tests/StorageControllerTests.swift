@@ -108,6 +108,13 @@ struct StorageControllerTests {
         #expect(!controller.resize(target: 1, lun: 5, blockCount: 1))
     }
 
+    @Test("The maximum transfer is whole pages within 4 KiB...8 MiB, whatever the configuration says")
+    func maximumTransferClamped() {
+        #expect(StorageController(maximumTransferBytes: 0).maximumTransferBytes == 4096)
+        #expect(StorageController(maximumTransferBytes: 0x40001).maximumTransferBytes == 0x40000)
+        #expect(StorageController(maximumTransferBytes: .max).maximumTransferBytes == 8 << 20)
+    }
+
     @Test("The bus-change callback runs on attach, detach and resize")
     func busChangeCallback() throws {
         let count = CallCounter()

@@ -71,13 +71,12 @@ public final class StorageController: Sendable {
 
     /// An adapter with no units.
     /// - Parameters:
-    ///   - maximumTransferBytes: a multiple of 4096 from 4096 to 8 MiB (Linux uses 0 as "4 KiB").
+    ///   - maximumTransferBytes: rounded down to whole pages and kept within 4 KiB...8 MiB (Linux
+    ///     turns 0 into 4 KiB transfers; its request lists grow with the size).
     ///   - onBusChange: called (on the caller's thread) after every attach, detach and resize,
     ///     for example to wake the primary channel's worker so it announces the change.
     public init(maximumTransferBytes: UInt32 = 0x40000, onBusChange: (@Sendable () -> Void)? = nil) {
-        precondition(maximumTransferBytes >= 4096 && maximumTransferBytes % 4096 == 0 && maximumTransferBytes <= 8 << 20,
-                     "maximum transfer must be whole pages up to 8 MiB")
-        self.maximumTransferBytes = maximumTransferBytes
+        self.maximumTransferBytes = min(max(maximumTransferBytes, 4096), 8 << 20) & ~4095
         self.onBusChange = onBusChange
     }
 
