@@ -74,15 +74,19 @@ public final class DiskQueue: @unchecked Sendable {
     /// Flush requests submitted while `currentSync` was running: they need a sync of their own.
     private var waitingFlushes: [UInt64] = []
 
-    /// A queue of `depth` requests on `image` with an engine of `kind`.
+    /// The deepest queue accepted.
+    public static let maximumDepth = 4096
+
+    /// A queue of `depth` requests (1...4096) on `image` with an engine of `kind`.
     public convenience init(image: DiskImage, depth: Int = 128, engine kind: DiskEngineKind = .default) throws(SystemError) {
-        try self.init(image: image, depth: depth, engine: kind.makeEngine(capacity: max(depth, 1) + 1))
+        let depth = min(max(depth, 1), Self.maximumDepth)
+        try self.init(image: image, depth: depth, engine: kind.makeEngine(capacity: depth + 1))
     }
 
     /// A queue over a given engine (tests use a recording one).
     public init(image: DiskImage, depth: Int, engine: any DiskIOEngine) {
         self.image = image
-        self.depth = max(depth, 1)
+        self.depth = min(max(depth, 1), Self.maximumDepth)
         self.engine = engine
     }
 

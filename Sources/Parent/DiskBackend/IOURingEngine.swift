@@ -28,7 +28,7 @@ public final class IOURingEngine: DiskIOEngine, @unchecked Sendable {
 
     /// A ring for `capacity` operations in flight.
     public init(capacity: Int, singleIssuer: Bool = false) throws(SystemError) {
-        let entries = UInt32(max(capacity, 1)).nextPowerOfTwo
+        let entries = UInt32(min(max(capacity, 1), 32_768)).nextPowerOfTwo
         ring = .allocate(capacity: 1)
         let result = cdiskio_ring_init(ring, entries, singleIssuer ? 1 : 0)
         guard result == 0 else {
