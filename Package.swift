@@ -7,11 +7,11 @@
 //   Sources/Shared/      compiled for the host and, by GuestBuilder, as Embedded Swift into guests
 //                        HyperV <- VMBusProtocol <- VMBusClient
 //   Sources/Platform/    host, bottom layer: C shims, Linux syscalls, KVM, guest memory
-//                        CLinux, CKVM <- LinuxSupport <- KVM, GuestMemory, ControlGroups
+//                        CLinux, CKVM, CDiskIO <- LinuxSupport <- KVM, GuestMemory, ControlGroups
 //   Sources/Root/        the root scheduler (`hv root`)
 //                        LinuxBoot, ACPI, HypervisorInterface, Scheduling <- Partition <- RootScheduler
 //   Sources/Parent/      the parent partition (`hv parent`)
-//                        VMBusServer, VMBusHost, VirtualSwitch <- DeviceHost <- DeviceRegistry, ParentPartition
+//                        VMBusServer, VMBusHost, VirtualSwitch, DiskBackend <- DeviceHost <- DeviceRegistry, ParentPartition
 //   Sources/Interfaces/  the contracts between processes
 //                        ControlProtocol (root <-> parent), ManagementAPI (users <-> root)
 //   Sources/Devices/     one folder per device, its parts named by where they run (see `devices`)
@@ -59,6 +59,7 @@ struct Device {
 
     static let extraDependencies: [String: [Target.Dependency]] = [
         "Network": ["GuestMemory", "VirtualSwitch"],
+        "Storage": ["GuestMemory", "DiskBackend"],
     ]
 
     var extra: [Target.Dependency] { Device.extraDependencies[name] ?? [] }
@@ -158,6 +159,7 @@ let package = Package(
                 swiftSettings: host),
         .target(name: "ControlGroups", dependencies: ["LinuxSupport", system], path: "Sources/Platform/ControlGroups",
                 swiftSettings: host),
+        .target(name: "CDiskIO", path: "Sources/Platform/CDiskIO"),
 
         // MARK: Root scheduler.
         .target(name: "LinuxBoot", dependencies: ["HyperV"], path: "Sources/Root/LinuxBoot", swiftSettings: host),
@@ -179,6 +181,8 @@ let package = Package(
                 swiftSettings: host),
         .target(name: "VMBusHost", dependencies: ["VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV"],
                 path: "Sources/Parent/VMBusHost", swiftSettings: host),
+        .target(name: "DiskBackend", dependencies: ["CDiskIO", "GuestMemory", "LinuxSupport", system],
+                path: "Sources/Parent/DiskBackend", swiftSettings: host),
         .target(name: "VirtualSwitch", dependencies: ["NetworkProtocol", "LinuxSupport"],
                 path: "Sources/Parent/VirtualSwitch", swiftSettings: host),
         .target(name: "DeviceHost", dependencies: ["DeviceModel", "VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", log],
@@ -212,6 +216,8 @@ let package = Package(
                 dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
                                "LocalDeployment"],
                 path: "Sources/Tools/Bench", swiftSettings: host),
+        .executableTarget(name: "DiskBench", dependencies: ["DiskBackend", "GuestMemory"],
+                          path: "Sources/Tools/DiskBench", swiftSettings: host),
         .executableTarget(
             name: "hv",
             dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ManagementAPI", "GuestBuilder",

@@ -238,3 +238,174 @@ public enum SharedMemoryOrdering: Sendable {
     case acquiringAndReleasing
     case sequentiallyConsistent
 }
+
+// MARK: Vectored I/O
+
+/// A piece of a guest buffer: `length` bytes from `offset` into guest page `pageNumber`
+/// (running on into the following pages if it is longer than the rest of the page).
+public struct GuestMemorySegment: Hashable, Sendable {
+    public var pageNumber: UInt64
+    public var offset: UInt32
+    public var length: UInt32
+
+    public init(pageNumber: UInt64, offset: UInt32, length: UInt32) {
+        self.pageNumber = pageNumber
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// A guest buffer as iovec-style raw ranges, validated against guest RAM, for the kernel to
+/// read or write in one vectored call (preadv/pwritev, io_uring READV/WRITEV).
+///
+/// UNSAFETY: the iovecs hold host addresses inside the guest RAM mapping. They are handed only
+/// to the kernel, which copies through them with its own fault handling; Swift code never
+/// dereferences them. They stay valid while this object lives, because it keeps the
+/// `GuestMemory` (and so the mapping) alive; an asynchronous engine keeps the object until the
+/// kernel has completed the operation. The guest may change the bytes concurrently, which only
+/// changes the data it reads or writes, as with DMA on real hardware.
+public final class GuestIOVectors: @unchecked Sendable {
+    // SAFETY: immutable after init. `vectors` is allocated in init and freed in deinit, and each
+    // entry covers a range that `GuestMemory.pointer(at:length:)` checked; `memory` keeps the
+    // mapping they point into alive.
+    /// The guest RAM the vectors point into.
+    public let memory: GuestMemory
+    /// Total bytes described.
+    public let byteCount: Int
+    /// The validated guest-physical ranges, merged where contiguous.
+    public let ranges: [(address: GuestPhysicalAddress, length: Int)]
+    private let vectors: UnsafeMutableBufferPointer<iovec>
+
+    fileprivate init(memory: GuestMemory, ranges: [(address: GuestPhysicalAddress, length: Int)]) throws(GuestMemoryError) {
+        let vectors = UnsafeMutableBufferPointer<iovec>.allocate(capacity: max(ranges.count, 1))
+        var total = 0
+        for (index, range) in ranges.enumerated() {
+            let base: UnsafeMutableRawPointer
+            do {
+                base = try memory.pointer(at: range.address, length: range.length)
+            } catch {
+                vectors.deallocate()
+                throw error
+            }
+            // SAFETY: `index` < ranges.count ≤ capacity; `base` covers `range.length` bytes of
+            // the mapping (checked just above).
+            vectors.initializeElement(at: index, to: iovec(iov_base: base, iov_len: range.length))
+            total += range.length
+        }
+        self.memory = memory
+        self.ranges = ranges
+        self.vectors = vectors
+        byteCount = total
+    }
+
+    deinit {
+        vectors.deallocate()
+    }
+
+    /// How many iovecs there are (at most `GuestMemory.maximumIOVectors`).
+    public var count: Int { ranges.count }
+
+    /// Calls `body` with the iovec array and its count. The pointer must only be passed to the
+    /// kernel, and used no longer than this object is kept alive.
+    public func withUnsafeIOVectors<Result, Failure: Error>(
+        _ body: (UnsafePointer<iovec>, Int) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        // SAFETY: the buffer holds `count` initialised iovecs and lives as long as `self`.
+        try body(UnsafePointer(vectors.baseAddress!), ranges.count)
+    }
+
+    /// The same buffer without its first `byteCount` bytes, to resubmit the rest of a short
+    /// transfer.
+    public func dropping(first dropped: Int) throws(GuestMemoryError) -> GuestIOVectors {
+        var remaining = max(dropped, 0)
+        var rest: [(address: GuestPhysicalAddress, length: Int)] = []
+        for range in ranges {
+            if remaining >= range.length {
+                remaining -= range.length
+                continue
+            }
+            guard let start = range.address.advanced(by: UInt64(remaining)) else {
+                throw .outOfBounds(address: range.address, length: range.length)
+            }
+            rest.append((start, range.length - remaining))
+            remaining = 0
+        }
+        return try GuestIOVectors(memory: memory, ranges: rest)
+    }
+}
+
+extension GuestMemory {
+    /// The most iovecs one buffer may have (IOV_MAX).
+    public static let maximumIOVectors = 1024
+
+    /// Validates `segments` against guest RAM (every byte inside it, in 64-bit arithmetic) and
+    /// returns them as iovecs, merging segments that are contiguous in guest RAM.
+    /// - Throws: `.outOfBounds` for a segment outside RAM, `.invalidBuffer` for more than
+    ///   `maximumIOVectors` ranges after merging.
+    public func ioVectors(_ segments: [GuestMemorySegment]) throws(GuestMemoryError) -> GuestIOVectors {
+        var ranges: [(address: GuestPhysicalAddress, length: Int)] = []
+        for segment in segments where segment.length > 0 {
+            guard segment.pageNumber <= UInt64.max / GuestPhysicalAddress.pageSize,
+                  let address = GuestPhysicalAddress(pageNumber: segment.pageNumber).advanced(by: UInt64(segment.offset))
+            else { throw .outOfBounds(address: GuestPhysicalAddress(UInt64.max), length: Int(segment.length)) }
+            guard contains(address, length: Int(segment.length)) else {
+                throw .outOfBounds(address: address, length: Int(segment.length))
+            }
+            if let last = ranges.last, last.address.rawValue + UInt64(last.length) == address.rawValue {
+                ranges[ranges.count - 1].length += Int(segment.length)
+            } else {
+                ranges.append((address, Int(segment.length)))
+            }
+        }
+        guard ranges.count <= Self.maximumIOVectors else {
+            throw .invalidBuffer("\(ranges.count) ranges exceed \(Self.maximumIOVectors)")
+        }
+        return try GuestIOVectors(memory: self, ranges: ranges)
+    }
+
+    /// The iovecs of a VMBus GPA-direct range: `byteCount` bytes starting `byteOffset` into the
+    /// first of `pageNumbers`, which must be exactly ⌈(byteOffset + byteCount) / 4096⌉ pages.
+    public func ioVectors(byteOffset: UInt32, byteCount: UInt32, pageNumbers: [UInt64]) throws(GuestMemoryError) -> GuestIOVectors {
+        let pageSize = GuestPhysicalAddress.pageSize
+        let end = UInt64(byteOffset) + UInt64(byteCount)
+        guard UInt64(byteOffset) < pageSize, UInt64(pageNumbers.count) == (end + pageSize - 1) / pageSize else {
+            throw .invalidBuffer("\(pageNumbers.count) pages for \(byteCount) bytes at offset \(byteOffset)")
+        }
+        var segments: [GuestMemorySegment] = []
+        segments.reserveCapacity(pageNumbers.count)
+        var position = UInt64(byteOffset)
+        for (index, pageNumber) in pageNumbers.enumerated() {
+            let pageStart = UInt64(index) * pageSize
+            let from = max(position, pageStart)
+            let to = min(end, pageStart + pageSize)
+            segments.append(GuestMemorySegment(pageNumber: pageNumber, offset: UInt32(from - pageStart), length: UInt32(to - from)))
+            position = to
+        }
+        return try ioVectors(segments)
+    }
+
+    /// Copies `bytes` (at most the buffer's length) into the start of a guest buffer.
+    /// - Returns: the bytes copied.
+    @discardableResult
+    public func write(_ bytes: [UInt8], to buffer: GuestIOVectors) throws(GuestMemoryError) -> Int {
+        var copied = 0
+        for range in buffer.ranges where copied < bytes.count {
+            let count = min(range.length, bytes.count - copied)
+            try write(bytes, from: copied, count: count, at: range.address)
+            copied += count
+        }
+        return copied
+    }
+
+    /// Copies the first `count` bytes (at most the buffer's length) out of a guest buffer, once.
+    public func read(from buffer: GuestIOVectors, count: Int) throws(GuestMemoryError) -> [UInt8] {
+        var bytes: [UInt8] = .init(repeating: 0, count: min(max(count, 0), buffer.byteCount))
+        var copied = 0
+        for range in buffer.ranges where copied < bytes.count {
+            let chunk = min(range.length, bytes.count - copied)
+            try read(at: range.address, into: &bytes, bufferOffset: copied, count: chunk)
+            copied += chunk
+        }
+        return bytes
+    }
+}

@@ -33,6 +33,9 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
     case outOfBounds(address: GuestPhysicalAddress, length: Int)
     /// An atomic access at `address` is not naturally aligned.
     case misaligned(address: GuestPhysicalAddress, alignment: Int)
+    /// A scatter list that cannot describe a buffer (page count, offset or size); the string
+    /// says which.
+    case invalidBuffer(String)
 
     public var description: String {
         switch self {
@@ -40,6 +43,8 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
             "guest range \(address)+\(length) is outside guest RAM"
         case .misaligned(let address, let alignment):
             "guest address \(address) is not \(alignment)-byte aligned"
+        case .invalidBuffer(let reason):
+            "invalid guest buffer: \(reason)"
         }
     }
 }

@@ -1,0 +1,357 @@
+import DiskBackend
+import Glibc
+import GuestMemory
+import LinuxSupport
+import Testing
+import TestSupport
+
+@Suite("Disk back end on real files: both engines")
+struct DiskBackendFileTests {
+    static let engines: [DiskEngineKind] = [.ioURing, .ioURingSingleIssuer, .threadPool(threads: 3)]
+
+    let directory: TemporaryDirectory
+    let memory: GuestMemory
+
+    init() throws {
+        directory = try TemporaryDirectory()
+        memory = try GuestMemory.create(name: "disk-test", size: 256 * 4096)
+    }
+
+    @Test("Write then read back: contiguous and scattered guest pages, FUA and not", arguments: engines)
+    func roundTrip(engine: DiskEngineKind) throws {
+        let image = try DiskImage.create(at: directory.file("round.img"), size: 4 << 20)
+        let queue = try DiskQueue(image: image, depth: 16, engine: engine)
+        let data = pattern(count: 16 * 4096, seed: 3)
+        try memory.write(data, at: GuestPhysicalAddress(0))
+        let contiguous = try memory.ioVectors(byteOffset: 0, byteCount: 8 * 4096, pageNumbers: Array(0..<8))
+        let scatteredPages: [UInt64] = [15, 9, 12, 8, 14, 10, 13, 11]
+        let scattered = try memory.ioVectors(byteOffset: 0, byteCount: 8 * 4096, pageNumbers: scatteredPages)
+        try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 1 << 20, buffers: contiguous, forceUnitAccess: false)))
+        try queue.submit(DiskRequest(tag: 2, operation: .write(offset: 3 << 20, buffers: scattered, forceUnitAccess: true)))
+        var done: [UInt64: Result<Int, SystemError>] = [:]
+        while done.count < 2 {
+            for completion in try queue.waitForCompletions(timeoutMilliseconds: 10_000) { done[completion.tag] = completion.result }
+        }
+        #expect(try done[1]?.get() == 8 * 4096 && done[2]?.get() == 8 * 4096)
+        let readBack = try memory.ioVectors(byteOffset: 0, byteCount: 8 * 4096, pageNumbers: Array(64..<72))
+        #expect(try queue.result(of: DiskRequest(tag: 3, operation: .read(offset: 1 << 20, buffers: readBack))).get() == 8 * 4096)
+        #expect(try memory.read(from: readBack, count: 8 * 4096) == Array(data[0..<(8 * 4096)]))
+        #expect(try queue.result(of: DiskRequest(tag: 4, operation: .read(offset: 3 << 20, buffers: readBack))).get() == 8 * 4096)
+        let expected = scatteredPages.flatMap { page in data[(Int(page) * 4096)..<(Int(page) * 4096 + 4096)] }
+        #expect(try memory.read(from: readBack, count: 8 * 4096) == expected)
+        #expect(try queue.result(of: DiskRequest(tag: 5, operation: .flush)).get() == 0)
+    }
+
+    @Test("Many requests in flight at once complete with their own tags", arguments: engines)
+    func manyInFlight(engine: DiskEngineKind) throws {
+        let image = try DiskImage.create(at: directory.file("many.img"), size: 1 << 20)
+        let queue = try DiskQueue(image: image, depth: 32, engine: engine)
+        for slot in 0..<32 {
+            try memory.write([UInt8](repeating: UInt8(slot), count: 4096), at: GuestPhysicalAddress(pageNumber: UInt64(slot)))
+            let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: UInt64(slot), offset: 0, length: 4096)])
+            try queue.submit(DiskRequest(tag: UInt64(slot), operation: .write(offset: UInt64(slot) * 8192, buffers: buffers,
+                                                                              forceUnitAccess: false)))
+        }
+        #expect(!queue.hasRoom)
+        #expect(throws: DiskQueueError.full) {
+            try queue.submit(DiskRequest(tag: 99, operation: .flush))
+        }
+        var tags: Set<UInt64> = []
+        while tags.count < 32 {
+            for completion in try queue.waitForCompletions(timeoutMilliseconds: 10_000) {
+                #expect(try completion.result.get() == 4096)
+                tags.insert(completion.tag)
+            }
+        }
+        #expect(tags == Set(0..<32))
+        #expect(try queue.drain(timeoutMilliseconds: 1000).isEmpty)
+        let check = try memory.ioVectors([GuestMemorySegment(pageNumber: 100, offset: 0, length: 4096)])
+        _ = try queue.result(of: DiskRequest(tag: 40, operation: .read(offset: 31 * 8192, buffers: check)))
+        #expect(try memory.read(from: check, count: 4096) == [UInt8](repeating: 31, count: 4096))
+    }
+
+    @Test("drain waits for every request in flight and returns their completions", arguments: engines)
+    func drain(engine: DiskEngineKind) throws {
+        let image = try DiskImage.create(at: directory.file("drain.img"), size: 1 << 20)
+        let queue = try DiskQueue(image: image, depth: 8, engine: engine)
+        for slot in 0..<8 {
+            let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: UInt64(slot), offset: 0, length: 4096)])
+            try queue.submit(DiskRequest(tag: UInt64(slot), operation: .write(offset: UInt64(slot) * 4096, buffers: buffers,
+                                                                              forceUnitAccess: slot % 2 == 0)))
+        }
+        try queue.commit()
+        let completions = try queue.drain(timeoutMilliseconds: 10_000)
+        #expect(Set(completions.map(\.tag)) == Set(0..<8))
+        #expect(queue.inFlight == 0)
+    }
+
+    @Test("A new image is sparse: nothing allocated, no data until written", arguments: engines)
+    func sparse(engine: DiskEngineKind) throws {
+        let image = try DiskImage.create(at: directory.file("sparse.img"), size: 64 << 20)
+        #expect(image.size == 64 << 20)
+        #expect(try image.allocatedBytes() < 64 << 10)
+        #expect(try image.nextData(from: 0) == nil)
+        let queue = try DiskQueue(image: image, depth: 4, engine: engine)
+        try memory.write(pattern(count: 4096, seed: 9), at: GuestPhysicalAddress(0))
+        let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 0, offset: 0, length: 4096)])
+        _ = try queue.result(of: DiskRequest(tag: 1, operation: .write(offset: 32 << 20, buffers: buffers, forceUnitAccess: true)))
+        let allocated = try image.allocatedBytes()
+        #expect(allocated >= 4096 && allocated < 1 << 20)
+        #expect(try image.nextData(from: 0) == 32 << 20)
+        // Reading a hole gives zeros.
+        let hole = try memory.ioVectors([GuestMemorySegment(pageNumber: 1, offset: 0, length: 4096)])
+        try memory.write([UInt8](repeating: 0xAA, count: 4096), at: GuestPhysicalAddress(pageNumber: 1))
+        _ = try queue.result(of: DiskRequest(tag: 2, operation: .read(offset: 0, buffers: hole)))
+        #expect(try memory.read(from: hole, count: 4096) == [UInt8](repeating: 0, count: 4096))
+    }
+
+    @Test("Discard punches a hole: SEEK_HOLE finds it, st_blocks drops, it reads as zero, the rest is kept", arguments: engines)
+    func punchHole(engine: DiskEngineKind) throws {
+        let image = try DiskImage.create(at: directory.file("punch.img"), size: 4 << 20)
+        guard image.supportsPunchHole else {
+            Issue.record("/tmp's file system cannot punch holes; the back end reports discard as unsupported")
+            return
+        }
+        let queue = try DiskQueue(image: image, depth: 8, engine: engine)
+        let data = pattern(count: 64 * 4096, seed: 5)
+        try memory.write(data, at: GuestPhysicalAddress(0))
+        for chunk in 0..<4 {
+            let buffers = try memory.ioVectors(byteOffset: 0, byteCount: 16 * 4096, pageNumbers: (0..<16).map { UInt64(chunk * 16 + $0) })
+            _ = try queue.result(of: DiskRequest(tag: UInt64(chunk), operation: .write(offset: UInt64(chunk) * 65536, buffers: buffers,
+                                                                                      forceUnitAccess: false)))
+        }
+        _ = try queue.result(of: DiskRequest(tag: 10, operation: .flush))
+        let before = try image.allocatedBytes()
+        #expect(try !image.containsHole(offset: 0, length: 256 << 10))
+        let result = try queue.result(of: DiskRequest(tag: 11, operation: .discard([(offset: 64 << 10, length: 128 << 10)])))
+        #expect(try result.get() == 0)
+        #expect(try image.containsHole(offset: 64 << 10, length: 128 << 10))
+        #expect(try image.nextData(from: 64 << 10) == 192 << 10)
+        #expect(try image.allocatedBytes() <= before - (128 << 10))
+        let readBack = try memory.ioVectors(byteOffset: 0, byteCount: 64 * 4096, pageNumbers: (128..<192).map { UInt64($0) })
+        _ = try queue.result(of: DiskRequest(tag: 12, operation: .read(offset: 0, buffers: readBack)))
+        var expected = data
+        for index in (64 << 10)..<(192 << 10) { expected[index] = 0 }
+        #expect(try memory.read(from: readBack, count: 64 * 4096) == expected)
+        #expect(image.size == 4 << 20)
+    }
+
+    @Test("Requests outside the image, writes and discards on a read-only image are refused; its flush succeeds")
+    func refusals() throws {
+        let path = directory.file("refuse.img")
+        _ = try DiskImage.create(at: path, size: 1 << 20)
+        let image = try DiskImage(path: path, access: .readOnly)
+        let queue = try DiskQueue(image: image, depth: 4)
+        let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 0, offset: 0, length: 4096)])
+        #expect(throws: DiskQueueError.self) {
+            try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 0, buffers: buffers, forceUnitAccess: false)))
+        }
+        #expect(throws: DiskQueueError.self) { try queue.submit(DiskRequest(tag: 2, operation: .discard([(offset: 0, length: 4096)]))) }
+        #expect(throws: DiskQueueError.self) { try queue.submit(DiskRequest(tag: 3, operation: .read(offset: (1 << 20) - 2048, buffers: buffers))) }
+        #expect(throws: DiskQueueError.self) { try queue.submit(DiskRequest(tag: 4, operation: .read(offset: UInt64.max - 100, buffers: buffers))) }
+        #expect(try queue.result(of: DiskRequest(tag: 5, operation: .flush)).get() == 0)
+        #expect(throws: SystemError.self) { try DiskImage.create(at: path, size: 1 << 20) }
+        #expect(throws: SystemError.self) { try DiskImage(path: directory.file("missing.img")) }
+        #expect(throws: SystemError.self) { try DiskImage(path: directory.path) }
+    }
+
+    @Test("O_DIRECT on /tmp: aligned and unaligned requests both work",
+          .enabled(if: directIOSupported(in: "/tmp"), "the file system at /tmp refuses O_DIRECT"), arguments: engines)
+    func directOnTmp(engine: DiskEngineKind) throws {
+        try directRoundTrip(base: "/tmp", engine: engine)
+    }
+
+    @Test("O_DIRECT on /dev/shm: aligned and unaligned requests both work",
+          .enabled(if: directIOSupported(in: "/dev/shm"), "tmpfs at /dev/shm refuses O_DIRECT on this kernel"), arguments: engines)
+    func directOnShm(engine: DiskEngineKind) throws {
+        try directRoundTrip(base: "/dev/shm", engine: engine)
+    }
+
+    func directRoundTrip(base: String, engine: DiskEngineKind) throws {
+        let directory = try TemporaryDirectory(base: base)
+        _ = try DiskImage.create(at: directory.file("direct.img"), size: 1 << 20)
+        let image = try DiskImage(path: directory.file("direct.img"), direct: true)
+        #expect(image.isDirect && image.directAlignment >= 512 && image.directAlignment <= 4096)
+        let queue = try DiskQueue(image: image, depth: 4, engine: engine)
+        let data = pattern(count: 8192, seed: 11)
+        try memory.write(data, at: GuestPhysicalAddress(pageNumber: 2))
+        let aligned = try memory.ioVectors([GuestMemorySegment(pageNumber: 2, offset: 0, length: 8192)])
+        _ = try queue.result(of: DiskRequest(tag: 1, operation: .write(offset: 65536, buffers: aligned, forceUnitAccess: true)))
+        // 100 bytes at an odd offset cannot go through O_DIRECT; the buffered descriptor serves it.
+        let odd = try memory.ioVectors([GuestMemorySegment(pageNumber: 20, offset: 3, length: 100)])
+        #expect(try queue.result(of: DiskRequest(tag: 2, operation: .read(offset: 65536 + 7, buffers: odd))).get() == 100)
+        #expect(try memory.read(from: odd, count: 100) == Array(data[7..<107]))
+        let back = try memory.ioVectors([GuestMemorySegment(pageNumber: 30, offset: 0, length: 8192)])
+        _ = try queue.result(of: DiskRequest(tag: 3, operation: .read(offset: 65536, buffers: back)))
+        #expect(try memory.read(from: back, count: 8192) == data)
+    }
+}
+
+@Suite("Disk queue ordering and recovery (recording engine)")
+struct DiskQueueOrderingTests {
+    let directory: TemporaryDirectory
+    let memory: GuestMemory
+    let image: DiskImage
+
+    init() throws {
+        directory = try TemporaryDirectory()
+        memory = try GuestMemory.create(name: "order-test", size: 64 * 4096)
+        image = try DiskImage.create(at: directory.file("order.img"), size: 1 << 20)
+    }
+
+    func buffers(_ page: Int) throws -> GuestIOVectors {
+        try memory.ioVectors([GuestMemorySegment(pageNumber: UInt64(page % 64), offset: 0, length: 4096)])
+    }
+
+    @Test("Durability: every flush completes after a data sync that started after the flush was submitted, so it covers every write completed before", arguments: [UInt64(1), 2, 3, 4, 5])
+    func flushOrdering(seed: UInt64) throws {
+        let clock = LogicalClock()
+        let engine = try RecordingEngine(capacity: 64, clock: clock)
+        let queue = DiskQueue(image: image, depth: 32, engine: engine)
+        var generator = SeededGenerator(seed: seed)
+        var flushSubmitted: [UInt64: Int] = [:]
+        var flushDelivered: [UInt64: Int] = [:]
+        var writeDelivered: [UInt64: Int] = [:]
+        var writeOperation: [UInt64: UInt64] = [:]
+        var tag: UInt64 = 0
+        var flushes = 0
+        func deliver() {
+            for completion in queue.reap() {
+                let now = clock.tick()
+                if flushSubmitted[completion.tag] != nil { flushDelivered[completion.tag] = now } else { writeDelivered[completion.tag] = now }
+            }
+        }
+        for _ in 0..<600 {
+            switch Int.random(in: 0..<10, using: &generator) {
+            case 0..<4 where queue.hasRoom:
+                tag += 1
+                try queue.submit(DiskRequest(tag: tag, operation: .write(offset: UInt64(tag % 200) * 4096, buffers: try buffers(Int(tag)),
+                                                                           forceUnitAccess: false)))
+                writeOperation[tag] = engine.records.keys.max()
+            case 4..<6 where queue.hasRoom:
+                tag += 1
+                flushes += 1
+                flushSubmitted[tag] = clock.tick()
+                try queue.submit(DiskRequest(tag: tag, operation: .flush))
+            default:
+                if let id = engine.pending.randomElement(using: &generator) { engine.complete(id) }
+                deliver()
+            }
+        }
+        while let id = engine.pending.first {
+            engine.complete(id)
+            deliver()
+        }
+        #expect(queue.inFlight == 0)
+        #expect(flushDelivered.count == flushes && flushes > 50)
+        let syncs = engine.records.values.filter { engine.isDataSync($0.operation.id) }
+        for (flush, submitted) in flushSubmitted {
+            let delivered = try #require(flushDelivered[flush])
+            // A sync that started after the flush was submitted and finished before it completed.
+            let covering = syncs.filter { $0.enqueued > submitted && ($0.completed ?? .max) < delivered }
+            #expect(!covering.isEmpty, "flush \(flush) submitted at \(submitted), delivered at \(delivered)")
+            // Every write the guest saw complete before the flush finished in the engine before that sync started.
+            for (write, seen) in writeDelivered where seen < submitted {
+                let finished = try #require(writeOperation[write].flatMap { engine.records[$0]?.completed })
+                #expect(covering.allSatisfy { finished < $0.enqueued })
+            }
+        }
+        // Flushes that wait together share a sync: fewer syncs than flushes.
+        #expect(syncs.count < flushes)
+    }
+
+    @Test("A FUA write is a data-synchronous write; an ordinary one is not")
+    func forceUnitAccess() throws {
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine)
+        try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 0, buffers: try buffers(0), forceUnitAccess: true)))
+        try queue.submit(DiskRequest(tag: 2, operation: .write(offset: 4096, buffers: try buffers(1), forceUnitAccess: false)))
+        let kinds = engine.pending.compactMap { engine.records[$0]?.operation.kind }
+        try #require(kinds.count == 2)
+        guard case .write(_, 0, _, true) = kinds[0], case .write(_, 4096, _, false) = kinds[1] else {
+            Issue.record("unexpected operations \(kinds)")
+            return
+        }
+    }
+
+    @Test("A failed data sync fails its flushes and every later one (errors are reported once by the kernel)")
+    func syncFailureLatches() throws {
+        let directory = try TemporaryDirectory()
+        let image = try DiskImage.create(at: directory.file("latch.img"), size: 1 << 20)
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine)
+        try queue.submit(DiskRequest(tag: 1, operation: .flush))
+        engine.complete(try #require(engine.pending.first), result: -Int(EIO))
+        let first = queue.reap()
+        #expect(first.count == 1)
+        #expect(throws: SystemError.self) { try first[0].result.get() }
+        // The next flush fails without a new sync, although one would now succeed.
+        try queue.submit(DiskRequest(tag: 2, operation: .flush))
+        #expect(engine.pending.isEmpty)
+        let second = queue.reap()
+        #expect(second.count == 1 && (try? second[0].result.get()) == nil)
+        // Another queue on the same image sees the same latch.
+        let other = DiskQueue(image: image, depth: 4, engine: try RecordingEngine())
+        try other.submit(DiskRequest(tag: 3, operation: .flush))
+        #expect((try? other.reap().first?.result.get()) == nil)
+    }
+
+    @Test("A short transfer continues where it stopped; a read that hits end of file fails")
+    func shortTransfers() throws {
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine)
+        let eight = try memory.ioVectors(byteOffset: 0, byteCount: 8192, pageNumbers: [4, 5])
+        try queue.submit(DiskRequest(tag: 1, operation: .read(offset: 8192, buffers: eight)))
+        engine.complete(try #require(engine.pending.first), result: 3000)
+        #expect(queue.reap().isEmpty)
+        let rest = try #require(engine.pending.first.flatMap { engine.records[$0]?.operation.kind })
+        guard case .read(_, let offset, let buffers) = rest else {
+            Issue.record("expected a read, got \(rest)")
+            return
+        }
+        #expect(offset == 8192 + 3000 && buffers.byteCount == 8192 - 3000)
+        #expect(buffers.ranges.first?.address.rawValue == 4 * 4096 + 3000)
+        engine.complete(try #require(engine.pending.first))
+        let done = queue.reap()
+        #expect(done.count == 1 && (try? done[0].result.get()) == 8192)
+        try queue.submit(DiskRequest(tag: 2, operation: .read(offset: 0, buffers: eight)))
+        engine.complete(try #require(engine.pending.first), result: 0)
+        let eof = queue.reap()
+        #expect(eof.count == 1)
+        #expect(throws: SystemError.self) { try eof[0].result.get() }
+    }
+
+    @Test("With a small engine, operations wait their turn and all complete")
+    func engineBacklog() throws {
+        let engine = try RecordingEngine(capacity: 2)
+        let queue = DiskQueue(image: image, depth: 8, engine: engine)
+        for slot in 0..<6 {
+            try queue.submit(DiskRequest(tag: UInt64(slot), operation: .write(offset: UInt64(slot) * 4096, buffers: try buffers(slot),
+                                                                              forceUnitAccess: false)))
+        }
+        #expect(engine.pending.count == 2)
+        var delivered = 0
+        while delivered < 6 {
+            #expect(engine.pending.count <= 2)
+            engine.complete(try #require(engine.pending.first))
+            delivered += queue.reap().count
+        }
+        #expect(queue.inFlight == 0)
+    }
+
+    @Test("Discard of several ranges completes once, after every hole is punched")
+    func discardRanges() throws {
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine)
+        guard image.supportsPunchHole else { return }
+        try queue.submit(DiskRequest(tag: 1, operation: .discard([(offset: 0, length: 4096), (offset: 8192, length: 0),
+                                                                   (offset: 65536, length: 8192)])))
+        #expect(engine.pending.count == 2)
+        engine.complete(engine.pending[0])
+        #expect(queue.reap().isEmpty)
+        engine.complete(engine.pending[0], result: -Int(EOPNOTSUPP))
+        let done = queue.reap()
+        #expect(done.count == 1)
+        #expect(throws: SystemError.self) { try done[0].result.get() }
+    }
+}

@@ -1,0 +1,121 @@
+import CDiskIO
+import Glibc
+import GuestMemory
+import LinuxSupport
+import Synchronization
+import SystemPackage
+
+/// A raw disk image in a regular file (sparse where the file system allows), opened once and
+/// shared by every channel queue of a device.
+///
+/// Buffered I/O goes through one descriptor; with `direct`, a second O_DIRECT descriptor serves
+/// requests aligned as the file system requires (STATX_DIOALIGN), and the rest fall back to the
+/// buffered one, which the kernel keeps coherent with it.
+public final class DiskImage: Sendable {
+    /// How the image is opened.
+    public enum Access: Sendable {
+        case readOnly
+        case readWrite
+    }
+
+    public let path: String
+    /// The image size in bytes (fixed while open).
+    public let size: UInt64
+    public let isReadOnly: Bool
+    /// Whether O_DIRECT is in use.
+    public let isDirect: Bool
+    /// The alignment (bytes) of offsets, lengths and memory for O_DIRECT requests.
+    public let directAlignment: Int
+    /// Whether fallocate(PUNCH_HOLE) works on this file system.
+    public let supportsPunchHole: Bool
+    let buffered: OwnedDescriptor
+    let direct: OwnedDescriptor?
+    /// The errno of the first failed data sync, latched: after fdatasync reports a lost
+    /// write-back, a later fdatasync may succeed although the data is gone, so every later
+    /// flush fails as well.
+    let syncFailure = Atomic<Int32>(0)
+
+    /// Creates a new image file of `size` bytes (sparse: ftruncate allocates nothing) and opens
+    /// it read-write. Fails if the file exists.
+    public static func create(at path: String, size: UInt64, direct: Bool = false) throws(SystemError) -> DiskImage {
+        guard size > 0, size <= UInt64(Int64.max) else {
+            throw SystemError("create disk image \(path) of \(size) bytes", errno: .invalidArgument)
+        }
+        let raw = cdiskio_open(path, 1, 0, 1)
+        guard raw >= 0 else { throw SystemError("create disk image \(path)", errno: Errno(rawValue: -raw)) }
+        let file = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
+        _ = try retryingOnInterrupt("size disk image \(path) to \(size) bytes") { ftruncate(file.rawValue, off_t(size)) }
+        return try DiskImage(path: path, access: .readWrite, direct: direct)
+    }
+
+    /// Opens an existing image.
+    /// - Throws: if the file cannot be opened, is not a regular file, is empty, or (with
+    ///   `direct`) its file system refuses O_DIRECT.
+    public init(path: String, access: Access = .readWrite, direct: Bool = false) throws(SystemError) {
+        let writable: Int32 = access == .readWrite ? 1 : 0
+        let raw = cdiskio_open(path, writable, 0, 0)
+        guard raw >= 0 else { throw SystemError("open disk image \(path)", errno: Errno(rawValue: -raw)) }
+        buffered = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
+        var info = stat()
+        _ = try retryingOnInterrupt("fstat disk image \(path)") { fstat(raw, &info) }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw SystemError("use \(path) as a disk image: not a regular file", errno: .invalidArgument)
+        }
+        guard info.st_size > 0 else { throw SystemError("use \(path) as a disk image: it is empty", errno: .invalidArgument) }
+        self.path = path
+        size = UInt64(info.st_size)
+        isReadOnly = access == .readOnly
+        if direct {
+            let directRaw = cdiskio_open(path, writable, 1, 0)
+            guard directRaw >= 0 else {
+                throw SystemError("open disk image \(path) with O_DIRECT", errno: Errno(rawValue: -directRaw))
+            }
+            self.direct = OwnedDescriptor(adopting: FileDescriptor(rawValue: directRaw))
+            var memory: UInt32 = 0
+            var offset: UInt32 = 0
+            let result = cdiskio_direct_io_alignment(directRaw, &memory, &offset)
+            // Without STATX_DIOALIGN, a page is an alignment every file system accepts.
+            directAlignment = result == 0 && memory > 0 && offset > 0 ? Int(max(memory, offset)) : 4096
+        } else {
+            self.direct = nil
+            directAlignment = 1
+        }
+        isDirect = direct
+        // Punching a hole past the end of the file changes nothing and tells whether the file
+        // system supports it.
+        supportsPunchHole = access == .readWrite && cdiskio_punch_hole(raw, Int64(size), 4096) == 0
+    }
+
+    /// The descriptor for a transfer: the O_DIRECT one if the offset and every buffer range
+    /// meet its alignment, the buffered one otherwise. Guest RAM is mapped page-aligned, so a
+    /// guest-physical address has the same alignment (up to a page) as its host address.
+    func descriptor(offset: UInt64, buffers: GuestIOVectors) -> Int32 {
+        guard let direct else { return buffered.rawValue }
+        let alignment = UInt64(directAlignment)
+        let aligned = offset % alignment == 0
+            && buffers.ranges.allSatisfy { $0.address.rawValue % alignment == 0 && UInt64($0.length) % alignment == 0 }
+        return aligned ? direct.rawValue : buffered.rawValue
+    }
+
+    /// Bytes the file occupies on disk (st_blocks × 512).
+    public func allocatedBytes() throws(SystemError) -> UInt64 {
+        var info = stat()
+        _ = try retryingOnInterrupt("fstat disk image \(path)") { fstat(buffered.rawValue, &info) }
+        return UInt64(info.st_blocks) * 512
+    }
+
+    /// Whether any byte in `offset..<offset + length` is in a hole (SEEK_HOLE).
+    public func containsHole(offset: UInt64, length: UInt64) throws(SystemError) -> Bool {
+        let hole = cdiskio_seek(buffered.rawValue, Int64(offset), 1)
+        guard hole >= 0 else { throw SystemError("seek to a hole in \(path)", errno: Errno(rawValue: Int32(-hole))) }
+        return UInt64(hole) < offset + length
+    }
+
+    /// The first data at or after `offset` (SEEK_DATA), or `nil` if only holes follow.
+    public func nextData(from offset: UInt64) throws(SystemError) -> UInt64? {
+        let data = cdiskio_seek(buffered.rawValue, Int64(offset), 0)
+        if data == -Int64(ENXIO) { return nil }
+        guard data >= 0 else { throw SystemError("seek to data in \(path)", errno: Errno(rawValue: Int32(-data))) }
+        return UInt64(data)
+    }
+}

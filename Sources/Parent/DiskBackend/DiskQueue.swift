@@ -1,0 +1,364 @@
+import Glibc
+import GuestMemory
+import LinuxSupport
+import SystemPackage
+
+/// The requests of one channel to one disk image: a bounded queue over an engine, with the
+/// flush ordering and short-transfer handling in one place whatever the engine.
+///
+/// Durability contract: a flush completes only after a data sync that *started after the flush
+/// was submitted* has returned; that sync covers every write that completed before the flush
+/// was submitted (fdatasync covers everything in the page cache at the time it starts). A
+/// flush submitted while an earlier sync runs therefore waits for a new one; flushes that wait
+/// together share it. FUA writes are durable on their own (RWF_DSYNC).
+///
+/// One thread owns the queue (the channel worker): it submits, then `commit()`s once per pass,
+/// and reaps completions when `completionEvent` is readable or while it polls its ring. Before
+/// sleeping on `completionEvent` it calls `reapBeforeSleeping()`.
+public final class DiskQueue: @unchecked Sendable {
+    // SAFETY: every method runs on the owner's thread, one at a time; the engine's own
+    // threads (if any) only reach shared state through the engine's locks.
+    public let image: DiskImage
+    /// The most requests accepted and not yet delivered.
+    public let depth: Int
+    public let engine: any DiskIOEngine
+
+    /// Requests accepted and not yet delivered by `reap`.
+    public private(set) var inFlight = 0
+
+    private enum Work {
+        case transfer(request: UInt64, read: Bool, descriptor: Int32, offset: UInt64, buffers: GuestIOVectors,
+                      forceUnitAccess: Bool, done: Int)
+        case punchHole(request: UInt64)
+        case dataSync
+    }
+
+    private struct Request {
+        enum Kind {
+            case read
+            case write
+            case flush
+            case discard
+        }
+
+        var tag: UInt64
+        var kind: Kind
+        var offset: UInt64 = 0
+        var length: UInt64 = 0
+        var pendingOperations: Int
+        var bytes = 0
+        var failure: Errno?
+    }
+
+    /// What a failed request was doing, for its error (built only on failure).
+    private func describe(_ request: Request) -> String {
+        switch request.kind {
+        case .read: "read \(request.length) bytes at \(request.offset) of \(image.path)"
+        case .write: "write \(request.length) bytes at \(request.offset) of \(image.path)"
+        case .flush: "flush \(image.path)"
+        case .discard: "discard \(request.length) ranges of \(image.path)"
+        }
+    }
+
+    private var requests: [UInt64: Request] = [:]
+    private var nextRequest: UInt64 = 1
+    private var work: [UInt64: Work] = [:]
+    private var nextOperation: UInt64 = 1
+    private var engineInFlight = 0
+    private var backlog: [DiskEngineOperation] = []
+    private var backlogHead = 0
+    private var failedToQueue: [DiskEngineCompletion] = []
+    private var delivered: [DiskCompletion] = []
+    /// The data sync in flight and the flush requests it completes.
+    private var currentSync: (operation: UInt64, flushes: [UInt64])?
+    /// Flush requests submitted while `currentSync` was running: they need a sync of their own.
+    private var waitingFlushes: [UInt64] = []
+
+    /// The deepest queue accepted.
+    public static let maximumDepth = 4096
+
+    /// A queue of `depth` requests (1...4096) on `image` with an engine of `kind`.
+    public convenience init(image: DiskImage, depth: Int = 128, engine kind: DiskEngineKind = .default) throws(SystemError) {
+        let depth = min(max(depth, 1), Self.maximumDepth)
+        try self.init(image: image, depth: depth, engine: kind.makeEngine(capacity: depth + 1))
+    }
+
+    /// A queue over a given engine (tests use a recording one).
+    public init(image: DiskImage, depth: Int, engine: any DiskIOEngine) {
+        self.image = image
+        self.depth = min(max(depth, 1), Self.maximumDepth)
+        self.engine = engine
+    }
+
+    deinit {
+        engine.shutdown()
+    }
+
+    /// Readable when completions may be waiting.
+    public var completionEvent: EventFD { engine.completionEvent }
+
+    /// Whether another request would be accepted.
+    public var hasRoom: Bool { inFlight < depth }
+
+    /// Accepts a request; it starts at the next `commit()` at the latest.
+    /// - Throws: `.full` at `depth` requests; `.invalid` for a range outside the image, a
+    ///   write or discard on a read-only image, or discard where holes cannot be punched.
+    public func submit(_ request: DiskRequest) throws(DiskQueueError) {
+        guard inFlight < depth else { throw .full }
+        let number = nextRequest
+        switch request.operation {
+        case .read(let offset, let buffers), .write(let offset, let buffers, _):
+            let isRead: Bool
+            let fua: Bool
+            if case .write(_, _, let forceUnitAccess) = request.operation {
+                guard !image.isReadOnly else { throw .invalid("write to read-only image \(image.path)") }
+                isRead = false
+                fua = forceUnitAccess
+            } else {
+                isRead = true
+                fua = false
+            }
+            try checkRange(offset, UInt64(buffers.byteCount))
+            guard buffers.byteCount > 0 else { return deliverNow(request.tag, .success(0)) }
+            let descriptor = image.descriptor(offset: offset, buffers: buffers)
+            requests[number] = Request(tag: request.tag, kind: isRead ? .read : .write, offset: offset,
+                                       length: UInt64(buffers.byteCount), pendingOperations: 1)
+            start(.transfer(request: number, read: isRead, descriptor: descriptor, offset: offset, buffers: buffers,
+                            forceUnitAccess: fua, done: 0))
+        case .flush:
+            if image.isReadOnly { return deliverNow(request.tag, .success(0)) }
+            if let latched = latchedSyncFailure {
+                return deliverNow(request.tag, .failure(SystemError("flush \(image.path) after a failed data sync", errno: latched)))
+            }
+            requests[number] = Request(tag: request.tag, kind: .flush, pendingOperations: 1)
+            if currentSync == nil {
+                startSync(for: [number])
+            } else {
+                waitingFlushes.append(number)
+            }
+        case .discard(let ranges):
+            guard !image.isReadOnly else { throw .invalid("discard on read-only image \(image.path)") }
+            guard image.supportsPunchHole else { throw .invalid("\(image.path) cannot punch holes") }
+            for range in ranges { try checkRange(range.offset, range.length) }
+            let punched = ranges.filter { $0.length > 0 }
+            guard !punched.isEmpty else { return deliverNow(request.tag, .success(0)) }
+            requests[number] = Request(tag: request.tag, kind: .discard, length: UInt64(punched.count),
+                                       pendingOperations: punched.count)
+            for range in punched {
+                let id = nextOperationID()
+                work[id] = .punchHole(request: number)
+                queue(DiskEngineOperation(id: id, kind: .punchHole(descriptor: image.buffered.rawValue,
+                                                                    offset: range.offset, length: range.length)))
+            }
+            nextRequest += 1
+            inFlight += 1
+            return
+        }
+        nextRequest += 1
+        inFlight += 1
+    }
+
+    /// Hands every queued operation to the kernel (one system call for io_uring).
+    public func commit() throws(SystemError) {
+        try engine.submit()
+    }
+
+    /// The requests finished since the last call, in the order they finished.
+    public func reap() -> [DiskCompletion] {
+        var completions = failedToQueue
+        failedToQueue.removeAll(keepingCapacity: true)
+        let queuedFailures = completions.count
+        engine.reap(into: &completions)
+        engineInFlight -= completions.count - queuedFailures
+        for completion in completions { finish(completion) }
+        // Operations waiting for engine room start now; the caller commits them on its pass.
+        while backlogHead < backlog.count, engineInFlight < engine.capacity {
+            let operation = backlog[backlogHead]
+            backlogHead += 1
+            enqueue(operation)
+        }
+        if backlogHead == backlog.count {
+            backlog.removeAll(keepingCapacity: true)
+            backlogHead = 0
+        }
+        let result = delivered
+        delivered.removeAll(keepingCapacity: true)
+        inFlight -= result.count
+        return result
+    }
+
+    /// Clears `completionEvent`, then reaps: a completion posted after this call signals the
+    /// event again, so the caller may sleep on it if this returns nothing.
+    public func reapBeforeSleeping() -> [DiskCompletion] {
+        _ = completionEvent.consume()
+        return reap()
+    }
+
+    /// Commits, then waits up to `timeoutMilliseconds` (negative: forever) for at least one
+    /// completion; for callers without a loop of their own (tools, tests, channel close).
+    public func waitForCompletions(timeoutMilliseconds: Int32) throws(SystemError) -> [DiskCompletion] {
+        try commit()
+        let deadline = MonotonicClock.nanoseconds() &+ UInt64(max(timeoutMilliseconds, 0)) * 1_000_000
+        while true {
+            let ready = reapBeforeSleeping()
+            if !ready.isEmpty || inFlight == 0 { return ready }
+            try commit()
+            let now = MonotonicClock.nanoseconds()
+            if timeoutMilliseconds >= 0, now >= deadline { return [] }
+            let remaining = timeoutMilliseconds < 0 ? Int32(-1) : Int32(clamping: (deadline - now) / 1_000_000 + 1)
+            _ = try Poll.wait(on: [completionEvent.rawValue], timeoutMilliseconds: remaining)
+        }
+    }
+
+    /// Waits until every accepted request has completed, or the timeout passes, and returns
+    /// their completions. Call it on the owner's thread before releasing the queue (a closing
+    /// channel): requests in flight hold guest buffers, and a single-issuer io_uring can only be
+    /// drained by its owner.
+    public func drain(timeoutMilliseconds: Int32) throws(SystemError) -> [DiskCompletion] {
+        let deadline = MonotonicClock.nanoseconds() &+ UInt64(max(timeoutMilliseconds, 0)) * 1_000_000
+        var completions: [DiskCompletion] = []
+        while inFlight > 0 {
+            let now = MonotonicClock.nanoseconds()
+            guard now < deadline else { break }
+            completions += try waitForCompletions(timeoutMilliseconds: Int32(clamping: (deadline - now) / 1_000_000 + 1))
+        }
+        return completions
+    }
+
+    // MARK: Internals
+
+    private var latchedSyncFailure: Errno? {
+        let raw = image.syncFailure.load(ordering: .acquiring)
+        return raw == 0 ? nil : Errno(rawValue: raw)
+    }
+
+    private func latchSyncFailure(_ errno: Int32) {
+        _ = image.syncFailure.compareExchange(expected: 0, desired: errno, ordering: .acquiringAndReleasing)
+    }
+
+    private func checkRange(_ offset: UInt64, _ length: UInt64) throws(DiskQueueError) {
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        guard !overflow, end <= image.size else {
+            throw .invalid("\(length) bytes at \(offset) are outside the \(image.size)-byte image \(image.path)")
+        }
+    }
+
+    private func deliverNow(_ tag: UInt64, _ result: Result<Int, SystemError>) {
+        delivered.append(DiskCompletion(tag: tag, result: result))
+        inFlight += 1
+    }
+
+    private func nextOperationID() -> UInt64 {
+        defer { nextOperation += 1 }
+        return nextOperation
+    }
+
+    private func start(_ item: Work) {
+        let id = nextOperationID()
+        work[id] = item
+        switch item {
+        case .transfer(_, let read, let descriptor, let offset, let buffers, let fua, _):
+            queue(DiskEngineOperation(id: id, kind: read
+                ? .read(descriptor: descriptor, offset: offset, buffers: buffers)
+                : .write(descriptor: descriptor, offset: offset, buffers: buffers, dataSync: fua)))
+        case .punchHole, .dataSync:
+            preconditionFailure("started through their own paths")
+        }
+    }
+
+    private func startSync(for flushes: [UInt64]) {
+        let id = nextOperationID()
+        work[id] = .dataSync
+        currentSync = (id, flushes)
+        queue(DiskEngineOperation(id: id, kind: .dataSync(descriptor: image.buffered.rawValue)))
+    }
+
+    private func queue(_ operation: DiskEngineOperation) {
+        if engineInFlight < engine.capacity, backlogHead == backlog.count {
+            enqueue(operation)
+        } else {
+            backlog.append(operation)
+        }
+    }
+
+    private func enqueue(_ operation: DiskEngineOperation) {
+        do {
+            try engine.enqueue(operation)
+            engineInFlight += 1
+        } catch {
+            failedToQueue.append(DiskEngineCompletion(id: operation.id, result: -Int(error.errno.rawValue)))
+        }
+    }
+
+    private func finish(_ completion: DiskEngineCompletion) {
+        guard let item = work.removeValue(forKey: completion.id) else { return }
+        switch item {
+        case .dataSync:
+            if completion.result < 0 { latchSyncFailure(Int32(-completion.result)) }
+            let flushes = currentSync?.flushes ?? []
+            currentSync = nil
+            let failure = latchedSyncFailure
+            for number in flushes {
+                if let failure { requests[number]?.failure = failure }
+                operationDone(number)
+            }
+            if !waitingFlushes.isEmpty {
+                let next = waitingFlushes
+                waitingFlushes.removeAll()
+                startSync(for: next)
+            }
+        case .punchHole(let number):
+            if completion.result < 0 { fail(number, errno: completion.result) }
+            operationDone(number)
+        case .transfer(let number, let read, let descriptor, let offset, let buffers, let fua, let done):
+            if completion.result < 0 {
+                if fua, completion.result == -Int(EIO) { latchSyncFailure(EIO) }
+                fail(number, errno: completion.result)
+                return operationDone(number)
+            }
+            let total = done + min(completion.result, buffers.byteCount)
+            if completion.result >= buffers.byteCount || requests[number]?.failure != nil {
+                requests[number]?.bytes = total
+                return operationDone(number)
+            }
+            guard completion.result > 0 else {
+                // End of file before the image's end: the file shrank underneath.
+                fail(number, errno: -Int(EIO))
+                return operationDone(number)
+            }
+            // A short transfer: carry on with the rest.
+            do {
+                let rest = try buffers.dropping(first: completion.result)
+                let id = nextOperationID()
+                work[id] = .transfer(request: number, read: read, descriptor: descriptor, offset: offset + UInt64(completion.result),
+                                     buffers: rest, forceUnitAccess: fua, done: total)
+                queue(DiskEngineOperation(id: id, kind: read
+                    ? .read(descriptor: descriptor, offset: offset + UInt64(completion.result), buffers: rest)
+                    : .write(descriptor: descriptor, offset: offset + UInt64(completion.result), buffers: rest, dataSync: fua)))
+            } catch {
+                fail(number, errno: -Int(EFAULT))
+                operationDone(number)
+            }
+        }
+    }
+
+    private func fail(_ number: UInt64, errno negative: Int) {
+        guard requests[number]?.failure == nil else { return }
+        requests[number]?.failure = Errno(rawValue: Int32(-negative))
+    }
+
+    private func operationDone(_ number: UInt64) {
+        guard var request = requests[number] else { return }
+        request.pendingOperations -= 1
+        guard request.pendingOperations == 0 else {
+            requests[number] = request
+            return
+        }
+        requests[number] = nil
+        if let failure = request.failure {
+            delivered.append(DiskCompletion(tag: request.tag, result: .failure(SystemError(describe(request), errno: failure))))
+        } else {
+            delivered.append(DiskCompletion(tag: request.tag, result: .success(request.bytes)))
+        }
+    }
+}

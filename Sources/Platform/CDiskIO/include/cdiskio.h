@@ -1,0 +1,106 @@
+// Linux file I/O interfaces that Swift's Glibc overlay does not import, for the disk back end.
+//
+// preadv2/pwritev2 (RWF_DSYNC), fallocate (FALLOC_FL_PUNCH_HOLE), O_DIRECT, SEEK_DATA/SEEK_HOLE
+// and statx's STATX_DIOALIGN are GNU or Linux extensions the Glibc module leaves out; io_uring
+// has no glibc wrapper at all. This is a minimal io_uring submission/completion ring over the
+// raw syscalls (io_uring_setup(2), io_uring_enter(2), io_uring_register(2)), laid out as the
+// kernel's <linux/io_uring.h> and io_uring(7) describe it, with the same shared-memory ordering
+// rules: the producer publishes its tail with a release store, the consumer reads the other
+// side's index with an acquire load.
+#ifndef CDISKIO_H
+#define CDISKIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/// One io_uring instance: the descriptor and the three kernel-shared mappings.
+struct cdiskio_ring {
+    int fd;
+    /// The setup flags the kernel accepted.
+    unsigned setup_flags;
+    unsigned sq_entries;
+    unsigned cq_entries;
+    unsigned features;
+    // Submission queue (shared with the kernel).
+    unsigned *sq_head;
+    unsigned *sq_tail;
+    unsigned *sq_mask;
+    unsigned *sq_array;
+    unsigned *sq_flags;
+    void *sqes;
+    // Completion queue (shared with the kernel).
+    unsigned *cq_head;
+    unsigned *cq_tail;
+    unsigned *cq_mask;
+    void *cqes;
+    // Our tail: entries prepared but not yet published.
+    unsigned sq_local_tail;
+    // Mappings, for teardown.
+    void *sq_ring;
+    size_t sq_ring_size;
+    void *cq_ring;
+    size_t cq_ring_size;
+    size_t sqes_size;
+};
+
+/// Sets up a ring with at least `entries` submission entries (clamped by the kernel). Returns 0
+/// or -errno.
+///
+/// With `single_issuer`, the ring is created disabled with IORING_SETUP_SINGLE_ISSUER,
+/// IORING_SETUP_DEFER_TASKRUN and IORING_SETUP_TASKRUN_FLAG (falling back to a plain ring on
+/// kernels without them): completion work then runs only when the issuing thread asks for
+/// events, in batches, and `cdiskio_ring_enable` must be called from that thread first.
+int cdiskio_ring_init(struct cdiskio_ring *ring, unsigned entries, int single_issuer);
+/// Enables a ring created disabled; the calling thread becomes its only issuer. Returns 0 or
+/// -errno.
+int cdiskio_ring_enable(struct cdiskio_ring *ring);
+/// Whether completions wait for `cdiskio_ring_get_events` (deferred task work is pending).
+int cdiskio_ring_needs_enter(const struct cdiskio_ring *ring);
+/// Runs deferred completion work without waiting. Returns 0 or -errno.
+int cdiskio_ring_get_events(struct cdiskio_ring *ring);
+/// Unmaps and closes the ring.
+void cdiskio_ring_destroy(struct cdiskio_ring *ring);
+/// Makes the kernel signal `eventfd` for every completion it posts. Returns 0 or -errno.
+int cdiskio_ring_register_eventfd(struct cdiskio_ring *ring, int eventfd);
+/// Free submission entries.
+unsigned cdiskio_ring_space(const struct cdiskio_ring *ring);
+/// Prepared entries the kernel has not consumed yet.
+unsigned cdiskio_ring_unsubmitted(const struct cdiskio_ring *ring);
+
+/// Prepares a READV. Returns 0, or -EBUSY if the submission queue is full.
+int cdiskio_ring_prep_readv(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
+                            uint64_t offset, uint64_t user_data);
+/// Prepares a WRITEV, with RWF_DSYNC when `dsync` is non-zero. Returns 0 or -EBUSY.
+int cdiskio_ring_prep_writev(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
+                             uint64_t offset, int dsync, uint64_t user_data);
+/// Prepares an FSYNC with IORING_FSYNC_DATASYNC (fdatasync). Returns 0 or -EBUSY.
+int cdiskio_ring_prep_fdatasync(struct cdiskio_ring *ring, int fd, uint64_t user_data);
+/// Prepares a FALLOCATE with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE. Returns 0 or -EBUSY.
+int cdiskio_ring_prep_punch_hole(struct cdiskio_ring *ring, int fd, uint64_t offset, uint64_t length,
+                                 uint64_t user_data);
+/// Publishes the prepared entries and hands them to the kernel, then waits until at least
+/// `wait_for` completions are posted. Returns the entries consumed or -errno.
+int cdiskio_ring_submit(struct cdiskio_ring *ring, unsigned wait_for);
+/// Takes the next completion, if any: returns 1 and fills `user_data` and `result` (bytes or
+/// -errno), or returns 0.
+int cdiskio_ring_next_completion(struct cdiskio_ring *ring, uint64_t *user_data, int32_t *result);
+
+/// open(2) with O_CLOEXEC, O_RDWR or O_RDONLY, O_DIRECT when `direct`, O_CREAT | O_EXCL when
+/// `create` (mode 0600). Returns the descriptor or -errno.
+int cdiskio_open(const char *path, int writable, int direct, int create);
+/// preadv(2). Returns bytes or -errno.
+ssize_t cdiskio_preadv(int fd, const struct iovec *iov, int count, int64_t offset);
+/// pwritev2(2) with RWF_DSYNC when `dsync` is non-zero. Returns bytes or -errno.
+ssize_t cdiskio_pwritev(int fd, const struct iovec *iov, int count, int64_t offset, int dsync);
+/// fallocate(2) with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE. Returns 0 or -errno.
+int cdiskio_punch_hole(int fd, int64_t offset, int64_t length);
+/// lseek(2) with SEEK_DATA (`hole` = 0) or SEEK_HOLE (`hole` = 1). Returns the offset or -errno
+/// (-ENXIO past the last data).
+int64_t cdiskio_seek(int fd, int64_t offset, int hole);
+/// statx(2) STATX_DIOALIGN: the memory and file-offset alignment O_DIRECT needs, or zeros if the
+/// file system does not report them. Returns 0 or -errno.
+int cdiskio_direct_io_alignment(int fd, uint32_t *memory_alignment, uint32_t *offset_alignment);
+
+#endif
