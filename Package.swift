@@ -22,7 +22,6 @@
 // Lower layers never import higher ones, and every module declares each module it imports:
 // `.ci/run` builds with `--explicit-target-dependency-import-check error`, so an undeclared
 // import fails the build.
-import Foundation
 import PackageDescription
 
 /// Modules that compile both for the host and as Embedded Swift for guests.
@@ -39,89 +38,81 @@ let system = Target.Dependency.product(name: "SystemPackage", package: "swift-sy
 
 // MARK: - Devices
 
-/// A device is one folder, `Sources/Devices/<Device>/`, holding the parts it has:
+/// Every device, one line each: its folder, `Sources/Devices/<name>/`, the parts it has, and
+/// what its parts import beyond the defaults below. Adding a device is its folder, a line here
+/// and a line in `Sources/Parent/DeviceRegistry/DeviceRegistry.swift`.
+let devices: [Device] = [
+    Device("Bench", [.protocol, .vsp, .vsc]),
+    Device("IC", [.protocol, .vsp, .vsc, .tests]),
+    Device("IDE", [.emulator, .tests]),
+    Device("Network", [.protocol, .vsp, .tests], extra: ["GuestMemory", "VirtualSwitch"]),
+    Device("Serial", [.emulator, .tests]),
+    Device("Storage", [.protocol, .vsp, .tests], extra: ["GuestMemory", "DiskBackend"]),
+]
+
+/// A device's parts, each a target named by where it runs:
 ///
 ///     Protocol/   <Device>Protocol   its wire protocol, shared with Embedded guests
 ///     VSP/        <Device>VSP        the parent's synthetic device (a VMBus service provider)
 ///     Emulator/   <Device>Emulator   the parent's emulated legacy device (port I/O)
 ///     Tests/      <Device>Tests      its tests
-///
-/// and, in `Partitions/Guest/Devices/<Device>/`, the guest's driver: <Device>VSC, built into the
-/// guest by GuestBuilder and here for the host (Embedded-safe; generic over `VMBusChannel`).
-///
-/// The folders are discovered here, so adding a device needs no edit of this file; the
-/// dependencies below are what every part of a kind may import, plus `extraDependencies`.
+///     Partitions/Guest/Devices/<Device>/   <Device>VSC   the guest's driver, built into the guest
+///                 by GuestBuilder and here for the host (Embedded-safe; generic over `VMBusChannel`)
 struct Device {
+    enum Part { case `protocol`, vsp, emulator, vsc, tests }
+
     var name: String
-    var parts: Set<String>
-    /// Whether the guest has a driver for it in Partitions/Guest/Devices/<Device>.
-    var hasVSC: Bool
+    var parts: Set<Part>
+    var extra: [Target.Dependency]
 
-    static let extraDependencies: [String: [Target.Dependency]] = [
-        "Network": ["GuestMemory", "VirtualSwitch"],
-        "Storage": ["GuestMemory", "DiskBackend"],
-    ]
-
-    var extra: [Target.Dependency] { Device.extraDependencies[name] ?? [] }
+    init(_ name: String, _ parts: Set<Part>, extra: [Target.Dependency] = []) {
+        self.name = name
+        self.parts = parts
+        self.extra = extra
+    }
 
     var targets: [Target] {
         let path = "Sources/Devices/\(name)"
         var targets: [Target] = []
         var tested: [Target.Dependency] = ["TestSupport", "HyperV", "VMBusProtocol"]
-        if parts.contains("Protocol") {
+        let wire: [Target.Dependency] = parts.contains(.protocol) ? [.target(name: "\(name)Protocol")] : []
+        if parts.contains(.protocol) {
             targets.append(.target(name: "\(name)Protocol", dependencies: ["HyperV", "VMBusProtocol"],
                                    path: "\(path)/Protocol", swiftSettings: embeddedSafe))
-            tested.append(.target(name: "\(name)Protocol"))
+            tested += wire
         }
-        if parts.contains("VSP") {
+        if parts.contains(.vsp) {
             targets.append(.target(
                 name: "\(name)VSP",
                 dependencies: ["HyperV", "VMBusProtocol", "VMBusHost", "DeviceHost", "DeviceModel", "LinuxSupport", log]
-                    + (parts.contains("Protocol") ? [.target(name: "\(name)Protocol")] : []) + extra,
+                    + wire + extra,
                 path: "\(path)/VSP", swiftSettings: host))
             tested += [.target(name: "\(name)VSP"), "VMBusHost", "DeviceHost", "DeviceModel", "LinuxSupport", "GuestMemory",
                        "VSPTestSupport"]
         }
-        if parts.contains("Emulator") {
+        if parts.contains(.emulator) {
             targets.append(.target(name: "\(name)Emulator",
                                    dependencies: ["HyperV", "VMBusProtocol", "DeviceHost", "DeviceModel", "LinuxSupport"] + extra,
                                    path: "\(path)/Emulator", swiftSettings: host))
             tested += [.target(name: "\(name)Emulator"), "DeviceHost", "DeviceModel"]
         }
-        if hasVSC {
-            targets.append(.target(
-                name: "\(name)VSC",
-                dependencies: ["HyperV", "VMBusProtocol", "VMBusClient"]
-                    + (parts.contains("Protocol") ? [.target(name: "\(name)Protocol")] : []),
-                path: "Partitions/Guest/Devices/\(name)", swiftSettings: embeddedSafe))
+        if parts.contains(.vsc) {
+            targets.append(.target(name: "\(name)VSC", dependencies: ["HyperV", "VMBusProtocol", "VMBusClient"] + wire,
+                                   path: "Partitions/Guest/Devices/\(name)", swiftSettings: embeddedSafe))
             tested += [.target(name: "\(name)VSC"), "VMBusClient"]
         }
-        if parts.contains("Tests") {
+        if parts.contains(.tests) {
             targets.append(.testTarget(name: "\(name)Tests", dependencies: tested + extra, path: "\(path)/Tests"))
         }
         return targets
     }
 
-    /// Every folder under Sources/Devices and Partitions/Guest/Devices, in name order.
-    static var all: [Device] {
-        func folders(_ path: String) -> [String] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: Context.packageDirectory + "/" + path)) ?? [])
-                .filter { !$0.hasPrefix(".") }
-        }
-        let guestDrivers = Set(folders("Partitions/Guest/Devices"))
-        return Set(folders("Sources/Devices")).union(guestDrivers).sorted().compactMap { name in
-            let parts = folders("Sources/Devices/\(name)")
-            let hasVSC = guestDrivers.contains(name)
-            return parts.isEmpty && !hasVSC ? nil : Device(name: name, parts: Set(parts), hasVSC: hasVSC)
-        }
-    }
-
+    /// The modules the parent builds the device from.
     var modules: [Target.Dependency] {
-        ["VSP", "Emulator"].filter(parts.contains).map { .target(name: name + $0) }
+        (parts.contains(.vsp) ? [.target(name: name + "VSP")] : [])
+            + (parts.contains(.emulator) ? [.target(name: name + "Emulator")] : [])
     }
 }
-
-let devices = Device.all
 
 // MARK: - Package
 
