@@ -60,6 +60,7 @@ struct Device {
     static let extraDependencies: [String: [Target.Dependency]] = [
         "Network": ["GuestMemory", "VirtualSwitch"],
         "Storage": ["GuestMemory", "DiskBackend"],
+        "IDE": ["DiskBackend"],
     ]
 
     var extra: [Target.Dependency] { Device.extraDependencies[name] ?? [] }
@@ -84,7 +85,7 @@ struct Device {
         }
         if parts.contains("Emulator") {
             targets.append(.target(name: "\(name)Emulator",
-                                   dependencies: ["HyperV", "VMBusProtocol", "DeviceHost", "DeviceModel", "LinuxSupport"] + extra,
+                                   dependencies: ["HyperV", "VMBusProtocol", "DeviceHost", "DeviceModel", "LinuxSupport", log] + extra,
                                    path: "\(path)/Emulator", swiftSettings: host))
             tested += [.target(name: "\(name)Emulator"), "DeviceHost", "DeviceModel"]
         }

@@ -139,6 +139,18 @@ struct ExitHandler {
 
     private func handlePort(_ access: PortAccess) -> PartitionState? {
         if let interceptor = partition.portIntercepts.interceptor(for: access.port) {
+            if access.count > 1, access.size > 0 {
+                // String I/O: the whole run of this exit in one call.
+                if access.isWrite {
+                    interceptor.writeString(partition: partition, vp: processor.index, port: access.port, size: access.size,
+                                            bytes: Array(access.data.prefix(access.size * access.count)))
+                } else {
+                    processor.cpu.completePortRead(interceptor.readString(partition: partition, vp: processor.index,
+                                                                          port: access.port, size: access.size,
+                                                                          count: access.count))
+                }
+                return nil
+            }
             if access.isWrite {
                 for index in 0..<max(1, access.count) {
                     let bytes = access.data.dropFirst(index * access.size).prefix(access.size)
