@@ -87,7 +87,7 @@ struct Device {
             targets.append(.target(name: "\(name)Emulator",
                                    dependencies: ["HyperV", "VMBusProtocol", "DeviceHost", "DeviceModel", "LinuxSupport", log] + extra,
                                    path: "\(path)/Emulator", swiftSettings: host))
-            tested += [.target(name: "\(name)Emulator"), "DeviceHost", "DeviceModel"]
+            tested += [.target(name: "\(name)Emulator"), "DeviceHost", "DeviceModel", "LinuxSupport", "GuestMemory", log]
         }
         if hasVSC {
             targets.append(.target(

@@ -7,6 +7,16 @@ import Partition
 /// parent instead of 2,048.
 extension ParentPortForwarder {
     func readString(partition: Partition, vp: Int, port: UInt16, size: Int, count: Int) -> [UInt8] {
+        readString(vp: vp, port: port, size: size, count: count)
+    }
+
+    func writeString(partition: Partition, vp: Int, port: UInt16, size: Int, bytes: [UInt8]) {
+        writeString(vp: vp, port: port, size: size, bytes: bytes)
+    }
+
+    /// The guest on processor `vp` reads `count` elements of `size` bytes from `port` with one
+    /// string instruction: asks the parent once and waits, as `read` does.
+    func readString(vp: Int, port: UInt16, size: Int, count: Int) -> [UInt8] {
         let total = max(0, min(size * count, RootMessage.maximumStringBytes))
         let floating = [UInt8](repeating: 0xFF, count: total)
         guard total > 0, !connection.closed.load(ordering: .acquiring) else { return floating }
@@ -32,7 +42,8 @@ extension ParentPortForwarder {
         return Array(bytes.prefix(total)) + floating.dropFirst(min(bytes.count, total))
     }
 
-    func writeString(partition: Partition, vp: Int, port: UInt16, size: Int, bytes: [UInt8]) {
+    /// The guest on processor `vp` writes `bytes` to `port` with one string instruction. Posted.
+    func writeString(vp: Int, port: UInt16, size: Int, bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
             let chunk = Array(bytes[offset..<min(bytes.count, offset + RootMessage.maximumStringBytes)])

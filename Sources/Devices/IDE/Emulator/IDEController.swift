@@ -15,7 +15,7 @@ import Synchronization
 /// every command block register reads as Status, ATA-3 "BSY"), the data register floats, and
 /// writes wait their turn behind the command, in order. Data reads stay on the control thread:
 /// they return data at once and at most read the next block.
-final class IDEController: EmulatedDevice {
+final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where Storage.Failure: Sendable {
     let context: any DeviceContext
     let location: IDEChannelLocation
     private let state: Mutex<State>
@@ -24,7 +24,7 @@ final class IDEController: EmulatedDevice {
 
     struct State: Sendable {
         /// The channel; `nil` only while the controller's thread runs an access on it.
-        var channel: IDEChannel<ImageStorage>?
+        var channel: IDEChannel<Storage>?
         /// Whether the controller's thread owns the channel (accesses then find it busy).
         var busy = false
         /// Writes waiting for the controller's thread, in arrival order.
@@ -40,9 +40,9 @@ final class IDEController: EmulatedDevice {
 
     /// Writes that may wait behind a running command (a guest cannot have more outstanding: the
     /// processor that issued them waits for the next read, which answers BSY).
-    static let deferredLimit = 4096
+    static var deferredLimit: Int { 4096 }
 
-    init(channel: IDEChannel<ImageStorage>, context: any DeviceContext) throws(SystemError) {
+    init(channel: IDEChannel<Storage>, context: any DeviceContext) throws(SystemError) {
         self.context = context
         location = channel.location
         state = Mutex(State(channel: channel, edges: channel.interruptRisingEdges))
@@ -108,9 +108,10 @@ final class IDEController: EmulatedDevice {
         write(.string(port: port, size: size, bytes: bytes))
     }
 
+    enum WriteOutcome { case done(edge: Bool), handOff, deferred, dropped }
+
     private func write(_ access: Write) {
-        enum Outcome { case done(edge: Bool), handOff, deferred, dropped }
-        let outcome = state.withLock { state -> Outcome in
+        let outcome = state.withLock { state -> WriteOutcome in
             if state.busy {
                 guard state.deferred.count < Self.deferredLimit else { return .dropped }
                 state.deferred.append(access)
@@ -144,7 +145,7 @@ final class IDEController: EmulatedDevice {
 
     /// Whether `access` can reach storage: a command (which may read a block or flush), or data
     /// that completes a data-out block (which is written, and with the write cache off, flushed).
-    static func reachesStorage(_ access: Write, _ channel: IDEChannel<ImageStorage>) -> Bool {
+    static func reachesStorage(_ access: Write, _ channel: IDEChannel<Storage>) -> Bool {
         let location = channel.location
         switch access {
         case .single(let port, let size, _):
@@ -166,7 +167,7 @@ final class IDEController: EmulatedDevice {
         }
     }
 
-    static func apply(_ access: Write, to channel: inout IDEChannel<ImageStorage>) {
+    static func apply(_ access: Write, to channel: inout IDEChannel<Storage>) {
         switch access {
         case .single(let port, let size, let value): channel.write(port: port, size: size, value: value)
         case .string(let port, let size, let bytes): channel.writeString(port: port, size: size, bytes: bytes)
@@ -177,19 +178,19 @@ final class IDEController: EmulatedDevice {
     /// lock (readers see BSY meanwhile), then hands the channel back.
     private func runDeferred() {
         while true {
-            let next = state.withLock { state -> (Write, IDEChannel<ImageStorage>)? in
+            let next = state.withLock { state -> (Write, IDEChannel<Storage>)? in
                 guard !state.deferred.isEmpty, let channel = state.channel.take() else {
                     state.busy = false
                     return nil
                 }
                 return (state.deferred.removeFirst(), channel)
             }
-            guard let next else { return }
-            var channel = next.1
-            Self.apply(next.0, to: &channel)
+            guard case (let access, var channel)? = next else { return }
+            Self.apply(access, to: &channel)
             let failure = channel.takeStorageFailure()
+            let finished = channel
             let (edge, failures) = state.withLock { state -> (Bool, Int) in
-                state.channel = consume channel
+                state.channel = finished
                 if failure != nil { state.storageFailures += 1 }
                 return (Self.noteEdges(&state), state.storageFailures)
             }

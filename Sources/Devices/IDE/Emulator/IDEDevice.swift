@@ -95,7 +95,7 @@ public enum IDEDevice: ParentDevice {
         } catch {
             throw .invalidSettings(kind: kind, reason: "\(error)")
         }
-        let controller: IDEController
+        let controller: IDEController<ImageStorage>
         do throws(SystemError) {
             controller = try IDEController(channel: IDEChannel(storage: ImageStorage(image: image), configuration: configuration,
                                                                location: location),

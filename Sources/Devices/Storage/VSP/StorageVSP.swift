@@ -72,8 +72,9 @@ public final class StorageVSP: VirtualServiceProvider, Sendable {
         self.engine = engine
     }
 
-    /// The prefix of this controller's facts: `scsi.<first 8 hex digits of the instance>.`.
-    var factPrefix: String { "scsi.\(String(instance.description.prefix(8)))." }
+    /// The prefix of this controller's facts (`hv partition show`): `scsi.<first 8 hex digits of
+    /// the instance>.`, followed by `protocol`, `channels` and `disks`.
+    public var factPrefix: String { "scsi.\(String(instance.description.prefix(8)))." }
 
     // MARK: Disks
 
