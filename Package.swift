@@ -215,14 +215,12 @@ let package = Package(
                 path: "Sources/Tools/LocalDeployment", swiftSettings: host),
         .target(name: "Bench",
                 dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
-                               "LocalDeployment"],
+                               "LocalDeployment", "DeviceModel", "DiskBackend"],
                 path: "Sources/Tools/Bench", swiftSettings: host),
-        .executableTarget(name: "DiskBench", dependencies: ["DiskBackend", "GuestMemory"],
-                          path: "Sources/Tools/DiskBench", swiftSettings: host),
         .executableTarget(
             name: "hv",
             dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ManagementAPI", "GuestBuilder",
-                           "LocalDeployment", "Bench",
+                           "LocalDeployment", "Bench", "DiskBackend",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"), log],
             path: "Sources/Tools/hv", swiftSettings: host),
 
@@ -267,7 +265,7 @@ let package = Package(
         .testTarget(name: "VMBusHostTests",
                     dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", "VSPTestSupport"]),
         .testTarget(name: "IntegrationTests",
-                    dependencies: ["LocalDeployment", "ManagementAPI", "DeviceModel", "GuestBuilder", "KVM"]),
+                    dependencies: ["LocalDeployment", "ManagementAPI", "DeviceModel", "GuestBuilder", "KVM", "StorageVSC"]),
         // Root ↔ parent and user ↔ root, each end real, over real sockets, without /dev/kvm.
         .testTarget(name: "ProcessSeamTests",
                     dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ControlProtocol",

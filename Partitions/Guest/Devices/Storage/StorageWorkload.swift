@@ -138,6 +138,11 @@ extension StorageWorkload {
         var result = StorageWorkloadResult()
         let depth = min(max(queueDepth, 1), buffers.count)
         guard !vscs.isEmpty, depth > 0, blockSize > 0, blockSize % max(disk.blockSize, 1) == 0 else { return result }
+        if let limit = vscs[0].properties?.maximumTransferBytes, blockSize > Int(limit) {
+            // One request per block: larger ones than the controller takes cannot run.
+            result.failures = 1
+            return result
+        }
         let ranges = buffers.prefix(depth).map { GPARange(address: $0, length: blockSize) }
         let blocks = UInt32(blockSize / disk.blockSize)
         var offsets = Offsets(self)
