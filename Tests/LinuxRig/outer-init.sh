@@ -227,7 +227,6 @@ fi
 
 # The storage steps (storage-child.sh) run after the IC checkpoints: wait for them, answering the
 # child's hot-add request on the way.
-storage_check_protocol
 deadline=$(( $(cut -d. -f1 /proc/uptime) + LINUX_TIMEOUT / 2 ))
 until storage_done || [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] || ! alive $root_pid; do
     sleep 3
@@ -235,6 +234,7 @@ until storage_done || [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] || ! ali
     storage_follow
 done
 storage_done || say "linux: the storage steps did not finish"
+storage_check_protocol
 
 # Shut the child down through the shutdown integration service and wait until it is stopped.
 sleep 5

@@ -44,7 +44,7 @@ storage_steps() {
         head -c 1048576 /dev/zero | cmp -s - /tmp/discarded || { say "storage: discard failed or did not read as zeros"; return 1; }
     say "storage: discarded range reads as zeros"
 
-    mkfs.ext4 -q -F -E nodiscard /dev/$disk 49152 || { say "storage: mkfs.ext4 failed"; return 1; }
+    mkfs.ext4 -q -F -E nodiscard /dev/$disk 48M || { say "storage: mkfs.ext4 failed"; return 1; }
     mkdir -p /mnt
     mount -t ext4 /dev/$disk /mnt || { say "storage: mount failed"; return 1; }
     echo "written by the Linux child through hv_storvsc" >/mnt/hello.txt

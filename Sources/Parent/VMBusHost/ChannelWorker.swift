@@ -58,6 +58,7 @@ public final class ChannelWorker: Sendable {
         let tickInterval = session.tickInterval
         var nextTick = tickInterval.map { MonotonicClock.nanoseconds() &+ $0 } ?? .max
         var lastProgress = MonotonicClock.nanoseconds()
+        var spins = 0
         channel.reader.beginPolling()
         while true {
             var progressed = try channel.flushBacklog()
@@ -102,7 +103,9 @@ public final class ChannelWorker: Sendable {
                 continue
             }
             if now < channel.pollingDeadline || now &- lastProgress < channel.idleSpinNanoseconds {
-                if stopEvent.consume() != nil { return }
+                // Looking for a stop request is a system call: not on every turn of a busy poll.
+                spins &+= 1
+                if spins % Self.stopCheckInterval == 0, stopEvent.consume() != nil { return }
                 continue
             }
             if try session.beforeSleeping(on: channel) {

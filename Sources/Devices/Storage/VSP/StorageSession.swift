@@ -33,7 +33,16 @@ final class StorageSession: ChannelSession {
         self.index = index
     }
 
+    /// How long an idle storage channel keeps polling before it sleeps: a guest with requests
+    /// in flight sends the next one right after it sees a completion, and waking a sleeping worker
+    /// (the guest's HvSignalEvent, an eventfd wake-up) costs far more than a short spin.
+    static let idleSpinNanoseconds: UInt64 = 100_000
+
     // MARK: ChannelSession
+
+    func start(on channel: VSPChannel) throws(VSPError) {
+        channel.idleSpinNanoseconds = Self.idleSpinNanoseconds
+    }
 
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
         let incoming = StorageIncomingPacket(descriptor: packet.descriptor, packet: packet.bytes,
