@@ -3,7 +3,8 @@ import IDEVSC
 import StorageVSC
 
 /// The guest's own pages as the storage drivers see them: identity-mapped, so an address is a
-/// pointer.
+/// pointer. SAFETY: every address comes from `PageAllocator` (pages of this guest's free RAM,
+/// allocated for the buffer), and lengths stay within what was allocated.
 struct GuestBufferMemory: StorageBufferMemory {
     func read(at address: UInt64, count: Int) -> [UInt8] {
         let source = physical(address)

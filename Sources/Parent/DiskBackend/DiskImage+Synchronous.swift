@@ -98,6 +98,7 @@ extension DiskImage {
     private func withAlignedBuffer(_ count: Int, _ body: (UnsafeMutableRawPointer) throws(SystemError) -> Void)
         throws(SystemError)
     {
+        // SAFETY: a fresh allocation of `count` bytes, used only within `body` and freed after it.
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: max(directAlignment, 4096))
         defer { buffer.deallocate() }
         try body(buffer)
@@ -110,6 +111,7 @@ extension DiskImage {
         var done = 0
         let what = write ? "write" : "read"
         while done < count {
+            // SAFETY: `base` holds `count` bytes (the caller's buffer), and `done < count`.
             let result = try retryingOnInterrupt("\(what) \(count) bytes at \(offset) of \(path)") {
                 write ? pwrite(descriptor, base + done, count - done, off_t(offset) + off_t(done))
                     : pread(descriptor, base + done, count - done, off_t(offset) + off_t(done))

@@ -151,7 +151,7 @@ extension StorageWorkload {
         var free: [Int] = Array((0..<depth).reversed())
         var inFlight = 0
         var turn = 0
-        var clock = vscs[0].channel
+        let clock = vscs[0].channel
         for index in vscs.indices { vscs[index].channel.beginPolling() }
         let begin = clock.timestamp()
         let end = begin &+ clock.ticks(nanoseconds: durationNanoseconds)
