@@ -13,7 +13,7 @@ struct StorageIntegrationTests {
     /// A sparse image file of `size` bytes in the deployment's directory.
     func image(_ test: TestDeployment, _ name: String, size: Int) throws -> String {
         let path = "\(test.directory)/\(name)"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         try handle.truncate(atOffset: UInt64(size))
         try handle.close()

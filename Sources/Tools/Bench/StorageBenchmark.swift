@@ -246,7 +246,7 @@ public enum StorageBenchmark {
     static func prepare(_ path: String, bytes: UInt64, progress: (String) -> Void) throws {
         if let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? UInt64, size == bytes { return }
         progress("writing the \(bytes >> 20) MiB benchmark file \(path)")
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? handle.close() }
         try handle.truncate(atOffset: 0)
