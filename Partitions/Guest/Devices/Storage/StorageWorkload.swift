@@ -134,7 +134,7 @@ extension StorageWorkload {
     /// when nothing arrives for `spinNanoseconds` it unmasks them and calls `idle`, which should
     /// wait for the channel interrupt (with a bound).
     public func run<Channel: VMBusChannel>(disk: StorageDiskInfo, on vscs: inout [StorageVSC<Channel>], buffers: [UInt64],
-                                           spinNanoseconds: UInt64 = 50_000, idle: () -> Void) -> StorageWorkloadResult {
+                                           spinNanoseconds: UInt64 = 2_000_000, idle: () -> Void) -> StorageWorkloadResult {
         var result = StorageWorkloadResult()
         let depth = min(max(queueDepth, 1), buffers.count)
         guard !vscs.isEmpty, depth > 0, blockSize > 0, blockSize % max(disk.blockSize, 1) == 0 else { return result }

@@ -82,8 +82,14 @@ final class StorageSession: ChannelSession {
                 try perform(notifications, on: channel)
             }
         }
+        // While the disk has requests of this channel, poll for their completions rather than
+        // sleep on the queue's eventfd: a wake-up costs more than most completions take.
+        if server.outstandingCount > 0 { channel.keepPolling(forNanoseconds: Self.busyPollNanoseconds) }
         return progressed
     }
+
+    /// How long after the last pass with requests in flight the worker keeps polling.
+    static let busyPollNanoseconds: UInt64 = 500_000
 
     func beforeSleeping(on channel: VSPChannel) throws(VSPError) -> Bool {
         var progressed = false
