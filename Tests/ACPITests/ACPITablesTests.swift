@@ -124,7 +124,7 @@ struct ACPITablesTests {
             entries.append((madt[offset], Array(madt[offset..<(offset + length)])))
             offset += length
         }
-        #expect(entries.count == processors + 2)
+        #expect(entries.count == processors + 4)
         for (index, entry) in entries.prefix(processors).enumerated() {
             #expect(entry.type == 0)
             #expect(entry.bytes.count == 8)
@@ -140,6 +140,9 @@ struct ACPITablesTests {
         let override = entries[processors + 1]
         #expect(override.type == 2)
         #expect(override.bytes == [2, 10, 0, 0, 2, 0, 0, 0, 0, 0])
+        // The IDE channels' IRQs, identity-mapped, so that Linux sets them up without an ACPI device.
+        #expect(entries[processors + 2].bytes == [2, 10, 0, 14, 14, 0, 0, 0, 0, 0])
+        #expect(entries[processors + 3].bytes == [2, 10, 0, 15, 15, 0, 0, 0, 0, 0])
     }
 
     @Test(arguments: [0, 255, -1])
