@@ -81,7 +81,15 @@ storage_steps() {
     say "storage: hot-removed disk is gone"
 
     # The full-virtualization path: the same file behind the legacy IDE ports.
-    ide=$(storage_disk "hv rig ide disk") || { say "storage: pata_legacy found no IDE disk"; return 1; }
+    ide=$(storage_disk "hv rig ide disk") || {
+        say "storage: pata_legacy found no IDE disk"
+        # What Linux made of the legacy ports and IRQs, and pata_legacy's second try.
+        grep -E '01f|03f|017|037' /proc/ioports | while read -r line; do say "storage: ioports: $line"; done
+        grep -E '^ *1[45]:' /proc/interrupts | while read -r line; do say "storage: interrupts: $line"; done
+        insmod /lib/modules/pata_legacy.ko 2>&1 | while read -r line; do say "storage: insmod: $line"; done
+        dmesg | tail -n 12 | while read -r line; do say "storage: dmesg: $line"; done
+        return 1
+    }
     say "storage: ide disk $ide sectors=$(cat /sys/block/$ide/size) model=$(sed 's/ *$//' /sys/block/$ide/device/model)"
     dd if=/dev/$ide of=/tmp/ide bs=1048576 skip=$STORAGE_PATTERN_MIB count=1 iflag=direct 2>/dev/null &&
         cmp -s /tmp/pattern /tmp/ide || { say "storage: the pattern read through the IDE disk differs"; return 1; }
