@@ -258,4 +258,5 @@ else
     $HV partition stop linux --runtime-dir $RT | sed 's/^/RIG /'
 fi
 storage_check_file
+storage_ide_child
 finish

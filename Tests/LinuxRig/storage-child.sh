@@ -79,8 +79,13 @@ storage_steps() {
     done
     [ ! -e /sys/block/$added ] || { say "storage: the hot-removed disk is still there"; return 1; }
     say "storage: hot-removed disk is gone"
+}
 
-    # The full-virtualization path: the same file behind the legacy IDE ports.
+# The full-virtualization path, in a second child booted with rig.mode=ide: the same file behind
+# the legacy IDE ports, which pata_legacy drives (that child's platform is the legacy PC one, so
+# Linux numbers ISA IRQs and pata_legacy gets IRQ 14; hyperv-interface.md §13.4, §16).
+storage_ide_steps() {
+    storage_pattern >/tmp/pattern
     ide=$(storage_disk "hv rig ide disk") || {
         say "storage: pata_legacy found no IDE disk"
         # What Linux made of the legacy ports and IRQs, and pata_legacy's second try.
@@ -96,5 +101,12 @@ storage_steps() {
     say "storage: pattern read through the emulated IDE disk matches"
 }
 
-storage_steps
-say "storage: done"
+if grep -q 'rig.mode=ide' /proc/cmdline; then
+    storage_ide_steps
+    say "storage: ide done"
+    sync
+    poweroff -f
+else
+    storage_steps
+    say "storage: done"
+fi

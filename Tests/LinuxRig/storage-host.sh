@@ -55,3 +55,41 @@ storage_check_file() {
         result storage-file FAIL "the pattern is not at $STORAGE_PATTERN_MIB MiB of $STORAGE_DISK"
     fi
 }
+
+# The full-virtualization path: a second Linux child (linux-ide.json) with only the emulated IDE
+# channel in front of the same file, on the legacy-PC platform; it reads the pattern through
+# pata_legacy and powers itself off. Its console lines carry the prefix CHILD-IDE.
+storage_ide_child() {
+    started=$(uptime_s)
+    sed 's/^/RIG linux-ide.json| /' /rig/linux-ide.json
+    if ! out=$($HV partition create /rig/linux-ide.json --start --runtime-dir $RT 2>&1); then
+        echo "$out" | sed 's/^/RIG linux-ide create| /'
+        result storage-ide-boot FAIL "hv partition create linux-ide failed: $(echo "$out" | head -n 1)"
+        return
+    fi
+    deadline=$(( $(cut -d. -f1 /proc/uptime) + LINUX_TIMEOUT / 2 ))
+    current=$(state linux-ide)
+    touch /tmp/linux-ide.log
+    until grep -q 'rig-child: storage: ide done' /tmp/linux-ide.log || [ "${current%% *}" = stopped ] ||
+          [ "${current%% *}" = crashed ] || [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] || ! alive $root_pid; do
+        sleep 3
+        follow linux-ide CHILD-IDE
+        current=$(state linux-ide)
+    done
+    # It powers itself off (ACPI S5 through the PM1 control block) once done.
+    tries=0
+    while [ "${current%% *}" != stopped ] && [ "${current%% *}" != crashed ] && [ $tries -lt 30 ]; do
+        sleep 2
+        follow linux-ide CHILD-IDE
+        current=$(state linux-ide)
+        tries=$((tries + 1))
+    done
+    follow linux-ide CHILD-IDE
+    if grep -q 'rig-child: storage: ide done' /tmp/linux-ide.log && [ "$current" = "stopped (guest powered off)" ]; then
+        result storage-ide-boot PASS "linux-ide booted, ran its steps and powered off after $(since $started) s"
+    else
+        result storage-ide-boot FAIL "linux-ide: state $current after $(since $started) s"
+        $HV partition stop linux-ide --runtime-dir $RT | sed 's/^/RIG /'
+    fi
+    $HV partition delete linux-ide --runtime-dir $RT >/dev/null 2>&1
+}

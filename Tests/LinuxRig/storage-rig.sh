@@ -1,9 +1,10 @@
 # Storage steps of the Linux rig, sourced by run.sh (bash): the child's extra modules and tools,
 # the files that go into the initramfs images, and the storage checkpoints of the verdict.
 #
-# The child gets a synthetic SCSI controller (hv_storvsc) and an emulated IDE channel
-# (pata_legacy) in front of the same 64 MiB image file (linux.json); storage-child.sh exercises
-# them, storage-host.sh prepares the file in the outer VM and checks it after the child is gone.
+# The child gets a synthetic SCSI controller (hv_storvsc) in front of a 64 MiB image file
+# (linux.json); a second child, linux-ide.json, gets the same file behind an emulated IDE channel
+# (pata_legacy). storage-child.sh exercises them, storage-host.sh prepares the file in the outer
+# VM, checks it after the first child is gone and runs the second.
 
 STORAGE_CHILD_MODULES=(hv_storvsc sd_mod pata_legacy)   # dependencies come from modinfo
 STORAGE_EXPECTED_PROTOCOL=6.2                           # the newest storvsc in Linux 6.1 offers
@@ -38,6 +39,15 @@ storage_assemble_child() {
 # storage_assemble_outer DIR: the outer VM's storage steps.
 storage_assemble_outer() {
     install -m 644 "$RIG_DIR/storage-host.sh" "$1/rig/storage-host.sh"
+    install -m 644 "$RIG_DIR/linux-ide.json" "$1/rig/linux-ide.json"
+}
+
+# ide_check NAME REGEX: the first console line of the IDE child (prefix CHILD-IDE) matching REGEX.
+ide_check() {
+    local match
+    match=$(grep -a '^CHILD-IDE| ' "$TRANSCRIPT" | grep -E -m 1 "$2" || true)
+    if [ -z "$match" ]; then report FAIL "$1" "not seen"; return 1; fi
+    report PASS "$1" "${match#CHILD-IDE| }"
 }
 
 # The storage checkpoints, in the child's order, after the IC checkpoints (run.sh's check).
@@ -53,7 +63,8 @@ storage_checks() {
     child_check "S6 mkfs.ext4, mount, write, sync, umount, fsck" 'rig-child: storage: ext4 mkfs, mount, write, sync, umount, fsck clean' "$LAST_LINE" || true
     child_check "S7 hot-added disk appears" 'rig-child: storage: hot-added disk sd[a-z]+ sectors=32768' "$LAST_LINE" || true
     child_check "S8 hot-removed disk goes" 'rig-child: storage: hot-removed disk is gone' "$LAST_LINE" || true
-    child_check "S9 pata_legacy finds the IDE disk" "rig-child: storage: ide disk sd[a-z]+ sectors=$STORAGE_DISK_SECTORS model=$STORAGE_IDE_MODEL" "$LAST_LINE" || true
-    child_check "S10 pattern read through IDE matches" 'rig-child: storage: pattern read through the emulated IDE disk matches' "$LAST_LINE" || true
-    rig_check storage-file "S11 host reads the pattern from the file after power-off"
+    rig_check storage-file "S9 host reads the pattern from the file after power-off"
+    rig_check storage-ide-boot "S10 linux-ide (legacy PC platform) boots and powers off"
+    ide_check "S11 pata_legacy finds the IDE disk" "rig-child: storage: ide disk sd[a-z]+ sectors=$STORAGE_DISK_SECTORS model=$STORAGE_IDE_MODEL" || true
+    ide_check "S12 pattern read through IDE matches" 'rig-child: storage: pattern read through the emulated IDE disk matches' || true
 }

@@ -54,10 +54,13 @@ public enum MADT {
     /// `processorCount` and GSI base 0, ISA IRQ 0 routed to GSI 2 as on every PC, and IRQ 14 and
     /// 15 identity-mapped (`identityOverrides`). The other ISA IRQs, COM1's IRQ 4 among them,
     /// are identity-mapped and need no override.
-    static func build(processorCount: Int, ioapicAddress: UInt32) -> [UInt8] {
+    /// Flags bit 0, PCAT_COMPAT: the platform also has an 8259 pair (the legacy-PC platform).
+    public static let pcatCompatible: UInt32 = 1
+
+    static func build(processorCount: Int, ioapicAddress: UInt32, legacyPC: Bool = false) -> [UInt8] {
         var body: [UInt8] = []
         body.appendLittleEndian(localAPICAddress)
-        body.appendLittleEndian(UInt32(0))
+        body.appendLittleEndian(legacyPC ? pcatCompatible : 0)
         for index in 0..<processorCount {
             body += [processorLocalAPICType, UInt8(processorLocalAPICLength),
                      UInt8(truncatingIfNeeded: index), UInt8(truncatingIfNeeded: index)]

@@ -57,6 +57,9 @@ public enum IDEDevice: ParentDevice {
     public static let bus = DeviceBus.emulated
     /// A primary and a secondary channel.
     public static let maximumPerPartition = 2
+    /// `pata_legacy` asks for IRQ 14 (15) by number, which Linux only has on the legacy-PC
+    /// platform (Docs/hyperv-interface.md §16).
+    public static let requiresLegacyPC = true
 
     public static func problem(with settings: IDESettings) -> String? {
         guard settings.path.hasPrefix("/"), !settings.path.contains("\0") else { return "the path must be absolute" }
