@@ -156,12 +156,13 @@ extension StorageWorkload {
         let begin = clock.timestamp()
         let end = begin &+ clock.ticks(nanoseconds: durationNanoseconds)
         var quietSince: UInt64?
+        var staged = [Bool](repeating: false, count: vscs.count)
         while true {
             let now = clock.timestamp()
             let running = now < end
             if !running && inFlight == 0 { break }
             // Fill the queue, a request per channel in turn.
-            var staged = [Bool](repeating: false, count: vscs.count)
+            for index in staged.indices { staged[index] = false }
             while running, let slot = free.last {
                 let channel = turn % vscs.count
                 let offset = offsets.take()
