@@ -44,10 +44,10 @@ let system = Target.Dependency.product(name: "SystemPackage", package: "swift-sy
 let devices: [Device] = [
     Device("Bench", [.protocol, .vsp, .vsc]),
     Device("IC", [.protocol, .vsp, .vsc, .tests]),
-    Device("IDE", [.emulator, .tests]),
+    Device("IDE", [.emulator, .vsc, .tests], extra: ["DiskBackend"]),
     Device("Network", [.protocol, .vsp, .tests], extra: ["GuestMemory", "VirtualSwitch"]),
     Device("Serial", [.emulator, .tests]),
-    Device("Storage", [.protocol, .vsp, .tests], extra: ["GuestMemory", "DiskBackend"]),
+    Device("Storage", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "DiskBackend"]),
 ]
 
 /// A device's parts, each a target named by where it runs:
@@ -92,9 +92,9 @@ struct Device {
         }
         if parts.contains(.emulator) {
             targets.append(.target(name: "\(name)Emulator",
-                                   dependencies: ["HyperV", "VMBusProtocol", "DeviceHost", "DeviceModel", "LinuxSupport"] + extra,
+                                   dependencies: ["HyperV", "VMBusProtocol", "DeviceHost", "DeviceModel", "LinuxSupport", log] + extra,
                                    path: "\(path)/Emulator", swiftSettings: host))
-            tested += [.target(name: "\(name)Emulator"), "DeviceHost", "DeviceModel"]
+            tested += [.target(name: "\(name)Emulator"), "DeviceHost", "DeviceModel", "LinuxSupport", "GuestMemory", log]
         }
         if parts.contains(.vsc) {
             targets.append(.target(name: "\(name)VSC", dependencies: ["HyperV", "VMBusProtocol", "VMBusClient"] + wire,
@@ -205,14 +205,12 @@ let package = Package(
                 path: "Sources/Tools/LocalDeployment", swiftSettings: host),
         .target(name: "Bench",
                 dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
-                               "LocalDeployment"],
+                               "LocalDeployment", "DeviceModel", "DiskBackend"],
                 path: "Sources/Tools/Bench", swiftSettings: host),
-        .executableTarget(name: "DiskBench", dependencies: ["DiskBackend", "GuestMemory"],
-                          path: "Sources/Tools/DiskBench", swiftSettings: host),
         .executableTarget(
             name: "hv",
             dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ManagementAPI", "GuestBuilder",
-                           "LocalDeployment", "Bench",
+                           "LocalDeployment", "Bench", "DiskBackend",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"), log],
             path: "Sources/Tools/hv", swiftSettings: host),
 
@@ -257,7 +255,7 @@ let package = Package(
         .testTarget(name: "VMBusHostTests",
                     dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", "VSPTestSupport"]),
         .testTarget(name: "IntegrationTests",
-                    dependencies: ["LocalDeployment", "ManagementAPI", "DeviceModel", "GuestBuilder", "KVM"]),
+                    dependencies: ["LocalDeployment", "ManagementAPI", "DeviceModel", "GuestBuilder", "KVM", "StorageVSC"]),
         // Root ↔ parent and user ↔ root, each end real, over real sockets, without /dev/kvm.
         .testTarget(name: "ProcessSeamTests",
                     dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ControlProtocol",

@@ -439,6 +439,42 @@ port_in8:
     in %dx, %al
     ret
 
+// REP INSW / REP OUTSW for PIO data transfers (an emulated IDE disk's data register).
+    .globl port_in_words
+port_in_words:                      // rdi = port, rsi = buffer, rdx = words
+    mov %rdx, %rcx
+    mov %edi, %edx
+    mov %rsi, %rdi
+    cld
+    rep insw
+    ret
+
+    .globl port_out_words
+port_out_words:                     // rdi = port, rsi = buffer, rdx = words
+    mov %rdx, %rcx
+    mov %edi, %edx
+    cld
+    rep outsw
+    ret
+
+// REP INSL / REP OUTSL: the same with 32-bit elements (half the exits where each element is one).
+    .globl port_in_dwords
+port_in_dwords:                     // rdi = port, rsi = buffer, rdx = doublewords
+    mov %rdx, %rcx
+    mov %edi, %edx
+    mov %rsi, %rdi
+    cld
+    rep insl
+    ret
+
+    .globl port_out_dwords
+port_out_dwords:                    // rdi = port, rsi = buffer, rdx = doublewords
+    mov %rdx, %rcx
+    mov %edi, %edx
+    cld
+    rep outsl
+    ret
+
     .globl read_tsc
 read_tsc:
     rdtsc

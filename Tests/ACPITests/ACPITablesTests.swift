@@ -124,7 +124,7 @@ struct ACPITablesTests {
             entries.append((madt[offset], Array(madt[offset..<(offset + length)])))
             offset += length
         }
-        #expect(entries.count == processors + 2)
+        #expect(entries.count == processors + 4)
         for (index, entry) in entries.prefix(processors).enumerated() {
             #expect(entry.type == 0)
             #expect(entry.bytes.count == 8)
@@ -140,6 +140,32 @@ struct ACPITablesTests {
         let override = entries[processors + 1]
         #expect(override.type == 2)
         #expect(override.bytes == [2, 10, 0, 0, 2, 0, 0, 0, 0, 0])
+        // The IDE channels' IRQs, identity-mapped, so that Linux sets them up without an ACPI device.
+        #expect(entries[processors + 2].bytes == [2, 10, 0, 14, 14, 0, 0, 0, 0, 0])
+        #expect(entries[processors + 3].bytes == [2, 10, 0, 15, 15, 0, 0, 0, 0, 0])
+    }
+
+    /// The legacy-PC flavour: not hardware-reduced, PCAT_COMPAT, a PM1a event and control block
+    /// on the root's ports, SCI on IRQ 9; the DSDT and the rest as usual.
+    @Test func legacyPCTablesDescribeAPM1BlockAndThe8259Pair() throws {
+        let blob = try ACPITables.build(processorCount: 2, baseAddress: Self.base, legacyPC: true)
+        let fadt = Array(try #require(blob.table("FACP")))
+        let flags = try #require(fadt.littleEndian(UInt32.self, at: FADT.flagsOffset))
+        #expect(flags & FADT.hardwareReducedACPI == 0)
+        #expect(flags & FADT.resetRegisterSupported != 0)
+        #expect(fadt.littleEndian(UInt16.self, at: FADT.sciInterruptOffset) == 9)
+        #expect(fadt.littleEndian(UInt32.self, at: FADT.pm1aEventBlockOffset) == UInt32(PlatformPorts.pm1Event))
+        #expect(fadt.littleEndian(UInt32.self, at: FADT.pm1aControlBlockOffset) == UInt32(PlatformPorts.pm1Control))
+        #expect(fadt[FADT.pm1EventLengthOffset] == 4 && fadt[FADT.pm1ControlLengthOffset] == 2)
+        #expect(GenericAddress(fadt, at: FADT.extendedPM1aControlBlockOffset)?.address == UInt64(PlatformPorts.pm1Control))
+        #expect(GenericAddress(fadt, at: FADT.extendedPM1aEventBlockOffset)?.bitWidth == 32)
+        let madt = Array(try #require(blob.table("APIC")))
+        #expect(madt.littleEndian(UInt32.self, at: 40) == MADT.pcatCompatible)
+        // The default stays hardware-reduced.
+        let reduced = try ACPITables.build(processorCount: 2, baseAddress: Self.base)
+        let reducedFADT = Array(try #require(reduced.table("FACP")))
+        #expect(try #require(reducedFADT.littleEndian(UInt32.self, at: FADT.flagsOffset)) & FADT.hardwareReducedACPI != 0)
+        #expect(reducedFADT.littleEndian(UInt32.self, at: FADT.pm1aControlBlockOffset) == 0)
     }
 
     @Test(arguments: [0, 255, -1])

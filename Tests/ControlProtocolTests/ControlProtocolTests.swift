@@ -33,6 +33,8 @@ struct ControlProtocolTests {
         .deviceAdded(partitionID: 7, attachment.devices[1]),
         .deviceRemoved(partitionID: 7, instance: GUID(1, 2, 3, 4)),
         .deviceChanged(partitionID: 7, attachment.devices[0]),
+        .portReadString(requestID: 11, partitionID: 7, vp: 1, port: 0x1F0, size: 2, count: 2048),
+        .portWriteString(partitionID: 7, vp: 0, port: 0x1F0, size: 2, bytes: [UInt8](repeating: 0x5A, count: 512)),
     ]
 
     static let parentMessages: [ParentMessage] = [
@@ -48,6 +50,7 @@ struct ControlProtocolTests {
         .portReadResult(requestID: 9, value: 0x60),
         .requestInterruptLine(requestID: 10, partitionID: 7, pin: 4),
         .consoleOutput(partitionID: 7, bytes: Array("hello\n".utf8)),
+        .portReadStringResult(requestID: 11, bytes: [UInt8](repeating: 0xA5, count: 4096)),
     ]
 
     @Test(arguments: rootMessages)
@@ -72,6 +75,13 @@ struct ControlProtocolTests {
         #expect(throws: ControlProtocolError.trailingBytes) { _ = try ParentMessage(parsing: ParentMessage.hello(parentProcessID: 1).bytes + [0]) }
         #expect(throws: ControlProtocolError.unknownKind(999)) { _ = try ParentMessage(parsing: [1, 0, 0xE7, 0x03]) }
         #expect(throws: ControlProtocolError.unsupportedVersion(2)) { _ = try RootMessage(parsing: [2, 0, 1, 0]) }
+    }
+
+    @Test func stringIOLargerThanAPageIsRejected() {
+        let write = RootMessage.portWriteString(partitionID: 7, vp: 0, port: 0x1F0, size: 2, bytes: [UInt8](repeating: 1, count: 4098))
+        #expect(throws: ControlProtocolError.self) { _ = try RootMessage(parsing: write.bytes) }
+        let result = ParentMessage.portReadStringResult(requestID: 1, bytes: [UInt8](repeating: 1, count: 4100))
+        #expect(throws: ControlProtocolError.self) { _ = try ParentMessage(parsing: result.bytes) }
     }
 
     @Test func oversizedPostMessagePayloadIsRejected() {

@@ -63,8 +63,9 @@ struct DeviceRegistryTests {
             let session = provider.openSession(ChannelOpening(relID: 1, targetVP: 0))
             #expect(session != nil, "\(T.kind) refused to open a channel")
         case (.emulated, .emulated(let device)):
+            context.intercepted.withLock { $0.removeAll() }
             device.attach()
-            #expect(context.intercepted.withLock { $0.last } == device.ports, "\(T.kind) did not intercept its ports")
+            #expect(context.intercepted.withLock { $0 } == device.ports, "\(T.kind) did not intercept its ports")
             device.stop()
         default:
             Issue.record("\(T.kind) built a device for another bus than \(T.bus)")

@@ -37,4 +37,7 @@ for device in /sys/bus/vmbus/devices/*; do
     [ -e "$device/class_id" ] && say "vmbus device $(basename "$device") class $(cat "$device/class_id")"
 done
 
+# The disks (storage-child.sh).
+[ -f /storage-child.sh ] && . /storage-child.sh
+
 while true; do sleep 1; done

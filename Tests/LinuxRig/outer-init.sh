@@ -15,6 +15,7 @@
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 HV=/rig/hv
 RT=/run/hv
+. /rig/storage-host.sh
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -162,6 +163,7 @@ fi
 
 # --- The Linux child partition ---------------------------------------------------------------
 sed 's/^/RIG linux.json| /' /rig/linux.json
+storage_prepare
 started=$(uptime_s)
 if ! out=$($HV partition create /rig/linux.json --start --runtime-dir $RT 2>&1); then
     echo "$out" | sed 's/^/RIG linux create| /'
@@ -223,6 +225,17 @@ if [ "$QUICK" = 1 ]; then
     finish
 fi
 
+# The storage steps (storage-child.sh) run after the IC checkpoints: wait for them, answering the
+# child's hot-add request on the way.
+deadline=$(( $(cut -d. -f1 /proc/uptime) + LINUX_TIMEOUT / 2 ))
+until storage_done || [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] || ! alive $root_pid; do
+    sleep 3
+    follow linux CHILD
+    storage_follow
+done
+storage_done || say "linux: the storage steps did not finish"
+storage_check_protocol
+
 # Shut the child down through the shutdown integration service and wait until it is stopped.
 sleep 5
 follow linux CHILD
@@ -244,4 +257,6 @@ else
     result linux-shutdown FAIL "state $current $(since $started) s after the shutdown request"
     $HV partition stop linux --runtime-dir $RT | sed 's/^/RIG /'
 fi
+storage_check_file
+storage_ide_child
 finish

@@ -47,6 +47,9 @@ TRANSCRIPT=$WORK/transcript.log
 KERNEL_META=linux-image-cloud-amd64
 OUTER_MODULES=(irqbypass kvm kvm_amd)   # dependencies are added from each module's modinfo
 CHILD_MODULES=(hv_vmbus hv_utils)
+# shellcheck source=storage-rig.sh
+. "$(dirname "${BASH_SOURCE[0]}")/storage-rig.sh"
+CHILD_MODULES+=("${STORAGE_CHILD_MODULES[@]}")
 EXPECTED_PRIVILEGES_LOW=0x8a66   # CPUID 0x40000003 EAX as advertised (Sources/Root/HypervisorInterface/HvCPUID.swift)
 EXPECTED_VMBUS_VERSION=5.3       # the newest Linux 6.1 offers
 
@@ -241,11 +244,13 @@ assemble() {
     busybox_root "$child"
     install -m 755 "$RIG_DIR/child-init.sh" "$child/init"
     install_modules "$child/lib/modules" "${CHILD_MODULES[@]}"
+    storage_assemble_child "$child"
     make_cpio "$child" "$WORK/child.img"
 
     busybox_root "$outer"
     install -m 755 "$RIG_DIR/outer-init.sh" "$outer/init"
     install_modules "$outer/rig/modules" "${OUTER_MODULES[@]}"
+    storage_assemble_outer "$outer"
     install -m 755 "$HV_STRIPPED" "$outer/rig/hv"
     # The libraries hv still links dynamically (glibc, libstdc++, libgcc_s) and the loader, at
     # the paths ldd reports.
@@ -350,6 +355,7 @@ check() {
         child_check "4 heartbeat IC" 'Heartbeat IC version' "$vmbus_line" || true
         child_check "5 shutdown IC" 'Shutdown IC version' "$vmbus_line" || true
         child_check "6 time sync IC" 'TimeSync IC version' "$vmbus_line" || true
+        storage_checks
         rig_check linux-shutdown "7 hv partition shutdown -> stopped"
     fi
     if [ "$QEMU_STATUS" != 0 ]; then

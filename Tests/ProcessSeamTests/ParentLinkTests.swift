@@ -135,6 +135,21 @@ struct ParentLinkTests {
         #expect(try line.wait(timeoutMilliseconds: 10_000) != nil, "the parent raised IRQ 4 through the root's eventfd")
     }
 
+    /// String I/O (REP INS/OUTS) travels as one message per exit, both ways.
+    @Test func stringPortIOReachesTheParentAsOneMessage() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha", devices: ["com1"])
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        #expect(eventually { alpha.forwarder(for: 0x3F8) != nil })
+        let uart = try #require(alpha.forwarder(for: 0x3F8))
+        uart.writeString(vp: 0, port: 0x3F8, size: 1, bytes: Array("string\n".utf8))
+        #expect(eventually { alpha.console.snapshot.contains("string") }, "REP OUTSB reached the UART byte by byte")
+        uart.write(vp: 0, port: 0x3FF, size: 1, value: 0x5A)
+        #expect(uart.readString(vp: 0, port: 0x3FF, size: 1, count: 3) == [0x5A, 0x5A, 0x5A], "REP INSB read the scratch register")
+    }
+
     @Test func aPortReadTheParentDoesNotAnswerReadsAsAFloatingBus() throws {
         let root = try RootEnd(portReadTimeout: 50_000_000)
         defer { root.stop() }

@@ -31,9 +31,10 @@ struct InMemoryChannel<Memory: RingMemory>: VMBusChannel {
     var outgoingDataSize: Int { writer.memory.dataSize }
     var incomingDataSize: Int { reader.memory.dataSize }
 
-    mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, payload: [UInt8]) -> Bool {
+    mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, header: [UInt8],
+                        payload: [UInt8]) -> Bool {
         do throws(RingError) {
-            try writer.write(type: type, flags: flags, transactionID: transactionID, payload: payload)
+            try writer.write(type: type, flags: flags, transactionID: transactionID, header: header, payload: payload)
             return true
         } catch {
             return false

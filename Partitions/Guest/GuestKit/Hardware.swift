@@ -10,6 +10,10 @@
 @_extern(c, "port_out32") func _portOut32(_ port: UInt32, _ value: UInt32)
 @_extern(c, "port_out8") func _portOut8(_ port: UInt32, _ value: UInt32)
 @_extern(c, "port_in8") func _portIn8(_ port: UInt32) -> UInt32
+@_extern(c, "port_in_words") func _portInWords(_ port: UInt32, _ buffer: UnsafeMutableRawPointer, _ words: Int)
+@_extern(c, "port_out_words") func _portOutWords(_ port: UInt32, _ buffer: UnsafeRawPointer, _ words: Int)
+@_extern(c, "port_in_dwords") func _portInDoublewords(_ port: UInt32, _ buffer: UnsafeMutableRawPointer, _ count: Int)
+@_extern(c, "port_out_dwords") func _portOutDoublewords(_ port: UInt32, _ buffer: UnsafeRawPointer, _ count: Int)
 @_extern(c, "read_tsc") func _readTSC() -> UInt64
 @_extern(c, "cpu_relax") func _cpuRelax()
 @_extern(c, "guest_message_pages") func _messagePages() -> UInt64
@@ -27,6 +31,22 @@ public enum CPU {
     @inline(__always) public static func out32(_ port: UInt16, _ value: UInt32) { _portOut32(UInt32(port), value) }
     @inline(__always) public static func out8(_ port: UInt16, _ value: UInt8) { _portOut8(UInt32(port), UInt32(value)) }
     @inline(__always) public static func in8(_ port: UInt16) -> UInt8 { UInt8(truncatingIfNeeded: _portIn8(UInt32(port))) }
+    /// REP INSW: `words` 16-bit reads of `port` into memory at `buffer`.
+    @inline(__always) public static func inWords(_ port: UInt16, into buffer: UnsafeMutableRawPointer, words: Int) {
+        _portInWords(UInt32(port), buffer, words)
+    }
+    /// REP INSL: `count` 32-bit reads of `port` into memory at `buffer`.
+    @inline(__always) public static func inDoublewords(_ port: UInt16, into buffer: UnsafeMutableRawPointer, count: Int) {
+        _portInDoublewords(UInt32(port), buffer, count)
+    }
+    /// REP OUTSL: `count` 32-bit writes to `port` from memory at `buffer`.
+    @inline(__always) public static func outDoublewords(_ port: UInt16, from buffer: UnsafeRawPointer, count: Int) {
+        _portOutDoublewords(UInt32(port), buffer, count)
+    }
+    /// REP OUTSW: `words` 16-bit writes to `port` from memory at `buffer`.
+    @inline(__always) public static func outWords(_ port: UInt16, from buffer: UnsafeRawPointer, words: Int) {
+        _portOutWords(UInt32(port), buffer, words)
+    }
 
     /// Halts until about `nanoseconds` have passed or an interrupt arrives, whichever is first.
     public static func sleep(nanoseconds: UInt64) { _sleep(max(nanoseconds, 1000)) }

@@ -39,9 +39,10 @@ public struct GuestChannel: VMBusChannel {
     /// SINT 2 interrupts taken on this processor.
     public var interruptCount: UInt64 { SynICClient.interruptCount(slot: 0) }
 
-    public mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, payload: [UInt8]) -> Bool {
+    public mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, header: [UInt8],
+                        payload: [UInt8]) -> Bool {
         do throws(RingError) {
-            try writer.write(type: type, flags: flags, transactionID: transactionID, payload: payload)
+            try writer.write(type: type, flags: flags, transactionID: transactionID, header: header, payload: payload)
             return true
         } catch {
             return false

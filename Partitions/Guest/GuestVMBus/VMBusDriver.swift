@@ -102,6 +102,16 @@ public struct VMBusDriver {
             incoming: LocalRingMemory(address: address + UInt64(ringPages) * 4096, pages: ringPages), clock: clock)
     }
 
+    /// Handles host messages until `count` offers that `match` accepts are in `offers` (for
+    /// example the sub-channels a device announced), or `timeoutNanoseconds` pass; returns them.
+    public mutating func waitForOffers(count: Int, timeoutNanoseconds: UInt64, where match: (OfferChannel) -> Bool)
+        -> [OfferChannel]
+    {
+        let start = now
+        while offers.filter(match).count < count, now &- start < timeoutNanoseconds { step() }
+        return offers.filter(match)
+    }
+
     /// The relid of the next channel the host rescinds, within `timeoutNanoseconds`.
     public mutating func waitForRescind(timeoutNanoseconds: UInt64) -> UInt32? {
         let start = now

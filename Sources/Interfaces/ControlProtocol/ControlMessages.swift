@@ -104,11 +104,21 @@ public enum RootMessage: Hashable, Sendable {
     /// The device `spec.instance` of a running partition has new settings; descriptors: its host
     /// resources under those settings, in order.
     case deviceChanged(partitionID: UInt32, DeviceSpec)
+    /// A string IN (REP INS) of `count` elements of `size` bytes from an intercepted port, as one
+    /// request; the processor waits for `portReadStringResult`.
+    case portReadString(requestID: UInt32, partitionID: UInt32, vp: UInt32, port: UInt16, size: UInt8, count: UInt32)
+    /// A string OUT (REP OUTS) of whole `size`-byte elements to an intercepted port. Posted.
+    case portWriteString(partitionID: UInt32, vp: UInt32, port: UInt16, size: UInt8, bytes: [UInt8])
 
     enum Kind: UInt16 {
         case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
-             requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged
+             requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged,
+             portReadString, portWriteString
     }
+
+    /// The most bytes one string I/O message carries: KVM hands user space at most a page of
+    /// string I/O per exit.
+    public static let maximumStringBytes = 4096
 
     /// The number of descriptors that must accompany the message.
     public var descriptorCount: Int {
@@ -199,6 +209,21 @@ public enum RootMessage: Hashable, Sendable {
             out.u16(Kind.deviceChanged.rawValue)
             out.u32(id)
             encode(device, into: &out)
+        case .portReadString(let request, let id, let vp, let port, let size, let count):
+            out.u16(Kind.portReadString.rawValue)
+            out.u32(request)
+            out.u32(id)
+            out.u32(vp)
+            out.u16(port)
+            out.u8(size)
+            out.u32(count)
+        case .portWriteString(let id, let vp, let port, let size, let bytes):
+            out.u16(Kind.portWriteString.rawValue)
+            out.u32(id)
+            out.u32(vp)
+            out.u16(port)
+            out.u8(size)
+            out.data(bytes)
         }
         return out.bytes
     }
@@ -262,6 +287,12 @@ public enum RootMessage: Hashable, Sendable {
             self = .deviceRemoved(partitionID: id, instance: instance)
         case .deviceChanged:
             self = .deviceChanged(partitionID: try input.u32(), try decodeDevice(&input))
+        case .portReadString:
+            self = .portReadString(requestID: try input.u32(), partitionID: try input.u32(), vp: try input.u32(),
+                                   port: try input.u16(), size: try input.u8(), count: try input.u32())
+        case .portWriteString:
+            self = .portWriteString(partitionID: try input.u32(), vp: try input.u32(), port: try input.u16(),
+                                    size: try input.u8(), bytes: try input.data(limit: Self.maximumStringBytes))
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }
@@ -292,11 +323,13 @@ public enum ParentMessage: Hashable, Sendable {
     case requestInterruptLine(requestID: UInt32, partitionID: UInt32, pin: UInt8)
     /// Bytes the guest wrote to its console (serial port), for the partition's console log.
     case consoleOutput(partitionID: UInt32, bytes: [UInt8])
+    /// The bytes for a `portReadString`, in the order the elements were read.
+    case portReadStringResult(requestID: UInt32, bytes: [UInt8])
 
     enum Kind: UInt16 {
         case hello = 1, registerMessageConnection, unregisterMessageConnection, registerEventConnection,
              unregisterEventConnection, requestDoorbell, postMessage, partitionStatus, registerPorts, portReadResult,
-             requestInterruptLine, consoleOutput
+             requestInterruptLine, consoleOutput, portReadStringResult
     }
 
     public var descriptorCount: Int {
@@ -366,6 +399,10 @@ public enum ParentMessage: Hashable, Sendable {
             out.u16(Kind.consoleOutput.rawValue)
             out.u32(id)
             out.data(bytes)
+        case .portReadStringResult(let request, let bytes):
+            out.u16(Kind.portReadStringResult.rawValue)
+            out.u32(request)
+            out.data(bytes)
         }
         return out.bytes
     }
@@ -408,6 +445,9 @@ public enum ParentMessage: Hashable, Sendable {
             self = .requestInterruptLine(requestID: try input.u32(), partitionID: try input.u32(), pin: try input.u8())
         case .consoleOutput:
             self = .consoleOutput(partitionID: try input.u32(), bytes: try input.data(limit: 1 << 16))
+        case .portReadStringResult:
+            self = .portReadStringResult(requestID: try input.u32(),
+                                         bytes: try input.data(limit: RootMessage.maximumStringBytes))
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }

@@ -32,6 +32,10 @@ public protocol DeviceType: Sendable {
     /// The host resources the device needs with these settings, in the order it wants their
     /// descriptors (`ParentDevice.make` receives them opened).
     static func resources(for settings: Settings) -> [HostResource]
+    /// Whether a Linux partition with this device boots on the legacy-PC platform (an 8259
+    /// pair and ISA IRQ numbers) rather than hardware-reduced ACPI: a device whose Linux driver
+    /// asks for an ISA IRQ by number, as `pata_legacy` does, gets none otherwise.
+    static var requiresLegacyPC: Bool { get }
 }
 
 extension DeviceType {
@@ -44,6 +48,7 @@ extension DeviceType {
     public static var changeableWhileRunning: Bool { false }
     public static func problem(with settings: Settings) -> String? { nil }
     public static func resources(for settings: Settings) -> [HostResource] { [] }
+    public static var requiresLegacyPC: Bool { false }
 }
 
 extension DeviceType where Settings == NoSettings {

@@ -1,3 +1,5 @@
+import DeviceModel
+
 /// What `GET /v1/partitions/{name}` returns.
 public struct PartitionInfo: Codable, Sendable, Equatable {
     public var id: UInt32
@@ -33,10 +35,14 @@ public struct DeviceSummary: Codable, Sendable, Equatable {
     public var kind: String
     /// The instance GUID the guest sees.
     public var instance: String
+    /// Its settings as they are now (for example a SCSI controller's disks), so a client can
+    /// change one and send them back with `PUT .../devices/{device}`.
+    public var settings: JSONValue?
 
-    public init(kind: String, instance: String) {
+    public init(kind: String, instance: String, settings: JSONValue? = nil) {
         self.kind = kind
         self.instance = instance
+        self.settings = settings
     }
 }
 

@@ -36,16 +36,45 @@ public enum DeviceInstance: Sendable {
 /// An emulated legacy device: the guest's accesses to `ports` reach it through the root's port
 /// intercepts. Accesses arrive on the parent's control thread, one at a time.
 public protocol EmulatedDevice: Sendable {
-    /// The I/O ports it decodes.
-    var ports: Range<UInt16> { get }
+    /// The I/O port ranges it decodes (an IDE channel has its command block and, apart, its
+    /// control port).
+    var ports: [Range<UInt16>] { get }
     /// Registers what it needs from the partition (port intercepts, interrupt lines).
     func attach()
     /// A guest write of `size` bytes.
     func portWrite(port: UInt16, size: Int, value: UInt32)
     /// A guest read of `size` bytes; the guest processor waits for the answer.
     func portRead(port: UInt16, size: Int) -> UInt32
+    /// A string IN (REP INSB/INSW/INSD) of `count` elements of `size` bytes, as one exit delivers
+    /// it; the guest processor waits for the bytes. By default one `portRead` per element.
+    func portReadString(port: UInt16, size: Int, count: Int) -> [UInt8]
+    /// A string OUT (REP OUTSB/OUTSW/OUTSD) of `bytes`, whole elements of `size` bytes. By default
+    /// one `portWrite` per element.
+    func portWriteString(port: UInt16, size: Int, bytes: [UInt8])
     /// The partition stopped or the parent is detaching: release threads and registrations.
     func stop()
+}
+
+extension EmulatedDevice {
+    public func portReadString(port: UInt16, size: Int, count: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(max(0, count) * size)
+        for _ in 0..<max(0, count) {
+            let value = portRead(port: port, size: size)
+            for shift in 0..<size { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * shift))) }
+        }
+        return bytes
+    }
+
+    public func portWriteString(port: UInt16, size: Int, bytes: [UInt8]) {
+        var offset = 0
+        while size > 0, offset + size <= bytes.count {
+            var value: UInt32 = 0
+            for shift in 0..<size { value |= UInt32(bytes[offset + shift]) << (8 * shift) }
+            portWrite(port: port, size: size, value: value)
+            offset += size
+        }
+    }
 }
 
 /// A device that can ask the guest to shut down (`hv partition shutdown`).

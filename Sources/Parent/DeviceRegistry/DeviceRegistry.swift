@@ -2,7 +2,9 @@ import BenchVSP
 import DeviceHost
 import DeviceModel
 import ICVSP
+import IDEEmulator
 import SerialEmulator
+import StorageVSP
 
 /// Every kind of device this build can give a partition: the one place devices are
 /// registered. A new device is a folder under Sources/Devices (Package.swift finds it) and a
@@ -14,6 +16,8 @@ public enum DeviceRegistry {
         TimeSyncDevice.self,
         BenchDevice.self,
         SerialPortDevice.self,
+        StorageDevice.self,
+        IDEDevice.self,
     ]
 
     /// The devices as the root and `hv` see them: kinds, settings and rules.

@@ -51,39 +51,66 @@ public final class DiskImage: Sendable {
     /// Opens an existing image.
     /// - Throws: if the file cannot be opened, is not a regular file, is empty, or (with
     ///   `direct`) its file system refuses O_DIRECT.
-    public init(path: String, access: Access = .readWrite, direct: Bool = false) throws(SystemError) {
+    public convenience init(path: String, access: Access = .readWrite, direct: Bool = false) throws(SystemError) {
         let writable: Int32 = access == .readWrite ? 1 : 0
         let raw = cdiskio_open(path, writable, 0, 0)
         guard raw >= 0 else { throw SystemError("open disk image \(path)", errno: Errno(rawValue: -raw)) }
-        buffered = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
-        var info = stat()
-        _ = try retryingOnInterrupt("fstat disk image \(path)") { fstat(raw, &info) }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw SystemError("use \(path) as a disk image: not a regular file", errno: .invalidArgument)
-        }
-        guard info.st_size > 0 else { throw SystemError("use \(path) as a disk image: it is empty", errno: .invalidArgument) }
-        self.path = path
-        size = UInt64(info.st_size)
-        isReadOnly = access == .readOnly
+        let buffered = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
+        var directDescriptor: OwnedDescriptor?
         if direct {
             let directRaw = cdiskio_open(path, writable, 1, 0)
             guard directRaw >= 0 else {
                 throw SystemError("open disk image \(path) with O_DIRECT", errno: Errno(rawValue: -directRaw))
             }
-            self.direct = OwnedDescriptor(adopting: FileDescriptor(rawValue: directRaw))
+            directDescriptor = OwnedDescriptor(adopting: FileDescriptor(rawValue: directRaw))
+        }
+        try self.init(adopting: buffered, direct: directDescriptor, name: path, access: access)
+    }
+
+    /// Adopts descriptors someone else opened (the root scheduler opens a device's files and hands
+    /// the parent their descriptors, so the parent never opens a host path).
+    /// - Parameters:
+    ///   - buffered: the image, opened for reading, and for writing unless `access` is read-only.
+    ///   - direct: with O_DIRECT wanted, a second open of the same file (its own open file
+    ///     description, so that setting O_DIRECT on it leaves `buffered` alone); O_DIRECT is set here.
+    ///   - name: what errors and logs call the image (its path, as the configuration gave it).
+    /// - Throws: if a descriptor is not a regular file, the image is empty, a read-write image was
+    ///   opened read-only, or the file system refuses O_DIRECT.
+    public init(adopting buffered: OwnedDescriptor, direct: OwnedDescriptor? = nil, name: String,
+                access: Access = .readWrite) throws(SystemError) {
+        var info = stat()
+        _ = try retryingOnInterrupt("fstat disk image \(name)") { fstat(buffered.rawValue, &info) }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw SystemError("use \(name) as a disk image: not a regular file", errno: .invalidArgument)
+        }
+        guard info.st_size > 0 else { throw SystemError("use \(name) as a disk image: it is empty", errno: .invalidArgument) }
+        for descriptor in [buffered] + (direct.map { [$0] } ?? []) where access == .readWrite {
+            let writable = cdiskio_writable(descriptor.rawValue)
+            guard writable >= 0 else { throw SystemError("read the access mode of \(name)", errno: Errno(rawValue: -writable)) }
+            guard writable == 1 else {
+                throw SystemError("use \(name) as a writable disk image: it was opened read-only", errno: .badFileDescriptor)
+            }
+        }
+        path = name
+        size = UInt64(info.st_size)
+        isReadOnly = access == .readOnly
+        self.buffered = buffered
+        if let direct {
+            let result = cdiskio_set_direct(direct.rawValue, 1)
+            guard result == 0 else { throw SystemError("use \(name) with O_DIRECT", errno: Errno(rawValue: -result)) }
             var memory: UInt32 = 0
             var offset: UInt32 = 0
-            let result = cdiskio_direct_io_alignment(directRaw, &memory, &offset)
+            let aligned = cdiskio_direct_io_alignment(direct.rawValue, &memory, &offset)
             // Without STATX_DIOALIGN, a page is an alignment every file system accepts.
-            directAlignment = result == 0 && memory > 0 && offset > 0 ? Int(max(memory, offset)) : 4096
+            directAlignment = aligned == 0 && memory > 0 && offset > 0 ? Int(max(memory, offset)) : 4096
         } else {
-            self.direct = nil
             directAlignment = 1
         }
-        isDirect = direct
+        self.direct = direct
+        isDirect = direct != nil
         // Punching a hole past the end of the file changes nothing and tells whether the file
         // system supports it.
-        supportsPunchHole = access == .readWrite && cdiskio_punch_hole(raw, Int64(size), 4096) == 0
+        supportsPunchHole = access == .readWrite && cdiskio_punch_hole(buffered.rawValue, Int64(size), 4096) == 0
     }
 
     /// The descriptor for a transfer: the O_DIRECT one if the offset and every buffer range

@@ -175,14 +175,29 @@ public final class ChildPartition: Sendable {
 
     /// An intercepted port write (posted by the root).
     func portWrite(vp: UInt32, port: UInt16, size: Int, value: UInt32) {
-        let owner = services.withLock { $0.first { $0.ports.contains(port) } }
-        owner?.portWrite(port: port, size: size, value: value)
+        portOwner(port)?.portWrite(port: port, size: size, value: value)
     }
 
     /// An intercepted port read; the guest processor waits for the answer.
     func portRead(vp: UInt32, port: UInt16, size: Int) -> UInt32 {
-        let owner = services.withLock { $0.first { $0.ports.contains(port) } }
-        return owner?.portRead(port: port, size: size) ?? 0xFFFF_FFFF
+        portOwner(port)?.portRead(port: port, size: size) ?? 0xFFFF_FFFF
+    }
+
+    /// An intercepted string read (REP INS); the guest processor waits for the bytes.
+    func portReadString(vp: UInt32, port: UInt16, size: Int, count: Int) -> [UInt8] {
+        guard (size == 1 || size == 2 || size == 4), count > 0 else { return [] }
+        guard let owner = portOwner(port) else { return [UInt8](repeating: 0xFF, count: size * count) }
+        return owner.portReadString(port: port, size: size, count: count)
+    }
+
+    /// An intercepted string write (REP OUTS), posted by the root.
+    func portWriteString(vp: UInt32, port: UInt16, size: Int, bytes: [UInt8]) {
+        guard size == 1 || size == 2 || size == 4 else { return }
+        portOwner(port)?.portWriteString(port: port, size: size, bytes: bytes)
+    }
+
+    private func portOwner(_ port: UInt16) -> (any PartitionService)? {
+        services.withLock { $0.first { $0.ports.contains { $0.contains(port) } } }
     }
 
     func requestGuestShutdown() {
@@ -208,9 +223,11 @@ protocol PartitionService: Sendable {
     /// The message connections it owns.
     var messageConnections: [UInt32] { get }
     /// The I/O ports it emulates.
-    var ports: Range<UInt16> { get }
+    var ports: [Range<UInt16>] { get }
     func portWrite(port: UInt16, size: Int, value: UInt32)
     func portRead(port: UInt16, size: Int) -> UInt32
+    func portReadString(port: UInt16, size: Int, count: Int) -> [UInt8]
+    func portWriteString(port: UInt16, size: Int, bytes: [UInt8])
     /// A message the guest posted to one of them.
     func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8])
     /// A user asked for an orderly shutdown.
@@ -221,9 +238,11 @@ protocol PartitionService: Sendable {
 
 extension PartitionService {
     var messageConnections: [UInt32] { [] }
-    var ports: Range<UInt16> { 0..<0 }
+    var ports: [Range<UInt16>] { [] }
     func portWrite(port: UInt16, size: Int, value: UInt32) {}
     func portRead(port: UInt16, size: Int) -> UInt32 { 0xFFFF_FFFF }
+    func portReadString(port: UInt16, size: Int, count: Int) -> [UInt8] { [UInt8](repeating: 0xFF, count: size * count) }
+    func portWriteString(port: UInt16, size: Int, bytes: [UInt8]) {}
     func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8]) {}
     func requestGuestShutdown() {}
 }

@@ -10,7 +10,7 @@ struct EmulatedDeviceService: PartitionService {
         device.attach()
     }
 
-    var ports: Range<UInt16> { device.ports }
+    var ports: [Range<UInt16>] { device.ports }
 
     func portWrite(port: UInt16, size: Int, value: UInt32) {
         device.portWrite(port: port, size: size, value: value)
@@ -18,6 +18,14 @@ struct EmulatedDeviceService: PartitionService {
 
     func portRead(port: UInt16, size: Int) -> UInt32 {
         device.portRead(port: port, size: size)
+    }
+
+    func portReadString(port: UInt16, size: Int, count: Int) -> [UInt8] {
+        device.portReadString(port: port, size: size, count: count)
+    }
+
+    func portWriteString(port: UInt16, size: Int, bytes: [UInt8]) {
+        device.portWriteString(port: port, size: size, bytes: bytes)
     }
 
     func stop() {

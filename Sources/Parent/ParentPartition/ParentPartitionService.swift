@@ -134,6 +134,19 @@ public final class ParentPartitionService: Sendable {
         case .deviceChanged(let id, let spec):
             guard let child = child(id) else { break }
             child.perform { child.changeDevice(spec, resources: descriptors) }
+        case .portReadString(let request, let id, let vp, let port, let size, let count):
+            // As `portRead`: a partition that cannot take the request reads a floating bus at once.
+            let total = min(Int(size) * Int(count), RootMessage.maximumStringBytes)
+            guard let child = child(id), child.perform({
+                let bytes = child.portReadString(vp: vp, port: port, size: Int(size), count: Int(count))
+                root.send(.portReadStringResult(requestID: request, bytes: Array(bytes.prefix(total))))
+            }) else {
+                root.send(.portReadStringResult(requestID: request, bytes: [UInt8](repeating: 0xFF, count: total)))
+                break
+            }
+        case .portWriteString(let id, let vp, let port, let size, let bytes):
+            guard let child = child(id) else { break }
+            child.perform { child.portWriteString(vp: vp, port: port, size: Int(size), bytes: bytes) }
         }
     }
 

@@ -58,15 +58,22 @@ public final class ChannelWorker: Sendable {
         let tickInterval = session.tickInterval
         var nextTick = tickInterval.map { MonotonicClock.nanoseconds() &+ $0 } ?? .max
         var lastProgress = MonotonicClock.nanoseconds()
+        var spins = 0
         channel.reader.beginPolling()
         while true {
             var progressed = try channel.flushBacklog()
             var uncommitted = 0
             var drained = 0
+            // The session turned a packet away for now: leave the ring alone until it can go on.
+            var held = false
             while true {
                 // A guest that keeps its ring full must not keep the worker from stopping.
                 drained += 1
                 if drained % Self.stopCheckInterval == 0, stopEvent.consume() != nil { return }
+                guard session.acceptsPacket(on: channel) else {
+                    held = true
+                    break
+                }
                 let descriptor: PacketDescriptor?
                 do throws(RingError) {
                     descriptor = try channel.reader.next(into: &buffer)
@@ -96,18 +103,28 @@ public final class ChannelWorker: Sendable {
                 continue
             }
             if now < channel.pollingDeadline || now &- lastProgress < channel.idleSpinNanoseconds {
-                if stopEvent.consume() != nil { return }
+                // Looking for a stop request is a system call: not on every turn of a busy poll.
+                spins &+= 1
+                if spins % Self.stopCheckInterval == 0, stopEvent.consume() != nil { return }
+                continue
+            }
+            if try session.beforeSleeping(on: channel) {
+                channel.publish()
+                lastProgress = MonotonicClock.nanoseconds()
                 continue
             }
             // Idle: let the guest signal us again, then make sure nothing slipped in meanwhile.
-            if channel.reader.endPolling() {
+            // While the session holds packets back, the ring stays masked: the guest's doorbell
+            // then only rings for the space the session asked for.
+            if !held, channel.reader.endPolling() {
                 channel.reader.beginPolling()
                 continue
             }
             let timeout = nextTick == .max ? Int32(-1) : Int32(clamping: (nextTick &- now) / 1_000_000 + 1)
             let ready: [Bool]
             do throws(SystemError) {
-                ready = try Poll.wait(on: [channel.guestSignal.rawValue, stopEvent.rawValue], timeoutMilliseconds: timeout)
+                ready = try Poll.wait(on: [channel.guestSignal.rawValue, stopEvent.rawValue] + session.wakeDescriptors,
+                                      timeoutMilliseconds: timeout)
             } catch {
                 // The channel can no longer be served: give it up so the owner closes and rescinds it.
                 throw .ring("cannot wait for the guest's signal: \(error)")

@@ -42,11 +42,27 @@ public protocol ChannelSession: AnyObject {
     var tickInterval: UInt64? { get }
     /// Periodic work (heartbeats, time samples).
     func tick(on channel: VSPChannel) throws(VSPError)
-    /// Background work (e.g. producing data), called on every worker iteration.
+    /// Background work (e.g. producing data, reaping a back end's completions), called on every
+    /// worker iteration.
     /// - Returns: whether it did something (the worker keeps polling while it does).
     func work(on channel: VSPChannel) throws(VSPError) -> Bool
     /// The channel closed; release what the session holds.
     func close()
+
+    /// Whether the session takes another packet off the guest→host ring now. A session that
+    /// could not answer it without queueing (the host→guest ring lacks room for the completions
+    /// it owes, its back end is saturated) says no: the worker leaves the packet in the ring,
+    /// keeps the guest's signals masked, and waits for `wakeDescriptors` or the guest's doorbell
+    /// (which rings when the guest frees the space `VSPChannel.hasRoom` asked for).
+    func acceptsPacket(on channel: VSPChannel) -> Bool
+    /// Descriptors besides the guest's doorbell that must wake the worker when it sleeps, such as
+    /// a back end's completion eventfd. Asked each time the worker goes to sleep.
+    var wakeDescriptors: [Int32] { get }
+    /// The worker found nothing to do and is about to sleep: a last look at the session's own
+    /// sources (clear their events, then check them, so that anything arriving later wakes the
+    /// worker).
+    /// - Returns: whether it did something (the worker then goes on instead of sleeping).
+    func beforeSleeping(on channel: VSPChannel) throws(VSPError) -> Bool
 }
 
 extension ChannelSession {
@@ -55,6 +71,9 @@ extension ChannelSession {
     public func tick(on channel: VSPChannel) throws(VSPError) {}
     public func work(on channel: VSPChannel) throws(VSPError) -> Bool { false }
     public func close() {}
+    public func acceptsPacket(on channel: VSPChannel) -> Bool { true }
+    public var wakeDescriptors: [Int32] { [] }
+    public func beforeSleeping(on channel: VSPChannel) throws(VSPError) -> Bool { false }
 }
 
 /// A packet read from the guest→host ring. `bytes` is the packet from its descriptor through its

@@ -274,3 +274,17 @@ int cdiskio_direct_io_alignment(int fd, uint32_t *memory_alignment, uint32_t *of
     }
     return 0;
 }
+
+int cdiskio_set_direct(int fd, int direct) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -errno;
+    flags = direct ? (flags | O_DIRECT) : (flags & ~O_DIRECT);
+    if (fcntl(fd, F_SETFL, flags) < 0) return -errno;
+    return 0;
+}
+
+int cdiskio_writable(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -errno;
+    return (flags & O_ACCMODE) == O_RDONLY ? 0 : 1;
+}

@@ -17,11 +17,13 @@ public enum ACPITables {
     ///   - ioapicAddress: the IOAPIC's MMIO address.
     ///   - baseAddress: where the blob will be copied; 16-byte aligned, with the whole blob below 4 GiB.
     ///   - mmioWindows: ranges to publish in `\_SB.VMOD._CRS` for VMBus MMIO; none by default.
+    ///   - legacyPC: describe the legacy-PC platform (an 8259 pair, ISA IRQ numbers, a PM1 block)
+    ///     instead of hardware-reduced ACPI (`FADT.build`).
     /// - Throws: `.invalidConfiguration` for a processor count outside 1...254, a misaligned or
     ///   too-high base address, or an empty MMIO window.
     public static func build(
         processorCount: Int, ioapicAddress: UInt32 = defaultIOAPICAddress, baseAddress: UInt64,
-        mmioWindows: [Range<UInt64>] = []
+        mmioWindows: [Range<UInt64>] = [], legacyPC: Bool = false
     ) throws(ACPIError) -> ACPIBlob {
         guard processorLimit.contains(processorCount) else {
             throw .invalidConfiguration("\(processorCount) processors; the MADT describes 1 to 254")
@@ -30,7 +32,7 @@ public enum ACPITables {
             throw .invalidConfiguration("base address 0x\(String(baseAddress, radix: 16)) is not 16-byte aligned")
         }
         let dsdt = try DSDT.build(mmioWindows: mmioWindows)
-        let madt = MADT.build(processorCount: processorCount, ioapicAddress: ioapicAddress)
+        let madt = MADT.build(processorCount: processorCount, ioapicAddress: ioapicAddress, legacyPC: legacyPC)
 
         let xsdtOffset = aligned(RSDP.size)
         let fadtOffset = aligned(xsdtOffset + XSDT.size(entries: 2))
@@ -43,7 +45,7 @@ public enum ACPITables {
                                         + "beyond the FADT's 32-bit DSDT field")
         }
 
-        let fadt = FADT.build(dsdtAddress: baseAddress + UInt64(dsdtOffset))
+        let fadt = FADT.build(dsdtAddress: baseAddress + UInt64(dsdtOffset), legacyPC: legacyPC)
         let xsdt = XSDT.build(tables: [baseAddress + UInt64(fadtOffset), baseAddress + UInt64(madtOffset)])
         let rsdp = RSDP.build(xsdtAddress: baseAddress + UInt64(xsdtOffset))
 

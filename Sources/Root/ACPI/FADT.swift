@@ -56,12 +56,50 @@ public enum FADT {
     /// The hypervisor vendor identity written at offset 268.
     public static let hypervisorVendor = "HVSWFTVM"
 
+    // The legacy-PC platform's fields (ACPI 6.4 §5.2.9, Table 5.9).
+    /// SCI_INT u16: the SCI's ISA IRQ.
+    public static let sciInterruptOffset = 46
+    /// PM1a_EVT_BLK u32, PM1a_CNT_BLK u32.
+    public static let pm1aEventBlockOffset = 56
+    public static let pm1aControlBlockOffset = 64
+    /// PM1_EVT_LEN u8, PM1_CNT_LEN u8.
+    public static let pm1EventLengthOffset = 88
+    public static let pm1ControlLengthOffset = 89
+    /// X_PM1a_EVT_BLK and X_PM1a_CNT_BLK, GenericAddresses.
+    public static let extendedPM1aEventBlockOffset = 148
+    public static let extendedPM1aControlBlockOffset = 172
+    /// The SCI's IRQ on the legacy-PC platform (it is never raised).
+    public static let sciInterrupt: UInt16 = 9
+    /// IAPC_BOOT_ARCH bit 0: legacy (ISA) devices may be present.
+    public static let legacyDevices: UInt16 = 1 << 0
+
     /// An FADT whose DSDT is at `dsdtAddress`, which must be below 4 GiB.
-    static func build(dsdtAddress: UInt64) -> [UInt8] {
+    ///
+    /// With `legacyPC`, the platform is not hardware-reduced: Linux then sets up the 8259 pair
+    /// KVM emulates and numbers ISA IRQs 0-15 as on a PC (drivers such as `pata_legacy` ask for
+    /// IRQ 14 by number), and powers off through a PM1a control block (`PlatformPorts.pm1Control`)
+    /// beside a PM1a event block that never reports an event. There is no SMI command port
+    /// (ACPI mode is always on), no PM timer, no GPE block and no FACS.
+    static func build(dsdtAddress: UInt64, legacyPC: Bool = false) -> [UInt8] {
         var table = [UInt8].zeros(size)
         table.storeLittleEndian(UInt32(truncatingIfNeeded: dsdtAddress), at: dsdtOffset)
-        table.storeLittleEndian(vgaNotPresent | cmosRTCNotPresent, at: bootArchitectureOffset)
-        table.storeLittleEndian(hardwareReducedACPI | resetRegisterSupported, at: flagsOffset)
+        table.storeLittleEndian(vgaNotPresent | cmosRTCNotPresent | (legacyPC ? legacyDevices : 0), at: bootArchitectureOffset)
+        table.storeLittleEndian((legacyPC ? 0 : hardwareReducedACPI) | resetRegisterSupported, at: flagsOffset)
+        if legacyPC {
+            table.storeLittleEndian(sciInterrupt, at: sciInterruptOffset)
+            table.storeLittleEndian(UInt32(PlatformPorts.pm1Event), at: pm1aEventBlockOffset)
+            table.storeLittleEndian(UInt32(PlatformPorts.pm1Control), at: pm1aControlBlockOffset)
+            table[pm1EventLengthOffset] = 4
+            table[pm1ControlLengthOffset] = 2
+            let event = GenericAddress(addressSpace: GenericAddress.systemIOSpace, bitWidth: 32, bitOffset: 0, accessSize: 2,
+                                       address: UInt64(PlatformPorts.pm1Event))
+            let control = GenericAddress(addressSpace: GenericAddress.systemIOSpace, bitWidth: 16, bitOffset: 0, accessSize: 2,
+                                         address: UInt64(PlatformPorts.pm1Control))
+            table.replaceSubrange(extendedPM1aEventBlockOffset..<(extendedPM1aEventBlockOffset + GenericAddress.size),
+                                  with: event.encoded)
+            table.replaceSubrange(extendedPM1aControlBlockOffset..<(extendedPM1aControlBlockOffset + GenericAddress.size),
+                                  with: control.encoded)
+        }
         let power = GenericAddress.ioPort8(PlatformPorts.power).encoded
         table.replaceSubrange(resetRegisterOffset..<(resetRegisterOffset + GenericAddress.size), with: power)
         table[resetValueOffset] = PowerCommand.reset

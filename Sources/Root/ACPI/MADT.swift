@@ -35,18 +35,32 @@ public enum MADT {
     /// Local APIC flags bit 0: enabled.
     public static let processorEnabled: UInt32 = 1
 
+    /// ISA IRQs that get an identity override besides IRQ 0's: the IDE channels' 14 and 15.
+    ///
+    /// Without PCAT_COMPAT Linux sets up no legacy IRQs of its own (`nr_legacy_irqs()` is 0), so
+    /// an ISA IRQ exists only once something names it: an ACPI device's _CRS (COM1's IRQ 4) or an
+    /// override here, for which `setup_IO_APIC_irqs` allocates the IRQ (arch/x86/kernel/acpi/boot.c:
+    /// mp_override_legacy_irq). `pata_legacy` asks for IRQ 14 and 15 by number, with no ACPI device
+    /// behind them.
+    public static let identityOverrides: [UInt8] = [14, 15]
+
     /// The table's size for `processorCount` processors.
     static func size(processorCount: Int) -> Int {
-        entriesOffset + processorCount * processorLocalAPICLength + ioAPICLength + interruptSourceOverrideLength
+        entriesOffset + processorCount * processorLocalAPICLength + ioAPICLength
+            + (1 + identityOverrides.count) * interruptSourceOverrideLength
     }
 
     /// One local APIC per processor (ACPI UID and APIC ID both the index), the IOAPIC with ID
-    /// `processorCount` and GSI base 0, and ISA IRQ 0 routed to GSI 2 as on every PC. The other
-    /// ISA IRQs, COM1's IRQ 4 among them, are identity-mapped and need no override.
-    static func build(processorCount: Int, ioapicAddress: UInt32) -> [UInt8] {
+    /// `processorCount` and GSI base 0, ISA IRQ 0 routed to GSI 2 as on every PC, and IRQ 14 and
+    /// 15 identity-mapped (`identityOverrides`). The other ISA IRQs, COM1's IRQ 4 among them,
+    /// are identity-mapped and need no override.
+    /// Flags bit 0, PCAT_COMPAT: the platform also has an 8259 pair (the legacy-PC platform).
+    public static let pcatCompatible: UInt32 = 1
+
+    static func build(processorCount: Int, ioapicAddress: UInt32, legacyPC: Bool = false) -> [UInt8] {
         var body: [UInt8] = []
         body.appendLittleEndian(localAPICAddress)
-        body.appendLittleEndian(UInt32(0))
+        body.appendLittleEndian(legacyPC ? pcatCompatible : 0)
         for index in 0..<processorCount {
             body += [processorLocalAPICType, UInt8(processorLocalAPICLength),
                      UInt8(truncatingIfNeeded: index), UInt8(truncatingIfNeeded: index)]
@@ -58,6 +72,11 @@ public enum MADT {
         body += [interruptSourceOverrideType, UInt8(interruptSourceOverrideLength), 0, 0]  // bus ISA, IRQ 0
         body.appendLittleEndian(UInt32(2))  // GSI 2
         body.appendLittleEndian(UInt16(0))  // polarity and trigger mode conform to the ISA bus
+        for irq in identityOverrides {
+            body += [interruptSourceOverrideType, UInt8(interruptSourceOverrideLength), 0, irq]  // bus ISA
+            body.appendLittleEndian(UInt32(irq))
+            body.appendLittleEndian(UInt16(0))
+        }
         return TableHeader.assemble(signature: signature, revision: revision, body: body)
     }
 }

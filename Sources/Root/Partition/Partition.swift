@@ -158,11 +158,11 @@ public final class Partition: Sendable {
         let resources = Resources(memory: memory, machine: machine, router: router, hypervisor: hypervisor,
                                   processors: processors)
         live = Mutex(resources)
-        try boot(specification.image, resources: resources, tscFrequencyHz: tscHz)
+        try boot(specification.image, resources: resources, tscFrequencyHz: tscHz, legacyPC: specification.legacyPC)
         environment.attach(self, resources: resources)
     }
 
-    private func boot(_ image: BootImage, resources: Resources, tscFrequencyHz: UInt64) throws {
+    private func boot(_ image: BootImage, resources: Resources, tscFrequencyHz: UInt64, legacyPC: Bool) throws {
         let memory = resources.memory
         let processors = resources.processors
         switch image {
@@ -185,7 +185,8 @@ public final class Partition: Sendable {
         case .linux(let kernelBytes, let initrd, let commandLine):
             // Application processors stay in KVM's wait-for-SIPI state: Linux starts them.
             let kernel = try BzImage(parsing: kernelBytes)
-            let tables = try ACPITables.build(processorCount: processorCount, baseAddress: LinuxBootPlan.firmwareAreaStart)
+            let tables = try ACPITables.build(processorCount: processorCount, baseAddress: LinuxBootPlan.firmwareAreaStart,
+                                              legacyPC: legacyPC)
             let plan = try LinuxBootPlan(
                 memorySize: UInt64(memory.size), kernel: kernel, initrd: initrd, commandLine: commandLine,
                 acpiTables: ACPITablePlacement(address: tables.address, bytes: tables.bytes, rsdpAddress: tables.rsdpAddress))

@@ -11,12 +11,17 @@ public struct PartitionSpecification: Sendable {
     public var memorySize: Int
     /// What to boot.
     public var image: BootImage
+    /// For a Linux guest: the legacy-PC platform (an 8259 pair and ISA IRQ numbers, ACPI with a
+    /// PM1 block) instead of hardware-reduced ACPI, because one of its devices has a driver that
+    /// asks for an ISA IRQ by number (Docs/hyperv-interface.md §13.4).
+    public var legacyPC: Bool
 
-    public init(name: String, processorCount: Int, memorySize: Int, image: BootImage) {
+    public init(name: String, processorCount: Int, memorySize: Int, image: BootImage, legacyPC: Bool = false) {
         self.name = name
         self.processorCount = processorCount
         self.memorySize = memorySize
         self.image = image
+        self.legacyPC = legacyPC
     }
 
     /// Limits the root enforces on specifications.

@@ -10,6 +10,34 @@ public protocol PortInterceptor: Sendable {
     func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32)
     /// The guest reads `size` bytes from `port`; the processor waits for the value.
     func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32
+    /// A string IN (REP INS) of `count` elements of `size` bytes from `port`, as one exit
+    /// delivers it: the bytes in the order they were read (missing ones read as 0xFF).
+    func readString(partition: Partition, vp: Int, port: UInt16, size: Int, count: Int) -> [UInt8]
+    /// A string OUT (REP OUTS) of whole `size`-byte elements to `port`. Posted.
+    func writeString(partition: Partition, vp: Int, port: UInt16, size: Int, bytes: [UInt8])
+}
+
+extension PortInterceptor {
+    /// One `read` per element.
+    public func readString(partition: Partition, vp: Int, port: UInt16, size: Int, count: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for _ in 0..<max(0, count) {
+            let value = read(partition: partition, vp: vp, port: port, size: size)
+            for shift in 0..<size { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * shift))) }
+        }
+        return bytes
+    }
+
+    /// One `write` per element.
+    public func writeString(partition: Partition, vp: Int, port: UInt16, size: Int, bytes: [UInt8]) {
+        var offset = 0
+        while offset + size <= bytes.count {
+            var value: UInt32 = 0
+            for shift in 0..<size { value |= UInt32(bytes[offset + shift]) << (8 * shift) }
+            write(partition: partition, vp: vp, port: port, size: size, value: value)
+            offset += size
+        }
+    }
 }
 
 /// The ports of one partition that go to an interceptor.

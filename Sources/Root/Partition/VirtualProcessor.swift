@@ -139,6 +139,18 @@ struct ExitHandler {
 
     private func handlePort(_ access: PortAccess) -> PartitionState? {
         if let interceptor = partition.portIntercepts.interceptor(for: access.port) {
+            if access.count > 1, access.size > 0 {
+                // String I/O: the whole run of this exit in one call.
+                if access.isWrite {
+                    interceptor.writeString(partition: partition, vp: processor.index, port: access.port, size: access.size,
+                                            bytes: Array(access.data.prefix(access.size * access.count)))
+                } else {
+                    processor.cpu.completePortRead(interceptor.readString(partition: partition, vp: processor.index,
+                                                                          port: access.port, size: access.size,
+                                                                          count: access.count))
+                }
+                return nil
+            }
             if access.isWrite {
                 for index in 0..<max(1, access.count) {
                     let bytes = access.data.dropFirst(index * access.size).prefix(access.size)
@@ -173,6 +185,22 @@ struct ExitHandler {
             if command == PowerCommand.reset { return .stopped(reason: "guest requested a reset") }
         case (PlatformPorts.power, false):
             processor.cpu.completePortRead([UInt8](repeating: 0, count: access.size * access.count))
+        case (PlatformPorts.pm1Control..<(PlatformPorts.pm1Control + 2), true):
+            // The legacy-PC platform's PM1 control (ACPI 6.4 §4.8.3.2.1): S5 is a write with
+            // SLP_EN and SLP_TYP 5 (a 16-bit write, or its high byte alone at the second port).
+            let value = access.port == PlatformPorts.pm1Control
+                ? UInt16(truncatingIfNeeded: access.value) : UInt16(truncatingIfNeeded: access.value) << 8
+            if value & PowerCommand.pm1SleepEnable != 0, PowerCommand.pm1SleepType(value) == 5 {
+                return .stopped(reason: "guest powered off")
+            }
+        case (PlatformPorts.pm1Control..<(PlatformPorts.pm1Control + 2), false):
+            let value = access.port == PlatformPorts.pm1Control ? PowerCommand.pm1SCIEnable : 0
+            processor.cpu.completePortRead(Array([UInt8(truncatingIfNeeded: value), UInt8(truncatingIfNeeded: value >> 8),
+                                                  0, 0].prefix(access.size)))
+        case (PlatformPorts.pm1Event..<(PlatformPorts.pm1Event + 4), false):
+            processor.cpu.completePortRead([UInt8](repeating: 0, count: access.size * max(1, access.count)))
+        case (PlatformPorts.pm1Event..<(PlatformPorts.pm1Event + 4), true):
+            break
         case (_, false):
             // No device: reads float high, as on an empty ISA bus.
             processor.cpu.completePortRead([UInt8](repeating: 0xFF, count: access.size * access.count))

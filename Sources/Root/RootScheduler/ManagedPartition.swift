@@ -1,4 +1,5 @@
 import DeviceModel
+import Foundation
 import LinuxSupport
 import ManagementAPI
 import Partition
@@ -41,7 +42,8 @@ final class ManagedPartition: Sendable {
         let uptime = Double(MonotonicClock.nanoseconds() - partition.createdAt) / 1e9
         return PartitionInfo(id: partition.id, name: partition.name, state: state.name, reason: state.reason,
                              processors: partition.processorCount, memoryMiB: partition.memorySize >> 20,
-                             devices: devices.map { DeviceSummary(kind: $0.kind, instance: $0.instance.description) },
+                             devices: devices.map { DeviceSummary(kind: $0.kind, instance: $0.instance.description,
+                                                                  settings: try? JSONDecoder().decode(JSONValue.self, from: Data($0.settings))) },
                              uptimeSeconds: uptime, status: facts.withLock { $0 })
     }
 }

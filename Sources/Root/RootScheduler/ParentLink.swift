@@ -44,6 +44,8 @@ final class ParentLink: Sendable {
         let registrations = Mutex<[UInt32: Registrations]>([:])
         /// Port reads waiting for the parent's answer, by request ID (nil: not answered yet).
         let pendingReads = ConditionLock<[UInt32: UInt32?]>([:])
+        /// String port reads (REP INS) waiting for the parent's answer, likewise.
+        let pendingStringReads = ConditionLock<[UInt32: [UInt8]?]>([:])
         let nextRequest = Atomic<UInt32>(1)
         let closed = Atomic<Bool>(false)
         /// Whether a message the parent did not get was already logged as a warning.
@@ -182,6 +184,9 @@ final class ParentLink: Sendable {
         connection.closed.store(true, ordering: .releasing)
         connection.pendingReads.update { reads in
             for key in reads.keys where reads[key] == .some(nil) { reads[key] = .some(0xFFFF_FFFF) }
+        }
+        connection.pendingStringReads.update { reads in
+            for key in reads.keys where reads[key] == .some(nil) { reads[key] = .some([]) }
         }
         forgetRegistrations(of: connection)
         logger.info("parent partition disconnected; children keep running")
@@ -341,6 +346,10 @@ final class ParentLink: Sendable {
             guard let partition = directory.linkedPartition(id: id) else { return }
             for line in partition.appendConsole(bytes) {
                 logger.info("[\(partition.name)] \(line)")
+            }
+        case .portReadStringResult(let request, let bytes):
+            connection.pendingStringReads.update { reads in
+                if reads[request] != nil { reads[request] = .some(bytes) }
             }
         }
     }

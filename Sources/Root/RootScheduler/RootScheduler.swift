@@ -91,7 +91,7 @@ public final class RootScheduler: Sendable {
         }
         let specification = PartitionSpecification(
             name: configuration.name, processorCount: configuration.processors, memorySize: configuration.memoryMiB << 20,
-            image: image)
+            image: image, legacyPC: devices.contains { catalog.type(ofKind: $0.kind)?.requiresLegacyPC == true })
         guard table.withLock({ $0[configuration.name] == nil }) else { throw .nameTaken(configuration.name) }
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let partition: Partition

@@ -19,8 +19,15 @@ public enum PlatformPorts {
     /// Power control shared with the ACPI FADT of Linux partitions: sleep control (SLP_EN|SLP_TYP)
     /// and reset. Writing `PowerCommand.powerOff` stops the partition cleanly.
     public static let power: UInt16 = 0x3C0
-    /// Every port the root handles itself (each access is at the port's base, whatever its size).
+    /// The ACPI PM1a event block of the legacy-PC platform (status u16, then enable u16): reads
+    /// 0, writes ignored (there are no fixed events, and no SCI is ever raised).
+    public static let pm1Event: UInt16 = 0x3C4
+    /// The ACPI PM1a control block of the legacy-PC platform (u16): reads SCI_EN; a write with
+    /// SLP_EN and SLP_TYP 5 powers the partition off.
+    public static let pm1Control: UInt16 = 0x3C8
+    /// Every port the root handles itself.
     public static let rootOwned: [UInt16] = [hypercall, signalEvent, debug, nullExit, power]
+        + Array(pm1Event..<(pm1Event + 4)) + Array(pm1Control..<(pm1Control + 2))
 }
 
 /// Values written to `PlatformPorts.power`.
@@ -29,6 +36,12 @@ public enum PowerCommand {
     public static let powerOff: UInt8 = (1 << 5) | (5 << 2)
     /// The FADT RESET_VALUE.
     public static let reset: UInt8 = 0x01
+    /// PM1 control (legacy-PC platform): SCI_EN, bit 0, which reads set (ACPI mode).
+    public static let pm1SCIEnable: UInt16 = 1
+    /// PM1 control: SLP_EN, bit 13.
+    public static let pm1SleepEnable: UInt16 = 1 << 13
+    /// PM1 control: SLP_TYP in bits 12:10; 5 is S5.
+    public static func pm1SleepType(_ value: UInt16) -> UInt16 { (value >> 10) & 7 }
 }
 
 /// A debug line at a guest physical address: u32 length @0, then that many UTF-8 bytes.

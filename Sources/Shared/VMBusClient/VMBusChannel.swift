@@ -15,8 +15,10 @@ public protocol VMBusChannel {
     /// Bytes in the data area of the host→guest ring.
     var incomingDataSize: Int { get }
 
-    /// Stages a packet in the guest→host ring; `false` if it does not fit now.
-    mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, payload: [UInt8]) -> Bool
+    /// Stages a packet in the guest→host ring, with `header` (a multiple of 8 bytes, e.g. a
+    /// GPA-direct range list) between its descriptor and its payload; `false` if it does not fit now.
+    mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, header: [UInt8],
+                        payload: [UInt8]) -> Bool
     /// Publishes the staged packets, signalling the host if it asked to be told.
     mutating func publish()
     /// The next packet from the host, copied into `buffer` (`nil`: none, or a corrupt ring);
@@ -44,6 +46,11 @@ public protocol VMBusChannel {
 }
 
 extension VMBusChannel {
+    /// Stages a packet without an extra header.
+    public mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, payload: [UInt8]) -> Bool {
+        stage(type, flags: flags, transactionID: transactionID, header: [], payload: payload)
+    }
+
     /// The largest message payload both rings take: a packet (descriptor, payload padded to 8
     /// bytes, trailer) must be smaller than the ring's data area (`RingWriter.write`), and its
     /// length must fit the descriptor's u16 len8.

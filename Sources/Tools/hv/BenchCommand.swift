@@ -7,7 +7,7 @@ import LocalDeployment
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmark the hypervisor's paths against baselines measured in the same run.",
-        subcommands: [Channel.self])
+        subcommands: [Channel.self, Storage.self, DiskEngines.self])
 
     struct Channel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -47,6 +47,112 @@ struct BenchCommand: AsyncParsableCommand {
                 try report.svg.write(toFile: "\(output)/channel.svg", atomically: true, encoding: .utf8)
                 print(json ? report.json : report.table)
                 if !json { print("Wrote \(output)/channel.json and \(output)/channel.svg") }
+            } catch let error as ValidationError {
+                throw error
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct Storage: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Disk I/O through the synthetic SCSI controller and the emulated IDE disk, against fio on the same file.")
+
+        @Option(help: "The backing file (created and filled if missing or of another size).") var file: String?
+        @Option(help: "Its size: bytes, or with K, M or G.") var size = "1G"
+        @Option(help: "Seconds per point and path.") var seconds = 3.0
+        @Option(help: "Points as rw:blocksize:queuedepth, comma-separated (default: the standard eight).") var points: String?
+        @Option(help: "buffered, direct or both.") var mode = "both"
+        @Option(help: "Channels the guest uses (the primary and its sub-channels).") var channels = 2
+        @Option(help: "Directory for storage.json and storage.svg.") var outputDir: String?
+        @Flag(help: "Print the JSON report instead of the table.") var json = false
+
+        func run() async throws {
+            do {
+                let root = try GuestBuilder.locatePackageRoot()
+                guard let bytes = DiskCommand.Create.bytes(size), bytes >= 16 << 20, bytes % (1 << 20) == 0 else {
+                    throw ValidationError("--size must be whole MiB, at least 16M")
+                }
+                let modes: [Bool] = switch mode {
+                case "buffered": [false]
+                case "direct": [true]
+                case "both": [false, true]
+                default: throw ValidationError("--mode is buffered, direct or both")
+                }
+                var list = StorageBenchmark.Point.standard
+                if let points {
+                    list = try points.split(separator: ",").map { text in
+                        let fields = text.split(separator: ":")
+                        guard fields.count == 3, ["read", "write", "randread", "randwrite"].contains(String(fields[0])),
+                              let blockSize = DiskCommand.Create.bytes(String(fields[1])), blockSize >= 512, blockSize % 512 == 0,
+                              blockSize <= 1 << 20, let depth = Int(fields[2]), (1...256).contains(depth) else {
+                            throw ValidationError("a point is rw:blocksize:queuedepth, e.g. randread:4K:32 (not \(text))")
+                        }
+                        return StorageBenchmark.Point(rw: String(fields[0]), blockSize: Int(blockSize), queueDepth: depth)
+                    }
+                }
+                guard (1...64).contains(channels), seconds >= 0.5 else { throw ValidationError("--channels 1-64, --seconds ≥ 0.5") }
+                let output = outputDir ?? "\(root)/.build/bench"
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                let options = StorageBenchmark.Options(file: file ?? "\(output)/storage-bench.img", fileBytes: bytes, seconds: seconds,
+                                                       points: list, directModes: modes, channels: channels)
+                let quiet = json
+                let report = try await StorageBenchmark.run(
+                    options, executable: LocalDeployment.currentExecutable, packageRoot: root,
+                    runtimeDirectory: NSTemporaryDirectory() + "hv-bench-storage-\(getpid())"
+                ) { message in
+                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
+                }
+                try report.json.write(toFile: "\(output)/storage.json", atomically: true, encoding: .utf8)
+                try report.svg.write(toFile: "\(output)/storage.svg", atomically: true, encoding: .utf8)
+                print(json ? report.json : report.table)
+                if !json { print("Wrote \(output)/storage.json and \(output)/storage.svg") }
+            } catch let error as ValidationError {
+                throw error
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct DiskEngines: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "disk-engines",
+            abstract: "Random 4 KiB IOPS of the disk back end's engines on a file, against fio on the same file.")
+
+        @Option(help: "The image file (created and filled if missing or of another size).") var file: String?
+        @Option(help: "Its size: bytes, or with K, M or G.") var size = "1G"
+        @Option(help: "Seconds per measurement.") var seconds = 4.0
+        @Option(help: "Patterns: randread, randwrite.") var patterns = "randread,randwrite"
+        @Option(help: "Queue depths.") var queueDepths = "1,32"
+        @Option(help: "Engines: io_uring, io_uring-single, threads:4, threads:16.") var engines = "io_uring,io_uring-single,threads:4"
+        @Flag(help: "Use O_DIRECT.") var direct = false
+        @Flag(help: "Leave fio out.") var noFio = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            do {
+                let root = try GuestBuilder.locatePackageRoot()
+                guard let bytes = DiskCommand.Create.bytes(size), bytes >= 1 << 20 else { throw ValidationError("--size is at least 1M") }
+                let depths = queueDepths.split(separator: ",").compactMap { Int($0) }.filter { (1...4096).contains($0) }
+                let quiet = json
+                let progress: (String) -> Void = { message in
+                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
+                }
+                let fio = noFio ? nil : try Fio.locate(progress: progress)
+                try FileManager.default.createDirectory(atPath: "\(root)/.build/bench", withIntermediateDirectories: true)
+                let rows = try DiskEngineBenchmark.run(
+                    file: file ?? "\(root)/.build/bench/disk-engines.img", bytes: bytes, seconds: seconds,
+                    patterns: patterns.split(separator: ",").map(String.init), queueDepths: depths, direct: direct,
+                    engines: engines.split(separator: ",").map(String.init), fio: fio, progress: progress)
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+                } else {
+                    print(DiskEngineBenchmark.table(rows))
+                }
             } catch let error as ValidationError {
                 throw error
             } catch {

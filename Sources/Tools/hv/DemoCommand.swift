@@ -58,11 +58,34 @@ struct DemoCommand: AsyncParsableCommand {
             let options = ChannelBenchmark.Options(sizes: [64, 4096], partitions: 1, bytes: 16 << 20, roundTrips: 500)
             let report = try await ChannelBenchmark.run(options, on: deployment, packageRoot: root) { _ in }
             print(report.table)
+            try await demoStorage(on: deployment, root: root, directory: directory)
             deployment.stop()
             print("")
             print("Stopped the partitions, the parent partition and the root scheduler.")
         } catch {
             throw fail(error)
+        }
+    }
+
+    /// A short `hv bench storage`: one file behind a bench child's synthetic SCSI controller and
+    /// its emulated IDE disk, and fio on the host, at two points.
+    private func demoStorage(on deployment: LocalDeployment, root: String, directory: String) async throws {
+        print("")
+        print("Storage: one file through the synthetic SCSI controller (storvsc ↔ VSP), the same guest's")
+        print("emulated IDE disk, and fio on the host, measured now (the full sweep is `hv bench storage`):")
+        print("")
+        let file = directory + "/demo-disk.img"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let options = StorageBenchmark.Options(
+            file: file, fileBytes: 256 << 20, seconds: 1,
+            points: [StorageBenchmark.Point(rw: "randread", blockSize: 4096, queueDepth: 32),
+                     StorageBenchmark.Point(rw: "read", blockSize: 1 << 20, queueDepth: 4)],
+            directModes: [false], channels: 2)
+        do {
+            let report = try await StorageBenchmark.run(options, on: deployment, packageRoot: root) { _ in }
+            print(report.table)
+        } catch {
+            print("(storage benchmark skipped: \(error))")
         }
     }
 

@@ -9,7 +9,8 @@ struct PartitionCommand: AsyncParsableCommand {
         commandName: "partition",
         abstract: "Manage child partitions through the root scheduler's API.",
         subcommands: [Create.self, Action.Start.self, Action.Pause.self, Action.Resume.self, Action.Stop.self,
-                      Action.Shutdown.self, Delete.self, List.self, Show.self, Console.self, DeviceCommand.self])
+                      Action.Shutdown.self, Delete.self, List.self, Show.self, Console.self, DeviceCommand.self,
+                      PartitionDiskCommand.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a partition from a configuration file (building its guest).")

@@ -63,6 +63,14 @@ extension IDEChannel {
         if bytes.count % 2 == 1 { moveFromHost([0][...]) }
     }
 
+    /// Bytes the host still has to write before the current PIO data-out block is complete and
+    /// goes to storage; `nil` without a data-out phase. A host that must not block on storage
+    /// inside a register access runs the accesses that reach it elsewhere.
+    public var dataOutBytesUntilBlockEnd: Int? {
+        guard dataPhase(.fromHost), let transfer else { return nil }
+        return transfer.block.count - transfer.position
+    }
+
     // MARK: Internals
 
     /// Whether device 0 runs a data phase in `direction` that the host can reach now.

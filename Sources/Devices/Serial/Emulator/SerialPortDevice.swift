@@ -38,13 +38,13 @@ final class SerialPort: EmulatedDevice {
         self.context = context
     }
 
-    var ports: Range<UInt16> { Serial16550.com1Port..<(Serial16550.com1Port + 8) }
+    var ports: [Range<UInt16>] { [Serial16550.com1Port..<(Serial16550.com1Port + 8)] }
 
     func attach() {
         context.requestInterruptLine(pin: UInt8(Serial16550.com1IRQ)) { [self] event in
             irq.withLock { $0 = event }
         }
-        context.interceptPorts(ports)
+        for range in ports { context.interceptPorts(range) }
     }
 
     func portWrite(port: UInt16, size: Int, value: UInt32) {

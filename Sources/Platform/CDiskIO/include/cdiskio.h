@@ -102,5 +102,10 @@ int64_t cdiskio_seek(int fd, int64_t offset, int hole);
 /// statx(2) STATX_DIOALIGN: the memory and file-offset alignment O_DIRECT needs, or zeros if the
 /// file system does not report them. Returns 0 or -errno.
 int cdiskio_direct_io_alignment(int fd, uint32_t *memory_alignment, uint32_t *offset_alignment);
+/// Sets or clears O_DIRECT on an open file description (fcntl(2) F_SETFL), for descriptors
+/// opened elsewhere. Returns 0 or -errno (EINVAL where the file system refuses O_DIRECT).
+int cdiskio_set_direct(int fd, int direct);
+/// The access mode of an open descriptor: 0 read-only, 1 read-write (or write-only), or -errno.
+int cdiskio_writable(int fd);
 
 #endif

@@ -1,0 +1,214 @@
+import DeviceHost
+import LinuxSupport
+import Logging
+import Synchronization
+
+/// An `IDEChannel` wired to its partition: the root forwards the guest's accesses to the
+/// channel's ports here (string I/O as whole runs), and the channel's interrupt becomes edges on
+/// its ISA IRQ through an irqfd on an IOAPIC route.
+///
+/// Accesses arrive on the partition's control thread, and a guest processor waits on every read
+/// (the root gives up after its read deadline). So the accesses that can reach storage and be
+/// slow — a Command register write (a read's first block, FLUSH CACHE), a data write that
+/// completes a data-out block — run on the controller's own thread, and while one runs the
+/// channel is busy as a real device is: Status and Alternate Status read BSY (and, while BSY,
+/// every command block register reads as Status, ATA-3 "BSY"), the data register floats, and
+/// writes wait their turn behind the command, in order. Data reads stay on the control thread:
+/// they return data at once and at most read the next block.
+final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where Storage.Failure: Sendable {
+    let context: any DeviceContext
+    let location: IDEChannelLocation
+    private let state: Mutex<State>
+    private let worker: WorkQueue
+    private let irq = Mutex<EventFD?>(nil)
+
+    struct State: Sendable {
+        /// The channel; `nil` only while the controller's thread runs an access on it.
+        var channel: IDEChannel<Storage>?
+        /// Whether the controller's thread owns the channel (accesses then find it busy).
+        var busy = false
+        /// Writes waiting for the controller's thread, in arrival order.
+        var deferred: [Write] = []
+        var edges: UInt64 = 0
+        var storageFailures = 0
+    }
+
+    enum Write: Sendable {
+        case single(port: UInt16, size: Int, value: UInt32)
+        case string(port: UInt16, size: Int, bytes: [UInt8])
+    }
+
+    /// Writes that may wait behind a running command (a guest cannot have more outstanding: the
+    /// processor that issued them waits for the next read, which answers BSY).
+    static var deferredLimit: Int { 4096 }
+
+    init(channel: IDEChannel<Storage>, context: any DeviceContext) throws(SystemError) {
+        self.context = context
+        location = channel.location
+        state = Mutex(State(channel: channel, edges: channel.interruptRisingEdges))
+        worker = try WorkQueue(name: "ide-\(context.partitionName.prefix(10))", capacity: 4)
+    }
+
+    var ports: [Range<UInt16>] {
+        [location.commandBlockPorts, location.controlPort..<(location.controlPort + 1)]
+    }
+
+    func attach() {
+        context.requestInterruptLine(pin: UInt8(location.isaIRQ)) { [self] event in
+            irq.withLock { $0 = event }
+        }
+        for range in ports { context.interceptPorts(range) }
+    }
+
+    func stop() {
+        worker.stop()
+    }
+
+    // MARK: Reads: answered at once
+
+    func portRead(port: UInt16, size: Int) -> UInt32 {
+        let (value, edge) = state.withLock { state -> (UInt32, Bool) in
+            guard !state.busy, var channel = state.channel.take() else { return (Self.busyValue(port, size, location), false) }
+            let value = channel.read(port: port, size: size)
+            state.channel = consume channel
+            return (value, Self.noteEdges(&state))
+        }
+        if edge { raiseIRQ() }
+        return value
+    }
+
+    func portReadString(port: UInt16, size: Int, count: Int) -> [UInt8] {
+        let (bytes, edge) = state.withLock { state -> ([UInt8], Bool) in
+            guard !state.busy, var channel = state.channel.take() else {
+                return ([UInt8](repeating: 0xFF, count: max(0, size * count)), false)
+            }
+            let bytes = channel.readString(port: port, size: size, count: count)
+            state.channel = consume channel
+            return (bytes, Self.noteEdges(&state))
+        }
+        if edge { raiseIRQ() }
+        return bytes
+    }
+
+    /// What a register reads while the channel is busy: BSY for the command block and the
+    /// control port, a floating bus for the data register.
+    static func busyValue(_ port: UInt16, _ size: Int, _ location: IDEChannelLocation) -> UInt32 {
+        let mask: UInt32 = size >= 4 ? .max : (UInt32(1) << (8 * UInt32(max(size, 1)))) - 1
+        if port == location.commandBlockBase { return mask }
+        return (0xFFFF_FF00 | UInt32(ATAStatus.busy)) & mask
+    }
+
+    // MARK: Writes: inline, or on the controller's thread when they reach storage
+
+    func portWrite(port: UInt16, size: Int, value: UInt32) {
+        write(.single(port: port, size: size, value: value))
+    }
+
+    func portWriteString(port: UInt16, size: Int, bytes: [UInt8]) {
+        write(.string(port: port, size: size, bytes: bytes))
+    }
+
+    enum WriteOutcome { case done(edge: Bool), handOff, deferred, dropped }
+
+    private func write(_ access: Write) {
+        let outcome = state.withLock { state -> WriteOutcome in
+            if state.busy {
+                guard state.deferred.count < Self.deferredLimit else { return .dropped }
+                state.deferred.append(access)
+                return .deferred
+            }
+            guard var channel = state.channel.take() else { return .dropped }
+            if Self.reachesStorage(access, channel) {
+                state.channel = consume channel
+                state.busy = true
+                state.deferred.append(access)
+                return .handOff
+            }
+            Self.apply(access, to: &channel)
+            state.channel = consume channel
+            return .done(edge: Self.noteEdges(&state))
+        }
+        switch outcome {
+        case .done(let edge):
+            if edge { raiseIRQ() }
+        case .handOff:
+            if !worker.enqueue({ [self] in runDeferred() }) {
+                // The controller is stopping: run here rather than leave the channel busy.
+                runDeferred()
+            }
+        case .deferred:
+            break
+        case .dropped:
+            context.logger.warning("partition \(context.partitionName): IDE write dropped (\(Self.deferredLimit) waiting)")
+        }
+    }
+
+    /// Whether `access` can reach storage: a command (which may read a block or flush), or data
+    /// that completes a data-out block (which is written, and with the write cache off, flushed).
+    static func reachesStorage(_ access: Write, _ channel: IDEChannel<Storage>) -> Bool {
+        let location = channel.location
+        switch access {
+        case .single(let port, let size, _):
+            if port == location.commandBlockBase + ATARegister.statusCommand { return true }
+            // Byte-wide accesses at the data port still move a whole word.
+            if port == location.commandBlockBase, let remaining = channel.dataOutBytesUntilBlockEnd {
+                return max(size, 2) >= remaining
+            }
+            // A multi-byte access to a register below Command spills into the following ports.
+            if location.commandBlockPorts.contains(port), Int(port) + size - 1 >= Int(location.commandBlockBase + ATARegister.statusCommand) {
+                return true
+            }
+            return false
+        case .string(let port, _, let bytes):
+            if port == location.commandBlockBase, let remaining = channel.dataOutBytesUntilBlockEnd {
+                return bytes.count >= remaining
+            }
+            return location.commandBlockPorts.contains(port)
+        }
+    }
+
+    static func apply(_ access: Write, to channel: inout IDEChannel<Storage>) {
+        switch access {
+        case .single(let port, let size, let value): channel.write(port: port, size: size, value: value)
+        case .string(let port, let size, let bytes): channel.writeString(port: port, size: size, bytes: bytes)
+        }
+    }
+
+    /// On the controller's thread: runs the waiting writes in order on the channel, without the
+    /// lock (readers see BSY meanwhile), then hands the channel back.
+    private func runDeferred() {
+        while true {
+            let next = state.withLock { state -> (Write, IDEChannel<Storage>)? in
+                guard !state.deferred.isEmpty, let channel = state.channel.take() else {
+                    state.busy = false
+                    return nil
+                }
+                return (state.deferred.removeFirst(), channel)
+            }
+            guard case (let access, var channel)? = next else { return }
+            Self.apply(access, to: &channel)
+            let failure = channel.takeStorageFailure()
+            let finished = channel
+            let (edge, failures) = state.withLock { state -> (Bool, Int) in
+                state.channel = finished
+                if failure != nil { state.storageFailures += 1 }
+                return (Self.noteEdges(&state), state.storageFailures)
+            }
+            if let failure, failures <= 8 || failures.nonzeroBitCount == 1 {
+                context.logger.warning("partition \(context.partitionName): IDE disk: \(failure) (\(failures) so far)")
+            }
+            if edge { raiseIRQ() }
+        }
+    }
+
+    /// Records the channel's rising-edge count; whether it moved (an IRQ edge is owed).
+    private static func noteEdges(_ state: inout State) -> Bool {
+        guard let edges = state.channel?.interruptRisingEdges, edges != state.edges else { return false }
+        state.edges = edges
+        return true
+    }
+
+    private func raiseIRQ() {
+        irq.withLock { $0 }?.signal()
+    }
+}

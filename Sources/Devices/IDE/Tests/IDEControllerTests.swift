@@ -1,0 +1,198 @@
+import DeviceHost
+import DiskBackend
+import Glibc
+import GuestMemory
+import HyperV
+import IDEVSC
+import LinuxSupport
+import Logging
+import Synchronization
+import Testing
+@testable import IDEEmulator
+
+/// The partition an emulated device serves, played by the test: ports and IRQ lines recorded,
+/// the IRQ a real eventfd.
+final class IDETestContext: DeviceContext {
+    let partitionName = "ide-test"
+    let processorCount: UInt32 = 1
+    let logger = Logger(label: "ide-test")
+    let memory: GuestMemory
+    let irq: EventFD
+    let intercepted = Mutex<[Range<UInt16>]>([])
+    let pins = Mutex<[UInt8]>([])
+
+    init() throws {
+        memory = try GuestMemory.create(name: "ide-test", size: 1 << 20)
+        irq = try EventFD()
+    }
+
+    func raise(vp: UInt32, sint: UInt8) {}
+    func registerEventConnection(_ connection: ConnectionID, event: EventFD) {}
+    func unregisterEventConnection(_ connection: ConnectionID) {}
+    func report(_ facts: [String: String]) {}
+    func referenceTime() -> UInt64 { 0 }
+    func interceptPorts(_ ports: Range<UInt16>) { intercepted.withLock { $0.append(ports) } }
+    func requestInterruptLine(pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void) {
+        pins.withLock { $0.append(pin) }
+        completion(irq)
+    }
+    func consoleOutput(_ bytes: [UInt8]) {}
+}
+
+/// The guest's ATA driver's port I/O, delivered to a controller the way the parent delivers the
+/// root's forwarded accesses: one call per access, string instructions as whole runs.
+struct ControllerPorts<Storage: IDEStorage & Sendable>: ATAPortIO where Storage.Failure: Sendable {
+    let controller: IDEController<Storage>
+    mutating func in8(_ port: UInt16) -> UInt8 { UInt8(truncatingIfNeeded: controller.portRead(port: port, size: 1)) }
+    mutating func out8(_ port: UInt16, _ value: UInt8) { controller.portWrite(port: port, size: 1, value: UInt32(value)) }
+    mutating func inWords(_ port: UInt16, into buffer: inout [UInt8], offset: Int, words: Int) {
+        var done = 0
+        while done < words {
+            let run = min(words - done, 2048)
+            let bytes = controller.portReadString(port: port, size: 2, count: run)
+            buffer.replaceSubrange((offset + 2 * done)..<(offset + 2 * (done + run)), with: bytes)
+            done += run
+        }
+    }
+    mutating func outWords(_ port: UInt16, from buffer: [UInt8], offset: Int, words: Int) {
+        var done = 0
+        while done < words {
+            let run = min(words - done, 2048)
+            controller.portWriteString(port: port, size: 2, bytes: Array(buffer[(offset + 2 * done)..<(offset + 2 * (done + run))]))
+            done += run
+        }
+    }
+    func timestamp() -> UInt64 { MonotonicClock.nanoseconds() }
+    func ticks(nanoseconds: UInt64) -> UInt64 { nanoseconds }
+}
+
+/// A disk whose flush waits until the test lets it go, to watch the channel while a command is slow.
+final class GatedFlushDisk: IDEStorage, @unchecked Sendable {
+    // SAFETY: `bytes` is touched only by the one thread that owns the channel at a time (the
+    // controller hands it over under its lock); the gate is a semaphore.
+    typealias Failure = SystemError
+    var bytes: [UInt8]
+    let gate = EventFDSemaphore()
+    let flushes = Atomic<Int>(0)
+
+    init(sectors: Int) { bytes = [UInt8](repeating: 0, count: sectors * 512) }
+
+    var sectorCount: UInt64 { UInt64(bytes.count / 512) }
+    var isReadOnly: Bool { false }
+    func read(at offset: UInt64, into buffer: inout [UInt8]) throws(SystemError) {
+        buffer.replaceSubrange(0..<buffer.count, with: bytes[Int(offset)..<(Int(offset) + buffer.count)])
+    }
+    func write(at offset: UInt64, from source: [UInt8]) throws(SystemError) {
+        bytes.replaceSubrange(Int(offset)..<(Int(offset) + source.count), with: source)
+    }
+    func flush() throws(SystemError) {
+        gate.wait()
+        flushes.add(1, ordering: .relaxed)
+    }
+}
+
+/// A blocking wait on an eventfd (at most 10 s), released by `signal`.
+final class EventFDSemaphore: Sendable {
+    let event: EventFD?
+    init() { event = try? EventFD() }
+    func wait() {
+        guard let event else { return }
+        _ = try? Poll.wait(on: [event.rawValue], timeoutMilliseconds: 10_000)
+        _ = event.consume()
+    }
+    func signal() { event?.signal() }
+}
+
+@Suite("The emulated IDE channel as a partition's device")
+struct IDEControllerTests {
+    @Test("The guest's ATA PIO driver writes, flushes and reads back a disk image through the controller; the file holds the data")
+    func guestDriverRoundTripThroughTheImage() throws {
+        let directory = "/tmp/hv-ide-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        mkdir(directory, 0o700)
+        defer { unlink("\(directory)/disk.img"); rmdir(directory) }
+        let image = try DiskImage.create(at: "\(directory)/disk.img", size: 4 << 20)
+        let context = try IDETestContext()
+        let controller = try IDEController(channel: IDEChannel(storage: ImageStorage(image: image)), context: context)
+        controller.attach()
+        #expect(context.intercepted.withLock { $0 } == [0x1F0..<0x1F8, 0x3F6..<0x3F7])
+        #expect(context.pins.withLock { $0 } == [14])
+        var driver = ATADriver(bus: ControllerPorts(controller: controller))
+        let probed = driver.probe()
+        #expect(probed)
+        #expect(driver.sectors == (4 << 20) / 512)
+        #expect(driver.lba48 && driver.multiple == 16)
+        #expect(String(decoding: driver.model, as: UTF8.self).hasPrefix("hv virtual IDE disk"))
+        var data = (0..<(300 * 512)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 9) }
+        let wrote = driver.write(lba: 77, count: 300, from: data, offset: 0)
+        let flushed = driver.flush()
+        var back = [UInt8](repeating: 0, count: data.count)
+        let read = driver.read(lba: 77, count: 300, into: &back, offset: 0)
+        #expect(wrote && flushed && read)
+        #expect(back == data)
+        var file = [UInt8](repeating: 0, count: data.count)
+        try image.read(at: 77 * 512, into: &file)
+        #expect(file == data)
+        // Past the end: the device aborts with IDNF, the driver reports it.
+        data = [UInt8](repeating: 0, count: 512)
+        let beyond = driver.read(lba: (4 << 20) / 512, count: 1, into: &data, offset: 0)
+        #expect(!beyond)
+        controller.stop()
+    }
+
+    @Test("While a slow command runs the channel reads BSY at once, later writes wait their turn, and the IRQ follows completion")
+    func slowCommandsAnswerBusy() throws {
+        let context = try IDETestContext()
+        let disk = GatedFlushDisk(sectors: 1024)
+        let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
+        controller.attach()
+        _ = context.irq.consume()
+        controller.portWrite(port: 0x1F6, size: 1, value: 0xE0)
+        controller.portWrite(port: 0x1F7, size: 1, value: 0xE7)   // FLUSH CACHE
+        let start = MonotonicClock.nanoseconds()
+        #expect(controller.portRead(port: 0x1F7, size: 1) == 0x80, "Status reads BSY while the flush runs")
+        #expect(controller.portRead(port: 0x3F6, size: 1) == 0x80, "and so does Alternate Status")
+        #expect(controller.portRead(port: 0x1F2, size: 1) == 0x80, "every command block register reads as Status")
+        #expect(controller.portRead(port: 0x1F0, size: 2) == 0xFFFF, "the data register floats")
+        #expect(MonotonicClock.nanoseconds() - start < 1_000_000_000, "the reads did not wait for the flush")
+        // A write arriving meanwhile waits for the command, in order.
+        controller.portWrite(port: 0x1F2, size: 1, value: 0x07)
+        #expect(disk.flushes.load(ordering: .relaxed) == 0)
+        disk.gate.signal()
+        var status: UInt32 = 0x80
+        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+        while status & 0x80 != 0, MonotonicClock.nanoseconds() < deadline { status = controller.portRead(port: 0x3F6, size: 1) }
+        #expect(status == 0x50, "DRDY|DSC after the flush")
+        #expect(disk.flushes.load(ordering: .relaxed) == 1)
+        #expect(controller.portRead(port: 0x1F2, size: 1) == 0x07, "the deferred write landed after the command")
+        #expect(try Poll.wait(on: [context.irq.rawValue], timeoutMilliseconds: 5000).first == true, "IRQ 14 edge after completion")
+        controller.stop()
+    }
+
+    @Test("String reads and writes of the data register move whole runs")
+    func stringIOMovesRuns() throws {
+        let context = try IDETestContext()
+        let disk = GatedFlushDisk(sectors: 64)
+        for index in 0..<disk.bytes.count { disk.bytes[index] = UInt8(truncatingIfNeeded: index / 512) }
+        let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
+        var ports = ControllerPorts(controller: controller)
+        ports.out8(0x3F6, 0x02)
+        ports.out8(0x1F2, 16)
+        ports.out8(0x1F3, 4)
+        ports.out8(0x1F4, 0)
+        ports.out8(0x1F5, 0)
+        ports.out8(0x1F6, 0xE0)
+        ports.out8(0x1F7, 0xC4)   // READ MULTIPLE: one 16-sector DRQ block
+        var status: UInt8 = 0x80
+        while status & 0x80 != 0 { status = ports.in8(0x1F7) }
+        #expect(status == 0x58)
+        // One exit moves at most a page: the 8 KiB block takes two.
+        let first = controller.portReadString(port: 0x1F0, size: 2, count: 4096)
+        #expect(first.count == 4096)
+        let block = first + controller.portReadString(port: 0x1F0, size: 2, count: 2048)
+        let expected: [UInt8] = (0..<8192).map { (index: Int) -> UInt8 in UInt8(4 + index / 512) }
+        let matches = block == expected
+        #expect(matches)
+        #expect(ports.in8(0x1F7) == 0x50)
+        controller.stop()
+    }
+}
