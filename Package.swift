@@ -50,7 +50,8 @@ let system = Target.Dependency.product(name: "SystemPackage", package: "swift-sy
 /// guest by GuestBuilder and here for the host (Embedded-safe; generic over `VMBusChannel`).
 ///
 /// The folders are discovered here, so adding a device needs no edit of this file; the
-/// dependencies below are what every part of a kind may import, plus `extraDependencies`.
+/// dependencies below are what every part of a kind may import, plus `extraDependencies`
+/// (a new folder needs a fresh evaluation of this manifest: SwiftPM caches it by its contents).
 struct Device {
     var name: String
     var parts: Set<String>
@@ -187,7 +188,7 @@ let package = Package(
                 path: "Sources/Parent/DeviceRegistry", swiftSettings: host),
         .target(name: "ParentPartition",
                 dependencies: ["ControlProtocol", "DeviceHost", "DeviceModel", "GuestMemory", "LinuxSupport", "HyperV",
-                               "VMBusProtocol", "VMBusServer", "VMBusHost", log],
+                               "VMBusProtocol", "VMBusServer", "VMBusHost", "VirtualSwitch", log],
                 path: "Sources/Parent/ParentPartition", swiftSettings: host),
 
         // MARK: Interfaces between processes.

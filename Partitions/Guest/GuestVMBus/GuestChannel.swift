@@ -48,6 +48,16 @@ public struct GuestChannel: VMBusChannel {
         }
     }
 
+    public mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, header: [UInt8],
+                               payload: [UInt8]) -> Bool {
+        do throws(RingError) {
+            try writer.write(type: type, flags: flags, transactionID: transactionID, header: header, payload: payload)
+            return true
+        } catch {
+            return false
+        }
+    }
+
     public mutating func publish() {
         if writer.commit() { signalHost() }
     }

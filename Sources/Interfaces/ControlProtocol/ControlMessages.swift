@@ -104,10 +104,16 @@ public enum RootMessage: Hashable, Sendable {
     /// The device `spec.instance` of a running partition has new settings; descriptors: its host
     /// resources under those settings, in order.
     case deviceChanged(partitionID: UInt32, DeviceSpec)
+    /// A virtual switch to run (or to run again, after a parent restart), sent before the
+    /// partitions whose NICs use it. Descriptors: its host side (`SwitchSpec.descriptorCount`).
+    case switchAttached(SwitchSpec)
+    /// The switch `name` was deleted (no NIC uses it).
+    case switchDetached(name: String)
 
     enum Kind: UInt16 {
         case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
-             requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged
+             requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged,
+             switchAttached, switchDetached
     }
 
     /// The number of descriptors that must accompany the message.
@@ -116,6 +122,7 @@ public enum RootMessage: Hashable, Sendable {
         case .partitionAttached(let attachment): 1 + attachment.devices.reduce(0) { $0 + $1.resources.count }
         case .deviceAdded(_, let device), .deviceChanged(_, let device): device.resources.count
         case .doorbell, .interruptLine: 1
+        case .switchAttached(let spec): spec.descriptorCount
         default: 0
         }
     }
@@ -199,6 +206,12 @@ public enum RootMessage: Hashable, Sendable {
             out.u16(Kind.deviceChanged.rawValue)
             out.u32(id)
             encode(device, into: &out)
+        case .switchAttached(let spec):
+            out.u16(Kind.switchAttached.rawValue)
+            spec.encode(into: &out)
+        case .switchDetached(let name):
+            out.u16(Kind.switchDetached.rawValue)
+            out.string(name)
         }
         return out.bytes
     }
@@ -262,6 +275,10 @@ public enum RootMessage: Hashable, Sendable {
             self = .deviceRemoved(partitionID: id, instance: instance)
         case .deviceChanged:
             self = .deviceChanged(partitionID: try input.u32(), try decodeDevice(&input))
+        case .switchAttached:
+            self = .switchAttached(try SwitchSpec(decoding: &input))
+        case .switchDetached:
+            self = .switchDetached(name: try input.string(limit: 64))
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }

@@ -101,6 +101,18 @@ public struct DeviceCatalog: Sendable {
         }
     }
 
+    /// The virtual switches the resolved device `spec` plugs into (none if its settings no
+    /// longer decode, which `resolve` rules out).
+    public func virtualSwitches(of spec: DeviceSpec) -> [String] {
+        guard let type = type(ofKind: spec.kind) else { return [] }
+        return Self.virtualSwitches(of: spec, as: type)
+    }
+
+    private static func virtualSwitches<T: DeviceType>(of spec: DeviceSpec, as type: T.Type) -> [String] {
+        guard let settings = try? settings(of: spec, as: T.self) else { return [] }
+        return T.virtualSwitches(for: settings)
+    }
+
     /// The typed settings of a resolved device (the parent decodes what the root encoded).
     public static func settings<T: DeviceType>(of spec: DeviceSpec, as type: T.Type) throws(DeviceError) -> T.Settings {
         guard spec.settings.count <= Self.maximumSettingsBytes else {

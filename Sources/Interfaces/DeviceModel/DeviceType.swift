@@ -32,6 +32,9 @@ public protocol DeviceType: Sendable {
     /// The host resources the device needs with these settings, in the order it wants their
     /// descriptors (`ParentDevice.make` receives them opened).
     static func resources(for settings: Settings) -> [HostResource]
+    /// The virtual switches (by name) the device plugs into with these settings: the root
+    /// refuses the device while one does not exist, and refuses to delete a switch in use.
+    static func virtualSwitches(for settings: Settings) -> [String]
 }
 
 extension DeviceType {
@@ -44,6 +47,7 @@ extension DeviceType {
     public static var changeableWhileRunning: Bool { false }
     public static func problem(with settings: Settings) -> String? { nil }
     public static func resources(for settings: Settings) -> [HostResource] { [] }
+    public static func virtualSwitches(for settings: Settings) -> [String] { [] }
 }
 
 extension DeviceType where Settings == NoSettings {

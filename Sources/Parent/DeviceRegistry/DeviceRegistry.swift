@@ -2,6 +2,7 @@ import BenchVSP
 import DeviceHost
 import DeviceModel
 import ICVSP
+import NetworkVSP
 import SerialEmulator
 
 /// Every kind of device this build can give a partition: the one place devices are
@@ -14,6 +15,7 @@ public enum DeviceRegistry {
         TimeSyncDevice.self,
         BenchDevice.self,
         SerialPortDevice.self,
+        NetworkDevice.self,
     ]
 
     /// The devices as the root and `hv` see them: kinds, settings and rules.

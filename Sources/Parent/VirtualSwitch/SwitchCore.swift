@@ -16,11 +16,22 @@ public struct SwitchCore: Sendable {
     private struct Port: Sendable {
         var configuration: SwitchPortConfiguration
         var counters = SwitchPortCounters()
-        var queue: [NetworkFrame] = []
+        var queue: [Queued] = []
         var queueHead = 0
         var queuedBytes = 0
+        /// Frames waiting, by the port that sent them (fair share, see `forward`).
+        var queuedBySource: [SwitchPortID: Int] = [:]
         var queuedFrames: Int { queue.count - queueHead }
     }
+
+    /// A frame waiting in a port's queue, with the port it came from.
+    private struct Queued: Sendable {
+        var frame: NetworkFrame
+        var source: SwitchPortID
+    }
+
+    /// Frames given back with `requeue` count against no sender's share.
+    private static let requeuedSource = SwitchPortID(0)
 
     private var ports: [SwitchPortID: Port] = [:]
     private var nextPort = 1
@@ -148,14 +159,19 @@ public struct SwitchCore: Sendable {
                 continue
             }
             let wasEmpty = port.queuedFrames == 0
+            // One sender may fill at most half of a port's queue, so a port flooding the switch
+            // leaves room for everyone else's frames to the same destination.
+            let share = max(1, port.configuration.queueFrameLimit / 2)
             for item in frames {
                 guard port.queuedFrames < port.configuration.queueFrameLimit,
-                    port.queuedBytes + item.bytes.count <= port.configuration.queueByteLimit
+                    port.queuedBytes + item.bytes.count <= port.configuration.queueByteLimit,
+                    port.queuedBySource[source, default: 0] < share
                 else {
                     port.counters.drops[.queueFull, default: 0] += 1
                     continue
                 }
-                port.queue.append(item)
+                port.queue.append(Queued(frame: item, source: source))
+                port.queuedBySource[source, default: 0] += 1
                 port.queuedBytes += item.bytes.count
                 port.counters.framesOut += 1
                 port.counters.bytesOut += UInt64(item.bytes.count)
@@ -184,9 +200,16 @@ public struct SwitchCore: Sendable {
     public mutating func dequeue(_ id: SwitchPortID, limit: Int = .max) -> [NetworkFrame] {
         guard var port = ports[id], port.queuedFrames > 0 else { return [] }
         let end = port.queueHead + min(limit, port.queuedFrames)
-        let frames = Array(port.queue[port.queueHead..<end])
+        var frames: [NetworkFrame] = []
+        frames.reserveCapacity(end - port.queueHead)
+        for item in port.queue[port.queueHead..<end] {
+            frames.append(item.frame)
+            port.queuedBytes -= item.frame.bytes.count
+            if let count = port.queuedBySource[item.source] {
+                port.queuedBySource[item.source] = count > 1 ? count - 1 : nil
+            }
+        }
         port.queueHead = end
-        for frame in frames { port.queuedBytes -= frame.bytes.count }
         if port.queueHead == port.queue.count {
             port.queue.removeAll(keepingCapacity: true)
             port.queueHead = 0
@@ -203,9 +226,10 @@ public struct SwitchCore: Sendable {
     public mutating func requeue(_ frames: [NetworkFrame], for id: SwitchPortID) {
         guard var port = ports[id], !frames.isEmpty else { return }
         let rest = Array(port.queue[port.queueHead...])
-        port.queue = frames + rest
+        port.queue = frames.map { Queued(frame: $0, source: Self.requeuedSource) } + rest
         port.queueHead = 0
         port.queuedBytes += frames.reduce(0) { $0 + $1.bytes.count }
+        port.queuedBySource[Self.requeuedSource, default: 0] += frames.count
         ports[id] = port
     }
 }

@@ -37,6 +37,14 @@ public struct VirtioFrameEndpoint: Sendable {
         return VirtioFrameEndpoint(descriptor: descriptor, headerSize: VirtioNetHeader.legacySize)
     }
 
+    /// The uplink of an external switch on an AF_PACKET socket opened elsewhere (the root opens
+    /// it with `PacketSocket.open(interface:promiscuous: true, virtioHeader: true)` and hands it
+    /// over): 10-byte headers, non-blocking.
+    public static func uplink(_ descriptor: OwnedDescriptor) throws(SystemError) -> VirtioFrameEndpoint {
+        try FrameIO.setNonBlocking(descriptor)
+        return VirtioFrameEndpoint(descriptor: descriptor, headerSize: VirtioNetHeader.legacySize)
+    }
+
     public init(descriptor: OwnedDescriptor, headerSize: Int) {
         self.descriptor = descriptor
         self.headerSize = headerSize

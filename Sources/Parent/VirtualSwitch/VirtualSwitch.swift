@@ -9,13 +9,22 @@ import Synchronization
 public final class VirtualSwitch: Sendable {
     private let core: Mutex<SwitchCore>
     private let notifiers = Mutex<[SwitchPortID: EventFD]>([:])
+    /// Each port's own eventfd, from `addPort`.
+    private let ownEvents = Mutex<[SwitchPortID: EventFD]>([:])
     public let name: String
     public let kind: SwitchKind
+    /// The largest IP packet a port takes without segmentation (frames add 14 bytes of
+    /// Ethernet header and 4 of an in-line VLAN tag).
+    public let mtu: Int
 
-    public init(name: String, kind: SwitchKind, tableCapacity: Int = SwitchCore.defaultTableCapacity,
+    /// MTUs a switch may have: IPv4's minimum to a 9000-byte jumbo frame.
+    public static let mtuRange = 576...9000
+
+    public init(name: String, kind: SwitchKind, mtu: Int = 1500, tableCapacity: Int = SwitchCore.defaultTableCapacity,
                 agingNanoseconds: UInt64 = SwitchCore.defaultAgingNanoseconds) {
         self.name = name
         self.kind = kind
+        self.mtu = min(max(mtu, Self.mtuRange.lowerBound), Self.mtuRange.upperBound)
         core = Mutex(SwitchCore(name: name, kind: kind, tableCapacity: tableCapacity, agingNanoseconds: agingNanoseconds))
     }
 
@@ -25,12 +34,34 @@ public final class VirtualSwitch: Sendable {
         let event = try EventFD()
         let id = core.withLock { $0.addPort(configuration) }
         notifiers.withLock { $0[id] = event }
+        ownEvents.withLock { $0[id] = event }
         return (id, event)
     }
+
+    /// Signals `event` instead of the port's own eventfd when frames wait for the port (`nil`
+    /// restores the port's own): a port's owner that sleeps on another descriptor (a channel
+    /// worker on its guest's doorbell) is woken through that one.
+    public func setReadyEvent(_ event: EventFD?, for id: SwitchPortID) {
+        notifiers.withLock { table in
+            guard table[id] != nil else { return }
+            if let event {
+                table[id] = event
+            } else if let own = ownEvents.withLock({ $0[id] }) {
+                table[id] = own
+            }
+        }
+        // Frames may already wait: wake the new owner.
+        if core.withLock({ $0.queuedFrames(for: id) }) > 0 { (event ?? ownEvents.withLock { $0[id] })?.signal() }
+    }
+
+    /// The frame size a port takes without a segmentation request: the MTU, an Ethernet header
+    /// and an in-line 802.1Q tag.
+    public var maximumFrameSize: Int { mtu + NetworkFrame.ethernetHeaderSize + 4 }
 
     public func removePort(_ id: SwitchPortID) {
         core.withLock { $0.removePort(id) }
         notifiers.withLock { $0[id] = nil }
+        ownEvents.withLock { $0[id] = nil }
     }
 
     /// Switches frames port `source` sent, in order.

@@ -17,6 +17,11 @@ public protocol VMBusChannel {
 
     /// Stages a packet in the guest→host ring; `false` if it does not fit now.
     mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, payload: [UInt8]) -> Bool
+    /// Stages a packet with an extra descriptor header before its payload (a GPA-direct packet's
+    /// ranges, a multiple of 8 bytes); `false` if it does not fit now. Channels that implement
+    /// only `stage(_:flags:transactionID:payload:)` take no header.
+    mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, header: [UInt8],
+                        payload: [UInt8]) -> Bool
     /// Publishes the staged packets, signalling the host if it asked to be told.
     mutating func publish()
     /// The next packet from the host, copied into `buffer` (`nil`: none, or a corrupt ring);
@@ -44,6 +49,11 @@ public protocol VMBusChannel {
 }
 
 extension VMBusChannel {
+    public mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, header: [UInt8],
+                               payload: [UInt8]) -> Bool {
+        header.isEmpty ? stage(type, flags: flags, transactionID: transactionID, payload: payload) : false
+    }
+
     /// The largest message payload both rings take: a packet (descriptor, payload padded to 8
     /// bytes, trailer) must be smaller than the ring's data area (`RingWriter.write`), and its
     /// length must fit the descriptor's u16 len8.

@@ -446,6 +446,8 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
         let frame = Array(stream[layout.dataStart..<(layout.dataStart + layout.dataCount)])
         counters.transmittedFrames += 1
         counters.transmittedBytes += UInt64(frame.count)
+        if offload.segmentation != nil { counters.largeSendFrames += 1 }
+        if offload.checksum != nil { counters.checksumOffloadFrames += 1 }
         actions.append(.transmit(channel: channel, NetworkFrame(bytes: frame, offload: offload)))
     }
 

@@ -52,6 +52,29 @@ static inline int clinux_interface_set_up(int socket_fd, const char *name, int u
     return ioctl(socket_fd, SIOCSIFFLAGS, &request);
 }
 
+/// SIOCSIFMTU: sets the MTU of `name`, through any socket of the interface's network namespace.
+static inline int clinux_interface_set_mtu(int socket_fd, const char *name, int mtu) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_mtu = mtu;
+    return ioctl(socket_fd, SIOCSIFMTU, &request);
+}
+
+/// SIOCSIFADDR then SIOCSIFNETMASK: gives `name` the IPv4 address `address` with `prefix` bits
+/// of netmask (both in host byte order), through any AF_INET socket of its namespace.
+static inline int clinux_interface_set_ipv4(int socket_fd, const char *name, unsigned int address, int prefix) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    struct sockaddr_in *in = (struct sockaddr_in *)&request.ifr_addr;
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(address);
+    if (ioctl(socket_fd, SIOCSIFADDR, &request) < 0) return -1;
+    in->sin_addr.s_addr = htonl(prefix == 0 ? 0 : 0xFFFFFFFFu << (32 - prefix));
+    return ioctl(socket_fd, SIOCSIFNETMASK, &request);
+}
+
 /// SIOCGIFINDEX through any socket of the interface's network namespace (if_nametoindex
 /// opens its own socket, which is fine too, but this one names the namespace explicitly).
 static inline int clinux_interface_index(int socket_fd, const char *name) {
