@@ -211,7 +211,7 @@ let package = Package(
                 path: "Sources/Tools/LocalDeployment", swiftSettings: host),
         .target(name: "Bench",
                 dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
-                               "LocalDeployment"],
+                               "LocalDeployment", "DeviceModel", "NetworkProtocol", "NetworkVSC"],
                 path: "Sources/Tools/Bench", swiftSettings: host),
         .executableTarget(
             name: "hv",

@@ -80,4 +80,6 @@ public struct GuestChannel: VMBusChannel {
     public func nanoseconds(from start: UInt64, to end: UInt64) -> UInt64 { clock.nanoseconds(from: start, to: end) }
     public func ticks(nanoseconds: UInt64) -> UInt64 { clock.ticks(nanoseconds: nanoseconds) }
     public func relax() { CPU.relax() }
+    /// Halts (interrupts enabled) until the channel's SINT or another interrupt, or the timeout.
+    public func waitForHost(nanoseconds: UInt64) { CPU.sleep(nanoseconds: nanoseconds) }
 }

@@ -40,6 +40,9 @@ final class SwitchService: Sendable {
                 let (port, ready) = try virtualSwitch.addPort(configuration)
                 pump = try HostPortPump(endpoint: endpoint, port: port, ready: ready, switch: virtualSwitch,
                                         name: "sw-\(spec.name.prefix(12))")
+                // A NIC's worker writes its frames for the host straight to the descriptor (a
+                // non-blocking write of one frame), instead of handing each to the pump thread.
+                if let pump { virtualSwitch.setDirectSink(pump.directSink(for: endpoint), for: port) }
             } catch {
                 logger.error("switch \(spec.name): cannot serve its host port \(spec.hostInterface): \(error); not started")
                 return

@@ -9,6 +9,8 @@ import Synchronization
 public final class VirtualSwitch: Sendable {
     private let core: Mutex<SwitchCore>
     private let notifiers = Mutex<[SwitchPortID: EventFD]>([:])
+    /// Ports whose frames the switching thread writes itself (`setDirectSink`).
+    private let sinks = Mutex<[SwitchPortID: DirectSink]>([:])
     /// Each port's own eventfd, from `addPort`.
     private let ownEvents = Mutex<[SwitchPortID: EventFD]>([:])
     public let name: String
@@ -60,21 +62,54 @@ public final class VirtualSwitch: Sendable {
 
     public func removePort(_ id: SwitchPortID) {
         core.withLock { $0.removePort(id) }
+        sinks.withLock { $0[id] = nil }
         notifiers.withLock { $0[id] = nil }
         ownEvents.withLock { $0[id] = nil }
+    }
+
+    /// Writes one frame to a port's endpoint; `false` if the endpoint would block.
+    public typealias DirectSink = @Sendable (NetworkFrame) -> Bool
+
+    /// Lets threads that switch frames for `id` write them to its endpoint themselves while
+    /// nothing is queued for it (`nil`: queue everything for the port's owner again). For host
+    /// ports: their writes are non-blocking and safe from any thread.
+    public func setDirectSink(_ sink: DirectSink?, for id: SwitchPortID) {
+        sinks.withLock { $0[id] = sink }
+        core.withLock { $0.setDeliversDirectly(sink != nil, for: id) }
     }
 
     /// Switches frames port `source` sent, in order.
     public func send(_ frames: [NetworkFrame], from source: SwitchPortID) {
         let now = MonotonicClock.nanoseconds()
-        let woken = core.withLock { core -> Set<SwitchPortID> in
+        let hasSinks = sinks.withLock { !$0.isEmpty }
+        var direct: [(SwitchPortID, NetworkFrame)]? = hasSinks ? [] : nil
+        var woken = core.withLock { core -> Set<SwitchPortID> in
             var woken = Set<SwitchPortID>()
-            for frame in frames { woken.formUnion(core.forward(frame, from: source, now: now)) }
+            for frame in frames { woken.formUnion(core.forward(frame, from: source, now: now, direct: &direct)) }
             return woken
+        }
+        if let direct, !direct.isEmpty {
+            woken.formUnion(writeDirectly(direct, from: source))
         }
         guard !woken.isEmpty else { return }
         let events = notifiers.withLock { table in woken.compactMap { table[$0] } }
         for event in events { event.signal() }
+    }
+
+    /// Writes frames to their ports' sinks, in order; what a sink cannot take (and everything
+    /// after it for that port) is queued for the port's owner.
+    /// - Returns: ports whose queues went from empty to non-empty.
+    private func writeDirectly(_ direct: [(SwitchPortID, NetworkFrame)], from source: SwitchPortID) -> Set<SwitchPortID> {
+        let table = sinks.withLock { $0 }
+        var refused: [SwitchPortID: [NetworkFrame]] = [:]
+        for (port, frame) in direct {
+            if refused[port] == nil, let sink = table[port], sink(frame) { continue }
+            refused[port, default: []].append(frame)
+        }
+        guard !refused.isEmpty else { return [] }
+        return core.withLock { core in
+            Set(refused.compactMap { port, frames in core.enqueue(frames, for: port, from: source) ? port : nil })
+        }
     }
 
     /// Takes up to `limit` frames waiting for `port`.

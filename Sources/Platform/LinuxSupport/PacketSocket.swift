@@ -83,4 +83,12 @@ public enum NetworkNamespace {
     public static func unshareCurrentThread() throws(SystemError) {
         _ = try retryingOnInterrupt("unshare(CLONE_NEWNET)") { clinux_unshare_network_namespace() }
     }
+
+    /// Moves the calling thread into the network namespace at `path` (e.g. /run/netns/NAME, as
+    /// `ip netns add` makes them); needs CAP_SYS_ADMIN. Sockets it then creates belong there.
+    public static func enter(path: String) throws(SystemError) {
+        let raw = try retryingOnInterrupt("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        let descriptor = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
+        _ = try retryingOnInterrupt("setns(\(path))") { clinux_setns_network(descriptor.rawValue) }
+    }
 }

@@ -55,6 +55,19 @@ public struct BenchReceipt {
 }
 
 extension NetworkVSC {
+    /// Reads what has arrived; if nothing has, lets the processor sleep until the host signals
+    /// (or 200 µs pass), so a guest waiting for the host leaves the host's threads the CPU.
+    mutating func idleUntilHost() {
+        let interrupts = channel.interruptCount
+        if poll(copyFrames: false, { _ in }) == 0 { waitQuietly(since: interrupts) }
+    }
+
+    /// Sleeps until the host signals, unless it already did since `interrupts` was read.
+    func waitQuietly(since interrupts: UInt64? = nil) {
+        if let interrupts, channel.interruptCount != interrupts { return }
+        channel.waitForHost(nanoseconds: 200_000)
+    }
+
     /// Sends `count` bench frames of `size` bytes to `destination` as fast as sections and the
     /// ring allow, reaping completions as it goes.
     /// - Returns: frames sent and the nanoseconds it took (until the last was handed over).
@@ -72,7 +85,7 @@ extension NetworkVSC {
             }
             guard channel.timestamp() < deadline else { break }
             flush()
-            if poll(copyFrames: false, { _ in }) == 0 { channel.relax() }
+            idleUntilHost()
         }
         flush()
         return (sent, channel.nanoseconds(from: begin, to: channel.timestamp()))
@@ -93,6 +106,7 @@ extension NetworkVSC {
             if lastFrame == 0, channel.nanoseconds(from: start, to: now) > timeoutNanoseconds { break }
             if lastFrame != 0, channel.nanoseconds(from: lastFrame, to: now) > idleNanoseconds { break }
             var touched: [Int] = []
+            let interrupts = channel.interruptCount
             let read = poll(copyFrames: false) { frame in
                 if let (size, sequence) = BenchFrame.parse(frame.bytes, length: frame.length),
                    let index = receipts.firstIndex(where: { $0.size == size }) {
@@ -118,7 +132,7 @@ extension NetworkVSC {
                 flush()
                 replies.removeAll()
             }
-            if read == 0 { channel.relax() }
+            if read == 0 { waitQuietly(since: interrupts) }
         }
         return receipts
     }

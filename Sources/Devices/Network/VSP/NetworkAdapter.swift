@@ -85,6 +85,7 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     /// The device is gone (removed, or its partition detached): its port leaves the switch.
     public func detach() {
         virtualSwitch.removePort(port)
+        host.report(["nic.\(permanentAddress.text).link": "removed"])
     }
 
     // MARK: The VSP under the lock

@@ -145,4 +145,24 @@ static inline int clinux_unshare_network_namespace(void) {
     return (int)syscall(SYS_unshare, 0x40000000);
 }
 
+/// setns(fd, CLONE_NEWNET): the calling thread moves to the network namespace `fd` names (a
+/// /run/netns file or /proc/PID/ns/net).
+static inline int clinux_setns_network(int fd) {
+    return (int)syscall(SYS_setns, fd, 0x40000000);
+}
+
+/// A raw ICMP socket (needs CAP_NET_RAW), close-on-exec.
+static inline int clinux_icmp_socket(void) {
+    return socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+}
+
+/// Sends `length` bytes to IPv4 `address` (host byte order) on a raw socket.
+static inline long clinux_send_ipv4(int fd, const void *bytes, unsigned long length, unsigned int address) {
+    struct sockaddr_in to;
+    memset(&to, 0, sizeof to);
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(address);
+    return sendto(fd, bytes, length, 0, (const struct sockaddr *)&to, sizeof to);
+}
+
 #endif
