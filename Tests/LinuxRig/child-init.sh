@@ -37,4 +37,7 @@ for device in /sys/bus/vmbus/devices/*; do
     [ -e "$device/class_id" ] && say "vmbus device $(basename "$device") class $(cat "$device/class_id")"
 done
 
+# The network checks (network-child.sh), in the background so the traps above stay responsive.
+[ -f /network-child.sh ] && ( . /network-child.sh ) &
+
 while true; do sleep 1; done

@@ -161,6 +161,9 @@ if [ "$SMOKE" = 1 ]; then
 fi
 
 # --- The Linux child partition ---------------------------------------------------------------
+# The network checks (network-host.sh): the switch before the child, the checks once it is up.
+[ -f /rig/network-host.sh ] && . /rig/network-host.sh
+command -v network_host_setup >/dev/null && network_host_setup
 sed 's/^/RIG linux.json| /' /rig/linux.json
 started=$(uptime_s)
 if ! out=$($HV partition create /rig/linux.json --start --runtime-dir $RT 2>&1); then
@@ -222,6 +225,8 @@ if [ "$QUICK" = 1 ]; then
     $HV partition stop linux --runtime-dir $RT | sed 's/^/RIG /'
     finish
 fi
+
+command -v network_host_checks >/dev/null && network_host_checks
 
 # Shut the child down through the shutdown integration service and wait until it is stopped.
 sleep 5

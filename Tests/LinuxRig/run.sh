@@ -49,6 +49,7 @@ OUTER_MODULES=(irqbypass kvm kvm_amd)   # dependencies are added from each modul
 CHILD_MODULES=(hv_vmbus hv_utils)
 EXPECTED_PRIVILEGES_LOW=0x8a66   # CPUID 0x40000003 EAX as advertised (Sources/Root/HypervisorInterface/HvCPUID.swift)
 EXPECTED_VMBUS_VERSION=5.3       # the newest Linux 6.1 offers
+. "$RIG_DIR/network-rig.sh"      # the network checks: hv_netvsc on an internal switch
 
 QUICK=0 SMOKE=1 VM_TIMEOUT=3600 ATTEMPTS=1 VERBOSE=0 CHECK_ONLY=0
 while [ $# -gt 0 ]; do
@@ -241,11 +242,13 @@ assemble() {
     busybox_root "$child"
     install -m 755 "$RIG_DIR/child-init.sh" "$child/init"
     install_modules "$child/lib/modules" "${CHILD_MODULES[@]}"
+    network_child_files "$child"
     make_cpio "$child" "$WORK/child.img"
 
     busybox_root "$outer"
     install -m 755 "$RIG_DIR/outer-init.sh" "$outer/init"
     install_modules "$outer/rig/modules" "${OUTER_MODULES[@]}"
+    network_outer_files "$outer"
     install -m 755 "$HV_STRIPPED" "$outer/rig/hv"
     # The libraries hv still links dynamically (glibc, libstdc++, libgcc_s) and the loader, at
     # the paths ldd reports.
@@ -350,6 +353,7 @@ check() {
         child_check "4 heartbeat IC" 'Heartbeat IC version' "$vmbus_line" || true
         child_check "5 shutdown IC" 'Shutdown IC version' "$vmbus_line" || true
         child_check "6 time sync IC" 'TimeSync IC version' "$vmbus_line" || true
+        network_checks "$vmbus_line"
         rig_check linux-shutdown "7 hv partition shutdown -> stopped"
     fi
     if [ "$QEMU_STATUS" != 0 ]; then
@@ -399,7 +403,7 @@ if [ $CHECK_ONLY = 1 ]; then
 fi
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages and creates device nodes)"
 mkdir -p "$WORK"
-install_and_fetch() { install_packages; fetch_kernel; }
+install_and_fetch() { install_packages; network_packages; fetch_kernel; }
 timed packages install_and_fetch
 timed build build_hv
 if [ $SMOKE = 1 ]; then timed guest build_probe_guest; fi
