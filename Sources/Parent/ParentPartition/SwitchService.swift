@@ -9,7 +9,21 @@ import VirtualSwitch
 /// AF_PACKET descriptor the root created (the parent has no privilege to create either).
 final class SwitchService: Sendable {
     let directory = SwitchDirectory()
-    private let pumps = Mutex<[String: HostPortPump]>([:])
+    private let pumps = Mutex<[String: HostSide]>([:])
+
+    /// A switch's host port: the pump, and the port whose direct sink writes to its descriptor.
+    struct HostSide: Sendable {
+        var pump: HostPortPump
+        var port: SwitchPortID
+        var virtualSwitch: VirtualSwitch
+
+        /// Stops the pump and drops the sink, so nothing holds the host descriptor any more (the
+        /// root closes its own copy: the TAP goes away).
+        func stop() {
+            virtualSwitch.setDirectSink(nil, for: port)
+            pump.stop()
+        }
+    }
     let logger: Logger
 
     init(logger: Logger) {
@@ -25,7 +39,7 @@ final class SwitchService: Sendable {
         case .external: .external(uplinkInterface: spec.hostInterface)
         }
         let virtualSwitch = VirtualSwitch(name: spec.name, kind: kind, mtu: Int(spec.mtu))
-        var pump: HostPortPump?
+        var hostSide: HostSide?
         if spec.kind != .private {
             guard let descriptor else {
                 logger.error("switch \(spec.name): the root sent no host descriptor; not started")
@@ -38,11 +52,12 @@ final class SwitchService: Sendable {
                                                             kind: spec.kind == .internal ? .host : .uplink)
                 configuration.maximumFrameSize = virtualSwitch.maximumFrameSize
                 let (port, ready) = try virtualSwitch.addPort(configuration)
-                pump = try HostPortPump(endpoint: endpoint, port: port, ready: ready, switch: virtualSwitch,
-                                        name: "sw-\(spec.name.prefix(12))")
+                let pump = try HostPortPump(endpoint: endpoint, port: port, ready: ready, switch: virtualSwitch,
+                                            name: "sw-\(spec.name.prefix(12))")
                 // A NIC's worker writes its frames for the host straight to the descriptor (a
                 // non-blocking write of one frame), instead of handing each to the pump thread.
-                if let pump { virtualSwitch.setDirectSink(pump.directSink(for: endpoint), for: port) }
+                virtualSwitch.setDirectSink(pump.directSink(for: endpoint), for: port)
+                hostSide = HostSide(pump: pump, port: port, virtualSwitch: virtualSwitch)
             } catch {
                 logger.error("switch \(spec.name): cannot serve its host port \(spec.hostInterface): \(error); not started")
                 return
@@ -50,12 +65,12 @@ final class SwitchService: Sendable {
         }
         let (added, replaced) = directory.add(virtualSwitch)
         guard added else {
-            pump?.stop()
+            hostSide?.stop()
             logger.error("switch \(spec.name): this parent already runs \(SwitchDirectory.maximumSwitches) switches; not started")
             return
         }
         let old = pumps.withLock { table in
-            if let pump { return table.updateValue(pump, forKey: spec.name) }
+            if let hostSide { return table.updateValue(hostSide, forKey: spec.name) }
             return table.removeValue(forKey: spec.name)
         }
         old?.stop()
@@ -71,7 +86,7 @@ final class SwitchService: Sendable {
 
     /// Stops every pump (the parent is going away or lost the root, which sends them again).
     func stopAll() {
-        let all = pumps.withLock { table -> [HostPortPump] in
+        let all = pumps.withLock { table -> [HostSide] in
             defer { table.removeAll() }
             return Array(table.values)
         }
