@@ -5,6 +5,7 @@ import NetworkVSC
 import NetworkVSP
 import Synchronization
 import Testing
+import VMBusProtocol
 import VMBusHost
 import VirtualSwitch
 
@@ -171,5 +172,57 @@ struct AdapterTests {
         #expect(untouched.allSatisfy { $0 == 0xEE })
         second.adapter.reportFacts()
         #expect(Int(second.host.facts["nic.00:15:5d:00:00:0b.rx_frames"] ?? "") == 1)
+    }
+}
+
+extension AdapterTests {
+    /// A child that writes garbage into its NIC's channel — NVSP messages with random fields,
+    /// GPA-direct ranges anywhere, completions for nothing, packet types netvsc never uses —
+    /// gets failures and counters; the parent stays up and another pair of NICs on the same
+    /// switch keeps exchanging frames intact.
+    @Test("a hostile NIC's garbage is counted and stalls nobody else on the switch")
+    func hostileNICDoesNotDisturbOthers() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let hostile = try AdapterHarness(switch: virtualSwitch, address: Self.c)
+        try hostile.vsc.start()
+        let first = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        let second = try AdapterHarness(switch: virtualSwitch, address: Self.b)
+        try first.vsc.start()
+        try second.vsc.start()
+        var random = NetworkVSPFuzzer.Generator(seed: 42)
+        let types: [PacketType] = [.inband, .gpaDirect, .completion, .transferPages, PacketType(rawValue: 0x2A)]
+        var expected: [[UInt8]] = []
+        var received: [[UInt8]] = []
+        for round in 0..<2000 {
+            var message = NVSPMessage.sendRNDISPacket(channel: .data, sectionIndex: UInt32.random(in: 0...300, using: &random),
+                                                      sectionSize: UInt32.random(in: 0...7000, using: &random)).bytes()
+            if Bool.random(using: &random) { message[Int.random(in: 0..<message.count, using: &random)] ^= 0xFF }
+            if round % 7 == 0 { message = NVSPMessage.revokeSendBuffer(id: 0).bytes() }
+            let type = types[Int.random(in: 0..<types.count, using: &random)]
+            var header: [UInt8] = []
+            if type == .gpaDirect || type == .transferPages {
+                let pages = (0..<Int.random(in: 1...3, using: &random)).map { _ in UInt64.random(in: 0...5000, using: &random) }
+                header = GPADirectHeader(ranges: [GPARange(byteCount: UInt32.random(in: 0...12000, using: &random),
+                                                           byteOffset: UInt32.random(in: 0...5000, using: &random), pfns: pages)]).bytes
+            }
+            while !hostile.vsc.channel.stage(type, flags: .completionRequested, transactionID: UInt64(round), header: header,
+                                             payload: message) {
+                hostile.vsc.channel.publish()
+                _ = hostile.vsc.poll(copyFrames: false) { _ in }
+            }
+            if round % 50 == 0 {
+                hostile.vsc.channel.publish()
+                let frame = BenchFrame.make(from: Self.a, to: Self.b, size: 200, sequence: UInt64(round))
+                if first.vsc.transmit(frame) { expected.append(frame) }
+                first.vsc.flush()
+                _ = second.vsc.poll(copyFrames: true) { received.append($0.bytes) }
+            }
+        }
+        hostile.vsc.channel.publish()
+        received += second.collect(count: expected.count - received.count)
+        #expect(received == expected)
+        hostile.adapter.reportFacts()
+        #expect(Int(hostile.host.facts["nic.00:15:5d:00:00:0c.guest_errors"] ?? "") ?? 0 > 0)
+        #expect(first.failures.value == nil && second.failures.value == nil)
     }
 }
