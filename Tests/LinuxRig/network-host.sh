@@ -25,11 +25,13 @@ network_host_setup() {
     exec 7>/tmp/net-hold
 }
 
-# net_wait REGEX SECONDS: follows the child's console until a line matches (printed to stdout).
+# net_wait REGEX SECONDS: follows the child's console until a line matches, and prints that line
+# on stdout (callers capture it); the console lines themselves go to stderr, the serial console,
+# so the transcript keeps them.
 net_wait() {
     regex=$1 seconds=$2
     while [ "$seconds" -gt 0 ]; do
-        follow linux CHILD
+        follow linux CHILD >&2
         line=$(grep -E "$regex" /tmp/linux.log 2>/dev/null | tail -n 1)
         if [ -n "$line" ]; then echo "$line"; return 0; fi
         sleep 2
@@ -63,7 +65,7 @@ network_host_checks() {
     # Child -> host: the child sends 16 MiB to our listener.
     sending=$(net_wait 'rig-child: net: sending' 300 | sed -n 's/.*md5 \([0-9a-f]*\).*/\1/p')
     tries=300
-    while kill -0 $NET_LISTENER 2>/dev/null && [ $tries -gt 0 ]; do sleep 1; tries=$((tries - 1)); follow linux CHILD; done
+    while kill -0 $NET_LISTENER 2>/dev/null && [ $tries -gt 0 ]; do sleep 1; tries=$((tries - 1)); follow linux CHILD >&2; done
     exec 7>&-
     got=$(net_md5 /tmp/from-child)
     size=$(wc -c </tmp/from-child)

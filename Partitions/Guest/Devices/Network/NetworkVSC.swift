@@ -158,6 +158,7 @@ public struct NetworkVSC<Channel: VMBusChannel, Buffer: SharedBuffer> {
         let address = try query(.permanentAddress)
         guard let parsed = MACAddress(bytes: address) else { throw .refused("the permanent address query") }
         macAddress = parsed
+        // Linux carries on without these two answers (`rndis_filter_device_add`), and so does this driver.
         if let frameSize = (try? query(.maximumFrameSize))?.littleEndian(UInt32.self, at: 0), frameSize >= 576 {
             mtu = Int(frameSize)
         }

@@ -149,16 +149,22 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     }
 
     /// Queues `packets` for channel `index` and wakes its worker. Packets for a channel that is
-    /// not open are dropped (the guest will initialize afresh when it opens it).
+    /// not open are dropped (the guest will initialize afresh when it opens it), and so are
+    /// packets beyond `outboxLimit` waiting for one channel (a user toggling the link faster
+    /// than the guest reads its ring loses indications, not memory).
     func post(_ packets: [OutgoingPacket], to index: Int) {
         guard !packets.isEmpty else { return }
         let waker = state.withLock { state -> EventFD? in
             guard let waker = state.wakers[index] else { return nil }
-            state.outbox[index, default: []] += packets
+            let room = max(0, Self.outboxLimit - state.outbox[index, default: []].count)
+            state.outbox[index, default: []] += packets.prefix(room)
             return waker
         }
         waker?.signal()
     }
+
+    /// Most packets waiting in one channel's outbox.
+    static let outboxLimit = 64
 
     // MARK: Control
 
