@@ -149,6 +149,7 @@ public enum NetworkBenchmark {
     static func measureGuests(_ options: Options, _ deployment: LocalDeployment, packageRoot: String,
                               progress: @Sendable (String) -> Void) async throws -> Measured {
         let sizes = options.sizes
+        let image = try await guestImage(packageRoot: packageRoot)
         let control = try NetworkInterface.controlSocket()
         try NetworkInterface.setIPv4Address(tapName, hostAddress, prefix: 24, using: control)
 
@@ -173,7 +174,7 @@ public enum NetworkBenchmark {
         let hostArguments = "mode=net ip=10.213.77.2 peer=10.213.77.1 net=ping,send,receive pings=\(options.pings) "
             + "sizes=\(sizeList) count=\(options.frames) dst=\(hostSink.text) gap-ms=300 idle-ms=2000"
         do {
-            try await createGuest(deployment, packageRoot: packageRoot, name: "nb-host", switch: internalSwitch,
+            try await createGuest(deployment, image: image, name: "nb-host", switch: internalSwitch,
                                   mac: guestMAC, arguments: hostArguments)
             _ = try await deployment.waitForConsole("nb-host", containing: "net: receiving", timeoutSeconds: 600)
         } catch {
@@ -193,10 +194,10 @@ public enum NetworkBenchmark {
         try await deployment.delete("nb-host")
 
         progress("guest → guest across private switch \(privateSwitch)")
-        try await createGuest(deployment, packageRoot: packageRoot, name: "nb-rx", switch: privateSwitch, mac: receiverMAC,
+        try await createGuest(deployment, image: image, name: "nb-rx", switch: privateSwitch, mac: receiverMAC,
                               arguments: "mode=net ip=10.213.79.2 net=receive sizes=\(sizeList) count=\(options.frames) idle-ms=2000")
         _ = try await deployment.waitForConsole("nb-rx", containing: "net: receiving", timeoutSeconds: 600)
-        try await createGuest(deployment, packageRoot: packageRoot, name: "nb-tx", switch: privateSwitch, mac: senderMAC,
+        try await createGuest(deployment, image: image, name: "nb-tx", switch: privateSwitch, mac: senderMAC,
                               arguments: "mode=net ip=10.213.79.3 net=send sizes=\(sizeList) count=\(options.frames) "
                                   + "dst=\(receiverMAC.text) gap-ms=300")
         _ = try await deployment.waitForConsole("nb-rx", containing: "net: done", timeoutSeconds: 600)
@@ -225,15 +226,23 @@ public enum NetworkBenchmark {
         _ = try await deployment.client.request(.POST, "/v1/switches", body: configuration, as: SwitchInfo.self)
     }
 
+    /// The Embedded guest's image, built once per run (GuestBuilder hashes every input each time).
+    static func guestImage(packageRoot: String) async throws -> String {
+        let configuration = PartitionConfiguration(name: "image", processors: 1, memoryMiB: 128,
+                                                   guest: .embedded(image: "Guest", arguments: "", imagePath: nil))
+        let resolved = try await LocalDeployment.resolveImage(configuration,
+                                                              configurationPath: "\(packageRoot)/Partitions/netguest.json")
+        guard case .embedded(_, _, let path?) = resolved.guest else { throw NetworkBenchError.guest("the guest image was not built") }
+        return path
+    }
+
     /// Creates and starts an Embedded guest with one NIC.
-    static func createGuest(_ deployment: LocalDeployment, packageRoot: String, name: String, switch switchName: String,
+    static func createGuest(_ deployment: LocalDeployment, image: String, name: String, switch switchName: String,
                             mac: MACAddress, arguments: String) async throws {
-        var configuration = PartitionConfiguration(
-            name: name, processors: 1, memoryMiB: 128, guest: .embedded(image: "Guest", arguments: arguments, imagePath: nil),
+        let configuration = PartitionConfiguration(
+            name: name, processors: 1, memoryMiB: 128, guest: .embedded(image: "Guest", arguments: arguments, imagePath: image),
             devices: ["heartbeat", DeviceConfiguration(kind: "nic", settings: ["switch": .string(switchName),
                                                                                 "mac": .string(mac.text)])])
-        configuration = try await LocalDeployment.resolveImage(configuration,
-                                                               configurationPath: "\(packageRoot)/Partitions/netguest.json")
         _ = try await deployment.client.request(.POST, "/v1/partitions", body: configuration, as: PartitionInfo.self)
         try await deployment.perform("start", on: name)
     }

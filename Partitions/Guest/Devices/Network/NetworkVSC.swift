@@ -367,18 +367,30 @@ public struct NetworkVSC<Channel: VMBusChannel, Buffer: SharedBuffer> {
 
     mutating func received(_ descriptor: PacketDescriptor, copyFrames: Bool, _ body: (ReceivedFrame) -> Void) {
         let id = descriptor.transactionID
-        guard let transfer = try? TransferPageHeader(packet: packet, descriptor: descriptor),
-              transfer.pageSetID == NetvscConstants.receiveBufferID,
-              let nvsp = try? NVSPMessage(parsing: packet, at: descriptor.payloadOffset,
-                                           count: max(0, min(descriptor.totalLength, packet.count) - descriptor.payloadOffset)),
-              case .sendRNDISPacket = nvsp else {
+        // The transfer-page header (§9.3) and the NVSP message, read in place: pageset 0xCAFE,
+        // a range count that fits the header, SEND_RNDIS_PKT after it.
+        let headerEnd = min(descriptor.payloadOffset, packet.count)
+        let headerStart = PacketDescriptor.size
+        guard headerEnd >= headerStart + 8, headerEnd <= packet.count,
+              packet.littleEndian(UInt16.self, at: headerStart) == NetvscConstants.receiveBufferID,
+              let rangeCount = packet.littleEndian(UInt32.self, at: headerStart + 4),
+              UInt64(rangeCount) <= UInt64((headerEnd - headerStart - 8) / 8),
+              descriptor.payloadOffset + 4 <= min(descriptor.totalLength, packet.count),
+              packet.littleEndian(UInt32.self, at: descriptor.payloadOffset) == NVSPMessageType.sendRNDISPacket.rawValue
+        else {
             counters.badReceives += 1
             complete(id)
             return
         }
-        for range in transfer.ranges {
-            let offset = Int(range.byteOffset)
-            let count = Int(range.byteCount)
+        // One prefix buffer for the packet's frames: handed to `body` and read into again once
+        // `body` has let go of it, so prefixes cost no allocation per frame.
+        var prefix = [UInt8](repeating: 0, count: copyFrames ? 0 : Self.prefixLength)
+        for index in 0..<Int(rangeCount) {
+            let entry = headerStart + 8 + 8 * index
+            guard let rangeCount = packet.littleEndian(UInt32.self, at: entry),
+                  let rangeOffset = packet.littleEndian(UInt32.self, at: entry + 4) else { break }
+            let offset = Int(rangeOffset)
+            let count = Int(rangeCount)
             guard count >= RNDISMessage.headerSize, count <= subAllocationSize, offset <= receiveLimit - count else {
                 counters.badReceives += 1
                 continue
@@ -402,12 +414,17 @@ public struct NetworkVSC<Channel: VMBusChannel, Buffer: SharedBuffer> {
                     counters.badReceives += 1
                     continue
                 }
-                let copied = copyFrames ? dataLength : min(dataLength, Self.prefixLength)
-                var bytes = [UInt8](repeating: 0, count: copied)
-                receive.read(at: offset + start, count: copied, into: &bytes, bufferOffset: 0)
                 counters.framesReceived += 1
                 counters.bytesReceived += UInt64(dataLength)
-                body(ReceivedFrame(length: dataLength, bytes: bytes))
+                if !copyFrames && dataLength >= Self.prefixLength {
+                    receive.read(at: offset + start, count: Self.prefixLength, into: &prefix, bufferOffset: 0)
+                    body(ReceivedFrame(length: dataLength, bytes: prefix))
+                } else {
+                    let copied = copyFrames ? dataLength : min(dataLength, Self.prefixLength)
+                    var bytes = [UInt8](repeating: 0, count: copied)
+                    receive.read(at: offset + start, count: copied, into: &bytes, bufferOffset: 0)
+                    body(ReceivedFrame(length: dataLength, bytes: bytes))
+                }
             } else {
                 var bytes = [UInt8](repeating: 0, count: messageLength)
                 receive.read(at: offset, count: messageLength, into: &bytes, bufferOffset: 0)
