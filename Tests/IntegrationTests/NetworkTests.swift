@@ -78,6 +78,20 @@ struct NetworkIntegrationTests {
             if version == nil { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(version == "6.1")
+        // Only the cable changes while the partition runs: pulled, the adapter reports the link down.
+        let pulled: [String: JSONValue] = ["switch": .string("lan"), "mac": .string("00:15:5d:09:00:07"), "connected": .bool(false)]
+        _ = try await test.deployment.client.request(.PUT, "/v1/partitions/host/devices/nic", body: pulled, as: PartitionInfo.self)
+        var link: String?
+        for _ in 0..<50 where link != "down" {
+            link = try await test.deployment.info("host").status["nic.00:15:5d:09:00:07.link"]
+            if link != "down" { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(link == "down")
+        let moved: [String: JSONValue] = ["switch": .string("elsewhere"), "mac": .string("00:15:5d:09:00:07")]
+        let refused = await errorSentence {
+            _ = try await test.deployment.client.request(.PUT, "/v1/partitions/host/devices/nic", body: moved, as: PartitionInfo.self)
+        }
+        #expect(refused != nil, "a NIC does not move to another switch while the partition runs")
         _ = try await test.deployment.client.request(.DELETE, "/v1/partitions/host/devices/nic", as: PartitionInfo.self)
         _ = try await test.deployment.waitForConsole("host", containing: "NIC 00:15:5d:09:00:07 removed")
         let after = try await test.deployment.client.request(.GET, "/v1/switches", as: [SwitchInfo].self)

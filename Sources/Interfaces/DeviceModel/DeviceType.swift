@@ -35,6 +35,9 @@ public protocol DeviceType: Sendable {
     /// The virtual switches (by name) the device plugs into with these settings: the root
     /// refuses the device while one does not exist, and refuses to delete a switch in use.
     static func virtualSwitches(for settings: Settings) -> [String]
+    /// Why a running device with settings `current` cannot take `new` (for types that are
+    /// `changeableWhileRunning` but not in every setting), as a sentence, or `nil`.
+    static func problem(changing current: Settings, to new: Settings) -> String?
 }
 
 extension DeviceType {
@@ -48,6 +51,7 @@ extension DeviceType {
     public static func problem(with settings: Settings) -> String? { nil }
     public static func resources(for settings: Settings) -> [HostResource] { [] }
     public static func virtualSwitches(for settings: Settings) -> [String] { [] }
+    public static func problem(changing current: Settings, to new: Settings) -> String? { nil }
 }
 
 extension DeviceType where Settings == NoSettings {

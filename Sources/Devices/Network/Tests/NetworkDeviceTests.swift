@@ -39,6 +39,21 @@ struct NetworkDeviceTests {
         }
     }
 
+    @Test func onlyTheCableChangesWhileRunning() throws {
+        let spec = try Self.catalog.resolve([DeviceConfiguration(kind: "nic", settings: ["switch": .string("lab")])],
+                                            partition: "alpha")[0]
+        let unplugged = try Self.catalog.resolve(changing: spec, to: ["switch": .string("lab"), "connected": .bool(false)],
+                                                 among: [spec])
+        #expect(try DeviceCatalog.settings(of: unplugged, as: NetworkDevice.self).connected == false)
+        #expect(throws: DeviceError.self) {
+            _ = try Self.catalog.resolve(changing: spec, to: ["switch": .string("other")], among: [spec])
+        }
+        #expect(throws: DeviceError.self) {
+            _ = try Self.catalog.resolve(changing: spec, to: ["switch": .string("lab"), "mac": .string("00:15:5d:00:00:09")],
+                                         among: [spec])
+        }
+    }
+
     @Test func theDerivedAddressIsStableUnicastAndHyperVs() {
         let instance = DeviceCatalog.instance(partition: "alpha", kind: "nic", index: 0)
         let address = NetworkDevice.defaultAddress(partition: "alpha", instance: instance)

@@ -56,6 +56,15 @@ public enum NetworkDevice: ParentDevice {
 
     public static func virtualSwitches(for settings: Settings) -> [String] { [settings.switchName] }
 
+    /// Only `connected` changes while the partition runs: a NIC that moves to another switch or
+    /// MAC address is removed and added again (the guest sees a new adapter).
+    public static func problem(changing current: Settings, to new: Settings) -> String? {
+        guard current.switchName == new.switchName, current.mac == new.mac, current.queues == new.queues else {
+            return "moved to another switch, MAC address or queue count (only \"connected\" changes)"
+        }
+        return nil
+    }
+
     public static func make(_ settings: Settings, instance: GUID, resources: [OwnedDescriptor],
                             context: any DeviceContext) throws(DeviceError) -> DeviceInstance {
         guard let directory = context.sharedBackend(SwitchDirectory.self),
