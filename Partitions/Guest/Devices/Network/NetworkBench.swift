@@ -55,9 +55,17 @@ public struct BenchReceipt {
 }
 
 extension NetworkVSC {
-    /// Reads what has arrived; if nothing has, lets the processor sleep until the host signals
-    /// (or 200 µs pass), so a guest waiting for the host leaves the host's threads the CPU.
-    mutating func idleUntilHost() {
+    /// Reads what has arrived; if nothing has for `spinNanoseconds`, lets the processor sleep
+    /// until the host signals (or 200 µs pass), so a guest waiting for the host leaves the host's
+    /// threads the CPU. The short spin first keeps a host that is completing as it reads from
+    /// having to wake a halted guest for every batch.
+    mutating func idleUntilHost(spinNanoseconds: UInt64 = 50_000) {
+        let start = channel.timestamp()
+        let limit = channel.ticks(nanoseconds: spinNanoseconds)
+        while channel.timestamp() &- start < limit {
+            if poll(copyFrames: false, { _ in }) > 0 { return }
+            channel.relax()
+        }
         let interrupts = channel.interruptCount
         if poll(copyFrames: false, { _ in }) == 0 { waitQuietly(since: interrupts) }
     }
