@@ -107,6 +107,7 @@ extension NetworkVSC {
         var receipts = sizes.map { BenchReceipt(size: $0) }
         let start = channel.timestamp()
         var lastFrame: UInt64 = 0
+        var quietSince: UInt64 = 0
         var replies: [[UInt8]] = []
         while true {
             let now = channel.timestamp()
@@ -140,7 +141,17 @@ extension NetworkVSC {
                 flush()
                 replies.removeAll()
             }
-            if read == 0 { waitQuietly(since: interrupts) }
+            // Spin a little before halting: a halted guest takes tens of microseconds to wake,
+            // and frames queue up (and drop) meanwhile.
+            if read > 0 {
+                quietSince = 0
+            } else if quietSince == 0 {
+                quietSince = channel.timestamp()
+            } else if channel.nanoseconds(from: quietSince, to: channel.timestamp()) > 50_000 {
+                waitQuietly(since: interrupts)
+            } else {
+                channel.relax()
+            }
         }
         return receipts
     }
