@@ -45,7 +45,7 @@ let devices: [Device] = [
     Device("Bench", [.protocol, .vsp, .vsc]),
     Device("IC", [.protocol, .vsp, .vsc, .tests]),
     Device("IDE", [.emulator, .vsc, .tests], extra: ["DiskBackend"]),
-    Device("Network", [.protocol, .vsp, .tests], extra: ["GuestMemory", "VirtualSwitch"]),
+    Device("Network", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "VirtualSwitch"]),
     Device("Serial", [.emulator, .tests]),
     Device("Storage", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "DiskBackend"]),
 ]
@@ -182,7 +182,7 @@ let package = Package(
                 path: "Sources/Parent/DeviceRegistry", swiftSettings: host),
         .target(name: "ParentPartition",
                 dependencies: ["ControlProtocol", "DeviceHost", "DeviceModel", "GuestMemory", "LinuxSupport", "HyperV",
-                               "VMBusProtocol", "VMBusServer", "VMBusHost", log],
+                               "VMBusProtocol", "VMBusServer", "VMBusHost", "VirtualSwitch", log],
                 path: "Sources/Parent/ParentPartition", swiftSettings: host),
 
         // MARK: Interfaces between processes.
@@ -205,7 +205,7 @@ let package = Package(
                 path: "Sources/Tools/LocalDeployment", swiftSettings: host),
         .target(name: "Bench",
                 dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
-                               "LocalDeployment", "DeviceModel", "DiskBackend"],
+                               "LocalDeployment", "DeviceModel", "DiskBackend", "NetworkProtocol", "NetworkVSC"],
                 path: "Sources/Tools/Bench", swiftSettings: host),
         .executableTarget(
             name: "hv",

@@ -35,6 +35,10 @@ struct ControlProtocolTests {
         .deviceChanged(partitionID: 7, attachment.devices[0]),
         .portReadString(requestID: 11, partitionID: 7, vp: 1, port: 0x1F0, size: 2, count: 2048),
         .portWriteString(partitionID: 7, vp: 0, port: 0x1F0, size: 2, bytes: [UInt8](repeating: 0x5A, count: 512)),
+        .switchAttached(SwitchSpec(name: "lab", kind: .internal, mtu: 9000, hostInterface: "hv-lab")),
+        .switchAttached(SwitchSpec(name: "p", kind: .private, mtu: 1500, hostInterface: "")),
+        .switchAttached(SwitchSpec(name: "up", kind: .external, mtu: 1500, hostInterface: "eth0")),
+        .switchDetached(name: "lab"),
     ]
 
     static let parentMessages: [ParentMessage] = [
@@ -127,6 +131,29 @@ struct ControlProtocolTests {
         let (rootSide, parentSide) = try SequencedPacketSocket.pair()
         try rootSide.send(RootMessage.doorbell(requestID: 1, partitionID: 1, vp: 0, sint: 2).bytes)
         #expect(throws: ControlProtocolError.self) { _ = try ControlChannel(socket: parentSide).receiveRootMessage() }
+    }
+
+    /// An internal or external switch travels with its host side's descriptor, a private one
+    /// with none; a switch of an unknown kind or without its descriptor is refused.
+    @Test func switchesCarryTheirHostSide() throws {
+        let internalSwitch = RootMessage.switchAttached(SwitchSpec(name: "lab", kind: .internal, mtu: 1500, hostInterface: "hv-lab"))
+        let privateSwitch = RootMessage.switchAttached(SwitchSpec(name: "p", kind: .private, mtu: 1500, hostInterface: ""))
+        #expect(internalSwitch.descriptorCount == 1)
+        #expect(privateSwitch.descriptorCount == 0)
+        let (rootSide, parentSide) = try SequencedPacketSocket.pair()
+        let tap = try MemoryFile.create(name: "stand-in-tap", size: 4096)
+        try ControlChannel(socket: rootSide).send(internalSwitch, descriptors: [tap.rawValue])
+        guard case .message(let message, let descriptors) = try ControlChannel(socket: parentSide).receiveRootMessage() else {
+            Issue.record("closed")
+            return
+        }
+        #expect(message == internalSwitch)
+        #expect(descriptors.count == 1)
+        try rootSide.send(internalSwitch.bytes)
+        #expect(throws: ControlProtocolError.self) { _ = try ControlChannel(socket: parentSide).receiveRootMessage() }
+        var unknownKind = privateSwitch.bytes
+        unknownKind[4 + 4 + 1] = 9  // version, kind, the name's length (u32) and its one byte, then the switch kind
+        #expect(throws: ControlProtocolError.self) { _ = try RootMessage(parsing: unknownKind) }
     }
 
     @Test func referenceClockMatchesTheRootsFormula() {

@@ -39,5 +39,7 @@ done
 
 # The disks (storage-child.sh).
 [ -f /storage-child.sh ] && . /storage-child.sh
+# The network checks (network-child.sh), in the background so the traps above stay responsive.
+[ -f /network-child.sh ] && ( . /network-child.sh ) &
 
 while true; do sleep 1; done

@@ -162,6 +162,9 @@ if [ "$SMOKE" = 1 ]; then
 fi
 
 # --- The Linux child partition ---------------------------------------------------------------
+# The network checks (network-host.sh): the switch before the child, the checks once it is up.
+[ -f /rig/network-host.sh ] && . /rig/network-host.sh
+command -v network_host_setup >/dev/null && network_host_setup
 sed 's/^/RIG linux.json| /' /rig/linux.json
 storage_prepare
 started=$(uptime_s)
@@ -235,6 +238,7 @@ until storage_done || [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] || ! ali
 done
 storage_done || say "linux: the storage steps did not finish"
 storage_check_protocol
+command -v network_host_checks >/dev/null && network_host_checks
 
 # Shut the child down through the shutdown integration service and wait until it is stopped.
 sleep 5

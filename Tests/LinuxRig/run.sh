@@ -52,6 +52,7 @@ CHILD_MODULES=(hv_vmbus hv_utils)
 CHILD_MODULES+=("${STORAGE_CHILD_MODULES[@]}")
 EXPECTED_PRIVILEGES_LOW=0x8a66   # CPUID 0x40000003 EAX as advertised (Sources/Root/HypervisorInterface/HvCPUID.swift)
 EXPECTED_VMBUS_VERSION=5.3       # the newest Linux 6.1 offers
+. "$RIG_DIR/network-rig.sh"      # the network checks: hv_netvsc on an internal switch
 
 QUICK=0 SMOKE=1 VM_TIMEOUT=3600 ATTEMPTS=1 VERBOSE=0 CHECK_ONLY=0
 while [ $# -gt 0 ]; do
@@ -245,12 +246,14 @@ assemble() {
     install -m 755 "$RIG_DIR/child-init.sh" "$child/init"
     install_modules "$child/lib/modules" "${CHILD_MODULES[@]}"
     storage_assemble_child "$child"
+    network_child_files "$child"
     make_cpio "$child" "$WORK/child.img"
 
     busybox_root "$outer"
     install -m 755 "$RIG_DIR/outer-init.sh" "$outer/init"
     install_modules "$outer/rig/modules" "${OUTER_MODULES[@]}"
     storage_assemble_outer "$outer"
+    network_outer_files "$outer"
     install -m 755 "$HV_STRIPPED" "$outer/rig/hv"
     # The libraries hv still links dynamically (glibc, libstdc++, libgcc_s) and the loader, at
     # the paths ldd reports.
@@ -356,6 +359,7 @@ check() {
         child_check "5 shutdown IC" 'Shutdown IC version' "$vmbus_line" || true
         child_check "6 time sync IC" 'TimeSync IC version' "$vmbus_line" || true
         storage_checks
+        network_checks "$vmbus_line"
         rig_check linux-shutdown "7 hv partition shutdown -> stopped"
     fi
     if [ "$QEMU_STATUS" != 0 ]; then
@@ -405,7 +409,7 @@ if [ $CHECK_ONLY = 1 ]; then
 fi
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages and creates device nodes)"
 mkdir -p "$WORK"
-install_and_fetch() { install_packages; fetch_kernel; }
+install_and_fetch() { install_packages; network_packages; fetch_kernel; }
 timed packages install_and_fetch
 timed build build_hv
 if [ $SMOKE = 1 ]; then timed guest build_probe_guest; fi

@@ -50,6 +50,14 @@ struct ManagementErrorTests {
         Case(error: .control(request: "Cannot shutdown alpha", .sendFailed(SystemError("send", errno: .brokenPipe))),
              kind: .internalError,
              sentence: "Cannot shutdown alpha: the parent partition could not be reached (\(SystemError("send", errno: .brokenPipe))); check that `hv parent` runs."),
+        Case(error: .virtualSwitch(.notFound("lab")), kind: .notFound,
+             sentence: "No virtual switch is named lab: list them with `hv switch list`."),
+        Case(error: .virtualSwitch(.exists("lab")), kind: .conflict,
+             sentence: "A virtual switch named lab exists: delete it first with `hv switch delete lab`."),
+        Case(error: .virtualSwitch(.inUse("lab", partitions: ["alpha", "beta"])), kind: .conflict,
+             sentence: "Cannot delete switch lab: NICs of alpha, beta are plugged into it; remove them (`hv partition device remove`) or delete the partitions first."),
+        Case(error: .virtualSwitch(.invalid("mtu 70000 is outside 576-9000")), kind: .badRequest,
+             sentence: "Invalid switch configuration: mtu 70000 is outside 576-9000."),
     ]
 
     @Test(arguments: cases)

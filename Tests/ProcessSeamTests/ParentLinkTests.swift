@@ -285,3 +285,36 @@ extension ParentLinkTests {
         #expect(child.built.withLock { $0[alpha.devices[0].instance] } != nil, "the heartbeat stays")
     }
 }
+
+extension ParentLinkTests {
+    /// A parent that connects gets the virtual switches before the partitions, so the NICs it
+    /// builds with them find theirs; a real parent builds a NIC on a switch the root handed it.
+    @Test func switchesComeBeforeThePartitionsWhoseNICsUseThem() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        root.table.switches.withLock {
+            $0.append(ManagedSwitch(spec: SwitchSpec(name: "lan", kind: .private, mtu: 1500, hostInterface: ""), hostSide: nil))
+        }
+        let nic = DeviceConfiguration(kind: "nic", settings: ["switch": .string("lan")])
+        let alpha = try root.table.add("alpha", devices: [nic])
+        let scripted = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        guard case .message(let first, _) = try scripted.rootMessage() else {
+            Issue.record("closed")
+            return
+        }
+        #expect(first == .switchAttached(SwitchSpec(name: "lan", kind: .private, mtu: 1500, hostInterface: "")))
+        let attached = try scripted.rootMessage { message, _ in
+            if case .partitionAttached(let attachment) = message { attachment.partitionID } else { nil }
+        }
+        #expect(attached == alpha.id)
+        scripted.channel.socket.shutdown()
+
+        #expect(eventually { !root.link.isConnected })
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        #expect(eventually { parent.child(alpha.id) != nil })
+        let child = try #require(parent.child(alpha.id))
+        #expect(eventually { child.built.withLock { $0[alpha.devices[0].instance] } != nil }, "the NIC was built on lan")
+        #expect(parent.service.switches.directory.lookup("lan") != nil)
+    }
+}

@@ -234,6 +234,10 @@ final class TestPartitionTable: PartitionDirectory {
 
     func linkedPartition(id: UInt32) -> (any LinkedPartition)? { partitions.withLock { $0.first { $0.id == id } } }
 
+    /// Virtual switches the link hands a parent that connects, before the partitions.
+    let switches = Mutex<[ManagedSwitch]>([])
+    var linkedSwitches: [ManagedSwitch] { switches.withLock { $0 } }
+
     /// Adds a partition; the link hands it to a parent that connects from now on.
     func add(_ name: String, processors: Int = 1, memoryMiB: Int = 16, devices: [DeviceConfiguration] = [],
              linux: Bool = false) throws -> TestPartition {

@@ -30,6 +30,8 @@ public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
         VMBusProgram(info: info).run()
     case "storage", "storage-flush", "storage-bench":
         StorageProgram(info: info).run(info.argument("mode") ?? "storage")
+    case "net":
+        NetworkProgram(info: info).run()
     default:
         Probe(info: info).run()
     }

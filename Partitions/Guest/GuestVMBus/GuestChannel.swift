@@ -40,7 +40,7 @@ public struct GuestChannel: VMBusChannel {
     public var interruptCount: UInt64 { SynICClient.interruptCount(slot: 0) }
 
     public mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, header: [UInt8],
-                        payload: [UInt8]) -> Bool {
+                               payload: [UInt8]) -> Bool {
         do throws(RingError) {
             try writer.write(type: type, flags: flags, transactionID: transactionID, header: header, payload: payload)
             return true
@@ -71,4 +71,6 @@ public struct GuestChannel: VMBusChannel {
     public func nanoseconds(from start: UInt64, to end: UInt64) -> UInt64 { clock.nanoseconds(from: start, to: end) }
     public func ticks(nanoseconds: UInt64) -> UInt64 { clock.ticks(nanoseconds: nanoseconds) }
     public func relax() { CPU.relax() }
+    /// Halts (interrupts enabled) until the channel's SINT or another interrupt, or the timeout.
+    public func waitForHost(nanoseconds: UInt64) { CPU.sleep(nanoseconds: nanoseconds) }
 }

@@ -66,23 +66,7 @@ public struct VMBusDriver {
     public mutating func open(_ offer: OfferChannel, ringPages: Int) -> GuestChannel? {
         guard ringPages >= 2, let address = PageAllocator.allocate(pages: 2 * ringPages) else { return nil }
         let relID = offer.childRelID
-        let pfns = (0..<(2 * ringPages)).map { address / 4096 + UInt64($0) }
-        let gpadl: UInt32
-        do throws(ClientError) {
-            let created = try client.createGPADL(channel: relID, pageNumbers: pfns)
-            gpadl = created.gpadl
-            perform(created.actions)
-        } catch {
-            return nil
-        }
-        let created = wait { event in
-            switch event {
-            case .gpadlCreated(gpadl, _, let status): status == 0
-            case .failed(.createGPADL(gpadl), _): false
-            default: nil
-            }
-        }
-        guard created == true else { return nil }
+        guard let gpadl = createGPADL(channel: relID, address: address, pages: 2 * ringPages) else { return nil }
         do throws(ClientError) {
             perform(try client.openChannel(relID, gpadl: gpadl, targetVP: 0, downstreamPageOffset: UInt32(ringPages)))
         } catch {
@@ -112,6 +96,29 @@ public struct VMBusDriver {
         return offers.filter(match)
     }
 
+    /// Shares `pages` contiguous pages at `address` with the host for channel `relID` (a ring
+    /// pair, or a device's buffer) and waits for GPADL_CREATED.
+    /// - Returns: the GPADL's handle, or `nil` if the host refused it or did not answer.
+    public mutating func createGPADL(channel relID: UInt32, address: UInt64, pages: Int) -> UInt32? {
+        let pfns = (0..<pages).map { address / 4096 + UInt64($0) }
+        let gpadl: UInt32
+        do throws(ClientError) {
+            let created = try client.createGPADL(channel: relID, pageNumbers: pfns)
+            gpadl = created.gpadl
+            perform(created.actions)
+        } catch {
+            return nil
+        }
+        let created = wait { event in
+            switch event {
+            case .gpadlCreated(gpadl, _, let status): status == 0
+            case .failed(.createGPADL(gpadl), _): false
+            default: nil
+            }
+        }
+        return created == true ? gpadl : nil
+    }
+
     /// The relid of the next channel the host rescinds, within `timeoutNanoseconds`.
     public mutating func waitForRescind(timeoutNanoseconds: UInt64) -> UInt32? {
         let start = now
@@ -122,6 +129,22 @@ public struct VMBusDriver {
             guard now &- start < timeoutNanoseconds else { return nil }
             step()
         }
+    }
+
+    /// Handles the host messages waiting now — offers of hot-added devices, rescinds — and the
+    /// core's deadlines, without waiting.
+    public mutating func pollMessages() {
+        var handled = 0
+        while handled < 16, let message = synic.receive(sint: VMBusConstants.messageSINT) {
+            perform(client.handle(message.payload, now: now))
+            handled += 1
+        }
+        if let deadline = client.nextDeadline, now >= deadline { perform(client.tick(now: now)) }
+    }
+
+    /// The relid of a channel the host rescinded since the last call, if any.
+    public mutating func takeRescinded() -> UInt32? {
+        take { event in if case .rescinded(let relID) = event { relID } else { nil } }
     }
 
     /// Answers a rescind with RELID_RELEASED.

@@ -109,11 +109,17 @@ public enum RootMessage: Hashable, Sendable {
     case portReadString(requestID: UInt32, partitionID: UInt32, vp: UInt32, port: UInt16, size: UInt8, count: UInt32)
     /// A string OUT (REP OUTS) of whole `size`-byte elements to an intercepted port. Posted.
     case portWriteString(partitionID: UInt32, vp: UInt32, port: UInt16, size: UInt8, bytes: [UInt8])
+    /// A virtual switch to run (or to run again, after a parent restart), sent before the
+    /// partitions whose NICs use it. Descriptors: its host side (`SwitchSpec.descriptorCount`).
+    case switchAttached(SwitchSpec)
+    /// The switch `name` was deleted (no NIC uses it).
+    case switchDetached(name: String)
 
     enum Kind: UInt16 {
         case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
              requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged,
-             portReadString, portWriteString
+             portReadString, portWriteString,
+             switchAttached, switchDetached
     }
 
     /// The most bytes one string I/O message carries: KVM hands user space at most a page of
@@ -126,6 +132,7 @@ public enum RootMessage: Hashable, Sendable {
         case .partitionAttached(let attachment): 1 + attachment.devices.reduce(0) { $0 + $1.resources.count }
         case .deviceAdded(_, let device), .deviceChanged(_, let device): device.resources.count
         case .doorbell, .interruptLine: 1
+        case .switchAttached(let spec): spec.descriptorCount
         default: 0
         }
     }
@@ -224,6 +231,12 @@ public enum RootMessage: Hashable, Sendable {
             out.u16(port)
             out.u8(size)
             out.data(bytes)
+        case .switchAttached(let spec):
+            out.u16(Kind.switchAttached.rawValue)
+            spec.encode(into: &out)
+        case .switchDetached(let name):
+            out.u16(Kind.switchDetached.rawValue)
+            out.string(name)
         }
         return out.bytes
     }
@@ -293,6 +306,10 @@ public enum RootMessage: Hashable, Sendable {
         case .portWriteString:
             self = .portWriteString(partitionID: try input.u32(), vp: try input.u32(), port: try input.u16(),
                                     size: try input.u8(), bytes: try input.data(limit: Self.maximumStringBytes))
+        case .switchAttached:
+            self = .switchAttached(try SwitchSpec(decoding: &input))
+        case .switchDetached:
+            self = .switchDetached(name: try input.string(limit: 64))
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }

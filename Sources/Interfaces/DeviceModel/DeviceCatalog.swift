@@ -90,15 +90,37 @@ public struct DeviceCatalog: Sendable {
         guard let type = type(ofKind: current.kind) else { throw .unknownKind(current.kind, known: kinds) }
         guard type.changeableWhileRunning else { throw .notWhileRunning(kind: current.kind, change: "changed") }
         let (bytes, resources) = try Self.resolveSettings(DeviceConfiguration(kind: current.kind, settings: settings), as: type)
+        try Self.checkChange(from: current, to: bytes, as: type)
         let others = existing.filter { $0.instance != current.instance }
         try Self.checkResources(others.reduce(0) { $0 + $1.resources.count } + resources.count, kind: current.kind)
         return DeviceSpec(kind: current.kind, instance: current.instance, settings: bytes, resources: resources)
+    }
+
+    /// The type's consent to going from `current`'s settings to `bytes` while running.
+    private static func checkChange<T: DeviceType>(from current: DeviceSpec, to bytes: [UInt8], as type: T.Type)
+        throws(DeviceError)
+    {
+        let old = try settings(of: current, as: T.self)
+        let new = try settings(of: DeviceSpec(kind: current.kind, instance: current.instance, settings: bytes), as: T.self)
+        if let problem = T.problem(changing: old, to: new) { throw .notWhileRunning(kind: current.kind, change: problem) }
     }
 
     private static func checkResources(_ count: Int, kind: String) throws(DeviceError) {
         guard count <= maximumResources else {
             throw .invalidSettings(kind: kind, reason: "the devices need more than \(maximumResources) host files in all")
         }
+    }
+
+    /// The virtual switches the resolved device `spec` plugs into (none if its settings no
+    /// longer decode, which `resolve` rules out).
+    public func virtualSwitches(of spec: DeviceSpec) -> [String] {
+        guard let type = type(ofKind: spec.kind) else { return [] }
+        return Self.virtualSwitches(of: spec, as: type)
+    }
+
+    private static func virtualSwitches<T: DeviceType>(of spec: DeviceSpec, as type: T.Type) -> [String] {
+        guard let settings = try? settings(of: spec, as: T.self) else { return [] }
+        return T.virtualSwitches(for: settings)
     }
 
     /// The typed settings of a resolved device (the parent decodes what the root encoded).

@@ -36,6 +36,12 @@ public protocol DeviceType: Sendable {
     /// pair and ISA IRQ numbers) rather than hardware-reduced ACPI: a device whose Linux driver
     /// asks for an ISA IRQ by number, as `pata_legacy` does, gets none otherwise.
     static var requiresLegacyPC: Bool { get }
+    /// The virtual switches (by name) the device plugs into with these settings: the root
+    /// refuses the device while one does not exist, and refuses to delete a switch in use.
+    static func virtualSwitches(for settings: Settings) -> [String]
+    /// Why a running device with settings `current` cannot take `new` (for types that are
+    /// `changeableWhileRunning` but not in every setting), as a sentence, or `nil`.
+    static func problem(changing current: Settings, to new: Settings) -> String?
 }
 
 extension DeviceType {
@@ -49,6 +55,8 @@ extension DeviceType {
     public static func problem(with settings: Settings) -> String? { nil }
     public static func resources(for settings: Settings) -> [HostResource] { [] }
     public static var requiresLegacyPC: Bool { false }
+    public static func virtualSwitches(for settings: Settings) -> [String] { [] }
+    public static func problem(changing current: Settings, to new: Settings) -> String? { nil }
 }
 
 extension DeviceType where Settings == NoSettings {

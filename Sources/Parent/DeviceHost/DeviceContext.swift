@@ -18,4 +18,10 @@ public protocol DeviceContext: VSPHost {
     func requestInterruptLine(pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void)
     /// Appends bytes to the partition's console log (what `hv partition console` shows).
     func consoleOutput(_ bytes: [UInt8])
+    /// A back end the parent shares among its children (e.g. its `SwitchDirectory`), or `nil`.
+    func sharedBackend<Backend: Sendable>(_ type: Backend.Type) -> Backend?
+}
+
+extension DeviceContext {
+    public func sharedBackend<Backend: Sendable>(_ type: Backend.Type) -> Backend? { nil }
 }

@@ -3,6 +3,7 @@ import DeviceHost
 import DeviceModel
 import ICVSP
 import IDEEmulator
+import NetworkVSP
 import SerialEmulator
 import StorageVSP
 
@@ -18,6 +19,7 @@ public enum DeviceRegistry {
         SerialPortDevice.self,
         StorageDevice.self,
         IDEDevice.self,
+        NetworkDevice.self,
     ]
 
     /// The devices as the root and `hv` see them: kinds, settings and rules.

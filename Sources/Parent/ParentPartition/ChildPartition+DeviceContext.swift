@@ -29,4 +29,8 @@ extension ChildPartition: DeviceContext {
     public func consoleOutput(_ bytes: [UInt8]) {
         root.send(.consoleOutput(partitionID: id, bytes: bytes))
     }
+
+    public func sharedBackend<Backend: Sendable>(_ type: Backend.Type) -> Backend? {
+        backends.lookup(type)
+    }
 }

@@ -53,9 +53,13 @@ public final class ChildPartition: Sendable {
         case ready(EventFD)
     }
 
+    /// Back ends the parent shares among its children (the virtual switches).
+    let backends: SharedBackends
+
     init(attachment: PartitionAttachment, memory: GuestMemory, root: RootConnection,
-         deviceTypes: [any ParentDevice.Type], logger: Logger) throws(SystemError) {
+         deviceTypes: [any ParentDevice.Type], backends: SharedBackends = SharedBackends(), logger: Logger) throws(SystemError) {
         self.deviceTypes = deviceTypes
+        self.backends = backends
         control = try WorkQueue(name: "child\(attachment.partitionID)", capacity: Self.controlQueueCapacity)
         id = attachment.partitionID
         name = attachment.name

@@ -22,11 +22,17 @@ public final class ParentPartitionService: Sendable {
     /// The socket of a connection still shaking hands, so `stop()` can interrupt it.
     private let connecting = Mutex<SequencedPacketSocket?>(nil)
     private let stopping = Atomic<Bool>(false)
+    /// Back ends shared by every child's devices (the virtual switches).
+    let backends = SharedBackends()
+    /// The virtual switches the root configured.
+    let switches: SwitchService
 
     public init(socketPath: String, deviceTypes: [any ParentDevice.Type], logger: Logger) {
         self.socketPath = socketPath
         self.deviceTypes = deviceTypes
         self.logger = logger
+        switches = SwitchService(logger: logger)
+        backends.register(switches.directory)
     }
 
     /// Serves until `stop()`; reconnects whenever the root is away.
@@ -55,6 +61,8 @@ public final class ParentPartitionService: Sendable {
             // which hold this connection.
             root.close()
             detachAll()
+            // The root sends its switches again when the parent reconnects.
+            switches.stopAll()
             if !stopping.load(ordering: .acquiring) { logger.info("root scheduler went away; reconnecting") }
         }
     }
@@ -147,6 +155,10 @@ public final class ParentPartitionService: Sendable {
         case .portWriteString(let id, let vp, let port, let size, let bytes):
             guard let child = child(id) else { break }
             child.perform { child.portWriteString(vp: vp, port: port, size: Int(size), bytes: bytes) }
+        case .switchAttached(let spec):
+            switches.attach(spec, descriptor: descriptors.first)
+        case .switchDetached(let name):
+            switches.detach(name)
         }
     }
 
@@ -176,6 +188,7 @@ public final class ParentPartitionService: Sendable {
         let child: ChildPartition
         do {
             child = try ChildPartition(attachment: attachment, memory: memory, root: root, deviceTypes: deviceTypes,
+                                       backends: backends,
                                        logger: logger)
         } catch {
             logger.error("cannot serve partition \(attachment.name): \(error)")

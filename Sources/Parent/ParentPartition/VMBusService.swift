@@ -25,6 +25,8 @@ final class VMBusService: PartitionService {
     private let state: Mutex<State>
     /// Rate limit for protocol-violation logs.
     private let violations = Atomic<Int>(0)
+    /// The GPADLs devices may use beside their rings, with their leases.
+    let gpadls = GPADLRegistry()
 
     struct State {
         var server: VMBusServer
@@ -98,6 +100,8 @@ final class VMBusService: PartitionService {
                 perform(state.server.rescind(channel: relID), &state)
                 if state.server.state(of: relID) == .released { state.devices[relID] = nil }
             }
+            // Its channels are closed now (their workers stopped): release what it holds beyond them.
+            for device in primaries.values { (device.provider as? any DetachableProvider)?.detach() }
             return !primaries.isEmpty
         }
     }
@@ -162,9 +166,11 @@ final class VMBusService: PartitionService {
     static let maximumSubChannels = 64
 
     func stop() {
-        state.withLock { state in
+        let providers = state.withLock { state -> [any VirtualServiceProvider] in
             for relID in state.open.keys.sorted() { close(relID, &state) }
+            return state.devices.values.filter { $0.subChannelIndex == 0 }.map(\.provider)
         }
+        for provider in providers { (provider as? any DetachableProvider)?.detach() }
         for connection in messageConnections {
             partition.root.unregisterMessageConnection(partitionID: partition.id, connectionID: connection)
         }
@@ -185,8 +191,17 @@ final class VMBusService: PartitionService {
                 close(relID, &state)
             case .retarget(let relID, let vp):
                 state.open[relID]?.worker.target.retarget(to: vp)
-            case .releaseGPADL:
-                break  // channels using it were closed first
+            case .gpadlCreated(let gpadl):
+                gpadls.publish(handle: gpadl.id, channel: gpadl.channel, byteOffset: gpadl.byteOffset,
+                               byteCount: gpadl.byteCount, pageNumbers: gpadl.pageNumbers)
+            case .releaseGPADL(let gpadl):
+                // Channels whose rings it held were closed first; a device still copying into a
+                // buffer it holds is waited for, so GPADL_TORNDOWN (the next action) is posted
+                // only once no device touches the pages.
+                if !gpadls.revoke(handle: gpadl.id) {
+                    partition.logger.error(
+                        "partition \(partition.name): a device still held GPADL \(gpadl.id) after its teardown deadline")
+                }
             case .released(let relID):
                 // A released sub-channel, or a primary channel whose device was removed: gone for good.
                 state.devices[relID] = nil
@@ -220,7 +235,8 @@ final class VMBusService: PartitionService {
                 signalGuest: { [partition] vp in
                     partition.signalEvent(vp: vp, sint: UInt8(VMBusConstants.messageSINT), flag: relID)
                 },
-                subChannels: { [self] count in offerSubChannels(of: relID, count: count) })
+                subChannels: { [self] count in offerSubChannels(of: relID, count: count) },
+                gpadls: gpadls.view(channel: primaryRelID(of: relID, state)))
             // Registered before OPEN_RESULT is posted (both go over the same ordered socket), so
             // the guest's first signal already finds its ioeventfd.
             let eventConnection = VMBusConstants.eventConnectionID(childRelID: relID)
@@ -241,6 +257,14 @@ final class VMBusService: PartitionService {
             partition.logger.warning("partition \(partition.name): cannot open \(device.name): \(error)")
             return false
         }
+    }
+
+    /// The relid of the primary channel of `relID`'s device (itself for a primary channel): the
+    /// guest creates a device's buffers for its primary channel.
+    private func primaryRelID(of relID: UInt32, _ state: State) -> UInt32 {
+        guard let device = state.devices[relID], device.subChannelIndex != 0 else { return relID }
+        return state.devices.first { $0.value.spec.instance == device.spec.instance && $0.value.subChannelIndex == 0 }?.key
+            ?? relID
     }
 
     private func close(_ relID: UInt32, _ state: inout State) {

@@ -46,9 +46,12 @@ public final class VSPChannel {
     ///   - subChannelIndex: 0 for a primary channel, else its index among its primary's sub-channels.
     ///   - subChannels: offers that many sub-channels of this primary channel (`nil`: the channel
     ///     cannot have sub-channels).
+    ///   - gpadls: the GPADLs the guest created for the device's primary channel beside its
+    ///     rings (`nil`: none are available to this device).
     public init(relID: UInt32, subChannelIndex: UInt16 = 0, incoming: GuestRingMemory, outgoing: GuestRingMemory,
                 targetVP: UInt32, guestSignal: EventFD, signalGuest: @escaping @Sendable (UInt32) -> Void,
-                subChannels: (@Sendable (Int) -> Void)? = nil) throws(RingError) {
+                subChannels: (@Sendable (Int) -> Void)? = nil, gpadls: GPADLView? = nil) throws(RingError) {
+        self.gpadls = gpadls
         self.relID = relID
         self.subChannelIndex = subChannelIndex
         reader = try RingReader(memory: incoming)
@@ -61,6 +64,14 @@ public final class VSPChannel {
 
     /// 0 for a primary channel, else its index among its primary's sub-channels.
     public let subChannelIndex: UInt16
+    /// The buffers (GPADLs beside the rings) the guest shared with the device's primary channel:
+    /// touch their pages only under a lease (`GPADLView.withLeases`).
+    public let gpadls: GPADLView?
+
+    /// An eventfd that wakes this channel's worker when signalled, as the guest's signal does:
+    /// for producers outside the ring (a switch port with frames for the guest), so the worker
+    /// calls the session's `work` soon instead of sleeping on.
+    public var wakeEvent: EventFD { guestSignal }
     private let subChannels: (@Sendable (Int) -> Void)?
 
     /// Offers `count` sub-channels of this primary channel to the guest (up to 64; a sub-channel

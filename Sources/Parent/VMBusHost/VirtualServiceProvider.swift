@@ -13,6 +13,13 @@ public protocol VirtualServiceProvider: Sendable {
     func openSession(_ opening: ChannelOpening) -> sending (any ChannelSession)?
 }
 
+/// A provider that holds something beyond its channels (a NIC's switch port): the parent calls
+/// `detach` once its device is gone — removed from the partition or the partition detached —
+/// after its channels have closed.
+public protocol DetachableProvider: VirtualServiceProvider {
+    func detach()
+}
+
 /// A channel the guest is opening.
 public struct ChannelOpening: Hashable, Sendable {
     public var relID: UInt32

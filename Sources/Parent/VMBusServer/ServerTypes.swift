@@ -64,8 +64,12 @@ public enum ServerAction: Hashable, Sendable {
     case close(channel: UInt32)
     /// The channel's events now go to processor `vp` (MODIFYCHANNEL).
     case retarget(channel: UInt32, vp: UInt32)
-    /// A GPADL was torn down; nothing may touch its pages any more.
+    /// A GPADL was torn down; nothing may touch its pages any more. (The `.post` of its
+    /// GPADL_TORNDOWN follows: carry this out, and stop every use of the pages, first.)
     case releaseGPADL(GPADL)
+    /// A GPADL is complete (GPADL_CREATED with status 0 follows): devices may use its pages
+    /// from now on, until its `.releaseGPADL`.
+    case gpadlCreated(GPADL)
     /// The channel is gone for good (rescinded and released by the guest, withdrawn before it
     /// was offered, or a sub-channel dropped when the guest reconnected): forget it.
     case released(channel: UInt32)

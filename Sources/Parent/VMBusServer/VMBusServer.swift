@@ -316,6 +316,7 @@ public struct VMBusServer: Sendable {
         gpadl.pageNumbers += pfns
         if gpadl.pageNumbers.count == needed {
             gpadls[id] = .created(gpadl)
+            actions.append(.gpadlCreated(gpadl))
             actions.append(reply(connection, .gpadlCreated(GPADLCreated(childRelID: gpadl.channel, gpadl: id,
                                                                        status: ServerStatus.success))))
         } else {

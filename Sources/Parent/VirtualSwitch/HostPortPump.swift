@@ -78,6 +78,21 @@ public final class HostPortPump: Sendable {
         }
     }
 
+    /// A sink that writes frames to `endpoint` from the switching thread (`VirtualSwitch.setDirectSink`),
+    /// counting failures with this pump's: a write that would block returns `false` (the switch
+    /// queues the frame for the pump); one that fails is dropped and counted.
+    public func directSink(for endpoint: VirtioFrameEndpoint) -> VirtualSwitch.DirectSink {
+        let statistics = statistics
+        return { frame in
+            do throws(SystemError) {
+                return try endpoint.write(frame)
+            } catch {
+                statistics.failures.add(1, ordering: .relaxed)
+                return true
+            }
+        }
+    }
+
     /// Stops the pump and waits for it.
     public func stop() { thread.stop() }
 }

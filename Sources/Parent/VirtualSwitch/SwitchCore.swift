@@ -13,16 +13,62 @@ public struct SwitchCore: Sendable {
     public let name: String
     public let kind: SwitchKind
 
-    private struct Port: Sendable {
+    fileprivate struct Port: Sendable {
         var configuration: SwitchPortConfiguration
         var counters = SwitchPortCounters()
-        var queue: [NetworkFrame] = []
+        var queue: [Queued] = []
         var queueHead = 0
         var queuedBytes = 0
+        /// Frames waiting, by the port that sent them (fair share, see `forward`).
+        var queuedBySource: [SwitchPortID: Int] = [:]
         var queuedFrames: Int { queue.count - queueHead }
+
+        /// Counts a frame this port sent into the switch; the reason it must be dropped, if any.
+        mutating func admit(_ frame: NetworkFrame) -> SwitchDropReason? {
+            counters.framesIn += 1
+            counters.bytesIn += UInt64(frame.bytes.count)
+            let limit = frame.offload.segmentation == nil ? configuration.maximumFrameSize : 65535 + 14 + 4 + 40
+            if frame.bytes.count < NetworkFrame.ethernetHeaderSize { return .malformed }
+            if frame.bytes.count > limit { return .oversized }
+            if let sourceAddress = MACAddress.source(of: frame.bytes), sourceAddress.isGroup { return .malformed }
+            if configuration.kind == .child, !configuration.allowsMACSpoofing, let own = configuration.macAddress,
+               MACAddress.source(of: frame.bytes) != own { return .spoofedSource }
+            return nil
+        }
+
+        /// Queues frames from `source` within the port's limits. One sender may fill at most half
+        /// of the queue, so a port flooding the switch leaves room for everyone else's frames to
+        /// the same destination.
+        mutating func enqueue(_ frames: [NetworkFrame], from source: SwitchPortID) {
+            let share = max(1, configuration.queueFrameLimit / 2)
+            for item in frames {
+                guard queuedFrames < configuration.queueFrameLimit,
+                      queuedBytes + item.bytes.count <= configuration.queueByteLimit,
+                      queuedBySource[source, default: 0] < share else {
+                    counters.drops[.queueFull, default: 0] += 1
+                    continue
+                }
+                queue.append(Queued(frame: item, source: source))
+                queuedBySource[source, default: 0] += 1
+                queuedBytes += item.bytes.count
+                counters.framesOut += 1
+                counters.bytesOut += UInt64(item.bytes.count)
+            }
+        }
     }
 
+    /// A frame waiting in a port's queue, with the port it came from.
+    fileprivate struct Queued: Sendable {
+        var frame: NetworkFrame
+        var source: SwitchPortID
+    }
+
+    /// Frames given back with `requeue` count against no sender's share.
+    fileprivate static let requeuedSource = SwitchPortID(0)
+
     private var ports: [SwitchPortID: Port] = [:]
+    /// The ports in the order they were added (floods go to them in this order).
+    private var portOrder: [SwitchPortID] = []
     private var nextPort = 1
     private var table: MACTable
 
@@ -45,12 +91,14 @@ public struct SwitchCore: Sendable {
         let id = SwitchPortID(nextPort)
         nextPort += 1
         ports[id] = Port(configuration: configuration)
+        portOrder.append(id)
         return id
     }
 
     /// Removes a port, its queue and what was learned on it.
     public mutating func removePort(_ id: SwitchPortID) {
         ports[id] = nil
+        portOrder.removeAll { $0 == id }
         table.forget(port: id)
     }
 
@@ -62,6 +110,11 @@ public struct SwitchCore: Sendable {
 
     /// Frames waiting for `id`.
     public func queuedFrames(for id: SwitchPortID) -> Int { ports[id]?.queuedFrames ?? 0 }
+
+    /// Whether the port takes frames written by the switching thread (`VirtualSwitch.setDirectSink`).
+    public mutating func setDeliversDirectly(_ enabled: Bool, for id: SwitchPortID) {
+        ports[id]?.configuration.deliversDirectly = enabled
+    }
 
     /// The child set its RNDIS packet filter.
     public mutating func setPacketFilter(_ filter: PacketFilter, for id: SwitchPortID) {
@@ -91,29 +144,22 @@ public struct SwitchCore: Sendable {
     /// - Parameter now: monotonic time in nanoseconds, for learning and aging.
     /// - Returns: the ports whose queues went from empty to non-empty (their owners should be woken).
     public mutating func forward(_ frame: NetworkFrame, from source: SwitchPortID, now: UInt64) -> [SwitchPortID] {
-        guard var sender = ports[source] else { return [] }
-        sender.counters.framesIn += 1
-        sender.counters.bytesIn += UInt64(frame.bytes.count)
-        let limit = frame.offload.segmentation == nil ? sender.configuration.maximumFrameSize : 65535 + 14 + 4 + 40
-        let drop: SwitchDropReason?
-        if frame.bytes.count < NetworkFrame.ethernetHeaderSize {
-            drop = .malformed
-        } else if frame.bytes.count > limit {
-            drop = .oversized
-        } else if let sourceAddress = MACAddress.source(of: frame.bytes), sourceAddress.isGroup {
-            drop = .malformed
-        } else if sender.configuration.kind == .child, !sender.configuration.allowsMACSpoofing,
-                  let own = sender.configuration.macAddress, MACAddress.source(of: frame.bytes) != own {
-            drop = .spoofedSource
-        } else {
-            drop = nil
-        }
+        var unused: [(SwitchPortID, NetworkFrame)]? = nil
+        return forward(frame, from: source, now: now, direct: &unused)
+    }
+
+    /// Switches one frame that port `source` sent; frames for a port that `deliversDirectly` and
+    /// has nothing queued are appended to `direct` (when it is not nil) for the caller to write
+    /// to that port's endpoint itself, instead of being queued.
+    /// - Returns: the ports whose queues went from empty to non-empty (their owners should be woken).
+    public mutating func forward(_ frame: NetworkFrame, from source: SwitchPortID, now: UInt64,
+                                 direct: inout [(SwitchPortID, NetworkFrame)]?) -> [SwitchPortID] {
+        guard let senderIndex = ports.index(forKey: source) else { return [] }
+        let drop = ports.values[senderIndex].admit(frame)
         if let drop {
-            sender.counters.drops[drop, default: 0] += 1
-            ports[source] = sender
+            ports.values[senderIndex].counters.drops[drop, default: 0] += 1
             return []
         }
-        ports[source] = sender
         guard let destination = MACAddress.destination(of: frame.bytes), let sourceAddress = MACAddress.source(of: frame.bytes)
         else { return [] }
         table.learn(sourceAddress, on: source, now: now)
@@ -122,48 +168,60 @@ public struct SwitchCore: Sendable {
         if !destination.isGroup, let known = table.port(of: destination, now: now) {
             targets = known == source ? [] : [known]
         } else {
-            targets = ports.keys.filter { $0 != source }.sorted()
+            targets = portOrder
         }
         var woken: [SwitchPortID] = []
         // Offload work is done once per kind of destination, not once per port.
-        var resolved: [SoftwareOffload.Capabilities: [NetworkFrame]?] = [:]
-        for target in targets {
-            guard var port = ports[target] else { continue }
-            guard accepts(port.configuration, destination) else {
-                port.counters.drops[.filtered, default: 0] += 1
-                ports[target] = port
+        var resolved: [(SoftwareOffload.Capabilities, [NetworkFrame]?)] = []
+        for target in targets where target != source {
+            // Mutated in place: a copy of the port would copy its whole queue on the first append.
+            guard let index = ports.index(forKey: target) else { continue }
+            guard accepts(ports.values[index].configuration, destination) else {
+                ports.values[index].counters.drops[.filtered, default: 0] += 1
                 continue
             }
-            let capabilities = port.configuration.capabilities
+            let capabilities = ports.values[index].configuration.capabilities
             let frames: [NetworkFrame]?
-            if let cached = resolved[capabilities] {
-                frames = cached
+            if let cached = resolved.first(where: { $0.0 == capabilities }) {
+                frames = cached.1
+            } else if !frame.offload.needsCompletion && frame.offload.vlan == nil {
+                frames = [frame]
             } else {
                 frames = SoftwareOffload.resolve(frame, for: capabilities)
-                resolved[capabilities] = frames
+                resolved.append((capabilities, frames))
             }
             guard let frames else {
-                port.counters.drops[.offloadFailed, default: 0] += 1
-                ports[target] = port
+                ports.values[index].counters.drops[.offloadFailed, default: 0] += 1
                 continue
             }
-            let wasEmpty = port.queuedFrames == 0
-            for item in frames {
-                guard port.queuedFrames < port.configuration.queueFrameLimit,
-                    port.queuedBytes + item.bytes.count <= port.configuration.queueByteLimit
-                else {
-                    port.counters.drops[.queueFull, default: 0] += 1
-                    continue
+            if direct != nil, ports.values[index].configuration.deliversDirectly, ports.values[index].queuedFrames == 0 {
+                for item in frames {
+                    ports.values[index].counters.framesOut += 1
+                    ports.values[index].counters.bytesOut += UInt64(item.bytes.count)
+                    direct?.append((target, item))
                 }
-                port.queue.append(item)
-                port.queuedBytes += item.bytes.count
-                port.counters.framesOut += 1
-                port.counters.bytesOut += UInt64(item.bytes.count)
+                continue
             }
-            if wasEmpty && port.queuedFrames > 0 { woken.append(target) }
-            ports[target] = port
+            let wasEmpty = ports.values[index].queuedFrames == 0
+            ports.values[index].enqueue(frames, from: source)
+            if wasEmpty && ports.values[index].queuedFrames > 0 { woken.append(target) }
         }
         return woken
+    }
+
+    /// Queues frames a direct write could not take (the endpoint would block) on `target`, behind
+    /// what is queued already.
+    /// - Returns: whether the queue went from empty to non-empty.
+    public mutating func enqueue(_ frames: [NetworkFrame], for target: SwitchPortID, from source: SwitchPortID) -> Bool {
+        guard let index = ports.index(forKey: target) else { return false }
+        let wasEmpty = ports.values[index].queuedFrames == 0
+        // Already counted as sent when they were handed out for the direct write.
+        for frame in frames {
+            ports.values[index].counters.framesOut -= 1
+            ports.values[index].counters.bytesOut -= UInt64(frame.bytes.count)
+        }
+        ports.values[index].enqueue(frames, from: source)
+        return wasEmpty && ports.values[index].queuedFrames > 0
     }
 
     /// Whether a port's filter lets a frame for `destination` through (RNDIS semantics, Linux
@@ -182,30 +240,46 @@ public struct SwitchCore: Sendable {
 
     /// Takes up to `limit` frames queued for `id`, oldest first.
     public mutating func dequeue(_ id: SwitchPortID, limit: Int = .max) -> [NetworkFrame] {
-        guard var port = ports[id], port.queuedFrames > 0 else { return [] }
-        let end = port.queueHead + min(limit, port.queuedFrames)
-        let frames = Array(port.queue[port.queueHead..<end])
-        port.queueHead = end
-        for frame in frames { port.queuedBytes -= frame.bytes.count }
-        if port.queueHead == port.queue.count {
-            port.queue.removeAll(keepingCapacity: true)
-            port.queueHead = 0
-        } else if port.queueHead > 256 {
-            port.queue.removeFirst(port.queueHead)
-            port.queueHead = 0
-        }
-        ports[id] = port
-        return frames
+        guard let index = ports.index(forKey: id), ports.values[index].queuedFrames > 0 else { return [] }
+        return ports.values[index].dequeue(limit: limit)
     }
 
     /// Puts frames a port could not take yet back at the head of its queue (a guest whose
     /// receive buffer is full), so order is kept.
     public mutating func requeue(_ frames: [NetworkFrame], for id: SwitchPortID) {
-        guard var port = ports[id], !frames.isEmpty else { return }
-        let rest = Array(port.queue[port.queueHead...])
-        port.queue = frames + rest
-        port.queueHead = 0
-        port.queuedBytes += frames.reduce(0) { $0 + $1.bytes.count }
-        ports[id] = port
+        guard let index = ports.index(forKey: id), !frames.isEmpty else { return }
+        ports.values[index].requeue(frames)
+    }
+}
+
+extension SwitchCore.Port {
+    mutating func dequeue(limit: Int) -> [NetworkFrame] {
+        let end = queueHead + min(limit, queuedFrames)
+        var frames: [NetworkFrame] = []
+        frames.reserveCapacity(end - queueHead)
+        for item in queue[queueHead..<end] {
+            frames.append(item.frame)
+            queuedBytes -= item.frame.bytes.count
+            if let count = queuedBySource[item.source] {
+                queuedBySource[item.source] = count > 1 ? count - 1 : nil
+            }
+        }
+        queueHead = end
+        if queueHead == queue.count {
+            queue.removeAll(keepingCapacity: true)
+            queueHead = 0
+        } else if queueHead > 256 {
+            queue.removeFirst(queueHead)
+            queueHead = 0
+        }
+        return frames
+    }
+
+    mutating func requeue(_ frames: [NetworkFrame]) {
+        let rest = queue[queueHead...]
+        queue = frames.map { SwitchCore.Queued(frame: $0, source: SwitchCore.requeuedSource) } + rest
+        queueHead = 0
+        queuedBytes += frames.reduce(0) { $0 + $1.bytes.count }
+        queuedBySource[SwitchCore.requeuedSource, default: 0] += frames.count
     }
 }

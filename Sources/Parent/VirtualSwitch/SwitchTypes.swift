@@ -79,6 +79,10 @@ public struct SwitchPortConfiguration: Sendable {
     public var maximumFrameSize = 1518
     /// What the port takes beside plain frames.
     public var capabilities: SoftwareOffload.Capabilities
+    /// Whether the thread that switches a frame for this port writes it to the port's endpoint
+    /// itself when nothing is queued (a host port with a `VirtualSwitch.setDirectSink`), rather
+    /// than queueing it for the port's pump: one thread hand-off fewer per frame.
+    public var deliversDirectly = false
     /// Most frames and bytes waiting in the port's queue.
     public var queueFrameLimit = 1024
     public var queueByteLimit = 4 << 20

@@ -37,6 +37,14 @@ public struct VirtioFrameEndpoint: Sendable {
         return VirtioFrameEndpoint(descriptor: descriptor, headerSize: VirtioNetHeader.legacySize)
     }
 
+    /// The uplink of an external switch on an AF_PACKET socket opened elsewhere (the root opens
+    /// it with `PacketSocket.open(interface:promiscuous: true, virtioHeader: true)` and hands it
+    /// over): 10-byte headers, non-blocking.
+    public static func uplink(_ descriptor: OwnedDescriptor) throws(SystemError) -> VirtioFrameEndpoint {
+        try FrameIO.setNonBlocking(descriptor)
+        return VirtioFrameEndpoint(descriptor: descriptor, headerSize: VirtioNetHeader.legacySize)
+    }
+
     public init(descriptor: OwnedDescriptor, headerSize: Int) {
         self.descriptor = descriptor
         self.headerSize = headerSize
@@ -67,6 +75,14 @@ public struct VirtioFrameEndpoint: Sendable {
     /// Writes a frame resolved for a virtio destination (the switch did that when queueing it).
     /// - Returns: `false` if the descriptor would block; the frame was not written.
     public func write(_ frame: NetworkFrame) throws(SystemError) -> Bool {
-        try FrameIO.write(descriptor, header: VirtioNetHeader(for: frame).bytes(size: headerSize), frame: frame.bytes)
+        // Most frames need no offload: their header is all zeros, built once.
+        let header = frame.offload.needsCompletion || frame.offload.receiveChecksum != nil
+            ? VirtioNetHeader(for: frame).bytes(size: headerSize) : zeroHeader
+        return try FrameIO.write(descriptor, header: header, frame: frame.bytes)
     }
+
+    /// The header of a frame that asks for nothing.
+    private var zeroHeader: [UInt8] { headerSize == VirtioNetHeader.size ? Self.zeroHeader : Self.zeroLegacyHeader }
+    private static let zeroHeader = VirtioNetHeader().bytes(size: VirtioNetHeader.size)
+    private static let zeroLegacyHeader = VirtioNetHeader().bytes(size: VirtioNetHeader.legacySize)
 }

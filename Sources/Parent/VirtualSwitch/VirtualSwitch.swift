@@ -9,13 +9,24 @@ import Synchronization
 public final class VirtualSwitch: Sendable {
     private let core: Mutex<SwitchCore>
     private let notifiers = Mutex<[SwitchPortID: EventFD]>([:])
+    /// Ports whose frames the switching thread writes itself (`setDirectSink`).
+    private let sinks = Mutex<[SwitchPortID: DirectSink]>([:])
+    /// Each port's own eventfd, from `addPort`.
+    private let ownEvents = Mutex<[SwitchPortID: EventFD]>([:])
     public let name: String
     public let kind: SwitchKind
+    /// The largest IP packet a port takes without segmentation (frames add 14 bytes of
+    /// Ethernet header and 4 of an in-line VLAN tag).
+    public let mtu: Int
 
-    public init(name: String, kind: SwitchKind, tableCapacity: Int = SwitchCore.defaultTableCapacity,
+    /// MTUs a switch may have: IPv4's minimum to a 9000-byte jumbo frame.
+    public static let mtuRange = 576...9000
+
+    public init(name: String, kind: SwitchKind, mtu: Int = 1500, tableCapacity: Int = SwitchCore.defaultTableCapacity,
                 agingNanoseconds: UInt64 = SwitchCore.defaultAgingNanoseconds) {
         self.name = name
         self.kind = kind
+        self.mtu = min(max(mtu, Self.mtuRange.lowerBound), Self.mtuRange.upperBound)
         core = Mutex(SwitchCore(name: name, kind: kind, tableCapacity: tableCapacity, agingNanoseconds: agingNanoseconds))
     }
 
@@ -25,25 +36,80 @@ public final class VirtualSwitch: Sendable {
         let event = try EventFD()
         let id = core.withLock { $0.addPort(configuration) }
         notifiers.withLock { $0[id] = event }
+        ownEvents.withLock { $0[id] = event }
         return (id, event)
     }
 
+    /// Signals `event` instead of the port's own eventfd when frames wait for the port (`nil`
+    /// restores the port's own): a port's owner that sleeps on another descriptor (a channel
+    /// worker on its guest's doorbell) is woken through that one.
+    public func setReadyEvent(_ event: EventFD?, for id: SwitchPortID) {
+        notifiers.withLock { table in
+            guard table[id] != nil else { return }
+            if let event {
+                table[id] = event
+            } else if let own = ownEvents.withLock({ $0[id] }) {
+                table[id] = own
+            }
+        }
+        // Frames may already wait: wake the new owner.
+        if core.withLock({ $0.queuedFrames(for: id) }) > 0 { (event ?? ownEvents.withLock { $0[id] })?.signal() }
+    }
+
+    /// The frame size a port takes without a segmentation request: the MTU, an Ethernet header
+    /// and an in-line 802.1Q tag.
+    public var maximumFrameSize: Int { mtu + NetworkFrame.ethernetHeaderSize + 4 }
+
     public func removePort(_ id: SwitchPortID) {
         core.withLock { $0.removePort(id) }
+        sinks.withLock { $0[id] = nil }
         notifiers.withLock { $0[id] = nil }
+        ownEvents.withLock { $0[id] = nil }
+    }
+
+    /// Writes one frame to a port's endpoint; `false` if the endpoint would block.
+    public typealias DirectSink = @Sendable (NetworkFrame) -> Bool
+
+    /// Lets threads that switch frames for `id` write them to its endpoint themselves while
+    /// nothing is queued for it (`nil`: queue everything for the port's owner again). For host
+    /// ports: their writes are non-blocking and safe from any thread.
+    public func setDirectSink(_ sink: DirectSink?, for id: SwitchPortID) {
+        sinks.withLock { $0[id] = sink }
+        core.withLock { $0.setDeliversDirectly(sink != nil, for: id) }
     }
 
     /// Switches frames port `source` sent, in order.
     public func send(_ frames: [NetworkFrame], from source: SwitchPortID) {
         let now = MonotonicClock.nanoseconds()
-        let woken = core.withLock { core -> Set<SwitchPortID> in
+        let hasSinks = sinks.withLock { !$0.isEmpty }
+        var direct: [(SwitchPortID, NetworkFrame)]? = hasSinks ? [] : nil
+        var woken = core.withLock { core -> Set<SwitchPortID> in
             var woken = Set<SwitchPortID>()
-            for frame in frames { woken.formUnion(core.forward(frame, from: source, now: now)) }
+            for frame in frames { woken.formUnion(core.forward(frame, from: source, now: now, direct: &direct)) }
             return woken
+        }
+        if let direct, !direct.isEmpty {
+            woken.formUnion(writeDirectly(direct, from: source))
         }
         guard !woken.isEmpty else { return }
         let events = notifiers.withLock { table in woken.compactMap { table[$0] } }
         for event in events { event.signal() }
+    }
+
+    /// Writes frames to their ports' sinks, in order; what a sink cannot take (and everything
+    /// after it for that port) is queued for the port's owner.
+    /// - Returns: ports whose queues went from empty to non-empty.
+    private func writeDirectly(_ direct: [(SwitchPortID, NetworkFrame)], from source: SwitchPortID) -> Set<SwitchPortID> {
+        let table = sinks.withLock { $0 }
+        var refused: [SwitchPortID: [NetworkFrame]] = [:]
+        for (port, frame) in direct {
+            if refused[port] == nil, let sink = table[port], sink(frame) { continue }
+            refused[port, default: []].append(frame)
+        }
+        guard !refused.isEmpty else { return [] }
+        return core.withLock { core in
+            Set(refused.compactMap { port, frames in core.enqueue(frames, for: port, from: source) ? port : nil })
+        }
     }
 
     /// Takes up to `limit` frames waiting for `port`.

@@ -51,6 +51,23 @@ public enum NetworkInterface {
         try retryingOnInterrupt("SIOCGIFINDEX \(name)") { clinux_interface_index(socket.rawValue, name) }
     }
 
+    /// Sets the MTU of `name`, through `socket` (any socket of its namespace).
+    public static func setMTU(_ name: String, _ mtu: Int, using socket: OwnedDescriptor) throws(SystemError) {
+        _ = try retryingOnInterrupt("set the MTU of \(name) to \(mtu)") {
+            clinux_interface_set_mtu(socket.rawValue, name, Int32(clamping: mtu))
+        }
+    }
+
+    /// Gives `name` the IPv4 address `address` (host byte order, e.g. 0x0A00_0001 for 10.0.0.1)
+    /// with a `prefix`-bit netmask, through `socket` (an AF_INET socket of its namespace).
+    public static func setIPv4Address(_ name: String, _ address: UInt32, prefix: Int, using socket: OwnedDescriptor)
+        throws(SystemError)
+    {
+        _ = try retryingOnInterrupt("set the IPv4 address of \(name)") {
+            clinux_interface_set_ipv4(socket.rawValue, name, address, Int32(clamping: prefix))
+        }
+    }
+
     /// Sets or clears IFF_UP on `name`, through `socket` (any socket of its namespace).
     public static func setUp(_ name: String, _ up: Bool, using socket: OwnedDescriptor) throws(SystemError) {
         _ = try retryingOnInterrupt("set \(name) \(up ? "up" : "down")") {
@@ -65,5 +82,13 @@ public enum NetworkNamespace {
     /// Sockets and TAP devices it then creates belong to that namespace and keep it alive.
     public static func unshareCurrentThread() throws(SystemError) {
         _ = try retryingOnInterrupt("unshare(CLONE_NEWNET)") { clinux_unshare_network_namespace() }
+    }
+
+    /// Moves the calling thread into the network namespace at `path` (e.g. /run/netns/NAME, as
+    /// `ip netns add` makes them); needs CAP_SYS_ADMIN. Sockets it then creates belong there.
+    public static func enter(path: String) throws(SystemError) {
+        let raw = try retryingOnInterrupt("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        let descriptor = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
+        _ = try retryingOnInterrupt("setns(\(path))") { clinux_setns_network(descriptor.rawValue) }
     }
 }

@@ -78,12 +78,16 @@ public enum FrameIO {
         while true {
             let written = header.withUnsafeBytes { headerBytes in
                 frame.withUnsafeBytes { frameBytes in
-                    var vectors = [
-                        iovec(iov_base: UnsafeMutableRawPointer(mutating: headerBytes.baseAddress), iov_len: headerBytes.count),
-                        iovec(iov_base: UnsafeMutableRawPointer(mutating: frameBytes.baseAddress), iov_len: frameBytes.count),
-                    ]
-                    // SAFETY: both buffers are alive for the call and writev only reads them.
-                    return vectors.withUnsafeMutableBufferPointer { Glibc.writev(raw, $0.baseAddress, 2) }
+                    // SAFETY: the two iovecs live on the stack for the call; both buffers are alive
+                    // for it and writev only reads them.
+                    withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { vectors in
+                        vectors.initialize(repeating: iovec())
+                        vectors[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: headerBytes.baseAddress),
+                                           iov_len: headerBytes.count)
+                        vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: frameBytes.baseAddress),
+                                           iov_len: frameBytes.count)
+                        return Glibc.writev(raw, vectors.baseAddress, 2)
+                    }
                 }
             }
             if written >= 0 { return true }

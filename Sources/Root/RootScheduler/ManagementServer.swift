@@ -17,6 +17,9 @@ import ManagementAPI
 ///     POST   /v1/partitions/{name}/devices    DeviceConfiguration → 201 PartitionInfo (hot-add)
 ///     PUT    /v1/partitions/{name}/devices/{device}   settings object → PartitionInfo
 ///     DELETE /v1/partitions/{name}/devices/{device}   PartitionInfo (hot-remove)
+///     GET    /v1/switches                     [SwitchInfo]
+///     POST   /v1/switches                     SwitchConfiguration → 201 SwitchInfo
+///     DELETE /v1/switches/{name}              204 (409 while NICs use it)
 ///
 /// `{device}` is a device's instance GUID, or its kind when the partition has one of that kind.
 ///
@@ -88,6 +91,27 @@ enum ManagementServer {
             let name = context.parameters.get("name") ?? ""
             let device = context.parameters.get("device") ?? ""
             return respond { () throws(RootError) in try scheduler.removeDevice(device, from: name) }
+        }
+        router.get("/v1/switches") { _, _ in
+            json(scheduler.listSwitches())
+        }
+        router.post("/v1/switches") { request, context in
+            let configuration: SwitchConfiguration
+            do {
+                configuration = try await request.decode(as: SwitchConfiguration.self, context: context)
+            } catch {
+                return failure(.invalidRequest("The body must be a switch: {\"name\": …, \"kind\": \"private|internal|external\"}: \(error)."))
+            }
+            return respond(status: .created) { () throws(RootError) in try scheduler.createSwitch(configuration) }
+        }
+        router.delete("/v1/switches/:name") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            do throws(RootError) {
+                try scheduler.deleteSwitch(name)
+                return Response(status: .noContent)
+            } catch {
+                return failure(error)
+            }
         }
         router.delete("/v1/partitions/:name") { _, context in
             let name = context.parameters.get("name") ?? ""

@@ -165,6 +165,8 @@ final class ParentLink: Sendable {
         }
         current.withLock { $0 = connection }
         logger.info("parent partition connected (pid \(pid))")
+        // Switches first: the partitions' NICs plug into them.
+        for managed in directory.linkedSwitches { attach(managed, on: connection) }
         for partition in directory.linkedPartitions { attach(partition, on: connection) }
 
         while true {
@@ -215,6 +217,23 @@ final class ParentLink: Sendable {
         } catch {
             logger.warning("could not hand partition \(partition.name) to the parent: \(error)")
         }
+    }
+
+    /// A virtual switch was created: the parent runs it (a parent that is away gets it when it
+    /// connects).
+    func switchAttached(_ managed: ManagedSwitch) {
+        guard let connection = current.withLock({ $0 }) else { return }
+        attach(managed, on: connection)
+    }
+
+    private func attach(_ managed: ManagedSwitch, on connection: Connection) {
+        connection.post(.switchAttached(managed.spec), descriptors: managed.hostSide.map { [$0.rawValue] } ?? [])
+    }
+
+    /// A virtual switch was deleted.
+    func switchDetached(_ name: String) {
+        guard let connection = current.withLock({ $0 }) else { return }
+        connection.post(.switchDetached(name: name))
     }
 
     func detach(partitionID: UInt32) {

@@ -15,6 +15,12 @@ protocol PartitionDirectory: AnyObject, Sendable {
     var linkedPartitions: [any LinkedPartition] { get }
     /// The partition with the root-assigned `id`, while it is in the table.
     func linkedPartition(id: UInt32) -> (any LinkedPartition)?
+    /// The virtual switches a parent that connects is handed, before the partitions.
+    var linkedSwitches: [ManagedSwitch] { get }
+}
+
+extension PartitionDirectory {
+    var linkedSwitches: [ManagedSwitch] { [] }
 }
 
 /// What the parent link needs of one partition: what to hand the parent, and the registrations

@@ -19,6 +19,8 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
     case control(request: String, ParentLinkError)
     /// `request` named a device that does not exist, cannot change now, or has bad settings.
     case device(request: String, DeviceError)
+    /// A virtual switch request failed.
+    case virtualSwitch(SwitchError)
 
     /// The class of failure, which decides the HTTP status.
     public var kind: ManagementErrorKind {
@@ -39,6 +41,7 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
             case .notWhileRunning: .conflict
             default: .badRequest
             }
+        case .virtualSwitch(let error): error.kind
         }
     }
 
@@ -55,6 +58,7 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
         case .partition(let request, let error): Self.sentence(request, "\(error)")
         case .control(let request, let error): Self.sentence(request, "\(error)")
         case .device(let request, let error): Self.sentence(request, "\(error)")
+        case .virtualSwitch(let error): error.description
         }
     }
 

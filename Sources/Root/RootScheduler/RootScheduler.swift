@@ -21,6 +21,8 @@ public final class RootScheduler: Sendable {
     private let nextID = Atomic<UInt32>(1)
     /// The link to the parent partition (set once by `RootService`).
     let link = Mutex<ParentLink?>(nil)
+    /// The virtual switches (VirtualSwitches.swift).
+    let switchTable = SwitchTable()
 
     /// Opens /dev/kvm.
     public init(catalog: DeviceCatalog, logger: Logger) throws(KVMError) {
@@ -119,6 +121,13 @@ public final class RootScheduler: Sendable {
             partition.stop(reason: "name conflict")
             throw .nameTaken(configuration.name)
         }
+        do throws(RootError) {
+            try checkSwitches(of: devices, request: "Cannot create partition \(configuration.name)")
+        } catch {
+            table.withLock { _ = $0.removeValue(forKey: configuration.name) }
+            partition.stop(reason: "its NICs' switches do not exist")
+            throw error
+        }
         logger.info("created partition \(configuration.name) (id \(id), \(configuration.processors) VP, \(configuration.memoryMiB) MiB)")
         parentLink?.attach(entry)
         return entry.info
@@ -188,6 +197,12 @@ public final class RootScheduler: Sendable {
             let added = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources))
             devices.append(added)
             return added
+        }
+        do throws(RootError) {
+            try checkSwitches(of: [added.spec], request: "Cannot add a \(device.kind) device to \(name)")
+        } catch {
+            entry.attached.withLock { $0.removeAll { $0.spec.instance == added.spec.instance } }
+            throw error
         }
         parentLink?.deviceAdded(partitionID: entry.partition.id, added.spec, resources: added.resources)
         logger.info("partition \(name): \(added.spec.kind) \(added.spec.instance) added")

@@ -43,9 +43,15 @@ public protocol VMBusChannel {
     func ticks(nanoseconds: UInt64) -> UInt64
     /// A pause while spinning on the rings.
     func relax()
+    /// Lets the processor sleep until the host signals the channel (an interrupt of its SINT) or
+    /// about `nanoseconds` pass: for a VSC that has nothing to do until the host answers. By
+    /// default a `relax()`.
+    func waitForHost(nanoseconds: UInt64)
 }
 
 extension VMBusChannel {
+    public func waitForHost(nanoseconds: UInt64) { relax() }
+
     /// Stages a packet without an extra header.
     public mutating func stage(_ type: PacketType, flags: PacketFlags, transactionID: UInt64, payload: [UInt8]) -> Bool {
         stage(type, flags: flags, transactionID: transactionID, header: [], payload: payload)

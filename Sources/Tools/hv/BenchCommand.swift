@@ -7,7 +7,50 @@ import LocalDeployment
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmark the hypervisor's paths against baselines measured in the same run.",
-        subcommands: [Channel.self, Storage.self, DiskEngines.self])
+        subcommands: [Channel.self, Storage.self, DiskEngines.self, Network.self])
+
+    struct Network: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Synthetic NIC frames/s and Gbit/s guest→host, host→guest and guest→guest, and ping, against host-only TAP, veth and ring baselines measured in the same run (needs root).")
+
+        @Option(help: "Frame sizes in bytes.") var sizes = "64,1514,9014"
+        @Option(help: "Frames per direction and size.") var frames = 100_000
+        @Option(help: "Echo requests per ping measurement.") var pings = 200
+        @Option(help: "The switches' MTU.") var mtu = 9000
+        @Option(help: "Directory for network.json and network.svg.") var outputDir: String?
+        @Flag(help: "Print the JSON report instead of the table.") var json = false
+
+        func run() async throws {
+            do {
+                let root = try GuestBuilder.locatePackageRoot()
+                let sizeList = sizes.split(separator: ",").compactMap { Int($0) }
+                guard !sizeList.isEmpty, sizeList.allSatisfy({ (30...9018).contains($0) && $0 <= mtu + 14 }) else {
+                    throw ValidationError("--sizes must be between 30 and MTU + 14 bytes")
+                }
+                guard (1000...10_000_000).contains(frames), (1...100_000).contains(pings), (576...9000).contains(mtu) else {
+                    throw ValidationError("--frames 1000-10000000, --pings 1-100000, --mtu 576-9000")
+                }
+                let directory = NSTemporaryDirectory() + "hv-bench-\(getpid())"
+                let quiet = json
+                let report = try await NetworkBenchmark.run(
+                    NetworkBenchmark.Options(sizes: sizeList, frames: frames, pings: pings, mtu: mtu),
+                    executable: LocalDeployment.currentExecutable, packageRoot: root, runtimeDirectory: directory
+                ) { message in
+                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
+                }
+                let output = outputDir ?? "\(root)/.build/bench"
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                try report.json.write(toFile: "\(output)/network.json", atomically: true, encoding: .utf8)
+                try report.svg.write(toFile: "\(output)/network.svg", atomically: true, encoding: .utf8)
+                print(json ? report.json : report.table)
+                if !json { print("Wrote \(output)/network.json and \(output)/network.svg") }
+            } catch let error as ValidationError {
+                throw error
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
 
     struct Channel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -59,6 +59,22 @@ struct DemoCommand: AsyncParsableCommand {
             let report = try await ChannelBenchmark.run(options, on: deployment, packageRoot: root) { _ in }
             print(report.table)
             try await demoStorage(on: deployment, root: root, directory: directory)
+            print("")
+            if getuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0 {
+                print("Network: children's synthetic NICs on a TAP (internal switch) and across a private switch, against")
+                print("a TAP and a veth pair driven by host threads, measured now (the full sweep is `hv bench network`):")
+                print("")
+                do {
+                    let network = try await NetworkBenchmark.run(
+                        NetworkBenchmark.Options(sizes: [64, 1514], frames: 20_000, pings: 50, mtu: 1500), on: deployment,
+                        packageRoot: root) { _ in }
+                    print(network.table)
+                } catch {
+                    print("Network: could not run: \(error)")
+                }
+            } else {
+                print("Network: skipped (creating TAPs and network namespaces needs root and /dev/net/tun; see `hv bench network`).")
+            }
             deployment.stop()
             print("")
             print("Stopped the partitions, the parent partition and the root scheduler.")

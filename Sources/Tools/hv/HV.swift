@@ -9,8 +9,8 @@ struct HV: AsyncParsableCommand {
         commandName: "hv",
         abstract: "A microkernelized partition hypervisor modeled on Hyper-V, on Linux KVM.",
         version: hypervisorVersion,
-        subcommands: [RootCommand.self, ParentCommand.self, PartitionCommand.self, DemoCommand.self, BenchCommand.self,
-                      DiskCommand.self])
+        subcommands: [RootCommand.self, ParentCommand.self, PartitionCommand.self, SwitchCommand.self, DiskCommand.self,
+                      DemoCommand.self, BenchCommand.self])
 }
 
 /// Options every command that talks to the root shares.

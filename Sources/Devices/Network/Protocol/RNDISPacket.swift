@@ -72,7 +72,9 @@ public struct RNDISPacketLayout: Hashable, Sendable {
 
     /// The PACKET header and PPIs for a frame of `dataCount` bytes that follows them directly,
     /// with msg_len covering the frame and `padding` more bytes. Linux puts the PPIs at offset
-    /// 36 (right after the header) and the frame right after the PPIs.
+    /// 36 (right after the header) and the frame right after the PPIs. Without PPIs the
+    /// per-packet-info offset is 0: Linux's receive path logs "Invalid per_pkt_info_len" for
+    /// every packet whose offset is set and whose length is 0 (`rndis_filter.c: rndis_get_ppi`).
     public static func header(dataCount: Int, perPacketInfo: [PerPacketInfo], padding: Int = 0) -> [UInt8] {
         var bytes: [UInt8] = .zeros(headerSize)
         var infoBytes: [UInt8] = []
@@ -82,7 +84,7 @@ public struct RNDISPacketLayout: Hashable, Sendable {
         bytes.storeLittleEndian(UInt32(truncatingIfNeeded: messageLength), at: 4)
         bytes.storeLittleEndian(UInt32(truncatingIfNeeded: headerSize - RNDISMessage.headerSize + infoBytes.count), at: 8)
         bytes.storeLittleEndian(UInt32(truncatingIfNeeded: dataCount), at: 12)
-        bytes.storeLittleEndian(UInt32(headerSize - RNDISMessage.headerSize), at: 28)
+        bytes.storeLittleEndian(infoBytes.isEmpty ? 0 : UInt32(headerSize - RNDISMessage.headerSize), at: 28)
         bytes.storeLittleEndian(UInt32(truncatingIfNeeded: infoBytes.count), at: 32)
         bytes += infoBytes
         return bytes

@@ -1,4 +1,5 @@
 import Glibc
+import LinuxSupport
 import NetworkProtocol
 import NetworkVSP
 import TestSupport
@@ -208,9 +209,17 @@ extension Array where Element == UInt8 {
 
     @Test("long fuzz run of NetworkVSPFuzzer", .enabled(if: iterations != nil, "set HV_NETWORK_FUZZ_ITERATIONS to run"))
     func longRun() {
+        let start = MonotonicClock.nanoseconds()
+        var steps = 0
+        var packets = 0
         for seed in Self.firstSeed..<(Self.firstSeed + 16) {
             let report = NetworkVSPFuzzer.run(seed: seed, iterations: Self.iterations ?? 0)
             #expect(report.violations.isEmpty, "seed \(seed): \(report.violations.prefix(5))")
+            steps += report.steps
+            packets += report.packets
         }
+        let seconds = Double(MonotonicClock.nanoseconds() - start) / 1e9
+        print("network fuzz: \(steps) steps (\(packets) guest packets) over 16 seeds in \(Int(seconds)) s, "
+              + "\(Int(Double(steps) / seconds)) steps/s")
     }
 }

@@ -80,7 +80,7 @@ import VMBusProtocol
             .initialize(requestID: initID, majorVersion: 1, minorVersion: 0, maximumTransferSize: 0x4000), &guest)
         else { Issue.record("no INIT_C"); return }
         #expect(complete.requestID == initID && complete.status == .success)
-        #expect(complete.maximumPacketsPerMessage == 8 && complete.packetAlignmentFactor == 3)
+        #expect(complete.maximumPacketsPerMessage == 32 && complete.packetAlignmentFactor == 3)
         #expect(complete.deviceFlags == 1 && complete.medium == 0)
 
         func query(_ oid: RNDISObjectID, template: [UInt8] = [], _ guest: inout NetvscTestGuest)

@@ -64,6 +64,11 @@ import Testing
         let (parsed, length) = try RNDISMessage.parse(bytes)
         #expect(parsed == .packet(packet))
         #expect(length == 96)
+        // Without PPIs the offset is 0 (Linux's receive path rejects an offset with no length).
+        let plain = RNDISPacket(data: frame).bytes()
+        #expect(Array(plain.prefix(44)) == hexBytes(
+            "01000000 40000000 24000000 14000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000"))
+        #expect(try RNDISMessage.parse(plain).0 == .packet(RNDISPacket(data: frame)))
         // Padding for a batch goes into msg_len.
         let aligned = packet.bytes(alignment: 64)
         #expect(aligned.count == 128)

@@ -446,6 +446,8 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
         let frame = Array(stream[layout.dataStart..<(layout.dataStart + layout.dataCount)])
         counters.transmittedFrames += 1
         counters.transmittedBytes += UInt64(frame.count)
+        if offload.segmentation != nil { counters.largeSendFrames += 1 }
+        if offload.checksum != nil { counters.checksumOffloadFrames += 1 }
         actions.append(.transmit(channel: channel, NetworkFrame(bytes: frame, offload: offload)))
     }
 
@@ -526,6 +528,8 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
         }
         var ranges: [TransferPageRange] = []
         var used: [Int] = []
+        ranges.reserveCapacity(min(frames.count, configuration.maximumRangesPerReceivePacket))
+        used.reserveCapacity(ranges.capacity)
         var consumed = 0
         let size = receive.pool.subAllocationSize
         for frame in frames {
@@ -538,21 +542,21 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
                 consumed += 1
                 continue
             }
-            guard let indices = receive.pool.take(1, on: channel) else {
+            guard let index = receive.pool.takeOne(on: channel) else {
                 counters.receiveNoBuffer += 1
                 break
             }
-            let offset = indices[0] * size
+            let offset = index * size
             do throws(GuestAccessError) {
                 try receive.buffer.write(memory, header, from: 0, count: header.count, at: offset)
                 try receive.buffer.write(memory, frame.bytes, from: 0, count: frame.bytes.count, at: offset + header.count)
             } catch {
-                receive.pool.giveBack(indices)
+                receive.pool.giveBack([index])
                 counters.receiveDrops += 1
                 consumed += 1
                 continue
             }
-            used += indices
+            used.append(index)
             ranges.append(TransferPageRange(byteCount: UInt32(length), byteOffset: UInt32(offset)))
             counters.receivedFrames += 1
             counters.receivedBytes += UInt64(frame.bytes.count)

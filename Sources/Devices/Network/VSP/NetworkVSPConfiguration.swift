@@ -24,8 +24,10 @@ public struct NetworkVSPConfiguration: Sendable {
     public var sendSectionSize: UInt32 = NetvscConstants.conventionalSendSectionSize
     /// Receive sub-allocation size: RNDIS header, PPIs and a 1518-byte frame fit.
     public var receiveSubAllocationSize: UInt32 = 1728
-    /// INIT_C max_pkt_per_msg: how many PACKET messages the guest may batch.
-    public var maximumPacketsPerMessage: UInt32 = 8
+    /// INIT_C max_pkt_per_msg: how many PACKET messages the guest may batch in one send-buffer
+    /// section (Linux batches up to this many, as many as fit in a section: 54 frames of 64
+    /// bytes fit in 6144). More per message is fewer ring packets and completions per frame.
+    public var maximumPacketsPerMessage: UInt32 = 32
     /// INIT_C pkt_alignment_factor: batched messages are aligned to 1 << this.
     public var packetAlignmentFactor: UInt32 = 3
     /// Most ranges (frames) in one receive packet.

@@ -4,6 +4,9 @@ public struct NetworkVSPCounters: Hashable, Sendable {
     /// Frames the guest sent that went to the switch.
     public var transmittedFrames: UInt64 = 0
     public var transmittedBytes: UInt64 = 0
+    /// Of those, frames with a large-send (LSOv2) request, and with a checksum request.
+    public var largeSendFrames: UInt64 = 0
+    public var checksumOffloadFrames: UInt64 = 0
     /// Frames written into the guest's receive buffer.
     public var receivedFrames: UInt64 = 0
     public var receivedBytes: UInt64 = 0

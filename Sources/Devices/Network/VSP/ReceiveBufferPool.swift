@@ -58,6 +58,12 @@ struct ReceiveBufferPool: Sendable {
         return taken
     }
 
+    /// Takes one free sub-allocation of `channel`, or `nil` if it has none.
+    mutating func takeOne(on channel: Int) -> Int? {
+        guard channel < channelCount else { return nil }
+        return free[channel].popLast()
+    }
+
     /// Gives back sub-allocations taken but never sent.
     mutating func giveBack(_ indices: [Int]) {
         for index in indices { free[owner(of: index)].append(index) }

@@ -52,6 +52,29 @@ static inline int clinux_interface_set_up(int socket_fd, const char *name, int u
     return ioctl(socket_fd, SIOCSIFFLAGS, &request);
 }
 
+/// SIOCSIFMTU: sets the MTU of `name`, through any socket of the interface's network namespace.
+static inline int clinux_interface_set_mtu(int socket_fd, const char *name, int mtu) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_mtu = mtu;
+    return ioctl(socket_fd, SIOCSIFMTU, &request);
+}
+
+/// SIOCSIFADDR then SIOCSIFNETMASK: gives `name` the IPv4 address `address` with `prefix` bits
+/// of netmask (both in host byte order), through any AF_INET socket of its namespace.
+static inline int clinux_interface_set_ipv4(int socket_fd, const char *name, unsigned int address, int prefix) {
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    struct sockaddr_in *in = (struct sockaddr_in *)&request.ifr_addr;
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(address);
+    if (ioctl(socket_fd, SIOCSIFADDR, &request) < 0) return -1;
+    in->sin_addr.s_addr = htonl(prefix == 0 ? 0 : 0xFFFFFFFFu << (32 - prefix));
+    return ioctl(socket_fd, SIOCSIFNETMASK, &request);
+}
+
 /// SIOCGIFINDEX through any socket of the interface's network namespace (if_nametoindex
 /// opens its own socket, which is fine too, but this one names the namespace explicitly).
 static inline int clinux_interface_index(int socket_fd, const char *name) {
@@ -120,6 +143,26 @@ static inline int clinux_packet_set_option(int fd, int option, int value) {
 /// unshare(CLONE_NEWNET): the calling thread moves to a new network namespace.
 static inline int clinux_unshare_network_namespace(void) {
     return (int)syscall(SYS_unshare, 0x40000000);
+}
+
+/// setns(fd, CLONE_NEWNET): the calling thread moves to the network namespace `fd` names (a
+/// /run/netns file or /proc/PID/ns/net).
+static inline int clinux_setns_network(int fd) {
+    return (int)syscall(SYS_setns, fd, 0x40000000);
+}
+
+/// A raw ICMP socket (needs CAP_NET_RAW), close-on-exec.
+static inline int clinux_icmp_socket(void) {
+    return socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+}
+
+/// Sends `length` bytes to IPv4 `address` (host byte order) on a raw socket.
+static inline long clinux_send_ipv4(int fd, const void *bytes, unsigned long length, unsigned int address) {
+    struct sockaddr_in to;
+    memset(&to, 0, sizeof to);
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(address);
+    return sendto(fd, bytes, length, 0, (const struct sockaddr *)&to, sizeof to);
 }
 
 #endif

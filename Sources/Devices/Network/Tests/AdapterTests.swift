@@ -1,0 +1,228 @@
+import GuestMemory
+import LinuxSupport
+import NetworkProtocol
+import NetworkVSC
+import NetworkVSP
+import Synchronization
+import Testing
+import VMBusProtocol
+import VMBusHost
+import VirtualSwitch
+
+/// The NIC as the parent runs it — `NetworkAdapter` behind a real `ChannelWorker`, GPADL leases,
+/// a real switch — driven by the guest's `NetworkVSC` over the same memfd RAM.
+@Suite("NIC: the guest's netvsc against the parent's adapter and switch", .serialized)
+struct AdapterTests {
+    static let a = MACAddress(0x00, 0x15, 0x5D, 0x00, 0x00, 0x0A)
+    static let b = MACAddress(0x00, 0x15, 0x5D, 0x00, 0x00, 0x0B)
+    static let c = MACAddress(0x00, 0x15, 0x5D, 0x00, 0x00, 0x0C)
+
+    @Test("bring-up: NVSP 6.1, the buffers, RNDIS, the configured MAC, link up, packet filter set")
+    func bringUp() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let harness = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        try harness.vsc.start()
+        #expect(harness.vsc.version == .v61)
+        #expect(harness.vsc.macAddress == Self.a)
+        #expect(harness.vsc.linkConnected)
+        #expect(harness.vsc.mtu == 1500)
+        #expect(harness.vsc.counters.badReceives == 0)
+        harness.adapter.reportFacts()
+        #expect(harness.host.facts["nic.00:15:5d:00:00:0a.nvsp_version"] == "6.1")
+        #expect(harness.host.facts["nic.00:15:5d:00:00:0a.packet_filter"] == "0xd")
+        #expect(harness.failures.value == nil)
+    }
+
+    @Test("two NICs on a private switch: frames of 60 to 1514 bytes arrive intact and in order, both ways")
+    func framesBetweenTwoGuests() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let first = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        let second = try AdapterHarness(switch: virtualSwitch, address: Self.b)
+        try first.vsc.start()
+        try second.vsc.start()
+        let sizes = [60, 64, 500, 1514, 1000, 61]
+        var sent: [[UInt8]] = []
+        for (index, size) in sizes.enumerated() {
+            var frame = BenchFrame.make(from: Self.a, to: Self.b, size: size, sequence: UInt64(index))
+            frame[size - 1] = UInt8(index)
+            let queued = first.vsc.transmit(frame)
+            #expect(queued)
+            sent.append(frame)
+        }
+        first.vsc.flush()
+        #expect(second.collect(count: sizes.count) == sent)
+        let back = BenchFrame.make(from: Self.b, to: Self.a, size: 777, sequence: 9)
+        let queued = second.vsc.transmit(back)
+        #expect(queued)
+        second.vsc.flush()
+        #expect(first.collect(count: 1) == [back])
+    }
+
+    @Test("a jumbo frame on an MTU 9000 switch goes GPA-direct and arrives whole")
+    func jumboFrame() throws {
+        let virtualSwitch = VirtualSwitch(name: "j", kind: .private, mtu: 9000)
+        let first = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        let second = try AdapterHarness(switch: virtualSwitch, address: Self.b)
+        try first.vsc.start()
+        try second.vsc.start()
+        #expect(first.vsc.mtu == 9000)
+        let frame = BenchFrame.make(from: Self.a, to: Self.b, size: 9014, sequence: 1)
+        let queued = first.vsc.transmit(frame)
+        #expect(queued)
+        #expect(second.collect(count: 1) == [frame])
+    }
+
+    @Test("ping between two guests: ARP resolves, 20 of 20 echo requests answered")
+    func pingAcrossTheSwitch() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let peer = try ServingGuest(switch: virtualSwitch, mac: Self.b, address: 0x0A00_0002)
+        defer { peer.stop() }
+        #expect(peer.waitUntilReady())
+        let harness = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        try harness.vsc.start()
+        var endpoint = IPv4Endpoint(macAddress: Self.a, address: 0x0A00_0001)
+        let samples = harness.vsc.ping(0x0A00_0002, count: 20, endpoint: &endpoint)
+        #expect(samples.count == 20)
+    }
+
+    @Test("a child flooding broadcasts does not stall another child's pings on the same switch")
+    func floodDoesNotStallOthers() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let peer = try ServingGuest(switch: virtualSwitch, mac: Self.b, address: 0x0A00_0002)
+        defer { peer.stop() }
+        #expect(peer.waitUntilReady())
+        // The flooder: a third NIC sending broadcasts as fast as it can from its own thread.
+        let flooding = Atomic<Bool>(true)
+        let flooded = Atomic<Int>(0)
+        let flooder = try OSThread.spawn(name: "flooder") { [virtualSwitch] in
+            guard let harness = try? AdapterHarness(switch: virtualSwitch, address: Self.c), (try? harness.vsc.start()) != nil
+            else { return }
+            let frame = BenchFrame.make(from: Self.c, to: .broadcast, size: 1514, sequence: 0)
+            while flooding.load(ordering: .relaxed) {
+                if harness.vsc.transmit(frame) {
+                    flooded.wrappingAdd(1, ordering: .relaxed)
+                } else {
+                    harness.vsc.flush()
+                    harness.vsc.poll(copyFrames: false) { _ in }
+                }
+            }
+        }
+        defer {
+            flooding.store(false, ordering: .relaxed)
+            flooder.join()
+        }
+        let harness = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        try harness.vsc.start()
+        while flooded.load(ordering: .relaxed) < 2000 { MonotonicClock.sleep(.milliseconds(1)) }
+        var endpoint = IPv4Endpoint(macAddress: Self.a, address: 0x0A00_0001)
+        let samples = harness.vsc.ping(0x0A00_0002, count: 20, endpoint: &endpoint, timeoutNanoseconds: 2_000_000_000)
+        #expect(samples.count == 20, "answered \(samples.count) of 20 while \(flooded.load(ordering: .relaxed)) broadcasts flooded")
+        #expect(peer.received.load(ordering: .relaxed) > 0, "the peer saw the flood too")
+    }
+
+    @Test("link down and up reach the guest as RNDIS media indications")
+    func linkChanges() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let harness = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        try harness.vsc.start()
+        harness.adapter.setLinkConnected(false)
+        let deadline = MonotonicClock.nanoseconds() + 5_000_000_000
+        while harness.vsc.linkConnected && MonotonicClock.nanoseconds() < deadline {
+            harness.vsc.poll(copyFrames: false) { _ in }
+        }
+        #expect(!harness.vsc.linkConnected)
+        harness.adapter.setLinkConnected(true)
+        while !harness.vsc.linkConnected && MonotonicClock.nanoseconds() < deadline + 5_000_000_000 {
+            harness.vsc.poll(copyFrames: false) { _ in }
+        }
+        #expect(harness.vsc.linkConnected)
+    }
+
+    @Test("a receive buffer whose GPADL overlaps the rings is refused, and counted")
+    func overlappingReceiveBufferRefused() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let harness = try AdapterHarness(switch: virtualSwitch, address: Self.a, receiveOverlapsRing: true)
+        #expect(throws: NetworkVSCError.refused("the receive buffer")) { try harness.vsc.start() }
+        harness.adapter.reportFacts()
+        #expect(harness.host.facts["nic.00:15:5d:00:00:0a.guest_errors"] != "0")
+        #expect(harness.failures.value == nil, "the channel stays open")
+    }
+
+    @Test("a torn-down receive buffer is never written again: the revoke waits for the adapter, later frames drop")
+    func teardownStopsUse() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let first = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        let second = try AdapterHarness(switch: virtualSwitch, address: Self.b)
+        try first.vsc.start()
+        try second.vsc.start()
+        let frame = BenchFrame.make(from: Self.a, to: Self.b, size: 200, sequence: 0)
+        let queued = first.vsc.transmit(frame)
+        #expect(queued)
+        first.vsc.flush()
+        #expect(second.collect(count: 1).count == 1)
+        // The guest tears the buffer down (Linux: REVOKE_RECV_BUF, then GPADL_TEARDOWN).
+        #expect(second.registry.revoke(handle: AdapterHarness.receiveGPADL))
+        try second.memory.fill(0xEE, at: GuestPhysicalAddress(second.receive.physicalAddress), count: second.receive.size)
+        for index in 1...50 {
+            _ = first.vsc.transmit(BenchFrame.make(from: Self.a, to: Self.b, size: 200, sequence: UInt64(index)))
+        }
+        first.vsc.flush()
+        MonotonicClock.sleep(.milliseconds(300))
+        let untouched = try second.memory.read(at: GuestPhysicalAddress(second.receive.physicalAddress), count: second.receive.size)
+        #expect(untouched.allSatisfy { $0 == 0xEE })
+        second.adapter.reportFacts()
+        #expect(Int(second.host.facts["nic.00:15:5d:00:00:0b.rx_frames"] ?? "") == 1)
+    }
+}
+
+extension AdapterTests {
+    /// A child that writes garbage into its NIC's channel — NVSP messages with random fields,
+    /// GPA-direct ranges anywhere, completions for nothing, packet types netvsc never uses —
+    /// gets failures and counters; the parent stays up and another pair of NICs on the same
+    /// switch keeps exchanging frames intact.
+    @Test("a hostile NIC's garbage is counted and stalls nobody else on the switch")
+    func hostileNICDoesNotDisturbOthers() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let hostile = try AdapterHarness(switch: virtualSwitch, address: Self.c)
+        try hostile.vsc.start()
+        let first = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        let second = try AdapterHarness(switch: virtualSwitch, address: Self.b)
+        try first.vsc.start()
+        try second.vsc.start()
+        var random = NetworkVSPFuzzer.Generator(seed: 42)
+        let types: [PacketType] = [.inband, .gpaDirect, .completion, .transferPages, PacketType(rawValue: 0x2A)]
+        var expected: [[UInt8]] = []
+        var received: [[UInt8]] = []
+        for round in 0..<2000 {
+            var message = NVSPMessage.sendRNDISPacket(channel: .data, sectionIndex: UInt32.random(in: 0...300, using: &random),
+                                                      sectionSize: UInt32.random(in: 0...7000, using: &random)).bytes()
+            if Bool.random(using: &random) { message[Int.random(in: 0..<message.count, using: &random)] ^= 0xFF }
+            if round % 7 == 0 { message = NVSPMessage.revokeSendBuffer(id: 0).bytes() }
+            let type = types[Int.random(in: 0..<types.count, using: &random)]
+            var header: [UInt8] = []
+            if type == .gpaDirect || type == .transferPages {
+                let pages = (0..<Int.random(in: 1...3, using: &random)).map { _ in UInt64.random(in: 0...5000, using: &random) }
+                header = GPADirectHeader(ranges: [GPARange(byteCount: UInt32.random(in: 0...12000, using: &random),
+                                                           byteOffset: UInt32.random(in: 0...5000, using: &random), pfns: pages)]).bytes
+            }
+            while !hostile.vsc.channel.stage(type, flags: .completionRequested, transactionID: UInt64(round), header: header,
+                                             payload: message) {
+                hostile.vsc.channel.publish()
+                _ = hostile.vsc.poll(copyFrames: false) { _ in }
+            }
+            if round % 50 == 0 {
+                hostile.vsc.channel.publish()
+                let frame = BenchFrame.make(from: Self.a, to: Self.b, size: 200, sequence: UInt64(round))
+                if first.vsc.transmit(frame) { expected.append(frame) }
+                first.vsc.flush()
+                _ = second.vsc.poll(copyFrames: true) { received.append($0.bytes) }
+            }
+        }
+        hostile.vsc.channel.publish()
+        received += second.collect(count: expected.count - received.count)
+        #expect(received == expected)
+        hostile.adapter.reportFacts()
+        #expect(Int(hostile.host.facts["nic.00:15:5d:00:00:0c.guest_errors"] ?? "") ?? 0 > 0)
+        #expect(first.failures.value == nil && second.failures.value == nil)
+    }
+}

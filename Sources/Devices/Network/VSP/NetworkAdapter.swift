@@ -1,0 +1,344 @@
+import GuestMemory
+import LinuxSupport
+import NetworkProtocol
+import Synchronization
+import VMBusHost
+import VMBusProtocol
+import VirtualSwitch
+
+/// One synthetic NIC of a partition, wired: the I/O-free `NetworkVSP` under a lock, shared by the
+/// sessions of its channels (the primary and the sub-channels, each on its own worker thread),
+/// and the NIC's port on its virtual switch.
+///
+/// - Guest packets: a channel's session hands each to the VSP and carries out what it asks —
+///   packets for that channel's ring, frames for the switch, sub-channel offers, filter and MAC
+///   changes — after releasing the lock.
+/// - Frames for the guest: the switch wakes the primary channel's worker (the port's ready
+///   event is the channel's wake event), whose session delivers them in batches on channel 0
+///   while the ring has room and the receive buffer has free sub-allocations; what does not fit
+///   goes back to the head of the port's queue.
+/// - The receive and send buffers are GPADLs: the VSP touches them only while the adapter holds
+///   a lease on each (`GPADLView.withLeases`); a buffer whose GPADL was torn down is dropped
+///   before the access.
+public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, Sendable {
+    public let instance: GUID
+    public let permanentAddress: MACAddress
+    public let virtualSwitch: VirtualSwitch
+    public let port: SwitchPortID
+    let host: any VSPHost
+    private let state: Mutex<State>
+
+    struct State {
+        var vsp: NetworkVSP<GuestMemory>
+        /// The GPADLs the VSP took as buffers: handle → the serial it was looked up with.
+        var buffers: [UInt32: UInt64] = [:]
+        /// The primary channel's GPADLs, while it is open.
+        var view: GPADLView?
+        /// Each open channel's wake event, by channel index.
+        var wakers: [Int: EventFD] = [:]
+        /// Packets for a channel produced on another thread (a link change), by channel index.
+        var outbox: [Int: [OutgoingPacket]] = [:]
+        /// Facts last reported, so only changes are sent.
+        var reported: [String: String] = [:]
+    }
+
+    /// Frames taken from the switch per delivery.
+    static let deliveryBatch = 64
+    /// The largest transfer-page packet a delivery sends: descriptor, header with one range per
+    /// frame, NVSP message.
+    static let deliveryPacketBytes = 24 + 8 * deliveryBatch + NetvscConstants.nvspMessageSize
+
+    /// Plugs a new adapter into `virtualSwitch`.
+    /// - Parameters:
+    ///   - queues: the most channels the guest may use (1 + sub-channels).
+    ///   - memory: the partition's RAM.
+    public init(instance: GUID, address: MACAddress, queues: Int, connected: Bool, switch virtualSwitch: VirtualSwitch,
+                memory: GuestMemory, host: any VSPHost) throws(SystemError) {
+        self.instance = instance
+        permanentAddress = address
+        self.virtualSwitch = virtualSwitch
+        self.host = host
+        var configuration = NetworkVSPConfiguration(macAddress: address)
+        configuration.mtu = UInt32(virtualSwitch.mtu)
+        configuration.receiveSubAllocationSize = Self.subAllocationSize(mtu: virtualSwitch.mtu)
+        configuration.maximumSubchannels = max(0, queues - 1)
+        configuration.linkConnected = connected
+        var portConfiguration = SwitchPortConfiguration(name: "\(host.partitionName)/\(address.text)", kind: .child,
+                                                        macAddress: address)
+        portConfiguration.maximumFrameSize = virtualSwitch.maximumFrameSize
+        (port, _) = try virtualSwitch.addPort(portConfiguration)
+        state = Mutex(State(vsp: NetworkVSP(configuration: configuration, memory: memory)))
+    }
+
+    /// A receive sub-allocation that holds a frame of `mtu` bytes of IP plus headers, the RNDIS
+    /// PACKET header and its per-packet information (checksum, VLAN, hash): never below the
+    /// 1728 bytes Linux's own MTU of 1500 needs, rounded to 64 bytes.
+    static func subAllocationSize(mtu: Int) -> UInt32 {
+        let needed = mtu + NetworkFrame.ethernetHeaderSize + 4 + RNDISPacketLayout.headerSize + 3 * 16
+        return UInt32(max(1728, (needed + 63) / 64 * 64))
+    }
+
+    public func openSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
+        NetworkChannelSession(adapter: self, index: Int(opening.subChannelIndex))
+    }
+
+    /// The device is gone (removed, or its partition detached): its port leaves the switch.
+    public func detach() {
+        virtualSwitch.removePort(port)
+        host.report(["nic.\(permanentAddress.text).link": "removed"])
+    }
+
+    // MARK: The VSP under the lock
+
+    /// Runs `body` on the VSP with the lock held and a lease on every buffer GPADL the VSP uses;
+    /// a buffer whose GPADL is gone is dropped first. GPADLs the VSP takes as buffers during
+    /// `body` are recorded (the VSP writes nothing into a buffer in the call that hands it over).
+    func withVSP<T: Sendable>(_ body: (inout NetworkVSP<GuestMemory>, LeasedGPADLTable) -> T) -> T {
+        state.withLock { state -> T in
+            let table = LeasedGPADLTable(view: state.view)
+            let wanted = state.buffers.map { GPADLLeaseRequest(handle: $0.key, serial: $0.value) }
+            let view = state.view
+            let held = view?.acquire(wanted) ?? []
+            defer { view?.release(held) }
+            let heldHandles = Set(held.map(\.handle))
+            for handle in state.buffers.keys where !heldHandles.contains(handle) {
+                state.vsp.gpadlTornDown(handle)
+                state.buffers[handle] = nil
+            }
+            let result = body(&state.vsp, table)
+            for (handle, serial) in table.seen.values where state.vsp.isUsing(gpadl: handle) {
+                state.buffers[handle] = serial
+            }
+            for handle in state.buffers.keys where !state.vsp.isUsing(gpadl: handle) { state.buffers[handle] = nil }
+            return result
+        }
+    }
+
+    /// Channel `index` opened on the calling worker.
+    func opened(_ index: Int, channel: VSPChannel) {
+        state.withLock { state in
+            if index == 0 {
+                state.view = channel.gpadls
+                state.buffers = [:]
+                state.outbox = [:]
+            }
+            state.wakers[index] = channel.wakeEvent
+            state.vsp.channelOpened(index)
+        }
+        if index == 0 { virtualSwitch.setReadyEvent(channel.wakeEvent, for: port) }
+    }
+
+    /// Channel `index` closed.
+    func closed(_ index: Int) {
+        if index == 0 { virtualSwitch.setReadyEvent(nil, for: port) }
+        state.withLock { state in
+            state.vsp.channelClosed(index)
+            state.wakers[index] = nil
+            state.outbox[index] = nil
+            if index == 0 {
+                state.buffers = [:]
+                state.view = nil
+            }
+        }
+        if index == 0 { virtualSwitch.setPacketFilter([], for: port) }
+    }
+
+    /// Packets produced for channel `index` on another thread.
+    func takeOutbox(_ index: Int) -> [OutgoingPacket] {
+        state.withLock { $0.outbox.removeValue(forKey: index) ?? [] }
+    }
+
+    /// Queues `packets` for channel `index` and wakes its worker. Packets for a channel that is
+    /// not open are dropped (the guest will initialize afresh when it opens it), and so are
+    /// packets beyond `outboxLimit` waiting for one channel (a user toggling the link faster
+    /// than the guest reads its ring loses indications, not memory).
+    func post(_ packets: [OutgoingPacket], to index: Int) {
+        guard !packets.isEmpty else { return }
+        let waker = state.withLock { state -> EventFD? in
+            guard let waker = state.wakers[index] else { return nil }
+            let room = max(0, Self.outboxLimit - state.outbox[index, default: []].count)
+            state.outbox[index, default: []] += packets.prefix(room)
+            return waker
+        }
+        waker?.signal()
+    }
+
+    /// Most packets waiting in one channel's outbox.
+    static let outboxLimit = 64
+
+    // MARK: Control
+
+    /// Plugs the cable in or pulls it out: the guest hears RNDIS MEDIA_CONNECT / DISCONNECT.
+    public func setLinkConnected(_ connected: Bool) {
+        let actions = withVSP { vsp, _ in vsp.setLinkConnected(connected) }
+        var packets: [OutgoingPacket] = []
+        for case .send(0, let packet) in actions { packets.append(packet) }
+        post(packets, to: 0)
+    }
+
+    /// Reports the adapter's state to the root (`hv partition show`), when it changed.
+    public func reportFacts() {
+        let prefix = "nic.\(permanentAddress.text)."
+        var facts = state.withLock { state -> [String: String] in
+            let vsp = state.vsp
+            let counters = vsp.counters
+            var facts: [String: String] = [
+                "switch": virtualSwitch.name,
+                "mac": vsp.macAddress.text,
+                "link": vsp.linkConnected ? "up" : "down",
+                "nvsp_version": vsp.version.map { Self.describe($0) } ?? "none",
+                "channels": "\(vsp.channelCount)",
+                "tx_frames": "\(counters.transmittedFrames)",
+                "rx_frames": "\(counters.receivedFrames)",
+                "tx_drops": "\(counters.transmitDrops)",
+                "rx_drops": "\(counters.receiveDrops)",
+                "rx_no_buffer": "\(counters.receiveNoBuffer)",
+                "tx_lso_frames": "\(counters.largeSendFrames)",
+                "tx_checksum_frames": "\(counters.checksumOffloadFrames)",
+                "guest_errors": "\(counters.badNVSPMessages + counters.badRNDISMessages + counters.badSendSections + counters.badGuestRanges + counters.refusedBuffers + counters.unknownCompletions + counters.unexpectedPacketTypes)",
+                "packet_filter": "0x\(String(vsp.packetFilter.rawValue, radix: 16))",
+            ]
+            let offload = vsp.offloadParameters
+            facts["offload"] = "tcp4=\(offload.tcpIPv4Checksum) udp4=\(offload.udpIPv4Checksum) tcp6=\(offload.tcpIPv6Checksum) "
+                + "udp6=\(offload.udpIPv6Checksum) lso4=\(offload.largeSendV2IPv4) lso6=\(offload.largeSendV2IPv6)"
+            return facts
+        }
+        if let port = virtualSwitch.counters(of: port) {
+            facts["port_frames_in"] = "\(port.framesIn)"
+            facts["port_frames_out"] = "\(port.framesOut)"
+            facts["port_drops"] = "\(port.drops.values.reduce(0, +))"
+        }
+        let changed = state.withLock { state -> [String: String] in
+            var changed: [String: String] = [:]
+            for (key, value) in facts where state.reported[key] != value {
+                changed[prefix + key] = value
+                state.reported[key] = value
+            }
+            return changed
+        }
+        if !changed.isEmpty { host.report(changed) }
+    }
+
+    static func describe(_ version: NVSPVersion) -> String {
+        switch version {
+        case .v1: "1"
+        case .v2: "2"
+        case .v4: "4"
+        case .v5: "5"
+        case .v6: "6"
+        case .v61: "6.1"
+        default: "0x\(String(version.rawValue, radix: 16))"
+        }
+    }
+}
+
+/// The GPADLs a `NetworkVSP` may take as receive and send buffers: those of the adapter's primary
+/// channel that share no page with another GPADL (a ring, another buffer). Records what it
+/// handed out, with serials, so the adapter can lease them later.
+final class LeasedGPADLTable: GPADLTable {
+    let view: GPADLView?
+    /// Handles looked up and found: handle → (handle, serial).
+    private(set) var seen: [UInt32: (UInt32, UInt64)] = [:]
+
+    init(view: GPADLView?) { self.view = view }
+
+    func buffer(forGPADL handle: UInt32) -> GuestBufferDescriptor? {
+        guard let view, let gpadl = view.gpadl(handle), !view.overlapsOthers(handle) else { return nil }
+        seen[handle] = (handle, gpadl.serial)
+        return GuestBufferDescriptor(byteOffset: gpadl.byteOffset, byteCount: gpadl.byteCount, pageNumbers: gpadl.pageNumbers)
+    }
+}
+
+/// One open channel of a `NetworkAdapter`, confined to the channel's worker thread.
+final class NetworkChannelSession: ChannelSession {
+    let adapter: NetworkAdapter
+    let index: Int
+    /// Frames for the switch, gathered while handling one batch of packets.
+    private var transmitted: [NetworkFrame] = []
+
+    init(adapter: NetworkAdapter, index: Int) {
+        self.adapter = adapter
+        self.index = index
+    }
+
+    var tickInterval: UInt64? { index == 0 ? 1_000_000_000 : nil }
+
+    func start(on channel: VSPChannel) throws(VSPError) {
+        adapter.opened(index, channel: channel)
+    }
+
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
+        let actions = adapter.withVSP { vsp, table in
+            vsp.handle(packet.bytes, descriptor: packet.descriptor, on: index, gpadls: table)
+        }
+        try carryOut(actions, on: channel)
+    }
+
+    func work(on channel: VSPChannel) throws(VSPError) -> Bool {
+        flushTransmitted()
+        var progressed = false
+        let posted = adapter.takeOutbox(index)
+        for packet in posted { try send(packet, on: channel) }
+        progressed = !posted.isEmpty
+        guard index == 0 else { return progressed }
+        // Deliver while the ring has room; when it has none, pending_send_sz asks the guest to
+        // signal once it has read enough, which wakes this worker.
+        while channel.hasRoom(forPayload: NetworkAdapter.deliveryPacketBytes) {
+            let frames = adapter.virtualSwitch.receive(for: adapter.port, limit: NetworkAdapter.deliveryBatch)
+            guard !frames.isEmpty else { break }
+            let (consumed, actions) = adapter.withVSP { vsp, _ in vsp.deliver(frames, on: 0) }
+            if consumed < frames.count {
+                adapter.virtualSwitch.requeue(Array(frames[consumed...]), for: adapter.port)
+            }
+            try carryOut(actions, on: channel)
+            guard consumed > 0 else { break }
+            progressed = true
+            if consumed < frames.count { break }
+        }
+        return progressed
+    }
+
+    func tick(on channel: VSPChannel) throws(VSPError) {
+        adapter.reportFacts()
+    }
+
+    func close() {
+        flushTransmitted()
+        adapter.closed(index)
+    }
+
+    private func send(_ packet: OutgoingPacket, on channel: VSPChannel) throws(VSPError) {
+        try channel.send(packet.type, flags: packet.flags, transactionID: packet.transactionID, header: packet.header,
+                         payload: packet.payload)
+    }
+
+    /// Carries out the VSP's actions, outside its lock, in order.
+    private func carryOut(_ actions: [NetworkVSPAction], on channel: VSPChannel) throws(VSPError) {
+        for action in actions {
+            switch action {
+            case .send(let target, let packet):
+                if target == index {
+                    try send(packet, on: channel)
+                } else {
+                    adapter.post([packet], to: target)
+                }
+            case .transmit(_, let frame):
+                transmitted.append(frame)
+                if transmitted.count >= NetworkAdapter.deliveryBatch { flushTransmitted() }
+            case .offerSubchannels(let count):
+                channel.offerSubChannels(count)
+            case .packetFilterChanged(let filter):
+                adapter.virtualSwitch.setPacketFilter(filter, for: adapter.port)
+            case .macAddressChanged(let address):
+                adapter.virtualSwitch.setMACAddress(address, for: adapter.port)
+            }
+        }
+    }
+
+    /// Hands the frames gathered so far to the switch in one batch.
+    private func flushTransmitted() {
+        guard !transmitted.isEmpty else { return }
+        adapter.virtualSwitch.send(transmitted, from: adapter.port)
+        transmitted.removeAll(keepingCapacity: true)
+    }
+}

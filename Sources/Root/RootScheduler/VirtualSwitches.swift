@@ -1,0 +1,177 @@
+import ControlProtocol
+import DeviceModel
+import LinuxSupport
+import ManagementAPI
+import Synchronization
+
+/// A virtual switch the root configured: what the parent is handed, and the host side the root
+/// created for it and keeps for the switch's life (closing it removes the TAP interface).
+struct ManagedSwitch: Sendable {
+    let spec: SwitchSpec
+    /// The TAP (internal) or AF_PACKET socket (external); nil for a private switch.
+    let hostSide: OwnedDescriptor?
+}
+
+/// Why a switch request failed.
+public enum SwitchError: Error, Equatable, CustomStringConvertible {
+    case notFound(String)
+    case exists(String)
+    /// NICs of these partitions are plugged into it.
+    case inUse(String, partitions: [String])
+    case invalid(String)
+    case tooMany(Int)
+    /// The host side (TAP, packet socket) could not be set up.
+    case hostSide(String, SystemError)
+
+    public var description: String {
+        switch self {
+        case .notFound(let name):
+            "No virtual switch is named \(name): list them with `hv switch list`."
+        case .exists(let name):
+            "A virtual switch named \(name) exists: delete it first with `hv switch delete \(name)`."
+        case .inUse(let name, let partitions):
+            "Cannot delete switch \(name): NICs of \(partitions.joined(separator: ", ")) are plugged into it; "
+                + "remove them (`hv partition device remove`) or delete the partitions first."
+        case .invalid(let reason):
+            "Invalid switch configuration: \(reason)."
+        case .tooMany(let maximum):
+            "The root already has \(maximum) virtual switches; delete one first."
+        case .hostSide(let what, let error):
+            "Cannot set up \(what): \(error); check the interface name and that the root runs with CAP_NET_ADMIN."
+        }
+    }
+
+    var kind: ManagementErrorKind {
+        switch self {
+        case .notFound: .notFound
+        case .exists, .inUse: .conflict
+        case .invalid, .tooMany, .hostSide: .badRequest
+        }
+    }
+}
+
+/// The virtual switches of the root, by name.
+final class SwitchTable: Sendable {
+    let switches = Mutex<[String: ManagedSwitch]>([:])
+
+    /// The most switches (the parent runs at most as many).
+    static let maximumSwitches = 64
+
+    var all: [ManagedSwitch] { switches.withLock { table in table.keys.sorted().compactMap { table[$0] } } }
+
+    func contains(_ name: String) -> Bool { switches.withLock { $0[name] != nil } }
+
+    /// The spec and host side of a configuration: creates the TAP of an internal switch (up,
+    /// with the switch's MTU) or opens the packet socket of an external one.
+    static func make(_ configuration: SwitchConfiguration) throws(SwitchError) -> ManagedSwitch {
+        if let problem = configuration.problem { throw .invalid(problem) }
+        guard let kind = SwitchSpec.Kind(name: configuration.kind) else { throw .invalid("unknown kind \(configuration.kind)") }
+        let mtu = configuration.mtu ?? 1500
+        let interface = configuration.resolvedHostInterface
+        let spec = SwitchSpec(name: configuration.name, kind: kind, mtu: UInt32(mtu), hostInterface: interface)
+        switch kind {
+        case .private:
+            return ManagedSwitch(spec: spec, hostSide: nil)
+        case .internal:
+            do throws(SystemError) {
+                let (tap, actual) = try TAPDevice.create(name: interface)
+                let control = try NetworkInterface.controlSocket()
+                try NetworkInterface.setMTU(actual, mtu, using: control)
+                try NetworkInterface.setUp(actual, true, using: control)
+                return ManagedSwitch(spec: SwitchSpec(name: spec.name, kind: kind, mtu: spec.mtu, hostInterface: actual),
+                                     hostSide: tap)
+            } catch {
+                throw .hostSide("the TAP interface \(interface) of switch \(configuration.name)", error)
+            }
+        case .external:
+            do throws(SystemError) {
+                let socket = try PacketSocket.open(interface: interface, promiscuous: true, virtioHeader: true)
+                return ManagedSwitch(spec: spec, hostSide: socket)
+            } catch {
+                throw .hostSide("an AF_PACKET socket on \(interface) for switch \(configuration.name)", error)
+            }
+        }
+    }
+}
+
+extension RootScheduler {
+    /// Every virtual switch, with the NICs plugged in.
+    public func listSwitches() -> [SwitchInfo] {
+        let users = switchUsers()
+        return switchTable.all.map { info($0, users: users[$0.spec.name] ?? []) }
+    }
+
+    /// Creates a virtual switch and hands it to the parent.
+    public func createSwitch(_ configuration: SwitchConfiguration) throws(RootError) -> SwitchInfo {
+        guard !switchTable.contains(configuration.name) else { throw .virtualSwitch(.exists(configuration.name)) }
+        let managed: ManagedSwitch
+        do throws(SwitchError) {
+            managed = try SwitchTable.make(configuration)
+        } catch {
+            throw .virtualSwitch(error)
+        }
+        let inserted = switchTable.switches.withLock { table -> SwitchError? in
+            guard table[managed.spec.name] == nil else { return .exists(managed.spec.name) }
+            guard table.count < SwitchTable.maximumSwitches else { return .tooMany(SwitchTable.maximumSwitches) }
+            table[managed.spec.name] = managed
+            return nil
+        }
+        if let inserted { throw .virtualSwitch(inserted) }
+        parentLink?.switchAttached(managed)
+        let host = managed.spec.hostInterface.isEmpty ? "" : ", \(managed.spec.hostInterface)"
+        logger.info("switch \(managed.spec.name) created (\(managed.spec.kind.name), MTU \(managed.spec.mtu)\(host))")
+        return info(managed, users: [])
+    }
+
+    /// Deletes a switch no NIC uses.
+    public func deleteSwitch(_ name: String) throws(RootError) {
+        // The users are read under the switch table's lock, and partitions check their switches
+        // after entering the partition table: one of the two sees the other.
+        let result = switchTable.switches.withLock { table -> Result<ManagedSwitch, SwitchError> in
+            guard let managed = table[name] else { return .failure(.notFound(name)) }
+            let users = switchUsers()[name] ?? []
+            guard users.isEmpty else {
+                return .failure(.inUse(name, partitions: Array(Set(users.map { String($0.split(separator: "/")[0]) })).sorted()))
+            }
+            table[name] = nil
+            return .success(managed)
+        }
+        switch result {
+        case .failure(let error): throw .virtualSwitch(error)
+        case .success: break
+        }
+        parentLink?.switchDetached(name)
+        logger.info("switch \(name) deleted")
+    }
+
+    /// "partition/instance" of every NIC of a live partition, by switch name.
+    func switchUsers() -> [String: [String]] {
+        var users: [String: [String]] = [:]
+        for entry in livePartitions {
+            for device in entry.devices {
+                for name in catalog.virtualSwitches(of: device) {
+                    users[name, default: []].append("\(entry.partition.name)/\(device.instance)")
+                }
+            }
+        }
+        return users
+    }
+
+    /// Refuses devices that plug into a switch the root does not have.
+    func checkSwitches(of devices: [DeviceSpec], request: String) throws(RootError) {
+        for device in devices {
+            for name in catalog.virtualSwitches(of: device) where !switchTable.contains(name) {
+                throw .invalidRequest("\(request): device \(device.kind) plugs into switch \(name), which does not exist; "
+                                      + "create it with `hv switch create \(name) --kind private|internal|external`.")
+            }
+        }
+    }
+
+    private func info(_ managed: ManagedSwitch, users: [String]) -> SwitchInfo {
+        SwitchInfo(name: managed.spec.name, kind: managed.spec.kind.name, mtu: Int(managed.spec.mtu),
+                   hostInterface: managed.spec.hostInterface, ports: users.sorted())
+    }
+
+    /// The switches a parent that connects is handed, before the partitions.
+    var linkedSwitches: [ManagedSwitch] { switchTable.all }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import LinuxSupport
+import NetworkProtocol
+import NetworkVSC
+import Synchronization
+
+/// A flag one thread sets and others read.
+final class BenchFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    init() {}
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+
+    /// Waits up to `seconds` for the flag.
+    func wait(seconds: Double) -> Bool {
+        let deadline = MonotonicClock.nanoseconds() + UInt64(seconds * 1e9)
+        while !isSet && MonotonicClock.nanoseconds() < deadline { MonotonicClock.sleep(.milliseconds(1)) }
+        return isSet
+    }
+}
+
+/// What one receiver counted of one frame size.
+public struct FrameTally: Sendable, Equatable {
+    public var size: Int
+    public var frames = 0
+    /// CLOCK_MONOTONIC nanoseconds of the first and last frame.
+    public var first: UInt64 = 0
+    public var last: UInt64 = 0
+
+    public init(size: Int) { self.size = size }
+
+    /// Nanoseconds the sender took to send this size's frames, if known.
+    public var sendNanoseconds: UInt64 = 0
+
+    /// The delivered rate: frames received over the longer of the receive window (first to last
+    /// frame) and the send window. A receiver that drops most of what it is offered and then
+    /// drains a queued burst would otherwise look fast.
+    public var framesPerSecond: Double {
+        let window = max(last > first ? last - first : 0, sendNanoseconds)
+        guard frames > 1, window > 0 else { return 0 }
+        return Double(frames) / (Double(window) / 1e9)
+    }
+}
+
+/// The host's ends of the network bench: bench frames (`BenchFrame`, the guest's format) written
+/// to or read from a descriptor by a thread, and an interface's receive counter sampled.
+enum HostFrames {
+    /// Writes `count` bench frames of each of `sizes` from `source` to `destination` through
+    /// `descriptor` (a TAP with `header` before each frame, or a packet socket with none),
+    /// pausing `gap` between sizes; a write that would block is retried.
+    /// - Returns: the frames written per size, and the nanoseconds that took.
+    static func send(on descriptor: OwnedDescriptor, header: [UInt8], sizes: [Int], count: Int, from source: MACAddress,
+                     to destination: MACAddress, gap: Duration, stop: BenchFlag) throws(SystemError)
+        -> [(frames: Int, nanoseconds: UInt64)]
+    {
+        var written: [(frames: Int, nanoseconds: UInt64)] = []
+        for size in sizes {
+            let start = MonotonicClock.nanoseconds()
+            var frame = BenchFrame.make(from: source, to: destination, size: size, sequence: 0)
+            var sent = 0
+            var refused = 0
+            while sent < count && !stop.isSet {
+                BenchFrame.stamp(&frame, sequence: UInt64(sent))
+                if try FrameIO.write(descriptor, header: header, frame: frame) {
+                    sent += 1
+                } else {
+                    refused += 1
+                    if refused % 64 == 0 { MonotonicClock.sleep(.microseconds(20)) }
+                }
+            }
+            written.append((sent, MonotonicClock.nanoseconds() - start))
+            MonotonicClock.sleep(gap)
+        }
+        return written
+    }
+
+    /// Reads frames from `descriptor` (each after `headerSize` bytes of header) and counts the
+    /// bench frames of each size, until `count` of every size arrived, nothing arrived for
+    /// `idle` after the first frame, `timeout` passed before it, or `stop` is set.
+    static func receive(on descriptor: OwnedDescriptor, headerSize: Int, sizes: [Int], count: Int, idle: Duration,
+                        timeout: Duration, ready: BenchFlag? = nil, stop: BenchFlag) throws(SystemError) -> [FrameTally] {
+        var tallies = sizes.map { FrameTally(size: $0) }
+        var buffer = [UInt8](repeating: 0, count: 70_000)
+        let start = MonotonicClock.nanoseconds()
+        var lastFrame: UInt64 = 0
+        let idleNanoseconds = UInt64(idle.components.seconds) * 1_000_000_000 + UInt64(idle.components.attoseconds / 1_000_000_000)
+        let timeoutNanoseconds = UInt64(timeout.components.seconds) * 1_000_000_000
+        ready?.set()
+        while !stop.isSet {
+            if tallies.allSatisfy({ $0.frames >= count }) { break }
+            let now = MonotonicClock.nanoseconds()
+            if lastFrame == 0 && now - start > timeoutNanoseconds { break }
+            if lastFrame != 0 && now - lastFrame > idleNanoseconds { break }
+            guard try Poll.wait(on: [descriptor.rawValue], timeoutMilliseconds: 50)[0] else { continue }
+            while let length = try FrameIO.read(descriptor, into: &buffer) {
+                guard length >= headerSize + BenchFrame.minimumSize else { continue }
+                let prefix = Array(buffer[headerSize..<(headerSize + BenchFrame.minimumSize)])
+                guard let (size, _) = BenchFrame.parse(prefix, length: length - headerSize),
+                      let index = tallies.firstIndex(where: { $0.size == size }) else { continue }
+                let stamp = MonotonicClock.nanoseconds()
+                if tallies[index].frames == 0 { tallies[index].first = stamp }
+                tallies[index].frames += 1
+                tallies[index].last = stamp
+                lastFrame = stamp
+            }
+        }
+        return tallies
+    }
+
+    /// Samples an interface's rx_packets counter every millisecond and cuts the time into bursts
+    /// (separated by `gap` without a new frame): one burst per size the sender sent, in order.
+    /// Bursts of fewer than `minimumFrames` frames (stray ARP, the ping) are ignored.
+    static func sampleBursts(_ counter: SysfsCounter, sizes: [Int], minimumFrames: Int, gap: Duration, timeout: Duration,
+                             ready: BenchFlag, stop: BenchFlag) throws(SystemError) -> [FrameTally] {
+        var tallies: [FrameTally] = []
+        let gapNanoseconds = UInt64(gap.components.seconds) * 1_000_000_000 + UInt64(gap.components.attoseconds / 1_000_000_000)
+        let deadline = MonotonicClock.nanoseconds() + UInt64(timeout.components.seconds) * 1_000_000_000
+        var previous = try counter.read()
+        var burst: (startTime: UInt64, startCount: UInt64, lastTime: UInt64, lastCount: UInt64)?
+        ready.set()
+        func close() {
+            if let current = burst, current.lastCount - current.startCount >= UInt64(minimumFrames), tallies.count < sizes.count {
+                var tally = FrameTally(size: sizes[tallies.count])
+                tally.frames = Int(current.lastCount - current.startCount) + 1
+                tally.first = current.startTime
+                tally.last = current.lastTime
+                tallies.append(tally)
+            }
+            burst = nil
+        }
+        while !stop.isSet && tallies.count < sizes.count && MonotonicClock.nanoseconds() < deadline {
+            MonotonicClock.sleep(.milliseconds(1))
+            let value = try counter.read()
+            let now = MonotonicClock.nanoseconds()
+            if value != previous {
+                if burst == nil { burst = (now, value, now, value) } else { burst?.lastTime = now; burst?.lastCount = value }
+                previous = value
+            } else if let current = burst, now - current.lastTime > gapNanoseconds {
+                close()
+            }
+        }
+        close()
+        return tallies
+    }
+}
