@@ -170,7 +170,7 @@ let package = Package(
                 path: "Sources/Root/Partition", swiftSettings: host),
         .target(name: "RootScheduler",
                 dependencies: ["Partition", "HypervisorInterface", "KVM", "HyperV", "ControlProtocol", "ManagementAPI",
-                               "DeviceModel", "GuestMemory", "LinuxSupport", log,
+                               "DeviceModel", "GuestMemory", "LinuxSupport", "ControlGroups", "Scheduling", log,
                                .product(name: "Hummingbird", package: "hummingbird")],
                 path: "Sources/Root/RootScheduler", swiftSettings: host),
 
@@ -210,7 +210,7 @@ let package = Package(
                 path: "Sources/Tools/LocalDeployment", swiftSettings: host),
         .target(name: "Bench",
                 dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
-                               "LocalDeployment"],
+                               "LocalDeployment", "DeviceModel"],
                 path: "Sources/Tools/Bench", swiftSettings: host),
         .executableTarget(
             name: "hv",
@@ -232,6 +232,9 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "LinuxSupport"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "LinuxSupport", system]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "TestSupport"]),
+        // The root's processor controls in this host's real control groups (no /dev/kvm needed).
+        .testTarget(name: "ProcessorControlTests",
+                    dependencies: ["RootScheduler", "ControlGroups", "ManagementAPI", "LinuxSupport", log]),
         .testTarget(name: "ControlGroupsTests",
                     dependencies: ["ControlGroups", "LinuxSupport", "TestSupport",
                                    .product(name: "Subprocess", package: "swift-subprocess")]),

@@ -70,4 +70,6 @@ public struct GuestChannel: VMBusChannel {
     public func nanoseconds(from start: UInt64, to end: UInt64) -> UInt64 { clock.nanoseconds(from: start, to: end) }
     public func ticks(nanoseconds: UInt64) -> UInt64 { clock.ticks(nanoseconds: nanoseconds) }
     public func relax() { CPU.relax() }
+    /// Halts until an interrupt or the local APIC timer (`CPU.sleep`).
+    public func waitForInterrupt(nanoseconds: UInt64) { CPU.sleep(nanoseconds: nanoseconds) }
 }

@@ -97,10 +97,13 @@ public enum RootMessage: Hashable, Sendable {
     case portRead(requestID: UInt32, partitionID: UInt32, vp: UInt32, port: UInt16, size: UInt8)
     /// The answer to `requestInterruptLine`; one descriptor: an eventfd bound to that IOAPIC pin.
     case interruptLine(requestID: UInt32, partitionID: UInt32, pin: UInt8)
+    /// Asks for the partition's channel counters; answered by `partitionStatistics`.
+    case requestStatistics(requestID: UInt32, partitionID: UInt32)
 
     enum Kind: UInt16 {
         case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
              requestFailed, shutdownGuest, portWrite, portRead, interruptLine
+        case requestStatistics = 32
     }
 
     /// The number of descriptors that must accompany the message.
@@ -192,6 +195,10 @@ public enum RootMessage: Hashable, Sendable {
             out.u32(request)
             out.u32(id)
             out.u8(pin)
+        case .requestStatistics(let request, let id):
+            out.u16(Kind.requestStatistics.rawValue)
+            out.u32(request)
+            out.u32(id)
         }
         return out.bytes
     }
@@ -255,6 +262,8 @@ public enum RootMessage: Hashable, Sendable {
                              port: try input.u16(), size: try input.u8())
         case .interruptLine:
             self = .interruptLine(requestID: try input.u32(), partitionID: try input.u32(), pin: try input.u8())
+        case .requestStatistics:
+            self = .requestStatistics(requestID: try input.u32(), partitionID: try input.u32())
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }
@@ -285,11 +294,15 @@ public enum ParentMessage: Hashable, Sendable {
     case requestInterruptLine(requestID: UInt32, partitionID: UInt32, pin: UInt8)
     /// Bytes the guest wrote to its console (serial port), for the partition's console log.
     case consoleOutput(partitionID: UInt32, bytes: [UInt8])
+    /// The answer to `requestStatistics`: the partition's channels and what each carried
+    /// (at most `ChannelCounterRecord.limit`; none if the parent does not serve the partition).
+    case partitionStatistics(requestID: UInt32, partitionID: UInt32, channels: [ChannelCounterRecord])
 
     enum Kind: UInt16 {
         case hello = 1, registerMessageConnection, unregisterMessageConnection, registerEventConnection,
              unregisterEventConnection, requestDoorbell, postMessage, partitionStatus, registerPorts, portReadResult,
              requestInterruptLine, consoleOutput
+        case partitionStatistics = 32
     }
 
     public var descriptorCount: Int {
@@ -359,6 +372,13 @@ public enum ParentMessage: Hashable, Sendable {
             out.u16(Kind.consoleOutput.rawValue)
             out.u32(id)
             out.data(bytes)
+        case .partitionStatistics(let request, let id, let channels):
+            out.u16(Kind.partitionStatistics.rawValue)
+            out.u32(request)
+            out.u32(id)
+            let kept = channels.prefix(ChannelCounterRecord.limit)
+            out.u32(UInt32(kept.count))
+            for channel in kept { channel.encode(into: &out) }
         }
         return out.bytes
     }
@@ -401,6 +421,14 @@ public enum ParentMessage: Hashable, Sendable {
             self = .requestInterruptLine(requestID: try input.u32(), partitionID: try input.u32(), pin: try input.u8())
         case .consoleOutput:
             self = .consoleOutput(partitionID: try input.u32(), bytes: try input.data(limit: 1 << 16))
+        case .partitionStatistics:
+            let request = try input.u32()
+            let id = try input.u32()
+            let count = try input.u32()
+            guard count <= UInt32(ChannelCounterRecord.limit) else { throw .truncated }
+            var channels: [ChannelCounterRecord] = []
+            for _ in 0..<count { channels.append(try ChannelCounterRecord(decoding: &input)) }
+            self = .partitionStatistics(requestID: request, partitionID: id, channels: channels)
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }

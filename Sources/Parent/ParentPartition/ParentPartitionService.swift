@@ -108,6 +108,9 @@ public final class ParentPartitionService: Sendable {
         case .requestFailed(let request, let reason):
             logger.warning("root refused request \(request): \(reason)")
             root.complete(request: request, doorbell: nil)
+        case .requestStatistics(let request, let id):
+            // Counters are atomics: answered here, without waiting for the child's control thread.
+            root.send(.partitionStatistics(requestID: request, partitionID: id, channels: child(id)?.channelStatistics ?? []))
         case .shutdownGuest(let id):
             guard let child = child(id) else { break }
             child.perform { child.requestGuestShutdown() }
@@ -231,6 +234,8 @@ public final class ParentPartitionService: Sendable {
         do {
             _ = try OSThread.spawn(name: "detach") {
                 for child in children { child.detach() }
+                // Their channels' buffers and threads' arenas are free now: hand the pages back.
+                ProcessMemory.returnFreePages()
             }
         } catch {
             logger.warning("cannot start a thread to detach partitions (\(error)); detaching inline")

@@ -189,6 +189,8 @@ final class VMBusService: PartitionService {
                     partition.signalEvent(vp: vp, sint: UInt8(VMBusConstants.messageSINT), flag: relID)
                 },
                 subChannels: { [self] count in offerSubChannels(of: relID, count: count) })
+            partition.channelOpened(relID: relID, device: device.name, subChannelIndex: device.subChannelIndex,
+                                    counters: channel.counters)
             // Registered before OPEN_RESULT is posted (both go over the same ordered socket), so
             // the guest's first signal already finds its ioeventfd.
             let eventConnection = VMBusConstants.eventConnectionID(childRelID: relID)
@@ -215,5 +217,6 @@ final class VMBusService: PartitionService {
         guard let open = state.open.removeValue(forKey: relID) else { return }
         partition.unregisterEventConnection(VMBusConstants.eventConnectionID(childRelID: relID))
         open.worker.stop()
+        partition.channelClosed(relID: relID)
     }
 }

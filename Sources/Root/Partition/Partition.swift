@@ -24,6 +24,10 @@ public final class Partition: Sendable {
     public let console: ConsoleLog
     /// When the partition was created (CLOCK_MONOTONIC ns).
     public let createdAt: UInt64
+    /// Each virtual processor's exits and processor time, by VP index; kept after it stops.
+    public let accounting: [ProcessorAccounting]
+    /// The SynIC traffic that passed through the root; kept after it stops.
+    public let synicCounters: SynICCounters
 
     let observer: any PartitionObserver
     let lifecycle: ConditionLock<Lifecycle>
@@ -116,6 +120,8 @@ public final class Partition: Sendable {
         console = ConsoleLog()
         createdAt = MonotonicClock.nanoseconds()
         lifecycle = ConditionLock(Lifecycle())
+        let accounting = (0..<specification.processorCount).map { ProcessorAccounting(vp: $0) }
+        self.accounting = accounting
 
         let memory = try GuestMemory.create(name: "hv-\(specification.name)", size: specification.memorySize)
         let machine = try system.createVirtualMachine()
@@ -138,6 +144,7 @@ public final class Partition: Sendable {
         let environment = PartitionEnvironment()
         self.environment = environment
         let hypervisor = HvPartition(memory: memory, apicIDs: apicIDs, time: time, environment: environment)
+        synicCounters = hypervisor.counters
 
         let host = try system.supportedCPUID().map {
             CPUIDLeaf(function: $0.function, index: $0.index, indexSignificant: $0.flags & CPUIDEntry.significantIndex != 0,
@@ -151,7 +158,7 @@ public final class Partition: Sendable {
                            eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
             }
             try cpu.setCPUID(own)
-            return VirtualProcessor(index: index, cpu: cpu)
+            return VirtualProcessor(index: index, cpu: cpu, accounting: accounting[index])
         }
 
         try BootLayout.writeTables(into: memory)
@@ -168,7 +175,8 @@ public final class Partition: Sendable {
         switch image {
         case .embedded(let bytes, let arguments):
             let elf = try ELFImage(parsing: bytes)
-            try BootLayout.load(elf, into: memory)
+            // The partition's RAM was created a moment ago: still all zeros.
+            try BootLayout.load(elf, into: memory, memoryIsZero: true)
             let freeStart = (elf.end + 0x1F_FFFF) & ~UInt64(0x1F_FFFF)
             try BootLayout.writeGuestBootInfo(into: memory, name: name, processorCount: processorCount,
                                               tscFrequencyHz: tscFrequencyHz, arguments: arguments,

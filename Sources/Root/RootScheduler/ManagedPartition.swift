@@ -15,6 +15,8 @@ final class ManagedPartition: Sendable {
     /// with the partition (again after each reconnection).
     let resources: [OwnedDescriptor]
     private let facts = Mutex<[String: String]>([:])
+    /// Its control group's CPU usage when the group was removed (the partition stopped).
+    private let finalUsage = Mutex<UInt64?>(nil)
 
     init(partition: Partition, configuration: PartitionConfiguration, devices: [DeviceSpec], resources: [OwnedDescriptor]) {
         self.partition = partition
@@ -26,6 +28,13 @@ final class ManagedPartition: Sendable {
     func merge(facts new: [String: String]) {
         facts.withLock { $0.merge(new) { _, latest in latest } }
     }
+
+    func recordFinalUsage(_ nanoseconds: UInt64?) {
+        finalUsage.withLock { $0 = nanoseconds }
+    }
+
+    /// Its control group's CPU usage as the group was removed, once it has stopped.
+    var finalCPUUsage: UInt64? { finalUsage.withLock { $0 } }
 
     var info: PartitionInfo {
         let state = partition.state

@@ -42,6 +42,8 @@ final class ParentLink: Sendable {
         let registrations = Mutex<[UInt32: Registrations]>([:])
         /// Port reads waiting for the parent's answer, by request ID (nil: not answered yet).
         let pendingReads = ConditionLock<[UInt32: UInt32?]>([:])
+        /// Statistics requests waiting for the parent's answer, by request ID.
+        let pendingStatistics = ConditionLock<[UInt32: StatisticsAnswer]>([:])
         let nextRequest = Atomic<UInt32>(1)
         let closed = Atomic<Bool>(false)
         /// Whether a message the parent did not get was already logged as a warning.
@@ -81,6 +83,13 @@ final class ParentLink: Sendable {
                 logger.warning("parent partition did not get \(what): \(error)")
             }
         }
+    }
+
+    /// Where a statistics request stands.
+    enum StatisticsAnswer {
+        case waiting
+        case answered([ChannelCounterRecord])
+        case disconnected
     }
 
     struct Registrations {
@@ -161,6 +170,7 @@ final class ParentLink: Sendable {
         }
         current.withLock { $0 = connection }
         logger.info("parent partition connected (pid \(pid))")
+        directory.parentConnected(processID: Int32(bitPattern: pid))
         for partition in directory.linkedPartitions { attach(partition, on: connection) }
 
         while true {
@@ -180,6 +190,9 @@ final class ParentLink: Sendable {
         connection.closed.store(true, ordering: .releasing)
         connection.pendingReads.update { reads in
             for key in reads.keys where reads[key] == .some(nil) { reads[key] = .some(0xFFFF_FFFF) }
+        }
+        connection.pendingStatistics.update { requests in
+            for key in requests.keys { requests[key] = .disconnected }
         }
         forgetRegistrations(of: connection)
         logger.info("parent partition disconnected; children keep running")
@@ -228,6 +241,30 @@ final class ParentLink: Sendable {
             try connection.send(.shutdownGuest(partitionID: partitionID))
         } catch {
             throw .sendFailed(error)
+        }
+    }
+
+    /// The parent's counters of partition `partitionID`'s channels, waiting up to
+    /// `timeoutNanoseconds` for its answer (no lock is held meanwhile).
+    func channelStatistics(partitionID: UInt32, timeoutNanoseconds: UInt64 = 1_000_000_000) throws(ParentLinkError)
+        -> [ChannelCounterRecord]
+    {
+        guard let connection = current.withLock({ $0 }) else { throw .notConnected }
+        let request = connection.nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
+        connection.pendingStatistics.update { $0[request] = .waiting }
+        do throws(SystemError) {
+            try connection.send(.requestStatistics(requestID: request, partitionID: partitionID))
+        } catch {
+            connection.pendingStatistics.update { _ = $0.removeValue(forKey: request) }
+            throw .sendFailed(error)
+        }
+        let answer = connection.pendingStatistics.wait(
+            until: { if case .waiting = $0[request] { false } else { true } }, timeoutNanoseconds: timeoutNanoseconds
+        ) { requests in requests.removeValue(forKey: request) }
+        switch answer ?? connection.pendingStatistics.update({ $0.removeValue(forKey: request) }) {
+        case .answered(let channels): return channels
+        case .disconnected: throw .notConnected
+        case .waiting, nil: throw .noAnswer("its channel counters")
         }
     }
 
@@ -320,6 +357,10 @@ final class ParentLink: Sendable {
             guard let partition = directory.linkedPartition(id: id) else { return }
             for line in partition.appendConsole(bytes) {
                 logger.info("[\(partition.name)] \(line)")
+            }
+        case .partitionStatistics(let request, _, let channels):
+            connection.pendingStatistics.update { requests in
+                if case .waiting = requests[request] { requests[request] = .answered(channels) }
             }
         }
     }

@@ -15,6 +15,12 @@ protocol PartitionDirectory: AnyObject, Sendable {
     var linkedPartitions: [any LinkedPartition] { get }
     /// The partition with the root-assigned `id`, while it is in the table.
     func linkedPartition(id: UInt32) -> (any LinkedPartition)?
+    /// A parent partition (process `processID`) connected and said hello.
+    func parentConnected(processID: Int32)
+}
+
+extension PartitionDirectory {
+    func parentConnected(processID: Int32) {}
 }
 
 /// What the parent link needs of one partition: what to hand the parent, and the registrations
@@ -51,6 +57,8 @@ extension RootScheduler: PartitionDirectory {
     var linkedPartitions: [any LinkedPartition] { livePartitions }
 
     func linkedPartition(id: UInt32) -> (any LinkedPartition)? { managed(id: id) }
+
+    func parentConnected(processID: Int32) { processors.parentConnected(processID: processID) }
 }
 
 extension ManagedPartition: LinkedPartition {

@@ -20,12 +20,27 @@ public final class RootScheduler: Sendable {
     private let nextID = Atomic<UInt32>(1)
     /// The link to the parent partition (set once by `RootService`).
     let link = Mutex<ParentLink?>(nil)
+    /// Each partition's processor reserve, limit, weight and pinning, in control groups.
+    let processors: ProcessorControl
 
-    /// Opens /dev/kvm.
-    public init(catalog: DeviceCatalog, logger: Logger) throws(KVMError) {
-        system = try KVMSystem()
+    /// Opens /dev/kvm and sets up processor controls (off unless `processorControls` enables
+    /// them, so a scheduler made in a test leaves the host's control groups alone).
+    public init(catalog: DeviceCatalog, logger: Logger,
+                processorControls: ProcessorControlOptions = ProcessorControlOptions(enabled: false))
+        throws(RootServiceError)
+    {
+        do throws(KVMError) {
+            system = try KVMSystem()
+        } catch {
+            throw .kvm(error)
+        }
         self.catalog = catalog
         self.logger = logger
+        do throws(RootError) {
+            processors = try ProcessorControl(options: processorControls, logger: logger)
+        } catch {
+            throw .processorControls(error.description)
+        }
     }
 
     var parentLink: ParentLink? { link.withLock { $0 } }
@@ -34,12 +49,18 @@ public final class RootScheduler: Sendable {
 
     /// Every partition, oldest first.
     public func list() -> [PartitionInfo] {
-        table.withLock { Array($0.values) }.sorted { $0.partition.id < $1.partition.id }.map(\.info)
+        table.withLock { Array($0.values) }.sorted { $0.partition.id < $1.partition.id }.map(info(of:))
     }
 
     /// One partition.
     public func info(_ name: String) throws(RootError) -> PartitionInfo {
-        try managed(name).info
+        info(of: try managed(name))
+    }
+
+    func info(of entry: ManagedPartition) -> PartitionInfo {
+        var info = entry.info
+        info.cpu = entry.partition.state.isFinal ? nil : processors.controls(of: entry.partition.name)
+        return info
     }
 
     /// The last `lines` console or debug-port lines of a partition.
@@ -92,11 +113,16 @@ public final class RootScheduler: Sendable {
             name: configuration.name, processorCount: configuration.processors, memorySize: configuration.memoryMiB << 20,
             image: image)
         guard table.withLock({ $0[configuration.name] == nil }) else { throw .nameTaken(configuration.name) }
+        // Its reserve is checked against the others' and its group made before it exists; from
+        // here on, a failure gives them back (a partition that stops does so itself).
+        try processors.admit(name: configuration.name, processorCount: configuration.processors,
+                             settings: configuration.cpu)
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let partition: Partition
         do throws(PartitionError) {
             partition = try Partition.create(id: id, specification: specification, system: system, observer: self)
         } catch {
+            processors.release(name: configuration.name)
             throw .partition(request: "Cannot create partition \(configuration.name)", error)
         }
         let resources: [OwnedDescriptor]
@@ -119,7 +145,21 @@ public final class RootScheduler: Sendable {
         }
         logger.info("created partition \(configuration.name) (id \(id), \(configuration.processors) VP, \(configuration.memoryMiB) MiB)")
         parentLink?.attach(entry)
-        return entry.info
+        return info(of: entry)
+    }
+
+    /// Changes a running (or created, or paused) partition's processor controls.
+    public func setProcessorControls(_ change: ProcessorSettings, of name: String) throws(RootError) -> PartitionInfo {
+        let entry = try managed(name)
+        guard !change.isEmpty else {
+            throw .invalidRequest("Name at least one of reserve, limit, weight and affinity to change.")
+        }
+        guard !entry.partition.state.isFinal else {
+            throw .conflict("Partition \(name) is \(entry.partition.state.name), so its processor controls cannot change.")
+        }
+        try processors.change(name: name, to: change)
+        logger.info("partition \(name): processor controls now \(processors.controls(of: name).map { "\($0)" } ?? "-")")
+        return info(of: entry)
     }
 
     private static func read(_ path: String, what: String, fix: String) throws(RootError) -> [UInt8] {
@@ -167,7 +207,7 @@ public final class RootScheduler: Sendable {
                 throw .control(request: request, error)
             }
         }
-        return entry.info
+        return info(of: entry)
     }
 
     /// Stops a partition if needed and forgets it.
@@ -189,7 +229,17 @@ public final class RootScheduler: Sendable {
 extension RootScheduler: PartitionObserver {
     public func partition(_ partition: Partition, didChangeState state: PartitionState) {
         logger.info("partition \(partition.name) is \(state)")
-        if state.isFinal { parentLink?.detach(partitionID: partition.id) }
+        guard state.isFinal else { return }
+        parentLink?.detach(partitionID: partition.id)
+        // Its threads have ended: its group goes, and its reserve is given back.
+        let usage = processors.release(name: partition.name)
+        managed(id: partition.id)?.recordFinalUsage(usage)
+        // What the partition's threads and tables allocated is free now: hand it back.
+        ProcessMemory.returnFreePages()
+    }
+
+    public func partition(_ partition: Partition, processor vp: Int, startedOnThread threadID: Int32) {
+        processors.attach(thread: threadID, to: partition.name)
     }
 
     public func partitionNeedsTeardown(_ partition: Partition) {

@@ -41,9 +41,14 @@ public protocol VMBusChannel {
     func ticks(nanoseconds: UInt64) -> UInt64
     /// A pause while spinning on the rings.
     func relax()
+    /// Waits for an interrupt, or at most about `nanoseconds`, without spinning where the
+    /// transport can halt the processor (the default only pauses).
+    func waitForInterrupt(nanoseconds: UInt64)
 }
 
 extension VMBusChannel {
+    public func waitForInterrupt(nanoseconds: UInt64) { relax() }
+
     /// The largest message payload both rings take: a packet (descriptor, payload padded to 8
     /// bytes, trailer) must be smaller than the ring's data area (`RingWriter.write`), and its
     /// length must fit the descriptor's u16 len8.

@@ -9,7 +9,7 @@ struct PartitionCommand: AsyncParsableCommand {
         commandName: "partition",
         abstract: "Manage child partitions through the root scheduler's API.",
         subcommands: [Create.self, Action.Start.self, Action.Pause.self, Action.Resume.self, Action.Stop.self,
-                      Action.Shutdown.self, Delete.self, List.self, Show.self, Console.self])
+                      Action.Shutdown.self, Delete.self, List.self, Show.self, Console.self, Set.self, Stats.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a partition from a configuration file (building its guest).")
@@ -144,6 +144,7 @@ struct PartitionCommand: AsyncParsableCommand {
                 print("memory:     \(info.memoryMiB) MiB")
                 print("devices:    \(info.devices.isEmpty ? "-" : info.devices.map(\.kind).joined(separator: ", "))")
                 print("uptime:     \(String(format: "%.1f", info.uptimeSeconds)) s")
+                if let cpu = info.cpu { print("cpu:        " + StatisticsText.controls(cpu)) }
                 for (key, value) in info.status.sorted(by: { $0.key < $1.key }) {
                     print("\(key + ":") \(value)")
                 }
