@@ -139,7 +139,7 @@ struct ProcessorControlGroupTests {
         try control.change(name: "alpha", to: ProcessorSettings(limit: 30, affinity: [0]))
         #expect(try Host.read(alphaCPU + "/cpu.cfs_quota_us") == "30000")
         #expect(try Host.read(Host.directory(alpha, "cpuset") + "/cpuset.cpus") == "0")
-        #expect(try control.controls(of: "alpha") == ProcessorControlsInfo(reserve: 0, limit: 30, weight: 100,
+        #expect(control.controls(of: "alpha") == ProcessorControlsInfo(reserve: 0, limit: 30, weight: 100,
                                                                               affinity: [0], enforced: true))
         // A reserve changes every weight of the partitions it competes with: alpha's 50 % of one of
         // two processors is a quarter of the capacity, so its share must be at least a quarter.

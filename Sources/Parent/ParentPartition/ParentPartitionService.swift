@@ -232,11 +232,11 @@ public final class ParentPartitionService: Sendable {
     private func detach(_ children: [ChildPartition]) {
         guard !children.isEmpty else { return }
         do {
-            _ = try OSThread.spawn(name: "detach") {
+            try OSThread.spawn(name: "detach") {
                 for child in children { child.detach() }
                 // Their channels' buffers and threads' arenas are free now: hand the pages back.
                 ProcessMemory.returnFreePages()
-            }
+            }.detach()
         } catch {
             logger.warning("cannot start a thread to detach partitions (\(error)); detaching inline")
             for child in children { child.detach() }

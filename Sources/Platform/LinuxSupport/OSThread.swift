@@ -95,6 +95,18 @@ public final class OSThread: Sendable {
         pthread_join(pthread, nil)
     }
 
+    /// Lets the thread's stack and descriptor go as soon as its body returns, for a thread nobody
+    /// will join (a joinable thread that ends unjoined keeps them until the process exits). Call
+    /// at most once, instead of `join()`.
+    public func detach() {
+        guard let pthread = handle.withLock({ value -> pthread_t? in
+            let current = value
+            value = nil
+            return current
+        }) else { return }
+        pthread_detach(pthread)
+    }
+
     /// Interrupts a blocking system call on the thread (such as KVM_RUN or poll) with SIGUSR1,
     /// whose handler does nothing, so the call returns EINTR.
     public func interrupt() {

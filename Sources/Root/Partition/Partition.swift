@@ -80,12 +80,16 @@ public final class Partition: Sendable {
 
     /// Builds a partition: RAM, virtual machine, interrupt controller, MSR filter, CPUID,
     /// processors in their entry state, and the loaded image. Nothing runs until `start()`.
+    /// - Parameter supportedCPUID: KVM_GET_SUPPORTED_CPUID's answer, when the caller already has
+    ///   it (it is the same for every partition of a host); nil asks KVM.
     public static func create(
-        id: UInt32, specification: PartitionSpecification, system: KVMSystem, observer: any PartitionObserver
+        id: UInt32, specification: PartitionSpecification, system: KVMSystem, observer: any PartitionObserver,
+        supportedCPUID: [CPUIDEntry]? = nil
     ) throws(PartitionError) -> Partition {
         try validate(specification)
         do {
-            return try Partition(id: id, specification: specification, system: system, observer: observer)
+            return try Partition(id: id, specification: specification, system: system, observer: observer,
+                                 supportedCPUID: supportedCPUID)
         } catch let error as PartitionError {
             throw error
         } catch let error as BootError {
@@ -111,7 +115,7 @@ public final class Partition: Sendable {
     }
 
     private init(id: UInt32, specification: PartitionSpecification, system: KVMSystem,
-                 observer: any PartitionObserver) throws {
+                 observer: any PartitionObserver, supportedCPUID: [CPUIDEntry]?) throws {
         self.id = id
         name = specification.name
         processorCount = specification.processorCount
@@ -146,7 +150,7 @@ public final class Partition: Sendable {
         let hypervisor = HvPartition(memory: memory, apicIDs: apicIDs, time: time, environment: environment)
         synicCounters = hypervisor.counters
 
-        let host = try system.supportedCPUID().map {
+        let host = try (supportedCPUID ?? system.supportedCPUID()).map {
             CPUIDLeaf(function: $0.function, index: $0.index, indexSignificant: $0.flags & CPUIDEntry.significantIndex != 0,
                       eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
         }

@@ -22,6 +22,8 @@ public final class RootScheduler: Sendable {
     let link = Mutex<ParentLink?>(nil)
     /// Each partition's processor reserve, limit, weight and pinning, in control groups.
     let processors: ProcessorControl
+    /// The host's CPUID leaves and recent guest images, kept off each creation's path.
+    let hostFacts = HostFacts()
 
     /// Opens /dev/kvm and sets up processor controls (off unless `processorControls` enables
     /// them, so a scheduler made in a test leaves the host's control groups alone).
@@ -101,8 +103,9 @@ public final class RootScheduler: Sendable {
             guard let imagePath else {
                 throw .invalidRequest("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
             }
-            image = .embedded(elf: try Self.read(imagePath, what: "Guest image", fix: "rebuild it with `hv partition create FILE`"),
-                              arguments: arguments)
+            image = .embedded(elf: try hostFacts.image(at: imagePath) { path throws(RootError) in
+                try Self.read(path, what: "Guest image", fix: "rebuild it with `hv partition create FILE`")
+            }, arguments: arguments)
         case .linux(let kernel, let initrd, let commandLine):
             let fix = "fix the path in the partition configuration"
             image = .linux(kernel: try Self.read(kernel, what: "Kernel", fix: fix),
@@ -120,7 +123,14 @@ public final class RootScheduler: Sendable {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let partition: Partition
         do throws(PartitionError) {
-            partition = try Partition.create(id: id, specification: specification, system: system, observer: self)
+            let cpuid: [CPUIDEntry]
+            do throws(KVMError) {
+                cpuid = try hostFacts.supportedCPUID(system)
+            } catch {
+                throw PartitionError.kvm("could not read the CPUID leaves KVM supports", error)
+            }
+            partition = try Partition.create(id: id, specification: specification, system: system, observer: self,
+                                             supportedCPUID: cpuid)
         } catch {
             processors.release(name: configuration.name)
             throw .partition(request: "Cannot create partition \(configuration.name)", error)
@@ -245,7 +255,7 @@ extension RootScheduler: PartitionObserver {
     public func partitionNeedsTeardown(_ partition: Partition) {
         // The calling processor thread cannot join itself.
         do throws(SystemError) {
-            _ = try OSThread.spawn(name: "teardown") { partition.finishStopping() }
+            try OSThread.spawn(name: "teardown") { partition.finishStopping() }.detach()
         } catch {
             logger.error("partition \(partition.name) stays half-stopped until it is deleted: \(error)")
         }
