@@ -51,7 +51,6 @@ struct VMBusProgram {
             scribble(&channel, &client)
         }
         if var bench, let plan = info.argument("bench") {
-            waitUntil(milliseconds: info.integer("bench-at-ms", default: 0))
             let sizes = messageSizes(info.argument("sizes") ?? "64,4096", largest: bench.largestMessageSize)
             bench.run(plan: plan, sizes: sizes,
                       bytes: info.integer("bytes", default: 16 << 20), roundTrips: info.integer("rtts", default: 1000),
@@ -59,22 +58,6 @@ struct VMBusProgram {
             print("bench: done")
         }
         serve(&services)
-    }
-
-    /// `bench-at-ms=N`: waits, halted, until N ms of reference time after the partition was
-    /// created, so that partitions created one after another run their plans together.
-    func waitUntil(milliseconds: Int) {
-        guard milliseconds > 0 else { return }
-        let target = UInt64(milliseconds) * 10_000
-        var now = Clock.referenceTimeFromPage()?.time ?? target
-        if now > target {
-            print("bench: starting \((now - target) / 10_000) ms after bench-at-ms=\(milliseconds)")
-            return
-        }
-        while now < target {
-            CPU.sleep(nanoseconds: min((target - now) * 100, 1_000_000_000))
-            now = Clock.referenceTimeFromPage()?.time ?? target
-        }
     }
 
     /// Answers integration-component requests until the host asks for a power-off.

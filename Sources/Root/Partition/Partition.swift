@@ -80,16 +80,16 @@ public final class Partition: Sendable {
 
     /// Builds a partition: RAM, virtual machine, interrupt controller, MSR filter, CPUID,
     /// processors in their entry state, and the loaded image. Nothing runs until `start()`.
-    /// - Parameter supportedCPUID: KVM_GET_SUPPORTED_CPUID's answer, when the caller already has
-    ///   it (it is the same for every partition of a host); nil asks KVM.
+    /// - Parameter cpuid: where KVM_GET_SUPPORTED_CPUID's answer is kept between partitions (it is
+    ///   the same for every partition of a host); nil asks KVM each time.
     public static func create(
         id: UInt32, specification: PartitionSpecification, system: KVMSystem, observer: any PartitionObserver,
-        supportedCPUID: [CPUIDEntry]? = nil
+        cpuid: SupportedCPUIDCache? = nil
     ) throws(PartitionError) -> Partition {
         try validate(specification)
         do {
             return try Partition(id: id, specification: specification, system: system, observer: observer,
-                                 supportedCPUID: supportedCPUID)
+                                 cpuid: cpuid)
         } catch let error as PartitionError {
             throw error
         } catch let error as BootError {
@@ -115,7 +115,7 @@ public final class Partition: Sendable {
     }
 
     private init(id: UInt32, specification: PartitionSpecification, system: KVMSystem,
-                 observer: any PartitionObserver, supportedCPUID: [CPUIDEntry]?) throws {
+                 observer: any PartitionObserver, cpuid: SupportedCPUIDCache?) throws {
         self.id = id
         name = specification.name
         processorCount = specification.processorCount
@@ -150,7 +150,7 @@ public final class Partition: Sendable {
         let hypervisor = HvPartition(memory: memory, apicIDs: apicIDs, time: time, environment: environment)
         synicCounters = hypervisor.counters
 
-        let host = try (supportedCPUID ?? system.supportedCPUID()).map {
+        let host = try (cpuid?.entries(of: system) ?? system.supportedCPUID()).map {
             CPUIDLeaf(function: $0.function, index: $0.index, indexSignificant: $0.flags & CPUIDEntry.significantIndex != 0,
                       eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
         }
@@ -399,5 +399,20 @@ final class PartitionEnvironment: HvEnvironment {
         let line = "[root] guest reported a crash: P0-P4 = \(values)" + (message.map { ": \($0)" } ?? "")
         partition.console.append(line: line)
         partition.observer.partition(partition, consoleLine: line)
+    }
+}
+
+/// KVM_GET_SUPPORTED_CPUID's answer, asked once and kept: it is the same for every partition of
+/// a host, so creating a partition need not ask again.
+public final class SupportedCPUIDCache: Sendable {
+    private let entries = Mutex<[CPUIDEntry]?>(nil)
+
+    public init() {}
+
+    func entries(of system: KVMSystem) throws(KVMError) -> [CPUIDEntry] {
+        if let known = entries.withLock({ $0 }) { return known }
+        let fresh = try system.supportedCPUID()
+        entries.withLock { $0 = fresh }
+        return fresh
     }
 }

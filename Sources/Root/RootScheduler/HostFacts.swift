@@ -1,5 +1,5 @@
 import Glibc
-import KVM
+import Partition
 import Synchronization
 
 /// What every partition's creation needs that is the same for all of them, found once and kept:
@@ -7,7 +7,8 @@ import Synchronization
 /// identity, size and modification time, so a rebuilt image is read again). Creating a partition
 /// then costs only what is its own.
 final class HostFacts: Sendable {
-    private let cpuid = Mutex<[CPUIDEntry]?>(nil)
+    /// KVM's supported CPUID leaves, asked for by the first partition created.
+    let cpuid = SupportedCPUIDCache()
     private let images = Mutex<[String: Image]>([:])
 
     /// The most images kept.
@@ -36,14 +37,6 @@ final class HostFacts: Sendable {
             modified = status.st_mtim.tv_sec
             modifiedNanoseconds = status.st_mtim.tv_nsec
         }
-    }
-
-    /// KVM_GET_SUPPORTED_CPUID's answer, asked once.
-    func supportedCPUID(_ system: KVMSystem) throws(KVMError) -> [CPUIDEntry] {
-        if let known = cpuid.withLock({ $0 }) { return known }
-        let entries = try system.supportedCPUID()
-        cpuid.withLock { $0 = entries }
-        return entries
     }
 
     /// The bytes of the file at `path`, from the cache while the file is unchanged; `read`

@@ -123,14 +123,8 @@ public final class RootScheduler: Sendable {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let partition: Partition
         do throws(PartitionError) {
-            let cpuid: [CPUIDEntry]
-            do throws(KVMError) {
-                cpuid = try hostFacts.supportedCPUID(system)
-            } catch {
-                throw PartitionError.kvm("could not read the CPUID leaves KVM supports", error)
-            }
             partition = try Partition.create(id: id, specification: specification, system: system, observer: self,
-                                             supportedCPUID: cpuid)
+                                             cpuid: hostFacts.cpuid)
         } catch {
             processors.release(name: configuration.name)
             throw .partition(request: "Cannot create partition \(configuration.name)", error)
