@@ -56,12 +56,6 @@ final class ProcessorControl: Sendable {
         var dropped: Set<String> = []
     }
 
-    /// The controls a partition gets from its configuration and its processor count.
-    struct Admission {
-        var demand: PartitionDemand
-        var settings: ProcessorSettings
-    }
-
     /// - Parameters:
     ///   - instanceName: the instance's name below `hv/` (tests give their own).
     ///   - discovery: the hierarchy to use, or why there is none (nil: look at this host's).
@@ -107,7 +101,11 @@ final class ProcessorControl: Sendable {
         do throws(SchedulingRefusal) {
             table = try SchedulingTable(host: HostProcessors(processors: processors, parentProcessors: options.parentProcessors))
         } catch {
-            try? instance?.remove()
+            do throws(ControlGroupError) {
+                try instance?.remove()
+            } catch let removal {
+                logger.warning("the root's control groups could not be removed: \(removal)")
+            }
             throw .invalidRequest("Cannot start the root scheduler: \(error)")
         }
         self.instance = instance

@@ -20,6 +20,9 @@ struct RootCommand: AsyncParsableCommand {
     var noProcessorControls = false
 
     func run() async throws {
+        if let instanceWeight, !(1...10_000).contains(instanceWeight) {
+            throw ValidationError("--instance-weight must be between 1 and 10000, not \(instanceWeight).")
+        }
         let logger = makeLogger("hv.root", level: logLevel)
         do {
             let parent = try parentProcessors.map { text throws(ValidationError) in try CPUListArgument.parse(text) }
