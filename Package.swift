@@ -102,7 +102,10 @@ struct Device {
             tested += [.target(name: "\(name)VSC"), "VMBusClient"]
         }
         if parts.contains(.tests) {
-            targets.append(.testTarget(name: "\(name)Tests", dependencies: tested + extra, path: "\(path)/Tests"))
+            // Each dependency once (a part's list and `extra` may both name one).
+            var seen = Set<String>()
+            let unique = (tested + extra).filter { seen.insert(String(describing: $0)).inserted }
+            targets.append(.testTarget(name: "\(name)Tests", dependencies: unique, path: "\(path)/Tests"))
         }
         return targets
     }
@@ -163,7 +166,7 @@ let package = Package(
                 path: "Sources/Root/Partition", swiftSettings: host),
         .target(name: "RootScheduler",
                 dependencies: ["Partition", "HypervisorInterface", "KVM", "HyperV", "ControlProtocol", "ManagementAPI",
-                               "DeviceModel", "VMBusProtocol", "GuestMemory", "LinuxSupport", log,
+                               "DeviceModel", "VMBusProtocol", "GuestMemory", "LinuxSupport", "ControlGroups", "Scheduling", log,
                                .product(name: "Hummingbird", package: "hummingbird")],
                 path: "Sources/Root/RootScheduler", swiftSettings: host),
 
@@ -227,6 +230,9 @@ let package = Package(
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "LinuxSupport"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "LinuxSupport", system]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "TestSupport"]),
+        // The root's processor controls in this host's real control groups (no /dev/kvm needed).
+        .testTarget(name: "ProcessorControlTests",
+                    dependencies: ["RootScheduler", "ControlGroups", "ManagementAPI", "LinuxSupport", log]),
         .testTarget(name: "ControlGroupsTests",
                     dependencies: ["ControlGroups", "LinuxSupport", "TestSupport",
                                    .product(name: "Subprocess", package: "swift-subprocess")]),

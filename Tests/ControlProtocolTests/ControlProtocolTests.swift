@@ -39,6 +39,14 @@ struct ControlProtocolTests {
         .switchAttached(SwitchSpec(name: "p", kind: .private, mtu: 1500, hostInterface: "")),
         .switchAttached(SwitchSpec(name: "up", kind: .external, mtu: 1500, hostInterface: "eth0")),
         .switchDetached(name: "lab"),
+        .requestStatistics(requestID: 11, partitionID: 7),
+    ]
+
+    static let channelRecords = [
+        ChannelCounterRecord(relID: 1, subChannelIndex: 0, device: "heartbeat", isOpen: true, packetsIn: 5, bytesIn: 464,
+                             signalsIn: 5, packetsOut: 6, bytesOut: 520, signalsOut: 6),
+        ChannelCounterRecord(relID: 9, subChannelIndex: 3, device: "bench", isOpen: false, packetsIn: .max, bytesIn: 1 << 40,
+                             signalsIn: 0, packetsOut: 0, bytesOut: 0, signalsOut: 17),
     ]
 
     static let parentMessages: [ParentMessage] = [
@@ -55,6 +63,8 @@ struct ControlProtocolTests {
         .requestInterruptLine(requestID: 10, partitionID: 7, pin: 4),
         .consoleOutput(partitionID: 7, bytes: Array("hello\n".utf8)),
         .portReadStringResult(requestID: 11, bytes: [UInt8](repeating: 0xA5, count: 4096)),
+        .partitionStatistics(requestID: 11, partitionID: 7, channels: channelRecords),
+        .partitionStatistics(requestID: 12, partitionID: 8, channels: []),
     ]
 
     @Test(arguments: rootMessages)
@@ -86,6 +96,35 @@ struct ControlProtocolTests {
         #expect(throws: ControlProtocolError.self) { _ = try RootMessage(parsing: write.bytes) }
         let result = ParentMessage.portReadStringResult(requestID: 1, bytes: [UInt8](repeating: 1, count: 4100))
         #expect(throws: ControlProtocolError.self) { _ = try ParentMessage(parsing: result.bytes) }
+    }
+
+    @Test func statisticsOfTheMostChannelsFitOneDatagramAndMoreAreLeftOut() throws {
+        let longest = ChannelCounterRecord(
+            relID: .max, subChannelIndex: .max, device: String(repeating: "d", count: 200), isOpen: true,
+            packetsIn: .max, bytesIn: .max, signalsIn: .max, packetsOut: .max, bytesOut: .max, signalsOut: .max)
+        let message = ParentMessage.partitionStatistics(
+            requestID: 1, partitionID: 2, channels: Array(repeating: longest, count: ChannelCounterRecord.limit + 10))
+        #expect(message.bytes.count <= SequencedPacketSocket.maximumMessageSize)
+        guard case .partitionStatistics(_, _, let channels) = try ParentMessage(parsing: message.bytes) else {
+            Issue.record("not statistics")
+            return
+        }
+        #expect(channels.count == ChannelCounterRecord.limit)
+        // The device name is cut to what the receiver takes.
+        #expect(channels.first?.device == String(repeating: "d", count: 64))
+        // A count above the limit is refused, not trusted.
+        var bytes = ParentMessage.partitionStatistics(requestID: 1, partitionID: 2, channels: []).bytes
+        bytes.removeLast(4)
+        bytes += [0xFF, 0xFF, 0, 0]
+        #expect(throws: ControlProtocolError.truncated) { _ = try ParentMessage(parsing: bytes) }
+    }
+
+    @Test(arguments: parentMessages)
+    func truncatedParentMessagesAreRejected(_ message: ParentMessage) {
+        let bytes = message.bytes
+        for length in 0..<bytes.count {
+            #expect(throws: ControlProtocolError.self) { _ = try ParentMessage(parsing: Array(bytes.prefix(length))) }
+        }
     }
 
     @Test func oversizedPostMessagePayloadIsRejected() {

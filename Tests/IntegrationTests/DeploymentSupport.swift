@@ -17,20 +17,21 @@ struct TestDeployment {
         return bundle.appendingPathComponent("hv").path
     }
 
-    static func start(_ label: String) async throws -> TestDeployment {
+    static func start(_ label: String, rootWrapper: [String] = []) async throws -> TestDeployment {
         let directory = NSTemporaryDirectory() + "hv-test-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let image = try await GuestBuilder.forCurrentPackage().build()
-        let deployment = try await LocalDeployment.start(executable: hvExecutable, runtimeDirectory: directory)
+        let deployment = try await LocalDeployment.start(executable: hvExecutable, runtimeDirectory: directory,
+                                                         rootWrapper: rootWrapper)
         return TestDeployment(deployment: deployment, directory: directory, image: image)
     }
 
     /// Writes a configuration for the probe guest and creates the partition.
     @discardableResult
     func create(_ name: String, processors: Int = 1, memoryMiB: Int = 32, arguments: String = "mode=probe iterations=20",
-                devices: [DeviceConfiguration] = []) async throws -> PartitionInfo {
+                devices: [DeviceConfiguration] = [], cpu: ProcessorSettings? = nil) async throws -> PartitionInfo {
         let configuration = PartitionConfiguration(
             name: name, processors: processors, memoryMiB: memoryMiB,
-            guest: .embedded(image: image, arguments: arguments, imagePath: nil), devices: devices)
+            guest: .embedded(image: image, arguments: arguments, imagePath: nil), devices: devices, cpu: cpu)
         let path = "\(directory)/\(name).json"
         try JSONEncoder().encode(configuration).write(to: URL(fileURLWithPath: path))
         return try await deployment.createPartition(configurationPath: path)

@@ -125,6 +125,27 @@ struct VMBusHostTests {
         #expect(guest.hostSignals == before)
     }
 
+    @Test func theWorkerCountsPacketsRingBytesAndSignalsEachWay() throws {
+        let guest = try scatteredChannel(to: EchoDevice())
+        defer { guest.close() }
+        #expect(guest.counters.snapshot == ChannelCounters.Snapshot(
+            packetsIn: 0, bytesIn: 0, signalsIn: 0, packetsOut: 0, bytesOut: 0, signalsOut: 0))
+        let sizes = [8, 24, 100, 1000]
+        for (index, size) in sizes.enumerated() {
+            usleep(20_000)  // past the spin window: the worker sleeps, so the guest must signal it
+            guest.send([UInt8](repeating: UInt8(index), count: size), transactionID: UInt64(index))
+            _ = try #require(guest.receive(within: 2))
+        }
+        let counts = guest.counters.snapshot
+        // Each packet takes its 16-byte descriptor, its payload padded to 8 and the 8-byte trailer.
+        let ringBytes = sizes.map { UInt64(16 + ($0 + 7) / 8 * 8 + 8) }.reduce(0, +)
+        #expect(counts.packetsIn == UInt64(sizes.count) && counts.packetsOut == UInt64(sizes.count))
+        #expect(counts.bytesIn == ringBytes && counts.bytesOut == ringBytes)
+        // Every packet found the worker asleep, and every echo found the guest listening.
+        #expect(counts.signalsIn == UInt64(sizes.count))
+        #expect(counts.signalsOut == UInt64(guest.hostSignals) && counts.signalsOut >= UInt64(sizes.count))
+    }
+
     @Test func aSleepingWorkerWakesOnTheGuestsSignal() throws {
         let sink = SinkDevice()
         let guest = try scatteredChannel(to: sink)

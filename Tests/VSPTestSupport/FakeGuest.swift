@@ -41,6 +41,8 @@ public final class FakeGuest {
     public var reader: RingReader<GuestRingMemory>
     public let guestToHostPages: [UInt64]
     public let hostToGuestPages: [UInt64]
+    /// What the channel's worker counted (packets, ring bytes and signals each way).
+    public let counters: ChannelCounters
     private let events = Events()
     private var worker: ChannelWorker?
     private var buffer: [UInt8] = []
@@ -78,6 +80,7 @@ public final class FakeGuest {
             guestSignal: guestSignal,
             signalGuest: { _ in events.signals.wrappingAdd(1, ordering: .relaxed) },
             subChannels: { count in events.subChannelRequests.withLock { $0.append(count) } })
+        counters = channel.counters
         let opening = ChannelOpening(relID: relID, subChannelIndex: subChannelIndex, targetVP: targetVP)
         guard let session = device.openSession(opening) else { throw HarnessError.refused }
         worker = try ChannelWorker(channel: channel, session: session) { reason in

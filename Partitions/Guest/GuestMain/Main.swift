@@ -4,7 +4,10 @@ import HyperV
 /// Entry from entry.S at CPL3 on every processor.
 @_cdecl("guest_main")
 public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
-    guard vp == 0 else { CPU.park() }
+    guard vp == 0 else {
+        if Spinner.requested(bootInfoAddress: bootInfoAddress) { Spinner.spinForever() }
+        CPU.park()
+    }
     guard let info = BootInfo(address: bootInfoAddress) else {
         print("guest: no boot information")
         CPU.park()
@@ -24,6 +27,8 @@ public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
         }
         print("serial: done")
         CPU.park()
+    case "spin":
+        Spinner(info: info).run()
     case "selftest":
         RuntimeSelfTest(info: info).run()
     case "vmbus", "scribble":

@@ -104,7 +104,15 @@ struct Probe {
         let deadline = CPU.timestamp() &+ clock.ticks(nanoseconds: timeoutNanoseconds)
         while CPU.timestamp() < deadline {
             if let message = synic.receive(sint: sint) {
-                if message.type == DiagnosticEcho.messageType.rawValue && message.payload == payload { return true }
+                guard message.type == DiagnosticEcho.messageType.rawValue, message.payload.count == payload.count
+                else {
+                    print("probe: isolation violated: foreign message on SINT \(sint)")
+                    return false
+                }
+                if message.payload == payload { return true }
+                // Our tag with another sequence: the late answer to an earlier request that timed
+                // out (a loaded host), not another partition's message. Keep waiting for ours.
+                if Array(message.payload[8..<12]) == Array(payload[8..<12]) { continue }
                 print("probe: isolation violated: foreign message on SINT \(sint)")
                 return false
             }

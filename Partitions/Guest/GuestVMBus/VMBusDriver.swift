@@ -9,7 +9,10 @@ import VMBusProtocol
 /// events its callers ask for. The sequence is Linux's hv_vmbus: INITIATE_CONTACT newest
 /// version first, REQUESTOFFERS, then per device a GPADL for its rings and OPENCHANNEL.
 public struct VMBusDriver {
-    public private(set) var client = VMBusClient()
+    /// Retried posts pause at most 1 ms: a partition started the moment it is created posts
+    /// before the parent has registered its connections, and a longer pause only adds to its
+    /// start-up (the pauses are halts, so polling costs the host nothing).
+    public private(set) var client = VMBusClient(configuration: .init(retry: PostRetryPolicy(longestPause: 1_000_000)))
     /// Every channel offered so far, in offer order.
     public private(set) var offers: [OfferChannel] = []
     let synic = SynICClient(vp: 0)
@@ -184,16 +187,24 @@ public struct VMBusDriver {
     }
 
     /// One turn: a host message if one waits in the SINT 2 slot, else the core's deadline if it
-    /// passed, else a pause.
+    /// passed, else a halt until SINT 2's interrupt says a message has come (or the deadline, or
+    /// at most `haltNanoseconds`). Spinning here instead would take the processor from the host
+    /// threads that are answering, which is what slowed many partitions starting at once.
     mutating func step() {
         if let message = synic.receive(sint: VMBusConstants.messageSINT) {
             perform(client.handle(message.payload, now: now))
         } else if let deadline = client.nextDeadline, now >= deadline {
             perform(client.tick(now: now))
         } else {
-            CPU.relax()
+            let current = now
+            let untilDeadline = client.nextDeadline.map { $0 &- current } ?? Self.haltNanoseconds
+            CPU.sleep(nanoseconds: min(untilDeadline, Self.haltNanoseconds))
         }
     }
+
+    /// The longest halt between looks at the message slot. A message that lands in the few
+    /// instructions between the look and the halt is found only when the halt ends.
+    static let haltNanoseconds: UInt64 = 200_000
 
     /// Carries out the core's actions, and those its answers to posts bring.
     mutating func perform(_ actions: [ClientAction]) {

@@ -114,12 +114,15 @@ public enum RootMessage: Hashable, Sendable {
     case switchAttached(SwitchSpec)
     /// The switch `name` was deleted (no NIC uses it).
     case switchDetached(name: String)
+    /// Asks for the partition's channel counters; answered by `partitionStatistics`.
+    case requestStatistics(requestID: UInt32, partitionID: UInt32)
 
     enum Kind: UInt16 {
         case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
              requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged,
              portReadString, portWriteString,
              switchAttached, switchDetached
+        case requestStatistics = 32
     }
 
     /// The most bytes one string I/O message carries: KVM hands user space at most a page of
@@ -237,6 +240,10 @@ public enum RootMessage: Hashable, Sendable {
         case .switchDetached(let name):
             out.u16(Kind.switchDetached.rawValue)
             out.string(name)
+        case .requestStatistics(let request, let id):
+            out.u16(Kind.requestStatistics.rawValue)
+            out.u32(request)
+            out.u32(id)
         }
         return out.bytes
     }
@@ -310,6 +317,8 @@ public enum RootMessage: Hashable, Sendable {
             self = .switchAttached(try SwitchSpec(decoding: &input))
         case .switchDetached:
             self = .switchDetached(name: try input.string(limit: 64))
+        case .requestStatistics:
+            self = .requestStatistics(requestID: try input.u32(), partitionID: try input.u32())
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }
@@ -342,11 +351,15 @@ public enum ParentMessage: Hashable, Sendable {
     case consoleOutput(partitionID: UInt32, bytes: [UInt8])
     /// The bytes for a `portReadString`, in the order the elements were read.
     case portReadStringResult(requestID: UInt32, bytes: [UInt8])
+    /// The answer to `requestStatistics`: the partition's channels and what each carried
+    /// (at most `ChannelCounterRecord.limit`; none if the parent does not serve the partition).
+    case partitionStatistics(requestID: UInt32, partitionID: UInt32, channels: [ChannelCounterRecord])
 
     enum Kind: UInt16 {
         case hello = 1, registerMessageConnection, unregisterMessageConnection, registerEventConnection,
              unregisterEventConnection, requestDoorbell, postMessage, partitionStatus, registerPorts, portReadResult,
              requestInterruptLine, consoleOutput, portReadStringResult
+        case partitionStatistics = 32
     }
 
     public var descriptorCount: Int {
@@ -420,6 +433,13 @@ public enum ParentMessage: Hashable, Sendable {
             out.u16(Kind.portReadStringResult.rawValue)
             out.u32(request)
             out.data(bytes)
+        case .partitionStatistics(let request, let id, let channels):
+            out.u16(Kind.partitionStatistics.rawValue)
+            out.u32(request)
+            out.u32(id)
+            let kept = channels.prefix(ChannelCounterRecord.limit)
+            out.u32(UInt32(kept.count))
+            for channel in kept { channel.encode(into: &out) }
         }
         return out.bytes
     }
@@ -465,6 +485,14 @@ public enum ParentMessage: Hashable, Sendable {
         case .portReadStringResult:
             self = .portReadStringResult(requestID: try input.u32(),
                                          bytes: try input.data(limit: RootMessage.maximumStringBytes))
+        case .partitionStatistics:
+            let request = try input.u32()
+            let id = try input.u32()
+            let count = try input.u32()
+            guard count <= UInt32(ChannelCounterRecord.limit) else { throw .truncated }
+            var channels: [ChannelCounterRecord] = []
+            for _ in 0..<count { channels.append(try ChannelCounterRecord(decoding: &input)) }
+            self = .partitionStatistics(requestID: request, partitionID: id, channels: channels)
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }

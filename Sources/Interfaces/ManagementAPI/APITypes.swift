@@ -15,9 +15,12 @@ public struct PartitionInfo: Codable, Sendable, Equatable {
     public var uptimeSeconds: Double
     /// Facts the parent partition reported (e.g. heartbeat.sequence).
     public var status: [String: String]
+    /// The processor controls in force (nil from a root that has none).
+    public var cpu: ProcessorControlsInfo?
 
     public init(id: UInt32, name: String, state: String, reason: String?, processors: Int, memoryMiB: Int,
-                devices: [DeviceSummary], uptimeSeconds: Double, status: [String: String]) {
+                devices: [DeviceSummary], uptimeSeconds: Double, status: [String: String],
+                cpu: ProcessorControlsInfo? = nil) {
         self.id = id
         self.name = name
         self.state = state
@@ -27,6 +30,7 @@ public struct PartitionInfo: Codable, Sendable, Equatable {
         self.devices = devices
         self.uptimeSeconds = uptimeSeconds
         self.status = status
+        self.cpu = cpu
     }
 }
 
@@ -52,12 +56,16 @@ public struct RootInfo: Codable, Sendable, Equatable {
     public var processID: Int32
     public var parentConnected: Bool
     public var partitions: Int
+    /// How processor controls are enforced ("cgroup v1 (…)"), or why they are not.
+    public var processorControls: String?
 
-    public init(version: String, processID: Int32, parentConnected: Bool, partitions: Int) {
+    public init(version: String, processID: Int32, parentConnected: Bool, partitions: Int,
+                processorControls: String? = nil) {
         self.version = version
         self.processID = processID
         self.parentConnected = parentConnected
         self.partitions = partitions
+        self.processorControls = processorControls
     }
 }
 

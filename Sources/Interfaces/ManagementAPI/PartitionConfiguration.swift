@@ -8,7 +8,8 @@ import Foundation
 ///       "processors": 2,
 ///       "memoryMiB": 64,
 ///       "guest": { "embedded": { "image": "Guest", "arguments": "mode=probe" } },
-///       "devices": ["heartbeat", "shutdown", {"kind": "bench"}]
+///       "devices": ["heartbeat", "shutdown", {"kind": "bench"}],
+///       "cpu": { "reserve": 25, "limit": 50, "weight": 200 }
 ///     }
 ///
 /// Each device is a kind or an object with a kind and that device's settings
@@ -20,6 +21,8 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
     public var guest: Guest
     /// The devices the parent gives the partition.
     public var devices: [DeviceConfiguration]
+    /// Processor reserve, limit, weight and pinning (absent: the defaults; Docs/scheduling.md).
+    public var cpu: ProcessorSettings?
 
     public enum Guest: Codable, Sendable, Equatable {
         /// An Embedded Swift guest: `image` names a directory under Partitions/ (built on
@@ -69,15 +72,17 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
         }
     }
 
-    public init(name: String, processors: Int, memoryMiB: Int, guest: Guest, devices: [DeviceConfiguration] = []) {
+    public init(name: String, processors: Int, memoryMiB: Int, guest: Guest, devices: [DeviceConfiguration] = [],
+                cpu: ProcessorSettings? = nil) {
         self.name = name
         self.processors = processors
         self.memoryMiB = memoryMiB
         self.guest = guest
         self.devices = devices
+        self.cpu = cpu
     }
 
-    enum CodingKeys: String, CodingKey { case name, processors, memoryMiB, guest, devices }
+    enum CodingKeys: String, CodingKey { case name, processors, memoryMiB, guest, devices, cpu }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -86,6 +91,7 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
         memoryMiB = try container.decodeIfPresent(Int.self, forKey: .memoryMiB) ?? 64
         guest = try container.decode(Guest.self, forKey: .guest)
         devices = try container.decodeIfPresent([DeviceConfiguration].self, forKey: .devices) ?? []
+        cpu = try container.decodeIfPresent(ProcessorSettings.self, forKey: .cpu)
     }
 
     /// Names: 1-32 characters from [a-z0-9-], starting with a letter.

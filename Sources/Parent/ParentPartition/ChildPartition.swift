@@ -38,6 +38,16 @@ public final class ChildPartition: Sendable {
     let control: WorkQueue
     /// Jobs refused because the control queue was full, for rate-limited logging.
     private let overflows = Atomic<UInt64>(0)
+    /// The counters of every channel opened so far, by relid (a reopened relid replaces its entry).
+    private let channelCounters = Mutex<[UInt32: ChannelRecord]>([:])
+
+    /// A channel as the partition's statistics show it.
+    struct ChannelRecord {
+        var device: String
+        var subChannelIndex: UInt16
+        var counters: ChannelCounters
+        var isOpen: Bool
+    }
 
     /// The most requests a child may have waiting for its control thread.
     static let controlQueueCapacity = 4096
@@ -151,6 +161,31 @@ public final class ChildPartition: Sendable {
     /// Posts a SynIC message to `sint` of `vp` (through the root, which owns the message slots).
     public func postMessage(vp: UInt32, sint: UInt8, type: SynICMessageType, payload: [UInt8]) {
         root.postMessage(partitionID: id, vp: vp, sint: sint, type: type.rawValue, payload: payload)
+    }
+
+    // MARK: Statistics
+
+    /// Records a channel that was just opened.
+    func channelOpened(relID: UInt32, device: String, subChannelIndex: UInt16, counters: ChannelCounters) {
+        channelCounters.withLock { table in
+            guard table[relID] != nil || table.count < ChannelCounterRecord.limit else { return }
+            table[relID] = ChannelRecord(device: device, subChannelIndex: subChannelIndex, counters: counters, isOpen: true)
+        }
+    }
+
+    func channelClosed(relID: UInt32) {
+        channelCounters.withLock { $0[relID]?.isOpen = false }
+    }
+
+    /// Every channel's counters, by relid.
+    var channelStatistics: [ChannelCounterRecord] {
+        channelCounters.withLock { $0 }.sorted { $0.key < $1.key }.map { relID, record in
+            let counts = record.counters.snapshot
+            return ChannelCounterRecord(
+                relID: relID, subChannelIndex: record.subChannelIndex, device: record.device, isOpen: record.isOpen,
+                packetsIn: counts.packetsIn, bytesIn: counts.bytesIn, signalsIn: counts.signalsIn,
+                packetsOut: counts.packetsOut, bytesOut: counts.bytesOut, signalsOut: counts.signalsOut)
+        }
     }
 
     // MARK: Services

@@ -116,6 +116,9 @@ public final class ParentPartitionService: Sendable {
         case .requestFailed(let request, let reason):
             logger.warning("root refused request \(request): \(reason)")
             root.complete(request: request, doorbell: nil)
+        case .requestStatistics(let request, let id):
+            // Counters are atomics: answered here, without waiting for the child's control thread.
+            root.send(.partitionStatistics(requestID: request, partitionID: id, channels: child(id)?.channelStatistics ?? []))
         case .shutdownGuest(let id):
             guard let child = child(id) else { break }
             child.perform { child.requestGuestShutdown() }
@@ -218,9 +221,11 @@ public final class ParentPartitionService: Sendable {
     private func detach(_ children: [ChildPartition]) {
         guard !children.isEmpty else { return }
         do {
-            _ = try OSThread.spawn(name: "detach") {
+            try OSThread.spawn(name: "detach") {
                 for child in children { child.detach() }
-            }
+                // Their channels' buffers and threads' arenas are free now: hand the pages back.
+                ProcessMemory.returnFreePages()
+            }.detach()
         } catch {
             logger.warning("cannot start a thread to detach partitions (\(error)); detaching inline")
             for child in children { child.detach() }

@@ -237,6 +237,8 @@ final class VMBusService: PartitionService {
                 },
                 subChannels: { [self] count in offerSubChannels(of: relID, count: count) },
                 gpadls: gpadls.view(channel: primaryRelID(of: relID, state)))
+            partition.channelOpened(relID: relID, device: device.name, subChannelIndex: device.subChannelIndex,
+                                    counters: channel.counters)
             // Registered before OPEN_RESULT is posted (both go over the same ordered socket), so
             // the guest's first signal already finds its ioeventfd.
             let eventConnection = VMBusConstants.eventConnectionID(childRelID: relID)
@@ -271,5 +273,6 @@ final class VMBusService: PartitionService {
         guard let open = state.open.removeValue(forKey: relID) else { return }
         partition.unregisterEventConnection(VMBusConstants.eventConnectionID(childRelID: relID))
         open.worker.stop()
+        partition.channelClosed(relID: relID)
     }
 }

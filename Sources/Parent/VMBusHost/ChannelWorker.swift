@@ -81,6 +81,7 @@ public final class ChannelWorker: Sendable {
                     throw .ring("\(error)")
                 }
                 guard let descriptor else { break }
+                channel.counters.received(bytes: descriptor.totalLength + RingLayout.trailerSize)
                 try session.handle(IncomingPacket(descriptor: descriptor, bytes: buffer), on: channel)
                 progressed = true
                 uncommitted += descriptor.totalLength
@@ -130,7 +131,7 @@ public final class ChannelWorker: Sendable {
                 throw .ring("cannot wait for the guest's signal: \(error)")
             }
             if ready[1] { return }
-            if ready[0] { _ = channel.guestSignal.consume() }
+            if ready[0], let signals = channel.guestSignal.consume() { channel.counters.guestSignalled(signals) }
             channel.reader.beginPolling()
             lastProgress = MonotonicClock.nanoseconds()
         }

@@ -19,6 +19,8 @@ public final class VSPChannel {
     private let signalGuest: @Sendable (UInt32) -> Void
     /// The processor that receives this channel's events; MODIFYCHANNEL changes it.
     public let target: ChannelTarget
+    /// What the channel carried (packets, ring bytes and signals each way).
+    public let counters = ChannelCounters()
     private var backlog: [Outgoing] = []
     private var backlogHead = 0
     private var backlogBytes = 0
@@ -95,6 +97,7 @@ public final class VSPChannel {
         if backlogHead == backlog.count {
             do throws(RingError) {
                 try writer.write(type: type, flags: flags, transactionID: transactionID, header: header, payload: payload)
+                countSent(header: header, payload: payload)
                 return
             } catch {
                 guard case .full(let needed) = error else { throw .ring("\(error)") }
@@ -153,6 +156,7 @@ public final class VSPChannel {
                 writer.requestSpaceNotification(bytes: needed)
                 return progressed
             }
+            countSent(header: packet.header, payload: packet.payload)
             backlogBytes -= packet.payload.count + packet.header.count
             backlogHead += 1
             progressed = true
@@ -172,7 +176,12 @@ public final class VSPChannel {
 
     /// Sets the channel's event flag and raises SINT 2 on the target processor.
     func signal() {
+        counters.signalledGuest()
         signalGuest(targetVP)
+    }
+
+    private func countSent(header: [UInt8], payload: [UInt8]) {
+        counters.sent(bytes: RingLayout.packetRingBytes(headerBytes: header.count, payloadBytes: payload.count) ?? 0)
     }
 }
 

@@ -75,6 +75,16 @@ public final class OSThread: Sendable {
         return id == 0 ? nil : id
     }
 
+    /// The calling thread's kernel thread id (gettid(2)).
+    public static var currentKernelThreadID: Int32 { clinux_gettid() }
+
+    /// Nanoseconds of processor time the calling thread has used (CLOCK_THREAD_CPUTIME_ID).
+    public static var currentCPUNanoseconds: UInt64 {
+        var time = timespec()
+        guard clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time) == 0 else { return 0 }
+        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
+    }
+
     /// Waits for the body to return. Call at most once.
     public func join() {
         guard let pthread = handle.withLock({ value -> pthread_t? in
@@ -83,6 +93,18 @@ public final class OSThread: Sendable {
             return current
         }) else { return }
         pthread_join(pthread, nil)
+    }
+
+    /// Lets the thread's stack and descriptor go as soon as its body returns, for a thread nobody
+    /// will join (a joinable thread that ends unjoined keeps them until the process exits). Call
+    /// at most once, instead of `join()`.
+    public func detach() {
+        guard let pthread = handle.withLock({ value -> pthread_t? in
+            let current = value
+            value = nil
+            return current
+        }) else { return }
+        pthread_detach(pthread)
     }
 
     /// Interrupts a blocking system call on the thread (such as KVM_RUN or poll) with SIGUSR1,

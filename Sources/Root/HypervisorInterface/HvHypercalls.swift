@@ -21,7 +21,8 @@ extension HvPartition {
     /// Executes a hypercall made through the hypercall page's slow path by processor `vp`.
     /// - Returns: the value for RAX (status in bits 15:0; reps completed in 43:32 is 0).
     public func hypercall(vp: Int, _ registers: HypercallRegisters) -> UInt64 {
-        UInt64(dispatch(vp: vp, registers).rawValue)
+        counters.hypercalls.wrappingAdd(1, ordering: .relaxed)
+        return UInt64(dispatch(vp: vp, registers).rawValue)
     }
 
     /// Handles an HvSignalEvent fast-path OUT that no ioeventfd matched (hypercall page offset
@@ -93,7 +94,9 @@ extension HvPartition {
             return .invalidConnectionID
         }
         let payload = Array(block[PostMessageInput.payloadOffset..<(PostMessageInput.payloadOffset + size)])
-        return receiver.receive(from: UInt32(vp), type: type, payload: payload)
+        let status = receiver.receive(from: UInt32(vp), type: type, payload: payload)
+        if status == .success { counters.messagesPosted.wrappingAdd(1, ordering: .relaxed) }
+        return status
     }
 
     /// HvSignalEvent: signal the connection's eventfd.
@@ -103,6 +106,7 @@ extension HvPartition {
             return .invalidConnectionID
         }
         event.signal()
+        counters.eventsSignalled.wrappingAdd(1, ordering: .relaxed)
         return .success
     }
 }

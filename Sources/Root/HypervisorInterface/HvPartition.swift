@@ -14,6 +14,8 @@ public final class HvPartition: Sendable {
     public let time: ReferenceTimeParameters
     /// The partition's RAM.
     public let guestMemory: GuestMemory
+    /// Messages and events that passed through the root.
+    public let counters: SynICCounters
     private let environment: any HvEnvironment
     private let state = Mutex(PartitionState())
 
@@ -38,8 +40,11 @@ public final class HvPartition: Sendable {
         self.time = time
         self.environment = environment
         connections = HvConnectionTable()
+        let counters = SynICCounters()
+        self.counters = counters
         processors = apicIDs.enumerated().map { index, apicID in
-            HvVirtualProcessor(index: UInt32(index), apicID: apicID, memory: memory, environment: environment)
+            HvVirtualProcessor(index: UInt32(index), apicID: apicID, memory: memory, environment: environment,
+                               counters: counters)
         }
     }
 

@@ -13,6 +13,7 @@ public final class HvVirtualProcessor: Sendable {
     private let memory: GuestMemory
     private let environment: any HvEnvironment
     private let state: Mutex<SynICState>
+    private let counters: SynICCounters
 
     /// Messages queued per SINT before HvPostMessage reports INSUFFICIENT_BUFFERS.
     public static let queueLimit = 64
@@ -45,8 +46,10 @@ public final class HvVirtualProcessor: Sendable {
         var payload: [UInt8]
     }
 
-    init(index: UInt32, apicID: UInt32, memory: GuestMemory, environment: any HvEnvironment) {
+    init(index: UInt32, apicID: UInt32, memory: GuestMemory, environment: any HvEnvironment,
+         counters: SynICCounters = SynICCounters()) {
         self.index = index
+        self.counters = counters
         self.apicID = apicID
         self.memory = memory
         self.environment = environment
@@ -194,6 +197,7 @@ public final class HvVirtualProcessor: Sendable {
             return false
         }
         state.queues[sint].removeFirst()
+        counters.messagesDelivered.wrappingAdd(1, ordering: .relaxed)
         if state.interruptsEnabled(sint) {
             environment.raiseSINT(vp: index, sint: sint)
         }

@@ -57,8 +57,10 @@ public enum BootLayout {
         try memory.write(directories, at: GuestPhysicalAddress(pageDirectoryAddress))
     }
 
-    /// Copies an ELF image's segments into guest RAM.
-    public static func load(_ image: ELFImage, into memory: GuestMemory) throws(BootError) {
+    /// Copies an ELF image's segments into guest RAM. With `memoryIsZero` (a fresh memfd, which
+    /// reads as zeros until written) the zero tails (.bss) are left alone: writing them would give
+    /// every partition pages it may never use (the Embedded guest's .bss holds its 8 MiB heap).
+    public static func load(_ image: ELFImage, into memory: GuestMemory, memoryIsZero: Bool = false) throws(BootError) {
         for segment in image.segments {
             guard segment.address >= imageFloor else {
                 throw .doesNotFit("segment at 0x\(String(segment.address, radix: 16)) is below 1 MiB")
@@ -70,7 +72,7 @@ public enum BootLayout {
             do throws(GuestMemoryError) {
                 try memory.write(Array(segment.fileBytes), at: GuestPhysicalAddress(segment.address))
                 let tail = Int(segment.memorySize) - segment.fileBytes.count
-                if tail > 0 {
+                if tail > 0 && !memoryIsZero {
                     try memory.fill(0, at: GuestPhysicalAddress(segment.address + UInt64(segment.fileBytes.count)), count: tail)
                 }
             } catch {

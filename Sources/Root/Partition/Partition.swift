@@ -24,6 +24,10 @@ public final class Partition: Sendable {
     public let console: ConsoleLog
     /// When the partition was created (CLOCK_MONOTONIC ns).
     public let createdAt: UInt64
+    /// Each virtual processor's exits and processor time, by VP index; kept after it stops.
+    public let accounting: [ProcessorAccounting]
+    /// The SynIC traffic that passed through the root; kept after it stops.
+    public let synicCounters: SynICCounters
 
     let observer: any PartitionObserver
     let lifecycle: ConditionLock<Lifecycle>
@@ -76,12 +80,16 @@ public final class Partition: Sendable {
 
     /// Builds a partition: RAM, virtual machine, interrupt controller, MSR filter, CPUID,
     /// processors in their entry state, and the loaded image. Nothing runs until `start()`.
+    /// - Parameter cpuid: where KVM_GET_SUPPORTED_CPUID's answer is kept between partitions (it is
+    ///   the same for every partition of a host); nil asks KVM each time.
     public static func create(
-        id: UInt32, specification: PartitionSpecification, system: KVMSystem, observer: any PartitionObserver
+        id: UInt32, specification: PartitionSpecification, system: KVMSystem, observer: any PartitionObserver,
+        cpuid: SupportedCPUIDCache? = nil
     ) throws(PartitionError) -> Partition {
         try validate(specification)
         do {
-            return try Partition(id: id, specification: specification, system: system, observer: observer)
+            return try Partition(id: id, specification: specification, system: system, observer: observer,
+                                 cpuid: cpuid)
         } catch let error as PartitionError {
             throw error
         } catch let error as BootError {
@@ -107,7 +115,7 @@ public final class Partition: Sendable {
     }
 
     private init(id: UInt32, specification: PartitionSpecification, system: KVMSystem,
-                 observer: any PartitionObserver) throws {
+                 observer: any PartitionObserver, cpuid: SupportedCPUIDCache?) throws {
         self.id = id
         name = specification.name
         processorCount = specification.processorCount
@@ -116,6 +124,8 @@ public final class Partition: Sendable {
         console = ConsoleLog()
         createdAt = MonotonicClock.nanoseconds()
         lifecycle = ConditionLock(Lifecycle())
+        let accounting = (0..<specification.processorCount).map { ProcessorAccounting(vp: $0) }
+        self.accounting = accounting
 
         let memory = try GuestMemory.create(name: "hv-\(specification.name)", size: specification.memorySize)
         let machine = try system.createVirtualMachine()
@@ -138,8 +148,9 @@ public final class Partition: Sendable {
         let environment = PartitionEnvironment()
         self.environment = environment
         let hypervisor = HvPartition(memory: memory, apicIDs: apicIDs, time: time, environment: environment)
+        synicCounters = hypervisor.counters
 
-        let host = try system.supportedCPUID().map {
+        let host = try (cpuid?.entries(of: system) ?? system.supportedCPUID()).map {
             CPUIDLeaf(function: $0.function, index: $0.index, indexSignificant: $0.flags & CPUIDEntry.significantIndex != 0,
                       eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
         }
@@ -151,7 +162,7 @@ public final class Partition: Sendable {
                            eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
             }
             try cpu.setCPUID(own)
-            return VirtualProcessor(index: index, cpu: cpu)
+            return VirtualProcessor(index: index, cpu: cpu, accounting: accounting[index])
         }
 
         try BootLayout.writeTables(into: memory)
@@ -168,7 +179,8 @@ public final class Partition: Sendable {
         switch image {
         case .embedded(let bytes, let arguments):
             let elf = try ELFImage(parsing: bytes)
-            try BootLayout.load(elf, into: memory)
+            // The partition's RAM was created a moment ago: still all zeros.
+            try BootLayout.load(elf, into: memory, memoryIsZero: true)
             let freeStart = (elf.end + 0x1F_FFFF) & ~UInt64(0x1F_FFFF)
             try BootLayout.writeGuestBootInfo(into: memory, name: name, processorCount: processorCount,
                                               tscFrequencyHz: tscFrequencyHz, arguments: arguments,
@@ -388,5 +400,20 @@ final class PartitionEnvironment: HvEnvironment {
         let line = "[root] guest reported a crash: P0-P4 = \(values)" + (message.map { ": \($0)" } ?? "")
         partition.console.append(line: line)
         partition.observer.partition(partition, consoleLine: line)
+    }
+}
+
+/// KVM_GET_SUPPORTED_CPUID's answer, asked once and kept: it is the same for every partition of
+/// a host, so creating a partition need not ask again.
+public final class SupportedCPUIDCache: Sendable {
+    private let entries = Mutex<[CPUIDEntry]?>(nil)
+
+    public init() {}
+
+    func entries(of system: KVMSystem) throws(KVMError) -> [CPUIDEntry] {
+        if let known = entries.withLock({ $0 }) { return known }
+        let fresh = try system.supportedCPUID()
+        entries.withLock { $0 = fresh }
+        return fresh
     }
 }

@@ -12,4 +12,13 @@ public protocol PartitionObserver: AnyObject, Sendable {
     func partition(_ partition: Partition, consoleLine line: String)
     /// Processor `vp`'s SynIC pages changed.
     func partition(_ partition: Partition, processor vp: UInt32, synicPagesChanged pages: SynICPages)
+    /// Virtual processor `vp` is about to enter the guest for the first time, on its own thread.
+    func partition(_ partition: Partition, processor vp: Int, startedOnThread threadID: Int32)
+}
+
+extension PartitionObserver {
+    /// Virtual processor `vp` of `partition` is about to enter the guest for the first time, on
+    /// the thread with kernel id `threadID` (the call is made on that thread, so whatever is
+    /// done here, such as placing the thread in a control group, precedes the guest's code).
+    public func partition(_ partition: Partition, processor vp: Int, startedOnThread threadID: Int32) {}
 }

@@ -13,10 +13,14 @@ final class VirtualProcessor: Sendable {
     private let thread = Mutex<OSThread?>(nil)
     /// MSR accesses answered with #GP so far (only the first few are logged).
     let faultsNoted = Atomic<Int>(0)
+    /// Exits and processor time.
+    let accounting: ProcessorAccounting
+    var exits: ExitCounters { accounting.exits }
 
-    init(index: Int, cpu: KVMVirtualCPU) {
+    init(index: Int, cpu: KVMVirtualCPU, accounting: ProcessorAccounting) {
         self.index = index
         self.cpu = cpu
+        self.accounting = accounting
     }
 
     func start(_ body: @escaping @Sendable () -> Void) throws(SystemError) {
@@ -43,16 +47,21 @@ final class VirtualProcessor: Sendable {
 extension Partition {
     /// The body of a virtual processor's thread.
     func runLoop(_ processor: VirtualProcessor, _ resources: Resources) {
+        processor.accounting.threadStarted()
+        observer.partition(self, processor: processor.index, startedOnThread: OSThread.currentKernelThreadID)
+        defer { processor.accounting.threadEnding() }
         let exits = ExitHandler(partition: self, resources: resources, processor: processor)
         while true {
             let exit: VirtualCPUExit
             do {
                 exit = try processor.cpu.run()
             } catch {
+                processor.exits.count(.fatal)
                 exits.fail(.crashed(reason: "VP \(processor.index): \(error)"))
                 return
             }
             if exit == .interrupted {
+                processor.exits.count(.interrupted)
                 if !waitWhilePaused() { return }
                 continue
             }
@@ -90,8 +99,27 @@ struct ExitHandler {
 
     var hypervisor: HvPartition { resources.hypervisor }
 
+    /// The reason `exit` is counted under; ports the parent intercepts are told apart in `handlePort`.
+    static func reason(of exit: VirtualCPUExit) -> ExitReason {
+        switch exit {
+        case .readMSR: return .msrRead
+        case .writeMSR: return .msrWrite
+        case .portIO(let access):
+            switch access.port {
+            case PlatformPorts.hypercall: return .hypercall
+            case PlatformPorts.signalEvent: return .signalEvent
+            case PlatformPorts.debug: return .debugPort
+            default: return .port
+            }
+        case .mmio: return .mmio
+        case .interrupted: return .interrupted
+        case .shutdown, .failedEntry, .internalError, .systemEvent, .halt, .unknown: return .fatal
+        }
+    }
+
     /// Handles `exit`; returns the final state if the partition must stop.
     func handle(_ exit: VirtualCPUExit) -> PartitionState? {
+        if case .portIO = exit {} else { processor.exits.count(Self.reason(of: exit)) }
         switch exit {
         case .readMSR(let index):
             let value = hypervisor.readMSR(vp: processor.index, index: index)
@@ -138,7 +166,9 @@ struct ExitHandler {
     }
 
     private func handlePort(_ access: PortAccess) -> PartitionState? {
-        if let interceptor = partition.portIntercepts.interceptor(for: access.port) {
+        let interceptor = partition.portIntercepts.interceptor(for: access.port)
+        processor.exits.count(interceptor == nil ? Self.reason(of: .portIO(access)) : .parentPort)
+        if let interceptor {
             if access.count > 1, access.size > 0 {
                 // String I/O: the whole run of this exit in one call.
                 if access.isWrite {

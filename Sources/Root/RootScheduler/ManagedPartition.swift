@@ -14,6 +14,8 @@ final class ManagedPartition: Sendable {
     /// devices come and go while it runs.
     let attached: Mutex<[AttachedDevice]>
     private let facts = Mutex<[String: String]>([:])
+    /// Its control group's CPU usage when the group was removed (the partition stopped).
+    private let finalUsage = Mutex<UInt64?>(nil)
 
     /// A device of the partition: its resolved spec and its opened host resources, in order.
     struct AttachedDevice: Sendable {
@@ -36,6 +38,13 @@ final class ManagedPartition: Sendable {
     func merge(facts new: [String: String]) {
         facts.withLock { $0.merge(new) { _, latest in latest } }
     }
+
+    func recordFinalUsage(_ nanoseconds: UInt64?) {
+        finalUsage.withLock { $0 = nanoseconds }
+    }
+
+    /// Its control group's CPU usage as the group was removed, once it has stopped.
+    var finalCPUUsage: UInt64? { finalUsage.withLock { $0 } }
 
     var info: PartitionInfo {
         let state = partition.state

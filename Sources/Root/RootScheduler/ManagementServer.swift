@@ -13,6 +13,8 @@ import ManagementAPI
 ///     GET    /v1/partitions/{name}            PartitionInfo
 ///     POST   /v1/partitions/{name}/actions    PartitionAction → PartitionInfo
 ///     GET    /v1/partitions/{name}/console    ConsoleOutput (?lines=N, default 200)
+///     PATCH  /v1/partitions/{name}/cpu        ProcessorSettings → PartitionInfo
+///     GET    /v1/partitions/{name}/stats      PartitionStatistics
 ///     DELETE /v1/partitions/{name}            204
 ///     POST   /v1/partitions/{name}/devices    DeviceConfiguration → 201 PartitionInfo (hot-add)
 ///     PUT    /v1/partitions/{name}/devices/{device}   settings object → PartitionInfo
@@ -33,7 +35,7 @@ enum ManagementServer {
         router.get("/v1/root") { _, _ in
             json(RootInfo(version: hypervisorVersion, processID: getpid(),
                           parentConnected: scheduler.parentLink?.isConnected ?? false,
-                          partitions: scheduler.list().count))
+                          partitions: scheduler.list().count, processorControls: scheduler.processors.summary))
         }
         router.get("/v1/partitions") { _, _ in
             json(scheduler.list())
@@ -112,6 +114,21 @@ enum ManagementServer {
             } catch {
                 return failure(error)
             }
+        }
+        router.patch("/v1/partitions/:name/cpu") { request, context in
+            let name = context.parameters.get("name") ?? ""
+            let change: ProcessorSettings
+            do {
+                change = try await request.decode(as: ProcessorSettings.self, context: context)
+            } catch {
+                return failure(.invalidRequest(
+                    "The body must be {\"reserve\": 0-100, \"limit\": 1-100, \"weight\": 1-10000, \"affinity\": [processors]}, each optional."))
+            }
+            return respond { () throws(RootError) in try scheduler.setProcessorControls(change, of: name) }
+        }
+        router.get("/v1/partitions/:name/stats") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            return respond { () throws(RootError) in try scheduler.statistics(name) }
         }
         router.delete("/v1/partitions/:name") { _, context in
             let name = context.parameters.get("name") ?? ""

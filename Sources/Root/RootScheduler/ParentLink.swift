@@ -46,6 +46,8 @@ final class ParentLink: Sendable {
         let pendingReads = ConditionLock<[UInt32: UInt32?]>([:])
         /// String port reads (REP INS) waiting for the parent's answer, likewise.
         let pendingStringReads = ConditionLock<[UInt32: [UInt8]?]>([:])
+        /// Statistics requests waiting for the parent's answer, by request ID.
+        let pendingStatistics = ConditionLock<[UInt32: StatisticsAnswer]>([:])
         let nextRequest = Atomic<UInt32>(1)
         let closed = Atomic<Bool>(false)
         /// Whether a message the parent did not get was already logged as a warning.
@@ -85,6 +87,13 @@ final class ParentLink: Sendable {
                 logger.warning("parent partition did not get \(what): \(error)")
             }
         }
+    }
+
+    /// Where a statistics request stands.
+    enum StatisticsAnswer {
+        case waiting
+        case answered([ChannelCounterRecord])
+        case disconnected
     }
 
     struct Registrations {
@@ -167,6 +176,7 @@ final class ParentLink: Sendable {
         logger.info("parent partition connected (pid \(pid))")
         // Switches first: the partitions' NICs plug into them.
         for managed in directory.linkedSwitches { attach(managed, on: connection) }
+        directory.parentConnected(processID: Int32(bitPattern: pid))
         for partition in directory.linkedPartitions { attach(partition, on: connection) }
 
         while true {
@@ -189,6 +199,9 @@ final class ParentLink: Sendable {
         }
         connection.pendingStringReads.update { reads in
             for key in reads.keys where reads[key] == .some(nil) { reads[key] = .some([]) }
+        }
+        connection.pendingStatistics.update { requests in
+            for key in requests.keys { requests[key] = .disconnected }
         }
         forgetRegistrations(of: connection)
         logger.info("parent partition disconnected; children keep running")
@@ -273,6 +286,30 @@ final class ParentLink: Sendable {
             try connection.send(.shutdownGuest(partitionID: partitionID))
         } catch {
             throw .sendFailed(error)
+        }
+    }
+
+    /// The parent's counters of partition `partitionID`'s channels, waiting up to
+    /// `timeoutNanoseconds` for its answer (no lock is held meanwhile).
+    func channelStatistics(partitionID: UInt32, timeoutNanoseconds: UInt64 = 1_000_000_000) throws(ParentLinkError)
+        -> [ChannelCounterRecord]
+    {
+        guard let connection = current.withLock({ $0 }) else { throw .notConnected }
+        let request = connection.nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
+        connection.pendingStatistics.update { $0[request] = .waiting }
+        do throws(SystemError) {
+            try connection.send(.requestStatistics(requestID: request, partitionID: partitionID))
+        } catch {
+            connection.pendingStatistics.update { _ = $0.removeValue(forKey: request) }
+            throw .sendFailed(error)
+        }
+        let answer = connection.pendingStatistics.wait(
+            until: { if case .waiting = $0[request] { false } else { true } }, timeoutNanoseconds: timeoutNanoseconds
+        ) { requests in requests.removeValue(forKey: request) }
+        switch answer ?? connection.pendingStatistics.update({ $0.removeValue(forKey: request) }) {
+        case .answered(let channels): return channels
+        case .disconnected: throw .notConnected
+        case .waiting, nil: throw .noAnswer("its channel counters")
         }
     }
 
@@ -369,6 +406,10 @@ final class ParentLink: Sendable {
         case .portReadStringResult(let request, let bytes):
             connection.pendingStringReads.update { reads in
                 if reads[request] != nil { reads[request] = .some(bytes) }
+            }
+        case .partitionStatistics(let request, _, let channels):
+            connection.pendingStatistics.update { requests in
+                if case .waiting = requests[request] { requests[request] = .answered(channels) }
             }
         }
     }

@@ -17,10 +17,13 @@ protocol PartitionDirectory: AnyObject, Sendable {
     func linkedPartition(id: UInt32) -> (any LinkedPartition)?
     /// The virtual switches a parent that connects is handed, before the partitions.
     var linkedSwitches: [ManagedSwitch] { get }
+    /// A parent partition (process `processID`) connected and said hello.
+    func parentConnected(processID: Int32)
 }
 
 extension PartitionDirectory {
     var linkedSwitches: [ManagedSwitch] { [] }
+    func parentConnected(processID: Int32) {}
 }
 
 /// What the parent link needs of one partition: what to hand the parent, and the registrations
@@ -57,6 +60,8 @@ extension RootScheduler: PartitionDirectory {
     var linkedPartitions: [any LinkedPartition] { livePartitions }
 
     func linkedPartition(id: UInt32) -> (any LinkedPartition)? { managed(id: id) }
+
+    func parentConnected(processID: Int32) { processors.parentConnected(processID: processID) }
 }
 
 extension ManagedPartition: LinkedPartition {

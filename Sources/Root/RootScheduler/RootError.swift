@@ -13,6 +13,9 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
     case nameTaken(String)
     /// The request, or the configuration it carries, is malformed; the sentence names the fix.
     case invalidRequest(String)
+    /// The request conflicts with the state of this or other partitions (a reserve that cannot
+    /// be met beside the others', controls of a partition that has stopped); the sentence says why.
+    case conflict(String)
     /// `request` (e.g. "Cannot start alpha") failed in the partition: its state, its image, KVM.
     case partition(request: String, PartitionError)
     /// `request` needed the parent partition, which could not be reached.
@@ -28,6 +31,7 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
         case .notFound: .notFound
         case .nameTaken: .conflict
         case .invalidRequest: .badRequest
+        case .conflict: .conflict
         case .partition(_, let error):
             switch error {
             case .invalidSpecification, .boot: .badRequest
@@ -53,7 +57,7 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
         case .notFound(let name): "No partition is named \(name): list them with `hv partition list`."
         case .nameTaken(let name):
             "A partition named \(name) exists: delete it first with `hv partition delete \(name)`."
-        case .invalidRequest(let sentence): sentence
+        case .invalidRequest(let sentence), .conflict(let sentence): sentence
         case .partition(let request, .invalidSpecification(let reason)): Self.sentence(request, reason)
         case .partition(let request, let error): Self.sentence(request, "\(error)")
         case .control(let request, let error): Self.sentence(request, "\(error)")
@@ -77,11 +81,14 @@ public enum ParentLinkError: Error, Equatable, CustomStringConvertible {
     case notConnected
     /// The control socket refused the message (the parent is going away).
     case sendFailed(SystemError)
+    /// The parent did not answer a request for `what` in time.
+    case noAnswer(String)
 
     public var description: String {
         switch self {
         case .notConnected: "the parent partition is not connected; start it with `hv parent`"
         case .sendFailed(let error): "the parent partition could not be reached (\(error)); check that `hv parent` runs"
+        case .noAnswer(let what): "the parent partition did not send \(what) in time; check its log"
         }
     }
 }

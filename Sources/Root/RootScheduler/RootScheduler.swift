@@ -23,12 +23,29 @@ public final class RootScheduler: Sendable {
     let link = Mutex<ParentLink?>(nil)
     /// The virtual switches (VirtualSwitches.swift).
     let switchTable = SwitchTable()
+    /// Each partition's processor reserve, limit, weight and pinning, in control groups.
+    let processors: ProcessorControl
+    /// The host's CPUID leaves and recent guest images, kept off each creation's path.
+    let hostFacts = HostFacts()
 
-    /// Opens /dev/kvm.
-    public init(catalog: DeviceCatalog, logger: Logger) throws(KVMError) {
-        system = try KVMSystem()
+    /// Opens /dev/kvm and sets up processor controls (off unless `processorControls` enables
+    /// them, so a scheduler made in a test leaves the host's control groups alone).
+    public init(catalog: DeviceCatalog, logger: Logger,
+                processorControls: ProcessorControlOptions = ProcessorControlOptions(enabled: false))
+        throws(RootServiceError)
+    {
+        do throws(KVMError) {
+            system = try KVMSystem()
+        } catch {
+            throw .kvm(error)
+        }
         self.catalog = catalog
         self.logger = logger
+        do throws(RootError) {
+            processors = try ProcessorControl(options: processorControls, logger: logger)
+        } catch {
+            throw .processorControls(error.description)
+        }
     }
 
     var parentLink: ParentLink? { link.withLock { $0 } }
@@ -37,12 +54,18 @@ public final class RootScheduler: Sendable {
 
     /// Every partition, oldest first.
     public func list() -> [PartitionInfo] {
-        table.withLock { Array($0.values) }.sorted { $0.partition.id < $1.partition.id }.map(\.info)
+        table.withLock { Array($0.values) }.sorted { $0.partition.id < $1.partition.id }.map(info(of:))
     }
 
     /// One partition.
     public func info(_ name: String) throws(RootError) -> PartitionInfo {
-        try managed(name).info
+        info(of: try managed(name))
+    }
+
+    func info(of entry: ManagedPartition) -> PartitionInfo {
+        var info = entry.info
+        info.cpu = entry.partition.state.isFinal ? nil : processors.controls(of: entry.partition.name)
+        return info
     }
 
     /// The last `lines` console or debug-port lines of a partition.
@@ -83,8 +106,9 @@ public final class RootScheduler: Sendable {
             guard let imagePath else {
                 throw .invalidRequest("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
             }
-            image = .embedded(elf: try Self.read(imagePath, what: "Guest image", fix: "rebuild it with `hv partition create FILE`"),
-                              arguments: arguments)
+            image = .embedded(elf: try hostFacts.image(at: imagePath) { path throws(RootError) in
+                try Self.read(path, what: "Guest image", fix: "rebuild it with `hv partition create FILE`")
+            }, arguments: arguments)
         case .linux(let kernel, let initrd, let commandLine):
             let fix = "fix the path in the partition configuration"
             image = .linux(kernel: try Self.read(kernel, what: "Kernel", fix: fix),
@@ -95,11 +119,17 @@ public final class RootScheduler: Sendable {
             name: configuration.name, processorCount: configuration.processors, memorySize: configuration.memoryMiB << 20,
             image: image, legacyPC: devices.contains { catalog.type(ofKind: $0.kind)?.requiresLegacyPC == true })
         guard table.withLock({ $0[configuration.name] == nil }) else { throw .nameTaken(configuration.name) }
+        // Its reserve is checked against the others' and its group made before it exists; from
+        // here on, a failure gives them back (a partition that stops does so itself).
+        try processors.admit(name: configuration.name, processorCount: configuration.processors,
+                             settings: configuration.cpu)
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let partition: Partition
         do throws(PartitionError) {
-            partition = try Partition.create(id: id, specification: specification, system: system, observer: self)
+            partition = try Partition.create(id: id, specification: specification, system: system, observer: self,
+                                             cpuid: hostFacts.cpuid)
         } catch {
+            processors.release(name: configuration.name)
             throw .partition(request: "Cannot create partition \(configuration.name)", error)
         }
         var attached: [ManagedPartition.AttachedDevice] = []
@@ -130,7 +160,21 @@ public final class RootScheduler: Sendable {
         }
         logger.info("created partition \(configuration.name) (id \(id), \(configuration.processors) VP, \(configuration.memoryMiB) MiB)")
         parentLink?.attach(entry)
-        return entry.info
+        return info(of: entry)
+    }
+
+    /// Changes a running (or created, or paused) partition's processor controls.
+    public func setProcessorControls(_ change: ProcessorSettings, of name: String) throws(RootError) -> PartitionInfo {
+        let entry = try managed(name)
+        guard !change.isEmpty else {
+            throw .invalidRequest("Name at least one of reserve, limit, weight and affinity to change.")
+        }
+        guard !entry.partition.state.isFinal else {
+            throw .conflict("Partition \(name) is \(entry.partition.state.name), so its processor controls cannot change.")
+        }
+        try processors.change(name: name, to: change)
+        logger.info("partition \(name): processor controls now \(processors.controls(of: name).map { "\($0)" } ?? "-")")
+        return info(of: entry)
     }
 
     private static func read(_ path: String, what: String, fix: String) throws(RootError) -> [UInt8] {
@@ -178,7 +222,7 @@ public final class RootScheduler: Sendable {
                 throw .control(request: request, error)
             }
         }
-        return entry.info
+        return info(of: entry)
     }
 
     // MARK: Devices of a running partition
@@ -291,13 +335,23 @@ public final class RootScheduler: Sendable {
 extension RootScheduler: PartitionObserver {
     public func partition(_ partition: Partition, didChangeState state: PartitionState) {
         logger.info("partition \(partition.name) is \(state)")
-        if state.isFinal { parentLink?.detach(partitionID: partition.id) }
+        guard state.isFinal else { return }
+        parentLink?.detach(partitionID: partition.id)
+        // Its threads have ended: its group goes, and its reserve is given back.
+        let usage = processors.release(name: partition.name)
+        managed(id: partition.id)?.recordFinalUsage(usage)
+        // What the partition's threads and tables allocated is free now: hand it back.
+        ProcessMemory.returnFreePages()
+    }
+
+    public func partition(_ partition: Partition, processor vp: Int, startedOnThread threadID: Int32) {
+        processors.attach(thread: threadID, to: partition.name)
     }
 
     public func partitionNeedsTeardown(_ partition: Partition) {
         // The calling processor thread cannot join itself.
         do throws(SystemError) {
-            _ = try OSThread.spawn(name: "teardown") { partition.finishStopping() }
+            try OSThread.spawn(name: "teardown") { partition.finishStopping() }.detach()
         } catch {
             logger.error("partition \(partition.name) stays half-stopped until it is deleted: \(error)")
         }

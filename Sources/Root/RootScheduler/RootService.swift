@@ -12,12 +12,17 @@ public struct RootService {
     public let runtimeDirectory: String
     public let logger: Logger
     let catalog: DeviceCatalog
+    let processorControls: ProcessorControlOptions
 
-    /// - Parameter catalog: the device types partitions may use (`DeviceRegistry.catalog`).
-    public init(runtimeDirectory: String, catalog: DeviceCatalog, logger: Logger) {
+    /// - Parameters:
+    ///   - catalog: the device types partitions may use (`DeviceRegistry.catalog`).
+    ///   - processorControls: how partitions' processor controls are enforced (Docs/scheduling.md).
+    public init(runtimeDirectory: String, catalog: DeviceCatalog, logger: Logger,
+                processorControls: ProcessorControlOptions = ProcessorControlOptions()) {
         self.runtimeDirectory = runtimeDirectory
         self.catalog = catalog
         self.logger = logger
+        self.processorControls = processorControls
     }
 
     public func run() async throws {
@@ -32,20 +37,22 @@ public struct RootService {
         if (try? await ManagementClient(socketPath: apiSocket).request(.GET, "/v1/root", as: RootInfo.self)) != nil {
             throw RootServiceError.alreadyRunning(apiSocket)
         }
-        let scheduler: RootScheduler
+        let scheduler = try RootScheduler(catalog: catalog, logger: logger, processorControls: processorControls)
+        let link: ParentLink
         do {
-            scheduler = try RootScheduler(catalog: catalog, logger: logger)
+            link = try ParentLink(directory: scheduler, socketPath: parentSocket)
+            scheduler.link.withLock { $0 = link }
+            try link.start()
         } catch {
-            throw RootServiceError.kvm(error)
+            scheduler.processors.shutdown()
+            throw error
         }
-        let link = try ParentLink(directory: scheduler, socketPath: parentSocket)
-        scheduler.link.withLock { $0 = link }
-        try link.start()
         unlink(apiSocket)
         let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: apiSocket, logger: logger)
         logger.info("root scheduler \(hypervisorVersion) listening on \(apiSocket) (parent link \(parentSocket))")
         defer {
             scheduler.stopAll()
+            scheduler.processors.shutdown()
             link.shutdown()
             unlink(apiSocket)
             unlink(parentSocket)
@@ -60,6 +67,9 @@ public enum RootServiceError: Error, CustomStringConvertible {
     case kvm(KVMError)
     case alreadyRunning(String)
     case runtimeDirectory(String, String)
+    /// The processor controls cannot be set up as asked (e.g. `--parent-processors` names
+    /// processors the root may not use); the sentence says why.
+    case processorControls(String)
 
     public var description: String {
         switch self {
@@ -70,6 +80,8 @@ public enum RootServiceError: Error, CustomStringConvertible {
             return "A root scheduler is already running on \(socket): stop it first or use another --runtime-dir."
         case .runtimeDirectory(let path, let reason):
             return "Cannot create the runtime directory \(path) (\(reason)): choose another with --runtime-dir."
+        case .processorControls(let sentence):
+            return sentence
         }
     }
 }

@@ -14,6 +14,11 @@ public final class LocalDeployment: Sendable {
     public let runtimeDirectory: String
     public let executable: String
     public let client: ManagementClient
+    /// Extra arguments for `hv root` (e.g. `--instance-weight 10000`).
+    public let rootArguments: [String]
+    /// A command the root is started through (it is given the root's command line to run in its
+    /// place, as `unshare … sh -c '…; exec "$@"' …` does), or empty.
+    public let rootWrapper: [String]
     private let processes = Mutex<Processes>(Processes())
 
     private struct Processes {
@@ -26,8 +31,10 @@ public final class LocalDeployment: Sendable {
 
     /// Starts `hv root` and `hv parent` from `executable` and waits until the parent is
     /// connected to the root.
-    public static func start(executable: String, runtimeDirectory: String) async throws -> LocalDeployment {
-        let deployment = LocalDeployment(executable: executable, runtimeDirectory: runtimeDirectory)
+    public static func start(executable: String, runtimeDirectory: String, rootArguments: [String] = [],
+                             rootWrapper: [String] = []) async throws -> LocalDeployment {
+        let deployment = LocalDeployment(executable: executable, runtimeDirectory: runtimeDirectory,
+                                         rootArguments: rootArguments, rootWrapper: rootWrapper)
         TerminationHandler.shared.register(deployment)
         try FileManager.default.createDirectory(atPath: runtimeDirectory, withIntermediateDirectories: true)
         try deployment.startRoot()
@@ -37,9 +44,11 @@ public final class LocalDeployment: Sendable {
         return deployment
     }
 
-    init(executable: String, runtimeDirectory: String) {
+    init(executable: String, runtimeDirectory: String, rootArguments: [String] = [], rootWrapper: [String] = []) {
         self.executable = executable
         self.runtimeDirectory = runtimeDirectory
+        self.rootArguments = rootArguments
+        self.rootWrapper = rootWrapper
         client = ManagementClient(socketPath: RuntimeDirectory.apiSocket(in: runtimeDirectory))
     }
 
@@ -54,10 +63,12 @@ public final class LocalDeployment: Sendable {
     public var rootLog: String { "\(runtimeDirectory)/root.log" }
     public var parentLog: String { "\(runtimeDirectory)/parent.log" }
 
-    private func spawn(_ role: String, log: String) throws -> Process {
+    private func spawn(_ role: String, log: String, arguments: [String] = [], wrapper: [String] = []) throws -> Process {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [role, "--runtime-dir", runtimeDirectory]
+        let command = [executable, role, "--runtime-dir", runtimeDirectory] + arguments
+        let full = wrapper + command
+        process.executableURL = URL(fileURLWithPath: full[0])
+        process.arguments = Array(full.dropFirst())
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         handle.seekToEndOfFile()
@@ -68,7 +79,7 @@ public final class LocalDeployment: Sendable {
     }
 
     func startRoot() throws {
-        let process = try spawn("root", log: rootLog)
+        let process = try spawn("root", log: rootLog, arguments: rootArguments, wrapper: rootWrapper)
         processes.withLock { $0.root = process }
     }
 
@@ -122,6 +133,18 @@ public final class LocalDeployment: Sendable {
             configuration.guest = .embedded(image: image, arguments: arguments, imagePath: imagePath)
         }
         return try await client.request(.POST, "/v1/partitions", body: configuration, as: PartitionInfo.self)
+    }
+
+    /// Creates a partition from a configuration whose guest image is already resolved
+    /// (`imagePath` set, or a Linux guest with absolute paths).
+    public func create(_ configuration: PartitionConfiguration) async throws -> PartitionInfo {
+        try await client.request(.POST, "/v1/partitions", body: configuration, as: PartitionInfo.self)
+    }
+
+    /// Builds the Embedded Swift guest `Partitions/<name>` of the package at `packageRoot` (once
+    /// per process and inputs; `GuestBuilder` keys builds by their inputs) and returns its ELF.
+    public static func buildGuest(_ name: String = "Guest", packageRoot: String) async throws -> String {
+        try await GuestBuilder(packageRoot: packageRoot, toolchain: try Toolchain.locate()).build(guest: name)
     }
 
     /// Resolves an embedded guest's image: a directory under Partitions/ is built with

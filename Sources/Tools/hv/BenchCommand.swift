@@ -7,7 +7,7 @@ import LocalDeployment
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmark the hypervisor's paths against baselines measured in the same run.",
-        subcommands: [Channel.self, Storage.self, DiskEngines.self, Network.self])
+        subcommands: [Channel.self, Storage.self, DiskEngines.self, Network.self, Scheduler.self, Scale.self])
 
     struct Network: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -198,6 +198,87 @@ struct BenchCommand: AsyncParsableCommand {
                 }
             } catch let error as ValidationError {
                 throw error
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+}
+
+extension BenchCommand {
+    struct Scheduler: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Spinning children in contention: weights, limits and reserves against their targets, and a latency-sensitive child's round trip.")
+
+        @Option(help: "Seconds each share is measured over.") var seconds = 5.0
+        @Option(help: "Seconds of contention before each measurement.") var warmup = 1.0
+        @Option(help: "Round trips of the latency child.") var roundTrips = 2000
+        @Option(help: "Experiments to run (weight, limit, reserve, latency).") var experiments = "weight,limit,reserve,latency"
+        @Option(help: "Directory for scheduler.json.") var outputDir: String?
+        @Flag(help: "Print the JSON report instead of the table.") var json = false
+
+        func run() async throws {
+            let chosen = experiments.split(separator: ",").map(String.init)
+            guard !chosen.isEmpty, chosen.allSatisfy(SchedulerBenchmark.Options.allExperiments.contains) else {
+                throw ValidationError("--experiments takes a comma-separated list of weight, limit, reserve and latency")
+            }
+            guard seconds >= 0.5, warmup >= 0, (10...100_000).contains(roundTrips) else {
+                throw ValidationError("--seconds must be at least 0.5, --warmup at least 0, --round-trips 10 to 100000")
+            }
+            do {
+                let root = try GuestBuilder.locatePackageRoot()
+                let options = SchedulerBenchmark.Options(seconds: seconds, warmup: warmup, roundTrips: roundTrips,
+                                                         experiments: chosen)
+                let quiet = json
+                let report = try await SchedulerBenchmark.run(
+                    options, executable: LocalDeployment.currentExecutable, packageRoot: root,
+                    runtimeDirectory: NSTemporaryDirectory() + "hv-bench-\(getpid())"
+                ) { message in
+                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
+                }
+                let output = outputDir ?? "\(root)/.build/bench"
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                try report.json.write(toFile: "\(output)/scheduler.json", atomically: true, encoding: .utf8)
+                print(json ? report.json : report.table)
+                if !json { print("Wrote \(output)/scheduler.json") }
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct Scale: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Many small children at once: create → channels open, root and parent memory per child, a channel benchmark across all, nothing left after delete.")
+
+        @Option(help: "Children to run at once.") var partitions = 64
+        @Option(help: "MiB of RAM per child.") var memory = 16
+        @Option(help: "Create-and-start requests in flight at once.") var concurrency = 4
+        @Option(help: "Round trips each child times in the channel benchmark.") var roundTrips = 200
+        @Option(help: "KiB each child streams to the parent in the channel benchmark.") var kibibytes = 1024
+        @Option(help: "Directory for scale.json.") var outputDir: String?
+        @Flag(help: "Print the JSON report instead of the table.") var json = false
+
+        func run() async throws {
+            guard (1...512).contains(partitions), (1...64).contains(concurrency), memory >= 16, memory % 2 == 0 else {
+                throw ValidationError("--partitions must be 1-512, --concurrency 1-64, --memory an even number from 16")
+            }
+            do {
+                let root = try GuestBuilder.locatePackageRoot()
+                let options = ScaleBenchmark.Options(partitions: partitions, memoryMiB: memory, concurrency: concurrency,
+                                                     roundTrips: roundTrips, bytes: kibibytes << 10)
+                let quiet = json
+                let report = try await ScaleBenchmark.run(
+                    options, executable: LocalDeployment.currentExecutable, packageRoot: root,
+                    runtimeDirectory: NSTemporaryDirectory() + "hv-bench-\(getpid())"
+                ) { message in
+                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
+                }
+                let output = outputDir ?? "\(root)/.build/bench"
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+                try report.json.write(toFile: "\(output)/scale.json", atomically: true, encoding: .utf8)
+                print(json ? report.json : report.table)
+                if !json { print("Wrote \(output)/scale.json") }
             } catch {
                 throw fail(error)
             }

@@ -8,7 +8,7 @@ import ManagementAPI
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Start a root and a parent, run child partitions from Partitions/, show their round trips and a VMBus bench, stop everything.")
+        abstract: "Start a root and a parent, run child partitions from Partitions/, show their round trips, a VMBus bench and processor weights, stop everything.")
 
     @Option(help: "Where the demo's sockets and logs go (default: a fresh temporary directory).")
     var runtimeDir: String?
@@ -75,6 +75,17 @@ struct DemoCommand: AsyncParsableCommand {
             } else {
                 print("Network: skipped (creating TAPs and network namespaces needs root and /dev/net/tun; see `hv bench network`).")
             }
+
+            print("")
+            print("Processor weights: two children of spinning processors, weights 100 and 300, contend for this")
+            print("host's processors; the root's accounting shows the CPU time each got (the full set of")
+            print("experiments is `hv bench scheduler`):")
+            print("")
+            let image = try await LocalDeployment.buildGuest(packageRoot: root)
+            let weights = try await SchedulerBenchmark.run(
+                SchedulerBenchmark.Options(seconds: 2, warmup: 0.5, experiments: ["weight"]), on: deployment, image: image
+            ) { _ in }
+            print(weights.table)
             deployment.stop()
             print("")
             print("Stopped the partitions, the parent partition and the root scheduler.")

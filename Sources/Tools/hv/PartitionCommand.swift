@@ -9,8 +9,8 @@ struct PartitionCommand: AsyncParsableCommand {
         commandName: "partition",
         abstract: "Manage child partitions through the root scheduler's API.",
         subcommands: [Create.self, Action.Start.self, Action.Pause.self, Action.Resume.self, Action.Stop.self,
-                      Action.Shutdown.self, Delete.self, List.self, Show.self, Console.self, DeviceCommand.self,
-                      PartitionDiskCommand.self])
+                      Action.Shutdown.self, Delete.self, List.self, Show.self, Console.self, Set.self, Stats.self,
+                      DeviceCommand.self, PartitionDiskCommand.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a partition from a configuration file (building its guest).")
@@ -146,6 +146,7 @@ struct PartitionCommand: AsyncParsableCommand {
                 print("devices:    \(info.devices.isEmpty ? "-" : info.devices.map(\.kind).joined(separator: ", "))")
                 for device in info.devices { print("  \(device.kind): \(device.instance)") }
                 print("uptime:     \(String(format: "%.1f", info.uptimeSeconds)) s")
+                if let cpu = info.cpu { print("cpu:        " + StatisticsText.controls(cpu)) }
                 for (key, value) in info.status.sorted(by: { $0.key < $1.key }) {
                     print("\(key + ":") \(value)")
                 }

@@ -11,11 +11,27 @@ struct RootCommand: AsyncParsableCommand {
     @OptionGroup var runtime: RuntimeOptions
     @Option(help: "Log level (trace, debug, info, notice, warning, error).")
     var logLevel: Logger.Level = .info
+    @Option(help: ArgumentHelp("Keep the parent partition's threads on these host processors (e.g. 0 or 0-1), apart from every virtual processor.",
+                               valueName: "cpu-list"))
+    var parentProcessors: String?
+    @Option(help: "How the root's partitions together weigh against other work on the host, 1-10000 (100 = one busy thread; default: 100 per host processor).")
+    var instanceWeight: Int?
+    @Flag(help: "Leave every thread where it is: no control groups, partitions run uncontrolled.")
+    var noProcessorControls = false
 
     func run() async throws {
+        if let instanceWeight, !(1...10_000).contains(instanceWeight) {
+            throw ValidationError("--instance-weight must be between 1 and 10000, not \(instanceWeight).")
+        }
         let logger = makeLogger("hv.root", level: logLevel)
         do {
-            try await RootService(runtimeDirectory: runtime.runtimeDir, catalog: DeviceRegistry.catalog, logger: logger).run()
+            let parent = try parentProcessors.map { text throws(ValidationError) in try CPUListArgument.parse(text) }
+            let options = ProcessorControlOptions(parentProcessors: parent, instanceWeight: instanceWeight,
+                                                  enabled: !noProcessorControls)
+            try await RootService(runtimeDirectory: runtime.runtimeDir, catalog: DeviceRegistry.catalog, logger: logger,
+                                  processorControls: options).run()
+        } catch let error as ValidationError {
+            throw error
         } catch {
             throw fail(error)
         }
@@ -23,3 +39,20 @@ struct RootCommand: AsyncParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// A host processor list as the kernel writes one: "0-3,8".
+enum CPUListArgument {
+    static func parse(_ text: String) throws(ValidationError) -> [Int] {
+        var processors: [Int] = []
+        for item in text.split(separator: ",") {
+            let bounds = item.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+            guard (1...2).contains(bounds.count), let low = bounds.first ?? nil, let high = bounds.last ?? nil,
+                  low >= 0, low <= high, high < 8192 else {
+                throw ValidationError("\"\(text)\" is not a processor list such as 0 or 0-3,8.")
+            }
+            processors += Array(low...high)
+        }
+        guard !processors.isEmpty else { throw ValidationError("The processor list is empty.") }
+        return Array(Set(processors)).sorted()
+    }
+}

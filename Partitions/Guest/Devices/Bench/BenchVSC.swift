@@ -17,7 +17,7 @@ public struct BenchVSC<Channel: VMBusChannel> {
     /// The largest message (payload) both of the channel's rings take.
     public var largestMessageSize: Int { channel.largestMessageSize }
 
-    /// Runs `plan` (comma-separated modes: throughput, source, signalled, polled, raw) over
+    /// Runs `plan` (comma-separated modes: throughput, source, signalled, polled, halting, raw) over
     /// `sizes`; throughput phases move `bytes` each and run `repetitions` times (the host
     /// reports the median), round-trip phases make `roundTrips` trips.
     public mutating func run(plan: String, sizes: [Int], bytes: Int, roundTrips: Int, verify: Bool, repetitions: Int = 1) {
@@ -36,6 +36,8 @@ public struct BenchVSC<Channel: VMBusChannel> {
                 for size in sizes { pingPong(size: size, count: roundTrips, polled: false) }
             case "polled":
                 for size in sizes { pingPong(size: size, count: roundTrips, polled: true) }
+            case "halting":
+                for size in sizes { pingPong(size: size, count: roundTrips, polled: false, halting: true) }
             case "raw":
                 rawChain(count: roundTrips)
             default:
@@ -161,14 +163,14 @@ public struct BenchVSC<Channel: VMBusChannel> {
     }
 
     /// Ping-pong of `size`-byte messages. Signalled: the guest waits for the SINT 2 interrupt
-    /// (its interrupt_mask is clear, so the host signals); polled: both sides spin on the rings
-    /// with their interrupt masks set.
-    mutating func pingPong(size: Int, count: Int, polled: Bool) {
+    /// (its interrupt_mask is clear, so the host signals), spinning, or with `halting`, halted
+    /// until the interrupt; polled: both sides spin on the rings with their interrupt masks set.
+    mutating func pingPong(size: Int, count: Int, polled: Bool, halting: Bool = false) {
         var ping = [UInt8](repeating: 0, count: size)
         BenchPattern.fill(&ping, from: BenchHeader.size, to: size, sequence: 2)
         var samples: [UInt64] = []
         samples.reserveCapacity(count)
-        let mode: BenchMode = polled ? .polledRoundTrip : .signalledRoundTrip
+        let mode: BenchMode = polled ? .polledRoundTrip : halting ? .haltingRoundTrip : .signalledRoundTrip
         start(mode, size: size, count: count)
         if polled { channel.beginPolling() }
         let begin = channel.timestamp()
@@ -183,7 +185,10 @@ public struct BenchVSC<Channel: VMBusChannel> {
             if !polled {
                 while channel.interruptCount == interrupts {
                     guard channel.timestamp() < deadline else { break }
-                    channel.relax()
+                    // The wait sets up its halt with interrupts off, so a pong arriving meanwhile ends
+                    // the halt at once; only one landing in the few instructions before the wait
+                    // traps leaves the halt to its timeout.
+                    if halting { channel.waitForHost(nanoseconds: 1_000_000) } else { channel.relax() }
                 }
             }
             while channel.receive(into: &buffer) == nil {

@@ -73,6 +73,9 @@ public struct BenchMode: RawRepresentable, Hashable, Sendable {
     public static let polledRoundTrip = BenchMode(rawValue: 4)
     /// The raw signalling chain (ioeventfd signal, eventfd wake, MSI injection), no rings.
     public static let rawChain = BenchMode(rawValue: 5)
+    /// Signalled round trips where the guest halts its processor until the answer's interrupt,
+    /// as an idle, latency-sensitive guest does (the host side is the same as `signalledRoundTrip`).
+    public static let haltingRoundTrip = BenchMode(rawValue: 6)
 
     /// The name used in reports and JSON.
     public var name: String {
@@ -82,6 +85,7 @@ public struct BenchMode: RawRepresentable, Hashable, Sendable {
         case .signalledRoundTrip: "signalled"
         case .polledRoundTrip: "polled"
         case .rawChain: "raw-chain"
+        case .haltingRoundTrip: "halting"
         default: "mode\(rawValue)"
         }
     }

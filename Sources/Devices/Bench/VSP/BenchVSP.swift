@@ -90,7 +90,7 @@ final class BenchSession: ChannelSession {
             switch parameters.mode {
             case .polledRoundTrip:
                 channel.keepPolling(forNanoseconds: 60_000_000_000)
-            case .signalledRoundTrip, .rawChain:
+            case .signalledRoundTrip, .haltingRoundTrip, .rawChain:
                 // Signalled means signalled: sleep as soon as the ring is empty, so every ping
                 // pays for the guest's HvSignalEvent and the eventfd wake-up.
                 channel.idleSpinNanoseconds = 0

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "clinux_net.h"
+#include "clinux_memory.h"
 
 /// memfd_create(2), called through syscall(2) so no feature macro is needed.
 static inline int clinux_memfd_create(const char *name, unsigned int flags) {

@@ -1,0 +1,58 @@
+import Glibc
+import Partition
+import Synchronization
+
+/// What every partition's creation needs that is the same for all of them, found once and kept:
+/// the CPUID leaves KVM supports, and the guest images last read (checked against the file's
+/// identity, size and modification time, so a rebuilt image is read again). Creating a partition
+/// then costs only what is its own.
+final class HostFacts: Sendable {
+    /// KVM's supported CPUID leaves, asked for by the first partition created.
+    let cpuid = SupportedCPUIDCache()
+    private let images = Mutex<[String: Image]>([:])
+
+    /// The most images kept.
+    static let imageLimit = 8
+    /// The largest image kept (larger ones are read each time).
+    static let largestCachedImage = 64 << 20
+
+    struct Image {
+        var identity: FileIdentity
+        var bytes: [UInt8]
+    }
+
+    struct FileIdentity: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var modified: Int
+        var modifiedNanoseconds: Int
+
+        init?(path: String) {
+            var status = stat()
+            guard stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return nil }
+            device = UInt64(status.st_dev)
+            inode = UInt64(status.st_ino)
+            size = Int64(status.st_size)
+            modified = status.st_mtim.tv_sec
+            modifiedNanoseconds = status.st_mtim.tv_nsec
+        }
+    }
+
+    /// The bytes of the file at `path`, from the cache while the file is unchanged; `read`
+    /// reads it otherwise.
+    func image(at path: String, read: (String) throws(RootError) -> [UInt8]) throws(RootError) -> [UInt8] {
+        let before = FileIdentity(path: path)
+        if let before, let cached = images.withLock({ $0[path] }), cached.identity == before { return cached.bytes }
+        let bytes = try read(path)
+        // Kept only if the file did not change while it was read.
+        if let before, FileIdentity(path: path) == before, bytes.count == Int(before.size),
+           bytes.count <= Self.largestCachedImage {
+            images.withLock { images in
+                if images[path] == nil && images.count >= Self.imageLimit { images.removeAll() }
+                images[path] = Image(identity: before, bytes: bytes)
+            }
+        }
+        return bytes
+    }
+}
