@@ -266,6 +266,7 @@ let package = Package(
                     dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ControlProtocol",
                                    "ManagementAPI", "Partition",
                                    "HypervisorInterface", "KVM", "CKVM", "GuestMemory", "HyperV", "VMBusProtocol",
-                                   "LinuxSupport", "TestSupport", log, .product(name: "NIOHTTP1", package: "swift-nio")]),
+                                   "LinuxSupport", "TestSupport", log, .product(name: "NIOHTTP1", package: "swift-nio"),
+                                   "VMBusClient", "VMBusHost", "ICVSC", "ICProtocol", "BenchProtocol"]),
     ] + devices.flatMap(\.targets)
 )

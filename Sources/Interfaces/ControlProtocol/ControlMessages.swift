@@ -104,10 +104,16 @@ public enum RootMessage: Hashable, Sendable {
     /// The device `spec.instance` of a running partition has new settings; descriptors: its host
     /// resources under those settings, in order.
     case deviceChanged(partitionID: UInt32, DeviceSpec)
+    /// The saved state of a partition's parent-side services, which an earlier parent committed:
+    /// sent before the partition's `partitionAttached`, in as many messages as it takes.
+    case savedState(partitionID: UInt32, records: [StateRecord])
+    /// A guest message with its number; it replaces `guestMessage`.
+    case sequencedGuestMessage(SequencedGuestMessage)
 
     enum Kind: UInt16 {
         case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
-             requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged
+             requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged,
+             savedState, sequencedGuestMessage
     }
 
     /// The number of descriptors that must accompany the message.
@@ -199,6 +205,18 @@ public enum RootMessage: Hashable, Sendable {
             out.u16(Kind.deviceChanged.rawValue)
             out.u32(id)
             encode(device, into: &out)
+        case .savedState(let id, let records):
+            out.u16(Kind.savedState.rawValue)
+            out.u32(id)
+            out.records(records)
+        case .sequencedGuestMessage(let message):
+            out.u16(Kind.sequencedGuestMessage.rawValue)
+            out.u32(message.partitionID)
+            out.u64(message.sequence)
+            out.u32(message.vp)
+            out.u32(message.connectionID)
+            out.u32(message.messageType)
+            out.data(message.payload)
         }
         return out.bytes
     }
@@ -262,6 +280,12 @@ public enum RootMessage: Hashable, Sendable {
             self = .deviceRemoved(partitionID: id, instance: instance)
         case .deviceChanged:
             self = .deviceChanged(partitionID: try input.u32(), try decodeDevice(&input))
+        case .savedState:
+            self = .savedState(partitionID: try input.u32(), records: try input.records(requiringBytes: true))
+        case .sequencedGuestMessage:
+            self = .sequencedGuestMessage(SequencedGuestMessage(
+                partitionID: try input.u32(), sequence: try input.u64(), vp: try input.u32(), connectionID: try input.u32(),
+                messageType: try input.u32(), payload: try input.data(limit: SynIC.maximumMessagePayload)))
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }
@@ -292,11 +316,17 @@ public enum ParentMessage: Hashable, Sendable {
     case requestInterruptLine(requestID: UInt32, partitionID: UInt32, pin: UInt8)
     /// Bytes the guest wrote to its console (serial port), for the partition's console log.
     case consoleOutput(partitionID: UInt32, bytes: [UInt8])
+    /// A part of a state change with the SynIC messages it answers with (`StateCommit`).
+    case commitState(StateCommit)
+    /// The parent has handled the first `jobs` of the partition's messages that run on its control
+    /// thread on this connection (which lets the root send more); the last guest message among
+    /// them was numbered `sequence` (0: none yet).
+    case completed(partitionID: UInt32, jobs: UInt64, sequence: UInt64)
 
     enum Kind: UInt16 {
         case hello = 1, registerMessageConnection, unregisterMessageConnection, registerEventConnection,
              unregisterEventConnection, requestDoorbell, postMessage, partitionStatus, registerPorts, portReadResult,
-             requestInterruptLine, consoleOutput
+             requestInterruptLine, consoleOutput, commitState, completed
     }
 
     public var descriptorCount: Int {
@@ -366,6 +396,18 @@ public enum ParentMessage: Hashable, Sendable {
             out.u16(Kind.consoleOutput.rawValue)
             out.u32(id)
             out.data(bytes)
+        case .commitState(let commit):
+            out.u16(Kind.commitState.rawValue)
+            out.u32(commit.partitionID)
+            out.u64(commit.sequence)
+            out.bool(commit.isFinal)
+            out.records(commit.records)
+            out.posts(commit.posts)
+        case .completed(let id, let jobs, let sequence):
+            out.u16(Kind.completed.rawValue)
+            out.u32(id)
+            out.u64(jobs)
+            out.u64(sequence)
         }
         return out.bytes
     }
@@ -408,6 +450,11 @@ public enum ParentMessage: Hashable, Sendable {
             self = .requestInterruptLine(requestID: try input.u32(), partitionID: try input.u32(), pin: try input.u8())
         case .consoleOutput:
             self = .consoleOutput(partitionID: try input.u32(), bytes: try input.data(limit: 1 << 16))
+        case .commitState:
+            self = .commitState(StateCommit(partitionID: try input.u32(), sequence: try input.u64(), isFinal: try input.bool(),
+                                            records: try input.records(requiringBytes: false), posts: try input.posts()))
+        case .completed:
+            self = .completed(partitionID: try input.u32(), jobs: try input.u64(), sequence: try input.u64())
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }

@@ -38,6 +38,10 @@ public final class ChildPartition: Sendable {
     let control: WorkQueue
     /// Jobs refused because the control queue was full, for rate-limited logging.
     private let overflows = Atomic<UInt64>(0)
+    /// The root's jobs for this partition on this connection, counted (ChildPartition+RootJobs).
+    let rootJobs: Mutex<RootJobs>
+    /// The state an earlier parent committed for this partition, by record key (empty: none).
+    let savedState: [UInt64: [UInt8]]
 
     /// The most requests a child may have waiting for its control thread.
     static let controlQueueCapacity = 4096
@@ -53,9 +57,16 @@ public final class ChildPartition: Sendable {
         case ready(EventFD)
     }
 
+    /// - Parameters:
+    ///   - savedState: what an earlier parent committed for the partition, by record key.
+    ///   - jobs: the root's jobs already counted for the partition on this connection (when it is
+    ///     attached a second time).
     init(attachment: PartitionAttachment, memory: GuestMemory, root: RootConnection,
-         deviceTypes: [any ParentDevice.Type], logger: Logger) throws(SystemError) {
+         deviceTypes: [any ParentDevice.Type], logger: Logger, savedState: [UInt64: [UInt8]] = [:],
+         jobs: RootJobs = RootJobs()) throws(SystemError) {
         self.deviceTypes = deviceTypes
+        self.savedState = savedState
+        rootJobs = Mutex(jobs)
         control = try WorkQueue(name: "child\(attachment.partitionID)", capacity: Self.controlQueueCapacity)
         id = attachment.partitionID
         name = attachment.name
@@ -167,10 +178,12 @@ public final class ChildPartition: Sendable {
         services.withLock { $0.append(service) }
     }
 
-    /// Dispatches a guest message to the service that owns `connectionID`.
-    func deliver(vp: UInt32, connectionID: UInt32, type: UInt32, payload: [UInt8]) {
+    /// Dispatches a guest message (numbered `sequence` by the root, 0 if not) to the service
+    /// that owns `connectionID`.
+    func deliver(vp: UInt32, connectionID: UInt32, type: UInt32, payload: [UInt8], sequence: UInt64 = 0) {
         let owner = services.withLock { $0.first { $0.messageConnections.contains(connectionID) } }
-        owner?.receive(vp: vp, connectionID: connectionID, type: SynICMessageType(rawValue: type), payload: payload)
+        owner?.receive(vp: vp, connectionID: connectionID, type: SynICMessageType(rawValue: type), payload: payload,
+                       sequence: sequence)
     }
 
     /// An intercepted port write (posted by the root).
@@ -213,6 +226,9 @@ protocol PartitionService: Sendable {
     func portRead(port: UInt16, size: Int) -> UInt32
     /// A message the guest posted to one of them.
     func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8])
+    /// A message the guest posted to one of them, numbered `sequence` by the root: a service
+    /// that commits state (`RootConnection.commit`) names it in the commit that handles it.
+    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8], sequence: UInt64)
     /// A user asked for an orderly shutdown.
     func requestGuestShutdown()
     /// Releases threads and registrations.
@@ -225,5 +241,8 @@ extension PartitionService {
     func portWrite(port: UInt16, size: Int, value: UInt32) {}
     func portRead(port: UInt16, size: Int) -> UInt32 { 0xFFFF_FFFF }
     func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8]) {}
+    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8], sequence: UInt64) {
+        receive(vp: vp, connectionID: connectionID, type: type, payload: payload)
+    }
     func requestGuestShutdown() {}
 }
