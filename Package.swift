@@ -210,7 +210,7 @@ let package = Package(
                 path: "Sources/Tools/LocalDeployment", swiftSettings: host),
         .target(name: "Bench",
                 dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
-                               "LocalDeployment"],
+                               "LocalDeployment", "DeviceModel"],
                 path: "Sources/Tools/Bench", swiftSettings: host),
         .executableTarget(
             name: "hv",
@@ -249,7 +249,7 @@ let package = Package(
                                    log]),
         .testTarget(name: "ControlProtocolTests",
                     dependencies: ["ControlProtocol", "DeviceModel", "VMBusProtocol", "LinuxSupport", "HyperV"]),
-        .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol", "HyperV"]),
+        .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol", "HyperV", "TestSupport"]),
         .testTarget(name: "VMBusClientTests",
                     dependencies: ["VMBusClient", "VMBusServer", "VMBusProtocol", "HyperV", "TestSupport",
                                    "ICVSC", "ICVSP", "ICProtocol", "BenchVSC", "BenchVSP", "BenchProtocol", "VMBusHost",

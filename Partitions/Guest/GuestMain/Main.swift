@@ -28,6 +28,8 @@ public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
         RuntimeSelfTest(info: info).run()
     case "vmbus", "scribble":
         VMBusProgram(info: info).run()
+    case "flood":
+        Flood(info: info).run()
     default:
         Probe(info: info).run()
     }

@@ -7,7 +7,7 @@ import LocalDeployment
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmark the hypervisor's paths against baselines measured in the same run.",
-        subcommands: [Channel.self])
+        subcommands: [Channel.self, Soak.self, Neighbours.self])
 
     struct Channel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
