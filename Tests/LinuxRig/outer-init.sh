@@ -223,6 +223,12 @@ if [ "$QUICK" = 1 ]; then
     finish
 fi
 
+# Steps added in Tests/LinuxRig/steps (each a file sourced in name order) run here, with the Linux
+# child up and its IC checkpoints reached, before the shutdown below.
+for step in /rig/steps/*.sh; do
+    [ -f "$step" ] && . "$step"
+done
+
 # Shut the child down through the shutdown integration service and wait until it is stopped.
 sleep 5
 follow linux CHILD
