@@ -35,12 +35,16 @@ struct ParentRestartTests {
 
         first.stop()  // as if killed: it commits nothing more, and its workers are gone
         #expect(eventually { !root.link.isConnected })
+        _ = heartbeat.poll()
+        // The guest's service carries on over the same ring; a fresh view of it sees what comes
+        // from the next parent only.
+        var resumed = IntegrationServiceVSC(service: .heartbeat, channel: heartbeat.channel)
         let second = try ParentEnd(socketPath: root.socketPath)
         defer { second.stop() }
-        #expect(eventually(within: 20) { _ = heartbeat.poll(); return heartbeat.lastHeartbeat == 0 },
+        #expect(eventually(within: 20) { _ = resumed.poll(); return resumed.negotiated != nil && resumed.lastHeartbeat != nil },
                 "the next parent negotiated again on the open channel and its heartbeats began")
-        #expect(eventually(within: 20) { _ = heartbeat.poll(); return (heartbeat.lastHeartbeat ?? 0) >= 2 },
-                "and they go on")
+        let firstBeat = resumed.lastHeartbeat ?? 0
+        #expect(eventually(within: 20) { _ = resumed.poll(); return (resumed.lastHeartbeat ?? 0) > firstBeat }, "and they go on")
         #expect(alpha.facts["vmbus.restored"] == "2 resumed, 0 offered again")
 
         try root.link.requestShutdown(partitionID: alpha.id)
@@ -150,6 +154,39 @@ struct ParentRestartTests {
         }
         #expect(attached == true)
         #expect(saved == [StateRecord(key: 2, bytes: [2, 2])], "record 1 was deleted, record 2 kept")
+    }
+
+    /// COM1 keeps what the guest programmed across a restart: the next parent's UART reads back
+    /// the guest's registers and raises the transmitter-empty interrupt a driver waits for (a
+    /// fresh UART would leave Linux's 8250 driver with interrupts off, its tty output stalled).
+    @Test func com1KeepsWhatTheGuestProgrammedAcrossARestart() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha", devices: ["com1"])
+        let first = try ParentEnd(socketPath: root.socketPath)
+        #expect(eventually { alpha.forwarder(for: 0x3F8) != nil })
+        let uart = try #require(alpha.forwarder(for: 0x3F8))
+        uart.write(vp: 0, port: 0x3FB, size: 1, value: 0x03)  // LCR: 8N1
+        uart.write(vp: 0, port: 0x3FC, size: 1, value: 0x0B)  // MCR: OUT2, RTS, DTR
+        uart.write(vp: 0, port: 0x3FF, size: 1, value: 0x5A)  // scratch
+        uart.write(vp: 0, port: 0x3F9, size: 1, value: 0x02)  // IER: THRE
+        #expect(uart.read(vp: 0, port: 0x3FF, size: 1) == 0x5A, "the writes went in, in order")
+        let key = EmulatedDeviceService.key(for: 0x3F8..<0x400)
+        #expect(eventually { root.link.state(of: alpha.id).savedRecords.contains { $0.key == key } }, "committed")
+        let line = try #require(alpha.interruptLineIfRequested(pin: 4))
+        first.stop()
+        #expect(eventually { !root.link.isConnected })
+        _ = line.consume()
+
+        let second = try ParentEnd(socketPath: root.socketPath)
+        defer { second.stop() }
+        #expect(eventually { alpha.forwarder(for: 0x3F8) != nil })
+        #expect(try line.wait(timeoutMilliseconds: 10_000) != nil, "the THRE interrupt its driver waits for")
+        let again = try #require(alpha.forwarder(for: 0x3F8))
+        #expect(again.read(vp: 0, port: 0x3FF, size: 1) == 0x5A)
+        #expect(again.read(vp: 0, port: 0x3F9, size: 1) == 0x02)
+        #expect(again.read(vp: 0, port: 0x3FB, size: 1) == 0x03)
+        #expect(again.read(vp: 0, port: 0x3FC, size: 1) == 0x0B)
     }
 
     /// The finding: guest RAM was handed over writable and unsealed, and a parent that shrank

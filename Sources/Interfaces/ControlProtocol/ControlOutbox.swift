@@ -58,7 +58,7 @@ public final class ControlOutbox: Sendable {
         public var stallNanoseconds: UInt64
 
         public init(laneEntries: Int = 1024, laneBytes: Int = 2 << 20, window: UInt64 = 256, priorityEntries: Int = 4096,
-                    stallNanoseconds: UInt64 = 10_000_000_000) {
+                    stallNanoseconds: UInt64 = 30_000_000_000) {
             self.laneEntries = laneEntries
             self.laneBytes = laneBytes
             self.window = window

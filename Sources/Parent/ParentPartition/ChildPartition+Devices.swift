@@ -32,7 +32,7 @@ extension ChildPartition {
             case .vmbus(let classID, let provider)?:
                 synthetic.append(VMBusService.Device(spec: spec, classID: classID, provider: provider))
             case .emulated(let device)?:
-                add(EmulatedDeviceService(device: device))
+                add(EmulatedDeviceService(device: device, partition: self, saved: savedState))
             case nil:
                 break
             }

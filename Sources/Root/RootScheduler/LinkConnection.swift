@@ -19,6 +19,8 @@ extension ParentLink {
         let pendingReads = ConditionLock<[UInt32: UInt32?]>([:])
         let nextRequest = Atomic<UInt32>(1)
         let closed = Atomic<Bool>(false)
+        /// The partitions handed to this parent.
+        let attached = Mutex<Set<UInt32>>([])
         /// The parts of each partition's commit in progress.
         private let staged = Mutex<[UInt32: StateCommit]>([:])
         /// Whether a message the parent did not get was already logged as a warning.

@@ -35,6 +35,8 @@ final class ParentLink: Sendable {
     private let thread = Mutex<OSThread?>(nil)
     /// What the root keeps of each attached partition across parent connections.
     private let states = Mutex<[UInt32: PartitionLinkState]>([:])
+    /// Messages from the parent a guest's SynIC could not take, for rate-limited logging.
+    private let droppedPosts = Atomic<UInt64>(0)
     /// How long a guest's read of a parent-emulated port waits for the parent's answer (ns).
     let portReadTimeout: UInt64
     /// How long a process that connects has to say hello.
@@ -180,6 +182,9 @@ final class ParentLink: Sendable {
     /// same lane): the saved state first, then the partition with its memory and resources.
     private func attach(_ partition: any LinkedPartition, on connection: Connection) {
         let id = partition.id
+        // A partition created while a parent connects could be handed over twice; the parent
+        // would then replace its services while the first ones still unregister theirs.
+        guard connection.attached.withLock({ $0.insert(id).inserted }) else { return }
         let state = state(of: id)
         connection.outbox.openLane(id)
         connection.outbox.enqueue(.deferred { [logger] in
@@ -228,6 +233,7 @@ final class ParentLink: Sendable {
     func detach(partitionID: UInt32) {
         states.withLock { _ = $0.removeValue(forKey: partitionID) }
         guard let connection else { return }
+        connection.attached.withLock { _ = $0.remove(partitionID) }
         connection.outbox.closeLane(partitionID)
         connection.registrations.withLock { _ = $0.removeValue(forKey: partitionID) }
         connection.post(.partitionDetached(partitionID: partitionID), lane: nil, admission: .always)
@@ -410,8 +416,12 @@ final class ParentLink: Sendable {
     private func post(_ post: SynICPost, to hypervisor: HvPartition, partitionID id: UInt32) {
         let result = hypervisor.postMessage(vp: Int(post.vp), sint: Int(post.sint), type: SynICMessageType(rawValue: post.messageType),
                                             payload: post.payload)
-        if result == .queueFull || result == nil {
-            logger.warning("partition \(id): message for VP \(post.vp) SINT \(post.sint) dropped (\(result.map { "\($0)" } ?? "invalid"))")
+        guard result == .queueFull || result == nil else { return }
+        // Logged the first time and then at each power of two, so a guest that never takes its
+        // messages cannot fill the root's log.
+        let dropped = droppedPosts.wrappingAdd(1, ordering: .relaxed).newValue
+        if dropped.nonzeroBitCount == 1 {
+            logger.warning("partition \(id): message for VP \(post.vp) SINT \(post.sint) dropped (\(result.map { "\($0)" } ?? "invalid")); \(dropped) dropped so far")
         }
     }
 
