@@ -163,7 +163,8 @@ public final class ControlOutbox: Sendable {
         thread.update { $0 = started }
     }
 
-    /// Stops the sending thread (what is still queued is dropped) and waits for it.
+    /// Stops the sending thread and waits for it; what is still queued is dropped (entries may
+    /// hold their producers, which would otherwise outlive the connection).
     public func stop() {
         state.update { $0.stopping = true }
         let running = thread.update { value -> OSThread? in
@@ -171,6 +172,10 @@ public final class ControlOutbox: Sendable {
             return value
         }
         running?.join()
+        state.update { state in
+            state.priority = Lane()
+            for id in state.lanes.keys { state.lanes[id] = Lane() }
+        }
     }
 
     /// Whether the connection failed (nothing more is sent).
@@ -309,7 +314,8 @@ public final class ControlOutbox: Sendable {
                 return
             } catch where error.errno == .resourceTemporarilyUnavailable {
                 let now = MonotonicClock.nanoseconds()
-                guard now < deadline, !state.read({ $0.stopping }) else {
+                if state.read({ $0.stopping }) { return }  // dropped: the connection is going away
+                guard now < deadline else {
                     throw SystemError("send to a peer that has taken nothing for \(limits.stallNanoseconds / 1_000_000) ms",
                                       errno: .timedOut)
                 }
