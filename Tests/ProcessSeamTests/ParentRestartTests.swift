@@ -156,6 +156,26 @@ struct ParentRestartTests {
         #expect(saved == [StateRecord(key: 2, bytes: [2, 2])], "record 1 was deleted, record 2 kept")
     }
 
+    /// A guest that signals a channel while no parent has its event connection registered
+    /// (between a parent's death and its successor's registration) loses that signal; and a
+    /// guest whose ring is not empty does not signal again. So the root signals an event
+    /// connection once when it registers it: the successor's worker looks at its ring after the
+    /// registration, not only before (a soak child's bench channel stalled for good without it).
+    @Test func aRegisteredEventConnectionIsSignalledOnceSoNoSignalLostMeanwhileStrandsIt() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha")
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        #expect(try alpha.signalEvent(connection: ConnectionID(0x2001)) == .invalidConnectionID, "lost: nothing registered")
+        let event = try EventFD()
+        try parent.channel.send(.registerEventConnection(partitionID: alpha.id, connectionID: 0x2001),
+                                descriptors: [event.rawValue])
+        #expect(try event.wait(timeoutMilliseconds: 10_000) == 1, "signalled once on registration")
+        #expect(try alpha.signalEvent(connection: ConnectionID(0x2001)) == .success)
+        #expect(try event.wait(timeoutMilliseconds: 10_000) == 1, "and by the guest from then on")
+    }
+
     /// COM1 keeps what the guest programmed across a restart: the next parent's UART reads back
     /// the guest's registers and raises the transmitter-empty interrupt a driver waits for (a
     /// fresh UART would leave Linux's 8250 driver with interrupts off, its tty output stalled).

@@ -315,6 +315,10 @@ final class ParentLink: Sendable {
                 }
                 try partition.registerEventConnection(ConnectionID(connectionID), event: event)
                 connection.registrations.withLock { $0[id, default: Registrations()].eventConnections[connectionID] = event }
+                // A guest signal that came while the connection was not registered (a parent
+                // restarting under a running guest) found no ioeventfd and was lost: its listener
+                // looks at its ring once more. For a channel just opened this wakes it for nothing.
+                event.signal()
             } catch {
                 logger.warning("partition \(partition.name): \(error)")
             }

@@ -60,7 +60,8 @@ public final class LocalDeployment: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [role, "--runtime-dir", runtimeDirectory]
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        // Appended to: a parent started again (after a kill) keeps the log of the one before.
+        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         handle.seekToEndOfFile()
         process.standardOutput = handle
