@@ -145,6 +145,20 @@ struct LinkIsolationTests {
         #expect(queued() <= root.link.outboxLimits.laneEntries, "alpha waits instead of growing its lane")
     }
 
+    /// Port accesses beyond the partition's budget wait their turn (a token bucket: a burst,
+    /// then the rate), so a guest hammering COM1 sleeps instead of keeping the root's and the
+    /// parent's threads busy for it.
+    @Test func portAccessesBeyondTheBudgetWaitTheirTurn() {
+        let budget = PortAccessBudget(perSecond: 1000, burst: 10)
+        let start = MonotonicClock.nanoseconds()
+        for _ in 0..<10 { #expect(budget.take(now: start) == nil, "the burst") }
+        let wait = budget.take(now: start) ?? 0
+        #expect((900_000...1_000_000).contains(wait), "the 11th waits a thousandth of a second, not \(wait) ns")
+        #expect(budget.take(now: start + 2_000_000) == nil, "two milliseconds later one is free again")
+        #expect(budget.take(now: start + 2_000_000) != nil)
+        #expect((budget.take(now: start + 3_000_000_000) ?? 0) == 0, "idle time refills it, up to the burst")
+    }
+
     /// A busy guest that closes its channel does not stall another child: alpha keeps its bench
     /// ring full and closes the channel meanwhile, while beta's echo round trips go on (each
     /// child's control plane runs on its own thread in the parent, its worker stops between

@@ -5,7 +5,8 @@ import HyperV
 /// its neighbours (`hv bench neighbours`, Docs/benchmarks.md). `flood=com1` writes COM1's
 /// transmit register without waiting for the UART (every write is an exit the root forwards
 /// to the parent); `flood=echo` posts echo requests as fast as the root takes them and
-/// throws the answers away.
+/// throws the answers away; `flood=spin` only keeps its processor busy, the share of the
+/// machine a neighbour takes without asking anything of the parent.
 struct Flood {
     let info: BootInfo
 
@@ -16,7 +17,9 @@ struct Flood {
         var payload = [UInt8](repeating: 0x46, count: 64)
         payload[DiagnosticEcho.replySINTOffset] = 5
         while true {
-            if kind == "echo" {
+            if kind == "spin" {
+                CPU.relax()
+            } else if kind == "echo" {
                 _ = Hypercall.postMessage(connection: DiagnosticEcho.messageConnection.rawValue,
                                           type: DiagnosticEcho.messageType.rawValue, payload: payload)
                 while synic.receive(sint: 5) != nil {}

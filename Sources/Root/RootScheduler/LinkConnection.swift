@@ -82,10 +82,12 @@ extension ParentLink {
 /// Forwards a partition's intercepted port accesses to the parent: writes are posted, reads
 /// wait (up to the link's `portReadTimeout`) for the parent's answer. A parent that is gone, or
 /// does not answer in time, reads as 0xFF. Both queue in the partition's own lane: a guest that
-/// writes faster than the parent takes it waits (its processor, up to `writeWait`), and only it.
+/// writes faster than the parent takes it waits (its processor, up to `writeWait`), and only it;
+/// and both are paced by the partition's `PortAccessBudget`.
 struct ParentPortForwarder: PortInterceptor {
     let partitionID: UInt32
     let connection: ParentLink.Connection
+    let budget: PortAccessBudget
 
     /// The value of a port nothing answers for (a floating bus).
     static let floating: UInt32 = 0xFFFF_FFFF
@@ -95,6 +97,7 @@ struct ParentPortForwarder: PortInterceptor {
     /// The guest on processor `vp` wrote `value` (`size` bytes) to `port`.
     func write(vp: Int, port: UInt16, size: Int, value: UInt32) {
         guard !connection.closed.load(ordering: .acquiring) else { return }
+        budget.pace()
         let message = RootMessage.portWrite(partitionID: partitionID, vp: UInt32(vp), port: port, size: UInt8(size),
                                             value: value)
         connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait))
@@ -103,6 +106,7 @@ struct ParentPortForwarder: PortInterceptor {
     /// The guest on processor `vp` reads `size` bytes from `port`: asks the parent and waits.
     func read(vp: Int, port: UInt16, size: Int) -> UInt32 {
         guard !connection.closed.load(ordering: .acquiring) else { return Self.floating }
+        budget.pace()
         let request = connection.nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
         connection.pendingReads.update { $0[request] = .some(nil) }
         let message = RootMessage.portRead(requestID: request, partitionID: partitionID, vp: UInt32(vp), port: port,

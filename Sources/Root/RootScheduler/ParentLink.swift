@@ -352,7 +352,8 @@ final class ParentLink: Sendable {
             }
             do throws(PartitionError) {
                 try partition.interceptPorts(base..<(base + count),
-                                             with: ParentPortForwarder(partitionID: id, connection: connection))
+                                             with: ParentPortForwarder(partitionID: id, connection: connection,
+                                                                       budget: state(of: id).ports))
             } catch {
                 logger.warning("partition \(partition.name): \(error); ignored")
                 return

@@ -13,6 +13,8 @@ final class PartitionLinkState: Sendable {
     let id: UInt32
     private let log = Mutex(GuestMessageLog())
     private let saved = Mutex(SavedState())
+    /// How fast the partition's port accesses go to the parent.
+    let ports = PortAccessBudget()
 
     /// The most guest messages waiting for the parent's acknowledgement; beyond it, HvPostMessage
     /// answers INSUFFICIENT_BUFFERS and the guest retries.

@@ -11,12 +11,13 @@ public enum NeighboursBenchmark {
     public struct Options: Sendable {
         /// Round trips of each kind the quiet child times.
         public var iterations: Int
-        /// The floods to measure beside: "com1", "echo".
+        /// The neighbours to measure beside: "spin" (a busy processor, nothing asked of the
+        /// parent), "com1", "echo".
         public var floods: [String]
         /// Seconds the flooder runs before the quiet child starts.
         public var warmup: Int
 
-        public init(iterations: Int = 2000, floods: [String] = ["com1", "echo"], warmup: Int = 3) {
+        public init(iterations: Int = 2000, floods: [String] = ["spin", "com1", "echo"], warmup: Int = 3) {
             self.iterations = iterations
             self.floods = floods
             self.warmup = warmup

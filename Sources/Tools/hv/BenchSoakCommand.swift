@@ -50,15 +50,15 @@ extension BenchCommand {
             abstract: "A child's control-path round trips alone and beside a child that floods the parent through the root.")
 
         @Option(help: "Round trips of each kind.") var iterations = 2000
-        @Option(help: "Floods to measure beside (com1, echo).") var floods = "com1,echo"
+        @Option(help: "Neighbours to measure beside (spin, com1, echo).") var floods = "spin,com1,echo"
         @Option(help: "Directory for neighbours.json.") var outputDir: String?
         @Flag(help: "Print the JSON report instead of the table.") var json = false
 
         func run() async throws {
             do {
                 let kinds = floods.split(separator: ",").map(String.init)
-                guard (10...100_000).contains(iterations), kinds.allSatisfy({ ["com1", "echo"].contains($0) }) else {
-                    throw ValidationError("--iterations must be 10-100000 and --floods com1 and/or echo")
+                guard (10...100_000).contains(iterations), kinds.allSatisfy({ ["spin", "com1", "echo"].contains($0) }) else {
+                    throw ValidationError("--iterations must be 10-100000 and --floods among spin, com1, echo")
                 }
                 let root = try GuestBuilder.locatePackageRoot()
                 let quiet = json
