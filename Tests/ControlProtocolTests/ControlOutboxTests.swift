@@ -129,6 +129,30 @@ struct ControlOutboxTests {
         #expect(built.value == 1)
     }
 
+    /// A producer that helps sends the next entry in turn on its own thread (none running
+    /// here), but never one that must be built or that its lane's window holds back.
+    @Test func aHelpingProducerSendsTheNextEntryInTurn() throws {
+        let (near, far) = try SequencedPacketSocket.pair()
+        let outbox = ControlOutbox(socket: near, limits: .init(window: 1))
+        outbox.openLane(1)
+        outbox.openLane(2)
+        #expect(outbox.enqueue([1, 0], lane: 1, isJob: true, admission: .ifRoom))
+        #expect(outbox.enqueue([1, 1], lane: 1, isJob: true, admission: .ifRoom))
+        #expect(outbox.enqueue(.deferred { [ControlOutbox.Datagram([2, 0])] }, lane: 2, admission: .always))
+        outbox.help()
+        #expect(try next(far, within: 1000) == [1, 0])
+        outbox.help()
+        outbox.help()
+        #expect(try next(far, within: 100) == nil, "lane 1's window holds its next job; lane 2's entry must be built")
+        #expect(outbox.queued(lane: 1) == 1 && outbox.queued(lane: 2) == 1)
+        outbox.acknowledge(lane: 1, jobs: 1)
+        outbox.help()
+        #expect(try next(far, within: 1000) == [1, 1])
+        try outbox.start(name: "test-send") { _ in }
+        defer { outbox.stop() }
+        #expect(try next(far) == [2, 0], "the sending thread builds it")
+    }
+
     /// A peer that takes nothing is given up after the stall deadline: the failure is reported
     /// once and nothing more is queued.
     @Test func aPeerThatTakesNothingIsGivenUpAfterTheDeadline() throws {

@@ -13,6 +13,10 @@ import LinuxSupport
 ///
 /// A peer that takes nothing for `stallNanoseconds`, or a send that fails, ends the connection:
 /// `onFailure` runs once (the owner shuts the socket down) and every later enqueue is refused.
+///
+/// A producer that holds no lock may `help`: when no one is sending, it sends the next entry
+/// (in the same turn order) itself, without blocking, sparing the wake-up of the sending thread
+/// on a quiet link; whatever the socket does not take at once stays for the sending thread.
 public final class ControlOutbox: Sendable {
     /// One datagram and the descriptors that travel with it (kept open until it is sent).
     public struct Datagram: Sendable {
@@ -72,6 +76,13 @@ public final class ControlOutbox: Sendable {
         var isJob: Bool
         var key: UInt64?
         var size: Int
+        /// Its lane (nil: the priority lane).
+        var lane: UInt32?
+
+        var isReady: Bool {
+            if case .ready = payload { return true }
+            return false
+        }
     }
 
     struct Lane: Sendable {
@@ -88,9 +99,22 @@ public final class ControlOutbox: Sendable {
             count < limits.laneEntries && bytes + size <= limits.laneBytes
         }
 
-        func canSend(_ limits: Limits) -> Bool {
+        func canSend(_ limits: Limits, readyOnly: Bool = false) -> Bool {
             guard head < entries.count else { return false }
+            if readyOnly && !entries[head].isReady { return false }
             return !entries[head].isJob || outstanding < limits.window
+        }
+
+        /// Puts back an entry taken from the front that could not be sent.
+        mutating func putBack(_ entry: Entry) {
+            if head > 0 {
+                head -= 1
+                entries[head] = entry
+            } else {
+                entries.insert(entry, at: 0)
+            }
+            bytes += entry.size
+            if entry.isJob { sentJobs -= 1 }
         }
 
         mutating func append(_ entry: Entry) {
@@ -126,29 +150,44 @@ public final class ControlOutbox: Sendable {
         var cursor = 0
         var stopping = false
         var failed = false
+        /// Someone (the sending thread or a helping producer) is writing to the socket.
+        var sending = false
 
         func sendable(_ limits: Limits) -> Bool {
             priority.count > 0 || lanes.values.contains { $0.canSend(limits) }
         }
 
-        /// The next entry to send: the priority lane's first, else the next lane in turn that may send.
-        mutating func take(_ limits: Limits) -> Entry? {
-            if priority.count > 0 { return priority.pop() }
+        /// The next entry to send: the priority lane's first, else the next lane in turn that may
+        /// send (`readyOnly`: only an entry that needs no building).
+        mutating func take(_ limits: Limits, readyOnly: Bool = false) -> Entry? {
+            if priority.count > 0 {
+                return !readyOnly || priority.canSend(limits, readyOnly: true) ? priority.pop() : nil
+            }
             guard !order.isEmpty else { return nil }
             for step in 0..<order.count {
                 let index = (cursor + step) % order.count
                 let id = order[index]
-                guard lanes[id]?.canSend(limits) == true else { continue }
+                guard lanes[id]?.canSend(limits, readyOnly: readyOnly) == true else { continue }
                 cursor = (index + 1) % order.count
                 return lanes[id]?.pop()
             }
             return nil
+        }
+
+        /// Puts back an entry a helper could not send.
+        mutating func putBack(_ entry: Entry) {
+            if let lane = entry.lane {
+                lanes[lane]?.putBack(entry)
+            } else {
+                priority.putBack(entry)
+            }
         }
     }
 
     private let socket: SequencedPacketSocket
     private let state = ConditionLock(State())
     private let thread = ConditionLock<OSThread?>(nil)
+    private let failureHandler = ConditionLock<(@Sendable (SystemError) -> Void)?>(nil)
     public let limits: Limits
 
     public init(socket: SequencedPacketSocket, limits: Limits = Limits()) {
@@ -159,6 +198,7 @@ public final class ControlOutbox: Sendable {
     /// Starts the sending thread. `onFailure` runs on it once, when the peer stalls past
     /// `stallNanoseconds` or a send fails.
     public func start(name: String, onFailure: @escaping @Sendable (SystemError) -> Void) throws(SystemError) {
+        failureHandler.update { $0 = onFailure }
         let started = try OSThread.spawn(name: name) { [self] in run(onFailure) }
         thread.update { $0 = started }
     }
@@ -232,7 +272,7 @@ public final class ControlOutbox: Sendable {
                         admission: Admission) -> Bool {
         var size = 0
         if case .ready(let datagram) = payload { size = datagram.bytes.count }
-        let entry = Entry(payload: payload, isJob: isJob, key: key, size: size)
+        let entry = Entry(payload: payload, isJob: isJob, key: key, size: size, lane: lane)
         let limits = limits
         func admit(_ state: inout State) -> Bool? {
             guard !state.stopping, !state.failed else { return false }
@@ -265,6 +305,38 @@ public final class ControlOutbox: Sendable {
                 admission: admission)
     }
 
+    /// When no one is sending, sends the next entry in turn on the calling thread, without
+    /// blocking; an entry the socket does not take at once goes back for the sending thread.
+    /// Call it right after `enqueue`, holding no lock.
+    public func help() {
+        let limits = limits
+        let taken = state.update { state -> Entry? in
+            guard !state.stopping, !state.failed, !state.sending, let entry = state.take(limits, readyOnly: true) else {
+                return nil
+            }
+            state.sending = true
+            return entry
+        }
+        guard let taken, case .ready(let datagram) = taken.payload else { return }
+        var failure: SystemError?
+        do throws(SystemError) {
+            try withExtendedLifetime(datagram.descriptors) { () throws(SystemError) in
+                try socket.send(datagram.bytes, descriptors: datagram.descriptors.map(\.rawValue), nonBlocking: true)
+            }
+        } catch where error.errno == .resourceTemporarilyUnavailable {
+            state.update { $0.putBack(taken) }
+        } catch {
+            failure = error
+        }
+        let first = state.update { state -> Bool in
+            state.sending = false
+            guard failure != nil else { return false }
+            defer { state.failed = true }
+            return !state.failed
+        }
+        if first, let failure, let handler = failureHandler.read({ $0 }) { handler(failure) }
+    }
+
     private enum Turn {
         case stop, idle, send(Entry)
     }
@@ -272,10 +344,12 @@ public final class ControlOutbox: Sendable {
     private func run(_ onFailure: @Sendable (SystemError) -> Void) {
         let limits = limits
         while true {
-            let turn = state.wait(until: { $0.stopping || $0.failed || $0.sendable(limits) },
+            let turn = state.wait(until: { $0.stopping || $0.failed || (!$0.sending && $0.sendable(limits)) },
                                   timeoutNanoseconds: 1_000_000_000) { state -> Turn in
                 guard !state.stopping, !state.failed else { return .stop }
-                return state.take(limits).map { .send($0) } ?? .idle
+                guard !state.sending, let entry = state.take(limits) else { return .idle }
+                state.sending = true
+                return .send(entry)
             }
             let entry: Entry
             switch turn ?? .idle {  // nil: the idle wait's deadline passed; look again
@@ -293,6 +367,7 @@ public final class ControlOutbox: Sendable {
                     try send(datagram)
                 } catch {
                     let first = state.update { state -> Bool in
+                        state.sending = false
                         defer { state.failed = true }
                         return !state.failed
                     }
@@ -300,6 +375,7 @@ public final class ControlOutbox: Sendable {
                     return
                 }
             }
+            state.update { $0.sending = false }
         }
     }
 

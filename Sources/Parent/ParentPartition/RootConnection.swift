@@ -115,17 +115,20 @@ public final class RootConnection: Sendable {
         send(.unregisterEventConnection(partitionID: id, connectionID: connectionID), partition: id)
     }
 
-    /// Posts a SynIC message to the guest.
+    /// Posts a SynIC message to the guest. Call it holding no lock (it may send it itself).
     public func postMessage(partitionID id: UInt32, vp: UInt32, sint: UInt8, type: UInt32, payload: [UInt8]) {
         send(.postMessage(partitionID: id, vp: vp, sint: sint, messageType: type, payload: payload), partition: id)
+        outbox.help()
     }
 
     /// Commits a change of partition `id`'s saved state with the SynIC messages it answers with
     /// and the guest message it handled (`StateCommit`), in as many parts as it takes.
+    /// Call it holding no lock (it may send the first part itself).
     func commit(partitionID id: UInt32, sequence: UInt64, records: [StateRecord], posts: [SynICPost]) {
         for part in StateCommit.parts(partitionID: id, sequence: sequence, records: records, posts: posts) {
             guard send(.commitState(part), partition: id) else { return }
         }
+        outbox.help()
     }
 
     /// Partition `id`'s control thread has completed `jobs` of the root's jobs, the last guest
@@ -134,6 +137,7 @@ public final class RootConnection: Sendable {
         let message = ParentMessage.completed(partitionID: id, jobs: jobs, sequence: sequence)
         let lane = outbox.queued(lane: id) != nil ? id : nil
         outbox.enqueue(message.bytes, lane: lane, replacing: lane.map { _ in Self.acknowledgementKey }, admission: .always)
+        outbox.help()
     }
 
     /// Reports facts the root shows users. They are merged with facts not sent yet, and go out
@@ -159,11 +163,13 @@ public final class RootConnection: Sendable {
             reportStatus(partitionID: id, facts: ["console.dropped_bytes": "\(total)"])
             return
         }
+        outbox.help()
     }
 
     /// The answer to a port read (the guest's processor waits for it: it goes first).
     func portReadResult(requestID: UInt32, value: UInt32) {
         outbox.enqueue(ParentMessage.portReadResult(requestID: requestID, value: value).bytes, lane: nil, admission: .always)
+        outbox.help()
     }
 
     static let acknowledgementKey: UInt64 = 1

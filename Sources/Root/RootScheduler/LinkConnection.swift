@@ -100,7 +100,9 @@ struct ParentPortForwarder: PortInterceptor {
         budget.pace()
         let message = RootMessage.portWrite(partitionID: partitionID, vp: UInt32(vp), port: port, size: UInt8(size),
                                             value: value)
-        connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait))
+        if connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait)) {
+            connection.outbox.help()
+        }
     }
 
     /// The guest on processor `vp` reads `size` bytes from `port`: asks the parent and waits.
@@ -115,6 +117,7 @@ struct ParentPortForwarder: PortInterceptor {
             connection.pendingReads.update { _ = $0.removeValue(forKey: request) }
             return Self.floating
         }
+        connection.outbox.help()
         let answer = connection.pendingReads.wait(
             until: { $0[request] != .some(nil) }, timeoutNanoseconds: connection.portReadTimeout
         ) { reads -> UInt32? in
@@ -150,6 +153,9 @@ struct GuestMessageForwarder: HvMessageConnection {
             connection.outbox.enqueue(RootMessage.sequencedGuestMessage(message).bytes, lane: partitionID, isJob: true,
                                       admission: .ifRoom)
         }
-        return queued ? .success : .insufficientBuffers
+        guard queued else { return .insufficientBuffers }
+        // Outside the log's lock: on a quiet link this processor sends it at once itself.
+        connection.outbox.help()
+        return .success
     }
 }

@@ -395,6 +395,7 @@ final class ParentLink: Sendable {
             connection.channel.socket.shutdown()
             return
         }
+        connection.outbox.help()
     }
 
     /// A part of a commit: kept until the last part, then applied as one — the records into the
