@@ -250,7 +250,7 @@ let package = Package(
                                    log]),
         .testTarget(name: "ControlProtocolTests",
                     dependencies: ["ControlProtocol", "DeviceModel", "VMBusProtocol", "LinuxSupport", "HyperV"]),
-        .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol", "HyperV"]),
+        .testTarget(name: "VMBusServerTests", dependencies: ["VMBusServer", "VMBusProtocol", "HyperV", "TestSupport"]),
         .testTarget(name: "VMBusClientTests",
                     dependencies: ["VMBusClient", "VMBusServer", "VMBusProtocol", "HyperV", "TestSupport",
                                    "ICVSC", "ICVSP", "ICProtocol", "BenchVSC", "BenchVSP", "BenchProtocol", "VMBusHost",
@@ -267,6 +267,7 @@ let package = Package(
                     dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ControlProtocol",
                                    "ManagementAPI", "Partition",
                                    "HypervisorInterface", "KVM", "CKVM", "GuestMemory", "HyperV", "VMBusProtocol",
-                                   "LinuxSupport", "TestSupport", log, .product(name: "NIOHTTP1", package: "swift-nio")]),
+                                   "LinuxSupport", "TestSupport", log, .product(name: "NIOHTTP1", package: "swift-nio"),
+                                   "VMBusClient", "VMBusHost", "ICVSC", "ICProtocol", "BenchProtocol"]),
     ] + devices.flatMap(\.targets)
 )

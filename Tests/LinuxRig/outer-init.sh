@@ -239,6 +239,11 @@ done
 storage_done || say "linux: the storage steps did not finish"
 storage_check_protocol
 command -v network_host_checks >/dev/null && network_host_checks
+# Steps added in Tests/LinuxRig/steps (each a file sourced in name order) run here, with the Linux
+# child up and its IC checkpoints reached, before the shutdown below.
+for step in /rig/steps/*.sh; do
+    [ -f "$step" ] && . "$step"
+done
 
 # Shut the child down through the shutdown integration service and wait until it is stopped.
 sleep 5

@@ -251,6 +251,8 @@ assemble() {
 
     busybox_root "$outer"
     install -m 755 "$RIG_DIR/outer-init.sh" "$outer/init"
+    mkdir -p "$outer/rig/steps"
+    for step in "$RIG_DIR"/steps/*.sh; do [ -f "$step" ] && install -m 644 "$step" "$outer/rig/steps/"; done
     install_modules "$outer/rig/modules" "${OUTER_MODULES[@]}"
     storage_assemble_outer "$outer"
     network_outer_files "$outer"
@@ -360,6 +362,12 @@ check() {
         child_check "6 time sync IC" 'TimeSync IC version' "$vmbus_line" || true
         storage_checks
         network_checks "$vmbus_line"
+        # Each step in Tests/LinuxRig/steps names its results: "# rig-result: KEY|NAME".
+        local step key name
+        for step in "$RIG_DIR"/steps/*.sh; do
+            [ -f "$step" ] || continue
+            while IFS='|' read -r key name; do rig_check "$key" "$name"; done < <(sed -n 's/^# rig-result: //p' "$step")
+        done
         rig_check linux-shutdown "7 hv partition shutdown -> stopped"
     fi
     if [ "$QEMU_STATUS" != 0 ]; then

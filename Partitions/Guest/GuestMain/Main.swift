@@ -37,6 +37,8 @@ public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
         StorageProgram(info: info).run(info.argument("mode") ?? "storage")
     case "net":
         NetworkProgram(info: info).run()
+    case "flood":
+        Flood(info: info).run()
     default:
         Probe(info: info).run()
     }

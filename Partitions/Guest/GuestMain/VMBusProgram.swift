@@ -50,6 +50,9 @@ struct VMBusProgram {
         if info.argument("mode") == "scribble", var channel = bench?.channel {
             scribble(&channel, &client)
         }
+        if var bench, info.argument("bench") == "soak" {
+            soak(&bench, &services)
+        }
         if var bench, let plan = info.argument("bench") {
             let sizes = messageSizes(info.argument("sizes") ?? "64,4096", largest: bench.largestMessageSize)
             bench.run(plan: plan, sizes: sizes,

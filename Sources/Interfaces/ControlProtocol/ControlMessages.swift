@@ -116,12 +116,17 @@ public enum RootMessage: Hashable, Sendable {
     case switchDetached(name: String)
     /// Asks for the partition's channel counters; answered by `partitionStatistics`.
     case requestStatistics(requestID: UInt32, partitionID: UInt32)
+    /// The saved state of a partition's parent-side services, which an earlier parent committed:
+    /// sent before the partition's `partitionAttached`, in as many messages as it takes.
+    case savedState(partitionID: UInt32, records: [StateRecord])
+    /// A guest message with its number; it replaces `guestMessage`.
+    case sequencedGuestMessage(SequencedGuestMessage)
 
     enum Kind: UInt16 {
         case welcome = 1, partitionAttached, partitionDetached, synicPagesChanged, guestMessage, doorbell,
              requestFailed, shutdownGuest, portWrite, portRead, interruptLine, deviceAdded, deviceRemoved, deviceChanged,
              portReadString, portWriteString,
-             switchAttached, switchDetached
+             switchAttached, switchDetached, savedState, sequencedGuestMessage
         case requestStatistics = 32
     }
 
@@ -244,6 +249,18 @@ public enum RootMessage: Hashable, Sendable {
             out.u16(Kind.requestStatistics.rawValue)
             out.u32(request)
             out.u32(id)
+        case .savedState(let id, let records):
+            out.u16(Kind.savedState.rawValue)
+            out.u32(id)
+            out.records(records)
+        case .sequencedGuestMessage(let message):
+            out.u16(Kind.sequencedGuestMessage.rawValue)
+            out.u32(message.partitionID)
+            out.u64(message.sequence)
+            out.u32(message.vp)
+            out.u32(message.connectionID)
+            out.u32(message.messageType)
+            out.data(message.payload)
         }
         return out.bytes
     }
@@ -319,6 +336,12 @@ public enum RootMessage: Hashable, Sendable {
             self = .switchDetached(name: try input.string(limit: 64))
         case .requestStatistics:
             self = .requestStatistics(requestID: try input.u32(), partitionID: try input.u32())
+        case .savedState:
+            self = .savedState(partitionID: try input.u32(), records: try input.records(requiringBytes: true))
+        case .sequencedGuestMessage:
+            self = .sequencedGuestMessage(SequencedGuestMessage(
+                partitionID: try input.u32(), sequence: try input.u64(), vp: try input.u32(), connectionID: try input.u32(),
+                messageType: try input.u32(), payload: try input.data(limit: SynIC.maximumMessagePayload)))
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }
@@ -354,11 +377,17 @@ public enum ParentMessage: Hashable, Sendable {
     /// The answer to `requestStatistics`: the partition's channels and what each carried
     /// (at most `ChannelCounterRecord.limit`; none if the parent does not serve the partition).
     case partitionStatistics(requestID: UInt32, partitionID: UInt32, channels: [ChannelCounterRecord])
+    /// A part of a state change with the SynIC messages it answers with (`StateCommit`).
+    case commitState(StateCommit)
+    /// The parent has handled the first `jobs` of the partition's messages that run on its control
+    /// thread on this connection (which lets the root send more); the last guest message among
+    /// them was numbered `sequence` (0: none yet).
+    case completed(partitionID: UInt32, jobs: UInt64, sequence: UInt64)
 
     enum Kind: UInt16 {
         case hello = 1, registerMessageConnection, unregisterMessageConnection, registerEventConnection,
              unregisterEventConnection, requestDoorbell, postMessage, partitionStatus, registerPorts, portReadResult,
-             requestInterruptLine, consoleOutput, portReadStringResult
+             requestInterruptLine, consoleOutput, portReadStringResult, commitState, completed
         case partitionStatistics = 32
     }
 
@@ -440,6 +469,18 @@ public enum ParentMessage: Hashable, Sendable {
             let kept = channels.prefix(ChannelCounterRecord.limit)
             out.u32(UInt32(kept.count))
             for channel in kept { channel.encode(into: &out) }
+        case .commitState(let commit):
+            out.u16(Kind.commitState.rawValue)
+            out.u32(commit.partitionID)
+            out.u64(commit.sequence)
+            out.bool(commit.isFinal)
+            out.records(commit.records)
+            out.posts(commit.posts)
+        case .completed(let id, let jobs, let sequence):
+            out.u16(Kind.completed.rawValue)
+            out.u32(id)
+            out.u64(jobs)
+            out.u64(sequence)
         }
         return out.bytes
     }
@@ -493,6 +534,11 @@ public enum ParentMessage: Hashable, Sendable {
             var channels: [ChannelCounterRecord] = []
             for _ in 0..<count { channels.append(try ChannelCounterRecord(decoding: &input)) }
             self = .partitionStatistics(requestID: request, partitionID: id, channels: channels)
+        case .commitState:
+            self = .commitState(StateCommit(partitionID: try input.u32(), sequence: try input.u64(), isFinal: try input.bool(),
+                                            records: try input.records(requiringBytes: false), posts: try input.posts()))
+        case .completed:
+            self = .completed(partitionID: try input.u32(), jobs: try input.u64(), sequence: try input.u64())
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }

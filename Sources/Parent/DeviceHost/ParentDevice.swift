@@ -53,6 +53,16 @@ public protocol EmulatedDevice: Sendable {
     func portWriteString(port: UInt16, size: Int, bytes: [UInt8])
     /// The partition stopped or the parent is detaching: release threads and registrations.
     func stop()
+    /// What the device keeps across a parent restart, saved whenever it changes (`nil`, the
+    /// default: nothing; it starts afresh under the next parent).
+    var savedState: [UInt8]? { get }
+    /// Takes back what `savedState` gave under an earlier parent, before `attach`.
+    func restore(_ state: [UInt8])
+}
+
+extension EmulatedDevice {
+    public var savedState: [UInt8]? { nil }
+    public func restore(_ state: [UInt8]) {}
 }
 
 extension EmulatedDevice {

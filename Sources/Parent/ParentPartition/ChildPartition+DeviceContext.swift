@@ -19,7 +19,7 @@ extension ChildPartition: DeviceContext {
     }
 
     public func interceptPorts(_ ports: Range<UInt16>) {
-        root.send(.registerPorts(partitionID: id, base: ports.lowerBound, count: UInt16(ports.count)))
+        root.send(.registerPorts(partitionID: id, base: ports.lowerBound, count: UInt16(ports.count)), partition: id)
     }
 
     public func requestInterruptLine(pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void) {
@@ -27,7 +27,7 @@ extension ChildPartition: DeviceContext {
     }
 
     public func consoleOutput(_ bytes: [UInt8]) {
-        root.send(.consoleOutput(partitionID: id, bytes: bytes))
+        root.consoleOutput(partitionID: id, bytes: bytes)
     }
 
     public func sharedBackend<Backend: Sendable>(_ type: Backend.Type) -> Backend? {

@@ -19,7 +19,8 @@ enum BuiltDevice: Sendable {
 
 extension ChildPartition {
     /// Builds the partition's devices when it is attached and starts its VMBus service with
-    /// the synthetic ones. A device that cannot be built is left out, reported as a fact.
+    /// the synthetic ones (restoring the state an earlier parent saved, if any). A device that
+    /// cannot be built is left out, reported as a fact. Runs on the control thread.
     /// - Parameter resources: the devices' host resources, device by device.
     func attachDevices(_ specs: [DeviceSpec], resources: [OwnedDescriptor]) {
         var synthetic: [VMBusService.Device] = []
@@ -31,12 +32,12 @@ extension ChildPartition {
             case .vmbus(let classID, let provider)?:
                 synthetic.append(VMBusService.Device(spec: spec, classID: classID, provider: provider))
             case .emulated(let device)?:
-                add(EmulatedDeviceService(device: device))
+                add(EmulatedDeviceService(device: device, partition: self, saved: savedState))
             case nil:
                 break
             }
         }
-        let service = VMBusService(partition: self, devices: synthetic)
+        let service = VMBusService(partition: self, devices: synthetic, saved: savedState)
         vmbus.withLock { $0 = service }
         add(service)
     }

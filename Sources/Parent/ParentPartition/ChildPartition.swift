@@ -48,6 +48,10 @@ public final class ChildPartition: Sendable {
         var counters: ChannelCounters
         var isOpen: Bool
     }
+    /// The root's jobs for this partition on this connection, counted (ChildPartition+RootJobs).
+    let rootJobs: Mutex<RootJobs>
+    /// The state an earlier parent committed for this partition, by record key (empty: none).
+    let savedState: [UInt64: [UInt8]]
 
     /// The most requests a child may have waiting for its control thread.
     static let controlQueueCapacity = 4096
@@ -66,10 +70,17 @@ public final class ChildPartition: Sendable {
     /// Back ends the parent shares among its children (the virtual switches).
     let backends: SharedBackends
 
+    /// - Parameters:
+    ///   - savedState: what an earlier parent committed for the partition, by record key.
+    ///   - jobs: the root's jobs already counted for the partition on this connection (when it is
+    ///     attached a second time).
     init(attachment: PartitionAttachment, memory: GuestMemory, root: RootConnection,
-         deviceTypes: [any ParentDevice.Type], backends: SharedBackends = SharedBackends(), logger: Logger) throws(SystemError) {
+         deviceTypes: [any ParentDevice.Type], backends: SharedBackends = SharedBackends(), logger: Logger,
+         savedState: [UInt64: [UInt8]] = [:], jobs: RootJobs = RootJobs()) throws(SystemError) {
         self.deviceTypes = deviceTypes
         self.backends = backends
+        self.savedState = savedState
+        rootJobs = Mutex(jobs)
         control = try WorkQueue(name: "child\(attachment.partitionID)", capacity: Self.controlQueueCapacity)
         id = attachment.partitionID
         name = attachment.name
@@ -206,10 +217,12 @@ public final class ChildPartition: Sendable {
         services.withLock { $0.append(service) }
     }
 
-    /// Dispatches a guest message to the service that owns `connectionID`.
-    func deliver(vp: UInt32, connectionID: UInt32, type: UInt32, payload: [UInt8]) {
+    /// Dispatches a guest message (numbered `sequence` by the root, 0 if not) to the service
+    /// that owns `connectionID`.
+    func deliver(vp: UInt32, connectionID: UInt32, type: UInt32, payload: [UInt8], sequence: UInt64 = 0) {
         let owner = services.withLock { $0.first { $0.messageConnections.contains(connectionID) } }
-        owner?.receive(vp: vp, connectionID: connectionID, type: SynICMessageType(rawValue: type), payload: payload)
+        owner?.receive(vp: vp, connectionID: connectionID, type: SynICMessageType(rawValue: type), payload: payload,
+                       sequence: sequence)
     }
 
     /// An intercepted port write (posted by the root).
@@ -269,6 +282,9 @@ protocol PartitionService: Sendable {
     func portWriteString(port: UInt16, size: Int, bytes: [UInt8])
     /// A message the guest posted to one of them.
     func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8])
+    /// A message the guest posted to one of them, numbered `sequence` by the root: a service
+    /// that commits state (`RootConnection.commit`) names it in the commit that handles it.
+    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8], sequence: UInt64)
     /// A user asked for an orderly shutdown.
     func requestGuestShutdown()
     /// Releases threads and registrations.
@@ -283,5 +299,8 @@ extension PartitionService {
     func portReadString(port: UInt16, size: Int, count: Int) -> [UInt8] { [UInt8](repeating: 0xFF, count: size * count) }
     func portWriteString(port: UInt16, size: Int, bytes: [UInt8]) {}
     func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8]) {}
+    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8], sequence: UInt64) {
+        receive(vp: vp, connectionID: connectionID, type: type, payload: payload)
+    }
     func requestGuestShutdown() {}
 }

@@ -26,6 +26,12 @@ public final class ParentPartitionService: Sendable {
     let backends = SharedBackends()
     /// The virtual switches the root configured.
     let switches: SwitchService
+    /// Saved state the root sent for partitions it has not attached yet (it comes just before
+    /// their `partitionAttached`), by partition and record key.
+    private let arrivingState = Mutex<[UInt32: [UInt64: [UInt8]]]>([:])
+    /// The root's jobs for partitions this parent does not serve, counted so they can be
+    /// acknowledged (the root would otherwise stop sending that partition anything).
+    private let strayJobs = Mutex<[UInt32: UInt64]>([:])
 
     public init(socketPath: String, deviceTypes: [any ParentDevice.Type], logger: Logger) {
         self.socketPath = socketPath
@@ -51,6 +57,8 @@ public final class ParentPartitionService: Sendable {
                 continue
             }
             announcedWait = false
+            arrivingState.withLock { $0.removeAll() }
+            strayJobs.withLock { $0.removeAll() }
             connection.withLock { $0 = root }
             if stopping.load(ordering: .acquiring) { root.channel.socket.shutdown() }
             logger.info("connected to the root scheduler")
@@ -60,7 +68,9 @@ public final class ParentPartitionService: Sendable {
             // and drop the requests the root never answered: their completions hold children,
             // which hold this connection.
             root.close()
-            detachAll()
+            // When stopping, `run()` returns only once the children are released (their
+            // channels' workers have stopped); otherwise the reconnect goes on meanwhile.
+            detachAll(waiting: stopping.load(ordering: .acquiring))
             // The root sends its switches again when the parent reconnects.
             switches.stopAll()
             if !stopping.load(ordering: .acquiring) { logger.info("root scheduler went away; reconnecting") }
@@ -104,13 +114,20 @@ public final class ParentPartitionService: Sendable {
         case .partitionAttached(let attachment):
             attach(attachment, memoryFile: descriptors[0], resources: Array(descriptors.dropFirst()), root: root)
         case .partitionDetached(let id):
+            arrivingState.withLock { _ = $0.removeValue(forKey: id) }
+            strayJobs.withLock { _ = $0.removeValue(forKey: id) }
             if let child = children.withLock({ $0.removeValue(forKey: id) }) { detach([child]) }
+            root.closeLane(id)
             logger.info("partition \(id) detached")
         case .synicPagesChanged(let id, let pages):
             child(id)?.updatePages(pages)
         case .guestMessage(let id, let vp, let connectionID, let type, let payload):
-            guard let child = child(id) else { break }
-            child.perform { child.deliver(vp: vp, connectionID: connectionID, type: type, payload: payload) }
+            rootJob(id, root: root) { child in child.deliver(vp: vp, connectionID: connectionID, type: type, payload: payload) }
+        case .sequencedGuestMessage(let message):
+            rootJob(message.partitionID, sequence: message.sequence, root: root) { child in
+                child.deliver(vp: message.vp, connectionID: message.connectionID, type: message.messageType,
+                              payload: message.payload, sequence: message.sequence)
+            }
         case .doorbell(let request, _, _, _):
             root.complete(request: request, doorbell: EventFD(adopting: descriptors[0]))
         case .requestFailed(let request, let reason):
@@ -118,51 +135,81 @@ public final class ParentPartitionService: Sendable {
             root.complete(request: request, doorbell: nil)
         case .requestStatistics(let request, let id):
             // Counters are atomics: answered here, without waiting for the child's control thread.
-            root.send(.partitionStatistics(requestID: request, partitionID: id, channels: child(id)?.channelStatistics ?? []))
+            root.answer(.partitionStatistics(requestID: request, partitionID: id, channels: child(id)?.channelStatistics ?? []))
         case .shutdownGuest(let id):
-            guard let child = child(id) else { break }
-            child.perform { child.requestGuestShutdown() }
+            rootJob(id, root: root) { child in child.requestGuestShutdown() }
         case .portWrite(let id, let vp, let port, let size, let value):
-            guard let child = child(id) else { break }
-            child.perform { child.portWrite(vp: vp, port: port, size: Int(size), value: value) }
+            rootJob(id, root: root) { child in child.portWrite(vp: vp, port: port, size: Int(size), value: value) }
         case .portRead(let request, let id, let vp, let port, let size):
             // The guest processor waits for the answer: a partition that cannot take the
             // request gets an undriven bus (all ones) at once rather than the root's timeout.
-            guard let child = child(id), child.perform({
-                root.send(.portReadResult(requestID: request, value: child.portRead(vp: vp, port: port, size: Int(size))))
-            }) else {
-                root.send(.portReadResult(requestID: request, value: 0xFFFF_FFFF))
-                break
+            let queued = rootJob(id, root: root) { child in
+                root.portReadResult(requestID: request, value: child.portRead(vp: vp, port: port, size: Int(size)))
             }
+            if !queued { root.portReadResult(requestID: request, value: 0xFFFF_FFFF) }
         case .interruptLine(let request, _, _):
             root.complete(request: request, doorbell: EventFD(adopting: descriptors[0]))
         case .deviceAdded(let id, let spec):
-            guard let child = child(id) else { break }
-            child.perform { child.addDevice(spec, resources: descriptors) }
+            rootJob(id, root: root) { child in child.addDevice(spec, resources: descriptors) }
         case .deviceRemoved(let id, let instance):
-            guard let child = child(id) else { break }
-            child.perform { child.removeDevice(instance) }
+            rootJob(id, root: root) { child in child.removeDevice(instance) }
         case .deviceChanged(let id, let spec):
-            guard let child = child(id) else { break }
-            child.perform { child.changeDevice(spec, resources: descriptors) }
+            rootJob(id, root: root) { child in child.changeDevice(spec, resources: descriptors) }
         case .portReadString(let request, let id, let vp, let port, let size, let count):
             // As `portRead`: a partition that cannot take the request reads a floating bus at once.
             let total = min(Int(size) * Int(count), RootMessage.maximumStringBytes)
-            guard let child = child(id), child.perform({
+            let queued = rootJob(id, root: root) { child in
                 let bytes = child.portReadString(vp: vp, port: port, size: Int(size), count: Int(count))
-                root.send(.portReadStringResult(requestID: request, bytes: Array(bytes.prefix(total))))
-            }) else {
-                root.send(.portReadStringResult(requestID: request, bytes: [UInt8](repeating: 0xFF, count: total)))
-                break
+                root.answer(.portReadStringResult(requestID: request, bytes: Array(bytes.prefix(total))))
             }
+            if !queued { root.answer(.portReadStringResult(requestID: request, bytes: [UInt8](repeating: 0xFF, count: total))) }
         case .portWriteString(let id, let vp, let port, let size, let bytes):
-            guard let child = child(id) else { break }
-            child.perform { child.portWriteString(vp: vp, port: port, size: Int(size), bytes: bytes) }
+            rootJob(id, root: root) { child in child.portWriteString(vp: vp, port: port, size: Int(size), bytes: bytes) }
         case .switchAttached(let spec):
             switches.attach(spec, descriptor: descriptors.first)
         case .switchDetached(let name):
             switches.detach(name)
+        case .savedState(let id, let records):
+            receiveSavedState(id, records)
         }
+    }
+
+    /// Runs one of the root's jobs on partition `id`'s control thread. For a partition this
+    /// parent does not serve, or whose queue refuses it, the job is acknowledged at once.
+    /// - Returns: whether it was queued.
+    @discardableResult
+    private func rootJob(_ id: UInt32, sequence: UInt64 = 0, root: RootConnection,
+                         _ job: @escaping @Sendable (ChildPartition) -> Void) -> Bool {
+        if let child = child(id) {
+            return child.performRootJob(sequence: sequence) { job(child) }
+        }
+        let jobs = strayJobs.withLock { strays -> UInt64 in
+            if strays[id] == nil && strays.count >= Self.strayPartitionLimit { strays.removeAll() }
+            strays[id, default: 0] += 1
+            return strays[id] ?? 0
+        }
+        root.acknowledge(partitionID: id, jobs: jobs, sequence: sequence)
+        return false
+    }
+
+    /// The most partitions whose stray jobs are counted at once.
+    static let strayPartitionLimit = 1024
+
+    /// Keeps saved state that arrives ahead of its partition, within `SavedStateLimits`.
+    private func receiveSavedState(_ id: UInt32, _ records: [StateRecord]) {
+        let kept = arrivingState.withLock { arriving -> Bool in
+            guard arriving[id] != nil || arriving.count < Self.strayPartitionLimit else { return false }
+            var state = arriving[id] ?? [:]
+            for record in records { state[record.key] = record.bytes }
+            let bytes = state.values.reduce(0) { $0 + $1.count }
+            guard state.count <= SavedStateLimits.maximumRecords, bytes <= SavedStateLimits.maximumBytes else {
+                arriving[id] = nil
+                return false
+            }
+            arriving[id] = state
+            return true
+        }
+        if !kept { logger.error("the root's saved state of partition \(id) is larger than a saved state may be; ignored") }
     }
 
     /// The child partition with root-assigned `id`, while it is attached.
@@ -188,32 +235,47 @@ public final class ParentPartitionService: Sendable {
             logger.error("cannot map the memory of partition \(attachment.name): \(error)")
             return
         }
+        let id = attachment.partitionID
+        let saved = arrivingState.withLock { $0.removeValue(forKey: id) } ?? [:]
+        // A second attachment of the same partition replaces the first, whose services stop; the
+        // root's jobs counted so far stay counted.
+        let jobs = child(id)?.rootJobs.withLock { $0 } ?? RootJobs(received: strayJobs.withLock { $0[id] } ?? 0,
+                                                                    completed: strayJobs.withLock { $0[id] } ?? 0)
+        strayJobs.withLock { _ = $0.removeValue(forKey: id) }
+        root.openLane(id)
         let child: ChildPartition
         do {
             child = try ChildPartition(attachment: attachment, memory: memory, root: root, deviceTypes: deviceTypes,
-                                       backends: backends,
-                                       logger: logger)
+                                       backends: backends, logger: logger, savedState: saved, jobs: jobs)
         } catch {
             logger.error("cannot serve partition \(attachment.name): \(error)")
             return
         }
-        // A second attachment of the same partition replaces the first, whose services stop.
-        if let replaced = children.withLock({ $0.updateValue(child, forKey: attachment.partitionID) }) { detach([replaced]) }
-        do {
-            child.add(try DiagnosticEchoService(partition: child))
-        } catch {
-            logger.error("partition \(attachment.name): cannot start the diagnostic echo: \(error)")
+        if let replaced = children.withLock({ $0.updateValue(child, forKey: id) }) { detach([replaced]) }
+        // The services start on the partition's control thread, ahead of everything the guest
+        // sends: the root hands the messages an earlier parent left unanswered to the VMBus
+        // service once it registers its connections, which it does after restoring its state.
+        child.perform { [logger] in
+            do {
+                child.add(try DiagnosticEchoService(partition: child))
+            } catch {
+                logger.error("partition \(attachment.name): cannot start the diagnostic echo: \(error)")
+            }
+            child.attachDevices(attachment.devices, resources: resources)
         }
-        child.attachDevices(attachment.devices, resources: resources)
-        logger.info("serving partition \(attachment.name) (id \(attachment.partitionID), \(attachment.memorySize >> 20) MiB)")
+        logger.info("serving partition \(attachment.name) (id \(id), \(attachment.memorySize >> 20) MiB\(saved.isEmpty ? "" : ", restoring its saved state"))")
     }
 
-    private func detachAll() {
+    private func detachAll(waiting: Bool) {
         let all = children.withLock { table -> [ChildPartition] in
             defer { table.removeAll() }
             return Array(table.values)
         }
-        detach(all)
+        if waiting {
+            for child in all { child.detach() }
+        } else {
+            detach(all)
+        }
     }
 
     /// Detaches partitions on a thread of its own: closing a child's channels waits for their

@@ -1,3 +1,4 @@
+import ControlProtocol
 import DeviceHost
 import DeviceModel
 import GuestMemory
@@ -13,6 +14,14 @@ import VMBusServer
 /// from the root (HvPostMessage on connections 1 and 4), the server's answers go back as SynIC
 /// messages on SINT 2, and each open channel gets ring memory in guest RAM, an ioeventfd
 /// connection (relid | 0x2000) for the guest's signals, and a worker thread running its VSP.
+///
+/// Every change of the server's state is committed to the root together with the messages it
+/// answers with and the guest message it handled (`StateCommit`), so a parent that dies leaves
+/// the root a state that matches what the guest saw. A restarted parent restores it: channels
+/// carry on over the same rings (their ring indices live in guest memory), with a session the
+/// device resumes; a device that cannot carry on has its channel rescinded and offered again,
+/// which the guest sees as a hot-remove and a hot-add (Docs/architecture.md, "A parent that
+/// restarts").
 ///
 /// A channel whose guest corrupts its ring or breaks its device protocol is closed and
 /// rescinded; the other channels and the parent carry on.
@@ -32,6 +41,15 @@ final class VMBusService: PartitionService {
         var server: VMBusServer
         var devices: [UInt32: Device] = [:]
         var open: [UInt32: OpenChannel] = [:]
+        /// What was committed last, so each commit carries only what changed.
+        var ledger = ServerStateLedger()
+        /// Messages for the guest, posted with the next commit, in order.
+        var posts: [SynICPost] = []
+        /// Channels rescinded after a restart because their device could not carry on: offered
+        /// again once the guest has released them (an offer with the GUIDs of a channel the guest
+        /// still holds would be dropped as a duplicate, `drivers/hv/channel_mgmt.c:
+        /// vmbus_process_offer`).
+        var offerAgainOnRelease: [UInt32: Device] = [:]
     }
 
     /// A synthetic device of the partition: what the guest is offered and who serves it. Each
@@ -43,6 +61,10 @@ final class VMBusService: PartitionService {
         var subChannelIndex: UInt16 = 0
 
         var name: String { spec.kind }
+
+        var offer: ChannelOffer {
+            ChannelOffer(interfaceType: classID, interfaceInstance: spec.instance, name: name, subChannelIndex: subChannelIndex)
+        }
     }
 
     struct OpenChannel {
@@ -53,24 +75,95 @@ final class VMBusService: PartitionService {
         [VMBusConstants.messageConnectionID.rawValue, VMBusConstants.initiateContactConnectionID.rawValue]
     }
 
-    init(partition: ChildPartition, devices offered: [Device]) {
+    /// - Parameter saved: the partition's saved state (the server's records are picked out).
+    init(partition: ChildPartition, devices offered: [Device], saved: [UInt64: [UInt8]] = [:]) {
         self.partition = partition
-        var server = VMBusServer(configuration: .init(memorySize: UInt64(partition.memory.size),
-                                                      processorCount: partition.processorCount))
-        var devices: [UInt32: Device] = [:]
-        for device in offered {
-            let offer = ChannelOffer(interfaceType: device.classID, interfaceInstance: device.spec.instance, name: device.name)
-            guard let (relID, _) = server.addOffer(offer) else {
-                partition.logger.error("partition \(partition.name): no relid left for \(device.name)")
-                continue
+        let configuration = VMBusServer.Configuration(memorySize: UInt64(partition.memory.size),
+                                                      processorCount: partition.processorCount)
+        var restored: VMBusServer?
+        let own = saved.filter { ServerState.owns($0.key) }
+        if !own.isEmpty {
+            do throws(ServerStateError) {
+                restored = try VMBusServer(configuration: configuration, restoring: own)
+            } catch {
+                partition.logger.error("partition \(partition.name): cannot restore its VMBus state (\(error)); starting afresh")
+                partition.report(["vmbus.restored": "no: \(error)"])
             }
-            devices[relID] = device
         }
-        state = Mutex(State(server: server, devices: devices))
         partition.prepareDoorbells(sint: UInt8(VMBusConstants.messageSINT))
+        if let restored {
+            state = Mutex(State(server: restored, ledger: ServerStateLedger(matching: restored)))
+            restore(offered)
+        } else {
+            state = Mutex(State(server: VMBusServer(configuration: configuration)))
+            state.withLock { state in
+                for device in offered { offer(device, &state) }
+            }
+        }
+        commit(sequence: 0)
+        // The root hands over what the guest posted and an earlier parent did not handle once
+        // these are registered: after the restore, so it finds the restored state.
         for connection in messageConnections {
             partition.root.registerMessageConnection(partitionID: partition.id, connectionID: connection)
         }
+    }
+
+    // MARK: Restoring
+
+    /// Carries on from a restored server: open channels resume with their device's session, or
+    /// are rescinded to be offered again; channels of devices the partition no longer has are
+    /// rescinded; devices with no channel yet are offered.
+    private func restore(_ offered: [Device]) {
+        state.withLock { state in
+            var unmatched = offered
+            var resumed = 0
+            var reoffered = 0
+            for channel in state.server.liveChannels {
+                let offer = channel.offer
+                guard let primary = offered.first(where: {
+                    $0.classID == offer.interfaceType && $0.spec.instance == offer.interfaceInstance
+                }) else {
+                    perform(state.server.rescind(channel: channel.relID), &state)
+                    continue
+                }
+                var device = primary
+                device.subChannelIndex = offer.subChannelIndex
+                state.devices[channel.relID] = device
+                if offer.subChannelIndex == 0 { unmatched.removeAll { $0.spec.instance == device.spec.instance } }
+                switch channel.state {
+                case .open(let request):
+                    if resume(request, device, &state) {
+                        resumed += 1
+                    } else {
+                        partition.logger.info("partition \(partition.name): \(device.name) cannot carry on after the restart; offering it again")
+                        perform(state.server.rescind(channel: channel.relID), &state)
+                        if offer.subChannelIndex == 0 { state.offerAgainOnRelease[channel.relID] = device }
+                        reoffered += 1
+                    }
+                case .opening(let request):
+                    let accepted = open(request, &state)
+                    perform(state.server.completeOpen(channel: request.channel, accepted: accepted), &state)
+                case .rescinded:
+                    if offer.subChannelIndex == 0 { state.offerAgainOnRelease[channel.relID] = device }
+                default:
+                    break
+                }
+            }
+            for device in unmatched { offer(device, &state) }
+            partition.logger.info("partition \(partition.name): VMBus state restored; \(resumed) channel(s) resumed, \(reoffered) offered again")
+            partition.report(["vmbus.restored": "\(resumed) resumed, \(reoffered) offered again"])
+        }
+    }
+
+    /// Starts serving an open channel again over its rings, with the session its device resumes.
+    private func resume(_ request: OpenRequest, _ device: Device, _ state: inout State) -> Bool {
+        let opening = ChannelOpening(relID: request.channel, subChannelIndex: device.subChannelIndex, targetVP: request.targetVP)
+        guard let session = device.provider.resumeSession(opening) else { return false }
+        guard start(request, device, session, &state) else { return false }
+        // A signal the old parent owed the guest may have died with it: one spurious interrupt
+        // makes the guest look at its rings (drivers/hv/vmbus_drv.c: vmbus_chan_sched reads them).
+        partition.signalEvent(vp: request.targetVP, sint: UInt8(VMBusConstants.messageSINT), flag: request.channel)
+        return true
     }
 
     // MARK: Devices coming and going
@@ -78,15 +171,17 @@ final class VMBusService: PartitionService {
     /// Offers a device added while the partition runs (on the control thread): a guest that has
     /// asked for offers sees it at once, as a hot-added device.
     func add(_ device: Device) {
-        state.withLock { state in
-            let offer = ChannelOffer(interfaceType: device.classID, interfaceInstance: device.spec.instance, name: device.name)
-            guard let (relID, actions) = state.server.addOffer(offer) else {
-                partition.logger.error("partition \(partition.name): no relid left for \(device.name)")
-                return
-            }
-            state.devices[relID] = device
-            perform(actions, &state)
+        state.withLock { offer(device, &$0) }
+        commit(sequence: 0)
+    }
+
+    private func offer(_ device: Device, _ state: inout State) {
+        guard let (relID, actions) = state.server.addOffer(device.offer) else {
+            partition.logger.error("partition \(partition.name): no relid left for \(device.name)")
+            return
         }
+        state.devices[relID] = device
+        perform(actions, &state)
     }
 
     /// Withdraws the device `instance` (on the control thread): its channels are closed and
@@ -94,9 +189,10 @@ final class VMBusService: PartitionService {
     /// - Returns: whether the partition had it.
     @discardableResult
     func remove(instance: GUID) -> Bool {
-        state.withLock { state in
+        let removed = state.withLock { state in
             let primaries = state.devices.filter { $0.value.spec.instance == instance && $0.value.subChannelIndex == 0 }
             for relID in primaries.keys.sorted() {
+                state.offerAgainOnRelease[relID] = nil
                 perform(state.server.rescind(channel: relID), &state)
                 if state.server.state(of: relID) == .released { state.devices[relID] = nil }
             }
@@ -104,16 +200,23 @@ final class VMBusService: PartitionService {
             for device in primaries.values { (device.provider as? any DetachableProvider)?.detach() }
             return !primaries.isEmpty
         }
+        commit(sequence: 0)
+        return removed
     }
 
     // MARK: Inputs
 
-    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8]) {
+    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8], sequence: UInt64) {
         guard type == .vmbus else { return }
         state.withLock { state in
             let actions = state.server.handle(payload, connectionID: ConnectionID(connectionID), from: vp)
             perform(actions, &state)
         }
+        commit(sequence: sequence)
+    }
+
+    func receive(vp: UInt32, connectionID: UInt32, type: SynICMessageType, payload: [UInt8]) {
+        receive(vp: vp, connectionID: connectionID, type: type, payload: payload, sequence: 0)
     }
 
     func requestGuestShutdown() {
@@ -133,6 +236,7 @@ final class VMBusService: PartitionService {
                 let actions = state.server.rescind(channel: relID)
                 perform(actions, &state)
             }
+            commit(sequence: 0)
         }
     }
 
@@ -146,25 +250,27 @@ final class VMBusService: PartitionService {
                 var index: UInt16 = 1
                 for _ in 0..<min(count, Self.maximumSubChannels) {
                     while inUse.contains(index) { index += 1 }
-                    let offer = ChannelOffer(interfaceType: device.classID, interfaceInstance: device.spec.instance,
-                                             name: device.name, subChannelIndex: index)
-                    guard let (relID, actions) = state.server.addOffer(offer) else {
+                    var subChannel = device
+                    subChannel.subChannelIndex = index
+                    guard let (relID, actions) = state.server.addOffer(subChannel.offer) else {
                         partition.logger.error("partition \(partition.name): no relid left for a \(device.name) sub-channel")
                         return
                     }
-                    var subChannel = device
-                    subChannel.subChannelIndex = index
                     state.devices[relID] = subChannel
                     perform(actions, &state)
                     index += 1
                 }
             }
+            commit(sequence: 0)
         }
     }
 
     /// The most sub-channels one channel may have.
     static let maximumSubChannels = 64
 
+    /// Stops serving (the partition is detached, or the parent is going away): the workers stop
+    /// and nothing is committed, so a parent that serves the partition next carries on from the
+    /// last commit.
     func stop() {
         let providers = state.withLock { state -> [any VirtualServiceProvider] in
             for relID in state.open.keys.sorted() { close(relID, &state) }
@@ -176,6 +282,21 @@ final class VMBusService: PartitionService {
         }
     }
 
+    // MARK: Committing
+
+    /// Sends what changed since the last commit, with the messages to post, to the root as one
+    /// commit (`sequence`: the guest message handled, 0 for none). Called on the control thread
+    /// at the end of every job that changed the server, outside the lock.
+    private func commit(sequence: UInt64) {
+        let (records, posts) = state.withLock { state -> ([StateRecord], [SynICPost]) in
+            let records = state.ledger.changes(in: state.server).map { StateRecord(key: $0.key, bytes: $0.bytes) }
+            defer { state.posts.removeAll() }
+            return (records, state.posts)
+        }
+        guard !records.isEmpty || !posts.isEmpty else { return }
+        partition.root.commit(partitionID: partition.id, sequence: sequence, records: records, posts: posts)
+    }
+
     // MARK: Actions
 
     private func perform(_ actions: [ServerAction], _ state: inout State) {
@@ -183,7 +304,8 @@ final class VMBusService: PartitionService {
         while let action = queue.popFirst() {
             switch action {
             case .post(let vp, let sint, let message):
-                partition.postMessage(vp: vp, sint: sint, type: .vmbus, payload: message.bytes)
+                state.posts.append(SynICPost(vp: vp, sint: sint, messageType: SynICMessageType.vmbus.rawValue,
+                                             payload: message.bytes))
             case .open(let request):
                 let accepted = open(request, &state)
                 queue.append(contentsOf: state.server.completeOpen(channel: request.channel, accepted: accepted))
@@ -203,8 +325,14 @@ final class VMBusService: PartitionService {
                         "partition \(partition.name): a device still held GPADL \(gpadl.id) after its teardown deadline")
                 }
             case .released(let relID):
-                // A released sub-channel, or a primary channel whose device was removed: gone for good.
+                // A released sub-channel, or a primary channel whose device was removed: gone for
+                // good, unless its device is to be offered again (after a restart).
                 state.devices[relID] = nil
+                if let device = state.offerAgainOnRelease.removeValue(forKey: relID),
+                   let (newRelID, actions) = state.server.addOffer(device.offer) {
+                    state.devices[newRelID] = device
+                    queue.append(contentsOf: actions)
+                }
             case .connected(let version):
                 partition.logger.info("partition \(partition.name): VMBus \(version.major).\(version.minor) connected")
                 partition.report(["vmbus.version": "\(version.major).\(version.minor)"])
@@ -219,15 +347,21 @@ final class VMBusService: PartitionService {
         }
     }
 
-    /// Maps the channel's rings, registers its event connection, starts its worker.
+    /// Opens a channel the guest asked for: its device's new session over the rings.
     private func open(_ request: OpenRequest, _ state: inout State) -> Bool {
         guard let device = state.devices[request.channel] else { return false }
+        let opening = ChannelOpening(relID: request.channel, subChannelIndex: device.subChannelIndex, targetVP: request.targetVP)
+        guard let session = device.provider.openSession(opening) else { return false }
+        return start(request, device, session, &state)
+    }
+
+    /// Maps the channel's rings, registers its event connection, starts its worker with `session`.
+    private func start(_ request: OpenRequest, _ device: Device, _ session: sending any ChannelSession,
+                       _ state: inout State) -> Bool {
         do {
             let incoming = try GuestRingMemory(memory: partition.memory, pages: request.incomingRingPages)
             let outgoing = try GuestRingMemory(memory: partition.memory, pages: request.outgoingRingPages)
             let relID = request.channel
-            let opening = ChannelOpening(relID: relID, subChannelIndex: device.subChannelIndex, targetVP: request.targetVP)
-            guard let session = device.provider.openSession(opening) else { return false }
             let guestSignal = try EventFD()
             let channel = try VSPChannel(
                 relID: relID, subChannelIndex: device.subChannelIndex, incoming: incoming, outgoing: outgoing,
@@ -239,8 +373,8 @@ final class VMBusService: PartitionService {
                 gpadls: gpadls.view(channel: primaryRelID(of: relID, state)))
             partition.channelOpened(relID: relID, device: device.name, subChannelIndex: device.subChannelIndex,
                                     counters: channel.counters)
-            // Registered before OPEN_RESULT is posted (both go over the same ordered socket), so
-            // the guest's first signal already finds its ioeventfd.
+            // Registered before OPEN_RESULT is posted (both go over the partition's ordered lane),
+            // so the guest's first signal already finds its ioeventfd.
             let eventConnection = VMBusConstants.eventConnectionID(childRelID: relID)
             partition.registerEventConnection(eventConnection, event: guestSignal)
             let worker: ChannelWorker

@@ -86,10 +86,15 @@ public final class ChannelWorker: Sendable {
                 progressed = true
                 uncommitted += descriptor.totalLength
                 if uncommitted >= Self.commitBytes {
+                    channel.publish()
                     if channel.reader.commit() { channel.signal() }
                     uncommitted = 0
                 }
             }
+            // Answers are published before the requests they answer are let go: a parent that
+            // dies in between leaves those requests in the ring for the next one (an answer may
+            // come twice, none is lost with its request).
+            channel.publish()
             if channel.reader.commit() { channel.signal() }
             if try session.work(on: channel) { progressed = true }
             channel.publish()

@@ -11,6 +11,18 @@ public protocol VirtualServiceProvider: Sendable {
     /// refuse the open. Called on the parent's control thread; the session is then sent to the
     /// channel's worker thread and used only there.
     func openSession(_ opening: ChannelOpening) -> sending (any ChannelSession)?
+
+    /// The parent restarted while the guest had this channel open: a session that carries on
+    /// over the same rings (where the last parent stopped: the ring indices live in guest
+    /// memory), or `nil` when the device lost state the guest relies on (requests in flight, a
+    /// negotiated buffer). A `nil` has the channel rescinded and the device offered again, which
+    /// the guest handles as a hot-remove and a hot-add; that is the default. Called on the
+    /// parent's control thread.
+    func resumeSession(_ opening: ChannelOpening) -> sending (any ChannelSession)?
+}
+
+extension VirtualServiceProvider {
+    public func resumeSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? { nil }
 }
 
 /// A provider that holds something beyond its channels (a NIC's switch port): the parent calls

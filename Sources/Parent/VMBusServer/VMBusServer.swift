@@ -19,12 +19,17 @@ public struct VMBusServer: Sendable {
         public var maximumGPADLPages: Int
         /// The most GPADLs (complete or being assembled) at once.
         public var maximumGPADLs: Int
+        /// The most pages all GPADLs together may describe (default: 1 GiB worth), which bounds
+        /// the server's saved state (`ServerState`).
+        public var maximumTotalGPADLPages: Int
 
-        public init(memorySize: UInt64, processorCount: UInt32, maximumGPADLPages: Int = 16_384, maximumGPADLs: Int = 1024) {
+        public init(memorySize: UInt64, processorCount: UInt32, maximumGPADLPages: Int = 16_384, maximumGPADLs: Int = 1024,
+                    maximumTotalGPADLPages: Int = 262_144) {
             self.memorySize = memorySize
             self.processorCount = processorCount
             self.maximumGPADLPages = maximumGPADLPages
             self.maximumGPADLs = maximumGPADLs
+            self.maximumTotalGPADLPages = maximumTotalGPADLPages
         }
     }
 
@@ -68,10 +73,11 @@ public struct VMBusServer: Sendable {
     }
 
     public let configuration: Configuration
-    public private(set) var connection: Connection?
-    private var channels: [UInt32: Channel] = [:]
-    private var nextRelID: UInt32 = 1
-    private var gpadls: [UInt32: GPADLState] = [:]
+    public internal(set) var connection: Connection?
+    // Internal rather than private: ServerState.swift saves and restores them.
+    var channels: [UInt32: Channel] = [:]
+    var nextRelID: UInt32 = 1
+    var gpadls: [UInt32: GPADLState] = [:]
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -102,7 +108,7 @@ public struct VMBusServer: Sendable {
         return (relID, actions)
     }
 
-    private var offersDelivered = false
+    var offersDelivered = false
 
     /// The device's answer to an `.open` action.
     public mutating func completeOpen(channel relID: UInt32, accepted: Bool) -> [ServerAction] {
@@ -276,6 +282,9 @@ public struct VMBusServer: Sendable {
         }
         let needed = header.requiredPFNCount
         guard needed <= configuration.maximumGPADLPages else { return refuse("\(needed) pages exceed the limit") }
+        guard totalGPADLPages + needed <= configuration.maximumTotalGPADLPages else {
+            return refuse("\(needed) more pages would pass the limit of all GPADLs together")
+        }
         guard header.announcedPFNCount == needed else {
             return refuse("range buffer announces \(header.announcedPFNCount) pages for a \(needed)-page range")
         }
@@ -340,6 +349,16 @@ public struct VMBusServer: Sendable {
             actions.append(.protocolViolation("GPADL_TEARDOWN of unknown GPADL \(teardown.gpadl); answered anyway"))
         }
         actions.append(reply(connection, .gpadlTorndown(GPADLTorndown(gpadl: teardown.gpadl))))
+    }
+
+    /// The pages all GPADLs describe or will describe once assembled.
+    var totalGPADLPages: Int {
+        gpadls.values.reduce(0) { total, state in
+            switch state {
+            case .assembling(_, let needed): total + needed
+            case .created(let gpadl): total + gpadl.pageNumbers.count
+            }
+        }
     }
 
     // MARK: Channels

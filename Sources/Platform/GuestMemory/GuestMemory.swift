@@ -23,10 +23,12 @@ public final class GuestMemory: Sendable {
     /// into a pointer, after the bounds check.
     private let baseAddress: UInt
 
-    /// Creates `size` bytes of zeroed guest RAM in a new memfd and maps it.
+    /// Creates `size` bytes of zeroed guest RAM in a new memfd and maps it. The memfd's size is
+    /// sealed: the parent partition it is handed to can map it, but cannot shrink it under the
+    /// root's mapping (which would make the root's next access to the lost pages a SIGBUS).
     public static func create(name: String, size: Int) throws(SystemError) -> GuestMemory {
         precondition(size > 0 && size % Int(GuestPhysicalAddress.pageSize) == 0, "guest RAM is whole pages")
-        let file = try MemoryFile.create(name: name, size: size)
+        let file = try MemoryFile.create(name: name, size: size, sealed: true)
         return try GuestMemory(mapping: file, size: size)
     }
 

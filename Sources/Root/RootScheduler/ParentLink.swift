@@ -12,11 +12,18 @@ import VMBusProtocol
 /// The root's end of the control socket to the parent partition.
 ///
 /// The root listens; the parent connects (and reconnects after a restart). On every new
-/// connection the root hands over each live partition — its guest memory as a memfd, its
-/// processors' SynIC pages and its reference clock — and then serves the parent's requests:
-/// message and event connections, doorbells, and SynIC messages to post. When the parent goes
-/// away, its connections are unregistered and the children keep running: guests see
-/// HV_STATUS_INVALID_CONNECTION_ID until a parent registers again.
+/// connection the root hands over each live partition — the parent's saved state of it, its
+/// guest memory as a memfd, its processors' SynIC pages and its reference clock — and then
+/// serves the parent's requests: message and event connections, doorbells, state commits and
+/// the SynIC messages that come with them. When the parent goes away, its connections are
+/// unregistered and the children keep running: guests see HV_STATUS_INVALID_CONNECTION_ID until
+/// a parent registers again, and the guest messages the old parent never acknowledged go to the
+/// new one.
+///
+/// Nothing here blocks on the socket (Docs/architecture.md, "The control link"): everything for
+/// the parent goes through the connection's `ControlOutbox`, one lane per partition, so a
+/// processor thread (even one holding its SynIC lock) only queues, one child's flood fills only
+/// its own lane, and the reader thread never waits for anything but the next message.
 ///
 /// The link works on a `PartitionDirectory` (the root scheduler's table), so it runs without
 /// KVM against a table of test partitions.
@@ -26,75 +33,19 @@ final class ParentLink: Sendable {
     private let current = Mutex<Connection?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<OSThread?>(nil)
+    /// What the root keeps of each attached partition across parent connections.
+    private let states = Mutex<[UInt32: PartitionLinkState]>([:])
+    /// Messages from the parent a guest's SynIC could not take, for rate-limited logging.
+    private let droppedPosts = Atomic<UInt64>(0)
     /// How long a guest's read of a parent-emulated port waits for the parent's answer (ns).
     let portReadTimeout: UInt64
     /// How long a process that connects has to say hello.
     let helloTimeoutMilliseconds: Int32
+    /// The limits of each connection's outbox.
+    let outboxLimits: ControlOutbox.Limits
     /// The most message and event connections a parent may register per partition (the VMBus
     /// server uses two, each open channel one, the diagnostic echo two).
     static let registrationLimit = 256
-
-    /// One parent connection and everything the parent registered through it.
-    final class Connection: Sendable {
-        let channel: ControlChannel
-        let logger: Logger
-        let portReadTimeout: UInt64
-        /// Serializes sends so a partition's attachment precedes its page updates.
-        let sendLock = Mutex<Void>(())
-        let registrations = Mutex<[UInt32: Registrations]>([:])
-        /// Port reads waiting for the parent's answer, by request ID (nil: not answered yet).
-        let pendingReads = ConditionLock<[UInt32: UInt32?]>([:])
-        /// String port reads (REP INS) waiting for the parent's answer, likewise.
-        let pendingStringReads = ConditionLock<[UInt32: [UInt8]?]>([:])
-        /// Statistics requests waiting for the parent's answer, by request ID.
-        let pendingStatistics = ConditionLock<[UInt32: StatisticsAnswer]>([:])
-        let nextRequest = Atomic<UInt32>(1)
-        let closed = Atomic<Bool>(false)
-        /// Whether a message the parent did not get was already logged as a warning.
-        private let dropLogged = Atomic<Bool>(false)
-
-        init(channel: ControlChannel, logger: Logger, portReadTimeout: UInt64) {
-            self.channel = channel
-            self.logger = logger
-            self.portReadTimeout = portReadTimeout
-        }
-
-        func send(_ message: RootMessage, descriptors: [Int32] = []) throws(SystemError) {
-            try sendLock.withLock { _ throws(SystemError) in try channel.send(message, descriptors: descriptors) }
-        }
-
-        /// Sends `message`; a failure is logged (the reader thread then sees the connection end
-        /// and forgets the parent's registrations).
-        /// - Returns: whether the parent got it.
-        @discardableResult
-        func post(_ message: RootMessage, descriptors: [Int32] = []) -> Bool {
-            do throws(SystemError) {
-                try send(message, descriptors: descriptors)
-                return true
-            } catch {
-                dropped(message, error)
-                return false
-            }
-        }
-
-        /// Logs a message the parent did not get: the first on this connection as a warning,
-        /// later ones (a failing connection fails every send until the reader notices) at debug.
-        func dropped(_ message: RootMessage, _ error: SystemError) {
-            let what = "\(message)".prefix(120)
-            if dropLogged.exchange(true, ordering: .relaxed) {
-                logger.debug("parent partition did not get \(what): \(error)")
-            } else {
-                logger.warning("parent partition did not get \(what): \(error)")
-            }
-        }
-    }
-
-    /// Where a statistics request stands.
-    enum StatisticsAnswer {
-        case waiting
-        case answered([ChannelCounterRecord])
-        case disconnected
-    }
 
     struct Registrations {
         var messageConnections: Set<UInt32> = []
@@ -106,16 +57,21 @@ final class ParentLink: Sendable {
 
     /// Listens on `socketPath` (mode 0600) for the parent partition.
     init(directory: any PartitionDirectory, socketPath: String, portReadTimeout: UInt64 = 5_000_000_000,
-         helloTimeoutMilliseconds: Int32 = 5000) throws(SystemError) {
+         helloTimeoutMilliseconds: Int32 = 5000, outboxLimits: ControlOutbox.Limits = ControlOutbox.Limits())
+        throws(SystemError)
+    {
         self.directory = directory
         self.portReadTimeout = portReadTimeout
         self.helloTimeoutMilliseconds = helloTimeoutMilliseconds
+        self.outboxLimits = outboxLimits
         listener = try SequencedPacketSocket.listen(path: socketPath)
         chmod(socketPath, 0o600)
     }
 
     var isConnected: Bool { current.withLock { $0 != nil } }
     private var logger: Logger { directory.logger }
+    /// The current connection, if a parent is connected.
+    var connection: Connection? { current.withLock { $0 } }
 
     func start() throws(SystemError) {
         let started = try OSThread.spawn(name: "parent-link") { [self] in acceptLoop() }
@@ -165,9 +121,14 @@ final class ParentLink: Sendable {
             logger.warning("a process connected to the parent socket without saying hello; closed")
             return
         }
-        let connection = Connection(channel: channel, logger: logger, portReadTimeout: portReadTimeout)
+        let connection = Connection(channel: channel, logger: logger, portReadTimeout: portReadTimeout, limits: outboxLimits)
         do throws(SystemError) {
-            try connection.send(.welcome(rootProcessID: UInt32(getpid())))
+            // The socket is new and empty: this send cannot wait.
+            try channel.send(.welcome(rootProcessID: UInt32(getpid())), nonBlocking: true)
+            try connection.outbox.start(name: "parent-send") { [logger] error in
+                logger.warning("parent partition: \(error); disconnecting it")
+                channel.socket.shutdown()
+            }
         } catch {
             logger.warning("could not welcome the parent partition (pid \(pid)): \(error); closed")
             return
@@ -194,6 +155,7 @@ final class ParentLink: Sendable {
         // Hang up now: forwarders registered in partitions may hold the connection a while longer.
         channel.socket.shutdown()
         connection.closed.store(true, ordering: .releasing)
+        connection.outbox.stop()
         connection.pendingReads.update { reads in
             for key in reads.keys where reads[key] == .some(nil) { reads[key] = .some(0xFFFF_FFFF) }
         }
@@ -207,85 +169,139 @@ final class ParentLink: Sendable {
         logger.info("parent partition disconnected; children keep running")
     }
 
-    // MARK: Root → parent
+    // MARK: Partitions
 
-    func attach(_ partition: any LinkedPartition) {
-        guard let connection = current.withLock({ $0 }) else { return }
-        attach(partition, on: connection)
-    }
-
-    private func attach(_ partition: any LinkedPartition, on connection: Connection) {
-        guard let memory = partition.memory, let hypervisor = partition.hypervisor else { return }
-        let time = hypervisor.time
-        let attachment = PartitionAttachment(
-            partitionID: partition.id, name: partition.name, memorySize: UInt64(memory.size),
-            processorCount: UInt32(partition.processorCount),
-            clock: ReferenceClock(tscFrequencyHz: time.tscFrequencyHz, scale: time.scale,
-                                  guestTSCOffset: time.guestTSCOffset, referenceOffset: time.referenceOffset),
-            processors: hypervisor.processors.map { Self.pages($0.index, $0.pages) },
-            devices: partition.devices)
-        do throws(SystemError) {
-            try connection.send(.partitionAttached(attachment),
-                                descriptors: [memory.file.rawValue] + partition.resources.map(\.rawValue))
-        } catch {
-            logger.warning("could not hand partition \(partition.name) to the parent: \(error)")
+    /// What the root keeps of partition `id` across parent connections, made on first use.
+    func state(of id: UInt32) -> PartitionLinkState {
+        states.withLock { states in
+            if let existing = states[id] { return existing }
+            let created = PartitionLinkState(id: id)
+            states[id] = created
+            return created
         }
     }
 
     /// A virtual switch was created: the parent runs it (a parent that is away gets it when it
     /// connects).
     func switchAttached(_ managed: ManagedSwitch) {
-        guard let connection = current.withLock({ $0 }) else { return }
+        guard let connection else { return }
         attach(managed, on: connection)
     }
 
+    /// Queued in the priority lane, which goes out ahead of every partition's lane: a switch
+    /// reaches the parent before the NICs that plug into it.
     private func attach(_ managed: ManagedSwitch, on connection: Connection) {
-        connection.post(.switchAttached(managed.spec), descriptors: managed.hostSide.map { [$0.rawValue] } ?? [])
+        connection.post(.switchAttached(managed.spec), descriptors: managed.hostSide.map { [$0] } ?? [], lane: nil,
+                        admission: .always)
+        connection.outbox.help()
     }
 
     /// A virtual switch was deleted.
     func switchDetached(_ name: String) {
-        guard let connection = current.withLock({ $0 }) else { return }
-        connection.post(.switchDetached(name: name))
+        connection?.post(.switchDetached(name: name), lane: nil, admission: .always)
+        connection?.outbox.help()
     }
 
+    func attach(_ partition: any LinkedPartition) {
+        guard let connection else { return }
+        attach(partition, on: connection)
+    }
+
+    /// Opens the partition's lane and queues its attachment, which is built when its turn comes
+    /// (so the SynIC pages it carries are current, and a page change after it follows it in the
+    /// same lane): the saved state first, then the partition with its memory and resources.
+    private func attach(_ partition: any LinkedPartition, on connection: Connection) {
+        let id = partition.id
+        // A partition created while a parent connects could be handed over twice; the parent
+        // would then replace its services while the first ones still unregister theirs.
+        guard connection.attached.withLock({ $0.insert(id).inserted }) else { return }
+        let state = state(of: id)
+        connection.outbox.openLane(id)
+        connection.outbox.enqueue(.deferred { [logger] in
+            guard let memory = partition.memory, let hypervisor = partition.hypervisor else { return [] }
+            var datagrams = Self.savedStateMessages(id, state.savedRecords).map { ControlOutbox.Datagram($0.bytes) }
+            let time = hypervisor.time
+            let attachment = PartitionAttachment(
+                partitionID: id, name: partition.name, memorySize: UInt64(memory.size),
+                processorCount: UInt32(partition.processorCount),
+                clock: ReferenceClock(tscFrequencyHz: time.tscFrequencyHz, scale: time.scale,
+                                      guestTSCOffset: time.guestTSCOffset, referenceOffset: time.referenceOffset),
+                processors: hypervisor.processors.map { Self.pages($0.index, $0.pages) },
+                devices: partition.devices)
+            let message = RootMessage.partitionAttached(attachment)
+            let descriptors = [memory.file] + partition.resources
+            guard descriptors.count == message.descriptorCount else {
+                logger.error("partition \(partition.name) has \(descriptors.count - 1) device resources, not \(message.descriptorCount - 1); not handed to the parent")
+                return []
+            }
+            datagrams.append(ControlOutbox.Datagram(message.bytes, descriptors: descriptors))
+            return datagrams
+        }, lane: id, admission: .always)
+    }
+
+    /// `records` as `savedState` messages that each fit a datagram.
+    static func savedStateMessages(_ id: UInt32, _ records: [StateRecord]) -> [RootMessage] {
+        var messages: [RootMessage] = []
+        var batch: [StateRecord] = []
+        var size = 0
+        for record in records {
+            let recordSize = 13 + (record.bytes?.count ?? 0)
+            if !batch.isEmpty, size + recordSize > SequencedPacketSocket.maximumMessageSize - 1024
+                || batch.count == SavedStateLimits.recordsPerMessage {
+                messages.append(.savedState(partitionID: id, records: batch))
+                batch = []
+                size = 0
+            }
+            batch.append(record)
+            size += recordSize
+        }
+        if !batch.isEmpty { messages.append(.savedState(partitionID: id, records: batch)) }
+        return messages
+    }
+
+    /// The partition stopped: the parent releases it, and the root forgets what it kept of it.
     func detach(partitionID: UInt32) {
-        guard let connection = current.withLock({ $0 }) else { return }
+        states.withLock { _ = $0.removeValue(forKey: partitionID) }
+        guard let connection else { return }
+        connection.attached.withLock { _ = $0.remove(partitionID) }
+        connection.outbox.closeLane(partitionID)
         connection.registrations.withLock { _ = $0.removeValue(forKey: partitionID) }
-        connection.post(.partitionDetached(partitionID: partitionID))
+        connection.post(.partitionDetached(partitionID: partitionID), lane: nil, admission: .always)
     }
 
     /// A device was added to a running partition: the parent builds and offers it. (A parent
     /// that is away gets it with the partition when it connects.)
     func deviceAdded(partitionID: UInt32, _ spec: DeviceSpec, resources: [OwnedDescriptor]) {
-        guard let connection = current.withLock({ $0 }) else { return }
-        connection.post(.deviceAdded(partitionID: partitionID, spec), descriptors: resources.map(\.rawValue))
+        connection?.post(.deviceAdded(partitionID: partitionID, spec), descriptors: resources, lane: partitionID,
+                         isJob: true, admission: .always)
     }
 
     /// A device was removed from a running partition: the parent rescinds it.
     func deviceRemoved(partitionID: UInt32, instance: GUID) {
-        guard let connection = current.withLock({ $0 }) else { return }
-        connection.post(.deviceRemoved(partitionID: partitionID, instance: instance))
+        connection?.post(.deviceRemoved(partitionID: partitionID, instance: instance), lane: partitionID, isJob: true,
+                         admission: .always)
     }
 
     /// A running partition's device has new settings.
     func deviceChanged(partitionID: UInt32, _ spec: DeviceSpec, resources: [OwnedDescriptor]) {
-        guard let connection = current.withLock({ $0 }) else { return }
-        connection.post(.deviceChanged(partitionID: partitionID, spec), descriptors: resources.map(\.rawValue))
+        connection?.post(.deviceChanged(partitionID: partitionID, spec), descriptors: resources, lane: partitionID,
+                         isJob: true, admission: .always)
     }
 
+    /// A processor's SynIC pages changed (called with its SynIC lock held: this only queues). An
+    /// update of a processor whose last one has not gone out yet replaces it.
     func synicPagesChanged(partitionID: UInt32, vp: UInt32, pages: SynICPages) {
-        guard let connection = current.withLock({ $0 }) else { return }
-        connection.post(.synicPagesChanged(partitionID: partitionID, Self.pages(vp, pages)))
+        connection?.outbox.enqueue(RootMessage.synicPagesChanged(partitionID: partitionID, Self.pages(vp, pages)).bytes,
+                                   lane: partitionID, replacing: Connection.pagesKey(vp: vp), admission: .always)
     }
 
     /// Asks the parent to shut the guest down through its shutdown integration service.
     func requestShutdown(partitionID: UInt32) throws(ParentLinkError) {
-        guard let connection = current.withLock({ $0 }) else { throw .notConnected }
-        do throws(SystemError) {
-            try connection.send(.shutdownGuest(partitionID: partitionID))
-        } catch {
-            throw .sendFailed(error)
+        guard let connection else { throw .notConnected }
+        guard connection.post(.shutdownGuest(partitionID: partitionID), lane: partitionID, isJob: true, admission: .ifRoom)
+        else {
+            throw .sendFailed(SystemError("ask the parent partition to shut partition \(partitionID) down",
+                                          errno: .resourceTemporarilyUnavailable))
         }
     }
 
@@ -294,15 +310,16 @@ final class ParentLink: Sendable {
     func channelStatistics(partitionID: UInt32, timeoutNanoseconds: UInt64 = 1_000_000_000) throws(ParentLinkError)
         -> [ChannelCounterRecord]
     {
-        guard let connection = current.withLock({ $0 }) else { throw .notConnected }
+        guard let connection else { throw .notConnected }
         let request = connection.nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
         connection.pendingStatistics.update { $0[request] = .waiting }
-        do throws(SystemError) {
-            try connection.send(.requestStatistics(requestID: request, partitionID: partitionID))
-        } catch {
+        guard connection.post(.requestStatistics(requestID: request, partitionID: partitionID), lane: nil, admission: .ifRoom)
+        else {
             connection.pendingStatistics.update { _ = $0.removeValue(forKey: request) }
-            throw .sendFailed(error)
+            throw .sendFailed(SystemError("ask the parent partition for partition \(partitionID)'s channel counters",
+                                          errno: .resourceTemporarilyUnavailable))
         }
+        connection.outbox.help()
         let answer = connection.pendingStatistics.wait(
             until: { if case .waiting = $0[request] { false } else { true } }, timeoutNanoseconds: timeoutNanoseconds
         ) { requests in requests.removeValue(forKey: request) }
@@ -327,8 +344,17 @@ final class ParentLink: Sendable {
         case .registerMessageConnection(let id, let connectionID):
             guard let hypervisor = directory.linkedPartition(id: id)?.hypervisor,
                   mayRegister(connectionID, for: id, on: connection) else { return }
-            hypervisor.connections.registerMessageConnection(
-                ConnectionID(connectionID), receiver: GuestMessageForwarder(partitionID: id, connectionID: connectionID, connection: connection))
+            let state = state(of: id)
+            // What the guest posted to this connection and an earlier parent never acknowledged
+            // goes first, before the guest can post anything new to it.
+            state.replay(connectionID: connectionID, send: { message in
+                connection.post(.sequencedGuestMessage(message), lane: id, isJob: true, admission: .always)
+            }, then: {
+                hypervisor.connections.registerMessageConnection(
+                    ConnectionID(connectionID),
+                    receiver: GuestMessageForwarder(partitionID: id, connectionID: connectionID, connection: connection,
+                                                    state: state))
+            })
             connection.registrations.withLock { _ = $0[id, default: Registrations()].messageConnections.insert(connectionID) }
         case .unregisterMessageConnection(let id, let connectionID):
             directory.linkedPartition(id: id)?.hypervisor?.connections.unregisterMessageConnection(ConnectionID(connectionID))
@@ -338,8 +364,16 @@ final class ParentLink: Sendable {
                   mayRegister(connectionID, for: id, on: connection) else { return }
             let event = EventFD(adopting: descriptor)
             do throws(PartitionError) {
+                // A parent that registers a connection again (a resumed channel) replaces it.
+                if let old = connection.registrations.withLock({ $0[id]?.eventConnections.removeValue(forKey: connectionID) }) {
+                    partition.unregisterEventConnection(ConnectionID(connectionID), event: old)
+                }
                 try partition.registerEventConnection(ConnectionID(connectionID), event: event)
                 connection.registrations.withLock { $0[id, default: Registrations()].eventConnections[connectionID] = event }
+                // A guest signal that came while the connection was not registered (a parent
+                // restarting under a running guest) found no ioeventfd and was lost: its listener
+                // looks at its ring once more. For a channel just opened this wakes it for nothing.
+                event.signal()
             } catch {
                 logger.warning("partition \(partition.name): \(error)")
             }
@@ -349,23 +383,19 @@ final class ParentLink: Sendable {
             directory.linkedPartition(id: id)?.unregisterEventConnection(ConnectionID(connectionID), event: event)
         case .requestDoorbell(let request, let id, let vp, let sint):
             guard let partition = directory.linkedPartition(id: id) else {
-                connection.post(.requestFailed(requestID: request, reason: "no partition \(id)"))
+                answer(.requestFailed(requestID: request, reason: "no partition \(id)"), on: connection)
                 return
             }
             do throws(PartitionError) {
                 let doorbell = try partition.doorbell(vp: vp, sint: Int(sint))
-                connection.post(.doorbell(requestID: request, partitionID: id, vp: vp, sint: sint),
-                                descriptors: [doorbell.rawValue])
+                answer(.doorbell(requestID: request, partitionID: id, vp: vp, sint: sint), descriptors: [doorbell.owned],
+                       on: connection)
             } catch {
-                connection.post(.requestFailed(requestID: request, reason: "\(error)"))
+                answer(.requestFailed(requestID: request, reason: "\(error)"), on: connection)
             }
         case .postMessage(let id, let vp, let sint, let type, let payload):
             guard let hypervisor = directory.linkedPartition(id: id)?.hypervisor else { return }
-            let result = hypervisor.postMessage(vp: Int(vp), sint: Int(sint), type: SynICMessageType(rawValue: type),
-                                                payload: payload)
-            if result == .queueFull || result == nil {
-                logger.warning("partition \(id): message for VP \(vp) SINT \(sint) dropped (\(result.map { "\($0)" } ?? "invalid"))")
-            }
+            post(SynICPost(vp: vp, sint: sint, messageType: type, payload: payload), to: hypervisor, partitionID: id)
         case .partitionStatus(let id, let facts):
             directory.linkedPartition(id: id)?.merge(facts: facts)
         case .registerPorts(let id, let base, let count):
@@ -377,7 +407,8 @@ final class ParentLink: Sendable {
             }
             do throws(PartitionError) {
                 try partition.interceptPorts(base..<(base + count),
-                                             with: ParentPortForwarder(partitionID: id, connection: connection))
+                                             with: ParentPortForwarder(partitionID: id, connection: connection,
+                                                                       budget: state(of: id).ports))
             } catch {
                 logger.warning("partition \(partition.name): \(error); ignored")
                 return
@@ -389,14 +420,14 @@ final class ParentLink: Sendable {
             }
         case .requestInterruptLine(let request, let id, let pin):
             guard let partition = directory.linkedPartition(id: id) else {
-                connection.post(.requestFailed(requestID: request, reason: "no partition \(id)"))
+                answer(.requestFailed(requestID: request, reason: "no partition \(id)"), on: connection)
                 return
             }
             do throws(PartitionError) {
                 let line = try partition.interruptLine(pin: UInt32(pin))
-                connection.post(.interruptLine(requestID: request, partitionID: id, pin: pin), descriptors: [line.rawValue])
+                answer(.interruptLine(requestID: request, partitionID: id, pin: pin), descriptors: [line.owned], on: connection)
             } catch {
-                connection.post(.requestFailed(requestID: request, reason: "\(error)"))
+                answer(.requestFailed(requestID: request, reason: "\(error)"), on: connection)
             }
         case .consoleOutput(let id, let bytes):
             guard let partition = directory.linkedPartition(id: id) else { return }
@@ -411,6 +442,55 @@ final class ParentLink: Sendable {
             connection.pendingStatistics.update { requests in
                 if case .waiting = requests[request] { requests[request] = .answered(channels) }
             }
+        case .commitState(let part):
+            commit(part, on: connection)
+        case .completed(let id, let jobs, let sequence):
+            connection.outbox.acknowledge(lane: id, jobs: jobs)
+            states.withLock { $0[id] }?.acknowledge(through: sequence)
+        }
+    }
+
+    /// An answer to one of the parent's requests. A parent that asks without ever reading the
+    /// answers fills the priority lane: it is cut off.
+    private func answer(_ message: RootMessage, descriptors: [OwnedDescriptor] = [], on connection: Connection) {
+        guard connection.post(message, descriptors: descriptors, lane: nil, admission: .ifRoom) else {
+            logger.warning("parent partition does not read the answers to its requests; disconnecting it")
+            connection.channel.socket.shutdown()
+            return
+        }
+        connection.outbox.help()
+    }
+
+    /// A part of a commit: kept until the last part, then applied as one — the records into the
+    /// partition's saved state, the messages into its SynIC, and the guest messages it covers
+    /// acknowledged. A parent that sends more than a partition's state can hold is cut off.
+    private func commit(_ part: StateCommit, on connection: Connection) {
+        let id = part.partitionID
+        guard let whole = connection.stage(part) else {
+            logger.warning("parent partition sent a commit for partition \(id) larger than its saved state may be; disconnecting it")
+            connection.channel.socket.shutdown()
+            return
+        }
+        guard part.isFinal else { return }
+        guard let partition = directory.linkedPartition(id: id), let state = states.withLock({ $0[id] }) else { return }
+        if !whole.records.isEmpty, !state.apply(whole.records) {
+            logger.error("partition \(partition.name): the parent's saved state passed \(SavedStateLimits.maximumBytes) bytes or \(SavedStateLimits.maximumRecords) records; dropped (a parent that restarts will start its services afresh)")
+        }
+        if let hypervisor = partition.hypervisor {
+            for post in whole.posts { self.post(post, to: hypervisor, partitionID: id) }
+        }
+        state.acknowledge(through: whole.sequence)
+    }
+
+    private func post(_ post: SynICPost, to hypervisor: HvPartition, partitionID id: UInt32) {
+        let result = hypervisor.postMessage(vp: Int(post.vp), sint: Int(post.sint), type: SynICMessageType(rawValue: post.messageType),
+                                            payload: post.payload)
+        guard result == .queueFull || result == nil else { return }
+        // Logged the first time and then at each power of two, so a guest that never takes its
+        // messages cannot fill the root's log.
+        let dropped = droppedPosts.wrappingAdd(1, ordering: .relaxed).newValue
+        if dropped.nonzeroBitCount == 1 {
+            logger.warning("partition \(id): message for VP \(post.vp) SINT \(post.sint) dropped (\(result.map { "\($0)" } ?? "invalid")); \(dropped) dropped so far")
         }
     }
 
@@ -444,83 +524,6 @@ final class ParentLink: Sendable {
                 partition.unregisterEventConnection(ConnectionID(connectionID), event: event)
             }
             if registrations.interceptsPorts { partition.removePortIntercepts() }
-        }
-    }
-}
-
-/// Forwards a partition's intercepted port accesses to the parent: writes are posted, reads
-/// wait (up to the link's `portReadTimeout`) for the parent's answer. A parent that is gone, or
-/// does not answer in time, reads as 0xFF.
-struct ParentPortForwarder: PortInterceptor {
-    let partitionID: UInt32
-    let connection: ParentLink.Connection
-
-    /// The value of a port nothing answers for (a floating bus).
-    static let floating: UInt32 = 0xFFFF_FFFF
-
-    /// The guest on processor `vp` wrote `value` (`size` bytes) to `port`.
-    func write(vp: Int, port: UInt16, size: Int, value: UInt32) {
-        let message = RootMessage.portWrite(partitionID: partitionID, vp: UInt32(vp), port: port, size: UInt8(size),
-                                            value: value)
-        do throws(SystemError) {
-            try connection.channel.send(message)
-        } catch {
-            connection.dropped(message, error)
-        }
-    }
-
-    /// The guest on processor `vp` reads `size` bytes from `port`: asks the parent and waits.
-    func read(vp: Int, port: UInt16, size: Int) -> UInt32 {
-        guard !connection.closed.load(ordering: .acquiring) else { return Self.floating }
-        let request = connection.nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
-        connection.pendingReads.update { $0[request] = .some(nil) }
-        let message = RootMessage.portRead(requestID: request, partitionID: partitionID, vp: UInt32(vp), port: port,
-                                           size: UInt8(size))
-        do throws(SystemError) {
-            try connection.channel.send(message)
-        } catch {
-            connection.pendingReads.update { _ = $0.removeValue(forKey: request) }
-            connection.dropped(message, error)
-            return Self.floating
-        }
-        let answer = connection.pendingReads.wait(
-            until: { $0[request] != .some(nil) }, timeoutNanoseconds: connection.portReadTimeout
-        ) { reads -> UInt32? in
-            reads.removeValue(forKey: request) ?? nil
-        }
-        if answer == nil { connection.pendingReads.update { _ = $0.removeValue(forKey: request) } }
-        return (answer ?? nil) ?? Self.floating
-    }
-
-    func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {
-        write(vp: vp, port: port, size: size, value: value)
-    }
-
-    func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
-        read(vp: vp, port: port, size: size)
-    }
-}
-
-/// Delivers HvPostMessage on a parent-owned connection to the parent, without blocking the
-/// posting processor: a full socket is reported to the guest as INSUFFICIENT_BUFFERS, which
-/// guests retry (Linux up to 100 times with backoff); a broken one as INVALID_CONNECTION_ID, as
-/// if the parent had already gone.
-struct GuestMessageForwarder: HvMessageConnection {
-    let partitionID: UInt32
-    let connectionID: UInt32
-    let connection: ParentLink.Connection
-
-    func receive(from vp: UInt32, type: SynICMessageType, payload: [UInt8]) -> HypercallStatus {
-        let message = RootMessage.guestMessage(partitionID: partitionID, vp: vp, connectionID: connectionID,
-                                               messageType: type.rawValue, payload: payload)
-        do throws(SystemError) {
-            try connection.channel.send(message, nonBlocking: true)
-            return .success
-        } catch where error.errno == .resourceTemporarilyUnavailable {
-            return .insufficientBuffers
-        } catch {
-            connection.dropped(message, error)
-            return .invalidConnectionID
         }
     }
 }

@@ -1,5 +1,4 @@
 import ControlProtocol
-import LinuxSupport
 import Partition
 
 /// String I/O (REP INS/OUTS) on a port the parent intercepts, forwarded as one message per exit
@@ -15,22 +14,23 @@ extension ParentPortForwarder {
     }
 
     /// The guest on processor `vp` reads `count` elements of `size` bytes from `port` with one
-    /// string instruction: asks the parent once and waits, as `read` does.
+    /// string instruction: asks the parent once and waits, as `read` does (one access of the
+    /// partition's `PortAccessBudget`, in its lane).
     func readString(vp: Int, port: UInt16, size: Int, count: Int) -> [UInt8] {
         let total = max(0, min(size * count, RootMessage.maximumStringBytes))
         let floating = [UInt8](repeating: 0xFF, count: total)
         guard total > 0, !connection.closed.load(ordering: .acquiring) else { return floating }
+        budget.pace()
         let request = connection.nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
         connection.pendingStringReads.update { $0[request] = .some(nil) }
         let message = RootMessage.portReadString(requestID: request, partitionID: partitionID, vp: UInt32(vp), port: port,
                                                  size: UInt8(size), count: UInt32(total / size))
-        do throws(SystemError) {
-            try connection.channel.send(message)
-        } catch {
+        guard connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait))
+        else {
             connection.pendingStringReads.update { _ = $0.removeValue(forKey: request) }
-            connection.dropped(message, error)
             return floating
         }
+        connection.outbox.help()
         let answer = connection.pendingStringReads.wait(
             until: { $0[request] != .some(nil) }, timeoutNanoseconds: connection.portReadTimeout
         ) { reads -> [UInt8]? in
@@ -44,18 +44,17 @@ extension ParentPortForwarder {
 
     /// The guest on processor `vp` writes `bytes` to `port` with one string instruction. Posted.
     func writeString(vp: Int, port: UInt16, size: Int, bytes: [UInt8]) {
+        guard !connection.closed.load(ordering: .acquiring) else { return }
+        budget.pace()
         var offset = 0
         while offset < bytes.count {
             let chunk = Array(bytes[offset..<min(bytes.count, offset + RootMessage.maximumStringBytes)])
             let message = RootMessage.portWriteString(partitionID: partitionID, vp: UInt32(vp), port: port, size: UInt8(size),
                                                       bytes: chunk)
-            do throws(SystemError) {
-                try connection.channel.send(message)
-            } catch {
-                connection.dropped(message, error)
-                return
-            }
+            guard connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait))
+            else { return }
             offset += chunk.count
         }
+        connection.outbox.help()
     }
 }

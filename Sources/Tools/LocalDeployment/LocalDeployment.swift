@@ -59,6 +59,8 @@ public final class LocalDeployment: Sendable {
 
     /// The parent partition's process ID while it runs.
     public var parentProcessID: Int32? { parent.flatMap { $0.isRunning ? $0.processIdentifier : nil } }
+    /// The root scheduler's process ID while it runs.
+    public var rootProcessID: Int32? { root.flatMap { $0.isRunning ? $0.processIdentifier : nil } }
 
     public var rootLog: String { "\(runtimeDirectory)/root.log" }
     public var parentLog: String { "\(runtimeDirectory)/parent.log" }
@@ -69,7 +71,8 @@ public final class LocalDeployment: Sendable {
         let full = wrapper + command
         process.executableURL = URL(fileURLWithPath: full[0])
         process.arguments = Array(full.dropFirst())
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        // Appended to: a parent started again (after a kill) keeps the log of the one before.
+        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         handle.seekToEndOfFile()
         process.standardOutput = handle
@@ -94,6 +97,15 @@ public final class LocalDeployment: Sendable {
         guard let parent = processes.withLock({ $0.parent.take() }), parent.isRunning else { return }
         kill(parent.processIdentifier, SIGKILL)
         parent.waitUntilExit()
+    }
+
+    /// Kills the parent partition with SIGKILL, starts a new one and waits until the root
+    /// reports it connected (the chaos of `hv bench soak` and the restart tests).
+    public func restartParent(timeoutSeconds: Double = 30) async throws {
+        killParent()
+        try await waitForParent(connected: false, timeoutSeconds: timeoutSeconds)
+        try startParent()
+        try await waitForParent(connected: true, timeoutSeconds: timeoutSeconds)
     }
 
     /// Waits until the root answers on its API socket.

@@ -7,7 +7,8 @@ import LocalDeployment
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Benchmark the hypervisor's paths against baselines measured in the same run.",
-        subcommands: [Channel.self, Storage.self, DiskEngines.self, Network.self, Scheduler.self, Scale.self])
+        subcommands: [Channel.self, Storage.self, DiskEngines.self, Network.self, Scheduler.self, Scale.self, Soak.self,
+                      Neighbours.self])
 
     struct Network: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -24,6 +24,17 @@ public final class BenchVSP: VirtualServiceProvider {
             return nil
         }
     }
+
+    /// After a parent restart the bench carries on: pings are answered as before; a phase that
+    /// was running is lost, so its remaining data is dropped and its end answered as not intact.
+    public func resumeSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
+        do throws(SystemError) {
+            return try BenchSession(host: host, relID: opening.relID, targetVP: opening.targetVP, resumed: true)
+        } catch {
+            host.report(["bench.state": "cannot start the raw-chain listener: \(error)"])
+            return nil
+        }
+    }
 }
 
 /// One open bench channel: the phase in progress and every run measured so far.
@@ -37,6 +48,9 @@ final class BenchSession: ChannelSession {
     private var outgoing: [UInt8] = []
     /// Every run of each throughput and source point so far, by fact prefix.
     private var runs: [String: PhaseRuns] = [:]
+    /// Whether this session took over from one a parent lost: a phase it never saw started is
+    /// not a protocol violation then.
+    private let resumed: Bool
 
     struct Phase {
         var id: UInt32
@@ -55,8 +69,9 @@ final class BenchSession: ChannelSession {
     /// Starts the raw-chain baseline's listener: HvSignalEvent on relid|0x4000 wakes it, and it
     /// only rings the target processor's SINT 2 doorbell — the chain the VMBus path adds rings
     /// to. Its connection is registered before the open is answered, like the channel's own.
-    init(host: any VSPHost, relID: UInt32, targetVP: UInt32) throws(SystemError) {
+    init(host: any VSPHost, relID: UInt32, targetVP: UInt32, resumed: Bool = false) throws(SystemError) {
         self.host = host
+        self.resumed = resumed
         let event = try EventFD()
         let target = rawTarget
         target.value.store(targetVP, ordering: .releasing)
@@ -99,6 +114,7 @@ final class BenchSession: ChannelSession {
             }
         case .data:
             guard var current = phase, current.id == header.phase else {
+                if resumed && phase == nil { return }
                 throw .protocolViolation("bench: data outside a phase")
             }
             // The payload runs to the packet's 8-byte padding; the message is its first
@@ -124,6 +140,13 @@ final class BenchSession: ChannelSession {
         case .phaseEnd:
             guard let current = phase, current.id == header.phase,
                   let end = BenchPhaseEnd(parsing: payload.dropFirst(BenchHeader.size)) else {
+                if resumed && phase == nil {
+                    var result = [UInt8](repeating: 0, count: BenchHeader.size)
+                    BenchHeader(kind: .phaseResult, phase: header.phase).store(into: &result)
+                    result += BenchPhaseResult(messages: 0, hostNanoseconds: 0, intact: false).bytes
+                    try channel.send(.inband, transactionID: 0, payload: result)
+                    return
+                }
                 throw .protocolViolation("bench: phase end outside a phase")
             }
             try finish(current, end, on: channel)

@@ -50,6 +50,13 @@ public final class IntegrationServiceVSP: VirtualServiceProvider, GuestShutdownP
     public func openSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
         IntegrationServiceSession(device: self)
     }
+
+    /// After a parent restart the service starts over on the open channel: a new session sends
+    /// NEGOTIATE again, which guests answer at any time (Linux's `drivers/hv/hv_util.c`
+    /// callbacks handle ICMSGTYPE_NEGOTIATE whenever it arrives), and nothing else carries over.
+    public func resumeSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
+        IntegrationServiceSession(device: self)
+    }
 }
 
 /// One open channel of an integration service: the negotiation and the requests in flight.
@@ -57,9 +64,11 @@ final class IntegrationServiceSession: ChannelSession {
     let device: IntegrationServiceVSP
     private var state = State.negotiating
     private var transaction: UInt8 = 0
-    /// The ictransaction_id of the request the guest has yet to answer (`nil`: none). A newer
-    /// request replaces it, so a late answer to an older one is ignored.
-    private var outstanding: UInt8?
+    /// The ictransaction_id and type of the request the guest has yet to answer (`nil`: none).
+    /// A newer request replaces it, so a late answer to an older one is ignored, and so is an
+    /// answer a session before this one asked for (after a parent restart) even when its
+    /// ictransaction_id happens to match.
+    private var outstanding: (id: UInt8, type: ICMessageType)?
     private var heartbeatSequence: UInt64 = 0
     private var samples = 0
 
@@ -117,7 +126,8 @@ final class IntegrationServiceSession: ChannelSession {
         }
         // Only the answer to the request in flight counts: an unsolicited, repeated or stale
         // answer is dropped (not reported, not a violation: a late answer is not hostile).
-        guard let expected = outstanding, message.header.transactionID == expected else { return }
+        guard let expected = outstanding, message.header.transactionID == expected.id,
+              message.header.messageType == expected.type else { return }
         outstanding = nil
         switch (state, message.header.messageType) {
         case (.negotiating, .negotiate):
@@ -216,6 +226,6 @@ final class IntegrationServiceSession: ChannelSession {
     /// Once queued, the request is the one whose answer `handle` waits for.
     private func send(_ message: ICMessage, on channel: VSPChannel) throws(VSPError) {
         try channel.send(.inband, transactionID: 0, payload: message.bytes)
-        outstanding = message.header.transactionID
+        outstanding = (message.header.transactionID, message.header.messageType)
     }
 }

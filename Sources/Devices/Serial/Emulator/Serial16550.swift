@@ -227,4 +227,31 @@ public struct Serial16550: Sendable {
     private mutating func popReceived() -> UInt8? {
         receiveBuffer.isEmpty ? nil : receiveBuffer.removeFirst()
     }
+
+    // MARK: Configuration kept across a parent restart
+
+    /// What the guest programmed (IER, LCR, MCR, scratch, divisor, FIFO enable), as bytes a
+    /// parent that restarts gives back to `restore(configuration:)`: the guest's driver then
+    /// finds the UART as it left it. Format version first.
+    public var configuration: [UInt8] {
+        [1, interruptEnable, lineControl, modemControl, scratch, divisorLow, divisorHigh, fifosEnabled ? 1 : 0]
+    }
+
+    /// Restores a configuration saved under an earlier parent. The transmitter is empty after
+    /// the restart, so a driver waiting for THRE gets its interrupt (as when it enables THRE
+    /// interrupts). Bytes of any other form are refused.
+    /// - Returns: whether they were taken.
+    public mutating func restore(configuration bytes: [UInt8]) -> Bool {
+        guard bytes.count == 8, bytes[0] == 1 else { return false }
+        interruptEnable = bytes[1] & 0x0F
+        lineControl = bytes[2]
+        modemControl = bytes[3] & 0x1F
+        scratch = bytes[4]
+        divisorLow = bytes[5]
+        divisorHigh = bytes[6]
+        fifosEnabled = bytes[7] != 0
+        if interruptEnable & UARTRegister.ierTransmitterEmpty != 0 { transmitterEmptyInterrupt = true }
+        updateLine()
+        return true
+    }
 }

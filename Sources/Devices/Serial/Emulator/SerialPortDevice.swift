@@ -43,8 +43,19 @@ final class SerialPort: EmulatedDevice {
     func attach() {
         context.requestInterruptLine(pin: UInt8(Serial16550.com1IRQ)) { [self] event in
             irq.withLock { $0 = event }
+            // An interrupt the restored configuration raised before the line was there.
+            if uart.withLock({ $0.device.interruptPending }) { event?.signal() }
         }
         for range in ports { context.interceptPorts(range) }
+    }
+
+    /// The configuration the guest programmed, kept across a parent restart.
+    var savedState: [UInt8]? { uart.withLock { $0.device.configuration } }
+
+    func restore(_ state: [UInt8]) {
+        uart.withLock { uart in
+            if uart.device.restore(configuration: state) { uart.edges = uart.device.interruptRisingEdges }
+        }
     }
 
     func portWrite(port: UInt16, size: Int, value: UInt32) {

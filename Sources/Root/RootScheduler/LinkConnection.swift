@@ -1,0 +1,172 @@
+import ControlProtocol
+import HyperV
+import HypervisorInterface
+import LinuxSupport
+import Logging
+import Partition
+import Synchronization
+
+extension ParentLink {
+    /// One parent connection and everything the parent registered through it.
+    final class Connection: Sendable {
+        let channel: ControlChannel
+        /// Everything the root sends the parent goes through here (lane = partition ID).
+        let outbox: ControlOutbox
+        let logger: Logger
+        let portReadTimeout: UInt64
+        let registrations = Mutex<[UInt32: Registrations]>([:])
+        /// Port reads waiting for the parent's answer, by request ID (nil: not answered yet).
+        let pendingReads = ConditionLock<[UInt32: UInt32?]>([:])
+        /// String port reads (REP INS) waiting for the parent's answer, likewise.
+        let pendingStringReads = ConditionLock<[UInt32: [UInt8]?]>([:])
+        /// Statistics requests waiting for the parent's answer, by request ID.
+        let pendingStatistics = ConditionLock<[UInt32: StatisticsAnswer]>([:])
+        let nextRequest = Atomic<UInt32>(1)
+        let closed = Atomic<Bool>(false)
+        /// The partitions handed to this parent.
+        let attached = Mutex<Set<UInt32>>([])
+        /// The parts of each partition's commit in progress.
+        private let staged = Mutex<[UInt32: StateCommit]>([:])
+        /// Whether a message the parent did not get was already logged as a warning.
+        private let dropLogged = Atomic<Bool>(false)
+
+        init(channel: ControlChannel, logger: Logger, portReadTimeout: UInt64, limits: ControlOutbox.Limits) {
+            self.channel = channel
+            self.logger = logger
+            self.portReadTimeout = portReadTimeout
+            outbox = ControlOutbox(socket: channel.socket, limits: limits)
+        }
+
+        /// The replacement key of a processor's SynIC page update.
+        static func pagesKey(vp: UInt32) -> UInt64 { 0x1_0000_0000 | UInt64(vp) }
+
+        /// Queues `message` (see `ControlOutbox.enqueue`); a refusal is logged.
+        /// - Returns: whether it was queued.
+        @discardableResult
+        func post(_ message: RootMessage, descriptors: [OwnedDescriptor] = [], lane: UInt32?, isJob: Bool = false,
+                  admission: ControlOutbox.Admission) -> Bool {
+            precondition(descriptors.count == message.descriptorCount, "\(message) needs \(message.descriptorCount) descriptors")
+            let queued = outbox.enqueue(message.bytes, descriptors: descriptors, lane: lane, isJob: isJob, admission: admission)
+            if !queued { dropped(message) }
+            return queued
+        }
+
+        /// Logs a message the parent will not get: the first on this connection as a warning,
+        /// later ones at debug.
+        func dropped(_ message: RootMessage) {
+            let what = "\(message)".prefix(120)
+            if dropLogged.exchange(true, ordering: .relaxed) {
+                logger.debug("parent partition will not get \(what): its lane is full or the link is down")
+            } else {
+                logger.warning("parent partition will not get \(what): its lane is full or the link is down")
+            }
+        }
+
+        /// Adds a part to its partition's commit in progress.
+        /// - Returns: the whole commit so far (the last part makes it complete), or `nil` if it
+        ///   grew past what a partition's saved state may hold.
+        func stage(_ part: StateCommit) -> StateCommit? {
+            staged.withLock { staged in
+                var whole = staged.removeValue(forKey: part.partitionID)
+                    ?? StateCommit(partitionID: part.partitionID, sequence: 0, isFinal: false, records: [], posts: [])
+                whole.sequence = part.sequence
+                whole.isFinal = part.isFinal
+                whole.records += part.records
+                whole.posts += part.posts
+                let bytes = whole.records.reduce(0) { $0 + ($1.bytes?.count ?? 0) }
+                guard whole.records.count <= SavedStateLimits.maximumRecords, bytes <= SavedStateLimits.maximumBytes,
+                      whole.posts.count <= SavedStateLimits.postsPerMessage * 16 else { return nil }
+                if !part.isFinal { staged[part.partitionID] = whole }
+                return whole
+            }
+        }
+    }
+
+    /// Where a statistics request stands.
+    enum StatisticsAnswer {
+        case waiting
+        case answered([ChannelCounterRecord])
+        case disconnected
+    }
+}
+
+/// Forwards a partition's intercepted port accesses to the parent: writes are posted, reads
+/// wait (up to the link's `portReadTimeout`) for the parent's answer. A parent that is gone, or
+/// does not answer in time, reads as 0xFF. Both queue in the partition's own lane: a guest that
+/// writes faster than the parent takes it waits (its processor, up to `writeWait`), and only it;
+/// and both are paced by the partition's `PortAccessBudget`.
+struct ParentPortForwarder: PortInterceptor {
+    let partitionID: UInt32
+    let connection: ParentLink.Connection
+    let budget: PortAccessBudget
+
+    /// The value of a port nothing answers for (a floating bus).
+    static let floating: UInt32 = 0xFFFF_FFFF
+    /// How long a processor waits for room in its partition's lane before a write is dropped.
+    static let writeWait: UInt64 = 1_000_000_000
+
+    /// The guest on processor `vp` wrote `value` (`size` bytes) to `port`.
+    func write(vp: Int, port: UInt16, size: Int, value: UInt32) {
+        guard !connection.closed.load(ordering: .acquiring) else { return }
+        budget.pace()
+        let message = RootMessage.portWrite(partitionID: partitionID, vp: UInt32(vp), port: port, size: UInt8(size),
+                                            value: value)
+        if connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait)) {
+            connection.outbox.help()
+        }
+    }
+
+    /// The guest on processor `vp` reads `size` bytes from `port`: asks the parent and waits.
+    func read(vp: Int, port: UInt16, size: Int) -> UInt32 {
+        guard !connection.closed.load(ordering: .acquiring) else { return Self.floating }
+        budget.pace()
+        let request = connection.nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
+        connection.pendingReads.update { $0[request] = .some(nil) }
+        let message = RootMessage.portRead(requestID: request, partitionID: partitionID, vp: UInt32(vp), port: port,
+                                           size: UInt8(size))
+        guard connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait)) else {
+            connection.pendingReads.update { _ = $0.removeValue(forKey: request) }
+            return Self.floating
+        }
+        connection.outbox.help()
+        let answer = connection.pendingReads.wait(
+            until: { $0[request] != .some(nil) }, timeoutNanoseconds: connection.portReadTimeout
+        ) { reads -> UInt32? in
+            reads.removeValue(forKey: request) ?? nil
+        }
+        if answer == nil { connection.pendingReads.update { _ = $0.removeValue(forKey: request) } }
+        return (answer ?? nil) ?? Self.floating
+    }
+
+    func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {
+        write(vp: vp, port: port, size: size, value: value)
+    }
+
+    func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
+        read(vp: vp, port: port, size: size)
+    }
+}
+
+/// Delivers HvPostMessage on a parent-owned connection to the parent, without blocking the
+/// posting processor: the message is numbered and kept until the parent acknowledges it, and
+/// queued in the partition's lane. A full lane or a full log is reported to the guest as
+/// INSUFFICIENT_BUFFERS, which guests retry (Linux's `vmbus_post_msg` up to 100 times with
+/// backoff); a closed connection as INVALID_CONNECTION_ID, as if the parent had already gone.
+struct GuestMessageForwarder: HvMessageConnection {
+    let partitionID: UInt32
+    let connectionID: UInt32
+    let connection: ParentLink.Connection
+    let state: PartitionLinkState
+
+    func receive(from vp: UInt32, type: SynICMessageType, payload: [UInt8]) -> HypercallStatus {
+        guard !connection.closed.load(ordering: .acquiring) else { return .invalidConnectionID }
+        let queued = state.record(vp: vp, connectionID: connectionID, messageType: type.rawValue, payload: payload) { message in
+            connection.outbox.enqueue(RootMessage.sequencedGuestMessage(message).bytes, lane: partitionID, isJob: true,
+                                      admission: .ifRoom)
+        }
+        guard queued else { return .insufficientBuffers }
+        // Outside the log's lock: on a quiet link this processor sends it at once itself.
+        connection.outbox.help()
+        return .success
+    }
+}
