@@ -269,10 +269,10 @@ final class RootEnd {
     let link: ParentLink
 
     init(table: TestPartitionTable = TestPartitionTable(), portReadTimeout: UInt64 = 5_000_000_000,
-         helloTimeoutMilliseconds: Int32 = 5000) throws {
-        directory = try SocketDirectory()
+         helloTimeoutMilliseconds: Int32 = 5000, directory: SocketDirectory? = nil) throws {
+        self.directory = try directory ?? SocketDirectory()
         self.table = table
-        link = try ParentLink(directory: table, socketPath: directory.parentSocket, portReadTimeout: portReadTimeout,
+        link = try ParentLink(directory: table, socketPath: self.directory.parentSocket, portReadTimeout: portReadTimeout,
                               helloTimeoutMilliseconds: helloTimeoutMilliseconds)
         try link.start()
     }

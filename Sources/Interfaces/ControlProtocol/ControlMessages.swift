@@ -432,6 +432,12 @@ private func encode(_ device: DeviceSpec, into out: inout WireEncoder) {
             out.u8(1)
             out.string(path)
             out.bool(writable)
+        case .tap(let name):
+            out.u8(2)
+            out.string(name)
+        case .packetSocket(let interface):
+            out.u8(3)
+            out.string(interface)
         }
     }
 }
@@ -444,8 +450,12 @@ private func decodeDevice(_ input: inout WireDecoder) throws(ControlProtocolErro
     guard count <= UInt32(DeviceCatalog.maximumResources) else { throw .truncated }
     var resources: [HostResource] = []
     for _ in 0..<count {
-        guard try input.u8() == 1 else { throw .truncated }
-        resources.append(.file(path: try input.string(), writable: try input.bool()))
+        switch try input.u8() {
+        case 1: resources.append(.file(path: try input.string(), writable: try input.bool()))
+        case 2: resources.append(.tap(name: try input.string(limit: 16)))
+        case 3: resources.append(.packetSocket(interface: try input.string(limit: 16)))
+        default: throw .truncated
+        }
     }
     return DeviceSpec(kind: kind, instance: instance, settings: settings, resources: resources)
 }

@@ -12,15 +12,22 @@ public protocol PortInterceptor: Sendable {
     func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32
 }
 
+/// How many port ranges a partition's parent may intercept: each guest port access walks them,
+/// so a parent registering one range per port would slow every exit.
+public enum PortInterceptLimit {
+    public static let ranges = 64
+}
+
 /// The ports of one partition that go to an interceptor.
 final class PortInterceptTable: Sendable {
     private let entries = Mutex<[(range: Range<UInt16>, interceptor: any PortInterceptor)]>([])
 
-    /// Adds `range` unless one of its ports is taken already (so the table stays bounded by the
-    /// port space). Returns whether it was added.
+    /// Adds `range` unless one of its ports is taken already, or the table holds
+    /// `PortInterceptLimit.ranges` ranges. Returns whether it was added.
     func add(_ range: Range<UInt16>, _ interceptor: any PortInterceptor) -> Bool {
         entries.withLock { entries in
-            guard !entries.contains(where: { $0.range.overlaps(range) }) else { return false }
+            guard entries.count < PortInterceptLimit.ranges,
+                  !entries.contains(where: { $0.range.overlaps(range) }) else { return false }
             entries.append((range, interceptor))
             return true
         }
@@ -45,7 +52,7 @@ extension Partition {
         }
         guard portIntercepts.add(range, interceptor) else {
             throw .invalidSpecification("ports 0x\(String(range.lowerBound, radix: 16))-0x\(String(range.upperBound - 1, radix: 16)) "
-                                        + "overlap ports already intercepted")
+                                        + "overlap ports already intercepted, or \(PortInterceptLimit.ranges) ranges are")
         }
     }
 

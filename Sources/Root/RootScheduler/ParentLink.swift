@@ -6,6 +6,7 @@ import HypervisorInterface
 import LinuxSupport
 import Logging
 import Partition
+import Privilege
 import Synchronization
 import VMBusProtocol
 
@@ -30,6 +31,8 @@ final class ParentLink: Sendable {
     let portReadTimeout: UInt64
     /// How long a process that connects has to say hello.
     let helloTimeoutMilliseconds: Int32
+    /// The users a connecting parent may run as (checked with SO_PEERCRED before the welcome).
+    let parentUsers: Set<uid_t>
     /// The most message and event connections a parent may register per partition (the VMBus
     /// server uses two, each open channel one, the diagnostic echo two).
     static let registrationLimit = 256
@@ -93,18 +96,19 @@ final class ParentLink: Sendable {
         var count: Int { messageConnections.count + eventConnections.count }
     }
 
-    /// Listens on `socketPath` (mode 0600) for the parent partition.
-    init(directory: any PartitionDirectory, socketPath: String, portReadTimeout: UInt64 = 5_000_000_000,
-         helloTimeoutMilliseconds: Int32 = 5000) throws(SystemError) {
+    /// Listens on `socketPath` for the parent partition, which runs as `parentUser`: the socket
+    /// is that user's, mode 0600, from the moment it appears (see `ParentLink+Authentication`).
+    init(directory: any PartitionDirectory, socketPath: String, parentUser: UserIdentity = .current,
+         portReadTimeout: UInt64 = 5_000_000_000, helloTimeoutMilliseconds: Int32 = 5000) throws(SystemError) {
         self.directory = directory
         self.portReadTimeout = portReadTimeout
         self.helloTimeoutMilliseconds = helloTimeoutMilliseconds
-        listener = try SequencedPacketSocket.listen(path: socketPath)
-        chmod(socketPath, 0o600)
+        parentUsers = [parentUser.uid, geteuid()]
+        listener = try Self.listen(on: socketPath, for: parentUser)
     }
 
     var isConnected: Bool { current.withLock { $0 != nil } }
-    private var logger: Logger { directory.logger }
+    var logger: Logger { directory.logger }
 
     func start() throws(SystemError) {
         let started = try OSThread.spawn(name: "parent-link") { [self] in acceptLoop() }
@@ -138,6 +142,7 @@ final class ParentLink: Sendable {
 
     /// Serves one parent connection until it closes.
     private func serve(_ channel: ControlChannel) {
+        guard authenticate(channel) else { return }
         let hello: ControlChannel.Received<ParentMessage>
         do {
             let ready = try Poll.wait(on: [channel.socket.owned.rawValue], timeoutMilliseconds: helloTimeoutMilliseconds)

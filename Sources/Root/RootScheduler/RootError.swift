@@ -19,12 +19,14 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
     case control(request: String, ParentLinkError)
     /// `request` named a device that does not exist, cannot change now, or has bad settings.
     case device(request: String, DeviceError)
+    /// A table the request would grow is full (partitions); the sentence names the fix.
+    case limitReached(String)
 
     /// The class of failure, which decides the HTTP status.
     public var kind: ManagementErrorKind {
         switch self {
         case .notFound: .notFound
-        case .nameTaken: .conflict
+        case .nameTaken, .limitReached: .conflict
         case .invalidRequest: .badRequest
         case .partition(_, let error):
             switch error {
@@ -50,7 +52,7 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
         case .notFound(let name): "No partition is named \(name): list them with `hv partition list`."
         case .nameTaken(let name):
             "A partition named \(name) exists: delete it first with `hv partition delete \(name)`."
-        case .invalidRequest(let sentence): sentence
+        case .invalidRequest(let sentence), .limitReached(let sentence): sentence
         case .partition(let request, .invalidSpecification(let reason)): Self.sentence(request, reason)
         case .partition(let request, let error): Self.sentence(request, "\(error)")
         case .control(let request, let error): Self.sentence(request, "\(error)")

@@ -2,6 +2,7 @@ import DeviceRegistry
 import Foundation
 import GuestBuilder
 import ManagementAPI
+import Privilege
 import Synchronization
 
 /// A root scheduler and a parent partition running as child processes of this one, for
@@ -10,9 +11,15 @@ import Synchronization
 ///
 /// The processes live no longer than the deployment: `stop()` or deinit ends them, and so does
 /// SIGINT, SIGTERM or SIGHUP sent to this process (see `TerminationHandler`).
+///
+/// The parent runs sandboxed (Docs/security.md), as `parentUser`: by default, when this process is
+/// root, the dedicated account `hv-parent` if the host has one, else `nobody`; otherwise the
+/// current user.
 public final class LocalDeployment: Sendable {
     public let runtimeDirectory: String
     public let executable: String
+    /// The user the parent partition runs as.
+    public let parentUser: UserIdentity
     public let client: ManagementClient
     private let processes = Mutex<Processes>(Processes())
 
@@ -26,8 +33,10 @@ public final class LocalDeployment: Sendable {
 
     /// Starts `hv root` and `hv parent` from `executable` and waits until the parent is
     /// connected to the root.
-    public static func start(executable: String, runtimeDirectory: String) async throws -> LocalDeployment {
-        let deployment = LocalDeployment(executable: executable, runtimeDirectory: runtimeDirectory)
+    public static func start(executable: String, runtimeDirectory: String, parentUser: UserIdentity = .defaultParent)
+        async throws -> LocalDeployment
+    {
+        let deployment = LocalDeployment(executable: executable, runtimeDirectory: runtimeDirectory, parentUser: parentUser)
         TerminationHandler.shared.register(deployment)
         try FileManager.default.createDirectory(atPath: runtimeDirectory, withIntermediateDirectories: true)
         try deployment.startRoot()
@@ -37,9 +46,10 @@ public final class LocalDeployment: Sendable {
         return deployment
     }
 
-    init(executable: String, runtimeDirectory: String) {
+    init(executable: String, runtimeDirectory: String, parentUser: UserIdentity) {
         self.executable = executable
         self.runtimeDirectory = runtimeDirectory
+        self.parentUser = parentUser
         client = ManagementClient(socketPath: RuntimeDirectory.apiSocket(in: runtimeDirectory))
     }
 
@@ -54,10 +64,10 @@ public final class LocalDeployment: Sendable {
     public var rootLog: String { "\(runtimeDirectory)/root.log" }
     public var parentLog: String { "\(runtimeDirectory)/parent.log" }
 
-    private func spawn(_ role: String, log: String) throws -> Process {
+    private func spawn(_ role: String, log: String, arguments: [String] = []) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [role, "--runtime-dir", runtimeDirectory]
+        process.arguments = [role, "--runtime-dir", runtimeDirectory] + arguments
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         handle.seekToEndOfFile()
@@ -68,13 +78,13 @@ public final class LocalDeployment: Sendable {
     }
 
     func startRoot() throws {
-        let process = try spawn("root", log: rootLog)
+        let process = try spawn("root", log: rootLog, arguments: ["--parent-user", "\(parentUser.uid):\(parentUser.gid)"])
         processes.withLock { $0.root = process }
     }
 
     /// Starts (or restarts) the parent partition process.
     public func startParent() throws {
-        let process = try spawn("parent", log: parentLog)
+        let process = try spawn("parent", log: parentLog, arguments: ["--user", "\(parentUser.uid):\(parentUser.gid)"])
         processes.withLock { $0.parent = process }
     }
 
