@@ -7,7 +7,7 @@ import Glibc
 import LinuxSupport
 import Logging
 import ManagementAPI
-import Partition
+@testable import Partition
 import Privilege
 @testable import RootScheduler
 import Synchronization
@@ -421,5 +421,47 @@ extension RootBoundsTests {
         #expect(put.status == 400)
         // The root still answers.
         #expect(try await client.request(.GET, "/v1/root", as: RootInfo.self).partitions == 0)
+    }
+}
+
+extension RootBoundsTests {
+    /// A guest's string read (`rep insb`) of a port whose parent answers slowly, or not at all,
+    /// holds its processor for a bounded time, and not at all once the partition is asked to
+    /// stop. Before: every element waited for its answer (up to 5 s each), so a 4096-byte read
+    /// could hold the processor, and a stop that joins it, for hours.
+    @Test func aStringReadOfASlowPortHoldsItsProcessorForABoundedTime() throws {
+        let (scheduler, kernel) = try Self.scheduler()
+        let image = try Self.imageFile()
+        defer { unlink(image) }
+        _ = try MockKernel.$current.withValue(kernel) { () throws(RootError) in
+            try scheduler.create(Self.configuration("alpha", image: image))
+        }
+        let partition = try scheduler.managed("alpha").partition
+        let ports = SlowPorts(milliseconds: 20)
+        try partition.interceptPorts(0x3F8..<0x400, with: ports)
+        let resources = try #require(partition.resources)
+        let exits = ExitHandler(partition: partition, resources: resources, processor: resources.processors[0])
+        _ = exits.handle(.portIO(PortAccess(port: 0x3F8, isWrite: false, size: 1, count: 4096, data: [])))
+        let asked = ports.reads.load(ordering: .relaxed)
+        #expect(asked >= 1 && asked < 4096, "\(asked) elements asked for")
+        partition.requestExit(final: .stopped(reason: "test"))
+        _ = exits.handle(.portIO(PortAccess(port: 0x3F8, isWrite: false, size: 1, count: 4096, data: [])))
+        #expect(ports.reads.load(ordering: .relaxed) == asked, "a partition asked to stop asks the parent nothing more")
+    }
+}
+
+/// Port reads that take `milliseconds` each, as a parent that does not answer makes them.
+final class SlowPorts: PortInterceptor {
+    let reads = Atomic<Int>(0)
+    let milliseconds: Int
+
+    init(milliseconds: Int) { self.milliseconds = milliseconds }
+
+    func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {}
+
+    func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
+        reads.wrappingAdd(1, ordering: .relaxed)
+        usleep(useconds_t(milliseconds * 1000))
+        return 0xFF
     }
 }

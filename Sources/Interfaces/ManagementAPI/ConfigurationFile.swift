@@ -22,17 +22,8 @@ enum ConfigurationFile {
         guard fstat(fd, &status) == 0 else { return .failure(.unreadable) }
         guard status.st_mode & S_IFMT == S_IFREG else { return .failure(.notARegularFile) }
         guard Int(status.st_size) <= limit else { return .failure(.tooLarge(Int(status.st_size))) }
-        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
-        var offset = 0
-        while offset < bytes.count {
-            let count = bytes.withUnsafeMutableBytes { buffer in
-                // SAFETY: [offset, count) lies inside `bytes`, which outlives the call.
-                Glibc.read(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            offset += count
-        }
-        return .success(Data(bytes.prefix(offset)))
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
+        guard let data = try? handle.read(upToCount: Int(status.st_size)) else { return .success(Data()) }
+        return .success(data)
     }
 }

@@ -64,6 +64,8 @@ public enum SandboxProbe {
             if fd >= 0 {
                 var address = sockaddr_un()
                 address.sun_family = sa_family_t(AF_UNIX)
+                // SAFETY: the copy is cut to sun_path's size less its NUL; the address outlives connect,
+                // and sockaddr_un is layout-compatible with the sockaddr prefix connect reads.
                 withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: socketPath.utf8.prefix($0.count - 1)) }
                 result = withUnsafePointer(to: &address) { pointer in
                     pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {

@@ -67,6 +67,7 @@ public struct SeccompFilter: Sendable {
     /// The filter built by libseccomp, ready to load.
     public final class Compiled {
         private let api: cpriv_seccomp_api
+        // SAFETY: the context libseccomp allocated, used only through its API and released once.
         private let context: UnsafeMutableRawPointer
         /// The rules it holds (names this architecture lacks are skipped).
         public let ruleCount: Int
@@ -107,6 +108,8 @@ public struct SeccompFilter: Sendable {
                                    datum_a: $0.operation == .maskedEqual ? $0.mask : $0.value, datum_b: $0.value)
             }
             let action = rule.errno.map(Self.errnoAction) ?? Self.allowAction
+            // SAFETY: libseccomp copies the comparisons during the call; the buffer outlives it and
+            // holds exactly `count` elements.
             let result = comparisons.withUnsafeBufferPointer { add(context, action, number, UInt32($0.count), $0.baseAddress) }
             guard result == 0 else {
                 api.release?(context)

@@ -86,6 +86,7 @@ public struct SocketPublication: Sendable {
         self.path = path
         let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         var template = Array(((directory.isEmpty ? "." : directory) + "/.staging-XXXXXX").utf8CString)
+        // SAFETY: mkdtemp rewrites the template's X's in place within its NUL-terminated length.
         let created = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!) }
         guard created != nil else { throw .system(.current("create a staging directory beside \(path)")) }
         stagingDirectory = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)

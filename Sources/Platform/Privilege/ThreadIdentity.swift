@@ -21,6 +21,7 @@ public enum ThreadIdentity {
         if user.uid == geteuid() { return body() }
         let groups = user.groups
         return try onThread(named: "as-\(user.uid)") { () -> Result? in
+            // SAFETY: setgroups(2) reads `count` IDs from the buffer during the call.
             let switched = groups.withUnsafeBufferPointer { cpriv_thread_setgroups($0.count, $0.baseAddress) } == 0
             _ = cpriv_thread_setfsgid(user.gid)
             _ = cpriv_thread_setfsuid(user.uid)

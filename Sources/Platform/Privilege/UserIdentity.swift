@@ -66,6 +66,8 @@ public struct UserIdentity: Hashable, Sendable, CustomStringConvertible {
         var result: UnsafeMutablePointer<passwd>?
         // 16 KiB: the size the calls above are told (sysconf(_SC_GETPW_R_SIZE_MAX) is 1 KiB on glibc).
         var storage = [CChar](repeating: 0, count: 16 << 10)
+        // SAFETY: getpw*_r writes the entry's strings into `storage` (its size is what the calls are
+        // given) and `entry` points into it; the name is copied out before the buffer goes.
         return storage.withUnsafeMutableBufferPointer { buffer -> UserIdentity? in
             guard let base = buffer.baseAddress, call(&entry, base, &result) == 0, result != nil,
                   let name = entry.pw_name else { return nil }

@@ -90,6 +90,9 @@ struct ExitHandler {
 
     var hypervisor: HvPartition { resources.hypervisor }
 
+    /// The longest one string port read asks the parent for its elements (ns).
+    static let stringReadBudget: UInt64 = 2_000_000_000
+
     /// Handles `exit`; returns the final state if the partition must stop.
     func handle(_ exit: VirtualCPUExit) -> PartitionState? {
         switch exit {
@@ -147,9 +150,17 @@ struct ExitHandler {
                     interceptor.write(partition: partition, vp: processor.index, port: access.port, size: access.size, value: value)
                 }
             } else {
+                // A string read (`rep ins`) asks once per element, and each answer may take up to
+                // the parent link's timeout: past `stringReadBudget` in all, or once the partition
+                // is asked to pause or stop, the remaining elements float high without asking, so
+                // one exit never holds the processor (and a stop that joins it) for long.
                 var bytes: [UInt8] = []
+                let started = MonotonicClock.nanoseconds()
                 for _ in 0..<max(1, access.count) {
-                    let value = interceptor.read(partition: partition, vp: processor.index, port: access.port, size: access.size)
+                    let asking = MonotonicClock.nanoseconds() - started < Self.stringReadBudget
+                        && partition.lifecycle.read({ $0.request }) == .run
+                    let value = asking ? interceptor.read(partition: partition, vp: processor.index, port: access.port,
+                                                          size: access.size) : 0xFFFF_FFFF
                     for shift in 0..<access.size { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * shift))) }
                 }
                 processor.cpu.completePortRead(bytes)

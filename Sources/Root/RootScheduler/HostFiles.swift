@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import LinuxSupport
 import Privilege
@@ -67,21 +68,13 @@ enum HostFiles {
         guard size <= limit else {
             throw .invalidRequest("\(what) \(path) is \(size >> 20) MiB, more than the \(limit >> 20) MiB the root reads for it.")
         }
-        var bytes = [UInt8](repeating: 0, count: size)
-        var offset = 0
-        while offset < size {
-            let count = bytes.withUnsafeMutableBytes { buffer in
-                // SAFETY: the range [offset, size) lies inside `bytes`, which outlives the call.
-                pread(descriptor.rawValue, buffer.baseAddress! + offset, size - offset, off_t(offset))
-            }
-            if count < 0 && Errno.current == .interrupted { continue }
-            guard count > 0 else {
-                if count == 0 { break }  // The file shrank: what was read is all there is.
-                throw .invalidRequest("\(what) \(path) cannot be read: \(Errno.current) (errno \(Errno.current.rawValue)).")
-            }
-            offset += count
+        // At most `size` bytes: a file that grows meanwhile is read as it was.
+        let handle = FileHandle(fileDescriptor: descriptor.rawValue, closeOnDealloc: false)
+        do {
+            return [UInt8](try handle.read(upToCount: size) ?? Data())
+        } catch {
+            throw .invalidRequest("\(what) \(path) cannot be read: \(error).")
         }
-        return Array(bytes.prefix(offset))
     }
 
     /// The most bytes the root reads for an Embedded guest's ELF image or a Linux kernel.

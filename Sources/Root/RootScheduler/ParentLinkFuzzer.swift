@@ -1,5 +1,6 @@
 import ControlProtocol
 import DeviceModel
+import Foundation
 import FuzzSupport
 import Glibc
 import GuestMemory
@@ -22,11 +23,11 @@ public enum ParentLinkFuzzer {
     /// Runs one session of `cases` messages from `seed`.
     public static func runSession(seed: UInt64, cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
         var random = FuzzRandom(seed: seed)
-        var template = Array("/tmp/hv-fuzz-link-XXXXXX".utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+        let directoryPath = FileManager.default.temporaryDirectory.appendingPathComponent("hv-fuzz-link-\(UUID().uuidString)").path
+        guard (try? FileManager.default.createDirectory(atPath: directoryPath, withIntermediateDirectories: false,
+                                                         attributes: [.posixPermissions: 0o700])) != nil else {
             return [FuzzFinding(caseIndex: 0, message: "cannot make a directory for the socket")]
         }
-        let directoryPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer {
             unlink(directoryPath + "/parent.sock")
             rmdir(directoryPath)

@@ -82,11 +82,10 @@ enum HypervisorFuzzTarget: FuzzTarget {
             case 4, 5:
                 let input = gpa() & (random.chance(4, in: 5) ? ~UInt64(7) : ~0)
                 var block = random.bytes(PostMessageInput.size)
-                block.replaceSubrange(0..<4, with: withUnsafeBytes(of: UInt32(random.pick([1, 4, 0x2001, 7])).littleEndian, Array.init))
-                block.replaceSubrange(8..<12, with: withUnsafeBytes(of: UInt32(random.int(0...3)).littleEndian, Array.init))
-                block.replaceSubrange(12..<16, with: withUnsafeBytes(
-                    of: (random.chance(4, in: 5) ? UInt32(random.int(0...240)) : random.interesting(UInt32.self)).littleEndian,
-                    Array.init))
+                block.storeLittleEndian(UInt32(random.pick([1, 4, 0x2001, 7])), at: PostMessageInput.connectionIDOffset)
+                block.storeLittleEndian(UInt32(random.int(0...3)), at: PostMessageInput.messageTypeOffset)
+                block.storeLittleEndian(random.chance(4, in: 5) ? UInt32(random.int(0...240)) : random.interesting(UInt32.self),
+                                        at: PostMessageInput.payloadSizeOffset)
                 try? memory.write(Array(block.prefix(max(0, min(block.count, memorySize - Int(input % UInt64(memorySize)))))),
                                   at: GuestPhysicalAddress(input % UInt64(memorySize)))
                 let code = UInt64(random.pick([0x5C, 0x5D, 0x5D, 0x5C, UInt16(truncatingIfNeeded: random.next())]))
