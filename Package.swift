@@ -154,6 +154,14 @@ let package = Package(
         .target(name: "ControlGroups", dependencies: ["LinuxSupport", system], path: "Sources/Platform/ControlGroups",
                 swiftSettings: host),
         .target(name: "CDiskIO", path: "Sources/Platform/CDiskIO"),
+        // Least privilege: the parent's sandbox (Landlock, seccomp through libseccomp loaded at
+        // run time), peer credentials, acting with a caller's rights, secure runtime directories.
+        .target(name: "CPrivilege", path: "Sources/Platform/CPrivilege"),
+        .target(name: "Privilege", dependencies: ["CPrivilege", "LinuxSupport", system], path: "Sources/Platform/Privilege",
+                swiftSettings: host),
+        // The fuzzers' seeded generator, mutator and target contract (`hv fuzz`, FuzzTargets).
+        .target(name: "FuzzSupport", dependencies: ["LinuxSupport"], path: "Sources/Platform/FuzzSupport",
+                swiftSettings: host),
 
         // MARK: Root scheduler.
         .target(name: "LinuxBoot", dependencies: ["HyperV"], path: "Sources/Root/LinuxBoot", swiftSettings: host),
@@ -166,8 +174,10 @@ let package = Package(
                 path: "Sources/Root/Partition", swiftSettings: host),
         .target(name: "RootScheduler",
                 dependencies: ["Partition", "HypervisorInterface", "KVM", "HyperV", "ControlProtocol", "ManagementAPI",
-                               "DeviceModel", "VMBusProtocol", "GuestMemory", "LinuxSupport", "ControlGroups", "Scheduling", log,
-                               .product(name: "Hummingbird", package: "hummingbird")],
+                               "DeviceModel", "VMBusProtocol", "GuestMemory", "LinuxSupport", "ControlGroups", "Scheduling",
+                               "Privilege", "FuzzSupport", log,
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "NIOCore", package: "swift-nio")],
                 path: "Sources/Root/RootScheduler", swiftSettings: host),
 
         // MARK: Parent partition.
@@ -185,7 +195,7 @@ let package = Package(
                 path: "Sources/Parent/DeviceRegistry", swiftSettings: host),
         .target(name: "ParentPartition",
                 dependencies: ["ControlProtocol", "DeviceHost", "DeviceModel", "GuestMemory", "LinuxSupport", "HyperV",
-                               "VMBusProtocol", "VMBusServer", "VMBusHost", "VirtualSwitch", log],
+                               "VMBusProtocol", "VMBusServer", "VMBusHost", "VirtualSwitch", "Privilege", log],
                 path: "Sources/Parent/ParentPartition", swiftSettings: host),
 
         // MARK: Interfaces between processes.
@@ -204,16 +214,23 @@ let package = Package(
         .target(name: "GuestBuilder",
                 dependencies: [.product(name: "Subprocess", package: "swift-subprocess"), system],
                 path: "Sources/Tools/GuestBuilder", swiftSettings: host),
-        .target(name: "LocalDeployment", dependencies: ["ManagementAPI", "GuestBuilder", "DeviceRegistry"],
+        .target(name: "LocalDeployment", dependencies: ["ManagementAPI", "GuestBuilder", "DeviceRegistry", "Privilege", "LinuxSupport"],
                 path: "Sources/Tools/LocalDeployment", swiftSettings: host),
         .target(name: "Bench",
                 dependencies: ["VMBusProtocol", "VMBusHost", "BenchProtocol", "GuestMemory", "LinuxSupport", "ManagementAPI",
                                "LocalDeployment", "DeviceModel", "DiskBackend", "NetworkProtocol", "NetworkVSC"],
                 path: "Sources/Tools/Bench", swiftSettings: host),
+        // Every fuzz target, registered in one list (`hv fuzz`, FuzzTests).
+        .target(name: "FuzzTargets",
+                dependencies: ["FuzzSupport", "VMBusServer", "VMBusHost", "VMBusProtocol", "HyperV", "HypervisorInterface",
+                               "GuestMemory", "LinuxSupport", "DeviceHost", "DeviceModel", "DeviceRegistry", "ControlProtocol",
+                               "ManagementAPI", "RootScheduler", "ICProtocol", "ICVSP", "BenchProtocol", "BenchVSP",
+                               "SerialEmulator", "NetworkVSP", "IDEEmulator", log],
+                path: "Sources/Tools/FuzzTargets", swiftSettings: host),
         .executableTarget(
             name: "hv",
             dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ManagementAPI", "GuestBuilder",
-                           "LocalDeployment", "Bench", "DiskBackend",
+                           "LocalDeployment", "Bench", "DiskBackend", "Privilege", "FuzzSupport", "FuzzTargets",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"), log],
             path: "Sources/Tools/hv", swiftSettings: host),
 
@@ -228,6 +245,8 @@ let package = Package(
         .testTarget(name: "ACPITests", dependencies: ["ACPI", "HyperV"]),
         .testTarget(name: "LinuxSupportTests", dependencies: ["LinuxSupport", system]),
         .testTarget(name: "GuestMemoryTests", dependencies: ["GuestMemory", "LinuxSupport"]),
+        .testTarget(name: "PrivilegeTests", dependencies: ["Privilege", "LinuxSupport", "TestSupport"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "FuzzSupport"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "LinuxSupport", system]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "TestSupport"]),
         // The root's processor controls in this host's real control groups (no /dev/kvm needed).
@@ -241,7 +260,7 @@ let package = Package(
                                    "LinuxSupport", system]),
         .testTarget(name: "HypervisorInterfaceTests",
                     dependencies: ["HypervisorInterface", "HyperV", "GuestMemory", "LinuxSupport"]),
-        .testTarget(name: "ManagementAPITests", dependencies: ["ManagementAPI"]),
+        .testTarget(name: "ManagementAPITests", dependencies: ["ManagementAPI", "DeviceModel"]),
         .testTarget(name: "GuestBuilderTests", dependencies: ["GuestBuilder"]),
         .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModel", "VMBusProtocol"]),
         .testTarget(name: "DeviceRegistryTests",
@@ -261,13 +280,14 @@ let package = Package(
         .testTarget(name: "VMBusHostTests",
                     dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", "VSPTestSupport"]),
         .testTarget(name: "IntegrationTests",
-                    dependencies: ["LocalDeployment", "ManagementAPI", "DeviceModel", "GuestBuilder", "KVM", "StorageVSC"]),
+                    dependencies: ["LocalDeployment", "ManagementAPI", "DeviceModel", "GuestBuilder", "KVM", "StorageVSC",
+                                   "Privilege", "LinuxSupport"]),
         // Root ↔ parent and user ↔ root, each end real, over real sockets, without /dev/kvm.
         .testTarget(name: "ProcessSeamTests",
                     dependencies: ["RootScheduler", "ParentPartition", "DeviceRegistry", "DeviceModel", "ControlProtocol",
                                    "ManagementAPI", "Partition",
                                    "HypervisorInterface", "KVM", "CKVM", "GuestMemory", "HyperV", "VMBusProtocol",
-                                   "LinuxSupport", "TestSupport", log, .product(name: "NIOHTTP1", package: "swift-nio"),
+                                   "LinuxSupport", "Privilege", "TestSupport", log, .product(name: "NIOHTTP1", package: "swift-nio"),
                                    "VMBusClient", "VMBusHost", "ICVSC", "ICProtocol", "BenchProtocol"]),
     ] + devices.flatMap(\.targets)
 )

@@ -269,3 +269,25 @@ extension BenchVSPChannelTests.BenchGuest {
     static let tinyMessages = header(.phaseStart, 1, body: BenchPhase(mode: .throughput, messageSize: 8, count: 1).bytes)
     static let unknownKind = header(BenchKind(rawValue: 99), 1)
 }
+
+@Suite("Bench VSP bounds")
+struct BenchBoundsTests {
+    /// The guest picks the sizes the bench names its facts after; one channel measures at most
+    /// `BenchVSP.pointLimit` points and is closed past them, so the facts (which the root keeps)
+    /// stay bounded. Before: every new size added facts.
+    @Test func aGuestCannotGrowTheBenchsFactsWithoutBound() throws {
+        let bench = try BenchVSPChannelTests.BenchGuest()
+        defer { bench.guest.close() }
+        var phase: UInt32 = 0
+        for size in stride(from: 32, to: 32 + 8 * (BenchVSP.pointLimit + 40), by: 8) {
+            guard bench.guest.failure == nil else { break }
+            phase += 1
+            bench.start(phase, BenchPhase(mode: .rawChain, messageSize: UInt32(size), count: 1))
+            bench.end(phase, messages: 1)
+            _ = bench.guest.receive(within: 2)
+        }
+        #expect(bench.guest.waitForFailure(within: 10)?.contains("more than \(BenchVSP.pointLimit) distinct phase points") == true)
+        #expect(bench.host.facts.count <= BenchVSP.factLimit)
+        #expect(bench.host.facts.keys.filter { $0.hasSuffix(".messages") }.count == BenchVSP.pointLimit)
+    }
+}

@@ -59,6 +59,7 @@ struct ControlProtocolTests {
         .postMessage(partitionID: 7, vp: 0, sint: 2, messageType: 1, payload: [UInt8](repeating: 9, count: 240)),
         .partitionStatus(partitionID: 7, facts: ["heartbeat.sequence": "12", "heartbeat.seen": "now"]),
         .registerPorts(partitionID: 7, base: 0x3F8, count: 8),
+        .registerPorts(partitionID: 7, base: 0x1F0, count: 8, accessesPerSecond: 1_000_000),
         .portReadResult(requestID: 9, value: 0x60),
         .requestInterruptLine(requestID: 10, partitionID: 7, pin: 4),
         .consoleOutput(partitionID: 7, bytes: Array("hello\n".utf8)),

@@ -27,7 +27,7 @@ final class RecordingContext: DeviceContext {
     func unregisterEventConnection(_ connection: ConnectionID) {}
     func report(_ facts: [String: String]) {}
     func referenceTime() -> UInt64 { 0 }
-    func interceptPorts(_ ports: Range<UInt16>) { intercepted.withLock { $0.append(ports) } }
+    func interceptPorts(_ ports: Range<UInt16>, accessesPerSecond: UInt32) { intercepted.withLock { $0.append(ports) } }
     func requestInterruptLine(pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void) { completion(nil) }
     func consoleOutput(_ bytes: [UInt8]) {}
 }

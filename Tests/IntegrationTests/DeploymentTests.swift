@@ -171,7 +171,10 @@ struct DeploymentTests {
                                      "the demo has no parent partition process")
 
         kill(demo.processIdentifier, number)
-        demo.waitUntilExit()
+        // Awaited without blocking a thread: Foundation reaps the child on a global queue.
+        let exitDeadline = ContinuousClock.now + .seconds(120)
+        while demo.isRunning && ContinuousClock.now < exitDeadline { try await Task.sleep(for: .milliseconds(20)) }
+        try #require(!demo.isRunning, "the front end (pid \(demo.processIdentifier)) is still running 120 s after the signal")
         #expect(demo.terminationReason == .uncaughtSignal && demo.terminationStatus == number,
                 "the front end still ends by the signal (reason \(demo.terminationReason), status \(demo.terminationStatus))")
         for (role, pid) in [("root", rootPID), ("parent", parentPID)] {

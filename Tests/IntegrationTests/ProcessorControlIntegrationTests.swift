@@ -1,5 +1,6 @@
 import DeviceModel
 import Foundation
+import LinuxSupport
 import KVM
 import LocalDeployment
 import ManagementAPI
@@ -203,7 +204,11 @@ enum ReadOnlyCgroups {
         probe.standardOutput = FileHandle.nullDevice
         probe.standardError = FileHandle.nullDevice
         guard (try? probe.run()) != nil else { return nil }
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0 ? command : nil
+        // Not `waitUntilExit`: a test thread blocked there can starve the queue Foundation
+        // reaps children on (ChildExit).
+        ChildExit.wait(for: probe.processIdentifier, timeoutNanoseconds: 10_000_000_000)
+        let deadline = Date().addingTimeInterval(5)
+        while probe.isRunning && Date() < deadline { usleep(10_000) }
+        return !probe.isRunning && probe.terminationStatus == 0 ? command : nil
     }()
 }

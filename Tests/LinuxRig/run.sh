@@ -263,6 +263,12 @@ assemble() {
         mkdir -p "$outer$(dirname "$library")"
         cp -L "$library" "$outer$library"
     done < <(ldd "$HV_BIN" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+    # libseccomp, which hv loads at run time for the parent's system-call filter (Docs/security.md).
+    library=$(ldconfig -p | awk '/libseccomp\.so\.2 / { print $NF; exit }')
+    if [ -n "$library" ]; then
+        mkdir -p "$outer$(dirname "$library")"
+        cp -L "$library" "$outer$library"
+    fi
     cp "$VMLINUZ" "$outer/rig/vmlinuz"
     cp "$WORK/child.img" "$outer/rig/child.img"
     cp "$RIG_DIR/linux.json" "$outer/rig/linux.json"

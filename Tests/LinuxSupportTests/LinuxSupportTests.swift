@@ -134,3 +134,25 @@ struct MemoryFileTests {
         #expect(try MemoryFile.size(of: file) == 1 << 20)
     }
 }
+
+@Suite("SOCK_SEQPACKET limits")
+struct SequencedPacketLimitTests {
+    /// A message larger than the peer can receive is an error the caller handles, never a trap
+    /// of the sending process. Before: a precondition failure, which killed the root when a
+    /// partition's devices made its attachment too large.
+    @Test func anOversizedMessageIsRefusedWithAnError() throws {
+        let (left, right) = try SequencedPacketSocket.pair()
+        #expect(throws: SystemError.self) {
+            try left.send([UInt8](repeating: 1, count: SequencedPacketSocket.maximumMessageSize + 1))
+        }
+        let descriptors = [Int32](repeating: 0, count: SequencedPacketSocket.maximumDescriptors + 1)
+        do {
+            try left.send([1], descriptors: descriptors)
+            Issue.record("too many descriptors were sent")
+        } catch {
+            #expect(error.errno == .messageTooLong)
+        }
+        try left.send([7])
+        #expect(try right.receive().bytes == [7])
+    }
+}

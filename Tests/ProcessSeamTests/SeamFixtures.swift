@@ -33,6 +33,17 @@ func eventually(within seconds: Double = 10, _ condition: () -> Bool) -> Bool {
     return condition()
 }
 
+/// `eventually` for what needs Swift concurrency's threads to happen (a server task): it
+/// sleeps without holding one of them.
+func eventuallyAsync(within seconds: Double = 10, _ condition: () -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return condition()
+}
+
 // MARK: - The root's end
 
 /// The `HvEnvironment` of a test partition: records injected SINTs and forwards SynIC page
@@ -273,10 +284,10 @@ final class RootEnd {
     let link: ParentLink
 
     init(table: TestPartitionTable = TestPartitionTable(), portReadTimeout: UInt64 = 5_000_000_000,
-         helloTimeoutMilliseconds: Int32 = 5000) throws {
-        directory = try SocketDirectory()
+         helloTimeoutMilliseconds: Int32 = 5000, directory: SocketDirectory? = nil) throws {
+        self.directory = try directory ?? SocketDirectory()
         self.table = table
-        link = try ParentLink(directory: table, socketPath: directory.parentSocket, portReadTimeout: portReadTimeout,
+        link = try ParentLink(directory: table, socketPath: self.directory.parentSocket, portReadTimeout: portReadTimeout,
                               helloTimeoutMilliseconds: helloTimeoutMilliseconds)
         try link.start()
     }

@@ -197,7 +197,7 @@ struct ProcessorControlGroupTests {
         try parent.run()
         defer {
             kill(parent.processIdentifier, SIGKILL)
-            parent.waitUntilExit()
+            ChildExit.wait(for: parent.processIdentifier, timeoutNanoseconds: 10_000_000_000)
         }
         control.parentConnected(processID: parent.processIdentifier)
         let instance = try #require(control.instance)

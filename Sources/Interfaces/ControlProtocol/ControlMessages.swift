@@ -365,7 +365,8 @@ public enum ParentMessage: Hashable, Sendable {
     /// Facts about a partition the root shows users (e.g. "heartbeat.sequence": "12").
     case partitionStatus(partitionID: UInt32, facts: [String: String])
     /// Guest accesses to ports `base..<base+count` go to the parent (an emulated legacy device).
-    case registerPorts(partitionID: UInt32, base: UInt16, count: UInt16)
+    /// `accessesPerSecond`: how fast the guest may access them (0: the root's default).
+    case registerPorts(partitionID: UInt32, base: UInt16, count: UInt16, accessesPerSecond: UInt32 = 0)
     /// The value for a `portRead`.
     case portReadResult(requestID: UInt32, value: UInt32)
     /// Asks for an eventfd that raises IOAPIC pin `pin`; answered by `interruptLine`.
@@ -440,11 +441,12 @@ public enum ParentMessage: Hashable, Sendable {
                 out.string(key)
                 out.string(value)
             }
-        case .registerPorts(let id, let base, let count):
+        case .registerPorts(let id, let base, let count, let rate):
             out.u16(Kind.registerPorts.rawValue)
             out.u32(id)
             out.u16(base)
             out.u16(count)
+            out.u32(rate)
         case .portReadResult(let request, let value):
             out.u16(Kind.portReadResult.rawValue)
             out.u32(request)
@@ -516,7 +518,8 @@ public enum ParentMessage: Hashable, Sendable {
             }
             self = .partitionStatus(partitionID: id, facts: facts)
         case .registerPorts:
-            self = .registerPorts(partitionID: try input.u32(), base: try input.u16(), count: try input.u16())
+            self = .registerPorts(partitionID: try input.u32(), base: try input.u16(), count: try input.u16(),
+                                  accessesPerSecond: try input.u32())
         case .portReadResult:
             self = .portReadResult(requestID: try input.u32(), value: try input.u32())
         case .requestInterruptLine:
@@ -563,6 +566,12 @@ private func encode(_ device: DeviceSpec, into out: inout WireEncoder) {
             out.u8(1)
             out.string(path)
             out.bool(writable)
+        case .tap(let name):
+            out.u8(2)
+            out.string(name)
+        case .packetSocket(let interface):
+            out.u8(3)
+            out.string(interface)
         }
     }
 }
@@ -575,8 +584,12 @@ private func decodeDevice(_ input: inout WireDecoder) throws(ControlProtocolErro
     guard count <= UInt32(DeviceCatalog.maximumResources) else { throw .truncated }
     var resources: [HostResource] = []
     for _ in 0..<count {
-        guard try input.u8() == 1 else { throw .truncated }
-        resources.append(.file(path: try input.string(), writable: try input.bool()))
+        switch try input.u8() {
+        case 1: resources.append(.file(path: try input.string(), writable: try input.bool()))
+        case 2: resources.append(.tap(name: try input.string(limit: 16)))
+        case 3: resources.append(.packetSocket(interface: try input.string(limit: 16)))
+        default: throw .truncated
+        }
     }
     return DeviceSpec(kind: kind, instance: instance, settings: settings, resources: resources)
 }

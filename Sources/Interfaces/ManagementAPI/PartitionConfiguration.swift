@@ -140,7 +140,17 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
 
     /// Reads and validates a configuration file; devices are checked against `catalog`.
     public static func load(path: String, catalog: DeviceCatalog) throws(ConfigurationError) -> PartitionConfiguration {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path) }
+        let data: Data
+        switch ConfigurationFile.read(path) {
+        case .success(let contents): data = contents
+        case .failure(.unreadable): throw .unreadable(path)
+        case .failure(.notARegularFile): throw .invalid(path, "it is not a regular file")
+        case .failure(.tooLarge(let size)):
+            throw .invalid(path, "it is \(size) bytes, more than the \(ConfigurationFile.limit) a configuration may have")
+        }
+        guard JSONNesting.isShallow(data) else {
+            throw .invalid(path, "it nests arrays or objects more than \(JSONNesting.limit) deep")
+        }
         let configuration: PartitionConfiguration
         do {
             configuration = try JSONDecoder().decode(PartitionConfiguration.self, from: data)

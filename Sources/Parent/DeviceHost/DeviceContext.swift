@@ -11,8 +11,11 @@ public protocol DeviceContext: VSPHost {
     /// The partition's RAM, for devices whose data moves through guest pages (GPA-direct
     /// ranges, GPADL buffers): every access is bounds-checked there.
     var memory: GuestMemory { get }
-    /// Routes the guest's accesses to `ports` to this partition's emulated devices.
-    func interceptPorts(_ ports: Range<UInt16>)
+    /// Routes the guest's accesses to `ports` to this partition's emulated devices, at most
+    /// `accessesPerSecond` of them (0: the root's default pace, a little faster than a
+    /// 115200-baud UART; a device that moves data through its ports, such as a disk's data
+    /// register, asks for more; the root caps it, Docs/security.md).
+    func interceptPorts(_ ports: Range<UInt16>, accessesPerSecond: UInt32)
     /// Asks for an eventfd that raises IOAPIC pin `pin`; `completion` runs with it (or `nil`
     /// if the root refused) on the parent's control thread.
     func requestInterruptLine(pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void)
@@ -23,5 +26,8 @@ public protocol DeviceContext: VSPHost {
 }
 
 extension DeviceContext {
+    /// Routes `ports` at the root's default pace.
+    public func interceptPorts(_ ports: Range<UInt16>) { interceptPorts(ports, accessesPerSecond: 0) }
+
     public func sharedBackend<Backend: Sendable>(_ type: Backend.Type) -> Backend? { nil }
 }

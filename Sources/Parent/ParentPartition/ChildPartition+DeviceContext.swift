@@ -18,8 +18,9 @@ extension ChildPartition: DeviceContext {
         root.reportStatus(partitionID: id, facts: facts)
     }
 
-    public func interceptPorts(_ ports: Range<UInt16>) {
-        root.send(.registerPorts(partitionID: id, base: ports.lowerBound, count: UInt16(ports.count)), partition: id)
+    public func interceptPorts(_ ports: Range<UInt16>, accessesPerSecond: UInt32) {
+        root.send(.registerPorts(partitionID: id, base: ports.lowerBound, count: UInt16(ports.count),
+                                 accessesPerSecond: accessesPerSecond), partition: id)
     }
 
     public func requestInterruptLine(pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void) {

@@ -33,12 +33,21 @@ public final class ParentPartitionService: Sendable {
     /// acknowledged (the root would otherwise stop sending that partition anything).
     private let strayJobs = Mutex<[UInt32: UInt64]>([:])
 
-    public init(socketPath: String, deviceTypes: [any ParentDevice.Type], logger: Logger) {
+    /// The users a root scheduler may run as (checked with SO_PEERCRED before the hello).
+    let rootUsers: Set<uid_t>
+    /// Whether a root of another user was already reported (later ones are logged at debug).
+    let strangerReported = Atomic<Bool>(false)
+
+    /// - Parameter rootUsers: who may be the root: by default root and this process's user (a
+    ///   sandboxed parent passes the user it was started as).
+    public init(socketPath: String, deviceTypes: [any ParentDevice.Type], logger: Logger,
+                rootUsers: Set<uid_t> = [0, geteuid()]) {
         self.socketPath = socketPath
         self.deviceTypes = deviceTypes
         self.logger = logger
         switches = SwitchService(logger: logger)
         backends.register(switches.directory)
+        self.rootUsers = rootUsers
     }
 
     /// Serves until `stop()`; reconnects whenever the root is away.
@@ -90,6 +99,7 @@ public final class ParentPartitionService: Sendable {
         connecting.withLock { $0 = socket }
         defer { connecting.withLock { $0 = nil } }
         guard !stopping.load(ordering: .acquiring) else { throw SystemError("connect to the root scheduler", errno: .canceled) }
+        try authenticateRoot(socket)
         return try RootConnection.handshake(on: socket, logger: logger)
     }
 

@@ -63,8 +63,13 @@ public final class SequencedPacketSocket: Sendable {
     /// Sends one message with `descriptors` attached.
     /// - Parameter nonBlocking: fail with EAGAIN instead of waiting when the peer's receive
     ///   queue is full.
+    /// - Throws: EMSGSIZE for a message over `maximumMessageSize` bytes or `maximumDescriptors`
+    ///   descriptors (which the peer could not receive), and whatever sendmsg(2) fails with.
     public func send(_ bytes: [UInt8], descriptors: [Int32] = [], nonBlocking: Bool = false) throws(SystemError) {
-        precondition(bytes.count <= Self.maximumMessageSize && descriptors.count <= Self.maximumDescriptors)
+        guard bytes.count <= Self.maximumMessageSize, descriptors.count <= Self.maximumDescriptors else {
+            throw SystemError("send a \(bytes.count)-byte message with \(descriptors.count) descriptors (limits "
+                              + "\(Self.maximumMessageSize) and \(Self.maximumDescriptors))", errno: .messageTooLong)
+        }
         let controlLength = descriptors.isEmpty ? 0 : clinux_cmsg_space(descriptors.count * 4)
         var control = [UInt8](repeating: 0, count: max(controlLength, 1))
         var payload = bytes

@@ -17,12 +17,23 @@ public protocol PortInterceptor: Sendable {
     func writeString(partition: Partition, vp: Int, port: UInt16, size: Int, bytes: [UInt8])
 }
 
+/// How long one string port read may spend asking an interceptor that answers element by
+/// element (the default `readString`).
+public enum PortStringReadBudget {
+    public static let nanoseconds: UInt64 = 2_000_000_000
+}
+
 extension PortInterceptor {
-    /// One `read` per element.
+    /// One `read` per element. Each may wait for its answer, so past `PortStringReadBudget`, or
+    /// once the partition is asked to pause or stop, the remaining elements float high without
+    /// asking: one exit never holds its processor (and a stop that joins it) for long.
     public func readString(partition: Partition, vp: Int, port: UInt16, size: Int, count: Int) -> [UInt8] {
         var bytes: [UInt8] = []
+        let started = MonotonicClock.nanoseconds()
         for _ in 0..<max(0, count) {
-            let value = read(partition: partition, vp: vp, port: port, size: size)
+            let asking = MonotonicClock.nanoseconds() - started < PortStringReadBudget.nanoseconds
+                && partition.lifecycle.read({ $0.request }) == .run
+            let value = asking ? read(partition: partition, vp: vp, port: port, size: size) : 0xFFFF_FFFF
             for shift in 0..<size { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * shift))) }
         }
         return bytes
@@ -40,15 +51,22 @@ extension PortInterceptor {
     }
 }
 
+/// How many port ranges a partition's parent may intercept: each guest port access walks them,
+/// so a parent registering one range per port would slow every exit.
+public enum PortInterceptLimit {
+    public static let ranges = 64
+}
+
 /// The ports of one partition that go to an interceptor.
 final class PortInterceptTable: Sendable {
     private let entries = Mutex<[(range: Range<UInt16>, interceptor: any PortInterceptor)]>([])
 
-    /// Adds `range` unless one of its ports is taken already (so the table stays bounded by the
-    /// port space). Returns whether it was added.
+    /// Adds `range` unless one of its ports is taken already, or the table holds
+    /// `PortInterceptLimit.ranges` ranges. Returns whether it was added.
     func add(_ range: Range<UInt16>, _ interceptor: any PortInterceptor) -> Bool {
         entries.withLock { entries in
-            guard !entries.contains(where: { $0.range.overlaps(range) }) else { return false }
+            guard entries.count < PortInterceptLimit.ranges,
+                  !entries.contains(where: { $0.range.overlaps(range) }) else { return false }
             entries.append((range, interceptor))
             return true
         }
@@ -73,7 +91,7 @@ extension Partition {
         }
         guard portIntercepts.add(range, interceptor) else {
             throw .invalidSpecification("ports 0x\(String(range.lowerBound, radix: 16))-0x\(String(range.upperBound - 1, radix: 16)) "
-                                        + "overlap ports already intercepted")
+                                        + "overlap ports already intercepted, or \(PortInterceptLimit.ranges) ranges are")
         }
     }
 

@@ -189,12 +189,8 @@ struct ExitHandler {
                     interceptor.write(partition: partition, vp: processor.index, port: access.port, size: access.size, value: value)
                 }
             } else {
-                var bytes: [UInt8] = []
-                for _ in 0..<max(1, access.count) {
-                    let value = interceptor.read(partition: partition, vp: processor.index, port: access.port, size: access.size)
-                    for shift in 0..<access.size { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * shift))) }
-                }
-                processor.cpu.completePortRead(bytes)
+                let value = interceptor.read(partition: partition, vp: processor.index, port: access.port, size: access.size)
+                processor.cpu.completePortRead((0..<access.size).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) })
             }
             return nil
         }

@@ -9,7 +9,14 @@ import Synchronization
 final class HostFacts: Sendable {
     /// KVM's supported CPUID leaves, asked for by the first partition created.
     let cpuid = SupportedCPUIDCache()
-    private let images = Mutex<[String: Image]>([:])
+    /// By reader and path: an image one user could read is never handed to another from here.
+    private let images = Mutex<[ImageKey: Image]>([:])
+
+    struct ImageKey: Hashable {
+        /// The user whose rights read it (nil: the root's own).
+        var reader: uid_t?
+        var path: String
+    }
 
     /// The most images kept.
     static let imageLimit = 8
@@ -39,18 +46,19 @@ final class HostFacts: Sendable {
         }
     }
 
-    /// The bytes of the file at `path`, from the cache while the file is unchanged; `read`
-    /// reads it otherwise.
-    func image(at path: String, read: (String) throws(RootError) -> [UInt8]) throws(RootError) -> [UInt8] {
+    /// The bytes of the file at `path` as user `reader` reads it, from the cache while the file
+    /// is unchanged and that user read it before; `read` reads it otherwise.
+    func image(at path: String, reader: uid_t?, read: (String) throws(RootError) -> [UInt8]) throws(RootError) -> [UInt8] {
+        let key = ImageKey(reader: reader, path: path)
         let before = FileIdentity(path: path)
-        if let before, let cached = images.withLock({ $0[path] }), cached.identity == before { return cached.bytes }
+        if let before, let cached = images.withLock({ $0[key] }), cached.identity == before { return cached.bytes }
         let bytes = try read(path)
         // Kept only if the file did not change while it was read.
         if let before, FileIdentity(path: path) == before, bytes.count == Int(before.size),
            bytes.count <= Self.largestCachedImage {
             images.withLock { images in
-                if images[path] == nil && images.count >= Self.imageLimit { images.removeAll() }
-                images[path] = Image(identity: before, bytes: bytes)
+                if images[key] == nil && images.count >= Self.imageLimit { images.removeAll() }
+                images[key] = Image(identity: before, bytes: bytes)
             }
         }
         return bytes

@@ -1,40 +1,54 @@
 import DeviceModel
 import Glibc
 import LinuxSupport
-import SystemPackage
+import Privilege
 
 /// Opens the host resources a partition's devices need (`HostResource`), so the parent is
-/// handed descriptors instead of paths.
+/// handed descriptors instead of paths. Files are opened with the requester's rights
+/// (`HostFiles`); host network attachments need the privileges only root or the root's own
+/// user hold.
 enum HostResources {
     /// Opens every resource, in order; closes what it opened if one fails.
-    static func open(_ resources: [HostResource]) throws(RootError) -> [OwnedDescriptor] {
+    static func open(_ resources: [HostResource], as requester: HostFiles.Requester = nil) throws(RootError)
+        -> [OwnedDescriptor]
+    {
         var opened: [OwnedDescriptor] = []
         for resource in resources {
-            opened.append(try open(resource))
+            opened.append(try open(resource, as: requester))
         }
         return opened
     }
 
-    /// Opens one resource: a regular file or block device, close-on-exec.
-    static func open(_ resource: HostResource) throws(RootError) -> OwnedDescriptor {
+    /// Opens one resource, close-on-exec.
+    static func open(_ resource: HostResource, as requester: HostFiles.Requester = nil) throws(RootError) -> OwnedDescriptor {
         switch resource {
         case .file(let path, let writable):
-            let descriptor: FileDescriptor
+            return try HostFiles.open(path, writable: writable, allowBlockDevice: true, as: requester,
+                                      what: "Device file", fix: "check the path in the device's settings")
+        case .tap(let name):
+            try requireNetworkAdministrator(requester, for: resource)
             do throws(SystemError) {
-                descriptor = FileDescriptor(rawValue: try retryingOnInterrupt("open \(path)") {
-                    Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
-                })
+                return try TAPDevice.create(name: name).descriptor
             } catch {
-                throw .invalidRequest("Cannot open \(path) for a device: \(error.errno) (errno \(error.errno.rawValue)); "
-                                      + "check the path and its permissions.")
+                throw .invalidRequest("Cannot open TAP \(name) for a device: \(error).")
             }
-            let owned = OwnedDescriptor(adopting: descriptor)
-            var status = stat()
-            guard fstat(owned.rawValue, &status) == 0,
-                  status.st_mode & S_IFMT == S_IFREG || status.st_mode & S_IFMT == S_IFBLK else {
-                throw .invalidRequest("\(path) is not a regular file or a block device, so it cannot back a device.")
+        case .packetSocket(let interface):
+            try requireNetworkAdministrator(requester, for: resource)
+            do throws(SystemError) {
+                return try PacketSocket.open(interface: interface, promiscuous: true, virtioHeader: true)
+            } catch {
+                throw .invalidRequest("Cannot attach a device to host interface \(interface): \(error).")
             }
-            return owned
         }
+    }
+
+    /// Attaching to the host's networks needs CAP_NET_ADMIN or CAP_NET_RAW: only root, or the
+    /// user the root scheduler runs as, may ask for it.
+    private static func requireNetworkAdministrator(_ requester: HostFiles.Requester, for resource: HostResource)
+        throws(RootError)
+    {
+        guard let requester, requester.uid != 0, requester.uid != geteuid() else { return }
+        throw .invalidRequest("Only root or uid \(geteuid()) may attach a device to \(resource); uid \(requester.uid) "
+                              + "asked.")
     }
 }

@@ -1,6 +1,7 @@
 import DeviceModel
 import Foundation
 import LinuxSupport
+import Logging
 import ManagementAPI
 import Partition
 import Synchronization
@@ -13,9 +14,12 @@ final class ManagedPartition: Sendable {
     /// The partition's devices as the parent gets them, each with its host resources opened;
     /// devices come and go while it runs.
     let attached: Mutex<[AttachedDevice]>
-    private let facts = Mutex<[String: String]>([:])
+    private let facts = Mutex<BoundedFacts>(BoundedFacts())
     /// Its control group's CPU usage when the group was removed (the partition stopped).
     private let finalUsage = Mutex<UInt64?>(nil)
+    /// Which console lines reach the root's log.
+    let consoleLog = ConsoleLogGate()
+    private let logger: Logger
 
     /// A device of the partition: its resolved spec and its opened host resources, in order.
     struct AttachedDevice: Sendable {
@@ -23,10 +27,11 @@ final class ManagedPartition: Sendable {
         var resources: [OwnedDescriptor]
     }
 
-    init(partition: Partition, configuration: PartitionConfiguration, devices: [AttachedDevice]) {
+    init(partition: Partition, configuration: PartitionConfiguration, devices: [AttachedDevice], logger: Logger) {
         self.partition = partition
         self.configuration = configuration
         attached = Mutex(devices)
+        self.logger = logger
     }
 
     /// The devices, in order.
@@ -35,8 +40,19 @@ final class ManagedPartition: Sendable {
     /// Every device's host resources, device by device (what the parent receives with the partition).
     var resources: [OwnedDescriptor] { attached.withLock { $0.flatMap(\.resources) } }
 
+    /// Merges facts the parent reported, within `BoundedFacts`' limits; the first refusal is logged.
     func merge(facts new: [String: String]) {
-        facts.withLock { $0.merge(new) { _, latest in latest } }
+        let (dropped, first) = facts.withLock { table -> (Int, Bool) in
+            let before = table.dropped
+            let dropped = table.merge(new)
+            return (dropped, before == 0 && dropped > 0)
+        }
+        if first {
+            logger.warning("""
+                partition \(partition.name): the parent partition reported more than \(BoundedFacts.capacity) facts; \
+                \(dropped) dropped (and later new ones)
+                """)
+        }
     }
 
     func recordFinalUsage(_ nanoseconds: UInt64?) {
@@ -53,6 +69,16 @@ final class ManagedPartition: Sendable {
                              processors: partition.processorCount, memoryMiB: partition.memorySize >> 20,
                              devices: devices.map { DeviceSummary(kind: $0.kind, instance: $0.instance.description,
                                                                   settings: try? JSONDecoder().decode(JSONValue.self, from: Data($0.settings))) },
-                             uptimeSeconds: uptime, status: facts.withLock { $0 })
+                             uptimeSeconds: uptime, status: facts.withLock { $0.facts })
+    }
+}
+
+/// A partition's `LogRateLimit`, shared by the threads that log its console lines.
+final class ConsoleLogGate: Sendable {
+    private let limit = Mutex(LogRateLimit())
+
+    /// The lines of `lines` to log now (see `LogRateLimit.admit`).
+    func admit(_ lines: [String]) -> [String] {
+        limit.withLock { $0.admit(lines) }
     }
 }

@@ -1,8 +1,11 @@
 import DeviceModel
 import Foundation
+import Glibc
 import Hummingbird
 import Logging
 import ManagementAPI
+import NIOCore
+import Privilege
 
 /// The root's management API: REST-style JSON over a Unix socket (documented in
 /// Docs/management-api.md).
@@ -27,11 +30,47 @@ import ManagementAPI
 ///
 /// Every error is a `RootError`, answered as `{"error": "<one sentence>"}` with the status its
 /// `kind` maps it to: 400, 404, 409 or 500.
+///
+/// Requests that name host files (a partition's images, a device's files) are served with the
+/// rights of the user who sent them, which the socket tells (SO_PEERCRED): see `HostFiles`.
 enum ManagementServer {
+    /// Who may use the API: the root's user only (mode 0600), or also a group's members (0660).
+    struct Access: Sendable {
+        var group: gid_t?
+
+        var mode: mode_t { group == nil ? 0o600 : 0o660 }
+    }
+
+    /// The API on `socketPath`, which appears only once it has the mode `access` gives it
+    /// (`SocketPublication`): the server binds in a private directory and the socket is moved
+    /// into place when the server runs.
+    static func makeApplication(scheduler: RootScheduler, socketPath: String, access: Access, logger: Logger)
+        throws(PrivilegeError) -> some ApplicationProtocol
+    {
+        let publication = try SocketPublication(path: socketPath)
+        return makeApplication(scheduler: scheduler, bindingTo: publication.stagingPath, logger: logger) { _ in
+            do throws(PrivilegeError) {
+                try publication.publish(mode: access.mode, group: access.group)
+                logger.info("management API on \(socketPath) (mode \(String(access.mode, radix: 8)))")
+            } catch {
+                logger.critical("cannot publish the management API socket: \(error)")
+                exit(1)
+            }
+        }
+    }
+
+    /// The API bound directly at `socketPath` (tests, which own the directory it is in).
     static func makeApplication(scheduler: RootScheduler, socketPath: String, logger: Logger)
         -> some ApplicationProtocol
     {
-        let router = Router()
+        makeApplication(scheduler: scheduler, bindingTo: socketPath, logger: logger) { _ in }
+    }
+
+    private static func makeApplication(scheduler: RootScheduler, bindingTo socketPath: String, logger: Logger,
+                                        onServerRunning: @escaping @Sendable (any Channel) async -> Void)
+        -> some ApplicationProtocol
+    {
+        let router = Router(context: APIRequestContext.self)
         router.get("/v1/root") { _, _ in
             json(RootInfo(version: hypervisorVersion, processID: getpid(),
                           parentConnected: scheduler.parentLink?.isConnected ?? false,
@@ -43,11 +82,18 @@ enum ManagementServer {
         router.post("/v1/partitions") { request, context in
             let configuration: PartitionConfiguration
             do {
-                configuration = try await request.decode(as: PartitionConfiguration.self, context: context)
+                configuration = try await APIBody.decode(PartitionConfiguration.self, from: request, context: context)
             } catch {
                 return failure(.invalidRequest("The partition configuration is not valid JSON for a partition: \(error)."))
             }
-            return respond(status: .created) { () throws(RootError) in try scheduler.create(configuration) }
+            let requester: UserIdentity
+            switch await context.requester() {
+            case .success(let user): requester = user
+            case .failure(let error): return failure(error)
+            }
+            return respond(status: .created) { () throws(RootError) in
+                try scheduler.create(configuration, requester: requester)
+            }
         }
         router.get("/v1/partitions/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
@@ -57,7 +103,7 @@ enum ManagementServer {
             let name = context.parameters.get("name") ?? ""
             let action: PartitionAction
             do {
-                action = try await request.decode(as: PartitionAction.self, context: context)
+                action = try await APIBody.decode(PartitionAction.self, from: request, context: context)
             } catch {
                 return failure(.invalidRequest("The body must be {\"action\": \"start|pause|resume|stop|shutdown\"}."))
             }
@@ -72,22 +118,36 @@ enum ManagementServer {
             let name = context.parameters.get("name") ?? ""
             let device: DeviceConfiguration
             do {
-                device = try await request.decode(as: DeviceConfiguration.self, context: context)
+                device = try await APIBody.decode(DeviceConfiguration.self, from: request, context: context)
             } catch {
                 return failure(.invalidRequest("The body must be a device: a kind, or {\"kind\": …, settings}: \(error)."))
             }
-            return respond(status: .created) { () throws(RootError) in try scheduler.addDevice(device, to: name) }
+            let requester: UserIdentity
+            switch await context.requester() {
+            case .success(let user): requester = user
+            case .failure(let error): return failure(error)
+            }
+            return respond(status: .created) { () throws(RootError) in
+                try scheduler.addDevice(device, to: name, requester: requester)
+            }
         }
         router.put("/v1/partitions/:name/devices/:device") { request, context in
             let name = context.parameters.get("name") ?? ""
             let device = context.parameters.get("device") ?? ""
             let settings: [String: JSONValue]
             do {
-                settings = try await request.decode(as: [String: JSONValue].self, context: context)
+                settings = try await APIBody.decode([String: JSONValue].self, from: request, context: context)
             } catch {
                 return failure(.invalidRequest("The body must be the device's settings, a JSON object: \(error)."))
             }
-            return respond { () throws(RootError) in try scheduler.changeDevice(device, of: name, settings: settings) }
+            let requester: UserIdentity
+            switch await context.requester() {
+            case .success(let user): requester = user
+            case .failure(let error): return failure(error)
+            }
+            return respond { () throws(RootError) in
+                try scheduler.changeDevice(device, of: name, settings: settings, requester: requester)
+            }
         }
         router.delete("/v1/partitions/:name/devices/:device") { _, context in
             let name = context.parameters.get("name") ?? ""
@@ -140,7 +200,7 @@ enum ManagementServer {
             }
         }
         return Application(router: router, configuration: .init(address: .unixDomainSocket(path: socketPath)),
-                           logger: logger)
+                           onServerRunning: onServerRunning, logger: logger)
     }
 
     private static func respond<T: Encodable>(status: HTTPResponse.Status = .ok, _ body: () throws(RootError) -> T) -> Response {
@@ -164,5 +224,27 @@ enum ManagementServer {
         let answer = error.answer
         return Response(status: HTTPResponse.Status(code: answer.status), headers: [.contentType: "application/json"],
                         body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+    }
+}
+
+/// A management request's context: Hummingbird's, plus who sent the request.
+struct APIRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    /// The peer's SO_PEERCRED, read from the connection's socket.
+    private let peer: EventLoopFuture<PeerCredentials.RawValue>?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        peer = (source.channel as? any SocketOptionProvider)?.unsafeGetSocketOption(
+            level: .init(rawValue: PeerCredentials.optionLevel), name: .init(rawValue: PeerCredentials.optionName))
+    }
+
+    /// The user who sent the request, with the groups the user database gives them; a request
+    /// whose sender cannot be told is refused (never served with the root's own rights).
+    func requester() async -> Result<UserIdentity, RootError> {
+        guard let peer, let raw = try? await peer.get() else {
+            return .failure(.invalidRequest("The root cannot tell who sent this request (no peer credentials on its socket)."))
+        }
+        return .success(PeerCredentials(raw: raw).user)
     }
 }

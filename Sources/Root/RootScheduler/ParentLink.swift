@@ -6,6 +6,7 @@ import HypervisorInterface
 import LinuxSupport
 import Logging
 import Partition
+import Privilege
 import Synchronization
 import VMBusProtocol
 
@@ -43,6 +44,8 @@ final class ParentLink: Sendable {
     let helloTimeoutMilliseconds: Int32
     /// The limits of each connection's outbox.
     let outboxLimits: ControlOutbox.Limits
+    /// The users a connecting parent may run as (checked with SO_PEERCRED before the welcome).
+    let parentUsers: Set<uid_t>
     /// The most message and event connections a parent may register per partition (the VMBus
     /// server uses two, each open channel one, the diagnostic echo two).
     static let registrationLimit = 256
@@ -55,21 +58,21 @@ final class ParentLink: Sendable {
         var count: Int { messageConnections.count + eventConnections.count }
     }
 
-    /// Listens on `socketPath` (mode 0600) for the parent partition.
-    init(directory: any PartitionDirectory, socketPath: String, portReadTimeout: UInt64 = 5_000_000_000,
-         helloTimeoutMilliseconds: Int32 = 5000, outboxLimits: ControlOutbox.Limits = ControlOutbox.Limits())
-        throws(SystemError)
-    {
+    /// Listens on `socketPath` for the parent partition, which runs as `parentUser`: the socket
+    /// is that user's, mode 0600, from the moment it appears (see `ParentLink+Authentication`).
+    init(directory: any PartitionDirectory, socketPath: String, parentUser: UserIdentity = .current,
+         portReadTimeout: UInt64 = 5_000_000_000, helloTimeoutMilliseconds: Int32 = 5000,
+         outboxLimits: ControlOutbox.Limits = ControlOutbox.Limits()) throws(SystemError) {
         self.directory = directory
         self.portReadTimeout = portReadTimeout
         self.helloTimeoutMilliseconds = helloTimeoutMilliseconds
         self.outboxLimits = outboxLimits
-        listener = try SequencedPacketSocket.listen(path: socketPath)
-        chmod(socketPath, 0o600)
+        parentUsers = [parentUser.uid, geteuid()]
+        listener = try Self.listen(on: socketPath, for: parentUser)
     }
 
     var isConnected: Bool { current.withLock { $0 != nil } }
-    private var logger: Logger { directory.logger }
+    var logger: Logger { directory.logger }
     /// The current connection, if a parent is connected.
     var connection: Connection? { current.withLock { $0 } }
 
@@ -105,6 +108,7 @@ final class ParentLink: Sendable {
 
     /// Serves one parent connection until it closes.
     private func serve(_ channel: ControlChannel) {
+        guard authenticate(channel) else { return }
         let hello: ControlChannel.Received<ParentMessage>
         do {
             let ready = try Poll.wait(on: [channel.socket.owned.rawValue], timeoutMilliseconds: helloTimeoutMilliseconds)
@@ -398,7 +402,7 @@ final class ParentLink: Sendable {
             post(SynICPost(vp: vp, sint: sint, messageType: type, payload: payload), to: hypervisor, partitionID: id)
         case .partitionStatus(let id, let facts):
             directory.linkedPartition(id: id)?.merge(facts: facts)
-        case .registerPorts(let id, let base, let count):
+        case .registerPorts(let id, let base, let count, let rate):
             // base + count must stay a UInt16: port 0xFFFF cannot be the last one of a range.
             guard let partition = directory.linkedPartition(id: id), count > 0,
                   UInt32(base) + UInt32(count) <= UInt32(UInt16.max) else {
@@ -408,7 +412,8 @@ final class ParentLink: Sendable {
             do throws(PartitionError) {
                 try partition.interceptPorts(base..<(base + count),
                                              with: ParentPortForwarder(partitionID: id, connection: connection,
-                                                                       budget: state(of: id).ports))
+                                                                       budget: state(of: id).portBudget(base: base,
+                                                                                                        accessesPerSecond: rate)))
             } catch {
                 logger.warning("partition \(partition.name): \(error); ignored")
                 return

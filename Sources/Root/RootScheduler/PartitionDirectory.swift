@@ -50,7 +50,8 @@ protocol LinkedPartition: Sendable {
     /// Sends the guest's accesses to the ports in `range` to the parent.
     func interceptPorts(_ range: Range<UInt16>, with forwarder: ParentPortForwarder) throws(PartitionError)
     func removePortIntercepts()
-    /// Appends what the guest wrote to its console; returns the lines completed.
+    /// Appends what the guest wrote to its console; returns the lines completed that may go to
+    /// the root's log (at a bounded rate).
     func appendConsole(_ bytes: [UInt8]) -> [String]
     /// Merges facts the parent reported about the partition.
     func merge(facts: [String: String])
@@ -96,6 +97,6 @@ extension ManagedPartition: LinkedPartition {
     }
 
     func appendConsole(_ bytes: [UInt8]) -> [String] {
-        partition.console.append(bytes: bytes)
+        consoleLog.admit(partition.console.append(bytes: bytes))
     }
 }

@@ -1,4 +1,5 @@
 import ControlProtocol
+import Partition
 import Synchronization
 
 /// What the root keeps of one partition for whichever parent serves it, across parent restarts
@@ -13,8 +14,26 @@ final class PartitionLinkState: Sendable {
     let id: UInt32
     private let log = Mutex(GuestMessageLog())
     private let saved = Mutex(SavedState())
-    /// How fast the partition's port accesses go to the parent.
-    let ports = PortAccessBudget()
+    /// How fast the partition's port accesses go to the parent: one budget per intercepted
+    /// range, by its first port (kept across parent restarts, so a new parent does not refill
+    /// a flooding guest's budget).
+    private let budgets = Mutex<[UInt16: PortAccessBudget]>([:])
+
+    /// The budget of the range starting at `base`, at `accessesPerSecond` (0: the default),
+    /// never above `PortAccessBudget.highestRate`; a range registered again keeps its budget
+    /// if its pace is unchanged.
+    func portBudget(base: UInt16, accessesPerSecond: UInt32) -> PortAccessBudget {
+        let rate = accessesPerSecond == 0 ? PortAccessBudget.defaultRate
+            : min(Double(accessesPerSecond), PortAccessBudget.highestRate)
+        return budgets.withLock { budgets in
+            if let existing = budgets[base], existing.perSecond == rate { return existing }
+            // Bounded as the ranges are (PortInterceptLimit); a parent cannot grow it further.
+            if budgets[base] == nil && budgets.count >= PortInterceptLimit.ranges { budgets.removeAll() }
+            let budget = PortAccessBudget(perSecond: rate, burst: max(PortAccessBudget.defaultBurst, rate / 8))
+            budgets[base] = budget
+            return budget
+        }
+    }
 
     /// The most guest messages waiting for the parent's acknowledgement; beyond it, HvPostMessage
     /// answers INSUFFICIENT_BUFFERS and the guest retries.

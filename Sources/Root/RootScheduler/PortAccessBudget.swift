@@ -17,6 +17,10 @@ final class PortAccessBudget: Sendable {
     /// Accesses per second, and how many may come at once.
     static let defaultRate = 32_000.0
     static let defaultBurst = 4096.0
+    /// The fastest pace a device may ask for (`DeviceContext.interceptPorts`): well above what
+    /// the parent's round trips allow, so it never limits a device that moves data, while a
+    /// device's budget stays finite.
+    static let highestRate = 1_000_000.0
     /// The longest a processor sleeps for one access.
     static let longestWait: UInt64 = 10_000_000
 

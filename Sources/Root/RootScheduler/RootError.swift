@@ -24,12 +24,14 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
     case device(request: String, DeviceError)
     /// A virtual switch request failed.
     case virtualSwitch(SwitchError)
+    /// A table the request would grow is full (partitions); the sentence names the fix.
+    case limitReached(String)
 
     /// The class of failure, which decides the HTTP status.
     public var kind: ManagementErrorKind {
         switch self {
         case .notFound: .notFound
-        case .nameTaken: .conflict
+        case .nameTaken, .limitReached: .conflict
         case .invalidRequest: .badRequest
         case .conflict: .conflict
         case .partition(_, let error):
@@ -57,7 +59,7 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
         case .notFound(let name): "No partition is named \(name): list them with `hv partition list`."
         case .nameTaken(let name):
             "A partition named \(name) exists: delete it first with `hv partition delete \(name)`."
-        case .invalidRequest(let sentence), .conflict(let sentence): sentence
+        case .invalidRequest(let sentence), .conflict(let sentence), .limitReached(let sentence): sentence
         case .partition(let request, .invalidSpecification(let reason)): Self.sentence(request, reason)
         case .partition(let request, let error): Self.sentence(request, "\(error)")
         case .control(let request, let error): Self.sentence(request, "\(error)")

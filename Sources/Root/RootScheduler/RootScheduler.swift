@@ -6,6 +6,7 @@ import LinuxSupport
 import Logging
 import ManagementAPI
 import Partition
+import Privilege
 import Synchronization
 import VMBusProtocol
 
@@ -28,10 +29,14 @@ public final class RootScheduler: Sendable {
     /// The host's CPUID leaves and recent guest images, kept off each creation's path.
     let hostFacts = HostFacts()
 
+    /// The most partitions this root keeps (`defaultPartitionLimit` unless a test says otherwise).
+    let partitionLimit: Int
+
     /// Opens /dev/kvm and sets up processor controls (off unless `processorControls` enables
     /// them, so a scheduler made in a test leaves the host's control groups alone).
     public init(catalog: DeviceCatalog, logger: Logger,
-                processorControls: ProcessorControlOptions = ProcessorControlOptions(enabled: false))
+                processorControls: ProcessorControlOptions = ProcessorControlOptions(enabled: false),
+                partitionLimit: Int = RootScheduler.defaultPartitionLimit)
         throws(RootServiceError)
     {
         do throws(KVMError) {
@@ -41,6 +46,7 @@ public final class RootScheduler: Sendable {
         }
         self.catalog = catalog
         self.logger = logger
+        self.partitionLimit = partitionLimit
         do throws(RootError) {
             processors = try ProcessorControl(options: processorControls, logger: logger)
         } catch {
@@ -89,30 +95,39 @@ public final class RootScheduler: Sendable {
 
     // MARK: Lifecycle
 
+    /// The most partitions (live or stopped, until deleted) the root keeps: each costs a virtual
+    /// machine, threads and descriptors, and an API user must not exhaust them.
+    public static let defaultPartitionLimit = 256
+
     /// Creates a partition from a configuration whose guest image path has been resolved.
-    public func create(_ configuration: PartitionConfiguration) throws(RootError) -> PartitionInfo {
-        if let problem = configuration.problem(catalog: catalog) {
-            throw .invalidRequest("Invalid partition configuration: \(problem).")
+    /// - Parameter requester: who asked (the API's peer); files are read with that user's rights.
+    ///   nil: the root itself.
+    public func create(_ configuration: PartitionConfiguration, requester: UserIdentity? = nil) throws(RootError)
+        -> PartitionInfo
+    {
+        guard table.withLock({ $0.count }) < partitionLimit else {
+            logger.warning("refused partition \(configuration.name): the root holds \(partitionLimit) partitions")
+            throw .limitReached("The root holds \(partitionLimit) partitions, its limit: delete stopped ones first "
+                                + "(`hv partition delete NAME`).")
         }
-        let devices: [DeviceSpec]
-        do throws(DeviceError) {
-            devices = try configuration.resolvedDevices(catalog: catalog)
-        } catch {
-            throw .invalidRequest("Invalid partition configuration: \(error).")
-        }
+        let devices = try Self.validate(configuration, catalog: catalog)
         let image: BootImage
         switch configuration.guest {
         case .embedded(_, let arguments, let imagePath):
             guard let imagePath else {
                 throw .invalidRequest("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
             }
-            image = .embedded(elf: try hostFacts.image(at: imagePath) { path throws(RootError) in
-                try Self.read(path, what: "Guest image", fix: "rebuild it with `hv partition create FILE`")
+            image = .embedded(elf: try hostFacts.image(at: imagePath, reader: requester?.uid) { path throws(RootError) in
+                try HostFiles.read(path, as: requester, what: "Guest image", fix: "rebuild it with `hv partition create FILE`",
+                                   limit: HostFiles.imageLimit)
             }, arguments: arguments)
         case .linux(let kernel, let initrd, let commandLine):
             let fix = "fix the path in the partition configuration"
-            image = .linux(kernel: try Self.read(kernel, what: "Kernel", fix: fix),
-                           initrd: try initrd.map { path throws(RootError) in try Self.read(path, what: "Initrd", fix: fix) },
+            image = .linux(kernel: try HostFiles.read(kernel, as: requester, what: "Kernel", fix: fix, limit: HostFiles.imageLimit),
+                           initrd: try initrd.map { path throws(RootError) in
+                               // An initrd is loaded into the partition's RAM, so it cannot be larger.
+                               try HostFiles.read(path, as: requester, what: "Initrd", fix: fix, limit: configuration.memoryMiB << 20)
+                           },
                            commandLine: commandLine)
         }
         let specification = PartitionSpecification(
@@ -135,13 +150,13 @@ public final class RootScheduler: Sendable {
         var attached: [ManagedPartition.AttachedDevice] = []
         do throws(RootError) {
             for device in devices {
-                attached.append(.init(spec: device, resources: try HostResources.open(device.resources)))
+                attached.append(.init(spec: device, resources: try HostResources.open(device.resources, as: requester)))
             }
         } catch {
             partition.stop(reason: "its devices' files cannot be opened")
             throw error
         }
-        let entry = ManagedPartition(partition: partition, configuration: configuration, devices: attached)
+        let entry = ManagedPartition(partition: partition, configuration: configuration, devices: attached, logger: logger)
         let inserted = table.withLock { partitions -> Bool in
             guard partitions[configuration.name] == nil else { return false }
             partitions[configuration.name] = entry
@@ -175,13 +190,6 @@ public final class RootScheduler: Sendable {
         try processors.change(name: name, to: change)
         logger.info("partition \(name): processor controls now \(processors.controls(of: name).map { "\($0)" } ?? "-")")
         return info(of: entry)
-    }
-
-    private static func read(_ path: String, what: String, fix: String) throws(RootError) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw .invalidRequest("\(what) \(path) does not exist: \(fix).")
-        }
-        return [UInt8](data)
     }
 
     /// Starts, pauses, resumes, stops or shuts down a partition.
@@ -229,7 +237,9 @@ public final class RootScheduler: Sendable {
 
     /// Adds a device to partition `name` while it exists (created, running or paused); the parent
     /// offers it to the guest at once.
-    public func addDevice(_ device: DeviceConfiguration, to name: String) throws(RootError) -> PartitionInfo {
+    public func addDevice(_ device: DeviceConfiguration, to name: String, requester: UserIdentity? = nil) throws(RootError)
+        -> PartitionInfo
+    {
         let entry = try live(name, request: "add a device")
         let added = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
             let spec: DeviceSpec
@@ -238,7 +248,8 @@ public final class RootScheduler: Sendable {
             } catch {
                 throw .device(request: "Cannot add a \(device.kind) device to \(name)", error)
             }
-            let added = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources))
+            try Self.checkHandOver(name: name, processors: entry.partition.processorCount, devices: devices.map(\.spec) + [spec])
+            let added = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources, as: requester))
             devices.append(added)
             return added
         }
@@ -273,8 +284,8 @@ public final class RootScheduler: Sendable {
     }
 
     /// Gives the device `device` of partition `name` new settings while it runs.
-    public func changeDevice(_ device: String, of name: String, settings: [String: JSONValue]) throws(RootError)
-        -> PartitionInfo
+    public func changeDevice(_ device: String, of name: String, settings: [String: JSONValue],
+                             requester: UserIdentity? = nil) throws(RootError) -> PartitionInfo
     {
         let entry = try live(name, request: "change a device")
         let changed = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
@@ -286,7 +297,10 @@ public final class RootScheduler: Sendable {
             } catch {
                 throw .device(request: request, error)
             }
-            let changed = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources))
+            var after = devices.map(\.spec)
+            after[index] = spec
+            try Self.checkHandOver(name: name, processors: entry.partition.processorCount, devices: after)
+            let changed = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources, as: requester))
             devices[index] = changed
             return changed
         }
@@ -358,7 +372,11 @@ extension RootScheduler: PartitionObserver {
     }
 
     public func partition(_ partition: Partition, consoleLine line: String) {
-        logger.info("[\(partition.name)] \(line)")
+        guard let entry = managed(id: partition.id) else {
+            logger.info("[\(partition.name)] \(line)")
+            return
+        }
+        for logged in entry.consoleLog.admit([line]) { logger.info("[\(partition.name)] \(logged)") }
     }
 
     public func partition(_ partition: Partition, processor vp: UInt32, synicPagesChanged pages: SynICPages) {

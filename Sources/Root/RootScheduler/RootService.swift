@@ -5,32 +5,48 @@ import KVM
 import LinuxSupport
 import Logging
 import ManagementAPI
+import Privilege
 
 /// The `hv root` process: the scheduler, the parent link and the management API, until
 /// SIGINT or SIGTERM; then every partition is stopped and the sockets removed.
+///
+/// Its runtime directory must be its own and writable by no one else (`SecureDirectory`);
+/// `root.sock` is mode 0600 (0660 with an API group) and `parent.sock` belongs to the parent's
+/// user, mode 0600, each from the moment it appears (Docs/security.md).
 public struct RootService {
     public let runtimeDirectory: String
     public let logger: Logger
     let catalog: DeviceCatalog
     let processorControls: ProcessorControlOptions
+    /// The user the parent partition runs as: the only one (besides the root's own) it accepts
+    /// on `parent.sock`.
+    public let parentUser: UserIdentity
+    /// A group whose members may use the management API besides the root's user.
+    public let apiGroup: gid_t?
 
     /// - Parameters:
     ///   - catalog: the device types partitions may use (`DeviceRegistry.catalog`).
     ///   - processorControls: how partitions' processor controls are enforced (Docs/scheduling.md).
+    ///   - parentUser: the parent partition's user (`UserIdentity.defaultParent` by default).
+    ///   - apiGroup: a group that may use the API too (its members' requests run with their rights).
     public init(runtimeDirectory: String, catalog: DeviceCatalog, logger: Logger,
-                processorControls: ProcessorControlOptions = ProcessorControlOptions()) {
+                processorControls: ProcessorControlOptions = ProcessorControlOptions(),
+                parentUser: UserIdentity = .defaultParent, apiGroup: gid_t? = nil) {
         self.runtimeDirectory = runtimeDirectory
         self.catalog = catalog
         self.logger = logger
         self.processorControls = processorControls
+        self.parentUser = parentUser
+        self.apiGroup = apiGroup
     }
 
     public func run() async throws {
-        do {
-            try FileManager.default.createDirectory(atPath: runtimeDirectory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+        // Nothing the root creates is for others unless it says so.
+        umask(0o077)
+        do throws(PrivilegeError) {
+            try SecureDirectory.prepare(runtimeDirectory, searchable: parentUser.uid != geteuid() || apiGroup != nil)
         } catch {
-            throw RootServiceError.runtimeDirectory(runtimeDirectory, "\(error.localizedDescription)")
+            throw RootServiceError.runtimeDirectory(runtimeDirectory, error)
         }
         let apiSocket = RuntimeDirectory.apiSocket(in: runtimeDirectory)
         let parentSocket = RuntimeDirectory.parentSocket(in: runtimeDirectory)
@@ -40,16 +56,13 @@ public struct RootService {
         let scheduler = try RootScheduler(catalog: catalog, logger: logger, processorControls: processorControls)
         let link: ParentLink
         do {
-            link = try ParentLink(directory: scheduler, socketPath: parentSocket)
+            link = try ParentLink(directory: scheduler, socketPath: parentSocket, parentUser: parentUser)
             scheduler.link.withLock { $0 = link }
             try link.start()
         } catch {
             scheduler.processors.shutdown()
             throw error
         }
-        unlink(apiSocket)
-        let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: apiSocket, logger: logger)
-        logger.info("root scheduler \(hypervisorVersion) listening on \(apiSocket) (parent link \(parentSocket))")
         defer {
             scheduler.stopAll()
             scheduler.processors.shutdown()
@@ -58,6 +71,12 @@ public struct RootService {
             unlink(parentSocket)
             logger.info("root scheduler stopped")
         }
+        let application = try ManagementServer.makeApplication(
+            scheduler: scheduler, socketPath: apiSocket, access: .init(group: apiGroup), logger: logger)
+        logger.info("""
+            root scheduler \(hypervisorVersion) listening on \(apiSocket) (parent link \(parentSocket), for the parent \
+            partition running as \(parentUser))
+            """)
         try await application.runService()
     }
 }
@@ -66,7 +85,7 @@ public struct RootService {
 public enum RootServiceError: Error, CustomStringConvertible {
     case kvm(KVMError)
     case alreadyRunning(String)
-    case runtimeDirectory(String, String)
+    case runtimeDirectory(String, PrivilegeError)
     /// The processor controls cannot be set up as asked (e.g. `--parent-processors` names
     /// processors the root may not use); the sentence says why.
     case processorControls(String)
@@ -78,8 +97,10 @@ public enum RootServiceError: Error, CustomStringConvertible {
             return "Cannot use KVM: \(error)."
         case .alreadyRunning(let socket):
             return "A root scheduler is already running on \(socket): stop it first or use another --runtime-dir."
+        case .runtimeDirectory(_, .refused(let sentence)):
+            return sentence
         case .runtimeDirectory(let path, let reason):
-            return "Cannot create the runtime directory \(path) (\(reason)): choose another with --runtime-dir."
+            return "Cannot use the runtime directory \(path) (\(reason)): choose another with --runtime-dir."
         case .processorControls(let sentence):
             return sentence
         }

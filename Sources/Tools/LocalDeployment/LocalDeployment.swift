@@ -1,7 +1,9 @@
 import DeviceRegistry
 import Foundation
 import GuestBuilder
+import LinuxSupport
 import ManagementAPI
+import Privilege
 import Synchronization
 
 /// A root scheduler and a parent partition running as child processes of this one, for
@@ -10,9 +12,15 @@ import Synchronization
 ///
 /// The processes live no longer than the deployment: `stop()` or deinit ends them, and so does
 /// SIGINT, SIGTERM or SIGHUP sent to this process (see `TerminationHandler`).
+///
+/// The parent runs sandboxed (Docs/security.md), as `parentUser`: by default, when this process is
+/// root, the dedicated account `hv-parent` if the host has one, else `nobody`; otherwise the
+/// current user.
 public final class LocalDeployment: Sendable {
     public let runtimeDirectory: String
     public let executable: String
+    /// The user the parent partition runs as.
+    public let parentUser: UserIdentity
     public let client: ManagementClient
     /// Extra arguments for `hv root` (e.g. `--instance-weight 10000`).
     public let rootArguments: [String]
@@ -32,9 +40,9 @@ public final class LocalDeployment: Sendable {
     /// Starts `hv root` and `hv parent` from `executable` and waits until the parent is
     /// connected to the root.
     public static func start(executable: String, runtimeDirectory: String, rootArguments: [String] = [],
-                             rootWrapper: [String] = []) async throws -> LocalDeployment {
+                             rootWrapper: [String] = [], parentUser: UserIdentity = .defaultParent) async throws -> LocalDeployment {
         let deployment = LocalDeployment(executable: executable, runtimeDirectory: runtimeDirectory,
-                                         rootArguments: rootArguments, rootWrapper: rootWrapper)
+                                         rootArguments: rootArguments, rootWrapper: rootWrapper, parentUser: parentUser)
         TerminationHandler.shared.register(deployment)
         try FileManager.default.createDirectory(atPath: runtimeDirectory, withIntermediateDirectories: true)
         try deployment.startRoot()
@@ -44,11 +52,13 @@ public final class LocalDeployment: Sendable {
         return deployment
     }
 
-    init(executable: String, runtimeDirectory: String, rootArguments: [String] = [], rootWrapper: [String] = []) {
+    init(executable: String, runtimeDirectory: String, rootArguments: [String] = [], rootWrapper: [String] = [],
+         parentUser: UserIdentity = .defaultParent) {
         self.executable = executable
         self.runtimeDirectory = runtimeDirectory
         self.rootArguments = rootArguments
         self.rootWrapper = rootWrapper
+        self.parentUser = parentUser
         client = ManagementClient(socketPath: RuntimeDirectory.apiSocket(in: runtimeDirectory))
     }
 
@@ -82,13 +92,15 @@ public final class LocalDeployment: Sendable {
     }
 
     func startRoot() throws {
-        let process = try spawn("root", log: rootLog, arguments: rootArguments, wrapper: rootWrapper)
+        let process = try spawn("root", log: rootLog,
+                                arguments: ["--parent-user", "\(parentUser.uid):\(parentUser.gid)"] + rootArguments,
+                                wrapper: rootWrapper)
         processes.withLock { $0.root = process }
     }
 
     /// Starts (or restarts) the parent partition process.
     public func startParent() throws {
-        let process = try spawn("parent", log: parentLog)
+        let process = try spawn("parent", log: parentLog, arguments: ["--user", "\(parentUser.uid):\(parentUser.gid)"])
         processes.withLock { $0.parent = process }
     }
 
@@ -96,7 +108,7 @@ public final class LocalDeployment: Sendable {
     public func killParent() {
         guard let parent = processes.withLock({ $0.parent.take() }), parent.isRunning else { return }
         kill(parent.processIdentifier, SIGKILL)
-        parent.waitUntilExit()
+        ChildExit.wait(for: parent.processIdentifier, timeoutNanoseconds: 10_000_000_000)
     }
 
     /// Kills the parent partition with SIGKILL, starts a new one and waits until the root
@@ -244,10 +256,12 @@ public final class LocalDeployment: Sendable {
         for process in running where process.isRunning {
             kill(process.processIdentifier, SIGTERM)
             let deadline = Date().addingTimeInterval(10)
-            while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning {
+            while process.isRunning && !ChildExit.hasExited(process.processIdentifier) && Date() < deadline {
+                usleep(20_000)
+            }
+            if !ChildExit.hasExited(process.processIdentifier) {
                 kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
+                ChildExit.wait(for: process.processIdentifier, timeoutNanoseconds: 10_000_000_000)
             }
         }
         TerminationHandler.shared.unregister(self)

@@ -10,7 +10,25 @@ struct HV: AsyncParsableCommand {
         abstract: "A microkernelized partition hypervisor modeled on Hyper-V, on Linux KVM.",
         version: hypervisorVersion,
         subcommands: [RootCommand.self, ParentCommand.self, PartitionCommand.self, SwitchCommand.self, DiskCommand.self,
-                      DemoCommand.self, BenchCommand.self])
+                      DemoCommand.self, BenchCommand.self, FuzzCommand.self])
+
+    /// ArgumentParser's entry point, with one step first: `hv parent` enters its sandbox here,
+    /// while the process has one thread (an async main starts on the main thread alone, and the
+    /// first hop to the concurrent executor starts others), because Landlock and per-thread
+    /// credentials only reach the threads started after them.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if let parent = command as? ParentCommand { try parent.enterSandbox() }
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every command that talks to the root shares.

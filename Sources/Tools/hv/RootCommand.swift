@@ -1,6 +1,8 @@
 import ArgumentParser
 import DeviceRegistry
+import Glibc
 import Logging
+import Privilege
 import RootScheduler
 
 struct RootCommand: AsyncParsableCommand {
@@ -9,6 +11,10 @@ struct RootCommand: AsyncParsableCommand {
         abstract: "Run the root scheduler: owns /dev/kvm, creates and runs child partitions, serves the management API.")
 
     @OptionGroup var runtime: RuntimeOptions
+    @Option(help: ArgumentHelp("The user the parent partition runs as (a name, UID or UID:GID): the only one, besides this process's, that may connect to parent.sock (default: hv-parent or nobody as root, else the current user).", valueName: "user"))
+    var parentUser: String?
+    @Option(help: ArgumentHelp("A group whose members may use the management API too; their requests open host files with their own rights.", valueName: "group"))
+    var apiGroup: String?
     @Option(help: "Log level (trace, debug, info, notice, warning, error).")
     var logLevel: Logger.Level = .info
     @Option(help: ArgumentHelp("Keep the parent partition's threads on these host processors (e.g. 0 or 0-1), apart from every virtual processor.",
@@ -28,13 +34,22 @@ struct RootCommand: AsyncParsableCommand {
             let parent = try parentProcessors.map { text throws(ValidationError) in try CPUListArgument.parse(text) }
             let options = ProcessorControlOptions(parentProcessors: parent, instanceWeight: instanceWeight,
                                                   enabled: !noProcessorControls)
+            let parentIdentity = try parentUser.map(UserIdentity.resolve) ?? .defaultParent
+            let group = try apiGroup.map(Self.group)
             try await RootService(runtimeDirectory: runtime.runtimeDir, catalog: DeviceRegistry.catalog, logger: logger,
-                                  processorControls: options).run()
+                                  processorControls: options, parentUser: parentIdentity, apiGroup: group).run()
         } catch let error as ValidationError {
             throw error
         } catch {
             throw fail(error)
         }
+    }
+
+    /// A group by name or number.
+    static func group(_ text: String) throws -> gid_t {
+        if let number = gid_t(text) { return number }
+        guard let entry = getgrnam(text) else { throw ValidationError("No group named \(text).") }
+        return entry.pointee.gr_gid
     }
 }
 

@@ -11,6 +11,14 @@ import VMBusProtocol
 public final class BenchVSP: VirtualServiceProvider {
     let host: any VSPHost
 
+    /// The most distinct points (mode and message size) one channel measures: the guest picks
+    /// them, and each becomes facts the root keeps, so they are bounded; past it the channel is
+    /// closed as a protocol violation. The real bench uses 30 (`hv bench channel`).
+    public static let pointLimit = 64
+    /// The most distinct facts one bench channel reports: seven per point, and its state and
+    /// phase count.
+    public static let factLimit = pointLimit * 7 + 2
+
     public init(host: any VSPHost) {
         self.host = host
     }
@@ -51,6 +59,8 @@ final class BenchSession: ChannelSession {
     /// Whether this session took over from one a parent lost: a phase it never saw started is
     /// not a protocol violation then.
     private let resumed: Bool
+    /// The fact prefixes reported so far (at most `BenchVSP.pointLimit`).
+    private var reportedPoints = Set<String>()
 
     struct Phase {
         var id: UInt32
@@ -205,6 +215,9 @@ final class BenchSession: ChannelSession {
         var reportedRun = run
         var allIntact = intact
         var runCount = 1
+        if reportedPoints.insert(prefix).inserted, reportedPoints.count > BenchVSP.pointLimit {
+            throw .protocolViolation("bench: more than \(BenchVSP.pointLimit) distinct phase points")
+        }
         if parameters.mode == .throughput || parameters.mode == .source {
             runs[prefix, default: PhaseRuns()].add(run)
             if let points = runs[prefix], let median = points.median {
@@ -254,8 +267,13 @@ struct PhaseRuns {
     }
 
     private(set) var runs: [Run] = []
+    /// The runs kept per point: the latest ones.
+    static let limit = 101
 
-    mutating func add(_ run: Run) { runs.append(run) }
+    mutating func add(_ run: Run) {
+        runs.append(run)
+        if runs.count > Self.limit { runs.removeFirst(runs.count - Self.limit) }
+    }
 
     var count: Int { runs.count }
     var allIntact: Bool { runs.allSatisfy(\.intact) }

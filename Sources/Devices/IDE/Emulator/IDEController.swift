@@ -16,6 +16,10 @@ import Synchronization
 /// writes wait their turn behind the command, in order. Data reads stay on the control thread:
 /// they return data at once and at most read the next block.
 final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where Storage.Failure: Sendable {
+    /// The pace the channel asks the root for: 4 KiB through the 16-bit data register is 2,048
+    /// accesses, so this lets a guest move a few MiB/s by PIO, as a real PIO disk does.
+    static var accessesPerSecond: UInt32 { 1_000_000 }
+
     let context: any DeviceContext
     let location: IDEChannelLocation
     private let state: Mutex<State>
@@ -57,7 +61,9 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
         context.requestInterruptLine(pin: UInt8(location.isaIRQ)) { [self] event in
             irq.withLock { $0 = event }
         }
-        for range in ports { context.interceptPorts(range) }
+        // A sector is 256 data-register accesses (KVM hands over REP OUTSW one element per
+        // exit), so the channel asks for a disk's pace rather than a UART's.
+        for range in ports { context.interceptPorts(range, accessesPerSecond: Self.accessesPerSecond) }
     }
 
     func stop() {

@@ -31,7 +31,7 @@ final class IDETestContext: DeviceContext {
     func unregisterEventConnection(_ connection: ConnectionID) {}
     func report(_ facts: [String: String]) {}
     func referenceTime() -> UInt64 { 0 }
-    func interceptPorts(_ ports: Range<UInt16>) { intercepted.withLock { $0.append(ports) } }
+    func interceptPorts(_ ports: Range<UInt16>, accessesPerSecond: UInt32) { intercepted.withLock { $0.append(ports) } }
     func requestInterruptLine(pin: UInt8, completion: @escaping @Sendable (EventFD?) -> Void) {
         pins.withLock { $0.append(pin) }
         completion(irq)

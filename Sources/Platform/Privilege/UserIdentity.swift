@@ -1,0 +1,96 @@
+import Glibc
+
+/// A Unix user: the account the parent partition runs as, or a caller of the management API.
+public struct UserIdentity: Hashable, Sendable, CustomStringConvertible {
+    public var uid: uid_t
+    public var gid: gid_t
+    /// The account name, when the user database has one.
+    public var name: String?
+
+    public init(uid: uid_t, gid: gid_t, name: String? = nil) {
+        self.uid = uid
+        self.gid = gid
+        self.name = name
+    }
+
+    /// The effective user and group of this process.
+    public static var current: UserIdentity {
+        UserIdentity(uid: geteuid(), gid: getegid(), name: accountName(of: geteuid()))
+    }
+
+    /// The conventional `nobody` of Linux distributions, for hosts without a user database.
+    public static let overflow = UserIdentity(uid: 65534, gid: 65534, name: nil)
+
+    /// The account a sandboxed parent partition runs as by default: when this process is root,
+    /// `hv-parent` if the user database has it (a dedicated account: `useradd --system hv-parent`),
+    /// else `nobody`, else 65534:65534; otherwise the current user (an unprivileged user cannot
+    /// switch, and the rest of the sandbox still applies).
+    public static var defaultParent: UserIdentity {
+        guard geteuid() == 0 else { return current }
+        for name in ["hv-parent", "nobody"] {
+            if let user = lookup(name: name) { return user }
+        }
+        return overflow
+    }
+
+    /// Resolves `text`: an account name, a UID (its group from the user database, else the same
+    /// number) or `UID:GID`.
+    public static func resolve(_ text: String) throws(PrivilegeError) -> UserIdentity {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.count == 2, let uid = uid_t(parts[0]), let gid = gid_t(parts[1]), uid != uid_t.max, gid != gid_t.max {
+            return UserIdentity(uid: uid, gid: gid, name: accountName(of: uid))
+        }
+        if parts.count == 1, let uid = uid_t(text), uid != uid_t.max {
+            return lookup(uid: uid) ?? UserIdentity(uid: uid, gid: gid_t(uid), name: nil)
+        }
+        guard parts.count == 1, !text.isEmpty, let user = lookup(name: text) else { throw .unknownUser(text) }
+        return user
+    }
+
+    /// The user database's entry for `name`.
+    public static func lookup(name: String) -> UserIdentity? {
+        withPasswordEntry { entry, buffer, result in getpwnam_r(name, &entry, buffer, 16 << 10, &result) }
+    }
+
+    /// The user database's entry for `uid`.
+    public static func lookup(uid: uid_t) -> UserIdentity? {
+        withPasswordEntry { entry, buffer, result in getpwuid_r(uid, &entry, buffer, 16 << 10, &result) }
+    }
+
+    private static func accountName(of uid: uid_t) -> String? { lookup(uid: uid)?.name }
+
+    private static func withPasswordEntry(
+        _ call: (inout passwd, UnsafeMutablePointer<CChar>, inout UnsafeMutablePointer<passwd>?) -> Int32
+    ) -> UserIdentity? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        // 16 KiB: the size the calls above are told (sysconf(_SC_GETPW_R_SIZE_MAX) is 1 KiB on glibc).
+        var storage = [CChar](repeating: 0, count: 16 << 10)
+        // SAFETY: getpw*_r writes the entry's strings into `storage` (its size is what the calls are
+        // given) and `entry` points into it; the name is copied out before the buffer goes.
+        return storage.withUnsafeMutableBufferPointer { buffer -> UserIdentity? in
+            guard let base = buffer.baseAddress, call(&entry, base, &result) == 0, result != nil,
+                  let name = entry.pw_name else { return nil }
+            return UserIdentity(uid: entry.pw_uid, gid: entry.pw_gid, name: String(cString: name))
+        }
+    }
+
+    /// The user's supplementary groups from the group database (getgrouplist(3)), its primary
+    /// group first; just the primary group when it has no account name.
+    public var groups: [gid_t] {
+        guard let name else { return [gid] }
+        var count: Int32 = 64
+        while true {
+            var list = [gid_t](repeating: 0, count: Int(count))
+            var found = count
+            if getgrouplist(name, gid, &list, &found) >= 0 { return Array(list.prefix(Int(found))) }
+            guard found > count, found <= 65536 else { return [gid] }
+            count = found
+        }
+    }
+
+    public var description: String {
+        if let name { return "\(name) (\(uid):\(gid))" }
+        return "\(uid):\(gid)"
+    }
+}

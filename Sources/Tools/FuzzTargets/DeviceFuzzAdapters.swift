@@ -1,0 +1,48 @@
+import FuzzSupport
+import IDEEmulator
+import NetworkVSP
+import RootScheduler
+
+/// The network VSP's own fuzzer (`NetworkVSPFuzzer`: NVSP and RNDIS traffic, valid and
+/// mutated, with receives, completions, link changes and re-opens); a case is one of its steps.
+enum NetworkFuzzTarget: FuzzTarget {
+    static let name = "network"
+    static let summary = "the network VSP (NVSP, RNDIS) with NetworkVSPFuzzer's generated and mutated traffic"
+    static let sessionLength = 5000
+
+    static func runSession(seed: UInt64, cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
+        let report = NetworkVSPFuzzer.run(seed: seed, iterations: cases)
+        progress(cases)
+        return report.violations.prefix(20).map { FuzzFinding(caseIndex: cases - 1, message: $0) }
+    }
+}
+
+/// The IDE channel's own fuzzer (`IDEChannelFuzzer`: port accesses of a guest that knows the
+/// registers, over a small disk that fails some accesses); a case is one access.
+enum IDEFuzzTarget: FuzzTarget {
+    static let name = "ide"
+    static let summary = "the IDE channel (emulated ATA) with IDEChannelFuzzer's port accesses"
+    static let sessionLength = 20_000
+
+    static func runSession(seed: UInt64, cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
+        var fuzzer = IDEChannelFuzzer(generator: FuzzRandom(seed: seed))
+        do throws(IDEInvariantViolation) {
+            try fuzzer.run(steps: cases)
+        } catch {
+            return [FuzzFinding(caseIndex: error.step, message: error.message)]
+        }
+        progress(cases)
+        return []
+    }
+}
+
+/// The control protocol as the root sees it (`ParentLinkFuzzer`); a case is one message.
+enum ControlFuzzTarget: FuzzTarget {
+    static let name = "control"
+    static let summary = "the root's end of the control protocol (ParentLink) against a hostile parent"
+    static let sessionLength = 20_000
+
+    static func runSession(seed: UInt64, cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
+        ParentLinkFuzzer.runSession(seed: seed, cases: cases, progress: progress)
+    }
+}
