@@ -45,9 +45,9 @@ let devices: [Device] = [
     Device("Bench", [.protocol, .vsp, .vsc]),
     Device("IC", [.protocol, .vsp, .vsc, .tests]),
     Device("IDE", [.emulator, .vsc, .tests], extra: ["DiskBackend"]),
-    Device("Network", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "VirtualSwitch"]),
+    Device("Network", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "VirtualSwitch", "FuzzSupport"]),
     Device("Serial", [.emulator, .tests]),
-    Device("Storage", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "DiskBackend"]),
+    Device("Storage", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "DiskBackend", "FuzzSupport"]),
 ]
 
 /// A device's parts, each a target named by where it runs:
@@ -225,7 +225,7 @@ let package = Package(
                 dependencies: ["FuzzSupport", "VMBusServer", "VMBusHost", "VMBusProtocol", "HyperV", "HypervisorInterface",
                                "GuestMemory", "LinuxSupport", "DeviceHost", "DeviceModel", "DeviceRegistry", "ControlProtocol",
                                "ManagementAPI", "RootScheduler", "ICProtocol", "ICVSP", "BenchProtocol", "BenchVSP",
-                               "SerialEmulator", "NetworkVSP", "IDEEmulator", log],
+                               "SerialEmulator", "NetworkVSP", "StorageVSP", "IDEEmulator", log],
                 path: "Sources/Tools/FuzzTargets", swiftSettings: host),
         .executableTarget(
             name: "hv",
@@ -235,7 +235,7 @@ let package = Package(
             path: "Sources/Tools/hv", swiftSettings: host),
 
         // MARK: Tests (device tests live in their device's folder).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["FuzzSupport"], path: "Tests/TestSupport"),
         // A guest's end of a VMBus channel in memory, for the tests of every VSP.
         .target(name: "VSPTestSupport", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV"],
                 path: "Tests/VSPTestSupport"),

@@ -1,23 +1,9 @@
 /// Helpers shared by the test targets.
 
-/// A small deterministic generator (SplitMix64) so randomized tests replay exactly.
-public struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
+import FuzzSupport
 
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    public mutating func bytes(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) }
-    }
-}
+/// The deterministic generator randomized tests use, so they replay exactly: the fuzzers' own.
+public typealias SeededGenerator = FuzzRandom
 
 /// Hex string of a byte array, for readable expectations.
 public func hex(_ bytes: [UInt8]) -> String {

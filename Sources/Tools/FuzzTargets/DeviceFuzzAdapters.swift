@@ -2,6 +2,7 @@ import FuzzSupport
 import IDEEmulator
 import NetworkVSP
 import RootScheduler
+import StorageVSP
 
 /// The network VSP's own fuzzer (`NetworkVSPFuzzer`: NVSP and RNDIS traffic, valid and
 /// mutated, with receives, completions, link changes and re-opens); a case is one of its steps.
@@ -14,6 +15,21 @@ enum NetworkFuzzTarget: FuzzTarget {
         let report = NetworkVSPFuzzer.run(seed: seed, iterations: cases)
         progress(cases)
         return report.violations.prefix(20).map { FuzzFinding(caseIndex: cases - 1, message: $0) }
+    }
+}
+
+/// The storage VSP's own fuzzer (`StorageFuzzHarness`: initialization, SRBs with generated
+/// CDBs and page lists, mutated packets, requests completed with random results, over three
+/// disks); a case is one packet.
+enum StorageFuzzTarget: FuzzTarget {
+    static let name = "storage"
+    static let summary = "the storage VSP (storvsp: vstor packets, SRBs, SCSI commands) with StorageFuzzHarness's traffic"
+    static let sessionLength = 20_000
+
+    static func runSession(seed: UInt64, cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
+        let report = StorageFuzzHarness.run(seed: seed, iterations: cases)
+        progress(cases)
+        return report.failures.prefix(20).map { FuzzFinding(caseIndex: cases - 1, message: $0) }
     }
 }
 

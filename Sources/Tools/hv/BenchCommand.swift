@@ -39,12 +39,8 @@ struct BenchCommand: AsyncParsableCommand {
                 ) { message in
                     if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
                 }
-                let output = outputDir ?? "\(root)/.build/bench"
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                try report.json.write(toFile: "\(output)/network.json", atomically: true, encoding: .utf8)
-                try report.svg.write(toFile: "\(output)/network.svg", atomically: true, encoding: .utf8)
-                print(json ? report.json : report.table)
-                if !json { print("Wrote \(output)/network.json and \(output)/network.svg") }
+                try BenchOutput.publish(json: report.json, svg: report.svg, table: report.table, name: "network", printJSON: json,
+                                        directory: outputDir, packageRoot: root)
             } catch let error as ValidationError {
                 throw error
             } catch {
@@ -85,12 +81,8 @@ struct BenchCommand: AsyncParsableCommand {
                 ) { message in
                     if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
                 }
-                let output = outputDir ?? "\(root)/.build/bench"
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                try report.json.write(toFile: "\(output)/channel.json", atomically: true, encoding: .utf8)
-                try report.svg.write(toFile: "\(output)/channel.svg", atomically: true, encoding: .utf8)
-                print(json ? report.json : report.table)
-                if !json { print("Wrote \(output)/channel.json and \(output)/channel.svg") }
+                try BenchOutput.publish(json: report.json, svg: report.svg, table: report.table, name: "channel", printJSON: json,
+                                        directory: outputDir, packageRoot: root)
             } catch let error as ValidationError {
                 throw error
             } catch {
@@ -237,11 +229,8 @@ extension BenchCommand {
                 ) { message in
                     if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
                 }
-                let output = outputDir ?? "\(root)/.build/bench"
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                try report.json.write(toFile: "\(output)/scheduler.json", atomically: true, encoding: .utf8)
-                print(json ? report.json : report.table)
-                if !json { print("Wrote \(output)/scheduler.json") }
+                try BenchOutput.publish(json: report.json, table: report.table, name: "scheduler", printJSON: json,
+                                        directory: outputDir, packageRoot: root)
             } catch {
                 throw fail(error)
             }
@@ -275,11 +264,8 @@ extension BenchCommand {
                 ) { message in
                     if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
                 }
-                let output = outputDir ?? "\(root)/.build/bench"
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                try report.json.write(toFile: "\(output)/scale.json", atomically: true, encoding: .utf8)
-                print(json ? report.json : report.table)
-                if !json { print("Wrote \(output)/scale.json") }
+                try BenchOutput.publish(json: report.json, table: report.table, name: "scale", printJSON: json,
+                                        directory: outputDir, packageRoot: root)
             } catch {
                 throw fail(error)
             }

@@ -32,11 +32,8 @@ extension BenchCommand {
                 ) { message in
                     if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
                 }
-                let output = outputDir ?? "\(root)/.build/bench"
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                try report.json.write(toFile: "\(output)/soak.json", atomically: true, encoding: .utf8)
-                print(json ? report.json : report.table)
-                if !json { print("Wrote \(output)/soak.json") }
+                try BenchOutput.publish(json: report.json, table: report.table, name: "soak", printJSON: json,
+                                        directory: outputDir, packageRoot: root)
             } catch let error as ValidationError {
                 throw error
             } catch {
@@ -69,10 +66,8 @@ extension BenchCommand {
                 ) { message in
                     if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
                 }
-                let output = outputDir ?? "\(root)/.build/bench"
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                try report.json.write(toFile: "\(output)/neighbours.json", atomically: true, encoding: .utf8)
-                print(json ? report.json : report.table)
+                try BenchOutput.publish(json: report.json, table: report.table, name: "neighbours", printJSON: json,
+                                        directory: outputDir, packageRoot: root)
             } catch let error as ValidationError {
                 throw error
             } catch {

@@ -1,3 +1,4 @@
+import FuzzSupport
 import HyperV
 import NetworkProtocol
 import VMBusProtocol
@@ -23,19 +24,8 @@ public struct NetworkVSPFuzzer {
         public var counters = NetworkVSPCounters()
     }
 
-    /// SplitMix64, so a seed replays exactly.
-    public struct Generator: RandomNumberGenerator {
-        private var state: UInt64
-        public init(seed: UInt64) { state = seed }
-        public mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) } }
-    }
+    /// The fuzzers' seeded generator, so a seed replays exactly.
+    public typealias Generator = FuzzRandom
 
     private final class Table: GPADLTable {
         var table: [UInt32: GuestBufferDescriptor] = [:]

@@ -1,3 +1,4 @@
+import FuzzSupport
 import StorageProtocol
 import VMBusProtocol
 
@@ -5,19 +6,13 @@ import VMBusProtocol
 /// harness that drives a server with them and checks its promises. The unit tests run a short
 /// loop; a long-form command can run millions of cases with the same code.
 public struct StoragePacketGenerator: Sendable {
-    private var state: UInt64
+    private var random: FuzzRandom
     private var nextTransactionID: UInt64 = 1
 
-    public init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { random = FuzzRandom(seed: seed) }
 
-    /// SplitMix64.
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    /// The next word of the seeded sequence (`FuzzRandom`).
+    public mutating func next() -> UInt64 { random.next() }
 
     /// A value in `0..<bound` (bound > 0).
     public mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(max(bound, 1))) }
@@ -25,7 +20,7 @@ public struct StoragePacketGenerator: Sendable {
     /// True with probability `numerator / denominator`.
     public mutating func chance(_ numerator: Int, in denominator: Int) -> Bool { below(denominator) < numerator }
 
-    public mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) } }
+    public mutating func bytes(_ count: Int) -> [UInt8] { random.bytes(count) }
 
     /// A fresh transaction ID (never 0, so answers can be matched to packets).
     public mutating func transactionID() -> UInt64 {
