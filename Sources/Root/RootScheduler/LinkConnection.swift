@@ -102,8 +102,12 @@ struct ParentPortForwarder: PortInterceptor {
 
     /// The value of a port nothing answers for (a floating bus).
     static let floating: UInt32 = 0xFFFF_FFFF
-    /// How long a processor waits for room in its partition's lane before a write is dropped.
-    static let writeWait: UInt64 = 1_000_000_000
+    /// How long a processor waits for room in its partition's lane before an access is given
+    /// up: as long as the link's own stall limit (`ControlOutbox.Limits.stallNanoseconds`), after
+    /// which the parent is cut off anyway. A device's port write is data (a disk's data
+    /// register), so it is not dropped while the parent still takes its lane, however slowly;
+    /// a guest that writes faster than that is held back, and only it.
+    static let writeWait: UInt64 = 30_000_000_000
 
     /// The guest on processor `vp` wrote `value` (`size` bytes) to `port`.
     func write(vp: Int, port: UInt16, size: Int, value: UInt32) {
