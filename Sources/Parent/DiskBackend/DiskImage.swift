@@ -74,16 +74,25 @@ public final class DiskImage: Sendable {
     ///   - direct: with O_DIRECT wanted, a second open of the same file (its own open file
     ///     description, so that setting O_DIRECT on it leaves `buffered` alone); O_DIRECT is set here.
     ///   - name: what errors and logs call the image (its path, as the configuration gave it).
-    /// - Throws: if a descriptor is not a regular file, the image is empty, a read-write image was
+    /// - Throws: if a descriptor is neither a regular file nor a block device, the image is empty, a read-write image was
     ///   opened read-only, or the file system refuses O_DIRECT.
     public init(adopting buffered: OwnedDescriptor, direct: OwnedDescriptor? = nil, name: String,
                 access: Access = .readWrite) throws(SystemError) {
         var info = stat()
         _ = try retryingOnInterrupt("fstat disk image \(name)") { fstat(buffered.rawValue, &info) }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw SystemError("use \(name) as a disk image: not a regular file", errno: .invalidArgument)
+        // A regular file's size is st_size; a block device (a partition, an LVM volume) says its
+        // own with BLKGETSIZE64 (its st_size is 0).
+        var bytes = UInt64(max(0, info.st_size))
+        switch info.st_mode & S_IFMT {
+        case S_IFREG:
+            break
+        case S_IFBLK:
+            let result = cdiskio_block_device_size(buffered.rawValue, &bytes)
+            guard result == 0 else { throw SystemError("read the size of block device \(name)", errno: Errno(rawValue: -result)) }
+        default:
+            throw SystemError("use \(name) as a disk image: not a regular file or a block device", errno: .invalidArgument)
         }
-        guard info.st_size > 0 else { throw SystemError("use \(name) as a disk image: it is empty", errno: .invalidArgument) }
+        guard bytes > 0 else { throw SystemError("use \(name) as a disk image: it is empty", errno: .invalidArgument) }
         for descriptor in [buffered] + (direct.map { [$0] } ?? []) where access == .readWrite {
             let writable = cdiskio_writable(descriptor.rawValue)
             guard writable >= 0 else { throw SystemError("read the access mode of \(name)", errno: Errno(rawValue: -writable)) }
@@ -92,7 +101,7 @@ public final class DiskImage: Sendable {
             }
         }
         path = name
-        size = UInt64(info.st_size)
+        size = bytes
         isReadOnly = access == .readOnly
         self.buffered = buffered
         if let direct {

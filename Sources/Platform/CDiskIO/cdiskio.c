@@ -10,6 +10,7 @@
 #include <linux/io_uring.h>
 #include <linux/stat.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -287,4 +288,8 @@ int cdiskio_writable(int fd) {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0) return -errno;
     return (flags & O_ACCMODE) == O_RDONLY ? 0 : 1;
+}
+
+int cdiskio_block_device_size(int fd, uint64_t *bytes) {
+    return ioctl(fd, BLKGETSIZE64, bytes) < 0 ? -errno : 0;
 }

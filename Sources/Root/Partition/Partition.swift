@@ -220,6 +220,10 @@ public final class Partition: Sendable {
     /// The current state.
     public var state: PartitionState { lifecycle.read { $0.state } }
 
+    /// Whether its processors have been asked to exit (a stop, a power-off, a crash): a
+    /// processor waiting on something outside the partition gives up then.
+    public var isExiting: Bool { lifecycle.read { $0.request == .exit } }
+
     /// Starts every virtual processor.
     public func start() throws(PartitionError) {
         try start(holdingBootstrapProcessorFor: .zero)

@@ -1,4 +1,5 @@
 import Glibc
+import LinuxSupport
 import Partition
 import Synchronization
 
@@ -37,7 +38,19 @@ final class HostFacts: Sendable {
 
         init?(path: String) {
             var status = stat()
-            guard stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return nil }
+            guard stat(path, &status) == 0 else { return nil }
+            self.init(status)
+        }
+
+        /// The file `descriptor` is open on.
+        init?(descriptor: Int32) {
+            var status = stat()
+            guard fstat(descriptor, &status) == 0 else { return nil }
+            self.init(status)
+        }
+
+        private init?(_ status: stat) {
+            guard status.st_mode & S_IFMT == S_IFREG else { return nil }
             device = UInt64(status.st_dev)
             inode = UInt64(status.st_ino)
             size = Int64(status.st_size)
@@ -47,10 +60,14 @@ final class HostFacts: Sendable {
     }
 
     /// The bytes of the file at `path` as user `reader` reads it, from the cache while the file
-    /// is unchanged and that user read it before; `read` reads it otherwise.
-    func image(at path: String, reader: uid_t?, read: (String) throws(RootError) -> [UInt8]) throws(RootError) -> [UInt8] {
+    /// is unchanged and that user read it before; `read` reads it otherwise. `open` opens it
+    /// with the reader's rights every time, cache or not, so a reader whose access was taken
+    /// away since (a chmod, a group left) is refused as if nothing were cached.
+    func image(at path: String, reader: uid_t?, open: (String) throws(RootError) -> OwnedDescriptor,
+               read: (String) throws(RootError) -> [UInt8]) throws(RootError) -> [UInt8] {
         let key = ImageKey(reader: reader, path: path)
-        let before = FileIdentity(path: path)
+        let opened = try open(path)
+        let before = withExtendedLifetime(opened) { FileIdentity(descriptor: opened.rawValue) }
         if let before, let cached = images.withLock({ $0[key] }), cached.identity == before { return cached.bytes }
         let bytes = try read(path)
         // Kept only if the file did not change while it was read.

@@ -108,31 +108,50 @@ struct ParentPortForwarder: PortInterceptor {
     /// register), so it is not dropped while the parent still takes its lane, however slowly;
     /// a guest that writes faster than that is held back, and only it.
     static let writeWait: UInt64 = 30_000_000_000
+    /// The wait is taken in slices this long, so a partition asked to stop, or a link that
+    /// closes, ends it at once rather than after `writeWait`.
+    static let waitSlice: UInt64 = 50_000_000
+
+    /// Queues `message` (a job) in the partition's lane, waiting for room as `writeWait` says
+    /// but no longer than `partition` keeps running and the link stays up.
+    /// - Returns: whether it was queued (a refusal is logged).
+    func enqueue(_ message: RootMessage, partition: Partition?) -> Bool {
+        let start = MonotonicClock.nanoseconds()
+        while true {
+            if connection.outbox.enqueue(message.bytes, lane: partitionID, isJob: true,
+                                         admission: .waiting(nanoseconds: Self.waitSlice)) {
+                connection.outbox.help()
+                return true
+            }
+            if connection.closed.load(ordering: .acquiring) || partition?.isExiting == true
+                || MonotonicClock.nanoseconds() - start >= Self.writeWait {
+                connection.dropped(message)
+                return false
+            }
+        }
+    }
 
     /// The guest on processor `vp` wrote `value` (`size` bytes) to `port`.
-    func write(vp: Int, port: UInt16, size: Int, value: UInt32) {
+    func write(vp: Int, port: UInt16, size: Int, value: UInt32, partition: Partition? = nil) {
         guard !connection.closed.load(ordering: .acquiring) else { return }
         budget.pace()
         let message = RootMessage.portWrite(partitionID: partitionID, vp: UInt32(vp), port: port, size: UInt8(size),
                                             value: value)
-        if connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait)) {
-            connection.outbox.help()
-        }
+        _ = enqueue(message, partition: partition)
     }
 
     /// The guest on processor `vp` reads `size` bytes from `port`: asks the parent and waits.
-    func read(vp: Int, port: UInt16, size: Int) -> UInt32 {
+    func read(vp: Int, port: UInt16, size: Int, partition: Partition? = nil) -> UInt32 {
         guard !connection.closed.load(ordering: .acquiring) else { return Self.floating }
         budget.pace()
         let request = connection.nextRequest.wrappingAdd(1, ordering: .relaxed).oldValue
         connection.pendingReads.update { $0[request] = .some(nil) }
         let message = RootMessage.portRead(requestID: request, partitionID: partitionID, vp: UInt32(vp), port: port,
                                            size: UInt8(size))
-        guard connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait)) else {
+        guard enqueue(message, partition: partition) else {
             connection.pendingReads.update { _ = $0.removeValue(forKey: request) }
             return Self.floating
         }
-        connection.outbox.help()
         let answer = connection.pendingReads.wait(
             until: { $0[request] != .some(nil) }, timeoutNanoseconds: connection.portReadTimeout
         ) { reads -> UInt32? in
@@ -143,11 +162,11 @@ struct ParentPortForwarder: PortInterceptor {
     }
 
     func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {
-        write(vp: vp, port: port, size: size, value: value)
+        write(vp: vp, port: port, size: size, value: value, partition: partition)
     }
 
     func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
-        read(vp: vp, port: port, size: size)
+        read(vp: vp, port: port, size: size, partition: partition)
     }
 }
 

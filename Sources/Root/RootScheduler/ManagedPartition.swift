@@ -40,6 +40,11 @@ final class ManagedPartition: Sendable {
     /// Every device's host resources, device by device (what the parent receives with the partition).
     var resources: [OwnedDescriptor] { attached.withLock { $0.flatMap(\.resources) } }
 
+    /// Both under one lock.
+    var devicesAndResources: (devices: [DeviceSpec], resources: [OwnedDescriptor]) {
+        attached.withLock { ($0.map(\.spec), $0.flatMap(\.resources)) }
+    }
+
     /// Merges facts the parent reported, within `BoundedFacts`' limits; the first refusal is logged.
     func merge(facts new: [String: String]) {
         let (dropped, first) = facts.withLock { table -> (Int, Bool) in

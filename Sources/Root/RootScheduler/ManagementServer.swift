@@ -2,6 +2,7 @@ import DeviceModel
 import Foundation
 import Glibc
 import Hummingbird
+import LinuxSupport
 import Logging
 import ManagementAPI
 import NIOCore
@@ -164,12 +165,24 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The body must be a switch: {\"name\": …, \"kind\": \"private|internal|external\"}: \(error)."))
             }
-            return respond(status: .created) { () throws(RootError) in try scheduler.createSwitch(configuration) }
+            let requester: UserIdentity
+            switch await context.requester() {
+            case .success(let user): requester = user
+            case .failure(let error): return failure(error)
+            }
+            return respond(status: .created) { () throws(RootError) in
+                try scheduler.createSwitch(configuration, requester: requester)
+            }
         }
         router.delete("/v1/switches/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
+            let requester: UserIdentity
+            switch await context.requester() {
+            case .success(let user): requester = user
+            case .failure(let error): return failure(error)
+            }
             do throws(RootError) {
-                try scheduler.deleteSwitch(name)
+                try scheduler.deleteSwitch(name, requester: requester)
                 return Response(status: .noContent)
             } catch {
                 return failure(error)
@@ -188,7 +201,9 @@ enum ManagementServer {
         }
         router.get("/v1/partitions/:name/stats") { _, context in
             let name = context.parameters.get("name") ?? ""
-            return respond { () throws(RootError) in try scheduler.statistics(name) }
+            // The parent's channel counters may take up to a second to come: asked for on a thread
+            // of its own, so slow answers never hold the server's concurrency threads.
+            return await respondOffThread { () throws(RootError) in try scheduler.statistics(name) }
         }
         router.delete("/v1/partitions/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
@@ -208,6 +223,30 @@ enum ManagementServer {
             return json(try body(), status: status)
         } catch {
             return failure(error)
+        }
+    }
+
+    /// `respond`, with `body` run on an OS thread of its own (for work that waits on the parent).
+    private static func respondOffThread<T: Encodable & Sendable>(
+        _ body: @escaping @Sendable () throws(RootError) -> T
+    ) async -> Response {
+        let result: Result<T, RootError> = await withCheckedContinuation { continuation in
+            do throws(SystemError) {
+                try OSThread.spawn(name: "api-wait") {
+                    do throws(RootError) {
+                        continuation.resume(returning: .success(try body()))
+                    } catch {
+                        continuation.resume(returning: .failure(error))
+                    }
+                }.detach()
+            } catch {
+                continuation.resume(returning: .failure(.control(request: "Cannot wait for the parent partition",
+                                                                 .sendFailed(error))))
+            }
+        }
+        switch result {
+        case .success(let value): return json(value)
+        case .failure(let error): return failure(error)
         }
     }
 

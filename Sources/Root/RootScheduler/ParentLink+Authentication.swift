@@ -23,13 +23,15 @@ extension ParentLink {
 
     /// Whether the process at the other end runs as one of `parentUsers` (SO_PEERCRED, recorded
     /// by the kernel at connect time); a stranger is logged and hung up on.
-    func authenticate(_ channel: ControlChannel) -> Bool {
+    /// - Returns: the peer's credentials as the kernel recorded them at connect (SO_PEERCRED),
+    ///   or `nil` if it is refused.
+    func authenticate(_ channel: ControlChannel) -> PeerCredentials? {
         let peer: PeerCredentials
         do throws(SystemError) {
             peer = try channel.socket.peerCredentials()
         } catch {
             logger.warning("cannot tell who connected to the parent socket (\(error)); closed")
-            return false
+            return nil
         }
         guard parentUsers.contains(peer.uid) else {
             let expected = parentUsers.sorted().map { "\($0)" }.joined(separator: " or ")
@@ -37,8 +39,8 @@ extension ParentLink {
                 refused a process of uid \(peer.uid) (pid \(peer.processID)) on the parent socket: the parent \
                 partition runs as uid \(expected) (hv root --parent-user)
                 """)
-            return false
+            return nil
         }
-        return true
+        return peer
     }
 }

@@ -108,7 +108,7 @@ final class ParentLink: Sendable {
 
     /// Serves one parent connection until it closes.
     private func serve(_ channel: ControlChannel) {
-        guard authenticate(channel) else { return }
+        guard let peer = authenticate(channel) else { return }
         let hello: ControlChannel.Received<ParentMessage>
         do {
             let ready = try Poll.wait(on: [channel.socket.owned.rawValue], timeoutMilliseconds: helloTimeoutMilliseconds)
@@ -121,9 +121,14 @@ final class ParentLink: Sendable {
             logger.warning("a process connected to the parent socket and sent a bad first message (\(error)); closed")
             return
         }
-        guard case .message(.hello(let pid), _) = hello else {
+        guard case .message(.hello(let claimed), _) = hello else {
             logger.warning("a process connected to the parent socket without saying hello; closed")
             return
+        }
+        // The kernel's word, not the parent's: the pid is moved into the parent's control group.
+        let pid = UInt32(bitPattern: peer.processID)
+        if claimed != pid {
+            logger.warning("the parent partition says it is pid \(claimed), the kernel says \(pid); using the kernel's")
         }
         let connection = Connection(channel: channel, logger: logger, portReadTimeout: portReadTimeout, limits: outboxLimits)
         do throws(SystemError) {
@@ -225,15 +230,16 @@ final class ParentLink: Sendable {
             guard let memory = partition.memory, let hypervisor = partition.hypervisor else { return [] }
             var datagrams = Self.savedStateMessages(id, state.savedRecords).map { ControlOutbox.Datagram($0.bytes) }
             let time = hypervisor.time
+            let (devices, resources) = partition.devicesAndResources
             let attachment = PartitionAttachment(
                 partitionID: id, name: partition.name, memorySize: UInt64(memory.size),
                 processorCount: UInt32(partition.processorCount),
                 clock: ReferenceClock(tscFrequencyHz: time.tscFrequencyHz, scale: time.scale,
                                       guestTSCOffset: time.guestTSCOffset, referenceOffset: time.referenceOffset),
                 processors: hypervisor.processors.map { Self.pages($0.index, $0.pages) },
-                devices: partition.devices)
+                devices: devices)
             let message = RootMessage.partitionAttached(attachment)
-            let descriptors = [memory.file] + partition.resources
+            let descriptors = [memory.file] + resources
             guard descriptors.count == message.descriptorCount else {
                 logger.error("partition \(partition.name) has \(descriptors.count - 1) device resources, not \(message.descriptorCount - 1); not handed to the parent")
                 return []

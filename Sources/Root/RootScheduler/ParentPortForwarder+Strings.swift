@@ -6,17 +6,17 @@ import Partition
 /// parent instead of 2,048.
 extension ParentPortForwarder {
     func readString(partition: Partition, vp: Int, port: UInt16, size: Int, count: Int) -> [UInt8] {
-        readString(vp: vp, port: port, size: size, count: count)
+        readString(vp: vp, port: port, size: size, count: count, partition: partition)
     }
 
     func writeString(partition: Partition, vp: Int, port: UInt16, size: Int, bytes: [UInt8]) {
-        writeString(vp: vp, port: port, size: size, bytes: bytes)
+        writeString(vp: vp, port: port, size: size, bytes: bytes, partition: partition)
     }
 
     /// The guest on processor `vp` reads `count` elements of `size` bytes from `port` with one
     /// string instruction: asks the parent once and waits, as `read` does (one access of the
     /// partition's `PortAccessBudget`, in its lane).
-    func readString(vp: Int, port: UInt16, size: Int, count: Int) -> [UInt8] {
+    func readString(vp: Int, port: UInt16, size: Int, count: Int, partition: Partition? = nil) -> [UInt8] {
         let total = max(0, min(size * count, RootMessage.maximumStringBytes))
         let floating = [UInt8](repeating: 0xFF, count: total)
         guard total > 0, !connection.closed.load(ordering: .acquiring) else { return floating }
@@ -25,12 +25,10 @@ extension ParentPortForwarder {
         connection.pendingStringReads.update { $0[request] = .some(nil) }
         let message = RootMessage.portReadString(requestID: request, partitionID: partitionID, vp: UInt32(vp), port: port,
                                                  size: UInt8(size), count: UInt32(total / size))
-        guard connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait))
-        else {
+        guard enqueue(message, partition: partition) else {
             connection.pendingStringReads.update { _ = $0.removeValue(forKey: request) }
             return floating
         }
-        connection.outbox.help()
         let answer = connection.pendingStringReads.wait(
             until: { $0[request] != .some(nil) }, timeoutNanoseconds: connection.portReadTimeout
         ) { reads -> [UInt8]? in
@@ -43,7 +41,7 @@ extension ParentPortForwarder {
     }
 
     /// The guest on processor `vp` writes `bytes` to `port` with one string instruction. Posted.
-    func writeString(vp: Int, port: UInt16, size: Int, bytes: [UInt8]) {
+    func writeString(vp: Int, port: UInt16, size: Int, bytes: [UInt8], partition: Partition? = nil) {
         guard !connection.closed.load(ordering: .acquiring) else { return }
         budget.pace()
         var offset = 0
@@ -51,10 +49,8 @@ extension ParentPortForwarder {
             let chunk = Array(bytes[offset..<min(bytes.count, offset + RootMessage.maximumStringBytes)])
             let message = RootMessage.portWriteString(partitionID: partitionID, vp: UInt32(vp), port: port, size: UInt8(size),
                                                       bytes: chunk)
-            guard connection.post(message, lane: partitionID, isJob: true, admission: .waiting(nanoseconds: Self.writeWait))
-            else { return }
+            guard enqueue(message, partition: partition) else { return }
             offset += chunk.count
         }
-        connection.outbox.help()
     }
 }

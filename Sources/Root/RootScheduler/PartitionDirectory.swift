@@ -36,6 +36,9 @@ protocol LinkedPartition: Sendable {
     var devices: [DeviceSpec] { get }
     /// The devices' host resources, opened, in order (`DeviceSpec.resources`).
     var resources: [OwnedDescriptor] { get }
+    /// The devices and their resources from one moment, so a device added or removed meanwhile
+    /// cannot shift one device's files onto another.
+    var devicesAndResources: (devices: [DeviceSpec], resources: [OwnedDescriptor]) { get }
     /// Its RAM, a memfd the parent maps; nil once it has stopped.
     var memory: GuestMemory? { get }
     /// Its Hyper-V interface (message connections, SynIC pages, reference time); nil once stopped.
@@ -63,6 +66,10 @@ extension RootScheduler: PartitionDirectory {
     func linkedPartition(id: UInt32) -> (any LinkedPartition)? { managed(id: id) }
 
     func parentConnected(processID: Int32) { processors.parentConnected(processID: processID) }
+}
+
+extension LinkedPartition {
+    var devicesAndResources: (devices: [DeviceSpec], resources: [OwnedDescriptor]) { (devices, resources) }
 }
 
 extension ManagedPartition: LinkedPartition {

@@ -31,9 +31,12 @@ final class PortAccessBudget: Sendable {
     }
 
     /// Takes one access's token; returns how long the caller must wait first (nil: not at all).
-    func take(now: UInt64 = MonotonicClock.nanoseconds()) -> UInt64? {
+    /// - Parameter now: the time (tests pass one); by default the clock is read under the lock,
+    ///   so processors that take tokens at once never see time run backwards.
+    func take(now given: UInt64? = nil) -> UInt64? {
         state.withLock { state -> UInt64? in
-            let elapsed = Double(now &- state.last) / 1e9
+            let now = max(given ?? MonotonicClock.nanoseconds(), state.last)
+            let elapsed = Double(now - state.last) / 1e9
             state.last = now
             state.tokens = min(burst, state.tokens + elapsed * perSecond)
             state.tokens -= 1

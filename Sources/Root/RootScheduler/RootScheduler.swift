@@ -117,7 +117,9 @@ public final class RootScheduler: Sendable {
             guard let imagePath else {
                 throw .invalidRequest("The guest image of \(configuration.name) was not built: create it with `hv partition create FILE`, which builds it.")
             }
-            image = .embedded(elf: try hostFacts.image(at: imagePath, reader: requester?.uid) { path throws(RootError) in
+            image = .embedded(elf: try hostFacts.image(at: imagePath, reader: requester?.uid, open: { path throws(RootError) in
+                try HostFiles.open(path, as: requester, what: "Guest image", fix: "rebuild it with `hv partition create FILE`")
+            }) { path throws(RootError) in
                 try HostFiles.read(path, as: requester, what: "Guest image", fix: "rebuild it with `hv partition create FILE`",
                                    limit: HostFiles.imageLimit)
             }, arguments: arguments)

@@ -61,6 +61,7 @@ public struct RootService {
             try link.start()
         } catch {
             scheduler.processors.shutdown()
+            unlink(parentSocket)
             throw error
         }
         defer {

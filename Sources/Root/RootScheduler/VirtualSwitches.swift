@@ -1,7 +1,9 @@
 import ControlProtocol
+import Glibc
 import DeviceModel
 import LinuxSupport
 import ManagementAPI
+import Privilege
 import Synchronization
 
 /// A virtual switch the root configured: what the parent is handed, and the host side the root
@@ -101,8 +103,14 @@ extension RootScheduler {
         return switchTable.all.map { info($0, users: users[$0.spec.name] ?? []) }
     }
 
-    /// Creates a virtual switch and hands it to the parent.
-    public func createSwitch(_ configuration: SwitchConfiguration) throws(RootError) -> SwitchInfo {
+    /// Creates a virtual switch and hands it to the parent. Switches are the host's network
+    /// configuration (an internal one makes a TAP, an external one listens on a host interface),
+    /// so only root or the root scheduler's own user may create or delete them.
+    /// - Parameter requester: who asked (the API's peer); nil is the root itself.
+    public func createSwitch(_ configuration: SwitchConfiguration, requester: UserIdentity? = nil) throws(RootError)
+        -> SwitchInfo
+    {
+        try Self.requireSwitchAdministrator(requester, "create switch \(configuration.name)")
         guard !switchTable.contains(configuration.name) else { throw .virtualSwitch(.exists(configuration.name)) }
         let managed: ManagedSwitch
         do throws(SwitchError) {
@@ -123,8 +131,15 @@ extension RootScheduler {
         return info(managed, users: [])
     }
 
+    /// Only root or the root's own user may change the switches.
+    static func requireSwitchAdministrator(_ requester: UserIdentity?, _ what: String) throws(RootError) {
+        guard let requester, requester.uid != 0, requester.uid != geteuid() else { return }
+        throw .invalidRequest("Only root or uid \(geteuid()) may \(what); uid \(requester.uid) asked.")
+    }
+
     /// Deletes a switch no NIC uses.
-    public func deleteSwitch(_ name: String) throws(RootError) {
+    public func deleteSwitch(_ name: String, requester: UserIdentity? = nil) throws(RootError) {
+        try Self.requireSwitchAdministrator(requester, "delete switch \(name)")
         // The users are read under the switch table's lock, and partitions check their switches
         // after entering the partition table: one of the two sees the other.
         let result = switchTable.switches.withLock { table -> Result<ManagedSwitch, SwitchError> in

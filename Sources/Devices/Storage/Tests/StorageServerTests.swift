@@ -57,6 +57,24 @@ struct StorageServerTests {
         #expect(completion.block.srbStatus == .success)
     }
 
+    @Test("A primary taken over after a parent restart serves requests at once, at the newest version, and creates no more sub-channels")
+    func aResumedPrimaryServesWithoutInitialization() throws {
+        let configuration = StorageServer.Configuration(maximumSubChannels: 3)
+        var server = try #require(StorageServer(resuming: try controller(), configuration: configuration))
+        #expect(server.phase == .ready(.win10))
+        let completion = try #require(execute(&server, srb(TestUnitReadyCDB().bytes)))
+        #expect(completion.block.srbStatus == .success)
+        #expect(server.subChannelsCreated == 3, "the guest asked for its sub-channels before the restart")
+    }
+
+    @Test("A server whose accepted versions lay out requests differently cannot be resumed")
+    func resumingNeedsOneLayout() throws {
+        let mixed = StorageServer.Configuration(supportedVersions: [.win10, .win7])
+        #expect(StorageServer.resumableVersion(of: mixed) == nil)
+        #expect(StorageServer(resuming: try controller(), configuration: mixed) == nil)
+        #expect(StorageServer.resumableVersion(of: .init()) == .win10)
+    }
+
     @Test("Unsupported versions get REVISION_MISMATCH (0xC0000059) and Linux's next proposal is accepted")
     func versionFallback() throws {
         var server = StorageServer(controller: try controller(), configuration: .init(supportedVersions: [.win8]))

@@ -70,6 +70,29 @@ public struct StorageServer: Sendable {
         announcedGeneration = controller.busGeneration
     }
 
+    /// A primary channel's server taken over from a parent that died with the channel ready
+    /// (Docs/storage.md, "A parent that restarts"): it starts ready, at the newest accepted
+    /// version, with no sub-channels left to create (the guest asked for them already). That is
+    /// exact on the wire only while every accepted version has the same packet and request-block
+    /// layout, which `resumableVersion` checks.
+    /// - Returns: nil when the accepted versions' layouts differ (the channel must be offered again).
+    public init?(resuming controller: StorageController, configuration: Configuration) {
+        guard let version = Self.resumableVersion(of: configuration) else { return nil }
+        self.init(controller: controller, configuration: configuration, role: .primary)
+        phase = .ready(version)
+        subChannelsCreated = configuration.maximumSubChannels
+    }
+
+    /// The version a resumed channel runs at: the newest accepted one, if every accepted version
+    /// lays out the request block and its sense data alike (6.2, 6.0 and 5.1 do).
+    public static func resumableVersion(of configuration: Configuration) -> StorageProtocolVersion? {
+        guard let newest = configuration.supportedVersions.max() else { return nil }
+        let alike = configuration.supportedVersions.allSatisfy {
+            $0.srbSize == newest.srbSize && $0.senseBufferSize == newest.senseBufferSize
+        }
+        return alike ? newest : nil
+    }
+
     /// The negotiated version, once there is one.
     public var version: StorageProtocolVersion? {
         switch phase {

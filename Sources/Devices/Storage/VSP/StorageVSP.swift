@@ -194,6 +194,29 @@ public final class StorageVSP: VirtualServiceProvider, Sendable {
                               index: opening.subChannelIndex)
     }
 
+    /// The parent restarted with this channel open: the channel carries on over the same rings.
+    /// A storage channel must never be rescinded under a guest: Linux's storvsc never times a
+    /// request out, so a disk removed that way hangs every request sent meanwhile, and the
+    /// guest's shutdown with them. Requests still in the ring are served by the new session;
+    /// the primary resumes ready (`StorageServer.init(resuming:)`), a sub-channel at that version.
+    public func resumeSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
+        guard let version = StorageServer.resumableVersion(of: configuration) else { return nil }
+        let server: StorageServer
+        if opening.subChannelIndex == 0 {
+            guard let resumed = StorageServer(resuming: controller, configuration: configuration) else { return nil }
+            server = resumed
+            negotiated(version)
+        } else {
+            server = StorageServer(controller: controller, configuration: configuration, role: .subChannel(version))
+        }
+        let count = state.withLock { state -> Int in
+            state.channelsOpen += 1
+            return state.channelsOpen
+        }
+        host.report([factPrefix + "channels": "\(count)", factPrefix + "resumed": "yes"])
+        return StorageSession(provider: self, server: server, index: opening.subChannelIndex)
+    }
+
     /// The primary channel finished initialization at `version`.
     func negotiated(_ version: StorageProtocolVersion) {
         state.withLock { $0.negotiated = version }

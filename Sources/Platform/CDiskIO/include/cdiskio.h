@@ -107,5 +107,7 @@ int cdiskio_direct_io_alignment(int fd, uint32_t *memory_alignment, uint32_t *of
 int cdiskio_set_direct(int fd, int direct);
 /// The access mode of an open descriptor: 0 read-only, 1 read-write (or write-only), or -errno.
 int cdiskio_writable(int fd);
+/// A block device's size in bytes (ioctl(2) BLKGETSIZE64). Returns 0 or -errno.
+int cdiskio_block_device_size(int fd, uint64_t *bytes);
 
 #endif
