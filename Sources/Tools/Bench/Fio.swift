@@ -1,4 +1,5 @@
 import Foundation
+import LinuxSupport
 
 /// fio on the host, the baseline `hv bench storage` measures every point against: the same
 /// file, pattern, block size, queue depth and direct flag, on io_uring (the engine class the
@@ -92,25 +93,19 @@ public enum HostTools {
     /// output if it fails.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
+        var variables: [String]?
         if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            let kept = ProcessEnvironment.current.filter { entry in
+                !environment.keys.contains { entry.hasPrefix("\($0)=") }
+            }
+            variables = kept + environment.map { "\($0.key)=\($0.value)" }
         }
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw Fio.FioError.failed("\(executable) \(arguments.joined(separator: " ")) exited with status \(process.terminationStatus): "
-                                      + String(decoding: errorData.prefix(600), as: UTF8.self))
+        let result = try HostCommand.run(executable, arguments, environment: variables)
+        guard result.status == 0 else {
+            throw Fio.FioError.failed("\(executable) \(arguments.joined(separator: " ")) exited with status \(result.status): "
+                                      + String(result.errors.prefix(600)))
         }
-        return String(decoding: data, as: UTF8.self)
+        return result.output
     }
 
     /// The 1-minute load average.

@@ -163,17 +163,10 @@ enum NetworkBaselines {
 
     /// Runs iproute2's `ip` (Debian's iproute2 package).
     static func ip(_ arguments: [String], quiet: Bool = false) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: FileManager.default.fileExists(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip")
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw NetworkBenchError.hostSetup("ip \(arguments.joined(separator: " ")): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+        let ip = FileManager.default.fileExists(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"
+        let result = try HostCommand.run(ip, arguments)
+        guard result.status == 0 else {
+            throw NetworkBenchError.hostSetup("ip \(arguments.joined(separator: " ")): \(result.errors.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
     }
 }
