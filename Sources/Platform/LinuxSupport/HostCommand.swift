@@ -6,6 +6,8 @@ import SystemPackage
 /// deadlocks on a full pipe (a program that writes much to standard error while the caller reads
 /// standard output) and never depends on Foundation's child reaping, which runs on a global
 /// dispatch queue that blocked Swift concurrency threads can starve (see `ChildExit`).
+/// Synchronous on purpose: its callers (the benchmarks' fio runs and `ip` set-up and clean-up)
+/// are synchronous, some in `defer`; asynchronous callers use swift-subprocess (GuestBuilder).
 public enum HostCommand {
     /// What a finished program left.
     public struct Result: Sendable {
