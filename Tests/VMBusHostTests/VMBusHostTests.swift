@@ -141,9 +141,11 @@ struct VMBusHostTests {
         let ringBytes = sizes.map { UInt64(16 + ($0 + 7) / 8 * 8 + 8) }.reduce(0, +)
         #expect(counts.packetsIn == UInt64(sizes.count) && counts.packetsOut == UInt64(sizes.count))
         #expect(counts.bytesIn == ringBytes && counts.bytesOut == ringBytes)
-        // Every packet found the worker asleep, and every echo found the guest listening.
+        // Every packet found the worker asleep. The echoes' signals depend on whether the guest
+        // was already polling when each arrived (slow runs, e.g. under a sanitizer, differ), so
+        // only their count is checked against what the guest received.
         #expect(counts.signalsIn == UInt64(sizes.count))
-        #expect(counts.signalsOut == UInt64(guest.hostSignals) && counts.signalsOut >= UInt64(sizes.count))
+        #expect(counts.signalsOut == UInt64(guest.hostSignals) && counts.signalsOut >= 1)
     }
 
     @Test func aSleepingWorkerWakesOnTheGuestsSignal() throws {
