@@ -196,6 +196,8 @@ struct ParentRestartTests {
         let line = try #require(alpha.interruptLineIfRequested(pin: 4))
         first.stop()
         #expect(eventually { !root.link.isConnected })
+        // The root forgets the first parent's registrations after it marks the link down.
+        #expect(eventually { alpha.forwarder(for: 0x3F8) == nil })
         _ = line.consume()
 
         let second = try ParentEnd(socketPath: root.socketPath)
