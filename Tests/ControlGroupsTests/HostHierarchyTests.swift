@@ -1,5 +1,6 @@
 @testable import ControlGroups
 import Glibc
+import LinuxSupport
 import Subprocess
 import Testing
 
@@ -183,8 +184,14 @@ struct HostHierarchyTests {
             #expect(usage > 0 && usage <= total)
         }
 
-        // Threads that exit leave the group.
+        // Threads that exit leave the group: the kernel takes an exiting thread out of its group
+        // a moment after pthread_join returns (the join wakes on the thread's tid being cleared,
+        // earlier in its exit), so this waits for it, up to five seconds.
         spinners.stop()
+        let deadline = MonotonicClock.nanoseconds() + 5_000_000_000
+        while MonotonicClock.nanoseconds() < deadline, try !(alpha.threads().isEmpty && beta.threads().isEmpty) {
+            MonotonicClock.sleep(.milliseconds(5))
+        }
         #expect(try alpha.threads() == [] && beta.threads() == [])
     }
 
