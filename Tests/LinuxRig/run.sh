@@ -38,6 +38,9 @@
 #   --check-only  build and boot nothing: check the last work/transcript.log again
 # Needs root (apt-get, mknod), Debian 12, and the Swift toolchain on PATH. Exits 1 on any FAIL.
 set -euo pipefail
+# Under pipefail a reader that stops early (head, awk's exit) fails its pipeline with SIGPIPE
+# (status 141) whenever the writer still has output, e.g. a long `ldconfig -p`; so every reader
+# in these scripts reads its input to the end (sed -n 1p, awk with a found flag).
 
 RIG_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$RIG_DIR/../.." && pwd)
@@ -96,7 +99,7 @@ install_packages() {
 }
 
 # The metapackage depends on exactly one versioned image, e.g. linux-image-6.1.0-56-cloud-amd64.
-kernel_package() { apt-cache depends "$KERNEL_META" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+kernel_package() { apt-cache depends "$KERNEL_META" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ && !found { print $2; found = 1 }'; }
 
 # Sets KERNEL_PKG, VMLINUZ, KERNEL_RELEASE and MODULE_DIR; downloads and unpacks once per version.
 fetch_kernel() {
@@ -127,7 +130,7 @@ fetch_kernel() {
         touch "$root/.unpacked"
         find "$WORK/kernel" -mindepth 1 -maxdepth 1 ! -name "$KERNEL_PKG" -exec rm -rf {} +
     fi
-    VMLINUZ=$(ls "$root"/boot/vmlinuz-* | head -n 1)
+    VMLINUZ=$(ls "$root"/boot/vmlinuz-* | sed -n 1p)
     KERNEL_RELEASE=${VMLINUZ##*/vmlinuz-}
     MODULE_DIR=$root/lib/modules/$KERNEL_RELEASE
     [ -d "$MODULE_DIR" ] || die "no modules for $KERNEL_RELEASE in $KERNEL_PKG"
@@ -202,7 +205,7 @@ module_bytes() {
 }
 # The modinfo "depends=" field, read from the module's .modinfo strings (no kmod needed;
 # the package has no modules.dep, depmod makes that at install time).
-module_depends() { module_bytes "$1" | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n 1 | tr ',' ' '; }
+module_depends() { module_bytes "$1" | tr '\0' '\n' | sed -n 's/^depends=//p' | sed -n 1p | tr ',' ' '; }
 resolve_module() { # appends NAME's dependencies, then NAME, to RESOLVED
     local name=${1//-/_} dependency
     [ -z "${VISITED[$name]:-}" ] || return 0
@@ -264,7 +267,7 @@ assemble() {
         cp -L "$library" "$outer$library"
     done < <(ldd "$HV_BIN" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
     # libseccomp, which hv loads at run time for the parent's system-call filter (Docs/security.md).
-    library=$(ldconfig -p | awk '/libseccomp\.so\.2 / { print $NF; exit }')
+    library=$(ldconfig -p | awk '/libseccomp\.so\.2 / && !found { print $NF; found = 1 }')
     if [ -n "$library" ]; then
         mkdir -p "$outer$(dirname "$library")"
         cp -L "$library" "$outer$library"
@@ -415,8 +418,8 @@ timed() { # STEP COMMAND...: runs COMMAND, recording its wall time as TIMING[STE
 if [ $CHECK_ONLY = 1 ]; then
     [ -f "$TRANSCRIPT" ] || die "no $TRANSCRIPT to check"
     # Check the way that run was made: the outer init logs its options.
-    QUICK=$(sed -n 's/.*RIG .*outer VM init:.* quick=\([01]\).*/\1/p' "$TRANSCRIPT" | head -n 1)
-    SMOKE=$(sed -n 's/.*RIG .*outer VM init:.* smoke=\([01]\).*/\1/p' "$TRANSCRIPT" | head -n 1)
+    QUICK=$(sed -n 's/.*RIG .*outer VM init:.* quick=\([01]\).*/\1/p' "$TRANSCRIPT" | sed -n 1p)
+    SMOKE=$(sed -n 's/.*RIG .*outer VM init:.* smoke=\([01]\).*/\1/p' "$TRANSCRIPT" | sed -n 1p)
     QUICK=${QUICK:-0} SMOKE=${SMOKE:-1}
     check
     exit
