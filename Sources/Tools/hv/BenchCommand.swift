@@ -32,13 +32,10 @@ struct BenchCommand: AsyncParsableCommand {
                     throw ValidationError("--frames 1000-10000000, --pings 1-100000, --mtu 576-9000")
                 }
                 let directory = NSTemporaryDirectory() + "hv-bench-\(getpid())"
-                let quiet = json
                 let report = try await NetworkBenchmark.run(
                     NetworkBenchmark.Options(sizes: sizeList, frames: frames, pings: pings, mtu: mtu),
-                    executable: LocalDeployment.currentExecutable, packageRoot: root, runtimeDirectory: directory
-                ) { message in
-                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
-                }
+                    executable: LocalDeployment.currentExecutable, packageRoot: root, runtimeDirectory: directory,
+                    progress: BenchOutput.progress(quiet: json))
                 try BenchOutput.publish(json: report.json, svg: report.svg, table: report.table, name: "network", printJSON: json,
                                         directory: outputDir, packageRoot: root)
             } catch let error as ValidationError {
@@ -75,12 +72,9 @@ struct BenchCommand: AsyncParsableCommand {
                                                        bytes: mebibytes << 20, roundTrips: roundTrips,
                                                        repetitions: repetitions)
                 let directory = NSTemporaryDirectory() + "hv-bench-\(getpid())"
-                let quiet = json
                 let report = try await ChannelBenchmark.run(
-                    options, executable: LocalDeployment.currentExecutable, packageRoot: root, runtimeDirectory: directory
-                ) { message in
-                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
-                }
+                    options, executable: LocalDeployment.currentExecutable, packageRoot: root, runtimeDirectory: directory,
+                    progress: BenchOutput.progress(quiet: json))
                 try BenchOutput.publish(json: report.json, svg: report.svg, table: report.table, name: "channel", printJSON: json,
                                         directory: outputDir, packageRoot: root)
             } catch let error as ValidationError {
@@ -133,13 +127,10 @@ struct BenchCommand: AsyncParsableCommand {
                 try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
                 let options = StorageBenchmark.Options(file: file ?? "\(output)/storage-bench.img", fileBytes: bytes, seconds: seconds,
                                                        points: list, directModes: modes, channels: channels)
-                let quiet = json
                 let report = try await StorageBenchmark.run(
                     options, executable: LocalDeployment.currentExecutable, packageRoot: root,
-                    runtimeDirectory: NSTemporaryDirectory() + "hv-bench-storage-\(getpid())"
-                ) { message in
-                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
-                }
+                    runtimeDirectory: NSTemporaryDirectory() + "hv-bench-storage-\(getpid())",
+                    progress: BenchOutput.progress(quiet: json))
                 try report.json.write(toFile: "\(output)/storage.json", atomically: true, encoding: .utf8)
                 try report.svg.write(toFile: "\(output)/storage.svg", atomically: true, encoding: .utf8)
                 print(json ? report.json : report.table)
@@ -172,10 +163,7 @@ struct BenchCommand: AsyncParsableCommand {
                 let root = try GuestBuilder.locatePackageRoot()
                 guard let bytes = DiskCommand.Create.bytes(size), bytes >= 1 << 20 else { throw ValidationError("--size is at least 1M") }
                 let depths = queueDepths.split(separator: ",").compactMap { Int($0) }.filter { (1...4096).contains($0) }
-                let quiet = json
-                let progress: (String) -> Void = { message in
-                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
-                }
+                let progress = BenchOutput.progress(quiet: json)
                 let fio = noFio ? nil : try Fio.locate(progress: progress)
                 try FileManager.default.createDirectory(atPath: "\(root)/.build/bench", withIntermediateDirectories: true)
                 let rows = try DiskEngineBenchmark.run(
@@ -222,13 +210,10 @@ extension BenchCommand {
                 let root = try GuestBuilder.locatePackageRoot()
                 let options = SchedulerBenchmark.Options(seconds: seconds, warmup: warmup, roundTrips: roundTrips,
                                                          experiments: chosen)
-                let quiet = json
                 let report = try await SchedulerBenchmark.run(
                     options, executable: LocalDeployment.currentExecutable, packageRoot: root,
-                    runtimeDirectory: NSTemporaryDirectory() + "hv-bench-\(getpid())"
-                ) { message in
-                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
-                }
+                    runtimeDirectory: NSTemporaryDirectory() + "hv-bench-\(getpid())",
+                    progress: BenchOutput.progress(quiet: json))
                 try BenchOutput.publish(json: report.json, table: report.table, name: "scheduler", printJSON: json,
                                         directory: outputDir, packageRoot: root)
             } catch {
@@ -257,13 +242,10 @@ extension BenchCommand {
                 let root = try GuestBuilder.locatePackageRoot()
                 let options = ScaleBenchmark.Options(partitions: partitions, memoryMiB: memory, concurrency: concurrency,
                                                      roundTrips: roundTrips, bytes: kibibytes << 10)
-                let quiet = json
                 let report = try await ScaleBenchmark.run(
                     options, executable: LocalDeployment.currentExecutable, packageRoot: root,
-                    runtimeDirectory: NSTemporaryDirectory() + "hv-bench-\(getpid())"
-                ) { message in
-                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
-                }
+                    runtimeDirectory: NSTemporaryDirectory() + "hv-bench-\(getpid())",
+                    progress: BenchOutput.progress(quiet: json))
                 try BenchOutput.publish(json: report.json, table: report.table, name: "scale", printJSON: json,
                                         directory: outputDir, packageRoot: root)
             } catch {

@@ -17,4 +17,11 @@ enum BenchOutput {
         print(printJSON ? report : table)
         if !printJSON { print("Wrote \(written.joined(separator: " and "))") }
     }
+
+    /// Progress lines on standard error, silent when the JSON report goes to standard output.
+    static func progress(quiet: Bool) -> @Sendable (String) -> Void {
+        { message in
+            if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
+        }
+    }
 }

@@ -25,13 +25,10 @@ extension BenchCommand {
                 let root = try GuestBuilder.locatePackageRoot()
                 let options = SoakBenchmark.Options(partitions: partitions, seconds: seconds, killEvery: killEvery,
                                                     pauseEvery: pauseEvery, sampleEvery: sampleEvery)
-                let quiet = json
                 let report = try await SoakBenchmark.run(
                     options, executable: LocalDeployment.currentExecutable, packageRoot: root,
-                    runtimeDirectory: NSTemporaryDirectory() + "hv-soak-\(getpid())"
-                ) { message in
-                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
-                }
+                    runtimeDirectory: NSTemporaryDirectory() + "hv-soak-\(getpid())",
+                    progress: BenchOutput.progress(quiet: json))
                 try BenchOutput.publish(json: report.json, table: report.table, name: "soak", printJSON: json,
                                         directory: outputDir, packageRoot: root)
             } catch let error as ValidationError {
@@ -58,14 +55,11 @@ extension BenchCommand {
                     throw ValidationError("--iterations must be 10-100000 and --floods among spin, com1, echo")
                 }
                 let root = try GuestBuilder.locatePackageRoot()
-                let quiet = json
                 let report = try await NeighboursBenchmark.run(
                     NeighboursBenchmark.Options(iterations: iterations, floods: kinds),
                     executable: LocalDeployment.currentExecutable, packageRoot: root,
-                    runtimeDirectory: NSTemporaryDirectory() + "hv-neighbours-\(getpid())"
-                ) { message in
-                    if !quiet { FileHandle.standardError.write(Data("hv bench: \(message)\n".utf8)) }
-                }
+                    runtimeDirectory: NSTemporaryDirectory() + "hv-neighbours-\(getpid())",
+                    progress: BenchOutput.progress(quiet: json))
                 try BenchOutput.publish(json: report.json, table: report.table, name: "neighbours", printJSON: json,
                                         directory: outputDir, packageRoot: root)
             } catch let error as ValidationError {

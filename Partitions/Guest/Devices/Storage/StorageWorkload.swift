@@ -159,7 +159,8 @@ extension StorageWorkload {
         var staged = [Bool](repeating: false, count: vscs.count)
         while true {
             let now = clock.timestamp()
-            let running = now < end
+            // At least one request, even when the vCPU was descheduled past the whole window.
+            let running = now < end || result.operations + result.failures + inFlight == 0
             if !running && inFlight == 0 { break }
             // Fill the queue, a request per channel in turn.
             for index in staged.indices { staged[index] = false }
