@@ -1,3 +1,4 @@
+import Glibc
 import LinuxSupport
 import VMBusProtocol
 
@@ -112,6 +113,9 @@ public final class ChannelWorker: Sendable {
                 // Looking for a stop request is a system call: not on every turn of a busy poll.
                 spins &+= 1
                 if spins % Self.stopCheckInterval == 0, stopEvent.consume() != nil { return }
+                // Polling must not keep the thread that does the work off this core: the kernel's
+                // io_uring workers (buffered writes) or the guest's vCPU on a small host.
+                sched_yield()
                 continue
             }
             if try session.beforeSleeping(on: channel) {

@@ -254,6 +254,12 @@ ssize_t cdiskio_pwritev(int fd, const struct iovec *iov, int count, int64_t offs
     return done < 0 ? -errno : done;
 }
 
+ssize_t cdiskio_transfer_nowait(int fd, const struct iovec *iov, int count, int64_t offset, int write) {
+    ssize_t done = write ? pwritev2(fd, iov, count, (off_t)offset, RWF_NOWAIT)
+                         : preadv2(fd, iov, count, (off_t)offset, RWF_NOWAIT);
+    return done < 0 ? -errno : done;
+}
+
 int cdiskio_punch_hole(int fd, int64_t offset, int64_t length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) < 0 ? -errno : 0;
 }

@@ -128,7 +128,8 @@ public struct LatencySamples {
 
 extension StorageWorkload {
     /// Runs the workload on one disk over `vscs` (the primary channel and its sub-channels),
-    /// requests spread over them in turn, `queueDepth` in flight. `buffers` holds one guest
+    /// each queue slot bound to one channel (slot modulo the channel count, as Linux's storvsc
+    /// binds each CPU's queue to one channel), `queueDepth` in flight. `buffers` holds one guest
     /// buffer address per queue slot, each at least `blockSize` bytes; write data is whatever
     /// they hold. While requests are in flight the VSC polls its rings (their interrupts masked);
     /// when nothing arrives for `spinNanoseconds` it unmasks them and calls `idle`, which should
@@ -150,7 +151,6 @@ extension StorageWorkload {
         var started = [UInt64](repeating: 0, count: depth)
         var free: [Int] = Array((0..<depth).reversed())
         var inFlight = 0
-        var turn = 0
         let clock = vscs[0].channel
         for index in vscs.indices { vscs[index].channel.beginPolling() }
         let begin = clock.timestamp()
@@ -162,10 +162,11 @@ extension StorageWorkload {
             // At least one request, even when the vCPU was descheduled past the whole window.
             let running = now < end || result.operations + result.failures + inFlight == 0
             if !running && inFlight == 0 { break }
-            // Fill the queue, a request per channel in turn.
+            // Fill the queue; a slot's requests always go to its own channel, so a shallow queue
+            // keeps one channel busy rather than waking every channel's worker in turn.
             for index in staged.indices { staged[index] = false }
             while running, let slot = free.last {
-                let channel = turn % vscs.count
+                let channel = slot % vscs.count
                 let offset = offsets.take()
                 let request = StorageRequest.transfer(write: pattern.isWrite, target: disk.target, lun: disk.lun,
                                                       lba: offset / UInt64(disk.blockSize), blocks: blocks, buffer: ranges[slot])
@@ -174,7 +175,6 @@ extension StorageWorkload {
                 free.removeLast()
                 inFlight += 1
                 staged[channel] = true
-                turn += 1
             }
             for index in vscs.indices where staged[index] { vscs[index].publish() }
             // Reap.

@@ -185,6 +185,32 @@ struct DiskBackendFileTests {
         _ = try queue.result(of: DiskRequest(tag: 3, operation: .read(offset: 65536, buffers: back)))
         #expect(try memory.read(from: back, count: 8192) == data)
     }
+
+    @Test("A read the page cache holds completes inline; a FUA write still goes to the engine")
+    func pageCacheHitsCompleteInline() throws {
+        let image = try DiskImage.create(at: directory.file("inline.img"), size: 1 << 20)
+        let data = pattern(count: 8192, seed: 21)
+        try image.write(at: 8192, from: data)   // now in the page cache
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine, inlinePageCacheHits: true)
+        let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 40, offset: 0, length: 8192)])
+        try queue.submit(DiskRequest(tag: 1, operation: .read(offset: 8192, buffers: buffers)))
+        let completions = queue.reap()
+        #expect(completions.count == 1 && completions.first?.tag == 1 && engine.order.isEmpty)
+        #expect(try completions.first?.result.get() == 8192 && queue.inlineCompletions == 1 && queue.inFlight == 0)
+        #expect(try memory.read(from: buffers, count: 8192) == data)
+        // FUA needs its data sync: never inline.
+        try queue.submit(DiskRequest(tag: 2, operation: .write(offset: 0, buffers: buffers, forceUnitAccess: true)))
+        #expect(engine.order.count == 1 && queue.reap().isEmpty && queue.inFlight == 1)
+        // Without the option every request goes to the engine.
+        let plainEngine = try RecordingEngine()
+        let plain = DiskQueue(image: image, depth: 4, engine: plainEngine)
+        try plain.submit(DiskRequest(tag: 3, operation: .read(offset: 8192, buffers: buffers)))
+        #expect(plainEngine.order.count == 1 && plain.reap().isEmpty)
+        for id in engine.pending { engine.complete(id) }
+        for id in plainEngine.pending { plainEngine.complete(id) }
+        #expect(queue.reap().map(\.tag) == [2] && plain.reap().map(\.tag) == [3])
+    }
 }
 
 @Suite("Disk queue ordering and recovery (recording engine)")

@@ -219,7 +219,8 @@ final class StorageSession: ChannelSession {
         if let queue = queues[unit] { return queue }
         guard let image = provider.image(for: unit) else { return nil }
         do throws(SystemError) {
-            let queue = try DiskQueue(image: image, depth: StorageVSP.maximumOutstandingRequests, engine: provider.engine)
+            let queue = try DiskQueue(image: image, depth: StorageVSP.maximumOutstandingRequests, engine: provider.engine,
+                                      inlinePageCacheHits: true)
             queues[unit] = queue
             return queue
         } catch {

@@ -94,6 +94,9 @@ int cdiskio_open(const char *path, int writable, int direct, int create);
 ssize_t cdiskio_preadv(int fd, const struct iovec *iov, int count, int64_t offset);
 /// pwritev2(2) with RWF_DSYNC when `dsync` is non-zero. Returns bytes or -errno.
 ssize_t cdiskio_pwritev(int fd, const struct iovec *iov, int count, int64_t offset, int dsync);
+/// preadv2(2) or pwritev2(2) with RWF_NOWAIT: only what the page cache can take or give without
+/// blocking. Returns bytes (possibly short) or -errno (-EAGAIN when nothing could be done at once).
+ssize_t cdiskio_transfer_nowait(int fd, const struct iovec *iov, int count, int64_t offset, int write);
 /// fallocate(2) with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE. Returns 0 or -errno.
 int cdiskio_punch_hole(int fd, int64_t offset, int64_t length);
 /// lseek(2) with SEEK_DATA (`hole` = 0) or SEEK_HOLE (`hole` = 1). Returns the offset or -errno
