@@ -157,7 +157,7 @@ let package = Package(
         // Least privilege: the parent's sandbox (Landlock, seccomp through libseccomp loaded at
         // run time), peer credentials, acting with a caller's rights, secure runtime directories.
         .target(name: "CPrivilege", path: "Sources/Platform/CPrivilege"),
-        .target(name: "Privilege", dependencies: ["CPrivilege", "LinuxSupport", system], path: "Sources/Platform/Privilege",
+        .target(name: "Privilege", dependencies: ["CDiskIO", "CPrivilege", "LinuxSupport", system], path: "Sources/Platform/Privilege",
                 swiftSettings: host),
         // The fuzzers' seeded generator, mutator and target contract (`hv fuzz`, FuzzTargets).
         .target(name: "FuzzSupport", dependencies: ["LinuxSupport"], path: "Sources/Platform/FuzzSupport",

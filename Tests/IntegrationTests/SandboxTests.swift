@@ -101,12 +101,13 @@ struct SandboxTests {
                       "list /", "create /tmp/hv-sandbox-probe", "open /proc/\(root)/mem", "signal process \(root)",
                       "ptrace process \(root)", "read the memory of process \(root)", "TCP socket", "UDP socket",
                       "netlink socket", "execute a program", "fork", "become root", "new user namespace",
-                      "make the process dumpable again", "push input into a terminal (TIOCSTI)"]
+                      "make the process dumpable again", "push input into a terminal (TIOCSTI)",
+                      "io_uring operation outside the disk set (NOP)"]
         for attempt in denied {
             #expect(allowed[attempt] == false, "\(attempt): \(outcomes.first { $0.attempt == attempt }?.description ?? "not tried")")
         }
         let needed = ["connect to \(RuntimeDirectory.parentSocket(in: test.directory))", "map shared memory",
-                      "signal an eventfd", "start a thread", "seccomp filter in force", "no_new_privs set", "no capabilities"]
+                      "signal an eventfd", "read through a disk io_uring", "start a thread", "seccomp filter in force", "no_new_privs set", "no capabilities"]
         for attempt in needed {
             #expect(allowed[attempt] == true, "\(attempt): \(outcomes.first { $0.attempt == attempt }?.description ?? "not tried")")
         }

@@ -28,23 +28,45 @@ static int sys_register(int fd, unsigned opcode, const void *arg, unsigned count
     return (int)syscall(__NR_io_uring_register, fd, opcode, arg, count);
 }
 
+/// Limits the ring, while it is still disabled, to the operations a disk queue issues (READV,
+/// WRITEV, FSYNC, FALLOCATE, no SQE flags) and, once enabled, to registering an eventfd: io_uring
+/// runs its operations past the seccomp filter, so a ring that could OPENAT, CONNECT or SOCKET
+/// would be a way around the parent's sandbox (io_uring_register(2), IORING_REGISTER_RESTRICTIONS).
+static int restrict_ring(int fd) {
+    static const uint8_t operations[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_FALLOCATE};
+    struct io_uring_restriction restrictions[5];
+    memset(restrictions, 0, sizeof(restrictions));
+    for (unsigned i = 0; i < 4; i++) {
+        restrictions[i].opcode = IORING_RESTRICTION_SQE_OP;
+        restrictions[i].sqe_op = operations[i];
+    }
+    restrictions[4].opcode = IORING_RESTRICTION_REGISTER_OP;
+    restrictions[4].register_op = IORING_REGISTER_EVENTFD;
+    return sys_register(fd, IORING_REGISTER_RESTRICTIONS, restrictions, 5) < 0 ? -errno : 0;
+}
+
 int cdiskio_ring_init(struct cdiskio_ring *ring, unsigned entries, int single_issuer) {
     memset(ring, 0, sizeof(*ring));
     ring->fd = -1;
     struct io_uring_params params;
     memset(&params, 0, sizeof(params));
-    params.flags = IORING_SETUP_CLAMP;
+    // Every ring starts disabled, so that its restrictions are in place before it runs anything.
+    params.flags = IORING_SETUP_CLAMP | IORING_SETUP_R_DISABLED;
     if (single_issuer)
-        params.flags |= IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                        IORING_SETUP_TASKRUN_FLAG;
+        params.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
     int fd = sys_setup(entries, &params);
     if (fd < 0 && errno == EINVAL && single_issuer) {
         // Older kernels (before 6.1) lack these flags: a plain ring works the same, less batched.
         memset(&params, 0, sizeof(params));
-        params.flags = IORING_SETUP_CLAMP;
+        params.flags = IORING_SETUP_CLAMP | IORING_SETUP_R_DISABLED;
         fd = sys_setup(entries, &params);
     }
     if (fd < 0) return -errno;
+    int restricted = restrict_ring(fd);
+    if (restricted < 0) {
+        close(fd);
+        return restricted;
+    }
     ring->fd = fd;
     ring->setup_flags = params.flags;
     ring->sq_entries = params.sq_entries;
@@ -151,6 +173,15 @@ static struct io_uring_sqe *next_sqe(struct cdiskio_ring *ring) {
 }
 
 static void commit_sqe(struct cdiskio_ring *ring) { ring->sq_local_tail++; }
+
+int cdiskio_ring_prep_nop(struct cdiskio_ring *ring, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    sqe->opcode = IORING_OP_NOP;
+    sqe->user_data = user_data;
+    commit_sqe(ring);
+    return 0;
+}
 
 int cdiskio_ring_prep_readv(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
                             uint64_t offset, uint64_t user_data) {

@@ -154,6 +154,9 @@ public enum NetworkBenchmark {
         try NetworkInterface.setIPv4Address(tapName, hostAddress, prefix: 24, using: control)
 
         progress("guest → host, ping, host → guest: a child on internal switch \(internalSwitch)")
+        // The host tells the guest's bursts apart by the quiet between them: the guest waits 1 s
+        // between sizes, the sampler splits at 150 ms, so the parent draining its backlog or the
+        // sampler thread waiting for a core cannot merge two bursts.
         let counter = try SysfsCounter(path: "/sys/class/net/\(tapName)/statistics/rx_packets")
         let samplerReady = BenchFlag()
         let stop = BenchFlag()
@@ -172,7 +175,7 @@ public enum NetworkBenchmark {
         _ = samplerReady.wait(seconds: 5)
         let sizeList = sizes.map(String.init).joined(separator: ",")
         let hostArguments = "mode=net ip=10.213.77.2 peer=10.213.77.1 net=ping,send,receive pings=\(options.pings) "
-            + "sizes=\(sizeList) count=\(options.frames) dst=\(hostSink.text) gap-ms=300 idle-ms=2000"
+            + "sizes=\(sizeList) count=\(options.frames) dst=\(hostSink.text) gap-ms=1000 idle-ms=2000"
         do {
             try await createGuest(deployment, image: image, name: "nb-host", switch: internalSwitch,
                                   mac: guestMAC, arguments: hostArguments)

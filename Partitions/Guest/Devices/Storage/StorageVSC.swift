@@ -20,6 +20,8 @@ public struct StorageVSC<Channel: VMBusChannel> {
     public private(set) var busChanges = 0
     /// Requests staged and not yet completed.
     public private(set) var inFlight = 0
+    /// Requests staged on this channel since it was opened.
+    public private(set) var staged = 0
     /// Completions that matched no request (a misbehaving host); they are dropped.
     public private(set) var strayCompletions = 0
     var buffer = [UInt8](repeating: 0, count: 512)
@@ -112,7 +114,10 @@ public struct StorageVSC<Channel: VMBusChannel> {
         } else {
             staged = channel.stage(.inband, flags: .completionRequested, transactionID: tag &+ 1, header: [], payload: payload)
         }
-        if staged { inFlight += 1 }
+        if staged {
+            inFlight += 1
+            self.staged += 1
+        }
         return staged
     }
 

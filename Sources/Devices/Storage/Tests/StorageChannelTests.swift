@@ -93,6 +93,14 @@ struct StorageChannelTests {
             #expect(vscs.allSatisfy { $0.inFlight == 0 })
         }
         #expect(rig.host.reported[rig.vsp.factPrefix + "channels"] == "3")
+        #expect(vscs.allSatisfy { $0.staged > 0 })
+        // A queue slot keeps its channel: one request at a time uses one channel only.
+        let before = vscs.map(\.staged)
+        let single = StorageWorkload(pattern: .randomRead, blockSize: 4096, queueDepth: 1, durationNanoseconds: 50_000_000,
+                                     regionBytes: 4 << 20)
+        let result = single.run(disk: disk, on: &vscs, buffers: buffers) { usleep(100) }
+        #expect(result.failures == 0 && result.operations > 0)
+        #expect(vscs[0].staged - before[0] == result.operations && vscs[1].staged == before[1] && vscs[2].staged == before[2])
     }
 
     @Test("A second CREATE_SUB_CHANNELS beyond the limit is refused; a sub-channel before negotiation is refused")

@@ -48,13 +48,17 @@ struct cdiskio_ring {
 /// Sets up a ring with at least `entries` submission entries (clamped by the kernel). Returns 0
 /// or -errno.
 ///
-/// With `single_issuer`, the ring is created disabled with IORING_SETUP_SINGLE_ISSUER,
+/// Every ring is created disabled and restricted (IORING_REGISTER_RESTRICTIONS) to READV, WRITEV,
+/// FSYNC and FALLOCATE without SQE flags, and to registering an eventfd: anything else completes
+/// with -EACCES. `cdiskio_ring_enable` must be called before the first submission.
+///
+/// With `single_issuer`, the ring also has IORING_SETUP_SINGLE_ISSUER,
 /// IORING_SETUP_DEFER_TASKRUN and IORING_SETUP_TASKRUN_FLAG (falling back to a plain ring on
 /// kernels without them): completion work then runs only when the issuing thread asks for
-/// events, in batches, and `cdiskio_ring_enable` must be called from that thread first.
+/// events, in batches, and `cdiskio_ring_enable` must be called from that thread.
 int cdiskio_ring_init(struct cdiskio_ring *ring, unsigned entries, int single_issuer);
-/// Enables a ring created disabled; the calling thread becomes its only issuer. Returns 0 or
-/// -errno.
+/// Enables a ring created disabled (for a single-issuer ring, the calling thread becomes its
+/// only issuer). Returns 0 or -errno.
 int cdiskio_ring_enable(struct cdiskio_ring *ring);
 /// Whether completions wait for `cdiskio_ring_get_events` (deferred task work is pending).
 int cdiskio_ring_needs_enter(const struct cdiskio_ring *ring);
@@ -69,6 +73,8 @@ unsigned cdiskio_ring_space(const struct cdiskio_ring *ring);
 /// Prepared entries the kernel has not consumed yet.
 unsigned cdiskio_ring_unsubmitted(const struct cdiskio_ring *ring);
 
+/// Prepares a NOP, which the ring's restrictions refuse (it completes with -EACCES); for tests.
+int cdiskio_ring_prep_nop(struct cdiskio_ring *ring, uint64_t user_data);
 /// Prepares a READV. Returns 0, or -EBUSY if the submission queue is full.
 int cdiskio_ring_prep_readv(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
                             uint64_t offset, uint64_t user_data);
