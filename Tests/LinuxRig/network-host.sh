@@ -34,6 +34,7 @@ net_wait() {
         follow linux CHILD >&2
         line=$(grep -E "$regex" /tmp/linux.log 2>/dev/null | tail -n 1)
         if [ -n "$line" ]; then echo "$line"; return 0; fi
+        [ -z "$(child_crash linux)" ] || return 1
         sleep 2
         seconds=$((seconds - 2))
     done

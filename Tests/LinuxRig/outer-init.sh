@@ -34,6 +34,17 @@ result() { key=$1 status=$2; shift 2; echo "RIG-RESULT $key $status $*"; }
 alive() { [ -r /proc/$1/status ] && ! grep -q '^State:[[:space:]]*Z' /proc/$1/status; }
 # Seconds elapsed since $1 (an uptime), one decimal.
 since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
+# child_crash NAME: prints how the partition's kernel died, from its console log (/tmp/NAME.log):
+# the first oops line and the panic line, or nothing if it shows neither. A child that panics
+# without panic= hangs in its panic loop with its partition still "running", so a step that
+# waits for it must look here to say why it waited in vain.
+child_crash() {
+    [ -f /tmp/$1.log ] || return 0
+    oops=$(grep -m1 -E '\] (BUG:|Oops:|general protection fault|double fault|stack guard page)' /tmp/$1.log | sed 's/^.*\] //')
+    panic=$(grep -m1 'Kernel panic' /tmp/$1.log | sed 's/^.*\] //')
+    [ -n "$oops$panic" ] && echo "the child kernel died: ${oops:+$oops; }$panic"
+    return 0
+}
 # Where the root's threads wait (name, state, kernel wait channel): printed when a step fails,
 # to tell a wedged root from a wedged outer VM.
 root_threads() {
@@ -231,12 +242,13 @@ fi
 # The storage steps (storage-child.sh) run after the IC checkpoints: wait for them, answering the
 # child's hot-add request on the way.
 deadline=$(( $(cut -d. -f1 /proc/uptime) + LINUX_TIMEOUT / 2 ))
-until storage_done || [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] || ! alive $root_pid; do
+until storage_done || [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] || ! alive $root_pid ||
+      [ -n "$(child_crash linux)" ]; do
     sleep 3
     follow linux CHILD
     storage_follow
 done
-storage_done || say "linux: the storage steps did not finish"
+storage_done || say "linux: the storage steps did not finish $(child_crash linux)"
 storage_check_protocol
 command -v network_host_checks >/dev/null && network_host_checks
 # Steps added in Tests/LinuxRig/steps (each a file sourced in name order) run here, with the Linux
@@ -253,7 +265,7 @@ say "linux: hv partition shutdown linux"
 $HV partition shutdown linux --runtime-dir $RT 2>&1 | sed 's/^/RIG shutdown| /'
 deadline=$(( ${started%.*} + 300 ))
 current=$(state linux)
-while [ "${current%% *}" != stopped ] && [ "${current%% *}" != crashed ] &&
+while [ "${current%% *}" != stopped ] && [ "${current%% *}" != crashed ] && [ -z "$(child_crash linux)" ] &&
       [ "$(cut -d. -f1 /proc/uptime)" -lt "$deadline" ]; do
     sleep 2
     follow linux CHILD
@@ -263,7 +275,7 @@ follow linux CHILD
 if [ "${current%% *}" = stopped ]; then
     result linux-shutdown PASS "$current after $(since $started) s"
 else
-    result linux-shutdown FAIL "state $current $(since $started) s after the shutdown request"
+    result linux-shutdown FAIL "state $current $(since $started) s after the shutdown request$(child_crash linux | sed 's/^/; /')"
     $HV partition stop linux --runtime-dir $RT | sed 's/^/RIG /'
 fi
 storage_check_file

@@ -71,7 +71,8 @@ storage_ide_child() {
     current=$(state linux-ide)
     touch /tmp/linux-ide.log
     until grep -q 'rig-child: storage: ide done' /tmp/linux-ide.log || [ "${current%% *}" = stopped ] ||
-          [ "${current%% *}" = crashed ] || [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] || ! alive $root_pid; do
+          [ "${current%% *}" = crashed ] || [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ] || ! alive $root_pid ||
+          [ -n "$(child_crash linux-ide)" ]; do
         sleep 3
         follow linux-ide CHILD-IDE
         current=$(state linux-ide)
@@ -88,7 +89,7 @@ storage_ide_child() {
     if grep -q 'rig-child: storage: ide done' /tmp/linux-ide.log && [ "$current" = "stopped (guest powered off)" ]; then
         result storage-ide-boot PASS "linux-ide booted, ran its steps and powered off after $(since $started) s"
     else
-        result storage-ide-boot FAIL "linux-ide: state $current after $(since $started) s"
+        result storage-ide-boot FAIL "linux-ide: state $current after $(since $started) s$(child_crash linux-ide | sed 's/^/; /')"
         $HV partition stop linux-ide --runtime-dir $RT | sed 's/^/RIG /'
     fi
     $HV partition delete linux-ide --runtime-dir $RT >/dev/null 2>&1

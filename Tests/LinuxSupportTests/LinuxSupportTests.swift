@@ -156,3 +156,37 @@ struct SequencedPacketLimitTests {
         #expect(try right.receive().bytes == [7])
     }
 }
+
+@Suite("WorkQueue")
+struct WorkQueueTests {
+    /// A timed job runs after its delay, after the jobs queued before it fell due, and one
+    /// queued later with a shorter delay runs first: the thread looks at the time again
+    /// whenever a timed job is queued.
+    @Test func timedJobsRunWhenDueInTheOrderTheyFallDue() throws {
+        let queue = try WorkQueue(name: "wq-test", capacity: 8)
+        let log = Mutex<[String]>([])
+        let start = MonotonicClock.nanoseconds()
+        #expect(queue.enqueue(afterNanoseconds: 300_000_000) { log.withLock { $0.append("late") } })
+        #expect(queue.enqueue(afterNanoseconds: 100_000_000) {
+            log.withLock { $0.append("early after \(MonotonicClock.nanoseconds() - start >= 100_000_000)") }
+        })
+        #expect(queue.enqueue { log.withLock { $0.append("now") } })
+        let deadline = start + 10_000_000_000
+        while log.withLock({ $0.count }) < 3, MonotonicClock.nanoseconds() < deadline { usleep(10_000) }
+        #expect(log.withLock { $0 } == ["now", "early after true", "late"])
+        queue.stop()
+    }
+
+    /// Stopping runs what is queued and drops the timed jobs not yet due; timed jobs count
+    /// against the capacity.
+    @Test func stoppingDropsTimedJobsNotYetDueAndTheyCountAgainstCapacity() throws {
+        let queue = try WorkQueue(name: "wq-test", capacity: 2)
+        let ran = Mutex(0)
+        #expect(queue.enqueue(afterNanoseconds: 60_000_000_000) { ran.withLock { $0 += 100 } })
+        #expect(queue.enqueue(afterNanoseconds: 60_000_000_000) { ran.withLock { $0 += 100 } })
+        #expect(!queue.enqueue(afterNanoseconds: 1) { ran.withLock { $0 += 100 } }, "full")
+        queue.stop()
+        #expect(ran.withLock { $0 } == 0)
+        #expect(!queue.enqueue { ran.withLock { $0 += 1 } })
+    }
+}

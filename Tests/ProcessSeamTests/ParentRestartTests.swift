@@ -9,6 +9,7 @@ import LinuxSupport
 @testable import ParentPartition
 @testable import RootScheduler
 import Testing
+import VMBusClient
 import VMBusProtocol
 
 /// A parent that dies and one that takes over, with the guest's channels open throughout
@@ -237,5 +238,35 @@ struct ParentRestartTests {
         // The root's mapping is whole: its last page is still there to write.
         let rootMemory = try #require(alpha.memory)
         try rootMemory.write([0x5A], at: GuestPhysicalAddress(UInt64(rootMemory.size - 1)))
+    }
+}
+
+extension ParentRestartTests {
+    /// A device removed from a running partition is rescinded with its channel still served: a
+    /// guest driver that tears down over the rescinded channel (Linux's netvsc waits for every
+    /// send to complete first) is still answered, here by the heartbeat going on; the channel
+    /// stops once the guest releases it (Docs/hyperv-interface.md §6.6).
+    @Test func aRemovedDevicesChannelIsServedUntilTheGuestLetsItGo() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha", devices: ["heartbeat", "shutdown"])
+        root.observe(alpha)
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        let guest = try SeamGuest(alpha)
+        try guest.connect()
+        var heartbeat = IntegrationServiceVSC(service: .heartbeat, channel: try guest.open(ICService.heartbeat.classID))
+        #expect(eventually(within: 20) { _ = heartbeat.poll(); return (heartbeat.lastHeartbeat ?? 0) >= 1 })
+        let relID = heartbeat.channel.relID
+        let instance = try #require(alpha.devices.first { $0.kind == "heartbeat" }?.instance)
+
+        root.link.deviceRemoved(partitionID: alpha.id, instance: instance)
+        try guest.run({ _ throws(ClientError) in [] }, within: 20) { $0 == .rescinded(channel: relID) }
+        let beatAtRescind = heartbeat.lastHeartbeat ?? 0
+        #expect(eventually(within: 20) { _ = heartbeat.poll(); return (heartbeat.lastHeartbeat ?? 0) > beatAtRescind },
+                "the rescinded channel is still served")
+
+        try guest.release(relID)
+        #expect(eventually(within: 20) { alpha.facts["heartbeat.state"] == "closed" }, "released, its session closed")
     }
 }

@@ -116,7 +116,16 @@ final class SeamGuest {
 
     /// CLOSECHANNEL (the host does not answer it).
     func close(_ relID: UInt32) throws {
-        var pending = try client.closeChannel(relID)[...]
+        try post(client.closeChannel(relID))
+    }
+
+    /// RELID_RELEASED, the answer to a rescind (the host does not answer it).
+    func release(_ relID: UInt32) throws {
+        try post(client.releaseRelID(relID))
+    }
+
+    private func post(_ actions: [ClientAction]) throws {
+        var pending = actions[...]
         while let action = pending.popFirst() {
             if case .post(let message, let connection, _) = action {
                 let status = try partition.postMessage(connection: connection, type: .vmbus, payload: message.bytes)

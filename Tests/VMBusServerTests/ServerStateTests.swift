@@ -70,6 +70,23 @@ struct ServerStateTests {
         #expect(Self.view(restored.server) == Self.view(original.server))
     }
 
+    /// A channel rescinded while its device still serves it is restored as such, and the guest's
+    /// close then ends it the same way.
+    @Test func aWithdrawingChannelIsRestoredWithdrawing() throws {
+        var original = Self.busyGuest()
+        _ = original.server.rescind(channel: 1, untilGuestCloses: true)
+        var restored = Guest(offers: [])
+        restored.server = try VMBusServer(configuration: original.server.configuration, restoring: Self.save(original.server))
+        #expect(Self.view(restored.server) == Self.view(original.server))
+        guard case .withdrawing? = restored.server.state(of: 1) else {
+            Issue.record("state \(String(describing: restored.server.state(of: 1)))")
+            return
+        }
+        let close = ChannelMessage.closeChannel(CloseChannel(childRelID: 1))
+        #expect(original.send(close) == restored.send(close))
+        #expect(restored.server.state(of: 1) == .rescinded)
+    }
+
     @Test func eachSaveCarriesOnlyWhatChanged() throws {
         var guest = Guest(offers: ["heartbeat", "bench"])
         var ledger = ServerStateLedger()

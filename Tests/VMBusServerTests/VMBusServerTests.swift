@@ -355,6 +355,57 @@ struct ChannelTests {
         #expect(Guest.posted(open(&guest)).first == .openResult(OpenResult(childRelID: 1, openID: 1, status: ServerStatus.unsuccessful)))
     }
 
+    /// Opens channel 1 and rescinds it as a device that goes away.
+    mutating func withdrawOpenChannel() {
+        _ = open(&guest)
+        _ = guest.server.completeOpen(channel: 1, accepted: true)
+        _ = guest.server.rescind(channel: 1, untilGuestCloses: true)
+    }
+
+    /// A device going away in good order: the rescinded channel stays open, its device still
+    /// answering, until the guest's driver closes it (Linux's netvsc and storvsc wait for answers
+    /// to what they sent before they close); then RELID_RELEASED releases it.
+    @Test mutating func rescindUntilTheGuestClosesKeepsTheChannelServed() {
+        _ = open(&guest)
+        _ = guest.server.completeOpen(channel: 1, accepted: true)
+        let actions = guest.server.rescind(channel: 1, untilGuestCloses: true)
+        #expect(!actions.contains(.close(channel: 1)))
+        #expect(Guest.posted(actions) == [.rescindOffer(RescindOffer(childRelID: 1))])
+        guard case .withdrawing? = guest.server.state(of: 1) else {
+            Issue.record("state \(String(describing: guest.server.state(of: 1)))")
+            return
+        }
+        #expect(guest.server.rescind(channel: 1, untilGuestCloses: true).isEmpty, "rescinding again changes nothing")
+        #expect(guest.send(.closeChannel(CloseChannel(childRelID: 1))) == [.close(channel: 1)])
+        #expect(guest.server.state(of: 1) == .rescinded)
+        let released = guest.send(.relIDReleased(RelIDReleased(childRelID: 1)))
+        #expect(released.contains(.released(channel: 1)))
+        #expect(guest.server.state(of: 1) == .released)
+    }
+
+    /// A guest may answer a rescind with RELID_RELEASED alone; the channel is closed first.
+    @Test mutating func releasingAWithdrawnChannelClosesItFirst() {
+        withdrawOpenChannel()
+        let actions = guest.send(.relIDReleased(RelIDReleased(childRelID: 1)))
+        #expect(actions.first == .close(channel: 1))
+        #expect(actions.contains(.released(channel: 1)))
+        #expect(guest.server.state(of: 1) == .released)
+    }
+
+    /// The deadline: a guest that never closes a withdrawn channel has it closed for it, once.
+    @Test mutating func finishingAWithdrawalClosesTheChannelOnce() {
+        withdrawOpenChannel()
+        #expect(guest.server.finishWithdrawal(channel: 1) == [.close(channel: 1)])
+        #expect(guest.server.state(of: 1) == .rescinded)
+        #expect(guest.server.finishWithdrawal(channel: 1).isEmpty)
+    }
+
+    @Test mutating func aBrokenChannelIsClosedAtOnceEvenWhileWithdrawing() {
+        withdrawOpenChannel()
+        #expect(guest.server.rescind(channel: 1) == [.close(channel: 1)])
+        #expect(guest.server.state(of: 1) == .rescinded)
+    }
+
     /// Opens channel 1 and offers it `count` sub-channels, the way a storvsc or netvsc VSP does
     /// after the guest asks for them.
     mutating func offerSubChannels(_ count: Int) throws -> [UInt32] {

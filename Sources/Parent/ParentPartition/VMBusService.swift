@@ -50,6 +50,9 @@ final class VMBusService: PartitionService {
         /// still holds would be dropped as a duplicate, `drivers/hv/channel_mgmt.c:
         /// vmbus_process_offer`).
         var offerAgainOnRelease: [UInt32: Device] = [:]
+        /// Removed devices, by instance, whose channels are still served while the guest tears
+        /// down: detached once the last one closes.
+        var detachOnClose: [GUID: any VirtualServiceProvider] = [:]
     }
 
     /// A synthetic device of the partition: what the guest is offered and who serves it. Each
@@ -91,9 +94,10 @@ final class VMBusService: PartitionService {
             }
         }
         partition.prepareDoorbells(sint: UInt8(VMBusConstants.messageSINT))
+        var withdrawn: [UInt32] = []
         if let restored {
             state = Mutex(State(server: restored, ledger: ServerStateLedger(matching: restored)))
-            restore(offered)
+            withdrawn = restore(offered)
         } else {
             state = Mutex(State(server: VMBusServer(configuration: configuration)))
             state.withLock { state in
@@ -101,6 +105,7 @@ final class VMBusService: PartitionService {
             }
         }
         commit(sequence: 0)
+        enforceWithdrawalDeadline(withdrawn)
         // The root hands over what the guest posted and an earlier parent did not handle once
         // these are registered: after the restore, so it finds the restored state.
         for connection in messageConnections {
@@ -113,13 +118,16 @@ final class VMBusService: PartitionService {
     /// Carries on from a restored server: open channels resume with their device's session, or
     /// are rescinded to be offered again; channels of devices the partition no longer has are
     /// rescinded; devices with no channel yet are offered.
-    private func restore(_ offered: [Device]) {
+    /// - Returns: the channels now being withdrawn, for their deadline.
+    private func restore(_ offered: [Device]) -> [UInt32] {
         state.withLock { state in
             var unmatched = offered
             var resumed = 0
             var reoffered = 0
             for channel in state.server.liveChannels {
                 let offer = channel.offer
+                // Rescinding a primary channel below changes its sub-channels' states.
+                let current = state.server.state(of: channel.relID) ?? channel.state
                 guard let primary = offered.first(where: {
                     $0.classID == offer.interfaceType && $0.spec.instance == offer.interfaceInstance
                 }) else {
@@ -130,16 +138,26 @@ final class VMBusService: PartitionService {
                 device.subChannelIndex = offer.subChannelIndex
                 state.devices[channel.relID] = device
                 if offer.subChannelIndex == 0 { unmatched.removeAll { $0.spec.instance == device.spec.instance } }
-                switch channel.state {
+                switch current {
                 case .open(let request):
                     if resume(request, device, &state) {
                         resumed += 1
                     } else {
                         partition.logger.info("partition \(partition.name): \(device.name) cannot carry on after the restart; offering it again")
-                        perform(state.server.rescind(channel: channel.relID), &state)
-                        if offer.subChannelIndex == 0 { state.offerAgainOnRelease[channel.relID] = device }
-                        reoffered += 1
+                        let serving = startWithdrawal(request, device, &state)
+                        perform(state.server.rescind(channel: channel.relID, untilGuestCloses: serving), &state)
+                        if offer.subChannelIndex == 0 {
+                            state.offerAgainOnRelease[channel.relID] = device
+                            reoffered += 1
+                        }
                     }
+                case .withdrawing(let request):
+                    // Being withdrawn when the last parent died: served again until the guest
+                    // closes it, then offered again.
+                    if !startWithdrawal(request, device, &state) {
+                        perform(state.server.finishWithdrawal(channel: channel.relID), &state)
+                    }
+                    if offer.subChannelIndex == 0 { state.offerAgainOnRelease[channel.relID] = device }
                 case .opening(let request):
                     let accepted = open(request, &state)
                     perform(state.server.completeOpen(channel: request.channel, accepted: accepted), &state)
@@ -152,6 +170,7 @@ final class VMBusService: PartitionService {
             for device in unmatched { offer(device, &state) }
             partition.logger.info("partition \(partition.name): VMBus state restored; \(resumed) channel(s) resumed, \(reoffered) offered again")
             partition.report(["vmbus.restored": "\(resumed) resumed, \(reoffered) offered again"])
+            return withdrawing(state)
         }
     }
 
@@ -164,6 +183,54 @@ final class VMBusService: PartitionService {
         // makes the guest look at its rings (drivers/hv/vmbus_drv.c: vmbus_chan_sched reads them).
         partition.signalEvent(vp: request.targetVP, sint: UInt8(VMBusConstants.messageSINT), flag: request.channel)
         return true
+    }
+
+    /// Serves a channel whose device cannot carry it on with the device's withdrawal session
+    /// (`VirtualServiceProvider.withdrawalSession`), until the guest closes it or
+    /// `withdrawalDeadlineNanoseconds` pass. Returns whether it is served.
+    private func startWithdrawal(_ request: OpenRequest, _ device: Device, _ state: inout State) -> Bool {
+        let opening = ChannelOpening(relID: request.channel, subChannelIndex: device.subChannelIndex, targetVP: request.targetVP)
+        guard let session = device.provider.withdrawalSession(opening), start(request, device, session, &state) else { return false }
+        partition.signalEvent(vp: request.targetVP, sint: UInt8(VMBusConstants.messageSINT), flag: request.channel)
+        return true
+    }
+
+    /// How long a rescinded channel is served for a guest that does not close it.
+    static let withdrawalDeadlineNanoseconds: UInt64 = 15_000_000_000
+
+    /// Closes the withdrawn channels among `relIDs` that the guest has not closed by the deadline.
+    private func enforceWithdrawalDeadline(_ relIDs: [UInt32]) {
+        guard !relIDs.isEmpty else { return }
+        let scheduled = partition.control.enqueue(afterNanoseconds: Self.withdrawalDeadlineNanoseconds) { [self] in
+            let late = state.withLock { state -> [UInt32] in
+                var late: [UInt32] = []
+                for relID in relIDs {
+                    let actions = state.server.finishWithdrawal(channel: relID)
+                    if !actions.isEmpty { late.append(relID) }
+                    perform(actions, &state)
+                }
+                return late
+            }
+            if !late.isEmpty {
+                partition.logger.warning("partition \(partition.name): the guest did not close rescinded channel(s) \(late) in time; closed")
+                commit(sequence: 0)
+            }
+        }
+        if !scheduled {
+            // No room to wait: close them now rather than serve them without a deadline.
+            state.withLock { state in
+                for relID in relIDs { perform(state.server.finishWithdrawal(channel: relID), &state) }
+            }
+            commit(sequence: 0)
+        }
+    }
+
+    /// The channels being withdrawn (rescinded, still served).
+    private func withdrawing(_ state: State) -> [UInt32] {
+        state.server.liveChannels.compactMap { channel in
+            if case .withdrawing = channel.state { return channel.relID }
+            return nil
+        }
     }
 
     // MARK: Devices coming and going
@@ -189,19 +256,32 @@ final class VMBusService: PartitionService {
     /// - Returns: whether the partition had it.
     @discardableResult
     func remove(instance: GUID) -> Bool {
-        let removed = state.withLock { state in
+        let (removed, withdrawn) = state.withLock { state -> (Bool, [UInt32]) in
             let primaries = state.devices.filter { $0.value.spec.instance == instance && $0.value.subChannelIndex == 0 }
             for relID in primaries.keys.sorted() {
                 state.offerAgainOnRelease[relID] = nil
-                perform(state.server.rescind(channel: relID), &state)
+                perform(state.server.rescind(channel: relID, untilGuestCloses: true), &state)
                 if state.server.state(of: relID) == .released { state.devices[relID] = nil }
             }
-            // Its channels are closed now (their workers stopped): release what it holds beyond them.
-            for device in primaries.values { (device.provider as? any DetachableProvider)?.detach() }
-            return !primaries.isEmpty
+            // What it holds beyond its channels is released once they have all closed (at once
+            // if none was open): its driver in the guest may still be tearing down over them.
+            for device in primaries.values {
+                state.detachOnClose[device.spec.instance] = device.provider
+                detachIfClosed(instance: device.spec.instance, &state)
+            }
+            return (!primaries.isEmpty, withdrawing(state))
         }
         commit(sequence: 0)
+        enforceWithdrawalDeadline(withdrawn)
         return removed
+    }
+
+    /// Detaches the removed device `instance` once none of its channels is served any more.
+    private func detachIfClosed(instance: GUID, _ state: inout State) {
+        guard let provider = state.detachOnClose[instance],
+              !state.open.keys.contains(where: { state.devices[$0]?.spec.instance == instance }) else { return }
+        state.detachOnClose[instance] = nil
+        (provider as? any DetachableProvider)?.detach()
     }
 
     // MARK: Inputs
@@ -273,6 +353,7 @@ final class VMBusService: PartitionService {
     /// last commit.
     func stop() {
         let providers = state.withLock { state -> [any VirtualServiceProvider] in
+            state.detachOnClose = [:]  // every device is detached below, once
             for relID in state.open.keys.sorted() { close(relID, &state) }
             return state.devices.values.filter { $0.subChannelIndex == 0 }.map(\.provider)
         }
@@ -408,5 +489,6 @@ final class VMBusService: PartitionService {
         partition.unregisterEventConnection(VMBusConstants.eventConnectionID(childRelID: relID))
         open.worker.stop()
         partition.channelClosed(relID: relID)
+        if let instance = state.devices[relID]?.spec.instance { detachIfClosed(instance: instance, &state) }
     }
 }

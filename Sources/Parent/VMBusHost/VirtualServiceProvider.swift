@@ -19,10 +19,19 @@ public protocol VirtualServiceProvider: Sendable {
     /// the guest handles as a hot-remove and a hot-add; that is the default. Called on the
     /// parent's control thread.
     func resumeSession(_ opening: ChannelOpening) -> sending (any ChannelSession)?
+
+    /// The parent restarted while the guest had this channel open and `resumeSession` could not
+    /// carry it on: a session that serves the channel while it is rescinded, until the guest
+    /// closes it. It answers what the guest's driver waits for before it lets the device go
+    /// (Linux's netvsc waits for the completion of every send in flight, the HALT included);
+    /// without one the channel is closed as it is rescinded, and such a driver can wait
+    /// forever. `nil` (the default) for devices whose guest drivers wait for nothing.
+    func withdrawalSession(_ opening: ChannelOpening) -> sending (any ChannelSession)?
 }
 
 extension VirtualServiceProvider {
     public func resumeSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? { nil }
+    public func withdrawalSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? { nil }
 }
 
 /// A provider that holds something beyond its channels (a NIC's switch port): the parent calls

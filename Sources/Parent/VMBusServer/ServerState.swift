@@ -191,6 +191,7 @@ public struct ServerStateLedger: Sendable {
         case .opening(let open): request(2, open)
         case .open(let open): request(3, open)
         case .rescinded: out.append(4)
+        case .withdrawing(let open): request(5, open)
         case .released: return nil
         }
         return out
@@ -320,7 +321,7 @@ extension VMBusServer {
                 switch tag {
                 case 0: state = .pending
                 case 1: state = .offered
-                case 2, 3:
+                case 2, 3, 5:
                     let openID = try reader.u32()
                     let gpadl = try reader.u32()
                     let offset = try reader.u32()
@@ -401,7 +402,11 @@ extension VMBusServer {
             }
             let request = OpenRequest(channel: relID, openID: saved.openID, ring: ring, downstreamPageOffset: offset,
                                       targetVP: saved.targetVP, userData: saved.userData)
-            channels[relID]?.state = saved.tag == 3 ? .open(request) : .opening(request)
+            switch saved.tag {
+            case 3: channels[relID]?.state = .open(request)
+            case 5: channels[relID]?.state = .withdrawing(request)
+            default: channels[relID]?.state = .opening(request)
+            }
         }
         guard connection != nil || (channels.values.allSatisfy { $0.state == .pending } && gpadls.isEmpty) else {
             throw .inconsistent("channels are offered but the guest is not connected")

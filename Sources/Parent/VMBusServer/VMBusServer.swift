@@ -50,7 +50,11 @@ public struct VMBusServer: Sendable {
         /// OPENCHANNEL accepted by the server, waiting for the device.
         case opening(OpenRequest)
         case open(OpenRequest)
-        /// RESCIND_CHANNELOFFER sent; waiting for RELID_RELEASED.
+        /// RESCIND_CHANNELOFFER sent while open, and the device still serves the channel: the
+        /// guest's driver tears down over it (it waits for answers to what it sent) and then
+        /// closes it; `finishWithdrawal` closes it for a guest that never does.
+        case withdrawing(OpenRequest)
+        /// RESCIND_CHANNELOFFER sent and the channel closed; waiting for RELID_RELEASED.
         case rescinded
         /// Gone for good (its relid is not reused).
         case released
@@ -118,13 +122,25 @@ public struct VMBusServer: Sendable {
         return [reply(connection, .openResult(OpenResult(childRelID: relID, openID: request.openID, status: status)))]
     }
 
-    /// Withdraws a channel (the device went away or misbehaved): it is closed and rescinded, and
-    /// so are its sub-channels.
-    public mutating func rescind(channel relID: UInt32) -> [ServerAction] {
+    /// Withdraws a channel, and its sub-channels, with RESCIND_CHANNELOFFER.
+    /// - Parameter untilGuestCloses: an open channel stays open, served by its device, until the
+    ///   guest closes it (CLOSECHANNEL, RELID_RELEASED, GPADL_TEARDOWN of its ring, UNLOAD) or
+    ///   `finishWithdrawal` gives up on it. That is how a device goes away in good order:
+    ///   Linux's drivers, rescinded, still wait for the host to answer every request they sent
+    ///   (netvsc for each send, storvsc for each I/O) before they close. `false` closes it at
+    ///   once, for a channel whose guest broke it.
+    public mutating func rescind(channel relID: UInt32, untilGuestCloses: Bool = false) -> [ServerAction] {
         var actions: [ServerAction] = []
-        withdraw(relID, &actions)
-        for sub in subChannels(of: relID) { withdraw(sub, &actions) }
+        withdraw(relID, untilGuestCloses: untilGuestCloses, &actions)
+        for sub in subChannels(of: relID) { withdraw(sub, untilGuestCloses: untilGuestCloses, &actions) }
         return actions
+    }
+
+    /// Closes a withdrawn channel that its guest has not closed yet (its deadline passed).
+    public mutating func finishWithdrawal(channel relID: UInt32) -> [ServerAction] {
+        guard case .withdrawing? = channels[relID]?.state else { return [] }
+        channels[relID]?.state = .rescinded
+        return [.close(channel: relID)]
     }
 
     /// The live sub-channels of primary channel `relID` (offered by a device, not yet released).
@@ -139,11 +155,20 @@ public struct VMBusServer: Sendable {
         }
     }
 
-    private mutating func withdraw(_ relID: UInt32, _ actions: inout [ServerAction]) {
+    private mutating func withdraw(_ relID: UInt32, untilGuestCloses: Bool, _ actions: inout [ServerAction]) {
         guard let channel = channels[relID] else { return }
+        var next = ChannelState.rescinded
         switch channel.state {
+        case .open(let request) where untilGuestCloses:
+            next = .withdrawing(request)
         case .opening, .open:
             actions.append(.close(channel: relID))
+        case .withdrawing:
+            if !untilGuestCloses {
+                channels[relID]?.state = .rescinded
+                actions.append(.close(channel: relID))
+            }
+            return
         case .rescinded, .released:
             return
         case .pending:
@@ -153,7 +178,7 @@ public struct VMBusServer: Sendable {
         case .offered:
             break
         }
-        channels[relID]?.state = .rescinded
+        channels[relID]?.state = next
         if let connection {
             actions.append(reply(connection, .rescindOffer(RescindOffer(childRelID: relID))))
         }
@@ -194,6 +219,10 @@ public struct VMBusServer: Sendable {
         case .closeChannel(let close):
             closeChannel(close.childRelID, &actions)
         case .relIDReleased(let released):
+            if case .withdrawing? = channels[released.childRelID]?.state {
+                channels[released.childRelID]?.state = .rescinded
+                actions.append(.close(channel: released.childRelID))
+            }
             if channels[released.childRelID]?.state == .rescinded {
                 channels[released.childRelID]?.state = .released
                 actions.append(.released(channel: released.childRelID))
@@ -337,7 +366,7 @@ public struct VMBusServer: Sendable {
         // A ring still in use is closed first: the device must stop touching those pages.
         for (relID, channel) in channels {
             switch channel.state {
-            case .opening(let request), .open(let request):
+            case .opening(let request), .open(let request), .withdrawing(let request):
                 if request.ring.id == teardown.gpadl { closeChannel(relID, &actions) }
             default:
                 break
@@ -401,7 +430,11 @@ public struct VMBusServer: Sendable {
         case .opening?, .open?:
             channels[relID]?.state = .offered
             actions.append(.close(channel: relID))
-            for sub in subChannels(of: relID) { withdraw(sub, &actions) }
+            for sub in subChannels(of: relID) { withdraw(sub, untilGuestCloses: false, &actions) }
+        case .withdrawing?:
+            // Rescinded: it stays rescinded, waiting for RELID_RELEASED.
+            channels[relID]?.state = .rescinded
+            actions.append(.close(channel: relID))
         default:
             actions.append(.protocolViolation("CLOSECHANNEL of relid \(relID), which is not open"))
         }
@@ -429,7 +462,7 @@ public struct VMBusServer: Sendable {
         for relID in channels.keys.sorted() {
             guard let channel = channels[relID] else { continue }
             switch channel.state {
-            case .opening, .open:
+            case .opening, .open, .withdrawing:
                 actions.append(.close(channel: relID))
             case .pending, .offered, .rescinded, .released:
                 break
@@ -437,7 +470,7 @@ public struct VMBusServer: Sendable {
             switch channel.state {
             case .released:
                 break
-            case .rescinded:
+            case .rescinded, .withdrawing:
                 channels[relID]?.state = .released
                 actions.append(.released(channel: relID))
             case _ where channel.offer.subChannelIndex != 0:

@@ -14,8 +14,20 @@ public final class WorkQueue: Sendable {
         var head = 0
         var stopping = false
         var refused: UInt64 = 0
+        /// Jobs queued for later, with the CLOCK_MONOTONIC time they become due.
+        var timed: [(due: UInt64, job: Job)] = []
+        /// Counts the timed jobs ever queued: a new one wakes the thread to look at its time.
+        var timedQueued: UInt64 = 0
 
         var count: Int { pending.count - head }
+
+        /// Moves the timed jobs that are due into the queue, earliest first.
+        mutating func promoteDue(now: UInt64) {
+            guard timed.contains(where: { $0.due <= now }) else { return }
+            let due = timed.filter { $0.due <= now }.sorted { $0.due < $1.due }
+            timed.removeAll { $0.due <= now }
+            pending.append(contentsOf: due.map(\.job))
+        }
     }
 
     /// Starts the queue's thread.
@@ -39,6 +51,23 @@ public final class WorkQueue: Sendable {
         }
     }
 
+    /// Queues `job` to run once `nanoseconds` have passed (after the jobs queued by then).
+    /// Returns `false`, and drops it, when the queue is full (jobs waiting and timed jobs count
+    /// together) or stopping. A queue that stops drops the timed jobs not yet due.
+    @discardableResult
+    public func enqueue(afterNanoseconds nanoseconds: UInt64, _ job: @escaping Job) -> Bool {
+        let due = MonotonicClock.nanoseconds() &+ nanoseconds
+        return jobs.update { jobs in
+            guard !jobs.stopping, jobs.count + jobs.timed.count < capacity else {
+                jobs.refused &+= 1
+                return false
+            }
+            jobs.timed.append((due, job))
+            jobs.timedQueued &+= 1
+            return true
+        }
+    }
+
     /// How many jobs were refused because the queue was full or stopping.
     public var refusedCount: UInt64 { jobs.read { $0.refused } }
 
@@ -53,9 +82,22 @@ public final class WorkQueue: Sendable {
     }
 
     private static func run(_ jobs: ConditionLock<Jobs>) {
+        enum Next {
+            case run(Job)
+            case look  // a timed job fell due or was queued
+            case end
+        }
         while true {
-            let job = jobs.wait(until: { $0.count > 0 || $0.stopping }) { jobs -> Job? in
-                guard jobs.count > 0 else { return nil }
+            // With timed jobs waiting, sleep no longer than until the earliest is due.
+            let now = MonotonicClock.nanoseconds()
+            let (earliest, seen) = jobs.update { jobs -> (UInt64?, UInt64) in
+                jobs.promoteDue(now: now)
+                return (jobs.timed.map(\.due).min(), jobs.timedQueued)
+            }
+            let timeout = earliest.map { $0 > now ? $0 - now : 0 }
+            let next = jobs.wait(until: { $0.count > 0 || $0.stopping || $0.timedQueued != seen },
+                                 timeoutNanoseconds: timeout) { jobs -> Next in
+                guard jobs.count > 0 else { return jobs.stopping ? .end : .look }
                 let job = jobs.pending[jobs.head]
                 jobs.head += 1
                 if jobs.head == jobs.pending.count {
@@ -65,10 +107,13 @@ public final class WorkQueue: Sendable {
                     jobs.pending.removeFirst(jobs.head)
                     jobs.head = 0
                 }
-                return job
+                return .run(job)
+            } ?? .look
+            switch next {
+            case .run(let job): job()
+            case .look: continue
+            case .end: return
             }
-            guard let job = job ?? nil else { return }
-            job()
         }
     }
 }

@@ -45,7 +45,13 @@ enum VMBusServerFuzzTarget: FuzzTarget {
                 actions = server.completeOpen(channel: relID, accepted: random.chance(3, in: 4))
             case 17:
                 let relID = relIDs.isEmpty ? UInt32(truncatingIfNeeded: random.next()) : random.pick(relIDs)
-                actions = server.rescind(channel: relID)
+                // A broken channel (closed at once), a device going away (served until the guest
+                // closes it), or the deadline of such a withdrawal.
+                switch random.int(0...2) {
+                case 0: actions = server.rescind(channel: relID)
+                case 1: actions = server.rescind(channel: relID, untilGuestCloses: true)
+                default: actions = server.finishWithdrawal(channel: relID)
+                }
             case 18:
                 if let (relID, offered) = server.addOffer(offer(&random)) {
                     relIDs.append(relID)

@@ -190,3 +190,39 @@ import VMBusProtocol
         #expect(controlResponses(released, guest: &guest) == [.keepaliveComplete(requestID: 5, status: .success)])
     }
 }
+
+/// A NIC withdrawn after a parent restart (its state died with the parent) still answers what
+/// Linux's netvsc waits for before it closes the rescinded channel: every send in flight.
+@Suite struct WithdrawalAnswerTests {
+    static func packet(_ message: NVSPMessage, type: PacketType = .inband, flags: PacketFlags = .completionRequested,
+                       transactionID: UInt64 = 0x77) -> ([UInt8], PacketDescriptor) {
+        let payload = message.bytes()
+        let descriptor = PacketDescriptor(type: type, dataOffset8: 2, length8: UInt16(2 + (payload.count + 7) / 8),
+                                          flags: flags, transactionID: transactionID)
+        var bytes = [UInt8](repeating: 0, count: 16) + payload
+        bytes.storeLittleEndian(type.rawValue, at: 0)
+        return (bytes, descriptor)
+    }
+
+    @Test func everySendAwaitingCompletionIsCompletedAsFailed() throws {
+        for channel in [RNDISChannelType.data, .control] {
+            let (bytes, descriptor) = Self.packet(.sendRNDISPacket(channel: channel, sectionIndex: 3, sectionSize: 60))
+            let answer = try #require(NetworkVSP<FlatGuestMemory>.withdrawalAnswer(to: bytes, descriptor: descriptor))
+            #expect(answer.type == .completion)
+            #expect(answer.transactionID == 0x77)
+            #expect(try NVSPMessage(parsing: answer.payload, completion: true) == .sendRNDISPacketComplete(status: .failure))
+        }
+    }
+
+    @Test func nothingElseIsAnswered() {
+        let cases: [([UInt8], PacketDescriptor)] = [
+            Self.packet(.sendRNDISPacket(channel: .data, sectionIndex: 0, sectionSize: 60), flags: []),
+            Self.packet(.revokeReceiveBuffer(id: 1)),
+            Self.packet(.sendRNDISPacketComplete(status: .success), type: .completion),
+            ([1, 2, 3], PacketDescriptor(type: .inband, dataOffset8: 2, length8: 2, flags: .completionRequested, transactionID: 1)),
+        ]
+        for (bytes, descriptor) in cases {
+            #expect(NetworkVSP<FlatGuestMemory>.withdrawalAnswer(to: bytes, descriptor: descriptor) == nil)
+        }
+    }
+}

@@ -82,6 +82,13 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
         NetworkChannelSession(adapter: self, index: Int(opening.subChannelIndex))
     }
 
+    /// A restarted parent's NIC: the guest's channels from before are rescinded (their buffers
+    /// and RNDIS state died with the last parent) and served by `NetworkWithdrawalSession`
+    /// until the guest closes them; the NIC is offered again once they are released.
+    public func withdrawalSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
+        NetworkWithdrawalSession(host: host, fact: "nic.\(permanentAddress.text).withdrawn_sends.\(opening.relID)")
+    }
+
     /// The device is gone (removed, or its partition detached): its port leaves the switch.
     public func detach() {
         virtualSwitch.removePort(port)
@@ -340,5 +347,32 @@ final class NetworkChannelSession: ChannelSession {
         guard !transmitted.isEmpty else { return }
         adapter.virtualSwitch.send(transmitted, from: adapter.port)
         transmitted.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A NIC channel being withdrawn after its state was lost: it completes every send the guest
+/// still waits for (`NetworkVSP.withdrawalAnswer`) and drops the rest (receive completions,
+/// buffer revocations), so the guest's driver can let the device go.
+final class NetworkWithdrawalSession: ChannelSession {
+    let host: any VSPHost
+    /// The fact that reports how many sends it completed (`hv partition show`).
+    let fact: String
+    private var completed = 0
+
+    init(host: any VSPHost, fact: String) {
+        self.host = host
+        self.fact = fact
+    }
+
+    func start(on channel: VSPChannel) throws(VSPError) {}
+
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
+        guard let answer = NetworkVSP<GuestMemory>.withdrawalAnswer(to: packet.bytes, descriptor: packet.descriptor) else { return }
+        try channel.send(answer.type, flags: answer.flags, transactionID: answer.transactionID, payload: answer.payload)
+        completed += 1
+    }
+
+    func close() {
+        host.report([fact: "\(completed)"])
     }
 }

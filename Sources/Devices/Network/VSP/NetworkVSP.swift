@@ -192,6 +192,20 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     }
 
     /// Sends the NVSP completion `message` if the guest asked for one.
+    /// The answer a rescinded NIC whose state was lost gives a guest packet: a send (an RNDIS
+    /// PACKET or control message, HALT included) that asks for its completion gets one, with
+    /// NVSP failure status, since nothing was sent; anything else gets none. Linux's netvsc
+    /// counts its sends in flight and waits for them all to complete before it closes a
+    /// rescinded channel (`rndis_filter_halt_device`, `netvsc_device_idle`).
+    public static func withdrawalAnswer(to packet: [UInt8], descriptor: PacketDescriptor) -> OutgoingPacket? {
+        guard descriptor.type != .completion, descriptor.flags.contains(.completionRequested),
+              descriptor.payloadOffset < packet.count,
+              let message = try? NVSPMessage(parsing: packet, at: descriptor.payloadOffset),
+              case .sendRNDISPacket = message else { return nil }
+        return OutgoingPacket(type: .completion, transactionID: descriptor.transactionID,
+                              payload: NVSPMessage.sendRNDISPacketComplete(status: .failure).bytes())
+    }
+
     private func reply(_ descriptor: PacketDescriptor, _ message: NVSPMessage, on channel: Int,
                        actions: inout [NetworkVSPAction]) {
         guard descriptor.flags.contains(.completionRequested) else { return }
