@@ -176,21 +176,23 @@ final class VMBusService: PartitionService {
 
     /// Starts serving an open channel again over its rings, with the session its device resumes.
     private func resume(_ request: OpenRequest, _ device: Device, _ state: inout State) -> Bool {
-        let opening = ChannelOpening(relID: request.channel, subChannelIndex: device.subChannelIndex, targetVP: request.targetVP)
-        guard let session = device.provider.resumeSession(opening) else { return false }
-        guard start(request, device, session, &state) else { return false }
-        // A signal the old parent owed the guest may have died with it: one spurious interrupt
-        // makes the guest look at its rings (drivers/hv/vmbus_drv.c: vmbus_chan_sched reads them).
-        partition.signalEvent(vp: request.targetVP, sint: UInt8(VMBusConstants.messageSINT), flag: request.channel)
-        return true
+        serveAgain(request, device, &state) { device.provider.resumeSession($0) }
     }
 
     /// Serves a channel whose device cannot carry it on with the device's withdrawal session
     /// (`VirtualServiceProvider.withdrawalSession`), until the guest closes it or
     /// `withdrawalDeadlineNanoseconds` pass. Returns whether it is served.
     private func startWithdrawal(_ request: OpenRequest, _ device: Device, _ state: inout State) -> Bool {
+        serveAgain(request, device, &state) { device.provider.withdrawalSession($0) }
+    }
+
+    /// Serves a channel the last parent left open with the session `make` gives for it.
+    private func serveAgain(_ request: OpenRequest, _ device: Device, _ state: inout State,
+                            _ make: (ChannelOpening) -> sending (any ChannelSession)?) -> Bool {
         let opening = ChannelOpening(relID: request.channel, subChannelIndex: device.subChannelIndex, targetVP: request.targetVP)
-        guard let session = device.provider.withdrawalSession(opening), start(request, device, session, &state) else { return false }
+        guard let session = make(opening), start(request, device, session, &state) else { return false }
+        // A signal the old parent owed the guest may have died with it: one spurious interrupt
+        // makes the guest look at its rings (drivers/hv/vmbus_drv.c: vmbus_chan_sched reads them).
         partition.signalEvent(vp: request.targetVP, sint: UInt8(VMBusConstants.messageSINT), flag: request.channel)
         return true
     }

@@ -191,7 +191,6 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
         if status != .success { counters.failedCompletions += 1 }
     }
 
-    /// Sends the NVSP completion `message` if the guest asked for one.
     /// The answer a rescinded NIC whose state was lost gives a guest packet: a send (an RNDIS
     /// PACKET or control message, HALT included) that asks for its completion gets one, with
     /// NVSP failure status, since nothing was sent; anything else gets none. Linux's netvsc
@@ -206,6 +205,7 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
                               payload: NVSPMessage.sendRNDISPacketComplete(status: .failure).bytes())
     }
 
+    /// Sends the NVSP completion `message` if the guest asked for one.
     private func reply(_ descriptor: PacketDescriptor, _ message: NVSPMessage, on channel: Int,
                        actions: inout [NetworkVSPAction]) {
         guard descriptor.flags.contains(.completionRequested) else { return }
