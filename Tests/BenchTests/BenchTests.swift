@@ -1,4 +1,4 @@
-import Bench
+@testable import Bench
 import BenchProtocol
 @testable import BenchVSP
 import Foundation
@@ -78,6 +78,18 @@ struct BenchTests {
         two.add(.init(messages: 10, hostNanoseconds: 2_000, guestNanoseconds: 0, intact: true))
         #expect(two.median?.hostNanoseconds == 2_000, "an even count reports the lower middle (slower) run")
         #expect(two.allIntact)
+    }
+
+    @Test func aStoragePathIsReportedByItsMedianRoundWithThatRoundsLatencies() {
+        func round(_ bytes: Double, p50: Double) -> StorageBenchmark.Measurement {
+            StorageBenchmark.Measurement(bytes_per_s: bytes, iops: bytes / 4096, p50_us: p50, p99_us: p50 * 2,
+                                         operations: 1, failures: 0)
+        }
+        let rounds = [round(300, p50: 3), round(100, p50: 1), round(200, p50: 2)]
+        #expect(StorageBenchmark.median(rounds) == round(200, p50: 2))
+        // An even count takes the lower middle round; nothing measured stays nothing.
+        #expect(StorageBenchmark.median(Array(rounds.prefix(2))) == round(100, p50: 1))
+        #expect(StorageBenchmark.median([]) == nil && StorageBenchmark.median(nil) == nil)
     }
 
     @Test func hostBaselinesMeasureSomething() throws {

@@ -127,9 +127,7 @@ public final class DiskImage: Sendable {
     /// guest-physical address has the same alignment (up to a page) as its host address.
     func descriptor(offset: UInt64, buffers: GuestIOVectors) -> Int32 {
         guard let direct else { return buffered.rawValue }
-        let alignment = UInt64(directAlignment)
-        let aligned = offset % alignment == 0
-            && buffers.ranges.allSatisfy { $0.address.rawValue % alignment == 0 && UInt64($0.length) % alignment == 0 }
+        let aligned = offset % UInt64(directAlignment) == 0 && buffers.isAligned(to: directAlignment)
         return aligned ? direct.rawValue : buffered.rawValue
     }
 

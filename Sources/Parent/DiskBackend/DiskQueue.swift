@@ -69,6 +69,8 @@ public final class DiskQueue: @unchecked Sendable {
     private var backlog: [DiskEngineOperation] = []
     private var backlogHead = 0
     private var failedToQueue: [DiskEngineCompletion] = []
+    /// Scratch for `reap`, kept for its capacity.
+    private var engineCompletions: [DiskEngineCompletion] = []
     private var delivered: [DiskCompletion] = []
     /// The data sync in flight and the flush requests it completes.
     private var currentSync: (operation: UInt64, flushes: [UInt64])?
@@ -183,12 +185,24 @@ public final class DiskQueue: @unchecked Sendable {
 
     /// The requests finished since the last call, in the order they finished.
     public func reap() -> [DiskCompletion] {
-        var completions = failedToQueue
-        failedToQueue.removeAll(keepingCapacity: true)
-        let queuedFailures = completions.count
-        engine.reap(into: &completions)
-        engineInFlight -= completions.count - queuedFailures
-        for completion in completions { finish(completion) }
+        var completions: [DiskCompletion] = []
+        reap(into: &completions)
+        return completions
+    }
+
+    /// Whether a request finished without the engine (a page-cache hit read inline, an empty
+    /// transfer) and waits to be reaped: a caller may answer it at once.
+    public var hasFinishedInline: Bool { !delivered.isEmpty }
+
+    /// Appends the requests finished since the last call to `completions`, in the order they
+    /// finished; a caller that keeps the array between calls reaps without allocating.
+    public func reap(into completions: inout [DiskCompletion]) {
+        let queuedFailures = failedToQueue.count
+        swap(&engineCompletions, &failedToQueue)
+        engine.reap(into: &engineCompletions)
+        engineInFlight -= engineCompletions.count - queuedFailures
+        for completion in engineCompletions { finish(completion) }
+        engineCompletions.removeAll(keepingCapacity: true)
         // Operations waiting for engine room start now; the caller commits them on its pass.
         while backlogHead < backlog.count, engineInFlight < engine.capacity {
             let operation = backlog[backlogHead]
@@ -199,10 +213,9 @@ public final class DiskQueue: @unchecked Sendable {
             backlog.removeAll(keepingCapacity: true)
             backlogHead = 0
         }
-        let result = delivered
+        inFlight -= delivered.count
+        completions.append(contentsOf: delivered)
         delivered.removeAll(keepingCapacity: true)
-        inFlight -= result.count
-        return result
     }
 
     /// Clears `completionEvent`, then reaps: a completion posted after this call signals the

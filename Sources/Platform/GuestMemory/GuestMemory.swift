@@ -267,45 +267,49 @@ public struct GuestMemorySegment: Hashable, Sendable {
 /// kernel has completed the operation. The guest may change the bytes concurrently, which only
 /// changes the data it reads or writes, as with DMA on real hardware.
 public final class GuestIOVectors: @unchecked Sendable {
-    // SAFETY: immutable after init. `vectors` is allocated in init and freed in deinit, and each
-    // entry covers a range that `GuestMemory.pointer(at:length:)` checked; `memory` keeps the
-    // mapping they point into alive.
+    // SAFETY: immutable after init. `vectors` is allocated by `Builder` and freed in deinit;
+    // its first `count` entries are initialised, each covering a range that
+    // `GuestMemory.pointer(at:length:)` checked; `memory` keeps the mapping they point into alive.
     /// The guest RAM the vectors point into.
     public let memory: GuestMemory
     /// Total bytes described.
     public let byteCount: Int
-    /// The validated guest-physical ranges, merged where contiguous.
-    public let ranges: [(address: GuestPhysicalAddress, length: Int)]
+    /// How many iovecs there are (at most `GuestMemory.maximumIOVectors`).
+    public let count: Int
     private let vectors: UnsafeMutableBufferPointer<iovec>
 
-    fileprivate init(memory: GuestMemory, ranges: [(address: GuestPhysicalAddress, length: Int)]) throws(GuestMemoryError) {
-        let vectors = UnsafeMutableBufferPointer<iovec>.allocate(capacity: max(ranges.count, 1))
-        var total = 0
-        for (index, range) in ranges.enumerated() {
-            let base: UnsafeMutableRawPointer
-            do {
-                base = try memory.pointer(at: range.address, length: range.length)
-            } catch {
-                vectors.deallocate()
-                throw error
-            }
-            // SAFETY: `index` < ranges.count ≤ capacity; `base` covers `range.length` bytes of
-            // the mapping (checked just above).
-            vectors.initializeElement(at: index, to: iovec(iov_base: base, iov_len: range.length))
-            total += range.length
-        }
+    fileprivate init(memory: GuestMemory, vectors: UnsafeMutableBufferPointer<iovec>, count: Int, byteCount: Int) {
         self.memory = memory
-        self.ranges = ranges
         self.vectors = vectors
-        byteCount = total
+        self.count = count
+        self.byteCount = byteCount
     }
 
     deinit {
         vectors.deallocate()
     }
 
-    /// How many iovecs there are (at most `GuestMemory.maximumIOVectors`).
-    public var count: Int { ranges.count }
+    /// The validated guest-physical ranges, merged where contiguous.
+    public var ranges: [(address: GuestPhysicalAddress, length: Int)] {
+        (0..<count).map { index in
+            // SAFETY: `index` < count, an initialised entry.
+            let vector = vectors[index]
+            return (memory.address(ofMapped: vector.iov_base), vector.iov_len)
+        }
+    }
+
+    /// Whether every range starts at a guest address and has a length that are multiples of
+    /// `alignment` (what O_DIRECT asks of each iovec).
+    public func isAligned(to alignment: Int) -> Bool {
+        guard alignment > 0 else { return false }
+        for index in 0..<count {
+            // SAFETY: `index` < count, an initialised entry.
+            let vector = vectors[index]
+            guard memory.address(ofMapped: vector.iov_base).rawValue % UInt64(alignment) == 0,
+                  vector.iov_len % alignment == 0 else { return false }
+        }
+        return true
+    }
 
     /// Calls `body` with the iovec array and its count. The pointer must only be passed to the
     /// kernel, and used no longer than this object is kept alive.
@@ -313,26 +317,81 @@ public final class GuestIOVectors: @unchecked Sendable {
         _ body: (UnsafePointer<iovec>, Int) throws(Failure) -> Result
     ) throws(Failure) -> Result {
         // SAFETY: the buffer holds `count` initialised iovecs and lives as long as `self`.
-        try body(UnsafePointer(vectors.baseAddress!), ranges.count)
+        try body(UnsafePointer(vectors.baseAddress!), count)
     }
 
     /// The same buffer without its first `byteCount` bytes, to resubmit the rest of a short
     /// transfer.
     public func dropping(first dropped: Int) throws(GuestMemoryError) -> GuestIOVectors {
         var remaining = max(dropped, 0)
-        var rest: [(address: GuestPhysicalAddress, length: Int)] = []
+        var builder = Builder(memory: memory, capacity: count)
         for range in ranges {
             if remaining >= range.length {
                 remaining -= range.length
                 continue
             }
             guard let start = range.address.advanced(by: UInt64(remaining)) else {
+                builder.discard()
                 throw .outOfBounds(address: range.address, length: range.length)
             }
-            rest.append((start, range.length - remaining))
+            try builder.append(start, length: range.length - remaining)
             remaining = 0
         }
-        return try GuestIOVectors(memory: memory, ranges: rest)
+        return builder.finish()
+    }
+
+    /// Validates ranges against guest RAM and writes them, merged where contiguous, straight
+    /// into the iovec buffer the finished object owns: one allocation for the vectors, none in
+    /// between. A builder that throws has freed its buffer.
+    fileprivate struct Builder {
+        let memory: GuestMemory
+        private let vectors: UnsafeMutableBufferPointer<iovec>
+        private var count = 0
+        private var total = 0
+        private var lastEnd: UInt64 = .max
+
+        init(memory: GuestMemory, capacity: Int) {
+            self.memory = memory
+            vectors = .allocate(capacity: max(min(capacity, GuestMemory.maximumIOVectors), 1))
+        }
+
+        /// Appends `length` bytes at `address` (nothing for 0 bytes).
+        /// - Throws: `.outOfBounds` outside RAM, `.invalidBuffer` past `maximumIOVectors` ranges.
+        mutating func append(_ address: GuestPhysicalAddress, length: Int) throws(GuestMemoryError) {
+            guard length > 0 else { return }
+            let base: UnsafeMutableRawPointer
+            do {
+                base = try memory.pointer(at: address, length: length)
+            } catch {
+                discard()
+                throw error
+            }
+            total += length
+            if count > 0, address.rawValue == lastEnd {
+                // SAFETY: `count - 1` is an initialised entry; the merged range is the previous
+                // one (checked) followed by this one (checked), contiguous in the one mapping.
+                vectors[count - 1].iov_len += length
+            } else {
+                guard count < vectors.count else {
+                    discard()
+                    throw .invalidBuffer("more than \(min(vectors.count, GuestMemory.maximumIOVectors)) ranges")
+                }
+                // SAFETY: `count` < capacity; `base` covers `length` bytes of the mapping.
+                vectors.initializeElement(at: count, to: iovec(iov_base: base, iov_len: length))
+                count += 1
+            }
+            lastEnd = address.rawValue &+ UInt64(length)
+        }
+
+        /// Frees the buffer (after an error).
+        func discard() {
+            vectors.deallocate()
+        }
+
+        /// The vectors; the builder must not be used afterwards.
+        func finish() -> GuestIOVectors {
+            GuestIOVectors(memory: memory, vectors: vectors, count: count, byteCount: total)
+        }
     }
 }
 
@@ -340,50 +399,60 @@ extension GuestMemory {
     /// The most iovecs one buffer may have (IOV_MAX).
     public static let maximumIOVectors = 1024
 
+    /// The guest address of a pointer `pointer(at:length:)` returned.
+    fileprivate func address(ofMapped pointer: UnsafeMutableRawPointer?) -> GuestPhysicalAddress {
+        GuestPhysicalAddress(UInt64(UInt(bitPattern: pointer) &- baseAddress))
+    }
+
     /// Validates `segments` against guest RAM (every byte inside it, in 64-bit arithmetic) and
     /// returns them as iovecs, merging segments that are contiguous in guest RAM.
     /// - Throws: `.outOfBounds` for a segment outside RAM, `.invalidBuffer` for more than
     ///   `maximumIOVectors` ranges after merging.
     public func ioVectors(_ segments: [GuestMemorySegment]) throws(GuestMemoryError) -> GuestIOVectors {
-        var ranges: [(address: GuestPhysicalAddress, length: Int)] = []
+        var builder = GuestIOVectors.Builder(memory: self, capacity: segments.count)
         for segment in segments where segment.length > 0 {
             guard segment.pageNumber <= UInt64.max / GuestPhysicalAddress.pageSize,
                   let address = GuestPhysicalAddress(pageNumber: segment.pageNumber).advanced(by: UInt64(segment.offset))
-            else { throw .outOfBounds(address: GuestPhysicalAddress(UInt64.max), length: Int(segment.length)) }
-            guard contains(address, length: Int(segment.length)) else {
-                throw .outOfBounds(address: address, length: Int(segment.length))
+            else {
+                builder.discard()
+                throw .outOfBounds(address: GuestPhysicalAddress(UInt64.max), length: Int(segment.length))
             }
-            if let last = ranges.last, last.address.rawValue + UInt64(last.length) == address.rawValue {
-                ranges[ranges.count - 1].length += Int(segment.length)
-            } else {
-                ranges.append((address, Int(segment.length)))
-            }
+            try builder.append(address, length: Int(segment.length))
         }
-        guard ranges.count <= Self.maximumIOVectors else {
-            throw .invalidBuffer("\(ranges.count) ranges exceed \(Self.maximumIOVectors)")
-        }
-        return try GuestIOVectors(memory: self, ranges: ranges)
+        return builder.finish()
     }
 
     /// The iovecs of a VMBus GPA-direct range: `byteCount` bytes starting `byteOffset` into the
     /// first of `pageNumbers`, which must be exactly ⌈(byteOffset + byteCount) / 4096⌉ pages.
     public func ioVectors(byteOffset: UInt32, byteCount: UInt32, pageNumbers: [UInt64]) throws(GuestMemoryError) -> GuestIOVectors {
+        try ioVectors(byteOffset: byteOffset, byteCount: byteCount, pageNumbers: pageNumbers[...])
+    }
+
+    /// The same for pages in a slice, for example the first pages of a longer list.
+    public func ioVectors(byteOffset: UInt32, byteCount: UInt32, pageNumbers: ArraySlice<UInt64>) throws(GuestMemoryError) -> GuestIOVectors {
         let pageSize = GuestPhysicalAddress.pageSize
         let end = UInt64(byteOffset) + UInt64(byteCount)
         guard UInt64(byteOffset) < pageSize, UInt64(pageNumbers.count) == (end + pageSize - 1) / pageSize else {
             throw .invalidBuffer("\(pageNumbers.count) pages for \(byteCount) bytes at offset \(byteOffset)")
         }
-        var segments: [GuestMemorySegment] = []
-        segments.reserveCapacity(pageNumbers.count)
+        var builder = GuestIOVectors.Builder(memory: self, capacity: pageNumbers.count)
         var position = UInt64(byteOffset)
-        for (index, pageNumber) in pageNumbers.enumerated() {
-            let pageStart = UInt64(index) * pageSize
+        var pageStart: UInt64 = 0
+        for pageNumber in pageNumbers {
             let from = max(position, pageStart)
             let to = min(end, pageStart + pageSize)
-            segments.append(GuestMemorySegment(pageNumber: pageNumber, offset: UInt32(from - pageStart), length: UInt32(to - from)))
+            pageStart += pageSize
             position = to
+            guard to > from else { continue }
+            guard pageNumber <= UInt64.max / pageSize,
+                  let address = GuestPhysicalAddress(pageNumber: pageNumber).advanced(by: from % pageSize)
+            else {
+                builder.discard()
+                throw .outOfBounds(address: GuestPhysicalAddress(UInt64.max), length: Int(to - from))
+            }
+            try builder.append(address, length: Int(to - from))
         }
-        return try ioVectors(segments)
+        return builder.finish()
     }
 
     /// Copies `bytes` (at most the buffer's length) into the start of a guest buffer.

@@ -1,10 +1,16 @@
-// Little-endian field access on byte arrays, shared by every wire format in this package.
+// Little-endian field access on byte buffers, shared by every wire format in this package.
 //
-// Reads are total: a field that does not fit in the array yields `nil`, never a trap, so
+// Reads are total: a field that does not fit in the buffer yields `nil`, never a trap, so
 // parsers of guest-supplied bytes can turn short input into a protocol error. Writes are
 // for buffers the host or guest built itself, whose size the writer chose.
 
-extension Array where Element == UInt8 {
+/// Bytes addressed by index: a byte array, or `FixedBytes` for fixed-size parts of messages.
+public protocol WireBytes {
+    var count: Int { get }
+    subscript(index: Int) -> UInt8 { get set }
+}
+
+extension WireBytes {
     /// Reads a little-endian integer at `offset`, or `nil` if it does not fit.
     @inlinable
     public func littleEndian<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T? {
@@ -19,7 +25,7 @@ extension Array where Element == UInt8 {
         return value
     }
 
-    /// Stores `value` little-endian at `offset`; the array must already be large enough.
+    /// Stores `value` little-endian at `offset`; the buffer must already be large enough.
     @inlinable
     public mutating func storeLittleEndian<T: FixedWidthInteger>(_ value: T, at offset: Int) {
         let size = T.bitWidth / 8
@@ -30,7 +36,11 @@ extension Array where Element == UInt8 {
             remaining = remaining >> 8
         }
     }
+}
 
+extension Array: WireBytes where Element == UInt8 {}
+
+extension Array where Element == UInt8 {
     /// Appends `value` little-endian.
     @inlinable
     public mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
@@ -47,3 +57,4 @@ extension Array where Element == UInt8 {
         [UInt8](repeating: 0, count: count)
     }
 }
+

@@ -44,15 +44,27 @@ public enum StorageBenchmark {
         public var directModes: [Bool]
         /// Channels the guest opens (the primary and up to this many minus one sub-channels).
         public var channels: Int
+        /// Times each path is measured, taking turns with its baseline; the report gives each
+        /// path's median round, so a host that speeds up or slows down over the run (a shared
+        /// machine) weighs on the guest and on fio alike.
+        public var rounds: Int
 
-        public init(file: String, fileBytes: UInt64 = 1 << 30, seconds: Double = 3, points: [Point] = Point.standard,
-                    directModes: [Bool] = [false, true], channels: Int = 2) {
+        public init(file: String, fileBytes: UInt64 = 1 << 30, seconds: Double = 1, points: [Point] = Point.standard,
+                    directModes: [Bool] = [false, true], channels: Int = Options.defaultChannels, rounds: Int = 3) {
             self.file = file
             self.fileBytes = fileBytes
             self.seconds = seconds
             self.points = points
             self.directModes = directModes
             self.channels = channels
+            self.rounds = max(1, rounds)
+        }
+
+        /// One channel per two host cores (at least one): each guest processor polls its
+        /// channels while requests are in flight and each channel's worker polls its ring, so a
+        /// channel needs a core for each, as fio's one job has a core to itself.
+        public static var defaultChannels: Int {
+            max(1, ProcessInfo.processInfo.activeProcessorCount / 2)
         }
     }
 
@@ -96,6 +108,8 @@ public enum StorageBenchmark {
         public var file: String
         public var file_bytes: UInt64
         public var seconds_per_point: Double
+        /// Rounds per path; each figure is its path's median round.
+        public var rounds: Int
         public var channels: Int
         public var engine: String
         public var fio_version: String
@@ -126,29 +140,48 @@ public enum StorageBenchmark {
         var results: [Result] = []
         for direct in options.directModes {
             let mode = direct ? "O_DIRECT" : "buffered"
-            var baseline: [Point: Measurement] = [:]
-            for point in options.points {
-                progress("fio, \(mode): \(point.label)")
-                let measured = try Fio.run(fio, file: options.file, pattern: point.rw, blockSize: point.blockSize,
-                                           queueDepth: point.queueDepth, direct: direct, seconds: options.seconds)
-                syncFile(options.file)
-                baseline[point] = Measurement(bytes_per_s: measured.bytesPerSecond, iops: measured.iops,
-                                              p50_us: measured.p50Microseconds, p99_us: measured.p99Microseconds,
-                                              operations: measured.operations, failures: measured.errors)
+            var fioRounds: [Point: [Measurement]] = [:]
+            var syntheticRounds: [Point: [Measurement]] = [:]
+            var emulatedRounds: [Point: [Measurement]] = [:]
+            for round in 1...options.rounds {
+                let of = options.rounds > 1 ? ", round \(round) of \(options.rounds)" : ""
+                for point in options.points {
+                    progress("fio, \(mode): \(point.label)\(of)")
+                    let measured = try Fio.run(fio, file: options.file, pattern: point.rw, blockSize: point.blockSize,
+                                               queueDepth: point.queueDepth, direct: direct, seconds: options.seconds)
+                    syncFile(options.file)
+                    fioRounds[point, default: []].append(
+                        Measurement(bytes_per_s: measured.bytesPerSecond, iops: measured.iops, p50_us: measured.p50Microseconds,
+                                    p99_us: measured.p99Microseconds, operations: measured.operations, failures: measured.errors))
+                }
+                // The emulated disk, orders of magnitude slower and compared with the synthetic
+                // path only, is measured in the first round.
+                let emulated = round == 1
+                progress("guest through storvsc\(emulated ? " and the emulated IDE disk" : ""), \(mode): \(options.points.count) points\(of)")
+                let guest = try await runGuest(options, direct: direct, emulated: emulated, on: deployment, packageRoot: packageRoot)
+                for (index, point) in options.points.enumerated() {
+                    if let synthetic = guest[index]?.synthetic { syntheticRounds[point, default: []].append(synthetic) }
+                    if let emulated = guest[index]?.emulated { emulatedRounds[point, default: []].append(emulated) }
+                }
             }
-            progress("guest through storvsc and the emulated IDE disk, \(mode): \(options.points.count) points")
-            let guest = try await runGuest(options, direct: direct, on: deployment, packageRoot: packageRoot)
-            for (index, point) in options.points.enumerated() {
-                results.append(result(point, direct: direct, synthetic: guest[index]?.synthetic, emulated: guest[index]?.emulated,
-                                      fio: baseline[point]))
+            for point in options.points {
+                results.append(result(point, direct: direct, synthetic: median(syntheticRounds[point]),
+                                      emulated: median(emulatedRounds[point]), fio: median(fioRounds[point])))
             }
         }
         let goals = results.flatMap(\.goals)
         return Report(results: results, file: options.file, file_bytes: options.fileBytes, seconds_per_point: options.seconds,
-                      channels: options.channels, engine: "io_uring", fio_version: Fio.version(fio),
+                      rounds: options.rounds, channels: options.channels, engine: "io_uring", fio_version: Fio.version(fio),
                       load_average_before: loadBefore, load_average_after: HostTools.loadAverage(),
                       date: ISO8601DateFormatter().string(from: Date()), machine: ChannelBenchmark.machineDescription(),
                       goals_met: goals.filter(\.met).count, goals: goals.count)
+    }
+
+    /// The round with the median throughput (the lower middle one of an even count), whole, so
+    /// that its latencies go with its throughput.
+    static func median(_ rounds: [Measurement]?) -> Measurement? {
+        guard let rounds, !rounds.isEmpty else { return nil }
+        return rounds.sorted { $0.bytes_per_s < $1.bytes_per_s }[(rounds.count - 1) / 2]
     }
 
     /// The guest's figures at one point.
@@ -157,9 +190,9 @@ public enum StorageBenchmark {
         var emulated: Measurement?
     }
 
-    /// One partition with the file behind both controllers, running every point; its console
-    /// lines carry the figures.
-    static func runGuest(_ options: Options, direct: Bool, on deployment: LocalDeployment, packageRoot: String) async throws
+    /// One partition with the file behind both controllers, running every point (through the
+    /// emulated disk too if `emulated`); its console lines carry the figures.
+    static func runGuest(_ options: Options, direct: Bool, emulated: Bool, on deployment: LocalDeployment, packageRoot: String) async throws
         -> [Int: GuestPoint]
     {
         let name = "storagebench"
@@ -175,10 +208,17 @@ public enum StorageBenchmark {
                        DeviceConfiguration(kind: "ide", settings: ide)]
         let milliseconds = Int(options.seconds * 1000)
         let arguments = "mode=storage-bench ms=\(milliseconds) region=\(options.fileBytes) channels=\(options.channels) "
-            + "points=" + options.points.map(\.guestArgument).joined(separator: ",")
+            + "points=" + options.points.map(\.guestArgument).joined(separator: ",") + (emulated ? "" : " ide=0")
+        // The guest's processors poll, and so does each channel's worker in the parent: pinned to
+        // the last cores, the processors leave the first ones to the workers, as fio has a core of
+        // its own (without pinning the two may end up taking turns on one core).
+        let processors = max(1, options.channels)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let pinned = cores > processors ? Array((cores - processors)..<cores) : nil
         let configuration = PartitionConfiguration(
-            name: name, processors: max(1, options.channels), memoryMiB: 256,
-            guest: .embedded(image: "Guest", arguments: arguments, imagePath: nil), devices: devices)
+            name: name, processors: processors, memoryMiB: 256,
+            guest: .embedded(image: "Guest", arguments: arguments, imagePath: nil), devices: devices,
+            cpu: pinned.map { ProcessorSettings(affinity: $0) })
         let path = deployment.runtimeDirectory + "/\(name).json"
         let partitions = packageRoot + "/Partitions"
         // Resolved against Partitions/, where the guest's sources are.

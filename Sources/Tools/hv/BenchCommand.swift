@@ -91,10 +91,13 @@ struct BenchCommand: AsyncParsableCommand {
 
         @Option(help: "The backing file (created and filled if missing or of another size).") var file: String?
         @Option(help: "Its size: bytes, or with K, M or G.") var size = "1G"
-        @Option(help: "Seconds per point and path.") var seconds = 3.0
+        @Option(help: "Seconds per point, path and round.") var seconds = 1.0
+        @Option(help: "Rounds: each path is measured this often, taking turns with fio; each figure is its path's median round.")
+        var rounds = 3
         @Option(help: "Points as rw:blocksize:queuedepth, comma-separated (default: the standard eight).") var points: String?
         @Option(help: "buffered, direct or both.") var mode = "both"
-        @Option(help: "Channels the guest uses (the primary and its sub-channels).") var channels = 2
+        @Option(help: "Channels the guest uses (the primary and its sub-channels; default: one per two host cores).")
+        var channels: Int?
         @Option(help: "Directory for storage.json and storage.svg.") var outputDir: String?
         @Flag(help: "Print the JSON report instead of the table.") var json = false
 
@@ -122,11 +125,14 @@ struct BenchCommand: AsyncParsableCommand {
                         return StorageBenchmark.Point(rw: String(fields[0]), blockSize: Int(blockSize), queueDepth: depth)
                     }
                 }
-                guard (1...64).contains(channels), seconds >= 0.5 else { throw ValidationError("--channels 1-64, --seconds ≥ 0.5") }
+                let channels = channels ?? StorageBenchmark.Options.defaultChannels
+                guard (1...64).contains(channels), seconds >= 0.5, (1...15).contains(rounds) else {
+                    throw ValidationError("--channels 1-64, --seconds ≥ 0.5, --rounds 1-15")
+                }
                 let output = outputDir ?? "\(root)/.build/bench"
                 try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
                 let options = StorageBenchmark.Options(file: file ?? "\(output)/storage-bench.img", fileBytes: bytes, seconds: seconds,
-                                                       points: list, directModes: modes, channels: channels)
+                                                       points: list, directModes: modes, channels: channels, rounds: rounds)
                 let report = try await StorageBenchmark.run(
                     options, executable: LocalDeployment.currentExecutable, packageRoot: root,
                     runtimeDirectory: NSTemporaryDirectory() + "hv-bench-storage-\(getpid())",

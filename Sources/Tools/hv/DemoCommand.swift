@@ -107,7 +107,7 @@ struct DemoCommand: AsyncParsableCommand {
             file: file, fileBytes: 256 << 20, seconds: 1,
             points: [StorageBenchmark.Point(rw: "randread", blockSize: 4096, queueDepth: 32),
                      StorageBenchmark.Point(rw: "read", blockSize: 1 << 20, queueDepth: 4)],
-            directModes: [false], channels: 2)
+            directModes: [false], rounds: 1)
         do {
             let report = try await StorageBenchmark.run(options, on: deployment, packageRoot: root) { _ in }
             print(report.table)

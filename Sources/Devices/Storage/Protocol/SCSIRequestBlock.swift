@@ -71,7 +71,7 @@ public struct SCSIRequestBlock: Hashable, Sendable {
     /// In requests: the buffer length; in completions: the bytes moved.
     public var dataTransferLength: UInt32
     /// The 20-byte cdb/sense union.
-    public private(set) var cdbOrSense: [UInt8]
+    public private(set) var cdbOrSense: FixedBytes<20>
     public var reserve: UInt16
     public var queueTag: UInt8
     public var queueAction: UInt8
@@ -98,8 +98,7 @@ public struct SCSIRequestBlock: Hashable, Sendable {
         self.dataDirection = dataDirection
         reserved = 0
         self.dataTransferLength = dataTransferLength
-        cdbOrSense = .zeros(Self.senseCapacity)
-        for index in 0..<cdb.count { cdbOrSense[index] = cdb[index] }
+        cdbOrSense = FixedBytes(copying: cdb)
         reserve = 0
         queueTag = 0
         queueAction = 0
@@ -133,7 +132,9 @@ public struct SCSIRequestBlock: Hashable, Sendable {
         reserved = u8(Self.reservedOffset)
         dataTransferLength = u32(Self.transferLengthOffset)
         let cdbStart = Self.cdbOffset - VStorPacket.bodyOffset
-        cdbOrSense = Array(body[cdbStart..<(cdbStart + Self.senseCapacity)])
+        var cdbOrSense = FixedBytes<20>()
+        for index in 0..<Self.senseCapacity { cdbOrSense[index] = body[cdbStart + index] }
+        self.cdbOrSense = cdbOrSense
         let extended = version >= .win8
         reserve = extended ? u16(Self.reserveOffset) : 0
         queueTag = extended ? u8(Self.queueTagOffset) : 0
@@ -147,20 +148,18 @@ public struct SCSIRequestBlock: Hashable, Sendable {
     /// larger than 16.
     public var cdb: [UInt8]? {
         guard cdbLength >= 1, Int(cdbLength) <= Self.maximumCDBLength else { return nil }
-        return Array(cdbOrSense[0..<Int(cdbLength)])
+        return cdbOrSense.prefix(Int(cdbLength))
     }
 
     /// The sense bytes of a completion: the first `senseInfoLength` bytes of the union (at
     /// most 20).
-    public var sense: [UInt8] { Array(cdbOrSense[0..<min(Int(senseInfoLength), Self.senseCapacity)]) }
+    public var sense: [UInt8] { cdbOrSense.prefix(Int(senseInfoLength)) }
 
     /// Replaces the union with `sense` (truncated to 20 bytes, zero-filled after it) and sets
     /// sense_info_length to its length.
     public mutating func setSense(_ sense: [UInt8]) {
-        let count = min(sense.count, Self.senseCapacity)
-        cdbOrSense = .zeros(Self.senseCapacity)
-        for index in 0..<count { cdbOrSense[index] = sense[index] }
-        senseInfoLength = UInt8(count)
+        cdbOrSense = FixedBytes(copying: sense)
+        senseInfoLength = UInt8(min(sense.count, Self.senseCapacity))
     }
 
     /// Writes the request block into a packet's union; at versions before Windows 8 the
@@ -178,7 +177,7 @@ public struct SCSIRequestBlock: Hashable, Sendable {
         packet.setField(dataDirection.rawValue, at: Self.dataInOffset)
         packet.setField(reserved, at: Self.reservedOffset)
         packet.setField(dataTransferLength, at: Self.transferLengthOffset)
-        packet.setBytes(cdbOrSense, at: Self.cdbOffset)
+        for index in 0..<Self.senseCapacity { packet.setByte(cdbOrSense[index], at: Self.cdbOffset + index) }
         guard version >= .win8 else { return }
         packet.setField(reserve, at: Self.reserveOffset)
         packet.setField(queueTag, at: Self.queueTagOffset)

@@ -19,8 +19,9 @@ public struct VStorPacket: Hashable, Sendable {
     public var flags: VStorPacketFlags
     /// The answer's status (0 in requests).
     public var status: StorageStatus
-    /// The union, always 52 bytes (zero past what the sender sent).
-    public private(set) var body: [UInt8]
+    /// The union, always 52 bytes (zero past what the sender sent), stored inline: a packet
+    /// is parsed and built once per request.
+    public private(set) var body: FixedBytes<52>
     /// How many union bytes the sender actually sent (0...52); layouts longer than this are
     /// refused by their parsers.
     public var bodyLength: Int
@@ -30,7 +31,7 @@ public struct VStorPacket: Hashable, Sendable {
         self.operation = operation
         self.flags = flags
         self.status = status
-        body = .zeros(VStorPacket.bodySize)
+        body = FixedBytes()
         bodyLength = VStorPacket.bodySize
     }
 
@@ -50,9 +51,7 @@ public struct VStorPacket: Hashable, Sendable {
         self.flags = VStorPacketFlags(rawValue: flags)
         self.status = StorageStatus(rawValue: status)
         let length = min(end - start - VStorPacket.bodyOffset, VStorPacket.bodySize)
-        var body: [UInt8] = .zeros(VStorPacket.bodySize)
-        for index in 0..<length { body[index] = bytes[start + VStorPacket.bodyOffset + index] }
-        self.body = body
+        body = FixedBytes(copying: bytes, from: start + VStorPacket.bodyOffset, count: length)
         bodyLength = length
     }
 
@@ -79,10 +78,13 @@ public struct VStorPacket: Hashable, Sendable {
 
     /// Stores the packet at `offset` of a buffer with room for 64 bytes.
     public func store(into buffer: inout [UInt8], at offset: Int) {
-        buffer.storeLittleEndian(operation.rawValue, at: offset)
-        buffer.storeLittleEndian(flags.rawValue, at: offset + 4)
-        buffer.storeLittleEndian(status.rawValue, at: offset + 8)
-        for index in 0..<VStorPacket.bodySize { buffer[offset + VStorPacket.bodyOffset + index] = body[index] }
+        var packet = FixedBytes<64>()
+        packet.storeLittleEndian(operation.rawValue, at: 0)
+        packet.storeLittleEndian(flags.rawValue, at: 4)
+        packet.storeLittleEndian(status.rawValue, at: 8)
+        for index in 0..<VStorPacket.bodySize { packet[VStorPacket.bodyOffset + index] = body[index] }
+        var out = buffer.mutableSpan
+        packet.store(into: &out, at: offset)
     }
 
     // MARK: Union fields, addressed by their offset in the whole packet ("vstor@N").
@@ -103,7 +105,21 @@ public struct VStorPacket: Hashable, Sendable {
     public func bytes(at offset: Int, count: Int) -> [UInt8]? {
         let bodyOffset = offset - VStorPacket.bodyOffset
         guard bodyOffset >= 0, count >= 0, bodyOffset + count <= bodyLength else { return nil }
-        return Array(body[bodyOffset..<(bodyOffset + count)])
+        var bytes = [UInt8](repeating: 0, count: count)
+        for index in 0..<count { bytes[index] = body[bodyOffset + index] }
+        return bytes
+    }
+
+    /// Reads the union byte at packet offset `offset`, if the sender sent it.
+    public func byte(at offset: Int) -> UInt8? {
+        let bodyOffset = offset - VStorPacket.bodyOffset
+        guard bodyOffset >= 0, bodyOffset < bodyLength else { return nil }
+        return body[bodyOffset]
+    }
+
+    /// Writes one union byte at packet offset `offset` (12...63).
+    public mutating func setByte(_ value: UInt8, at offset: Int) {
+        body[offset - VStorPacket.bodyOffset] = value
     }
 
     /// Writes union bytes from packet offset `offset`; they must fit in the union.

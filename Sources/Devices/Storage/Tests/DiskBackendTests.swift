@@ -195,13 +195,19 @@ struct DiskBackendFileTests {
         let queue = DiskQueue(image: image, depth: 4, engine: engine, inlinePageCacheHits: true)
         let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 40, offset: 0, length: 8192)])
         try queue.submit(DiskRequest(tag: 1, operation: .read(offset: 8192, buffers: buffers)))
-        let completions = queue.reap()
+        #expect(queue.hasFinishedInline)
+        // Reaping into a list appends to what it holds.
+        var completions = [DiskCompletion(tag: 99, result: .success(0))]
+        queue.reap(into: &completions)
+        #expect(!queue.hasFinishedInline)
+        #expect(completions.map(\.tag) == [99, 1])
+        completions.removeFirst()
         #expect(completions.count == 1 && completions.first?.tag == 1 && engine.order.isEmpty)
         #expect(try completions.first?.result.get() == 8192 && queue.inlineCompletions == 1 && queue.inFlight == 0)
         #expect(try memory.read(from: buffers, count: 8192) == data)
         // FUA needs its data sync: never inline.
         try queue.submit(DiskRequest(tag: 2, operation: .write(offset: 0, buffers: buffers, forceUnitAccess: true)))
-        #expect(engine.order.count == 1 && queue.reap().isEmpty && queue.inFlight == 1)
+        #expect(engine.order.count == 1 && !queue.hasFinishedInline && queue.reap().isEmpty && queue.inFlight == 1)
         // Without the option every request goes to the engine.
         let plainEngine = try RecordingEngine()
         let plain = DiskQueue(image: image, depth: 4, engine: plainEngine)

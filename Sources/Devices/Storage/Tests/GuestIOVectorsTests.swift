@@ -16,6 +16,11 @@ struct GuestIOVectorsTests {
         #expect(vectors.count == 2)
         #expect(vectors.ranges[0].address.rawValue == 5 * 4096 + 512 && vectors.ranges[0].length == 7680)
         #expect(vectors.ranges[1].address.rawValue == 9 * 4096 && vectors.ranges[1].length == 512)
+        // O_DIRECT's test: every range's address and length a multiple of the alignment.
+        #expect(vectors.isAligned(to: 512) && !vectors.isAligned(to: 4096))
+        // The first pages of a longer list (a request shorter than its buffer).
+        let prefix = try memory.ioVectors(byteOffset: 0, byteCount: 4096, pageNumbers: [12, 40, 41][..<1])
+        #expect(prefix.count == 1 && prefix.ranges[0].address.rawValue == 12 * 4096 && prefix.isAligned(to: 4096))
         vectors.withUnsafeIOVectors { base, count in
             #expect(count == 2)
             #expect(base[0].iov_len == 7680 && base[1].iov_len == 512)

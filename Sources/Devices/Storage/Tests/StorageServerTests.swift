@@ -47,6 +47,25 @@ struct StorageServerTests {
         #expect(server.version == .win10)
     }
 
+    @Test("Handling into a kept list appends what handling alone returns, after what the list holds")
+    func handlingIntoAListAppends() throws {
+        let controller = try controller()
+        var alone = readyServer(controller)
+        var into = readyServer(controller)
+        let read = srb(ReadWriteCDB(direction: .read, logicalBlockAddress: 8, transferLength: 8).bytes, length: 4096)
+        let expected = alone.handle(read)
+        var actions: [StorageAction] = [.protocolViolation("kept")]
+        into.handle(read, into: &actions)
+        #expect(actions == [.protocolViolation("kept")] + expected)
+        let request = try #require(requests(expected).first)
+        #expect(request.operation == .read(offset: 8 * 512, length: 4096, forceUnitAccess: false))
+        // Completing into the list appends the completion the array form returns.
+        let completion = alone.complete(request.token, result: .completed(byteCount: 4096))
+        into.complete(request.token, result: .completed(byteCount: 4096), into: &actions)
+        #expect(Array(actions.suffix(completion.count)) == completion && sent(completion).count == 1)
+        #expect(alone.outstandingCount == 0 && into.outstandingCount == 0)
+    }
+
     @Test("Negotiation accepts each version Linux offers", arguments: StorageProtocolVersion.offeredByLinux)
     func negotiationAtEachVersion(version: StorageProtocolVersion) throws {
         let controller = try controller()

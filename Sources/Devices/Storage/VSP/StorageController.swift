@@ -155,12 +155,14 @@ public final class StorageController: Sendable {
     public func execute(_ cdb: [UInt8], at address: Address) -> Result {
         let opcode = SCSIOperationCode(rawValue: cdb.first ?? 0xFF)
         return state.withLock { state in
-            let present = address.path == 0 ? state.units[address] : nil
+            // One lookup, and the unit changed in place: this runs for every request.
+            let present = address.path == 0 ? state.units.index(forKey: address) : nil
+            let id = present.map { state.units.values[$0].id }
             // REPORT LUNS is the target's business, on every path and target.
             if opcode == .reportLUNs {
-                return Result(outcome: reportLUNs(cdb, at: address, state), unit: present?.id)
+                return Result(outcome: reportLUNs(cdb, at: address, state), unit: id)
             }
-            guard let present else {
+            guard let present, let id else {
                 return Result(outcome: absentUnit(cdb, opcode: opcode, at: address, removed: state.removed.contains(address)),
                               unit: nil)
             }
@@ -168,10 +170,9 @@ public final class StorageController: Sendable {
             do throws(SCSICommandError) {
                 command = try SCSICommand(parsing: cdb)
             } catch {
-                return Result(outcome: .checkCondition(SCSIDisk.sense(for: error)), unit: present.id)
+                return Result(outcome: .checkCondition(SCSIDisk.sense(for: error)), unit: id)
             }
-            let outcome = state.units[address]?.disk.execute(command) ?? .invalidLUN
-            return Result(outcome: outcome, unit: present.id)
+            return Result(outcome: state.units.values[present].disk.execute(command), unit: id)
         }
     }
 

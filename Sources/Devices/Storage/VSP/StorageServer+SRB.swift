@@ -111,24 +111,42 @@ extension StorageServer {
 
     /// EXECUTE_SRB: validates the request block and its buffer, runs the CDB on the addressed
     /// unit, and either answers at once or hands the driver a request.
-    mutating func executeSRB(_ request: VStorPacket, _ packet: StorageIncomingPacket) -> [StorageAction] {
+    mutating func executeSRB(_ request: VStorPacket, _ packet: StorageIncomingPacket, into actions: inout [StorageAction]) {
+        switch validateSRB(request, packet) {
+        case .refused(let answer):
+            actions += answer
+        case .valid(let block, let cdb, let version, let buffer):
+            let address = StorageController.Address(path: block.pathID, target: block.targetID, lun: block.lun)
+            let result = controller.execute(cdb, at: address)
+            dispatch(result.outcome, unit: result.unit, block: block, version: version, address: address,
+                     buffer: buffer, transactionID: packet.transactionID, into: &actions)
+        }
+    }
+
+    /// What checking an EXECUTE_SRB found.
+    enum SRBValidation {
+        /// Answered at once (negatively).
+        case refused([StorageAction])
+        case valid(SCSIRequestBlock, cdb: [UInt8], StorageProtocolVersion, buffer: GPARange?)
+    }
+
+    /// Checks the request block and its buffer before the CDB runs.
+    private func validateSRB(_ request: VStorPacket, _ packet: StorageIncomingPacket) -> SRBValidation {
         guard case .ready(let version) = phase else {
-            return [.protocolViolation("EXECUTE_SRB before END_INITIALIZATION")]
-                + invalid(request, packet, status: .invalidDeviceState)
+            return .refused([.protocolViolation("EXECUTE_SRB before END_INITIALIZATION")]
+                + invalid(request, packet, status: .invalidDeviceState))
         }
         let block: SCSIRequestBlock
         do {
             block = try SCSIRequestBlock(parsing: request, version: version)
         } catch {
-            return [.protocolViolation("EXECUTE_SRB with a \(request.bodyLength)-byte request block")]
-                + invalid(request, packet, status: .invalidParameter)
+            return .refused([.protocolViolation("EXECUTE_SRB with a \(request.bodyLength)-byte request block")]
+                + invalid(request, packet, status: .invalidParameter))
         }
         let transactionID = packet.transactionID
-        func answer(_ answer: SRBAnswer) -> [StorageAction] {
-            [completion(of: block, version: version, answer: answer, transactionID: transactionID)]
-        }
-        func refuse(_ reason: String) -> [StorageAction] {
-            [.protocolViolation("SRB \(transactionID): \(reason)")] + answer(.invalidRequest)
+        func refuse(_ reason: String) -> SRBValidation {
+            .refused([.protocolViolation("SRB \(transactionID): \(reason)"),
+                      completion(of: block, version: version, answer: .invalidRequest, transactionID: transactionID)])
         }
 
         // The request block and its buffer.
@@ -164,24 +182,22 @@ extension StorageServer {
             return refuse("\(transferLength)-byte transfer with direction \(block.dataDirection.rawValue)")
         }
 
-        let address = StorageController.Address(path: block.pathID, target: block.targetID, lun: block.lun)
-        let result = controller.execute(cdb, at: address)
-        return dispatch(result.outcome, unit: result.unit, block: block, version: version, address: address,
-                        buffer: buffer, transactionID: transactionID)
+        return .valid(block, cdb: cdb, version, buffer: buffer)
     }
 
     /// Turns a unit's outcome into an answer or a request for the driver.
     mutating func dispatch(_ outcome: SCSIOutcome, unit: StorageController.UnitID?, block: SCSIRequestBlock,
                            version: StorageProtocolVersion, address: StorageController.Address, buffer: GPARange?,
-                           transactionID: UInt64) -> [StorageAction] {
+                           transactionID: UInt64, into actions: inout [StorageAction]) {
         let transferLength = Int(block.dataTransferLength)
-        func answer(_ answer: SRBAnswer) -> [StorageAction] {
-            [completion(of: block, version: version, answer: answer, transactionID: transactionID)]
+        func answer(_ answer: SRBAnswer) {
+            actions.append(completion(of: block, version: version, answer: answer, transactionID: transactionID))
         }
-        func refuse(_ reason: String) -> [StorageAction] {
-            [.protocolViolation("SRB \(transactionID): \(reason)")] + answer(.invalidRequest)
+        func refuse(_ reason: String) {
+            actions.append(.protocolViolation("SRB \(transactionID): \(reason)"))
+            answer(.invalidRequest)
         }
-        func hand(_ kind: RequestKind, _ operation: StorageIORequest.Operation, bytes: Int) -> [StorageAction] {
+        func hand(_ kind: RequestKind, _ operation: StorageIORequest.Operation, bytes: Int) {
             // Only data-in copies may come from an absent unit (INQUIRY 0x7F, REPORT LUNS).
             guard unit != nil || kind == .dataIn else {
                 return answer(.check(SenseData(key: .hardwareError, additional: .internalTargetFailure)))
@@ -191,8 +207,8 @@ extension StorageServer {
             guard let token = requests.insert(record, limit: configuration.maximumOutstandingRequests) else {
                 return answer(.busy)
             }
-            return [.execute(StorageIORequest(token: token, transactionID: transactionID, address: address, unit: unit,
-                                              operation: operation, buffer: buffer))]
+            actions.append(.execute(StorageIORequest(token: token, transactionID: transactionID, address: address, unit: unit,
+                                                     operation: operation, buffer: buffer)))
         }
 
         switch outcome {
@@ -248,8 +264,16 @@ extension StorageServer {
 
     /// The driver finished a request: the completion to send (or, for a stale token, nothing).
     public mutating func complete(_ token: StorageRequestToken, result: StorageIOResult) -> [StorageAction] {
+        var actions: [StorageAction] = []
+        complete(token, result: result, into: &actions)
+        return actions
+    }
+
+    /// The same, appending to `actions`.
+    public mutating func complete(_ token: StorageRequestToken, result: StorageIOResult, into actions: inout [StorageAction]) {
         guard let request = requests.remove(token) else {
-            return [.protocolViolation("\(token) completed twice or never handed out")]
+            actions.append(.protocolViolation("\(token) completed twice or never handed out"))
+            return
         }
         let answer: SRBAnswer
         switch result {
@@ -270,7 +294,7 @@ extension StorageServer {
         case .failed(let failure):
             answer = .check(Self.sense(for: failure, request.kind))
         }
-        return [completion(of: request.block, version: request.version, answer: answer, transactionID: request.transactionID)]
+        actions.append(completion(of: request.block, version: request.version, answer: answer, transactionID: request.transactionID))
     }
 
     /// The UNMAP parameter list the driver read from the guest buffer (`readParameterList`):
@@ -284,8 +308,10 @@ extension StorageServer {
                                transactionID: request.transactionID)]
         }
         let outcome = controller.unmap(parameterList: bytes.truncated(to: request.expectedBytes), at: request.address, unit: unit)
-        return dispatch(outcome, unit: request.unit, block: request.block, version: request.version,
-                        address: request.address, buffer: request.buffer, transactionID: request.transactionID)
+        var actions: [StorageAction] = []
+        dispatch(outcome, unit: request.unit, block: request.block, version: request.version,
+                 address: request.address, buffer: request.buffer, transactionID: request.transactionID, into: &actions)
+        return actions
     }
 
     /// The sense a disk reports when its medium fails.

@@ -110,22 +110,39 @@ public struct StorageServer: Sendable {
 
     /// Handles one packet from the guest.
     public mutating func handle(_ packet: StorageIncomingPacket) -> [StorageAction] {
-        let wantsAnswer = packet.flags.contains(.completionRequested)
+        var actions: [StorageAction] = []
+        handle(packet, into: &actions)
+        return actions
+    }
+
+    /// Handles one packet from the guest, appending what to do to `actions`: a driver that keeps
+    /// the array from packet to packet handles a request without allocating one.
+    public mutating func handle(_ packet: StorageIncomingPacket, into actions: inout [StorageAction]) {
         guard packet.type == .inband || packet.type == .gpaDirect else {
-            return reject(packet, status: .invalidParameter, "packet type \(packet.type.rawValue) is not in-band or GPA-direct")
+            actions += reject(packet, status: .invalidParameter, "packet type \(packet.type.rawValue) is not in-band or GPA-direct")
+            return
         }
         let request: VStorPacket
         do {
-            request = try VStorPacket(parsing: packet.payload)
+            request = try VStorPacket(parsing: packet.bytes, from: packet.payloadRange.lowerBound, to: packet.payloadRange.upperBound)
         } catch {
-            return reject(packet, status: .invalidParameter, "vstor_packet of \(packet.payload.count) bytes")
+            actions += reject(packet, status: .invalidParameter, "vstor_packet of \(packet.payloadRange.count) bytes")
+            return
         }
-        if request.operation == .executeSRB {
-            guard wantsAnswer else {
-                return [.protocolViolation("EXECUTE_SRB \(packet.transactionID) without completion requested was not run")]
-            }
-            return executeSRB(request, packet)
+        guard request.operation == .executeSRB else {
+            actions += control(request, packet)
+            return
         }
+        guard packet.flags.contains(.completionRequested) else {
+            actions.append(.protocolViolation("EXECUTE_SRB \(packet.transactionID) without completion requested was not run"))
+            return
+        }
+        executeSRB(request, packet, into: &actions)
+    }
+
+    /// Every operation but EXECUTE_SRB: initialization, sub-channels, resets.
+    private mutating func control(_ request: VStorPacket, _ packet: StorageIncomingPacket) -> [StorageAction] {
+        let wantsAnswer = packet.flags.contains(.completionRequested)
         if packet.type != .inband {
             return reject(packet, status: .invalidParameter, "operation \(request.operation.rawValue) in a GPA-direct packet")
         }
@@ -213,7 +230,8 @@ public struct StorageServer: Sendable {
     private func reject(_ packet: StorageIncomingPacket, status: StorageStatus, _ reason: String) -> [StorageAction] {
         var actions: [StorageAction] = [.protocolViolation(reason)]
         if packet.flags.contains(.completionRequested) {
-            let operation = VStorPacket.operation(of: packet.payload, from: 0, to: packet.payload.count)
+            let operation = VStorPacket.operation(of: packet.bytes, from: packet.payloadRange.lowerBound,
+                                                  to: packet.payloadRange.upperBound)
             var answer = VStorPacket(operation: .completeIO, status: status)
             if operation == .executeSRB {
                 var block = SCSIRequestBlock(cdb: [], dataDirection: .noData, dataTransferLength: 0)

@@ -17,15 +17,27 @@ public struct StorageIncomingPacket: Hashable, Sendable {
     public var type: PacketType
     public var flags: PacketFlags
     public var transactionID: UInt64
-    /// The bytes from the descriptor's data offset to the packet's end (the `vstor_packet`).
-    public var payload: [UInt8]
+    /// The bytes the `vstor_packet` lies in (for a packet from the ring, the whole packet, so
+    /// that taking it apart copies nothing) and where it lies in them.
+    public private(set) var bytes: [UInt8]
+    public private(set) var payloadRange: Range<Int>
     public var buffer: Buffer
+
+    /// The bytes from the descriptor's data offset to the packet's end (the `vstor_packet`).
+    public var payload: [UInt8] {
+        get { payloadRange == bytes.indices ? bytes : Array(bytes[payloadRange]) }
+        set {
+            bytes = newValue
+            payloadRange = newValue.indices
+        }
+    }
 
     public init(type: PacketType, flags: PacketFlags, transactionID: UInt64, payload: [UInt8], buffer: Buffer = .none) {
         self.type = type
         self.flags = flags
         self.transactionID = transactionID
-        self.payload = payload
+        bytes = payload
+        payloadRange = payload.indices
         self.buffer = buffer
     }
 
@@ -35,7 +47,6 @@ public struct StorageIncomingPacket: Hashable, Sendable {
     public init(descriptor: PacketDescriptor, packet: [UInt8], maximumPages: Int) {
         let payloadStart = min(descriptor.payloadOffset, packet.count)
         let payloadEnd = max(payloadStart, min(descriptor.totalLength, packet.count))
-        let buffer: Buffer
         if descriptor.type == .gpaDirect {
             do {
                 let header = try StorageGPADirectHeader(parsing: packet, from: min(PacketDescriptor.size, payloadStart),
@@ -47,8 +58,24 @@ public struct StorageIncomingPacket: Hashable, Sendable {
         } else {
             buffer = .none
         }
-        self.init(type: descriptor.type, flags: descriptor.flags, transactionID: descriptor.transactionID,
-                  payload: Array(packet[payloadStart..<payloadEnd]), buffer: buffer)
+        type = descriptor.type
+        flags = descriptor.flags
+        transactionID = descriptor.transactionID
+        bytes = packet
+        payloadRange = payloadStart..<payloadEnd
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.type == rhs.type && lhs.flags == rhs.flags && lhs.transactionID == rhs.transactionID && lhs.buffer == rhs.buffer
+            && lhs.bytes[lhs.payloadRange].elementsEqual(rhs.bytes[rhs.payloadRange])
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(type)
+        hasher.combine(flags)
+        hasher.combine(transactionID)
+        hasher.combine(buffer)
+        for byte in bytes[payloadRange] { hasher.combine(byte) }
     }
 }
 

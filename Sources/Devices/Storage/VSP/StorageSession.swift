@@ -20,6 +20,17 @@ final class StorageSession: ChannelSession {
     /// 0 for the primary channel.
     let index: UInt16
     private var queues: [StorageController.UnitID: DiskQueue] = [:]
+    /// The queue of the last request (most requests go to the disk the one before went to).
+    private var lastUnit: StorageController.UnitID?
+    private var lastQueue: DiskQueue?
+    /// Answers written since the last publish from `handle` (the worker publishes the rest once
+    /// the ring is empty).
+    private var unpublished = 0
+    static let publishEvery = 4
+    /// What the server asked for and is not yet done; kept for its capacity.
+    private var actions: [StorageAction] = []
+    /// Disk requests reaped and not yet answered; kept for its capacity.
+    private var finished: [DiskCompletion] = []
     private var announcedVersion: StorageProtocolVersion?
     private var violations = 0
     private var backendFailures = 0
@@ -27,10 +38,17 @@ final class StorageSession: ChannelSession {
     /// How long closing waits for requests in flight (their buffers are guest pages).
     static let drainMilliseconds: Int32 = 30_000
 
+    /// The server's limits, read once: a getter on `server` would copy the whole state machine
+    /// (retaining everything it holds) for every packet.
+    private let maximumPages: Int
+    private let maximumOutstandingRequests: Int
+
     init(provider: StorageVSP, server: StorageServer, index: UInt16) {
         self.provider = provider
         self.server = server
         self.index = index
+        maximumPages = server.maximumPages
+        maximumOutstandingRequests = server.configuration.maximumOutstandingRequests
     }
 
     /// How long an idle storage channel keeps polling before it sleeps: a guest with requests
@@ -46,8 +64,21 @@ final class StorageSession: ChannelSession {
 
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
         let incoming = StorageIncomingPacket(descriptor: packet.descriptor, packet: packet.bytes,
-                                             maximumPages: server.maximumPages)
-        try perform(server.handle(incoming), on: channel)
+                                             maximumPages: maximumPages)
+        server.handle(incoming, into: &actions)
+        try performActions(on: channel)
+        // A request the disk finished at once (a page-cache hit) is answered, and the answer
+        // published, before the next packet is read: the guest, polling, starts its next
+        // request while this worker reads on, instead of both taking turns over whole batches.
+        if let queue = lastQueue, queue.hasFinishedInline {
+            queue.reap(into: &finished)
+            unpublished += finished.count
+            try complete(on: channel)
+            if unpublished >= Self.publishEvery {
+                channel.publish()
+                unpublished = 0
+            }
+        }
         if index == 0, announcedVersion == nil, case .ready(let version) = server.phase {
             announcedVersion = version
             provider.negotiated(version)
@@ -56,7 +87,7 @@ final class StorageSession: ChannelSession {
 
     func acceptsPacket(on channel: VSPChannel) -> Bool {
         let outstanding = server.outstandingCount
-        guard outstanding < server.configuration.maximumOutstandingRequests else { return false }
+        guard outstanding < maximumOutstandingRequests else { return false }
         return channel.hasRoom(forPayload: (outstanding + 1) * StorageChannelConstants.completionRingBytes)
     }
 
@@ -69,17 +100,18 @@ final class StorageSession: ChannelSession {
                 // What was not handed over stays queued and goes with the next commit.
                 noteBackendFailure("commit to \(queue.image.path): \(error)")
             }
-            let completions = queue.reap()
-            if !completions.isEmpty {
+            queue.reap(into: &finished)
+            if !finished.isEmpty {
                 progressed = true
-                try complete(completions, on: channel)
+                try complete(on: channel)
             }
         }
+        dropDetachedQueues()
         if index == 0 {
-            let notifications = server.pollBusChanges()
-            if !notifications.isEmpty {
+            actions += server.pollBusChanges()
+            if !actions.isEmpty {
                 progressed = true
-                try perform(notifications, on: channel)
+                try performActions(on: channel)
             }
         }
         // While the disk has requests of this channel, poll for their completions rather than
@@ -94,18 +126,18 @@ final class StorageSession: ChannelSession {
     func beforeSleeping(on channel: VSPChannel) throws(VSPError) -> Bool {
         var progressed = false
         for queue in queues.values {
-            let completions = queue.reapBeforeSleeping()
-            if !completions.isEmpty {
+            finished += queue.reapBeforeSleeping()
+            if !finished.isEmpty {
                 progressed = true
-                try complete(completions, on: channel)
+                try complete(on: channel)
             }
         }
         if index == 0 {
             _ = provider.busChanged.consume()
-            let notifications = server.pollBusChanges()
-            if !notifications.isEmpty {
+            actions += server.pollBusChanges()
+            if !actions.isEmpty {
                 progressed = true
-                try perform(notifications, on: channel)
+                try performActions(on: channel)
             }
         }
         return progressed
@@ -127,19 +159,25 @@ final class StorageSession: ChannelSession {
             }
         }
         queues.removeAll()
+        lastQueue = nil
         provider.sessionClosed()
     }
 
     // MARK: Actions
 
-    /// Carries out the server's actions in order.
-    private func perform(_ actions: [StorageAction], on channel: VSPChannel) throws(VSPError) {
-        for action in actions {
+    /// Carries out the server's actions in order, and those they lead to (a request the disk
+    /// answers at once appends its completion), then empties the list.
+    private func performActions(on channel: VSPChannel) throws(VSPError) {
+        defer { actions.removeAll(keepingCapacity: true) }
+        var next = 0
+        while next < actions.count {
+            let action = actions[next]
+            next += 1
             switch action {
             case .send(let packet):
                 try channel.send(packet.type, flags: packet.flags, transactionID: packet.transactionID, payload: packet.payload)
             case .execute(let request):
-                try perform(execute(request), on: channel)
+                execute(request)
             case .createSubChannels(let count):
                 channel.offerSubChannels(Int(count))
             case .protocolViolation(let reason):
@@ -153,36 +191,41 @@ final class StorageSession: ChannelSession {
         }
     }
 
-    /// Starts a request the server handed out; returns what can be answered at once.
-    private func execute(_ request: StorageIORequest) -> [StorageAction] {
+    /// Starts a request the server handed out; what can be answered at once joins `actions`.
+    private func execute(_ request: StorageIORequest) {
         let memory = provider.memory
         switch request.operation {
         case .copyToGuest(let bytes):
-            guard let buffer = buffer(request, bytes: bytes.count) else { return server.complete(request.token, result: .failed(.guestMemory)) }
+            guard let buffer = buffer(request, bytes: bytes.count) else { return fail(request, .guestMemory) }
             do throws(GuestMemoryError) {
                 let copied = try memory.write(bytes, to: buffer)
-                return server.complete(request.token, result: .completed(byteCount: copied))
+                server.complete(request.token, result: .completed(byteCount: copied), into: &actions)
             } catch {
-                return server.complete(request.token, result: .failed(.guestMemory))
+                fail(request, .guestMemory)
             }
         case .readParameterList(let length):
-            guard let buffer = buffer(request, bytes: length) else { return server.complete(request.token, result: .failed(.guestMemory)) }
+            guard let buffer = buffer(request, bytes: length) else { return fail(request, .guestMemory) }
             do throws(GuestMemoryError) {
-                return server.parameterListArrived(request.token, try memory.read(from: buffer, count: length))
+                actions += server.parameterListArrived(request.token, try memory.read(from: buffer, count: length))
             } catch {
-                return server.complete(request.token, result: .failed(.guestMemory))
+                fail(request, .guestMemory)
             }
         case .read(let offset, let length, _):
-            guard let buffer = buffer(request, bytes: length) else { return server.complete(request.token, result: .failed(.guestMemory)) }
-            return submit(request, .read(offset: offset, buffers: buffer))
+            guard let buffer = buffer(request, bytes: length) else { return fail(request, .guestMemory) }
+            submit(request, .read(offset: offset, buffers: buffer))
         case .write(let offset, let length, let forceUnitAccess):
-            guard let buffer = buffer(request, bytes: length) else { return server.complete(request.token, result: .failed(.guestMemory)) }
-            return submit(request, .write(offset: offset, buffers: buffer, forceUnitAccess: forceUnitAccess))
+            guard let buffer = buffer(request, bytes: length) else { return fail(request, .guestMemory) }
+            submit(request, .write(offset: offset, buffers: buffer, forceUnitAccess: forceUnitAccess))
         case .flush:
-            return submit(request, .flush)
+            submit(request, .flush)
         case .unmap(let ranges):
-            return submit(request, .discard(ranges.map { (offset: $0.offset, length: $0.length) }))
+            submit(request, .discard(ranges.map { (offset: $0.offset, length: $0.length) }))
         }
+    }
+
+    /// Answers a request whose driver part failed before it reached the disk.
+    private func fail(_ request: StorageIORequest, _ failure: StorageIOFailure) {
+        server.complete(request.token, result: .failed(failure), into: &actions)
     }
 
     /// The first `bytes` bytes of the request's guest buffer as iovecs, validated page by page
@@ -193,35 +236,39 @@ final class StorageSession: ChannelSession {
         guard pages <= range.pfns.count else { return nil }
         do throws(GuestMemoryError) {
             return try provider.memory.ioVectors(byteOffset: range.byteOffset, byteCount: UInt32(bytes),
-                                                 pageNumbers: Array(range.pfns.prefix(pages)))
+                                                 pageNumbers: range.pfns.prefix(pages))
         } catch {
             return nil
         }
     }
 
     /// Hands a media request to the queue of its disk.
-    private func submit(_ request: StorageIORequest, _ operation: DiskRequest.Operation) -> [StorageAction] {
+    private func submit(_ request: StorageIORequest, _ operation: DiskRequest.Operation) {
         guard let unit = request.unit, let queue = queue(for: unit) else {
             // Detached between the command and now, or its queue could not be made.
-            return server.complete(request.token, result: .failed(.deviceFailure))
+            return fail(request, .deviceFailure)
         }
         do throws(DiskQueueError) {
             try queue.submit(DiskRequest(tag: request.token.rawValue, operation: operation))
-            return []
         } catch {
             noteBackendFailure("\(error)")
-            return server.complete(request.token, result: .failed(.deviceFailure))
+            fail(request, .deviceFailure)
         }
     }
 
     /// The channel's queue for a disk, made on first use.
     private func queue(for unit: StorageController.UnitID) -> DiskQueue? {
-        if let queue = queues[unit] { return queue }
+        if let lastQueue, lastUnit == unit { return lastQueue }
+        if let queue = queues[unit] {
+            (lastUnit, lastQueue) = (unit, queue)
+            return queue
+        }
         guard let image = provider.image(for: unit) else { return nil }
         do throws(SystemError) {
             let queue = try DiskQueue(image: image, depth: StorageVSP.maximumOutstandingRequests, engine: provider.engine,
                                       inlinePageCacheHits: true)
             queues[unit] = queue
+            (lastUnit, lastQueue) = (unit, queue)
             return queue
         } catch {
             noteBackendFailure("cannot start a disk queue for \(image.path): \(error)")
@@ -229,9 +276,10 @@ final class StorageSession: ChannelSession {
         }
     }
 
-    /// Completes the server's requests for finished disk requests.
-    private func complete(_ completions: [DiskCompletion], on channel: VSPChannel) throws(VSPError) {
-        for completion in completions {
+    /// Completes the server's requests for the disk requests in `finished`, and empties it.
+    private func complete(on channel: VSPChannel) throws(VSPError) {
+        defer { finished.removeAll(keepingCapacity: true) }
+        for completion in finished {
             let result: StorageIOResult
             switch completion.result {
             case .success(let bytes):
@@ -240,11 +288,16 @@ final class StorageSession: ChannelSession {
                 noteBackendFailure("\(error)")
                 result = .failed(StorageIOFailure(errno: error.errno.rawValue))
             }
-            try perform(server.complete(StorageRequestToken(rawValue: completion.tag), result: result), on: channel)
+            server.complete(StorageRequestToken(rawValue: completion.tag), result: result, into: &actions)
         }
-        // A queue whose disk was detached goes once it has nothing in flight (it holds the image).
+        try performActions(on: channel)
+    }
+
+    /// A queue whose disk was detached goes once it has nothing in flight (it holds the image).
+    private func dropDetachedQueues() {
         for (unit, queue) in queues where queue.inFlight == 0 && provider.image(for: unit) == nil {
             queues[unit] = nil
+            if lastQueue === queue { lastQueue = nil }
         }
     }
 
