@@ -221,8 +221,15 @@ public final class DiskQueue: @unchecked Sendable {
     /// Clears `completionEvent`, then reaps: a completion posted after this call signals the
     /// event again, so the caller may sleep on it if this returns nothing.
     public func reapBeforeSleeping() -> [DiskCompletion] {
+        var completions: [DiskCompletion] = []
+        reapBeforeSleeping(into: &completions)
+        return completions
+    }
+
+    /// The same, appending to `completions`.
+    public func reapBeforeSleeping(into completions: inout [DiskCompletion]) {
         _ = completionEvent.consume()
-        return reap()
+        reap(into: &completions)
     }
 
     /// Commits, then waits up to `timeoutMilliseconds` (negative: forever) for at least one

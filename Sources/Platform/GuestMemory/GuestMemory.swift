@@ -289,7 +289,8 @@ public final class GuestIOVectors: @unchecked Sendable {
         vectors.deallocate()
     }
 
-    /// The validated guest-physical ranges, merged where contiguous.
+    /// The validated guest-physical ranges, merged where contiguous: a new array on every call,
+    /// for copies and resubmissions rather than the per-request path.
     public var ranges: [(address: GuestPhysicalAddress, length: Int)] {
         (0..<count).map { index in
             // SAFETY: `index` < count, an initialised entry.

@@ -64,7 +64,7 @@ public enum StorageBenchmark {
         /// channels while requests are in flight and each channel's worker polls its ring, so a
         /// channel needs a core for each, as fio's one job has a core to itself.
         public static var defaultChannels: Int {
-            max(1, ProcessInfo.processInfo.activeProcessorCount / 2)
+            min(64, max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
         }
     }
 
@@ -209,16 +209,9 @@ public enum StorageBenchmark {
         let milliseconds = Int(options.seconds * 1000)
         let arguments = "mode=storage-bench ms=\(milliseconds) region=\(options.fileBytes) channels=\(options.channels) "
             + "points=" + options.points.map(\.guestArgument).joined(separator: ",") + (emulated ? "" : " ide=0")
-        // The guest's processors poll, and so does each channel's worker in the parent: pinned to
-        // the last cores, the processors leave the first ones to the workers, as fio has a core of
-        // its own (without pinning the two may end up taking turns on one core).
-        let processors = max(1, options.channels)
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        let pinned = cores > processors ? Array((cores - processors)..<cores) : nil
         let configuration = PartitionConfiguration(
-            name: name, processors: processors, memoryMiB: 256,
-            guest: .embedded(image: "Guest", arguments: arguments, imagePath: nil), devices: devices,
-            cpu: pinned.map { ProcessorSettings(affinity: $0) })
+            name: name, processors: max(1, options.channels), memoryMiB: 256,
+            guest: .embedded(image: "Guest", arguments: arguments, imagePath: nil), devices: devices)
         let path = deployment.runtimeDirectory + "/\(name).json"
         let partitions = packageRoot + "/Partitions"
         // Resolved against Partitions/, where the guest's sources are.

@@ -110,13 +110,6 @@ public struct VStorPacket: Hashable, Sendable {
         return bytes
     }
 
-    /// Reads the union byte at packet offset `offset`, if the sender sent it.
-    public func byte(at offset: Int) -> UInt8? {
-        let bodyOffset = offset - VStorPacket.bodyOffset
-        guard bodyOffset >= 0, bodyOffset < bodyLength else { return nil }
-        return body[bodyOffset]
-    }
-
     /// Writes one union byte at packet offset `offset` (12...63).
     public mutating func setByte(_ value: UInt8, at offset: Int) {
         body[offset - VStorPacket.bodyOffset] = value

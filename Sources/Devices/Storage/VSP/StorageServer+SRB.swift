@@ -124,7 +124,7 @@ extension StorageServer {
     }
 
     /// What checking an EXECUTE_SRB found.
-    enum SRBValidation {
+    private enum SRBValidation {
         /// Answered at once (negatively).
         case refused([StorageAction])
         case valid(SCSIRequestBlock, cdb: [UInt8], StorageProtocolVersion, buffer: GPARange?)

@@ -23,8 +23,8 @@ final class StorageSession: ChannelSession {
     /// The queue of the last request (most requests go to the disk the one before went to).
     private var lastUnit: StorageController.UnitID?
     private var lastQueue: DiskQueue?
-    /// Answers written since the last publish from `handle` (the worker publishes the rest once
-    /// the ring is empty).
+    /// Answers `handle` wrote since the last publish (the worker publishes the rest once the
+    /// ring is empty, before `work`).
     private var unpublished = 0
     static let publishEvery = 4
     /// What the server asked for and is not yet done; kept for its capacity.
@@ -92,6 +92,8 @@ final class StorageSession: ChannelSession {
     }
 
     func work(on channel: VSPChannel) throws(VSPError) -> Bool {
+        // The worker published everything before this pass.
+        unpublished = 0
         var progressed = false
         for queue in queues.values {
             do throws(SystemError) {
@@ -126,7 +128,7 @@ final class StorageSession: ChannelSession {
     func beforeSleeping(on channel: VSPChannel) throws(VSPError) -> Bool {
         var progressed = false
         for queue in queues.values {
-            finished += queue.reapBeforeSleeping()
+            queue.reapBeforeSleeping(into: &finished)
             if !finished.isEmpty {
                 progressed = true
                 try complete(on: channel)
