@@ -235,7 +235,9 @@ let package = Package(
             path: "Sources/Tools/hv", swiftSettings: host),
 
         // MARK: Tests (device tests live in their device's folder).
-        .target(name: "TestSupport", dependencies: ["FuzzSupport"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["FuzzSupport", "CMutexAnnotations"], path: "Tests/TestSupport"),
+        // Under ThreadSanitizer only: Mutex's contended hand-over made visible to the sanitizer.
+        .target(name: "CMutexAnnotations", path: "Tests/CMutexAnnotations"),
         // A guest's end of a VMBus channel in memory, for the tests of every VSP.
         .target(name: "VSPTestSupport", dependencies: ["VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", "HyperV"],
                 path: "Tests/VSPTestSupport"),
