@@ -55,6 +55,22 @@ struct GPADLRegistryTests {
         #expect(registry.count == 2)
     }
 
+    @Test func acquireAllLeasesEveryBufferOrNone() throws {
+        let registry = Self.registry()
+        let view = registry.view(channel: 1)
+        let ten = try #require(view.gpadl(10))
+        let eleven = try #require(view.gpadl(11))
+        let both = [GPADLLeaseRequest(handle: 10, serial: ten.serial), GPADLLeaseRequest(handle: 11, serial: eleven.serial)]
+        #expect(view.acquireAll(both))
+        view.release(both)
+        #expect(registry.revoke(handle: 11, timeoutNanoseconds: 1_000_000), "the lease on 11 was given back")
+        #expect(!view.acquireAll(both), "11 is gone: no lease is taken")
+        #expect(registry.revoke(handle: 10, timeoutNanoseconds: 1_000_000), "not even on 10, which is still live")
+        #expect(view.acquireAll([]), "nothing wanted, nothing to refuse")
+        #expect(!registry.view(channel: 2).acquireAll([GPADLLeaseRequest(handle: 12, serial: ten.serial)]),
+                "a serial of another GPADL does not lease this one")
+    }
+
     @Test func aHolderThatNeverLeavesIsGivenUpOnAtTheDeadline() throws {
         let registry = Self.registry()
         let view = registry.view(channel: 1)

@@ -149,6 +149,19 @@ public final class GPADLRegistry: Sendable {
         }
     }
 
+    /// Takes a lease on every wanted GPADL if all are still live under the same serial, and on
+    /// none otherwise.
+    func acquireAll(_ wanted: [GPADLLeaseRequest], channel: UInt32) -> Bool {
+        state.update { state in
+            for request in wanted {
+                guard let entry = state.entries[request.handle], !entry.revoked, entry.gpadl.serial == request.serial,
+                      entry.gpadl.channel == channel else { return false }
+            }
+            for request in wanted { state.entries[request.handle]?.holders += 1 }
+            return true
+        }
+    }
+
     func release(_ leases: [GPADLLeaseRequest]) {
         guard !leases.isEmpty else { return }
         state.update { state in
@@ -191,7 +204,14 @@ public struct GPADLView: Sendable {
         wanted.isEmpty ? [] : registry.acquire(wanted, channel: channel)
     }
 
-    /// Returns leases `acquire` granted.
+    /// Takes a lease on every GPADL of `wanted` if all are still live, and on none otherwise: a
+    /// caller whose buffers are all in place leases them without building a list of those taken.
+    /// - Returns: whether the leases were taken (give them back with `release(wanted)`).
+    public func acquireAll(_ wanted: [GPADLLeaseRequest]) -> Bool {
+        wanted.isEmpty || registry.acquireAll(wanted, channel: channel)
+    }
+
+    /// Returns leases `acquire` or `acquireAll` granted.
     public func release(_ leases: [GPADLLeaseRequest]) {
         registry.release(leases)
     }

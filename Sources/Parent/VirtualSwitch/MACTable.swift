@@ -26,7 +26,12 @@ struct MACTable: Sendable {
 
     /// Records `address` on `port`. When full, aged entries go first, then the oldest.
     mutating func learn(_ address: MACAddress, on port: SwitchPortID, now: UInt64) {
-        if entries[address] == nil, entries.count >= capacity {
+        // Most frames come from an address already known: one lookup refreshes it in place.
+        if let known = entries.index(forKey: address) {
+            entries.values[known] = Entry(port: port, lastSeen: now)
+            return
+        }
+        if entries.count >= capacity {
             entries = entries.filter { now &- $0.value.lastSeen <= agingNanoseconds }
             if entries.count >= capacity, let oldest = entries.min(by: { $0.value.lastSeen < $1.value.lastSeen }) {
                 entries[oldest.key] = nil

@@ -40,21 +40,55 @@ public struct SwitchCore: Sendable {
         /// of the queue, so a port flooding the switch leaves room for everyone else's frames to
         /// the same destination.
         mutating func enqueue(_ frames: [NetworkFrame], from source: SwitchPortID) {
-            let share = max(1, configuration.queueFrameLimit / 2)
-            for item in frames {
-                guard queuedFrames < configuration.queueFrameLimit,
-                      queuedBytes + item.bytes.count <= configuration.queueByteLimit,
-                      queuedBySource[source, default: 0] < share else {
-                    counters.drops[.queueFull, default: 0] += 1
-                    continue
-                }
-                queue.append(Queued(frame: item, source: source))
-                queuedBySource[source, default: 0] += 1
-                queuedBytes += item.bytes.count
-                counters.framesOut += 1
-                counters.bytesOut += UInt64(item.bytes.count)
-            }
+            for item in frames { enqueue(item, from: source) }
         }
+
+        /// Queues one frame from `source` within the port's limits (see `enqueue(_:from:)`).
+        /// - Returns: whether the queue went from empty to non-empty.
+        @discardableResult
+        mutating func enqueue(_ item: NetworkFrame, from source: SwitchPortID) -> Bool {
+            let share = max(1, configuration.queueFrameLimit / 2)
+            guard queuedFrames < configuration.queueFrameLimit,
+                  queuedBytes + item.bytes.count <= configuration.queueByteLimit,
+                  queuedBySource[source, default: 0] < share else {
+                counters.drops[.queueFull, default: 0] += 1
+                return false
+            }
+            let wasEmpty = queuedFrames == 0
+            queue.append(Queued(frame: item, source: source))
+            queuedBySource[source, default: 0] += 1
+            queuedBytes += item.bytes.count
+            countOut(item)
+            return wasEmpty
+        }
+
+        /// Counts a frame handed to this port.
+        mutating func countOut(_ frame: NetworkFrame) {
+            counters.framesOut += 1
+            counters.bytesOut += UInt64(frame.bytes.count)
+        }
+
+        /// Whether the port's filter lets a frame for `destination` through (RNDIS semantics,
+        /// Linux `rndis_filter.c` sets the bits; a filter of 0 delivers nothing). Mutating only
+        /// so that the switch calls it in place.
+        mutating func accepts(_ destination: MACAddress) -> Bool {
+            let filter = configuration.packetFilter
+            if filter.contains(.promiscuous) { return true }
+            if destination.isBroadcast { return filter.contains(.broadcast) }
+            if destination.isMulticast {
+                return filter.contains(.allMulticast)
+                    || (filter.contains(.multicast) && configuration.multicastAddresses.contains(destination))
+            }
+            guard filter.contains(.directed) else { return false }
+            return configuration.macAddress.map { $0 == destination } ?? true
+        }
+
+        /// Whether the switching thread may write to this port's endpoint now: it takes direct
+        /// writes and nothing waits in its queue (in place, like `accepts`).
+        mutating func takesDirectly() -> Bool { configuration.deliversDirectly && queuedFrames == 0 }
+
+        /// The offloads this port's endpoint completes itself (in place, like `accepts`).
+        mutating func capabilities() -> SoftwareOffload.Capabilities { configuration.capabilities }
     }
 
     /// A frame waiting in a port's queue, with the port it came from.
@@ -171,21 +205,32 @@ public struct SwitchCore: Sendable {
             targets = portOrder
         }
         var woken: [SwitchPortID] = []
+        // A frame that asks for no offload work goes out as it came.
+        let asIs = !frame.offload.needsCompletion && frame.offload.vlan == nil
         // Offload work is done once per kind of destination, not once per port.
         var resolved: [(SoftwareOffload.Capabilities, [NetworkFrame]?)] = []
         for target in targets where target != source {
-            // Mutated in place: a copy of the port would copy its whole queue on the first append.
+            // Every port access below goes through a mutating method, in place: reading a port
+            // out of the dictionary would copy it, queue and tables included, for each frame.
             guard let index = ports.index(forKey: target) else { continue }
-            guard accepts(ports.values[index].configuration, destination) else {
+            guard ports.values[index].accepts(destination) else {
                 ports.values[index].counters.drops[.filtered, default: 0] += 1
                 continue
             }
-            let capabilities = ports.values[index].configuration.capabilities
+            let takesDirectly = direct != nil && ports.values[index].takesDirectly()
+            if asIs {
+                if takesDirectly {
+                    ports.values[index].countOut(frame)
+                    direct?.append((target, frame))
+                } else if ports.values[index].enqueue(frame, from: source) {
+                    woken.append(target)
+                }
+                continue
+            }
+            let capabilities = ports.values[index].capabilities()
             let frames: [NetworkFrame]?
             if let cached = resolved.first(where: { $0.0 == capabilities }) {
                 frames = cached.1
-            } else if !frame.offload.needsCompletion && frame.offload.vlan == nil {
-                frames = [frame]
             } else {
                 frames = SoftwareOffload.resolve(frame, for: capabilities)
                 resolved.append((capabilities, frames))
@@ -194,17 +239,16 @@ public struct SwitchCore: Sendable {
                 ports.values[index].counters.drops[.offloadFailed, default: 0] += 1
                 continue
             }
-            if direct != nil, ports.values[index].configuration.deliversDirectly, ports.values[index].queuedFrames == 0 {
+            if takesDirectly {
                 for item in frames {
-                    ports.values[index].counters.framesOut += 1
-                    ports.values[index].counters.bytesOut += UInt64(item.bytes.count)
+                    ports.values[index].countOut(item)
                     direct?.append((target, item))
                 }
                 continue
             }
-            let wasEmpty = ports.values[index].queuedFrames == 0
-            ports.values[index].enqueue(frames, from: source)
-            if wasEmpty && ports.values[index].queuedFrames > 0 { woken.append(target) }
+            var wasWoken = false
+            for item in frames where ports.values[index].enqueue(item, from: source) { wasWoken = true }
+            if wasWoken { woken.append(target) }
         }
         return woken
     }
@@ -222,20 +266,6 @@ public struct SwitchCore: Sendable {
         }
         ports.values[index].enqueue(frames, from: source)
         return wasEmpty && ports.values[index].queuedFrames > 0
-    }
-
-    /// Whether a port's filter lets a frame for `destination` through (RNDIS semantics, Linux
-    /// `rndis_filter.c` sets the bits; a filter of 0 delivers nothing).
-    private func accepts(_ configuration: SwitchPortConfiguration, _ destination: MACAddress) -> Bool {
-        let filter = configuration.packetFilter
-        if filter.contains(.promiscuous) { return true }
-        if destination.isBroadcast { return filter.contains(.broadcast) }
-        if destination.isMulticast {
-            return filter.contains(.allMulticast)
-                || (filter.contains(.multicast) && configuration.multicastAddresses.contains(destination))
-        }
-        guard filter.contains(.directed) else { return false }
-        return configuration.macAddress.map { $0 == destination } ?? true
     }
 
     /// Takes up to `limit` frames queued for `id`, oldest first.

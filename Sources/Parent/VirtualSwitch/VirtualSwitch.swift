@@ -102,8 +102,13 @@ public final class VirtualSwitch: Sendable {
     private func writeDirectly(_ direct: [(SwitchPortID, NetworkFrame)], from source: SwitchPortID) -> Set<SwitchPortID> {
         let table = sinks.withLock { $0 }
         var refused: [SwitchPortID: [NetworkFrame]] = [:]
+        // A batch goes mostly to one port: its sink is looked up once.
+        var last: (port: SwitchPortID, sink: DirectSink?)?
         for (port, frame) in direct {
-            if refused[port] == nil, let sink = table[port], sink(frame) { continue }
+            if refused.isEmpty || refused[port] == nil {
+                if last?.port != port { last = (port, table[port]) }
+                if let sink = last?.sink, sink(frame) { continue }
+            }
             refused[port, default: []].append(frame)
         }
         guard !refused.isEmpty else { return [] }

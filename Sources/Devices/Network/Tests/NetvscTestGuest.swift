@@ -1,6 +1,7 @@
 import HyperV
 import NetworkProtocol
 import NetworkVSP
+import Testing
 import VMBusProtocol
 
 /// GPADLs a test guest has "created".
@@ -61,10 +62,16 @@ struct NetvscTestGuest {
         return nextTransactionID
     }
 
-    /// Delivers a raw ring packet.
+    /// Delivers a raw ring packet, through the form that appends to a list the driver keeps (as
+    /// `NetworkAdapter` does), and checks that it appends exactly what the array form returns.
     mutating func raw(_ packet: (PacketDescriptor, [UInt8]), channel: Int = 0) -> [NetworkVSPAction] {
-        let actions = vsp.handle(packet.1, descriptor: packet.0, on: channel, gpadls: gpadls)
-        log += actions
+        var twin = vsp
+        let returned = twin.handle(packet.1, descriptor: packet.0, on: channel, gpadls: gpadls)
+        var kept = log
+        vsp.handle(packet.1, descriptor: packet.0, on: channel, gpadls: gpadls, into: &kept)
+        let actions = Array(kept[log.count...])
+        #expect(actions == returned, "handle(into:) appends what handle returns")
+        log = kept
         return actions
     }
 

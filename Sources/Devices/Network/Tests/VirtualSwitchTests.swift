@@ -116,6 +116,24 @@ import VirtualSwitch
         #expect(core.counters(of: fastPort)?.dropped(.queueFull) == 0)
     }
 
+    @Test("a known address seen again is refreshed, and one that moved is learned on its new port")
+    func relearning() {
+        var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: 1000)
+        let ports = (0..<2).map { index -> SwitchPortID in
+            var configuration = SwitchPortConfiguration(name: "p\(index)", kind: .child)
+            configuration.allowsMACSpoofing = true
+            configuration.packetFilter = [.promiscuous]
+            return core.addPort(configuration)
+        }
+        let frame = NetworkFrame(bytes: ethernetFrame(from: Self.a, to: .broadcast))
+        _ = core.forward(frame, from: ports[0], now: 100)
+        _ = core.forward(frame, from: ports[0], now: 900)
+        #expect(core.learnedPort(of: Self.a, now: 1500) == ports[0], "aging counts from the last frame")
+        _ = core.forward(frame, from: ports[1], now: 1600)
+        #expect(core.learnedPort(of: Self.a, now: 1600) == ports[1], "the station moved")
+        #expect(core.learnedCount == 1)
+    }
+
     @Test("learned entries age out, and the table is bounded (oldest evicted)")
     func agingAndBound() {
         var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: 1000)

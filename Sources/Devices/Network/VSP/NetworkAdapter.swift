@@ -31,7 +31,13 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     struct State {
         var vsp: NetworkVSP<GuestMemory>
         /// The GPADLs the VSP took as buffers: handle → the serial it was looked up with.
-        var buffers: [UInt32: UInt64] = [:]
+        var buffers: [UInt32: UInt64] = [:] {
+            didSet { leases = buffers.map { GPADLLeaseRequest(handle: $0.key, serial: $0.value) } }
+        }
+        /// `buffers` as the leases `withVSP` takes.
+        var leases: [GPADLLeaseRequest] = []
+        /// The table `withVSP` hands the VSP, kept between calls.
+        let table = LeasedGPADLTable()
         /// The primary channel's GPADLs, while it is open.
         var view: GPADLView?
         /// Each open channel's wake event, by channel index.
@@ -102,18 +108,22 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     /// `body` are recorded (the VSP writes nothing into a buffer in the call that hands it over).
     func withVSP<T: Sendable>(_ body: (inout NetworkVSP<GuestMemory>, LeasedGPADLTable) -> T) -> T {
         state.withLock { state -> T in
-            let table = LeasedGPADLTable(view: state.view)
-            let wanted = state.buffers.map { GPADLLeaseRequest(handle: $0.key, serial: $0.value) }
             let view = state.view
-            let held = view?.acquire(wanted) ?? []
-            defer { view?.release(held) }
-            let heldHandles = Set(held.map(\.handle))
-            for handle in state.buffers.keys where !heldHandles.contains(handle) {
-                state.vsp.gpadlTornDown(handle)
-                state.buffers[handle] = nil
+            var held = state.leases
+            // The common case, every buffer still in place, takes its leases without a list.
+            if !held.isEmpty, view?.acquireAll(held) != true {
+                held = view?.acquire(held) ?? []
+                let heldHandles = Set(held.map(\.handle))
+                for handle in state.buffers.keys where !heldHandles.contains(handle) {
+                    state.vsp.gpadlTornDown(handle)
+                    state.buffers[handle] = nil
+                }
             }
+            defer { view?.release(held) }
+            let table = state.table
+            table.reset(view: view)
             let result = body(&state.vsp, table)
-            for (handle, serial) in table.seen.values where state.vsp.isUsing(gpadl: handle) {
+            for (handle, serial) in table.seen.values where state.vsp.isUsing(gpadl: handle) && state.buffers[handle] != serial {
                 state.buffers[handle] = serial
             }
             for handle in state.buffers.keys where !state.vsp.isUsing(gpadl: handle) { state.buffers[handle] = nil }
@@ -243,11 +253,17 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
 /// channel that share no page with another GPADL (a ring, another buffer). Records what it
 /// handed out, with serials, so the adapter can lease them later.
 final class LeasedGPADLTable: GPADLTable {
-    let view: GPADLView?
+    private(set) var view: GPADLView?
     /// Handles looked up and found: handle → (handle, serial).
     private(set) var seen: [UInt32: (UInt32, UInt64)] = [:]
 
-    init(view: GPADLView?) { self.view = view }
+    init(view: GPADLView? = nil) { self.view = view }
+
+    /// Starts a new call on `view`, forgetting what the last one looked up.
+    func reset(view: GPADLView?) {
+        self.view = view
+        if !seen.isEmpty { seen.removeAll(keepingCapacity: true) }
+    }
 
     func buffer(forGPADL handle: UInt32) -> GuestBufferDescriptor? {
         guard let view, let gpadl = view.gpadl(handle), !view.overlapsOthers(handle) else { return nil }
@@ -262,6 +278,8 @@ final class NetworkChannelSession: ChannelSession {
     let index: Int
     /// Frames for the switch, gathered while handling one batch of packets.
     private var transmitted: [NetworkFrame] = []
+    /// What the VSP asked for the packet being handled.
+    private var packetActions: [NetworkVSPAction] = []
 
     init(adapter: NetworkAdapter, index: Int) {
         self.adapter = adapter
@@ -275,8 +293,15 @@ final class NetworkChannelSession: ChannelSession {
     }
 
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
-        let actions = adapter.withVSP { vsp, table in
-            vsp.handle(packet.bytes, descriptor: packet.descriptor, on: index, gpadls: table)
+        // The list is kept between packets for its capacity.
+        var actions: [NetworkVSPAction] = []
+        swap(&actions, &packetActions)
+        defer {
+            actions.removeAll(keepingCapacity: true)
+            swap(&actions, &packetActions)
+        }
+        adapter.withVSP { vsp, table in
+            vsp.handle(packet.bytes, descriptor: packet.descriptor, on: index, gpadls: table, into: &actions)
         }
         try carryOut(actions, on: channel)
     }

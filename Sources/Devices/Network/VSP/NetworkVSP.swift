@@ -48,6 +48,8 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     /// Encoded control responses waiting for a free sub-allocation, per channel.
     private var pendingControl: [Int: [[UInt8]]] = [:]
     private var pendingControlBytes: [Int: Int] = [:]
+    /// Storage for the transmit stream of the packet being handled, kept between packets.
+    private var transmitScratch: [UInt8] = []
 
     public init(configuration: NetworkVSPConfiguration, memory: Memory) {
         self.configuration = configuration
@@ -140,11 +142,21 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
         _ packet: [UInt8], descriptor: PacketDescriptor, on channel: Int, gpadls: Table
     ) -> [NetworkVSPAction] {
         var actions: [NetworkVSPAction] = []
+        handle(packet, descriptor: descriptor, on: channel, gpadls: gpadls, into: &actions)
+        return actions
+    }
+
+    /// Handles one packet like `handle(_:descriptor:on:gpadls:)`, appending its actions to
+    /// `actions`: a driver that keeps the list between packets handles them without allocating it.
+    public mutating func handle<Table: GPADLTable>(
+        _ packet: [UInt8], descriptor: PacketDescriptor, on channel: Int, gpadls: Table,
+        into actions: inout [NetworkVSPAction]
+    ) {
         let end = min(descriptor.totalLength, packet.count)
         let start = descriptor.payloadOffset
         guard start <= end else {
             counters.badNVSPMessages += 1
-            return actions
+            return
         }
         switch descriptor.type {
         case .completion:
@@ -156,7 +168,7 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
                 message = try NVSPMessage(parsing: packet, at: start, count: end - start)
             } catch {
                 counters.badNVSPMessages += 1
-                return actions
+                return
             }
             var ranges: [GPARange] = []
             if descriptor.type == .gpaDirect {
@@ -165,7 +177,7 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
                 } catch {
                     counters.badGuestRanges += 1
                     complete(descriptor, on: channel, status: .failure, actions: &actions)
-                    return actions
+                    return
                 }
             }
             handle(message, ranges: ranges, descriptor: descriptor, on: channel, gpadls: gpadls, actions: &actions)
@@ -173,7 +185,6 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
             counters.unexpectedPacketTypes += 1
         }
         flushControl(on: channel, actions: &actions)
-        return actions
     }
 
     private mutating func handleCompletion(_ packet: [UInt8], from start: Int, to end: Int, transactionID: UInt64,
@@ -215,7 +226,14 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
 
     private func complete(_ descriptor: PacketDescriptor, on channel: Int, status: NVSPStatus,
                           actions: inout [NetworkVSPAction]) {
-        reply(descriptor, .sendRNDISPacketComplete(status: status), on: channel, actions: &actions)
+        guard status == .success else {
+            reply(descriptor, .sendRNDISPacketComplete(status: status), on: channel, actions: &actions)
+            return
+        }
+        // Every data packet is answered so: the bytes are encoded once and shared.
+        guard descriptor.flags.contains(.completionRequested) else { return }
+        actions.append(.send(channel: channel, OutgoingPacket(
+            type: .completion, transactionID: descriptor.transactionID, payload: NetworkVSPEncodings.successfulSendCompletion)))
     }
 
     private mutating func handle<Table: GPADLTable>(
@@ -391,7 +409,16 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
             counters.badGuestRanges += 1
             return nil
         }
-        var stream = [UInt8](repeating: 0, count: total)
+        // The last packet's stream is reused (a uniquely held array keeps its storage), cut or
+        // grown to this packet's length; every byte of it is read from the guest below.
+        var stream = transmitScratch
+        transmitScratch = []
+        if stream.count > total {
+            stream.removeLast(stream.count - total)
+        } else if stream.count < total {
+            stream.append(contentsOf: repeatElement(0, count: total - stream.count))
+        }
+        defer { transmitScratch = stream }
         var position = 0
         do throws(GuestAccessError) {
             if sectionIndex != NetvscConstants.noSection, let send = sendBuffer {
@@ -607,4 +634,9 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
         flushControl(on: 0, actions: &actions)
         return actions
     }
+}
+
+/// Encodings the VSP sends often, built once (a generic type has no stored statics).
+private enum NetworkVSPEncodings {
+    static let successfulSendCompletion = NVSPMessage.sendRNDISPacketComplete(status: .success).bytes()
 }
