@@ -116,15 +116,20 @@ import VirtualSwitch
         #expect(core.counters(of: fastPort)?.dropped(.queueFull) == 0)
     }
 
-    @Test("a known address seen again is refreshed, and one that moved is learned on its new port")
-    func relearning() {
-        var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: 1000)
-        let ports = (0..<2).map { index -> SwitchPortID in
+    /// Child ports that take every frame and may send from any address.
+    static func promiscuousPorts(_ count: Int, on core: inout SwitchCore) -> [SwitchPortID] {
+        (0..<count).map { index in
             var configuration = SwitchPortConfiguration(name: "p\(index)", kind: .child)
             configuration.allowsMACSpoofing = true
             configuration.packetFilter = [.promiscuous]
             return core.addPort(configuration)
         }
+    }
+
+    @Test("a known address seen again is refreshed, and one that moved is learned on its new port")
+    func relearning() {
+        var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: 1000)
+        let ports = Self.promiscuousPorts(2, on: &core)
         let frame = NetworkFrame(bytes: ethernetFrame(from: Self.a, to: .broadcast))
         _ = core.forward(frame, from: ports[0], now: 100)
         _ = core.forward(frame, from: ports[0], now: 900)
@@ -137,12 +142,7 @@ import VirtualSwitch
     @Test("learned entries age out, and the table is bounded (oldest evicted)")
     func agingAndBound() {
         var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: 1000)
-        let ports = (0..<3).map { index -> SwitchPortID in
-            var configuration = SwitchPortConfiguration(name: "p\(index)", kind: .child)
-            configuration.allowsMACSpoofing = true
-            configuration.packetFilter = [.promiscuous]
-            return core.addPort(configuration)
-        }
+        let ports = Self.promiscuousPorts(3, on: &core)
         _ = core.forward(NetworkFrame(bytes: ethernetFrame(from: Self.a, to: .broadcast)), from: ports[0], now: 100)
         #expect(core.learnedPort(of: Self.a, now: 1000) == ports[0])
         #expect(core.learnedPort(of: Self.a, now: 1101) == nil, "aged out")
