@@ -12,7 +12,9 @@
 // nothing changes in any other build.
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  // RTLD_NEXT
+#endif
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <stdint.h>

@@ -219,21 +219,25 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     /// Sends the NVSP completion `message` if the guest asked for one.
     private func reply(_ descriptor: PacketDescriptor, _ message: NVSPMessage, on channel: Int,
                        actions: inout [NetworkVSPAction]) {
+        reply(descriptor, encoded: message.bytes(), on: channel, actions: &actions)
+    }
+
+    /// Sends an NVSP completion whose bytes `payload` gives, if the guest asked for one (only then
+    /// are they built).
+    private func reply(_ descriptor: PacketDescriptor, encoded payload: @autoclosure () -> [UInt8], on channel: Int,
+                       actions: inout [NetworkVSPAction]) {
         guard descriptor.flags.contains(.completionRequested) else { return }
         actions.append(.send(channel: channel, OutgoingPacket(
-            type: .completion, transactionID: descriptor.transactionID, payload: message.bytes())))
+            type: .completion, transactionID: descriptor.transactionID, payload: payload())))
     }
 
     private func complete(_ descriptor: PacketDescriptor, on channel: Int, status: NVSPStatus,
                           actions: inout [NetworkVSPAction]) {
-        guard status == .success else {
-            reply(descriptor, .sendRNDISPacketComplete(status: status), on: channel, actions: &actions)
-            return
-        }
-        // Every data packet is answered so: the bytes are encoded once and shared.
-        guard descriptor.flags.contains(.completionRequested) else { return }
-        actions.append(.send(channel: channel, OutgoingPacket(
-            type: .completion, transactionID: descriptor.transactionID, payload: NetworkVSPEncodings.successfulSendCompletion)))
+        // Every data packet is answered: a success's bytes are encoded once and shared.
+        reply(descriptor, encoded: status == .success
+                  ? NetworkVSPEncodings.successfulSendCompletion
+                  : NVSPMessage.sendRNDISPacketComplete(status: status).bytes(),
+              on: channel, actions: &actions)
     }
 
     private mutating func handle<Table: GPADLTable>(
