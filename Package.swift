@@ -32,10 +32,11 @@ let embeddedSafe: [SwiftSetting] = [
 let host: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
-/// The parent's per-request path (channel workers, VSPs, disk queues, the switch, guest memory):
-/// release builds leave out Swift's run-time exclusivity checks, which cost the storage worker a
-/// tenth or more of its 4 KiB read rate in `hv bench storage`. Debug builds, and with them every
-/// test, fuzz target and sanitizer run, keep them (Docs/memory-safety.md, "Exclusivity checks").
+/// The storage worker's per-request path (the channel worker, the storage VSP, the disk queues):
+/// release builds leave out Swift's run-time exclusivity checks, which cost that worker a tenth
+/// or more of its 4 KiB read rate in `hv bench storage`. Debug builds keep them, and with them
+/// `swift test`, its short fuzz runs and the sanitizer runs; `hv fuzz`'s long runs use the release
+/// build (Docs/memory-safety.md, "Exclusivity checks").
 let dataPath: [SwiftSetting] = host + [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
@@ -54,7 +55,8 @@ let devices: [Device] = [
     Device("IDE", [.emulator, .vsc, .tests], extra: ["DiskBackend"]),
     Device("Network", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "VirtualSwitch", "FuzzSupport"]),
     Device("Serial", [.emulator, .tests]),
-    Device("Storage", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "DiskBackend", "FuzzSupport"]),
+    Device("Storage", [.protocol, .vsp, .vsc, .tests], extra: ["GuestMemory", "DiskBackend", "FuzzSupport"],
+           vspSettings: dataPath),
 ]
 
 /// A device's parts, each a target named by where it runs:
@@ -71,11 +73,15 @@ struct Device {
     var name: String
     var parts: Set<Part>
     var extra: [Target.Dependency]
+    /// The VSP's Swift settings (`dataPath` for one whose per-request path was measured without
+    /// run-time exclusivity checks).
+    var vspSettings: [SwiftSetting]
 
-    init(_ name: String, _ parts: Set<Part>, extra: [Target.Dependency] = []) {
+    init(_ name: String, _ parts: Set<Part>, extra: [Target.Dependency] = [], vspSettings: [SwiftSetting] = host) {
         self.name = name
         self.parts = parts
         self.extra = extra
+        self.vspSettings = vspSettings
     }
 
     var targets: [Target] {
@@ -93,7 +99,7 @@ struct Device {
                 name: "\(name)VSP",
                 dependencies: ["HyperV", "VMBusProtocol", "VMBusHost", "DeviceHost", "DeviceModel", "LinuxSupport", log]
                     + wire + extra,
-                path: "\(path)/VSP", swiftSettings: dataPath))
+                path: "\(path)/VSP", swiftSettings: vspSettings))
             tested += [.target(name: "\(name)VSP"), "VMBusHost", "DeviceHost", "DeviceModel", "LinuxSupport", "GuestMemory",
                        "VSPTestSupport"]
         }
@@ -157,7 +163,7 @@ let package = Package(
         .target(name: "KVM", dependencies: ["CKVM", "LinuxSupport", system], path: "Sources/Platform/KVM",
                 swiftSettings: host + [.define("ENABLE_MOCKING", .when(configuration: .debug))]),
         .target(name: "GuestMemory", dependencies: ["LinuxSupport"], path: "Sources/Platform/GuestMemory",
-                swiftSettings: dataPath),
+                swiftSettings: host),
         .target(name: "ControlGroups", dependencies: ["LinuxSupport", system], path: "Sources/Platform/ControlGroups",
                 swiftSettings: host),
         .target(name: "CDiskIO", path: "Sources/Platform/CDiskIO"),
@@ -195,7 +201,7 @@ let package = Package(
         .target(name: "DiskBackend", dependencies: ["CDiskIO", "GuestMemory", "LinuxSupport", system],
                 path: "Sources/Parent/DiskBackend", swiftSettings: dataPath),
         .target(name: "VirtualSwitch", dependencies: ["NetworkProtocol", "LinuxSupport"],
-                path: "Sources/Parent/VirtualSwitch", swiftSettings: dataPath),
+                path: "Sources/Parent/VirtualSwitch", swiftSettings: host),
         .target(name: "DeviceHost", dependencies: ["DeviceModel", "VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", log],
                 path: "Sources/Parent/DeviceHost", swiftSettings: host),
         .target(name: "DeviceRegistry", dependencies: ["DeviceHost", "DeviceModel"] + devices.flatMap(\.modules),

@@ -8,8 +8,10 @@
 // under that lock on either side reads as a data race. This file, compiled only under
 // -fsanitize=thread and linked into the test binary, defines the slow paths' symbols: each calls
 // the library's own and tells the sanitizer about the edge on the lock word's address (release
-// before unlocking, acquire once locked). Calls from the test binary bind to these definitions;
-// nothing changes in any other build.
+// before unlocking, acquire once locked). Calls from the test binary bind to these definitions,
+// and so do those from the Foundation libraries it loads (the binary exports them); nothing
+// changes in any other build. A test checks that the binding holds
+// (Tests/LinuxSupportTests/MutexSanitizerTests.swift).
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #ifndef _GNU_SOURCE
@@ -55,7 +57,8 @@ static void *library(const char *name) {
     return symbol;
 }
 
-// Resolved before main, while the process has one thread.
+// Resolved before main, while the process has one thread: the slow paths run only for a
+// contended lock, which takes two.
 __attribute__((constructor)) static void resolveLibrarySlowPaths(void) {
     libraryLockSlow = (LockSlow)library(LOCK_SLOW);
     libraryUnlockSlow = (UnlockSlow)library(UNLOCK_SLOW);

@@ -172,6 +172,9 @@ struct AdapterTests {
         #expect(untouched.allSatisfy { $0 == 0xEE })
         second.adapter.reportFacts()
         #expect(Int(second.host.facts["nic.00:15:5d:00:00:0b.rx_frames"] ?? "") == 1)
+        // Every lease the adapter took meanwhile (the send buffer's, once the receive buffer's
+        // could no longer be had) was given back: its teardown does not wait.
+        #expect(second.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 100_000_000))
     }
 }
 

@@ -40,21 +40,24 @@ import VMBusProtocol
         #expect(guest.vsp.counters.transmittedFrames == 5)
     }
 
-    @Test("a short packet after a long one carries only its own frame (the transmit stream's storage is reused)")
+    @Test("packets of changing lengths carry only their own frames (the transmit stream's storage is reused)")
     func shortAfterLong() {
         var guest = Self.readyGuest()
         let long = (0..<3).map { ethernetFrame(from: Self.mac, to: Self.peer, count: 1400, fill: UInt8(0x10 + $0)) }
         var section: [UInt8] = []
         for frame in long { section += Self.packet(frame, alignment: 8) }
-        guest.fillSection(3, with: section)
-        #expect(transmittedFrames(guest.inbandSection(3, size: UInt32(section.count))).map(\.bytes) == long)
         let short = ethernetFrame(from: Self.mac, to: Self.peer, count: 60, fill: 0xAB)
         let packet = Self.packet(short)
+        guest.fillSection(3, with: section)
         guest.fillSection(4, with: packet)
-        let actions = guest.inbandSection(4, size: UInt32(packet.count))
-        #expect(transmittedFrames(actions).map(\.bytes) == [short])
-        #expect(completions(actions).map(\.message) == [.sendRNDISPacketComplete(status: .success)])
-        #expect(guest.vsp.counters.transmittedFrames == 4 && guest.vsp.counters.badRNDISMessages == 0)
+        // Short, long (the stream grows), short (it shrinks), long again.
+        for (index, frames, size) in [(4, [short], packet.count), (3, long, section.count), (4, [short], packet.count),
+                                      (3, long, section.count)] {
+            let actions = guest.inbandSection(UInt32(index), size: UInt32(size))
+            #expect(transmittedFrames(actions).map(\.bytes) == frames)
+            #expect(completions(actions).map(\.message) == [.sendRNDISPacketComplete(status: .success)])
+        }
+        #expect(guest.vsp.counters.transmittedFrames == 8 && guest.vsp.counters.badRNDISMessages == 0)
     }
 
     @Test("shape B: GPA-direct without a section, the message spread over several ranges with a zero-length one")

@@ -64,6 +64,8 @@ struct NetvscTestGuest {
 
     /// Delivers a raw ring packet, through the form that appends to a list the driver keeps (as
     /// `NetworkAdapter` does), and checks that it appends exactly what the array form returns.
+    /// The twin that runs the array form shares the guest's memory: the VSP is deterministic, so
+    /// whatever the twin writes there (a control response) the VSP writes again, byte for byte.
     mutating func raw(_ packet: (PacketDescriptor, [UInt8]), channel: Int = 0) -> [NetworkVSPAction] {
         var twin = vsp
         let returned = twin.handle(packet.1, descriptor: packet.0, on: channel, gpadls: gpadls)

@@ -35,7 +35,7 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
             didSet { leases = buffers.map { GPADLLeaseRequest(handle: $0.key, serial: $0.value) } }
         }
         /// `buffers` as the leases `withVSP` takes.
-        var leases: [GPADLLeaseRequest] = []
+        private(set) var leases: [GPADLLeaseRequest] = []
         /// The table `withVSP` hands the VSP, kept between calls.
         let table = LeasedGPADLTable()
         /// The primary channel's GPADLs, while it is open.
@@ -155,6 +155,7 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
             if index == 0 {
                 state.buffers = [:]
                 state.view = nil
+                state.table.reset(view: nil)
             }
         }
         if index == 0 { virtualSwitch.setPacketFilter([], for: port) }
