@@ -102,7 +102,7 @@ public final class VirtualSwitch: Sendable {
     private func writeDirectly(_ direct: [(SwitchPortID, NetworkFrame)], from source: SwitchPortID) -> Set<SwitchPortID> {
         let table = sinks.withLock { $0 }
         var refused: [SwitchPortID: [NetworkFrame]] = [:]
-        // A batch goes mostly to one port: its sink is looked up once.
+        // A batch goes mostly to one port: its sink is looked up once per run of frames to it.
         var last: (port: SwitchPortID, sink: DirectSink?)?
         for (port, frame) in direct {
             if refused.isEmpty || refused[port] == nil {

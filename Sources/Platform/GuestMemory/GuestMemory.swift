@@ -375,7 +375,7 @@ public final class GuestIOVectors: @unchecked Sendable {
             } else {
                 guard count < vectors.count else {
                     discard()
-                    throw .invalidBuffer("more than \(min(vectors.count, GuestMemory.maximumIOVectors)) ranges")
+                    throw .invalidBuffer("more than \(vectors.count) ranges")
                 }
                 // SAFETY: `count` < capacity; `base` covers `length` bytes of the mapping.
                 vectors.initializeElement(at: count, to: iovec(iov_base: base, iov_len: length))

@@ -114,11 +114,4 @@ public struct VStorPacket: Hashable, Sendable {
     public mutating func setByte(_ value: UInt8, at offset: Int) {
         body[offset - VStorPacket.bodyOffset] = value
     }
-
-    /// Writes union bytes from packet offset `offset`; they must fit in the union.
-    public mutating func setBytes(_ bytes: [UInt8], at offset: Int) {
-        let bodyOffset = offset - VStorPacket.bodyOffset
-        precondition(bodyOffset >= 0 && bodyOffset + bytes.count <= VStorPacket.bodySize, "field outside the union")
-        for index in 0..<bytes.count { body[bodyOffset + index] = bytes[index] }
-    }
 }
