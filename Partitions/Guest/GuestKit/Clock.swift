@@ -21,6 +21,17 @@ public struct Clock {
         return UInt64(1_000_000_000).dividingFullWidth((high: high, low: low)).quotient
     }
 
+    /// Halts until at least `nanoseconds` have passed, however many interrupts wake the
+    /// processor meanwhile (`CPU.sleep` returns at the first).
+    public func sleep(nanoseconds: UInt64) {
+        let start = CPU.timestamp()
+        while true {
+            let elapsed = self.nanoseconds(from: start, to: CPU.timestamp())
+            guard elapsed < nanoseconds else { return }
+            CPU.sleep(nanoseconds: nanoseconds - elapsed)
+        }
+    }
+
     /// Reads the reference TSC page (Docs/hyperv-interface.md §5.1): `nil` while its sequence is 0,
     /// otherwise (reference time, sequence, scale, offset). Retries while the sequence changes.
     public static func referenceTimeFromPage() -> (time: UInt64, sequence: UInt32, scale: UInt64, offset: Int64)? {
