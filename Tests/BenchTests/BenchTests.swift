@@ -120,6 +120,28 @@ struct BenchTests {
         #expect(report.table.contains("throughput") && report.table.contains("0.50"))
     }
 
+    @Test func networkLossesAccountForEveryMissingFrameByWhereItWasDropped() throws {
+        let drops = NetworkBenchmark.DropCounts(hostTAP: 1000, switchPort: 200, nic: 30)
+            .since(NetworkBenchmark.DropCounts(hostTAP: 100, switchPort: 50, nic: 0))
+        #expect(drops.hostTAP == 900 && drops.switchPort == 150 && drops.nic == 30)
+        let hostToGuest = NetworkReport.Losses(direction: "host-to-guest", frames_sent: 2000, frames_received: 900, drops: drops)
+        #expect(hostToGuest.elsewhere == 20)
+        #expect(hostToGuest.summary.contains("1100 of 2000 frames did not arrive: 900 by the host TAP"))
+        #expect(hostToGuest.summary.contains("150 at the child's switch port") && hostToGuest.summary.contains("20 elsewhere"))
+        // Guest to guest has no TAP on the way; counters that saw more than went missing leave nothing elsewhere.
+        let guestToGuest = NetworkReport.Losses(direction: "guest-to-guest", frames_sent: 100, frames_received: 90,
+                                                drops: NetworkBenchmark.DropCounts(switchPort: 12))
+        #expect(guestToGuest.host_tap == nil && guestToGuest.elsewhere == 0 && !guestToGuest.summary.contains("TAP"))
+        let ping = NetworkReport.Ping(replies: 1, sent: 1, p50_us: 1, p99_us: 1, veth_p50_us: 1, veth_p99_us: 1,
+                                      raw_chain_p50_us: 1, target: "t", target_us: 3, met: true)
+        let report = NetworkReport(points: [], ping: ping, losses: [hostToGuest, guestToGuest], mtu: 1500, frames: 1000,
+                                   date: "now", machine: "test", load_average: "0")
+        let object = try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any]
+        let losses = try #require(object?["losses"] as? [[String: Any]])
+        #expect(losses.count == 2 && losses[0]["host_tap"] as? Int == 900 && losses[1]["switch_port"] as? Int == 12)
+        #expect(report.table.contains(hostToGuest.summary) && report.table.contains(guestToGuest.summary))
+    }
+
     @Test func tableColumnsStaySeparatedWhenAFigureOverflowsItsWidth() {
         let collapsed = ChannelBenchmark.Point(
             mode: "polled", size_bytes: 64, partitions: 2, messages_per_s: 254, bytes_per_s: 16_256, p50_us: 7999.3,

@@ -79,7 +79,9 @@ public enum NetworkBenchmark {
             throw error
         }
         await removeSwitches(deployment)
-        let (guestToHost, hostSendNanoseconds, hostConsole, receiverConsole, senderConsole) = measured
+        let (guestToHost, hostSendNanoseconds, hostConsole, receiverConsole, senderConsole) =
+            (measured.guestToHost, measured.hostSendNanoseconds, measured.hostConsole, measured.receiverConsole,
+             measured.senderConsole)
 
         // The figures.
         let hostToGuest = GuestLines(hostConsole)
@@ -135,14 +137,51 @@ public enum NetworkBenchmark {
             veth_p99_us: vethP99, raw_chain_p50_us: rawChain,
             target: "p50_us ≤ 1.5 × (veth_p50_us + raw_chain_p50_us)", target_us: limit,
             met: ping.replies == ping.sent && ping.sent > 0 && ping.p50 <= limit)
+        var losses: [NetworkReport.Losses] = []
+        for (direction, drops) in [("host-to-guest", measured.hostToGuestDrops), ("guest-to-guest", measured.guestToGuestDrops)] {
+            let directionPoints = points.filter { $0.direction == direction }
+            losses.append(NetworkReport.Losses(direction: direction, frames_sent: directionPoints.reduce(0) { $0 + $1.frames_sent },
+                                               frames_received: directionPoints.reduce(0) { $0 + $1.frames_received },
+                                               drops: drops))
+        }
         let formatter = ISO8601DateFormatter()
-        return NetworkReport(points: points, ping: pingReport, mtu: options.mtu, frames: options.frames,
+        return NetworkReport(points: points, ping: pingReport, losses: losses, mtu: options.mtu, frames: options.frames,
                              date: formatter.string(from: Date()), machine: ChannelBenchmark.machineDescription(),
                              load_average: load)
     }
 
-    typealias Measured = (guestToHost: [FrameTally], hostSendNanoseconds: [UInt64], hostConsole: [String],
-                          receiverConsole: [String], senderConsole: [String])
+    struct Measured {
+        var guestToHost: [FrameTally]
+        var hostSendNanoseconds: [UInt64]
+        var hostConsole: [String]
+        var receiverConsole: [String]
+        var senderConsole: [String]
+        var hostToGuestDrops: DropCounts
+        var guestToGuestDrops: DropCounts
+    }
+
+    /// Frames dropped on the way to a receiving child, by where: the host TAP's tx_dropped (the
+    /// parent's pump did not read it in time), the child's switch port, its NIC.
+    struct DropCounts {
+        var hostTAP: Int?
+        var switchPort = 0
+        var nic = 0
+
+        /// What happened between `start` and `self`.
+        func since(_ start: DropCounts) -> DropCounts {
+            DropCounts(hostTAP: hostTAP.map { $0 - (start.hostTAP ?? 0) }, switchPort: switchPort - start.switchPort,
+                       nic: nic - start.nic)
+        }
+    }
+
+    /// A child's NIC drop counters as its parent last reported them (`hv partition show`): it
+    /// reports them once a second, so this waits a little over that first.
+    static func nicDrops(_ deployment: LocalDeployment, _ name: String, mac: MACAddress) async throws -> DropCounts {
+        try await Task.sleep(for: .milliseconds(1200))
+        let status = try await deployment.info(name).status
+        func value(_ key: String) -> Int { status["nic.\(mac.text).\(key)"].flatMap(Int.init) ?? 0 }
+        return DropCounts(switchPort: value("port_drops"), nic: value("rx_drops"))
+    }
 
     /// The guests' part: guest → host, the ping and host → guest with one child on the internal
     /// switch, then guest → guest with two on the private switch.
@@ -189,10 +228,15 @@ public enum NetworkBenchmark {
         sampler.join()
         let guestToHost = try sampled.withLock { $0 }.get()
         progress("host → guest")
+        let tapDrops = try SysfsCounter(path: "/sys/class/net/\(tapName)/statistics/tx_dropped")
+        var hostToGuestStart = try await nicDrops(deployment, "nb-host", mac: guestMAC)
+        hostToGuestStart.hostTAP = Int(try tapDrops.read())
         let sender = try PacketSocket.open(interface: tapName, promiscuous: false, virtioHeader: false)
         let hostSent = try HostFrames.send(on: sender, header: [], sizes: sizes, count: options.frames,
                                            from: NetworkBaselines.source, to: guestMAC, gap: .milliseconds(300), stop: BenchFlag())
         _ = try await deployment.waitForConsole("nb-host", containing: "net: done", timeoutSeconds: 120)
+        var hostToGuestEnd = try await nicDrops(deployment, "nb-host", mac: guestMAC)
+        hostToGuestEnd.hostTAP = Int(try tapDrops.read())
         let hostConsole = try await deployment.console("nb-host", lines: 200)
         try await deployment.delete("nb-host")
 
@@ -200,15 +244,20 @@ public enum NetworkBenchmark {
         try await createGuest(deployment, image: image, name: "nb-rx", switch: privateSwitch, mac: receiverMAC,
                               arguments: "mode=net ip=10.213.79.2 net=receive sizes=\(sizeList) count=\(options.frames) idle-ms=2000")
         _ = try await deployment.waitForConsole("nb-rx", containing: "net: receiving", timeoutSeconds: 600)
+        let guestToGuestStart = try await nicDrops(deployment, "nb-rx", mac: receiverMAC)
         try await createGuest(deployment, image: image, name: "nb-tx", switch: privateSwitch, mac: senderMAC,
                               arguments: "mode=net ip=10.213.79.3 net=send sizes=\(sizeList) count=\(options.frames) "
                                   + "dst=\(receiverMAC.text) gap-ms=300")
         _ = try await deployment.waitForConsole("nb-rx", containing: "net: done", timeoutSeconds: 600)
+        let guestToGuestEnd = try await nicDrops(deployment, "nb-rx", mac: receiverMAC)
         let receiverConsole = try await deployment.console("nb-rx", lines: 200)
         let senderConsole = try await deployment.console("nb-tx", lines: 200)
         try await deployment.delete("nb-rx")
         try await deployment.delete("nb-tx")
-        return (guestToHost, hostSent.map(\.nanoseconds), hostConsole, receiverConsole, senderConsole)
+        return Measured(guestToHost: guestToHost, hostSendNanoseconds: hostSent.map(\.nanoseconds), hostConsole: hostConsole,
+                        receiverConsole: receiverConsole, senderConsole: senderConsole,
+                        hostToGuestDrops: hostToGuestEnd.since(hostToGuestStart),
+                        guestToGuestDrops: guestToGuestEnd.since(guestToGuestStart))
     }
 
     static func removeSwitches(_ deployment: LocalDeployment) async {

@@ -64,8 +64,47 @@ public struct NetworkReport: Codable, Sendable {
         public var met: Bool
     }
 
+    /// Where the frames of one direction that did not arrive were dropped, over all its sizes,
+    /// counted during that direction only.
+    public struct Losses: Codable, Sendable {
+        public var direction: String
+        public var frames_sent: Int
+        public var frames_received: Int
+        /// By the host TAP before the parent read them (its tx_dropped); host-to-guest only.
+        public var host_tap: Int?
+        /// At the receiving child's switch port: its queue was full (or its filter refused them).
+        public var switch_port: Int
+        /// By the receiving child's NIC.
+        public var nic: Int
+        /// Lost where none of these counters saw them: sent − received − the drops above.
+        public var elsewhere: Int
+
+        init(direction: String, frames_sent: Int, frames_received: Int, drops: NetworkBenchmark.DropCounts) {
+            self.direction = direction
+            self.frames_sent = frames_sent
+            self.frames_received = frames_received
+            host_tap = drops.hostTAP
+            switch_port = drops.switchPort
+            nic = drops.nic
+            elsewhere = max(0, frames_sent - frames_received - (drops.hostTAP ?? 0) - drops.switchPort - drops.nic)
+        }
+
+        /// One line for the table's notes.
+        var summary: String {
+            let missing = max(0, frames_sent - frames_received)
+            var parts: [String] = []
+            if let host_tap { parts.append("\(host_tap) by the host TAP (the parent's pump read it too slowly)") }
+            parts.append("\(switch_port) at the child's switch port (queue full)")
+            parts.append("\(nic) by the child's NIC")
+            parts.append("\(elsewhere) elsewhere")
+            return "\(NetworkReport.names[direction] ?? direction), all sizes: \(missing) of \(frames_sent) frames did not arrive: "
+                + parts.joined(separator: ", ") + "."
+        }
+    }
+
     public var points: [Point]
     public var ping: Ping
+    public var losses: [Losses]
     public var mtu: Int
     public var frames: Int
     public var date: String
@@ -96,6 +135,7 @@ public struct NetworkReport: Codable, Sendable {
         lines.append(String(format: "Ping guest → host: %d/%d replies, p50 %.1f µs, p99 %.1f µs; host veth ping p50 %.1f µs, p99 %.1f µs; raw signalling chain p50 %.1f µs.",
                             ping.replies, ping.sent, ping.p50_us, ping.p99_us, ping.veth_p50_us, ping.veth_p99_us,
                             ping.raw_chain_p50_us))
+        for loss in losses { lines.append(loss.summary) }
         lines.append("")
         lines.append("Targets:")
         for point in points where point.target != nil {
