@@ -66,7 +66,7 @@ struct DemoCommand: AsyncParsableCommand {
                 print("")
                 do {
                     let network = try await NetworkBenchmark.run(
-                        NetworkBenchmark.Options(sizes: [64, 1514], frames: 20_000, pings: 50, mtu: 1500), on: deployment,
+                        NetworkBenchmark.Options(sizes: [64, 1514], frames: 20_000, pings: 200, mtu: 1500), on: deployment,
                         packageRoot: root) { _ in }
                     print(network.table)
                 } catch {
