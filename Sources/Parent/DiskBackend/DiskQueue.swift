@@ -92,7 +92,10 @@ public final class DiskQueue: @unchecked Sendable {
     /// - Parameter inlinePageCacheHits: try each buffered read and non-FUA write first with
     ///   RWF_NOWAIT on the calling thread; one the page cache takes or gives whole without
     ///   blocking completes at once (it is delivered by the next `reap`), any other goes to the
-    ///   engine as usual. Saves the engine's round trip for what is only a memory copy.
+    ///   engine as usual. Saves the engine's round trip for what is only a memory copy. On a file
+    ///   system without non-blocking buffered writes (ext4 refuses RWF_NOWAIT writes, and
+    ///   io_uring hands each of them to a kernel worker thread), a write of at most
+    ///   `inlineWriteLimit` bytes is written on the calling thread instead.
     public init(image: DiskImage, depth: Int, engine: any DiskIOEngine, inlinePageCacheHits: Bool = false) {
         self.image = image
         self.depth = min(max(depth, 1), Self.maximumDepth)
@@ -102,6 +105,10 @@ public final class DiskQueue: @unchecked Sendable {
 
     /// Whether page-cache hits complete on the submitting thread (see `init`).
     public let inlinePageCacheHits: Bool
+    /// The largest buffered write done on the submitting thread where the file system has no
+    /// non-blocking buffered writes: small ones cost a copy into the page cache, less than the
+    /// hand-off to a kernel worker; larger ones go to the engine, so the copy overlaps other work.
+    public static let inlineWriteLimit = 64 << 10
     /// Requests that completed inline (page-cache hits) since the queue was made.
     public private(set) var inlineCompletions = 0
 
@@ -136,7 +143,8 @@ public final class DiskQueue: @unchecked Sendable {
             try checkRange(offset, UInt64(buffers.byteCount))
             guard buffers.byteCount > 0 else { return deliverNow(request.tag, .success(0)) }
             let descriptor = image.descriptor(offset: offset, buffers: buffers)
-            if inlinePageCacheHits, !fua, isRead || !inlineWritesUnsupported, descriptor == image.buffered.rawValue,
+            if inlinePageCacheHits, !fua, isRead || !nonBlockingWritesUnsupported || buffers.byteCount <= Self.inlineWriteLimit,
+               descriptor == image.buffered.rawValue,
                transferNow(descriptor, offset: offset, buffers: buffers, write: !isRead) {
                 inlineCompletions += 1
                 return deliverNow(request.tag, .success(buffers.byteCount))
@@ -281,19 +289,33 @@ public final class DiskQueue: @unchecked Sendable {
         }
     }
 
-    /// One non-blocking attempt at the whole transfer; true only if it all moved. A partial
-    /// one is simply redone by the engine (the same bytes to the same place).
+    /// One attempt at the whole transfer on this thread: non-blocking, or for a small write on a
+    /// file system without non-blocking writes a plain one; true only if it all moved. A failed or
+    /// partial one is simply redone by the engine (the same bytes to the same place), which
+    /// reports its error.
     private func transferNow(_ descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool) -> Bool {
+        if write, nonBlockingWritesUnsupported {
+            let done = buffers.withUnsafeIOVectors { base, count in
+                cdiskio_pwritev(descriptor, base, Int32(count), Int64(offset), 0)
+            }
+            return done == buffers.byteCount
+        }
         let done = buffers.withUnsafeIOVectors { base, count in
             cdiskio_transfer_nowait(descriptor, base, Int32(count), Int64(offset), write ? 1 : 0)
         }
-        // A file system without non-blocking buffered writes says so every time: stop asking.
-        if write, done == -Int(EOPNOTSUPP) { inlineWritesUnsupported = true }
+        // A file system without non-blocking buffered writes says so every time: stop asking,
+        // and write this one (and later small ones) on this thread.
+        if write, done == -Int(EOPNOTSUPP) {
+            nonBlockingWritesUnsupported = true
+            if buffers.byteCount <= Self.inlineWriteLimit {
+                return transferNow(descriptor, offset: offset, buffers: buffers, write: write)
+            }
+        }
         return done == buffers.byteCount
     }
 
     /// The image's file system refused a non-blocking buffered write (EOPNOTSUPP).
-    private var inlineWritesUnsupported = false
+    public private(set) var nonBlockingWritesUnsupported = false
 
     private func deliverNow(_ tag: UInt64, _ result: Result<Int, SystemError>) {
         delivered.append(DiskCompletion(tag: tag, result: result))

@@ -217,6 +217,32 @@ struct DiskBackendFileTests {
         for id in plainEngine.pending { plainEngine.complete(id) }
         #expect(queue.reap().map(\.tag) == [2] && plain.reap().map(\.tag) == [3])
     }
+
+    @Test("A small buffered write completes inline on any file system; a large one goes to the engine where writes cannot be non-blocking")
+    func smallBufferedWritesCompleteInline() throws {
+        let image = try DiskImage.create(at: directory.file("inline-write.img"), size: 1 << 20)
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine, inlinePageCacheHits: true)
+        let data = pattern(count: 4096, seed: 22)
+        let small = try memory.ioVectors([GuestMemorySegment(pageNumber: 44, offset: 0, length: 4096)])
+        try memory.write(data, at: GuestPhysicalAddress(44 * 4096))
+        try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 12288, buffers: small, forceUnitAccess: false)))
+        // Written through the page cache without blocking, or (ext4) written on this thread.
+        #expect(queue.hasFinishedInline && engine.order.isEmpty)
+        #expect(try queue.reap().first?.result.get() == 4096 && queue.inFlight == 0)
+        var back = [UInt8](repeating: 0, count: 4096)
+        try image.read(at: 12288, into: &back)
+        #expect(back == data)
+        // A write past the limit goes to the engine where the file system refused RWF_NOWAIT.
+        let largeLength = DiskQueue.inlineWriteLimit + 4096
+        let large = try memory.ioVectors([GuestMemorySegment(pageNumber: 50, offset: 0, length: UInt32(largeLength))])
+        try queue.submit(DiskRequest(tag: 2, operation: .write(offset: 0, buffers: large, forceUnitAccess: false)))
+        if queue.nonBlockingWritesUnsupported {
+            #expect(engine.order.count == 1 && !queue.hasFinishedInline)
+            for id in engine.pending { engine.complete(id) }
+        }
+        #expect(queue.reap().map(\.tag) == [2])
+    }
 }
 
 @Suite("Disk queue ordering and recovery (recording engine)")
