@@ -143,16 +143,29 @@ public final class DiskQueue: @unchecked Sendable {
             try checkRange(offset, UInt64(buffers.byteCount))
             guard buffers.byteCount > 0 else { return deliverNow(request.tag, .success(0)) }
             let descriptor = image.descriptor(offset: offset, buffers: buffers)
+            var moved = 0
             if inlinePageCacheHits, !fua, isRead || !nonBlockingWritesUnsupported || buffers.byteCount <= Self.inlineWriteLimit,
-               descriptor == image.buffered.rawValue,
-               transferNow(descriptor, offset: offset, buffers: buffers, write: !isRead) {
-                inlineCompletions += 1
-                return deliverNow(request.tag, .success(buffers.byteCount))
+               descriptor == image.buffered.rawValue {
+                moved = transferNow(descriptor, offset: offset, buffers: buffers, write: !isRead)
+                if moved == buffers.byteCount {
+                    inlineCompletions += 1
+                    return deliverNow(request.tag, .success(buffers.byteCount))
+                }
+            }
+            // The engine carries on after what moved inline (a read that met a page the cache
+            // did not hold, a short write), as it carries on after a short transfer of its own.
+            var rest = buffers
+            if moved > 0 {
+                do throws(GuestMemoryError) {
+                    rest = try buffers.dropping(first: moved)
+                } catch {
+                    moved = 0
+                }
             }
             requests[number] = Request(tag: request.tag, kind: isRead ? .read : .write, offset: offset,
                                        length: UInt64(buffers.byteCount), pendingOperations: 1)
-            start(.transfer(request: number, read: isRead, descriptor: descriptor, offset: offset, buffers: buffers,
-                            forceUnitAccess: fua, done: 0))
+            start(.transfer(request: number, read: isRead, descriptor: descriptor, offset: offset + UInt64(moved), buffers: rest,
+                            forceUnitAccess: fua, done: moved))
         case .flush:
             if image.isReadOnly { return deliverNow(request.tag, .success(0)) }
             if let latched = latchedSyncFailure {
@@ -290,15 +303,15 @@ public final class DiskQueue: @unchecked Sendable {
     }
 
     /// One attempt at the whole transfer on this thread: non-blocking, or for a small write on a
-    /// file system without non-blocking writes a plain one; true only if it all moved. A failed or
-    /// partial one is simply redone by the engine (the same bytes to the same place), which
-    /// reports its error.
-    private func transferNow(_ descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool) -> Bool {
+    /// file system without non-blocking writes a plain one.
+    /// - Returns: the bytes that moved (0 after an error: the engine then does it all, and
+    ///   reports its own error).
+    private func transferNow(_ descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool) -> Int {
         if write, nonBlockingWritesUnsupported {
             let done = buffers.withUnsafeIOVectors { base, count in
                 cdiskio_pwritev(descriptor, base, Int32(count), Int64(offset), 0)
             }
-            return done == buffers.byteCount
+            return max(0, min(done, buffers.byteCount))
         }
         let done = buffers.withUnsafeIOVectors { base, count in
             cdiskio_transfer_nowait(descriptor, base, Int32(count), Int64(offset), write ? 1 : 0)
@@ -311,7 +324,7 @@ public final class DiskQueue: @unchecked Sendable {
                 return transferNow(descriptor, offset: offset, buffers: buffers, write: write)
             }
         }
-        return done == buffers.byteCount
+        return max(0, min(done, buffers.byteCount))
     }
 
     /// The image's file system refused a non-blocking buffered write (EOPNOTSUPP).

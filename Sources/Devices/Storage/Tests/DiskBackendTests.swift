@@ -243,6 +243,48 @@ struct DiskBackendFileTests {
         }
         #expect(queue.reap().map(\.tag) == [2])
     }
+
+    @Test("A read the page cache holds only in part: the engine reads just the rest, after what moved inline")
+    func aPartialPageCacheHitLeavesOnlyTheRestToTheEngine() throws {
+        let path = directory.file("partial.img")
+        let image = try DiskImage.create(at: path, size: 1 << 20)
+        let data = pattern(count: 16384, seed: 23)
+        try image.write(at: 0, from: data, dataSync: true)
+        let other = open(path, O_RDONLY | O_CLOEXEC)
+        #expect(other >= 0)
+        defer { close(other) }
+        #expect(posix_fadvise(other, 0, 0, POSIX_FADV_RANDOM) == 0)
+        // The host may lock a cached page for a moment (reclaim scanning it), and then the
+        // non-blocking read moves nothing: a few tries, each checked in full, one of which must
+        // find the arrangement.
+        var partial = false
+        for _ in 0..<5 where !partial {
+            // Only the first half in the page cache: all of it leaves (its pages are clean after
+            // the data sync; the cache is the file's, whichever descriptor asks), then the first
+            // half is read back without readahead.
+            #expect(posix_fadvise(other, 0, 0, POSIX_FADV_DONTNEED) == 0)
+            var firstHalf = [UInt8](repeating: 0, count: 8192)
+            #expect(pread(other, &firstHalf, 8192, 0) == 8192)
+            let engine = try RecordingEngine()
+            let queue = DiskQueue(image: image, depth: 4, engine: engine, inlinePageCacheHits: true)
+            let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 60, offset: 0, length: 16384)])
+            try queue.submit(DiskRequest(tag: 1, operation: .read(offset: 0, buffers: buffers)))
+            let operations = engine.order.compactMap { engine.records[$0]?.operation.kind }
+            guard operations.count == 1, case .read(_, let offset, let rest) = operations[0] else {
+                Issue.record("expected one read for the engine, got \(operations)")
+                return
+            }
+            // The engine gets exactly what did not move, and what moved is in the guest's buffer.
+            #expect(offset + UInt64(rest.byteCount) == 16384)
+            #expect(try memory.read(from: buffers, count: Int(offset)) == Array(data[0..<Int(offset)]))
+            partial = offset == 8192
+            // The engine's part completes (this engine only records it): the request counts every byte.
+            for id in engine.pending { engine.complete(id) }
+            let completion = try #require(queue.reap().first)
+            #expect(try completion.result.get() == 16384 && completion.tag == 1 && queue.inFlight == 0)
+        }
+        #expect(partial, "no try read the cached half inline and left the engine only the rest")
+    }
 }
 
 @Suite("Disk queue ordering and recovery (recording engine)")
