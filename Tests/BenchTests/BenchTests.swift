@@ -128,10 +128,16 @@ struct BenchTests {
         #expect(hostToGuest.elsewhere == 20)
         #expect(hostToGuest.summary.contains("1100 of 2000 frames did not arrive: 900 by the host TAP"))
         #expect(hostToGuest.summary.contains("150 at the child's switch port") && hostToGuest.summary.contains("20 elsewhere"))
-        // Guest to guest has no TAP on the way; counters that saw more than went missing leave nothing elsewhere.
+        // Guest to guest has no TAP on the way.
         let guestToGuest = NetworkReport.Losses(direction: "guest-to-guest", frames_sent: 100, frames_received: 90,
-                                                drops: NetworkBenchmark.DropCounts(switchPort: 12))
-        #expect(guestToGuest.host_tap == nil && guestToGuest.elsewhere == 0 && !guestToGuest.summary.contains("TAP"))
+                                                drops: NetworkBenchmark.DropCounts(switchPort: 12, nic: 0))
+        #expect(guestToGuest.host_tap == nil && guestToGuest.elsewhere == -2 && !guestToGuest.summary.contains("TAP"))
+        // A counter read at only one end is unknown, and so is what nothing counted.
+        let halfRead = NetworkBenchmark.DropCounts(hostTAP: 5, switchPort: 7, nic: 1)
+            .since(NetworkBenchmark.DropCounts(hostTAP: nil, switchPort: 2, nic: nil))
+        #expect(halfRead.hostTAP == nil && halfRead.switchPort == 5 && halfRead.nic == nil)
+        let unknown = NetworkReport.Losses(direction: "host-to-guest", frames_sent: 10, frames_received: 4, drops: halfRead)
+        #expect(unknown.elsewhere == nil && unknown.summary.contains("unknown by the host TAP"))
         let ping = NetworkReport.Ping(replies: 1, sent: 1, p50_us: 1, p99_us: 1, veth_p50_us: 1, veth_p99_us: 1,
                                       raw_chain_p50_us: 1, target: "t", target_us: 3, met: true)
         let report = NetworkReport(points: [], ping: ping, losses: [hostToGuest, guestToGuest], mtu: 1500, frames: 1000,

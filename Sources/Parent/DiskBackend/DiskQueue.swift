@@ -91,11 +91,13 @@ public final class DiskQueue: @unchecked Sendable {
     /// A queue over a given engine (tests use a recording one).
     /// - Parameter inlinePageCacheHits: try each buffered read and non-FUA write first with
     ///   RWF_NOWAIT on the calling thread; one the page cache takes or gives whole without
-    ///   blocking completes at once (it is delivered by the next `reap`), any other goes to the
-    ///   engine as usual. Saves the engine's round trip for what is only a memory copy. On a file
-    ///   system without non-blocking buffered writes (ext4 refuses RWF_NOWAIT writes, and
-    ///   io_uring hands each of them to a kernel worker thread), a write of at most
-    ///   `inlineWriteLimit` bytes is written on the calling thread instead.
+    ///   blocking completes at once (it is delivered by the next `reap`), one that moved only a
+    ///   part goes on in the engine from there, and one that moved nothing goes to the engine
+    ///   whole. Saves the engine's round trip for what is only a memory copy. A file system that
+    ///   refuses RWF_NOWAIT (EOPNOTSUPP: ext4's buffered writes on Linux 6.18, tmpfs's reads and
+    ///   writes) is not asked again for that direction; where it refuses writes, io_uring would
+    ///   hand each to a kernel worker thread, so a write of at most `inlineWriteLimit` bytes is
+    ///   written on the calling thread instead, and a larger one goes to the engine.
     public init(image: DiskImage, depth: Int, engine: any DiskIOEngine, inlinePageCacheHits: Bool = false) {
         self.image = image
         self.depth = min(max(depth, 1), Self.maximumDepth)
@@ -109,7 +111,8 @@ public final class DiskQueue: @unchecked Sendable {
     /// non-blocking buffered writes: small ones cost a copy into the page cache, less than the
     /// hand-off to a kernel worker; larger ones go to the engine, so the copy overlaps other work.
     public static let inlineWriteLimit = 64 << 10
-    /// Requests that completed inline (page-cache hits) since the queue was made.
+    /// Requests that completed inline (page-cache hits, small writes written on the calling
+    /// thread) since the queue was made.
     public private(set) var inlineCompletions = 0
 
     deinit {
@@ -144,8 +147,9 @@ public final class DiskQueue: @unchecked Sendable {
             guard buffers.byteCount > 0 else { return deliverNow(request.tag, .success(0)) }
             let descriptor = image.descriptor(offset: offset, buffers: buffers)
             var moved = 0
-            if inlinePageCacheHits, !fua, isRead || !nonBlockingWritesUnsupported || buffers.byteCount <= Self.inlineWriteLimit,
-               descriptor == image.buffered.rawValue {
+            let tryInline = isRead ? !nonBlockingReadsUnsupported
+                                   : !nonBlockingWritesUnsupported || buffers.byteCount <= Self.inlineWriteLimit
+            if inlinePageCacheHits, !fua, tryInline, descriptor == image.buffered.rawValue {
                 moved = transferNow(descriptor, offset: offset, buffers: buffers, write: !isRead)
                 if moved == buffers.byteCount {
                     inlineCompletions += 1
@@ -211,8 +215,8 @@ public final class DiskQueue: @unchecked Sendable {
         return completions
     }
 
-    /// Whether a request finished without the engine (a page-cache hit read inline, an empty
-    /// transfer) and waits to be reaped: a caller may answer it at once.
+    /// Whether a request finished without the engine (a page-cache hit, a small write written
+    /// inline, an empty transfer) and waits to be reaped: a caller may answer it at once.
     public var hasFinishedInline: Bool { !delivered.isEmpty }
 
     /// Appends the requests finished since the last call to `completions`, in the order they
@@ -316,9 +320,13 @@ public final class DiskQueue: @unchecked Sendable {
         let done = buffers.withUnsafeIOVectors { base, count in
             cdiskio_transfer_nowait(descriptor, base, Int32(count), Int64(offset), write ? 1 : 0)
         }
-        // A file system without non-blocking buffered writes says so every time: stop asking,
-        // and write this one (and later small ones) on this thread.
-        if write, done == -Int(EOPNOTSUPP) {
+        // A file system without non-blocking buffered transfers says so every time: stop
+        // asking; a write (this one and later small ones) is then written on this thread.
+        if done == -Int(EOPNOTSUPP) {
+            guard write else {
+                nonBlockingReadsUnsupported = true
+                return 0
+            }
             nonBlockingWritesUnsupported = true
             if buffers.byteCount <= Self.inlineWriteLimit {
                 return transferNow(descriptor, offset: offset, buffers: buffers, write: write)
@@ -329,6 +337,8 @@ public final class DiskQueue: @unchecked Sendable {
 
     /// The image's file system refused a non-blocking buffered write (EOPNOTSUPP).
     public private(set) var nonBlockingWritesUnsupported = false
+    /// The image's file system refused a non-blocking buffered read (EOPNOTSUPP).
+    public private(set) var nonBlockingReadsUnsupported = false
 
     private func deliverNow(_ tag: UInt64, _ result: Result<Int, SystemError>) {
         delivered.append(DiskCompletion(tag: tag, result: result))

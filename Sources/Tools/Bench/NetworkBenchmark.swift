@@ -79,15 +79,13 @@ public enum NetworkBenchmark {
             throw error
         }
         await removeSwitches(deployment)
-        let (guestToHost, hostSendNanoseconds, hostConsole, receiverConsole, senderConsole) =
-            (measured.guestToHost, measured.hostSendNanoseconds, measured.hostConsole, measured.receiverConsole,
-             measured.senderConsole)
-
         // The figures.
-        let hostToGuest = GuestLines(hostConsole)
-        let receiver = GuestLines(receiverConsole)
-        let sent = GuestLines(hostConsole).sent
-        let guestSent = GuestLines(senderConsole).sent
+        let guestToHost = measured.guestToHost
+        let hostSendNanoseconds = measured.hostSendNanoseconds
+        let hostToGuest = GuestLines(measured.hostConsole)
+        let receiver = GuestLines(measured.receiverConsole)
+        let sent = hostToGuest.sent
+        let guestSent = GuestLines(measured.senderConsole).sent
         var points: [NetworkReport.Point] = []
         for size in sizes {
             let baseline = tapWrite.first { $0.size == size }
@@ -161,26 +159,33 @@ public enum NetworkBenchmark {
     }
 
     /// Frames dropped on the way to a receiving child, by where: the host TAP's tx_dropped (the
-    /// parent's pump did not read it in time), the child's switch port, its NIC.
+    /// parent's pump did not read it in time), the child's switch port (its queue full), its
+    /// NIC. `nil` where the counter could not be read.
     struct DropCounts {
         var hostTAP: Int?
-        var switchPort = 0
-        var nic = 0
+        var switchPort: Int?
+        var nic: Int?
 
-        /// What happened between `start` and `self`.
+        /// What happened between `start` and `self`: known where both ends are.
         func since(_ start: DropCounts) -> DropCounts {
-            DropCounts(hostTAP: hostTAP.map { $0 - (start.hostTAP ?? 0) }, switchPort: switchPort - start.switchPort,
-                       nic: nic - start.nic)
+            func difference(_ end: Int?, _ start: Int?) -> Int? {
+                guard let end, let start else { return nil }
+                return end - start
+            }
+            return DropCounts(hostTAP: difference(hostTAP, start.hostTAP), switchPort: difference(switchPort, start.switchPort),
+                              nic: difference(nic, start.nic))
         }
     }
 
-    /// A child's NIC drop counters as its parent last reported them (`hv partition show`): it
-    /// reports them once a second, so this waits a little over that first.
+    /// A child's NIC drop counters as its parent last reported them (`hv partition show`). The
+    /// parent reports them once a second when they changed, so this waits a little over that
+    /// first; the bench reads them when its frames have stopped (before a direction starts,
+    /// and after its receiver went quiet for 2 s), so the figures are final.
     static func nicDrops(_ deployment: LocalDeployment, _ name: String, mac: MACAddress) async throws -> DropCounts {
         try await Task.sleep(for: .milliseconds(1200))
         let status = try await deployment.info(name).status
-        func value(_ key: String) -> Int { status["nic.\(mac.text).\(key)"].flatMap(Int.init) ?? 0 }
-        return DropCounts(switchPort: value("port_drops"), nic: value("rx_drops"))
+        func value(_ key: String) -> Int? { status["nic.\(mac.text).\(key)"].flatMap(Int.init) }
+        return DropCounts(switchPort: value("port_queue_full"), nic: value("rx_drops"))
     }
 
     /// The guests' part: guest → host, the ping and host → guest with one child on the internal
@@ -230,13 +235,13 @@ public enum NetworkBenchmark {
         progress("host → guest")
         let tapDrops = try SysfsCounter(path: "/sys/class/net/\(tapName)/statistics/tx_dropped")
         var hostToGuestStart = try await nicDrops(deployment, "nb-host", mac: guestMAC)
-        hostToGuestStart.hostTAP = Int(try tapDrops.read())
+        hostToGuestStart.hostTAP = Int(clamping: try tapDrops.read())
         let sender = try PacketSocket.open(interface: tapName, promiscuous: false, virtioHeader: false)
         let hostSent = try HostFrames.send(on: sender, header: [], sizes: sizes, count: options.frames,
                                            from: NetworkBaselines.source, to: guestMAC, gap: .milliseconds(300), stop: BenchFlag())
         _ = try await deployment.waitForConsole("nb-host", containing: "net: done", timeoutSeconds: 120)
         var hostToGuestEnd = try await nicDrops(deployment, "nb-host", mac: guestMAC)
-        hostToGuestEnd.hostTAP = Int(try tapDrops.read())
+        hostToGuestEnd.hostTAP = Int(clamping: try tapDrops.read())
         let hostConsole = try await deployment.console("nb-host", lines: 200)
         try await deployment.delete("nb-host")
 

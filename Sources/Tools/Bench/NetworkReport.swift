@@ -65,19 +65,20 @@ public struct NetworkReport: Codable, Sendable {
     }
 
     /// Where the frames of one direction that did not arrive were dropped, over all its sizes,
-    /// counted during that direction only.
+    /// counted during that direction only. A count is absent where its counter could not be read.
     public struct Losses: Codable, Sendable {
         public var direction: String
         public var frames_sent: Int
         public var frames_received: Int
         /// By the host TAP before the parent read them (its tx_dropped); host-to-guest only.
         public var host_tap: Int?
-        /// At the receiving child's switch port: its queue was full (or its filter refused them).
-        public var switch_port: Int
+        /// At the receiving child's switch port: its queue was full.
+        public var switch_port: Int?
         /// By the receiving child's NIC.
-        public var nic: Int
-        /// Lost where none of these counters saw them: sent − received − the drops above.
-        public var elsewhere: Int
+        public var nic: Int?
+        /// Lost where none of these counters saw them: sent − received − the drops above (known
+        /// only when they all are; negative if the counters saw frames other than the bench's).
+        public var elsewhere: Int?
 
         init(direction: String, frames_sent: Int, frames_received: Int, drops: NetworkBenchmark.DropCounts) {
             self.direction = direction
@@ -86,19 +87,21 @@ public struct NetworkReport: Codable, Sendable {
             host_tap = drops.hostTAP
             switch_port = drops.switchPort
             nic = drops.nic
-            elsewhere = max(0, frames_sent - frames_received - (drops.hostTAP ?? 0) - drops.switchPort - drops.nic)
+            if let switchPort = drops.switchPort, let nic = drops.nic, direction != "host-to-guest" || drops.hostTAP != nil {
+                elsewhere = frames_sent - frames_received - (drops.hostTAP ?? 0) - switchPort - nic
+            }
         }
 
         /// One line for the table's notes.
         var summary: String {
-            let missing = max(0, frames_sent - frames_received)
+            func count(_ value: Int?) -> String { value.map(String.init) ?? "unknown" }
             var parts: [String] = []
-            if let host_tap { parts.append("\(host_tap) by the host TAP (the parent's pump read it too slowly)") }
-            parts.append("\(switch_port) at the child's switch port (queue full)")
-            parts.append("\(nic) by the child's NIC")
-            parts.append("\(elsewhere) elsewhere")
-            return "\(NetworkReport.names[direction] ?? direction), all sizes: \(missing) of \(frames_sent) frames did not arrive: "
-                + parts.joined(separator: ", ") + "."
+            if direction == "host-to-guest" { parts.append("\(count(host_tap)) by the host TAP (the parent's pump read it too slowly)") }
+            parts.append("\(count(switch_port)) at the child's switch port (queue full)")
+            parts.append("\(count(nic)) by the child's NIC")
+            parts.append("\(count(elsewhere)) elsewhere")
+            return "\(NetworkReport.names[direction] ?? direction), all sizes: \(frames_sent - frames_received) of \(frames_sent) "
+                + "frames did not arrive: " + parts.joined(separator: ", ") + "."
         }
     }
 

@@ -225,6 +225,7 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
             facts["port_frames_in"] = "\(port.framesIn)"
             facts["port_frames_out"] = "\(port.framesOut)"
             facts["port_drops"] = "\(port.drops.values.reduce(0, +))"
+            facts["port_queue_full"] = "\(port.dropped(.queueFull))"
         }
         let changed = state.withLock { state -> [String: String] in
             var changed: [String: String] = [:]
