@@ -1,3 +1,4 @@
+import CDiskIO
 import GuestMemory
 import LinuxSupport
 
@@ -52,6 +53,31 @@ public protocol DiskIOEngine: AnyObject {
     func reap(into completions: inout [DiskEngineCompletion])
     /// Stops the engine after the operations in flight finish.
     func shutdown()
+    /// One attempt at a buffered transfer on the calling thread, for the queue's inline path:
+    /// with `RWF_NOWAIT` (only what the page cache can take or give at once), or a plain
+    /// `pwritev2` where `mayBlock`. Returns the bytes that moved, possibly short, or −errno.
+    /// Every engine uses the system calls (the default); tests may answer for the kernel.
+    func transferInline(descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool, mayBlock: Bool) -> Int
+}
+
+extension DiskIOEngine {
+    public func transferInline(descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool, mayBlock: Bool) -> Int {
+        InlineTransfer.attempt(descriptor: descriptor, offset: offset, buffers: buffers, write: write, mayBlock: mayBlock)
+    }
+}
+
+/// The system calls behind `DiskIOEngine.transferInline`.
+public enum InlineTransfer {
+    /// `preadv2`/`pwritev2` with `RWF_NOWAIT`, or a plain `pwritev2` for a write that `mayBlock`.
+    public static func attempt(descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool, mayBlock: Bool) -> Int {
+        buffers.withUnsafeIOVectors { base, count in
+            if write, mayBlock {
+                cdiskio_pwritev(descriptor, base, Int32(count), Int64(offset), 0)
+            } else {
+                cdiskio_transfer_nowait(descriptor, base, Int32(count), Int64(offset), write ? 1 : 0)
+            }
+        }
+    }
 }
 
 /// The engines this module provides.

@@ -1,4 +1,3 @@
-import CDiskIO
 import Glibc
 import GuestMemory
 import LinuxSupport
@@ -311,18 +310,11 @@ public final class DiskQueue: @unchecked Sendable {
     /// - Returns: the bytes that moved (0 after an error: the engine then does it all, and
     ///   reports its own error).
     private func transferNow(_ descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool) -> Int {
-        if write, nonBlockingWritesUnsupported {
-            let done = buffers.withUnsafeIOVectors { base, count in
-                cdiskio_pwritev(descriptor, base, Int32(count), Int64(offset), 0)
-            }
-            return max(0, min(done, buffers.byteCount))
-        }
-        let done = buffers.withUnsafeIOVectors { base, count in
-            cdiskio_transfer_nowait(descriptor, base, Int32(count), Int64(offset), write ? 1 : 0)
-        }
+        let mayBlock = write && nonBlockingWritesUnsupported
+        let done = engine.transferInline(descriptor: descriptor, offset: offset, buffers: buffers, write: write, mayBlock: mayBlock)
         // A file system without non-blocking buffered transfers says so every time: stop
         // asking; a write (this one and later small ones) is then written on this thread.
-        if done == -Int(EOPNOTSUPP) {
+        if done == -Int(EOPNOTSUPP), !mayBlock {
             guard write else {
                 nonBlockingReadsUnsupported = true
                 return 0

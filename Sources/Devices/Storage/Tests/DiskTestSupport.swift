@@ -93,6 +93,11 @@ final class RecordingEngine: DiskIOEngine, @unchecked Sendable {
     private var finished: [DiskEngineCompletion] = []
     /// Results to use instead of full success, by operation kind.
     var dataSyncResult = 0
+    /// What the next inline transfers report in place of the kernel (bytes or −errno), in
+    /// order; with none left, the system calls answer. A scripted answer moves no data.
+    var inlineAnswers: [Int] = []
+    /// The inline transfers asked for, scripted or not: (offset, bytes, write, mayBlock).
+    private(set) var inlineAttempts: [(offset: UInt64, bytes: Int, write: Bool, mayBlock: Bool)] = []
 
     init(capacity: Int = 64, clock: LogicalClock = LogicalClock()) throws {
         completionEvent = try EventFD()
@@ -113,6 +118,12 @@ final class RecordingEngine: DiskIOEngine, @unchecked Sendable {
     }
 
     func shutdown() {}
+
+    func transferInline(descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool, mayBlock: Bool) -> Int {
+        inlineAttempts.append((offset, buffers.byteCount, write, mayBlock))
+        guard inlineAnswers.isEmpty else { return inlineAnswers.removeFirst() }
+        return InlineTransfer.attempt(descriptor: descriptor, offset: offset, buffers: buffers, write: write, mayBlock: mayBlock)
+    }
 
     /// Operations enqueued and not yet completed.
     var pending: [UInt64] { order.filter { records[$0]?.completed == nil } }
