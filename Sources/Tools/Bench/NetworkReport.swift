@@ -99,7 +99,13 @@ public struct NetworkReport: Codable, Sendable {
             if direction == "host-to-guest" { parts.append("\(count(host_tap)) by the host TAP (the parent's pump read it too slowly)") }
             parts.append("\(count(switch_port)) at the child's switch port (queue full)")
             parts.append("\(count(nic)) by the child's NIC")
-            parts.append("\(count(elsewhere)) elsewhere")
+            if let elsewhere, elsewhere < 0 {
+                // The drop counters are the TAP's and the port's, not the bench's alone: the
+                // host's own frames to the TAP, or a guest's ARP, are counted there too.
+                parts.append("none elsewhere (the counters include \(-elsewhere) dropped frames that were not the bench's)")
+            } else {
+                parts.append("\(count(elsewhere)) elsewhere")
+            }
             return "\(NetworkReport.names[direction] ?? direction), all sizes: \(frames_sent - frames_received) of \(frames_sent) "
                 + "frames did not arrive: " + parts.joined(separator: ", ") + "."
         }
