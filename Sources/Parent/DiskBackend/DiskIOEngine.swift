@@ -55,7 +55,8 @@ public protocol DiskIOEngine: AnyObject {
     func shutdown()
     /// One attempt at a buffered transfer on the calling thread, for the queue's inline path:
     /// with `RWF_NOWAIT` (only what the page cache can take or give at once), or a plain
-    /// `pwritev2` where `mayBlock`. Returns the bytes that moved, possibly short, or −errno.
+    /// `pwritev2` where `mayBlock` (writes only; a read is always non-blocking). Returns the
+    /// bytes that moved, possibly short, or −errno.
     /// Every engine uses the system calls (the default); tests may answer for the kernel.
     func transferInline(descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool, mayBlock: Bool) -> Int
 }

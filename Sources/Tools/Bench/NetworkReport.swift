@@ -100,9 +100,10 @@ public struct NetworkReport: Codable, Sendable {
             parts.append("\(count(switch_port)) at the child's switch port (queue full)")
             parts.append("\(count(nic)) by the child's NIC")
             if let elsewhere, elsewhere < 0 {
-                // The drop counters are the TAP's and the port's, not the bench's alone: the
-                // host's own frames to the TAP, or a guest's ARP, are counted there too.
-                parts.append("none elsewhere (the counters include \(-elsewhere) dropped frames that were not the bench's)")
+                // The counters are the TAP's, the port's and the NIC's, not the bench's alone:
+                // the host's own frames to the TAP, or a guest's ARP, are counted there too, so
+                // bench frames lost elsewhere may hide behind them.
+                parts.append("elsewhere unknown (the counters saw \(-elsewhere) more drops than frames went missing: frames not the bench's)")
             } else {
                 parts.append("\(count(elsewhere)) elsewhere")
             }

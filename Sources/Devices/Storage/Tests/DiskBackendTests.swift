@@ -279,7 +279,7 @@ struct DiskBackendFileTests {
         let operations = engine.order.compactMap { engine.records[$0]?.operation.kind }
         if let operation = operations.first, case .read(_, let offset, let rest) = operation {
             // The engine gets exactly what did not move, and what moved is in the guest's buffer.
-            #expect(operations.count == 1 && offset + UInt64(rest.byteCount) == 16384 && offset % 4096 == 0)
+            #expect(operations.count == 1 && offset + UInt64(rest.byteCount) == 16384)
             moved = Int(offset)
             for id in engine.pending { engine.complete(id) }
         }
@@ -380,11 +380,29 @@ struct DiskQueueOrderingTests {
         try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 0, buffers: buffers(1), forceUnitAccess: false)))
         #expect(engine.inlineAttempts.map(\.mayBlock) == [false, true] && queue.nonBlockingWritesUnsupported)
         #expect(queue.hasFinishedInline && engine.order.isEmpty)
+        // A later small write is not offered non-blocking again: written where it may block.
+        engine.inlineAnswers = [4096]
+        try queue.submit(DiskRequest(tag: 2, operation: .write(offset: 4096, buffers: buffers(2), forceUnitAccess: false)))
+        #expect(engine.inlineAttempts.map(\.mayBlock) == [false, true, true] && engine.order.isEmpty)
         let large = try memory.ioVectors([GuestMemorySegment(pageNumber: 20, offset: 0, length: UInt32(DiskQueue.inlineWriteLimit + 4096))])
-        try queue.submit(DiskRequest(tag: 2, operation: .write(offset: 0, buffers: large, forceUnitAccess: false)))
-        #expect(engine.inlineAttempts.count == 2 && engine.order.count == 1)
+        try queue.submit(DiskRequest(tag: 3, operation: .write(offset: 0, buffers: large, forceUnitAccess: false)))
+        #expect(engine.inlineAttempts.count == 3 && engine.order.count == 1)
         for id in engine.pending { engine.complete(id) }
-        #expect(queue.reap().map(\.tag) == [1, 2] && queue.inFlight == 0)
+        #expect(queue.reap().map(\.tag) == [1, 2, 3] && queue.inFlight == 0)
+    }
+
+    @Test("A plain write refused too (EOPNOTSUPP where it may block) is not retried again: the engine writes it whole")
+    func aRefusedPlainWriteGoesToTheEngine() throws {
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine, inlinePageCacheHits: true)
+        engine.inlineAnswers = [-Int(EOPNOTSUPP), -Int(EOPNOTSUPP)]
+        try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 8192, buffers: buffers(3), forceUnitAccess: false)))
+        #expect(engine.inlineAttempts.map(\.mayBlock) == [false, true] && !queue.hasFinishedInline)
+        let id = try #require(engine.pending.first)
+        let whole = try #require(transfer(engine, id))
+        #expect(engine.pending.count == 1 && whole == (true, 8192, 4096))
+        engine.complete(id)
+        #expect(queue.reap().map(\.tag) == [1] && queue.inFlight == 0)
     }
 
     @Test("Durability: every flush completes after a data sync that started after the flush was submitted, so it covers every write completed before", arguments: [UInt64(1), 2, 3, 4, 5])
