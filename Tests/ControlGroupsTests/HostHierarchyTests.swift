@@ -264,8 +264,10 @@ struct HostHierarchyTests {
             return stale.directoryName
         }
         let staleDirectory = result.closureResult
+        // A root that another test starts meanwhile sweeps too and may get there first (so the
+        // directory may not be in this sweep's list): what counts is that the dead root's groups
+        // are gone after it and the live one's are kept.
         let sweep = ControlGroupInstance.sweepStale(in: hierarchy)
-        #expect(sweep.removed.contains(staleDirectory))
         #expect(sweep.failures.isEmpty, "\(sweep.failures)")
         for tree in hierarchy.trees {
             #expect(!ControlFiles.exists(joinPath(tree.base, "hv", staleDirectory)))

@@ -174,7 +174,8 @@ public final class ControlGroupInstance: Sendable {
                     }
                     if !sweep.removed.contains(entry) { sweep.removed.append(entry) }
                 } catch {
-                    sweep.failures.append(error)
+                    // Another sweeper (a root starting meanwhile) may have removed it first.
+                    if ControlFiles.exists(path) { sweep.failures.append(error) }
                 }
             }
             removeParentIfEmpty(in: tree)
