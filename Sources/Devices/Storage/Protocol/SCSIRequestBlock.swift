@@ -151,6 +151,19 @@ public struct SCSIRequestBlock: Hashable, Sendable {
         return cdbOrSense.prefix(Int(cdbLength))
     }
 
+    /// The CDB's first byte (its operation code), or `nil` when `cdb` is.
+    public var cdbOpcode: UInt8? {
+        guard cdbLength >= 1, Int(cdbLength) <= Self.maximumCDBLength else { return nil }
+        return cdbOrSense[0]
+    }
+
+    /// Replaces `bytes` with the CDB (empty when `cdb` is `nil`), reusing its storage.
+    public func copyCDB(into bytes: inout [UInt8]) {
+        bytes.removeAll(keepingCapacity: true)
+        guard cdbOpcode != nil else { return }
+        for index in 0..<Int(cdbLength) { bytes.append(cdbOrSense[index]) }
+    }
+
     /// The sense bytes of a completion: the first `senseInfoLength` bytes of the union (at
     /// most 20).
     public var sense: [UInt8] { cdbOrSense.prefix(Int(senseInfoLength)) }

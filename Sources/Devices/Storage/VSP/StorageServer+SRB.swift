@@ -50,8 +50,7 @@ extension StorageServer {
 
         mutating func remove(_ token: StorageRequestToken) -> InFlight? {
             let slot = Int(token.slot)
-            guard slot < slots.count, generations[slot] == token.generation, let request = slots[slot] else { return nil }
-            slots[slot] = nil
+            guard slot < slots.count, generations[slot] == token.generation, let request = slots[slot].take() else { return nil }
             generations[slot] &+= 1
             free.append(token.slot)
             count -= 1
@@ -115,9 +114,11 @@ extension StorageServer {
         switch validateSRB(request, packet) {
         case .refused(let answer):
             actions += answer
-        case .valid(let block, let cdb, let version, let buffer):
+        case .valid(let block, let version, let buffer):
             let address = StorageController.Address(path: block.pathID, target: block.targetID, lun: block.lun)
-            let result = controller.execute(cdb, at: address)
+            // The CDB goes through an array the server keeps, so a request allocates none.
+            block.copyCDB(into: &cdbBytes)
+            let result = controller.execute(cdbBytes, at: address)
             dispatch(result.outcome, unit: result.unit, block: block, version: version, address: address,
                      buffer: buffer, transactionID: packet.transactionID, into: &actions)
         }
@@ -127,7 +128,8 @@ extension StorageServer {
     private enum SRBValidation {
         /// Answered at once (negatively).
         case refused([StorageAction])
-        case valid(SCSIRequestBlock, cdb: [UInt8], StorageProtocolVersion, buffer: GPARange?)
+        /// The CDB is 1...16 bytes, at least as long as its opcode's group needs.
+        case valid(SCSIRequestBlock, StorageProtocolVersion, buffer: GPARange?)
     }
 
     /// Checks the request block and its buffer before the CDB runs.
@@ -150,9 +152,9 @@ extension StorageServer {
         }
 
         // The request block and its buffer.
-        guard let cdb = block.cdb else { return refuse("cdb_length \(block.cdbLength)") }
-        if let needed = SCSIOperationCode(rawValue: cdb[0]).groupLength, cdb.count < needed {
-            return refuse("a \(cdb.count)-byte CDB for opcode \(cdb[0]) of \(needed) bytes")
+        guard let opcode = block.cdbOpcode else { return refuse("cdb_length \(block.cdbLength)") }
+        if let needed = SCSIOperationCode(rawValue: opcode).groupLength, Int(block.cdbLength) < needed {
+            return refuse("a \(block.cdbLength)-byte CDB for opcode \(opcode) of \(needed) bytes")
         }
         let transferLength = Int(block.dataTransferLength)
         guard block.dataTransferLength <= controller.maximumTransferBytes else {
@@ -182,7 +184,7 @@ extension StorageServer {
             return refuse("\(transferLength)-byte transfer with direction \(block.dataDirection.rawValue)")
         }
 
-        return .valid(block, cdb: cdb, version, buffer: buffer)
+        return .valid(block, version, buffer: buffer)
     }
 
     /// Turns a unit's outcome into an answer or a request for the driver.

@@ -58,6 +58,8 @@ public struct StorageServer: Sendable {
     public private(set) var subChannelsCreated: UInt16 = 0
     private var announcedGeneration: UInt64
     var requests = RequestTable()
+    /// The CDB of the request being run, in storage kept from request to request.
+    var cdbBytes: [UInt8] = []
 
     public init(controller: StorageController, configuration: Configuration = Configuration(), role: Role = .primary) {
         self.controller = controller
@@ -68,6 +70,7 @@ public struct StorageServer: Sendable {
         case .subChannel(let version): phase = .ready(version)
         }
         announcedGeneration = controller.busGeneration
+        cdbBytes.reserveCapacity(SCSIRequestBlock.maximumCDBLength)
     }
 
     /// A primary channel's server taken over from a parent that died with the channel ready

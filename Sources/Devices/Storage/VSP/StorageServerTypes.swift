@@ -85,18 +85,22 @@ public struct StorageOutgoingPacket: Hashable, Sendable {
     public var type: PacketType
     public var flags: PacketFlags
     public var transactionID: UInt64
-    /// 64 bytes.
-    public var payload: [UInt8]
+    /// The packet, kept as a value (its bytes are inline), so that answering a request
+    /// allocates nothing; the driver stores it into its own buffer for the ring.
+    public var vstor: VStorPacket
+
+    /// The 64 bytes on the wire.
+    public var payload: [UInt8] { vstor.bytes }
 
     /// A completion (COMP, type 11) echoing `transactionID`.
     public static func completion(_ packet: VStorPacket, transactionID: UInt64) -> StorageOutgoingPacket {
-        StorageOutgoingPacket(type: .completion, flags: [], transactionID: transactionID, payload: packet.bytes)
+        StorageOutgoingPacket(type: .completion, flags: [], transactionID: transactionID, vstor: packet)
     }
 
     /// An unsolicited in-band packet (transaction ID 0).
     public static func notification(_ packet: VStorPacket) -> StorageOutgoingPacket {
         StorageOutgoingPacket(type: .inband, flags: [], transactionID: StorageChannelConstants.unsolicitedTransactionID,
-                              payload: packet.bytes)
+                              vstor: packet)
     }
 }
 

@@ -31,6 +31,8 @@ final class StorageSession: ChannelSession {
     private var actions: [StorageAction] = []
     /// Disk requests reaped and not yet answered; kept for its capacity.
     private var finished: [DiskCompletion] = []
+    /// The bytes of the packet being sent, reused from packet to packet.
+    private var outgoing = [UInt8](repeating: 0, count: VStorPacket.size)
     private var announcedVersion: StorageProtocolVersion?
     private var violations = 0
     private var backendFailures = 0
@@ -177,7 +179,8 @@ final class StorageSession: ChannelSession {
             next += 1
             switch action {
             case .send(let packet):
-                try channel.send(packet.type, flags: packet.flags, transactionID: packet.transactionID, payload: packet.payload)
+                packet.vstor.store(into: &outgoing, at: 0)
+                try channel.send(packet.type, flags: packet.flags, transactionID: packet.transactionID, payload: outgoing)
             case .execute(let request):
                 execute(request)
             case .createSubChannels(let count):
