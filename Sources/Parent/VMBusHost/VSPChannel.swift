@@ -119,7 +119,7 @@ public final class VSPChannel {
     public func hasRoom(forPayload payloadBytes: Int) -> Bool {
         guard backlogHead == backlog.count,
               let needed = RingLayout.packetRingBytes(headerBytes: 0, payloadBytes: payloadBytes) else { return false }
-        if writer.availableToWrite() > needed {
+        if Self.freeBytes(&writer) > needed {
             if spaceRequested {
                 writer.clearSpaceNotification()
                 spaceRequested = false
@@ -128,7 +128,13 @@ public final class VSPChannel {
         }
         writer.requestSpaceNotification(bytes: needed)
         spaceRequested = true
-        return writer.availableToWrite() > needed
+        return Self.freeBytes(&writer) > needed
+    }
+
+    /// The writer's free space, read in place: reading it from the property directly copies the
+    /// writer, retaining everything its ring memory holds, on every packet.
+    private static func freeBytes(_ writer: inout RingWriter<GuestRingMemory>) -> Int {
+        writer.availableToWrite()
     }
 
     private var spaceRequested = false

@@ -47,6 +47,9 @@ public struct RingReader<Memory: RingMemory> {
     public mutating func next(into buffer: inout [UInt8]) throws(RingError) -> PacketDescriptor? {
         let write = try loadWriteIndex()
         guard write != cursor else { return nil }
+        // One copy of the memory for the rest of the call: reaching it through `self` around
+        // each copy into `buffer` (also inout) makes the compiler retain what it holds each time.
+        let memory = self.memory
         let available = RingLayout.bytesUsed(write: write, read: cursor, dataSize: dataSize)
         guard available >= PacketDescriptor.size + RingLayout.trailerSize else {
             throw .corrupt("fewer bytes available than a descriptor and trailer")
@@ -92,6 +95,7 @@ public struct RingReader<Memory: RingMemory> {
 
     /// Sets this ring's interrupt_mask so the producer stops signalling while the consumer drains
     /// it by polling (`include/linux/hyperv.h: hv_begin_read`; Docs/hyperv-interface.md §8.4).
+    @inlinable
     public mutating func beginPolling() {
         memory.storeControl(.interruptMask, 1, ordering: .relaxed)
         memory.fullBarrier()
@@ -100,6 +104,7 @@ public struct RingReader<Memory: RingMemory> {
     /// Clears interrupt_mask, issues a full barrier and re-checks the ring, closing the
     /// lost-wakeup race (Docs/hyperv-interface.md §8.5). Commit before calling this.
     /// - Returns: `true` if data arrived after the last `next` returned `nil`: keep draining.
+    @inlinable
     public mutating func endPolling() -> Bool {
         memory.storeControl(.interruptMask, 0, ordering: .relaxed)
         memory.fullBarrier()
@@ -108,6 +113,7 @@ public struct RingReader<Memory: RingMemory> {
 
     /// Whether no packet is waiting behind the local cursor. A corrupt write_index reports
     /// non-empty so that `next` surfaces the corruption.
+    @inlinable
     public func isEmpty() -> Bool {
         memory.loadControl(.writeIndex, ordering: .acquiring) == UInt32(truncatingIfNeeded: cursor)
     }

@@ -65,6 +65,8 @@ public struct RingWriter<Memory: RingMemory> {
             throw .full(needed: needed)
         }
 
+        // One copy of the memory for the whole write (see `RingReader.next`).
+        let memory = self.memory
         let start = cursor
         let length = needed - RingLayout.trailerSize
         let descriptor = PacketDescriptor(
@@ -109,6 +111,7 @@ public struct RingWriter<Memory: RingMemory> {
 
     /// Bytes free behind the local cursor (staged packets count as used). A packet fits if its ring
     /// bytes are strictly less than this. Returns 0 if the consumer's read_index is corrupt.
+    @inlinable
     public func availableToWrite() -> Int {
         guard let read = try? loadReadIndex() else { return 0 }
         return RingLayout.bytesFree(write: cursor, read: read, dataSize: dataSize)
@@ -118,12 +121,14 @@ public struct RingWriter<Memory: RingMemory> {
     /// in this ring's control page (Docs/hyperv-interface.md §8.6). Pass the `needed` value of
     /// `RingError.full`. Check `availableToWrite()` again afterwards: space may have been freed
     /// before the consumer saw the request.
+    @inlinable
     public mutating func requestSpaceNotification(bytes: Int) {
         memory.storeControl(.pendingSendSize, UInt32(clamping: max(bytes, 0)), ordering: .relaxed)
         memory.fullBarrier()
     }
 
     /// Clears pending_send_sz once the producer no longer waits for space.
+    @inlinable
     public mutating func clearSpaceNotification() {
         memory.storeControl(.pendingSendSize, 0, ordering: .releasing)
     }

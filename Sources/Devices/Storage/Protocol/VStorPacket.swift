@@ -78,13 +78,12 @@ public struct VStorPacket: Hashable, Sendable {
 
     /// Stores the packet at `offset` of a buffer with room for 64 bytes.
     public func store(into buffer: inout [UInt8], at offset: Int) {
-        var packet = FixedBytes<64>()
-        packet.storeLittleEndian(operation.rawValue, at: 0)
-        packet.storeLittleEndian(flags.rawValue, at: 4)
-        packet.storeLittleEndian(status.rawValue, at: 8)
-        for index in 0..<VStorPacket.bodySize { packet[VStorPacket.bodyOffset + index] = body[index] }
+        precondition(offset >= 0 && offset <= buffer.count - VStorPacket.size, "a vstor_packet outside a host-built buffer")
+        buffer.storeLittleEndian(operation.rawValue, at: offset)
+        buffer.storeLittleEndian(flags.rawValue, at: offset + 4)
+        buffer.storeLittleEndian(status.rawValue, at: offset + 8)
         var out = buffer.mutableSpan
-        packet.store(into: &out, at: offset)
+        body.store(into: &out, at: offset + VStorPacket.bodyOffset)
     }
 
     // MARK: Union fields, addressed by their offset in the whole packet ("vstor@N").

@@ -49,6 +49,15 @@ public final class StorageController: Sendable {
     private struct Unit: Sendable {
         var id: UnitID
         var disk: SCSIDisk
+
+        /// Runs a CDB on the disk; one that does not parse is answered with its sense.
+        mutating func execute(_ cdb: [UInt8]) -> Result {
+            do throws(SCSICommandError) {
+                return Result(outcome: disk.execute(try SCSICommand(parsing: cdb)), unit: id)
+            } catch {
+                return Result(outcome: .checkCondition(SCSIDisk.sense(for: error)), unit: id)
+            }
+        }
     }
 
     private struct State: Sendable {
@@ -157,22 +166,16 @@ public final class StorageController: Sendable {
         return state.withLock { state in
             // One lookup, and the unit changed in place: this runs for every request.
             let present = address.path == 0 ? state.units.index(forKey: address) : nil
-            let id = present.map { state.units.values[$0].id }
             // REPORT LUNS is the target's business, on every path and target.
             if opcode == .reportLUNs {
-                return Result(outcome: reportLUNs(cdb, at: address, state), unit: id)
+                return Result(outcome: reportLUNs(cdb, at: address, state), unit: present.map { state.units.values[$0].id })
             }
-            guard let present, let id else {
+            guard let present else {
                 return Result(outcome: absentUnit(cdb, opcode: opcode, at: address, removed: state.removed.contains(address)),
                               unit: nil)
             }
-            let command: SCSICommand
-            do throws(SCSICommandError) {
-                command = try SCSICommand(parsing: cdb)
-            } catch {
-                return Result(outcome: .checkCondition(SCSIDisk.sense(for: error)), unit: id)
-            }
-            return Result(outcome: state.units.values[present].disk.execute(command), unit: id)
+            // In place: a copy of the unit would retain everything its disk holds.
+            return state.units.values[present].execute(cdb)
         }
     }
 
