@@ -147,7 +147,7 @@ public struct SCSIRequestBlock: Hashable, Sendable {
     /// The CDB: the first `cdbLength` bytes of the union, or `nil` if cdb_length is 0 or
     /// larger than 16.
     public var cdb: [UInt8]? {
-        guard cdbLength >= 1, Int(cdbLength) <= Self.maximumCDBLength else { return nil }
+        guard cdbOpcode != nil else { return nil }
         return cdbOrSense.prefix(Int(cdbLength))
     }
 

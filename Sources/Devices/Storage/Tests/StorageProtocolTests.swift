@@ -112,12 +112,19 @@ struct StorageProtocolTests {
     @Test("cdb_length outside 1...16 yields no CDB")
     func cdbLength() throws {
         var block = SCSIRequestBlock(cdb: [0x12, 0, 0, 0, 36, 0], dataDirection: .read, dataTransferLength: 36)
+        var copied: [UInt8] = [0xFF]
         block.cdbLength = 0
-        #expect(block.cdb == nil)
+        block.copyCDB(into: &copied)
+        #expect(block.cdb == nil && block.cdbOpcode == nil && copied.isEmpty)
         block.cdbLength = 17
-        #expect(block.cdb == nil)
+        block.copyCDB(into: &copied)
+        #expect(block.cdb == nil && block.cdbOpcode == nil && copied.isEmpty)
         block.cdbLength = 16
-        #expect(block.cdb?.count == 16)
+        block.copyCDB(into: &copied)
+        #expect(block.cdb?.count == 16 && block.cdbOpcode == 0x12 && copied == block.cdb)
+        block.cdbLength = 6
+        block.copyCDB(into: &copied)
+        #expect(copied == [0x12, 0, 0, 0, 36, 0])
     }
 
     @Test("SRB status codes, flags and SCSI status values")
