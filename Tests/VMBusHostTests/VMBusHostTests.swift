@@ -66,6 +66,20 @@ final class RefillingDevice: ChannelSession, Sendable {
     }
 }
 
+/// Answers each packet with `answers` packets of 512 bytes, all sent from one buffer it rewrites
+/// between sends, as the storage session sends from the buffer it keeps; in a one-page ring most
+/// of them wait in the channel's backlog.
+final class ReusedBufferDevice: ChannelSession, Sendable {
+    static let answers = 40
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
+        var buffer = [UInt8](repeating: 0, count: 512)
+        for index in 0..<Self.answers {
+            for byte in buffer.indices { buffer[byte] = UInt8(index) }
+            try channel.send(.inband, transactionID: UInt64(index), payload: buffer)
+        }
+    }
+}
+
 /// A value shared with worker threads.
 final class Locked<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
@@ -180,6 +194,20 @@ struct VMBusHostTests {
         }
         #expect(guest.waitForFailure(within: 10)?.contains("unread") == true)
         guest.close()
+    }
+
+    /// A packet waiting in the backlog for ring space keeps the bytes it was sent with, even when
+    /// the session rewrites the buffer it sent them from.
+    @Test func aBackloggedPacketKeepsTheBytesItWasSentWith() throws {
+        let guest = try scatteredChannel(to: ReusedBufferDevice(), ringPages: 2)
+        defer { guest.close() }
+        guest.send([1, 2, 3, 4, 5, 6, 7, 8], transactionID: 1000)
+        for index in 0..<ReusedBufferDevice.answers {
+            let packet = try #require(guest.receive(within: 5))
+            #expect(packet.descriptor.transactionID == UInt64(index))
+            #expect(packet.payload.count == 512 && packet.payload.allSatisfy { $0 == UInt8(index) })
+        }
+        #expect(guest.failure == nil)
     }
 
     /// Random garbage in the control page and data area while the worker runs: the worker may

@@ -196,16 +196,12 @@ public struct StorageFuzzHarness {
             for action in actions {
                 switch action {
                 case .send(let packet):
-                    guard packet.payload.count == VStorPacket.size else {
-                        report.failures.append("answer of \(packet.payload.count) bytes")
-                        continue
-                    }
                     if packet.transactionID == StorageChannelConstants.unsolicitedTransactionID {
                         report.notifications += 1
                         continue
                     }
                     report.answers += 1
-                    if packet.type != .completion || packet.payload[0] != 1 || packet.payload[1...3].contains(where: { $0 != 0 }) {
+                    if packet.type != .completion || packet.vstor.operation != .completeIO {
                         report.failures.append("answer to \(packet.transactionID) is not a COMPLETE_IO completion")
                     }
                     if expected[packet.transactionID, default: 0] == 0 {

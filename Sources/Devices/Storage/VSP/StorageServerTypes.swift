@@ -86,10 +86,12 @@ public struct StorageOutgoingPacket: Hashable, Sendable {
     public var flags: PacketFlags
     public var transactionID: UInt64
     /// The packet, kept as a value (its bytes are inline), so that answering a request
-    /// allocates nothing; the driver stores it into its own buffer for the ring.
+    /// allocates nothing; the driver stores it into its own buffer for the ring. Equality
+    /// compares its fields, `bodyLength` included (52 in every answer the server builds).
     public var vstor: VStorPacket
 
-    /// The 64 bytes on the wire.
+    /// The 64 bytes on the wire, in a new array on every read: for tests and tools, not the
+    /// data path (which uses `vstor.store(into:at:)`).
     public var payload: [UInt8] { vstor.bytes }
 
     /// A completion (COMP, type 11) echoing `transactionID`.
