@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import SystemPackage
 
@@ -29,4 +30,11 @@ public final class OwnedDescriptor: Sendable {
     deinit {
         _ = Glibc.close(descriptor.rawValue)
     }
+}
+
+/// Flags of open(2) that Swift's Glibc overlay does not import.
+public enum OpenFlags {
+    /// O_NOATIME: reads through the descriptor leave the file's access time alone. Only the
+    /// file's owner, or a holder of CAP_FOWNER, may set it (EPERM otherwise).
+    public static let noAccessTime: Int32 = CLINUX_O_NOATIME
 }

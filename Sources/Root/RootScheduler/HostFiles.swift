@@ -21,13 +21,22 @@ enum HostFiles {
     /// - Parameters:
     ///   - what: what the file is for, capitalized ("Guest image"), for the error sentences.
     ///   - fix: what to do when it does not exist.
-    static func open(_ path: String, writable: Bool = false, allowBlockDevice: Bool = false, as requester: Requester,
-                     what: String, fix: String) throws(RootError) -> OwnedDescriptor {
+    ///   - noAccessTime: open with O_NOATIME when the requester may (they own the file, or hold
+    ///     CAP_FOWNER), and without it otherwise: a disk image's access time says nothing a user
+    ///     needs, and keeping it costs every guest read a timestamp check.
+    static func open(_ path: String, writable: Bool = false, allowBlockDevice: Bool = false, noAccessTime: Bool = false,
+                     as requester: Requester, what: String, fix: String) throws(RootError) -> OwnedDescriptor {
         let flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK
         let outcome: (fd: Int32, errno: Int32)
         do throws(PrivilegeError) {
             // O_NONBLOCK: a FIFO or a device must not hold the thread (and the request) at open.
             outcome = try ThreadIdentity.withFileSystemIdentity(of: requester ?? UserIdentity.current) {
+                if noAccessTime {
+                    // EPERM: the requester neither owns the file nor holds CAP_FOWNER; open it as
+                    // any other file (a real refusal fails the same way below).
+                    let fd = Glibc.open(path, flags | OpenFlags.noAccessTime)
+                    if fd >= 0 || Glibc.errno != EPERM { return (fd, fd < 0 ? Glibc.errno : 0) }
+                }
                 let fd = Glibc.open(path, flags)
                 return (fd, fd < 0 ? Glibc.errno : 0)
             }

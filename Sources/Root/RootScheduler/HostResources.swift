@@ -23,7 +23,7 @@ enum HostResources {
     static func open(_ resource: HostResource, as requester: HostFiles.Requester = nil) throws(RootError) -> OwnedDescriptor {
         switch resource {
         case .file(let path, let writable):
-            return try HostFiles.open(path, writable: writable, allowBlockDevice: true, as: requester,
+            return try HostFiles.open(path, writable: writable, allowBlockDevice: true, noAccessTime: true, as: requester,
                                       what: "Device file", fix: "check the path in the device's settings")
         case .tap(let name):
             try requireNetworkAdministrator(requester, for: resource)

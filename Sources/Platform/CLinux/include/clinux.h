@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <signal.h>
 #include <pthread.h>
@@ -24,6 +25,9 @@ static inline int clinux_memfd_create(const char *name, unsigned int flags) {
 }
 
 static const unsigned int CLINUX_MFD_CLOEXEC = 0x0001U;
+
+/// O_NOATIME (open(2)), which <fcntl.h> names only under _GNU_SOURCE.
+static const int CLINUX_O_NOATIME = __O_NOATIME;
 
 /// CMSG_SPACE(3) for a payload of `length` bytes.
 static inline size_t clinux_cmsg_space(size_t length) { return CMSG_SPACE(length); }
