@@ -262,40 +262,44 @@ public struct GuestMemorySegment: Hashable, Sendable {
 ///
 /// UNSAFETY: the iovecs hold host addresses inside the guest RAM mapping. They are handed only
 /// to the kernel, which copies through them with its own fault handling; Swift code never
-/// dereferences them. They stay valid while this object lives, because it keeps the
-/// `GuestMemory` (and so the mapping) alive; an asynchronous engine keeps the object until the
-/// kernel has completed the operation. The guest may change the bytes concurrently, which only
+/// dereferences them. They stay valid while any copy of the value lives, because its storage
+/// keeps the `GuestMemory` (and so the mapping) alive; an asynchronous engine keeps a copy until
+/// the kernel has completed the operation. The guest may change the bytes concurrently, which only
 /// changes the data it reads or writes, as with DMA on real hardware.
-public final class GuestIOVectors: @unchecked Sendable {
-    // SAFETY: immutable after init. `vectors` is allocated by `Builder` and freed in deinit;
-    // its first `count` entries are initialised, each covering a range that
-    // `GuestMemory.pointer(at:length:)` checked; `memory` keeps the mapping they point into alive.
+public struct GuestIOVectors: @unchecked Sendable {
+    // SAFETY: `storage` holds the iovecs tail-allocated after its header (one allocation per
+    // buffer). Only `Builder`, in this file, writes them, before it hands the value out; they
+    // are immutable afterwards, and copies of the value share them. The first `count` are
+    // initialised, each covering a range `GuestMemory.pointer(at:length:)` checked; the header
+    // keeps `memory`, and so the mapping they point into, alive. iovec is a trivial type:
+    // nothing needs deinitialising.
+    fileprivate let storage: Storage
+
+    fileprivate struct Header {
+        let memory: GuestMemory
+        var count = 0
+        var byteCount = 0
+    }
+
+    fileprivate final class Storage: ManagedBuffer<Header, iovec> {}
+
     /// The guest RAM the vectors point into.
-    public let memory: GuestMemory
+    public var memory: GuestMemory { storage.header.memory }
     /// Total bytes described.
-    public let byteCount: Int
+    public var byteCount: Int { storage.header.byteCount }
     /// How many iovecs there are (at most `GuestMemory.maximumIOVectors`).
-    public let count: Int
-    private let vectors: UnsafeMutableBufferPointer<iovec>
-
-    fileprivate init(memory: GuestMemory, vectors: UnsafeMutableBufferPointer<iovec>, count: Int, byteCount: Int) {
-        self.memory = memory
-        self.vectors = vectors
-        self.count = count
-        self.byteCount = byteCount
-    }
-
-    deinit {
-        vectors.deallocate()
-    }
+    public var count: Int { storage.header.count }
 
     /// The validated guest-physical ranges, merged where contiguous: a new array on every call,
     /// for copies and resubmissions rather than the per-request path.
     public var ranges: [(address: GuestPhysicalAddress, length: Int)] {
-        (0..<count).map { index in
-            // SAFETY: `index` < count, an initialised entry.
-            let vector = vectors[index]
-            return (memory.address(ofMapped: vector.iov_base), vector.iov_len)
+        let (memory, count) = (memory, count)
+        return storage.withUnsafeMutablePointerToElements { vectors in
+            (0..<count).map { index in
+                // SAFETY: `index` < count, an initialised entry.
+                let vector = vectors[index]
+                return (memory.address(ofMapped: vector.iov_base), vector.iov_len)
+            }
         }
     }
 
@@ -303,13 +307,16 @@ public final class GuestIOVectors: @unchecked Sendable {
     /// `alignment` (what O_DIRECT asks of each iovec).
     public func isAligned(to alignment: Int) -> Bool {
         guard alignment > 0 else { return false }
-        for index in 0..<count {
-            // SAFETY: `index` < count, an initialised entry.
-            let vector = vectors[index]
-            guard memory.address(ofMapped: vector.iov_base).rawValue % UInt64(alignment) == 0,
-                  vector.iov_len % alignment == 0 else { return false }
+        let (memory, count) = (memory, count)
+        return storage.withUnsafeMutablePointerToElements { vectors in
+            for index in 0..<count {
+                // SAFETY: `index` < count, an initialised entry.
+                let vector = vectors[index]
+                guard memory.address(ofMapped: vector.iov_base).rawValue % UInt64(alignment) == 0,
+                      vector.iov_len % alignment == 0 else { return false }
+            }
+            return true
         }
-        return true
     }
 
     /// Calls `body` with the iovec array and its count. The pointer must only be passed to the
@@ -317,8 +324,12 @@ public final class GuestIOVectors: @unchecked Sendable {
     public func withUnsafeIOVectors<Result, Failure: Error>(
         _ body: (UnsafePointer<iovec>, Int) throws(Failure) -> Result
     ) throws(Failure) -> Result {
-        // SAFETY: the buffer holds `count` initialised iovecs and lives as long as `self`.
-        try body(UnsafePointer(vectors.baseAddress!), count)
+        // SAFETY: the first `count` elements are initialised iovecs, tail-allocated in `storage`,
+        // which stays where it is as long as any copy of this value lives.
+        let count = count
+        return try storage.withUnsafeMutablePointerToElements { vectors throws(Failure) in
+            try body(UnsafePointer(vectors), count)
+        }
     }
 
     /// The same buffer without its first `byteCount` bytes, to resubmit the rest of a short
@@ -332,7 +343,6 @@ public final class GuestIOVectors: @unchecked Sendable {
                 continue
             }
             guard let start = range.address.advanced(by: UInt64(remaining)) else {
-                builder.discard()
                 throw .outOfBounds(address: range.address, length: range.length)
             }
             try builder.append(start, length: range.length - remaining)
@@ -342,56 +352,47 @@ public final class GuestIOVectors: @unchecked Sendable {
     }
 
     /// Validates ranges against guest RAM and writes them, merged where contiguous, straight
-    /// into the iovec buffer the finished object owns: one allocation for the vectors, none in
-    /// between. A builder that throws has freed its buffer.
+    /// into the storage of the value it hands out: one allocation for the header and the
+    /// iovecs, none in between. A builder that throws just goes away with what it built.
     fileprivate struct Builder {
-        let memory: GuestMemory
-        private let vectors: UnsafeMutableBufferPointer<iovec>
-        private var count = 0
-        private var total = 0
+        private let storage: Storage
+        private let capacity: Int
         private var lastEnd: UInt64 = .max
 
         init(memory: GuestMemory, capacity: Int) {
-            self.memory = memory
-            vectors = .allocate(capacity: max(min(capacity, GuestMemory.maximumIOVectors), 1))
+            self.capacity = max(min(capacity, GuestMemory.maximumIOVectors), 1)
+            // `create`, called on the subclass, makes an instance of it.
+            storage = unsafeDowncast(Storage.create(minimumCapacity: self.capacity) { _ in Header(memory: memory) },
+                                     to: Storage.self)
         }
 
         /// Appends `length` bytes at `address` (nothing for 0 bytes).
         /// - Throws: `.outOfBounds` outside RAM, `.invalidBuffer` past `maximumIOVectors` ranges.
         mutating func append(_ address: GuestPhysicalAddress, length: Int) throws(GuestMemoryError) {
             guard length > 0 else { return }
-            let base: UnsafeMutableRawPointer
-            do {
-                base = try memory.pointer(at: address, length: length)
-            } catch {
-                discard()
-                throw error
-            }
-            total += length
-            if count > 0, address.rawValue == lastEnd {
-                // SAFETY: `count - 1` is an initialised entry; the merged range is the previous
-                // one (checked) followed by this one (checked), contiguous in the one mapping.
-                vectors[count - 1].iov_len += length
-            } else {
-                guard count < vectors.count else {
-                    discard()
-                    throw .invalidBuffer("more than \(vectors.count) ranges")
+            let base = try storage.header.memory.pointer(at: address, length: length)
+            let count = storage.header.count
+            let merge = count > 0 && address.rawValue == lastEnd
+            guard merge || count < capacity else { throw .invalidBuffer("more than \(capacity) ranges") }
+            storage.withUnsafeMutablePointerToElements { vectors in
+                if merge {
+                    // SAFETY: `count - 1` is an initialised entry; the merged range is the previous
+                    // one (checked) followed by this one (checked), contiguous in the one mapping.
+                    vectors[count - 1].iov_len += length
+                } else {
+                    // SAFETY: `count` < capacity, inside the tail allocation; `base` covers
+                    // `length` bytes of the mapping.
+                    (vectors + count).initialize(to: iovec(iov_base: base, iov_len: length))
                 }
-                // SAFETY: `count` < capacity; `base` covers `length` bytes of the mapping.
-                vectors.initializeElement(at: count, to: iovec(iov_base: base, iov_len: length))
-                count += 1
             }
+            if !merge { storage.header.count = count + 1 }
+            storage.header.byteCount += length
             lastEnd = address.rawValue &+ UInt64(length)
-        }
-
-        /// Frees the buffer (after an error).
-        func discard() {
-            vectors.deallocate()
         }
 
         /// The vectors; the builder must not be used afterwards.
         func finish() -> GuestIOVectors {
-            GuestIOVectors(memory: memory, vectors: vectors, count: count, byteCount: total)
+            GuestIOVectors(storage: storage)
         }
     }
 }
@@ -415,7 +416,6 @@ extension GuestMemory {
             guard segment.pageNumber <= UInt64.max / GuestPhysicalAddress.pageSize,
                   let address = GuestPhysicalAddress(pageNumber: segment.pageNumber).advanced(by: UInt64(segment.offset))
             else {
-                builder.discard()
                 throw .outOfBounds(address: GuestPhysicalAddress(UInt64.max), length: Int(segment.length))
             }
             try builder.append(address, length: Int(segment.length))
@@ -448,7 +448,6 @@ extension GuestMemory {
             guard pageNumber <= UInt64.max / pageSize,
                   let address = GuestPhysicalAddress(pageNumber: pageNumber).advanced(by: from % pageSize)
             else {
-                builder.discard()
                 throw .outOfBounds(address: GuestPhysicalAddress(UInt64.max), length: Int(to - from))
             }
             try builder.append(address, length: Int(to - from))

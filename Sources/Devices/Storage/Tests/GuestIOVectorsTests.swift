@@ -49,6 +49,22 @@ struct GuestIOVectorsTests {
         #expect(throws: GuestMemoryError.self) { try memory.ioVectors(scattered) }
     }
 
+    @Test("As many ranges as IOV_MAX are kept, each where it was validated, and copies share them")
+    func fullCapacity() throws {
+        let segments = (0..<GuestMemory.maximumIOVectors).map {
+            GuestMemorySegment(pageNumber: UInt64($0 % 32) * 2, offset: UInt32($0 / 32) * 8, length: 8)
+        }
+        let vectors = try memory.ioVectors(segments)
+        #expect(vectors.count == GuestMemory.maximumIOVectors && vectors.byteCount == 8 * GuestMemory.maximumIOVectors)
+        let copy = vectors
+        let expected = segments.map { $0.pageNumber * 4096 + UInt64($0.offset) }
+        #expect(copy.ranges.map(\.address.rawValue) == expected)
+        copy.withUnsafeIOVectors { base, count in
+            #expect(count == GuestMemory.maximumIOVectors)
+            #expect((0..<count).allSatisfy { base[$0].iov_len == 8 })
+        }
+    }
+
     @Test("Bytes written through a buffer land in its pages and read back; dropping skips a prefix")
     func copyAndDrop() throws {
         let vectors = try memory.ioVectors(byteOffset: 100, byteCount: 6000, pageNumbers: [3, 7])
