@@ -55,8 +55,9 @@ final class SwitchService: Sendable {
                 let pump = try HostPortPump(endpoint: endpoint, port: port, ready: ready, switch: virtualSwitch,
                                             name: "sw-\(spec.name.prefix(12))")
                 // A NIC's worker writes its frames for the host straight to the descriptor (a
-                // non-blocking write of one frame), instead of handing each to the pump thread.
-                virtualSwitch.setDirectSink(pump.directSink(for: endpoint), for: port)
+                // non-blocking write of one frame), instead of handing each to the pump thread,
+                // and takes what the host answered during those writes at once.
+                virtualSwitch.setDirectSink(pump.directSink(for: endpoint), pickup: pump.pickup, for: port)
                 hostSide = HostSide(pump: pump, port: port, virtualSwitch: virtualSwitch)
             } catch {
                 logger.error("switch \(spec.name): cannot serve its host port \(spec.hostInterface): \(error); not started")

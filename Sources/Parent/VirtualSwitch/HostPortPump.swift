@@ -5,10 +5,13 @@ import Synchronization
 /// The thread that connects a host endpoint (TAP or packet socket) to its switch port: frames
 /// the endpoint reads go into the switch, frames queued for the port are written out. It
 /// sleeps in poll(2) on the endpoint, the port's ready event and its stop event, with a
-/// deadline so it never waits unboundedly.
+/// deadline so it never waits unboundedly. Threads that write to the endpoint directly (a NIC's
+/// channel worker, `VirtualSwitch.setDirectSink`) also read it right after, through `pickup`, so
+/// a reply the host queued during the write is switched without waking this thread.
 public final class HostPortPump: Sendable {
     private let thread: StoppableThread
     private let statistics: Statistics
+    private let reader: HostPortReader
 
     /// Counts of what the pump could not pass on.
     final class Statistics: Sendable {
@@ -31,8 +34,9 @@ public final class HostPortPump: Sendable {
                 name: String) throws(SystemError) {
         let statistics = Statistics()
         self.statistics = statistics
+        let reader = HostPortReader(endpoint: endpoint, port: port, switch: virtualSwitch, statistics: statistics)
+        self.reader = reader
         thread = try StoppableThread(name: name) { stop in
-            var buffer = [UInt8](repeating: 0, count: VirtioFrameEndpoint.maximumFrameSize + endpoint.headerSize)
             while true {
                 let readable: [Bool]
                 do throws(SystemError) {
@@ -43,22 +47,7 @@ public final class HostPortPump: Sendable {
                     return
                 }
                 if readable[2] { return }
-                if readable[0] {
-                    var frames: [NetworkFrame] = []
-                    reading: while frames.count < Self.batch {
-                        do throws(SystemError) {
-                            switch try endpoint.read(into: &buffer) {
-                            case .frame(let frame): frames.append(frame)
-                            case .empty: break reading
-                            case .unusable: statistics.unusableReads.add(1, ordering: .relaxed)
-                            }
-                        } catch {
-                            statistics.failures.add(1, ordering: .relaxed)
-                            break reading
-                        }
-                    }
-                    if !frames.isEmpty { virtualSwitch.send(frames, from: port) }
-                }
+                if readable[0] { _ = reader.forward(waiting: true) }
                 if readable[1] { _ = ready.consume() }
                 // Drain the port's queue whether or not the event fired: a batch limit may have
                 // left frames behind on the previous round.
@@ -93,6 +82,63 @@ public final class HostPortPump: Sendable {
         }
     }
 
+    /// The pickup to pass with `directSink` (`VirtualSwitch.setDirectSink(_:pickup:for:)`): one
+    /// batch of what the endpoint has to read, switched on the calling thread, unless this pump
+    /// (or another writer) is reading it at that moment.
+    public var pickup: VirtualSwitch.DirectPickup {
+        let reader = reader
+        return { _ = reader.forward(waiting: false) }
+    }
+
     /// Stops the pump and waits for it.
     public func stop() { thread.stop() }
+}
+
+/// Reads a host endpoint into its switch port, one batch at a time, from whichever thread
+/// calls: the pump, or a thread that has just written to the endpoint (`HostPortPump.pickup`).
+///
+/// One reader at a time, which keeps the frames in the order the endpoint gave them: a batch
+/// is read and switched under `scratch`'s lock. The lock is held across I/O only in this narrow
+/// sense: every read is non-blocking (the endpoint's descriptor is O_NONBLOCK), at most `batch`
+/// of them, and a pickup never waits for the lock (it leaves the frames to whoever holds it).
+final class HostPortReader: Sendable {
+    private let endpoint: VirtioFrameEndpoint
+    private let port: SwitchPortID
+    private let virtualSwitch: VirtualSwitch
+    private let statistics: HostPortPump.Statistics
+    private let scratch: Mutex<[UInt8]>
+
+    init(endpoint: VirtioFrameEndpoint, port: SwitchPortID, switch virtualSwitch: VirtualSwitch,
+         statistics: HostPortPump.Statistics) {
+        self.endpoint = endpoint
+        self.port = port
+        self.virtualSwitch = virtualSwitch
+        self.statistics = statistics
+        scratch = Mutex([UInt8](repeating: 0, count: VirtioFrameEndpoint.maximumFrameSize + endpoint.headerSize))
+    }
+
+    /// Reads up to one batch and switches it.
+    /// - Parameter waiting: wait for another reader to finish (the pump) rather than return.
+    /// - Returns: the frames switched, or `nil` if another reader held the endpoint.
+    func forward(waiting: Bool) -> Int? {
+        waiting ? scratch.withLock { readBatch(into: &$0) } : scratch.withLockIfAvailable { readBatch(into: &$0) }
+    }
+
+    private func readBatch(into buffer: inout [UInt8]) -> Int {
+        var frames: [NetworkFrame] = []
+        reading: while frames.count < HostPortPump.batch {
+            do throws(SystemError) {
+                switch try endpoint.read(into: &buffer) {
+                case .frame(let frame): frames.append(frame)
+                case .empty: break reading
+                case .unusable: statistics.unusableReads.add(1, ordering: .relaxed)
+                }
+            } catch {
+                statistics.failures.add(1, ordering: .relaxed)
+                break reading
+            }
+        }
+        if !frames.isEmpty { virtualSwitch.send(frames, from: port) }
+        return frames.count
+    }
 }

@@ -9,8 +9,9 @@ import Synchronization
 public final class VirtualSwitch: Sendable {
     private let core: Mutex<SwitchCore>
     private let notifiers = Mutex<[SwitchPortID: EventFD]>([:])
-    /// Ports whose frames the switching thread writes itself (`setDirectSink`).
-    private let sinks = Mutex<[SwitchPortID: DirectSink]>([:])
+    /// Ports whose frames the switching thread writes itself (`setDirectSink`), and what it
+    /// runs after writing to them.
+    private let sinks = Mutex<[SwitchPortID: (write: DirectSink, pickup: DirectPickup?)]>([:])
     /// Each port's own eventfd, from `addPort`.
     private let ownEvents = Mutex<[SwitchPortID: EventFD]>([:])
     public let name: String
@@ -70,11 +71,19 @@ public final class VirtualSwitch: Sendable {
     /// Writes one frame to a port's endpoint; `false` if the endpoint would block.
     public typealias DirectSink = @Sendable (NetworkFrame) -> Bool
 
+    /// Runs on the switching thread after it wrote a batch of frames to a port directly: a host
+    /// port takes what its endpoint has to read at once (`HostPortPump.pickup`). A host answers
+    /// many frames while they are being written (an ARP or ICMP echo reply is queued on a TAP
+    /// before the write returns), so the answer is switched without waiting for the port's
+    /// owner to wake up.
+    public typealias DirectPickup = @Sendable () -> Void
+
     /// Lets threads that switch frames for `id` write them to its endpoint themselves while
-    /// nothing is queued for it (`nil`: queue everything for the port's owner again). For host
-    /// ports: their writes are non-blocking and safe from any thread.
-    public func setDirectSink(_ sink: DirectSink?, for id: SwitchPortID) {
-        sinks.withLock { $0[id] = sink }
+    /// nothing is queued for it (`nil`: queue everything for the port's owner again), then run
+    /// `pickup` once per batch. For host ports: their writes are non-blocking and safe from any
+    /// thread.
+    public func setDirectSink(_ sink: DirectSink?, pickup: DirectPickup? = nil, for id: SwitchPortID) {
+        sinks.withLock { $0[id] = sink.map { ($0, pickup) } }
         core.withLock { $0.setDeliversDirectly(sink != nil, for: id) }
     }
 
@@ -97,24 +106,31 @@ public final class VirtualSwitch: Sendable {
     }
 
     /// Writes frames to their ports' sinks, in order; what a sink cannot take (and everything
-    /// after it for that port) is queued for the port's owner.
+    /// after it for that port) is queued for the port's owner. Then runs the pickup of each port
+    /// that took a frame, once.
     /// - Returns: ports whose queues went from empty to non-empty.
     private func writeDirectly(_ direct: [(SwitchPortID, NetworkFrame)], from source: SwitchPortID) -> Set<SwitchPortID> {
         let table = sinks.withLock { $0 }
         var refused: [SwitchPortID: [NetworkFrame]] = [:]
+        var written: [SwitchPortID] = []
         // A batch goes mostly to one port: its sink is looked up once per run of frames to it.
         var last: (port: SwitchPortID, sink: DirectSink?)?
         for (port, frame) in direct {
             if refused.isEmpty || refused[port] == nil {
-                if last?.port != port { last = (port, table[port]) }
-                if let sink = last?.sink, sink(frame) { continue }
+                if last?.port != port { last = (port, table[port]?.write) }
+                if let sink = last?.sink, sink(frame) {
+                    if !written.contains(port) { written.append(port) }
+                    continue
+                }
             }
             refused[port, default: []].append(frame)
         }
-        guard !refused.isEmpty else { return [] }
-        return core.withLock { core in
+        let woken = refused.isEmpty ? [] : core.withLock { core in
             Set(refused.compactMap { port, frames in core.enqueue(frames, for: port, from: source) ? port : nil })
         }
+        // No lock is held here: a pickup switches what it reads with `send`, as any sender does.
+        for port in written { table[port]?.pickup?() }
+        return woken
     }
 
     /// Takes up to `limit` frames waiting for `port`.

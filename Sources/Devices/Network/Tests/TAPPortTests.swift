@@ -21,14 +21,18 @@ import VirtualSwitch
     }
 
     /// Creates the namespace on a thread of its own, so the test's thread stays where it was.
-    static func makeNamespace() throws(SystemError) -> Namespace {
+    /// - Parameter address: an IPv4 address (host byte order, /24) for the TAP, so that the
+    ///   namespace's stack answers ARP and pings on it.
+    static func makeNamespace(address: UInt32? = nil) throws(SystemError) -> Namespace {
         let result = Mutex<Result<Namespace, SystemError>?>(nil)
         let thread = try OSThread.spawn(name: "netns") {
             do throws(SystemError) {
                 try NetworkNamespace.unshareCurrentThread()
                 let (tap, interface) = try TAPDevice.create(name: "hvtest0")
+                let control = try NetworkInterface.controlSocket()
+                if let address { try NetworkInterface.setIPv4Address(interface, address, prefix: 24, using: control) }
                 // Up first: a packet socket bound to a down interface reports ENETDOWN once.
-                try NetworkInterface.setUp(interface, true, using: try NetworkInterface.controlSocket())
+                try NetworkInterface.setUp(interface, true, using: control)
                 let hostSide = try PacketSocket.open(interface: interface, promiscuous: true, virtioHeader: false)
                 let uplink = try VirtioFrameEndpoint.packetSocket(interface: interface)
                 result.withLock { $0 = .success(Namespace(tap: tap, interface: interface, hostSide: hostSide, uplink: uplink)) }
@@ -118,6 +122,49 @@ import VirtualSwitch
         }
         #expect(received.contains { $0.bytes == inbound })
         #expect(virtualSwitch.counters(of: hostPort)?.framesIn ?? 0 >= 1)
+        #expect(pump.failures == 0)
+    }
+
+    /// The host's stack answers an ARP request while the TAP write carrying it runs, so the
+    /// thread that wrote it directly takes the reply at once (`HostPortPump.pickup`) and the
+    /// child's port holds it when `send` returns. The pump thread is stopped first: nothing
+    /// else reads the TAP.
+    @Test("internal switch: a reply the host queues during a direct write is switched before the write returns",
+          .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
+    func directWriteTakesTheHostsReply() throws {
+        let hostIP: UInt32 = 0x0AD5_5B01  // 10.213.91.1
+        let childIP: UInt32 = 0x0AD5_5B02
+        let namespace = try Self.makeNamespace(address: hostIP)
+        let virtualSwitch = VirtualSwitch(name: "Internal", kind: .internal(hostInterface: namespace.interface))
+        var childConfiguration = SwitchPortConfiguration(name: "child", kind: .child, macAddress: Self.child)
+        childConfiguration.packetFilter = .linuxDefault
+        let (childPort, _) = try virtualSwitch.addPort(childConfiguration)
+        let (hostPort, hostReady) = try virtualSwitch.addPort(SwitchPortConfiguration(name: "host", kind: .host))
+        let endpoint = try VirtioFrameEndpoint.tap(namespace.tap)
+        let pump = try HostPortPump(endpoint: endpoint, port: hostPort, ready: hostReady, switch: virtualSwitch, name: "tap-pump")
+        pump.stop()
+        virtualSwitch.setDirectSink(pump.directSink(for: endpoint), pickup: pump.pickup, for: hostPort)
+
+        func be32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (24 - 8 * $0)) } }
+        let broadcast = [UInt8](repeating: 0xFF, count: 6)
+        // Ethernet, then ARP: Ethernet/IPv4, request, who has hostIP, tell childIP.
+        var request: [UInt8] = broadcast + Self.child.bytes
+        request += [0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]
+        request += Self.child.bytes + be32(childIP)
+        request += [UInt8](repeating: 0, count: 6) + be32(hostIP)
+        virtualSwitch.send([NetworkFrame(bytes: request)], from: childPort)
+
+        func isARPReply(_ frame: [UInt8]) -> Bool {
+            guard frame.count >= 42 else { return false }
+            return frame[12...13].elementsEqual([0x08, 0x06]) && frame[20...21].elementsEqual([0x00, 0x02])
+        }
+        let replies = virtualSwitch.receive(for: childPort).map(\.bytes).filter(isARPReply)
+        try #require(replies.count == 1, "no ARP reply was waiting for the child when send returned")
+        let reply = replies[0]
+        #expect(Array(reply[0..<6]) == Self.child.bytes)          // to the child
+        #expect(Array(reply[28..<32]) == be32(hostIP))            // sender: the host's address
+        #expect(Array(reply[32..<38]) == Self.child.bytes)        // target: the child
+        #expect(Array(reply[38..<42]) == be32(childIP))
         #expect(pump.failures == 0)
     }
 
