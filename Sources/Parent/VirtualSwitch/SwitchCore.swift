@@ -19,9 +19,28 @@ public struct SwitchCore: Sendable {
         var queue: [Queued] = []
         var queueHead = 0
         var queuedBytes = 0
-        /// Frames waiting, by the port that sent them (fair share, see `forward`).
-        var queuedBySource: [SwitchPortID: Int] = [:]
+        /// Frames waiting, by the port that sent them (fair share, see `forward`): a few senders
+        /// at a time, at most the switch's ports, so a list scanned in place rather than a
+        /// dictionary that hashes on every frame.
+        var queuedBySource: [(source: SwitchPortID, count: Int)] = []
         var queuedFrames: Int { queue.count - queueHead }
+
+        /// Frames from `source` waiting in the queue.
+        func queued(from source: SwitchPortID) -> Int {
+            for entry in queuedBySource where entry.source == source { return entry.count }
+            return 0
+        }
+
+        /// Adds `delta` (negative: removes) to the frames from `source` waiting; a sender with
+        /// none left leaves the list.
+        mutating func countQueued(from source: SwitchPortID, _ delta: Int) {
+            guard let index = queuedBySource.firstIndex(where: { $0.source == source }) else {
+                if delta > 0 { queuedBySource.append((source, delta)) }
+                return
+            }
+            queuedBySource[index].count += delta
+            if queuedBySource[index].count <= 0 { queuedBySource.remove(at: index) }
+        }
 
         /// Counts a frame this port sent into the switch; the reason it must be dropped, if any.
         mutating func admit(_ frame: NetworkFrame) -> SwitchDropReason? {
@@ -50,13 +69,13 @@ public struct SwitchCore: Sendable {
             let share = max(1, configuration.queueFrameLimit / 2)
             guard queuedFrames < configuration.queueFrameLimit,
                   queuedBytes + item.bytes.count <= configuration.queueByteLimit,
-                  queuedBySource[source, default: 0] < share else {
+                  queued(from: source) < share else {
                 counters.drops[.queueFull, default: 0] += 1
                 return false
             }
             let wasEmpty = queuedFrames == 0
             queue.append(Queued(frame: item, source: source))
-            queuedBySource[source, default: 0] += 1
+            countQueued(from: source, 1)
             queuedBytes += item.bytes.count
             countOut(item)
             return wasEmpty
@@ -167,7 +186,7 @@ public struct SwitchCore: Sendable {
     }
 
     /// The port `address` was learned on, if the entry has not aged out.
-    public func learnedPort(of address: MACAddress, now: UInt64) -> SwitchPortID? { table.port(of: address, now: now) }
+    public func learnedPort(of address: MACAddress, now: UInt64) -> SwitchPortID? { table.peekPort(of: address, now: now) }
 
     /// Learned addresses.
     public var learnedCount: Int { table.count }
@@ -290,9 +309,7 @@ extension SwitchCore.Port {
         for item in queue[queueHead..<end] {
             frames.append(item.frame)
             queuedBytes -= item.frame.bytes.count
-            if let count = queuedBySource[item.source] {
-                queuedBySource[item.source] = count > 1 ? count - 1 : nil
-            }
+            countQueued(from: item.source, -1)
         }
         queueHead = end
         if queueHead == queue.count {
@@ -310,6 +327,6 @@ extension SwitchCore.Port {
         queue = frames.map { SwitchCore.Queued(frame: $0, source: SwitchCore.requeuedSource) } + rest
         queueHead = 0
         queuedBytes += frames.reduce(0) { $0 + $1.bytes.count }
-        queuedBySource[SwitchCore.requeuedSource, default: 0] += frames.count
+        countQueued(from: SwitchCore.requeuedSource, frames.count)
     }
 }

@@ -139,6 +139,37 @@ import VirtualSwitch
         #expect(core.learnedCount == 1)
     }
 
+    /// The table remembers the entry it last learned or looked up, so that a stream of frames
+    /// between two ports hashes nothing; none of what the table answers may change because of it.
+    @Test("a stream's addresses are remembered without changing what is learned: moves, aging, refresh and forgetting")
+    func rememberedEntries() {
+        let aging: UInt64 = 256_000
+        var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: aging)
+        let ports = Self.promiscuousPorts(3, on: &core)
+        let aToB = NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b))
+        let bToA = NetworkFrame(bytes: ethernetFrame(from: Self.b, to: Self.a))
+        _ = core.forward(bToA, from: ports[1], now: 0)
+        // a → b, again and again: b is known, so only its port gets the frames.
+        for now in stride(from: UInt64(10), to: 2000, by: 10) {
+            #expect(core.forward(aToB, from: ports[0], now: now).allSatisfy { $0 == ports[1] })
+        }
+        #expect(core.learnedPort(of: Self.a, now: 2000) == ports[0])
+        // Refreshed often enough: a is still known just under the aging time after its last frame.
+        _ = core.forward(aToB, from: ports[0], now: 100_000)
+        #expect(core.learnedPort(of: Self.a, now: 100_000 + aging - aging / 256) == ports[0])
+        // b ages out although it is the destination just looked up.
+        #expect(core.learnedPort(of: Self.b, now: aging + 1) == nil)
+        // a moves to port 2 within the refresh time: learned there at once.
+        _ = core.forward(aToB, from: ports[2], now: 100_001)
+        #expect(core.learnedPort(of: Self.a, now: 100_001) == ports[2])
+        // Forgetting port 2 drops a, remembered or not: a frame to it floods.
+        core.removePort(ports[2])
+        #expect(core.learnedPort(of: Self.a, now: 100_002) == nil)
+        _ = core.dequeue(ports[0])
+        _ = core.forward(bToA, from: ports[1], now: 100_003)
+        #expect(core.queuedFrames(for: ports[0]) > 0, "unknown again, so flooded to port 0")
+    }
+
     @Test("learned entries age out, and the table is bounded (oldest evicted)")
     func agingAndBound() {
         var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: 1000)
