@@ -110,6 +110,49 @@ public struct SwitchCore: Sendable {
         mutating func capabilities() -> SoftwareOffload.Capabilities { configuration.capabilities }
     }
 
+    /// The ports by ID, IDs ascending (`addPort` hands them out in increasing order), found by
+    /// binary search: a switched frame looks up two ports, and hashing each was a tenth of a
+    /// NIC worker's time in a guest → guest profile. The same calls as a dictionary's.
+    fileprivate struct PortTable: Sendable {
+        private(set) var keys: [SwitchPortID] = []
+        /// The ports, in the order of `keys`; mutate them in place through an index.
+        var values: [Port] = []
+
+        /// Where `id` is (or would go).
+        private func position(of id: SwitchPortID) -> Int {
+            var low = 0
+            var high = keys.count
+            while low < high {
+                let middle = (low + high) / 2
+                if keys[middle] < id { low = middle + 1 } else { high = middle }
+            }
+            return low
+        }
+
+        func index(forKey id: SwitchPortID) -> Int? {
+            let index = position(of: id)
+            return index < keys.count && keys[index] == id ? index : nil
+        }
+
+        subscript(id: SwitchPortID) -> Port? {
+            get { index(forKey: id).map { values[$0] } }
+            set {
+                let index = position(of: id)
+                let present = index < keys.count && keys[index] == id
+                switch (present, newValue) {
+                case (true, let port?): values[index] = port
+                case (true, nil):
+                    keys.remove(at: index)
+                    values.remove(at: index)
+                case (false, let port?):
+                    keys.insert(id, at: index)
+                    values.insert(port, at: index)
+                case (false, nil): break
+                }
+            }
+        }
+    }
+
     /// A frame waiting in a port's queue, with the port it came from.
     fileprivate struct Queued: Sendable {
         var frame: NetworkFrame
@@ -119,7 +162,7 @@ public struct SwitchCore: Sendable {
     /// Frames given back with `requeue` count against no sender's share.
     fileprivate static let requeuedSource = SwitchPortID(0)
 
-    private var ports: [SwitchPortID: Port] = [:]
+    private var ports = PortTable()
     /// The ports in the order they were added (floods go to them in this order).
     private var portOrder: [SwitchPortID] = []
     private var nextPort = 1
@@ -155,7 +198,7 @@ public struct SwitchCore: Sendable {
         table.forget(port: id)
     }
 
-    public var portIDs: [SwitchPortID] { ports.keys.sorted() }
+    public var portIDs: [SwitchPortID] { ports.keys }
 
     public func configuration(of id: SwitchPortID) -> SwitchPortConfiguration? { ports[id]?.configuration }
 

@@ -170,6 +170,25 @@ import VirtualSwitch
         #expect(core.queuedFrames(for: ports[0]) > 0, "unknown again, so flooded to port 0")
     }
 
+    @Test("ports added and removed in any order are each found by their ID, and only they")
+    func portTable() {
+        var core = SwitchCore(name: "private", kind: .private)
+        let ids = (0..<9).map { core.addPort(SwitchPortConfiguration(name: "p\($0)", kind: .child)) }
+        for index in [4, 0, 8, 5] { core.removePort(ids[index]) }
+        core.removePort(ids[4])
+        core.removePort(SwitchPortID(10_000))
+        let kept = [1, 2, 3, 6, 7]
+        #expect(core.portIDs == kept.map { ids[$0] })
+        for (index, id) in ids.enumerated() {
+            #expect(core.configuration(of: id)?.name == (kept.contains(index) ? "p\(index)" : nil))
+        }
+        let added = core.addPort(SwitchPortConfiguration(name: "late", kind: .child))
+        #expect(core.portIDs.last == added && core.configuration(of: added)?.name == "late")
+        core.setPacketFilter([.promiscuous], for: ids[6])
+        #expect(core.configuration(of: ids[6])?.packetFilter == [.promiscuous])
+        #expect(core.configuration(of: ids[7])?.packetFilter != [.promiscuous])
+    }
+
     @Test("learned entries age out, and the table is bounded (oldest evicted)")
     func agingAndBound() {
         var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: 1000)
