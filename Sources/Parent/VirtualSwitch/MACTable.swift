@@ -12,10 +12,12 @@ struct MACTable: Sendable {
     let capacity: Int
     let agingNanoseconds: UInt64
     private(set) var entries: [MACAddress: Entry] = [:]
-    /// The entry last learned or looked up, as `entries` holds it: a stream of frames between
-    /// two ports meets the same addresses frame after frame, and finds them here without
-    /// hashing. Every change to `entries` keeps it equal to its entry or clears it.
-    private var recent: (address: MACAddress, entry: Entry)?
+    /// The entry last learned (a frame's source) and the one last looked up (a frame's
+    /// destination), as `entries` holds them: a stream of frames between two ports meets the
+    /// same two addresses frame after frame, and finds them here without hashing. Every change
+    /// to `entries` keeps each equal to its entry or clears it.
+    private var learned: (address: MACAddress, entry: Entry)?
+    private var found: (address: MACAddress, entry: Entry)?
     /// A refresh of an address learned on the same port is written to `entries` only when its
     /// time there is older than this (1/256 of the aging time: about 1.2 s of the default
     /// 300 s), so an entry ages out at most that much early.
@@ -30,34 +32,41 @@ struct MACTable: Sendable {
     /// The port `address` was last seen on, unless that is older than the aging time, without
     /// remembering the lookup.
     func peekPort(of address: MACAddress, now: UInt64) -> SwitchPortID? {
-        let entry = recent.flatMap { $0.address == address ? $0.entry : nil } ?? entries[address]
-        guard let entry, now &- entry.lastSeen <= agingNanoseconds else { return nil }
+        guard let entry = remembered(address) ?? entries[address], now &- entry.lastSeen <= agingNanoseconds else { return nil }
         return entry.port
     }
 
     /// The port `address` was last seen on, unless that is older than the aging time.
     mutating func port(of address: MACAddress, now: UInt64) -> SwitchPortID? {
         let entry: Entry
-        if let recent, recent.address == address {
-            entry = recent.entry
+        if let remembered = remembered(address) {
+            entry = remembered
         } else {
-            guard let found = entries[address] else { return nil }
-            entry = found
-            recent = (address, found)
+            guard let stored = entries[address] else { return nil }
+            entry = stored
+            found = (address, stored)
         }
         return now &- entry.lastSeen <= agingNanoseconds ? entry.port : nil
     }
 
+    /// The entry of `address` if it is one of the two remembered.
+    private func remembered(_ address: MACAddress) -> Entry? {
+        if let found, found.address == address { return found.entry }
+        if let learned, learned.address == address { return learned.entry }
+        return nil
+    }
+
     /// Records `address` on `port`. When full, aged entries go first, then the oldest.
     mutating func learn(_ address: MACAddress, on port: SwitchPortID, now: UInt64) {
-        // The address of the last frame, on the same port, seen again soon: nothing to write
-        // (its time in the table is at most `refreshNanoseconds` old).
-        if let recent, recent.address == address, recent.entry.port == port,
-           now &- recent.entry.lastSeen < refreshNanoseconds {
+        // The source of the last frame, on the same port, seen again soon: nothing to write (its
+        // time in the table is at most `refreshNanoseconds` old).
+        if let learned, learned.address == address, learned.entry.port == port,
+           now &- learned.entry.lastSeen < refreshNanoseconds {
             return
         }
         let entry = Entry(port: port, lastSeen: now)
-        recent = (address, entry)
+        learned = (address, entry)
+        if found?.address == address { found = (address, entry) }
         // Most frames come from an address already known: one lookup refreshes it in place.
         if let known = entries.index(forKey: address) {
             entries.values[known] = entry
@@ -68,6 +77,8 @@ struct MACTable: Sendable {
             if entries.count >= capacity, let oldest = entries.min(by: { $0.value.lastSeen < $1.value.lastSeen }) {
                 entries[oldest.key] = nil
             }
+            // The remembered destination may be gone (`learned` is the address being added).
+            found = nil
         }
         entries[address] = entry
     }
@@ -75,7 +86,8 @@ struct MACTable: Sendable {
     /// Forgets every address learned on `port`.
     mutating func forget(port: SwitchPortID) {
         entries = entries.filter { $0.value.port != port }
-        recent = nil
+        learned = nil
+        found = nil
     }
 
     var count: Int { entries.count }

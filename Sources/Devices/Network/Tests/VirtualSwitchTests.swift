@@ -162,6 +162,11 @@ import VirtualSwitch
         // a moves to port 2 within the refresh time: learned there at once.
         _ = core.forward(aToB, from: ports[2], now: 100_001)
         #expect(core.learnedPort(of: Self.a, now: 100_001) == ports[2])
+        // So does b, the destination just looked up: frames to it follow it to port 0.
+        _ = core.forward(bToA, from: ports[0], now: 100_001)
+        _ = core.dequeue(ports[1])
+        #expect(core.forward(aToB, from: ports[2], now: 100_001).allSatisfy { $0 == ports[0] })
+        #expect(core.queuedFrames(for: ports[1]) == 0 && core.learnedPort(of: Self.b, now: 100_001) == ports[0])
         // Forgetting port 2 drops a, remembered or not: a frame to it floods.
         core.removePort(ports[2])
         #expect(core.learnedPort(of: Self.a, now: 100_002) == nil)
