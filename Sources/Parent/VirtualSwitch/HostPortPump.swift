@@ -86,8 +86,8 @@ public final class HostPortPump: Sendable {
     /// batch of what the endpoint has to read, switched on the calling thread, unless this pump
     /// (or another writer) is reading it at that moment.
     public var pickup: VirtualSwitch.DirectPickup {
-        let reader = reader
-        return { _ = reader.forward(waiting: false) }
+        // Weak: the switch holds the pickup, and the reader holds the switch.
+        { [weak reader] in _ = reader?.forward(waiting: false) }
     }
 
     /// Stops the pump and waits for it.

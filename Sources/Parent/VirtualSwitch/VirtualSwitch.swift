@@ -97,19 +97,28 @@ public final class VirtualSwitch: Sendable {
             for frame in frames { woken.formUnion(core.forward(frame, from: source, now: now, direct: &direct)) }
             return woken
         }
+        var pickups: [DirectPickup] = []
         if let direct, !direct.isEmpty {
-            woken.formUnion(writeDirectly(direct, from: source))
+            let outcome = writeDirectly(direct, from: source)
+            woken.formUnion(outcome.woken)
+            pickups = outcome.pickups
         }
-        guard !woken.isEmpty else { return }
-        let events = notifiers.withLock { table in woken.compactMap { table[$0] } }
-        for event in events { event.signal() }
+        if !woken.isEmpty {
+            let events = notifiers.withLock { table in woken.compactMap { table[$0] } }
+            for event in events { event.signal() }
+        }
+        // After the wake-ups, which a pickup (a batch of reads) would otherwise delay; no lock
+        // is held: a pickup switches what it reads with `send`, as any sender does.
+        for pickup in pickups { pickup() }
     }
 
     /// Writes frames to their ports' sinks, in order; what a sink cannot take (and everything
-    /// after it for that port) is queued for the port's owner. Then runs the pickup of each port
-    /// that took a frame, once.
-    /// - Returns: ports whose queues went from empty to non-empty.
-    private func writeDirectly(_ direct: [(SwitchPortID, NetworkFrame)], from source: SwitchPortID) -> Set<SwitchPortID> {
+    /// after it for that port) is queued for the port's owner.
+    /// - Returns: ports whose queues went from empty to non-empty, and the pickups of the ports
+    ///   that took a frame (each once), for the caller to run.
+    private func writeDirectly(_ direct: [(SwitchPortID, NetworkFrame)], from source: SwitchPortID)
+        -> (woken: Set<SwitchPortID>, pickups: [DirectPickup])
+    {
         let table = sinks.withLock { $0 }
         var refused: [SwitchPortID: [NetworkFrame]] = [:]
         var written: [SwitchPortID] = []
@@ -128,9 +137,7 @@ public final class VirtualSwitch: Sendable {
         let woken = refused.isEmpty ? [] : core.withLock { core in
             Set(refused.compactMap { port, frames in core.enqueue(frames, for: port, from: source) ? port : nil })
         }
-        // No lock is held here: a pickup switches what it reads with `send`, as any sender does.
-        for port in written { table[port]?.pickup?() }
-        return woken
+        return (woken, written.compactMap { table[$0]?.pickup })
     }
 
     /// Takes up to `limit` frames waiting for `port`.

@@ -324,8 +324,11 @@ public struct GuestIOVectors: @unchecked Sendable {
     public func withUnsafeIOVectors<Result, Failure: Error>(
         _ body: (UnsafePointer<iovec>, Int) throws(Failure) -> Result
     ) throws(Failure) -> Result {
-        // SAFETY: the first `count` elements are initialised iovecs, tail-allocated in `storage`,
-        // which stays where it is as long as any copy of this value lives.
+        // SAFETY: the first `count` elements are initialised iovecs, tail-allocated in `storage`.
+        // An engine may keep the pointer past this call (io_uring reads the iovecs when it
+        // submits): that relies on a class instance's tail allocation never moving while the
+        // instance lives, which the engine ensures by keeping a copy of this value until the
+        // operation is reaped.
         let count = count
         return try storage.withUnsafeMutablePointerToElements { vectors throws(Failure) in
             try body(UnsafePointer(vectors), count)

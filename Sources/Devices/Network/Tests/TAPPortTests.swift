@@ -166,6 +166,7 @@ import VirtualSwitch
         #expect(Array(reply[32..<38]) == Self.child.bytes)        // target: the child
         #expect(Array(reply[38..<42]) == be32(childIP))
         #expect(pump.failures == 0)
+        virtualSwitch.setDirectSink(nil, for: hostPort)
     }
 
     @Test("external switch: the AF_PACKET uplink sends frames out of the interface and receives from it",

@@ -175,6 +175,36 @@ import VirtualSwitch
         #expect(core.queuedFrames(for: ports[0]) > 0, "unknown again, so flooded to port 0")
     }
 
+    /// The remembered destination must follow what the table learns and evicts between lookups.
+    @Test("a remembered destination that moves or is evicted is not used any more")
+    func rememberedDestination() {
+        let aToB = NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b))
+        func broadcast(from address: MACAddress) -> NetworkFrame {
+            NetworkFrame(bytes: ethernetFrame(from: address, to: .broadcast))
+        }
+        // Moves: b, remembered as a→b's destination, moves with a frame that looks nothing up.
+        var core = SwitchCore(name: "private", kind: .private, tableCapacity: 8, agingNanoseconds: 256_000)
+        var ports = Self.promiscuousPorts(3, on: &core)
+        _ = core.forward(broadcast(from: Self.b), from: ports[1], now: 0)
+        #expect(core.forward(aToB, from: ports[0], now: 1).allSatisfy { $0 == ports[1] })
+        _ = core.forward(broadcast(from: Self.b), from: ports[2], now: 2)
+        _ = core.forward(broadcast(from: Self.c), from: ports[0], now: 3)
+        for port in ports { _ = core.dequeue(port) }
+        _ = core.forward(aToB, from: ports[0], now: 4)
+        #expect(core.queuedFrames(for: ports[2]) == 1 && core.queuedFrames(for: ports[1]) == 0, "b moved to port 2")
+
+        // Eviction: in a two-entry table, b (remembered) is the oldest when c is learned.
+        core = SwitchCore(name: "private", kind: .private, tableCapacity: 2, agingNanoseconds: 256_000)
+        ports = Self.promiscuousPorts(3, on: &core)
+        _ = core.forward(broadcast(from: Self.b), from: ports[1], now: 0)
+        #expect(core.forward(aToB, from: ports[0], now: 1).allSatisfy { $0 == ports[1] })
+        _ = core.forward(broadcast(from: Self.c), from: ports[2], now: 2)
+        #expect(core.learnedPort(of: Self.b, now: 3) == nil, "evicted")
+        for port in ports { _ = core.dequeue(port) }
+        _ = core.forward(aToB, from: ports[0], now: 3)
+        #expect(core.queuedFrames(for: ports[1]) == 1 && core.queuedFrames(for: ports[2]) == 1, "b unknown: flooded")
+    }
+
     @Test("ports added and removed in any order are each found by their ID, and only they")
     func portTable() {
         var core = SwitchCore(name: "private", kind: .private)
