@@ -38,15 +38,8 @@ struct MACTable: Sendable {
 
     /// The port `address` was last seen on, unless that is older than the aging time.
     mutating func port(of address: MACAddress, now: UInt64) -> SwitchPortID? {
-        let entry: Entry
-        if let remembered = remembered(address) {
-            entry = remembered
-        } else {
-            guard let stored = entries[address] else { return nil }
-            entry = stored
-            found = (address, stored)
-        }
-        return now &- entry.lastSeen <= agingNanoseconds ? entry.port : nil
+        if remembered(address) == nil, let stored = entries[address] { found = (address, stored) }
+        return peekPort(of: address, now: now)
     }
 
     /// The entry of `address` if it is one of the two remembered.

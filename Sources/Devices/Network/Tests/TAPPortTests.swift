@@ -1,6 +1,7 @@
 import Glibc
 import LinuxSupport
 import NetworkProtocol
+import NetworkVSC
 import Synchronization
 import Testing
 import VirtualSwitch
@@ -146,12 +147,8 @@ import VirtualSwitch
         virtualSwitch.setDirectSink(pump.directSink(for: endpoint), pickup: pump.pickup, for: hostPort)
 
         func be32(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (24 - 8 * $0)) } }
-        let broadcast = [UInt8](repeating: 0xFF, count: 6)
-        // Ethernet, then ARP: Ethernet/IPv4, request, who has hostIP, tell childIP.
-        var request: [UInt8] = broadcast + Self.child.bytes
-        request += [0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]
-        request += Self.child.bytes + be32(childIP)
-        request += [UInt8](repeating: 0, count: 6) + be32(hostIP)
+        // Who has hostIP, tell childIP (the guest's own ARP, compiled here as in `AdapterTests`).
+        let request = IPv4Endpoint(macAddress: Self.child, address: childIP).arpRequest(for: hostIP)
         virtualSwitch.send([NetworkFrame(bytes: request)], from: childPort)
 
         func isARPReply(_ frame: [UInt8]) -> Bool {
