@@ -138,7 +138,8 @@ final class HostPortReader: Sendable {
                 break reading
             }
         }
-        if !frames.isEmpty { virtualSwitch.send(frames, from: port) }
-        return frames.count
+        let count = frames.count
+        if count > 0 { virtualSwitch.send(draining: &frames, from: port) }
+        return count
     }
 }

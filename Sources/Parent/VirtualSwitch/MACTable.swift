@@ -18,6 +18,10 @@ struct MACTable: Sendable {
     /// to `entries` keeps each equal to its entry or clears it.
     private var learned: (address: MACAddress, entry: Entry)?
     private var found: (address: MACAddress, entry: Entry)?
+    /// The address last looked up and not in `entries`: a stream to a destination no port has
+    /// announced (flooded) finds it here without hashing. Only `learn` adds to `entries`, and
+    /// it clears this when it adds the address.
+    private var missed: MACAddress?
     /// A refresh of an address learned on the same port is written to `entries` only when its
     /// time there is older than this (1/256 of the aging time: about 1.2 s of the default
     /// 300 s), so an entry ages out at most that much early.
@@ -32,13 +36,20 @@ struct MACTable: Sendable {
     /// The port `address` was last seen on, unless that is older than the aging time, without
     /// remembering the lookup.
     func peekPort(of address: MACAddress, now: UInt64) -> SwitchPortID? {
-        guard let entry = remembered(address) ?? entries[address], now &- entry.lastSeen <= agingNanoseconds else { return nil }
+        guard missed != address, let entry = remembered(address) ?? entries[address],
+              now &- entry.lastSeen <= agingNanoseconds else { return nil }
         return entry.port
     }
 
     /// The port `address` was last seen on, unless that is older than the aging time.
     mutating func port(of address: MACAddress, now: UInt64) -> SwitchPortID? {
-        if remembered(address) == nil, let stored = entries[address] { found = (address, stored) }
+        if missed != address, remembered(address) == nil {
+            guard let stored = entries[address] else {
+                missed = address
+                return nil
+            }
+            found = (address, stored)
+        }
         return peekPort(of: address, now: now)
     }
 
@@ -59,6 +70,7 @@ struct MACTable: Sendable {
         }
         let entry = Entry(port: port, lastSeen: now)
         learned = (address, entry)
+        if missed == address { missed = nil }
         if found?.address == address { found = (address, entry) }
         // Most frames come from an address already known: one lookup refreshes it in place.
         if let known = entries.index(forKey: address) {

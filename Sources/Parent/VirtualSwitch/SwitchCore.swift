@@ -70,7 +70,7 @@ public struct SwitchCore: Sendable {
             guard queuedFrames < configuration.queueFrameLimit,
                   queuedBytes + item.bytes.count <= configuration.queueByteLimit,
                   queued(from: source) < share else {
-                counters.drops[.queueFull, default: 0] += 1
+                counters.countDrop(.queueFull)
                 return false
             }
             let wasEmpty = queuedFrames == 0
@@ -253,7 +253,7 @@ public struct SwitchCore: Sendable {
         guard let senderIndex = ports.index(forKey: source) else { return [] }
         let drop = ports.values[senderIndex].admit(frame)
         if let drop {
-            ports.values[senderIndex].counters.drops[drop, default: 0] += 1
+            ports.values[senderIndex].counters.countDrop(drop)
             return []
         }
         guard let destination = MACAddress.destination(of: frame.bytes), let sourceAddress = MACAddress.source(of: frame.bytes)
@@ -276,7 +276,7 @@ public struct SwitchCore: Sendable {
             // out of the dictionary would copy it, queue and tables included, for each frame.
             guard let index = ports.index(forKey: target) else { continue }
             guard ports.values[index].accepts(destination) else {
-                ports.values[index].counters.drops[.filtered, default: 0] += 1
+                ports.values[index].counters.countDrop(.filtered)
                 continue
             }
             let takesDirectly = direct != nil && ports.values[index].takesDirectly()
@@ -298,7 +298,7 @@ public struct SwitchCore: Sendable {
                 resolved.append((capabilities, frames))
             }
             guard let frames else {
-                ports.values[index].counters.drops[.offloadFailed, default: 0] += 1
+                ports.values[index].counters.countDrop(.offloadFailed)
                 continue
             }
             if takesDirectly {

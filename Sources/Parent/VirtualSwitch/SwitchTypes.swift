@@ -29,7 +29,7 @@ public enum SwitchPortKind: Hashable, Sendable {
     case uplink
 }
 
-/// Why the switch dropped a frame.
+/// Why the switch dropped a frame. Raw values run 0..<allCases.count: counters index by them.
 public enum SwitchDropReason: Int, Hashable, Sendable, CaseIterable {
     /// The destination's queue was full.
     case queueFull
@@ -53,14 +53,27 @@ public struct SwitchPortCounters: Hashable, Sendable {
     /// Frames and bytes queued to the port.
     public var framesOut: UInt64 = 0
     public var bytesOut: UInt64 = 0
-    /// Drops by reason: on the sending port for malformed/oversized/spoofed, on the receiving
-    /// port for queue full/filtered/offload failures.
-    public var drops: [SwitchDropReason: UInt64] = [:]
+    /// Drops by reason, indexed by raw value: a frame dropped at a full queue is counted
+    /// without hashing (a flooding sender meets that on most of its frames).
+    private var dropCounts = [UInt64](repeating: 0, count: SwitchDropReason.allCases.count)
 
     public init() {}
 
+    /// Drops by reason (those with any): on the sending port for malformed/oversized/spoofed,
+    /// on the receiving port for queue full/filtered/offload failures.
+    public var drops: [SwitchDropReason: UInt64] {
+        var drops: [SwitchDropReason: UInt64] = [:]
+        for reason in SwitchDropReason.allCases where dropCounts[reason.rawValue] > 0 {
+            drops[reason] = dropCounts[reason.rawValue]
+        }
+        return drops
+    }
+
     /// Drops for `reason`.
-    public func dropped(_ reason: SwitchDropReason) -> UInt64 { drops[reason] ?? 0 }
+    public func dropped(_ reason: SwitchDropReason) -> UInt64 { dropCounts[reason.rawValue] }
+
+    /// Counts one drop for `reason`.
+    public mutating func countDrop(_ reason: SwitchDropReason) { dropCounts[reason.rawValue] += 1 }
 }
 
 /// How a port behaves.

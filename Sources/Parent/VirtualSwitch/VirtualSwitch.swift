@@ -89,14 +89,40 @@ public final class VirtualSwitch: Sendable {
 
     /// Switches frames port `source` sent, in order.
     public func send(_ frames: [NetworkFrame], from source: SwitchPortID) {
+        var frames = frames
+        send(&frames, from: source, draining: false)
+    }
+
+    /// Switches frames port `source` sent, in order, and empties `frames` (keeping its capacity),
+    /// letting go of each frame before the switch's lock is released: once a frame is queued,
+    /// the sender no longer touches its reference count, so the sender's and the receiver's
+    /// cores do not trade the frame's cache line while the receiver takes it.
+    public func send(draining frames: inout [NetworkFrame], from source: SwitchPortID) {
+        send(&frames, from: source, draining: true)
+    }
+
+    /// Most frames switched in one hold of the switch's lock: a guest packet may carry
+    /// thousands of tiny frames, and other ports' owners wait for the lock meanwhile.
+    static let framesPerLock = 64
+
+    private func send(_ frames: inout [NetworkFrame], from source: SwitchPortID, draining: Bool) {
         let now = MonotonicClock.nanoseconds()
         let hasSinks = sinks.withLock { !$0.isEmpty }
         var direct: [(SwitchPortID, NetworkFrame)]? = hasSinks ? [] : nil
-        var woken = core.withLock { core -> Set<SwitchPortID> in
-            var woken = Set<SwitchPortID>()
-            for frame in frames { woken.formUnion(core.forward(frame, from: source, now: now, direct: &direct)) }
-            return woken
+        var woken = Set<SwitchPortID>()
+        var start = 0
+        while start < frames.count {
+            let end = min(start + Self.framesPerLock, frames.count)
+            core.withLock { core in
+                for index in start..<end {
+                    woken.formUnion(core.forward(frames[index], from: source, now: now, direct: &direct))
+                    // The empty array is shared storage: the sender's reference goes, nothing is allocated.
+                    if draining { frames[index] = NetworkFrame(bytes: []) }
+                }
+            }
+            start = end
         }
+        if draining { frames.removeAll(keepingCapacity: true) }
         var pickups: [DirectPickup] = []
         if let direct, !direct.isEmpty {
             let outcome = writeDirectly(direct, from: source)

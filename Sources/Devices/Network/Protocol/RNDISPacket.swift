@@ -7,6 +7,9 @@ import HyperV
 public struct RNDISPacketLayout: Hashable, Sendable {
     /// Size of the header including {type, msg_len}.
     public static let headerSize = 44
+    /// The largest header the host puts before a received frame: the PACKET header and three
+    /// PPIs of 4-byte values (checksum, VLAN, hash).
+    public static let maximumReceiveHeaderSize = headerSize + 3 * (PerPacketInfo.headerSize + 4)
     /// Most per-packet-information elements a parser accepts.
     public static let maximumPerPacketInfoCount = 32
 
@@ -76,18 +79,26 @@ public struct RNDISPacketLayout: Hashable, Sendable {
     /// per-packet-info offset is 0: Linux's receive path logs "Invalid per_pkt_info_len" for
     /// every packet whose offset is set and whose length is 0 (`rndis_filter.c: rndis_get_ppi`).
     public static func header(dataCount: Int, perPacketInfo: [PerPacketInfo], padding: Int = 0) -> [UInt8] {
-        var bytes: [UInt8] = .zeros(headerSize)
-        var infoBytes: [UInt8] = []
-        for info in perPacketInfo { info.append(to: &infoBytes) }
-        let messageLength = headerSize + infoBytes.count + dataCount + padding
+        var bytes: [UInt8] = []
+        header(dataCount: dataCount, perPacketInfo: perPacketInfo, padding: padding, into: &bytes)
+        return bytes
+    }
+
+    /// The same header, replacing the contents of `bytes` (a caller that keeps the array
+    /// between frames builds each header without allocating).
+    public static func header(dataCount: Int, perPacketInfo: [PerPacketInfo], padding: Int = 0, into bytes: inout [UInt8]) {
+        var infoCount = 0
+        for info in perPacketInfo { infoCount += info.size }
+        let messageLength = headerSize + infoCount + dataCount + padding
+        bytes.removeAll(keepingCapacity: true)
+        bytes.append(contentsOf: repeatElement(0, count: headerSize))
         bytes.storeLittleEndian(RNDISMessageType.packet.rawValue, at: 0)
         bytes.storeLittleEndian(UInt32(truncatingIfNeeded: messageLength), at: 4)
-        bytes.storeLittleEndian(UInt32(truncatingIfNeeded: headerSize - RNDISMessage.headerSize + infoBytes.count), at: 8)
+        bytes.storeLittleEndian(UInt32(truncatingIfNeeded: headerSize - RNDISMessage.headerSize + infoCount), at: 8)
         bytes.storeLittleEndian(UInt32(truncatingIfNeeded: dataCount), at: 12)
-        bytes.storeLittleEndian(infoBytes.isEmpty ? 0 : UInt32(headerSize - RNDISMessage.headerSize), at: 28)
-        bytes.storeLittleEndian(UInt32(truncatingIfNeeded: infoBytes.count), at: 32)
-        bytes += infoBytes
-        return bytes
+        bytes.storeLittleEndian(infoCount == 0 ? 0 : UInt32(headerSize - RNDISMessage.headerSize), at: 28)
+        bytes.storeLittleEndian(UInt32(truncatingIfNeeded: infoCount), at: 32)
+        for info in perPacketInfo { info.append(to: &bytes) }
     }
 }
 

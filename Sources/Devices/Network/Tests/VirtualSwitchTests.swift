@@ -1,3 +1,4 @@
+import LinuxSupport
 import NetworkProtocol
 import Testing
 import VirtualSwitch
@@ -106,6 +107,7 @@ import VirtualSwitch
         for _ in 0..<100 { _ = core.forward(NetworkFrame(bytes: ethernetFrame(from: Self.a, to: .broadcast)), from: flooderPort, now: 1) }
         #expect(core.queuedFrames(for: slowPort) == 4, "one sender takes at most half of the queue")
         #expect(core.counters(of: slowPort)?.dropped(.queueFull) == 96)
+        #expect(core.counters(of: slowPort)?.drops == [.queueFull: 96], "only reasons that dropped a frame")
         // Another sender's frame for the flooded port still finds room.
         _ = core.forward(NetworkFrame(bytes: ethernetFrame(from: Self.c, to: Self.b)), from: fastPort, now: 1)
         #expect(core.queuedFrames(for: slowPort) == 5)
@@ -203,6 +205,45 @@ import VirtualSwitch
         for port in ports { _ = core.dequeue(port) }
         _ = core.forward(aToB, from: ports[0], now: 3)
         #expect(core.queuedFrames(for: ports[1]) == 1 && core.queuedFrames(for: ports[2]) == 1, "b unknown: flooded")
+
+        // A miss: b, looked up (and remembered as missing) before any port announced it, is
+        // found once it does.
+        core = SwitchCore(name: "private", kind: .private, tableCapacity: 8, agingNanoseconds: 256_000)
+        ports = Self.promiscuousPorts(3, on: &core)
+        #expect(core.forward(aToB, from: ports[0], now: 0).count == 2, "b unknown: flooded")
+        #expect(core.forward(aToB, from: ports[0], now: 1).isEmpty, "still unknown: flooded to queues already waking")
+        #expect(core.learnedPort(of: Self.b, now: 1) == nil)
+        _ = core.forward(broadcast(from: Self.b), from: ports[2], now: 2)
+        for port in ports { _ = core.dequeue(port) }
+        _ = core.forward(aToB, from: ports[0], now: 3)
+        #expect(core.queuedFrames(for: ports[2]) == 1 && core.queuedFrames(for: ports[1]) == 0, "b found on port 2")
+    }
+
+    @Test("send(draining:) switches the frames in order, wakes the destination and empties the sender's array")
+    func sendDraining() throws {
+        let virtualSwitch = VirtualSwitch(name: "d", kind: .private)
+        var first = SwitchPortConfiguration(name: "a", kind: .child, macAddress: Self.a)
+        first.packetFilter = .linuxDefault
+        var second = SwitchPortConfiguration(name: "b", kind: .child, macAddress: Self.b)
+        second.packetFilter = .linuxDefault
+        let (portA, _) = try virtualSwitch.addPort(first)
+        let (portB, readyB) = try virtualSwitch.addPort(second)
+        // More frames than one hold of the lock switches, each distinct.
+        func frame(_ index: Int) -> NetworkFrame {
+            NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b) + [UInt8(index & 0xFF), UInt8(index >> 8)])
+        }
+        var frames = (0..<150).map(frame)
+        let capacity = frames.capacity
+        virtualSwitch.send(draining: &frames, from: portA)
+        #expect(frames.isEmpty && frames.capacity >= capacity)
+        #expect(readyB.consume() != nil)
+        #expect(virtualSwitch.receive(for: portB, limit: 200) == (0..<150).map(frame))
+        #expect(virtualSwitch.receive(for: portA).isEmpty)
+    }
+
+    @Test("drop reasons' raw values run 0..<allCases.count (the counters index by them)")
+    func dropReasonIndices() {
+        #expect(SwitchDropReason.allCases.map(\.rawValue) == Array(0..<SwitchDropReason.allCases.count))
     }
 
     @Test("ports added and removed in any order are each found by their ID, and only they")

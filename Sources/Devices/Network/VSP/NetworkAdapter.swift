@@ -80,7 +80,7 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     /// PACKET header and its per-packet information (checksum, VLAN, hash): never below the
     /// 1728 bytes Linux's own MTU of 1500 needs, rounded to 64 bytes.
     static func subAllocationSize(mtu: Int) -> UInt32 {
-        let needed = mtu + NetworkFrame.ethernetHeaderSize + 4 + RNDISPacketLayout.headerSize + 3 * 16
+        let needed = mtu + NetworkFrame.ethernetHeaderSize + 4 + RNDISPacketLayout.maximumReceiveHeaderSize
         return UInt32(max(1728, (needed + 63) / 64 * 64))
     }
 
@@ -306,6 +306,10 @@ final class NetworkChannelSession: ChannelSession {
             vsp.handle(packet.bytes, descriptor: packet.descriptor, on: index, gpadls: table, into: &actions)
         }
         try carryOut(actions, on: channel)
+        // The actions let go of their frames before the frames reach the switch (see
+        // `VirtualSwitch.send(draining:from:)`).
+        actions.removeAll(keepingCapacity: true)
+        if transmitted.count >= NetworkAdapter.deliveryBatch { flushTransmitted() }
     }
 
     func work(on channel: VSPChannel) throws(VSPError) -> Bool {
@@ -357,8 +361,8 @@ final class NetworkChannelSession: ChannelSession {
                     adapter.post([packet], to: target)
                 }
             case .transmit(_, let frame):
+                // Handed to the switch by `handle` once it holds a batch, or by the next `work`.
                 transmitted.append(frame)
-                if transmitted.count >= NetworkAdapter.deliveryBatch { flushTransmitted() }
             case .offerSubchannels(let count):
                 channel.offerSubChannels(count)
             case .packetFilterChanged(let filter):
@@ -372,8 +376,7 @@ final class NetworkChannelSession: ChannelSession {
     /// Hands the frames gathered so far to the switch in one batch.
     private func flushTransmitted() {
         guard !transmitted.isEmpty else { return }
-        adapter.virtualSwitch.send(transmitted, from: adapter.port)
-        transmitted.removeAll(keepingCapacity: true)
+        adapter.virtualSwitch.send(draining: &transmitted, from: adapter.port)
     }
 }
 

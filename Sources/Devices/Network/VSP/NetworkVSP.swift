@@ -577,10 +577,13 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
         used.reserveCapacity(ranges.capacity)
         var consumed = 0
         let size = receive.pool.subAllocationSize
+        // One header array for the batch, rebuilt in place for each frame.
+        var header: [UInt8] = []
+        header.reserveCapacity(RNDISPacketLayout.maximumReceiveHeaderSize)
         for frame in frames {
             guard ranges.count < configuration.maximumRangesPerReceivePacket else { break }
-            let header = RNDISPacketLayout.header(dataCount: frame.bytes.count,
-                                                  perPacketInfo: frame.offload.receivePerPacketInfo)
+            RNDISPacketLayout.header(dataCount: frame.bytes.count, perPacketInfo: frame.offload.receivePerPacketInfo,
+                                     into: &header)
             let length = header.count + frame.bytes.count
             guard length <= size, frame.bytes.count >= NetworkFrame.ethernetHeaderSize, linkConnected else {
                 counters.receiveDrops += 1
