@@ -119,6 +119,17 @@ import VirtualSwitch
     }
 
     /// Child ports that take every frame and may send from any address.
+    /// Ports for a and b (Linux's default filter) on a thread-safe switch, and b's eventfd.
+    static func addPortsAB(to virtualSwitch: VirtualSwitch) throws -> (SwitchPortID, SwitchPortID, EventFD) {
+        var first = SwitchPortConfiguration(name: "a", kind: .child, macAddress: a)
+        first.packetFilter = .linuxDefault
+        var second = SwitchPortConfiguration(name: "b", kind: .child, macAddress: b)
+        second.packetFilter = .linuxDefault
+        let (portA, _) = try virtualSwitch.addPort(first)
+        let (portB, readyB) = try virtualSwitch.addPort(second)
+        return (portA, portB, readyB)
+    }
+
     static func promiscuousPorts(_ count: Int, on core: inout SwitchCore) -> [SwitchPortID] {
         (0..<count).map { index in
             var configuration = SwitchPortConfiguration(name: "p\(index)", kind: .child)
@@ -222,12 +233,7 @@ import VirtualSwitch
     @Test("send(draining:) switches the frames in order, wakes the destination and empties the sender's array")
     func sendDraining() throws {
         let virtualSwitch = VirtualSwitch(name: "d", kind: .private)
-        var first = SwitchPortConfiguration(name: "a", kind: .child, macAddress: Self.a)
-        first.packetFilter = .linuxDefault
-        var second = SwitchPortConfiguration(name: "b", kind: .child, macAddress: Self.b)
-        second.packetFilter = .linuxDefault
-        let (portA, _) = try virtualSwitch.addPort(first)
-        let (portB, readyB) = try virtualSwitch.addPort(second)
+        let (portA, portB, readyB) = try Self.addPortsAB(to: virtualSwitch)
         // More frames than one hold of the lock switches, each distinct.
         func frame(_ index: Int) -> NetworkFrame {
             NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b) + [UInt8(index & 0xFF), UInt8(index >> 8)])
@@ -321,12 +327,7 @@ import VirtualSwitch
     @Test("the thread-safe switch signals a port's eventfd when its queue becomes non-empty")
     func notification() throws {
         let virtualSwitch = VirtualSwitch(name: "Default Switch", kind: .private)
-        var first = SwitchPortConfiguration(name: "a", kind: .child, macAddress: Self.a)
-        first.packetFilter = .linuxDefault
-        var second = SwitchPortConfiguration(name: "b", kind: .child, macAddress: Self.b)
-        second.packetFilter = .linuxDefault
-        let (portA, _) = try virtualSwitch.addPort(first)
-        let (portB, readyB) = try virtualSwitch.addPort(second)
+        let (portA, portB, readyB) = try Self.addPortsAB(to: virtualSwitch)
         #expect(readyB.consume() == nil)
         virtualSwitch.send([NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b))], from: portA)
         #expect(readyB.consume() == 1)
