@@ -200,7 +200,7 @@ let package = Package(
                 path: "Sources/Parent/VMBusHost", swiftSettings: dataPath),
         .target(name: "DiskBackend", dependencies: ["CDiskIO", "GuestMemory", "LinuxSupport", system],
                 path: "Sources/Parent/DiskBackend", swiftSettings: dataPath),
-        .target(name: "VirtualSwitch", dependencies: ["NetworkProtocol", "LinuxSupport"],
+        .target(name: "VirtualSwitch", dependencies: ["CDiskIO", "NetworkProtocol", "LinuxSupport"],
                 path: "Sources/Parent/VirtualSwitch", swiftSettings: host),
         .target(name: "DeviceHost", dependencies: ["DeviceModel", "VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", log],
                 path: "Sources/Parent/DeviceHost", swiftSettings: host),

@@ -12,6 +12,7 @@ public final class HostPortPump: Sendable {
     private let thread: StoppableThread
     private let statistics: Statistics
     private let reader: HostPortReader
+    private let writer: HostPortWriter
 
     /// Counts of what the pump could not pass on.
     final class Statistics: Sendable {
@@ -36,6 +37,8 @@ public final class HostPortPump: Sendable {
         self.statistics = statistics
         let reader = HostPortReader(endpoint: endpoint, port: port, switch: virtualSwitch, statistics: statistics)
         self.reader = reader
+        let writer = HostPortWriter(statistics: statistics)
+        self.writer = writer
         thread = try StoppableThread(name: name) { stop in
             while true {
                 let readable: [Bool]
@@ -53,13 +56,9 @@ public final class HostPortPump: Sendable {
                 // left frames behind on the previous round.
                 var frames = virtualSwitch.receive(for: port, limit: Self.batch)
                 while !frames.isEmpty {
-                    for frame in frames {
-                        do throws(SystemError) {
-                            if try !endpoint.write(frame) { statistics.blockedWrites.add(1, ordering: .relaxed) }
-                        } catch {
-                            statistics.failures.add(1, ordering: .relaxed)
-                        }
-                    }
+                    // What the endpoint would not take is dropped: the pump is the last writer.
+                    let taken = writer.write(frames[...], to: endpoint)
+                    statistics.blockedWrites.add(UInt64(frames.count - taken), ordering: .relaxed)
                     if frames.count < Self.batch { break }
                     frames = virtualSwitch.receive(for: port, limit: Self.batch)
                 }
@@ -68,18 +67,11 @@ public final class HostPortPump: Sendable {
     }
 
     /// A sink that writes frames to `endpoint` from the switching thread (`VirtualSwitch.setDirectSink`),
-    /// counting failures with this pump's: a write that would block returns `false` (the switch
-    /// queues the frame for the pump); one that fails is dropped and counted.
+    /// a run of them in one system call, counting what it could not write with this pump's
+    /// figures (`write(_:to:)`).
     public func directSink(for endpoint: VirtioFrameEndpoint) -> VirtualSwitch.DirectSink {
-        let statistics = statistics
-        return { frame in
-            do throws(SystemError) {
-                return try endpoint.write(frame)
-            } catch {
-                statistics.failures.add(1, ordering: .relaxed)
-                return true
-            }
-        }
+        let writer = writer
+        return { frames in writer.write(frames, to: endpoint) }
     }
 
     /// The pickup to pass with `directSink` (`VirtualSwitch.setDirectSink(_:pickup:for:)`): one
@@ -141,5 +133,71 @@ final class HostPortReader: Sendable {
         let count = frames.count
         if count > 0 { virtualSwitch.send(draining: &frames, from: port) }
         return count
+    }
+}
+
+/// Writes frames to a host endpoint for whichever thread calls (the pump, or a thread switching
+/// frames to the port directly), a run of them in one system call where io_uring is available
+/// (`FrameWriteRing`, one of a small pool per endpoint, so writers never wait for each other),
+/// one `writev` each otherwise and for a single frame.
+public final class HostPortWriter: Sendable {
+    private let statistics: HostPortPump.Statistics
+    private let rings = FrameWriteRings()
+
+    init(statistics: HostPortPump.Statistics) { self.statistics = statistics }
+
+    /// Writes `frames` in order and returns how many it took from the front: written, or
+    /// dropped and counted. Frames that would block at the end of the run are left to the
+    /// caller; one that would block before a frame that was written is dropped and counted
+    /// (`blockedWrites`), and so is one that fails (`failures`), so the frames that go out
+    /// keep their order.
+    func write(_ frames: ArraySlice<NetworkFrame>, to endpoint: VirtioFrameEndpoint) -> Int {
+        // One frame (an echo request, an ARP): a plain writev, no ring to take.
+        guard frames.count > 1 else { return writeEach(frames, to: endpoint) }
+        return rings.withRing { ring in
+            guard let ring else { return writeEach(frames, to: endpoint) }
+            var outcomes: [FrameWriteRing.Outcome] = []
+            outcomes.reserveCapacity(frames.count)
+            ring.write(frames, to: endpoint, outcomes: &outcomes)
+            let (taken, blocked, failed) = Self.taken(outcomes)
+            if blocked > 0 { statistics.blockedWrites.add(UInt64(blocked), ordering: .relaxed) }
+            if failed > 0 { statistics.failures.add(UInt64(failed), ordering: .relaxed) }
+            return taken
+        }
+    }
+
+    /// How many frames of a run a batch of outcomes took from the front: up to the last one
+    /// written, and the failures right after it; with how many of those would have blocked
+    /// and how many failed.
+    public static func taken(_ outcomes: [FrameWriteRing.Outcome]) -> (taken: Int, blocked: Int, failed: Int) {
+        var taken = (outcomes.lastIndex(of: .written) ?? -1) + 1
+        var blocked = 0
+        var failed = 0
+        for outcome in outcomes[..<taken] {
+            switch outcome {
+            case .written: break
+            case .wouldBlock: blocked += 1
+            case .failed: failed += 1
+            }
+        }
+        while taken < outcomes.count, outcomes[taken] != .wouldBlock {
+            failed += 1
+            taken += 1
+        }
+        return (taken, blocked, failed)
+    }
+
+    /// Writes frames one `writev` each, up to the first that would block.
+    private func writeEach(_ frames: ArraySlice<NetworkFrame>, to endpoint: VirtioFrameEndpoint) -> Int {
+        var taken = 0
+        for frame in frames {
+            do throws(SystemError) {
+                guard try endpoint.write(frame) else { return taken }
+            } catch {
+                statistics.failures.add(1, ordering: .relaxed)
+            }
+            taken += 1
+        }
+        return taken
     }
 }

@@ -75,10 +75,14 @@ public struct VirtioFrameEndpoint: Sendable {
     /// Writes a frame resolved for a virtio destination (the switch did that when queueing it).
     /// - Returns: `false` if the descriptor would block; the frame was not written.
     public func write(_ frame: NetworkFrame) throws(SystemError) -> Bool {
+        try FrameIO.write(descriptor, header: header(for: frame), frame: frame.bytes)
+    }
+
+    /// The virtio-net header written before `frame`, `headerSize` bytes.
+    func header(for frame: NetworkFrame) -> [UInt8] {
         // Most frames need no offload: their header is all zeros, built once.
-        let header = frame.offload.needsCompletion || frame.offload.receiveChecksum != nil
+        frame.offload.needsCompletion || frame.offload.receiveChecksum != nil
             ? VirtioNetHeader(for: frame).bytes(size: headerSize) : zeroHeader
-        return try FrameIO.write(descriptor, header: header, frame: frame.bytes)
     }
 
     /// The header of a frame that asks for nothing.

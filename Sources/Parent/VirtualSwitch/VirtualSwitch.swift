@@ -68,8 +68,10 @@ public final class VirtualSwitch: Sendable {
         ownEvents.withLock { $0[id] = nil }
     }
 
-    /// Writes one frame to a port's endpoint; `false` if the endpoint would block.
-    public typealias DirectSink = @Sendable (NetworkFrame) -> Bool
+    /// Writes a run of frames to a port's endpoint, in order, and returns how many it took from
+    /// the front (written, or dropped and counted); the rest, which the endpoint would not take
+    /// without blocking, the switch queues for the port's owner.
+    public typealias DirectSink = @Sendable (ArraySlice<NetworkFrame>) -> Int
 
     /// Runs on the switching thread after it wrote a batch of frames to a port directly: a host
     /// port takes what its endpoint has to read at once (`HostPortPump.pickup`). A host answers
@@ -138,8 +140,9 @@ public final class VirtualSwitch: Sendable {
         for pickup in pickups { pickup() }
     }
 
-    /// Writes frames to their ports' sinks, in order; what a sink cannot take (and everything
-    /// after it for that port) is queued for the port's owner.
+    /// Writes frames to their ports' sinks, in order, each run of frames to one port in one
+    /// call; what a sink does not take (and everything after it for that port) is queued for
+    /// the port's owner.
     /// - Returns: ports whose queues went from empty to non-empty, and the pickups of the ports
     ///   that took a frame (each once), for the caller to run.
     private func writeDirectly(_ direct: [(SwitchPortID, NetworkFrame)], from source: SwitchPortID)
@@ -148,17 +151,22 @@ public final class VirtualSwitch: Sendable {
         let table = sinks.withLock { $0 }
         var refused: [SwitchPortID: [NetworkFrame]] = [:]
         var written: [SwitchPortID] = []
-        // A batch goes mostly to one port: its sink is looked up once per run of frames to it.
-        var last: (port: SwitchPortID, sink: DirectSink?)?
-        for (port, frame) in direct {
-            if refused.isEmpty || refused[port] == nil {
-                if last?.port != port { last = (port, table[port]?.write) }
-                if let sink = last?.sink, sink(frame) {
-                    if !written.contains(port) { written.append(port) }
-                    continue
-                }
+        var run: [NetworkFrame] = []
+        run.reserveCapacity(direct.count)
+        var index = 0
+        while index < direct.count {
+            let port = direct[index].0
+            run.removeAll(keepingCapacity: true)
+            while index < direct.count, direct[index].0 == port {
+                run.append(direct[index].1)
+                index += 1
             }
-            refused[port, default: []].append(frame)
+            var taken = 0
+            if refused.isEmpty || refused[port] == nil, let sink = table[port]?.write {
+                taken = min(max(sink(run[...]), 0), run.count)
+                if taken > 0 && !written.contains(port) { written.append(port) }
+            }
+            if taken < run.count { refused[port, default: []].append(contentsOf: run[taken...]) }
         }
         let woken = refused.isEmpty ? [] : core.withLock { core in
             Set(refused.compactMap { port, frames in core.enqueue(frames, for: port, from: source) ? port : nil })

@@ -212,6 +212,22 @@ int cdiskio_ring_prep_writev(struct cdiskio_ring *ring, int fd, const struct iov
     return 0;
 }
 
+int cdiskio_ring_prep_write_nowait(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
+                                   uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(ring);
+    if (!sqe) return -EBUSY;
+    sqe->opcode = IORING_OP_WRITEV;
+    sqe->fd = fd;
+    sqe->addr = (uint64_t)(uintptr_t)iov;
+    sqe->len = count;
+    // -1: the file's own position, which a stream (TAP, socket) ignores (io_uring_enter(2)).
+    sqe->off = (uint64_t)-1;
+    sqe->rw_flags = RWF_NOWAIT;
+    sqe->user_data = user_data;
+    commit_sqe(ring);
+    return 0;
+}
+
 int cdiskio_ring_prep_fdatasync(struct cdiskio_ring *ring, int fd, uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(ring);
     if (!sqe) return -EBUSY;

@@ -1,5 +1,7 @@
+import Glibc
 import LinuxSupport
 import NetworkProtocol
+import Synchronization
 import Testing
 import VirtualSwitch
 
@@ -245,6 +247,38 @@ import VirtualSwitch
         #expect(readyB.consume() != nil)
         #expect(virtualSwitch.receive(for: portB, limit: 200) == (0..<150).map(frame))
         #expect(virtualSwitch.receive(for: portA).isEmpty)
+    }
+
+    @Test("a direct sink gets a run of frames in one call; what it leaves is queued for the port's owner, in order, and later frames queue behind it")
+    func directSinkTakesAPrefix() throws {
+        let virtualSwitch = VirtualSwitch(name: "d", kind: .private)
+        let (portA, portB, readyB) = try Self.addPortsAB(to: virtualSwitch)
+        func frame(_ index: Int) -> NetworkFrame {
+            NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b) + [UInt8(index)])
+        }
+        let runs = Mutex<[[NetworkFrame]]>([])
+        virtualSwitch.setDirectSink({ frames in
+            runs.withLock { $0.append(Array(frames)) }
+            return 3
+        }, for: portB)
+        virtualSwitch.send((0..<5).map(frame), from: portA)
+        #expect(runs.withLock { $0 } == [(0..<5).map(frame)])
+        #expect(readyB.consume() != nil)
+        // Frames 3 and 4 wait for the owner; frame 5 may not overtake them through the sink.
+        virtualSwitch.send([frame(5)], from: portA)
+        #expect(runs.withLock { $0.count } == 1)
+        #expect(virtualSwitch.receive(for: portB) == (3..<6).map(frame))
+    }
+
+    @Test("a batched write takes frames up to the last one written: would-blocks before it are dropped, failures after it too, trailing would-blocks are left")
+    func batchedWriteTakesAnOrderedPrefix() {
+        let w = FrameWriteRing.Outcome.written, b = FrameWriteRing.Outcome.wouldBlock, f = FrameWriteRing.Outcome.failed(EIO)
+        #expect(HostPortWriter.taken([w, w, w]) == (3, 0, 0))
+        #expect(HostPortWriter.taken([b, b]) == (0, 0, 0))
+        #expect(HostPortWriter.taken([w, b, w, b, b]) == (3, 1, 0))
+        #expect(HostPortWriter.taken([f, w, f, b, f]) == (3, 0, 2))
+        #expect(HostPortWriter.taken([f, f]) == (2, 0, 2))
+        #expect(HostPortWriter.taken([]) == (0, 0, 0))
     }
 
     @Test("drop reasons' raw values run 0..<allCases.count (the counters index by them)")
