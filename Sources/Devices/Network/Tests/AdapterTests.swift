@@ -179,6 +179,24 @@ struct AdapterTests {
 }
 
 extension AdapterTests {
+    @Test("leases a sending channel keeps from one packet to the next are given back before its worker idles: a teardown right after does not wait")
+    func keptLeasesReturnedWhenIdle() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let first = try AdapterHarness(switch: virtualSwitch, address: Self.a)
+        let second = try AdapterHarness(switch: virtualSwitch, address: Self.b)
+        try first.vsc.start()
+        try second.vsc.start()
+        // More packets than one taking of the leases covers (`KeptLeases.maximumUses`).
+        for index in 0..<150 {
+            _ = first.vsc.transmit(BenchFrame.make(from: Self.a, to: Self.b, size: 200, sequence: UInt64(index)))
+            if index % 16 == 15 { first.vsc.flush() }
+        }
+        first.vsc.flush()
+        #expect(second.collect(count: 150).count == 150)
+        #expect(first.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 100_000_000))
+        #expect(first.registry.revoke(handle: AdapterHarness.receiveGPADL, timeoutNanoseconds: 100_000_000))
+    }
+
     /// A child that writes garbage into its NIC's channel — NVSP messages with random fields,
     /// GPA-direct ranges anywhere, completions for nothing, packet types netvsc never uses —
     /// gets failures and counters; the parent stays up and another pair of NICs on the same

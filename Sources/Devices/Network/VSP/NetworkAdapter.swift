@@ -32,14 +32,21 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
         var vsp: NetworkVSP<GuestMemory>
         /// The GPADLs the VSP took as buffers: handle → the serial it was looked up with.
         var buffers: [UInt32: UInt64] = [:] {
-            didSet { leases = buffers.map { GPADLLeaseRequest(handle: $0.key, serial: $0.value) } }
+            didSet {
+                leases = buffers.map { GPADLLeaseRequest(handle: $0.key, serial: $0.value) }
+                leaseEpoch &+= 1
+            }
         }
+        /// Changes whenever `leases` or `view` does: leases a session kept are taken again.
+        private(set) var leaseEpoch: UInt64 = 0
         /// `buffers` as the leases `withVSP` takes.
         private(set) var leases: [GPADLLeaseRequest] = []
         /// The table `withVSP` hands the VSP, kept between calls.
         let table = LeasedGPADLTable()
         /// The primary channel's GPADLs, while it is open.
-        var view: GPADLView?
+        var view: GPADLView? {
+            didSet { leaseEpoch &+= 1 }
+        }
         /// Each open channel's wake event, by channel index.
         var wakers: [Int: EventFD] = [:]
         /// Packets for a channel produced on another thread (a link change), by channel index.
@@ -107,21 +114,37 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     /// a buffer whose GPADL is gone is dropped first. GPADLs the VSP takes as buffers during
     /// `body` are recorded (the VSP writes nothing into a buffer in the call that hands it over).
     func withVSP<T: Sendable>(_ body: (inout NetworkVSP<GuestMemory>, LeasedGPADLTable) -> T) -> T {
+        var leases: KeptLeases?
+        defer { release(&leases) }
+        return withVSP(keeping: &leases, body)
+    }
+
+    /// Leases a channel's session keeps from one guest packet to the next within a pass over
+    /// its ring (`withVSP(keeping:_:)`), so a stream of packets does not take and return them
+    /// for each: it gives them back (`release`) before it sleeps, when it closes, and after at
+    /// most `maximumUses` packets, since a GPADL teardown waits for them.
+    struct KeptLeases {
+        fileprivate var view: GPADLView?
+        fileprivate var leases: [GPADLLeaseRequest]
+        fileprivate var epoch: UInt64
+        fileprivate var uses = 0
+        static let maximumUses = 64
+    }
+
+    /// `withVSP(_:)`, reusing the leases in `kept` while the VSP's buffers are those they were
+    /// taken for; `kept` then holds the leases this call used, for the next.
+    func withVSP<T: Sendable>(keeping kept: inout KeptLeases?,
+                              _ body: (inout NetworkVSP<GuestMemory>, LeasedGPADLTable) -> T) -> T {
         state.withLock { state -> T in
-            let view = state.view
-            var held = state.leases
-            // The common case, every buffer still in place, takes its leases without a list.
-            if !held.isEmpty, view?.acquireAll(held) != true {
-                held = view?.acquire(held) ?? []
-                let heldHandles = Set(held.map(\.handle))
-                for handle in state.buffers.keys where !heldHandles.contains(handle) {
-                    state.vsp.gpadlTornDown(handle)
-                    state.buffers[handle] = nil
-                }
+            if let current = kept, current.epoch != state.leaseEpoch || current.uses >= KeptLeases.maximumUses {
+                current.view?.release(current.leases)
+                kept = nil
             }
-            defer { view?.release(held) }
+            var leases = kept ?? Self.takeLeases(&state)
+            leases.uses += 1
+            kept = leases
             let table = state.table
-            table.reset(view: view)
+            table.reset(view: state.view)
             let result = body(&state.vsp, table)
             for (handle, serial) in table.seen.values where state.vsp.isUsing(gpadl: handle) && state.buffers[handle] != serial {
                 state.buffers[handle] = serial
@@ -129,6 +152,28 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
             for handle in state.buffers.keys where !state.vsp.isUsing(gpadl: handle) { state.buffers[handle] = nil }
             return result
         }
+    }
+
+    /// Takes a lease on every buffer GPADL; the common case, every buffer still in place, takes
+    /// them without building a list. A buffer whose GPADL is gone is dropped.
+    private static func takeLeases(_ state: inout State) -> KeptLeases {
+        let view = state.view
+        var held = state.leases
+        if !held.isEmpty, view?.acquireAll(held) != true {
+            held = view?.acquire(held) ?? []
+            let heldHandles = Set(held.map(\.handle))
+            for handle in state.buffers.keys where !heldHandles.contains(handle) {
+                state.vsp.gpadlTornDown(handle)
+                state.buffers[handle] = nil
+            }
+        }
+        return KeptLeases(view: view, leases: view == nil ? [] : held, epoch: state.leaseEpoch)
+    }
+
+    /// Gives back leases a session kept.
+    func release(_ kept: inout KeptLeases?) {
+        if let kept { kept.view?.release(kept.leases) }
+        kept = nil
     }
 
     /// Channel `index` opened on the calling worker.
@@ -282,6 +327,8 @@ final class NetworkChannelSession: ChannelSession {
     private var transmitted: [NetworkFrame] = []
     /// What the VSP asked for the packet being handled.
     private var packetActions: [NetworkVSPAction] = []
+    /// Buffer leases kept between the packets of one pass over the ring.
+    private var leases: NetworkAdapter.KeptLeases?
 
     init(adapter: NetworkAdapter, index: Int) {
         self.adapter = adapter
@@ -302,7 +349,7 @@ final class NetworkChannelSession: ChannelSession {
             actions.removeAll(keepingCapacity: true)
             swap(&actions, &packetActions)
         }
-        adapter.withVSP { vsp, table in
+        adapter.withVSP(keeping: &leases) { vsp, table in
             vsp.handle(packet.bytes, descriptor: packet.descriptor, on: index, gpadls: table, into: &actions)
         }
         try carryOut(actions, on: channel)
@@ -313,6 +360,8 @@ final class NetworkChannelSession: ChannelSession {
     }
 
     func work(on channel: VSPChannel) throws(VSPError) -> Bool {
+        // The end of a pass over the ring: the worker may sleep next.
+        adapter.release(&leases)
         flushTransmitted()
         var progressed = false
         let posted = adapter.takeOutbox(index)
@@ -341,6 +390,7 @@ final class NetworkChannelSession: ChannelSession {
     }
 
     func close() {
+        adapter.release(&leases)
         flushTransmitted()
         adapter.closed(index)
     }
