@@ -83,56 +83,60 @@ public final class FrameWriteRing {
         let base = outcomes.count
         outcomes.append(contentsOf: repeatElement(.wouldBlock, count: chunk.count))
         let headerSize = min(endpoint.headerSize, VirtioNetHeader.size)
-        pinning(chunk, from: chunk.startIndex) {
-            for (slot, frame) in chunk.enumerated() {
-                let header = headers + slot * VirtioNetHeader.size
-                // SAFETY: slot < entries, so the slot's `VirtioNetHeader.size` bytes are inside
-                // `headers` (ours, alive), and at most that many are copied.
-                endpoint.header(for: frame).withUnsafeBytes { bytes in
-                    if let source = bytes.baseAddress { header.copyMemory(from: source, byteCount: min(bytes.count, headerSize)) }
+        chunk.withUnsafeBufferPointer { frames in
+            pinning(frames, from: 0) {
+                for slot in frames.indices {
+                    let header = headers + slot * VirtioNetHeader.size
+                    // SAFETY: slot < entries, so the slot's `VirtioNetHeader.size` bytes are
+                    // inside `headers` (ours, alive), and at most that many are written.
+                    if VirtioFrameEndpoint.needsHeader(frames[slot]) {
+                        endpoint.header(for: frames[slot]).withUnsafeBytes { bytes in
+                            if let source = bytes.baseAddress { header.copyMemory(from: source, byteCount: min(bytes.count, headerSize)) }
+                        }
+                    } else {
+                        header.initializeMemory(as: UInt8.self, repeating: 0, count: headerSize)
+                    }
+                    // SAFETY: `vectors` has two per entry and slot < entries; the frame's vector
+                    // was filled by `pinning`, whose buffers stay alive until this closure
+                    // returns, and the ring has room for `entries` (checked in init, and every
+                    // completion is reaped before the next submission).
+                    vectors[2 * slot] = iovec(iov_base: header, iov_len: headerSize)
+                    _ = cdiskio_ring_prep_write_nowait(ring, endpoint.descriptor.rawValue, vectors + 2 * slot, 2, UInt64(slot))
                 }
-                // SAFETY: `vectors` has two per entry and slot < entries; the frame's vector was
-                // filled by `pinning`, whose buffers stay alive until this closure returns, and
-                // the ring has room for `entries` (checked in init, and every completion is
-                // reaped before the next submission).
-                vectors[2 * slot] = iovec(iov_base: header, iov_len: headerSize)
-                _ = cdiskio_ring_prep_write_nowait(ring, endpoint.descriptor.rawValue, vectors + 2 * slot, 2, UInt64(slot))
-            }
-            var missing = chunk.count
-            var waitFor: UInt32 = 0
-            while missing > 0 {
-                let result = cdiskio_ring_submit(ring, waitFor)
-                if result < 0 && cdiskio_ring_unsubmitted(ring) > 0 {
-                    // The kernel took none of them (short of memory): closing the ring drops
-                    // the entries it never read, so nothing can read these buffers later.
-                    broken = true
-                    cdiskio_ring_destroy(ring)
-                    return
+                var missing = frames.count
+                var waitFor: UInt32 = 0
+                while missing > 0 {
+                    guard cdiskio_ring_submit(ring, waitFor) >= 0 else {
+                        // The kernel refused the submission (short of memory): closing the ring
+                        // drops the entries it never read, so nothing reads these buffers later.
+                        broken = true
+                        cdiskio_ring_destroy(ring)
+                        return
+                    }
+                    var id: UInt64 = 0
+                    var value: Int32 = 0
+                    while cdiskio_ring_next_completion(ring, &id, &value) == 1 {
+                        guard id < UInt64(frames.count) else { continue }
+                        outcomes[base + Int(id)] = value >= 0 ? .written
+                            : (value == -EAGAIN || value == -ENOBUFS) ? .wouldBlock : .failed(-value)
+                        missing -= 1
+                    }
+                    // Every write completes in its submission (RWF_NOWAIT); should one not have,
+                    // wait for it here, while its buffers are still pinned.
+                    waitFor = UInt32(max(missing, 0))
                 }
-                var id: UInt64 = 0
-                var value: Int32 = 0
-                while cdiskio_ring_next_completion(ring, &id, &value) == 1 {
-                    guard id < UInt64(chunk.count) else { continue }
-                    outcomes[base + Int(id)] = value >= 0 ? .written
-                        : (value == -EAGAIN || value == -ENOBUFS) ? .wouldBlock : .failed(-value)
-                    missing -= 1
-                }
-                // Every write completes in its submission (RWF_NOWAIT); should one not have,
-                // wait for it here, while its buffers are still pinned.
-                waitFor = UInt32(max(missing, 0))
             }
         }
     }
 
-    /// Runs `body` with every frame of `frames` from `index` on pinned, its vector (the odd
-    /// slot of its entry) pointing at its bytes.
-    private func pinning(_ frames: ArraySlice<NetworkFrame>, from index: Int, _ body: () -> Void) {
-        guard index < frames.endIndex else { return body() }
+    /// Runs `body` with the bytes of every frame of `frames` from `index` on pinned, its
+    /// vector (the odd slot of its entry) pointing at them.
+    private func pinning(_ frames: UnsafeBufferPointer<NetworkFrame>, from index: Int, _ body: () -> Void) {
+        guard index < frames.count else { return body() }
         frames[index].bytes.withUnsafeBytes { bytes in
             // SAFETY: the pointer is used only by writes submitted and completed inside `body`,
             // which runs inside this closure; writev only reads through it.
-            vectors[2 * (index - frames.startIndex) + 1] =
-                iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
+            vectors[2 * index + 1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
             pinning(frames, from: index + 1, body)
         }
     }

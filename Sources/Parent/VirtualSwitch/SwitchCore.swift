@@ -240,8 +240,22 @@ public struct SwitchCore: Sendable {
     /// - Parameter now: monotonic time in nanoseconds, for learning and aging.
     /// - Returns: the ports whose queues went from empty to non-empty (their owners should be woken).
     public mutating func forward(_ frame: NetworkFrame, from source: SwitchPortID, now: UInt64) -> [SwitchPortID] {
-        var unused: [(SwitchPortID, NetworkFrame)]? = nil
+        var unused: DirectFrames? = nil
         return forward(frame, from: source, now: now, direct: &unused)
+    }
+
+    /// Frames for ports that take them directly, in the order they were switched, each with its
+    /// port: two parallel lists, so a run of frames to one port is a slice of `frames`.
+    public struct DirectFrames: Sendable {
+        public var ports: [SwitchPortID] = []
+        public var frames: [NetworkFrame] = []
+        public init() {}
+        public var isEmpty: Bool { frames.isEmpty }
+
+        mutating func append(_ frame: NetworkFrame, for port: SwitchPortID) {
+            ports.append(port)
+            frames.append(frame)
+        }
     }
 
     /// Switches one frame that port `source` sent; frames for a port that `deliversDirectly` and
@@ -249,7 +263,7 @@ public struct SwitchCore: Sendable {
     /// to that port's endpoint itself, instead of being queued.
     /// - Returns: the ports whose queues went from empty to non-empty (their owners should be woken).
     public mutating func forward(_ frame: NetworkFrame, from source: SwitchPortID, now: UInt64,
-                                 direct: inout [(SwitchPortID, NetworkFrame)]?) -> [SwitchPortID] {
+                                 direct: inout DirectFrames?) -> [SwitchPortID] {
         guard let senderIndex = ports.index(forKey: source) else { return [] }
         let drop = ports.values[senderIndex].admit(frame)
         if let drop {
@@ -260,59 +274,75 @@ public struct SwitchCore: Sendable {
         else { return [] }
         table.learn(sourceAddress, on: source, now: now)
 
-        let targets: [SwitchPortID]
+        var delivery = Delivery(frame: frame, source: source, destination: destination)
         if !destination.isGroup, let known = table.port(of: destination, now: now) {
-            targets = known == source ? [] : [known]
+            // A known unicast destination: one port, no list of targets to build.
+            if known != source { deliver(&delivery, to: known, direct: &direct) }
         } else {
-            targets = portOrder
+            for target in portOrder where target != source { deliver(&delivery, to: target, direct: &direct) }
         }
-        var woken: [SwitchPortID] = []
-        // A frame that asks for no offload work goes out as it came.
-        let asIs = !frame.offload.needsCompletion && frame.offload.vlan == nil
-        // Offload work is done once per kind of destination, not once per port.
+        return delivery.woken
+    }
+
+    /// One frame on its way to the ports it goes to.
+    private struct Delivery {
+        let frame: NetworkFrame
+        let source: SwitchPortID
+        let destination: MACAddress
+        /// A frame that asks for no offload work goes out as it came.
+        let asIs: Bool
+        /// Offload work is done once per kind of destination, not once per port.
         var resolved: [(SoftwareOffload.Capabilities, [NetworkFrame]?)] = []
-        for target in targets where target != source {
-            // Every port access below goes through a mutating method, in place: reading a port
-            // out of the dictionary would copy it, queue and tables included, for each frame.
-            guard let index = ports.index(forKey: target) else { continue }
-            guard ports.values[index].accepts(destination) else {
-                ports.values[index].counters.countDrop(.filtered)
-                continue
-            }
-            let takesDirectly = direct != nil && ports.values[index].takesDirectly()
-            if asIs {
-                if takesDirectly {
-                    ports.values[index].countOut(frame)
-                    direct?.append((target, frame))
-                } else if ports.values[index].enqueue(frame, from: source) {
-                    woken.append(target)
-                }
-                continue
-            }
-            let capabilities = ports.values[index].capabilities()
-            let frames: [NetworkFrame]?
-            if let cached = resolved.first(where: { $0.0 == capabilities }) {
-                frames = cached.1
-            } else {
-                frames = SoftwareOffload.resolve(frame, for: capabilities)
-                resolved.append((capabilities, frames))
-            }
-            guard let frames else {
-                ports.values[index].counters.countDrop(.offloadFailed)
-                continue
-            }
-            if takesDirectly {
-                for item in frames {
-                    ports.values[index].countOut(item)
-                    direct?.append((target, item))
-                }
-                continue
-            }
-            var wasWoken = false
-            for item in frames where ports.values[index].enqueue(item, from: source) { wasWoken = true }
-            if wasWoken { woken.append(target) }
+        var woken: [SwitchPortID] = []
+
+        init(frame: NetworkFrame, source: SwitchPortID, destination: MACAddress) {
+            self.frame = frame
+            self.source = source
+            self.destination = destination
+            asIs = !frame.offload.needsCompletion && frame.offload.vlan == nil
         }
-        return woken
+    }
+
+    private mutating func deliver(_ delivery: inout Delivery, to target: SwitchPortID, direct: inout DirectFrames?) {
+        // Every port access below goes through a mutating method, in place: reading a port
+        // out of the dictionary would copy it, queue and tables included, for each frame.
+        guard let index = ports.index(forKey: target) else { return }
+        guard ports.values[index].accepts(delivery.destination) else {
+            ports.values[index].counters.countDrop(.filtered)
+            return
+        }
+        let takesDirectly = direct != nil && ports.values[index].takesDirectly()
+        if delivery.asIs {
+            if takesDirectly {
+                ports.values[index].countOut(delivery.frame)
+                direct?.append(delivery.frame, for: target)
+            } else if ports.values[index].enqueue(delivery.frame, from: delivery.source) {
+                delivery.woken.append(target)
+            }
+            return
+        }
+        let capabilities = ports.values[index].capabilities()
+        let frames: [NetworkFrame]?
+        if let cached = delivery.resolved.first(where: { $0.0 == capabilities }) {
+            frames = cached.1
+        } else {
+            frames = SoftwareOffload.resolve(delivery.frame, for: capabilities)
+            delivery.resolved.append((capabilities, frames))
+        }
+        guard let frames else {
+            ports.values[index].counters.countDrop(.offloadFailed)
+            return
+        }
+        if takesDirectly {
+            for item in frames {
+                ports.values[index].countOut(item)
+                direct?.append(item, for: target)
+            }
+            return
+        }
+        var wasWoken = false
+        for item in frames where ports.values[index].enqueue(item, from: delivery.source) { wasWoken = true }
+        if wasWoken { delivery.woken.append(target) }
     }
 
     /// Queues frames a direct write could not take (the endpoint would block) on `target`, behind

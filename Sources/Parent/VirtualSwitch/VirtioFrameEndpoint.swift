@@ -81,8 +81,12 @@ public struct VirtioFrameEndpoint: Sendable {
     /// The virtio-net header written before `frame`, `headerSize` bytes.
     func header(for frame: NetworkFrame) -> [UInt8] {
         // Most frames need no offload: their header is all zeros, built once.
+        Self.needsHeader(frame) ? VirtioNetHeader(for: frame).bytes(size: headerSize) : zeroHeader
+    }
+
+    /// Whether `frame`'s virtio-net header says anything (otherwise it is all zeros).
+    static func needsHeader(_ frame: NetworkFrame) -> Bool {
         frame.offload.needsCompletion || frame.offload.receiveChecksum != nil
-            ? VirtioNetHeader(for: frame).bytes(size: headerSize) : zeroHeader
     }
 
     /// The header of a frame that asks for nothing.

@@ -110,7 +110,7 @@ public final class VirtualSwitch: Sendable {
     private func send(_ frames: inout [NetworkFrame], from source: SwitchPortID, draining: Bool) {
         let now = MonotonicClock.nanoseconds()
         let hasSinks = sinks.withLock { !$0.isEmpty }
-        var direct: [(SwitchPortID, NetworkFrame)]? = hasSinks ? [] : nil
+        var direct: SwitchCore.DirectFrames? = hasSinks ? SwitchCore.DirectFrames() : nil
         var woken = Set<SwitchPortID>()
         var start = 0
         while start < frames.count {
@@ -145,28 +145,24 @@ public final class VirtualSwitch: Sendable {
     /// the port's owner.
     /// - Returns: ports whose queues went from empty to non-empty, and the pickups of the ports
     ///   that took a frame (each once), for the caller to run.
-    private func writeDirectly(_ direct: [(SwitchPortID, NetworkFrame)], from source: SwitchPortID)
+    private func writeDirectly(_ direct: SwitchCore.DirectFrames, from source: SwitchPortID)
         -> (woken: Set<SwitchPortID>, pickups: [DirectPickup])
     {
         let table = sinks.withLock { $0 }
         var refused: [SwitchPortID: [NetworkFrame]] = [:]
         var written: [SwitchPortID] = []
-        var run: [NetworkFrame] = []
-        run.reserveCapacity(direct.count)
-        var index = 0
-        while index < direct.count {
-            let port = direct[index].0
-            run.removeAll(keepingCapacity: true)
-            while index < direct.count, direct[index].0 == port {
-                run.append(direct[index].1)
-                index += 1
-            }
-            var taken = 0
+        var start = 0
+        while start < direct.ports.count {
+            let port = direct.ports[start]
+            var end = start + 1
+            while end < direct.ports.count, direct.ports[end] == port { end += 1 }
+            var taken = start
             if refused.isEmpty || refused[port] == nil, let sink = table[port]?.write {
-                taken = min(max(sink(run[...]), 0), run.count)
-                if taken > 0 && !written.contains(port) { written.append(port) }
+                taken = start + min(max(sink(direct.frames[start..<end]), 0), end - start)
+                if taken > start && !written.contains(port) { written.append(port) }
             }
-            if taken < run.count { refused[port, default: []].append(contentsOf: run[taken...]) }
+            if taken < end { refused[port, default: []].append(contentsOf: direct.frames[taken..<end]) }
+            start = end
         }
         let woken = refused.isEmpty ? [] : core.withLock { core in
             Set(refused.compactMap { port, frames in core.enqueue(frames, for: port, from: source) ? port : nil })
