@@ -183,49 +183,36 @@ int cdiskio_ring_prep_nop(struct cdiskio_ring *ring, uint64_t user_data) {
     return 0;
 }
 
-int cdiskio_ring_prep_readv(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
-                            uint64_t offset, uint64_t user_data) {
+/// A READV or WRITEV entry: `rw_flags` as preadv2(2)/pwritev2(2) take them.
+static int prep_rw(struct cdiskio_ring *ring, uint8_t opcode, int fd, const struct iovec *iov, unsigned count,
+                   uint64_t offset, int rw_flags, uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(ring);
     if (!sqe) return -EBUSY;
-    sqe->opcode = IORING_OP_READV;
+    sqe->opcode = opcode;
     sqe->fd = fd;
     sqe->addr = (uint64_t)(uintptr_t)iov;
     sqe->len = count;
     sqe->off = offset;
+    sqe->rw_flags = rw_flags;
     sqe->user_data = user_data;
     commit_sqe(ring);
     return 0;
+}
+
+int cdiskio_ring_prep_readv(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
+                            uint64_t offset, uint64_t user_data) {
+    return prep_rw(ring, IORING_OP_READV, fd, iov, count, offset, 0, user_data);
 }
 
 int cdiskio_ring_prep_writev(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
                              uint64_t offset, int dsync, uint64_t user_data) {
-    struct io_uring_sqe *sqe = next_sqe(ring);
-    if (!sqe) return -EBUSY;
-    sqe->opcode = IORING_OP_WRITEV;
-    sqe->fd = fd;
-    sqe->addr = (uint64_t)(uintptr_t)iov;
-    sqe->len = count;
-    sqe->off = offset;
-    sqe->rw_flags = dsync ? RWF_DSYNC : 0;
-    sqe->user_data = user_data;
-    commit_sqe(ring);
-    return 0;
+    return prep_rw(ring, IORING_OP_WRITEV, fd, iov, count, offset, dsync ? RWF_DSYNC : 0, user_data);
 }
 
 int cdiskio_ring_prep_write_nowait(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
                                    uint64_t user_data) {
-    struct io_uring_sqe *sqe = next_sqe(ring);
-    if (!sqe) return -EBUSY;
-    sqe->opcode = IORING_OP_WRITEV;
-    sqe->fd = fd;
-    sqe->addr = (uint64_t)(uintptr_t)iov;
-    sqe->len = count;
     // -1: the file's own position, which a stream (TAP, socket) ignores (io_uring_enter(2)).
-    sqe->off = (uint64_t)-1;
-    sqe->rw_flags = RWF_NOWAIT;
-    sqe->user_data = user_data;
-    commit_sqe(ring);
-    return 0;
+    return prep_rw(ring, IORING_OP_WRITEV, fd, iov, count, (uint64_t)-1, RWF_NOWAIT, user_data);
 }
 
 int cdiskio_ring_prep_fdatasync(struct cdiskio_ring *ring, int fd, uint64_t user_data) {

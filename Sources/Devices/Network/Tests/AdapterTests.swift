@@ -13,6 +13,16 @@ import VirtualSwitch
 /// a real switch — driven by the guest's `NetworkVSC` over the same memfd RAM.
 @Suite("NIC: the guest's netvsc against the parent's adapter and switch", .serialized)
 struct AdapterTests {
+    /// Two NICs on one private switch (addresses `a` and `b`), their guests initialized.
+    static func startedPair() throws -> (AdapterHarness, AdapterHarness) {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let first = try AdapterHarness(switch: virtualSwitch, address: a)
+        let second = try AdapterHarness(switch: virtualSwitch, address: b)
+        try first.vsc.start()
+        try second.vsc.start()
+        return (first, second)
+    }
+
     static let a = MACAddress(0x00, 0x15, 0x5D, 0x00, 0x00, 0x0A)
     static let b = MACAddress(0x00, 0x15, 0x5D, 0x00, 0x00, 0x0B)
     static let c = MACAddress(0x00, 0x15, 0x5D, 0x00, 0x00, 0x0C)
@@ -35,11 +45,7 @@ struct AdapterTests {
 
     @Test("two NICs on a private switch: frames of 60 to 1514 bytes arrive intact and in order, both ways")
     func framesBetweenTwoGuests() throws {
-        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
-        let first = try AdapterHarness(switch: virtualSwitch, address: Self.a)
-        let second = try AdapterHarness(switch: virtualSwitch, address: Self.b)
-        try first.vsc.start()
-        try second.vsc.start()
+        let (first, second) = try Self.startedPair()
         let sizes = [60, 64, 500, 1514, 1000, 61]
         var sent: [[UInt8]] = []
         for (index, size) in sizes.enumerated() {
@@ -150,11 +156,7 @@ struct AdapterTests {
 
     @Test("a torn-down receive buffer is never written again: the revoke waits for the adapter, later frames drop")
     func teardownStopsUse() throws {
-        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
-        let first = try AdapterHarness(switch: virtualSwitch, address: Self.a)
-        let second = try AdapterHarness(switch: virtualSwitch, address: Self.b)
-        try first.vsc.start()
-        try second.vsc.start()
+        let (first, second) = try Self.startedPair()
         let frame = BenchFrame.make(from: Self.a, to: Self.b, size: 200, sequence: 0)
         let queued = first.vsc.transmit(frame)
         #expect(queued)
@@ -181,11 +183,7 @@ struct AdapterTests {
 extension AdapterTests {
     @Test("leases a sending channel keeps from one packet to the next are given back before its worker idles: a teardown right after does not wait")
     func keptLeasesReturnedWhenIdle() throws {
-        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
-        let first = try AdapterHarness(switch: virtualSwitch, address: Self.a)
-        let second = try AdapterHarness(switch: virtualSwitch, address: Self.b)
-        try first.vsc.start()
-        try second.vsc.start()
+        let (first, second) = try Self.startedPair()
         // More packets than one taking of the leases covers (`KeptLeases.maximumUses`).
         for index in 0..<150 {
             _ = first.vsc.transmit(BenchFrame.make(from: Self.a, to: Self.b, size: 200, sequence: UInt64(index)))

@@ -81,17 +81,36 @@ import VirtualSwitch
         return nil
     }
 
-    @Test("internal switch: child → TAP appears on the host side; host side → TAP reaches the child",
-          .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
-    func internalSwitchBothWays() throws {
-        let namespace = try Self.makeNamespace()
+    /// An internal switch on the namespace's TAP: a child port (Linux's default filter) and the
+    /// host port with its pump.
+    struct InternalSwitch {
+        var virtualSwitch: VirtualSwitch
+        var childPort: SwitchPortID
+        var childReady: EventFD
+        var hostPort: SwitchPortID
+        var endpoint: VirtioFrameEndpoint
+        var pump: HostPortPump
+    }
+
+    static func internalSwitch(on namespace: Namespace) throws -> InternalSwitch {
         let virtualSwitch = VirtualSwitch(name: "Internal", kind: .internal(hostInterface: namespace.interface))
         var childConfiguration = SwitchPortConfiguration(name: "child", kind: .child, macAddress: Self.child)
         childConfiguration.packetFilter = .linuxDefault
         let (childPort, childReady) = try virtualSwitch.addPort(childConfiguration)
         let (hostPort, hostReady) = try virtualSwitch.addPort(SwitchPortConfiguration(name: "host", kind: .host))
-        let pump = try HostPortPump(endpoint: try VirtioFrameEndpoint.tap(namespace.tap), port: hostPort, ready: hostReady,
-                                    switch: virtualSwitch, name: "tap-pump")
+        let endpoint = try VirtioFrameEndpoint.tap(namespace.tap)
+        let pump = try HostPortPump(endpoint: endpoint, port: hostPort, ready: hostReady, switch: virtualSwitch, name: "tap-pump")
+        return InternalSwitch(virtualSwitch: virtualSwitch, childPort: childPort, childReady: childReady, hostPort: hostPort,
+                              endpoint: endpoint, pump: pump)
+    }
+
+    @Test("internal switch: child → TAP appears on the host side; host side → TAP reaches the child",
+          .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
+    func internalSwitchBothWays() throws {
+        let namespace = try Self.makeNamespace()
+        let wired = try Self.internalSwitch(on: namespace)
+        let (virtualSwitch, childPort, childReady, hostPort, pump) =
+            (wired.virtualSwitch, wired.childPort, wired.childReady, wired.hostPort, wired.pump)
         defer { pump.stop() }
 
         // Child → host: a plain frame, then an LSO frame whose IPv4 length the switch fixes.
@@ -136,13 +155,9 @@ import VirtualSwitch
         let hostIP: UInt32 = 0x0AD5_5B01  // 10.213.91.1
         let childIP: UInt32 = 0x0AD5_5B02
         let namespace = try Self.makeNamespace(address: hostIP)
-        let virtualSwitch = VirtualSwitch(name: "Internal", kind: .internal(hostInterface: namespace.interface))
-        var childConfiguration = SwitchPortConfiguration(name: "child", kind: .child, macAddress: Self.child)
-        childConfiguration.packetFilter = .linuxDefault
-        let (childPort, _) = try virtualSwitch.addPort(childConfiguration)
-        let (hostPort, hostReady) = try virtualSwitch.addPort(SwitchPortConfiguration(name: "host", kind: .host))
-        let endpoint = try VirtioFrameEndpoint.tap(namespace.tap)
-        let pump = try HostPortPump(endpoint: endpoint, port: hostPort, ready: hostReady, switch: virtualSwitch, name: "tap-pump")
+        let wired = try Self.internalSwitch(on: namespace)
+        let (virtualSwitch, childPort, hostPort, endpoint, pump) =
+            (wired.virtualSwitch, wired.childPort, wired.hostPort, wired.endpoint, wired.pump)
         pump.stop()
         virtualSwitch.setDirectSink(pump.directSink(for: endpoint), pickup: pump.pickup, for: hostPort)
 
@@ -204,13 +219,9 @@ import VirtualSwitch
           .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
     func directRunArrivesInOrder() throws {
         let namespace = try Self.makeNamespace()
-        let virtualSwitch = VirtualSwitch(name: "Internal", kind: .internal(hostInterface: namespace.interface))
-        var childConfiguration = SwitchPortConfiguration(name: "child", kind: .child, macAddress: Self.child)
-        childConfiguration.packetFilter = .linuxDefault
-        let (childPort, _) = try virtualSwitch.addPort(childConfiguration)
-        let (hostPort, hostReady) = try virtualSwitch.addPort(SwitchPortConfiguration(name: "host", kind: .host))
-        let endpoint = try VirtioFrameEndpoint.tap(namespace.tap)
-        let pump = try HostPortPump(endpoint: endpoint, port: hostPort, ready: hostReady, switch: virtualSwitch, name: "tap-pump")
+        let wired = try Self.internalSwitch(on: namespace)
+        let (virtualSwitch, childPort, hostPort, endpoint, pump) =
+            (wired.virtualSwitch, wired.childPort, wired.hostPort, wired.endpoint, wired.pump)
         defer { pump.stop() }
         virtualSwitch.setDirectSink(pump.directSink(for: endpoint), pickup: pump.pickup, for: hostPort)
         defer { virtualSwitch.setDirectSink(nil, for: hostPort) }
