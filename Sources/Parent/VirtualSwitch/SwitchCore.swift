@@ -16,14 +16,13 @@ public struct SwitchCore: Sendable {
     fileprivate struct Port: Sendable {
         var configuration: SwitchPortConfiguration
         var counters = SwitchPortCounters()
-        var queue: [Queued] = []
-        var queueHead = 0
+        var queue = FrameRing<Queued>()
         var queuedBytes = 0
         /// Frames waiting, by the port that sent them (fair share, see `forward`): a few senders
         /// at a time, at most the switch's ports, so a list scanned in place rather than a
         /// dictionary that hashes on every frame.
         var queuedBySource: [(source: SwitchPortID, count: Int)] = []
-        var queuedFrames: Int { queue.count - queueHead }
+        var queuedFrames: Int { queue.count }
 
         /// Frames from `source` waiting in the queue.
         func queued(from source: SwitchPortID) -> Int {
@@ -42,16 +41,17 @@ public struct SwitchCore: Sendable {
             if queuedBySource[index].count <= 0 { queuedBySource.remove(at: index) }
         }
 
-        /// Counts a frame this port sent into the switch; the reason it must be dropped, if any.
-        mutating func admit(_ frame: NetworkFrame) -> SwitchDropReason? {
+        /// Counts a frame this port sent into the switch, whose source address is
+        /// `sourceAddress` (`nil` for a runt); the reason it must be dropped, if any.
+        mutating func admit(_ frame: NetworkFrame, sourceAddress: MACAddress?) -> SwitchDropReason? {
             counters.framesIn += 1
             counters.bytesIn += UInt64(frame.bytes.count)
             let limit = frame.offload.segmentation == nil ? configuration.maximumFrameSize : 65535 + 14 + 4 + 40
-            if frame.bytes.count < NetworkFrame.ethernetHeaderSize { return .malformed }
+            guard frame.bytes.count >= NetworkFrame.ethernetHeaderSize, let sourceAddress else { return .malformed }
             if frame.bytes.count > limit { return .oversized }
-            if let sourceAddress = MACAddress.source(of: frame.bytes), sourceAddress.isGroup { return .malformed }
+            if sourceAddress.isGroup { return .malformed }
             if configuration.kind == .child, !configuration.allowsMACSpoofing, let own = configuration.macAddress,
-               MACAddress.source(of: frame.bytes) != own { return .spoofedSource }
+               sourceAddress != own { return .spoofedSource }
             return nil
         }
 
@@ -65,19 +65,20 @@ public struct SwitchCore: Sendable {
         /// Queues one frame from `source` within the port's limits (see `enqueue(_:from:)`).
         /// - Returns: whether the queue went from empty to non-empty.
         @discardableResult
-        mutating func enqueue(_ item: NetworkFrame, from source: SwitchPortID) -> Bool {
+        mutating func enqueue(_ item: consuming NetworkFrame, from source: SwitchPortID) -> Bool {
             let share = max(1, configuration.queueFrameLimit / 2)
+            let size = item.bytes.count
             guard queuedFrames < configuration.queueFrameLimit,
-                  queuedBytes + item.bytes.count <= configuration.queueByteLimit,
+                  queuedBytes + size <= configuration.queueByteLimit,
                   queued(from: source) < share else {
                 counters.countDrop(.queueFull)
                 return false
             }
             let wasEmpty = queuedFrames == 0
+            countOut(item)
             queue.append(Queued(frame: item, source: source))
             countQueued(from: source, 1)
-            queuedBytes += item.bytes.count
-            countOut(item)
+            queuedBytes += size
             return wasEmpty
         }
 
@@ -252,7 +253,7 @@ public struct SwitchCore: Sendable {
         public init() {}
         public var isEmpty: Bool { frames.isEmpty }
 
-        mutating func append(_ frame: NetworkFrame, for port: SwitchPortID) {
+        mutating func append(_ frame: consuming NetworkFrame, for port: SwitchPortID) {
             ports.append(port)
             frames.append(frame)
         }
@@ -261,32 +262,34 @@ public struct SwitchCore: Sendable {
     /// Switches one frame that port `source` sent; frames for a port that `deliversDirectly` and
     /// has nothing queued are appended to `direct` (when it is not nil) for the caller to write
     /// to that port's endpoint itself, instead of being queued.
+    ///
+    /// The frame is consumed: a frame for one port moves into that port's queue or `direct`
+    /// with no reference counting, and only a flood copies it (a reference each).
     /// - Returns: the ports whose queues went from empty to non-empty (their owners should be woken).
-    public mutating func forward(_ frame: NetworkFrame, from source: SwitchPortID, now: UInt64,
+    public mutating func forward(_ frame: consuming NetworkFrame, from source: SwitchPortID, now: UInt64,
                                  direct: inout DirectFrames?) -> [SwitchPortID] {
         guard let senderIndex = ports.index(forKey: source) else { return [] }
-        let drop = ports.values[senderIndex].admit(frame)
-        if let drop {
+        let sourceAddress = MACAddress.source(of: frame.bytes)
+        if let drop = ports.values[senderIndex].admit(frame, sourceAddress: sourceAddress) {
             ports.values[senderIndex].counters.countDrop(drop)
             return []
         }
-        guard let destination = MACAddress.destination(of: frame.bytes), let sourceAddress = MACAddress.source(of: frame.bytes)
-        else { return [] }
+        guard let destination = MACAddress.destination(of: frame.bytes), let sourceAddress else { return [] }
         table.learn(sourceAddress, on: source, now: now)
 
-        var delivery = Delivery(frame: frame, source: source, destination: destination)
+        var delivery = Delivery(frame, source: source, destination: destination)
         if !destination.isGroup, let known = table.port(of: destination, now: now) {
             // A known unicast destination: one port, no list of targets to build.
-            if known != source { deliver(&delivery, to: known, direct: &direct) }
+            if known != source { deliver(frame, &delivery, to: known, direct: &direct) }
         } else {
-            for target in portOrder where target != source { deliver(&delivery, to: target, direct: &direct) }
+            for target in portOrder where target != source { deliver(copy frame, &delivery, to: target, direct: &direct) }
         }
         return delivery.woken
     }
 
-    /// One frame on its way to the ports it goes to.
+    /// What a frame on its way to the ports it goes to keeps between them (the frame itself is
+    /// passed beside it, so a frame for one port is moved rather than copied).
     private struct Delivery {
-        let frame: NetworkFrame
         let source: SwitchPortID
         let destination: MACAddress
         /// A frame that asks for no offload work goes out as it came.
@@ -295,15 +298,15 @@ public struct SwitchCore: Sendable {
         var resolved: [(SoftwareOffload.Capabilities, [NetworkFrame]?)] = []
         var woken: [SwitchPortID] = []
 
-        init(frame: NetworkFrame, source: SwitchPortID, destination: MACAddress) {
-            self.frame = frame
+        init(_ frame: borrowing NetworkFrame, source: SwitchPortID, destination: MACAddress) {
             self.source = source
             self.destination = destination
             asIs = !frame.offload.needsCompletion && frame.offload.vlan == nil
         }
     }
 
-    private mutating func deliver(_ delivery: inout Delivery, to target: SwitchPortID, direct: inout DirectFrames?) {
+    private mutating func deliver(_ frame: consuming NetworkFrame, _ delivery: inout Delivery, to target: SwitchPortID,
+                                  direct: inout DirectFrames?) {
         // Every port access below goes through a mutating method, in place: reading a port
         // out of the dictionary would copy it, queue and tables included, for each frame.
         guard let index = ports.index(forKey: target) else { return }
@@ -314,9 +317,9 @@ public struct SwitchCore: Sendable {
         let takesDirectly = direct != nil && ports.values[index].takesDirectly()
         if delivery.asIs {
             if takesDirectly {
-                ports.values[index].countOut(delivery.frame)
-                direct?.append(delivery.frame, for: target)
-            } else if ports.values[index].enqueue(delivery.frame, from: delivery.source) {
+                ports.values[index].countOut(frame)
+                direct?.append(frame, for: target)
+            } else if ports.values[index].enqueue(frame, from: delivery.source) {
                 delivery.woken.append(target)
             }
             return
@@ -326,7 +329,7 @@ public struct SwitchCore: Sendable {
         if let cached = delivery.resolved.first(where: { $0.0 == capabilities }) {
             frames = cached.1
         } else {
-            frames = SoftwareOffload.resolve(delivery.frame, for: capabilities)
+            frames = SoftwareOffload.resolve(frame, for: capabilities)
             delivery.resolved.append((capabilities, frames))
         }
         guard let frames else {
@@ -376,29 +379,18 @@ public struct SwitchCore: Sendable {
 
 extension SwitchCore.Port {
     mutating func dequeue(limit: Int) -> [NetworkFrame] {
-        let end = queueHead + min(limit, queuedFrames)
         var frames: [NetworkFrame] = []
-        frames.reserveCapacity(end - queueHead)
-        for item in queue[queueHead..<end] {
-            frames.append(item.frame)
+        frames.reserveCapacity(min(limit, queuedFrames))
+        while frames.count < limit, let item = queue.removeFirst() {
             queuedBytes -= item.frame.bytes.count
             countQueued(from: item.source, -1)
-        }
-        queueHead = end
-        if queueHead == queue.count {
-            queue.removeAll(keepingCapacity: true)
-            queueHead = 0
-        } else if queueHead > 256 {
-            queue.removeFirst(queueHead)
-            queueHead = 0
+            frames.append(item.frame)
         }
         return frames
     }
 
     mutating func requeue(_ frames: [NetworkFrame]) {
-        let rest = queue[queueHead...]
-        queue = frames.map { SwitchCore.Queued(frame: $0, source: SwitchCore.requeuedSource) } + rest
-        queueHead = 0
+        for frame in frames.reversed() { queue.prepend(SwitchCore.Queued(frame: frame, source: SwitchCore.requeuedSource)) }
         queuedBytes += frames.reduce(0) { $0 + $1.bytes.count }
         countQueued(from: SwitchCore.requeuedSource, frames.count)
     }

@@ -117,9 +117,17 @@ public final class VirtualSwitch: Sendable {
             let end = min(start + Self.framesPerLock, frames.count)
             core.withLock { core in
                 for index in start..<end {
-                    woken.formUnion(core.forward(frames[index], from: source, now: now, direct: &direct))
-                    // The empty array is shared storage: the sender's reference goes, nothing is allocated.
-                    if draining { frames[index] = NetworkFrame(bytes: []) }
+                    let queued: [SwitchPortID]
+                    if draining {
+                        // Moved out of the sender's list rather than copied: the sender's
+                        // reference goes without an atomic operation, nothing is allocated.
+                        var frame = NetworkFrame.empty
+                        swap(&frame, &frames[index])
+                        queued = core.forward(frame, from: source, now: now, direct: &direct)
+                    } else {
+                        queued = core.forward(frames[index], from: source, now: now, direct: &direct)
+                    }
+                    if !queued.isEmpty { woken.formUnion(queued) }
                 }
             }
             start = end

@@ -145,4 +145,8 @@ public struct NetworkFrame: Hashable, Sendable {
 
     /// Size of the Ethernet header without a VLAN tag.
     public static let ethernetHeaderSize = 14
+
+    /// No bytes, no offload: what a frame moved out of a collection leaves behind (an empty
+    /// array's storage is shared, so it costs no allocation).
+    public static var empty: NetworkFrame { NetworkFrame(bytes: [], offload: FrameOffload()) }
 }

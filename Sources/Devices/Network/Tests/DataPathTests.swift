@@ -135,6 +135,26 @@ import VMBusProtocol
         #expect(parsed.first?.perPacketInfo.contains { $0.type == .ieee8021Q } == true)
     }
 
+    @Test("receive: frames with and without PPIs mixed in one packet each get their own header, byte for byte")
+    func receiveHeadersOfMixedFrames() throws {
+        var guest = Self.readyGuest()
+        let tagged = FrameOffload(vlan: VLANInfo(priority: 0, vlanID: 5))
+        let offloads: [FrameOffload] = [.none, .none, tagged, .none, .none, tagged, tagged, .none]
+        let frames = offloads.enumerated().map { index, offload in
+            NetworkFrame(bytes: ethernetFrame(from: Self.peer, to: Self.mac, count: 60 + 97 * index, fill: UInt8(index)),
+                         offload: offload)
+        }
+        let (consumed, actions) = guest.vsp.deliver(frames, on: 0)
+        #expect(consumed == frames.count)
+        let messages = receivedPackets(actions, guest: guest).flatMap(\.messages)
+        #expect(messages.count == frames.count)
+        for (message, frame) in zip(messages, frames) {
+            let header = RNDISPacketLayout.header(dataCount: frame.bytes.count, perPacketInfo: frame.offload.receivePerPacketInfo)
+            #expect(Array(message.prefix(header.count)) == header)
+            #expect(Array(message.dropFirst(header.count)) == frame.bytes)
+        }
+    }
+
     @Test("receive sub-allocations run out, the rest wait, and the 8-byte completion recycles them")
     func exhaustionAndRecycling() {
         var guest = Self.readyGuest(receivePages: 4)  // 16 KiB: 9 sub-allocations of 1728 bytes

@@ -358,6 +358,42 @@ import VirtualSwitch
         #expect(fixture.core.dequeue(fixture.ports[1]).map { $0.bytes[20] } == [1, 2, 3])
     }
 
+    @Test("a port's queue keeps order as it wraps around and grows, with frames given back at its head, against a list model")
+    func queueOrderAgainstModel() {
+        var fixture = Fixture()
+        let (sender, receiver) = (fixture.ports[0], fixture.ports[1])
+        _ = fixture.send(ethernetFrame(from: Self.b, to: Self.a), from: receiver)
+        _ = fixture.core.dequeue(sender)
+        var model: [UInt16] = []
+        var next: UInt16 = 0
+        var random: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func draw(_ bound: Int) -> Int {
+            random = random &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((random >> 33) % UInt64(bound))
+        }
+        func stamp(_ frame: NetworkFrame) -> UInt16 { UInt16(frame.bytes[14]) << 8 | UInt16(frame.bytes[15]) }
+        for _ in 0..<2_000 {
+            // Never more than one sender's share (half the queue) waits, so nothing is dropped.
+            for _ in 0..<min(draw(40), 500 - model.count) {
+                var bytes = ethernetFrame(from: Self.a, to: Self.b)
+                bytes[14] = UInt8(next >> 8)
+                bytes[15] = UInt8(next & 0xFF)
+                _ = fixture.send(bytes, from: sender)
+                model.append(next)
+                next &+= 1
+            }
+            let taken = fixture.core.dequeue(receiver, limit: draw(70))
+            #expect(taken.map(stamp) == Array(model.prefix(taken.count)))
+            model.removeFirst(taken.count)
+            let givenBack = draw(taken.count + 1)
+            fixture.core.requeue(Array(taken.suffix(givenBack)), for: receiver)
+            model.insert(contentsOf: taken.suffix(givenBack).map(stamp), at: 0)
+            #expect(fixture.core.queuedFrames(for: receiver) == model.count)
+        }
+        #expect(fixture.core.dequeue(receiver).map(stamp) == model)
+        #expect(fixture.core.counters(of: receiver)?.dropped(.queueFull) == 0)
+    }
+
     @Test("the thread-safe switch signals a port's eventfd when its queue becomes non-empty")
     func notification() throws {
         let virtualSwitch = VirtualSwitch(name: "Default Switch", kind: .private)

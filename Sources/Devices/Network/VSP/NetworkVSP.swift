@@ -577,37 +577,47 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
         used.reserveCapacity(ranges.capacity)
         var consumed = 0
         let size = receive.pool.subAllocationSize
-        // One header array for the batch, rebuilt in place for each frame.
+        // One header array for the batch, rebuilt in place for each frame; for a frame without
+        // per-packet information after another, only its two lengths change.
         var header: [UInt8] = []
         header.reserveCapacity(RNDISPacketLayout.maximumReceiveHeaderSize)
-        for frame in frames {
+        var headerIsPlain = false
+        // By index, reading each frame in place: iterating would copy every frame (a
+        // reference count taken and dropped on the sender's frames).
+        for index in frames.indices {
             guard ranges.count < configuration.maximumRangesPerReceivePacket else { break }
-            RNDISPacketLayout.header(dataCount: frame.bytes.count, perPacketInfo: frame.offload.receivePerPacketInfo,
-                                     into: &header)
-            let length = header.count + frame.bytes.count
-            guard length <= size, frame.bytes.count >= NetworkFrame.ethernetHeaderSize, linkConnected else {
+            let infos = frames[index].offload.receivePerPacketInfo
+            if infos.isEmpty && headerIsPlain {
+                header.storeLittleEndian(UInt32(truncatingIfNeeded: RNDISPacketLayout.headerSize + frames[index].bytes.count), at: 4)
+                header.storeLittleEndian(UInt32(truncatingIfNeeded: frames[index].bytes.count), at: 12)
+            } else {
+                RNDISPacketLayout.header(dataCount: frames[index].bytes.count, perPacketInfo: infos, into: &header)
+                headerIsPlain = infos.isEmpty
+            }
+            let length = header.count + frames[index].bytes.count
+            guard length <= size, frames[index].bytes.count >= NetworkFrame.ethernetHeaderSize, linkConnected else {
                 counters.receiveDrops += 1
                 consumed += 1
                 continue
             }
-            guard let index = receive.pool.takeOne(on: channel) else {
+            guard let section = receive.pool.takeOne(on: channel) else {
                 counters.receiveNoBuffer += 1
                 break
             }
-            let offset = index * size
+            let offset = section * size
             do throws(GuestAccessError) {
                 try receive.buffer.write(memory, header, from: 0, count: header.count, at: offset)
-                try receive.buffer.write(memory, frame.bytes, from: 0, count: frame.bytes.count, at: offset + header.count)
+                try receive.buffer.write(memory, frames[index].bytes, from: 0, count: frames[index].bytes.count, at: offset + header.count)
             } catch {
-                receive.pool.giveBack([index])
+                receive.pool.giveBack([section])
                 counters.receiveDrops += 1
                 consumed += 1
                 continue
             }
-            used.append(index)
+            used.append(section)
             ranges.append(TransferPageRange(byteCount: UInt32(length), byteOffset: UInt32(offset)))
             counters.receivedFrames += 1
-            counters.receivedBytes += UInt64(frame.bytes.count)
+            counters.receivedBytes += UInt64(frames[index].bytes.count)
             consumed += 1
         }
         if !ranges.isEmpty {
