@@ -8,7 +8,9 @@ extension StorageBenchmark.Report {
         }
         func rate(_ m: StorageBenchmark.Measurement?, _ sequential: Bool) -> String {
             guard let m else { return "-" }
-            return sequential ? String(format: "%.0f MB/s", m.bytes_per_s / 1e6) : String(format: "%.0f IOPS", m.iops)
+            // The emulated disk moves well under 1 MB/s at 1 MiB; "0" would hide that it moved.
+            let (value, unit) = sequential ? (m.bytes_per_s / 1e6, "MB/s") : (m.iops, "IOPS")
+            return String(format: value < 10 ? "%.2f" : "%.0f", value) + " " + unit
         }
         func latency(_ m: StorageBenchmark.Measurement?) -> String {
             guard let m else { return "-" }
