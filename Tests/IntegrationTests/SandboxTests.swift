@@ -102,7 +102,7 @@ struct SandboxTests {
                       "ptrace process \(root)", "read the memory of process \(root)", "TCP socket", "UDP socket",
                       "netlink socket", "execute a program", "fork", "become root", "new user namespace",
                       "make the process dumpable again", "push input into a terminal (TIOCSTI)",
-                      "io_uring operation outside the disk set (NOP)"]
+                      "io_uring operation outside the disk set (NOP)", "register a file with an enabled io_uring"]
         for attempt in denied {
             #expect(allowed[attempt] == false, "\(attempt): \(outcomes.first { $0.attempt == attempt }?.description ?? "not tried")")
         }

@@ -33,13 +33,27 @@ public final class FrameWriteRing {
     /// Each entry's header, `VirtioNetHeader.size` bytes apart.
     private let headers: UnsafeMutableRawPointer
     private var broken = false
+    /// The descriptor registered as the ring's fixed file, if any.
+    private let registered: Int32?
 
     /// A ring, or `nil` where io_uring is unavailable or refused (the caller writes frame by frame).
-    public init?() {
+    /// - Parameter descriptor: the endpoint this ring writes to, registered with the ring
+    ///   (IORING_REGISTER_FILES) so that its writes skip the descriptor lookup and reference
+    ///   count the kernel otherwise takes for each; writes to another descriptor look it up.
+    ///   The ring holds the file open until it is destroyed, with its pool, when the switch's
+    ///   host side stops (`HostPortPump`'s writer).
+    public init?(registering descriptor: Int32? = nil) {
         ring = .allocate(capacity: 1)
         guard cdiskio_ring_init(ring, UInt32(Self.entries), 0) == 0 else {
             ring.deallocate()
             return nil
+        }
+        // Before the ring is enabled: its restrictions refuse registrations after. A kernel that
+        // refuses it leaves the ring writing by descriptor.
+        if let descriptor, cdiskio_ring_register_file(ring, descriptor) == 0 {
+            registered = descriptor
+        } else {
+            registered = nil
         }
         guard cdiskio_ring_enable(ring) == 0, ring.pointee.sq_entries >= UInt32(Self.entries) else {
             cdiskio_ring_destroy(ring)
@@ -83,6 +97,8 @@ public final class FrameWriteRing {
         let base = outcomes.count
         outcomes.append(contentsOf: repeatElement(.wouldBlock, count: chunk.count))
         let headerSize = min(endpoint.headerSize, VirtioNetHeader.size)
+        let fixed = registered == endpoint.descriptor.rawValue
+        let descriptor = fixed ? 0 : endpoint.descriptor.rawValue
         chunk.withUnsafeBufferPointer { frames in
             pinning(frames, from: 0) {
                 for slot in frames.indices {
@@ -101,7 +117,7 @@ public final class FrameWriteRing {
                     // returns, and the ring has room for `entries` (checked in init, and every
                     // completion is reaped before the next submission).
                     vectors[2 * slot] = iovec(iov_base: header, iov_len: headerSize)
-                    _ = cdiskio_ring_prep_write_nowait(ring, endpoint.descriptor.rawValue, vectors + 2 * slot, 2, UInt64(slot))
+                    _ = cdiskio_ring_prep_write_nowait(ring, descriptor, fixed ? 1 : 0, vectors + 2 * slot, 2, UInt64(slot))
                 }
                 var missing = frames.count
                 var waitFor: UInt32 = 0
@@ -161,8 +177,13 @@ final class FrameWriteRings: Sendable {
 
     private let state = Mutex(State())
     let limit: Int
+    /// The endpoint's descriptor, registered with each ring.
+    let descriptor: Int32?
 
-    init(limit: Int = 4) { self.limit = limit }
+    init(descriptor: Int32? = nil, limit: Int = 4) {
+        self.descriptor = descriptor
+        self.limit = limit
+    }
 
     /// Runs `body` with a ring of this pool, or with `nil` if none is free (or io_uring is
     /// unavailable here).
@@ -177,7 +198,7 @@ final class FrameWriteRings: Sendable {
         switch take {
         case .ring(let held): taken = held.ring
         case .make:
-            taken = FrameWriteRing()
+            taken = FrameWriteRing(registering: descriptor)
             if taken == nil { state.withLock { $0.unavailable = true; $0.made -= 1 } }
         case .none: taken = nil
         }

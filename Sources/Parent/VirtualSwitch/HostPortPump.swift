@@ -37,7 +37,7 @@ public final class HostPortPump: Sendable {
         self.statistics = statistics
         let reader = HostPortReader(endpoint: endpoint, port: port, switch: virtualSwitch, statistics: statistics)
         self.reader = reader
-        let writer = HostPortWriter(statistics: statistics)
+        let writer = HostPortWriter(endpoint: endpoint, statistics: statistics)
         self.writer = writer
         thread = try StoppableThread(name: name) { stop in
             while true {
@@ -142,9 +142,13 @@ final class HostPortReader: Sendable {
 /// one `writev` each otherwise and for a single frame.
 public final class HostPortWriter: Sendable {
     private let statistics: HostPortPump.Statistics
-    private let rings = FrameWriteRings()
+    private let rings: FrameWriteRings
 
-    init(statistics: HostPortPump.Statistics) { self.statistics = statistics }
+    /// A writer for `endpoint` (which its rings register; it writes to no other in practice).
+    init(endpoint: VirtioFrameEndpoint, statistics: HostPortPump.Statistics) {
+        self.statistics = statistics
+        rings = FrameWriteRings(descriptor: endpoint.descriptor.rawValue)
+    }
 
     /// Writes `frames` in order and returns how many it took from the front: written, or
     /// dropped and counted. Frames that would block at the end of the run are left to the

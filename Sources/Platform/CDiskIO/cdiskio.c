@@ -29,12 +29,14 @@ static int sys_register(int fd, unsigned opcode, const void *arg, unsigned count
 }
 
 /// Limits the ring, while it is still disabled, to the operations a disk queue issues (READV,
-/// WRITEV, FSYNC, FALLOCATE, no SQE flags) and, once enabled, to registering an eventfd: io_uring
-/// runs its operations past the seccomp filter, so a ring that could OPENAT, CONNECT or SOCKET
-/// would be a way around the parent's sandbox (io_uring_register(2), IORING_REGISTER_RESTRICTIONS).
+/// WRITEV, FSYNC, FALLOCATE), with no SQE flag but IOSQE_FIXED_FILE, and once enabled to
+/// registering an eventfd: io_uring runs its operations past the seccomp filter, so a ring that
+/// could OPENAT, CONNECT or SOCKET would be a way around the parent's sandbox (io_uring_register(2),
+/// IORING_REGISTER_RESTRICTIONS). A fixed file can only name a descriptor registered before the
+/// ring was enabled (`cdiskio_ring_register_file`), one the parent already held.
 static int restrict_ring(int fd) {
     static const uint8_t operations[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_FALLOCATE};
-    struct io_uring_restriction restrictions[5];
+    struct io_uring_restriction restrictions[6];
     memset(restrictions, 0, sizeof(restrictions));
     for (unsigned i = 0; i < 4; i++) {
         restrictions[i].opcode = IORING_RESTRICTION_SQE_OP;
@@ -42,7 +44,9 @@ static int restrict_ring(int fd) {
     }
     restrictions[4].opcode = IORING_RESTRICTION_REGISTER_OP;
     restrictions[4].register_op = IORING_REGISTER_EVENTFD;
-    return sys_register(fd, IORING_REGISTER_RESTRICTIONS, restrictions, 5) < 0 ? -errno : 0;
+    restrictions[5].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+    restrictions[5].sqe_flags = IOSQE_FIXED_FILE;
+    return sys_register(fd, IORING_REGISTER_RESTRICTIONS, restrictions, 6) < 0 ? -errno : 0;
 }
 
 int cdiskio_ring_init(struct cdiskio_ring *ring, unsigned entries, int single_issuer) {
@@ -155,6 +159,11 @@ int cdiskio_ring_register_eventfd(struct cdiskio_ring *ring, int eventfd) {
     return sys_register(ring->fd, IORING_REGISTER_EVENTFD, &eventfd, 1) < 0 ? -errno : 0;
 }
 
+int cdiskio_ring_register_file(struct cdiskio_ring *ring, int fd) {
+    // Once the ring is enabled, its restrictions refuse this (-EACCES).
+    return sys_register(ring->fd, IORING_REGISTER_FILES, &fd, 1) < 0 ? -errno : 0;
+}
+
 unsigned cdiskio_ring_space(const struct cdiskio_ring *ring) {
     unsigned head = __atomic_load_n(ring->sq_head, __ATOMIC_ACQUIRE);
     return ring->sq_entries - (ring->sq_local_tail - head);
@@ -184,11 +193,13 @@ int cdiskio_ring_prep_nop(struct cdiskio_ring *ring, uint64_t user_data) {
 }
 
 /// A READV or WRITEV entry: `rw_flags` as preadv2(2)/pwritev2(2) take them.
-static int prep_rw(struct cdiskio_ring *ring, uint8_t opcode, int fd, const struct iovec *iov, unsigned count,
-                   uint64_t offset, int rw_flags, uint64_t user_data) {
+/// With `fixed`, `fd` is an index into the ring's registered files (IOSQE_FIXED_FILE).
+static int prep_rw(struct cdiskio_ring *ring, uint8_t opcode, int fd, int fixed, const struct iovec *iov,
+                   unsigned count, uint64_t offset, int rw_flags, uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(ring);
     if (!sqe) return -EBUSY;
     sqe->opcode = opcode;
+    sqe->flags = fixed ? IOSQE_FIXED_FILE : 0;
     sqe->fd = fd;
     sqe->addr = (uint64_t)(uintptr_t)iov;
     sqe->len = count;
@@ -201,18 +212,18 @@ static int prep_rw(struct cdiskio_ring *ring, uint8_t opcode, int fd, const stru
 
 int cdiskio_ring_prep_readv(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
                             uint64_t offset, uint64_t user_data) {
-    return prep_rw(ring, IORING_OP_READV, fd, iov, count, offset, 0, user_data);
+    return prep_rw(ring, IORING_OP_READV, fd, 0, iov, count, offset, 0, user_data);
 }
 
 int cdiskio_ring_prep_writev(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
                              uint64_t offset, int dsync, uint64_t user_data) {
-    return prep_rw(ring, IORING_OP_WRITEV, fd, iov, count, offset, dsync ? RWF_DSYNC : 0, user_data);
+    return prep_rw(ring, IORING_OP_WRITEV, fd, 0, iov, count, offset, dsync ? RWF_DSYNC : 0, user_data);
 }
 
-int cdiskio_ring_prep_write_nowait(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
-                                   uint64_t user_data) {
+int cdiskio_ring_prep_write_nowait(struct cdiskio_ring *ring, int fd, int fixed, const struct iovec *iov,
+                                   unsigned count, uint64_t user_data) {
     // -1: the file's own position, which a stream (TAP, socket) ignores (io_uring_enter(2)).
-    return prep_rw(ring, IORING_OP_WRITEV, fd, iov, count, (uint64_t)-1, RWF_NOWAIT, user_data);
+    return prep_rw(ring, IORING_OP_WRITEV, fd, fixed, iov, count, (uint64_t)-1, RWF_NOWAIT, user_data);
 }
 
 int cdiskio_ring_prep_fdatasync(struct cdiskio_ring *ring, int fd, uint64_t user_data) {

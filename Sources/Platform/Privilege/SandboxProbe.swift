@@ -101,6 +101,7 @@ public enum SandboxProbe {
         // the seccomp filter, so the ring itself only takes what a disk needs.
         record("read through a disk io_uring", ringAttempt(nop: false))
         record("io_uring operation outside the disk set (NOP)", ringAttempt(nop: true))
+        record("register a file with an enabled io_uring", registrationAttempt())
         record("seccomp filter in force", cpriv_prctl(CPRIV_PR_GET_SECCOMP, 0, 0, 0, 0) == 2 ? 0 : -1)
         record("no_new_privs set", cpriv_prctl(CPRIV_PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1 ? 0 : -1)
         var capabilities: UInt64 = .max
@@ -142,6 +143,21 @@ public enum SandboxProbe {
             guard cdiskio_ring_next_completion(ring, &tag, &outcome) == 1 else { return failed(-EIO) }
             return outcome < 0 ? failed(outcome) : Int(outcome)
         }
+    }
+
+    /// Registers a descriptor with a restricted ring once it is enabled (a frame ring registers
+    /// its endpoint before): 0 when the kernel took it, −1 with errno set when it refused.
+    private static func registrationAttempt() -> Int {
+        let ring = UnsafeMutablePointer<cdiskio_ring>.allocate(capacity: 1)
+        defer { ring.deallocate() }
+        var result = cdiskio_ring_init(ring, 4, 0)
+        if result == 0 {
+            defer { cdiskio_ring_destroy(ring) }
+            result = cdiskio_ring_enable(ring)
+            if result == 0 { result = cdiskio_ring_register_file(ring, STDERR_FILENO) }
+        }
+        errno = -result
+        return result == 0 ? 0 : -1
     }
 
     private static func closing(_ fd: Int32) -> Int {

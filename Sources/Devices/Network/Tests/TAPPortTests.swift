@@ -195,24 +195,26 @@ import VirtualSwitch
         }
     }
 
-    @Test("a batch of frames written through one io_uring submission reaches the TAP's host side whole and in order",
+    @Test("a batch of frames written through one io_uring submission reaches the TAP's host side whole and in order, by descriptor and as the ring's registered file",
           .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
     func ringWritesABatchInOrder() throws {
-        guard let ring = FrameWriteRing() else {
-            // Allowed to be missing (kernel.io_uring_disabled, old kernels): the writers fall
-            // back to one writev per frame, which the other tests cover.
-            print("FrameWriteRing unavailable here: io_uring refused")
-            return
-        }
         let namespace = try Self.makeNamespace()
         let endpoint = try VirtioFrameEndpoint.tap(namespace.tap)
-        // More than one submission's worth.
-        let frames = Self.numberedFrames(FrameWriteRing.entries + 36, size: 300)
-        var outcomes: [FrameWriteRing.Outcome] = []
-        ring.write(frames[...], to: endpoint, outcomes: &outcomes)
-        #expect(outcomes == Array(repeating: .written, count: frames.count))
-        #expect(!ring.isBroken)
-        #expect(try Self.readTestFrames(namespace.hostSide, count: frames.count) == frames.map(\.bytes))
+        for registering in [nil, endpoint.descriptor.rawValue] {
+            guard let ring = FrameWriteRing(registering: registering) else {
+                // Allowed to be missing (kernel.io_uring_disabled, old kernels): the writers fall
+                // back to one writev per frame, which the other tests cover.
+                print("FrameWriteRing unavailable here: io_uring refused")
+                return
+            }
+            // More than one submission's worth.
+            let frames = Self.numberedFrames(FrameWriteRing.entries + 36, size: 300)
+            var outcomes: [FrameWriteRing.Outcome] = []
+            ring.write(frames[...], to: endpoint, outcomes: &outcomes)
+            #expect(outcomes == Array(repeating: .written, count: frames.count), "registered: \(registering != nil)")
+            #expect(!ring.isBroken)
+            #expect(try Self.readTestFrames(namespace.hostSide, count: frames.count) == frames.map(\.bytes))
+        }
     }
 
     @Test("internal switch: a run of frames sent directly to the host port arrives in order, nothing blocked or failed",

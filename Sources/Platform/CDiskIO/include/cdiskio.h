@@ -50,8 +50,9 @@ struct cdiskio_ring {
 /// or -errno.
 ///
 /// Every ring is created disabled and restricted (IORING_REGISTER_RESTRICTIONS) to READV, WRITEV,
-/// FSYNC and FALLOCATE without SQE flags, and to registering an eventfd: anything else completes
-/// with -EACCES. `cdiskio_ring_enable` must be called before the first submission.
+/// FSYNC and FALLOCATE with no SQE flag but IOSQE_FIXED_FILE, and to registering an eventfd:
+/// anything else completes with -EACCES. Files may be registered only before
+/// `cdiskio_ring_enable`, which must be called before the first submission.
 ///
 /// With `single_issuer`, the ring also has IORING_SETUP_SINGLE_ISSUER,
 /// IORING_SETUP_DEFER_TASKRUN and IORING_SETUP_TASKRUN_FLAG (falling back to a plain ring on
@@ -69,6 +70,9 @@ int cdiskio_ring_get_events(struct cdiskio_ring *ring);
 void cdiskio_ring_destroy(struct cdiskio_ring *ring);
 /// Makes the kernel signal `eventfd` for every completion it posts. Returns 0 or -errno.
 int cdiskio_ring_register_eventfd(struct cdiskio_ring *ring, int eventfd);
+/// Registers `fd` as the ring's fixed file 0; only while the ring is still disabled (the
+/// restrictions refuse it once enabled, -EACCES). Returns 0 or -errno.
+int cdiskio_ring_register_file(struct cdiskio_ring *ring, int fd);
 /// Free submission entries.
 unsigned cdiskio_ring_space(const struct cdiskio_ring *ring);
 /// Prepared entries the kernel has not consumed yet.
@@ -84,10 +88,11 @@ int cdiskio_ring_prep_writev(struct cdiskio_ring *ring, int fd, const struct iov
                              uint64_t offset, int dsync, uint64_t user_data);
 /// Prepares a WRITEV with RWF_NOWAIT at the descriptor's own position, for descriptors that are
 /// not files (a TAP, a packet socket): it never waits in the kernel to be retried, it completes
-/// during the submission that issues it, with -EAGAIN where the write would block. Returns 0 or
-/// -EBUSY.
-int cdiskio_ring_prep_write_nowait(struct cdiskio_ring *ring, int fd, const struct iovec *iov, unsigned count,
-                                   uint64_t user_data);
+/// during the submission that issues it, with -EAGAIN where the write would block. With `fixed`
+/// non-zero, `fd` is the index of a file registered with `cdiskio_ring_register_file` (no
+/// descriptor lookup per write). Returns 0 or -EBUSY.
+int cdiskio_ring_prep_write_nowait(struct cdiskio_ring *ring, int fd, int fixed, const struct iovec *iov,
+                                   unsigned count, uint64_t user_data);
 /// Prepares an FSYNC with IORING_FSYNC_DATASYNC (fdatasync). Returns 0 or -EBUSY.
 int cdiskio_ring_prep_fdatasync(struct cdiskio_ring *ring, int fd, uint64_t user_data);
 /// Prepares a FALLOCATE with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE. Returns 0 or -EBUSY.
