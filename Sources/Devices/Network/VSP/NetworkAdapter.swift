@@ -352,7 +352,7 @@ final class NetworkChannelSession: ChannelSession {
         adapter.withVSP(keeping: &leases) { vsp, table in
             vsp.handle(packet.bytes, descriptor: packet.descriptor, on: index, gpadls: table, into: &actions)
         }
-        try carryOut(actions, on: channel)
+        try carryOut(&actions, on: channel)
         // The actions let go of their frames before the frames reach the switch (see
         // `VirtualSwitch.send(draining:from:)`).
         actions.removeAll(keepingCapacity: true)
@@ -373,11 +373,11 @@ final class NetworkChannelSession: ChannelSession {
         while channel.hasRoom(forPayload: NetworkAdapter.deliveryPacketBytes) {
             let frames = adapter.virtualSwitch.receive(for: adapter.port, limit: NetworkAdapter.deliveryBatch)
             guard !frames.isEmpty else { break }
-            let (consumed, actions) = adapter.withVSP { vsp, _ in vsp.deliver(frames, on: 0) }
+            var (consumed, actions) = adapter.withVSP { vsp, _ in vsp.deliver(frames, on: 0) }
             if consumed < frames.count {
                 adapter.virtualSwitch.requeue(Array(frames[consumed...]), for: adapter.port)
             }
-            try carryOut(actions, on: channel)
+            try carryOut(&actions, on: channel)
             guard consumed > 0 else { break }
             progressed = true
             if consumed < frames.count { break }
@@ -400,10 +400,14 @@ final class NetworkChannelSession: ChannelSession {
                          payload: packet.payload)
     }
 
-    /// Carries out the VSP's actions, outside its lock, in order.
-    private func carryOut(_ actions: [NetworkVSPAction], on channel: VSPChannel) throws(VSPError) {
-        for action in actions {
-            switch action {
+    /// Carries out the VSP's actions, outside its lock, in order, emptying `actions` (its
+    /// capacity kept). Each is moved out of the list, so a frame joins the switch's batch with
+    /// its reference count untouched (iterating would copy every action, and the list release
+    /// them all again).
+    private func carryOut(_ actions: inout [NetworkVSPAction], on channel: VSPChannel) throws(VSPError) {
+        actions.reverse()
+        while let action = actions.popLast() {
+            switch consume action {
             case .send(let target, let packet):
                 if target == index {
                     try send(packet, on: channel)
