@@ -79,6 +79,8 @@ public struct FrameOffload: Hashable, Sendable {
     /// not LSOv2 or has a zero MSS.
     public init(transmitted layout: RNDISPacketLayout) {
         self.init()
+        // Most frames carry none (small frames, no checksum offload): no four searches.
+        guard !layout.perPacketInfo.isEmpty else { return }
         if let value = layout.info(.checksum)?.value {
             let info = ChecksumInfo(rawValue: value)
             if (info.isIPv4 || info.isIPv6), info.tcpChecksum || info.udpChecksum {
