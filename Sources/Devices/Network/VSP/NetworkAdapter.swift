@@ -373,7 +373,8 @@ final class NetworkChannelSession: ChannelSession {
         while channel.hasRoom(forPayload: NetworkAdapter.deliveryPacketBytes) {
             let frames = adapter.virtualSwitch.receive(for: adapter.port, limit: NetworkAdapter.deliveryBatch)
             guard !frames.isEmpty else { break }
-            var (consumed, actions) = adapter.withVSP { vsp, _ in vsp.deliver(frames, on: 0) }
+            let (consumed, delivered) = adapter.withVSP { vsp, _ in vsp.deliver(frames, on: 0) }
+            var actions = delivered
             if consumed < frames.count {
                 adapter.virtualSwitch.requeue(Array(frames[consumed...]), for: adapter.port)
             }
