@@ -83,16 +83,10 @@ import VirtualSwitch
 
     /// An internal switch on the namespace's TAP: a child port (Linux's default filter) and the
     /// host port with its pump.
-    struct InternalSwitch {
-        var virtualSwitch: VirtualSwitch
-        var childPort: SwitchPortID
-        var childReady: EventFD
-        var hostPort: SwitchPortID
-        var endpoint: VirtioFrameEndpoint
-        var pump: HostPortPump
-    }
-
-    static func internalSwitch(on namespace: Namespace) throws -> InternalSwitch {
+    static func internalSwitch(on namespace: Namespace) throws
+        -> (virtualSwitch: VirtualSwitch, childPort: SwitchPortID, childReady: EventFD, hostPort: SwitchPortID,
+            endpoint: VirtioFrameEndpoint, pump: HostPortPump)
+    {
         let virtualSwitch = VirtualSwitch(name: "Internal", kind: .internal(hostInterface: namespace.interface))
         var childConfiguration = SwitchPortConfiguration(name: "child", kind: .child, macAddress: Self.child)
         childConfiguration.packetFilter = .linuxDefault
@@ -100,17 +94,14 @@ import VirtualSwitch
         let (hostPort, hostReady) = try virtualSwitch.addPort(SwitchPortConfiguration(name: "host", kind: .host))
         let endpoint = try VirtioFrameEndpoint.tap(namespace.tap)
         let pump = try HostPortPump(endpoint: endpoint, port: hostPort, ready: hostReady, switch: virtualSwitch, name: "tap-pump")
-        return InternalSwitch(virtualSwitch: virtualSwitch, childPort: childPort, childReady: childReady, hostPort: hostPort,
-                              endpoint: endpoint, pump: pump)
+        return (virtualSwitch, childPort, childReady, hostPort, endpoint, pump)
     }
 
     @Test("internal switch: child → TAP appears on the host side; host side → TAP reaches the child",
           .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
     func internalSwitchBothWays() throws {
         let namespace = try Self.makeNamespace()
-        let wired = try Self.internalSwitch(on: namespace)
-        let (virtualSwitch, childPort, childReady, hostPort, pump) =
-            (wired.virtualSwitch, wired.childPort, wired.childReady, wired.hostPort, wired.pump)
+        let (virtualSwitch, childPort, childReady, hostPort, _, pump) = try Self.internalSwitch(on: namespace)
         defer { pump.stop() }
 
         // Child → host: a plain frame, then an LSO frame whose IPv4 length the switch fixes.
@@ -155,9 +146,7 @@ import VirtualSwitch
         let hostIP: UInt32 = 0x0AD5_5B01  // 10.213.91.1
         let childIP: UInt32 = 0x0AD5_5B02
         let namespace = try Self.makeNamespace(address: hostIP)
-        let wired = try Self.internalSwitch(on: namespace)
-        let (virtualSwitch, childPort, hostPort, endpoint, pump) =
-            (wired.virtualSwitch, wired.childPort, wired.hostPort, wired.endpoint, wired.pump)
+        let (virtualSwitch, childPort, _, hostPort, endpoint, pump) = try Self.internalSwitch(on: namespace)
         pump.stop()
         virtualSwitch.setDirectSink(pump.directSink(for: endpoint), pickup: pump.pickup, for: hostPort)
 
@@ -221,9 +210,7 @@ import VirtualSwitch
           .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
     func directRunArrivesInOrder() throws {
         let namespace = try Self.makeNamespace()
-        let wired = try Self.internalSwitch(on: namespace)
-        let (virtualSwitch, childPort, hostPort, endpoint, pump) =
-            (wired.virtualSwitch, wired.childPort, wired.hostPort, wired.endpoint, wired.pump)
+        let (virtualSwitch, childPort, _, hostPort, endpoint, pump) = try Self.internalSwitch(on: namespace)
         defer { pump.stop() }
         virtualSwitch.setDirectSink(pump.directSink(for: endpoint), pickup: pump.pickup, for: hostPort)
         defer { virtualSwitch.setDirectSink(nil, for: hostPort) }
