@@ -3,8 +3,9 @@ import LinuxSupport
 
 /// Random-access throughput of a disk queue: the same pattern fio's `randread`/`randwrite`
 /// jobs run (block-aligned uniformly random offsets over the whole file, a fixed number of
-/// requests in flight), driven the way a channel worker drives a queue: submit, commit once,
-/// reap, sleep on the completion eventfd only when nothing is ready.
+/// requests in flight), driven the way a channel worker drives a queue: requests committed in
+/// groups as they are submitted and the rest once per pass, completions reaped, and a sleep on
+/// the completion eventfd only when nothing is ready.
 public struct DiskBenchmark: Sendable {
     public enum Pattern: String, Sendable {
         case randomRead = "randread"
@@ -106,6 +107,7 @@ public struct DiskBenchmark: Sendable {
                 if case .failure(let error) = completion.result { throw error }
                 operations += 1
                 try submit(Int(completion.tag))
+                try queue.commitIfGroupFull()
             }
             try queue.commit()
             now = MonotonicClock.nanoseconds()

@@ -12,8 +12,8 @@ import SystemPackage
 /// flush submitted while an earlier sync runs therefore waits for a new one; flushes that wait
 /// together share it. FUA writes are durable on their own (RWF_DSYNC).
 ///
-/// One thread owns the queue (the channel worker): it submits, then `commit()`s once per pass,
-/// and reaps completions when `completionEvent` is readable or while it polls its ring. Before
+/// One thread owns the queue (the channel worker): it submits requests, `commitIfGroupFull()`
+/// after each and `commit()`s the rest once per pass, and reaps completions when `completionEvent` is readable or while it polls its ring. Before
 /// sleeping on `completionEvent` it calls `reapBeforeSleeping()`.
 public final class DiskQueue: @unchecked Sendable {
     // SAFETY: every method runs on the owner's thread, one at a time; the engine's own
@@ -25,6 +25,8 @@ public final class DiskQueue: @unchecked Sendable {
 
     /// Requests accepted and not yet delivered by `reap`.
     public private(set) var inFlight = 0
+    /// Operations handed to the engine since the last commit.
+    private var uncommitted = 0
 
     private enum Work {
         case transfer(request: UInt64, read: Bool, descriptor: Int32, offset: UInt64, buffers: GuestIOVectors,
@@ -204,7 +206,21 @@ public final class DiskQueue: @unchecked Sendable {
 
     /// Hands every queued operation to the kernel (one system call for io_uring).
     public func commit() throws(SystemError) {
+        uncommitted = 0
         try engine.submit()
+    }
+
+    /// How many operations `commitIfGroupFull` lets gather for one commit.
+    public static let commitGroup = 4
+
+    /// Commits once `commitGroup` operations wait. A worker calls it after each request and
+    /// `commit` at the end of its pass: the first requests of a long pass reach the disk while
+    /// the rest are read, and a group still shares one system call and one device
+    /// notification. On the development machine's virtio disk, O_DIRECT random 4 KiB reads at
+    /// QD32 through a guest went at about 72,000 IOPS committed once per pass, 63,000 one by
+    /// one and 90,000 in groups of four (Docs/storage.md, "Engines").
+    public func commitIfGroupFull() throws(SystemError) {
+        if uncommitted >= Self.commitGroup { try commit() }
     }
 
     /// The requests finished since the last call, in the order they finished.
@@ -374,6 +390,7 @@ public final class DiskQueue: @unchecked Sendable {
         do {
             try engine.enqueue(operation)
             engineInFlight += 1
+            uncommitted += 1
         } catch {
             failedToQueue.append(DiskEngineCompletion(id: operation.id, result: -Int(error.errno.rawValue)))
         }

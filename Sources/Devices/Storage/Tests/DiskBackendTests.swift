@@ -218,6 +218,29 @@ struct DiskBackendFileTests {
         #expect(queue.reap().map(\.tag) == [2] && plain.reap().map(\.tag) == [3])
     }
 
+    @Test("Requests reach the engine in groups of commitGroup as they are submitted, the rest with the pass's commit")
+    func commitsInGroups() throws {
+        let image = try DiskImage.create(at: directory.file("groups.img"), size: 1 << 20)
+        let engine = try RecordingEngine()
+        let group = DiskQueue.commitGroup
+        let queue = DiskQueue(image: image, depth: 4 * group, engine: engine)
+        let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 48, offset: 0, length: 4096)])
+        for tag in 0..<(2 * group + 1) {
+            try queue.submit(DiskRequest(tag: UInt64(tag), operation: .read(offset: UInt64(tag) * 4096, buffers: buffers)))
+            try queue.commitIfGroupFull()
+        }
+        // Two full groups went at once; the last request waits for the pass.
+        #expect(engine.commits == [group, 2 * group])
+        try queue.commit()
+        #expect(engine.commits == [group, 2 * group, 2 * group + 1])
+        // A commit starts a new group.
+        try queue.submit(DiskRequest(tag: 99, operation: .read(offset: 0, buffers: buffers)))
+        try queue.commitIfGroupFull()
+        #expect(engine.commits.count == 3)
+        for id in engine.pending { engine.complete(id) }
+        #expect(queue.reap().count == 2 * group + 2 && queue.inFlight == 0)
+    }
+
     @Test("Where the file system has no non-blocking buffered writes, a small one is written inline and a large one goes to the engine")
     func smallBufferedWritesCompleteInline() throws {
         let image = try DiskImage.create(at: directory.file("inline-write.img"), size: 1 << 20)

@@ -110,7 +110,12 @@ final class RecordingEngine: DiskIOEngine, @unchecked Sendable {
         order.append(operation.id)
     }
 
-    func submit() throws(SystemError) {}
+    /// Commits: operations enqueued before each `submit()` (what that commit handed over).
+    private(set) var commits: [Int] = []
+
+    func submit() throws(SystemError) {
+        commits.append(order.count)
+    }
 
     func reap(into completions: inout [DiskEngineCompletion]) {
         completions += finished

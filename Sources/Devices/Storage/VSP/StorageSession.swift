@@ -98,12 +98,7 @@ final class StorageSession: ChannelSession {
         unpublished = 0
         var progressed = false
         for queue in queues.values {
-            do throws(SystemError) {
-                try queue.commit()
-            } catch {
-                // What was not handed over stays queued and goes with the next commit.
-                noteBackendFailure("commit to \(queue.image.path): \(error)")
-            }
+            commit(queue)
             queue.reap(into: &finished)
             if !finished.isEmpty {
                 progressed = true
@@ -257,7 +252,24 @@ final class StorageSession: ChannelSession {
             try queue.submit(DiskRequest(tag: request.token.rawValue, operation: operation))
         } catch {
             noteBackendFailure("\(error)")
-            fail(request, .deviceFailure)
+            return fail(request, .deviceFailure)
+        }
+        // Requests go to the kernel in small groups as they are read, the rest at the end of the
+        // pass (Docs/storage.md, "Engines").
+        commit(queue, groupOnly: true)
+    }
+
+    /// Hands what the queue holds to the kernel (with `groupOnly`, only once a group waits);
+    /// what could not be handed over stays queued and goes with the next commit.
+    private func commit(_ queue: DiskQueue, groupOnly: Bool = false) {
+        do throws(SystemError) {
+            if groupOnly {
+                try queue.commitIfGroupFull()
+            } else {
+                try queue.commit()
+            }
+        } catch {
+            noteBackendFailure("commit to \(queue.image.path): \(error)")
         }
     }
 
