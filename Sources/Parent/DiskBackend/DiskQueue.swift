@@ -12,9 +12,10 @@ import SystemPackage
 /// flush submitted while an earlier sync runs therefore waits for a new one; flushes that wait
 /// together share it. FUA writes are durable on their own (RWF_DSYNC).
 ///
-/// One thread owns the queue (the channel worker): it submits requests, `commitIfGroupFull()`
-/// after each and `commit()`s the rest once per pass, and reaps completions when `completionEvent` is readable or while it polls its ring. Before
-/// sleeping on `completionEvent` it calls `reapBeforeSleeping()`.
+/// One thread owns the queue (the channel worker): it submits requests, calls
+/// `commitIfGroupFull()` after each and `commit()` once per pass, and reaps completions when
+/// `completionEvent` is readable or while it polls its ring. Before sleeping on
+/// `completionEvent` it calls `reapBeforeSleeping()`.
 public final class DiskQueue: @unchecked Sendable {
     // SAFETY: every method runs on the owner's thread, one at a time; the engine's own
     // threads (if any) only reach shared state through the engine's locks.
