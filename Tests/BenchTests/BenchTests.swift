@@ -92,6 +92,19 @@ struct BenchTests {
         #expect(StorageBenchmark.median([]) == nil && StorageBenchmark.median(nil) == nil)
     }
 
+    @Test func stealIsTheEighthFigureOfProcStatsCPULineAsAShareOfTheFirstEight() throws {
+        // proc(5): cpu user nice system idle iowait irq softirq steal guest guest_nice.
+        let before = try #require(ProcessorTime(procStat: "cpu  100 0 50 800 10 0 5 35 60 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"))
+        #expect(before == ProcessorTime(total: 1000, steal: 35))
+        let after = try #require(ProcessorTime(procStat: "cpu  160 0 80 840 10 0 5 65 99 0\n"))
+        let window = after.since(before)
+        #expect(window == ProcessorTime(total: 160, steal: 30))
+        #expect(abs(window.stealPercent - 18.75) < 1e-9)
+        #expect((window + window).stealPercent == window.stealPercent)
+        #expect(ProcessorTime(total: 0, steal: 0).stealPercent == 0)
+        #expect(ProcessorTime(procStat: "cpu0 1 2 3\n") == nil && ProcessorTime(procStat: "cpu  1 2 x 4 5 6 7 8\n") == nil)
+    }
+
     @Test func hostBaselinesMeasureSomething() throws {
         let messagesPerSecond = try HostRingBaseline.throughput(size: 256, count: 20_000)
         #expect(messagesPerSecond > 0)
@@ -143,8 +156,11 @@ struct BenchTests {
         let ping = NetworkReport.Ping(replies: 1, sent: 1, p50_us: 1, p99_us: 1, veth_p50_us: 1, veth_p99_us: 1,
                                       raw_chain_p50_us: 1, target: "t", target_us: 3, met: true)
         let report = NetworkReport(points: [], ping: ping, losses: [hostToGuest, guestToGuest], mtu: 1500, frames: 1000,
-                                   date: "now", machine: "test", load_average: "0")
+                                   date: "now", machine: "test", load_average: "0", steal_percent_baselines: 1,
+                                   steal_percent_guests: 22)
         let object = try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any]
+        #expect(object?["steal_percent_guests"] as? Double == 22)
+        #expect(report.table.contains("host steal 1 % while the baselines ran, 22 % while the guests ran"))
         let losses = try #require(object?["losses"] as? [[String: Any]])
         #expect(losses.count == 2 && losses[0]["host_tap"] as? Int == 900 && losses[1]["switch_port"] as? Int == 12)
         #expect(report.table.contains(hostToGuest.summary) && report.table.contains(guestToGuest.summary))

@@ -57,6 +57,7 @@ public enum NetworkBenchmark {
         let sizes = options.sizes
         let load = loadAverage()
         progress("host-only baselines: TAP written and read by threads, a veth pair between two namespaces")
+        let baselinesStart = ProcessorTime.now()
         let tapWrite = try NetworkBaselines.tapWrite(sizes: sizes, count: options.frames, mtu: options.mtu)
         let tapRead = try NetworkBaselines.tapRead(sizes: sizes, count: options.frames, mtu: options.mtu)
         let veth = try NetworkBaselines.veth(sizes: sizes, count: options.frames, mtu: options.mtu)
@@ -64,6 +65,7 @@ public enum NetworkBenchmark {
         progress("host-only ring baseline (as hv bench channel measures it)")
         let ringRates = try (0..<3).map { _ in try HostRingBaseline.throughput(size: 64, count: 1 << 20) }.sorted()
         let ringRate = ringRates[1]
+        let baselinesTime = ProcessorTime.now().since(baselinesStart)
         progress("raw signalling chain (a bench child)")
         let rawChain = try await rawChainP50(deployment, packageRoot: packageRoot)
 
@@ -71,6 +73,7 @@ public enum NetworkBenchmark {
                                                                mtu: options.mtu))
         try await createSwitch(deployment, SwitchConfiguration(name: privateSwitch, kind: "private", mtu: options.mtu))
         let measured: Measured
+        let guestsStart = ProcessorTime.now()
         do {
             measured = try await measureGuests(options, deployment, packageRoot: packageRoot, progress: progress)
         } catch {
@@ -78,6 +81,7 @@ public enum NetworkBenchmark {
             await removeSwitches(deployment)
             throw error
         }
+        let guestsTime = ProcessorTime.now().since(guestsStart)
         await removeSwitches(deployment)
         // The figures.
         let guestToHost = measured.guestToHost
@@ -145,7 +149,8 @@ public enum NetworkBenchmark {
         let formatter = ISO8601DateFormatter()
         return NetworkReport(points: points, ping: pingReport, losses: losses, mtu: options.mtu, frames: options.frames,
                              date: formatter.string(from: Date()), machine: ChannelBenchmark.machineDescription(),
-                             load_average: load)
+                             load_average: load, steal_percent_baselines: baselinesTime.stealPercent,
+                             steal_percent_guests: guestsTime.stealPercent)
     }
 
     struct Measured {

@@ -121,6 +121,10 @@ public struct NetworkReport: Codable, Sendable {
     public var machine: String
     /// /proc/loadavg when the run started (other work on the machine skews the figures).
     public var load_average: String
+    /// Percent of the host's processor time the hypervisor beneath it took ("steal",
+    /// /proc/stat) while the host-only baselines ran, and while the guests ran.
+    public var steal_percent_baselines: Double
+    public var steal_percent_guests: Double
 
     static let names = ["guest-to-host": "guest → host (TAP)", "host-to-guest": "host → guest (TAP)",
                         "guest-to-guest": "guest → guest (private switch)"]
@@ -156,7 +160,9 @@ public struct NetworkReport: Codable, Sendable {
         lines.append(String(format: "  ping p50 ≤ 1.5 × (veth p50 + raw chain p50) = %.1f µs — %.1f µs, ", ping.target_us, ping.p50_us)
                      + (ping.met ? "met" : "NOT met"))
         lines.append("")
-        lines.append("MTU \(mtu), \(frames) frames per point; \(machine); load average \(load_average) at the start; \(date).")
+        lines.append("MTU \(mtu), \(frames) frames per point; \(machine); load average \(load_average) at the start; host steal "
+                     + String(format: "%.0f %% while the baselines ran, %.0f %% while the guests ran; ", steal_percent_baselines, steal_percent_guests)
+                     + "\(date).")
         return lines.joined(separator: "\n")
     }
 
