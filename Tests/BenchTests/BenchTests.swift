@@ -101,7 +101,9 @@ struct BenchTests {
         #expect(window == ProcessorTime(total: 160, steal: 30))
         #expect(abs(window.stealPercent - 18.75) < 1e-9)
         #expect((window + window).stealPercent == window.stealPercent)
-        #expect(ProcessorTime(total: 0, steal: 0).stealPercent == 0)
+        #expect(ProcessorTime.zero.stealPercent == 0)
+        #expect(ProcessorTime.accumulate(.zero, since: nil) == nil && ProcessorTime.accumulate(nil, since: .zero) == nil)
+        #expect(ProcessorTime.describe(nil) == "unknown" && ProcessorTime.describe(18.75) == "19 %")
         #expect(ProcessorTime(procStat: "cpu0 1 2 3\n") == nil && ProcessorTime(procStat: "cpu  1 2 x 4 5 6 7 8\n") == nil)
     }
 

@@ -122,9 +122,10 @@ public struct NetworkReport: Codable, Sendable {
     /// /proc/loadavg when the run started (other work on the machine skews the figures).
     public var load_average: String
     /// Percent of the host's processor time the hypervisor beneath it took ("steal",
-    /// /proc/stat) while the host-only baselines ran, and while the guests ran.
-    public var steal_percent_baselines: Double
-    public var steal_percent_guests: Double
+    /// /proc/stat) while the host-only baselines ran, and while the guests ran; absent where
+    /// /proc/stat could not be read.
+    public var steal_percent_baselines: Double?
+    public var steal_percent_guests: Double?
 
     static let names = ["guest-to-host": "guest → host (TAP)", "host-to-guest": "host → guest (TAP)",
                         "guest-to-guest": "guest → guest (private switch)"]
@@ -161,7 +162,8 @@ public struct NetworkReport: Codable, Sendable {
                      + (ping.met ? "met" : "NOT met"))
         lines.append("")
         lines.append("MTU \(mtu), \(frames) frames per point; \(machine); load average \(load_average) at the start; host steal "
-                     + String(format: "%.0f %% while the baselines ran, %.0f %% while the guests ran; ", steal_percent_baselines, steal_percent_guests)
+                     + "\(ProcessorTime.describe(steal_percent_baselines)) while the baselines ran, "
+                     + "\(ProcessorTime.describe(steal_percent_guests)) while the guests ran; "
                      + "\(date).")
         return lines.joined(separator: "\n")
     }

@@ -22,10 +22,25 @@ public struct ProcessorTime: Sendable, Equatable {
         self.init(total: fields.reduce(0, +), steal: fields[7])
     }
 
-    /// Now (zero where /proc/stat cannot be read).
-    public static func now() -> ProcessorTime {
-        (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)).flatMap(ProcessorTime.init(procStat:))
-            ?? ProcessorTime(total: 0, steal: 0)
+    /// No time.
+    public static let zero = ProcessorTime(total: 0, steal: 0)
+
+    /// Now, or nil where /proc/stat cannot be read or has no "cpu" line (the figure is then
+    /// unknown rather than 0 %).
+    public static func now() -> ProcessorTime? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return nil }
+        return ProcessorTime(procStat: text)
+    }
+
+    /// `total` plus the time from `start` to now; nil once any reading is unknown.
+    public static func accumulate(_ total: ProcessorTime?, since start: ProcessorTime?) -> ProcessorTime? {
+        guard let total, let start, let end = now() else { return nil }
+        return total + end.since(start)
+    }
+
+    /// A steal percentage for a report's text: "unknown" when it could not be read.
+    public static func describe(_ percent: Double?) -> String {
+        percent.map { String(format: "%.0f %%", $0) } ?? "unknown"
     }
 
     /// The time from `earlier` to this reading.

@@ -34,8 +34,8 @@ extension StorageBenchmark.Report {
         lines.append("\(goals_met) of \(goals) goals met. File \(file) (\(file_bytes >> 20) MiB), \(String(format: "%g", seconds_per_point)) s per point and path"
                      + (rounds > 1 ? " in each of \(rounds) rounds taking turns with fio (synthetic and fio: each its median round; emulated: the first), " : ", ")
                      + "\(channels) channel(s), \(engine) back end, \(fio_version); load average \(String(format: "%.1f", load_average_before)) "
-                     + "before, \(String(format: "%.1f", load_average_after)) after; host steal \(String(format: "%.0f", steal_percent_fio)) % "
-                     + "while fio ran, \(String(format: "%.0f", steal_percent_guest)) % while the guest ran; \(machine); \(date).")
+                     + "before, \(String(format: "%.1f", load_average_after)) after; host steal \(ProcessorTime.describe(steal_percent_fio)) "
+                     + "while fio ran, \(ProcessorTime.describe(steal_percent_guest)) while the guest ran; \(machine); \(date).")
         lines.append("Ratios are of throughput (bytes/s): SYN/FIO = synthetic ÷ fio on the host, SYN/EMU = synthetic ÷ emulated IDE.")
         return lines.joined(separator: "\n")
     }

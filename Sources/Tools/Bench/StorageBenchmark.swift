@@ -116,9 +116,10 @@ public enum StorageBenchmark {
         public var load_average_before: Double
         public var load_average_after: Double
         /// Percent of the host's processor time the hypervisor beneath it took ("steal",
-        /// /proc/stat) while fio ran, and while the guest ran (both its paths and its boot).
-        public var steal_percent_fio: Double
-        public var steal_percent_guest: Double
+        /// /proc/stat) while fio ran, and while the guest ran (both its paths and its boot); absent
+        /// where /proc/stat could not be read.
+        public var steal_percent_fio: Double?
+        public var steal_percent_guest: Double?
         public var date: String
         public var machine: String
         /// Goals met of goals set.
@@ -142,8 +143,8 @@ public enum StorageBenchmark {
         let loadBefore = HostTools.loadAverage()
         try prepare(options.file, bytes: options.fileBytes, progress: progress)
         var results: [Result] = []
-        var fioTime = ProcessorTime(total: 0, steal: 0)
-        var guestTime = fioTime
+        var fioTime: ProcessorTime? = .zero
+        var guestTime: ProcessorTime? = .zero
         for direct in options.directModes {
             let mode = direct ? "O_DIRECT" : "buffered"
             var fioRounds: [Point: [Measurement]] = [:]
@@ -156,7 +157,7 @@ public enum StorageBenchmark {
                     let fioStart = ProcessorTime.now()
                     let measured = try Fio.run(fio, file: options.file, pattern: point.rw, blockSize: point.blockSize,
                                                queueDepth: point.queueDepth, direct: direct, seconds: options.seconds)
-                    fioTime = fioTime + ProcessorTime.now().since(fioStart)
+                    fioTime = ProcessorTime.accumulate(fioTime, since: fioStart)
                     syncFile(options.file)
                     fioRounds[point, default: []].append(
                         Measurement(bytes_per_s: measured.bytesPerSecond, iops: measured.iops, p50_us: measured.p50Microseconds,
@@ -168,7 +169,7 @@ public enum StorageBenchmark {
                 progress("guest through storvsc\(emulated ? " and the emulated IDE disk" : ""), \(mode): \(options.points.count) points\(of)")
                 let guestStart = ProcessorTime.now()
                 let guest = try await runGuest(options, direct: direct, emulated: emulated, on: deployment, packageRoot: packageRoot)
-                guestTime = guestTime + ProcessorTime.now().since(guestStart)
+                guestTime = ProcessorTime.accumulate(guestTime, since: guestStart)
                 for (index, point) in options.points.enumerated() {
                     if let synthetic = guest[index]?.synthetic { syntheticRounds[point, default: []].append(synthetic) }
                     if let emulated = guest[index]?.emulated { emulatedRounds[point, default: []].append(emulated) }
@@ -183,7 +184,7 @@ public enum StorageBenchmark {
         return Report(results: results, file: options.file, file_bytes: options.fileBytes, seconds_per_point: options.seconds,
                       rounds: options.rounds, channels: options.channels, engine: "io_uring", fio_version: Fio.version(fio),
                       load_average_before: loadBefore, load_average_after: HostTools.loadAverage(),
-                      steal_percent_fio: fioTime.stealPercent, steal_percent_guest: guestTime.stealPercent,
+                      steal_percent_fio: fioTime?.stealPercent, steal_percent_guest: guestTime?.stealPercent,
                       date: ISO8601DateFormatter().string(from: Date()), machine: ChannelBenchmark.machineDescription(),
                       goals_met: goals.filter(\.met).count, goals: goals.count)
     }
