@@ -92,6 +92,40 @@ struct BenchTests {
         #expect(StorageBenchmark.median([]) == nil && StorageBenchmark.median(nil) == nil)
     }
 
+    @Test func fioBesideABusyCoreIsAReferenceRatioNotAGoal() throws {
+        func measured(_ iops: Double) -> StorageBenchmark.Measurement {
+            StorageBenchmark.Measurement(bytes_per_s: iops * 4096, iops: iops, p50_us: 1, p99_us: 2, operations: 1, failures: 0)
+        }
+        let point = StorageBenchmark.Point(rw: "randread", blockSize: 4096, queueDepth: 32)
+        let result = StorageBenchmark.result(point, direct: true, synthetic: measured(60_000), emulated: measured(600),
+                                             fio: measured(100_000), fioBesideBusyCore: measured(75_000))
+        #expect(result.synthetic_to_fio == 0.6 && result.synthetic_to_fio_beside_busy_core == 0.8)
+        // The goal stays against fio alone.
+        #expect(result.goals.map(\.value) == [0.6, 100] && result.goals.map(\.met) == [false, true])
+        let report = StorageBenchmark.Report(results: [result], file: "f", file_bytes: 1 << 30, seconds_per_point: 1, rounds: 3,
+                                             channels: 1, engine: "io_uring", fio_version: "fio", load_average_before: 0,
+                                             load_average_after: 0, date: "now", machine: "test", goals_met: 1, goals: 2)
+        #expect(report.table.contains("fio beside a busy core") && report.table.contains("randread 4K QD32 75000 IOPS (synthetic 0.80 of it)"))
+        let object = try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any]
+        let results = try #require(object?["results"] as? [[String: Any]])
+        #expect(results[0]["synthetic_to_fio_beside_busy_core"] as? Double == 0.8)
+        // Buffered points have no such reference, and their table has no such line.
+        let buffered = StorageBenchmark.result(point, direct: false, synthetic: measured(1), emulated: nil, fio: measured(1))
+        #expect(buffered.fio_beside_busy_core == nil && buffered.synthetic_to_fio_beside_busy_core == nil)
+    }
+
+    @Test func aBusyCoreKeepsAProcessorBusyWhileItsBodyRuns() throws {
+        // The process's CPU time grows by about the body's wall time more than the body uses.
+        func cpuNanoseconds() -> Int {
+            var usage = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &usage)
+            return usage.tv_sec * 1_000_000_000 + usage.tv_nsec
+        }
+        let before = cpuNanoseconds()
+        try BusyCore.during { usleep(100_000) }
+        #expect(cpuNanoseconds() - before > 50_000_000)
+    }
+
     @Test func stealIsTheEighthFigureOfProcStatsCPULineAsAShareOfTheFirstEight() throws {
         // proc(5): cpu user nice system idle iowait irq softirq steal guest guest_nice.
         let before = try #require(ProcessorTime(procStat: "cpu  100 0 50 800 10 0 5 35 60 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"))

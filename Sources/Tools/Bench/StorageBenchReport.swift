@@ -30,6 +30,18 @@ extension StorageBenchmark.Report {
                          + column(rate(result.fio, sequential), 13) + column(latency(result.fio), 13)
                          + column(ratio(result.synthetic_to_fio), 8) + column(ratio(result.synthetic_to_emulated), 9) + goals)
         }
+        let beside = results.compactMap { result -> String? in
+            guard let busy = result.fio_beside_busy_core else { return nil }
+            let size = result.block_size >= 1 << 20 ? "\(result.block_size >> 20)M" : "\(result.block_size >> 10)K"
+            let sequential = result.rw == "read" || result.rw == "write"
+            return "\(result.rw) \(size) QD\(result.queue_depth) \(rate(busy, sequential)) (synthetic "
+                + (result.synthetic_to_fio_beside_busy_core.map { String(format: "%.2f", $0) } ?? "-") + " of it)"
+        }
+        if !beside.isEmpty {
+            lines.append("")
+            lines.append("fio beside a busy core (a host thread spinning, as a polling guest keeps one; O_DIRECT, a reference, not a goal): "
+                         + beside.joined(separator: "; ") + ".")
+        }
         lines.append("")
         lines.append("\(goals_met) of \(goals) goals met. File \(file) (\(file_bytes >> 20) MiB), \(String(format: "%g", seconds_per_point)) s per point and path"
                      + (rounds > 1 ? " in each of \(rounds) rounds taking turns with fio (synthetic and fio: each its median round; emulated: the first), " : ", ")

@@ -96,8 +96,13 @@ public enum StorageBenchmark {
         public var synthetic: Measurement?
         public var emulated: Measurement?
         public var fio: Measurement?
+        /// fio again with a host thread spinning beside it (O_DIRECT points only): the host's
+        /// disk with a second core busy, as a polling guest keeps one. A reference, not a goal.
+        public var fio_beside_busy_core: Measurement?
         /// Synthetic ÷ fio, of throughput (bytes/s).
         public var synthetic_to_fio: Double?
+        /// Synthetic ÷ fio beside a busy core, of throughput.
+        public var synthetic_to_fio_beside_busy_core: Double?
         /// Synthetic ÷ emulated, of throughput.
         public var synthetic_to_emulated: Double?
         public var goals: [Goal]
@@ -148,6 +153,7 @@ public enum StorageBenchmark {
         for direct in options.directModes {
             let mode = direct ? "O_DIRECT" : "buffered"
             var fioRounds: [Point: [Measurement]] = [:]
+            var busyRounds: [Point: [Measurement]] = [:]
             var syntheticRounds: [Point: [Measurement]] = [:]
             var emulatedRounds: [Point: [Measurement]] = [:]
             for round in 1...options.rounds {
@@ -159,9 +165,14 @@ public enum StorageBenchmark {
                                                queueDepth: point.queueDepth, direct: direct, seconds: options.seconds)
                     fioTime = ProcessorTime.accumulate(fioTime, since: fioStart)
                     syncFile(options.file)
-                    fioRounds[point, default: []].append(
-                        Measurement(bytes_per_s: measured.bytesPerSecond, iops: measured.iops, p50_us: measured.p50Microseconds,
-                                    p99_us: measured.p99Microseconds, operations: measured.operations, failures: measured.errors))
+                    fioRounds[point, default: []].append(Measurement(measured))
+                    guard direct else { continue }
+                    progress("fio beside a busy core, \(mode): \(point.label)\(of)")
+                    let busy = try BusyCore.during {
+                        try Fio.run(fio, file: options.file, pattern: point.rw, blockSize: point.blockSize,
+                                    queueDepth: point.queueDepth, direct: direct, seconds: options.seconds)
+                    }
+                    busyRounds[point, default: []].append(Measurement(busy))
                 }
                 // The emulated disk, orders of magnitude slower and compared with the synthetic
                 // path only, is measured in the first round.
@@ -177,7 +188,8 @@ public enum StorageBenchmark {
             }
             for point in options.points {
                 results.append(result(point, direct: direct, synthetic: median(syntheticRounds[point]),
-                                      emulated: median(emulatedRounds[point]), fio: median(fioRounds[point])))
+                                      emulated: median(emulatedRounds[point]), fio: median(fioRounds[point]),
+                                      fioBesideBusyCore: median(busyRounds[point])))
             }
         }
         let goals = results.flatMap(\.goals)
@@ -267,7 +279,8 @@ public enum StorageBenchmark {
     /// A point's result and its goals (Docs/benchmarks.md): sequential 1 MiB buffered at least
     /// 0.95 × fio; random 4 KiB at QD32 at least 0.70 × fio's IOPS; synthetic at least 10 × the
     /// emulated disk everywhere.
-    static func result(_ point: Point, direct: Bool, synthetic: Measurement?, emulated: Measurement?, fio: Measurement?) -> Result {
+    static func result(_ point: Point, direct: Bool, synthetic: Measurement?, emulated: Measurement?, fio: Measurement?,
+                       fioBesideBusyCore: Measurement? = nil) -> Result {
         func ratio(_ a: Measurement?, _ b: Measurement?) -> Double? {
             guard let a, let b, b.bytes_per_s > 0 else { return nil }
             return a.bytes_per_s / b.bytes_per_s
@@ -284,7 +297,9 @@ public enum StorageBenchmark {
         }
         goals.append(Goal(name: "\(name): synthetic / emulated", value: toEmulated ?? 0, target: 10, met: (toEmulated ?? 0) >= 10))
         return Result(rw: point.rw, block_size: point.blockSize, queue_depth: point.queueDepth, direct: direct, synthetic: synthetic,
-                      emulated: emulated, fio: fio, synthetic_to_fio: toFio, synthetic_to_emulated: toEmulated, goals: goals)
+                      emulated: emulated, fio: fio, fio_beside_busy_core: fioBesideBusyCore, synthetic_to_fio: toFio,
+                      synthetic_to_fio_beside_busy_core: ratio(synthetic, fioBesideBusyCore),
+                      synthetic_to_emulated: toEmulated, goals: goals)
     }
 
     /// Makes `path` a file of `bytes` bytes full of data (not holes), unless it already is one.
@@ -316,5 +331,13 @@ public enum StorageBenchmark {
         guard let handle = FileHandle(forUpdatingAtPath: path) else { return }
         try? handle.synchronize()
         try? handle.close()
+    }
+}
+
+extension StorageBenchmark.Measurement {
+    /// fio's figures for one job.
+    init(_ fio: Fio.Result) {
+        self.init(bytes_per_s: fio.bytesPerSecond, iops: fio.iops, p50_us: fio.p50Microseconds, p99_us: fio.p99Microseconds,
+                  operations: fio.operations, failures: fio.errors)
     }
 }
