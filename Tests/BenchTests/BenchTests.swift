@@ -114,16 +114,31 @@ struct BenchTests {
         #expect(buffered.fio_beside_busy_core == nil && buffered.synthetic_to_fio_beside_busy_core == nil)
     }
 
-    @Test func aBusyCoreKeepsAProcessorBusyWhileItsBodyRuns() throws {
-        // The process's CPU time grows by about the body's wall time more than the body uses.
-        func cpuNanoseconds() -> Int {
-            var usage = timespec()
-            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &usage)
-            return usage.tv_sec * 1_000_000_000 + usage.tv_nsec
+    @Test func aBusyCoreSpinsOnAThreadOfItsOwnWhileItsBodyRunsAndStopsAfter() throws {
+        /// The processor time (clock ticks, proc(5) stat fields 14 and 15) of this process's
+        /// threads named `name`.
+        func ticks(ofThreadsNamed name: String) -> [Int] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return tasks.compactMap { task -> Int? in
+                guard let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8),
+                      comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+                      let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")")
+                else { return nil }
+                // After the ")" that ends the name: state is field 3, utime 14, stime 15.
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
+                return user + system
+            }
         }
-        let before = cpuNanoseconds()
-        try BusyCore.during { usleep(100_000) }
-        #expect(cpuNanoseconds() - before > 50_000_000)
+        let during = try BusyCore.during { () -> [Int] in
+            usleep(300_000)
+            return ticks(ofThreadsNamed: "busy-core")
+        }
+        // One spinning thread, which had a processor for a good part of 0.3 s (ticks are 10 ms
+        // at the usual 100 Hz; other tests share the two cores).
+        #expect(during.count == 1 && (during.first ?? 0) >= 5)
+        #expect(ticks(ofThreadsNamed: "busy-core").isEmpty)
     }
 
     @Test func stealIsTheEighthFigureOfProcStatsCPULineAsAShareOfTheFirstEight() throws {
