@@ -1,5 +1,10 @@
 import Foundation
 
+extension StorageBenchmark.Result {
+    /// The pattern this result measured.
+    var point: StorageBenchmark.Point { StorageBenchmark.Point(rw: rw, blockSize: block_size, queueDepth: queue_depth) }
+}
+
 extension StorageBenchmark.Report {
     /// A plain-text table: per point the three paths' throughput and latencies, and the ratios.
     public var table: String {
@@ -21,10 +26,9 @@ extension StorageBenchmark.Report {
                      + column("EMULATED", 12) + column("p50/p99 µs", 16) + column("FIO", 13) + column("p50/p99 µs", 13)
                      + column("SYN/FIO", 8) + column("SYN/EMU", 9) + "GOALS"]
         for result in results {
-            let sequential = result.rw == "read" || result.rw == "write"
-            let size = result.block_size >= 1 << 20 ? "\(result.block_size >> 20)M" : "\(result.block_size >> 10)K"
+            let sequential = result.point.isSequential
             let goals = result.goals.map { "\($0.met ? "met" : "MISSED") \(String(format: "≥%g", $0.target))" }.joined(separator: ", ")
-            lines.append(column("\(result.rw) \(size) QD\(result.queue_depth)", 20) + column(result.direct ? "yes" : "no", 7)
+            lines.append(column(result.point.label, 20) + column(result.direct ? "yes" : "no", 7)
                          + column(rate(result.synthetic, sequential), 13) + column(latency(result.synthetic), 13)
                          + column(rate(result.emulated, sequential), 12) + column(latency(result.emulated), 16)
                          + column(rate(result.fio, sequential), 13) + column(latency(result.fio), 13)
@@ -32,9 +36,7 @@ extension StorageBenchmark.Report {
         }
         let beside = results.compactMap { result -> String? in
             guard let busy = result.fio_beside_busy_core else { return nil }
-            let size = result.block_size >= 1 << 20 ? "\(result.block_size >> 20)M" : "\(result.block_size >> 10)K"
-            let sequential = result.rw == "read" || result.rw == "write"
-            return "\(result.rw) \(size) QD\(result.queue_depth) \(rate(busy, sequential)) (synthetic "
+            return "\(result.point.label) \(rate(busy, result.point.isSequential)) (synthetic "
                 + (result.synthetic_to_fio_beside_busy_core.map { String(format: "%.2f", $0) } ?? "-") + " of it)"
         }
         if !beside.isEmpty {
