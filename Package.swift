@@ -200,7 +200,7 @@ let package = Package(
                 path: "Sources/Parent/VMBusHost", swiftSettings: dataPath),
         .target(name: "DiskBackend", dependencies: ["CDiskIO", "GuestMemory", "LinuxSupport", system],
                 path: "Sources/Parent/DiskBackend", swiftSettings: dataPath),
-        .target(name: "VirtualSwitch", dependencies: ["CDiskIO", "NetworkProtocol", "LinuxSupport"],
+        .target(name: "VirtualSwitch", dependencies: ["CDiskIO", "NetworkProtocol", "LinuxSupport", "FuzzSupport"],
                 path: "Sources/Parent/VirtualSwitch", swiftSettings: host),
         .target(name: "DeviceHost", dependencies: ["DeviceModel", "VMBusHost", "VMBusProtocol", "GuestMemory", "LinuxSupport", log],
                 path: "Sources/Parent/DeviceHost", swiftSettings: host),
@@ -238,7 +238,7 @@ let package = Package(
                 dependencies: ["FuzzSupport", "VMBusServer", "VMBusHost", "VMBusProtocol", "HyperV", "HypervisorInterface",
                                "GuestMemory", "LinuxSupport", "DeviceHost", "DeviceModel", "DeviceRegistry", "ControlProtocol",
                                "ManagementAPI", "RootScheduler", "ICProtocol", "ICVSP", "BenchProtocol", "BenchVSP",
-                               "SerialEmulator", "NetworkVSP", "StorageVSP", "IDEEmulator", log],
+                               "SerialEmulator", "NetworkVSP", "VirtualSwitch", "StorageVSP", "IDEEmulator", log],
                 path: "Sources/Tools/FuzzTargets", swiftSettings: host),
         .executableTarget(
             name: "hv",

@@ -11,6 +11,13 @@ import NetworkProtocol
 public enum SoftwareOffload {
     /// Smallest MSS segmented; smaller ones would multiply a frame into thousands.
     public static let minimumSegmentSize = 64
+    /// Most segments one frame is cut into: the switch segments under its lock, so one guest's
+    /// frame must not become thousands of allocations there. A 64 KiB frame at the smallest MSS
+    /// an IPv4 path may use (536 bytes, RFC 879) is 123 segments.
+    public static let maximumSegments = 256
+    /// Most bytes of IP and TCP headers a segmented frame may carry (each segment repeats them):
+    /// IPv4's 60 or IPv6's 40 plus extension headers, and TCP's 60.
+    public static let maximumSegmentHeaderBytes = 256
 
     /// End of the IP packet: from its length field when that is sane, else the frame's end
     /// (Linux zeroes the length of LSO frames).
@@ -102,12 +109,15 @@ public enum SoftwareOffload {
         guard l4 >= l3 + (isIPv4 ? 20 : 40), l4 + 20 <= frame.count else { return nil }
         let tcpHeaderLength = Int(frame[l4 + 12] >> 4) * 4
         let headerEnd = l4 + tcpHeaderLength
-        guard tcpHeaderLength >= 20, headerEnd <= frame.count, let sequence = EthernetHeaders.u32(frame, l4 + 4),
-            let identification = EthernetHeaders.u16(frame, l3 + 4)
+        guard tcpHeaderLength >= 20, headerEnd <= frame.count, headerEnd - l3 <= maximumSegmentHeaderBytes,
+            let sequence = EthernetHeaders.u32(frame, l4 + 4), let identification = EthernetHeaders.u16(frame, l3 + 4)
         else { return nil }
         let payload = frame.count - headerEnd
         let mss = request.maximumSegmentSize
         let count = max(1, (payload + mss - 1) / mss)
+        // Every segment's IP length must fit its 16-bit field: the largest is the first.
+        let largestIPLength = headerEnd - l3 + min(mss, payload) - (isIPv4 ? 0 : 40)
+        guard count <= maximumSegments, largestIPLength <= 0xFFFF else { return nil }
         let flags = frame[l4 + 13]
         var segments: [[UInt8]] = []
         segments.reserveCapacity(count)

@@ -219,9 +219,18 @@ public struct SwitchCore: Sendable {
     }
 
     /// The child changed its MAC address; what was learned for the old one is forgotten.
-    public mutating func setMACAddress(_ address: MACAddress, for id: SwitchPortID) {
-        ports[id]?.configuration.macAddress = address
+    /// The port's own address changes (a guest's MAC change). A child port that may not spoof
+    /// keeps the address it was given: otherwise it could take another port's address, and with
+    /// it that port's traffic.
+    /// - Returns: whether the address changed.
+    @discardableResult
+    public mutating func setMACAddress(_ address: MACAddress, for id: SwitchPortID) -> Bool {
+        guard let index = ports.index(forKey: id) else { return false }
+        let configuration = ports.values[index].configuration
+        guard configuration.kind != .child || configuration.allowsMACSpoofing else { return false }
+        ports.values[index].configuration.macAddress = address
         table.forget(port: id)
+        return true
     }
 
     /// The multicast list of a MULTICAST filter.

@@ -106,6 +106,9 @@ public final class VirtualSwitch: Sendable {
     /// Most frames switched in one hold of the switch's lock: a guest packet may carry
     /// thousands of tiny frames, and other ports' owners wait for the lock meanwhile.
     static let framesPerLock = 64
+    /// Most frames asking for segmentation in one hold: each may be cut into up to
+    /// `SoftwareOffload.maximumSegments` frames there, for a guest that cannot take it whole.
+    static let segmentedFramesPerLock = 4
 
     private func send(_ frames: inout [NetworkFrame], from source: SwitchPortID, draining: Bool) {
         let now = MonotonicClock.nanoseconds()
@@ -114,7 +117,7 @@ public final class VirtualSwitch: Sendable {
         var woken = Set<SwitchPortID>()
         var start = 0
         while start < frames.count {
-            let end = min(start + Self.framesPerLock, frames.count)
+            let end = Self.lockBatchEnd(frames, from: start)
             core.withLock { core in
                 for index in start..<end {
                     let queued: [SwitchPortID]
@@ -146,6 +149,22 @@ public final class VirtualSwitch: Sendable {
         // After the wake-ups, which a pickup (a batch of reads) would otherwise delay; no lock
         // is held: a pickup switches what it reads with `send`, as any sender does.
         for pickup in pickups { pickup() }
+    }
+
+    /// Where the run of frames switched in one hold of the lock, from `start`, ends: after
+    /// `framesPerLock` frames, or after `segmentedFramesPerLock` frames that ask for segmentation.
+    static func lockBatchEnd(_ frames: [NetworkFrame], from start: Int) -> Int {
+        let limit = min(start + framesPerLock, frames.count)
+        var segmented = 0
+        var end = start
+        while end < limit {
+            if frames[end].offload.segmentation != nil {
+                segmented += 1
+                if segmented > segmentedFramesPerLock { break }
+            }
+            end += 1
+        }
+        return end
     }
 
     /// Writes frames to their ports' sinks, in order, each run of frames to one port in one
@@ -192,7 +211,9 @@ public final class VirtualSwitch: Sendable {
         core.withLock { $0.setPacketFilter(filter, for: port) }
     }
 
-    public func setMACAddress(_ address: MACAddress, for port: SwitchPortID) {
+    /// See `SwitchCore.setMACAddress(_:for:)`.
+    @discardableResult
+    public func setMACAddress(_ address: MACAddress, for port: SwitchPortID) -> Bool {
         core.withLock { $0.setMACAddress(address, for: port) }
     }
 

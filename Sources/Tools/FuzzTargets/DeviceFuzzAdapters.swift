@@ -3,6 +3,7 @@ import IDEEmulator
 import NetworkVSP
 import RootScheduler
 import StorageVSP
+import VirtualSwitch
 
 /// The network VSP's own fuzzer (`NetworkVSPFuzzer`: NVSP and RNDIS traffic, valid and
 /// mutated, with receives, completions, link changes and re-opens); a case is one of its steps.
@@ -15,6 +16,20 @@ enum NetworkFuzzTarget: FuzzTarget {
         let report = NetworkVSPFuzzer.run(seed: seed, iterations: cases)
         progress(cases)
         return report.violations.prefix(20).map { FuzzFinding(caseIndex: cases - 1, message: $0) }
+    }
+}
+
+/// The virtual switch's offload work on guests' frames (`SoftwareOffloadFuzzer`: segmentation,
+/// checksums and VLAN tags for a guest and for a TAP); a case is one frame.
+enum OffloadFuzzTarget: FuzzTarget {
+    static let name = "offload"
+    static let summary = "the virtual switch's software offloads (TCP segmentation, checksums, VLAN tags) on guests' frames"
+    static let sessionLength = 2000
+
+    static func runSession(seed: UInt64, cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
+        let violations = SoftwareOffloadFuzzer.run(seed: seed, iterations: cases)
+        progress(cases)
+        return violations.prefix(20).map { FuzzFinding(caseIndex: cases - 1, message: $0) }
     }
 }
 

@@ -14,6 +14,7 @@ public enum FuzzRegistry {
         VMBusDeviceFuzzTarget<BenchTraffic>.self,
         EmulatedDeviceFuzzTarget<SerialTraffic>.self,
         NetworkFuzzTarget.self,
+        OffloadFuzzTarget.self,
         StorageFuzzTarget.self,
         IDEFuzzTarget.self,
     ]

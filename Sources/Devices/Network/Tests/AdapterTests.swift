@@ -2,7 +2,7 @@ import GuestMemory
 import LinuxSupport
 import NetworkProtocol
 import NetworkVSC
-import NetworkVSP
+@testable import NetworkVSP
 import Synchronization
 import Testing
 import VMBusProtocol
@@ -142,6 +142,28 @@ struct AdapterTests {
             harness.vsc.poll(copyFrames: false) { _ in }
         }
         #expect(harness.vsc.linkConnected)
+    }
+
+    @Test("a burst of link changes faster than the worker runs ends in the last state and leaves every receive sub-allocation free")
+    func linkChangeBurstKeepsTheReceiveBuffer() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let harness = try AdapterHarness(switch: virtualSwitch, address: Self.a, receivePages: 64)
+        try harness.vsc.start()
+        let total = try #require(harness.adapter.withVSP { vsp, _ in vsp.receiveLayout?.count })
+        // The guest reads nothing meanwhile: each indication sent holds a sub-allocation until it does.
+        // Down, up, down, … up: the last change brings the link up.
+        for round in 1...(2 * total) { harness.adapter.setLinkConnected(round % 2 == 0) }
+        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+        var free = 0
+        var up = false
+        while MonotonicClock.nanoseconds() < deadline {
+            harness.vsc.poll(copyFrames: false) { _ in }
+            free = harness.adapter.withVSP { vsp, _ in vsp.receiveSubAllocationsFree(on: 0) }
+            up = harness.vsc.linkConnected
+            if free == total, up { break }
+        }
+        #expect(up, "the last change was up")
+        #expect(free == total, "\(total - free) of \(total) sub-allocations never came back")
     }
 
     @Test("a receive buffer whose GPADL overlaps the rings is refused, and counted")

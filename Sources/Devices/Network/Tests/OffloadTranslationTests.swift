@@ -69,6 +69,48 @@ import Testing
         #expect(segments.count == 3 && segments.allSatisfy(PacketBuilder.checksumsValid))
     }
 
+    @Test("a guest's LSO frame whose one segment would not fit IP's 16-bit length is refused, not cut")
+    func segmentLongerThanIPLengthIsRefused() throws {
+        // 65593 bytes (the largest LSO frame the VSP and the switch take) with an MSS that makes
+        // one segment of it: its IPv4 total length would be 65579.
+        let frame = PacketBuilder.ipv4TCP(payload: 65593 - 54, lsoStyle: true)
+        let huge = FrameOffload.SegmentationRequest(maximumSegmentSize: 0xF_FFFF, transportOffset: 34, isIPv6: false)
+        #expect(SoftwareOffload.segment(frame, huge) == nil)
+        #expect(SoftwareOffload.resolve(NetworkFrame(bytes: frame, offload: FrameOffload(segmentation: huge)), for: .guest) == nil)
+        let six = PacketBuilder.ipv6TCP(payload: 65593 - 74, lsoStyle: true)
+        #expect(SoftwareOffload.segment(six, .init(maximumSegmentSize: 0xF_FFFF, transportOffset: 54, isIPv6: true)) == nil)
+        // The same frame at a real MSS is cut, every segment's length in range.
+        let segments = try #require(SoftwareOffload.segment(frame, .init(maximumSegmentSize: 1448, transportOffset: 34,
+                                                                          isIPv6: false)))
+        #expect(segments.count == 46 && segments.allSatisfy(PacketBuilder.checksumsValid))
+    }
+
+    @Test("segmentation is bounded: at most maximumSegments pieces, and headers of at most maximumSegmentHeaderBytes")
+    func segmentationWorkIsBounded() {
+        let frame = PacketBuilder.ipv4TCP(payload: 65000, lsoStyle: true)
+        // 65000 / 64 = 1016 segments: more than the switch cuts one frame into.
+        #expect(SoftwareOffload.segment(frame, .init(maximumSegmentSize: 64, transportOffset: 34, isIPv6: false)) == nil)
+        let bounded = SoftwareOffload.segment(frame, .init(maximumSegmentSize: 65000 / SoftwareOffload.maximumSegments + 1,
+                                                           transportOffset: 34, isIPv6: false))
+        #expect(bounded?.count == SoftwareOffload.maximumSegments)
+        // A transport offset deep in the frame makes every segment repeat a kilobyte of "headers".
+        #expect(SoftwareOffload.segment(frame, .init(maximumSegmentSize: 1448, transportOffset: 1023, isIPv6: false)) == nil)
+    }
+
+    @Test("the switch switches at most a few frames asking for segmentation in one hold of its lock")
+    func segmentedFramesEndALockHold() {
+        let plain = NetworkFrame(bytes: PacketBuilder.ipv4TCP(payload: 100))
+        let large = NetworkFrame(bytes: PacketBuilder.ipv4TCP(payload: 4000, lsoStyle: true),
+                                 offload: FrameOffload(segmentation: .init(maximumSegmentSize: 1448, transportOffset: 34,
+                                                                           isIPv6: false)))
+        let plainRun = Array(repeating: plain, count: 100)
+        #expect(VirtualSwitch.lockBatchEnd(plainRun, from: 0) == VirtualSwitch.framesPerLock)
+        #expect(VirtualSwitch.lockBatchEnd(plainRun, from: 90) == 100)
+        let mixed = [plain, plain] + Array(repeating: large, count: 10)
+        #expect(VirtualSwitch.lockBatchEnd(mixed, from: 0) == 2 + VirtualSwitch.segmentedFramesPerLock)
+        #expect(VirtualSwitch.lockBatchEnd(mixed, from: 10) == 12)
+    }
+
     @Test("TAP NEEDS_CSUM → guest: the checksum is completed on the host and the guest told it is valid")
     func partialChecksumToGuest() throws {
         var frame = PacketBuilder.ipv4UDP(payload: 301)

@@ -10,7 +10,8 @@ enum PacketBuilder {
                         from: MACAddress = source, to: MACAddress = destination) -> [UInt8] {
         var frame = to.bytes + from.bytes + [0x08, 0x00]
         let total = 20 + 20 + payload
-        frame += [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0x12, 0x34, 0x40, 0, 64, 6, 0, 0,
+        // Truncated: an LSO frame may be longer than the field holds (`lsoStyle` zeroes it).
+        frame += [0x45, 0, UInt8(truncatingIfNeeded: total >> 8), UInt8(total & 0xFF), 0x12, 0x34, 0x40, 0, 64, 6, 0, 0,
                   10, 0, 0, 1, 10, 0, 0, 2]
         frame += [0x30, 0x39, 0x00, 0x50] + be32(sequence) + be32(77) + [0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]
         frame += (0..<payload).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
@@ -33,7 +34,7 @@ enum PacketBuilder {
     static func ipv6TCP(payload: Int, lsoStyle: Bool = false) -> [UInt8] {
         var frame = destination.bytes + source.bytes + [0x86, 0xDD]
         let length = 20 + payload
-        frame += [0x60, 0, 0, 0, UInt8(length >> 8), UInt8(length & 0xFF), 6, 64]
+        frame += [0x60, 0, 0, 0, UInt8(truncatingIfNeeded: length >> 8), UInt8(length & 0xFF), 6, 64]
         frame += [UInt8](repeating: 0, count: 15) + [1] + [UInt8](repeating: 0, count: 15) + [2]
         frame += [0x30, 0x39, 0x00, 0x50] + be32(5000) + be32(1) + [0x50, 0x10, 0xFF, 0xFF, 0, 0, 0, 0]
         frame += (0..<payload).map { UInt8(truncatingIfNeeded: $0 &* 13) }

@@ -50,6 +50,26 @@ import VirtualSwitch
         #expect(fixture.core.dequeue(pa).map(\.bytes) == [ethernetFrame(from: Self.b, to: Self.a)])
     }
 
+    @Test("a child port that may not spoof cannot take another port's address by changing its own, nor its traffic")
+    func macChangeCannotTakeAnotherPortsAddress() {
+        var fixture = Fixture()
+        let (pa, pb) = (fixture.ports[0], fixture.ports[1])
+        _ = fixture.send(ethernetFrame(from: Self.b, to: .broadcast), from: pb)
+        #expect(fixture.core.learnedPort(of: Self.b, now: 1) == pb)
+        let changed = fixture.core.setMACAddress(Self.b, for: pa)
+        #expect(!changed, "a's address stays its own")
+        _ = fixture.send(ethernetFrame(from: Self.b, to: .broadcast), from: pa)
+        #expect(fixture.core.counters(of: pa)?.dropped(.spoofedSource) == 1)
+        #expect(fixture.core.learnedPort(of: Self.b, now: 1) == pb, "b's traffic still goes to b")
+        // A port allowed to spoof (and the host's) may change its address.
+        var spoofing = SwitchPortConfiguration(name: "spoofing", kind: .child, macAddress: Self.c)
+        spoofing.allowsMACSpoofing = true
+        let pd = fixture.core.addPort(spoofing)
+        let spoofer = fixture.core.setMACAddress(MACAddress(0x02, 0, 0, 0, 0, 0x0D), for: pd)
+        let host = fixture.core.setMACAddress(MACAddress(0x02, 0, 0, 0, 0, 0x0E), for: fixture.host)
+        #expect(spoofer && host)
+    }
+
     @Test("broadcast reaches every other port whose filter has BROADCAST; multicast needs ALL_MULTICAST or the list")
     func flooding() {
         var fixture = Fixture()

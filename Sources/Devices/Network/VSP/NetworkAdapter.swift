@@ -27,6 +27,9 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     public let port: SwitchPortID
     let host: any VSPHost
     private let state: Mutex<State>
+    /// The link state `setLinkConnected` set and the VSP was not given yet. Taken only with the
+    /// VSP's lock held (`state`); never held while taking it.
+    private let linkChange = Mutex<Bool?>(nil)
 
     struct State {
         var vsp: NetworkVSP<GuestMemory>
@@ -49,7 +52,7 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
         }
         /// Each open channel's wake event, by channel index.
         var wakers: [Int: EventFD] = [:]
-        /// Packets for a channel produced on another thread (a link change), by channel index.
+        /// Packets for a channel produced on another channel's thread, by channel index.
         var outbox: [Int: [OutgoingPacket]] = [:]
         /// Facts last reported, so only changes are sent.
         var reported: [String: String] = [:]
@@ -79,6 +82,9 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
         var portConfiguration = SwitchPortConfiguration(name: "\(host.partitionName)/\(address.text)", kind: .child,
                                                         macAddress: address)
         portConfiguration.maximumFrameSize = virtualSwitch.maximumFrameSize
+        // As Hyper-V with MAC address spoofing off: the guest keeps the address it was given
+        // (SET "NetworkAddress" fails), so it cannot take another port's, and its traffic.
+        configuration.allowsMACAddressChange = portConfiguration.allowsMACSpoofing
         (port, _) = try virtualSwitch.addPort(portConfiguration)
         state = Mutex(State(vsp: NetworkVSP(configuration: configuration, memory: memory)))
     }
@@ -206,15 +212,14 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
         if index == 0 { virtualSwitch.setPacketFilter([], for: port) }
     }
 
-    /// Packets produced for channel `index` on another thread.
+    /// Packets produced for channel `index` on another channel's thread.
     func takeOutbox(_ index: Int) -> [OutgoingPacket] {
         state.withLock { $0.outbox.removeValue(forKey: index) ?? [] }
     }
 
     /// Queues `packets` for channel `index` and wakes its worker. Packets for a channel that is
     /// not open are dropped (the guest will initialize afresh when it opens it), and so are
-    /// packets beyond `outboxLimit` waiting for one channel (a user toggling the link faster
-    /// than the guest reads its ring loses indications, not memory).
+    /// packets beyond `outboxLimit` waiting for one channel.
     func post(_ packets: [OutgoingPacket], to index: Int) {
         guard !packets.isEmpty else { return }
         let waker = state.withLock { state -> EventFD? in
@@ -232,11 +237,31 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     // MARK: Control
 
     /// Plugs the cable in or pulls it out: the guest hears RNDIS MEDIA_CONNECT / DISCONNECT.
+    ///
+    /// The primary channel's worker tells the guest (`applyLinkChange`), so changes faster than
+    /// it runs become one indication of the last state, and no indication is built here that
+    /// the outbox could drop with the receive sub-allocation it took.
     public func setLinkConnected(_ connected: Bool) {
-        let actions = withVSP { vsp, _ in vsp.setLinkConnected(connected) }
+        linkChange.withLock { $0 = connected }
+        if let waker = state.withLock({ $0.wakers[0] }) {
+            waker.signal()
+        } else {
+            // No primary channel: the state changes for the guest's next RNDIS bring-up.
+            post(applyLinkChange(), to: 0)
+        }
+    }
+
+    /// Gives the VSP the link state last set, if it was not given yet: the indication for the guest.
+    func applyLinkChange() -> [OutgoingPacket] {
+        guard linkChange.withLock({ $0 != nil }) else { return [] }
+        let actions = withVSP { vsp, _ -> [NetworkVSPAction] in
+            // Taken with the VSP's lock held, so two threads cannot apply changes out of order.
+            guard let connected = linkChange.withLock({ $0.take() }) else { return [] }
+            return vsp.setLinkConnected(connected)
+        }
         var packets: [OutgoingPacket] = []
         for case .send(0, let packet) in actions { packets.append(packet) }
-        post(packets, to: 0)
+        return packets
     }
 
     /// Reports the adapter's state to the root (`hv partition show`), when it changed.
@@ -368,6 +393,9 @@ final class NetworkChannelSession: ChannelSession {
         for packet in posted { try send(packet, on: channel) }
         progressed = !posted.isEmpty
         guard index == 0 else { return progressed }
+        let indications = adapter.applyLinkChange()
+        for packet in indications { try send(packet, on: channel) }
+        progressed = progressed || !indications.isEmpty
         // Deliver while the ring has room; when it has none, pending_send_sz asks the guest to
         // signal once it has read enough, which wakes this worker.
         while channel.hasRoom(forPayload: NetworkAdapter.deliveryPacketBytes) {

@@ -85,6 +85,8 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     public var receiveLayout: (subAllocationSize: Int, count: Int)? {
         receiveBuffer.map { ($0.pool.subAllocationSize, $0.pool.count) }
     }
+    /// Receive sub-allocations free on `channel` (not in a packet the guest has yet to complete).
+    public func receiveSubAllocationsFree(on channel: Int) -> Int { receiveBuffer?.pool.available(on: channel) ?? 0 }
     /// The send buffer's section count, once established.
     public var sendSectionCount: Int? { sendBuffer?.sectionCount }
 
