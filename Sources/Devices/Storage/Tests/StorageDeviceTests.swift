@@ -28,6 +28,8 @@ struct StorageDeviceTests {
             (#"{"disks": [{"path": "/a.img", "lun": 0, "blockSize": 1024}]}"#, "512 or 4096"),
             (#"{"disks": [], "subChannels": 64}"#, "subChannels must be 0-63"),
             (#"{"disks": [], "maxTransferKiB": 6}"#, "multiple of 4"),
+            // 4096 KiB from mid-page spans 1025 pages: more I/O vectors than one request may have.
+            (#"{"disks": [], "maxTransferKiB": 4096}"#, "from 4 to 4092"),
         ]
         for (json, phrase) in cases {
             let problem = try decode(json).problem

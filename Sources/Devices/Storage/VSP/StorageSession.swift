@@ -37,7 +37,8 @@ final class StorageSession: ChannelSession {
     private var violations = 0
     private var backendFailures = 0
 
-    /// How long closing waits for requests in flight (their buffers are guest pages).
+    /// How long closing waits for requests in flight (their buffers are guest pages), for all
+    /// of the channel's disks together.
     static let drainMilliseconds: Int32 = 30_000
 
     /// The server's limits, read once: a getter on `server` would copy the whole state machine
@@ -147,9 +148,13 @@ final class StorageSession: ChannelSession {
     }
 
     func close() {
+        // One deadline for every disk: a guest that left slow requests on many disks must not
+        // hold the close for one wait per disk.
+        let deadline = MonotonicClock.nanoseconds() &+ UInt64(Self.drainMilliseconds) * 1_000_000
         for queue in queues.values where queue.inFlight > 0 {
+            let remaining = deadline &- min(MonotonicClock.nanoseconds(), deadline)
             do throws(SystemError) {
-                _ = try queue.drain(timeoutMilliseconds: Self.drainMilliseconds)
+                _ = try queue.drain(timeoutMilliseconds: Int32(clamping: remaining / 1_000_000))
             } catch {
                 provider.logger.warning("partition \(provider.host.partitionName): SCSI channel \(index): draining \(queue.image.path): \(error)")
             }

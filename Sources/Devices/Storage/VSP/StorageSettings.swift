@@ -1,4 +1,5 @@
 import DeviceModel
+import GuestMemory
 
 /// The settings of a synthetic SCSI controller as a partition configuration spells them:
 ///
@@ -88,8 +89,12 @@ public struct StorageSettings: Codable, Sendable, Equatable {
     /// The most sub-channels the guest may open (Linux asks for one per processor beyond the
     /// first); default: the partition's processors minus one.
     public var subChannels: Int?
-    /// The largest transfer of one request in KiB, 4-8192 (default 256, as Hyper-V).
+    /// The largest transfer of one request in KiB, 4-4092 (default 256, as Hyper-V).
     public var maxTransferKiB: Int?
+    /// The largest `maxTransferKiB`: a transfer that starts mid-page spans one page more than its
+    /// size, and each page may be its own I/O vector, of which one request may have
+    /// `GuestMemory.maximumIOVectors` (the kernel's IOV_MAX).
+    public static let maximumTransferKiB = (GuestMemory.maximumIOVectors - 1) * 4
 
     public init(disks: [Disk], subChannels: Int? = nil, maxTransferKiB: Int? = nil) {
         self.disks = disks
@@ -126,8 +131,8 @@ public struct StorageSettings: Codable, Sendable, Equatable {
         if let subChannels, !(0...Self.maximumSubChannels).contains(subChannels) {
             return "subChannels must be 0-\(Self.maximumSubChannels), not \(subChannels)"
         }
-        if let kib = maxTransferKiB, !(4...8192).contains(kib) || kib % 4 != 0 {
-            return "maxTransferKiB must be a multiple of 4 from 4 to 8192, not \(kib)"
+        if let kib = maxTransferKiB, !(4...Self.maximumTransferKiB).contains(kib) || kib % 4 != 0 {
+            return "maxTransferKiB must be a multiple of 4 from 4 to \(Self.maximumTransferKiB), not \(kib)"
         }
         return nil
     }
