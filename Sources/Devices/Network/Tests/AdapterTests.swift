@@ -1,7 +1,7 @@
 import GuestMemory
 import LinuxSupport
 import NetworkProtocol
-import NetworkVSC
+@testable import NetworkVSC
 @testable import NetworkVSP
 import Synchronization
 import Testing
@@ -164,6 +164,24 @@ struct AdapterTests {
         }
         #expect(up, "the last change was up")
         #expect(free == total, "\(total - free) of \(total) sub-allocations never came back")
+    }
+
+    @Test("a guest cannot take another NIC's address: SET NetworkAddress fails (spoofing off, Hyper-V's default) and the port keeps its own")
+    func macChangeRefusedByTheAdapter() throws {
+        let (first, second) = try Self.startedPair()
+        let id = first.vsc.requestID()
+        let reply = try first.vsc.control(.set(RNDISRequest(requestID: id, oid: .rndisConfigParameter,
+                                                            information: RNDISConfigParameter.networkAddress(Self.b).bytes)),
+                                          what: "NetworkAddress")
+        #expect(reply == .setComplete(requestID: id, status: .failure))
+        let address = first.adapter.withVSP { vsp, _ in vsp.macAddress }
+        #expect(address == Self.a)
+        // Frames for b still reach b, not the guest that asked for b's address.
+        let frame = BenchFrame.make(from: Self.a, to: Self.b, size: 100, sequence: 1)
+        let queued = first.vsc.transmit(frame)
+        #expect(queued)
+        first.vsc.flush()
+        #expect(second.collect(count: 1) == [frame])
     }
 
     @Test("a receive buffer whose GPADL overlaps the rings is refused, and counted")

@@ -27,8 +27,8 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     public let port: SwitchPortID
     let host: any VSPHost
     private let state: Mutex<State>
-    /// The link state `setLinkConnected` set and the VSP was not given yet. Taken only with the
-    /// VSP's lock held (`state`); never held while taking it.
+    /// The link state `setLinkConnected` set and the VSP was not given yet: set with no other
+    /// lock held, consumed with the VSP's (`state`) held, never held while taking `state`.
     private let linkChange = Mutex<Bool?>(nil)
 
     struct State {
@@ -209,7 +209,12 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
                 state.table.reset(view: nil)
             }
         }
-        if index == 0 { virtualSwitch.setPacketFilter([], for: port) }
+        if index == 0 {
+            virtualSwitch.setPacketFilter([], for: port)
+            // A change whose wake-up reached a worker already gone: the VSP takes it now (with
+            // RNDIS reset by the close, nothing is sent).
+            post(applyLinkChange(), to: 0)
+        }
     }
 
     /// Packets produced for channel `index` on another channel's thread.

@@ -108,11 +108,12 @@ struct StorageControllerTests {
         #expect(!controller.resize(target: 1, lun: 5, blockCount: 1))
     }
 
-    @Test("The maximum transfer is whole pages within 4 KiB...8 MiB, whatever the configuration says")
+    @Test("The maximum transfer is whole pages within 4 KiB...4092 KiB (1024 I/O vectors from mid-page), whatever the configuration says")
     func maximumTransferClamped() {
         #expect(StorageController(maximumTransferBytes: 0).maximumTransferBytes == 4096)
         #expect(StorageController(maximumTransferBytes: 0x40001).maximumTransferBytes == 0x40000)
-        #expect(StorageController(maximumTransferBytes: .max).maximumTransferBytes == 8 << 20)
+        #expect(StorageController(maximumTransferBytes: .max).maximumTransferBytes == 4092 * 1024)
+        #expect(StorageController(maximumTransferBytes: 8 << 20).maximumTransferBytes == 4092 * 1024)
     }
 
     @Test("The bus-change callback runs on attach, detach and resize")

@@ -80,12 +80,13 @@ public final class StorageController: Sendable {
 
     /// An adapter with no units.
     /// - Parameters:
-    ///   - maximumTransferBytes: rounded down to whole pages and kept within 4 KiB...8 MiB (Linux
-    ///     turns 0 into 4 KiB transfers; its request lists grow with the size).
+    ///   - maximumTransferBytes: rounded down to whole pages and kept within 4 KiB and
+    ///     `StorageSettings.maximumTransferKiB` (Linux turns 0 into 4 KiB transfers; its request
+    ///     lists grow with the size; one request's pages must fit one call's I/O vectors).
     ///   - onBusChange: called (on the caller's thread) after every attach, detach and resize,
     ///     for example to wake the primary channel's worker so it announces the change.
     public init(maximumTransferBytes: UInt32 = 0x40000, onBusChange: (@Sendable () -> Void)? = nil) {
-        self.maximumTransferBytes = min(max(maximumTransferBytes, 4096), 8 << 20) & ~4095
+        self.maximumTransferBytes = min(max(maximumTransferBytes, 4096), UInt32(StorageSettings.maximumTransferKiB) * 1024) & ~4095
         self.onBusChange = onBusChange
     }
 
