@@ -5,6 +5,13 @@ import RootScheduler
 import StorageVSP
 import VirtualSwitch
 
+/// The findings of a fuzzer that reports the promises a whole session broke, one line each (the
+/// first 20, against the session's last case).
+private func sessionFindings(_ violations: [String], cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
+    progress(cases)
+    return violations.prefix(20).map { FuzzFinding(caseIndex: cases - 1, message: $0) }
+}
+
 /// The network VSP's own fuzzer (`NetworkVSPFuzzer`: NVSP and RNDIS traffic, valid and
 /// mutated, with receives, completions, link changes and re-opens); a case is one of its steps.
 enum NetworkFuzzTarget: FuzzTarget {
@@ -13,9 +20,7 @@ enum NetworkFuzzTarget: FuzzTarget {
     static let sessionLength = 5000
 
     static func runSession(seed: UInt64, cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
-        let report = NetworkVSPFuzzer.run(seed: seed, iterations: cases)
-        progress(cases)
-        return report.violations.prefix(20).map { FuzzFinding(caseIndex: cases - 1, message: $0) }
+        sessionFindings(NetworkVSPFuzzer.run(seed: seed, iterations: cases).violations, cases: cases, progress: progress)
     }
 }
 
@@ -27,9 +32,7 @@ enum OffloadFuzzTarget: FuzzTarget {
     static let sessionLength = 2000
 
     static func runSession(seed: UInt64, cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
-        let violations = SoftwareOffloadFuzzer.run(seed: seed, iterations: cases)
-        progress(cases)
-        return violations.prefix(20).map { FuzzFinding(caseIndex: cases - 1, message: $0) }
+        sessionFindings(SoftwareOffloadFuzzer.run(seed: seed, iterations: cases), cases: cases, progress: progress)
     }
 }
 
@@ -42,9 +45,7 @@ enum StorageFuzzTarget: FuzzTarget {
     static let sessionLength = 20_000
 
     static func runSession(seed: UInt64, cases: Int, progress: (Int) -> Void) -> [FuzzFinding] {
-        let report = StorageFuzzHarness.run(seed: seed, iterations: cases)
-        progress(cases)
-        return report.failures.prefix(20).map { FuzzFinding(caseIndex: cases - 1, message: $0) }
+        sessionFindings(StorageFuzzHarness.run(seed: seed, iterations: cases).failures, cases: cases, progress: progress)
     }
 }
 
