@@ -218,10 +218,9 @@ public struct SwitchCore: Sendable {
         ports[id]?.configuration.packetFilter = filter
     }
 
-    /// The child changed its MAC address; what was learned for the old one is forgotten.
-    /// The port's own address changes (a guest's MAC change). A child port that may not spoof
-    /// keeps the address it was given: otherwise it could take another port's address, and with
-    /// it that port's traffic.
+    /// The port's own address changes (a guest's MAC change), and what was learned on the port is
+    /// forgotten. A child port that may not spoof keeps the address it was given: otherwise it
+    /// could take another port's address, and with it that port's traffic.
     /// - Returns: whether the address changed.
     @discardableResult
     public mutating func setMACAddress(_ address: MACAddress, for id: SwitchPortID) -> Bool {

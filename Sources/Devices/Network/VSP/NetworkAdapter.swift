@@ -244,8 +244,8 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     /// Plugs the cable in or pulls it out: the guest hears RNDIS MEDIA_CONNECT / DISCONNECT.
     ///
     /// The primary channel's worker tells the guest (`applyLinkChange`), so changes faster than
-    /// it runs become one indication of the last state, and no indication is built here that
-    /// the outbox could drop with the receive sub-allocation it took.
+    /// it runs end in at most one indication, and no indication is built here that the outbox
+    /// could drop with the receive sub-allocation it took.
     public func setLinkConnected(_ connected: Bool) {
         linkChange.withLock { $0 = connected }
         if let waker = state.withLock({ $0.wakers[0] }) {
