@@ -6,10 +6,6 @@ import NetworkProtocol
 /// and offsets that lie, and extreme segment sizes, resolved for a guest and for a TAP. A case
 /// must not trap, and what it produces must keep the switch's bounds.
 public enum SoftwareOffloadFuzzer {
-    /// The largest frame a guest's LSO request may carry onto the switch (its admission limit;
-    /// larger ones are dropped before any offload work).
-    static let largestFrame = 65535 + 14 + 4 + 40
-
     /// Runs `iterations` cases from `seed`.
     /// - Returns: the promises broken, one line each.
     public static func run(seed: UInt64, iterations: Int) -> [String] {
@@ -23,7 +19,7 @@ public enum SoftwareOffloadFuzzer {
                 if resolved.count > SoftwareOffload.maximumSegments {
                     violations.append("case \(index): \(resolved.count) segments from one frame")
                 }
-                for output in resolved where output.bytes.count > largestFrame + 4 {
+                for output in resolved where output.bytes.count > NetworkFrame.largestSegmentedFrameSize + 4 {
                     violations.append("case \(index): a resolved frame of \(output.bytes.count) bytes")
                 }
                 if capabilities == .guest, offload.segmentation != nil {
@@ -39,7 +35,7 @@ public enum SoftwareOffloadFuzzer {
     static func makeCase(_ random: inout FuzzRandom) -> ([UInt8], FrameOffload) {
         let isIPv6 = random.chance(1, in: 3)
         let networkHeader = isIPv6 ? 40 : 4 * random.int(5...15)
-        let size = random.chance(1, in: 2) ? random.int(0...2000) : random.int(60_000...largestFrame)
+        let size = random.chance(1, in: 2) ? random.int(0...2000) : random.int(60_000...NetworkFrame.largestSegmentedFrameSize)
         var frame = random.bytes(size)
         if size >= 14 {
             frame[12] = isIPv6 ? 0x86 : 0x08

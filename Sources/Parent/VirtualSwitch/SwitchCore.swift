@@ -46,7 +46,7 @@ public struct SwitchCore: Sendable {
         mutating func admit(_ frame: NetworkFrame, sourceAddress: MACAddress?) -> SwitchDropReason? {
             counters.framesIn += 1
             counters.bytesIn += UInt64(frame.bytes.count)
-            let limit = frame.offload.segmentation == nil ? configuration.maximumFrameSize : 65535 + 14 + 4 + 40
+            let limit = frame.offload.segmentation == nil ? configuration.maximumFrameSize : NetworkFrame.largestSegmentedFrameSize
             guard frame.bytes.count >= NetworkFrame.ethernetHeaderSize, let sourceAddress else { return .malformed }
             if frame.bytes.count > limit { return .oversized }
             if sourceAddress.isGroup { return .malformed }

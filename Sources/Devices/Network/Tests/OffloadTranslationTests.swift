@@ -71,13 +71,14 @@ import Testing
 
     @Test("a guest's LSO frame whose one segment would not fit IP's 16-bit length is refused, not cut")
     func segmentLongerThanIPLengthIsRefused() throws {
-        // 65593 bytes (the largest LSO frame the VSP and the switch take) with an MSS that makes
+        // The largest LSO frame the VSP and the switch take (65,593 bytes) with an MSS that makes
         // one segment of it: its IPv4 total length would be 65579.
-        let frame = PacketBuilder.ipv4TCP(payload: 65593 - 54, lsoStyle: true)
+        let largest = NetworkFrame.largestSegmentedFrameSize
+        let frame = PacketBuilder.ipv4TCP(payload: largest - 54, lsoStyle: true)
         let huge = FrameOffload.SegmentationRequest(maximumSegmentSize: 0xF_FFFF, transportOffset: 34, isIPv6: false)
         #expect(SoftwareOffload.segment(frame, huge) == nil)
         #expect(SoftwareOffload.resolve(NetworkFrame(bytes: frame, offload: FrameOffload(segmentation: huge)), for: .guest) == nil)
-        let six = PacketBuilder.ipv6TCP(payload: 65593 - 74, lsoStyle: true)
+        let six = PacketBuilder.ipv6TCP(payload: largest - 74, lsoStyle: true)
         #expect(SoftwareOffload.segment(six, .init(maximumSegmentSize: 0xF_FFFF, transportOffset: 54, isIPv6: true)) == nil)
         // The same frame at a real MSS is cut, every segment's length in range.
         let segments = try #require(SoftwareOffload.segment(frame, .init(maximumSegmentSize: 1448, transportOffset: 34,

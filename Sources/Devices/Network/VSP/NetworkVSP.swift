@@ -484,7 +484,7 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     private mutating func transmitFrame(_ stream: [UInt8], _ layout: RNDISPacketLayout, on channel: Int,
                                         actions: inout [NetworkVSPAction]) {
         let offload = FrameOffload(transmitted: layout)
-        let limit = offload.segmentation == nil ? configuration.maximumFrameSize : configuration.maximumSegmentedFrameSize
+        let limit = offload.segmentation == nil ? configuration.maximumFrameSize : NetworkFrame.largestSegmentedFrameSize
         guard rndis.state == .initialized, layout.dataCount >= NetworkFrame.ethernetHeaderSize, layout.dataCount <= limit
         else {
             counters.transmitDrops += 1

@@ -46,6 +46,4 @@ public struct NetworkVSPConfiguration: Sendable {
 
     /// Largest frame accepted without segmentation: MTU + Ethernet header + an in-line 802.1Q tag.
     public var maximumFrameSize: Int { Int(mtu) + NetworkFrame.ethernetHeaderSize + 4 }
-    /// Largest frame accepted with a segmentation request.
-    public var maximumSegmentedFrameSize: Int { Int(NetworkVSPConfiguration.maximumLargeSend) + NetworkFrame.ethernetHeaderSize + 4 + 40 }
 }

@@ -97,7 +97,7 @@ public struct NetworkVSPFuzzer {
                     }
                 case .transmit(_, let frame):
                     report.transmittedFrames += 1
-                    if frame.bytes.count > configuration.maximumSegmentedFrameSize {
+                    if frame.bytes.count > NetworkFrame.largestSegmentedFrameSize {
                         report.violations.append("oversized frame reached the switch")
                     }
                 case .offerSubchannels(let count):
