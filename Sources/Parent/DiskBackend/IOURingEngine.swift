@@ -54,17 +54,28 @@ public final class IOURingEngine: DiskIOEngine, @unchecked Sendable {
     }
 
     deinit {
-        // Operations still in flight would go on reading and writing their buffers after the
-        // ring closes, possibly into memory reused by then: wait for them first.
-        // (A single-issuer ring can only be drained from its owner's thread; owners drain their
-        // queue before releasing it, `DiskQueue.drain`.)
-        var late: [DiskEngineCompletion] = []
-        while !buffers.isEmpty, enabled, cdiskio_ring_submit(ring, 1) >= 0 {
-            reap(into: &late)
+        // Operations still in flight go on reading and writing their buffers after the queue
+        // lets go of them, so the ring must not close under them; nor may the owner wait for
+        // them, since a backing file that stopped answering keeps them there for good. Whatever
+        // is left after handing the kernel every prepared entry is reaped once, and the rest
+        // goes, with its buffers (and so the guest memory they point into), into the custody
+        // of `LateCompletions`, which closes the ring when the kernel is done with it.
+        if !buffers.isEmpty, enabled {
+            _ = cdiskio_ring_submit(ring, 0)
+            var done: [DiskEngineCompletion] = []
+            reap(into: &done)
+        }
+        guard buffers.isEmpty else {
+            LateCompletions.adopt(AbandonedRing(ring: ring, buffers: buffers))
+            return
         }
         cdiskio_ring_destroy(ring)
         ring.deallocate()
     }
+
+    /// Operations the kernel still holds of rings released before it finished them (see
+    /// `deinit`); for tests and diagnostics.
+    public static var lateOperations: Int { LateCompletions.operationsInFlight }
 
     /// Enables a ring created disabled, from the owner's thread, on first use.
     private func enable() throws(SystemError) {

@@ -85,6 +85,38 @@ struct DiskBackendFileTests {
         #expect(queue.inFlight == 0)
     }
 
+    @Test("A ring released with a read still in the kernel lets go at once, keeps the read's guest memory until it lands, then closes")
+    func releasedWithReadInFlight() throws {
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { throw SystemError.current("create a pipe") }
+        defer {
+            close(ends[0])
+            close(ends[1])
+        }
+        let page: UInt64 = 200
+        try memory.write([UInt8](repeating: 0, count: 4096), at: GuestPhysicalAddress(pageNumber: page))
+        let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: page, offset: 0, length: 4096)])
+        let before = IOURingEngine.lateOperations
+        let started = MonotonicClock.nanoseconds()
+        do {
+            // A read of an empty pipe stays in the kernel until something is written to it, as
+            // a read of a file whose server stopped answering would.
+            let engine = try IOURingEngine(capacity: 4)
+            try engine.enqueue(DiskEngineOperation(id: 1, kind: .read(descriptor: ends[0], offset: .max, buffers: buffers)))
+            try engine.submit()
+        }
+        #expect(MonotonicClock.nanoseconds() - started < 2_000_000_000)
+        #expect(IOURingEngine.lateOperations == before + 1)
+        let data = pattern(count: 4096, seed: 9)
+        #expect(write(ends[1], data, data.count) == data.count)
+        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+        while IOURingEngine.lateOperations > before, MonotonicClock.nanoseconds() < deadline {
+            MonotonicClock.sleep(.milliseconds(5))
+        }
+        #expect(IOURingEngine.lateOperations == before)
+        #expect(try memory.read(from: buffers, count: 4096) == data)
+    }
+
     @Test("A new image is sparse: nothing allocated, no data until written", arguments: engines)
     func sparse(engine: DiskEngineKind) throws {
         let image = try DiskImage.create(at: directory.file("sparse.img"), size: 64 << 20)
