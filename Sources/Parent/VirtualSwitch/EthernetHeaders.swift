@@ -37,7 +37,7 @@ enum EthernetHeaders {
         var tags = 0
         while let type = u16(frame, offset) {
             if type == etherTypeVLAN || type == etherTypeQinQ, tags < 2 {
-                offset += 4
+                offset += NetworkFrame.vlanTagSize
                 tags += 1
                 continue
             }

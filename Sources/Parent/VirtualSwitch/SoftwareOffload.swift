@@ -208,8 +208,8 @@ public enum SoftwareOffload {
                 guard let vlan = result.offload.vlan else { return result }
                 var shifted = result.offload
                 shifted.vlan = nil
-                shifted.checksum?.transportOffset += 4
-                shifted.segmentation?.transportOffset += 4
+                shifted.checksum?.transportOffset += NetworkFrame.vlanTagSize
+                shifted.segmentation?.transportOffset += NetworkFrame.vlanTagSize
                 return NetworkFrame(bytes: insertVLAN(result.bytes, vlan), offload: shifted)
             }
         }

@@ -59,7 +59,7 @@ public final class VirtualSwitch: Sendable {
 
     /// The frame size a port takes without a segmentation request: the MTU, an Ethernet header
     /// and an in-line 802.1Q tag.
-    public var maximumFrameSize: Int { mtu + NetworkFrame.ethernetHeaderSize + 4 }
+    public var maximumFrameSize: Int { NetworkFrame.largestFrameSize(mtu: mtu) }
 
     public func removePort(_ id: SwitchPortID) {
         core.withLock { $0.removePort(id) }

@@ -148,10 +148,17 @@ public struct NetworkFrame: Hashable, Sendable {
     /// Size of the Ethernet header without a VLAN tag.
     public static let ethernetHeaderSize = 14
 
+    /// Size of an 802.1Q tag (TPID and tag control), inserted after the MAC addresses.
+    public static let vlanTagSize = 4
+
+    /// Largest frame a port with `mtu` bytes of IP takes without a segmentation request: the
+    /// MTU, the Ethernet header and an in-line 802.1Q tag.
+    public static func largestFrameSize(mtu: Int) -> Int { mtu + ethernetHeaderSize + vlanTagSize }
+
     /// Largest frame that may carry a segmentation request, and so the largest a NIC or the
     /// switch admits: IP's 16-bit length (65,535), an IPv6 header that length leaves out (40),
     /// the Ethernet header and an 802.1Q tag. 65,593 bytes.
-    public static let largestSegmentedFrameSize = 65535 + 40 + ethernetHeaderSize + 4
+    public static let largestSegmentedFrameSize = 65535 + 40 + ethernetHeaderSize + vlanTagSize
 
     /// No bytes, no offload: what a frame moved out of a collection leaves behind (an empty
     /// array's storage is shared, so it costs no allocation).

@@ -93,7 +93,7 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     /// PACKET header and its per-packet information (checksum, VLAN, hash): never below the
     /// 1728 bytes Linux's own MTU of 1500 needs, rounded to 64 bytes.
     static func subAllocationSize(mtu: Int) -> UInt32 {
-        let needed = mtu + NetworkFrame.ethernetHeaderSize + 4 + RNDISPacketLayout.maximumReceiveHeaderSize
+        let needed = NetworkFrame.largestFrameSize(mtu: mtu) + RNDISPacketLayout.maximumReceiveHeaderSize
         return UInt32(max(1728, (needed + 63) / 64 * 64))
     }
 

@@ -45,5 +45,5 @@ public struct NetworkVSPConfiguration: Sendable {
     public init(macAddress: MACAddress) { self.macAddress = macAddress }
 
     /// Largest frame accepted without segmentation: MTU + Ethernet header + an in-line 802.1Q tag.
-    public var maximumFrameSize: Int { Int(mtu) + NetworkFrame.ethernetHeaderSize + 4 }
+    public var maximumFrameSize: Int { NetworkFrame.largestFrameSize(mtu: Int(mtu)) }
 }
