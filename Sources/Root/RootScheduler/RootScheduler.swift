@@ -239,26 +239,40 @@ public final class RootScheduler: Sendable {
 
     /// Adds a device to partition `name` while it exists (created, running or paused); the parent
     /// offers it to the guest at once.
+    ///
+    /// The device's host files are opened, and any a change lets go of are closed, outside the
+    /// partition's device lock, which every listing and the parent's hand-over take: opening or
+    /// closing a file can last as long as the server behind it (NFS, FUSE) takes to answer. A
+    /// change that finds the devices changed by another meanwhile is refused (`.conflict`).
     public func addDevice(_ device: DeviceConfiguration, to name: String, requester: UserIdentity? = nil) throws(RootError)
         -> PartitionInfo
     {
         let entry = try live(name, request: "add a device")
-        let added = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
+        let request = "Cannot add a \(device.kind) device to \(name)"
+        let (before, spec) = try entry.attached.withLock { devices throws(RootError) -> ([DeviceSpec], DeviceSpec) in
+            let specs = devices.map(\.spec)
             let spec: DeviceSpec
             do throws(DeviceError) {
-                spec = try catalog.resolve(adding: device, to: devices.map(\.spec), partition: name)
+                spec = try catalog.resolve(adding: device, to: specs, partition: name)
             } catch {
-                throw .device(request: "Cannot add a \(device.kind) device to \(name)", error)
+                throw .device(request: request, error)
             }
-            try Self.checkHandOver(name: name, processors: entry.partition.processorCount, devices: devices.map(\.spec) + [spec])
-            let added = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources, as: requester))
+            try Self.checkHandOver(name: name, processors: entry.partition.processorCount, devices: specs + [spec])
+            return (specs, spec)
+        }
+        let added = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources, as: requester))
+        try entry.attached.withLock { devices throws(RootError) in
+            guard devices.map(\.spec) == before else { throw Self.changedMeanwhile(request) }
             devices.append(added)
-            return added
         }
         do throws(RootError) {
-            try checkSwitches(of: [added.spec], request: "Cannot add a \(device.kind) device to \(name)")
+            try checkSwitches(of: [added.spec], request: request)
         } catch {
-            entry.attached.withLock { $0.removeAll { $0.spec.instance == added.spec.instance } }
+            let withdrawn = entry.attached.withLock { devices in
+                defer { devices.removeAll { $0.spec.instance == added.spec.instance } }
+                return devices.filter { $0.spec.instance == added.spec.instance }
+            }
+            _ = withdrawn  // Its files close here, after the lock.
             throw error
         }
         parentLink?.deviceAdded(partitionID: entry.partition.id, added.spec, resources: added.resources)
@@ -267,48 +281,61 @@ public final class RootScheduler: Sendable {
     }
 
     /// Removes the device `device` (its instance GUID, or its kind when the partition has one
-    /// of that kind) from partition `name`; the guest sees it rescinded.
+    /// of that kind) from partition `name`; the guest sees it rescinded. Its host files close
+    /// after the device lock is released (see `addDevice`).
     public func removeDevice(_ device: String, from name: String) throws(RootError) -> PartitionInfo {
         let entry = try live(name, request: "remove a device")
-        let removed = try entry.attached.withLock { devices throws(RootError) -> DeviceSpec in
+        let removed = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
             let index = try Self.index(of: device, in: devices.map(\.spec), request: "Cannot remove \(device) from \(name)")
             let spec = devices[index].spec
             guard catalog.type(ofKind: spec.kind)?.hotPluggable == true else {
                 throw .device(request: "Cannot remove \(device) from \(name)",
                               .notWhileRunning(kind: spec.kind, change: "removed"))
             }
-            devices.remove(at: index)
-            return spec
+            return devices.remove(at: index)
         }
-        parentLink?.deviceRemoved(partitionID: entry.partition.id, instance: removed.instance)
-        logger.info("partition \(name): \(removed.kind) \(removed.instance) removed")
+        parentLink?.deviceRemoved(partitionID: entry.partition.id, instance: removed.spec.instance)
+        logger.info("partition \(name): \(removed.spec.kind) \(removed.spec.instance) removed")
         return entry.info
     }
 
-    /// Gives the device `device` of partition `name` new settings while it runs.
+    /// Gives the device `device` of partition `name` new settings while it runs. Its new host
+    /// files are opened, and the old ones closed, outside the device lock (see `addDevice`).
     public func changeDevice(_ device: String, of name: String, settings: [String: JSONValue],
                              requester: UserIdentity? = nil) throws(RootError) -> PartitionInfo
     {
         let entry = try live(name, request: "change a device")
-        let changed = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
-            let request = "Cannot change \(device) of \(name)"
-            let index = try Self.index(of: device, in: devices.map(\.spec), request: request)
+        let request = "Cannot change \(device) of \(name)"
+        let (before, index, spec) = try entry.attached.withLock { devices throws(RootError) -> ([DeviceSpec], Int, DeviceSpec) in
+            let specs = devices.map(\.spec)
+            let index = try Self.index(of: device, in: specs, request: request)
             let spec: DeviceSpec
             do throws(DeviceError) {
-                spec = try catalog.resolve(changing: devices[index].spec, to: settings, among: devices.map(\.spec))
+                spec = try catalog.resolve(changing: specs[index], to: settings, among: specs)
             } catch {
                 throw .device(request: request, error)
             }
-            var after = devices.map(\.spec)
+            var after = specs
             after[index] = spec
             try Self.checkHandOver(name: name, processors: entry.partition.processorCount, devices: after)
-            let changed = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources, as: requester))
-            devices[index] = changed
-            return changed
+            return (specs, index, spec)
         }
+        let changed = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources, as: requester))
+        let replaced = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
+            guard devices.map(\.spec) == before else { throw Self.changedMeanwhile(request) }
+            defer { devices[index] = changed }
+            return devices[index]
+        }
+        _ = replaced  // Its files close here, after the lock.
         parentLink?.deviceChanged(partitionID: entry.partition.id, changed.spec, resources: changed.resources)
         logger.info("partition \(name): \(changed.spec.kind) \(changed.spec.instance) changed")
         return entry.info
+    }
+
+    /// The refusal of a device change that found the partition's devices changed by another
+    /// while it opened its files.
+    private static func changedMeanwhile(_ request: String) -> RootError {
+        .conflict("\(request): its devices changed while this request opened its files; try again.")
     }
 
     /// A partition whose devices may change: it exists and has not stopped.
