@@ -28,6 +28,10 @@ public final class DiskImage: Sendable {
     public let directAlignment: Int
     /// Whether fallocate(PUNCH_HOLE) works on this file system.
     public let supportsPunchHole: Bool
+    /// Whether the file system is served over a network or by a user-space program (NFS, SMB,
+    /// Ceph, 9P, AFS, FUSE): a write into its page cache can wait on that server for as long as
+    /// the server takes, so a queue never writes to it on its own thread (`DiskQueue`).
+    public let isRemote: Bool
     let buffered: OwnedDescriptor
     let direct: OwnedDescriptor?
     /// The errno of the first failed data sync, latched: after fdatasync reports a lost
@@ -120,6 +124,8 @@ public final class DiskImage: Sendable {
         // Punching a hole past the end of the file changes nothing and tells whether the file
         // system supports it.
         supportsPunchHole = access == .readWrite && cdiskio_punch_hole(buffered.rawValue, Int64(size), 4096) == 0
+        // Where fstatfs fails, the queue keeps its writes off its own thread, as for a remote one.
+        isRemote = cdiskio_is_remote_file_system(buffered.rawValue) != 0
     }
 
     /// The descriptor for a transfer: the O_DIRECT one if the offset and every buffer range

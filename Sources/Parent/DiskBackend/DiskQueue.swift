@@ -84,10 +84,10 @@ public final class DiskQueue: @unchecked Sendable {
 
     /// A queue of `depth` requests (1...4096) on `image` with an engine of `kind`.
     public convenience init(image: DiskImage, depth: Int = 128, engine kind: DiskEngineKind = .default,
-                            inlinePageCacheHits: Bool = false) throws(SystemError) {
+                            inlinePageCacheHits: Bool = false, blockingWritesInline: Bool? = nil) throws(SystemError) {
         let depth = min(max(depth, 1), Self.maximumDepth)
         try self.init(image: image, depth: depth, engine: kind.makeEngine(capacity: depth + 1),
-                      inlinePageCacheHits: inlinePageCacheHits)
+                      inlinePageCacheHits: inlinePageCacheHits, blockingWritesInline: blockingWritesInline)
     }
 
     /// A queue over a given engine (tests use a recording one).
@@ -99,16 +99,26 @@ public final class DiskQueue: @unchecked Sendable {
     ///   refuses RWF_NOWAIT (EOPNOTSUPP: ext4's buffered writes on Linux 6.18, tmpfs's reads and
     ///   writes) is not asked again for that direction; where it refuses writes, io_uring would
     ///   hand each to a kernel worker thread, so a write of at most `inlineWriteLimit` bytes is
-    ///   written on the calling thread instead, and a larger one goes to the engine.
-    public init(image: DiskImage, depth: Int, engine: any DiskIOEngine, inlinePageCacheHits: Bool = false) {
+    ///   written on the calling thread instead (with `blockingWritesInline`), and a larger one
+    ///   goes to the engine.
+    /// - Parameter blockingWritesInline: whether such a write may block the calling thread; by
+    ///   default only where the image's file system is local. A remote one (`DiskImage.isRemote`)
+    ///   can keep the write, and so the thread, waiting for as long as its server takes, and the
+    ///   thread is a channel's worker, which its close waits for.
+    public init(image: DiskImage, depth: Int, engine: any DiskIOEngine, inlinePageCacheHits: Bool = false,
+                blockingWritesInline: Bool? = nil) {
         self.image = image
         self.depth = min(max(depth, 1), Self.maximumDepth)
         self.engine = engine
         self.inlinePageCacheHits = inlinePageCacheHits
+        self.blockingWritesInline = blockingWritesInline ?? !image.isRemote
     }
 
     /// Whether page-cache hits complete on the submitting thread (see `init`).
     public let inlinePageCacheHits: Bool
+    /// Whether a small write the file system takes only by blocking is written on the
+    /// submitting thread (see `init`).
+    public let blockingWritesInline: Bool
     /// The largest buffered write done on the submitting thread where the file system has no
     /// non-blocking buffered writes: small ones cost a copy into the page cache, less than the
     /// hand-off to a kernel worker; larger ones go to the engine, so the copy overlaps other work.
@@ -150,7 +160,7 @@ public final class DiskQueue: @unchecked Sendable {
             let descriptor = image.descriptor(offset: offset, buffers: buffers)
             var moved = 0
             let tryInline = isRead ? !nonBlockingReadsUnsupported
-                                   : !nonBlockingWritesUnsupported || buffers.byteCount <= Self.inlineWriteLimit
+                                   : !nonBlockingWritesUnsupported || blockingWritesInline && buffers.byteCount <= Self.inlineWriteLimit
             if inlinePageCacheHits, !fua, tryInline, descriptor == image.buffered.rawValue {
                 moved = transferNow(descriptor, offset: offset, buffers: buffers, write: !isRead)
                 if moved == buffers.byteCount {
@@ -323,7 +333,7 @@ public final class DiskQueue: @unchecked Sendable {
     }
 
     /// One attempt at the whole transfer on this thread: non-blocking, or for a small write on a
-    /// file system without non-blocking writes a plain one.
+    /// local file system without non-blocking writes a plain one.
     /// - Returns: the bytes that moved (0 after an error: the engine then does it all, and
     ///   reports its own error).
     private func transferNow(_ descriptor: Int32, offset: UInt64, buffers: GuestIOVectors, write: Bool) -> Int {
@@ -337,7 +347,7 @@ public final class DiskQueue: @unchecked Sendable {
                 return 0
             }
             nonBlockingWritesUnsupported = true
-            if buffers.byteCount <= Self.inlineWriteLimit {
+            if blockingWritesInline, buffers.byteCount <= Self.inlineWriteLimit {
                 return transferNow(descriptor, offset: offset, buffers: buffers, write: write)
             }
         }

@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -343,4 +344,26 @@ int cdiskio_writable(int fd) {
 
 int cdiskio_block_device_size(int fd, uint64_t *bytes) {
     return ioctl(fd, BLKGETSIZE64, bytes) < 0 ? -errno : 0;
+}
+
+int cdiskio_is_remote_file_system(int fd) {
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return -errno;
+    // The f_type values of statfs(2) (linux/magic.h and the file systems' own sources).
+    static const unsigned long remote[] = {
+        0x6969,     // NFS
+        0xFF534D42, // CIFS
+        0xFE534D42, // SMB2
+        0x517B,     // SMB
+        0x00C36400, // Ceph
+        0x01021997, // 9P (v9fs)
+        0x5346414F, // AFS (OpenAFS)
+        0x6B414653, // AFS (kAFS)
+        0x65735546, // FUSE (sshfs, GlusterFS, ...)
+        0x73757245, // Coda
+    };
+    for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++) {
+        if ((unsigned long)info.f_type == remote[i]) return 1;
+    }
+    return 0;
 }

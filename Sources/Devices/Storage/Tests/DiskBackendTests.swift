@@ -446,6 +446,28 @@ struct DiskQueueOrderingTests {
         #expect(queue.reap().map(\.tag) == [1, 2, 3] && queue.inFlight == 0)
     }
 
+    @Test("On a remote file system refusing non-blocking writes, a small write goes to the engine, never blocking the queue's thread")
+    func noBlockingWritesOnARemoteFileSystem() throws {
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine, inlinePageCacheHits: true, blockingWritesInline: false)
+        engine.inlineAnswers = [-Int(EOPNOTSUPP)]
+        try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 0, buffers: buffers(1), forceUnitAccess: false)))
+        #expect(engine.inlineAttempts.map(\.mayBlock) == [false] && queue.nonBlockingWritesUnsupported)
+        try queue.submit(DiskRequest(tag: 2, operation: .write(offset: 4096, buffers: buffers(2), forceUnitAccess: false)))
+        #expect(engine.inlineAttempts.count == 1 && !queue.hasFinishedInline)
+        #expect(engine.order.compactMap { transfer(engine, $0) }.map(\.offset) == [0, 4096])
+        for id in engine.pending { engine.complete(id) }
+        #expect(queue.reap().map(\.tag) == [1, 2] && queue.inFlight == 0)
+    }
+
+    @Test("An image on the local file systems tests use is not remote, so its queue may write small blocks on its own thread")
+    func localImagesAreNotRemote() throws {
+        #expect(!image.isRemote)
+        #expect(DiskQueue(image: image, depth: 4, engine: try RecordingEngine()).blockingWritesInline)
+        let shm = try TemporaryDirectory(base: "/dev/shm")
+        #expect(try !DiskImage.create(at: shm.file("local.img"), size: 1 << 20).isRemote)
+    }
+
     @Test("A plain write refused too (EOPNOTSUPP where it may block) is not retried again: the engine writes it whole")
     func aRefusedPlainWriteGoesToTheEngine() throws {
         let engine = try RecordingEngine()

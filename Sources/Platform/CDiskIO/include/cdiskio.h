@@ -117,6 +117,9 @@ ssize_t cdiskio_pwritev(int fd, const struct iovec *iov, int count, int64_t offs
 ssize_t cdiskio_transfer_nowait(int fd, const struct iovec *iov, int count, int64_t offset, int write);
 /// fallocate(2) with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE. Returns 0 or -errno.
 int cdiskio_punch_hole(int fd, int64_t offset, int64_t length);
+/// Whether `fd`'s file system is served over a network or by a user-space program (NFS, SMB,
+/// Ceph, 9P, AFS, FUSE), as fstatfs(2) names it: 1 or 0, or -errno.
+int cdiskio_is_remote_file_system(int fd);
 /// lseek(2) with SEEK_DATA (`hole` = 0) or SEEK_HOLE (`hole` = 1). Returns the offset or -errno
 /// (-ENXIO past the last data).
 int64_t cdiskio_seek(int fd, int64_t offset, int hole);
