@@ -356,6 +356,9 @@ final class VMBusService: PartitionService {
     func stop() {
         let providers = state.withLock { state -> [any VirtualServiceProvider] in
             state.detachOnClose = [:]  // every device is detached below, once
+            // Every worker winds down at once (a storage channel drains its disk requests for
+            // up to 30 s), so the partition's channels take the longest one's time, not the sum.
+            for open in state.open.values { open.worker.requestStop() }
             for relID in state.open.keys.sorted() { close(relID, &state) }
             return state.devices.values.filter { $0.subChannelIndex == 0 }.map(\.provider)
         }

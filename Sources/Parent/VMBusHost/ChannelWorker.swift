@@ -54,6 +54,12 @@ public final class ChannelWorker: Sendable {
         thread.stop()
     }
 
+    /// Asks the worker to stop without waiting: its session closes (a storage channel drains
+    /// its disk requests) while the caller asks others; `stop()` then waits.
+    public func requestStop() {
+        thread.requestStop()
+    }
+
     private static func serve(_ channel: VSPChannel, _ session: any ChannelSession, _ stopEvent: EventFD) throws(VSPError) {
         var buffer = [UInt8](repeating: 0, count: 4096)
         let tickInterval = session.tickInterval

@@ -15,6 +15,12 @@ public final class StoppableThread: Sendable {
         thread.withLock { $0 = started }
     }
 
+    /// Asks the thread to stop without waiting for it: `stop()` then waits. An owner stopping
+    /// several asks them all first, so that they wind down side by side.
+    public func requestStop() {
+        stopEvent.signal()
+    }
+
     /// Stops the thread and waits for it. Idempotent; must not be called from the thread itself.
     public func stop() {
         stopEvent.signal()
