@@ -59,7 +59,9 @@ public final class IOURingEngine: DiskIOEngine, @unchecked Sendable {
         // them, since a backing file that stopped answering keeps them there for good. Whatever
         // is left after handing the kernel every prepared entry is reaped once, and the rest
         // goes, with its buffers (and so the guest memory they point into), into the custody
-        // of `LateCompletions`, which closes the ring when the kernel is done with it.
+        // of `LateCompletions`, which closes the ring when the kernel is done with it. (A
+        // single-issuer ring let go of on another thread than its owner's cannot be entered
+        // there: what it had not handed over stays in custody, its memory kept, for good.)
         if !buffers.isEmpty, enabled {
             _ = cdiskio_ring_submit(ring, 0)
             var done: [DiskEngineCompletion] = []
