@@ -30,7 +30,7 @@ public final class DiskImage: Sendable {
     public let supportsPunchHole: Bool
     /// Whether the file system is served over a network or by a user-space program (NFS, SMB,
     /// Ceph, 9P, AFS, FUSE): a write into its page cache can wait on that server for as long as
-    /// the server takes, so a queue never writes to it on its own thread (`DiskQueue`).
+    /// the server takes, so a queue never blocks its own thread on a write to it (`DiskQueue`).
     public let isRemote: Bool
     let buffered: OwnedDescriptor
     let direct: OwnedDescriptor?

@@ -16,7 +16,7 @@ import SystemPackage
 public final class IOURingEngine: DiskIOEngine, @unchecked Sendable {
     // SAFETY: every method runs on the queue owner's thread (one at a time; a queue handed to
     // another thread is handed over before that thread starts). `ring` points to memory this
-    // object allocates in init and frees in deinit; the kernel-shared pages it maps are
+    // object allocates in init and frees in deinit, or hands with the ring to `LateCompletions`; the kernel-shared pages it maps are
     // reached only through the C functions, which follow io_uring's ordering rules.
     private let ring: UnsafeMutablePointer<cdiskio_ring>
     public let completionEvent: EventFD
@@ -60,8 +60,8 @@ public final class IOURingEngine: DiskIOEngine, @unchecked Sendable {
         // is left after handing the kernel every prepared entry is reaped once, and the rest
         // goes, with its buffers (and so the guest memory they point into), into the custody
         // of `LateCompletions`, which closes the ring when the kernel is done with it. (A
-        // single-issuer ring let go of on another thread than its owner's cannot be entered
-        // there: what it had not handed over stays in custody, its memory kept, for good.)
+        // single-issuer ring let go of on another thread than its owner's cannot be reaped
+        // there; custody then keeps it, and its memory, for good.)
         if !buffers.isEmpty, enabled {
             _ = cdiskio_ring_submit(ring, 0)
             var done: [DiskEngineCompletion] = []

@@ -1,4 +1,5 @@
 import CDiskIO
+import Glibc
 import GuestMemory
 import LinuxSupport
 import Synchronization
@@ -12,13 +13,17 @@ import Synchronization
 /// so a released ring keeps its buffers, and through them the guest memory they point into,
 /// until then. One background thread, running only while some ring is in custody, reads the
 /// rings' completion queues every `interval` and destroys each ring once nothing of it is left
-/// in flight.
+/// in flight. A single-issuer ring (IORING_SETUP_DEFER_TASKRUN) posts completions only when its
+/// owner's thread asks: released on another thread, it can never be reaped here, so it is kept,
+/// with its memory, for the rest of the process, and no longer looked at.
 enum LateCompletions {
     /// How often the custodian looks at the rings it holds.
     static let interval = Duration.milliseconds(20)
 
     private struct State {
         var rings: [AbandonedRing] = []
+        /// Rings this thread cannot reap (see above).
+        var kept: [AbandonedRing] = []
         var custodianRunning = false
     }
 
@@ -26,7 +31,7 @@ enum LateCompletions {
 
     /// Operations of released rings the kernel has not finished yet.
     static var operationsInFlight: Int {
-        state.withLock { $0.rings.reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) } }
+        state.withLock { ($0.rings + $0.kept).reduce(0) { $0 + $1.inFlight.load(ordering: .relaxed) } }
     }
 
     /// Takes `ring` into custody, starting the custodian if it is not running.
@@ -52,8 +57,17 @@ enum LateCompletions {
         while true {
             let rings = state.withLock { $0.rings }
             var finished: [ObjectIdentifier] = []
-            for ring in rings where ring.reap() { finished.append(ObjectIdentifier(ring)) }
+            var unreachable: [AbandonedRing] = []
+            for ring in rings {
+                switch ring.reap() {
+                case .finished: finished.append(ObjectIdentifier(ring))
+                case .unreachable: unreachable.append(ring)
+                case .waiting: break
+                }
+            }
+            finished += unreachable.map(ObjectIdentifier.init)
             let done = state.withLock { state in
+                state.kept += unreachable
                 state.rings.removeAll { finished.contains(ObjectIdentifier($0)) }
                 if state.rings.isEmpty { state.custodianRunning = false }
                 return !state.custodianRunning
@@ -79,14 +93,20 @@ final class AbandonedRing: @unchecked Sendable {
         inFlight = Atomic(buffers.count)
     }
 
-    /// Reads the completions posted so far; returns whether nothing is left in flight.
-    func reap() -> Bool {
-        if cdiskio_ring_needs_enter(ring) != 0 { _ = cdiskio_ring_get_events(ring) }
+    enum Progress { case finished, waiting, unreachable }
+
+    /// Hands the kernel what the owner prepared but could not submit, then reads the
+    /// completions posted so far.
+    func reap() -> Progress {
+        var entered = cdiskio_ring_submit(ring, 0)
+        if entered >= 0, cdiskio_ring_needs_enter(ring) != 0 { entered = cdiskio_ring_get_events(ring) }
+        // A single-issuer ring refuses every other thread.
+        if entered == -EEXIST { return .unreachable }
         var id: UInt64 = 0
         var result: Int32 = 0
         while cdiskio_ring_next_completion(ring, &id, &result) == 1 { buffers[id] = nil }
         inFlight.store(buffers.count, ordering: .relaxed)
-        return buffers.isEmpty
+        return buffers.isEmpty ? .finished : .waiting
     }
 
     deinit {

@@ -93,12 +93,14 @@ struct DiskBackendFileTests {
             close(ends[0])
             close(ends[1])
         }
-        let page: UInt64 = 200
-        try memory.write([UInt8](repeating: 0, count: 4096), at: GuestPhysicalAddress(pageNumber: page))
-        let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: page, offset: 0, length: 4096)])
         let before = IOURingEngine.lateOperations
+        weak var watched: GuestMemory?
         let started = MonotonicClock.nanoseconds()
         do {
+            // Only the read's buffers hold this memory once the engine is gone.
+            let memory = try GuestMemory.create(name: "late-test", size: 4 * 4096)
+            watched = memory
+            let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 1, offset: 0, length: 4096)])
             // A read of an empty pipe stays in the kernel until something is written to it, as
             // a read of a file whose server stopped answering would.
             let engine = try IOURingEngine(capacity: 4)
@@ -106,15 +108,15 @@ struct DiskBackendFileTests {
             try engine.submit()
         }
         #expect(MonotonicClock.nanoseconds() - started < 2_000_000_000)
-        #expect(IOURingEngine.lateOperations == before + 1)
+        #expect(IOURingEngine.lateOperations >= before + 1)
+        #expect(watched != nil)
         let data = pattern(count: 4096, seed: 9)
         #expect(write(ends[1], data, data.count) == data.count)
         let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
-        while IOURingEngine.lateOperations > before, MonotonicClock.nanoseconds() < deadline {
+        while watched != nil, MonotonicClock.nanoseconds() < deadline {
             MonotonicClock.sleep(.milliseconds(5))
         }
-        #expect(IOURingEngine.lateOperations == before)
-        #expect(try memory.read(from: buffers, count: 4096) == data)
+        #expect(watched == nil)
     }
 
     @Test("A new image is sparse: nothing allocated, no data until written", arguments: engines)
@@ -460,12 +462,12 @@ struct DiskQueueOrderingTests {
         #expect(queue.reap().map(\.tag) == [1, 2] && queue.inFlight == 0)
     }
 
-    @Test("An image on the local file systems tests use is not remote, so its queue may write small blocks on its own thread")
+    @Test("An image on tmpfs is not remote, so its queue may write small blocks on its own thread")
     func localImagesAreNotRemote() throws {
-        #expect(!image.isRemote)
-        #expect(DiskQueue(image: image, depth: 4, engine: try RecordingEngine()).blockingWritesInline)
         let shm = try TemporaryDirectory(base: "/dev/shm")
-        #expect(try !DiskImage.create(at: shm.file("local.img"), size: 1 << 20).isRemote)
+        let local = try DiskImage.create(at: shm.file("local.img"), size: 1 << 20)
+        #expect(!local.isRemote)
+        #expect(DiskQueue(image: local, depth: 4, engine: try RecordingEngine()).blockingWritesInline)
     }
 
     @Test("A plain write refused too (EOPNOTSUPP where it may block) is not retried again: the engine writes it whole")
