@@ -262,6 +262,8 @@ public final class RootScheduler: Sendable {
         }
         let added = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources, as: requester))
         try entry.attached.withLock { devices throws(RootError) in
+            // The partition may have stopped, or its devices changed, while the files opened.
+            try Self.requireLive(entry, request: "add a device")
             guard devices.map(\.spec) == before else { throw Self.changedMeanwhile(request) }
             devices.append(added)
         }
@@ -322,6 +324,7 @@ public final class RootScheduler: Sendable {
         }
         let changed = ManagedPartition.AttachedDevice(spec: spec, resources: try HostResources.open(spec.resources, as: requester))
         let replaced = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
+            try Self.requireLive(entry, request: "change a device")
             guard devices.map(\.spec) == before else { throw Self.changedMeanwhile(request) }
             defer { devices[index] = changed }
             return devices[index]
@@ -341,11 +344,16 @@ public final class RootScheduler: Sendable {
     /// A partition whose devices may change: it exists and has not stopped.
     private func live(_ name: String, request: String) throws(RootError) -> ManagedPartition {
         let entry = try managed(name)
+        try Self.requireLive(entry, request: request)
+        return entry
+    }
+
+    /// Refuses `request` on a partition that has stopped.
+    private static func requireLive(_ entry: ManagedPartition, request: String) throws(RootError) {
         guard !entry.partition.state.isFinal else {
-            throw .partition(request: "Cannot \(request) to \(name)",
+            throw .partition(request: "Cannot \(request) to \(entry.partition.name)",
                              .invalidTransition(from: entry.partition.state, operation: request))
         }
-        return entry
     }
 
     /// The device named by its instance GUID, or by its kind when just one device has that kind.
