@@ -159,8 +159,9 @@ public final class DiskQueue: @unchecked Sendable {
             guard buffers.byteCount > 0 else { return deliverNow(request.tag, .success(0)) }
             let descriptor = image.descriptor(offset: offset, buffers: buffers)
             var moved = 0
-            let tryInline = isRead ? !nonBlockingReadsUnsupported
-                                   : !nonBlockingWritesUnsupported || blockingWritesInline && buffers.byteCount <= Self.inlineWriteLimit
+            let tryInline = isRead
+                ? !nonBlockingReadsUnsupported
+                : !nonBlockingWritesUnsupported || blockingWritesInline && buffers.byteCount <= Self.inlineWriteLimit
             if inlinePageCacheHits, !fua, tryInline, descriptor == image.buffered.rawValue {
                 moved = transferNow(descriptor, offset: offset, buffers: buffers, write: !isRead)
                 if moved == buffers.byteCount {

@@ -16,8 +16,9 @@ import SystemPackage
 public final class IOURingEngine: DiskIOEngine, @unchecked Sendable {
     // SAFETY: every method runs on the queue owner's thread (one at a time; a queue handed to
     // another thread is handed over before that thread starts). `ring` points to memory this
-    // object allocates in init and frees in deinit, or hands with the ring to `LateCompletions`; the kernel-shared pages it maps are
-    // reached only through the C functions, which follow io_uring's ordering rules.
+    // object allocates in init and frees in deinit (or hands, with the ring, to
+    // `LateCompletions`); the kernel-shared pages it maps are reached only through the C
+    // functions, which follow io_uring's ordering rules.
     private let ring: UnsafeMutablePointer<cdiskio_ring>
     public let completionEvent: EventFD
     public let capacity: Int

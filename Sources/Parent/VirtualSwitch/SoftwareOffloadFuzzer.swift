@@ -21,7 +21,8 @@ public enum SoftwareOffloadFuzzer {
                 }
                 // A frame the switch admitted, plus the tag a destination that takes VLANs
                 // inline gets in place of the frame's VLAN metadata.
-                for output in resolved where output.bytes.count > NetworkFrame.largestSegmentedFrameSize + NetworkFrame.vlanTagSize {
+                let largest = NetworkFrame.largestSegmentedFrameSize + NetworkFrame.vlanTagSize
+                for output in resolved where output.bytes.count > largest {
                     violations.append("case \(index): a resolved frame of \(output.bytes.count) bytes")
                 }
                 if capabilities == .guest, offload.segmentation != nil {
