@@ -40,13 +40,18 @@ struct StoppableThreadTests {
                 captured.done()
             }
         }
+        // However the test ends, the held exit is let go, once.
+        var opened = false
+        defer { if !opened { exitGate.post() } }
         let returned = try EventFD()
         let stopper = try OSThread.spawn(name: "stopper") {
             thread.stop()
             returned.signal()
         }
         let inTime = try returned.wait(timeoutMilliseconds: 5_000) != nil
+        // Before joining the stopper: with a stop that joined the thread, it could not return.
         exitGate.post()
+        opened = true
         stopper.join()
         #expect(inTime)
         #expect(watched == nil)

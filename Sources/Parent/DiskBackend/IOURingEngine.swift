@@ -60,9 +60,9 @@ public final class IOURingEngine: DiskIOEngine, @unchecked Sendable {
         // them, since a backing file that stopped answering keeps them there for good. Whatever
         // is left after handing the kernel every prepared entry is reaped once, and the rest
         // goes, with its buffers (and so the guest memory they point into), into the custody
-        // of `LateCompletions`, which closes the ring when the kernel is done with it. (A
-        // single-issuer ring let go of on another thread than its owner's cannot be reaped
-        // there; custody then keeps it, and its memory, for good.)
+        // of `LateCompletions`, which closes the ring when the kernel is done with it. (Only a
+        // single-issuer ring's owner thread can have its completions posted, so custody keeps
+        // such a ring, and its memory, for good.)
         if !buffers.isEmpty, enabled {
             _ = cdiskio_ring_submit(ring, 0)
             var done: [DiskEngineCompletion] = []

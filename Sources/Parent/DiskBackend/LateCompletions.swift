@@ -14,8 +14,8 @@ import Synchronization
 /// until then. One background thread, running only while some ring is in custody, reads the
 /// rings' completion queues every `interval` and destroys each ring once nothing of it is left
 /// in flight. A single-issuer ring (IORING_SETUP_DEFER_TASKRUN) posts completions only when its
-/// owner's thread asks: released on another thread, it can never be reaped here, so it is kept,
-/// with its memory, for the rest of the process, and no longer looked at.
+/// owner's thread asks, and the custodian is another thread: once such a ring has a completion
+/// to post, it is kept, with its memory, for the rest of the process, and no longer looked at.
 enum LateCompletions {
     /// How often the custodian looks at the rings it holds.
     static let interval = Duration.milliseconds(20)

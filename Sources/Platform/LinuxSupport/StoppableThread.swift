@@ -52,6 +52,8 @@ public final class StoppableThread: Sendable {
             return value
         }
         guard let current else { return }
+        // The body cannot wait for its own return.
+        precondition(!current.isCurrent, "StoppableThread.stop called from its own thread")
         finished.wait()
         current.detach()
     }

@@ -119,6 +119,32 @@ struct DiskBackendFileTests {
         #expect(watched == nil)
     }
 
+    @Test("A single-issuer ring released with a read in the kernel is kept with its memory, since only its owner could have the completion posted")
+    func singleIssuerRingIsKept() throws {
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { throw SystemError.current("create a pipe") }
+        defer {
+            close(ends[0])
+            close(ends[1])
+        }
+        let before = IOURingEngine.lateOperations
+        weak var watched: GuestMemory?
+        do {
+            let memory = try GuestMemory.create(name: "kept-test", size: 4 * 4096)
+            watched = memory
+            let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 1, offset: 0, length: 4096)])
+            let engine = try IOURingEngine(capacity: 4, singleIssuer: true)
+            try engine.enqueue(DiskEngineOperation(id: 1, kind: .read(descriptor: ends[0], offset: .max, buffers: buffers)))
+            try engine.submit()
+        }
+        let data = pattern(count: 4096, seed: 5)
+        #expect(write(ends[1], data, data.count) == data.count)
+        // Several of the custodian's passes: none may let the memory go.
+        MonotonicClock.sleep(.milliseconds(200))
+        #expect(watched != nil)
+        #expect(IOURingEngine.lateOperations >= before + 1)
+    }
+
     @Test("A new image is sparse: nothing allocated, no data until written", arguments: engines)
     func sparse(engine: DiskEngineKind) throws {
         let image = try DiskImage.create(at: directory.file("sparse.img"), size: 64 << 20)
