@@ -87,61 +87,30 @@ struct DiskBackendFileTests {
 
     @Test("A ring released with a read still in the kernel lets go at once, keeps the read's guest memory until it lands, then closes")
     func releasedWithReadInFlight() throws {
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { throw SystemError.current("create a pipe") }
-        defer {
-            close(ends[0])
-            close(ends[1])
-        }
+        let pending = try PendingPipeRead()
         let before = IOURingEngine.lateOperations
-        weak var watched: GuestMemory?
         let started = MonotonicClock.nanoseconds()
-        do {
-            // Only the read's buffers hold this memory once the engine is gone.
-            let memory = try GuestMemory.create(name: "late-test", size: 4 * 4096)
-            watched = memory
-            let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 1, offset: 0, length: 4096)])
-            // A read of an empty pipe stays in the kernel until something is written to it, as
-            // a read of a file whose server stopped answering would.
-            let engine = try IOURingEngine(capacity: 4)
-            try engine.enqueue(DiskEngineOperation(id: 1, kind: .read(descriptor: ends[0], offset: .max, buffers: buffers)))
-            try engine.submit()
-        }
+        let memory = try pending.releaseRing(singleIssuer: false)
         #expect(MonotonicClock.nanoseconds() - started < 2_000_000_000)
         #expect(IOURingEngine.lateOperations >= before + 1)
-        #expect(watched != nil)
-        let data = pattern(count: 4096, seed: 9)
-        #expect(write(ends[1], data, data.count) == data.count)
+        #expect(memory.value != nil)
+        #expect(pending.land() == 4096)
         let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
-        while watched != nil, MonotonicClock.nanoseconds() < deadline {
+        while memory.value != nil, MonotonicClock.nanoseconds() < deadline {
             MonotonicClock.sleep(.milliseconds(5))
         }
-        #expect(watched == nil)
+        #expect(memory.value == nil)
     }
 
     @Test("A single-issuer ring released with a read in the kernel is kept with its memory, since only its owner could have the completion posted")
     func singleIssuerRingIsKept() throws {
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { throw SystemError.current("create a pipe") }
-        defer {
-            close(ends[0])
-            close(ends[1])
-        }
+        let pending = try PendingPipeRead()
         let before = IOURingEngine.lateOperations
-        weak var watched: GuestMemory?
-        do {
-            let memory = try GuestMemory.create(name: "kept-test", size: 4 * 4096)
-            watched = memory
-            let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 1, offset: 0, length: 4096)])
-            let engine = try IOURingEngine(capacity: 4, singleIssuer: true)
-            try engine.enqueue(DiskEngineOperation(id: 1, kind: .read(descriptor: ends[0], offset: .max, buffers: buffers)))
-            try engine.submit()
-        }
-        let data = pattern(count: 4096, seed: 5)
-        #expect(write(ends[1], data, data.count) == data.count)
+        let memory = try pending.releaseRing(singleIssuer: true)
+        #expect(pending.land() == 4096)
         // Several of the custodian's passes: none may let the memory go.
         MonotonicClock.sleep(.milliseconds(200))
-        #expect(watched != nil)
+        #expect(memory.value != nil)
         #expect(IOURingEngine.lateOperations >= before + 1)
     }
 

@@ -39,6 +39,48 @@ func directIOSupported(in base: String) -> Bool {
     return true
 }
 
+/// A read of an empty pipe, which stays in the kernel until something is written to it, as a
+/// read of a file whose server stopped answering would.
+final class PendingPipeRead {
+    private let reader: Int32
+    private let writer: Int32
+
+    /// A weak view of guest memory.
+    final class Watch {
+        weak var value: GuestMemory?
+    }
+
+    init() throws {
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { throw SystemError.current("create a pipe") }
+        (reader, writer) = (ends[0], ends[1])
+    }
+
+    deinit {
+        close(reader)
+        close(writer)
+    }
+
+    /// Starts the read into a page of new guest memory on a new ring, then releases the ring
+    /// with the read in flight. Only the read's buffers hold the memory afterwards.
+    func releaseRing(singleIssuer: Bool) throws -> Watch {
+        let watch = Watch()
+        let memory = try GuestMemory.create(name: "late-test", size: 4 * 4096)
+        watch.value = memory
+        let buffers = try memory.ioVectors([GuestMemorySegment(pageNumber: 1, offset: 0, length: 4096)])
+        let engine = try IOURingEngine(capacity: 4, singleIssuer: singleIssuer)
+        try engine.enqueue(DiskEngineOperation(id: 1, kind: .read(descriptor: reader, offset: .max, buffers: buffers)))
+        try engine.submit()
+        return watch
+    }
+
+    /// Writes a page into the pipe, so the read completes; returns what write(2) returned.
+    func land() -> Int {
+        let data = pattern(count: 4096, seed: 9)
+        return write(writer, data, data.count)
+    }
+}
+
 /// A recognisable byte for `offset` of a test pattern.
 func patternByte(_ offset: Int, seed: UInt8) -> UInt8 { UInt8(truncatingIfNeeded: offset &* 7 &+ offset >> 9 &+ Int(seed)) }
 
