@@ -66,6 +66,7 @@ struct ControlProtocolTests {
         .portReadStringResult(requestID: 11, bytes: [UInt8](repeating: 0xA5, count: 4096)),
         .partitionStatistics(requestID: 11, partitionID: 7, channels: channelRecords),
         .partitionStatistics(requestID: 12, partitionID: 8, channels: []),
+        .partitionReady(partitionID: 7),
     ]
 
     @Test(arguments: rootMessages)
@@ -88,8 +89,12 @@ struct ControlProtocolTests {
 
     @Test func trailingBytesAndUnknownKindsAndVersionsAreRejected() {
         #expect(throws: ControlProtocolError.trailingBytes) { _ = try ParentMessage(parsing: ParentMessage.hello(parentProcessID: 1).bytes + [0]) }
-        #expect(throws: ControlProtocolError.unknownKind(999)) { _ = try ParentMessage(parsing: [1, 0, 0xE7, 0x03]) }
-        #expect(throws: ControlProtocolError.unsupportedVersion(2)) { _ = try RootMessage(parsing: [2, 0, 1, 0]) }
+        let version = ControlProtocol.version
+        let (low, high) = (UInt8(truncatingIfNeeded: version), UInt8(truncatingIfNeeded: version >> 8))
+        #expect(throws: ControlProtocolError.unknownKind(999)) { _ = try ParentMessage(parsing: [low, high, 0xE7, 0x03]) }
+        #expect(throws: ControlProtocolError.unsupportedVersion(version + 1)) {
+            _ = try RootMessage(parsing: [low &+ 1, high, 1, 0])
+        }
     }
 
     @Test func stringIOLargerThanAPageIsRejected() {

@@ -231,8 +231,34 @@ struct LegacyDeviceTests {
         defer { test.stop() }
         try await test.create("serial", arguments: "mode=serial", devices: ["com1"])
         try await test.deployment.perform("start", on: "serial")
-        _ = try await test.deployment.waitForConsole("serial", containing: "serial: done")
-        let lines = try await test.deployment.console("serial")
-        #expect(lines.contains("hello from COM1"), "\(lines)")
+        #expect(try await Self.comOneLine(of: "serial", in: test) == "hello from COM1")
+    }
+
+    /// A start waits until the parent has set up the partition's devices (`partitionReady`), so
+    /// the guest's first access to COM1 finds the UART. Before, the processors ran at once: with
+    /// the parent slow to attach, COM1's ports read as a floating bus (THRE set) and the bytes
+    /// written meanwhile were lost ("o from COM1" once on CI).
+    @Test func aStartWaitsUntilTheParentHasSetUpTheDevices() async throws {
+        let test = try await TestDeployment.start("serial-held")
+        defer { test.stop() }
+        let parent = try #require(test.deployment.parentProcessID)
+        // A stopped parent holds the hand-over in its socket: it cannot set the partition up.
+        #expect(kill(parent, SIGSTOP) == 0)
+        // Runs before `test.stop()`; a second SIGCONT is harmless.
+        defer { kill(parent, SIGCONT) }
+        try await test.create("serial", arguments: "mode=serial", devices: ["com1"])
+        let start = Task { try await test.deployment.perform("start", on: "serial") }
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await test.deployment.info("serial").state == "created", "it did not run before its devices")
+        #expect(kill(parent, SIGCONT) == 0)
+        #expect(try await start.value.state == "running")
+        #expect(try await Self.comOneLine(of: "serial", in: test) == "hello from COM1")
+    }
+
+    /// The line the serial guest wrote to COM1. Its own `print` ("serial: done") reaches the log
+    /// straight from the root, COM1's bytes through the parent: wait for both.
+    static func comOneLine(of name: String, in test: TestDeployment) async throws -> String {
+        _ = try await test.deployment.waitForConsole(name, containing: "serial: done")
+        return try await test.deployment.waitForConsole(name, containing: "from COM1", timeoutSeconds: 10)
     }
 }

@@ -42,8 +42,8 @@ struct HostileRecordTests {
         facts.string(String(repeating: "k", count: 257))
         facts.string("v")
         return [
-            HostileRecord(name: "unknown kind", bytes: [1, 0, 0xFF, 0x7F, 0, 0, 0, 0]),
-            HostileRecord(name: "unsupported version", bytes: withVersion(2, register)),
+            HostileRecord(name: "unknown kind", bytes: withVersion(ControlProtocol.version, [0, 0, 0xFF, 0x7F, 0, 0, 0, 0])),
+            HostileRecord(name: "unsupported version", bytes: withVersion(ControlProtocol.version + 1, register)),
             HostileRecord(name: "truncated", bytes: Array(register.dropLast())),
             HostileRecord(name: "trailing bytes", bytes: register + [0]),
             HostileRecord(name: "event connection without its eventfd",
@@ -195,7 +195,7 @@ struct HostileRecordTests {
     static let fromRoot: [HostileRecord] = {
         let detached = RootMessage.partitionDetached(partitionID: 1).bytes
         return [
-            HostileRecord(name: "unknown kind", bytes: [1, 0, 0xFF, 0x7F]),
+            HostileRecord(name: "unknown kind", bytes: withVersion(ControlProtocol.version, [0, 0, 0xFF, 0x7F])),
             HostileRecord(name: "unsupported version", bytes: withVersion(9, detached)),
             HostileRecord(name: "truncated attachment",
                           bytes: Array(RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 1)).bytes.dropLast(3)),

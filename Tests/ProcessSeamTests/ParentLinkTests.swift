@@ -150,6 +150,56 @@ struct ParentLinkTests {
         #expect(uart.readString(vp: 0, port: 0x3FF, size: 1, count: 3) == [0x5A, 0x5A, 0x5A], "REP INSB read the scratch register")
     }
 
+    /// The parent says a partition is ready (`partitionReady`) after its devices' port
+    /// registrations, in the same lane: once the root's wait returns, COM1 goes to the parent.
+    @Test func aPartitionIsReadyOnlyOnceItsDevicesPortsAreRegistered() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let beta = try root.table.add("beta", linux: true)
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        #expect(eventually { root.link.isConnected })
+        try root.link.waitUntilReady(partitionID: beta.id, timeoutNanoseconds: 10_000_000_000)
+        #expect(beta.forwarder(for: 0x3F8) != nil, "COM1's ports were registered first")
+    }
+
+    /// The wait for a partition's devices ends when the parent says it is ready, at its deadline,
+    /// or when the parent goes away; a parent's word about a partition it was not handed is
+    /// ignored, so the set of ready partitions stays as small as the handed-over one.
+    @Test func waitingForAPartitionsDevicesEndsWithReadinessTheDeadlineOrTheParent() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha")
+        #expect(throws: ParentLinkError.notConnected) {
+            try root.link.waitUntilReady(partitionID: alpha.id, timeoutNanoseconds: 1_000_000_000)
+        }
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        #expect(throws: ParentLinkError.devicesNotSetUp(seconds: 0)) {
+            try root.link.waitUntilReady(partitionID: alpha.id, timeoutNanoseconds: 100_000_000)
+        }
+        try parent.channel.send(.partitionReady(partitionID: 999))
+        try parent.channel.send(.partitionReady(partitionID: alpha.id))
+        try root.link.waitUntilReady(partitionID: alpha.id, timeoutNanoseconds: 10_000_000_000)
+        #expect(root.link.connection?.ready.read { $0 } == [alpha.id])
+
+        let beta = try root.table.add("beta")
+        root.link.attach(beta)
+        let outcome = Locked<ParentLinkError?>(nil)
+        let (link, id) = (root.link, beta.id)
+        let waiter = try OSThread.spawn(name: "start") {
+            do throws(ParentLinkError) {
+                try link.waitUntilReady(partitionID: id, timeoutNanoseconds: 600_000_000_000)
+            } catch {
+                outcome.set(error)
+            }
+        }
+        parent.close()
+        #expect(eventually { outcome.get() != nil }, "the wait ended long before its deadline")
+        #expect(outcome.get() == .notConnected)
+        waiter.join()
+    }
+
     @Test func aPortReadTheParentDoesNotAnswerReadsAsAFloatingBus() throws {
         let root = try RootEnd(portReadTimeout: 50_000_000)
         defer { root.stop() }

@@ -8,7 +8,7 @@ import VMBusProtocol
 /// beside the bytes as SCM_RIGHTS, in the order the message's fields name them.
 public enum ControlProtocol {
     /// Bumped on any incompatible change.
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
 }
 
 /// Reference-time parameters as the parent needs them to compute a partition's reference time
@@ -384,11 +384,15 @@ public enum ParentMessage: Hashable, Sendable {
     /// thread on this connection (which lets the root send more); the last guest message among
     /// them was numbered `sequence` (0: none yet).
     case completed(partitionID: UInt32, jobs: UInt64, sequence: UInt64)
+    /// The parent has set up the partition it was handed: its devices are attached and their
+    /// ports registered (both sent ahead of this in the partition's lane). The root starts a
+    /// partition's processors only after this, so a guest's first port access finds its device.
+    case partitionReady(partitionID: UInt32)
 
     enum Kind: UInt16 {
         case hello = 1, registerMessageConnection, unregisterMessageConnection, registerEventConnection,
              unregisterEventConnection, requestDoorbell, postMessage, partitionStatus, registerPorts, portReadResult,
-             requestInterruptLine, consoleOutput, portReadStringResult, commitState, completed
+             requestInterruptLine, consoleOutput, portReadStringResult, commitState, completed, partitionReady
         case partitionStatistics = 32
     }
 
@@ -483,6 +487,9 @@ public enum ParentMessage: Hashable, Sendable {
             out.u32(id)
             out.u64(jobs)
             out.u64(sequence)
+        case .partitionReady(let id):
+            out.u16(Kind.partitionReady.rawValue)
+            out.u32(id)
         }
         return out.bytes
     }
@@ -542,6 +549,8 @@ public enum ParentMessage: Hashable, Sendable {
                                             records: try input.records(requiringBytes: false), posts: try input.posts()))
         case .completed:
             self = .completed(partitionID: try input.u32(), jobs: try input.u64(), sequence: try input.u64())
+        case .partitionReady:
+            self = .partitionReady(partitionID: try input.u32())
         }
         guard input.isAtEnd else { throw .trailingBytes }
     }

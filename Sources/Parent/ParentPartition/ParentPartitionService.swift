@@ -272,6 +272,8 @@ public final class ParentPartitionService: Sendable {
                 logger.error("partition \(attachment.name): cannot start the diagnostic echo: \(error)")
             }
             child.attachDevices(attachment.devices, resources: resources)
+            // After the devices' port registrations in the same lane: the root may run it now.
+            root.partitionReady(id)
         }
         logger.info("serving partition \(attachment.name) (id \(id), \(attachment.memorySize >> 20) MiB\(saved.isEmpty ? "" : ", restoring its saved state"))")
     }

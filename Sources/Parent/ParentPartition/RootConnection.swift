@@ -131,6 +131,13 @@ public final class RootConnection: Sendable {
         outbox.help()
     }
 
+    /// The parent has set up partition `id` (its devices attached, their ports registered ahead
+    /// of this in its lane): the root may start its processors.
+    func partitionReady(_ id: UInt32) {
+        send(.partitionReady(partitionID: id), partition: id)
+        outbox.help()
+    }
+
     /// Partition `id`'s control thread has completed `jobs` of the root's jobs, the last guest
     /// message among them numbered `sequence`. Replaces an acknowledgement not sent yet.
     func acknowledge(partitionID id: UInt32, jobs: UInt64, sequence: UInt64) {

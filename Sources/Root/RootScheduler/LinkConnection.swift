@@ -25,6 +25,8 @@ extension ParentLink {
         let closed = Atomic<Bool>(false)
         /// The partitions handed to this parent.
         let attached = Mutex<Set<UInt32>>([])
+        /// The partitions of `attached` the parent has set up (`partitionReady`).
+        let ready = ConditionLock<Set<UInt32>>([])
         /// The parts of each partition's commit in progress.
         private let staged = Mutex<[UInt32: StateCommit]>([:])
         /// Whether a message the parent did not get was already logged as a warning.

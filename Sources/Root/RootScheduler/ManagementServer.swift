@@ -108,7 +108,9 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The body must be {\"action\": \"start|pause|resume|stop|shutdown\"}."))
             }
-            return respond { () throws(RootError) in try scheduler.perform(action.action, on: name) }
+            // A start waits (up to `RootScheduler.deviceSetUpTimeout`) for the parent to set up
+            // the partition's devices: on a thread of its own, as `stats` does.
+            return await respondOffThread { () throws(RootError) in try scheduler.perform(action.action, on: name) }
         }
         router.get("/v1/partitions/:name/console") { request, context in
             let name = context.parameters.get("name") ?? ""

@@ -174,6 +174,7 @@ final class ParentLink: Sendable {
         connection.pendingStatistics.update { requests in
             for key in requests.keys { requests[key] = .disconnected }
         }
+        connection.ready.update { $0.removeAll() }
         forgetRegistrations(of: connection)
         logger.info("parent partition disconnected; children keep running")
     }
@@ -274,6 +275,7 @@ final class ParentLink: Sendable {
         states.withLock { _ = $0.removeValue(forKey: partitionID) }
         guard let connection else { return }
         connection.attached.withLock { _ = $0.remove(partitionID) }
+        connection.ready.update { _ = $0.remove(partitionID) }
         connection.outbox.closeLane(partitionID)
         connection.registrations.withLock { _ = $0.removeValue(forKey: partitionID) }
         connection.post(.partitionDetached(partitionID: partitionID), lane: nil, admission: .always)
@@ -337,6 +339,23 @@ final class ParentLink: Sendable {
         case .answered(let channels): return channels
         case .disconnected: throw .notConnected
         case .waiting, nil: throw .noAnswer("its channel counters")
+        }
+    }
+
+    /// Waits until the connected parent has set up partition `id` (`partitionReady`: its
+    /// devices attached, their ports registered), for at most `timeoutNanoseconds`.
+    /// - Throws: `.notConnected` if no parent is connected or it goes away meanwhile (the
+    ///   partition's devices then come with the next parent); `.devicesNotSetUp` past the deadline.
+    func waitUntilReady(partitionID id: UInt32, timeoutNanoseconds: UInt64) throws(ParentLinkError) {
+        guard let connection else { throw .notConnected }
+        let outcome = connection.ready.wait(
+            until: { $0.contains(id) || connection.closed.load(ordering: .acquiring) },
+            timeoutNanoseconds: timeoutNanoseconds
+        ) { ready in ready.contains(id) }
+        switch outcome {
+        case true?: return
+        case false?: throw .notConnected
+        case nil: throw .devicesNotSetUp(seconds: timeoutNanoseconds / 1_000_000_000)
         }
     }
 
@@ -458,6 +477,10 @@ final class ParentLink: Sendable {
         case .completed(let id, let jobs, let sequence):
             connection.outbox.acknowledge(lane: id, jobs: jobs)
             states.withLock { $0[id] }?.acknowledge(through: sequence)
+        case .partitionReady(let id):
+            // Only partitions handed to this parent: the set stays as small as `attached`.
+            guard connection.attached.withLock({ $0.contains(id) }) else { return }
+            connection.ready.update { _ = $0.insert(id) }
         }
     }
 

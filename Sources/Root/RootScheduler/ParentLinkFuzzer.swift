@@ -93,7 +93,7 @@ public enum ParentLinkFuzzer {
                 0x20 + $0 % 0x5F
             }, as: UTF8.self)
         }
-        switch random.int(0...13) {
+        switch random.int(0...14) {
         case 0: return .registerMessageConnection(partitionID: partition(), connectionID: connection())
         case 1: return .unregisterMessageConnection(partitionID: partition(), connectionID: connection())
         case 2, 3: return .registerEventConnection(partitionID: partition(), connectionID: connection())
@@ -117,6 +117,7 @@ public enum ParentLinkFuzzer {
             var bytes = random.bytes(random.chance(1, in: 20) ? random.int(0...65000) : random.int(0...200))
             if random.chance(1, in: 2) { for index in bytes.indices where random.chance(1, in: 8) { bytes[index] = 0x0A } }
             return .consoleOutput(partitionID: partition(), bytes: bytes)
+        case 13: return .partitionReady(partitionID: partition())
         default: return .hello(parentProcessID: UInt32(truncatingIfNeeded: random.next()))
         }
     }

@@ -85,12 +85,16 @@ public enum ParentLinkError: Error, Equatable, CustomStringConvertible {
     case sendFailed(SystemError)
     /// The parent did not answer a request for `what` in time.
     case noAnswer(String)
+    /// The parent did not set up a partition's devices (`partitionReady`) within `seconds`.
+    case devicesNotSetUp(seconds: UInt64)
 
     public var description: String {
         switch self {
         case .notConnected: "the parent partition is not connected; start it with `hv parent`"
         case .sendFailed(let error): "the parent partition could not be reached (\(error)); check that `hv parent` runs"
         case .noAnswer(let what): "the parent partition did not send \(what) in time; check its log"
+        case .devicesNotSetUp(let seconds):
+            "the parent partition has not set up its devices within \(seconds) s; check the parent's log, then try again"
         }
     }
 }

@@ -199,6 +199,7 @@ public final class RootScheduler: Sendable {
         let entry = try managed(name)
         let partition = entry.partition
         let request = "Cannot \(action) \(name)"
+        if action == "start", partition.state == .created { try awaitDevices(of: entry, request: request) }
         do throws(PartitionError) {
             switch action {
             case "start": try partition.start()
@@ -233,6 +234,24 @@ public final class RootScheduler: Sendable {
             }
         }
         return info(of: entry)
+    }
+
+    /// How long a start waits for the parent to set up the partition's devices.
+    static let deviceSetUpTimeout: UInt64 = 30_000_000_000
+
+    /// Waits until the parent has set up `entry`'s devices (attached them and registered their
+    /// ports), so the guest's first instruction finds them: a UART probed before its ports are
+    /// registered reads as absent, and what the guest writes to it is lost. With no parent
+    /// connected the partition starts at once; its devices come when a parent connects.
+    private func awaitDevices(of entry: ManagedPartition, request: String) throws(RootError) {
+        guard let link = parentLink else { return }
+        do throws(ParentLinkError) {
+            try link.waitUntilReady(partitionID: entry.partition.id, timeoutNanoseconds: Self.deviceSetUpTimeout)
+        } catch .notConnected {
+            logger.info("partition \(entry.configuration.name) starts with no parent partition connected; its devices come when one connects")
+        } catch {
+            throw .control(request: request, error)
+        }
     }
 
     // MARK: Devices of a running partition
