@@ -159,7 +159,7 @@ struct ParentLinkTests {
         let parent = try ParentEnd(socketPath: root.socketPath)
         defer { parent.stop() }
         #expect(eventually { root.link.isConnected })
-        try root.link.waitUntilReady(partitionID: beta.id, timeoutNanoseconds: 10_000_000_000)
+        #expect(try root.link.waitUntilReady(partitionID: beta.id, timeoutNanoseconds: 10_000_000_000))
         #expect(beta.forwarder(for: 0x3F8) != nil, "COM1's ports were registered first")
     }
 
@@ -176,11 +176,18 @@ struct ParentLinkTests {
         let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
         defer { parent.close() }
         #expect(throws: ParentLinkError.devicesNotSetUp(seconds: 0)) {
-            try root.link.waitUntilReady(partitionID: alpha.id, timeoutNanoseconds: 100_000_000)
+            try root.link.waitUntilReady(partitionID: alpha.id, timeoutNanoseconds: 300_000_000)
         }
+        let asked = Locked(0)
+        let started = MonotonicClock.nanoseconds()
+        #expect(try root.link.waitUntilReady(partitionID: alpha.id, timeoutNanoseconds: 600_000_000_000) {
+            asked.set(asked.get() + 1)
+            return asked.get() < 3
+        } == false, "a partition no longer wanted (stopped meanwhile) ends the wait")
+        #expect(MonotonicClock.nanoseconds() - started < 60_000_000_000)
         try parent.channel.send(.partitionReady(partitionID: 999))
         try parent.channel.send(.partitionReady(partitionID: alpha.id))
-        try root.link.waitUntilReady(partitionID: alpha.id, timeoutNanoseconds: 10_000_000_000)
+        #expect(try root.link.waitUntilReady(partitionID: alpha.id, timeoutNanoseconds: 10_000_000_000))
         #expect(root.link.connection?.ready.read { $0 } == [alpha.id])
 
         let beta = try root.table.add("beta")
@@ -189,7 +196,7 @@ struct ParentLinkTests {
         let (link, id) = (root.link, beta.id)
         let waiter = try OSThread.spawn(name: "start") {
             do throws(ParentLinkError) {
-                try link.waitUntilReady(partitionID: id, timeoutNanoseconds: 600_000_000_000)
+                _ = try link.waitUntilReady(partitionID: id, timeoutNanoseconds: 600_000_000_000)
             } catch {
                 outcome.set(error)
             }

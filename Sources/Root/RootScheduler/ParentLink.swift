@@ -343,21 +343,32 @@ final class ParentLink: Sendable {
     }
 
     /// Waits until the connected parent has set up partition `id` (`partitionReady`: its
-    /// devices attached, their ports registered), for at most `timeoutNanoseconds`.
+    /// devices attached, their ports registered), for at most `timeoutNanoseconds`, and only
+    /// while `wanted()` holds (asked between slices of `waitSlice`, outside any lock here).
+    /// - Returns: whether the parent set it up (false: `wanted()` stopped holding).
     /// - Throws: `.notConnected` if no parent is connected or it goes away meanwhile (the
     ///   partition's devices then come with the next parent); `.devicesNotSetUp` past the deadline.
-    func waitUntilReady(partitionID id: UInt32, timeoutNanoseconds: UInt64) throws(ParentLinkError) {
+    func waitUntilReady(partitionID id: UInt32, timeoutNanoseconds: UInt64,
+                        while wanted: () -> Bool = { true }) throws(ParentLinkError) -> Bool {
         guard let connection else { throw .notConnected }
-        let outcome = connection.ready.wait(
-            until: { $0.contains(id) || connection.closed.load(ordering: .acquiring) },
-            timeoutNanoseconds: timeoutNanoseconds
-        ) { ready in ready.contains(id) }
-        switch outcome {
-        case true?: return
-        case false?: throw .notConnected
-        case nil: throw .devicesNotSetUp(seconds: timeoutNanoseconds / 1_000_000_000)
+        let start = MonotonicClock.nanoseconds()
+        while true {
+            let elapsed = MonotonicClock.nanoseconds() - start
+            guard elapsed < timeoutNanoseconds else { throw .devicesNotSetUp(seconds: timeoutNanoseconds / 1_000_000_000) }
+            let ready = connection.ready.wait(
+                until: { $0.contains(id) || connection.closed.load(ordering: .acquiring) },
+                timeoutNanoseconds: min(Self.waitSlice, timeoutNanoseconds - elapsed)
+            ) { ready in ready.contains(id) }
+            switch ready {
+            case true?: return true
+            case false?: throw .notConnected
+            case nil: if !wanted() { return false }
+            }
         }
     }
+
+    /// The slices `waitUntilReady` waits in.
+    static let waitSlice: UInt64 = 100_000_000
 
     static func pages(_ vp: UInt32, _ pages: SynICPages) -> ProcessorPages {
         ProcessorPages(vp: vp, synicEnabled: pages.enabled, messagePage: pages.messagePage,

@@ -242,11 +242,15 @@ public final class RootScheduler: Sendable {
     /// Waits until the parent has set up `entry`'s devices (attached them and registered their
     /// ports), so the guest's first instruction finds them: a UART probed before its ports are
     /// registered reads as absent, and what the guest writes to it is lost. With no parent
-    /// connected the partition starts at once; its devices come when a parent connects.
+    /// connected the partition starts at once; its devices come when a parent connects. A
+    /// partition stopped meanwhile ends the wait (its start is then refused as such).
     private func awaitDevices(of entry: ManagedPartition, request: String) throws(RootError) {
         guard let link = parentLink else { return }
+        let partition = entry.partition
         do throws(ParentLinkError) {
-            try link.waitUntilReady(partitionID: entry.partition.id, timeoutNanoseconds: Self.deviceSetUpTimeout)
+            _ = try link.waitUntilReady(partitionID: partition.id, timeoutNanoseconds: Self.deviceSetUpTimeout) {
+                partition.state == .created
+            }
         } catch .notConnected {
             logger.info("partition \(entry.configuration.name) starts with no parent partition connected; its devices come when one connects")
         } catch {
