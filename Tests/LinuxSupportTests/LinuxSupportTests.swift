@@ -25,7 +25,8 @@ struct EventFDTests {
         let seen = Mutex<UInt64>(0)
         let listener = try EventListener(name: "test", event: event) { count in seen.withLock { $0 += count } }
         event.signal()
-        for _ in 0..<200 where seen.withLock({ $0 }) == 0 { usleep(1000) }
+        // Up to 10 s: a loaded host may take long to run the listener's thread at all.
+        for _ in 0..<10_000 where seen.withLock({ $0 }) == 0 { usleep(1000) }
         listener.stop()
         #expect(seen.withLock { $0 } == 1)
     }
@@ -108,8 +109,12 @@ struct OSThreadTests {
             let count = withUnsafeMutableBytes(of: &value) { read(event.rawValue, $0.baseAddress, 8) }
             result.withLock { $0 = count == -1 && errno == EINTR ? "interrupted" : "read \(count)" }
         }
-        usleep(50_000)
-        thread.interrupt()
+        // A signal that lands before the thread is in read() is lost: repeat it until the read
+        // reports back (each one that lands while it blocks ends it).
+        for _ in 0..<1000 where result.withLock({ $0 }).isEmpty {
+            thread.interrupt()
+            usleep(10_000)
+        }
         thread.join()
         #expect(result.withLock { $0 } == "interrupted")
     }

@@ -175,6 +175,8 @@ struct ParentLinkTests {
         }
         let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
         defer { parent.close() }
+        // The root welcomes a parent a moment before it takes it as its connection.
+        #expect(eventually { root.link.isConnected })
         #expect(throws: ParentLinkError.devicesNotSetUp(seconds: 0)) {
             try root.link.waitUntilReady(partitionID: alpha.id, timeoutNanoseconds: 300_000_000)
         }

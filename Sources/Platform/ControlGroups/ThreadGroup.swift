@@ -174,8 +174,14 @@ public struct ThreadGroup: Sendable {
     }
 
     /// Moves every thread back (as `detach`) and removes the group from each hierarchy.
+    ///
+    /// A thread that was just joined may still count as the group's for a moment: its exit
+    /// clears the tid that `pthread_join` waits for (`mm_release`) before it leaves its control
+    /// groups (`cgroup_exit`). So a busy group is tried again, after a pause from the fourth
+    /// attempt on, for at most about half a second.
     public func delete() throws(ControlGroupError) {
-        for attempt in 0..<4 {
+        let attempts = 50
+        for attempt in 0..<attempts {
             do {
                 for tree in hierarchy.trees {
                     let path = directory(in: tree)
@@ -192,8 +198,11 @@ public struct ThreadGroup: Sendable {
                     try ControlGroupInstance.removeIgnoringAbsence(path)
                 }
                 return
-            } catch where error.errno == .resourceBusy && attempt < 3 {
-                continue  // a thread of the group started another meanwhile: move it too
+            } catch where error.errno == .resourceBusy && attempt < attempts - 1 {
+                // A thread of the group started another meanwhile (move it too), or one is
+                // still exiting.
+                if attempt >= 3 { usleep(10_000) }
+                continue
             }
         }
     }

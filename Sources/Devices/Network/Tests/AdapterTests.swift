@@ -215,8 +215,8 @@ struct AdapterTests {
         second.adapter.reportFacts()
         #expect(Int(second.host.facts["nic.00:15:5d:00:00:0b.rx_frames"] ?? "") == 1)
         // Every lease the adapter took meanwhile (the send buffer's, once the receive buffer's
-        // could no longer be had) was given back: its teardown does not wait.
-        #expect(second.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 100_000_000))
+        // could no longer be had) was given back: its teardown does not wait for a next packet.
+        #expect(second.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 2_000_000_000))
     }
 }
 
@@ -231,8 +231,8 @@ extension AdapterTests {
         }
         first.vsc.flush()
         #expect(second.collect(count: 150).count == 150)
-        #expect(first.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 100_000_000))
-        #expect(first.registry.revoke(handle: AdapterHarness.receiveGPADL, timeoutNanoseconds: 100_000_000))
+        #expect(first.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 2_000_000_000))
+        #expect(first.registry.revoke(handle: AdapterHarness.receiveGPADL, timeoutNanoseconds: 2_000_000_000))
     }
 
     /// A child that writes garbage into its NIC's channel — NVSP messages with random fields,
