@@ -61,14 +61,36 @@ struct DeploymentTests {
         try await test.create("survivor")
         try await test.deployment.perform("start", on: "survivor")
         _ = try await test.deployment.waitForConsole("survivor", containing: "probe: done")
+        // On a loaded host a slow echo can make the probe report the parent unreachable and
+        // then reachable before any kill: only lines printed after each step count.
+        let unreachable = try await Self.count("probe: parent unreachable", of: "survivor", in: test)
         test.deployment.killParent()
         try await test.deployment.waitForParent(connected: false)
-        _ = try await test.deployment.waitForConsole("survivor", containing: "probe: parent unreachable", timeoutSeconds: 20)
+        try await Self.waitForAnother("probe: parent unreachable", than: unreachable, of: "survivor", in: test)
         #expect(try await test.deployment.info("survivor").state == "running")
+        let reachable = try await Self.count("probe: parent reachable", of: "survivor", in: test)
         try test.deployment.startParent()
         try await test.deployment.waitForParent(connected: true)
-        _ = try await test.deployment.waitForConsole("survivor", containing: "probe: parent reachable", timeoutSeconds: 20)
+        try await Self.waitForAnother("probe: parent reachable", than: reachable, of: "survivor", in: test)
         #expect(try await test.deployment.info("survivor").state == "running")
+    }
+
+    /// How many of partition `name`'s console lines are `line`.
+    static func count(_ line: String, of name: String, in test: TestDeployment) async throws -> Int {
+        try await test.deployment.console(name, lines: 2000).filter { $0 == line }.count
+    }
+
+    /// Waits until partition `name` has printed `line` more than `before` times.
+    static func waitForAnother(_ line: String, than before: Int, of name: String, in test: TestDeployment,
+                               timeoutSeconds: Double = 20) async throws {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while try await count(line, of: name, in: test) <= before {
+            guard Date() < deadline else {
+                Issue.record("\(name) printed no new \"\(line)\" within \(timeoutSeconds) s")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     @Test func lifecycleMovesThroughCreatedRunningPausedStopped() async throws {
