@@ -9,14 +9,12 @@ struct VMBusTests {
     /// Waits until partition `name` reports a fact satisfying `predicate`.
     func waitForFact(_ test: TestDeployment, _ name: String, _ key: String, timeoutSeconds: Double = 30,
                      _ predicate: (String) -> Bool) async throws -> String {
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        while Date() < deadline {
-            if let value = try await test.deployment.info(name).status[key], predicate(value) { return value }
-            try await Task.sleep(for: .milliseconds(100))
+        let facts = try await facts(test, name, timeoutSeconds: timeoutSeconds) { $0[key].map(predicate) ?? false }
+        guard let value = facts[key], predicate(value) else {
+            Issue.record("\(name) never reported \(key) as expected: \(facts)")
+            return ""
         }
-        let facts = try await test.deployment.info(name).status
-        Issue.record("\(name) never reported \(key) as expected: \(facts)")
-        return ""
+        return value
     }
 
     /// Partition `name`'s facts once `done` holds of them (or after `timeoutSeconds`). The
