@@ -217,6 +217,58 @@ struct StorageChannelTests {
         #expect(vsc.run(StorageRequest(lun: 0, cdb: TestUnitReadyCDB().bytes, direction: .noData))?.succeeded == true)
     }
 
+    @Test("A large read the page cache holds is published as soon as it is answered, not held for the answers after it")
+    func largeAnswersArePublishedAtOnce() throws {
+        let rig = try rig([("d0.img", 8 << 20, Self.disk0)])
+        // The first 4 MiB in the page cache, so that every read below completes on the worker.
+        let fd = Glibc.open(rig.path("d0.img"), O_RDWR | O_CLOEXEC)
+        #expect(fd >= 0)
+        let data = [UInt8](repeating: 0x5A, count: 4 << 20)
+        let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        #expect(written == data.count)
+        Glibc.close(fd)
+        var vsc = try rig.openChannel()
+        #expect(vsc.initialize() != nil)
+        let size = 256 << 10
+        let count = 16
+        // Watch the host→guest ring's write index while the worker answers: holding answers back
+        // until four are written (as small ones are) moves it at most 16 / 4 times a round;
+        // published at once, it moves once per answer. The watching thread may be switched out
+        // and miss moves, so up to five rounds.
+        let incoming = rig.guests[0].reader.memory
+        let heldBack = 4   // the session's `publishEvery`
+        var moves: [Int] = []
+        for round in 0..<5 {
+            var index = incoming.loadControl(.writeIndex, ordering: .acquiring)
+            for slot in 0..<count {
+                let request = StorageRequest.transfer(write: false, lun: 0, lba: UInt64(slot * size / 512), blocks: UInt32(size / 512),
+                                                      buffer: GPARange(address: StorageRig.buffer(slot, size: size), length: size))
+                let staged = vsc.stage(request, tag: UInt64(round * count + slot))
+                #expect(staged)
+            }
+            vsc.publish()
+            var moved = 0
+            let watchUntil = MonotonicClock.nanoseconds() + 1_000_000_000
+            while moved <= heldBack, MonotonicClock.nanoseconds() < watchUntil {
+                let now = incoming.loadControl(.writeIndex, ordering: .acquiring)
+                if now != index {
+                    moved += 1
+                    index = now
+                }
+            }
+            // The answers are taken only now: the guest's reading would pace the worker.
+            var answered = 0
+            let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+            while answered < count, MonotonicClock.nanoseconds() < deadline {
+                answered += vsc.poll { completion in #expect(completion.succeeded) }
+            }
+            #expect(answered == count)
+            moves.append(moved)
+            if moved > heldBack { break }
+        }
+        #expect(moves.contains { $0 > heldBack }, "write index moves per round: \(moves)")
+    }
+
     @Test("A guest that stops reading its ring stops its own channel only: packets wait in its ring, nothing is queued")
     func guestThatDoesNotReadIsHeld() throws {
         let rig = try rig()

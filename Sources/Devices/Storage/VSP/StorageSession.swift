@@ -23,10 +23,16 @@ final class StorageSession: ChannelSession {
     /// The queue of the last request (most requests go to the disk the one before went to).
     private var lastUnit: StorageController.UnitID?
     private var lastQueue: DiskQueue?
-    /// Answers `handle` wrote since the last publish (the worker publishes the rest once the
-    /// ring is empty, before `work`).
+    /// Answers `handle` wrote since the last publish, and the bytes they moved (the worker
+    /// publishes the rest once the ring is empty, before `work`).
     private var unpublished = 0
+    private var unpublishedBytes = 0
+    /// `handle` publishes its answers once there are this many...
     static let publishEvery = 4
+    /// ...or once they moved this many bytes: a large transfer's answer is worth more to a
+    /// guest waiting for it than the publish costs, and holding it back while the worker copies
+    /// the next ones leaves the guest with nothing to submit (Docs/storage.md).
+    static let publishBytes = 128 * 1024
     /// What the server asked for and is not yet done; kept for its capacity.
     private var actions: [StorageAction] = []
     /// Disk requests reaped and not yet answered; kept for its capacity.
@@ -76,10 +82,14 @@ final class StorageSession: ChannelSession {
         if let queue = lastQueue, queue.hasFinishedInline {
             queue.reap(into: &finished)
             unpublished += finished.count
+            for completion in finished {
+                if case .success(let bytes) = completion.result { unpublishedBytes += bytes }
+            }
             try complete(on: channel)
-            if unpublished >= Self.publishEvery {
+            if unpublished >= Self.publishEvery || unpublishedBytes >= Self.publishBytes {
                 channel.publish()
                 unpublished = 0
+                unpublishedBytes = 0
             }
         }
         if index == 0, announcedVersion == nil, case .ready(let version) = server.phase {
@@ -97,6 +107,7 @@ final class StorageSession: ChannelSession {
     func work(on channel: VSPChannel) throws(VSPError) -> Bool {
         // The worker published everything before this pass.
         unpublished = 0
+        unpublishedBytes = 0
         var progressed = false
         for queue in queues.values {
             commit(queue)
