@@ -50,6 +50,30 @@ struct HyperVTests {
         #expect(out == [0xEF, 0xBE])
     }
 
+    @Test("A fixed buffer's whole-field loads and stores agree with the byte-at-a-time ones, and reads stay total")
+    func fixedBytesFieldsMatchWireBytes() {
+        var bytes = FixedBytes<8>(copying: [1, 2, 3, 4, 5, 6, 7, 8])
+        let asArray: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        for offset in -1...8 {
+            #expect(bytes.littleEndian(UInt16.self, at: offset) == asArray.littleEndian(UInt16.self, at: offset))
+            #expect(bytes.littleEndian(UInt32.self, at: offset) == asArray.littleEndian(UInt32.self, at: offset))
+            #expect(bytes.littleEndian(UInt64.self, at: offset) == asArray.littleEndian(UInt64.self, at: offset))
+        }
+        #expect(bytes.littleEndian(UInt64.self, at: 0) == 0x0807_0605_0403_0201)
+        #expect(FixedBytes<2>().littleEndian(UInt32.self, at: 0) == nil)
+        bytes.storeLittleEndian(UInt32(0xDEAD_BEEF), at: 3)
+        #expect(bytes.prefix(8) == [1, 2, 3, 0xEF, 0xBE, 0xAD, 0xDE, 8])
+    }
+
+    @Test("A fixed buffer copies a range of another in and out, and leaves the rest as it was")
+    func fixedBytesCopyRanges() {
+        let source = FixedBytes<6>(copying: [10, 11, 12, 13, 14, 15])
+        #expect(FixedBytes<3>(copying: source, from: 2).prefix(3) == [12, 13, 14])
+        var target = FixedBytes<8>(copying: [1, 1, 1, 1, 1, 1, 1, 1])
+        target.store(FixedBytes<3>(copying: source, from: 3), at: 5)
+        #expect(target.prefix(8) == [1, 1, 1, 1, 1, 13, 14, 15])
+    }
+
     @Test func slotAndFlagOffsetsFollowTheLayout() {
         #expect(SynIC.messageSlotOffset(sint: 2) == 512)
         #expect(SynIC.eventFlagsOffset(sint: 2) == 512)

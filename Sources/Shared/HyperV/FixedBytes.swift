@@ -54,6 +54,46 @@ public struct FixedBytes<let size: Int>: Hashable, Sendable, WireBytes {
         for index in 0..<size { out[offset + index] = bytes[index] }
     }
 
+    /// `size` bytes of `source` from `start` (which must leave room for them).
+    @inlinable
+    public init<let sourceSize: Int>(copying source: FixedBytes<sourceSize>, from start: Int) {
+        precondition(start >= 0 && start <= sourceSize - size, "bytes outside a fixed buffer")
+        let bytes = source.storage.span
+        storage = InlineArray { index in bytes[start + index] }
+    }
+
+    /// Copies all of `source` to this buffer's bytes from `offset`, which must have room for it.
+    @inlinable
+    public mutating func store<let sourceSize: Int>(_ source: FixedBytes<sourceSize>, at offset: Int) {
+        precondition(offset >= 0 && offset <= size - sourceSize, "bytes outside a fixed buffer")
+        let bytes = source.storage.span
+        var out = storage.mutableSpan
+        for index in 0..<sourceSize { out[offset + index] = bytes[index] }
+    }
+
+    // `WireBytes`' field access, as one load or store instead of a byte at a time: request
+    // blocks and packet unions are read and written field by field for every request.
+
+    /// Reads a little-endian integer at `offset`, or `nil` if it does not fit.
+    @inlinable
+    public func littleEndian<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type, at offset: Int) -> T? {
+        let width = T.bitWidth / 8
+        guard offset >= 0, width <= size, offset <= size - width else { return nil }
+        // The load is checked against the buffer's bounds again, and every bit pattern is a
+        // value of an integer type, which is what makes the "unsafe" load sound here.
+        return T(littleEndian: storage.span.bytes.unsafeLoadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+
+    /// Stores `value` little-endian at `offset`, which must leave room for it.
+    @inlinable
+    public mutating func storeLittleEndian<T: FixedWidthInteger & BitwiseCopyable>(_ value: T, at offset: Int) {
+        let width = T.bitWidth / 8
+        precondition(offset >= 0 && width <= size && offset <= size - width, "field outside a fixed buffer")
+        var span = storage.mutableSpan
+        var bytes = span.mutableBytes
+        bytes.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+    }
+
     @inlinable
     public static func == (lhs: Self, rhs: Self) -> Bool {
         for index in 0..<size where lhs.storage[index] != rhs.storage[index] { return false }

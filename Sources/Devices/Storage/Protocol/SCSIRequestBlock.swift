@@ -131,10 +131,7 @@ public struct SCSIRequestBlock: Hashable, Sendable {
         dataDirection = SRBDataDirection(rawValue: u8(Self.dataInOffset))
         reserved = u8(Self.reservedOffset)
         dataTransferLength = u32(Self.transferLengthOffset)
-        let cdbStart = Self.cdbOffset - VStorPacket.bodyOffset
-        var cdbOrSense = FixedBytes<20>()
-        for index in 0..<Self.senseCapacity { cdbOrSense[index] = body[cdbStart + index] }
-        self.cdbOrSense = cdbOrSense
+        cdbOrSense = FixedBytes(copying: body, from: Self.cdbOffset - VStorPacket.bodyOffset)
         let extended = version >= .win8
         reserve = extended ? u16(Self.reserveOffset) : 0
         queueTag = extended ? u8(Self.queueTagOffset) : 0
@@ -190,7 +187,7 @@ public struct SCSIRequestBlock: Hashable, Sendable {
         packet.setField(dataDirection.rawValue, at: Self.dataInOffset)
         packet.setField(reserved, at: Self.reservedOffset)
         packet.setField(dataTransferLength, at: Self.transferLengthOffset)
-        for index in 0..<Self.senseCapacity { packet.setByte(cdbOrSense[index], at: Self.cdbOffset + index) }
+        packet.setBytes(cdbOrSense, at: Self.cdbOffset)
         guard version >= .win8 else { return }
         packet.setField(reserve, at: Self.reserveOffset)
         packet.setField(queueTag, at: Self.queueTagOffset)

@@ -89,14 +89,14 @@ public struct VStorPacket: Hashable, Sendable {
     // MARK: Union fields, addressed by their offset in the whole packet ("vstor@N").
 
     /// Reads a little-endian union field at packet offset `offset`, if the sender sent it.
-    public func field<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T? {
+    public func field<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type, at offset: Int) -> T? {
         let bodyOffset = offset - VStorPacket.bodyOffset
         guard bodyOffset >= 0, bodyOffset + T.bitWidth / 8 <= bodyLength else { return nil }
         return body.littleEndian(T.self, at: bodyOffset)
     }
 
     /// Writes a little-endian union field at packet offset `offset` (12...63).
-    public mutating func setField<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+    public mutating func setField<T: FixedWidthInteger & BitwiseCopyable>(_ value: T, at offset: Int) {
         body.storeLittleEndian(value, at: offset - VStorPacket.bodyOffset)
     }
 
@@ -107,6 +107,11 @@ public struct VStorPacket: Hashable, Sendable {
         var bytes = [UInt8](repeating: 0, count: count)
         for index in 0..<count { bytes[index] = body[bodyOffset + index] }
         return bytes
+    }
+
+    /// Writes `bytes` into the union from packet offset `offset`, which must leave room for them.
+    public mutating func setBytes<let count: Int>(_ bytes: FixedBytes<count>, at offset: Int) {
+        body.store(bytes, at: offset - VStorPacket.bodyOffset)
     }
 
     /// Writes one union byte at packet offset `offset` (12...63).
