@@ -41,6 +41,29 @@ extension WireBytes {
 extension Array: WireBytes where Element == UInt8 {}
 
 extension Array where Element == UInt8 {
+    // `WireBytes`' field access for byte arrays (packets copied out of a ring, the pages of a
+    // GPA-direct header), as one load or store instead of a byte at a time.
+
+    /// Reads a little-endian integer at `offset`, or `nil` if it does not fit.
+    @inlinable
+    public func littleEndian<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type, at offset: Int) -> T? {
+        let width = T.bitWidth / 8
+        guard offset >= 0, width <= count, offset <= count - width else { return nil }
+        // The load is checked against the array's bounds again, and every bit pattern is a
+        // value of an integer type, which is what makes the "unsafe" load sound here.
+        return T(littleEndian: span.bytes.unsafeLoadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+
+    /// Stores `value` little-endian at `offset`; the buffer must already be large enough.
+    @inlinable
+    public mutating func storeLittleEndian<T: FixedWidthInteger & BitwiseCopyable>(_ value: T, at offset: Int) {
+        let width = T.bitWidth / 8
+        precondition(offset >= 0 && width <= count && offset <= count - width, "field outside a host-built buffer")
+        var span = mutableSpan
+        var bytes = span.mutableBytes
+        bytes.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+    }
+
     /// Appends `value` little-endian.
     @inlinable
     public mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {

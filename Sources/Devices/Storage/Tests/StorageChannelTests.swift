@@ -217,62 +217,28 @@ struct StorageChannelTests {
         #expect(vsc.run(StorageRequest(lun: 0, cdb: TestUnitReadyCDB().bytes, direction: .noData))?.succeeded == true)
     }
 
-    @Test("A large read the page cache holds is published as soon as it is answered, not held for the answers after it")
-    func largeAnswersArePublishedAtOnce() throws {
-        let rig = try rig([("d0.img", 8 << 20, Self.disk0)], maxTransferKiB: 1024)
-        // The first 4 MiB in the page cache, so that every read below completes on the worker.
-        let fd = Glibc.open(rig.path("d0.img"), O_RDWR | O_CLOEXEC)
-        #expect(fd >= 0)
-        let data = [UInt8](repeating: 0x5A, count: 4 << 20)
-        let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        #expect(written == data.count)
-        Glibc.close(fd)
-        var vsc = try rig.openChannel()
-        #expect(vsc.initialize() != nil)
-        let size = 1 << 20
-        let count = 40
-        // Watch the host→guest ring's write index while the worker answers: holding answers back
-        // until four are written (as small ones are) moves it at most count / 4 times a round;
-        // published at once, it moves once per answer. The watching thread may be switched out
-        // and miss moves (a round is a few milliseconds of copying), so up to eight rounds.
-        let incoming = rig.guests[0].reader.memory
-        let heldBack = 4   // the session's `publishEvery`
-        let mostMovesHeldBack = count / heldBack
-        var moves: [Int] = []
-        for round in 0..<8 {
-            var index = incoming.loadControl(.writeIndex, ordering: .acquiring)
-            for slot in 0..<count {
-                let request = StorageRequest.transfer(write: false, lun: 0, lba: UInt64((slot % 4) * size / 512),
-                                                      blocks: UInt32(size / 512),
-                                                      buffer: GPARange(address: StorageRig.buffer(slot % 4, size: size), length: size))
-                let staged = vsc.stage(request, tag: UInt64(round * count + slot))
-                #expect(staged)
-            }
-            vsc.publish()
-            var moved = 0
-            var lastMove = MonotonicClock.nanoseconds()
-            let watchUntil = lastMove + 2_000_000_000
-            // Until the bound is passed, or the index has stood still for 100 ms after moving.
-            while moved <= mostMovesHeldBack, MonotonicClock.nanoseconds() < watchUntil,
-                  moved == 0 || MonotonicClock.nanoseconds() - lastMove < 100_000_000 {
-                let now = incoming.loadControl(.writeIndex, ordering: .acquiring)
-                if now != index {
-                    moved += 1
-                    index = now
-                    lastMove = MonotonicClock.nanoseconds()
-                }
-            }
-            // The answers are taken only now: the guest's reading would pace the worker.
-            var answered = 0
-            let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
-            while answered < count, MonotonicClock.nanoseconds() < deadline {
-                answered += vsc.poll { completion in #expect(completion.succeeded) }
-            }
-            #expect(answered == count)
-            moves.append(moved)
-            if moved > mostMovesHeldBack { break }
-        }
-        #expect(moves.contains { $0 > mostMovesHeldBack }, "write index moves per round: \(moves)")
+    @Test("Answers served from the page cache are published every fourth, or at once when they moved 128 KiB")
+    func inlineAnswersArePublishedByCountOrBytes() {
+        var publishing = InlineAnswerPublishing()
+        // 4 KiB reads: every fourth answer.
+        #expect((0..<8).map { _ in publishing.answered(movedBytes: 4096) } == [false, false, false, true, false, false, false, true])
+        // A 1 MiB read: at once, and the count starts again after it.
+        #expect(publishing.answered(movedBytes: 4096) == false)
+        #expect(publishing.answered(movedBytes: 1 << 20) == true)
+        #expect(publishing.answered(movedBytes: 4096) == false)
+        // Smaller reads that add up to 128 KiB: once they do.
+        publishing.reset()
+        #expect([64 << 10, 32 << 10, 32 << 10].map { publishing.answered(movedBytes: $0) } == [false, false, true])
+        // A failed request moved nothing; after a publish everything counts afresh.
+        publishing.reset()
+        #expect([0, -5, 0].map { publishing.answered(movedBytes: $0) } == [false, false, false])
+        publishing.reset()
+        #expect(publishing.answered(movedBytes: (128 << 10) - 1) == false)
+        // Several answers reaped together count as that many.
+        publishing.reset()
+        #expect(publishing.answered(3, movedBytes: 3 * 4096) == false)
+        #expect(publishing.answered(2, movedBytes: 2 * 4096) == true)
+        #expect(publishing.answered(3, movedBytes: 3 * 4096) == false)
     }
 
     @Test("A guest that stops reading its ring stops its own channel only: packets wait in its ring, nothing is queued")

@@ -23,16 +23,9 @@ final class StorageSession: ChannelSession {
     /// The queue of the last request (most requests go to the disk the one before went to).
     private var lastUnit: StorageController.UnitID?
     private var lastQueue: DiskQueue?
-    /// Answers `handle` wrote since the last publish, and the bytes they moved (the worker
-    /// publishes the rest once the ring is empty, before `work`).
-    private var unpublished = 0
-    private var unpublishedBytes = 0
-    /// `handle` publishes its answers once there are this many...
-    static let publishEvery = 4
-    /// ...or once they moved this many bytes: a large transfer's answer is worth more to a
-    /// guest waiting for it than the publish costs, and holding it back while the worker copies
-    /// the next ones leaves the guest with nothing to submit (Docs/storage.md).
-    static let publishBytes = 128 * 1024
+    /// When `handle` publishes the answers it wrote (the worker publishes the rest once the ring
+    /// is empty, before `work`).
+    private var publishing = InlineAnswerPublishing()
     /// What the server asked for and is not yet done; kept for its capacity.
     private var actions: [StorageAction] = []
     /// Disk requests reaped and not yet answered; kept for its capacity.
@@ -81,16 +74,13 @@ final class StorageSession: ChannelSession {
         // request while this worker reads on, instead of both taking turns over whole batches.
         if let queue = lastQueue, queue.hasFinishedInline {
             queue.reap(into: &finished)
-            unpublished += finished.count
+            var moved = 0
             for completion in finished {
-                if case .success(let bytes) = completion.result { unpublishedBytes += bytes }
+                if case .success(let bytes) = completion.result { moved += bytes }
             }
+            let publishNow = publishing.answered(finished.count, movedBytes: moved)
             try complete(on: channel)
-            if unpublished >= Self.publishEvery || unpublishedBytes >= Self.publishBytes {
-                channel.publish()
-                unpublished = 0
-                unpublishedBytes = 0
-            }
+            if publishNow { channel.publish() }
         }
         if index == 0, announcedVersion == nil, case .ready(let version) = server.phase {
             announcedVersion = version
@@ -106,8 +96,7 @@ final class StorageSession: ChannelSession {
 
     func work(on channel: VSPChannel) throws(VSPError) -> Bool {
         // The worker published everything before this pass.
-        unpublished = 0
-        unpublishedBytes = 0
+        publishing.reset()
         var progressed = false
         for queue in queues.values {
             commit(queue)
@@ -339,5 +328,36 @@ final class StorageSession: ChannelSession {
         if backendFailures <= 8 || backendFailures.nonzeroBitCount == 1 {
             provider.logger.warning("partition \(provider.host.partitionName): SCSI channel \(index): \(reason) (\(backendFailures) so far)")
         }
+    }
+}
+
+/// When a storage channel's worker publishes the answers it wrote to requests the page cache
+/// served at once (Docs/storage.md, "Page-cache hits inline"): every `answers`-th answer, or as
+/// soon as the answers not yet published moved `bytes`. Publishing each small answer would cost
+/// more than it gives a polling guest; holding back a large one leaves the guest waiting for it
+/// while the worker copies the next, with nothing to submit meanwhile.
+package struct InlineAnswerPublishing: Sendable {
+    package static let answers = 4
+    package static let bytes = 128 * 1024
+
+    private var unpublished = 0
+    private var unpublishedBytes = 0
+
+    package init() {}
+
+    /// Notes `count` answers to requests that moved `movedBytes` together; `true` when the
+    /// answers written so far are to be published now (the count then starts again).
+    package mutating func answered(_ count: Int = 1, movedBytes: Int) -> Bool {
+        unpublished += max(count, 0)
+        unpublishedBytes += max(movedBytes, 0)
+        guard unpublished >= Self.answers || unpublishedBytes >= Self.bytes else { return false }
+        reset()
+        return true
+    }
+
+    /// Everything written was published.
+    package mutating func reset() {
+        unpublished = 0
+        unpublishedBytes = 0
     }
 }
