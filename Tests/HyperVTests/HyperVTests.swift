@@ -63,16 +63,21 @@ struct HyperVTests {
     func wholeFieldAccessMatchesByteWise() {
         let array: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
         var fixed = FixedBytes<8>(copying: array)
-        for offset in -1...9 {
+        for offset in Array(-1...9) + [Int.min, Int.max, Int.max - 1] {
             #expect(array.littleEndian(UInt16.self, at: offset) == Self.byteWise(array, UInt16.self, at: offset))
             #expect(array.littleEndian(UInt32.self, at: offset) == Self.byteWise(array, UInt32.self, at: offset))
             #expect(array.littleEndian(UInt64.self, at: offset) == Self.byteWise(array, UInt64.self, at: offset))
+            #expect(array.littleEndian(Int16.self, at: offset) == Self.byteWise(array, Int16.self, at: offset))
+            #expect(array.littleEndian(Int64.self, at: offset) == Self.byteWise(array, Int64.self, at: offset))
             #expect(fixed.littleEndian(UInt16.self, at: offset) == Self.byteWise(array, UInt16.self, at: offset))
             #expect(fixed.littleEndian(UInt32.self, at: offset) == Self.byteWise(array, UInt32.self, at: offset))
             #expect(fixed.littleEndian(UInt64.self, at: offset) == Self.byteWise(array, UInt64.self, at: offset))
+            #expect(fixed.littleEndian(Int32.self, at: offset) == Self.byteWise(array, Int32.self, at: offset))
         }
         #expect(fixed.littleEndian(UInt64.self, at: 0) == 0x0807_0605_0403_0201)
+        #expect(FixedBytes<8>(copying: [0xFF, 0xFF]).littleEndian(Int16.self, at: 0) == -1)
         #expect(FixedBytes<2>().littleEndian(UInt32.self, at: 0) == nil)
+        #expect(FixedBytes<0>().littleEndian(UInt8.self, at: 0) == nil)
         #expect([UInt8]().littleEndian(UInt8.self, at: 0) == nil)
         fixed.storeLittleEndian(UInt32(0xDEAD_BEEF), at: 3)
         #expect(fixed.prefix(8) == [1, 2, 3, 0xEF, 0xBE, 0xAD, 0xDE, 8])
@@ -81,6 +86,8 @@ struct HyperVTests {
         stored.storeLittleEndian(UInt16(0xBEEF), at: 6)
         Self.byteWiseStore(&storedByteWise, UInt16(0xBEEF), at: 6)
         #expect(stored == storedByteWise && stored == [1, 2, 3, 4, 5, 6, 0xEF, 0xBE])
+        // The array the copy shared its storage with is untouched.
+        #expect(array == [1, 2, 3, 4, 5, 6, 7, 8])
     }
 
     @Test("A fixed buffer copies a range of another in and out, and leaves the rest as it was")

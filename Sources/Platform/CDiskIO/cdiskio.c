@@ -299,13 +299,18 @@ ssize_t cdiskio_preadv(int fd, const struct iovec *iov, int count, int64_t offse
 /// points: each call also switches asynchronous cancellation on and off around the system call,
 /// which showed in a profile of the storage worker's page-cache reads, and this package never
 /// cancels a thread. On a 64-bit kernel the offset is the low word and the high word is 0
-/// (`pos_from_hilo` in fs/read_write.c), as glibc passes them.
-static ssize_t transfer2(int fd, const struct iovec *iov, int count, int64_t offset, int write, int flags) {
+/// (`pos_from_hilo` in fs/read_write.c), as glibc passes them. Where the system call is missing
+/// (ENOSYS: an old kernel, or a seccomp filter answering so), glibc's wrappers are used, which
+/// fall back to preadv(2)/pwritev(2) without flags and report EOPNOTSUPP with them.
+static ssize_t transfer2(int fd, const struct iovec *iov, int count, int64_t offset, int writing, int flags) {
+    long done = -1;
+    errno = ENOSYS;
 #if __SIZEOF_LONG__ == 8
-    long done = syscall(write ? SYS_pwritev2 : SYS_preadv2, fd, iov, count, (long)offset, 0L, flags);
-#else
-    ssize_t done = write ? pwritev2(fd, iov, count, (off_t)offset, flags) : preadv2(fd, iov, count, (off_t)offset, flags);
+    done = syscall(writing ? SYS_pwritev2 : SYS_preadv2, (long)fd, iov, (long)count, (long)offset, 0L, (long)flags);
 #endif
+    if (done < 0 && errno == ENOSYS) {
+        done = writing ? pwritev2(fd, iov, count, (off_t)offset, flags) : preadv2(fd, iov, count, (off_t)offset, flags);
+    }
     return done < 0 ? -errno : (ssize_t)done;
 }
 

@@ -78,6 +78,8 @@ public struct FixedBytes<let size: Int>: Hashable, Sendable, WireBytes {
     @inlinable
     public func littleEndian<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type, at offset: Int) -> T? {
         let width = T.bitWidth / 8
+        // What the load moves; the same for every integer type (folded away when compiled).
+        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
         guard offset >= 0, width <= size, offset <= size - width else { return nil }
         // The load is checked against the buffer's bounds again, and every bit pattern is a
         // value of an integer type, which is what makes the "unsafe" load sound here.
@@ -88,6 +90,7 @@ public struct FixedBytes<let size: Int>: Hashable, Sendable, WireBytes {
     @inlinable
     public mutating func storeLittleEndian<T: FixedWidthInteger & BitwiseCopyable>(_ value: T, at offset: Int) {
         let width = T.bitWidth / 8
+        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
         precondition(offset >= 0 && width <= size && offset <= size - width, "field outside a fixed buffer")
         var span = storage.mutableSpan
         var bytes = span.mutableBytes

@@ -48,6 +48,8 @@ extension Array where Element == UInt8 {
     @inlinable
     public func littleEndian<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type, at offset: Int) -> T? {
         let width = T.bitWidth / 8
+        // What the load moves; the same for every integer type (folded away when compiled).
+        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
         guard offset >= 0, width <= count, offset <= count - width else { return nil }
         // The load is checked against the array's bounds again, and every bit pattern is a
         // value of an integer type, which is what makes the "unsafe" load sound here.
@@ -58,6 +60,7 @@ extension Array where Element == UInt8 {
     @inlinable
     public mutating func storeLittleEndian<T: FixedWidthInteger & BitwiseCopyable>(_ value: T, at offset: Int) {
         let width = T.bitWidth / 8
+        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
         precondition(offset >= 0 && width <= count && offset <= count - width, "field outside a host-built buffer")
         var span = mutableSpan
         var bytes = span.mutableBytes
