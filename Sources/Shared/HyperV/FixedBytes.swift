@@ -77,24 +77,15 @@ public struct FixedBytes<let size: Int>: Hashable, Sendable, WireBytes {
     /// Reads a little-endian integer at `offset`, or `nil` if it does not fit.
     @inlinable
     public func littleEndian<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type, at offset: Int) -> T? {
-        let width = T.bitWidth / 8
-        // What the load moves; the same for every integer type (folded away when compiled).
-        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
-        guard offset >= 0, width <= size, offset <= size - width else { return nil }
-        // The load is checked against the buffer's bounds again, and every bit pattern is a
-        // value of an integer type, which is what makes the "unsafe" load sound here.
-        return T(littleEndian: storage.span.bytes.unsafeLoadUnaligned(fromByteOffset: offset, as: T.self))
+        storage.span.bytes.littleEndian(T.self, at: offset)
     }
 
     /// Stores `value` little-endian at `offset`, which must leave room for it.
     @inlinable
     public mutating func storeLittleEndian<T: FixedWidthInteger & BitwiseCopyable>(_ value: T, at offset: Int) {
-        let width = T.bitWidth / 8
-        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
-        precondition(offset >= 0 && width <= size && offset <= size - width, "field outside a fixed buffer")
         var span = storage.mutableSpan
         var bytes = span.mutableBytes
-        bytes.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+        bytes.storeLittleEndian(value, at: offset)
     }
 
     @inlinable

@@ -47,24 +47,15 @@ extension Array where Element == UInt8 {
     /// Reads a little-endian integer at `offset`, or `nil` if it does not fit.
     @inlinable
     public func littleEndian<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type, at offset: Int) -> T? {
-        let width = T.bitWidth / 8
-        // What the load moves; the same for every integer type (folded away when compiled).
-        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
-        guard offset >= 0, width <= count, offset <= count - width else { return nil }
-        // The load is checked against the array's bounds again, and every bit pattern is a
-        // value of an integer type, which is what makes the "unsafe" load sound here.
-        return T(littleEndian: span.bytes.unsafeLoadUnaligned(fromByteOffset: offset, as: T.self))
+        span.bytes.littleEndian(T.self, at: offset)
     }
 
     /// Stores `value` little-endian at `offset`; the buffer must already be large enough.
     @inlinable
     public mutating func storeLittleEndian<T: FixedWidthInteger & BitwiseCopyable>(_ value: T, at offset: Int) {
-        let width = T.bitWidth / 8
-        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
-        precondition(offset >= 0 && width <= count && offset <= count - width, "field outside a host-built buffer")
         var span = mutableSpan
         var bytes = span.mutableBytes
-        bytes.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+        bytes.storeLittleEndian(value, at: offset)
     }
 
     /// Appends `value` little-endian.
@@ -84,3 +75,30 @@ extension Array where Element == UInt8 {
     }
 }
 
+// The whole-field access behind byte arrays' and `FixedBytes`' own `littleEndian` and
+// `storeLittleEndian`, with the same bounds as `WireBytes`' byte-at-a-time versions.
+
+extension RawSpan {
+    /// Reads a little-endian integer at `offset`, or `nil` if it does not fit.
+    @inlinable
+    public func littleEndian<T: FixedWidthInteger & BitwiseCopyable>(_: T.Type, at offset: Int) -> T? {
+        let width = T.bitWidth / 8
+        // What the load moves; the same for every integer type (folded away when compiled).
+        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
+        guard offset >= 0, width <= byteCount, offset <= byteCount - width else { return nil }
+        // The load is checked against the span's bounds again, and every bit pattern is a value
+        // of an integer type, which is what makes the "unsafe" load sound here.
+        return T(littleEndian: unsafeLoadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+}
+
+extension MutableRawSpan {
+    /// Stores `value` little-endian at `offset`, which must leave room for it.
+    @inlinable
+    public mutating func storeLittleEndian<T: FixedWidthInteger & BitwiseCopyable>(_ value: T, at offset: Int) {
+        let width = T.bitWidth / 8
+        precondition(MemoryLayout<T>.size == width, "an integer type wider than its bits")
+        precondition(offset >= 0 && width <= byteCount && offset <= byteCount - width, "field outside a host-built buffer")
+        storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+    }
+}
