@@ -43,7 +43,7 @@ public struct SwitchCore: Sendable {
 
         /// Counts a frame this port sent into the switch, whose source address is
         /// `sourceAddress` (`nil` for a runt); the reason it must be dropped, if any.
-        mutating func admit(_ frame: NetworkFrame, sourceAddress: MACAddress?) -> SwitchDropReason? {
+        mutating func admit(_ frame: borrowing NetworkFrame, sourceAddress: MACAddress?) -> SwitchDropReason? {
             counters.framesIn += 1
             counters.bytesIn += UInt64(frame.bytes.count)
             let limit = frame.offload.segmentation == nil ? configuration.maximumFrameSize : NetworkFrame.largestSegmentedFrameSize
@@ -76,14 +76,14 @@ public struct SwitchCore: Sendable {
             }
             let wasEmpty = queuedFrames == 0
             countOut(item)
-            queue.append(Queued(frame: item, source: source))
+            queue.append(Queued(frame: consume item, source: source))
             countQueued(from: source, 1)
             queuedBytes += size
             return wasEmpty
         }
 
         /// Counts a frame handed to this port.
-        mutating func countOut(_ frame: NetworkFrame) {
+        mutating func countOut(_ frame: borrowing NetworkFrame) {
             counters.framesOut += 1
             counters.bytesOut += UInt64(frame.bytes.count)
         }
@@ -263,7 +263,7 @@ public struct SwitchCore: Sendable {
 
         mutating func append(_ frame: consuming NetworkFrame, for port: SwitchPortID) {
             ports.append(port)
-            frames.append(frame)
+            frames.append(consume frame)
         }
     }
 
@@ -288,9 +288,13 @@ public struct SwitchCore: Sendable {
         var delivery = Delivery(frame, source: source, destination: destination)
         if !destination.isGroup, let known = table.port(of: destination, now: now) {
             // A known unicast destination: one port, no list of targets to build.
-            if known != source { deliver(frame, &delivery, to: known, direct: &direct) }
-        } else {
-            for target in portOrder where target != source { deliver(copy frame, &delivery, to: target, direct: &direct) }
+            if known != source { deliver(consume frame, &delivery, to: known, direct: &direct) }
+        } else if let last = portOrder.last(where: { $0 != source }) {
+            // Flooded: a copy (a reference) for each port but the last, which takes the frame.
+            for target in portOrder where target != source && target != last {
+                deliver(copy frame, &delivery, to: target, direct: &direct)
+            }
+            deliver(consume frame, &delivery, to: last, direct: &direct)
         }
         return delivery.woken
     }
@@ -326,8 +330,8 @@ public struct SwitchCore: Sendable {
         if delivery.asIs {
             if takesDirectly {
                 ports.values[index].countOut(frame)
-                direct?.append(frame, for: target)
-            } else if ports.values[index].enqueue(frame, from: delivery.source) {
+                direct?.append(consume frame, for: target)
+            } else if ports.values[index].enqueue(consume frame, from: delivery.source) {
                 delivery.woken.append(target)
             }
             return

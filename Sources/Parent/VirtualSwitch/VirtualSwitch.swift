@@ -155,10 +155,13 @@ public final class VirtualSwitch: Sendable {
     /// `framesPerLock` frames, or after `segmentedFramesPerLock` frames that ask for segmentation.
     static func lockBatchEnd(_ frames: [NetworkFrame], from start: Int) -> Int {
         let limit = min(start + framesPerLock, frames.count)
+        // Through a span, which lends each frame: the array's subscript would copy it (a
+        // reference count taken and dropped) to read one field.
+        let span = frames.span
         var segmented = 0
         var end = start
         while end < limit {
-            if frames[end].offload.segmentation != nil {
+            if span[end].offload.segmentation != nil {
                 segmented += 1
                 if segmented > segmentedFramesPerLock { break }
             }

@@ -1,3 +1,5 @@
+import HyperV
+
 /// A 48-bit IEEE 802 MAC address, stored in the low 48 bits of an integer in wire order (the
 /// first byte on the wire is the most significant).
 public struct MACAddress: Hashable, Sendable, Comparable {
@@ -18,9 +20,10 @@ public struct MACAddress: Hashable, Sendable, Comparable {
 
     /// The six bytes at `offset` of `bytes`, or `nil` if they are not all there.
     public init?(bytes: [UInt8], at offset: Int = 0) {
-        guard offset >= 0, offset <= bytes.count - 6 else { return nil }
-        self.init(bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3], bytes[offset + 4],
-                  bytes[offset + 5])
+        // Two whole-field loads (the switch reads two addresses of every frame).
+        guard offset >= 0, offset <= bytes.count - 6, let high = bytes.littleEndian(UInt32.self, at: offset),
+              let low = bytes.littleEndian(UInt16.self, at: offset + 4) else { return nil }
+        rawValue = UInt64(high.byteSwapped) << 16 | UInt64(low.byteSwapped)
     }
 
     /// The six bytes in wire order.

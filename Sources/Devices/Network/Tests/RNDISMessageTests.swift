@@ -144,6 +144,21 @@ import Testing
         #expect(try RSSParameters(parsing: bytes) == parameters)
     }
 
+    @Test("a MAC address read from bytes is the six bytes in wire order at its offset; one that does not fit is nil")
+    func macAddressFromBytes() {
+        let bytes: [UInt8] = [0x00, 0x15, 0x5D, 0x01, 0x02, 0xAB, 0xCD, 0xEF]
+        for offset in [-1, 0, 1, 2, 3, Int.min, Int.max, Int.max - 5] {
+            let fits = offset >= 0 && offset <= bytes.count - 6
+            let expected = fits ? MACAddress(bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3],
+                                             bytes[offset + 4], bytes[offset + 5]) : nil
+            #expect(MACAddress(bytes: bytes, at: offset) == expected, "offset \(offset)")
+        }
+        #expect(MACAddress(bytes: [], at: 0) == nil)
+        #expect(MACAddress(bytes: Array(bytes.prefix(5))) == nil)
+        #expect(MACAddress(bytes: bytes)?.bytes == Array(bytes.prefix(6)))
+        #expect(MACAddress.source(of: ethernetFrame(from: .broadcast, to: .zero)) == .broadcast)
+    }
+
     @Test("config parameter NetworkAddress is laid out as rndis_filter_set_device_mac builds it")
     func networkAddress() throws {
         let address = MACAddress(0x00, 0x15, 0x5D, 0x01, 0x02, 0xAB)

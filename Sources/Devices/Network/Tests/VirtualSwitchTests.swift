@@ -83,6 +83,25 @@ import VirtualSwitch
         #expect(fixture.queued() == [3, 0, 3, 2])
     }
 
+    @Test("a flooded frame reaches every port whole, the last port taking the sender's frame itself")
+    func floodedFramesAreWhole() {
+        var fixture = Fixture()
+        let frames = (0..<3).map { ethernetFrame(from: Self.a, to: .broadcast, count: 60 + $0, fill: UInt8($0)) }
+        for frame in frames { _ = fixture.send(frame, from: fixture.ports[0]) }
+        // The host port comes first in the port order and the last child last: both get every
+        // frame, in the order sent, byte for byte.
+        for port in [fixture.host, fixture.ports[1], fixture.ports[2]] {
+            #expect(fixture.core.dequeue(port).map(\.bytes) == frames)
+        }
+        // A unicast frame to an unknown address floods too: the host port takes it, and the
+        // children's filters (their own address only) drop it, the last one's included.
+        let unknown = ethernetFrame(from: Self.a, to: MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x0F))
+        _ = fixture.send(unknown, from: fixture.ports[0])
+        #expect(fixture.core.dequeue(fixture.host).map(\.bytes) == [unknown])
+        #expect(fixture.queued() == [0, 0, 0, 0])
+        #expect(fixture.core.counters(of: fixture.ports[2])?.dropped(.filtered) == 1)
+    }
+
     @Test("packet filter 0 delivers nothing; PROMISCUOUS delivers frames for others too")
     func filters() {
         var fixture = Fixture(filter: [])

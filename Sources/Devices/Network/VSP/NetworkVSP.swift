@@ -584,20 +584,22 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
         var header: [UInt8] = []
         header.reserveCapacity(RNDISPacketLayout.maximumReceiveHeaderSize)
         var headerIsPlain = false
-        // By index, reading each frame in place: iterating would copy every frame (a
-        // reference count taken and dropped on the sender's frames).
-        for index in frames.indices {
+        // Each frame read in place through a span, which lends it: iterating, or the array's
+        // subscript, would copy every frame (a reference count taken and dropped on frames the
+        // sender's core has just released).
+        let span = frames.span
+        for index in span.indices {
             guard ranges.count < configuration.maximumRangesPerReceivePacket else { break }
-            let infos = frames[index].offload.receivePerPacketInfo
+            let infos = span[index].offload.receivePerPacketInfo
             if infos.isEmpty && headerIsPlain {
-                header.storeLittleEndian(UInt32(truncatingIfNeeded: RNDISPacketLayout.headerSize + frames[index].bytes.count), at: 4)
-                header.storeLittleEndian(UInt32(truncatingIfNeeded: frames[index].bytes.count), at: 12)
+                header.storeLittleEndian(UInt32(truncatingIfNeeded: RNDISPacketLayout.headerSize + span[index].bytes.count), at: 4)
+                header.storeLittleEndian(UInt32(truncatingIfNeeded: span[index].bytes.count), at: 12)
             } else {
-                RNDISPacketLayout.header(dataCount: frames[index].bytes.count, perPacketInfo: infos, into: &header)
+                RNDISPacketLayout.header(dataCount: span[index].bytes.count, perPacketInfo: infos, into: &header)
                 headerIsPlain = infos.isEmpty
             }
-            let length = header.count + frames[index].bytes.count
-            guard length <= size, frames[index].bytes.count >= NetworkFrame.ethernetHeaderSize, linkConnected else {
+            let length = header.count + span[index].bytes.count
+            guard length <= size, span[index].bytes.count >= NetworkFrame.ethernetHeaderSize, linkConnected else {
                 counters.receiveDrops += 1
                 consumed += 1
                 continue
@@ -609,7 +611,7 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
             let offset = section * size
             do throws(GuestAccessError) {
                 try receive.buffer.write(memory, header, from: 0, count: header.count, at: offset)
-                try receive.buffer.write(memory, frames[index].bytes, from: 0, count: frames[index].bytes.count, at: offset + header.count)
+                try receive.buffer.write(memory, span[index].bytes, from: 0, count: span[index].bytes.count, at: offset + header.count)
             } catch {
                 receive.pool.giveBack([section])
                 counters.receiveDrops += 1
