@@ -272,7 +272,8 @@ public struct SwitchCore: Sendable {
     /// to that port's endpoint itself, instead of being queued.
     ///
     /// The frame is consumed: a frame for one port moves into that port's queue or `direct`
-    /// with no reference counting, and only a flood copies it (a reference each).
+    /// with no reference counting; a flood copies it (a reference) for every port but the last
+    /// it reaches, which takes it.
     /// - Returns: the ports whose queues went from empty to non-empty (their owners should be woken).
     public mutating func forward(_ frame: consuming NetworkFrame, from source: SwitchPortID, now: UInt64,
                                  direct: inout DirectFrames?) -> [SwitchPortID] {

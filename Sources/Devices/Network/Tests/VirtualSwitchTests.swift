@@ -87,7 +87,9 @@ import VirtualSwitch
     func floodedFramesAreWhole() {
         var fixture = Fixture()
         let frames = (0..<3).map { ethernetFrame(from: Self.a, to: .broadcast, count: 60 + $0, fill: UInt8($0)) }
-        for frame in frames { _ = fixture.send(frame, from: fixture.ports[0]) }
+        // Delivered in port order: the host first, the last child last.
+        #expect(fixture.send(frames[0], from: fixture.ports[0]) == [fixture.host, fixture.ports[1], fixture.ports[2]])
+        for frame in frames.dropFirst() { _ = fixture.send(frame, from: fixture.ports[0]) }
         // The host port comes first in the port order and the last child last: both get every
         // frame, in the order sent, byte for byte.
         for port in [fixture.host, fixture.ports[1], fixture.ports[2]] {
@@ -99,7 +101,23 @@ import VirtualSwitch
         _ = fixture.send(unknown, from: fixture.ports[0])
         #expect(fixture.core.dequeue(fixture.host).map(\.bytes) == [unknown])
         #expect(fixture.queued() == [0, 0, 0, 0])
+        #expect(fixture.core.counters(of: fixture.ports[1])?.dropped(.filtered) == 1)
         #expect(fixture.core.counters(of: fixture.ports[2])?.dropped(.filtered) == 1)
+    }
+
+    @Test("a flooded frame asking for a checksum: the TAP takes the request, each guest a completed frame, the last one too")
+    func floodedOffloadReachesEveryKindOfPort() {
+        var fixture = Fixture()
+        var broadcast = PacketBuilder.ipv4UDP(payload: 50)
+        broadcast.replaceSubrange(0..<12, with: MACAddress.broadcast.bytes + Self.a.bytes)
+        _ = fixture.send(broadcast, from: fixture.ports[0], offload: FrameOffload(
+            checksum: .init(transport: .udp, transportOffset: 34, isIPv6: false)))
+        let toHost = fixture.core.dequeue(fixture.host)
+        #expect(toHost.count == 1 && toHost.first?.offload.checksum != nil, "the TAP completes it itself")
+        for port in [fixture.ports[1], fixture.ports[2]] {
+            let frames = fixture.core.dequeue(port)
+            #expect(frames.count == 1 && frames.allSatisfy { PacketBuilder.checksumsValid($0.bytes) && $0.offload.checksum == nil })
+        }
     }
 
     @Test("packet filter 0 delivers nothing; PROMISCUOUS delivers frames for others too")

@@ -621,7 +621,7 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
             used.append(section)
             ranges.append(TransferPageRange(byteCount: UInt32(length), byteOffset: UInt32(offset)))
             counters.receivedFrames += 1
-            counters.receivedBytes += UInt64(frames[index].bytes.count)
+            counters.receivedBytes += UInt64(span[index].bytes.count)
             consumed += 1
         }
         if !ranges.isEmpty {
