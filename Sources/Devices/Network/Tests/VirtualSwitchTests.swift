@@ -83,15 +83,15 @@ import VirtualSwitch
         #expect(fixture.queued() == [3, 0, 3, 2])
     }
 
-    @Test("a flooded frame reaches every port whole, the last port taking the sender's frame itself")
+    @Test("a flooded frame reaches every other port whole, in port order, and a filter drops it at the last port too")
     func floodedFramesAreWhole() {
         var fixture = Fixture()
         let frames = (0..<3).map { ethernetFrame(from: Self.a, to: .broadcast, count: 60 + $0, fill: UInt8($0)) }
         // Delivered in port order: the host first, the last child last.
         #expect(fixture.send(frames[0], from: fixture.ports[0]) == [fixture.host, fixture.ports[1], fixture.ports[2]])
         for frame in frames.dropFirst() { _ = fixture.send(frame, from: fixture.ports[0]) }
-        // The host port comes first in the port order and the last child last: both get every
-        // frame, in the order sent, byte for byte.
+        // Every port but the sender's gets every frame, in the order sent, byte for byte (the
+        // last one the sender's own frame, the others copies).
         for port in [fixture.host, fixture.ports[1], fixture.ports[2]] {
             #expect(fixture.core.dequeue(port).map(\.bytes) == frames)
         }
