@@ -20,8 +20,9 @@ public struct MACAddress: Hashable, Sendable, Comparable {
 
     /// The six bytes at `offset` of `bytes`, or `nil` if they are not all there.
     public init?(bytes: [UInt8], at offset: Int = 0) {
-        // Two whole-field loads (the switch reads two addresses of every frame).
-        guard offset >= 0, offset <= bytes.count - 6, let high = bytes.littleEndian(UInt32.self, at: offset),
+        // Two whole-field loads (the switch reads two addresses of every frame), each checked
+        // against the buffer's end; once the first fits, `offset + 4` cannot overflow.
+        guard let high = bytes.littleEndian(UInt32.self, at: offset),
               let low = bytes.littleEndian(UInt16.self, at: offset + 4) else { return nil }
         rawValue = UInt64(high.byteSwapped) << 16 | UInt64(low.byteSwapped)
     }
