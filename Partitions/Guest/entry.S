@@ -11,7 +11,7 @@
 // kvm_pvm facts this code is shaped by (verified on the development machine): `int n` from
 // CPL3 raises #UD even through a DPL3 gate, and writing STAR, LSTAR or SFMASK breaks interrupt
 // delivery, so neither software interrupts nor `syscall` can enter CPL0. CPL3 asks for CPL0
-// services with `ud2` (RAX = service), which the #UD handler recognises, serves on the
+// services with `ud2` (R8 = service), which the #UD handler recognises, serves on the
 // processor's kernel stack and returns past. IOPL reads as 0 at CPL3, so port access is granted
 // by each TSS's I/O permission bitmap. A fault taken at CPL0 with no IDT ends in a KVM emulation
 // error, so deliberate triple faults are raised from CPL3.
@@ -169,6 +169,10 @@ _start:
     or $0xC00, %eax
     wrmsr
     WRMSR_IMM 0x80F, 0, 0x1FF
+    // The timer the sleep service arms: one-shot on VECTOR_TIMER, 1 GHz bus divided by 1. Set
+    // once here, so that sleeping writes only the initial count.
+    WRMSR_IMM 0x83E, 0, 0xB
+    WRMSR_IMM 0x832, 0, VECTOR_TIMER
 
     // The Hyper-V sequence. REFERENCE_TSC (Linux enables it first, in ms_hyperv_init_platform),
     // GUEST_OS_ID and HYPERCALL are partition-wide: the BSP writes them, then releases the
@@ -258,9 +262,11 @@ halt_forever:
     SINT_HANDLER interrupt_sint6, 2
     SINT_HANDLER interrupt_timer, 3
 
-// Services for CPL3: `ud2` with RAX = service and RDI = argument. The #UD handler runs on
+// Services for CPL3: `ud2` with R8 = service and RDI = argument. The #UD handler runs on
 // this processor's kernel stack with interrupts off, returns past the `ud2` with RAX = result,
-// and preserves every register but RAX, RCX, RDX and R8-R11.
+// and preserves every register but RAX, RCX, RDX and R8-R11. Every instruction here is
+// emulated under kvm_pvm (about 1.5 us each), so the stubs below do at CPL3 what they can and
+// sleep, the one service on a hot path, is tested first.
     .set SYS_END_OF_MESSAGE, 1
     .set SYS_PARK, 2
     .set SYS_REFERENCE_TIME, 3
@@ -273,15 +279,15 @@ invalid_opcode:
     cmpw $0x0B0F, (%r9)             // ud2
     jne fault_ud
     addq $2, (%rsp)
-    cmp $SYS_END_OF_MESSAGE, %eax
-    je sys_end_of_message
-    cmp $SYS_REFERENCE_TIME, %eax
-    je sys_reference_time
-    cmp $SYS_SLEEP, %eax
+    cmp $SYS_SLEEP, %r8d
     je sys_sleep
-    cmp $SYS_PARK, %eax
+    cmp $SYS_END_OF_MESSAGE, %r8d
+    je sys_end_of_message
+    cmp $SYS_REFERENCE_TIME, %r8d
+    je sys_reference_time
+    cmp $SYS_PARK, %r8d
     je sys_park
-    cmp $SYS_CRASH, %eax
+    cmp $SYS_CRASH, %r8d
     je sys_crash
     mov $-1, %rax
     iretq
@@ -302,21 +308,16 @@ sys_reference_time:
     or %rdx, %rax
     iretq
 
-// Halt until the local APIC timer (one-shot, 1 GHz bus, divide by 1; RDI = nanoseconds) or any
-// other interrupt fires.
+// Halt until the local APIC timer (programmed at start-up) or any other interrupt fires. The
+// `hv_sleep` stub has loaded ECX = the timer's initial-count MSR and EDX:EAX = nanoseconds.
+// The interrupt that ends the `hlt` returns here with interrupts on; its handler keeps ECX.
 sys_sleep:
-    WRMSR_IMM 0x83E, 0, 0xB         // divide configuration: by 1
-    WRMSR_IMM 0x832, 0, VECTOR_TIMER
-    mov $0x838, %ecx                // initial count
-    mov %edi, %eax
-    mov %rdi, %rdx
-    shr $32, %rdx
     wrmsr
     sti
     hlt
-    cli
-    WRMSR_IMM 0x838, 0, 0           // stop it if something else woke us
-    xor %eax, %eax
+    xor %eax, %eax                  // stop the timer if something else woke us
+    xor %edx, %edx
+    wrmsr
     iretq
 
 // Park this processor for good; it only services interrupts from then on.
@@ -408,7 +409,7 @@ hv_signal_event:
     .macro SERVICE name, number
     .globl \name
 \name:
-    mov $\number, %eax
+    mov $\number, %r8d
     ud2
     ret
     .endm
@@ -416,7 +417,18 @@ hv_signal_event:
     SERVICE hv_park, SYS_PARK
     SERVICE hv_reference_time_msr, SYS_REFERENCE_TIME
     SERVICE hv_crash, SYS_CRASH
-    SERVICE hv_sleep, SYS_SLEEP
+
+    .globl hv_sleep
+// void hv_sleep(UInt64 nanoseconds): the timer's initial-count MSR and the count are put in
+// place here, where instructions run natively, for the one WRMSR the service does.
+hv_sleep:
+    mov $0x838, %ecx
+    mov %edi, %eax
+    mov %rdi, %rdx
+    shr $32, %rdx
+    mov $SYS_SLEEP, %r8d
+    ud2
+    ret
 
     .globl port_out32
 port_out32:
