@@ -240,10 +240,15 @@ halt_forever:
     hlt
     jmp halt_forever
 
-// Interrupt handlers: count, EOI the x2APIC, return.
+// Interrupt handlers: count, EOI the x2APIC, return. One that ends the sleep service's `hlt`
+// leaves the EOI to the service, which has the registers for it free: 4 emulated instructions
+// here instead of 12. (The guest is linked below 2 GiB, so the address fits a sign-extended
+// 32-bit immediate.)
     .macro SINT_HANDLER name, slot
 \name:
     lock incq sint_interrupt_counts + \slot * 8(%rip)
+    cmpq $sleep_woken, (%rsp)
+    je 1f
     push %rax
     push %rcx
     push %rdx
@@ -254,7 +259,7 @@ halt_forever:
     pop %rdx
     pop %rcx
     pop %rax
-    iretq
+1:  iretq
     .endm
 
     SINT_HANDLER interrupt_sint2, 0
@@ -310,13 +315,19 @@ sys_reference_time:
 
 // Halt until the local APIC timer (programmed at start-up) or any other interrupt fires. The
 // `hv_sleep` stub has loaded ECX = the timer's initial-count MSR and EDX:EAX = nanoseconds.
-// The interrupt that ends the `hlt` returns here with interrupts on; its handler keeps ECX.
+// The interrupt that ends the `hlt` returns to `sleep_woken` with interrupts on and without
+// its EOI, which is done here (an EOI with nothing in service does nothing, should the `hlt`
+// end otherwise); an interrupt after it is handled in full and keeps the registers.
 sys_sleep:
     wrmsr
     sti
     hlt
-    xor %eax, %eax                  // stop the timer if something else woke us
+sleep_woken:
+    mov $0x80B, %ecx                // EOI
+    xor %eax, %eax
     xor %edx, %edx
+    wrmsr
+    mov $0x838, %ecx                // stop the timer if something else woke us
     wrmsr
     iretq
 
