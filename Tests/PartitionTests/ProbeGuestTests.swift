@@ -70,8 +70,9 @@ struct ProbeGuestTests {
         #expect(partition.portIntercepts.interceptor(for: PlatformPorts.hypercall) == nil)
     }
 
-    /// memcpy, memmove and memset are the guest's own (entry.S), on every VSC copy path.
-    @Test func guestRuntimeCopiesAreExact() async throws {
+    /// memcpy, memmove and memset are the guest's own (entry.S), on every VSC copy path; so is
+    /// the sleep service every waiting guest uses, whose timer must wake it sleep after sleep.
+    @Test func guestRuntimeCopiesAreExactAndSleepsWake() async throws {
         let (partition, observer) = try await Self.guest(id: 3, name: "selftest", processors: 1, memoryMiB: 32,
                                                          arguments: "mode=selftest")
         try partition.start()
@@ -80,6 +81,7 @@ struct ProbeGuestTests {
         let lines = observer.lines
         #expect(done, "\(lines)")
         #expect(lines.contains { $0.contains("selftest: memcpy memmove memset ok") }, "\(lines)")
+        #expect(lines.contains { $0.contains("selftest: sleep ok") }, "\(lines)")
         #expect(!lines.contains { $0.contains("FAIL") }, "\(lines)")
     }
 
