@@ -6,13 +6,14 @@
 // IDT and user-accessible page tables, enables the x2APIC, performs the Hyper-V MSR sequence
 // in the order Linux uses (Docs/hyperv-interface.md §2.4: GUEST_OS_ID, HYPERCALL, VP_INDEX,
 // VP_ASSIST_PAGE, SIMP, SIEFP, SINTx, SCONTROL), and drops to CPL3 with IOPL=3, where all
-// Swift code runs. Interrupt handlers stay tiny: they count, EOI and return.
+// Swift code runs. Interrupt handlers stay tiny: they count, EOI (or leave it to the sleep
+// service whose `hlt` they end) and return.
 //
 // kvm_pvm facts this code is shaped by (verified on the development machine): `int n` from
 // CPL3 raises #UD even through a DPL3 gate, and writing STAR, LSTAR or SFMASK breaks interrupt
 // delivery, so neither software interrupts nor `syscall` can enter CPL0. CPL3 asks for CPL0
-// services with `ud2` (R8 = service), which the #UD handler recognises, serves on the
-// processor's kernel stack and returns past. IOPL reads as 0 at CPL3, so port access is granted
+// services with a `ud2` in a stub, which the #UD handler recognises by its address, serves on
+// the processor's kernel stack and returns past. IOPL reads as 0 at CPL3, so port access is granted
 // by each TSS's I/O permission bitmap. A fault taken at CPL0 with no IDT ends in a KVM emulation
 // error, so deliberate triple faults are raised from CPL3.
 
@@ -267,38 +268,33 @@ halt_forever:
     SINT_HANDLER interrupt_sint6, 2
     SINT_HANDLER interrupt_timer, 3
 
-// Services for CPL3: `ud2` with R8 = service and RDI = argument. The #UD handler runs on
-// this processor's kernel stack with interrupts off, returns past the `ud2` with RAX = result,
-// and preserves every register but RAX, RCX, RDX and R8-R11. Every instruction here is
-// emulated under kvm_pvm (about 1.5 us each), so the stubs below do at CPL3 what they can and
-// sleep, the one service on a hot path, is tested first.
-    .set SYS_END_OF_MESSAGE, 1
-    .set SYS_PARK, 2
-    .set SYS_REFERENCE_TIME, 3
-    .set SYS_CRASH, 4
-    .set SYS_SLEEP, 5
+// Services for CPL3: each stub at the end of this file executes a `ud2` the #UD handler knows by
+// its address; any other #UD from CPL3 (an Embedded Swift trap is one) is a fault. The handler
+// runs on this processor's kernel stack with interrupts off (the sleep service turns them on to
+// halt), returns past the `ud2` with RAX = result, and preserves every register but RAX, RCX,
+// RDX and R8-R11. Every instruction here is emulated under kvm_pvm (about 1.5 us each), so the
+// stubs do at CPL3 what they can, and sleep, the one service on a hot path, is tested first.
 invalid_opcode:
     testb $3, 8(%rsp)               // from CPL3?
     jz fault_ud
     mov (%rsp), %r9
-    cmpw $0x0B0F, (%r9)             // ud2
-    jne fault_ud
-    addq $2, (%rsp)
-    cmp $SYS_SLEEP, %r8d
+    cmp $sleep_trap, %r9
     je sys_sleep
-    cmp $SYS_END_OF_MESSAGE, %r8d
+    cmp $hv_end_of_message, %r9
     je sys_end_of_message
-    cmp $SYS_REFERENCE_TIME, %r8d
+    cmp $hv_reference_time_msr, %r9
     je sys_reference_time
-    cmp $SYS_PARK, %r8d
+    cmp $hv_in_service_high, %r9
+    je sys_in_service_high
+    cmp $hv_park, %r9
     je sys_park
-    cmp $SYS_CRASH, %r8d
+    cmp $hv_crash, %r9
     je sys_crash
-    mov $-1, %rax
-    iretq
+    jmp fault_ud
 
 // EOM, so the root delivers the next queued message.
 sys_end_of_message:
+    addq $2, (%rsp)
     mov $MSR_EOM, %ecx
     xor %eax, %eax
     xor %edx, %edx
@@ -307,18 +303,29 @@ sys_end_of_message:
 
 // RAX = TIME_REF_COUNT.
 sys_reference_time:
+    addq $2, (%rsp)
     mov $MSR_TIME_REF_COUNT, %ecx
     rdmsr
     shl $32, %rdx
     or %rdx, %rax
     iretq
 
+// RAX = the x2APIC's in-service bits for vectors 0xE0-0xFF (ISR register 7), for the selftest:
+// every vector this guest uses is among them, and none is in service while CPL3 runs.
+sys_in_service_high:
+    addq $2, (%rsp)
+    mov $0x817, %ecx
+    rdmsr
+    iretq
+
 // Halt until the local APIC timer (programmed at start-up) or any other interrupt fires. The
 // `hv_sleep` stub has loaded ECX = the timer's initial-count MSR and EDX:EAX = nanoseconds.
 // The interrupt that ends the `hlt` returns to `sleep_woken` with interrupts on and without
 // its EOI, which is done here (an EOI with nothing in service does nothing, should the `hlt`
-// end otherwise); an interrupt after it is handled in full and keeps the registers.
+// end otherwise). Until that EOI the APIC holds back every other vector this guest uses (one
+// priority class); one delivered after it is handled in full and keeps the registers.
 sys_sleep:
+    addq $2, (%rsp)
     wrmsr
     sti
     hlt
@@ -417,27 +424,27 @@ hv_signal_event:
     lea hypercall_page(%rip), %rax
     jmp *%rax
 
-    .macro SERVICE name, number
+    // A service whose `ud2` is its first instruction: the #UD handler knows it by `name`.
+    .macro SERVICE name
     .globl \name
 \name:
-    mov $\number, %r8d
     ud2
     ret
     .endm
-    SERVICE hv_end_of_message, SYS_END_OF_MESSAGE
-    SERVICE hv_park, SYS_PARK
-    SERVICE hv_reference_time_msr, SYS_REFERENCE_TIME
-    SERVICE hv_crash, SYS_CRASH
+    SERVICE hv_end_of_message
+    SERVICE hv_park
+    SERVICE hv_reference_time_msr
+    SERVICE hv_in_service_high
+    SERVICE hv_crash
 
     .globl hv_sleep
-// void hv_sleep(UInt64 nanoseconds): the timer's initial-count MSR and the count are put in
+// void hv_sleep(UInt32 nanoseconds): the timer's initial-count MSR and the count are put in
 // place here, where instructions run natively, for the one WRMSR the service does.
 hv_sleep:
     mov $0x838, %ecx
     mov %edi, %eax
-    mov %rdi, %rdx
-    shr $32, %rdx
-    mov $SYS_SLEEP, %r8d
+    xor %edx, %edx
+sleep_trap:
     ud2
     ret
 

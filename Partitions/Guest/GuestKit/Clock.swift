@@ -48,6 +48,6 @@ public struct Clock {
         }
     }
 
-    /// TIME_REF_COUNT, read at CPL0 through `int 0x83` (a user-space exit in the root).
+    /// TIME_REF_COUNT, read at CPL0 through the guest's #UD service (a user-space exit in the root).
     public static func referenceTimeFromMSR() -> UInt64 { _referenceTimeMSR() }
 }

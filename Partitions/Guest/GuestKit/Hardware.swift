@@ -6,7 +6,8 @@
 @_extern(c, "hv_park") func _park()
 @_extern(c, "hv_reference_time_msr") func _referenceTimeMSR() -> UInt64
 @_extern(c, "hv_crash") func _crash()
-@_extern(c, "hv_sleep") func _sleep(_ nanoseconds: UInt64)
+@_extern(c, "hv_sleep") func _sleep(_ nanoseconds: UInt32)
+@_extern(c, "hv_in_service_high") func _inServiceHigh() -> UInt32
 @_extern(c, "port_out32") func _portOut32(_ port: UInt32, _ value: UInt32)
 @_extern(c, "port_out8") func _portOut8(_ port: UInt32, _ value: UInt32)
 @_extern(c, "port_in8") func _portIn8(_ port: UInt32) -> UInt32
@@ -49,7 +50,12 @@ public enum CPU {
     }
 
     /// Halts until about `nanoseconds` have passed or an interrupt arrives, whichever is first.
-    public static func sleep(nanoseconds: UInt64) { _sleep(max(nanoseconds, 1000)) }
+    /// One sleep lasts at most about 4.3 s: the x2APIC timer's count is 32 bits of nanoseconds.
+    public static func sleep(nanoseconds: UInt64) { _sleep(UInt32(min(max(nanoseconds, 1000), UInt64(UInt32.max)))) }
+
+    /// The local APIC's in-service bits for vectors 0xE0-0xFF, where every vector this guest
+    /// uses lies: 0 whenever CPL3 runs, unless an interrupt went without its EOI.
+    public static func inServiceHigh() -> UInt32 { _inServiceHigh() }
 
     /// Parks this processor for good (it only services interrupts from then on).
     public static func park() -> Never {

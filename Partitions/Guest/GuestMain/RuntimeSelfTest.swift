@@ -48,20 +48,31 @@ struct RuntimeSelfTest {
         return true
     }
 
-    /// The sleep service (entry.S): each sleep here can only end on its APIC timer, programmed
-    /// once at start-up, whose interrupt returns through the short path that leaves its EOI to
-    /// the service. (On hardware a missing EOI would also keep the vector in service and the
-    /// next sleep from ending; kvm_pvm delivers it again regardless.)
+    /// The sleep service (entry.S): twenty sleeps that can only end on the APIC timer, which
+    /// is programmed once at start-up and whose interrupt returns through the short path that
+    /// leaves its EOI to the service. Each must end on its own timer interrupt, no sooner than
+    /// asked, and leave no vector in service. (kvm_pvm marks no vector in service and holds none
+    /// back, as the development machines showed with the EOI removed, so there only the count
+    /// and the times can fail; on hardware a missing EOI also fails the in-service check.)
     private func sleepCheck(_ clock: Clock) {
         let wakesBefore = SynICClient.interruptCount(slot: 3)
-        let start = CPU.timestamp()
-        for _ in 0..<20 { clock.sleep(nanoseconds: 1_000_000) }
-        let elapsed = clock.nanoseconds(from: start, to: CPU.timestamp())
+        var shortest = UInt64.max
+        var longest: UInt64 = 0
+        var inService: UInt32 = 0
+        for _ in 0..<20 {
+            let start = CPU.timestamp()
+            CPU.sleep(nanoseconds: 1_000_000)
+            let slept = clock.nanoseconds(from: start, to: CPU.timestamp())
+            shortest = min(shortest, slept)
+            longest = max(longest, slept)
+            inService |= CPU.inServiceHigh()
+        }
         let wakes = SynICClient.interruptCount(slot: 3) &- wakesBefore
-        if wakes >= 20, elapsed >= 20_000_000, elapsed < 1_000_000_000 {
-            print("selftest: sleep ok wakes=\(wakes) ms=\(elapsed / 1_000_000)")
+        // 0.9 ms: the TSC's calibrated rate and the APIC timer's may differ by a little.
+        if wakes == 20, shortest >= 900_000, longest < 500_000_000, inService == 0 {
+            print("selftest: sleep ok wakes=\(wakes) shortest=\(shortest) ns")
         } else {
-            print("selftest: FAIL sleep wakes=\(wakes) ns=\(elapsed)")
+            print("selftest: FAIL sleep wakes=\(wakes) shortest=\(shortest) ns longest=\(longest) ns in_service=\(inService)")
         }
     }
 
