@@ -85,6 +85,26 @@ struct ProbeGuestTests {
         #expect(!lines.contains { $0.contains("FAIL") }, "\(lines)")
     }
 
+    /// A Swift trap in the guest (here an index out of range) executes a `ud2` that is not a
+    /// service stub's: the #UD handler reports it as a fault and the partition crashes, where it
+    /// once took the trap for a service call and ran on past it.
+    @Test func aGuestSwiftTrapIsAFaultNotAServiceCall() async throws {
+        let (partition, observer) = try await Self.guest(id: 4, name: "trap", processors: 1, memoryMiB: 32,
+                                                         arguments: "mode=trap")
+        try partition.start()
+        let reported = await observer.waitForLine(containing: "guest: unexpected exception 06", timeoutSeconds: 60)
+        var state = partition.state
+        for _ in 0..<100 where state == .running {
+            try await Task.sleep(for: .milliseconds(50))
+            state = partition.state
+        }
+        partition.stop()
+        let lines = observer.lines
+        #expect(reported, "\(lines)")
+        #expect(state.name == "crashed", "\(state)")
+        #expect(!lines.contains { $0.contains("FAIL") }, "\(lines)")
+    }
+
     /// The host may run any processor first (the rig's nested KVM often ran VP 1 first). The
     /// guest's application processors must wait for the bootstrap processor's IDT and hypercall
     /// page; before they did, VP 1 parked through an empty #UD gate and triple-faulted.
