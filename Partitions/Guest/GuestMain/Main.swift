@@ -19,6 +19,7 @@ public func guestMain(_ bootInfoAddress: UInt64, _ vp: UInt64) -> Never {
     case "trap":
         // An Embedded Swift trap is a `ud2` that no service stub owns: a fault, not a service.
         print("guest: trapping on purpose")
+        // The index comes from the arguments, so the compiler cannot see the trap coming.
         var values = [UInt8](repeating: 0, count: 1)
         values[Int(info.argument("index").flatMap { UInt32($0) } ?? 7)] = 1
         print("guest: FAIL the trap returned")
