@@ -266,3 +266,54 @@ import VMBusProtocol
         }
     }
 }
+
+/// When a NIC channel hands the frames it has read from the guest to the switch.
+@Suite struct TransmitBatchTests {
+    static func frame(_ size: Int, _ tag: UInt8) -> NetworkFrame {
+        NetworkFrame(bytes: [UInt8](repeating: tag, count: size))
+    }
+
+    @Test("1514-byte frames are handed over 64 at a time, as a receive delivery carries")
+    func fullSizedFramesGoByCount() {
+        var batch = TransmitBatch()
+        for index in 0..<63 {
+            batch.append(Self.frame(1514, UInt8(index)))
+            #expect(!batch.isFull)
+        }
+        batch.append(Self.frame(1514, 63))
+        #expect(batch.isFull)
+        #expect(batch.bytes == 64 * 1514)
+    }
+
+    @Test("jumbo frames are handed over once they hold 128 KiB: the 15th 9014-byte frame, not the 64th")
+    func jumboFramesGoByBytes() {
+        var batch = TransmitBatch()
+        for index in 0..<14 {
+            batch.append(Self.frame(9014, UInt8(index)))
+            #expect(!batch.isFull)
+        }
+        batch.append(Self.frame(9014, 14))
+        #expect(batch.isFull)
+        // One LSO frame of 64 KiB, then another: full at the second.
+        var large = TransmitBatch()
+        large.append(Self.frame(65_536, 1))
+        #expect(!large.isFull)
+        large.append(Self.frame(65_536, 2))
+        #expect(large.isFull)
+    }
+
+    @Test("handing over gives every frame in order and starts the count again")
+    func handOverTakesEverythingInOrder() {
+        var batch = TransmitBatch()
+        for index in 0..<15 { batch.append(Self.frame(9014, UInt8(index))) }
+        var taken: [NetworkFrame] = []
+        batch.handOver { frames in
+            taken = frames
+            frames.removeAll(keepingCapacity: true)
+        }
+        #expect(taken.map { $0.bytes[0] } == (0..<15).map { UInt8($0) })
+        #expect(batch.isEmpty && batch.bytes == 0 && !batch.isFull)
+        batch.append(Self.frame(9014, 99))
+        #expect(!batch.isFull && batch.bytes == 9014)
+    }
+}

@@ -354,7 +354,7 @@ final class NetworkChannelSession: ChannelSession {
     let adapter: NetworkAdapter
     let index: Int
     /// Frames for the switch, gathered while handling one batch of packets.
-    private var transmitted: [NetworkFrame] = []
+    private var transmitted = TransmitBatch()
     /// What the VSP asked for the packet being handled.
     private var packetActions: [NetworkVSPAction] = []
     /// Buffer leases kept between the packets of one pass over the ring.
@@ -386,7 +386,7 @@ final class NetworkChannelSession: ChannelSession {
         // The actions let go of their frames before the frames reach the switch (see
         // `VirtualSwitch.send(draining:from:)`).
         actions.removeAll(keepingCapacity: true)
-        if transmitted.count >= NetworkAdapter.deliveryBatch { flushTransmitted() }
+        if transmitted.isFull { flushTransmitted() }
     }
 
     func work(on channel: VSPChannel) throws(VSPError) -> Bool {
@@ -464,7 +464,7 @@ final class NetworkChannelSession: ChannelSession {
     /// Hands the frames gathered so far to the switch in one batch.
     private func flushTransmitted() {
         guard !transmitted.isEmpty else { return }
-        adapter.virtualSwitch.send(draining: &transmitted, from: adapter.port)
+        transmitted.handOver { adapter.virtualSwitch.send(draining: &$0, from: adapter.port) }
     }
 }
 
