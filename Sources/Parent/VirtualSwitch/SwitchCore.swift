@@ -258,6 +258,9 @@ public struct SwitchCore: Sendable {
     public struct DirectFrames: Sendable {
         public var ports: [SwitchPortID] = []
         public var frames: [NetworkFrame] = []
+        /// Whether a frame switched with this run went to a port's queue instead: a port that
+        /// takes no direct writes (a guest's), or one with frames waiting already.
+        public internal(set) var queuedElsewhere = false
         public init() {}
         public var isEmpty: Bool { frames.isEmpty }
 
@@ -332,7 +335,10 @@ public struct SwitchCore: Sendable {
             if takesDirectly {
                 ports.values[index].countOut(frame)
                 direct?.append(consume frame, for: target)
-            } else if ports.values[index].enqueue(consume frame, from: delivery.source) {
+                return
+            }
+            direct?.queuedElsewhere = true
+            if ports.values[index].enqueue(consume frame, from: delivery.source) {
                 delivery.woken.append(target)
             }
             return
@@ -356,6 +362,7 @@ public struct SwitchCore: Sendable {
             }
             return
         }
+        direct?.queuedElsewhere = true
         var wasWoken = false
         for item in frames where ports.values[index].enqueue(item, from: delivery.source) { wasWoken = true }
         if wasWoken { delivery.woken.append(target) }

@@ -92,14 +92,17 @@ public final class VirtualSwitch: Sendable {
     /// Switches frames port `source` sent, in order.
     public func send(_ frames: [NetworkFrame], from source: SwitchPortID) {
         var frames = frames
-        send(&frames, from: source, draining: false)
+        _ = send(&frames, from: source, draining: false)
     }
 
     /// Switches frames port `source` sent, in order, and empties `frames` (keeping its capacity),
     /// letting go of each frame before the switch's lock is released: once a frame is queued,
     /// the sender no longer touches its reference count, so the sender's and the receiver's
     /// cores do not trade the frame's cache line while the receiver takes it.
-    public func send(draining frames: inout [NetworkFrame], from source: SwitchPortID) {
+    /// - Returns: whether every frame left the switch at once, written to a host endpoint (or
+    ///   dropped), with none left waiting in a port's queue.
+    @discardableResult
+    public func send(draining frames: inout [NetworkFrame], from source: SwitchPortID) -> Bool {
         send(&frames, from: source, draining: true)
     }
 
@@ -110,7 +113,7 @@ public final class VirtualSwitch: Sendable {
     /// `SoftwareOffload.maximumSegments` frames there, for a guest that cannot take it whole.
     static let segmentedFramesPerLock = 4
 
-    private func send(_ frames: inout [NetworkFrame], from source: SwitchPortID, draining: Bool) {
+    private func send(_ frames: inout [NetworkFrame], from source: SwitchPortID, draining: Bool) -> Bool {
         let now = MonotonicClock.nanoseconds()
         let hasSinks = sinks.withLock { !$0.isEmpty }
         var direct: SwitchCore.DirectFrames? = hasSinks ? SwitchCore.DirectFrames() : nil
@@ -137,10 +140,12 @@ public final class VirtualSwitch: Sendable {
         }
         if draining { frames.removeAll(keepingCapacity: true) }
         var pickups: [DirectPickup] = []
+        var left = direct.map { !$0.queuedElsewhere } ?? false
         if let direct, !direct.isEmpty {
             let outcome = writeDirectly(direct, from: source)
             woken.formUnion(outcome.woken)
             pickups = outcome.pickups
+            left = left && outcome.allWritten
         }
         if !woken.isEmpty {
             let events = notifiers.withLock { table in woken.compactMap { table[$0] } }
@@ -149,6 +154,7 @@ public final class VirtualSwitch: Sendable {
         // After the wake-ups, which a pickup (a batch of reads) would otherwise delay; no lock
         // is held: a pickup switches what it reads with `send`, as any sender does.
         for pickup in pickups { pickup() }
+        return left
     }
 
     /// Where the run of frames switched in one hold of the lock, from `start`, ends: after
@@ -173,10 +179,10 @@ public final class VirtualSwitch: Sendable {
     /// Writes frames to their ports' sinks, in order, each run of frames to one port in one
     /// call; what a sink does not take (and everything after it for that port) is queued for
     /// the port's owner.
-    /// - Returns: ports whose queues went from empty to non-empty, and the pickups of the ports
-    ///   that took a frame (each once), for the caller to run.
+    /// - Returns: ports whose queues went from empty to non-empty, the pickups of the ports that
+    ///   took a frame (each once), for the caller to run, and whether the sinks took every frame.
     private func writeDirectly(_ direct: SwitchCore.DirectFrames, from source: SwitchPortID)
-        -> (woken: Set<SwitchPortID>, pickups: [DirectPickup])
+        -> (woken: Set<SwitchPortID>, pickups: [DirectPickup], allWritten: Bool)
     {
         let table = sinks.withLock { $0 }
         var refused: [SwitchPortID: [NetworkFrame]] = [:]
@@ -197,7 +203,7 @@ public final class VirtualSwitch: Sendable {
         let woken = refused.isEmpty ? [] : core.withLock { core in
             Set(refused.compactMap { port, frames in core.enqueue(frames, for: port, from: source) ? port : nil })
         }
-        return (woken, written.compactMap { table[$0]?.pickup })
+        return (woken, written.compactMap { table[$0]?.pickup }, refused.isEmpty)
     }
 
     /// Takes up to `limit` frames waiting for `port`.

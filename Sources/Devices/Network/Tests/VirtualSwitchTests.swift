@@ -327,6 +327,40 @@ import VirtualSwitch
         #expect(virtualSwitch.receive(for: portB) == (3..<6).map(frame))
     }
 
+    @Test("a sender learns whether its frames left the switch at once: all written by a sink yes; any left queued, or no sink at all, no")
+    func sendSaysWhetherFramesLeftAtOnce() throws {
+        func frame(_ index: Int) -> NetworkFrame {
+            NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b) + [UInt8(index)])
+        }
+        // No direct sink: everything waits in the receiving port's queue.
+        let queued = VirtualSwitch(name: "q", kind: .private)
+        let (queuedA, queuedB, _) = try Self.addPortsAB(to: queued)
+        var frames = (0..<5).map(frame)
+        #expect(queued.send(draining: &frames, from: queuedA) == false)
+        #expect(queued.receive(for: queuedB) == (0..<5).map(frame))
+
+        let virtualSwitch = VirtualSwitch(name: "l", kind: .private)
+        let (portA, portB, _) = try Self.addPortsAB(to: virtualSwitch)
+        let takes = Mutex(Int.max)
+        virtualSwitch.setDirectSink({ frames in min(frames.count, takes.withLock { $0 }) }, for: portB)
+        // The sink takes every frame.
+        frames = (0..<5).map(frame)
+        #expect(virtualSwitch.send(draining: &frames, from: portA) == true)
+        #expect(virtualSwitch.receive(for: portB).isEmpty)
+        // It takes three of five: two wait for the port's owner.
+        takes.withLock { $0 = 3 }
+        frames = (5..<10).map(frame)
+        #expect(virtualSwitch.send(draining: &frames, from: portA) == false)
+        // With frames waiting, the next ones queue behind them, although the sink would take them.
+        takes.withLock { $0 = .max }
+        frames = [frame(10)]
+        #expect(virtualSwitch.send(draining: &frames, from: portA) == false)
+        #expect(virtualSwitch.receive(for: portB) == [frame(8), frame(9), frame(10)])
+        // Queue drained: straight out again.
+        frames = [frame(11)]
+        #expect(virtualSwitch.send(draining: &frames, from: portA) == true)
+    }
+
     @Test("a batched write takes frames up to the last one written: would-blocks before it are dropped, failures after it too, trailing would-blocks are left")
     func batchedWriteTakesAnOrderedPrefix() {
         let w = FrameWriteRing.Outcome.written, b = FrameWriteRing.Outcome.wouldBlock, f = FrameWriteRing.Outcome.failed(EIO)

@@ -386,7 +386,13 @@ final class NetworkChannelSession: ChannelSession {
         // The actions let go of their frames before the frames reach the switch (see
         // `VirtualSwitch.send(draining:from:)`).
         actions.removeAll(keepingCapacity: true)
-        if transmitted.isFull { flushTransmitted() }
+        // Frames that left the parent at once (written to the host) need their send sections no
+        // more: the completions staged so far are published now, so a guest streaming to the host
+        // refills its sections while this pass reads on instead of waiting for the pass to end.
+        // Frames waiting in another guest's port are completed at the end of the pass: there, an
+        // earlier completion only lets the sender outrun a receiver that shares the host's cores
+        // (Docs/network.md, "Completions").
+        if transmitted.isFull, flushTransmitted() { channel.publish() }
     }
 
     func work(on channel: VSPChannel) throws(VSPError) -> Bool {
@@ -462,9 +468,13 @@ final class NetworkChannelSession: ChannelSession {
     }
 
     /// Hands the frames gathered so far to the switch in one batch.
-    private func flushTransmitted() {
-        guard !transmitted.isEmpty else { return }
-        transmitted.handOver { adapter.virtualSwitch.send(draining: &$0, from: adapter.port) }
+    /// - Returns: whether they all left the switch at once (`VirtualSwitch.send(draining:from:)`).
+    @discardableResult
+    private func flushTransmitted() -> Bool {
+        guard !transmitted.isEmpty else { return false }
+        var left = false
+        transmitted.handOver { left = adapter.virtualSwitch.send(draining: &$0, from: adapter.port) }
+        return left
     }
 }
 
