@@ -236,4 +236,40 @@ struct BenchTests {
         let row = report.table.split(separator: "\n")[1]
         #expect(row.hasSuffix("2231.33 yes"), "the ratio and the intact flag are separate words: \(row)")
     }
+
+    @Test("a burst counts every frame from the last quiet sample, so none of its first millisecond is lost; bursts split at the gap, strays and a counter that went back are ignored")
+    func burstsCountEveryFrameFromTheLastQuietSample() {
+        let ms: UInt64 = 1_000_000
+        var cutter = BurstCutter(sizes: [64, 1514], minimumFrames: 100, gapNanoseconds: 150 * ms, count: 7, at: 0)
+        // Quiet, then a stray ARP (one frame): too small to be a burst.
+        cutter.sample(7, at: 1 * ms)
+        cutter.sample(8, at: 2 * ms)
+        cutter.sample(8, at: 200 * ms)
+        // The first burst: 900 frames arrive before its first sample sees them, 1,100 more after.
+        cutter.sample(8, at: 300 * ms)
+        cutter.sample(908, at: 301 * ms)
+        cutter.sample(1_508, at: 302 * ms)
+        cutter.sample(2_008, at: 303 * ms)
+        cutter.sample(2_008, at: 400 * ms)
+        #expect(cutter.tallies.isEmpty)
+        cutter.sample(2_008, at: 454 * ms)  // 151 ms quiet: the burst ends
+        #expect(cutter.tallies.count == 1)
+        // The second, still open when the sampling stops.
+        cutter.sample(2_508, at: 1_455 * ms)
+        cutter.sample(3_008, at: 1_456 * ms)
+        let tallies = cutter.finish()
+        #expect(tallies.map(\.size) == [64, 1514])
+        #expect(tallies.map(\.frames) == [2_000, 1_000])
+        #expect(tallies.map(\.first) == [300 * ms, 454 * ms])
+        #expect(tallies.map(\.last) == [303 * ms, 1_456 * ms])
+        #expect(cutter.isComplete)
+
+        // A counter that went back (the interface was made again) is not a burst of 2^64 frames.
+        var restarted = BurstCutter(sizes: [64], minimumFrames: 10, gapNanoseconds: 150 * ms, count: 5_000, at: 0)
+        restarted.sample(5_050, at: 1 * ms)
+        restarted.sample(3, at: 2 * ms)
+        restarted.sample(40, at: 3 * ms)
+        let afresh = restarted.finish()
+        #expect(afresh.map(\.frames) == [50])
+    }
 }

@@ -108,38 +108,81 @@ enum HostFrames {
     }
 
     /// Samples an interface's rx_packets counter every millisecond and cuts the time into bursts
-    /// (separated by `gap` without a new frame): one burst per size the sender sent, in order.
-    /// Bursts of fewer than `minimumFrames` frames (stray ARP, the ping) are ignored.
+    /// (`BurstCutter`): one burst per size the sender sent, in order.
     static func sampleBursts(_ counter: SysfsCounter, sizes: [Int], minimumFrames: Int, gap: Duration, timeout: Duration,
                              ready: BenchFlag, stop: BenchFlag) throws(SystemError) -> [FrameTally] {
-        var tallies: [FrameTally] = []
         let gapNanoseconds = UInt64(gap.components.seconds) * 1_000_000_000 + UInt64(gap.components.attoseconds / 1_000_000_000)
         let deadline = MonotonicClock.nanoseconds() + UInt64(timeout.components.seconds) * 1_000_000_000
-        var previous = try counter.read()
-        var burst: (startTime: UInt64, startCount: UInt64, lastTime: UInt64, lastCount: UInt64)?
+        var cutter = BurstCutter(sizes: sizes, minimumFrames: minimumFrames, gapNanoseconds: gapNanoseconds,
+                                 count: try counter.read(), at: MonotonicClock.nanoseconds())
         ready.set()
-        func close() {
-            if let current = burst, current.lastCount - current.startCount >= UInt64(minimumFrames), tallies.count < sizes.count {
-                var tally = FrameTally(size: sizes[tallies.count])
-                tally.frames = Int(current.lastCount - current.startCount) + 1
-                tally.first = current.startTime
-                tally.last = current.lastTime
-                tallies.append(tally)
-            }
-            burst = nil
-        }
-        while !stop.isSet && tallies.count < sizes.count && MonotonicClock.nanoseconds() < deadline {
+        while !stop.isSet && !cutter.isComplete && MonotonicClock.nanoseconds() < deadline {
             MonotonicClock.sleep(.milliseconds(1))
             let value = try counter.read()
-            let now = MonotonicClock.nanoseconds()
-            if value != previous {
-                if burst == nil { burst = (now, value, now, value) } else { burst?.lastTime = now; burst?.lastCount = value }
-                previous = value
-            } else if let current = burst, now - current.lastTime > gapNanoseconds {
-                close()
-            }
+            cutter.sample(value, at: MonotonicClock.nanoseconds())
         }
+        return cutter.finish()
+    }
+}
+
+/// Cuts samples of a frame counter (rx_packets) into bursts separated by `gapNanoseconds`
+/// without a new frame, one per size the sender sent, in order; bursts of fewer than
+/// `minimumFrames` frames (stray ARP, a ping) are ignored. A burst counts every frame from the
+/// last sample before its first change to its last change, and its window runs between those
+/// samples' times: the first frames arrived somewhere after the quiet sample, so neither they
+/// nor the time they took are left out.
+struct BurstCutter {
+    let sizes: [Int]
+    let minimumFrames: Int
+    let gapNanoseconds: UInt64
+    private(set) var tallies: [FrameTally] = []
+    private var previous: (count: UInt64, time: UInt64)
+    private var burst: (startTime: UInt64, startCount: UInt64, lastTime: UInt64, lastCount: UInt64)?
+
+    /// Starting from the counter's value `count` at `time`.
+    init(sizes: [Int], minimumFrames: Int, gapNanoseconds: UInt64, count: UInt64, at time: UInt64) {
+        self.sizes = sizes
+        self.minimumFrames = minimumFrames
+        self.gapNanoseconds = gapNanoseconds
+        previous = (count, time)
+    }
+
+    /// Whether a burst has been cut for every size.
+    var isComplete: Bool { tallies.count >= sizes.count }
+
+    /// The counter read `count` at `time`. A counter that went back (the interface was
+    /// recreated) starts afresh from its new value.
+    mutating func sample(_ count: UInt64, at time: UInt64) {
+        defer { previous = (count, time) }
+        guard count != previous.count else {
+            if let current = burst, time &- current.lastTime > gapNanoseconds { close() }
+            return
+        }
+        guard count > previous.count else {
+            close()
+            return
+        }
+        if burst == nil {
+            burst = (previous.time, previous.count, time, count)
+        } else {
+            burst?.lastTime = time
+            burst?.lastCount = count
+        }
+    }
+
+    /// The bursts cut, the one still open included.
+    mutating func finish() -> [FrameTally] {
         close()
         return tallies
+    }
+
+    private mutating func close() {
+        defer { burst = nil }
+        guard let current = burst, !isComplete, current.lastCount - current.startCount >= UInt64(minimumFrames) else { return }
+        var tally = FrameTally(size: sizes[tallies.count])
+        tally.frames = Int(current.lastCount - current.startCount)
+        tally.first = current.startTime
+        tally.last = current.lastTime
+        tallies.append(tally)
     }
 }
