@@ -72,7 +72,8 @@ struct NetworkProgram {
         let receivePages = max(64, info.integer("recv-kib", default: 16 << 10) / 4)
         let sendPages = 255  // Linux's 170 sections of 6144 bytes
         // Jumbo frames in flight: with 16, one sender managed about 77,000 9014-byte frames a second
-        // to another guest, one batch per round trip (Docs/benchmarks.md, "Jumbo frames").
+        // to another guest, one batch per round trip (Docs/benchmarks.md, "Jumbo frames and earlier
+        // completions").
         let largePages = 64 * NIC.largeSlotSize / 4096
         guard let channel = client.open(offer, ringPages: ringPages),
               let receiveAddress = PageAllocator.allocate(pages: receivePages),
