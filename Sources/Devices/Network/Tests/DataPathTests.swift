@@ -273,33 +273,18 @@ import VMBusProtocol
         NetworkFrame(bytes: [UInt8](repeating: tag, count: size))
     }
 
-    @Test("1514-byte frames are handed over 64 at a time, as a receive delivery carries")
-    func fullSizedFramesGoByCount() {
+    /// Frames of `size` bytes until the batch is full: 64 of 1514 bytes (as a receive delivery
+    /// carries), but 15 of 9014 (128 KiB reached) and 2 LSO frames of 64 KiB.
+    @Test("a batch is handed over at 64 frames, or once it holds 128 KiB", arguments: [(1514, 64), (9014, 15), (65_536, 2)])
+    func aBatchIsFullByCountOrBytes(size: Int, fullAt: Int) {
         var batch = TransmitBatch()
-        for index in 0..<63 {
-            batch.append(Self.frame(1514, UInt8(index)))
+        for index in 0..<(fullAt - 1) {
+            batch.append(Self.frame(size, UInt8(truncatingIfNeeded: index)))
             #expect(!batch.isFull)
         }
-        batch.append(Self.frame(1514, 63))
+        batch.append(Self.frame(size, 0xFF))
         #expect(batch.isFull)
-        #expect(batch.bytes == 64 * 1514)
-    }
-
-    @Test("jumbo frames are handed over once they hold 128 KiB: the 15th 9014-byte frame, not the 64th")
-    func jumboFramesGoByBytes() {
-        var batch = TransmitBatch()
-        for index in 0..<14 {
-            batch.append(Self.frame(9014, UInt8(index)))
-            #expect(!batch.isFull)
-        }
-        batch.append(Self.frame(9014, 14))
-        #expect(batch.isFull)
-        // One LSO frame of 64 KiB, then another: full at the second.
-        var large = TransmitBatch()
-        large.append(Self.frame(65_536, 1))
-        #expect(!large.isFull)
-        large.append(Self.frame(65_536, 2))
-        #expect(large.isFull)
+        #expect(batch.bytes == fullAt * size)
     }
 
     @Test("handing over gives every frame in order and starts the count again")
