@@ -24,6 +24,14 @@ public final class ChannelWorker: Sendable {
     /// the whole ring to drain (which halves the throughput of a streaming guest).
     public static let commitBytes = 16 * 1024
 
+    /// A pass over the ring ends after about this long, however full the guest keeps the ring:
+    /// the session's `work` (a NIC's frames for the guest, packets for it from other channels,
+    /// a link change) then runs before the worker reads on.
+    public static let passNanoseconds: UInt64 = 1_000_000
+
+    /// While draining, the worker looks at the clock after this many packets.
+    static let passCheckInterval = 16
+
     /// While draining, the worker looks for a stop request after this many packets.
     static let stopCheckInterval = 64
 
@@ -73,6 +81,7 @@ public final class ChannelWorker: Sendable {
             var drained = 0
             // The session turned a packet away for now: leave the ring alone until it can go on.
             var held = false
+            let passStart = MonotonicClock.nanoseconds()
             while true {
                 // A guest that keeps its ring full must not keep the worker from stopping.
                 drained += 1
@@ -92,10 +101,14 @@ public final class ChannelWorker: Sendable {
                 try session.handle(IncomingPacket(descriptor: descriptor, bytes: buffer), on: channel)
                 progressed = true
                 uncommitted += descriptor.totalLength
-                if uncommitted >= Self.commitBytes {
+                if uncommitted >= Self.commitBytes || session.answersAreDue(on: channel) {
                     channel.publish()
                     if channel.reader.commit() { channel.signal() }
                     uncommitted = 0
+                }
+                // A guest that keeps its ring full must not keep the session's own work waiting.
+                if drained % Self.passCheckInterval == 0, MonotonicClock.nanoseconds() &- passStart > Self.passNanoseconds {
+                    break
                 }
             }
             // Answers are published before the requests they answer are let go: a parent that

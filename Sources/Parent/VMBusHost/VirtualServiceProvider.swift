@@ -83,6 +83,11 @@ public protocol ChannelSession: AnyObject {
     /// keeps the guest's signals masked, and waits for `wakeDescriptors` or the guest's doorbell
     /// (which rings when the guest frees the space `VSPChannel.hasRoom` asked for).
     func acceptsPacket(on channel: VSPChannel) -> Bool
+    /// Whether the answers the session staged are due now, before the worker's pass over the
+    /// ring ends: the worker then publishes them and lets go of the packets read so far, as it
+    /// does after every `ChannelWorker.commitBytes` read. A session whose answers pace the guest
+    /// asks for it once they are worth sending.
+    func answersAreDue(on channel: VSPChannel) -> Bool
     /// Descriptors besides the guest's doorbell that must wake the worker when it sleeps, such as
     /// a back end's completion eventfd. Asked each time the worker goes to sleep.
     var wakeDescriptors: [Int32] { get }
@@ -100,6 +105,7 @@ extension ChannelSession {
     public func work(on channel: VSPChannel) throws(VSPError) -> Bool { false }
     public func close() {}
     public func acceptsPacket(on channel: VSPChannel) -> Bool { true }
+    public func answersAreDue(on channel: VSPChannel) -> Bool { false }
     public var wakeDescriptors: [Int32] { [] }
     public func beforeSleeping(on channel: VSPChannel) throws(VSPError) -> Bool { false }
 }

@@ -359,6 +359,8 @@ final class NetworkChannelSession: ChannelSession {
     private var packetActions: [NetworkVSPAction] = []
     /// Buffer leases kept between the packets of one pass over the ring.
     private var leases: NetworkAdapter.KeptLeases?
+    /// Whether the completions staged so far are to be published now (`answersAreDue`).
+    private var completionsDue = false
 
     init(adapter: NetworkAdapter, index: Int) {
         self.adapter = adapter
@@ -386,13 +388,17 @@ final class NetworkChannelSession: ChannelSession {
         // The actions let go of their frames before the frames reach the switch (see
         // `VirtualSwitch.send(draining:from:)`).
         actions.removeAll(keepingCapacity: true)
-        // Frames that left the parent at once (written to the host) need their send sections no
-        // more: the completions staged so far are published now, so a guest streaming to the host
-        // refills its sections while this pass reads on instead of waiting for the pass to end.
-        // Frames waiting in another guest's port are completed at the end of the pass: there, an
-        // earlier completion only lets the sender outrun a receiver that shares the host's cores
-        // (Docs/network.md, "Completions").
-        if transmitted.isFull, flushTransmitted() { channel.publish() }
+        // A full batch that left the parent at once (written to the host) makes the completions
+        // staged so far due: a guest streaming to the host gets its sections back while it still
+        // has some, instead of when the worker's pass ends. Frames queued for another guest's
+        // port do not: there, sooner completions only let the sender outrun a receiver that
+        // shares the host's processors (Docs/network.md, "Completions").
+        if transmitted.isFull, flushTransmitted() { completionsDue = true }
+    }
+
+    func answersAreDue(on channel: VSPChannel) -> Bool {
+        defer { completionsDue = false }
+        return completionsDue
     }
 
     func work(on channel: VSPChannel) throws(VSPError) -> Bool {
