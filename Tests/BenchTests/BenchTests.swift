@@ -237,7 +237,7 @@ struct BenchTests {
         #expect(row.hasSuffix("2231.33 yes"), "the ratio and the intact flag are separate words: \(row)")
     }
 
-    @Test("a burst counts every frame from the last quiet sample, so none of its first millisecond is lost; bursts split at the gap, strays and a counter that went back are ignored")
+    @Test("a burst counts every frame from the last quiet sample, so none of its first millisecond is lost; bursts split at the gap, strays and a burst cut short by a counter that went back are ignored")
     func burstsCountEveryFrameFromTheLastQuietSample() {
         let ms: UInt64 = 1_000_000
         var cutter = BurstCutter(sizes: [64, 1514], minimumFrames: 100, gapNanoseconds: 150 * ms, count: 7, at: 0)
@@ -264,12 +264,16 @@ struct BenchTests {
         #expect(tallies.map(\.last) == [303 * ms, 1_456 * ms])
         #expect(cutter.isComplete)
 
-        // A counter that went back (the interface was made again) is not a burst of 2^64 frames.
-        var restarted = BurstCutter(sizes: [64], minimumFrames: 10, gapNanoseconds: 150 * ms, count: 5_000, at: 0)
+        // A counter that went back (the interface was made again): the burst it cut short is
+        // dropped, and counting starts afresh from the new value (not a wrapped subtraction).
+        var restarted = BurstCutter(sizes: [64, 1514], minimumFrames: 10, gapNanoseconds: 150 * ms, count: 5_000, at: 0)
         restarted.sample(5_050, at: 1 * ms)
         restarted.sample(3, at: 2 * ms)
         restarted.sample(40, at: 3 * ms)
+        restarted.sample(40, at: 200 * ms)
+        restarted.sample(60, at: 300 * ms)
         let afresh = restarted.finish()
-        #expect(afresh.map(\.frames) == [50])
+        #expect(afresh.map(\.frames) == [37, 20])
+        #expect(afresh.map(\.first) == [2 * ms, 200 * ms])
     }
 }

@@ -258,8 +258,9 @@ public struct SwitchCore: Sendable {
     public struct DirectFrames: Sendable {
         public var ports: [SwitchPortID] = []
         public var frames: [NetworkFrame] = []
-        /// Whether a frame switched with this run went to a port's queue instead: a port that
-        /// takes no direct writes (a guest's), or one with frames waiting already.
+        /// Whether a frame switched with this run went to a port's queue instead (or was turned
+        /// away there, the queue full): a port that takes no direct writes (a guest's), or one
+        /// with frames waiting already.
         public internal(set) var queuedElsewhere = false
         public init() {}
         public var isEmpty: Bool { frames.isEmpty }

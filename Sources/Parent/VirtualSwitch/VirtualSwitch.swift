@@ -99,8 +99,9 @@ public final class VirtualSwitch: Sendable {
     /// letting go of each frame before the switch's lock is released: once a frame is queued,
     /// the sender no longer touches its reference count, so the sender's and the receiver's
     /// cores do not trade the frame's cache line while the receiver takes it.
-    /// - Returns: whether every frame left the switch at once, written to a host endpoint (or
-    ///   dropped), with none left waiting in a port's queue.
+    /// - Returns: whether the frames left the switch at once: every frame that went anywhere was
+    ///   written by a port's direct sink (a host endpoint), none was put in (or turned away at) a
+    ///   port's queue. Always `false` while no port has a direct sink.
     @discardableResult
     public func send(draining frames: inout [NetworkFrame], from source: SwitchPortID) -> Bool {
         send(&frames, from: source, draining: true)
@@ -140,7 +141,7 @@ public final class VirtualSwitch: Sendable {
         }
         if draining { frames.removeAll(keepingCapacity: true) }
         var pickups: [DirectPickup] = []
-        var left = direct.map { !$0.queuedElsewhere } ?? false
+        var left = direct?.queuedElsewhere == false
         if let direct, !direct.isEmpty {
             let outcome = writeDirectly(direct, from: source)
             woken.formUnion(outcome.woken)

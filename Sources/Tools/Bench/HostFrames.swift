@@ -23,7 +23,8 @@ final class BenchFlag: Sendable {
 public struct FrameTally: Sendable, Equatable {
     public var size: Int
     public var frames = 0
-    /// CLOCK_MONOTONIC nanoseconds of the first and last frame.
+    /// CLOCK_MONOTONIC nanoseconds of the first and last frame (a burst counted on a host
+    /// interface starts at the last sample before its first frame).
     public var first: UInt64 = 0
     public var last: UInt64 = 0
 
@@ -151,7 +152,8 @@ struct BurstCutter {
     var isComplete: Bool { tallies.count >= sizes.count }
 
     /// The counter read `count` at `time`. A counter that went back (the interface was
-    /// recreated) starts afresh from its new value.
+    /// recreated) starts afresh from its new value, and the burst it cut short is dropped, so
+    /// that it is not taken for a size's whole burst.
     mutating func sample(_ count: UInt64, at time: UInt64) {
         defer { previous = (count, time) }
         guard count != previous.count else {
@@ -159,7 +161,7 @@ struct BurstCutter {
             return
         }
         guard count > previous.count else {
-            close()
+            burst = nil
             return
         }
         if burst == nil {

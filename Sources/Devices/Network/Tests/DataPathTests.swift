@@ -300,5 +300,9 @@ import VMBusProtocol
         #expect(batch.isEmpty && batch.bytes == 0 && !batch.isFull)
         batch.append(Self.frame(9014, 99))
         #expect(!batch.isFull && batch.bytes == 9014)
+        // A taker that leaves frames behind: they stay, in order, and are counted.
+        batch.append(Self.frame(1514, 100))
+        batch.handOver { frames in frames.removeFirst() }
+        #expect(batch.frames.map { $0.bytes[0] } == [100] && batch.bytes == 1514)
     }
 }

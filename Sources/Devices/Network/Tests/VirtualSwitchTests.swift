@@ -327,7 +327,7 @@ import VirtualSwitch
         #expect(virtualSwitch.receive(for: portB) == (3..<6).map(frame))
     }
 
-    @Test("a sender learns whether its frames left the switch at once: all written by a sink yes; any left queued, or no sink at all, no")
+    @Test("a sender learns whether its frames left the switch at once: all written by a sink (or filtered) yes; any left in a port's queue, or no sink at all, no")
     func sendSaysWhetherFramesLeftAtOnce() throws {
         func frame(_ index: Int) -> NetworkFrame {
             NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b) + [UInt8(index)])
@@ -359,6 +359,21 @@ import VirtualSwitch
         // Queue drained: straight out again.
         frames = [frame(11)]
         #expect(virtualSwitch.send(draining: &frames, from: portA) == true)
+        // A third port, a guest's with no sink: a frame for it is queued, so not all left; a
+        // frame every port's filter turns away went nowhere, which does not hold the sender back.
+        var third = SwitchPortConfiguration(name: "c", kind: .child, macAddress: Self.c)
+        third.packetFilter = .linuxDefault
+        let (portC, _) = try virtualSwitch.addPort(third)
+        frames = [NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.c) + [12])]
+        #expect(virtualSwitch.send(draining: &frames, from: portA) == false)
+        #expect(virtualSwitch.receive(for: portC).count == 1)
+        let unknown = MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x77)
+        frames = [NetworkFrame(bytes: ethernetFrame(from: Self.a, to: unknown) + [13])]
+        #expect(virtualSwitch.send(draining: &frames, from: portA) == true)
+        frames = [frame(14), NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.c) + [15])]
+        #expect(virtualSwitch.send(draining: &frames, from: portA) == false)
+        #expect(virtualSwitch.receive(for: portC).count == 1)
+        #expect(virtualSwitch.receive(for: portB).isEmpty)
     }
 
     @Test("a batched write takes frames up to the last one written: would-blocks before it are dropped, failures after it too, trailing would-blocks are left")
