@@ -61,10 +61,18 @@ final class TerminationHandler: Sendable {
             return state.deployments.values.compactMap(\.deployment)
         }
         for deployment in deployments { deployment.stopProcesses() }
-        // Back to the default action, then deliver the signal again so it ends the process.
+        // Back to the default action, then deliver the signal again so it ends the process. To
+        // this thread, with the signal unblocked here: a dispatch queue's thread blocks signals,
+        // and a `kill` of the process would leave the signal to another thread while this one
+        // ran on into the `exit` below (the process then ended with status 143, not by SIGTERM).
+        // `raise` delivers an unblocked signal before it returns (POSIX).
         signal(number, SIG_DFL)
-        kill(getpid(), number)
-        // Only reached if the signal is blocked on every thread that could take it.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, number)
+        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
+        raise(number)
+        // Not reached: the default action of SIGINT, SIGTERM and SIGHUP ends the process.
         exit(128 + number)
     }
 }
