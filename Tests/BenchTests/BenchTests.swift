@@ -240,23 +240,19 @@ struct BenchTests {
     @Test("a burst counts every frame from the last quiet sample, so none of its first millisecond is lost; bursts split at the gap, strays and a burst cut short by a counter that went back are ignored")
     func burstsCountEveryFrameFromTheLastQuietSample() {
         let ms: UInt64 = 1_000_000
+        /// Feeds `samples` (counter value, milliseconds) to `cutter`.
+        func feed(_ cutter: inout BurstCutter, _ samples: [(UInt64, UInt64)]) {
+            for (count, time) in samples { cutter.sample(count, at: time * ms) }
+        }
         var cutter = BurstCutter(sizes: [64, 1514], minimumFrames: 100, gapNanoseconds: 150 * ms, count: 7, at: 0)
-        // Quiet, then a stray ARP (one frame): too small to be a burst.
-        cutter.sample(7, at: 1 * ms)
-        cutter.sample(8, at: 2 * ms)
-        cutter.sample(8, at: 200 * ms)
-        // The first burst: 900 frames arrive before its first sample sees them, 1,100 more after.
-        cutter.sample(8, at: 300 * ms)
-        cutter.sample(908, at: 301 * ms)
-        cutter.sample(1_508, at: 302 * ms)
-        cutter.sample(2_008, at: 303 * ms)
-        cutter.sample(2_008, at: 400 * ms)
+        // Quiet, then a stray ARP (one frame): too small to be a burst. Then the first burst:
+        // 900 frames arrive before its first sample sees them, 1,100 more after.
+        feed(&cutter, [(7, 1), (8, 2), (8, 200), (8, 300), (908, 301), (1_508, 302), (2_008, 303), (2_008, 400)])
         #expect(cutter.tallies.isEmpty)
-        cutter.sample(2_008, at: 454 * ms)  // 151 ms quiet: the burst ends
+        feed(&cutter, [(2_008, 454)])  // 151 ms quiet: the burst ends
         #expect(cutter.tallies.count == 1)
         // The second, still open when the sampling stops.
-        cutter.sample(2_508, at: 1_455 * ms)
-        cutter.sample(3_008, at: 1_456 * ms)
+        feed(&cutter, [(2_508, 1_455), (3_008, 1_456)])
         let tallies = cutter.finish()
         #expect(tallies.map(\.size) == [64, 1514])
         #expect(tallies.map(\.frames) == [2_000, 1_000])
@@ -267,11 +263,7 @@ struct BenchTests {
         // A counter that went back (the interface was made again): the burst it cut short is
         // dropped, and counting starts afresh from the new value (not a wrapped subtraction).
         var restarted = BurstCutter(sizes: [64, 1514], minimumFrames: 10, gapNanoseconds: 150 * ms, count: 5_000, at: 0)
-        restarted.sample(5_050, at: 1 * ms)
-        restarted.sample(3, at: 2 * ms)
-        restarted.sample(40, at: 3 * ms)
-        restarted.sample(40, at: 200 * ms)
-        restarted.sample(60, at: 300 * ms)
+        feed(&restarted, [(5_050, 1), (3, 2), (40, 3), (40, 200), (60, 300)])
         let afresh = restarted.finish()
         #expect(afresh.map(\.frames) == [37, 20])
         #expect(afresh.map(\.first) == [2 * ms, 200 * ms])

@@ -8,7 +8,7 @@ import NetworkProtocol
 /// out of the guest's memory. Sixty-four 9014-byte frames (563 KiB) no longer are
 /// (Docs/network.md, "Completions").
 package struct TransmitBatch {
-    /// Frames handed over at once at most: as many as one receive delivery carries.
+    /// Frames after which the batch is handed over: as many as one receive delivery carries.
     package static var frameLimit: Int { NetworkAdapter.deliveryBatch }
     /// Bytes of frames after which the batch is handed over.
     package static let byteLimit = 128 * 1024
