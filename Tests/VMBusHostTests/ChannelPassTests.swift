@@ -63,10 +63,17 @@ struct ChannelPassTests {
             guest.close()
         }
         try Self.writeAtOnce(guest, count: 2)
+        // Wait until the worker is inside packet 2: the answer to packet 1 may be published before
+        // it gets there, so the guest seeing that answer says nothing yet about the pass.
+        let deadline = MonotonicClock.nanoseconds() + 5_000_000_000
+        while !session.holding.load(ordering: .acquiring) && MonotonicClock.nanoseconds() < deadline { usleep(100) }
+        let inPacket2 = session.holding.load(ordering: .acquiring)
+        try #require(inPacket2)
+        // Packet 2 is held, so the pass has not ended; the answer to packet 1 must still arrive.
         let first = try #require(guest.receive(within: 5))
         #expect(first.descriptor.transactionID == 1)
-        // Packet 2 is still being handled: its pass has not ended.
-        #expect(session.holding.load(ordering: .acquiring) && !session.release.load(ordering: .acquiring))
+        let released = session.release.load(ordering: .acquiring)
+        #expect(!released)
         session.release.store(true, ordering: .releasing)
         #expect(guest.receive(within: 5)?.descriptor.transactionID == 2)
     }
