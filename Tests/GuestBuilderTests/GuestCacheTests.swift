@@ -44,12 +44,21 @@ struct GuestCacheTests {
     @Test func concurrentCallersShareOneBuild() async throws {
         let flight = SingleFlight<Int, GuestBuildError>()
         let runs = Counter()
+        let arrived = Counter()
         let results = try await withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<8 {
                 group.addTask {
-                    try await flight.run(key: "Guest") { () async throws(GuestBuildError) -> Int in
+                    // Nothing suspends between arriving and joining the flight.
+                    _ = arrived.increment()
+                    return try await flight.run(key: "Guest") { () async throws(GuestBuildError) -> Int in
                         let run = runs.increment()
-                        try? await Task.sleep(for: .milliseconds(200))
+                        // The build lasts until every caller has arrived (a loaded machine may
+                        // start the last task late), and a little longer for it to join.
+                        let deadline = ContinuousClock.now + .seconds(10)
+                        while arrived.value < 8 && ContinuousClock.now < deadline {
+                            try? await Task.sleep(for: .milliseconds(5))
+                        }
+                        try? await Task.sleep(for: .milliseconds(100))
                         return run
                     }
                 }
@@ -82,4 +91,7 @@ private final class Counter: Sendable {
             return count
         }
     }
+
+    /// The count so far.
+    var value: Int { count.withLock { $0 } }
 }

@@ -43,10 +43,14 @@ struct GPADLRegistryTests {
             _ = registry.revoke(handle: 10)
             revoked.store(true, ordering: .releasing)
         }
+        // Once the teardown has started (the revoker may start late on a loaded machine)...
+        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+        while view.gpadl(10) != nil && MonotonicClock.nanoseconds() < deadline { MonotonicClock.sleep(.milliseconds(1)) }
+        #expect(view.gpadl(10) == nil, "no new lookup once the teardown started")
+        // ... it waits while a device holds the buffer.
         MonotonicClock.sleep(.milliseconds(100))
         let early = revoked.load(ordering: .acquiring)
         #expect(!early, "the teardown waits while a device holds the buffer")
-        #expect(view.gpadl(10) == nil, "no new lookup once the teardown started")
         #expect(view.acquire([GPADLLeaseRequest(handle: 10, serial: gpadl.serial)]).isEmpty, "nor a new lease")
         view.release(held)
         revoker.join()

@@ -120,21 +120,31 @@ struct VMBusHostTests {
         #expect(throws: GuestMemoryError.self) { _ = try GuestRingMemory(memory: memory, pages: [1, UInt64.max][...]) }
     }
 
+    /// Waits (up to 5 s) until the worker has stopped polling the guest's ring: it unmasks the
+    /// ring's interrupt only after publishing and signalling what it wrote.
+    static func waitUntilTheWorkerSleeps(_ guest: FakeGuest) {
+        for _ in 0..<5000 where guest.writer.memory.loadControl(.interruptMask, ordering: .acquiring) != 0 {
+            usleep(1000)
+        }
+    }
+
     @Test func workerEchoesPacketsAndSignalsOnlyWhenTheGuestListens() throws {
         let guest = try scatteredChannel(to: EchoDevice())
         defer { guest.close() }
         for index in 0..<200 {
             guest.send([UInt8(truncatingIfNeeded: index), 1, 2, 3, 4, 5, 6, 7], transactionID: UInt64(index))
-            let packet = try #require(guest.receive(within: 2))
+            let packet = try #require(guest.receive(within: 10))
             #expect(packet.descriptor.transactionID == UInt64(index))
             #expect(packet.payload.first == UInt8(truncatingIfNeeded: index))
         }
         #expect(guest.failure == nil)
-        // The guest's interrupt mask suppresses signals.
+        // The guest's interrupt mask suppresses signals. The last echo's signal is counted just
+        // after the echo is visible: wait until the worker is asleep, which it is only after.
         guest.reader.beginPolling()
+        Self.waitUntilTheWorkerSleeps(guest)
         let before = guest.hostSignals
         guest.send([9, 9, 9, 9, 9, 9, 9, 9], transactionID: 999)
-        let echoed = guest.receive(within: 2)
+        let echoed = guest.receive(within: 10)
         #expect(echoed != nil)
         #expect(guest.hostSignals == before)
     }
@@ -149,13 +159,13 @@ struct VMBusHostTests {
             // Past the spin window: the worker sleeps, so the guest must signal it. The worker
             // unmasks the ring's interrupt when it stops polling; on a loaded host that may take
             // more than one pause, so wait for it, then give it the pause to go to sleep.
-            for _ in 0..<5000 where guest.writer.memory.loadControl(.interruptMask, ordering: .acquiring) != 0 {
-                usleep(1000)
-            }
+            Self.waitUntilTheWorkerSleeps(guest)
             usleep(20_000)
             guest.send([UInt8](repeating: UInt8(index), count: size), transactionID: UInt64(index))
-            _ = try #require(guest.receive(within: 2))
+            _ = try #require(guest.receive(within: 10))
         }
+        // The last echo's signal is counted after the echo is visible.
+        Self.waitUntilTheWorkerSleeps(guest)
         let counts = guest.counters.snapshot
         // Each packet takes its 16-byte descriptor, its payload padded to 8 and the 8-byte trailer.
         let ringBytes = sizes.map { UInt64(16 + ($0 + 7) / 8 * 8 + 8) }.reduce(0, +)
@@ -183,7 +193,7 @@ struct VMBusHostTests {
         let device = EchoDevice()
         let guest = try scatteredChannel(to: device)
         guest.send([0xEE, 0, 0, 0, 0, 0, 0, 0], transactionID: 1)
-        #expect(guest.waitForFailure(within: 2)?.contains("poison") == true)
+        #expect(guest.waitForFailure(within: 10)?.contains("poison") == true)
         let closed = device.closed.load(ordering: .acquiring)
         #expect(closed)
         guest.close()

@@ -121,7 +121,7 @@ struct AdapterTests {
         try harness.vsc.start()
         while flooded.load(ordering: .relaxed) < 2000 { MonotonicClock.sleep(.milliseconds(1)) }
         var endpoint = IPv4Endpoint(macAddress: Self.a, address: 0x0A00_0001)
-        let samples = harness.vsc.ping(0x0A00_0002, count: 20, endpoint: &endpoint, timeoutNanoseconds: 2_000_000_000)
+        let samples = harness.vsc.ping(0x0A00_0002, count: 20, endpoint: &endpoint, timeoutNanoseconds: 5_000_000_000)
         #expect(samples.count == 20, "answered \(samples.count) of 20 while \(flooded.load(ordering: .relaxed)) broadcasts flooded")
         #expect(peer.received.load(ordering: .relaxed) > 0, "the peer saw the flood too")
     }
@@ -216,7 +216,7 @@ struct AdapterTests {
         #expect(Int(second.host.facts["nic.00:15:5d:00:00:0b.rx_frames"] ?? "") == 1)
         // Every lease the adapter took meanwhile (the send buffer's, once the receive buffer's
         // could no longer be had) was given back: its teardown does not wait for a next packet.
-        #expect(second.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 2_000_000_000))
+        #expect(second.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 10_000_000_000))
     }
 }
 
@@ -231,8 +231,8 @@ extension AdapterTests {
         }
         first.vsc.flush()
         #expect(second.collect(count: 150).count == 150)
-        #expect(first.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 2_000_000_000))
-        #expect(first.registry.revoke(handle: AdapterHarness.receiveGPADL, timeoutNanoseconds: 2_000_000_000))
+        #expect(first.registry.revoke(handle: AdapterHarness.sendGPADL, timeoutNanoseconds: 10_000_000_000))
+        #expect(first.registry.revoke(handle: AdapterHarness.receiveGPADL, timeoutNanoseconds: 10_000_000_000))
     }
 
     /// A child that writes garbage into its NIC's channel — NVSP messages with random fields,
