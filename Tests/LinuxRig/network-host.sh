@@ -1,7 +1,7 @@
 # The outer init's half of the rig's network checks (sourced by outer-init.sh; busybox sh).
 # network_host_setup runs before the Linux child is created: the internal switch "rig" (the root
-# creates its TAP, hv-rig), the host's address on it, and a TCP listener for the child's upload.
-# network_host_checks runs once the child is up: each step prints RIG-RESULT net-* for run.sh.
+# creates its TAP, hv-rig) and the host's address on it. network_host_checks runs once the child is
+# up: each step prints RIG-RESULT net-* for run.sh.
 
 NET_SWITCH=rig
 NET_TAP=hv-rig
@@ -17,12 +17,6 @@ network_host_setup() {
         result net-switch FAIL "$out"
     fi
     $HV switch list --runtime-dir $RT 2>&1 | sed 's/^/RIG switch| /'
-    # The child's upload arrives here. busybox nc exits as soon as its peer closes, so its stdin
-    # (a FIFO held open on fd 7) must not reach EOF first.
-    mkfifo /tmp/net-hold
-    nc -l -p 5001 >/tmp/from-child </tmp/net-hold &
-    NET_LISTENER=$!
-    exec 7>/tmp/net-hold
 }
 
 # net_wait REGEX SECONDS: follows the child's console until a line matches, and prints that line
@@ -62,6 +56,15 @@ network_host_checks() {
     received=$(ping -c 20 -W 2 $NET_CHILD 2>&1 | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
     if [ "$received" = 20 ]; then result net-ping-child PASS "20/20 replies from $NET_CHILD"
     else result net-ping-child FAIL "${received:-0}/20 replies from $NET_CHILD"; fi
+
+    # Only now the listener for the child's upload, which the child retries until it connects:
+    # pings that share the link and the child's processors with a 16 MiB stream measure the
+    # stream under TCG (one of 20 replies went missing once), not the NIC. busybox nc exits as
+    # soon as its peer closes, so its stdin (a FIFO held open on fd 7) must not reach EOF first.
+    mkfifo /tmp/net-hold
+    nc -l -p 5001 >/tmp/from-child </tmp/net-hold &
+    NET_LISTENER=$!
+    exec 7>/tmp/net-hold
 
     # Child -> host: the child sends 16 MiB to our listener.
     sending=$(net_wait 'rig-child: net: sending' 300 | sed -n 's/.*md5 \([0-9a-f]*\).*/\1/p')

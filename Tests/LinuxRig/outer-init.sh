@@ -72,6 +72,9 @@ for word in $(cat /proc/cmdline); do
         rig.linux_timeout=*) LINUX_TIMEOUT=${word#*=} ;;
     esac
 done
+# The heartbeat run.sh watches (watch_heartbeat): a line every 10 s on the second serial port,
+# from userspace, so it stops only when the outer VM itself stops running.
+[ -c /dev/ttyS1 ] && (while :; do echo "alive $(uptime_s)"; sleep 10; done >/dev/ttyS1 2>/dev/null) &
 echo    # the firmware and the kernel leave the cursor mid-line
 say "outer VM init: kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs," \
     "$(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) MiB; quick=$QUICK smoke=$SMOKE"

@@ -32,8 +32,10 @@
 #   --timeout     bound on the outer VM's run time in seconds (default 3600)
 #   --attempts    boot the outer VM up to N times (default 1), but only while it is the outer VM
 #                 itself that fails: its kernel resets (QEMU TCG's nested SVM triple-faults the
-#                 outer kernel now and then) or it stops making progress until --timeout. A
-#                 verdict of the outer init on our code (any RIG-RESULT FAIL) is never retried.
+#                 outer kernel now and then) or it stops making progress: its init's heartbeat
+#                 (every 10 s on the second serial port) stops for STALL_SECONDS, or --timeout
+#                 passes. A verdict of the outer init on our code (any RIG-RESULT FAIL) is never
+#                 retried.
 #   --verbose     echo the whole serial transcript, not just progress lines
 #   --check-only  build and boot nothing: check the last work/transcript.log again
 # Needs root (apt-get, mknod), Debian 12, and the Swift toolchain on PATH. Exits 1 on any FAIL.
@@ -75,6 +77,8 @@ done
 RUN_START=$(date +%s.%N)
 declare -A TIMING=()
 QEMU_STATUS=0
+# Silence after which a VM that has sent heartbeats counts as wedged (watch_heartbeat).
+STALL_SECONDS=120
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -316,14 +320,45 @@ boot() {
     # corrupted GS base in its interrupt entry (see child_died_in_emulation); one outer vCPU
     # runs the root, the parent and both child processors with no cross-CPU kicks in the outer
     # kernel, and is no slower, since one host thread emulated both vCPUs anyway.
-    rm -f "$WORK/qemu.log"
+    rm -f "$WORK/qemu.log" "$WORK/heartbeat.log" "$WORK/qemu.pid" "$WORK/stalled"
+    watch_heartbeat &
+    local watchdog=$!
+    # The second serial port (ttyS1) carries only the outer init's heartbeat, so it never mixes
+    # with the console lines the checks read.
     timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg,thread=single -cpu EPYC,+svm,+npt -m 3072 -smp 1 \
-        -nographic -no-reboot -kernel "$VMLINUZ" -initrd "$WORK/outer.cpio" -append "$append" \
+        -nographic -serial mon:stdio -serial "file:$WORK/heartbeat.log" -pidfile "$WORK/qemu.pid" \
+        -no-reboot -kernel "$VMLINUZ" -initrd "$WORK/outer.cpio" -append "$append" \
         -d cpu_reset,guest_errors -D "$WORK/qemu.log" </dev/null 2>&1 |
         sed -u 's/\r$//' | tee "$TRANSCRIPT" | progress
     QEMU_STATUS=${PIPESTATUS[0]}
+    kill "$watchdog" 2>/dev/null
+    wait "$watchdog" 2>/dev/null
     set -e
     [ "$QEMU_STATUS" != 124 ] || echo "the outer VM timed out after $VM_TIMEOUT s"
+    [ ! -f "$WORK/stalled" ] || cat "$WORK/stalled"
+}
+
+# Runs beside the outer VM. QEMU TCG's nested SVM now and then wedges the outer kernel: no
+# output, and none of the init's own deadlines fires, so without this the VM would sit out
+# --timeout (900 s on CI). The init writes a line to ttyS1 every 10 s; once one has arrived (a
+# kernel without the port sends none, and then only --timeout applies), STALL_SECONDS without
+# another end the VM and leave work/stalled, which makes the run the outer VM's own failure.
+watch_heartbeat() {
+    local size=0 now quiet=0 seen=0 pid
+    while sleep 5; do
+        now=$(stat -c %s "$WORK/heartbeat.log" 2>/dev/null || echo 0)
+        if [ "$now" != "$size" ]; then
+            size=$now seen=1 quiet=0
+            continue
+        fi
+        [ $seen = 1 ] || continue
+        quiet=$((quiet + 5))
+        [ $quiet -ge $STALL_SECONDS ] || continue
+        pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
+        echo "the outer VM sent no heartbeat for $quiet s: ended it" >"$WORK/stalled"
+        [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
+        return 0
+    done
 }
 
 # --- 5. Verdict --------------------------------------------------------------------------------
@@ -408,12 +443,12 @@ check() {
 }
 
 # The outer VM itself failed, which says nothing about our code: its kernel reset (QEMU exits 0
-# under -no-reboot without the init's "powering off"), or it stopped making progress until the
-# VM timeout (the init bounds each of its steps well inside that, so a live init never reaches
-# it) and printed no RIG-RESULT FAIL of its own.
+# under -no-reboot without the init's "powering off"), or it stopped making progress (its
+# heartbeat stopped, or the VM timeout passed: the init bounds each of its steps well inside
+# that, so a live init never reaches it) and printed no RIG-RESULT FAIL of its own.
 outer_vm_failed() {
     grep -q '^RIG-RESULT [^ ]* FAIL' "$TRANSCRIPT" && return 1
-    if [ "$QEMU_STATUS" = 124 ]; then return 0; fi
+    if [ "$QEMU_STATUS" = 124 ] || [ -f "$WORK/stalled" ]; then return 0; fi
     [ "$QEMU_STATUS" = 0 ] && ! grep -q '^RIG .* powering off' "$TRANSCRIPT"
 }
 
