@@ -33,8 +33,10 @@ ip addr add 10.99.0.2/24 dev eth0
 if [ -x /usr/sbin/ethtool ]; then
     net "offloads $(ethtool -k eth0 | grep -E '^(tx-checksumming|tcp-segmentation-offload):' | tr '\n' ' ')"
 fi
-# The upload's 16 MiB are made before the pings, which then have the processors to themselves.
+# The upload's 16 MiB and their sum are made before the pings, which then have the processors
+# to themselves but for the connection attempts below (one a second).
 dd if=/dev/urandom of=/tmp/out bs=1048576 count=16 2>/dev/null
+sum=$(md5 /tmp/out)
 received=$(ping -c 20 -W 2 $HOST 2>&1 | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
 net "ping host: ${received:-0}/20"
 
@@ -48,7 +50,7 @@ sleep 1
 net "listening on 5002"
 # TCP child -> host: the host listens on 5001 once its own 20 pings to us are done, so connect
 # until it does (a refused connection ends nc at once; 120 tries, a second apart).
-net "sending $(wc -c </tmp/out) bytes md5 $(md5 /tmp/out)"
+net "sending $(wc -c </tmp/out) bytes md5 $sum"
 tries=120
 while :; do
     nc $HOST 5001 </tmp/out 2>/dev/null && status=0 && break

@@ -320,7 +320,7 @@ boot() {
     # corrupted GS base in its interrupt entry (see child_died_in_emulation); one outer vCPU
     # runs the root, the parent and both child processors with no cross-CPU kicks in the outer
     # kernel, and is no slower, since one host thread emulated both vCPUs anyway.
-    rm -f "$WORK/qemu.log" "$WORK/heartbeat.log" "$WORK/qemu.pid" "$WORK/stalled"
+    rm -f "$WORK/qemu.log" "$WORK/heartbeat.log" "$WORK/qemu.pid" "$WORK/stalled" "$WORK/alive-at-timeout"
     watch_heartbeat &
     local watchdog=$!
     # The second serial port (ttyS1) carries only the outer init's heartbeat, so it never mixes
@@ -336,16 +336,23 @@ boot() {
     set -e
     [ "$QEMU_STATUS" != 124 ] || echo "the outer VM timed out after $VM_TIMEOUT s"
     [ ! -f "$WORK/stalled" ] || cat "$WORK/stalled"
+    # Timed out with its heartbeat still going: the VM ran, so what never finished was ours.
+    local beat
+    if [ "$QEMU_STATUS" = 124 ] && beat=$(stat -c %Y "$WORK/heartbeat.log" 2>/dev/null) && [ -s "$WORK/heartbeat.log" ] &&
+        [ $(($(date +%s) - beat)) -lt $STALL_SECONDS ]; then
+        echo "the outer VM's heartbeat went on to the end: a step of ours hung, not the VM" | tee "$WORK/alive-at-timeout"
+    fi
 }
 
 # Runs beside the outer VM. QEMU TCG's nested SVM now and then wedges the outer kernel: no
 # output, and none of the init's own deadlines fires, so without this the VM would sit out
 # --timeout (900 s on CI). The init writes a line to ttyS1 every 10 s; once one has arrived (a
 # kernel without the port sends none, and then only --timeout applies), STALL_SECONDS without
-# another end the VM and leave work/stalled, which makes the run the outer VM's own failure.
+# another end the VM and leave work/stalled, which makes the run the outer VM's own failure. It
+# ends with run.sh ($$), and kills only a QEMU.
 watch_heartbeat() {
     local size=0 now quiet=0 seen=0 pid
-    while sleep 5; do
+    while kill -0 $$ 2>/dev/null && sleep 5; do
         now=$(stat -c %s "$WORK/heartbeat.log" 2>/dev/null || echo 0)
         if [ "$now" != "$size" ]; then
             size=$now seen=1 quiet=0
@@ -356,7 +363,7 @@ watch_heartbeat() {
         [ $quiet -ge $STALL_SECONDS ] || continue
         pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
         echo "the outer VM sent no heartbeat for $quiet s: ended it" >"$WORK/stalled"
-        [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
+        [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = qemu-system-x86 ] && kill -KILL "$pid" 2>/dev/null
         return 0
     done
 }
@@ -445,9 +452,11 @@ check() {
 # The outer VM itself failed, which says nothing about our code: its kernel reset (QEMU exits 0
 # under -no-reboot without the init's "powering off"), or it stopped making progress (its
 # heartbeat stopped, or the VM timeout passed: the init bounds each of its steps well inside
-# that, so a live init never reaches it) and printed no RIG-RESULT FAIL of its own.
+# that, so a live init never reaches it) and printed no RIG-RESULT FAIL of its own. A VM whose
+# heartbeat went on to the timeout was running: what hung was ours.
 outer_vm_failed() {
     grep -q '^RIG-RESULT [^ ]* FAIL' "$TRANSCRIPT" && return 1
+    [ ! -f "$WORK/alive-at-timeout" ] || return 1
     if [ "$QEMU_STATUS" = 124 ] || [ -f "$WORK/stalled" ]; then return 0; fi
     [ "$QEMU_STATUS" = 0 ] && ! grep -q '^RIG .* powering off' "$TRANSCRIPT"
 }
@@ -506,6 +515,7 @@ while true; do
     fi
     cp "$TRANSCRIPT" "$WORK/transcript-attempt$attempt.log"
     cp "$WORK/qemu.log" "$WORK/qemu-attempt$attempt.log" 2>/dev/null || true
+    cp "$WORK/heartbeat.log" "$WORK/heartbeat-attempt$attempt.log" 2>/dev/null || true
     attempt=$((attempt + 1))
     log "$why (kept as work/transcript-attempt$((attempt - 1)).log); attempt $attempt of $ATTEMPTS"
 done
