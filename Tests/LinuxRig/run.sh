@@ -77,7 +77,8 @@ done
 RUN_START=$(date +%s.%N)
 declare -A TIMING=()
 QEMU_STATUS=0
-# Silence after which a VM that has sent heartbeats counts as wedged (watch_heartbeat).
+# Silence after which the outer VM counts as wedged (watch_heartbeat): since its last heartbeat,
+# or since it started if none came yet (the first comes about 3 s in).
 STALL_SECONDS=120
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
@@ -346,9 +347,9 @@ boot() {
 
 # Runs beside the outer VM. QEMU TCG's nested SVM now and then wedges the outer kernel: no
 # output, and none of the init's own deadlines fires, so without this the VM would sit out
-# --timeout (900 s on CI). The init writes a line to ttyS1 every 10 s; once one has arrived (a
-# kernel without the port sends none, and then only --timeout applies), STALL_SECONDS without
-# another end the VM and leave work/stalled, which makes the run the outer VM's own failure. It
+# --timeout (900 s on CI). The init writes a line to ttyS1 every 10 s from about 3 s after the
+# VM starts (the rig's kernel always has the port); STALL_SECONDS without one, or without the
+# first, end the VM and leave work/stalled, which makes the run the outer VM's own failure. It
 # ends with run.sh ($$), and kills only a QEMU.
 watch_heartbeat() {
     local size=0 now quiet=0 seen=0 pid
@@ -358,11 +359,14 @@ watch_heartbeat() {
             size=$now seen=1 quiet=0
             continue
         fi
-        [ $seen = 1 ] || continue
         quiet=$((quiet + 5))
         [ $quiet -ge $STALL_SECONDS ] || continue
         pid=$(cat "$WORK/qemu.pid" 2>/dev/null || true)
-        echo "the outer VM sent no heartbeat for $quiet s: ended it" >"$WORK/stalled"
+        if [ $seen = 1 ]; then
+            echo "the outer VM sent no heartbeat for $quiet s: ended it" >"$WORK/stalled"
+        else
+            echo "the outer VM sent no first heartbeat within $quiet s: ended it" >"$WORK/stalled"
+        fi
         [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = qemu-system-x86 ] && kill -KILL "$pid" 2>/dev/null
         return 0
     done
