@@ -115,8 +115,9 @@ struct NetworkIntegrationTests {
         let info = try await createSwitch(test, SwitchConfiguration(name: "host", kind: "internal", hostInterface: tap))
         #expect(info.hostInterface == tap)
         #expect(FileManager.default.fileExists(atPath: "/sys/class/net/\(tap)"))
-        try NetworkInterface.setIPv4Address(tap, 0x0A58_0001, prefix: 24, using: try NetworkInterface.controlSocket())
-        try await test.create("first", memoryMiB: 64, arguments: "mode=net ip=10.88.0.2 peer=10.88.0.1 net=ping pings=10 recv-kib=2048",
+        // 10.213.88.0/24: away from the 10.88.0.0/16 podman gives its own bridge by default.
+        try NetworkInterface.setIPv4Address(tap, 0x0AD5_5801, prefix: 24, using: try NetworkInterface.controlSocket())
+        try await test.create("first", memoryMiB: 64, arguments: "mode=net ip=10.213.88.2 peer=10.213.88.1 net=ping pings=10 recv-kib=2048",
                               devices: ["heartbeat", Self.nic("host", "00:15:5d:58:00:02")])
         try await test.deployment.perform("start", on: "first")
         let first = try await test.deployment.waitForConsole("first", containing: "net: ping ")
@@ -126,7 +127,7 @@ struct NetworkIntegrationTests {
         try await test.deployment.waitForParent(connected: false)
         try test.deployment.startParent()
         try await test.deployment.waitForParent(connected: true)
-        try await test.create("second", memoryMiB: 64, arguments: "mode=net ip=10.88.0.3 peer=10.88.0.1 net=ping pings=10 recv-kib=2048",
+        try await test.create("second", memoryMiB: 64, arguments: "mode=net ip=10.213.88.3 peer=10.213.88.1 net=ping pings=10 recv-kib=2048",
                               devices: ["heartbeat", Self.nic("host", "00:15:5d:58:00:03")])
         try await test.deployment.perform("start", on: "second")
         let second = try await test.deployment.waitForConsole("second", containing: "net: ping ")
