@@ -33,8 +33,8 @@
 #   --attempts    boot the outer VM up to N times (default 1), but only while it is the outer VM
 #                 itself that fails: its kernel resets (QEMU TCG's nested SVM triple-faults the
 #                 outer kernel now and then) or it stops making progress: its init's heartbeat
-#                 (every 10 s on the second serial port) stops for STALL_SECONDS, or --timeout
-#                 passes. A verdict of the outer init on our code (any RIG-RESULT FAIL) is never
+#                 (every 10 s on the second serial port) stops, or never starts, for
+#                 STALL_SECONDS, or --timeout passes. A verdict of the outer init on our code (any RIG-RESULT FAIL) is never
 #                 retried.
 #   --verbose     echo the whole serial transcript, not just progress lines
 #   --check-only  build and boot nothing: check the last work/transcript.log again
