@@ -149,7 +149,8 @@ public final class ChannelWorker: Sendable {
                 channel.reader.beginPolling()
                 continue
             }
-            let timeout = nextTick == .max ? Int32(-1) : Int32(clamping: (nextTick &- now) / 1_000_000 + 1)
+            let wakeAt = min(nextTick, session.wakeDeadline ?? .max)
+            let timeout = wakeAt == .max ? Int32(-1) : Int32(clamping: (wakeAt &- min(now, wakeAt)) / 1_000_000 + 1)
             let ready: [Bool]
             do throws(SystemError) {
                 ready = try Poll.wait(on: [channel.guestSignal.rawValue, stopEvent.rawValue] + session.wakeDescriptors,

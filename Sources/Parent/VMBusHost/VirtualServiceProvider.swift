@@ -96,6 +96,10 @@ public protocol ChannelSession: AnyObject {
     /// worker).
     /// - Returns: whether it did something (the worker then goes on instead of sleeping).
     func beforeSleeping(on channel: VSPChannel) throws(VSPError) -> Bool
+    /// When the worker must wake even if nothing signals it (monotonic nanoseconds; `nil`:
+    /// only at the next `tick`): a session holding packets back for a bounded time gives up
+    /// waiting then. Asked each time the worker goes to sleep.
+    var wakeDeadline: UInt64? { get }
 }
 
 extension ChannelSession {
@@ -108,6 +112,7 @@ extension ChannelSession {
     public func answersAreDue(on channel: VSPChannel) -> Bool { false }
     public var wakeDescriptors: [Int32] { [] }
     public func beforeSleeping(on channel: VSPChannel) throws(VSPError) -> Bool { false }
+    public var wakeDeadline: UInt64? { nil }
 }
 
 /// A packet read from the guest→host ring. `bytes` is the packet from its descriptor through its

@@ -18,26 +18,38 @@ public struct SwitchCore: Sendable {
         var counters = SwitchPortCounters()
         var queue = FrameRing<Queued>()
         var queuedBytes = 0
-        /// Frames waiting, by the port that sent them (fair share, see `forward`): a few senders
-        /// at a time, at most the switch's ports, so a list scanned in place rather than a
-        /// dictionary that hashes on every frame.
-        var queuedBySource: [(source: SwitchPortID, count: Int)] = []
+        /// Frames and bytes waiting, by the port that sent them (fair share, see `takes`): a few
+        /// senders at a time, at most the switch's ports, so a list scanned in place rather than
+        /// a dictionary that hashes on every frame.
+        var queuedBySource: [(source: SwitchPortID, count: Int, bytes: Int)] = []
         var queuedFrames: Int { queue.count }
+        /// Senders held until this port's queue has drained (`hold`), each once, with the port
+        /// each sends from.
+        var waiters: [(waiter: SwitchHoldWaiter, sender: SwitchPortID)] = []
+        /// Whether a sender whose frame this port's full queue would turn away is held instead
+        /// (`holdingPort`): a child port, until a hold on it runs out because its owner did not
+        /// drain it (`endHolds`), and again once its owner has drained it to a quarter.
+        var holdsSenders = true
+        /// This port's own senders held by other ports. A held channel leaves its guest's ring
+        /// unread, and with it the guest's receive completions, so while any is held the port
+        /// may stop draining: it then holds no sender, and no two ports can hold each other.
+        var sendersHeld = 0
 
-        /// Frames from `source` waiting in the queue.
-        func queued(from source: SwitchPortID) -> Int {
-            for entry in queuedBySource where entry.source == source { return entry.count }
-            return 0
+        /// Frames and bytes from `source` waiting in the queue.
+        func queued(from source: SwitchPortID) -> (count: Int, bytes: Int) {
+            for entry in queuedBySource where entry.source == source { return (entry.count, entry.bytes) }
+            return (0, 0)
         }
 
-        /// Adds `delta` (negative: removes) to the frames from `source` waiting; a sender with
-        /// none left leaves the list.
-        mutating func countQueued(from source: SwitchPortID, _ delta: Int) {
+        /// Adds `delta` frames of `bytes` (negative: removes) to those from `source` waiting; a
+        /// sender with none left leaves the list.
+        mutating func countQueued(from source: SwitchPortID, _ delta: Int, bytes: Int) {
             guard let index = queuedBySource.firstIndex(where: { $0.source == source }) else {
-                if delta > 0 { queuedBySource.append((source, delta)) }
+                if delta > 0 { queuedBySource.append((source, delta, bytes)) }
                 return
             }
             queuedBySource[index].count += delta
+            queuedBySource[index].bytes += bytes
             if queuedBySource[index].count <= 0 { queuedBySource.remove(at: index) }
         }
 
@@ -66,20 +78,51 @@ public struct SwitchCore: Sendable {
         /// - Returns: whether the queue went from empty to non-empty.
         @discardableResult
         mutating func enqueue(_ item: consuming NetworkFrame, from source: SwitchPortID) -> Bool {
-            let share = max(1, configuration.queueFrameLimit / 2)
             let size = item.bytes.count
-            guard queuedFrames < configuration.queueFrameLimit,
-                  queuedBytes + size <= configuration.queueByteLimit,
-                  queued(from: source) < share else {
+            guard takes(size: size, from: source) else {
                 counters.countDrop(.queueFull)
                 return false
             }
             let wasEmpty = queuedFrames == 0
             countOut(item)
             queue.append(Queued(frame: consume item, source: source))
-            countQueued(from: source, 1)
+            countQueued(from: source, 1, bytes: size)
             queuedBytes += size
             return wasEmpty
+        }
+
+        /// Whether the queue has room for a frame of `size` bytes from `source`: within the
+        /// port's frame and byte limits, and within `source`'s share of them.
+        func takes(size: Int, from source: SwitchPortID) -> Bool {
+            queuedFrames < configuration.queueFrameLimit
+                && queuedBytes + size <= configuration.queueByteLimit
+                && fitsShare(count: 1, size: size, from: source)
+        }
+
+        /// Whether `count` more frames of `size` bytes in all from `source` stay within one
+        /// sender's share: half the queue's frames and half its bytes (at least one frame), so
+        /// a port flooding the switch, with small frames or jumbo ones, leaves room for
+        /// everyone else's frames to the same destination.
+        func fitsShare(count: Int, size: Int, from source: SwitchPortID) -> Bool {
+            let own = queued(from: source)
+            return own.count + count <= max(1, configuration.queueFrameLimit / 2)
+                && (own.count == 0 || own.bytes + size <= configuration.queueByteLimit / 2)
+        }
+
+        /// Whether the queue has drained far enough for held senders to go on: to a quarter of
+        /// its limits, so a woken sender has room for several batches and is not woken again
+        /// for every frame taken.
+        var isDrainedForHolds: Bool {
+            queuedFrames <= configuration.queueFrameLimit / 4 && queuedBytes <= configuration.queueByteLimit / 4
+        }
+
+        /// Whether a sender of `count` frames of `size` bytes in all for `destination` from
+        /// `source` is to be held rather than the frames dropped: only by its own full share, so
+        /// a sender is never held by a queue other senders filled (mutating only to be called in
+        /// place).
+        mutating func holds(count: Int, size: Int, for destination: MACAddress, from source: SwitchPortID) -> Bool {
+            configuration.kind == .child && holdsSenders && sendersHeld == 0 && accepts(destination)
+                && !fitsShare(count: count, size: size, from: source)
         }
 
         /// Counts a frame handed to this port.
@@ -167,6 +210,9 @@ public struct SwitchCore: Sendable {
     /// The ports in the order they were added (floods go to them in this order).
     private var portOrder: [SwitchPortID] = []
     private var nextPort = 1
+    /// Child ports on the switch: with one, the only child is the sender, and no port can hold
+    /// it (`holdingPort` then looks at nothing, which keeps a child → host stream's cost as it was).
+    private var childPorts = 0
     private var table: MACTable
 
     /// Learned addresses at most (the table evicts the oldest beyond this).
@@ -189,14 +235,20 @@ public struct SwitchCore: Sendable {
         nextPort += 1
         ports[id] = Port(configuration: configuration)
         portOrder.append(id)
+        if configuration.kind == .child { childPorts += 1 }
         return id
     }
 
     /// Removes a port, its queue and what was learned on it.
-    public mutating func removePort(_ id: SwitchPortID) {
+    /// - Returns: the senders held for the port, to be woken.
+    @discardableResult
+    public mutating func removePort(_ id: SwitchPortID) -> [SwitchHoldWaiter] {
+        let waiters = ports[id]?.waiters ?? []
+        if ports[id]?.configuration.kind == .child { childPorts -= 1 }
         ports[id] = nil
         portOrder.removeAll { $0 == id }
         table.forget(port: id)
+        return released(waiters)
     }
 
     public var portIDs: [SwitchPortID] { ports.keys }
@@ -386,8 +438,103 @@ public struct SwitchCore: Sendable {
 
     /// Takes up to `limit` frames queued for `id`, oldest first.
     public mutating func dequeue(_ id: SwitchPortID, limit: Int = .max) -> [NetworkFrame] {
+        var woken: [SwitchHoldWaiter] = []
+        return dequeue(id, limit: limit, waking: &woken)
+    }
+
+    /// Takes up to `limit` frames queued for `id`, oldest first, and appends to `woken` the
+    /// senders held for the port once its queue has drained to a quarter of its limits.
+    public mutating func dequeue(_ id: SwitchPortID, limit: Int = .max, waking woken: inout [SwitchHoldWaiter]) -> [NetworkFrame] {
         guard let index = ports.index(forKey: id), ports.values[index].queuedFrames > 0 else { return [] }
-        return ports.values[index].dequeue(limit: limit)
+        let frames = ports.values[index].dequeue(limit: limit)
+        if ports.values[index].isDrainedForHolds {
+            // Drained this far, the port's owner is taking frames: it holds senders again.
+            ports.values[index].holdsSenders = true
+            if !ports.values[index].waiters.isEmpty {
+                let waiters = ports.values[index].waiters
+                ports.values[index].waiters.removeAll()
+                woken.append(contentsOf: released(waiters))
+            }
+        }
+        return frames
+    }
+
+    // MARK: Holding senders
+
+    /// The port whose queue would turn away `frame` from `source`, its share there full, and
+    /// holds its senders instead, if any: the frame's one known destination, or any port it
+    /// would be flooded to. A port holds senders while it is a child's, its owner drains it
+    /// (`endHolds`), and none of its own senders is held; a sender with senders held for its
+    /// own port is not held. So no two ports hold each other, and a hold never waits on a
+    /// port whose owner is itself held.
+    ///
+    /// A sender that can wait (a NIC's channel worker, which then leaves its guest's ring
+    /// unread) stops there rather than have the frame dropped: on a host whose processors the
+    /// sending and the receiving guests share, frames switched only to be dropped took the
+    /// processor time the receiver needed to take them (Docs/network.md, "Holding senders").
+    public mutating func holdingPort(for frame: borrowing NetworkFrame, from source: SwitchPortID, now: UInt64) -> SwitchPortID? {
+        guard childPorts > 1, let destination = MACAddress.destination(of: frame.bytes),
+              let senderIndex = ports.index(forKey: source), ports.values[senderIndex].waiters.isEmpty else { return nil }
+        let size = frame.bytes.count
+        // A frame a guest's port takes cut into segments needs room for all of them.
+        let count = frame.offload.segmentation.map { max(1, size / max(1, $0.maximumSegmentSize) + 1) } ?? 1
+        if !destination.isGroup, let known = table.port(of: destination, now: now) {
+            guard known != source, let index = ports.index(forKey: known) else { return nil }
+            return ports.values[index].holds(count: count, size: size, for: destination, from: source) ? known : nil
+        }
+        for target in portOrder where target != source {
+            if let index = ports.index(forKey: target),
+               ports.values[index].holds(count: count, size: size, for: destination, from: source) {
+                return target
+            }
+        }
+        return nil
+    }
+
+    /// Holds `waiter`, a sender on port `sender`, until port `id` has drained (`dequeue`), its
+    /// hold runs out (`endHolds`) or it is removed. A waiter is held once however often it
+    /// asks; each new hold is counted on the sender's port (`sendsHeld`).
+    public mutating func hold(_ waiter: SwitchHoldWaiter, on id: SwitchPortID, for sender: SwitchPortID) {
+        guard let index = ports.index(forKey: id),
+              !ports.values[index].waiters.contains(where: { $0.waiter.id == waiter.id }) else { return }
+        ports.values[index].waiters.append((waiter, sender))
+        if let senderIndex = ports.index(forKey: sender) {
+            ports.values[senderIndex].counters.sendsHeld += 1
+            ports.values[senderIndex].sendersHeld += 1
+        }
+    }
+
+    /// Takes `waiter` off port `id`'s list without waking it: its channel closed while held.
+    public mutating func cancelHold(_ waiter: ObjectIdentifier, on id: SwitchPortID) {
+        guard let index = ports.index(forKey: id),
+              let position = ports.values[index].waiters.firstIndex(where: { $0.waiter.id == waiter }) else { return }
+        let entry = ports.values[index].waiters.remove(at: position)
+        _ = released([entry])
+    }
+
+    /// Waiters whose holds end, each counted off its sender's port.
+    private mutating func released(_ entries: [(waiter: SwitchHoldWaiter, sender: SwitchPortID)]) -> [SwitchHoldWaiter] {
+        for entry in entries {
+            if let index = ports.index(forKey: entry.sender) { ports.values[index].sendersHeld -= 1 }
+        }
+        return entries.map(\.waiter)
+    }
+
+    /// A hold on port `id` ran out: its owner did not drain its queue in time (a guest that
+    /// stopped taking frames). The port holds no sender again until its owner has drained its
+    /// queue to a quarter of its limits, so a port costs each sender at most one hold in vain
+    /// for every three quarters of a queue it takes, and meanwhile frames for it are dropped at
+    /// its full queue as before.
+    /// - Returns: the senders held for the port, to be woken (they go on, dropping).
+    public mutating func endHolds(on id: SwitchPortID) -> [SwitchHoldWaiter] {
+        guard let index = ports.index(forKey: id) else { return [] }
+        if ports.values[index].holdsSenders {
+            ports.values[index].holdsSenders = false
+            ports.values[index].counters.holdsTimedOut += 1
+        }
+        let waiters = ports.values[index].waiters
+        ports.values[index].waiters.removeAll()
+        return released(waiters)
     }
 
     /// Puts frames a port could not take yet back at the head of its queue (a guest whose
@@ -404,7 +551,7 @@ extension SwitchCore.Port {
         frames.reserveCapacity(min(limit, queuedFrames))
         while frames.count < limit, let item = queue.removeFirst() {
             queuedBytes -= item.frame.bytes.count
-            countQueued(from: item.source, -1)
+            countQueued(from: item.source, -1, bytes: -item.frame.bytes.count)
             frames.append(item.frame)
         }
         return frames
@@ -412,7 +559,8 @@ extension SwitchCore.Port {
 
     mutating func requeue(_ frames: [NetworkFrame]) {
         for frame in frames.reversed() { queue.prepend(SwitchCore.Queued(frame: frame, source: SwitchCore.requeuedSource)) }
-        queuedBytes += frames.reduce(0) { $0 + $1.bytes.count }
-        countQueued(from: SwitchCore.requeuedSource, frames.count)
+        let bytes = frames.reduce(0) { $0 + $1.bytes.count }
+        queuedBytes += bytes
+        countQueued(from: SwitchCore.requeuedSource, frames.count, bytes: bytes)
     }
 }

@@ -53,6 +53,11 @@ public struct SwitchPortCounters: Hashable, Sendable {
     /// Frames and bytes queued to the port.
     public var framesOut: UInt64 = 0
     public var bytesOut: UInt64 = 0
+    /// Times the port's sender was held by another port's full queue (`SwitchCore.hold`).
+    public var sendsHeld: UInt64 = 0
+    /// Times a sender's hold on this port ran out, its queue not drained in time
+    /// (`SwitchCore.endHolds`); the port then held no sender until drained to a quarter.
+    public var holdsTimedOut: UInt64 = 0
     /// Drops by reason, indexed by raw value: a frame dropped at a full queue is counted
     /// without hashing (a flooding sender meets that on most of its frames).
     private var dropCounts = [UInt64](repeating: 0, count: SwitchDropReason.allCases.count)
@@ -76,6 +81,19 @@ public struct SwitchPortCounters: Hashable, Sendable {
     public mutating func countDrop(_ reason: SwitchDropReason) { dropCounts[reason.rawValue] += 1 }
 }
 
+/// A sender held by a port's full queue (`SwitchCore.hold`): `wake` is called, outside the
+/// switch's lock, once the port has drained, its hold ran out or it was removed. `id` tells
+/// waiters apart, so one is held once however often it asks.
+public struct SwitchHoldWaiter: Sendable {
+    public let id: ObjectIdentifier
+    public let wake: @Sendable () -> Void
+
+    public init(id: ObjectIdentifier, wake: @escaping @Sendable () -> Void) {
+        self.id = id
+        self.wake = wake
+    }
+}
+
 /// How a port behaves.
 public struct SwitchPortConfiguration: Sendable {
     public var name: String
@@ -97,7 +115,7 @@ public struct SwitchPortConfiguration: Sendable {
     /// than queueing it for the port's pump: one thread hand-off fewer per frame.
     public var deliversDirectly = false
     /// Most frames and bytes waiting in the port's queue.
-    public var queueFrameLimit = 1024
+    public var queueFrameLimit = 4096
     public var queueByteLimit = 4 << 20
 
     public init(name: String, kind: SwitchPortKind, macAddress: MACAddress? = nil) {

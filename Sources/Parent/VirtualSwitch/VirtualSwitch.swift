@@ -62,10 +62,11 @@ public final class VirtualSwitch: Sendable {
     public var maximumFrameSize: Int { NetworkFrame.largestFrameSize(mtu: mtu) }
 
     public func removePort(_ id: SwitchPortID) {
-        core.withLock { $0.removePort(id) }
+        let held = core.withLock { $0.removePort(id) }
         sinks.withLock { $0[id] = nil }
         notifiers.withLock { $0[id] = nil }
         ownEvents.withLock { $0[id] = nil }
+        for waiter in held { waiter.wake() }
     }
 
     /// Writes a run of frames to a port's endpoint, in order, and returns how many it took from
@@ -104,7 +105,38 @@ public final class VirtualSwitch: Sendable {
     ///   port's queue. Always `false` while no port has a direct sink.
     @discardableResult
     public func send(draining frames: inout [NetworkFrame], from source: SwitchPortID) -> Bool {
-        send(&frames, from: source, draining: true)
+        send(&frames, from: source, draining: true).left
+    }
+
+    /// What `send(holding:from:waiter:)` did.
+    public struct HoldingOutcome: Sendable {
+        /// As `send(draining:from:)` returns: every frame switched left the switch at once.
+        public var left: Bool
+        /// The port whose full queue held the sender, with its frames from the one it would
+        /// have turned away left in the list; `nil`: every frame was switched.
+        public var heldBy: SwitchPortID?
+    }
+
+    /// Switches frames port `source` sent, in order, as `send(draining:from:)` does, but stops
+    /// at the first frame a child port's full queue would turn away (`SwitchCore.holdingPort`):
+    /// that frame and those after it stay in `frames`, and `waiter` is woken once the port has
+    /// drained, or when the caller's hold runs out and it calls `endHolds(on:)`. Frames for a
+    /// port that holds no sender are dropped at its full queue as always.
+    public func send(holding frames: inout [NetworkFrame], from source: SwitchPortID,
+                     waiter: SwitchHoldWaiter) -> HoldingOutcome {
+        send(&frames, from: source, draining: true, waiter: waiter)
+    }
+
+    /// Takes a held sender off `port`'s list without waking it (its channel closed).
+    public func cancelHold(_ waiter: ObjectIdentifier, on port: SwitchPortID) {
+        core.withLock { $0.cancelHold(waiter, on: port) }
+    }
+
+    /// Ends every hold on `port`, whose queue a held sender waited for in vain, and wakes the
+    /// senders held for it (`SwitchCore.endHolds`).
+    public func endHolds(on port: SwitchPortID) {
+        let held = core.withLock { $0.endHolds(on: port) }
+        for waiter in held { waiter.wake() }
     }
 
     /// Most frames switched in one hold of the switch's lock: a guest packet may carry
@@ -114,16 +146,24 @@ public final class VirtualSwitch: Sendable {
     /// `SoftwareOffload.maximumSegments` frames there, for a guest that cannot take it whole.
     static let segmentedFramesPerLock = 4
 
-    private func send(_ frames: inout [NetworkFrame], from source: SwitchPortID, draining: Bool) -> Bool {
+    private func send(_ frames: inout [NetworkFrame], from source: SwitchPortID, draining: Bool,
+                      waiter: SwitchHoldWaiter? = nil) -> HoldingOutcome {
         let now = MonotonicClock.nanoseconds()
         let hasSinks = sinks.withLock { !$0.isEmpty }
         var direct: SwitchCore.DirectFrames? = hasSinks ? SwitchCore.DirectFrames() : nil
         var woken = Set<SwitchPortID>()
+        var heldBy: SwitchPortID?
         var start = 0
-        while start < frames.count {
-            let end = Self.lockBatchEnd(frames, from: start)
+        while start < frames.count, heldBy == nil {
+            var end = Self.lockBatchEnd(frames, from: start)
             core.withLock { core in
                 for index in start..<end {
+                    if let waiter, let port = core.holdingPort(for: frames.span[index], from: source, now: now) {
+                        core.hold(waiter, on: port, for: source)
+                        heldBy = port
+                        end = index
+                        break
+                    }
                     let queued: [SwitchPortID]
                     if draining {
                         // Moved out of the sender's list rather than copied: the sender's
@@ -139,9 +179,12 @@ public final class VirtualSwitch: Sendable {
             }
             start = end
         }
-        if draining { frames.removeAll(keepingCapacity: true) }
+        if draining {
+            // What was switched was moved out; what a held sender keeps stays, in order.
+            if heldBy == nil { frames.removeAll(keepingCapacity: true) } else { frames.removeSubrange(0..<start) }
+        }
         var pickups: [DirectPickup] = []
-        var left = direct?.queuedElsewhere == false
+        var left = heldBy == nil && direct?.queuedElsewhere == false
         if let direct, !direct.isEmpty {
             let outcome = writeDirectly(direct, from: source)
             woken.formUnion(outcome.woken)
@@ -155,7 +198,7 @@ public final class VirtualSwitch: Sendable {
         // After the wake-ups, which a pickup (a batch of reads) would otherwise delay; no lock
         // is held: a pickup switches what it reads with `send`, as any sender does.
         for pickup in pickups { pickup() }
-        return left
+        return HoldingOutcome(left: left, heldBy: heldBy)
     }
 
     /// Where the run of frames switched in one hold of the lock, from `start`, ends: after
@@ -209,7 +252,11 @@ public final class VirtualSwitch: Sendable {
 
     /// Takes up to `limit` frames waiting for `port`.
     public func receive(for port: SwitchPortID, limit: Int = 64) -> [NetworkFrame] {
-        core.withLock { $0.dequeue(port, limit: limit) }
+        var drained: [SwitchHoldWaiter] = []
+        let frames = core.withLock { $0.dequeue(port, limit: limit, waking: &drained) }
+        // After the lock: a woken sender switches at once.
+        for waiter in drained { waiter.wake() }
+        return frames
     }
 
     /// Gives frames back to the head of `port`'s queue (the port could not take them yet).

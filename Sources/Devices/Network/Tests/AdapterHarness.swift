@@ -118,7 +118,7 @@ final class AdapterHarness {
     let send: MemoryBuffer
 
     init(switch virtualSwitch: VirtualSwitch, address: MACAddress, receivePages: Int = 512, sendPages: Int = 255,
-         receiveOverlapsRing: Bool = false) throws {
+         receiveOverlapsRing: Bool = false, holdNanoseconds: UInt64 = NetworkAdapter.defaultHoldNanoseconds) throws {
         let total = (1 << 20) + (receivePages + sendPages + 8) * 4096
         memory = try GuestMemory.create(name: "nic", size: total)
         let toHost = (0..<UInt64(Self.ringPages)).map { 16 + $0 }
@@ -135,7 +135,8 @@ final class AdapterHarness {
         registry.publish(handle: Self.sendGPADL, channel: Self.relID, byteOffset: 0, byteCount: UInt32(send.size),
                          pageNumbers: send.pageNumbers)
         adapter = try NetworkAdapter(instance: GUID(1, 2, 3, UInt64(address.rawValue)), address: address, queues: 1,
-                                     connected: true, switch: virtualSwitch, memory: memory, host: host)
+                                     connected: true, switch: virtualSwitch, memory: memory, host: host,
+                                     holdNanoseconds: holdNanoseconds)
         let guestSignal = try EventFD()
         let interrupts = TestCounter()
         let channel = try VSPChannel(

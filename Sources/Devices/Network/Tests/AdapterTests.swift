@@ -126,6 +126,99 @@ struct AdapterTests {
         #expect(peer.received.load(ordering: .relaxed) > 0, "the peer saw the flood too")
     }
 
+    /// A sending guest's port and failures, from the thread that runs it, and when that thread
+    /// may let its NIC go (frames still in its ring would be lost with it).
+    final class SenderFacts: Sendable {
+        let value = Mutex<(port: SwitchPortID, failures: FailureBox)?>(nil)
+        let done = Atomic<Bool>(false)
+    }
+
+    /// Sends `count` 64-byte frames from `harness`'s guest to `destination` as fast as its
+    /// sections come back, for 20 s at most (a sender never let go again stops the test, not
+    /// hangs it).
+    static func stream(_ harness: AdapterHarness, to destination: MACAddress, count: Int) {
+        var sent = 0
+        let deadline = MonotonicClock.nanoseconds() + 20_000_000_000
+        while sent < count, MonotonicClock.nanoseconds() < deadline {
+            let frame = BenchFrame.make(from: harness.vsc.macAddress, to: destination, size: 64, sequence: UInt64(sent))
+            if harness.vsc.transmit(frame) {
+                sent += 1
+            } else {
+                harness.vsc.flush()
+                harness.vsc.poll(copyFrames: false) { _ in }
+            }
+        }
+        harness.vsc.flush()
+    }
+
+    @Test("a burst larger than the receiver's buffer and port queue arrives whole: the sender is held, not dropped")
+    func fullPortHoldsTheSender() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        let receiver = try AdapterHarness(switch: virtualSwitch, address: Self.b)
+        try receiver.vsc.start()
+        // The sender on a thread of its own, with a hold longer than the test, so only the
+        // receiver's draining ends it.
+        let sender = SenderFacts()
+        let count = 6000
+        let thread = try OSThread.spawn(name: "sender") { [virtualSwitch] in
+            guard let harness = try? AdapterHarness(switch: virtualSwitch, address: Self.a, holdNanoseconds: 60_000_000_000),
+                  (try? harness.vsc.start()) != nil else { return }
+            sender.value.withLock { $0 = (harness.adapter.port, harness.failures) }
+            Self.stream(harness, to: Self.b, count: count)
+            while !sender.done.load(ordering: .acquiring) { MonotonicClock.sleep(.milliseconds(1)) }
+        }
+        defer {
+            sender.done.store(true, ordering: .releasing)
+            thread.join()
+        }
+        // The receiver's buffer takes about 1,200 frames and its port 2,048 of one sender's.
+        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+        func held() -> UInt64 { sender.value.withLock { $0.flatMap { virtualSwitch.counters(of: $0.port)?.sendsHeld } } ?? 0 }
+        while held() == 0, MonotonicClock.nanoseconds() < deadline { MonotonicClock.sleep(.milliseconds(1)) }
+        #expect(held() > 0, "the receiver, not polling, filled its port")
+        let frames = receiver.collect(count: count)
+        #expect(frames.count == count)
+        let firstOutOfOrder = frames.indices.first { BenchFrame.parse(frames[$0], length: frames[$0].count)?.sequence != UInt64($0) }
+        #expect(firstOutOfOrder == nil, "in order")
+        #expect(virtualSwitch.counters(of: receiver.adapter.port)?.dropped(.queueFull) == 0)
+        #expect(sender.value.withLock { $0?.failures.value } == nil && receiver.failures.value == nil)
+    }
+
+    @Test("a receiver that stops taking frames holds a sender in vain once, for the hold time; the sender's frames to others go on")
+    func stalledPortHoldsOnlyOnce() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        // A hold long enough that b's worker, while b's buffer still has room, drains in time
+        // even on a loaded host: only the hold on a b that takes nothing runs out.
+        let sender = try AdapterHarness(switch: virtualSwitch, address: Self.a, holdNanoseconds: 300_000_000)
+        let stalled = try AdapterHarness(switch: virtualSwitch, address: Self.b)
+        let other = try AdapterHarness(switch: virtualSwitch, address: Self.c)
+        try sender.vsc.start()
+        try stalled.vsc.start()
+        try other.vsc.start()
+        // b never polls: its buffer and its port fill, and the rest of the stream is dropped there.
+        let start = MonotonicClock.nanoseconds()
+        Self.stream(sender, to: Self.b, count: 6000)
+        let frame = BenchFrame.make(from: Self.a, to: Self.c, size: 100, sequence: 1)
+        while !sender.vsc.transmit(frame) {
+            sender.vsc.flush()
+            sender.vsc.poll(copyFrames: false) { _ in }
+        }
+        sender.vsc.flush()
+        #expect(other.collect(count: 1) == [frame])
+        let elapsed = MonotonicClock.nanoseconds() - start
+        let stalledPort = virtualSwitch.counters(of: stalled.adapter.port)
+        #expect(stalledPort?.holdsTimedOut == 1, "held once, then b holds no one until it has drained")
+        #expect(stalledPort?.dropped(.queueFull) ?? 0 > 0)
+        // Earlier holds, while b's buffer still had room, ended when b drained.
+        let holds = virtualSwitch.counters(of: sender.adapter.port)?.sendsHeld ?? 0
+        #expect(holds >= 1)
+        #expect(elapsed < 5_000_000_000, "one 300 ms hold in vain, not one per batch (\(elapsed / 1_000_000) ms)")
+        sender.adapter.reportFacts()
+        #expect(sender.host.facts["nic.00:15:5d:00:00:0a.port_sends_held"] == "\(holds)")
+        stalled.adapter.reportFacts()
+        #expect(stalled.host.facts["nic.00:15:5d:00:00:0b.port_holds_timed_out"] == "1")
+    }
+
     @Test("link down and up reach the guest as RNDIS media indications")
     func linkChanges() throws {
         let virtualSwitch = VirtualSwitch(name: "p", kind: .private)

@@ -64,13 +64,26 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     /// frame, NVSP message.
     static let deliveryPacketBytes = 24 + 8 * deliveryBatch + NetvscConstants.nvspMessageSize
 
+    /// How long a channel's frames wait for another child port's full queue before they go on
+    /// and are dropped there (Docs/network.md, "Holding senders"): longer than a receiving
+    /// guest that halted between frames takes to be woken and drain its port, even when its
+    /// threads wait a scheduler slice for a processor, and short enough that a guest that
+    /// stopped taking frames, which costs each sender this once until its port has drained
+    /// again, stalls no one for long.
+    public static let defaultHoldNanoseconds: UInt64 = 10_000_000
+    /// This adapter's hold time (`defaultHoldNanoseconds` but in tests).
+    let holdNanoseconds: UInt64
+
     /// Plugs a new adapter into `virtualSwitch`.
     /// - Parameters:
     ///   - queues: the most channels the guest may use (1 + sub-channels).
     ///   - memory: the partition's RAM.
+    ///   - holdNanoseconds: how long the guest's frames wait for a full port (see `defaultHoldNanoseconds`).
     public init(instance: GUID, address: MACAddress, queues: Int, connected: Bool, switch virtualSwitch: VirtualSwitch,
-                memory: GuestMemory, host: any VSPHost) throws(SystemError) {
+                memory: GuestMemory, host: any VSPHost,
+                holdNanoseconds: UInt64 = NetworkAdapter.defaultHoldNanoseconds) throws(SystemError) {
         self.instance = instance
+        self.holdNanoseconds = holdNanoseconds
         permanentAddress = address
         self.virtualSwitch = virtualSwitch
         self.host = host
@@ -301,6 +314,8 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
             facts["port_frames_out"] = "\(port.framesOut)"
             facts["port_drops"] = "\(port.drops.values.reduce(0, +))"
             facts["port_queue_full"] = "\(port.dropped(.queueFull))"
+            facts["port_sends_held"] = "\(port.sendsHeld)"
+            facts["port_holds_timed_out"] = "\(port.holdsTimedOut)"
         }
         let changed = state.withLock { state -> [String: String] in
             var changed: [String: String] = [:]
@@ -361,6 +376,14 @@ final class NetworkChannelSession: ChannelSession {
     private var leases: NetworkAdapter.KeptLeases?
     /// Whether the completions staged so far are to be published now (`answersAreDue`).
     private var completionsDue = false
+    /// The port whose full queue holds this channel's frames, and when the hold runs out: until
+    /// then the guest's ring is left unread (Docs/network.md, "Holding senders").
+    private var held: (port: SwitchPortID, until: UInt64)?
+    /// How this session is woken when the port that held it has drained (set in `start`).
+    private var waiter: SwitchHoldWaiter?
+    /// Set by `waiter`: the hold ended, so the next flush tries again (until then, the worker's
+    /// turns leave the switch alone).
+    private let holdEnded = HoldEndedFlag()
 
     init(adapter: NetworkAdapter, index: Int) {
         self.adapter = adapter
@@ -371,7 +394,19 @@ final class NetworkChannelSession: ChannelSession {
 
     func start(on channel: VSPChannel) throws(VSPError) {
         adapter.opened(index, channel: channel)
+        let event = channel.wakeEvent
+        let ended = holdEnded
+        // Named by the flag the closure keeps alive, so no later session can share the name
+        // while a registration of this one is left on a port.
+        waiter = SwitchHoldWaiter(id: ObjectIdentifier(ended)) {
+            ended.value.store(true, ordering: .releasing)
+            event.signal()
+        }
     }
+
+    func acceptsPacket(on channel: VSPChannel) -> Bool { held == nil }
+
+    var wakeDeadline: UInt64? { held?.until }
 
     func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {
         // The list is kept between packets for its capacity.
@@ -393,7 +428,7 @@ final class NetworkChannelSession: ChannelSession {
         // has some, instead of when the worker's pass ends. Frames queued for another guest's
         // port do not: there, sooner completions only let the sender outrun a receiver that
         // shares the host's processors (Docs/network.md, "Completions").
-        if transmitted.isFull, flushTransmitted() { completionsDue = true }
+        if transmitted.isFull, flushTransmitted().left { completionsDue = true }
     }
 
     func answersAreDue(on channel: VSPChannel) -> Bool {
@@ -404,11 +439,12 @@ final class NetworkChannelSession: ChannelSession {
     func work(on channel: VSPChannel) throws(VSPError) -> Bool {
         // The end of a pass over the ring: the worker may sleep next.
         adapter.release(&leases)
-        flushTransmitted()
-        var progressed = false
+        // Frames a full port held back that have now gone on are progress: the worker reads
+        // the guest's ring again rather than sleeping with it masked.
+        var progressed = flushTransmitted().moved && held == nil
         let posted = adapter.takeOutbox(index)
         for packet in posted { try send(packet, on: channel) }
-        progressed = !posted.isEmpty
+        progressed = progressed || !posted.isEmpty
         guard index == 0 else { return progressed }
         let indications = adapter.applyLinkChange()
         for packet in indications { try send(packet, on: channel) }
@@ -437,6 +473,9 @@ final class NetworkChannelSession: ChannelSession {
 
     func close() {
         adapter.release(&leases)
+        // A closing channel waits for no one: what a full queue would turn away is dropped.
+        if let held, let waiter { adapter.virtualSwitch.cancelHold(waiter.id, on: held.port) }
+        waiter = nil
         flushTransmitted()
         adapter.closed(index)
     }
@@ -473,15 +512,46 @@ final class NetworkChannelSession: ChannelSession {
         }
     }
 
-    /// Hands the frames gathered so far to the switch in one batch.
-    /// - Returns: whether they all left the switch at once (`VirtualSwitch.send(draining:from:)`).
+    /// Hands the frames gathered so far to the switch in one batch. A child port's full queue
+    /// may hold the rest back (`VirtualSwitch.send(holding:from:waiter:)`): they stay in the
+    /// batch, and the guest's ring is left unread, until that port has drained or the hold has
+    /// run out, when the port holds no one and they go on (dropped there if it is still full).
+    /// - Returns: whether they all left the switch at once (`VirtualSwitch.send(draining:from:)`),
+    ///   and whether any frame was switched.
     @discardableResult
-    private func flushTransmitted() -> Bool {
-        guard !transmitted.isEmpty else { return false }
-        var left = false
-        transmitted.handOver { left = adapter.virtualSwitch.send(draining: &$0, from: adapter.port) }
-        return left
+    private func flushTransmitted() -> (left: Bool, moved: Bool) {
+        guard !transmitted.isEmpty else {
+            held = nil
+            return (false, false)
+        }
+        let virtualSwitch = adapter.virtualSwitch
+        let port = adapter.port
+        let before = transmitted.frames.count
+        guard let waiter else {
+            var left = false
+            transmitted.handOver { left = virtualSwitch.send(draining: &$0, from: port) }
+            held = nil
+            return (left, true)
+        }
+        if let held, !holdEnded.value.load(ordering: .acquiring) {
+            // Not woken: the port has not drained yet.
+            guard MonotonicClock.nanoseconds() >= held.until else { return (false, false) }
+            // Nor in time: it holds no one until its owner has drained it to a quarter.
+            virtualSwitch.endHolds(on: held.port)
+        }
+        // Cleared before the switch can hold this session again, so no wake is lost.
+        holdEnded.value.store(false, ordering: .relaxed)
+        var outcome: VirtualSwitch.HoldingOutcome?
+        transmitted.handOver { outcome = virtualSwitch.send(holding: &$0, from: port, waiter: waiter) }
+        held = outcome?.heldBy.map { ($0, MonotonicClock.nanoseconds() &+ adapter.holdNanoseconds) }
+        return (outcome?.left ?? false, transmitted.frames.count < before)
     }
+}
+
+/// Whether a hold on a NIC channel's frames has ended (`NetworkChannelSession`), set by the
+/// thread that drained the port, read by the channel's worker.
+final class HoldEndedFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }
 
 /// A NIC channel being withdrawn after its state was lost: it completes every send the guest
