@@ -1,7 +1,6 @@
 import LinuxSupport
 import NetworkProtocol
 import NetworkVSC
-import Synchronization
 import Testing
 import VirtualSwitch
 
@@ -12,11 +11,11 @@ import VirtualSwitch
     static let b = MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x0B)
     static let c = MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x0C)
 
-    /// Counts its wake-ups.
+    /// Counts its wake-ups (with the NIC tests' `TestCounter`).
     final class Waker: Sendable {
-        let count = Atomic<Int>(0)
-        var waiter: SwitchHoldWaiter { SwitchHoldWaiter(id: ObjectIdentifier(self)) { [self] in count.add(1, ordering: .relaxed) } }
-        var woken: Int { count.load(ordering: .relaxed) }
+        let count = TestCounter()
+        var waiter: SwitchHoldWaiter { SwitchHoldWaiter(id: ObjectIdentifier(self)) { [count] in count.add() } }
+        var woken: UInt64 { count.value }
     }
 
     static func frame(from source: MACAddress, to destination: MACAddress, size: Int = 64) -> NetworkFrame {
