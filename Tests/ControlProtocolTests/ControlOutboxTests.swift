@@ -163,7 +163,7 @@ struct ControlOutboxTests {
         try outbox.start(name: "test-send") { _ in failures.add() }
         defer { outbox.stop() }
         var queued = 0
-        while outbox.enqueue([UInt8](repeating: 0, count: 60 << 10), lane: 1, admission: .always) && queued < 10_000 {
+        while outbox.enqueue([UInt8](repeating: 0, count: 60 << 10), lane: 1, admission: .ifRoom) && queued < 10_000 {
             queued += 1
             if outbox.hasFailed { break }
             if queued % 16 == 0 { usleep(1000) }
@@ -176,6 +176,29 @@ struct ControlOutboxTests {
         #expect(failures.value == 1)
         #expect(!outbox.enqueue([1], lane: 1, admission: .always), "a failed connection takes nothing more")
         _ = far
+    }
+}
+
+extension ControlOutboxTests {
+    /// `.always` is for entries bounded by their nature; a peer that makes them pile up anyway
+    /// (re-registering to replay a log it never acknowledges) is given up, not followed.
+    @Test func entriesAdmittedAlwaysPastFourTimesALanesLimitsEndTheConnection() throws {
+        let (near, _) = try SequencedPacketSocket.pair()
+        // Jobs with a window of 0 never go out: the lane only grows.
+        let outbox = ControlOutbox(socket: near, limits: .init(laneEntries: 3, laneBytes: 1 << 20, window: 0))
+        outbox.openLane(1)
+        let failures = Tally()
+        try outbox.start(name: "test-send") { _ in failures.add() }
+        defer { outbox.stop() }
+        for _ in 0..<11 { #expect(outbox.enqueue([1], lane: 1, isJob: true, admission: .always)) }
+        #expect(!outbox.hasFailed)
+        #expect(outbox.enqueue([2], lane: 1, isJob: true, replacing: 5, admission: .always), "the twelfth, keyed")
+        #expect(outbox.enqueue([3], lane: 1, isJob: true, replacing: 5, admission: .always), "replacing takes no room")
+        #expect(!outbox.hasFailed && outbox.queued(lane: 1) == 12)
+        #expect(!outbox.enqueue([1], lane: 1, isJob: true, admission: .always))
+        #expect(outbox.hasFailed && failures.value == 1)
+        #expect(!outbox.enqueue([1], lane: 2, admission: .always), "nothing more is taken")
+        #expect(failures.value == 1)
     }
 }
 

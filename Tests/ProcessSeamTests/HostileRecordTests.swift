@@ -132,6 +132,86 @@ struct HostileRecordTests {
         #expect(alpha.messageConnections.count == ParentLink.registrationLimit)
     }
 
+    /// The root never waits on a descriptor the parent shares with it: a blocking eventfd whose
+    /// counter the parent filled, handed over as an event connection (the root signals it once
+    /// registered), stops neither the root's service of the parent nor its shutdown.
+    @Test func anEventFDTheParentFilledNeverBlocksTheRoot() throws {
+        let root = try RootEnd()
+        let alpha = try root.table.add("alpha")
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        let full: UInt64 = 0xFFFF_FFFF_FFFF_FFFE
+        let first = try EventFD()
+        first.signal(full)
+        try parent.sendRaw(ParentMessage.registerEventConnection(partitionID: alpha.id, connectionID: 0x2001).bytes,
+                           descriptors: [first.owned])
+        #expect(try parent.rootAnswers(probe: 1), "the root still serves the parent")
+        #expect(alpha.eventConnections.count == 1)
+        // Once the parent reads its counter, the signal the root owed it arrives.
+        #expect(try first.wait() == full)
+        #expect(eventually { first.consume() == 1 })
+        let second = try EventFD()
+        second.signal(full)
+        try parent.sendRaw(ParentMessage.registerEventConnection(partitionID: alpha.id, connectionID: 0x2002).bytes,
+                           descriptors: [second.owned])
+        #expect(try parent.rootAnswers(probe: 2))
+        // The write the root owes `second` still waits: shutting down does not.
+        root.stop()
+        #expect(!root.link.isConnected)
+    }
+
+    /// Parts of a commit are kept only for partitions handed to this parent: parts for any other
+    /// ID would be kept under keys no limit counts. They are dropped without cutting the parent
+    /// off (one sent as its partition stopped crosses the detach).
+    @Test func commitPartsForAPartitionNotHandedToTheParentAreNotKept() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha")
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        for id in [UInt32(0xDEAD), 0xBEEF, alpha.id &+ 1, alpha.id] {
+            try parent.channel.send(.commitState(StateCommit(
+                partitionID: id, sequence: 0, isFinal: false,
+                records: [StateRecord(key: 1, bytes: [UInt8](repeating: 1, count: 1000))], posts: [])))
+        }
+        #expect(try parent.rootAnswers(probe: 1))
+        #expect(root.link.connection?.stagedPartitions == [alpha.id])
+    }
+
+    /// A connection registered again on the same link does not send its unacknowledged log
+    /// again: a parent repeating the registration would otherwise have the root queue a copy of
+    /// the log each time.
+    @Test func registeringAMessageConnectionAgainDoesNotReplayItsLog() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha")
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        let connection = ConnectionID(0x1000)
+        try parent.channel.send(.registerMessageConnection(partitionID: alpha.id, connectionID: connection.rawValue))
+        #expect(try parent.rootAnswers(probe: 1))
+        var payloads: [[UInt8]] = []
+        /// Collects the guest messages the root sends until `done` says so.
+        func collect(until done: @escaping (RootMessage) -> Bool) throws {
+            _ = try parent.rootMessage { message, _ -> Bool? in
+                if case .sequencedGuestMessage(let guestMessage) = message { payloads.append(guestMessage.payload) }
+                return done(message) ? true : nil
+            }
+        }
+        #expect(try alpha.postMessage(connection: connection, type: .vmbus, payload: [1]) == .success)
+        try collect { if case .sequencedGuestMessage(let message) = $0 { message.payload == [1] } else { false } }
+        for _ in 0..<5 {
+            try parent.channel.send(.registerMessageConnection(partitionID: alpha.id, connectionID: connection.rawValue))
+        }
+        // Answered once the registrations are handled (and any replay queued).
+        try parent.channel.send(.requestDoorbell(requestID: 2, partitionID: 0xDEAD, vp: 0, sint: 2))
+        try collect { if case .requestFailed(2, _) = $0 { true } else { false } }
+        // The guest's next message follows any replay in the partition's lane.
+        #expect(try alpha.postMessage(connection: connection, type: .vmbus, payload: [2]) == .success)
+        try collect { if case .sequencedGuestMessage(let message) = $0 { message.payload == [2] } else { false } }
+        #expect(payloads == [[1], [2]], "each message once")
+    }
+
     /// A process that connects and says nothing does not keep the parent out.
     @Test func aSilentConnectionIsDroppedAndTheParentGetsIn() throws {
         // Long enough that the scripted parent's own hello is never late on a loaded host.

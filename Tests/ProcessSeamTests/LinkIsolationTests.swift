@@ -159,6 +159,19 @@ struct LinkIsolationTests {
         #expect((budget.take(now: start + 3_000_000_000) ?? 0) == 0, "idle time refills it, up to the burst")
     }
 
+    /// Processors that each sleep the longest wait can outrun a very low rate; the debt they run
+    /// up stops where one longest wait repays it, so the partition is not throttled long after
+    /// they stopped (and the wait, computed from it, never overflows).
+    @Test func aFloodBeyondAVeryLowRateRunsUpNoEndlessDebt() {
+        let budget = PortAccessBudget(perSecond: 1000, burst: 10)
+        let start = MonotonicClock.nanoseconds()
+        var longest: UInt64 = 0
+        for _ in 0..<1_000_000 { longest = max(longest, budget.take(now: start) ?? 0) }
+        #expect(longest == PortAccessBudget.longestWait)
+        #expect(budget.take(now: start + 2 * PortAccessBudget.longestWait) == nil,
+                "twice the longest wait later, the flood is repaid")
+    }
+
     /// A busy guest that closes its channel does not stall another child: alpha keeps its bench
     /// ring full and closes the channel meanwhile, while beta's echo round trips go on (each
     /// child's control plane runs on its own thread in the parent, its worker stops between

@@ -11,7 +11,8 @@ import LinuxSupport
 /// out once `window` of them are unacknowledged, so the peer's per-child queue never overflows
 /// and its reader never has to block or drop.
 ///
-/// A peer that takes nothing for `stallNanoseconds`, or a send that fails, ends the connection:
+/// A peer that takes nothing for `stallNanoseconds`, a send that fails, or a lane pushed past
+/// its hard limit (`Admission.always`) ends the connection:
 /// `onFailure` runs once (the owner shuts the socket down) and every later enqueue is refused.
 ///
 /// A producer that holds no lock may `help`: when no one is sending, it sends the next entry
@@ -40,7 +41,9 @@ public final class ControlOutbox: Sendable {
     /// What to do when a lane is full.
     public enum Admission: Sendable, Equatable {
         /// Queue it anyway: for entries bounded by their nature (answers to the peer's own
-        /// requests, entries that replace an earlier one of their key).
+        /// requests, entries that replace an earlier one of their key). Still, a lane that
+        /// reaches `Limits.hardLimitFactor` times its limits this way ends the connection: the
+        /// peer is making this side keep more than anything it sends may need.
         case always
         /// Refuse it.
         case ifRoom
@@ -49,6 +52,9 @@ public final class ControlOutbox: Sendable {
     }
 
     public struct Limits: Sendable {
+        /// How many times its limits a lane may hold through `Admission.always`.
+        public static let hardLimitFactor = 4
+
         /// The most entries one lane holds.
         public var laneEntries: Int
         /// The most bytes one lane holds (deferred entries count as none).
@@ -99,6 +105,11 @@ public final class ControlOutbox: Sendable {
             count < limits.laneEntries && bytes + size <= limits.laneBytes
         }
 
+        /// Whether an entry admitted `.always` to a partition's lane stays within the hard limit.
+        func belowHardLimit(_ limits: Limits, adding size: Int) -> Bool {
+            count < limits.laneEntries * Limits.hardLimitFactor && bytes + size <= limits.laneBytes * Limits.hardLimitFactor
+        }
+
         func canSend(_ limits: Limits, readyOnly: Bool = false) -> Bool {
             guard head < entries.count else { return false }
             if readyOnly && !entries[head].isReady { return false }
@@ -114,7 +125,8 @@ public final class ControlOutbox: Sendable {
                 entries.insert(entry, at: 0)
             }
             bytes += entry.size
-            if entry.isJob { sentJobs -= 1 }
+            // A lane closed and opened again while the entry was out starts from zero.
+            if entry.isJob, sentJobs > 0 { sentJobs -= 1 }
         }
 
         mutating func append(_ entry: Entry) {
@@ -195,8 +207,9 @@ public final class ControlOutbox: Sendable {
         self.limits = limits
     }
 
-    /// Starts the sending thread. `onFailure` runs on it once, when the peer stalls past
-    /// `stallNanoseconds` or a send fails.
+    /// Starts the sending thread. `onFailure` runs once: on that thread when the peer stalls
+    /// past `stallNanoseconds` or a send fails, on the enqueuing thread when an entry admitted
+    /// `.always` would pass a lane's hard limit (`Admission.always`).
     public func start(name: String, onFailure: @escaping @Sendable (SystemError) -> Void) throws(SystemError) {
         failureHandler.update { $0 = onFailure }
         let started = try OSThread.spawn(name: name) { [self] in run(onFailure) }
@@ -274,27 +287,46 @@ public final class ControlOutbox: Sendable {
         if case .ready(let datagram) = payload { size = datagram.bytes.count }
         let entry = Entry(payload: payload, isJob: isJob, key: key, size: size, lane: lane)
         let limits = limits
+        var overflowed = false
         func admit(_ state: inout State) -> Bool? {
             guard !state.stopping, !state.failed else { return false }
             guard let lane else {
                 guard state.priority.count < limits.priorityEntries || admission == .always else { return false }
+                // The priority lane is bounded in entries only (answers are small).
+                guard state.priority.count < limits.priorityEntries * Limits.hardLimitFactor else {
+                    state.failed = true
+                    overflowed = true
+                    return false
+                }
                 state.priority.append(entry)
                 return true
             }
             guard var current = state.lanes[lane] else { return false }
             let replaces = key.map { key in current.entries[current.head...].contains { $0.key == key } } ?? false
             guard admission == .always || replaces || current.hasRoom(limits, adding: size) else { return nil }
+            guard replaces || current.belowHardLimit(limits, adding: size) else {
+                state.failed = true
+                overflowed = true
+                return false
+            }
             current.append(entry)
             state.lanes[lane] = current
             return true
         }
+        let queued: Bool
         if case .waiting(let nanoseconds) = admission {
             let outcome = state.wait(until: { state in
                 state.stopping || state.failed || lane.map { state.lanes[$0]?.hasRoom(limits, adding: size) ?? true } ?? true
             }, timeoutNanoseconds: nanoseconds) { admit(&$0) }
-            return (outcome ?? nil) ?? false
+            queued = (outcome ?? nil) ?? false
+        } else {
+            queued = state.update { admit(&$0) } ?? false
         }
-        return state.update { admit(&$0) } ?? false
+        if overflowed, let handler = failureHandler.read({ $0 }) {
+            handler(SystemError("queue more than \(Limits.hardLimitFactor) times a lane's limits for the peer",
+                                errno: .noBufferSpace))
+        }
+        return queued
     }
 
     /// Queues one ready datagram (see `enqueue(_:lane:isJob:replacing:admission:)`).
@@ -324,7 +356,8 @@ public final class ControlOutbox: Sendable {
                 try socket.send(datagram.bytes, descriptors: datagram.descriptors.map(\.rawValue), nonBlocking: true)
             }
         } catch where error.errno == .resourceTemporarilyUnavailable {
-            state.update { $0.putBack(taken) }
+            // Once `stop()` began, the lanes are being emptied: the entry goes with them.
+            state.update { state in if !state.stopping { state.putBack(taken) } }
         } catch {
             failure = error
         }

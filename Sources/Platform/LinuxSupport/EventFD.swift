@@ -9,8 +9,10 @@ public final class EventFD: Sendable {
     public let owned: OwnedDescriptor
 
     /// Creates a counter starting at zero.
-    public init() throws(SystemError) {
-        let raw = eventfd(0, Int32(EFD_CLOEXEC))
+    /// - Parameter nonBlocking: writes that would overflow the counter fail at once instead of
+    ///   waiting for a reader (for an eventfd no other process may read or write).
+    public init(nonBlocking: Bool = false) throws(SystemError) {
+        let raw = eventfd(0, Int32(EFD_CLOEXEC) | (nonBlocking ? Int32(EFD_NONBLOCK) : 0))
         guard raw >= 0 else { throw SystemError.current("create eventfd") }
         owned = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
     }
@@ -23,11 +25,12 @@ public final class EventFD: Sendable {
     /// The raw descriptor number (for ioctls such as KVM_IRQFD).
     public var rawValue: Int32 { owned.rawValue }
 
-    /// Adds `count` to the counter, waking any waiter.
+    /// Adds `count` to the counter, waking any waiter. On a blocking eventfd whose counter is
+    /// full this waits for a reader (or a signal: `OSThread.interrupt`).
     public func signal(_ count: UInt64 = 1) {
         var value = count
-        // A write only fails if the counter would overflow (it then stays signalled) or the
-        // descriptor is invalid, which is a host bug.
+        // A write only fails if the counter would overflow (it then stays signalled), if it was
+        // interrupted, or if the descriptor is invalid, which is a host bug.
         let written = withUnsafeBytes(of: &value) { bytes in
             // SAFETY: `bytes` is the 8-byte local `value`, alive for the call.
             Glibc.write(rawValue, bytes.baseAddress, 8)

@@ -8,8 +8,10 @@ import Synchronization
 ///
 /// Each (virtual processor, SINT) pair that is ever used gets a *doorbell*: an eventfd bound
 /// with KVM_IRQFD to an MSI route carrying the SINT's vector and the processor's APIC ID.
-/// Whoever signals the doorbell (the root for messages, the parent partition for channel
-/// events) raises the interrupt in the kernel.
+/// Whoever signals the doorbell (the parent partition, for channel events) raises the interrupt
+/// in the kernel. The root rings a second eventfd of its own bound to the same route: the
+/// parent's is shared with it, and a parent could fill its counter so that a write to it would
+/// block (a compromised parent must not be able to stop a processor that delivers a message).
 ///
 /// While a SINT may not interrupt (SynIC disabled, SINT masked or polled) its irqfd is
 /// unbound, so signals only count up in the eventfd; KVM injects a pending count when the
@@ -26,13 +28,18 @@ final class SynICInterruptRouter: Sendable {
     }
 
     final class Doorbell: Sendable {
+        /// The parent's.
         let event: EventFD
+        /// The root's own, never shared (non-blocking: a write to a full counter fails at once,
+        /// and the interrupt is pending anyway).
+        let rootEvent: EventFD
         let gsi: UInt32
         let bound: Atomic<Bool>
         let vector: Atomic<UInt8>
 
-        init(event: EventFD, gsi: UInt32, vector: UInt8) {
+        init(event: EventFD, rootEvent: EventFD, gsi: UInt32, vector: UInt8) {
             self.event = event
+            self.rootEvent = rootEvent
             self.gsi = gsi
             bound = Atomic(false)
             self.vector = Atomic(vector)
@@ -54,8 +61,9 @@ final class SynICInterruptRouter: Sendable {
             let key = DoorbellKey(vp: vp, sint: sint)
             if let existing = table[key] { return existing }
             let event = try EventFD()
+            let rootEvent = try EventFD(nonBlocking: true)
             let gsi = try machine.addMSIRoute(.fixed(vector: vector, apicID: apicIDs[Int(vp)]))
-            let doorbell = Doorbell(event: event, gsi: gsi, vector: vector)
+            let doorbell = Doorbell(event: event, rootEvent: rootEvent, gsi: gsi, vector: vector)
             table[key] = doorbell
             return doorbell
         }
@@ -68,6 +76,7 @@ final class SynICInterruptRouter: Sendable {
         let doorbell = try existing ?? doorbellEntry(vp: vp, sint: sint, vector: vector)
         if doorbell.bound.load(ordering: .acquiring) {
             try machine.deassignIRQFD(doorbell.event, gsi: doorbell.gsi)
+            try machine.deassignIRQFD(doorbell.rootEvent, gsi: doorbell.gsi)
             doorbell.bound.store(false, ordering: .releasing)
         }
         if doorbell.vector.load(ordering: .acquiring) != vector {
@@ -77,6 +86,12 @@ final class SynICInterruptRouter: Sendable {
         if interruptsEnabled {
             // Binding injects any count that arrived while unbound.
             try machine.assignIRQFD(doorbell.event, gsi: doorbell.gsi)
+            do {
+                try machine.assignIRQFD(doorbell.rootEvent, gsi: doorbell.gsi)
+            } catch {
+                try? machine.deassignIRQFD(doorbell.event, gsi: doorbell.gsi)
+                throw error
+            }
             doorbell.bound.store(true, ordering: .releasing)
         }
     }
@@ -84,7 +99,7 @@ final class SynICInterruptRouter: Sendable {
     /// Rings the doorbell of (`vp`, `sint`).
     func raise(vp: UInt32, sint: Int) {
         if let doorbell = doorbells.withLock({ $0[DoorbellKey(vp: vp, sint: sint)] }) {
-            doorbell.event.signal()
+            doorbell.rootEvent.signal()
         }
     }
 
@@ -93,6 +108,7 @@ final class SynICInterruptRouter: Sendable {
         let all = doorbells.withLock { Array($0.values) }
         for doorbell in all where doorbell.bound.load(ordering: .acquiring) {
             try? machine.deassignIRQFD(doorbell.event, gsi: doorbell.gsi)
+            try? machine.deassignIRQFD(doorbell.rootEvent, gsi: doorbell.gsi)
             doorbell.bound.store(false, ordering: .releasing)
         }
     }

@@ -12,6 +12,8 @@ extension ParentLink {
         let channel: ControlChannel
         /// Everything the root sends the parent goes through here (lane = partition ID).
         let outbox: ControlOutbox
+        /// Writes the signals the root owes the parent's eventfds.
+        let signaller: ParentEventSignaller
         let logger: Logger
         let portReadTimeout: UInt64
         let registrations = Mutex<[UInt32: Registrations]>([:])
@@ -32,7 +34,9 @@ extension ParentLink {
         /// Whether a message the parent did not get was already logged as a warning.
         private let dropLogged = Atomic<Bool>(false)
 
-        init(channel: ControlChannel, logger: Logger, portReadTimeout: UInt64, limits: ControlOutbox.Limits) {
+        init(channel: ControlChannel, logger: Logger, portReadTimeout: UInt64, limits: ControlOutbox.Limits)
+            throws(SystemError) {
+            signaller = try ParentEventSignaller(name: "parent-signal")
             self.channel = channel
             self.logger = logger
             self.portReadTimeout = portReadTimeout
@@ -62,6 +66,14 @@ extension ParentLink {
             } else {
                 logger.warning("parent partition will not get \(what): its lane is full or the link is down")
             }
+        }
+
+        /// The partitions with a commit in progress.
+        var stagedPartitions: Set<UInt32> { staged.withLock { Set($0.keys) } }
+
+        /// Forgets a detached partition's commit in progress.
+        func discardStaged(partitionID: UInt32) {
+            staged.withLock { _ = $0.removeValue(forKey: partitionID) }
         }
 
         /// Adds a part to its partition's commit in progress.

@@ -130,7 +130,14 @@ final class ParentLink: Sendable {
         if claimed != pid {
             logger.warning("the parent partition says it is pid \(claimed), the kernel says \(pid); using the kernel's")
         }
-        let connection = Connection(channel: channel, logger: logger, portReadTimeout: portReadTimeout, limits: outboxLimits)
+        let connection: Connection
+        do throws(SystemError) {
+            connection = try Connection(channel: channel, logger: logger, portReadTimeout: portReadTimeout,
+                                        limits: outboxLimits)
+        } catch {
+            logger.warning("could not serve the parent partition (pid \(pid)): \(error); closed")
+            return
+        }
         do throws(SystemError) {
             // The socket is new and empty: this send cannot wait.
             try channel.send(.welcome(rootProcessID: UInt32(getpid())), nonBlocking: true)
@@ -140,6 +147,7 @@ final class ParentLink: Sendable {
             }
         } catch {
             logger.warning("could not welcome the parent partition (pid \(pid)): \(error); closed")
+            connection.signaller.stop()
             return
         }
         current.withLock { $0 = connection }
@@ -165,6 +173,7 @@ final class ParentLink: Sendable {
         channel.socket.shutdown()
         connection.closed.store(true, ordering: .releasing)
         connection.outbox.stop()
+        connection.signaller.stop()
         connection.pendingReads.update { reads in
             for key in reads.keys where reads[key] == .some(nil) { reads[key] = .some(0xFFFF_FFFF) }
         }
@@ -275,6 +284,7 @@ final class ParentLink: Sendable {
         states.withLock { _ = $0.removeValue(forKey: partitionID) }
         guard let connection else { return }
         connection.attached.withLock { _ = $0.remove(partitionID) }
+        connection.discardStaged(partitionID: partitionID)
         connection.ready.update { _ = $0.remove(partitionID) }
         connection.outbox.closeLane(partitionID)
         connection.registrations.withLock { _ = $0.removeValue(forKey: partitionID) }
@@ -384,6 +394,10 @@ final class ParentLink: Sendable {
         case .registerMessageConnection(let id, let connectionID):
             guard let hypervisor = directory.linkedPartition(id: id)?.hypervisor,
                   mayRegister(connectionID, for: id, on: connection) else { return }
+            // Registered already on this connection: its messages went out then, and the log
+            // is not sent twice.
+            guard connection.registrations.withLock({ $0[id]?.messageConnections.contains(connectionID) != true })
+            else { return }
             let state = state(of: id)
             // What the guest posted to this connection and an earlier parent never acknowledged
             // goes first, before the guest can post anything new to it.
@@ -413,7 +427,8 @@ final class ParentLink: Sendable {
                 // A guest signal that came while the connection was not registered (a parent
                 // restarting under a running guest) found no ioeventfd and was lost: its listener
                 // looks at its ring once more. For a channel just opened this wakes it for nothing.
-                event.signal()
+                // Written by the signaller: the parent could have made this descriptor block.
+                connection.signaller.signal(event)
             } catch {
                 logger.warning("partition \(partition.name): \(error)")
             }
@@ -511,6 +526,13 @@ final class ParentLink: Sendable {
     /// acknowledged. A parent that sends more than a partition's state can hold is cut off.
     private func commit(_ part: StateCommit, on connection: Connection) {
         let id = part.partitionID
+        // Only a partition handed to this parent has a commit to stage: parts for any other
+        // would be kept under keys no limit counts. They are dropped, not punished: a commit
+        // the parent sent as its partition stopped crosses the detach.
+        guard connection.attached.withLock({ $0.contains(id) }) else {
+            logger.debug("parent partition sent a commit for partition \(id), which is not attached to it; dropped")
+            return
+        }
         guard let whole = connection.stage(part) else {
             logger.warning("parent partition sent a commit for partition \(id) larger than its saved state may be; disconnecting it")
             connection.channel.socket.shutdown()

@@ -39,7 +39,10 @@ final class PortAccessBudget: Sendable {
             let elapsed = Double(now - state.last) / 1e9
             state.last = now
             state.tokens = min(burst, state.tokens + elapsed * perSecond)
-            state.tokens -= 1
+            // The debt stops where one longest wait repays it: processors that each sleep the
+            // longest wait may still outrun a very low rate, and a debt beyond that would throttle
+            // the partition long after they stopped (and, unbounded, overflow the conversion below).
+            state.tokens = max(state.tokens - 1, -Double(Self.longestWait) / 1e9 * perSecond)
             guard state.tokens < 0 else { return nil }
             return min(UInt64(-state.tokens / perSecond * 1e9), Self.longestWait)
         }
