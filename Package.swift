@@ -256,7 +256,7 @@ let package = Package(
             path: "Sources/Tools/hv", swiftSettings: host),
 
         // MARK: Tests (device tests live in their device's folder).
-        .target(name: "TestSupport", dependencies: ["FuzzSupport", "CMutexAnnotations"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["FuzzSupport", "CMutexAnnotations", log], path: "Tests/TestSupport"),
         // Under ThreadSanitizer only: Mutex's contended hand-over made visible to the sanitizer.
         .target(name: "CMutexAnnotations", path: "Tests/CMutexAnnotations"),
         // A guest's end of a VMBus channel in memory, for the tests of every VSP.

@@ -12,6 +12,7 @@ import Privilege
 @testable import RootScheduler
 import Synchronization
 import Testing
+import TestSupport
 import VMBusProtocol
 
 /// What a user of the API, a configuration or a guest can make the root hold or read: each
@@ -341,28 +342,6 @@ enum NoteDevice: DeviceType {
 struct NoPorts: PortInterceptor {
     func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {}
     func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 { 0 }
-}
-
-/// Counts the log lines it is given.
-struct LineCounter: LogHandler, Sendable {
-    private let storage = LineStorage()
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    final class LineStorage: Sendable {
-        let lines = Mutex<[String]>([])
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        storage.lines.withLock { $0.append(event.message.description) }
-    }
-
-    func lines(containing text: String) -> Int { storage.lines.withLock { $0.filter { $0.contains(text) }.count } }
 }
 
 /// A blocking HTTP/1.1 client over a Unix socket, usable from a thread that acts as another user.

@@ -460,6 +460,51 @@ struct ChannelTests {
         #expect(offers.count == 3)  // the two primaries and ALLOFFERS_DELIVERED
     }
 
+    /// A sub-channel the guest has not released yet still exists, but it is no longer offered:
+    /// the indices its device hands out next start from 1 again.
+    @Test mutating func rescindedSubChannelsAreNotAmongTheOfferedOnes() throws {
+        let subChannels = try offerSubChannels(2)
+        #expect(guest.server.offeredSubChannels(of: 1) == subChannels)
+        _ = guest.send(.closeChannel(CloseChannel(childRelID: 1)))
+        #expect(guest.server.subChannels(of: 1) == subChannels, "rescinded, not released")
+        #expect(guest.server.offeredSubChannels(of: 1).isEmpty)
+    }
+
+    /// Relids the guest released are offered again (lowest first), so a guest that reopens a
+    /// device for ever, asking for new sub-channels each time, never runs out of them.
+    @Test mutating func releasedRelidsAreOfferedAgain() throws {
+        let subChannels = try offerSubChannels(2)
+        _ = guest.send(.closeChannel(CloseChannel(childRelID: 1)))
+        for relID in subChannels.reversed() { _ = guest.send(.relIDReleased(RelIDReleased(childRelID: relID))) }
+        let offer = ChannelOffer(interfaceType: .heartbeat, interfaceInstance: .heartbeat, name: "again")
+        let added = guest.server.addOffer(offer)
+        let first = try #require(added)
+        #expect(first.relID == subChannels.min())
+        #expect(Guest.posted(first.actions).contains { if case .offerChannel(let message) = $0 { message.childRelID == first.relID } else { false } })
+        let addedAgain = guest.server.addOffer(offer)
+        let second = try #require(addedAgain)
+        #expect(second.relID == subChannels.max())
+        let addedLast = guest.server.addOffer(offer)
+        let third = try #require(addedLast)
+        #expect(third.relID == (subChannels.max() ?? 0) + 1, "then past the highest used")
+        // Reopened and closed a thousand times, two sub-channels each: still relids to spare.
+        for _ in 0..<1000 {
+            _ = open(&guest)
+            _ = guest.server.completeOpen(channel: 1, accepted: true)
+            var offered: [UInt32] = []
+            for index in 1...2 {
+                let sub = ChannelOffer(interfaceType: GUID("57164f39-9115-4e78-ab55-382f3bd5422d")!,
+                                       interfaceInstance: GUID("00000000-0000-0000-0000-000000000001")!,
+                                       name: "heartbeat", subChannelIndex: UInt16(index))
+                let subAdded = guest.server.addOffer(sub)
+                offered.append(try #require(subAdded).relID)
+            }
+            _ = guest.send(.closeChannel(CloseChannel(childRelID: 1)))
+            for relID in offered { _ = guest.send(.relIDReleased(RelIDReleased(childRelID: relID))) }
+        }
+        #expect(guest.server.addOffer(offer) != nil)
+    }
+
     @Test mutating func relidsRunOutWithoutATrap() {
         var added = 2
         while guest.server.addOffer(ChannelOffer(interfaceType: .heartbeat, interfaceInstance: .heartbeat, name: "x")) != nil {

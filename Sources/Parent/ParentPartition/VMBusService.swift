@@ -323,12 +323,14 @@ final class VMBusService: PartitionService {
     }
 
     /// A primary channel's session asked for `count` sub-channels (on its worker thread): they
-    /// are offered from the control thread, with the lowest free sub-channel indices.
+    /// are offered from the control thread, with the lowest sub-channel indices no offered
+    /// sub-channel holds (a rescinded one the guest has not released yet holds none: the device
+    /// granted indices 1…count, and Linux's netvsc ignores a sub-channel numbered beyond them).
     private func offerSubChannels(of primary: UInt32, count: Int) {
         partition.perform { [self] in
             state.withLock { state in
                 guard let device = state.devices[primary], device.subChannelIndex == 0 else { return }
-                let inUse = Set(state.server.subChannels(of: primary).compactMap { state.devices[$0]?.subChannelIndex })
+                let inUse = Set(state.server.offeredSubChannels(of: primary).compactMap { state.devices[$0]?.subChannelIndex })
                 var index: UInt16 = 1
                 for _ in 0..<min(count, Self.maximumSubChannels) {
                     while inUse.contains(index) { index += 1 }

@@ -167,8 +167,8 @@ public struct ServerStateLedger: Sendable {
         return out
     }
 
-    /// A channel's record; released channels have none (their relids are never used again,
-    /// which the header's next relid keeps true).
+    /// A channel's record; released channels have none (their relids are free for new offers,
+    /// below the header's next relid as above it).
     static func channel(_ channel: VMBusServer.Channel) -> [UInt8]? {
         var out: [UInt8] = []
         out.appendLittleEndian(ServerState.version)

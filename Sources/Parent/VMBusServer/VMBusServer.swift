@@ -56,7 +56,7 @@ public struct VMBusServer: Sendable {
         case withdrawing(OpenRequest)
         /// RESCIND_CHANNELOFFER sent and the channel closed; waiting for RELID_RELEASED.
         case rescinded
-        /// Gone for good (its relid is not reused).
+        /// Gone for good; its relid may be given to a new offer.
         case released
     }
 
@@ -99,17 +99,26 @@ public struct VMBusServer: Sendable {
     // MARK: Device side
 
     /// Adds a device's channel to the bus; if the guest already asked for offers, it is offered now.
-    /// - Returns: `nil` once every child relid has been used (relids are never reused).
+    ///
+    /// It takes the lowest relid no channel holds: a relid the guest has released (or that was
+    /// never offered) is used again, as Hyper-V does, so a guest that reopens a device over and
+    /// over (Linux's netvsc asks for new sub-channels on every re-init) never runs out.
+    /// - Returns: `nil` while every child relid is held.
     public mutating func addOffer(_ offer: ChannelOffer) -> (relID: UInt32, actions: [ServerAction])? {
-        let relID = nextRelID
-        guard relID <= VMBusConstants.maximumChildRelID else { return nil }
-        nextRelID += 1
+        guard let relID = freeRelID() else { return nil }
+        if relID == nextRelID { nextRelID += 1 }
         channels[relID] = Channel(offer: offer, state: .pending)
         var actions: [ServerAction] = []
         if let connection, offersDelivered {
             deliverOffer(relID, connection, &actions)
         }
         return (relID, actions)
+    }
+
+    /// The lowest relid no channel holds (released ones included), if any is left.
+    private func freeRelID() -> UInt32? {
+        for id in 1..<nextRelID where channels[id].map({ $0.state == .released }) ?? true { return id }
+        return nextRelID <= VMBusConstants.maximumChildRelID ? nextRelID : nil
     }
 
     var offersDelivered = false
@@ -141,6 +150,18 @@ public struct VMBusServer: Sendable {
         guard case .withdrawing? = channels[relID]?.state else { return [] }
         channels[relID]?.state = .rescinded
         return [.close(channel: relID)]
+    }
+
+    /// The sub-channels of primary channel `relID` that are still offered: not rescinded (nor
+    /// being withdrawn), not released. A guest may hold rescinded ones as long as it likes
+    /// before it releases them; the sub-channels offered next take their indices again.
+    public func offeredSubChannels(of relID: UInt32) -> [UInt32] {
+        subChannels(of: relID).filter { id in
+            switch channels[id]?.state {
+            case .pending?, .offered?, .opening?, .open?: true
+            default: false
+            }
+        }
     }
 
     /// The live sub-channels of primary channel `relID` (offered by a device, not yet released).

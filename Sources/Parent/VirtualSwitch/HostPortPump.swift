@@ -55,6 +55,7 @@ public final class HostPortPump: Sendable {
                 // Drain the port's queue whether or not the event fired: a batch limit may have
                 // left frames behind on the previous round.
                 var frames = virtualSwitch.receive(for: port, limit: Self.batch)
+                let wrote = !frames.isEmpty
                 while !frames.isEmpty {
                     // What the endpoint would not take is dropped: the pump is the last writer.
                     let taken = writer.write(frames[...], to: endpoint)
@@ -62,6 +63,8 @@ public final class HostPortPump: Sendable {
                     if frames.count < Self.batch { break }
                     frames = virtualSwitch.receive(for: port, limit: Self.batch)
                 }
+                // Direct writers queued behind these meanwhile; they may write again.
+                if wrote { virtualSwitch.finishedWriting(for: port) }
             }
         }
     }

@@ -34,6 +34,10 @@ public struct SwitchCore: Sendable {
         /// unread, and with it the guest's receive completions, so while any is held the port
         /// may stop draining: it then holds no sender, and no two ports can hold each other.
         var sendersHeld = 0
+        /// The owner of a port that takes direct writes is writing frames it took from the
+        /// queue (`dequeue` to `finishedWriting`): until it is done, a direct write could pass
+        /// them, so frames queue behind them instead.
+        var ownerWriting = false
 
         /// Frames and bytes from `source` waiting in the queue.
         func queued(from source: SwitchPortID) -> (count: Int, bytes: Int) {
@@ -147,8 +151,9 @@ public struct SwitchCore: Sendable {
         }
 
         /// Whether the switching thread may write to this port's endpoint now: it takes direct
-        /// writes and nothing waits in its queue (in place, like `accepts`).
-        mutating func takesDirectly() -> Bool { configuration.deliversDirectly && queuedFrames == 0 }
+        /// writes, nothing waits in its queue, and its owner is not writing what waited there
+        /// (in place, like `accepts`).
+        mutating func takesDirectly() -> Bool { configuration.deliversDirectly && queuedFrames == 0 && !ownerWriting }
 
         /// The offloads this port's endpoint completes itself (in place, like `accepts`).
         mutating func capabilities() -> SoftwareOffload.Capabilities { configuration.capabilities }
@@ -436,7 +441,15 @@ public struct SwitchCore: Sendable {
         return wasEmpty && ports.values[index].queuedFrames > 0
     }
 
-    /// Takes up to `limit` frames queued for `id`, oldest first.
+    /// The owner of `id` has written (or dropped) what it took from the queue: direct writes
+    /// may go to the port again.
+    public mutating func finishedWriting(_ id: SwitchPortID) {
+        guard let index = ports.index(forKey: id) else { return }
+        ports.values[index].ownerWriting = false
+    }
+
+    /// Takes up to `limit` frames queued for `id`, oldest first. For a port that takes direct
+    /// writes, its owner then writes them and says so (`finishedWriting`).
     public mutating func dequeue(_ id: SwitchPortID, limit: Int = .max) -> [NetworkFrame] {
         var woken: [SwitchHoldWaiter] = []
         return dequeue(id, limit: limit, waking: &woken)
@@ -447,6 +460,7 @@ public struct SwitchCore: Sendable {
     public mutating func dequeue(_ id: SwitchPortID, limit: Int = .max, waking woken: inout [SwitchHoldWaiter]) -> [NetworkFrame] {
         guard let index = ports.index(forKey: id), ports.values[index].queuedFrames > 0 else { return [] }
         let frames = ports.values[index].dequeue(limit: limit)
+        if ports.values[index].configuration.deliversDirectly { ports.values[index].ownerWriting = true }
         if ports.values[index].isDrainedForHolds {
             // Drained this far, the port's owner is taking frames: it holds senders again.
             ports.values[index].holdsSenders = true
@@ -525,12 +539,25 @@ public struct SwitchCore: Sendable {
     /// queue to a quarter of its limits, so a port costs each sender at most one hold in vain
     /// for every three quarters of a queue it takes, and meanwhile frames for it are dropped at
     /// its full queue as before.
+    ///
+    /// With `sender`, the sender whose hold ran out, every other port that its own full share
+    /// would hold it on stops holding too: a guest with several NICs on the switch (up to a
+    /// partition's limit) that drains none of them would otherwise cost the sender one hold in
+    /// vain for each, one after the other.
     /// - Returns: the senders held for the port, to be woken (they go on, dropping).
-    public mutating func endHolds(on id: SwitchPortID) -> [SwitchHoldWaiter] {
+    public mutating func endHolds(on id: SwitchPortID, sender: SwitchPortID? = nil) -> [SwitchHoldWaiter] {
         guard let index = ports.index(forKey: id) else { return [] }
         if ports.values[index].holdsSenders {
             ports.values[index].holdsSenders = false
             ports.values[index].counters.holdsTimedOut += 1
+        }
+        if let sender {
+            for other in ports.values.indices where other != index && ports.values[other].holdsSenders
+                && ports.values[other].configuration.kind == .child
+                && !ports.values[other].fitsShare(count: 1, size: 0, from: sender) {
+                ports.values[other].holdsSenders = false
+                ports.values[other].counters.holdsTimedOut += 1
+            }
         }
         let waiters = ports.values[index].waiters
         ports.values[index].waiters.removeAll()

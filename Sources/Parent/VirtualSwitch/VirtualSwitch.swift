@@ -133,9 +133,10 @@ public final class VirtualSwitch: Sendable {
     }
 
     /// Ends every hold on `port`, whose queue a held sender waited for in vain, and wakes the
-    /// senders held for it (`SwitchCore.endHolds`).
-    public func endHolds(on port: SwitchPortID) {
-        let held = core.withLock { $0.endHolds(on: port) }
+    /// senders held for it; with `sender`, also every other hold that sender's own full share
+    /// would meet (`SwitchCore.endHolds`).
+    public func endHolds(on port: SwitchPortID, sender: SwitchPortID? = nil) {
+        let held = core.withLock { $0.endHolds(on: port, sender: sender) }
         for waiter in held { waiter.wake() }
     }
 
@@ -250,7 +251,15 @@ public final class VirtualSwitch: Sendable {
         return (woken, written.compactMap { table[$0]?.pickup }, refused.isEmpty)
     }
 
-    /// Takes up to `limit` frames waiting for `port`.
+    /// The owner of a port that takes direct writes has written what it received: frames
+    /// switched from now on may be written to the port directly again (until then they queue
+    /// behind, so none passes a frame that waited).
+    public func finishedWriting(for port: SwitchPortID) {
+        core.withLock { $0.finishedWriting(port) }
+    }
+
+    /// Takes up to `limit` frames waiting for `port` (for a port that takes direct writes, call
+    /// `finishedWriting(for:)` once they are written).
     public func receive(for port: SwitchPortID, limit: Int = 64) -> [NetworkFrame] {
         var drained: [SwitchHoldWaiter] = []
         let frames = core.withLock { $0.dequeue(port, limit: limit, waking: &drained) }

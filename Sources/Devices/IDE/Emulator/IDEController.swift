@@ -35,6 +35,7 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
         var deferred: [Write] = []
         var edges: UInt64 = 0
         var storageFailures = 0
+        var droppedWrites = 0
     }
 
     enum Write: Sendable {
@@ -42,8 +43,9 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
         case string(port: UInt16, size: Int, bytes: [UInt8])
     }
 
-    /// Writes that may wait behind a running command (a guest cannot have more outstanding: the
-    /// processor that issued them waits for the next read, which answers BSY).
+    /// Writes that may wait behind a running command. Port writes are posted (the processor
+    /// does not wait for them), so a guest can issue more while a command runs: those are
+    /// dropped, as a drive ignores register writes while BSY, and counted.
     static var deferredLimit: Int { 4096 }
 
     init(channel: IDEChannel<Storage>, context: any DeviceContext) throws(SystemError) {
@@ -114,16 +116,22 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
         write(.string(port: port, size: size, bytes: bytes))
     }
 
-    enum WriteOutcome { case done(edge: Bool), handOff, deferred, dropped }
+    enum WriteOutcome { case done(edge: Bool), handOff, deferred, dropped(count: Int) }
 
     private func write(_ access: Write) {
         let outcome = state.withLock { state -> WriteOutcome in
             if state.busy {
-                guard state.deferred.count < Self.deferredLimit else { return .dropped }
+                guard state.deferred.count < Self.deferredLimit else {
+                    state.droppedWrites += 1
+                    return .dropped(count: state.droppedWrites)
+                }
                 state.deferred.append(access)
                 return .deferred
             }
-            guard var channel = state.channel.take() else { return .dropped }
+            guard var channel = state.channel.take() else {
+                state.droppedWrites += 1
+                return .dropped(count: state.droppedWrites)
+            }
             if Self.reachesStorage(access, channel) {
                 state.channel = consume channel
                 state.busy = true
@@ -144,8 +152,11 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
             }
         case .deferred:
             break
-        case .dropped:
-            context.logger.warning("partition \(context.partitionName): IDE write dropped (\(Self.deferredLimit) waiting)")
+        case .dropped(let count):
+            // The first few, then at powers of two: a guest that keeps writing does not flood the log.
+            if count <= 8 || count.nonzeroBitCount == 1 {
+                context.logger.warning("partition \(context.partitionName): IDE write dropped while a command runs (\(count) so far)")
+            }
         }
     }
 

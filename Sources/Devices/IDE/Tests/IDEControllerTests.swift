@@ -8,6 +8,7 @@ import LinuxSupport
 import Logging
 import Synchronization
 import Testing
+import TestSupport
 @testable import IDEEmulator
 
 /// The partition an emulated device serves, played by the test: ports and IRQ lines recorded,
@@ -15,13 +16,14 @@ import Testing
 final class IDETestContext: DeviceContext {
     let partitionName = "ide-test"
     let processorCount: UInt32 = 1
-    let logger = Logger(label: "ide-test")
+    let logger: Logger
     let memory: GuestMemory
     let irq: EventFD
     let intercepted = Mutex<[Range<UInt16>]>([])
     let pins = Mutex<[UInt8]>([])
 
-    init() throws {
+    init(logger: Logger = Logger(label: "ide-test")) throws {
+        self.logger = logger
         memory = try GuestMemory.create(name: "ide-test", size: 1 << 20)
         irq = try EventFD()
     }
@@ -165,6 +167,32 @@ struct IDEControllerTests {
         #expect(disk.flushes.load(ordering: .relaxed) == 1)
         #expect(controller.portRead(port: 0x1F2, size: 1) == 0x07, "the deferred write landed after the command")
         #expect(try Poll.wait(on: [context.irq.rawValue], timeoutMilliseconds: 5000).first == true, "IRQ 14 edge after completion")
+        controller.stop()
+    }
+
+    /// Port writes are posted, so a guest can write on while a command runs: past the queue's
+    /// limit the writes are dropped (a drive ignores them while BSY) and logged sparingly.
+    @Test("Writes beyond the queue while a command runs are dropped, and logged for the first 8 and then at powers of two")
+    func writesBeyondTheQueueWhileBusyAreDroppedAndLoggedSparingly() throws {
+        let counter = LineCounter()
+        let context = try IDETestContext(logger: Logger(label: "ide-test") { _ in counter })
+        let disk = GatedFlushDisk(sectors: 64)
+        let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
+        controller.attach()
+        controller.portWrite(port: 0x1F6, size: 1, value: 0xE0)
+        controller.portWrite(port: 0x1F7, size: 1, value: 0xE7)   // FLUSH CACHE, held at the gate
+        let limit = IDEController<GatedFlushDisk>.deferredLimit
+        for index in 0..<(limit + 1000) {
+            controller.portWrite(port: 0x1F3, size: 1, value: UInt32(truncatingIfNeeded: index))
+        }
+        disk.gate.signal()
+        var status: UInt32 = 0x80
+        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+        while status & 0x80 != 0, MonotonicClock.nanoseconds() < deadline { status = controller.portRead(port: 0x3F6, size: 1) }
+        #expect(status == 0x50)
+        // About a thousand dropped (1,000 or 1,001, as the controller's thread may already have
+        // taken the command off the queue): lines for the 1st to 8th, 16th, 32nd … 512th.
+        #expect(counter.lines(containing: "IDE write dropped") == 14)
         controller.stop()
     }
 

@@ -229,6 +229,46 @@ import VMBusProtocol
         let released = guest.completeReceive(ids[0])
         #expect(controlResponses(released, guest: &guest) == [.keepaliveComplete(requestID: 5, status: .success)])
     }
+
+    /// A packet of many control messages fills the response queue to its limit; the responses
+    /// then go out in order, one per sub-allocation the guest gives back, and the queue's bytes
+    /// are counted down as they go, so the next round fits again. (A response used to copy the
+    /// whole queue and the receive buffer's tables: time quadratic in the queue's length.)
+    @Test("queued control responses go out in order as sub-allocations return, and the queue's limit is counted down")
+    func queuedControlResponsesDrainInOrder() {
+        let round = 600
+        var configuration = LinuxInitSequenceTests.configuration()
+        configuration.controlQueueLimit = round * 16  // KEEPALIVE_CMPLT is 16 bytes
+        var guest = NetvscTestGuest(configuration: configuration, receivePageCount: 1)  // 2 sub-allocations
+        let version = LinuxInitSequenceTests.negotiate(&guest, expect: .v61) ?? .v61
+        LinuxInitSequenceTests.rndisBringUp(&guest, version: version)
+        let dropsBefore = guest.vsp.counters.controlResponsesDropped
+        let (_, busy) = guest.vsp.deliver([NetworkFrame(bytes: ethernetFrame(from: Self.peer, to: Self.mac)),
+                                           NetworkFrame(bytes: ethernetFrame(from: Self.peer, to: Self.mac))], on: 0)
+        var inFlight = receivedPackets(busy, guest: guest).map(\.transactionID)
+        #expect(inFlight.count == 1, "both frames in one packet, which holds both sub-allocations")
+        for (first, count) in [(1, round), (10_001, round + 1)] {
+            let requests = (0..<count).flatMap { RNDISMessage.keepalive(requestID: UInt32(first + $0)).bytes }
+            #expect(receivedPackets(guest.gpaDirect(stream: requests, channelType: .control), guest: guest).isEmpty,
+                    "no sub-allocation is free")
+            var answered: [UInt32] = []
+            var steps = 0
+            while !inFlight.isEmpty, steps < 10 * count {
+                steps += 1
+                for packet in receivedPackets(guest.completeReceive(inFlight.removeFirst()), guest: guest) {
+                    inFlight.append(packet.transactionID)
+                    for bytes in packet.messages {
+                        if case .keepaliveComplete(let id, .success)? = (try? RNDISMessage.parse(bytes))?.0 {
+                            answered.append(id)
+                        }
+                    }
+                }
+                if answered.count == min(count, round) { break }
+            }
+            #expect(answered == (0..<min(count, round)).map { UInt32(first + $0) })
+        }
+        #expect(guest.vsp.counters.controlResponsesDropped - dropsBefore == 1, "only the one past the limit")
+    }
 }
 
 /// A NIC withdrawn after a parent restart (its state died with the parent) still answers what

@@ -116,6 +116,36 @@ import VirtualSwitch
         #expect(core.queuedFrames(for: c) == 0)
     }
 
+    /// One guest's several NICs that all stop draining cost a flooding sender one hold in vain,
+    /// not one for each NIC in turn.
+    @Test("when a sender's hold runs out, every port its own full share would hold it on stops holding, not just the one")
+    func anEndedHoldEndsTheSendersOtherFullShares() {
+        var core = SwitchCore(name: "private", kind: .private)
+        func child(_ last: UInt8) -> SwitchPortConfiguration {
+            var configuration = SwitchPortConfiguration(name: "p\(last)", kind: .child,
+                                                        macAddress: MACAddress(0x00, 0x15, 0x5D, 0, 0, last))
+            configuration.packetFilter = .linuxDefault
+            configuration.queueFrameLimit = 8
+            return configuration
+        }
+        let sender = core.addPort(child(0x0A))
+        let hostile = (0..<3).map { core.addPort(child(0x20 + UInt8($0))) }
+        let bystander = core.addPort(child(0x30))
+        let broadcast = Self.frame(from: Self.a, to: .broadcast)
+        for _ in 0..<4 { _ = core.forward(broadcast, from: sender, now: 2) }
+        // The bystander drains; the hostile guest's three ports do not.
+        _ = core.dequeue(bystander)
+        #expect(core.holdingPort(for: broadcast, from: sender, now: 2) == hostile[0])
+        let waker = Waker()
+        core.hold(waker.waiter, on: hostile[0], for: sender)
+        #expect(core.endHolds(on: hostile[0], sender: sender).map(\.id) == [ObjectIdentifier(waker)])
+        #expect(core.holdingPort(for: broadcast, from: sender, now: 2) == nil, "not held again by the next hostile port")
+        #expect(hostile.allSatisfy { core.counters(of: $0)?.holdsTimedOut == 1 })
+        #expect(core.counters(of: bystander)?.holdsTimedOut == 0, "a port with room keeps holding")
+        _ = core.forward(broadcast, from: sender, now: 2)
+        #expect(core.queuedFrames(for: bystander) == 1, "the bystander still gets the flood")
+    }
+
     @Test("a sender is held only by its own full share: a queue other senders filled turns its frame away")
     func onlyTheSendersOwnShareHolds() {
         var (core, a, b, c, _) = Self.switchCore()

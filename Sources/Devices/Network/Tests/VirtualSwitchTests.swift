@@ -356,8 +356,14 @@ import VirtualSwitch
         frames = [frame(10)]
         #expect(virtualSwitch.send(draining: &frames, from: portA) == false)
         #expect(virtualSwitch.receive(for: portB) == [frame(8), frame(9), frame(10)])
-        // Queue drained: straight out again.
+        // Queue drained, but its owner is still writing what it took: a frame written now could
+        // reach the endpoint before them, so it queues too.
         frames = [frame(11)]
+        #expect(virtualSwitch.send(draining: &frames, from: portA) == false)
+        #expect(virtualSwitch.receive(for: portB) == [frame(11)])
+        // Written: straight out again.
+        virtualSwitch.finishedWriting(for: portB)
+        frames = [frame(99)]
         #expect(virtualSwitch.send(draining: &frames, from: portA) == true)
         // A third port, a guest's with no sink: a frame for it is queued, so not all left; a
         // frame every port's filter turns away went nowhere, which does not hold the sender back.

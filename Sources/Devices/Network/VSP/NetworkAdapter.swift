@@ -536,8 +536,9 @@ final class NetworkChannelSession: ChannelSession {
         if let held, !holdEnded.value.load(ordering: .acquiring) {
             // Not woken: the port has not drained yet.
             guard MonotonicClock.nanoseconds() >= held.until else { return (false, false) }
-            // Nor in time: it holds no one until its owner has drained it to a quarter.
-            virtualSwitch.endHolds(on: held.port)
+            // Nor in time: it holds no one until its owner has drained it to a quarter, and
+            // neither does any other port this channel's full share would hold it on.
+            virtualSwitch.endHolds(on: held.port, sender: port)
         }
         // Cleared before the switch can hold this session again, so no wake is lost.
         holdEnded.value.store(false, ordering: .relaxed)

@@ -520,36 +520,54 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     }
 
     /// Sends queued control responses while sub-allocations are free, one message per packet.
+    ///
+    /// The queue and the receive buffer are moved out of `self` while it works (and put back
+    /// when it returns), so changing them never copies them: a copy per response would make a
+    /// guest's stream of control messages cost time quadratic in the queue's length.
     private mutating func flushControl(on channel: Int, actions: inout [NetworkVSPAction]) {
-        while var queue = pendingControl[channel], !queue.isEmpty, var receive = receiveBuffer {
-            let message = queue[0]
-            guard message.count <= receive.pool.subAllocationSize else {
+        guard var queue = pendingControl.removeValue(forKey: channel) else { return }
+        guard var receive = receiveBuffer.take() else {
+            pendingControl[channel] = queue
+            return
+        }
+        var sent = 0
+        var sentBytes = 0
+        defer {
+            receiveBuffer = receive
+            if sent < queue.count {
+                queue.removeFirst(sent)
+                pendingControl[channel] = queue
+                pendingControlBytes[channel, default: 0] -= sentBytes
+            } else {
+                pendingControlBytes[channel] = nil
+            }
+        }
+        let size = receive.pool.subAllocationSize
+        while sent < queue.count {
+            let count = queue[sent].count
+            guard count <= size else {
                 // Cannot be expressed in one range; drop it rather than block the queue.
                 counters.controlResponsesDropped += 1
-                queue.removeFirst()
-                pendingControl[channel] = queue
-                pendingControlBytes[channel, default: 0] -= message.count
+                sent += 1
+                sentBytes += count
                 continue
             }
-            guard let indices = receive.pool.take(1, on: channel) else { return }
-            let offset = indices[0] * receive.pool.subAllocationSize
+            guard let section = receive.pool.takeOne(on: channel) else { return }
+            let offset = section * size
             do throws(GuestAccessError) {
-                try receive.buffer.write(memory, message, from: 0, count: message.count, at: offset)
+                try receive.buffer.write(memory, queue[sent], from: 0, count: count, at: offset)
             } catch {
-                receive.pool.giveBack(indices)
-                receiveBuffer = receive
+                // The buffer is unusable: the whole queue goes.
+                receive.pool.giveBack([section])
                 counters.controlResponsesDropped += 1
-                pendingControl[channel] = nil
-                pendingControlBytes[channel] = nil
+                sent = queue.count
                 return
             }
-            let id = receive.pool.send(indices, on: channel)
-            receiveBuffer = receive
-            queue.removeFirst()
-            pendingControl[channel] = queue
-            pendingControlBytes[channel, default: 0] -= message.count
+            let id = receive.pool.send([section], on: channel)
+            sent += 1
+            sentBytes += count
             let header = NetvscReceivePacket.header(
-                ranges: [TransferPageRange(byteCount: UInt32(message.count), byteOffset: UInt32(offset))],
+                ranges: [TransferPageRange(byteCount: UInt32(count), byteOffset: UInt32(offset))],
                 pageSetID: receive.pageSetID)
             actions.append(.send(channel: channel, OutgoingPacket(
                 type: .transferPages, flags: .completionRequested, transactionID: id, header: header.bytes,
@@ -567,9 +585,14 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     public mutating func deliver(_ frames: [NetworkFrame], on channel: Int) -> (consumed: Int, actions: [NetworkVSPAction]) {
         var actions: [NetworkVSPAction] = []
         flushControl(on: channel, actions: &actions)
-        guard var receive = receiveBuffer, rndis.state == .initialized, openChannels.contains(channel),
-            channel < receive.pool.channelCount
-        else {
+        // Moved out while frames go in and put back on return, so taking sub-allocations never
+        // copies the pool's tables.
+        guard rndis.state == .initialized, openChannels.contains(channel), var receive = receiveBuffer.take() else {
+            counters.receiveDrops += UInt64(frames.count)
+            return (frames.count, actions)
+        }
+        defer { receiveBuffer = receive }
+        guard channel < receive.pool.channelCount else {
             counters.receiveDrops += UInt64(frames.count)
             return (frames.count, actions)
         }
@@ -631,7 +654,6 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
                 header: NetvscReceivePacket.header(ranges: ranges, pageSetID: receive.pageSetID).bytes,
                 payload: NetvscReceivePacket.payload(channel: .data))))
         }
-        receiveBuffer = receive
         return (consumed, actions)
     }
 

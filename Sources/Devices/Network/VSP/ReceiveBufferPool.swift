@@ -50,14 +50,6 @@ struct ReceiveBufferPool: Sendable {
     /// Packets in flight on `channel`.
     func packetsInFlight(on channel: Int) -> Int { channel < inFlight.count ? inFlight[channel].count : 0 }
 
-    /// Takes `wanted` free sub-allocations of `channel`, or `nil` if it has fewer.
-    mutating func take(_ wanted: Int, on channel: Int) -> [Int]? {
-        guard channel < channelCount, wanted > 0, free[channel].count >= wanted else { return nil }
-        let taken = Array(free[channel].suffix(wanted))
-        free[channel].removeLast(wanted)
-        return taken
-    }
-
     /// Takes one free sub-allocation of `channel`, or `nil` if it has none.
     mutating func takeOne(on channel: Int) -> Int? {
         guard channel < channelCount else { return nil }
