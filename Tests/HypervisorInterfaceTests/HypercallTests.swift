@@ -2,6 +2,7 @@ import GuestMemory
 import HyperV
 import HypervisorInterface
 import LinuxSupport
+import Synchronization
 import Testing
 
 @Suite("Hypercalls (Docs/hyperv-interface.md §3)")
@@ -115,6 +116,28 @@ struct HypercallTests {
         #expect(status(fixture.partition.hypercall(vp: 0, HypercallRegisters(control: slow, input: 0x6000, output: 0)))
                 == .success)
         #expect(event.consume() == 1)
+    }
+
+    /// An event connection whose eventfd another process shares is signalled through its relay,
+    /// never written by the processor: that process could have made the write block (a blocking
+    /// eventfd whose counter it filled), and the guest's processor would wait on it for good.
+    @Test func signalEventOnASharedEventfdGoesThroughItsRelay() throws {
+        final class Relay: HvEventRelay {
+            let relayed = Mutex<[ObjectIdentifier]>([])
+            func signal(_ event: EventFD) { relayed.withLock { $0.append(ObjectIdentifier(event)) } }
+        }
+        let fixture = try Fixture()
+        let full = try EventFD()
+        full.signal(0xFFFF_FFFF_FFFF_FFFE)
+        let relay = Relay()
+        fixture.partition.connections.registerEventConnection(ConnectionID(0x2001), event: full, relay: relay)
+        try fixture.memory.store(UInt64(0x2001), at: GuestPhysicalAddress(0x6000))
+        let slow = HypercallControl(code: .signalEvent).rawValue
+        #expect(status(fixture.partition.hypercall(vp: 0, HypercallRegisters(control: slow, input: 0x6000, output: 0)))
+                == .success)
+        #expect(fixture.partition.signalEventFastPathExit(connectionID: 0x2001) ^ 0x2001 == 0)
+        #expect(relay.relayed.withLock { $0 } == [ObjectIdentifier(full), ObjectIdentifier(full)])
+        #expect(full.consume() == 0xFFFF_FFFF_FFFF_FFFE, "the processor wrote nothing itself")
     }
 
     @Test func signalEventOnAnUnknownConnectionIsInvalidConnectionID() throws {

@@ -4,6 +4,7 @@ import Foundation
 import LinuxSupport
 @testable import ParentPartition
 @testable import RootScheduler
+import Synchronization
 import Testing
 import TestSupport
 
@@ -210,6 +211,25 @@ struct HostileRecordTests {
         #expect(try alpha.postMessage(connection: connection, type: .vmbus, payload: [2]) == .success)
         try collect { if case .sequencedGuestMessage(let message) = $0 { message.payload == [2] } else { false } }
         #expect(payloads == [[1], [2]], "each message once")
+    }
+
+    /// Shutting the root down ends a connection still waiting for its hello too: it is not the
+    /// current parent yet, but the root waits for the thread that serves it.
+    @Test func shuttingDownEndsAConnectionThatHasNotSaidHello() throws {
+        let root = try RootEnd(helloTimeoutMilliseconds: 120_000)
+        _ = try root.table.add("alpha")
+        let silent = ScriptedEnd(try SequencedPacketSocket.connect(path: root.socketPath))
+        defer { silent.close() }
+        // Let the root accept it and start waiting for its hello.
+        usleep(200_000)
+        let stopped = Atomic<Bool>(false)
+        let stopper = try OSThread.spawn(name: "stopper") {
+            root.stop()
+            stopped.store(true, ordering: .releasing)
+        }
+        #expect(eventually(within: 30) { stopped.load(ordering: .acquiring) }, "shutdown waited for the silent peer's hello")
+        #expect(silent.closes())
+        stopper.join()
     }
 
     /// A process that connects and says nothing does not keep the parent out.

@@ -158,9 +158,9 @@ final class TestPartition: LinkedPartition {
 
     // MARK: LinkedPartition
 
-    func registerEventConnection(_ connection: ConnectionID, event: EventFD) throws(PartitionError) {
+    func registerEventConnection(_ connection: ConnectionID, event: EventFD, relay: any HvEventRelay) throws(PartitionError) {
         guard let hypervisor else { throw .invalidTransition(from: .stopped(reason: "test"), operation: "register an event connection of") }
-        hypervisor.connections.registerEventConnection(connection, event: event)
+        hypervisor.connections.registerEventConnection(connection, event: event, relay: relay)
         state.withLock { $0.eventConnections[connection] = event }
     }
 

@@ -122,6 +122,26 @@ struct ProcessorControlGroupTests {
         }
     }
 
+    /// A partition whose group cannot be made would run outside every control while the table
+    /// counted its reserve: it is refused. On cgroup v1 a partition named `tasks` is one (the
+    /// group's directory would be the hierarchy's own `tasks` file).
+    @Test func aPartitionWhoseGroupCannotBeMadeIsRefused() throws {
+        let control = try Host.control()
+        defer { control.shutdown() }
+        guard Host.hierarchy?.version == .v1 else { return }
+        for _ in 0..<2 {
+            do {
+                try control.admit(name: "tasks", processorCount: 1, settings: ProcessorSettings(reserve: 50))
+                Issue.record("admitted without a group")
+            } catch {
+                // Not `nameTaken` the second time: the first left nothing in the table.
+                guard case .conflict(let sentence) = error else { Issue.record("\(error)"); continue }
+                #expect(sentence.contains("control group could not be made"))
+            }
+        }
+        #expect(control.controls(of: "tasks") == nil)
+    }
+
     @Test func controlsChangedAtRunTimeAreWrittenAndReweighTheOthers() throws {
         let control = try Host.control()
         defer { control.shutdown() }
@@ -264,6 +284,17 @@ struct UncontrolledProcessorTests {
         #expect(control.summary.contains("off"))
         try control.admit(name: "alpha", processorCount: 1, settings: nil)
         #expect(control.controls(of: "alpha")?.enforced == false)
+    }
+
+    /// An affinity list is kept and reported as the set it names: a request of a million zeros
+    /// is one processor, not eight megabytes kept and listed in every answer.
+    @Test func anAffinityIsKeptAsTheSetOfProcessorsItNames() throws {
+        let control = try ProcessorControl(options: ProcessorControlOptions(enabled: false), logger: Host.quiet)
+        try control.admit(name: "alpha", processorCount: 1,
+                          settings: ProcessorSettings(affinity: [0] + [Int](repeating: 0, count: 100_000)))
+        #expect(control.controls(of: "alpha")?.affinity == [0])
+        try control.change(name: "alpha", to: ProcessorSettings(affinity: [0, 0, 0]))
+        #expect(control.controls(of: "alpha")?.affinity == [0])
     }
 
     @Test func aParentKeptOnProcessorsTheRootCannotUseStopsTheRootWithASentence() {

@@ -10,6 +10,12 @@ public protocol HvMessageConnection: Sendable {
     func receive(from vp: UInt32, type: SynICMessageType, payload: [UInt8]) -> HypercallStatus
 }
 
+/// Writes a signal to an eventfd for the hypervisor, off the calling processor's thread: for an
+/// eventfd another process shares, which that process can make block a writer.
+public protocol HvEventRelay: Sendable {
+    func signal(_ event: EventFD)
+}
+
 /// The partition's connection ports: who receives each message connection, and which
 /// eventfd each event connection signals (TLFS "Inter-Partition Communication").
 public final class HvConnectionTable: Sendable {
@@ -17,7 +23,7 @@ public final class HvConnectionTable: Sendable {
 
     private struct State {
         var messages: [ConnectionID: any HvMessageConnection] = [:]
-        var events: [ConnectionID: EventFD] = [:]
+        var events: [ConnectionID: (event: EventFD, relay: (any HvEventRelay)?)] = [:]
     }
 
     public init() {}
@@ -31,9 +37,10 @@ public final class HvConnectionTable: Sendable {
         state.withLock { _ = $0.messages.removeValue(forKey: id) }
     }
 
-    /// Makes HvSignalEvent on `id` signal `event`.
-    public func registerEventConnection(_ id: ConnectionID, event: EventFD) {
-        state.withLock { $0.events[id] = event }
+    /// Makes HvSignalEvent on `id` signal `event`: written by `relay` when the eventfd is
+    /// another process's (a processor never waits on it), directly when it is the root's.
+    public func registerEventConnection(_ id: ConnectionID, event: EventFD, relay: (any HvEventRelay)? = nil) {
+        state.withLock { $0.events[id] = (event, relay) }
     }
 
     public func unregisterEventConnection(_ id: ConnectionID) {
@@ -44,8 +51,11 @@ public final class HvConnectionTable: Sendable {
         state.withLock { $0.messages[id] }
     }
 
-    func event(for id: ConnectionID) -> EventFD? {
-        state.withLock { $0.events[id] }
+    /// Signals the event connection `id`; false if it is not registered.
+    func signal(_ id: ConnectionID) -> Bool {
+        guard let route = state.withLock({ $0.events[id] }) else { return false }
+        if let relay = route.relay { relay.signal(route.event) } else { route.event.signal() }
+        return true
     }
 
     /// The registered message connection IDs.

@@ -102,10 +102,9 @@ extension HvPartition {
     /// HvSignalEvent: signal the connection's eventfd.
     func signalEvent(_ connection: ConnectionID, flag: UInt16) -> HypercallStatus {
         guard flag < UInt16(SynIC.eventFlagsBlockSize * 8) else { return .invalidParameter }
-        guard let event = connections.event(for: ConnectionID(connection.rawValue & ConnectionID.mask)) else {
+        guard connections.signal(ConnectionID(connection.rawValue & ConnectionID.mask)) else {
             return .invalidConnectionID
         }
-        event.signal()
         counters.eventsSignalled.wrappingAdd(1, ordering: .relaxed)
         return .success
     }

@@ -318,15 +318,18 @@ public final class Partition: Sendable {
     // MARK: Services for the parent partition
 
     /// Makes HvSignalEvent on `connection` signal `event` without leaving the kernel: an
-    /// ioeventfd with DATAMATCH on the hypercall page's signal port.
-    public func registerEventConnection(_ connection: ConnectionID, event: EventFD) throws(PartitionError) {
+    /// ioeventfd with DATAMATCH on the hypercall page's signal port. A signal that does exit (the
+    /// slow hypercall, or a fast one in the moment of a re-registration) is written by `relay`
+    /// when given (`HvConnectionTable.registerEventConnection`).
+    public func registerEventConnection(_ connection: ConnectionID, event: EventFD,
+                                        relay: (any HvEventRelay)? = nil) throws(PartitionError) {
         guard let resources else { throw .invalidTransition(from: state, operation: "register an event connection of") }
         do throws(KVMError) {
             try resources.machine.assignIOEventFD(event, port: PlatformPorts.signalEvent, value: connection.rawValue)
         } catch {
             throw .kvm("could not register event connection \(connection.rawValue)", error)
         }
-        resources.hypervisor.connections.registerEventConnection(connection, event: event)
+        resources.hypervisor.connections.registerEventConnection(connection, event: event, relay: relay)
     }
 
     /// Removes an event connection registered with `registerEventConnection`.

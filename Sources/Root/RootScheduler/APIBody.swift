@@ -11,7 +11,7 @@ public enum APIBody {
         case tooDeep
 
         public var description: String {
-            "it nests arrays or objects more than \(JSONNesting.limit) deep"
+            "it is not UTF-8 JSON nesting arrays and objects at most \(JSONNesting.limit) deep"
         }
     }
 

@@ -163,7 +163,7 @@ enum ManagementServer {
         router.post("/v1/switches") { request, context in
             let configuration: SwitchConfiguration
             do {
-                configuration = try await request.decode(as: SwitchConfiguration.self, context: context)
+                configuration = try await APIBody.decode(SwitchConfiguration.self, from: request, context: context)
             } catch {
                 return failure(.invalidRequest("The body must be a switch: {\"name\": …, \"kind\": \"private|internal|external\"}: \(error)."))
             }
@@ -194,7 +194,7 @@ enum ManagementServer {
             let name = context.parameters.get("name") ?? ""
             let change: ProcessorSettings
             do {
-                change = try await request.decode(as: ProcessorSettings.self, context: context)
+                change = try await APIBody.decode(ProcessorSettings.self, from: request, context: context)
             } catch {
                 return failure(.invalidRequest(
                     "The body must be {\"reserve\": 0-100, \"limit\": 1-100, \"weight\": 1-10000, \"affinity\": [processors]}, each optional."))

@@ -1,3 +1,4 @@
+import HypervisorInterface
 import LinuxSupport
 
 /// Signals eventfds the parent partition handed the root, from a thread of its own.
@@ -5,10 +6,10 @@ import LinuxSupport
 /// Such a descriptor is shared with the parent, and the parent can make it block a writer: an
 /// eventfd without O_NONBLOCK whose counter it has filled blocks `write(2)` until someone reads
 /// it, and the parent may clear O_NONBLOCK at any moment (file status flags belong to the open
-/// file both processes hold). So the link's reader never writes to one itself; it hands the
-/// event here. A write that blocks holds up only later signals to the same parent, and `stop()`
-/// interrupts it.
-final class ParentEventSignaller: Sendable {
+/// file both processes hold). So neither the link's reader nor a guest's processor (an
+/// HvSignalEvent that exits to the root) writes to one itself; they hand the event here. A write
+/// that blocks holds up only later signals to the same parent, and `stop()` interrupts it.
+final class ParentEventSignaller: HvEventRelay {
     private struct State: Sendable {
         var pending: [EventFD] = []
         var stopping = false

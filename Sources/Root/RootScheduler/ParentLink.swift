@@ -32,6 +32,9 @@ final class ParentLink: Sendable {
     private unowned let directory: any PartitionDirectory
     private let listener: SequencedPacketSocket
     private let current = Mutex<Connection?>(nil)
+    /// The socket being served, from `accept` on: `shutdown` ends a parent that is still being
+    /// authenticated or greeted (not yet `current`) as well as the current one.
+    private let accepted = Mutex<SequencedPacketSocket?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<OSThread?>(nil)
     /// What the root keeps of each attached partition across parent connections.
@@ -84,6 +87,7 @@ final class ParentLink: Sendable {
     func shutdown() {
         stopping.store(true, ordering: .releasing)
         listener.shutdown()
+        accepted.withLock { $0?.shutdown() }
         current.withLock { $0?.channel.socket.shutdown() }
         thread.withLock { $0 }?.join()
     }
@@ -102,7 +106,12 @@ final class ParentLink: Sendable {
                 continue
             }
             lastFailure = nil
+            // Kept where `shutdown` finds it, then stopping looked at again: whichever of the
+            // two comes second sees the other.
+            accepted.withLock { $0 = socket }
+            if stopping.load(ordering: .acquiring) { socket.shutdown() }
             serve(ControlChannel(socket: socket))
+            accepted.withLock { $0 = nil }
         }
     }
 
@@ -422,7 +431,7 @@ final class ParentLink: Sendable {
                 if let old = connection.registrations.withLock({ $0[id]?.eventConnections.removeValue(forKey: connectionID) }) {
                     partition.unregisterEventConnection(ConnectionID(connectionID), event: old)
                 }
-                try partition.registerEventConnection(ConnectionID(connectionID), event: event)
+                try partition.registerEventConnection(ConnectionID(connectionID), event: event, relay: connection.signaller)
                 connection.registrations.withLock { $0[id, default: Registrations()].eventConnections[connectionID] = event }
                 // A guest signal that came while the connection was not registered (a parent
                 // restarting under a running guest) found no ioeventfd and was lost: its listener

@@ -252,9 +252,9 @@ private final class FuzzPartition: LinkedPartition {
                                  environment: Environment())
     }
 
-    func registerEventConnection(_ connection: ConnectionID, event: EventFD) throws(PartitionError) {
+    func registerEventConnection(_ connection: ConnectionID, event: EventFD, relay: any HvEventRelay) throws(PartitionError) {
         state.withLock { $0.eventConnections[connection] = event }
-        hypervisor?.connections.registerEventConnection(connection, event: event)
+        hypervisor?.connections.registerEventConnection(connection, event: event, relay: relay)
     }
 
     func unregisterEventConnection(_ connection: ConnectionID, event: EventFD) {

@@ -43,8 +43,9 @@ protocol LinkedPartition: Sendable {
     var memory: GuestMemory? { get }
     /// Its Hyper-V interface (message connections, SynIC pages, reference time); nil once stopped.
     var hypervisor: HvPartition? { get }
-    /// Makes HvSignalEvent on `connection` signal `event`.
-    func registerEventConnection(_ connection: ConnectionID, event: EventFD) throws(PartitionError)
+    /// Makes HvSignalEvent on `connection` signal `event`, the parent's: a signal the root
+    /// writes itself goes through `relay`.
+    func registerEventConnection(_ connection: ConnectionID, event: EventFD, relay: any HvEventRelay) throws(PartitionError)
     func unregisterEventConnection(_ connection: ConnectionID, event: EventFD)
     /// The eventfd that raises `sint` on processor `vp`.
     func doorbell(vp: UInt32, sint: Int) throws(PartitionError) -> EventFD
@@ -79,8 +80,8 @@ extension ManagedPartition: LinkedPartition {
     var memory: GuestMemory? { partition.memory }
     var hypervisor: HvPartition? { partition.hypervisor }
 
-    func registerEventConnection(_ connection: ConnectionID, event: EventFD) throws(PartitionError) {
-        try partition.registerEventConnection(connection, event: event)
+    func registerEventConnection(_ connection: ConnectionID, event: EventFD, relay: any HvEventRelay) throws(PartitionError) {
+        try partition.registerEventConnection(connection, event: event, relay: relay)
     }
 
     func unregisterEventConnection(_ connection: ConnectionID, event: EventFD) {

@@ -133,7 +133,7 @@ final class ProcessorControl: Sendable {
     /// - Throws: `.invalidRequest` for values out of range or a bad pinning, `.conflict` when
     ///   its reserve cannot be met together with the others', `.nameTaken` for a name in use.
     func admit(name: String, processorCount: Int, settings: ProcessorSettings?) throws(RootError) {
-        let settings = settings ?? ProcessorSettings()
+        let settings = Self.normalized(settings ?? ProcessorSettings())
         let demand = try Self.demand(name: name, processorCount: processorCount, settings: settings)
         try state.withLock { state throws(RootError) in
             guard state.table.partitions[name] == nil else { throw .nameTaken(name) }
@@ -145,6 +145,14 @@ final class ProcessorControl: Sendable {
             }
             state.settings[name] = settings
             apply(update, &state)
+            // Controlled, but its group could not be made (the log says why): it would run
+            // outside every control while the table counts its reserve, so it is refused.
+            if instance != nil, state.groups[name] == nil {
+                let undo = state.table.remove(partition: name)
+                state.settings[name] = nil
+                apply(undo, &state)
+                throw .conflict("Partition \(name)'s processor controls could not be set up: its control group could not be made (the root's log says why).")
+            }
         }
     }
 
@@ -154,7 +162,7 @@ final class ProcessorControl: Sendable {
             guard let current = state.table.partitions[name], let settings = state.settings[name] else {
                 throw .conflict("Partition \(name) has stopped, so its processor controls cannot change.")
             }
-            let next = settings.applying(change)
+            let next = Self.normalized(settings.applying(change))
             let demand = try Self.demand(name: name, processorCount: current.processorCount, settings: next)
             let update: PlanUpdate
             do throws(SchedulingRefusal) {
@@ -309,6 +317,14 @@ final class ProcessorControl: Sendable {
     }
 
     // MARK: Helpers
+
+    /// `settings` with its affinity as a set, ascending: a list with repeats is kept and
+    /// reported no longer than the host's processors.
+    static func normalized(_ settings: ProcessorSettings) -> ProcessorSettings {
+        var settings = settings
+        settings.affinity = settings.affinity.map { Array(Set($0)).sorted() }
+        return settings
+    }
 
     static func demand(name: String, processorCount: Int, settings: ProcessorSettings) throws(RootError) -> PartitionDemand {
         let controls: CPUControls

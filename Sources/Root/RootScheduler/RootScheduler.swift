@@ -159,14 +159,18 @@ public final class RootScheduler: Sendable {
             throw error
         }
         let entry = ManagedPartition(partition: partition, configuration: configuration, devices: attached, logger: logger)
-        let inserted = table.withLock { partitions -> Bool in
+        // Checked again where it is inserted: requests created at once all passed the check above.
+        let inserted = table.withLock { partitions -> Bool? in
             guard partitions[configuration.name] == nil else { return false }
+            guard partitions.count < partitionLimit else { return nil }
             partitions[configuration.name] = entry
             return true
         }
-        guard inserted else {
-            partition.stop(reason: "name conflict")
-            throw .nameTaken(configuration.name)
+        guard inserted == true else {
+            partition.stop(reason: inserted == nil ? "the partition limit" : "name conflict")
+            guard inserted == nil else { throw .nameTaken(configuration.name) }
+            throw .limitReached("The root holds \(partitionLimit) partitions, its limit: delete stopped ones first "
+                                + "(`hv partition delete NAME`).")
         }
         do throws(RootError) {
             try checkSwitches(of: devices, request: "Cannot create partition \(configuration.name)")
