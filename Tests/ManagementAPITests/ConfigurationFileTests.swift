@@ -66,7 +66,38 @@ struct JSONNestingTests {
             _ = try PartitionConfiguration.load(path: path, catalog: DeviceCatalog([]))
             Issue.record("loaded")
         } catch {
-            #expect("\(error)".contains("more than \(JSONNesting.limit) deep"))
+            #expect("\(error)".contains("at most \(JSONNesting.limit) deep"))
         }
+    }
+
+    /// Text the scan cannot read as UTF-8 is refused: Foundation decodes UTF-16 and UTF-32
+    /// (with or without a byte-order mark), whose brackets a byte scan does not count.
+    @Test func textThatIsNotUTF8IsRefusedBeforeDecoding() {
+        #expect(!JSONNesting.isShallow(Array("[1]".utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }))
+        #expect(!JSONNesting.isShallow([0xFF, 0xFE, 0x5B, 0x00, 0x5D, 0x00]))
+        #expect(!JSONNesting.isShallow([0xFE, 0xFF, 0x00, 0x5B, 0x00, 0x5D]))
+        #expect(JSONNesting.isShallow([0xEF, 0xBB, 0xBF] + Array("[1]".utf8)), "UTF-8 with its mark is UTF-8")
+        #expect(JSONNesting.isShallow(Array("{\"name\": \"≁\"}".utf8)))
+    }
+
+    /// A switch configuration file is read as a partition's is: a regular file of at most 1 MiB,
+    /// shallow UTF-8 JSON. Before, a FIFO in its place hung the client, /dev/zero fed it without
+    /// end, and deep nesting trapped it.
+    @Test func switchConfigurationFilesAreReadWithTheSameLimits() throws {
+        let path = NSTemporaryDirectory() + "hv-switch-\(UUID().uuidString).json"
+        defer { unlink(path) }
+        try Data(String(repeating: "[", count: 513).utf8).write(to: URL(fileURLWithPath: path))
+        #expect(throws: ConfigurationError.self) { try SwitchConfiguration.load(path: path) }
+        unlink(path)
+        #expect(mkfifo(path, 0o600) == 0)
+        do {
+            _ = try SwitchConfiguration.load(path: path)
+            Issue.record("a FIFO was read")
+        } catch {
+            #expect("\(error)".contains("not a regular file"))
+        }
+        unlink(path)
+        try Data(#"{"name": "lab", "kind": "private"}"#.utf8).write(to: URL(fileURLWithPath: path))
+        #expect(try SwitchConfiguration.load(path: path).name == "lab")
     }
 }

@@ -382,8 +382,9 @@ enum RawHTTP {
 
 extension RootBoundsTests {
     /// A request body nested past Foundation's own limit (an unterminated run of 513 `[`: found by
-    /// the `management-api` fuzz target) is refused with a 400. Before: JSONDecoder trapped
-    /// computing its error's location, and the root died.
+    /// the `management-api` fuzz target) is refused with a 400, on every route that takes a body,
+    /// and in UTF-16 too. Before: JSONDecoder trapped computing its error's location, and the
+    /// root died (PATCH …/cpu and POST /v1/switches skipped the check, and UTF-16 passed it).
     @Test func aDeeplyNestedBodyIsRefusedNotFatal() async throws {
         let (scheduler, _) = try Self.scheduler()
         let directory = try SocketDirectory()
@@ -393,15 +394,23 @@ extension RootBoundsTests {
         defer { server.cancel() }
         let client = ManagementClient(socketPath: socket, timeout: .seconds(30))
         #expect(await eventuallyAsync { FileManager.default.fileExists(atPath: socket) })
-        for path in ["/v1/partitions", "/v1/partitions/alpha/devices", "/v1/partitions/alpha/actions"] {
-            let response = try await client.send(.POST, path, body: Data(String(repeating: "[", count: 513).utf8))
-            #expect(response.status == 400, "\(path)")
-            if !path.hasSuffix("actions") {
-                #expect(String(decoding: response.body, as: UTF8.self).contains("more than \(JSONNesting.limit) deep"), "\(path)")
+        // The same in UTF-16LE behind a string whose character holds a quote byte (U+2241 is
+        // 41 22): a byte scan that took it for UTF-8 saw the brackets inside a string.
+        let utf16 = Data([0x5B, 0x00, 0x22, 0x00, 0x41, 0x22, 0x22, 0x00, 0x2C, 0x00]
+                         + [UInt8](repeating: 0, count: 1024).enumerated().map { $0.offset % 2 == 0 ? 0x5B : 0 })
+        for body in [Data(String(repeating: "[", count: 513).utf8), utf16] {
+            for path in ["/v1/partitions", "/v1/partitions/alpha/devices", "/v1/partitions/alpha/actions", "/v1/switches"] {
+                let response = try await client.send(.POST, path, body: body)
+                #expect(response.status == 400, "\(path)")
+                if !path.hasSuffix("actions") && !path.hasSuffix("switches") {
+                    #expect(String(decoding: response.body, as: UTF8.self).contains("at most \(JSONNesting.limit) deep"), "\(path)")
+                }
             }
+            let put = try await client.send(.PUT, "/v1/partitions/alpha/devices/bench", body: body)
+            #expect(put.status == 400)
+            let patch = try await client.send(.PATCH, "/v1/partitions/alpha/cpu", body: body)
+            #expect(patch.status == 400)
         }
-        let put = try await client.send(.PUT, "/v1/partitions/alpha/devices/bench", body: Data(String(repeating: "[", count: 513).utf8))
-        #expect(put.status == 400)
         // The root still answers.
         #expect(try await client.request(.GET, "/v1/root", as: RootInfo.self).partitions == 0)
     }

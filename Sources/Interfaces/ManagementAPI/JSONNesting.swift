@@ -1,18 +1,29 @@
-/// A pre-check of JSON text before it reaches `JSONDecoder`: arrays and objects nested at most
-/// `limit` deep. Configurations and requests need a few levels; Foundation's decoder traps on
-/// some inputs nested past its own limit of 512 (an unterminated run of 513 `[`), so the root
-/// and the client refuse anything deeper than `limit` before decoding.
+/// A pre-check of JSON text before it reaches `JSONDecoder`: UTF-8, with arrays and objects
+/// nested at most `limit` deep. Configurations and requests need a few levels; Foundation's
+/// decoder traps on some inputs nested past its own limit of 512 (an unterminated run of 513
+/// `[`), so the root and the client refuse anything deeper than `limit` before decoding. The
+/// decoder also takes UTF-16 and UTF-32 (with or without a byte-order mark), whose brackets a
+/// byte scan cannot count, so those are refused too: their ASCII characters carry NUL bytes,
+/// which UTF-8 JSON never holds.
 public enum JSONNesting {
     /// The deepest nesting accepted.
     public static let limit = 64
 
-    /// Whether `bytes` nests arrays and objects at most `limit` deep (brackets inside strings do
-    /// not count). Total: any bytes give an answer.
+    /// Whether `bytes` is UTF-8 JSON text (no NUL byte, no UTF-16 byte-order mark) that nests
+    /// arrays and objects at most `limit` deep (brackets inside strings do not count). Total: any
+    /// bytes give an answer.
     public static func isShallow(_ bytes: some Sequence<UInt8>, limit: Int = JSONNesting.limit) -> Bool {
         var depth = 0
         var inString = false
         var escaped = false
+        var first = true
         for byte in bytes {
+            if byte == 0 { return false }
+            if first {
+                first = false
+                // FE FF or FF FE: a UTF-16 (or UTF-32) byte-order mark; neither byte is UTF-8.
+                if byte == 0xFE || byte == 0xFF { return false }
+            }
             if inString {
                 if escaped {
                     escaped = false

@@ -140,26 +140,12 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
 
     /// Reads and validates a configuration file; devices are checked against `catalog`.
     public static func load(path: String, catalog: DeviceCatalog) throws(ConfigurationError) -> PartitionConfiguration {
-        let data: Data
-        switch ConfigurationFile.read(path) {
-        case .success(let contents): data = contents
-        case .failure(.unreadable): throw .unreadable(path)
-        case .failure(.notARegularFile): throw .invalid(path, "it is not a regular file")
-        case .failure(.tooLarge(let size)):
-            throw .invalid(path, "it is \(size) bytes, more than the \(ConfigurationFile.limit) a configuration may have")
-        }
-        guard JSONNesting.isShallow(data) else {
-            throw .invalid(path, "it nests arrays or objects more than \(JSONNesting.limit) deep")
-        }
-        let configuration: PartitionConfiguration
-        do {
-            configuration = try JSONDecoder().decode(PartitionConfiguration.self, from: data)
-        } catch {
-            throw .invalid(path, Self.describe(error))
-        }
-        if let problem = configuration.problem(catalog: catalog) { throw .invalid(path, problem) }
+        let configuration = try ConfigurationFile.decode(PartitionConfiguration.self, path: path, what: Self.fileKind)
+        if let problem = configuration.problem(catalog: catalog) { throw .invalid(path, problem, what: Self.fileKind) }
         return configuration
     }
+
+    static let fileKind = "partition configuration"
 
     static func describe(_ error: any Error) -> String {
         guard let decoding = error as? DecodingError else { return "\(error)" }
@@ -175,13 +161,15 @@ public struct PartitionConfiguration: Codable, Sendable, Equatable {
 
 /// A configuration file that cannot be used.
 public enum ConfigurationError: Error, CustomStringConvertible {
-    case unreadable(String)
-    case invalid(String, String)
+    /// The file at the path cannot be opened; `what` names the kind of file.
+    case unreadable(String, what: String)
+    /// The file at the path is not a valid configuration, for the reason given.
+    case invalid(String, String, what: String)
 
     public var description: String {
         switch self {
-        case .unreadable(let path): "Cannot read partition configuration \(path): check the path."
-        case .invalid(let path, let problem): "Invalid partition configuration \(path): \(problem)."
+        case .unreadable(let path, let what): "Cannot read \(what) \(path): check the path."
+        case .invalid(let path, let problem, let what): "Invalid \(what) \(path): \(problem)."
         }
     }
 }

@@ -70,10 +70,9 @@ public struct SwitchConfiguration: Codable, Sendable, Equatable {
 
     static let nameCharacters = Set(Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.".utf8))
 
-    /// Loads a switch configuration file.
-    public static func load(path: String) throws -> SwitchConfiguration {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        return try JSONDecoder().decode(SwitchConfiguration.self, from: data)
+    /// Loads a switch configuration file (a regular file of at most 1 MiB, `ConfigurationFile`).
+    public static func load(path: String) throws(ConfigurationError) -> SwitchConfiguration {
+        try ConfigurationFile.decode(SwitchConfiguration.self, path: path, what: "switch configuration")
     }
 }
 
