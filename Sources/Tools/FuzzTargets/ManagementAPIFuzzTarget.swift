@@ -10,7 +10,8 @@ import VMBusProtocol
 
 /// The management API's JSON as the root takes it: request bodies for partitions, devices,
 /// device settings and actions — valid ones with random fields, the same mutated byte by byte,
-/// and generated JSON of every shape (deep nesting, huge numbers, long strings, odd Unicode) —
+/// and generated JSON of every shape (deep nesting, huge numbers, long strings, odd Unicode),
+/// some of it in UTF-16 or UTF-32 (which Foundation's decoder also reads) —
 /// decoded and checked as the root checks them (`RootScheduler.validate`, the device catalog).
 /// Promises: nothing traps, and a configuration the root accepts can be handed to the parent in
 /// one control message that decodes back to the same partition.
@@ -36,6 +37,12 @@ enum ManagementAPIFuzzTarget: FuzzTarget {
                 let depth = random.chance(1, in: 4) ? random.int(500...530) : random.int(1...20_000)
                 body = Array((String(repeating: opening, count: depth)
                     + (random.chance(1, in: 2) ? String(repeating: opening == "[" ? "]" : "}", count: depth) : "")).utf8)
+            case 8 where random.chance(1, in: 2):
+                // Another encoding of a body, with or without its mark: a nesting check that read
+                // it as UTF-8 would miss brackets (a character holding a quote byte hides them).
+                let text = random.chance(1, in: 2) ? "[\"\u{2241}\"," + String(repeating: "[", count: random.int(500...530))
+                    : jsonValue(&random, depth: 0)
+                body = encoded(text, &random)
             default:
                 body = corpus.isEmpty ? random.bytes(64) : Mutator.mutated(random.pick(corpus), random: &random, corpus: corpus)
             }
@@ -55,10 +62,25 @@ enum ManagementAPIFuzzTarget: FuzzTarget {
                 _ = try? catalog.resolve(changing: spec, to: settings, among: [spec])
             }
             _ = try? APIBody.decode(PartitionAction.self, from: body)
+            _ = try? APIBody.decode(SwitchConfiguration.self, from: body)
+            _ = try? APIBody.decode(ProcessorSettings.self, from: body)
             if index % 256 == 255 { progress(index + 1) }
         }
         progress(cases)
         return findings
+    }
+
+    /// `text` in UTF-16 or UTF-32, either byte order, with or without a byte-order mark.
+    static func encoded(_ text: String, _ random: inout FuzzRandom) -> [UInt8] {
+        let bigEndian = random.chance(1, in: 2)
+        let units: [UInt32] = random.chance(1, in: 2) ? text.utf16.map { UInt32($0) } : text.unicodeScalars.map(\.value)
+        let width = units.allSatisfy { $0 <= 0xFFFF } && random.chance(1, in: 2) ? 2 : 4
+        var bytes: [UInt8] = []
+        for unit in (random.chance(1, in: 2) ? [0xFEFF] : []) + units {
+            let little = (0..<width).map { UInt8(truncatingIfNeeded: unit >> (8 * $0)) }
+            bytes += bigEndian ? little.reversed() : little
+        }
+        return bytes
     }
 
     /// What the root promises of a configuration it accepts.
