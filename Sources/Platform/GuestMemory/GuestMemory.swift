@@ -117,6 +117,16 @@ public final class GuestMemory: Sendable {
         try write(bytes, from: 0, count: bytes.count, at: address)
     }
 
+    /// Copies a slice of an array into guest RAM, without copying it out of the array first.
+    public func write(_ bytes: ArraySlice<UInt8>, at address: GuestPhysicalAddress) throws(GuestMemoryError) {
+        let destination = try pointer(at: address, length: bytes.count)
+        bytes.withUnsafeBytes { source in
+            // SAFETY: the destination range was checked above; the source is the slice's own
+            // storage, `source.count` bytes.
+            if let base = source.baseAddress, source.count > 0 { destination.copyMemory(from: base, byteCount: source.count) }
+        }
+    }
+
     /// Copies `bytes[offset..<offset+count]` into guest RAM.
     @inlinable
     public func write(

@@ -70,7 +70,7 @@ public enum BootLayout {
                                   + "is beyond the partition's \(memory.size) bytes of RAM")
             }
             do throws(GuestMemoryError) {
-                try memory.write(Array(segment.fileBytes), at: GuestPhysicalAddress(segment.address))
+                try memory.write(segment.fileBytes, at: GuestPhysicalAddress(segment.address))
                 let tail = Int(segment.memorySize) - segment.fileBytes.count
                 if tail > 0 && !memoryIsZero {
                     try memory.fill(0, at: GuestPhysicalAddress(segment.address + UInt64(segment.fileBytes.count)), count: tail)

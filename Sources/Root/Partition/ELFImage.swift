@@ -18,6 +18,10 @@ public struct ELFImage: Sendable {
     public var entry: UInt64
     public var segments: [Segment]
 
+    /// The most PT_LOAD segments an image may have (the guests `GuestBuilder` links have a
+    /// handful): with no two overlapping in guest memory, loading copies at most the RAM once.
+    public static let maximumLoadSegments = 64
+
     /// The highest guest physical address any segment occupies.
     public var end: UInt64 { segments.map { $0.address + $0.memorySize }.max() ?? 0 }
 
@@ -53,6 +57,16 @@ public struct ELFImage: Sendable {
             }
             guard physical.addingReportingOverflow(memorySize).overflow == false else {
                 throw .invalidImage("segment \(index) wraps the address space")
+            }
+            guard segments.count < Self.maximumLoadSegments else {
+                throw .invalidImage("more than \(Self.maximumLoadSegments) loadable segments")
+            }
+            // Segments that overlap would have loading copy the same memory again and again (as
+            // many times as there are headers): an image's segments are disjoint.
+            if memorySize > 0, let other = segments.firstIndex(where: {
+                $0.memorySize > 0 && physical < $0.address + $0.memorySize && $0.address < physical + memorySize
+            }) {
+                throw .invalidImage("loadable segments \(other) and \(segments.count) overlap in memory")
             }
             segments.append(Segment(address: physical,
                                     fileBytes: bytes[Int(offset)..<Int(offset + fileSize)],
