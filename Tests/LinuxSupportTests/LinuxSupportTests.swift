@@ -195,3 +195,15 @@ struct WorkQueueTests {
         #expect(!queue.enqueue { ran.withLock { $0 += 1 } })
     }
 }
+
+@Suite("Resource limits")
+struct OpenFileLimitTests {
+    /// The root raises its soft limit on descriptors to the hard one: it holds several per
+    /// partition (two eventfds per doorbell among them).
+    @Test func theSoftLimitOnOpenFilesIsRaisedToTheHardOne() {
+        let raised = OpenFileLimit.raiseToHard()
+        var limit = rlimit()
+        #expect(getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0)
+        #expect(limit.rlim_cur == limit.rlim_max && raised == UInt64(limit.rlim_cur))
+    }
+}

@@ -156,8 +156,15 @@ struct HostileRecordTests {
         try parent.sendRaw(ParentMessage.registerEventConnection(partitionID: alpha.id, connectionID: 0x2002).bytes,
                            descriptors: [second.owned])
         #expect(try parent.rootAnswers(probe: 2))
-        // The write the root owes `second` still waits: shutting down does not.
-        root.stop()
+        // The write the root owes `second` still waits: shutting down does not (on a thread of
+        // its own, so a regression fails here rather than hanging the suite).
+        let stopped = Atomic<Bool>(false)
+        let stopper = try OSThread.spawn(name: "stopper") {
+            root.stop()
+            stopped.store(true, ordering: .releasing)
+        }
+        #expect(eventually(within: 30) { stopped.load(ordering: .acquiring) }, "shutdown waited for the parent's eventfd")
+        stopper.detach()
         #expect(!root.link.isConnected)
     }
 
@@ -220,8 +227,8 @@ struct HostileRecordTests {
         _ = try root.table.add("alpha")
         let silent = ScriptedEnd(try SequencedPacketSocket.connect(path: root.socketPath))
         defer { silent.close() }
-        // Let the root accept it and start waiting for its hello.
-        usleep(200_000)
+        // The root has accepted it and waits for its hello.
+        #expect(eventually { root.link.isServingASocket })
         let stopped = Atomic<Bool>(false)
         let stopper = try OSThread.spawn(name: "stopper") {
             root.stop()

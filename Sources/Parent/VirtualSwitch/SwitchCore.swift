@@ -489,9 +489,7 @@ public struct SwitchCore: Sendable {
     public mutating func holdingPort(for frame: borrowing NetworkFrame, from source: SwitchPortID, now: UInt64) -> SwitchPortID? {
         guard childPorts > 1, let destination = MACAddress.destination(of: frame.bytes),
               let senderIndex = ports.index(forKey: source), ports.values[senderIndex].waiters.isEmpty else { return nil }
-        let size = frame.bytes.count
-        // A frame a guest's port takes cut into segments needs room for all of them.
-        let count = frame.offload.segmentation.map { max(1, size / max(1, $0.maximumSegmentSize) + 1) } ?? 1
+        let (count, size) = Self.holdNeed(of: frame)
         if !destination.isGroup, let known = table.port(of: destination, now: now) {
             guard known != source, let index = ports.index(forKey: known) else { return nil }
             return ports.values[index].holds(count: count, size: size, for: destination, from: source) ? known : nil
@@ -503,6 +501,13 @@ public struct SwitchCore: Sendable {
             }
         }
         return nil
+    }
+
+    /// The room a frame needs in a port's queue to go in without a hold: its bytes, and as many
+    /// frames as a guest's port takes it cut into (segments need room for all of them).
+    public static func holdNeed(of frame: borrowing NetworkFrame) -> (count: Int, size: Int) {
+        let size = frame.bytes.count
+        return (frame.offload.segmentation.map { max(1, size / max(1, $0.maximumSegmentSize) + 1) } ?? 1, size)
     }
 
     /// Holds `waiter`, a sender on port `sender`, until port `id` has drained (`dequeue`), its
@@ -540,12 +545,13 @@ public struct SwitchCore: Sendable {
     /// for every three quarters of a queue it takes, and meanwhile frames for it are dropped at
     /// its full queue as before.
     ///
-    /// With `sender`, the sender whose hold ran out, every other port that its own full share
-    /// would hold it on stops holding too: a guest with several NICs on the switch (up to a
-    /// partition's limit) that drains none of them would otherwise cost the sender one hold in
-    /// vain for each, one after the other.
+    /// With `sender`, the sender whose hold ran out, and `need`, the room its held frame needs
+    /// (`holdNeed`), every other port on which the sender's own share has not that room stops
+    /// holding too: a guest with several NICs on the switch (up to a partition's limit) that
+    /// drains none of them would otherwise cost the sender one hold in vain for each, in turn.
     /// - Returns: the senders held for the port, to be woken (they go on, dropping).
-    public mutating func endHolds(on id: SwitchPortID, sender: SwitchPortID? = nil) -> [SwitchHoldWaiter] {
+    public mutating func endHolds(on id: SwitchPortID, sender: SwitchPortID? = nil,
+                                  need: (count: Int, size: Int) = (1, 0)) -> [SwitchHoldWaiter] {
         guard let index = ports.index(forKey: id) else { return [] }
         if ports.values[index].holdsSenders {
             ports.values[index].holdsSenders = false
@@ -554,7 +560,7 @@ public struct SwitchCore: Sendable {
         if let sender {
             for other in ports.values.indices where other != index && ports.values[other].holdsSenders
                 && ports.values[other].configuration.kind == .child
-                && !ports.values[other].fitsShare(count: 1, size: 0, from: sender) {
+                && !ports.values[other].fitsShare(count: need.count, size: need.size, from: sender) {
                 ports.values[other].holdsSenders = false
                 ports.values[other].counters.holdsTimedOut += 1
             }

@@ -133,10 +133,11 @@ public final class VirtualSwitch: Sendable {
     }
 
     /// Ends every hold on `port`, whose queue a held sender waited for in vain, and wakes the
-    /// senders held for it; with `sender`, also every other hold that sender's own full share
-    /// would meet (`SwitchCore.endHolds`).
-    public func endHolds(on port: SwitchPortID, sender: SwitchPortID? = nil) {
-        let held = core.withLock { $0.endHolds(on: port, sender: sender) }
+    /// senders held for it; with `sender` and its held frame, also every other hold that frame
+    /// would meet on the sender's own full share (`SwitchCore.endHolds`).
+    public func endHolds(on port: SwitchPortID, sender: SwitchPortID? = nil, frame: NetworkFrame? = nil) {
+        let need = frame.map { SwitchCore.holdNeed(of: $0) } ?? (1, 0)
+        let held = core.withLock { $0.endHolds(on: port, sender: sender, need: need) }
         for waiter in held { waiter.wake() }
     }
 

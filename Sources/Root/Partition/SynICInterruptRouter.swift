@@ -75,9 +75,13 @@ final class SynICInterruptRouter: Sendable {
         guard interruptsEnabled || existing != nil else { return }
         let doorbell = try existing ?? doorbellEntry(vp: vp, sint: sint, vector: vector)
         if doorbell.bound.load(ordering: .acquiring) {
-            try machine.deassignIRQFD(doorbell.event, gsi: doorbell.gsi)
-            try machine.deassignIRQFD(doorbell.rootEvent, gsi: doorbell.gsi)
+            // Both are tried, and the doorbell counts as unbound even if one fails (the next
+            // configure then binds afresh rather than failing to unbind it again).
             doorbell.bound.store(false, ordering: .releasing)
+            var failure: KVMError?
+            do throws(KVMError) { try machine.deassignIRQFD(doorbell.event, gsi: doorbell.gsi) } catch { failure = error }
+            do throws(KVMError) { try machine.deassignIRQFD(doorbell.rootEvent, gsi: doorbell.gsi) } catch { failure = failure ?? error }
+            if let failure { throw failure }
         }
         if doorbell.vector.load(ordering: .acquiring) != vector {
             try machine.updateMSIRoute(gsi: doorbell.gsi, .fixed(vector: vector, apicID: apicIDs[Int(vp)]))

@@ -76,11 +76,22 @@ extension ParentLink {
             staged.withLock { _ = $0.removeValue(forKey: partitionID) }
         }
 
-        /// Adds a part to its partition's commit in progress.
-        /// - Returns: the whole commit so far (the last part makes it complete), or `nil` if it
-        ///   grew past what a partition's saved state may hold.
-        func stage(_ part: StateCommit) -> StateCommit? {
-            staged.withLock { staged in
+        /// What became of a part of a commit (`stage`).
+        enum Staged {
+            /// The whole commit so far (the last part makes it complete).
+            case staged(StateCommit)
+            /// Its partition is not attached to this connection (never, or no longer): dropped.
+            case notAttached
+            /// It grew past what a partition's saved state may hold.
+            case tooLarge
+        }
+
+        /// Adds a part to its partition's commit in progress, if that partition is attached:
+        /// looked at under the staging lock, so a detach (`attached` first, then
+        /// `discardStaged`) leaves nothing staged however the two interleave.
+        func stage(_ part: StateCommit) -> Staged {
+            staged.withLock { staged -> Staged in
+                guard attached.withLock({ $0.contains(part.partitionID) }) else { return .notAttached }
                 var whole = staged.removeValue(forKey: part.partitionID)
                     ?? StateCommit(partitionID: part.partitionID, sequence: 0, isFinal: false, records: [], posts: [])
                 whole.sequence = part.sequence
@@ -89,9 +100,9 @@ extension ParentLink {
                 whole.posts += part.posts
                 let bytes = whole.records.reduce(0) { $0 + ($1.bytes?.count ?? 0) }
                 guard whole.records.count <= SavedStateLimits.maximumRecords, bytes <= SavedStateLimits.maximumBytes,
-                      whole.posts.count <= SavedStateLimits.postsPerMessage * 16 else { return nil }
+                      whole.posts.count <= SavedStateLimits.postsPerMessage * 16 else { return .tooLarge }
                 if !part.isFinal { staged[part.partitionID] = whole }
-                return whole
+                return .staged(whole)
             }
         }
     }
@@ -117,10 +128,12 @@ struct ParentPortForwarder: PortInterceptor {
     /// The value of a port nothing answers for (a floating bus).
     static let floating: UInt32 = 0xFFFF_FFFF
     /// How long a processor waits for room in its partition's lane before an access is given
-    /// up: as long as the link's own stall limit (`ControlOutbox.Limits.stallNanoseconds`), after
-    /// which the parent is cut off anyway. A device's port write is data (a disk's data
-    /// register), so it is not dropped while the parent still takes its lane, however slowly;
-    /// a guest that writes faster than that is held back, and only it.
+    /// up (dropped and logged): as long as the link's own stall limit
+    /// (`ControlOutbox.Limits.stallNanoseconds`). A device's port write is data (a disk's data
+    /// register), so it is not dropped while the parent still takes its lane, however slowly; a
+    /// guest that writes faster than that is held back, and only it. A lane that does not move
+    /// for that long (the child's control thread in the parent is stuck) does not cut the parent
+    /// off: the other children's lanes still move.
     static let writeWait: UInt64 = 30_000_000_000
     /// The wait is taken in slices this long, so a partition asked to stop, or a link that
     /// closes, ends it at once rather than after `writeWait`.

@@ -12,6 +12,8 @@ import LinuxSupport
 final class ParentEventSignaller: HvEventRelay {
     private struct State: Sendable {
         var pending: [EventFD] = []
+        /// The events in `pending`, looked up without a scan (processors wait on this lock).
+        var queued: Set<ObjectIdentifier> = []
         var stopping = false
     }
 
@@ -26,7 +28,10 @@ final class ParentEventSignaller: HvEventRelay {
                 let taken = state.wait(until: { $0.stopping || !$0.pending.isEmpty },
                                        timeoutNanoseconds: 1_000_000_000) { state -> [EventFD]? in
                     if state.stopping { return nil }
-                    defer { state.pending.removeAll() }
+                    defer {
+                        state.pending.removeAll()
+                        state.queued.removeAll()
+                    }
                     return state.pending
                 }
                 guard let events = taken ?? [] else { return }
@@ -39,7 +44,7 @@ final class ParentEventSignaller: HvEventRelay {
     /// queue holds each event at most once (no more than the parent has registered).
     func signal(_ event: EventFD) {
         state.update { state in
-            guard !state.stopping, !state.pending.contains(where: { $0 === event }) else { return }
+            guard !state.stopping, state.queued.insert(ObjectIdentifier(event)).inserted else { return }
             state.pending.append(event)
         }
     }

@@ -75,6 +75,8 @@ final class ParentLink: Sendable {
     }
 
     var isConnected: Bool { current.withLock { $0 != nil } }
+    /// Whether a socket has been accepted and is being served (authenticated, greeted or current).
+    var isServingASocket: Bool { accepted.withLock { $0 != nil } }
     var logger: Logger { directory.logger }
     /// The current connection, if a parent is connected.
     var connection: Connection? { current.withLock { $0 } }
@@ -535,14 +537,17 @@ final class ParentLink: Sendable {
     /// acknowledged. A parent that sends more than a partition's state can hold is cut off.
     private func commit(_ part: StateCommit, on connection: Connection) {
         let id = part.partitionID
-        // Only a partition handed to this parent has a commit to stage: parts for any other
-        // would be kept under keys no limit counts. They are dropped, not punished: a commit
-        // the parent sent as its partition stopped crosses the detach.
-        guard connection.attached.withLock({ $0.contains(id) }) else {
+        let whole: StateCommit
+        switch connection.stage(part) {
+        case .staged(let staged):
+            whole = staged
+        case .notAttached:
+            // Only a partition handed to this parent has a commit to stage: parts for any other
+            // would be kept under keys no limit counts. They are dropped, not punished: a commit
+            // the parent sent as its partition stopped crosses the detach.
             logger.debug("parent partition sent a commit for partition \(id), which is not attached to it; dropped")
             return
-        }
-        guard let whole = connection.stage(part) else {
+        case .tooLarge:
             logger.warning("parent partition sent a commit for partition \(id) larger than its saved state may be; disconnecting it")
             connection.channel.socket.shutdown()
             return

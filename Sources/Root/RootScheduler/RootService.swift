@@ -43,6 +43,8 @@ public struct RootService {
     public func run() async throws {
         // Nothing the root creates is for others unless it says so.
         umask(0o077)
+        // Each partition holds a few descriptors in the root (RAM, processors, two per doorbell).
+        OpenFileLimit.raiseToHard()
         do throws(PrivilegeError) {
             try SecureDirectory.prepare(runtimeDirectory, searchable: parentUser.uid != geteuid() || apiGroup != nil)
         } catch {

@@ -121,24 +121,31 @@ import VirtualSwitch
     @Test("when a sender's hold runs out, every port its own full share would hold it on stops holding, not just the one")
     func anEndedHoldEndsTheSendersOtherFullShares() {
         var core = SwitchCore(name: "private", kind: .private)
+        // The ports' default queues (4096 frames, 4 MiB): with full-size frames the sender's byte
+        // share (2 MiB) fills before its frame share.
         func child(_ last: UInt8) -> SwitchPortConfiguration {
             var configuration = SwitchPortConfiguration(name: "p\(last)", kind: .child,
                                                         macAddress: MACAddress(0x00, 0x15, 0x5D, 0, 0, last))
             configuration.packetFilter = .linuxDefault
-            configuration.queueFrameLimit = 8
             return configuration
         }
         let sender = core.addPort(child(0x0A))
         let hostile = (0..<3).map { core.addPort(child(0x20 + UInt8($0))) }
         let bystander = core.addPort(child(0x30))
-        let broadcast = Self.frame(from: Self.a, to: .broadcast)
-        for _ in 0..<4 { _ = core.forward(broadcast, from: sender, now: 2) }
-        // The bystander drains; the hostile guest's three ports do not.
-        _ = core.dequeue(bystander)
+        let broadcast = Self.frame(from: Self.a, to: .broadcast, size: 1514)
+        var sent = 0
+        while core.holdingPort(for: broadcast, from: sender, now: 2) == nil, sent < 10_000 {
+            _ = core.forward(broadcast, from: sender, now: 2)
+            sent += 1
+            // The bystander drains; the hostile guest's three ports do not.
+            _ = core.dequeue(bystander)
+        }
+        #expect(sent < SwitchPortConfiguration(name: "x", kind: .child).queueFrameLimit / 2, "held by bytes, not frames")
         #expect(core.holdingPort(for: broadcast, from: sender, now: 2) == hostile[0])
         let waker = Waker()
         core.hold(waker.waiter, on: hostile[0], for: sender)
-        #expect(core.endHolds(on: hostile[0], sender: sender).map(\.id) == [ObjectIdentifier(waker)])
+        #expect(core.endHolds(on: hostile[0], sender: sender, need: SwitchCore.holdNeed(of: broadcast)).map(\.id)
+                == [ObjectIdentifier(waker)])
         #expect(core.holdingPort(for: broadcast, from: sender, now: 2) == nil, "not held again by the next hostile port")
         #expect(hostile.allSatisfy { core.counters(of: $0)?.holdsTimedOut == 1 })
         #expect(core.counters(of: bystander)?.holdsTimedOut == 0, "a port with room keeps holding")

@@ -538,7 +538,7 @@ final class NetworkChannelSession: ChannelSession {
             guard MonotonicClock.nanoseconds() >= held.until else { return (false, false) }
             // Nor in time: it holds no one until its owner has drained it to a quarter, and
             // neither does any other port this channel's full share would hold it on.
-            virtualSwitch.endHolds(on: held.port, sender: port)
+            virtualSwitch.endHolds(on: held.port, sender: port, frame: transmitted.frames.first)
         }
         // Cleared before the switch can hold this session again, so no wake is lost.
         holdEnded.value.store(false, ordering: .relaxed)

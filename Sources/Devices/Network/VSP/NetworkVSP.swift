@@ -46,8 +46,36 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     private var rndis: RNDISControl
     private var openChannels: Set<Int> = []
     /// Encoded control responses waiting for a free sub-allocation, per channel.
-    private var pendingControl: [Int: [[UInt8]]] = [:]
-    private var pendingControlBytes: [Int: Int] = [:]
+    private var pendingControl: [Int: ControlQueue] = [:]
+
+    /// One channel's control responses waiting for a sub-allocation, oldest first: a head index
+    /// rather than removing from the front, so responses leave in time linear in their number
+    /// however few go out at a time.
+    private struct ControlQueue {
+        private var messages: [[UInt8]] = []
+        private var head = 0
+        /// Bytes waiting.
+        private(set) var bytes = 0
+
+        var first: [UInt8]? { head < messages.count ? messages[head] : nil }
+
+        mutating func append(_ message: [UInt8]) {
+            messages.append(message)
+            bytes += message.count
+        }
+
+        mutating func removeFirst() {
+            bytes -= messages[head].count
+            head += 1
+            if head == messages.count {
+                messages.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 64 && head * 2 >= messages.count {
+                messages.removeFirst(head)
+                head = 0
+            }
+        }
+    }
     /// Storage for the transmit stream of the packet being handled, kept between packets.
     private var transmitScratch: [UInt8] = []
 
@@ -104,7 +132,6 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     public mutating func channelClosed(_ channel: Int) {
         openChannels.remove(channel)
         pendingControl[channel] = nil
-        pendingControlBytes[channel] = nil
         if channel == 0 {
             resetDevice()
         } else {
@@ -131,7 +158,6 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     private mutating func dropReceiveBuffer() {
         receiveBuffer = nil
         pendingControl = [:]
-        pendingControlBytes = [:]
     }
 
     // MARK: Guest packets
@@ -510,13 +536,12 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     }
 
     private mutating func queueControl(_ bytes: [UInt8], on channel: Int) {
-        let queued = pendingControlBytes[channel, default: 0]
+        let queued = pendingControl[channel]?.bytes ?? 0
         guard receiveBuffer != nil, queued + bytes.count <= configuration.controlQueueLimit else {
             counters.controlResponsesDropped += 1
             return
         }
-        pendingControl[channel, default: []].append(bytes)
-        pendingControlBytes[channel] = queued + bytes.count
+        pendingControl[channel, default: ControlQueue()].append(bytes)
     }
 
     /// Sends queued control responses while sub-allocations are free, one message per packet.
@@ -530,44 +555,34 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
             pendingControl[channel] = queue
             return
         }
-        var sent = 0
-        var sentBytes = 0
+        var dropAll = false
         defer {
             receiveBuffer = receive
-            if sent < queue.count {
-                queue.removeFirst(sent)
-                pendingControl[channel] = queue
-                pendingControlBytes[channel, default: 0] -= sentBytes
-            } else {
-                pendingControlBytes[channel] = nil
-            }
+            if !dropAll, queue.first != nil { pendingControl[channel] = queue }
         }
         let size = receive.pool.subAllocationSize
-        while sent < queue.count {
-            let count = queue[sent].count
-            guard count <= size else {
+        while let message = queue.first {
+            guard message.count <= size else {
                 // Cannot be expressed in one range; drop it rather than block the queue.
                 counters.controlResponsesDropped += 1
-                sent += 1
-                sentBytes += count
+                queue.removeFirst()
                 continue
             }
             guard let section = receive.pool.takeOne(on: channel) else { return }
             let offset = section * size
             do throws(GuestAccessError) {
-                try receive.buffer.write(memory, queue[sent], from: 0, count: count, at: offset)
+                try receive.buffer.write(memory, message, from: 0, count: message.count, at: offset)
             } catch {
                 // The buffer is unusable: the whole queue goes.
                 receive.pool.giveBack([section])
                 counters.controlResponsesDropped += 1
-                sent = queue.count
+                dropAll = true
                 return
             }
             let id = receive.pool.send([section], on: channel)
-            sent += 1
-            sentBytes += count
+            queue.removeFirst()
             let header = NetvscReceivePacket.header(
-                ranges: [TransferPageRange(byteCount: UInt32(count), byteOffset: UInt32(offset))],
+                ranges: [TransferPageRange(byteCount: UInt32(message.count), byteOffset: UInt32(offset))],
                 pageSetID: receive.pageSetID)
             actions.append(.send(channel: channel, OutgoingPacket(
                 type: .transferPages, flags: .completionRequested, transactionID: id, header: header.bytes,
