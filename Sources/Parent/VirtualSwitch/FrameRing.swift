@@ -1,25 +1,29 @@
 /// A first-in, first-out queue kept in a ring that grows (by doubling) to what it has held:
 /// taking from the front moves nothing and copies nothing, where an array would shift what is
-/// left or keep a growing dead prefix. A switch port's queue (`SwitchCore`).
-struct FrameRing<Element> {
+/// left or keep a growing dead prefix. A switch port's queue (`SwitchCore`), and a NIC's queued
+/// control responses (`NetworkVSP`).
+package struct FrameRing<Element> {
     /// A power of two long (or empty), so a position wraps with a mask.
     private var slots: [Element?] = []
     private var head = 0
-    private(set) var count = 0
+    package private(set) var count = 0
 
-    init() {}
+    package init() {}
 
-    var isEmpty: Bool { count == 0 }
+    package var isEmpty: Bool { count == 0 }
+
+    /// The front element, if any (a copy).
+    package var first: Element? { count > 0 ? slots[head] : nil }
 
     /// Adds `element` at the back.
-    mutating func append(_ element: consuming Element) {
+    package mutating func append(_ element: consuming Element) {
         if count == slots.count { grow() }
         slots[(head + count) & (slots.count - 1)] = element
         count += 1
     }
 
     /// Adds `element` at the front.
-    mutating func prepend(_ element: consuming Element) {
+    package mutating func prepend(_ element: consuming Element) {
         if count == slots.count { grow() }
         head = (head - 1) & (slots.count - 1)
         slots[head] = element
@@ -27,7 +31,7 @@ struct FrameRing<Element> {
     }
 
     /// Takes the front element out (moved, not copied), or `nil` when empty.
-    mutating func removeFirst() -> Element? {
+    package mutating func removeFirst() -> Element? {
         guard count > 0 else { return nil }
         var element: Element? = nil
         swap(&element, &slots[head])

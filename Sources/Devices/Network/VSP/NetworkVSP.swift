@@ -1,5 +1,6 @@
 import HyperV
 import NetworkProtocol
+import VirtualSwitch
 import VMBusProtocol
 
 /// The synthetic network adapter's host side (Hyper-V netvsp) as an I/O-free state machine:
@@ -48,32 +49,22 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     /// Encoded control responses waiting for a free sub-allocation, per channel.
     private var pendingControl: [Int: ControlQueue] = [:]
 
-    /// One channel's control responses waiting for a sub-allocation, oldest first: a head index
-    /// rather than removing from the front, so responses leave in time linear in their number
-    /// however few go out at a time.
+    /// One channel's control responses waiting for a sub-allocation, oldest first, in a ring:
+    /// responses leave in time linear in their number however few go out at a time.
     private struct ControlQueue {
-        private var messages: [[UInt8]] = []
-        private var head = 0
+        private var messages = FrameRing<[UInt8]>()
         /// Bytes waiting.
         private(set) var bytes = 0
 
-        var first: [UInt8]? { head < messages.count ? messages[head] : nil }
+        var first: [UInt8]? { messages.first }
 
         mutating func append(_ message: [UInt8]) {
-            messages.append(message)
             bytes += message.count
+            messages.append(message)
         }
 
         mutating func removeFirst() {
-            bytes -= messages[head].count
-            head += 1
-            if head == messages.count {
-                messages.removeAll(keepingCapacity: true)
-                head = 0
-            } else if head >= 64 && head * 2 >= messages.count {
-                messages.removeFirst(head)
-                head = 0
-            }
+            if let message = messages.removeFirst() { bytes -= message.count }
         }
     }
     /// Storage for the transmit stream of the packet being handled, kept between packets.
