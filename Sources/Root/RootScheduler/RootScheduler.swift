@@ -99,6 +99,12 @@ public final class RootScheduler: Sendable {
     /// machine, threads and descriptors, and an API user must not exhaust them.
     public static let defaultPartitionLimit = 256
 
+    /// The refusal of a partition past `partitionLimit`.
+    private var partitionLimitReached: RootError {
+        .limitReached("The root holds \(partitionLimit) partitions, its limit: delete stopped ones first "
+                      + "(`hv partition delete NAME`).")
+    }
+
     /// Creates a partition from a configuration whose guest image path has been resolved.
     /// - Parameter requester: who asked (the API's peer); files are read with that user's rights.
     ///   nil: the root itself.
@@ -107,8 +113,7 @@ public final class RootScheduler: Sendable {
     {
         guard table.withLock({ $0.count }) < partitionLimit else {
             logger.warning("refused partition \(configuration.name): the root holds \(partitionLimit) partitions")
-            throw .limitReached("The root holds \(partitionLimit) partitions, its limit: delete stopped ones first "
-                                + "(`hv partition delete NAME`).")
+            throw partitionLimitReached
         }
         let devices = try Self.validate(configuration, catalog: catalog)
         let image: BootImage
@@ -169,8 +174,7 @@ public final class RootScheduler: Sendable {
         guard inserted == true else {
             partition.stop(reason: inserted == nil ? "the partition limit" : "name conflict")
             guard inserted == nil else { throw .nameTaken(configuration.name) }
-            throw .limitReached("The root holds \(partitionLimit) partitions, its limit: delete stopped ones first "
-                                + "(`hv partition delete NAME`).")
+            throw partitionLimitReached
         }
         do throws(RootError) {
             try checkSwitches(of: devices, request: "Cannot create partition \(configuration.name)")
