@@ -4,16 +4,99 @@ import LinuxSupport
 import NetworkProtocol
 import Synchronization
 
+/// An io_uring whose entries move frames to or from one host endpoint (a TAP or a packet
+/// socket), every one with RWF_NOWAIT: each completes during the submission that issues it, so
+/// when `submit` returns the kernel holds no pointer into the buffers its entries named. The
+/// part `FrameWriteRing` and `FrameReadRing` share.
+final class EndpointRing {
+    private let ring: UnsafeMutablePointer<cdiskio_ring>
+    /// The descriptor registered as the ring's fixed file, if any.
+    private let registered: Int32?
+    /// Whether a submission failed, after which the ring was torn down and must not be used.
+    private(set) var isBroken = false
+
+    /// A ring of at least `entries` entries, or `nil` where io_uring is unavailable or refused.
+    /// - Parameter descriptor: the endpoint, registered with the ring (IORING_REGISTER_FILES) so
+    ///   that its entries skip the descriptor lookup and reference count the kernel otherwise
+    ///   takes for each; entries for another descriptor look it up. The ring holds the file
+    ///   open until it is destroyed.
+    init?(entries: Int, registering descriptor: Int32?) {
+        ring = .allocate(capacity: 1)
+        guard cdiskio_ring_init(ring, UInt32(entries), 0) == 0 else {
+            ring.deallocate()
+            return nil
+        }
+        // Before the ring is enabled: its restrictions refuse registrations after. A kernel that
+        // refuses it leaves the ring naming the endpoint by descriptor.
+        if let descriptor, cdiskio_ring_register_file(ring, descriptor) == 0 {
+            registered = descriptor
+        } else {
+            registered = nil
+        }
+        guard cdiskio_ring_enable(ring) == 0, ring.pointee.sq_entries >= UInt32(entries) else {
+            cdiskio_ring_destroy(ring)
+            ring.deallocate()
+            return nil
+        }
+    }
+
+    deinit {
+        cdiskio_ring_destroy(ring)
+        ring.deallocate()
+    }
+
+    /// Prepares a write of `count` vectors to `endpoint` as entry `slot`.
+    func prepareWrite(to endpoint: VirtioFrameEndpoint, vectors: UnsafePointer<iovec>, count: Int, slot: Int) {
+        let (descriptor, fixed) = target(endpoint)
+        _ = cdiskio_ring_prep_write_nowait(ring, descriptor, fixed, vectors, UInt32(count), UInt64(slot))
+    }
+
+    /// Prepares a read from `endpoint` into `count` vectors as entry `slot`.
+    func prepareRead(from endpoint: VirtioFrameEndpoint, vectors: UnsafePointer<iovec>, count: Int, slot: Int) {
+        let (descriptor, fixed) = target(endpoint)
+        _ = cdiskio_ring_prep_read_nowait(ring, descriptor, fixed, vectors, UInt32(count), UInt64(slot))
+    }
+
+    /// The descriptor, or the fixed-file index, an entry names `endpoint` by.
+    private func target(_ endpoint: VirtioFrameEndpoint) -> (descriptor: Int32, fixed: Int32) {
+        registered == endpoint.descriptor.rawValue ? (0, 1) : (endpoint.descriptor.rawValue, 0)
+    }
+
+    /// Submits the `count` entries prepared (slots 0 to `count` - 1) and calls `completed` with
+    /// each slot and its result (bytes moved, or -errno), in the order they complete.
+    /// - Returns: `false` if the kernel refused the submission (short of memory): the ring is
+    ///   then torn down, which drops the entries it never read, so nothing touches their
+    ///   buffers later; it is broken from then on.
+    func submit(_ count: Int, _ completed: (_ slot: Int, _ result: Int32) -> Void) -> Bool {
+        var missing = count
+        var waitFor: UInt32 = 0
+        while missing > 0 {
+            guard cdiskio_ring_submit(ring, waitFor) >= 0 else {
+                isBroken = true
+                cdiskio_ring_destroy(ring)
+                return false
+            }
+            var id: UInt64 = 0
+            var value: Int32 = 0
+            while cdiskio_ring_next_completion(ring, &id, &value) == 1 {
+                guard id < UInt64(count) else { continue }
+                completed(Int(id), value)
+                missing -= 1
+            }
+            // Every entry completes in its submission (RWF_NOWAIT); should one not have, wait
+            // for it here, while the caller still holds its buffers.
+            waitFor = UInt32(max(missing, 0))
+        }
+        return true
+    }
+}
+
 /// Writes a run of frames to a host endpoint with one system call: an io_uring WRITEV per
-/// frame, each with RWF_NOWAIT, submitted together (`cdiskio_ring_prep_write_nowait`). The
-/// kernel still builds and delivers one packet per frame, as it does for a `writev`; what the
-/// batch saves is the system call around each of them (entry and exit, the descriptor lookup,
-/// the parent's seccomp filter), about a fifth of a host TAP write of 1514 bytes here
-/// (Docs/network.md, "Writing to the host").
-///
-/// RWF_NOWAIT makes every write complete during the submission that issues it: one that would
-/// block completes with -EAGAIN instead of being parked in the kernel for a retry. So when
-/// `write` returns, the kernel holds no pointer into the frames or this ring's vectors.
+/// frame, each with RWF_NOWAIT, submitted together (`EndpointRing`). The kernel still builds
+/// and delivers one packet per frame, as it does for a `writev`; what the batch saves is the
+/// system call around each of them (entry and exit, the descriptor lookup, the parent's seccomp
+/// filter), about a fifth of a host TAP write of 1514 bytes here (Docs/network.md, "Writing to
+/// the host").
 public final class FrameWriteRing {
     /// Frames per submission.
     public static let entries = 64
@@ -27,39 +110,19 @@ public final class FrameWriteRing {
         case failed(Int32)
     }
 
-    private let ring: UnsafeMutablePointer<cdiskio_ring>
+    private let ring: EndpointRing
     /// Two per entry: the virtio-net header, then the frame.
     private let vectors: UnsafeMutablePointer<iovec>
     /// Each entry's header, `VirtioNetHeader.size` bytes apart.
     private let headers: UnsafeMutableRawPointer
-    private var broken = false
-    /// The descriptor registered as the ring's fixed file, if any.
-    private let registered: Int32?
 
     /// A ring, or `nil` where io_uring is unavailable or refused (the caller writes frame by frame).
     /// - Parameter descriptor: the endpoint this ring writes to, registered with the ring
-    ///   (IORING_REGISTER_FILES) so that its writes skip the descriptor lookup and reference
-    ///   count the kernel otherwise takes for each; writes to another descriptor look it up.
-    ///   The ring holds the file open until it is destroyed, with its pool, when the switch's
-    ///   host side stops (`HostPortPump`'s writer).
+    ///   (`EndpointRing`); it stays open until the ring is destroyed, with its pool, when the
+    ///   switch's host side stops (`HostPortPump`'s writer).
     public init?(registering descriptor: Int32? = nil) {
-        ring = .allocate(capacity: 1)
-        guard cdiskio_ring_init(ring, UInt32(Self.entries), 0) == 0 else {
-            ring.deallocate()
-            return nil
-        }
-        // Before the ring is enabled: its restrictions refuse registrations after. A kernel that
-        // refuses it leaves the ring writing by descriptor.
-        if let descriptor, cdiskio_ring_register_file(ring, descriptor) == 0 {
-            registered = descriptor
-        } else {
-            registered = nil
-        }
-        guard cdiskio_ring_enable(ring) == 0, ring.pointee.sq_entries >= UInt32(Self.entries) else {
-            cdiskio_ring_destroy(ring)
-            ring.deallocate()
-            return nil
-        }
+        guard let ring = EndpointRing(entries: Self.entries, registering: descriptor) else { return nil }
+        self.ring = ring
         vectors = .allocate(capacity: 2 * Self.entries)
         vectors.initialize(repeating: iovec(), count: 2 * Self.entries)
         headers = .allocate(byteCount: Self.entries * VirtioNetHeader.size, alignment: 16)
@@ -67,14 +130,12 @@ public final class FrameWriteRing {
     }
 
     deinit {
-        cdiskio_ring_destroy(ring)
-        ring.deallocate()
         vectors.deallocate()
         headers.deallocate()
     }
 
     /// Whether a submission failed, after which the ring was torn down and must not be used.
-    public var isBroken: Bool { broken }
+    public var isBroken: Bool { ring.isBroken }
 
     /// Writes `frames` to `endpoint`, in order, `entries` at a time, and appends one outcome per
     /// frame to `outcomes`. Frames after a failed submission (the kernel short of memory) are
@@ -83,7 +144,7 @@ public final class FrameWriteRing {
         var start = frames.startIndex
         while start < frames.endIndex {
             let end = min(start + Self.entries, frames.endIndex)
-            if broken {
+            if ring.isBroken {
                 outcomes.append(contentsOf: repeatElement(.wouldBlock, count: end - start))
             } else {
                 submit(frames[start..<end], to: endpoint, outcomes: &outcomes)
@@ -97,8 +158,6 @@ public final class FrameWriteRing {
         let base = outcomes.count
         outcomes.append(contentsOf: repeatElement(.wouldBlock, count: chunk.count))
         let headerSize = min(endpoint.headerSize, VirtioNetHeader.size)
-        let fixed = registered == endpoint.descriptor.rawValue
-        let descriptor = fixed ? 0 : endpoint.descriptor.rawValue
         chunk.withUnsafeBufferPointer { frames in
             pinning(frames, from: 0) {
                 for slot in frames.indices {
@@ -117,29 +176,11 @@ public final class FrameWriteRing {
                     // returns, and the ring has room for `entries` (checked in init, and every
                     // completion is reaped before the next submission).
                     vectors[2 * slot] = iovec(iov_base: header, iov_len: headerSize)
-                    _ = cdiskio_ring_prep_write_nowait(ring, descriptor, fixed ? 1 : 0, vectors + 2 * slot, 2, UInt64(slot))
+                    ring.prepareWrite(to: endpoint, vectors: vectors + 2 * slot, count: 2, slot: slot)
                 }
-                var missing = frames.count
-                var waitFor: UInt32 = 0
-                while missing > 0 {
-                    guard cdiskio_ring_submit(ring, waitFor) >= 0 else {
-                        // The kernel refused the submission (short of memory): closing the ring
-                        // drops the entries it never read, so nothing reads these buffers later.
-                        broken = true
-                        cdiskio_ring_destroy(ring)
-                        return
-                    }
-                    var id: UInt64 = 0
-                    var value: Int32 = 0
-                    while cdiskio_ring_next_completion(ring, &id, &value) == 1 {
-                        guard id < UInt64(frames.count) else { continue }
-                        outcomes[base + Int(id)] = value >= 0 ? .written
-                            : (value == -EAGAIN || value == -ENOBUFS) ? .wouldBlock : .failed(-value)
-                        missing -= 1
-                    }
-                    // Every write completes in its submission (RWF_NOWAIT); should one not have,
-                    // wait for it here, while its buffers are still pinned.
-                    waitFor = UInt32(max(missing, 0))
+                _ = ring.submit(frames.count) { slot, value in
+                    outcomes[base + slot] = value >= 0 ? .written
+                        : (value == -EAGAIN || value == -ENOBUFS) ? .wouldBlock : .failed(-value)
                 }
             }
         }

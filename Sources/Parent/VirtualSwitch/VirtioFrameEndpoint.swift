@@ -61,13 +61,23 @@ public struct VirtioFrameEndpoint: Sendable {
         case unusable
     }
 
-    /// Reads one frame. `buffer` is scratch space of `maximumFrameSize + headerSize` bytes.
+    /// Bytes a read needs room for: the header and the largest frame (a TAP's MTU is at most
+    /// 65,535 bytes; a read into less would cut a frame short, not always saying so).
+    public var readSize: Int { Self.maximumFrameSize + headerSize }
+
+    /// Reads one frame. `buffer` is scratch space of `readSize` bytes.
     public func read(into buffer: inout [UInt8]) throws(SystemError) -> Read {
         guard let count = try FrameIO.read(descriptor, into: &buffer) else { return .empty }
-        guard count >= headerSize + NetworkFrame.ethernetHeaderSize,
-            let header = VirtioNetHeader(bytes: Array(buffer[0..<headerSize]))
+        return buffer.withUnsafeBytes { frame(in: $0, count: count) }
+    }
+
+    /// The frame a read of `count` bytes left in `bytes` (more than `bytes` holds if the read
+    /// cut the frame short and said so: such a frame is unusable).
+    public func frame(in bytes: UnsafeRawBufferPointer, count: Int) -> Read {
+        guard count <= bytes.count, count >= headerSize + NetworkFrame.ethernetHeaderSize,
+            let header = VirtioNetHeader(bytes: Array(bytes[0..<headerSize]))
         else { return .unusable }
-        let frame = Array(buffer[headerSize..<count])
+        let frame = Array(bytes[headerSize..<count])
         guard let offload = header.offload(for: frame) else { return .unusable }
         return .frame(NetworkFrame(bytes: frame, offload: offload))
     }

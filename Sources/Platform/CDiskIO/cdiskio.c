@@ -227,6 +227,11 @@ int cdiskio_ring_prep_write_nowait(struct cdiskio_ring *ring, int fd, int fixed,
     return prep_rw(ring, IORING_OP_WRITEV, fd, fixed, iov, count, (uint64_t)-1, RWF_NOWAIT, user_data);
 }
 
+int cdiskio_ring_prep_read_nowait(struct cdiskio_ring *ring, int fd, int fixed, const struct iovec *iov,
+                                  unsigned count, uint64_t user_data) {
+    return prep_rw(ring, IORING_OP_READV, fd, fixed, iov, count, (uint64_t)-1, RWF_NOWAIT, user_data);
+}
+
 int cdiskio_ring_prep_fdatasync(struct cdiskio_ring *ring, int fd, uint64_t user_data) {
     struct io_uring_sqe *sqe = next_sqe(ring);
     if (!sqe) return -EBUSY;

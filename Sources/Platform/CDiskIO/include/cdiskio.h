@@ -1,5 +1,5 @@
 // Linux file I/O interfaces that Swift's Glibc overlay does not import, for the disk back end
-// (and io_uring's batched writes for the virtual switch's host ports).
+// (and io_uring's batched reads and writes for the virtual switch's host ports).
 //
 // preadv2/pwritev2 (RWF_DSYNC), fallocate (FALLOC_FL_PUNCH_HOLE), O_DIRECT, SEEK_DATA/SEEK_HOLE
 // and statx's STATX_DIOALIGN are GNU or Linux extensions the Glibc module leaves out; io_uring
@@ -93,6 +93,11 @@ int cdiskio_ring_prep_writev(struct cdiskio_ring *ring, int fd, const struct iov
 /// descriptor lookup per write). Returns 0 or -EBUSY.
 int cdiskio_ring_prep_write_nowait(struct cdiskio_ring *ring, int fd, int fixed, const struct iovec *iov,
                                    unsigned count, uint64_t user_data);
+/// Prepares a READV with RWF_NOWAIT at the descriptor's own position, the read counterpart of
+/// `cdiskio_ring_prep_write_nowait`: it completes during the submission that issues it, with
+/// -EAGAIN where nothing is waiting. Returns 0 or -EBUSY.
+int cdiskio_ring_prep_read_nowait(struct cdiskio_ring *ring, int fd, int fixed, const struct iovec *iov,
+                                  unsigned count, uint64_t user_data);
 /// Prepares an FSYNC with IORING_FSYNC_DATASYNC (fdatasync). Returns 0 or -EBUSY.
 int cdiskio_ring_prep_fdatasync(struct cdiskio_ring *ring, int fd, uint64_t user_data);
 /// Prepares a FALLOCATE with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE. Returns 0 or -EBUSY.
