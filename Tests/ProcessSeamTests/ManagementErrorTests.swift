@@ -50,6 +50,8 @@ struct ManagementErrorTests {
         Case(error: .control(request: "Cannot shutdown alpha", .sendFailed(SystemError("send", errno: .brokenPipe))),
              kind: .internalError,
              sentence: "Cannot shutdown alpha: the parent partition could not be reached (\(SystemError("send", errno: .brokenPipe))); check that `hv parent` runs."),
+        Case(error: .busy("The root is already serving 16 requests that wait."), kind: .unavailable,
+             sentence: "The root is already serving 16 requests that wait."),
         Case(error: .virtualSwitch(.notFound("lab")), kind: .notFound,
              sentence: "No virtual switch is named lab: list them with `hv switch list`."),
         Case(error: .virtualSwitch(.exists("lab")), kind: .conflict,
@@ -170,5 +172,73 @@ struct ManagementErrorTests {
         #expect(kvm?.message.hasPrefix("Cannot create partition alpha: could not create partition alpha: KVM KVM_CREATE_VM failed") == true,
                 "\(String(describing: kvm))")
         #expect(scheduler.list().isEmpty)
+    }
+
+    @Test("requests that wait get a thread each only up to the limit; a slot given back is taken again")
+    func waitingRequestsAreBounded() async {
+        let slots = RequestSlots(limit: 16)
+        // Many threads racing for the slots: exactly the limit win.
+        let won = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<64 { group.addTask { slots.take() } }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(won == 16)
+        #expect(slots.inUse == 16)
+        #expect(!slots.take())
+        slots.release()
+        #expect(slots.take())
+        #expect(!slots.take())
+    }
+
+    /// With no slot free, a request that would wait on a thread of its own is answered 503 at
+    /// once, and one that does not wait (a listing) is still served; a client sends it again
+    /// until a slot is free.
+    @Test func aRequestThatWouldWaitIsRefusedWith503WhenNoThreadIsFreeAndTheClientSendsItAgain() async throws {
+        let scheduler = try MockKernel.$current.withValue(MockKernel()) { try RootScheduler(catalog: DeviceRegistry.catalog, logger: quietLogger) }
+        let directory = try SocketDirectory()
+        let socket = "\(directory.path)/root.sock"
+        let waiting = RequestSlots(limit: 1)
+        let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: socket, logger: quietLogger,
+                                                           waiting: waiting)
+        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
+        defer { server.cancel() }
+        let client = ManagementClient(socketPath: socket, timeout: .seconds(30))
+        var up = false
+        for _ in 0..<1000 where !up {
+            up = (try? await client.request(.GET, "/v1/root", as: RootInfo.self)) != nil
+            if !up { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        try #require(up, "the server answers")
+        // The one slot is taken, as by a request still waiting for the parent.
+        #expect(waiting.take())
+        let image = try Self.image()
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        for (method, path, body) in [
+            (HTTPMethod.POST, "/v1/partitions", try JSONEncoder().encode(Self.configuration("alpha", imagePath: image))),
+            (.POST, "/v1/partitions/alpha/actions", Data("{\"action\": \"start\"}".utf8)),
+            (.GET, "/v1/partitions/alpha/stats", nil),
+        ] {
+            let response = try await client.send(method, path, body: body)
+            let error = ManagementError(status: response.status, body: response.body)
+            #expect(error.kind == .unavailable, "\(method) \(path)")
+            #expect(error.message.hasPrefix("The root is already serving 1 requests that wait"), "\(error.message)")
+        }
+        #expect(scheduler.list().isEmpty)
+        #expect((try? await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
+
+        // The client's own requests go again until the slot is given back, then get their answer
+        // (here: no such partition).
+        let answer = Task { () -> ManagementError? in
+            do {
+                _ = try await client.request(.GET, "/v1/partitions/alpha/stats", as: PartitionStatistics.self)
+                return nil
+            } catch {
+                return (error as? ManagementClientError)?.apiError
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        waiting.release()
+        #expect(await answer.value == RootError.notFound("alpha").answer)
+        #expect(waiting.inUse == 0)
     }
 }

@@ -79,13 +79,36 @@ public struct ManagementClient: Sendable {
         .api(ManagementError(status: response.status, body: response.body))
     }
 
+    /// `send`, sent again while the root answers 503 (it already serves as many requests that
+    /// wait as it allows), after 20 ms, then twice as long each time up to half a second, until
+    /// `timeout` has passed since the first try; the last answer is returned.
+    public func sendWhenAccepted(_ method: HTTPMethod, _ path: String, body: Data? = nil)
+        async throws(ManagementClientError) -> Response
+    {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        var pause = Duration.milliseconds(20)
+        while true {
+            let response = try await send(method, path, body: body)
+            guard response.status == ManagementErrorKind.unavailable.rawValue, clock.now.advanced(by: pause) < deadline
+            else { return response }
+            do {
+                try await Task.sleep(for: pause)
+            } catch {
+                return response
+            }
+            pause = min(pause * 2, .milliseconds(500))
+        }
+    }
+
     /// `DELETE /v1/partitions/{name}`: stops the partition if it runs and forgets it.
     public func deletePartition(_ name: String) async throws(ManagementClientError) {
-        let response = try await send(.DELETE, "/v1/partitions/\(name)")
+        let response = try await sendWhenAccepted(.DELETE, "/v1/partitions/\(name)")
         guard (200..<300).contains(response.status) else { throw Self.apiError(response) }
     }
 
-    /// Sends a request and decodes a JSON response, turning API errors into `ManagementClientError.api`.
+    /// Sends a request (again while the root is busy: `sendWhenAccepted`) and decodes a JSON
+    /// response, turning API errors into `ManagementClientError.api`.
     public func request<Result: Decodable>(
         _ method: HTTPMethod, _ path: String, body: (some Encodable)? = Optional<String>.none, as type: Result.Type
     ) async throws(ManagementClientError) -> Result {
@@ -97,7 +120,7 @@ public struct ManagementClient: Sendable {
                 throw .transport("could not encode the request: \(error)")
             }
         }
-        let response = try await send(method, path, body: data)
+        let response = try await sendWhenAccepted(method, path, body: data)
         guard (200..<300).contains(response.status) else { throw Self.apiError(response) }
         do {
             return try JSONDecoder().decode(Result.self, from: response.body)

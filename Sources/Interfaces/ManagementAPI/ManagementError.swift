@@ -11,6 +11,8 @@ public enum ManagementErrorKind: Int, Sendable, CaseIterable {
     case conflict = 409
     /// Something failed inside the root scheduler (KVM, system calls, the parent link).
     case internalError = 500
+    /// The root is serving as many requests that wait as it allows; the request may be sent again.
+    case unavailable = 503
 }
 
 /// An error answer of the management API: its HTTP status and its one sentence, the body

@@ -7,6 +7,7 @@ import Logging
 import ManagementAPI
 import NIOCore
 import Privilege
+import Synchronization
 
 /// The root's management API: REST-style JSON over a Unix socket (documented in
 /// Docs/management-api.md).
@@ -30,7 +31,8 @@ import Privilege
 /// `{device}` is a device's instance GUID, or its kind when the partition has one of that kind.
 ///
 /// Every error is a `RootError`, answered as `{"error": "<one sentence>"}` with the status its
-/// `kind` maps it to: 400, 404, 409 or 500.
+/// `kind` maps it to: 400, 404, 409, 500, or 503 when the root already serves
+/// `waitingRequestLimit` requests on threads of their own (creates, actions, statistics).
 ///
 /// Requests that name host files (a partition's images, a device's files) are served with the
 /// rights of the user who sent them, which the socket tells (SO_PEERCRED): see `HostFiles`.
@@ -60,14 +62,21 @@ enum ManagementServer {
         }
     }
 
+    /// Requests served on threads of their own at once (`respondOffThread`: creates, actions,
+    /// statistics, which wait for KVM, the image or the parent); more are answered 503 rather
+    /// than given a thread each, so a user of the API cannot make the root start threads without
+    /// bound.
+    static let waitingRequestLimit = 16
+
     /// The API bound directly at `socketPath` (tests, which own the directory it is in).
-    static func makeApplication(scheduler: RootScheduler, socketPath: String, logger: Logger)
-        -> some ApplicationProtocol
+    static func makeApplication(scheduler: RootScheduler, socketPath: String, logger: Logger,
+                                waiting: RequestSlots = RequestSlots(limit: waitingRequestLimit)) -> some ApplicationProtocol
     {
-        makeApplication(scheduler: scheduler, bindingTo: socketPath, logger: logger) { _ in }
+        makeApplication(scheduler: scheduler, bindingTo: socketPath, logger: logger, waiting: waiting) { _ in }
     }
 
     private static func makeApplication(scheduler: RootScheduler, bindingTo socketPath: String, logger: Logger,
+                                        waiting: RequestSlots = RequestSlots(limit: waitingRequestLimit),
                                         onServerRunning: @escaping @Sendable (any Channel) async -> Void)
         -> some ApplicationProtocol
     {
@@ -92,7 +101,8 @@ enum ManagementServer {
             case .success(let user): requester = user
             case .failure(let error): return failure(error)
             }
-            return respond(status: .created) { () throws(RootError) in
+            // Made on a thread of its own: the partition's memory, its image and KVM take a while.
+            return await respondOffThread(status: .created, slots: waiting) { () throws(RootError) in
                 try scheduler.create(configuration, requester: requester)
             }
         }
@@ -110,7 +120,7 @@ enum ManagementServer {
             }
             // A start waits (up to `RootScheduler.deviceSetUpTimeout`) for the parent to set up
             // the partition's devices: on a thread of its own, as `stats` does.
-            return await respondOffThread { () throws(RootError) in try scheduler.perform(action.action, on: name) }
+            return await respondOffThread(slots: waiting) { () throws(RootError) in try scheduler.perform(action.action, on: name) }
         }
         router.get("/v1/partitions/:name/console") { request, context in
             let name = context.parameters.get("name") ?? ""
@@ -205,7 +215,7 @@ enum ManagementServer {
             let name = context.parameters.get("name") ?? ""
             // The parent's channel counters may take up to a second to come: asked for on a thread
             // of its own, so slow answers never hold the server's concurrency threads.
-            return await respondOffThread { () throws(RootError) in try scheduler.statistics(name) }
+            return await respondOffThread(slots: waiting) { () throws(RootError) in try scheduler.statistics(name) }
         }
         router.delete("/v1/partitions/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
@@ -228,26 +238,37 @@ enum ManagementServer {
         }
     }
 
-    /// `respond`, with `body` run on an OS thread of its own (for work that waits on the parent).
+    /// `respond`, with `body` run on an OS thread of its own (for work that waits: on KVM, on the
+    /// parent), if one of `slots` is free; a 503 otherwise.
     private static func respondOffThread<T: Encodable & Sendable>(
-        _ body: @escaping @Sendable () throws(RootError) -> T
+        status: HTTPResponse.Status = .ok, slots: RequestSlots, _ body: @escaping @Sendable () throws(RootError) -> T
     ) async -> Response {
+        guard slots.take() else {
+            return failure(.busy("The root is already serving \(slots.limit) requests that wait (creates, actions, "
+                                 + "statistics); send this one again when some have been answered."))
+        }
         let result: Result<T, RootError> = await withCheckedContinuation { continuation in
             do throws(SystemError) {
                 try OSThread.spawn(name: "api-wait") {
+                    let result: Result<T, RootError>
                     do throws(RootError) {
-                        continuation.resume(returning: .success(try body()))
+                        result = .success(try body())
                     } catch {
-                        continuation.resume(returning: .failure(error))
+                        result = .failure(error)
                     }
+                    // Given back before the answer goes out, so the next request of a client
+                    // that waits for each answer finds it free.
+                    slots.release()
+                    continuation.resume(returning: result)
                 }.detach()
             } catch {
-                continuation.resume(returning: .failure(.control(request: "Cannot wait for the parent partition",
-                                                                 .sendFailed(error))))
+                slots.release()
+                continuation.resume(returning: .failure(.busy("The root cannot start a thread for this request "
+                                                                  + "(\(error)); send it again later.")))
             }
         }
         switch result {
-        case .success(let value): return json(value)
+        case .success(let value): return json(value, status: status)
         case .failure(let error): return failure(error)
         }
     }
@@ -288,4 +309,30 @@ struct APIRequestContext: RequestContext {
         }
         return .success(PeerCredentials(raw: raw).user)
     }
+}
+
+/// A count of requests in progress with a limit: `take` succeeds while fewer than `limit` are held.
+final class RequestSlots: Sendable {
+    let limit: Int
+    private let held = Atomic<Int>(0)
+
+    init(limit: Int) { self.limit = max(limit, 0) }
+
+    /// Takes a slot, if one is free; whoever takes one calls `release` once.
+    func take() -> Bool {
+        var current = held.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = held.compareExchange(expected: current, desired: current + 1,
+                                                             ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    /// Gives a slot back.
+    func release() { held.subtract(1, ordering: .releasing) }
+
+    /// Slots held now.
+    var inUse: Int { held.load(ordering: .relaxed) }
 }

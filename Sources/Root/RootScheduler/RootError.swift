@@ -26,6 +26,8 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
     case virtualSwitch(SwitchError)
     /// A table the request would grow is full (partitions); the sentence names the fix.
     case limitReached(String)
+    /// The root is already serving as many requests that wait as it allows; the sentence says so.
+    case busy(String)
 
     /// The class of failure, which decides the HTTP status.
     public var kind: ManagementErrorKind {
@@ -48,6 +50,7 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
             default: .badRequest
             }
         case .virtualSwitch(let error): error.kind
+        case .busy: .unavailable
         }
     }
 
@@ -59,7 +62,8 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
         case .notFound(let name): "No partition is named \(name): list them with `hv partition list`."
         case .nameTaken(let name):
             "A partition named \(name) exists: delete it first with `hv partition delete \(name)`."
-        case .invalidRequest(let sentence), .conflict(let sentence), .limitReached(let sentence): sentence
+        case .invalidRequest(let sentence), .conflict(let sentence), .limitReached(let sentence), .busy(let sentence):
+            sentence
         case .partition(let request, .invalidSpecification(let reason)): Self.sentence(request, reason)
         case .partition(let request, let error): Self.sentence(request, "\(error)")
         case .control(let request, let error): Self.sentence(request, "\(error)")
