@@ -199,7 +199,7 @@ struct ManagementErrorTests {
         let socket = "\(directory.path)/root.sock"
         let waiting = RequestSlots(limit: 1)
         let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: socket, logger: quietLogger,
-                                                           waiting: waiting)
+                                                           limits: .init(waiting: waiting))
         let server = Task { try await application.runService(gracefulShutdownSignals: []) }
         defer { server.cancel() }
         let client = ManagementClient(socketPath: socket, timeout: .seconds(30))
@@ -240,5 +240,94 @@ struct ManagementErrorTests {
         waiting.release()
         #expect(await answer.value == RootError.notFound("alpha").answer)
         #expect(waiting.inUse == 0)
+    }
+
+    /// A server on a socket of its own with `limits`, and a client that waited for it to answer.
+    static func server(_ limits: ManagementServer.Limits) async throws
+        -> (server: Task<Void, any Error>, client: ManagementClient, socket: String, directory: SocketDirectory)
+    {
+        let scheduler = try MockKernel.$current.withValue(MockKernel()) { try RootScheduler(catalog: DeviceRegistry.catalog, logger: quietLogger) }
+        let directory = try SocketDirectory()
+        let socket = "\(directory.path)/root.sock"
+        let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: socket, logger: quietLogger,
+                                                           limits: limits)
+        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
+        let client = ManagementClient(socketPath: socket, timeout: .seconds(30))
+        var up = false
+        for _ in 0..<1000 where !up {
+            up = (try? await client.request(.GET, "/v1/root", as: RootInfo.self)) != nil
+            if !up { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        if !up { server.cancel() }
+        try #require(up, "the server answers")
+        return (server, client, socket, directory)
+    }
+
+    /// A connection to `path` that sends nothing.
+    static func silentConnection(to path: String) throws -> Int32 {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(descriptor >= 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        try #require(bytes.count < MemoryLayout.size(ofValue: address.sun_path))
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in bytes.enumerated() { raw[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if connected != 0 { close(descriptor) }
+        try #require(connected == 0)
+        return descriptor
+    }
+
+    /// Whether the server closed `descriptor` within `milliseconds` (end of file, or a reset).
+    static func closedByServer(_ descriptor: Int32, within milliseconds: Int32) -> Bool {
+        var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, milliseconds) == 1 else { return false }
+        var byte: UInt8 = 0
+        return recv(descriptor, &byte, 1, Int32(MSG_DONTWAIT)) <= 0
+    }
+
+    /// Waits up to five seconds for `slots` to have `count` in use.
+    static func waitFor(_ slots: RequestSlots, inUse count: Int) async throws -> Bool {
+        for _ in 0..<500 {
+            if slots.inUse == count { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return slots.inUse == count
+    }
+
+    @Test("connections to the API beyond its limit are closed at once; a connection given up makes room")
+    func connectionsBeyondTheLimitAreClosed() async throws {
+        let connections = RequestSlots(limit: 2)
+        let (server, client, socket, directory) = try await Self.server(.init(connections: connections))
+        defer { server.cancel() }
+        defer { withExtendedLifetime(directory) {} }
+        #expect(try await Self.waitFor(connections, inUse: 0))
+        let first = try Self.silentConnection(to: socket)
+        let second = try Self.silentConnection(to: socket)
+        defer { close(second) }
+        #expect(try await Self.waitFor(connections, inUse: 2))
+        let third = try Self.silentConnection(to: socket)
+        defer { close(third) }
+        #expect(Self.closedByServer(third, within: 5_000), "the third connection is closed")
+        #expect(!Self.closedByServer(first, within: 0) && !Self.closedByServer(second, within: 0))
+        close(first)
+        #expect(try await Self.waitFor(connections, inUse: 1))
+        #expect((try? await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
+    }
+
+    @Test("a connection to the API that sends nothing is closed after the idle timeout")
+    func aSilentConnectionIsClosedAfterTheIdleTimeout() async throws {
+        let connections = RequestSlots(limit: ManagementServer.connectionLimit)
+        let (server, _, socket, directory) = try await Self.server(.init(connections: connections, idleTimeout: .milliseconds(200)))
+        defer { server.cancel() }
+        defer { withExtendedLifetime(directory) {} }
+        let silent = try Self.silentConnection(to: socket)
+        defer { close(silent) }
+        #expect(Self.closedByServer(silent, within: 10_000))
+        #expect(try await Self.waitFor(connections, inUse: 0))
     }
 }

@@ -2,10 +2,12 @@ import DeviceModel
 import Foundation
 import Glibc
 import Hummingbird
+import HummingbirdCore
 import LinuxSupport
 import Logging
 import ManagementAPI
 import NIOCore
+import NIOHTTPTypes
 import Privilege
 import Synchronization
 
@@ -68,18 +70,34 @@ enum ManagementServer {
     /// bound.
     static let waitingRequestLimit = 16
 
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    static let connectionLimit = 128
+
+    /// What the API bounds, so that its users cannot exhaust the root's threads or descriptors.
+    struct Limits: Sendable {
+        /// Requests that wait, each on a thread of its own (`waitingRequestLimit`).
+        var waiting = RequestSlots(limit: waitingRequestLimit)
+        /// Open connections (`connectionLimit`).
+        var connections = RequestSlots(limit: connectionLimit)
+        /// A connection that sends nothing for this long while no request of it is being
+        /// served, or is this slow to send a request, is closed.
+        var idleTimeout: TimeAmount = .seconds(30)
+    }
+
     /// The API bound directly at `socketPath` (tests, which own the directory it is in).
     static func makeApplication(scheduler: RootScheduler, socketPath: String, logger: Logger,
-                                waiting: RequestSlots = RequestSlots(limit: waitingRequestLimit)) -> some ApplicationProtocol
+                                limits: Limits = Limits()) -> some ApplicationProtocol
     {
-        makeApplication(scheduler: scheduler, bindingTo: socketPath, logger: logger, waiting: waiting) { _ in }
+        makeApplication(scheduler: scheduler, bindingTo: socketPath, logger: logger, limits: limits) { _ in }
     }
 
     private static func makeApplication(scheduler: RootScheduler, bindingTo socketPath: String, logger: Logger,
-                                        waiting: RequestSlots = RequestSlots(limit: waitingRequestLimit),
+                                        limits: Limits = Limits(),
                                         onServerRunning: @escaping @Sendable (any Channel) async -> Void)
         -> some ApplicationProtocol
     {
+        let waiting = limits.waiting
+        let connections = limits.connections
         let router = Router(context: APIRequestContext.self)
         router.get("/v1/root") { _, _ in
             json(RootInfo(version: hypervisorVersion, processID: getpid(),
@@ -226,7 +244,10 @@ enum ManagementServer {
                 return failure(error)
             }
         }
-        return Application(router: router, configuration: .init(address: .unixDomainSocket(path: socketPath)),
+        let server = HTTPServerBuilder.http1(configuration: .init(
+            additionalChannelHandlers: [ConnectionLimitHandler(slots: connections)], idleTimeout: limits.idleTimeout))
+        return Application(router: router, server: server,
+                           configuration: .init(address: .unixDomainSocket(path: socketPath)),
                            onServerRunning: onServerRunning, logger: logger)
     }
 
@@ -311,7 +332,33 @@ struct APIRequestContext: RequestContext {
     }
 }
 
-/// A count of requests in progress with a limit: `take` succeeds while fewer than `limit` are held.
+/// Closes a connection to the API, as soon as it is set up, while `slots` are all held by
+/// others; a connection that got one gives it back when it closes.
+final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    private let slots: RequestSlots
+    private var holding = false
+
+    init(slots: RequestSlots) { self.slots = slots }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        holding = slots.take()
+        if !holding { context.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if holding { slots.release() }
+        holding = false
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+}
+
+/// A count of things in progress with a limit: `take` succeeds while fewer than `limit` are held.
 final class RequestSlots: Sendable {
     let limit: Int
     private let held = Atomic<Int>(0)
