@@ -1,4 +1,5 @@
 import ControlProtocol
+import DeviceRegistry
 import HyperV
 import Foundation
 import LinuxSupport
@@ -184,6 +185,30 @@ struct HostileRecordTests {
         }
         #expect(try parent.rootAnswers(probe: 1))
         #expect(root.link.connection?.stagedPartitions == [alpha.id])
+    }
+
+    /// A parent that takes none of a partition's device changes makes the root refuse more
+    /// (`ParentLink.keepsUp`, asked before each API change) long before the changes it queues
+    /// whatever the room would make it give the parent up.
+    @Test func aParentThatTakesNoChangesStopsDeviceChangesBeforeItIsGivenUp() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha", devices: ["heartbeat"])
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        #expect(try parent.rootAnswers(probe: 1))
+        let connection = try #require(root.link.connection)
+        let limit = connection.outbox.limits.laneEntries
+        let bench = try DeviceRegistry.catalog.resolve(adding: "bench", to: alpha.devices, partition: "alpha")
+        var changes = 0
+        while root.link.keepsUp(partitionID: alpha.id), changes < ControlOutbox.Limits.hardLimitFactor * limit {
+            root.link.deviceChanged(partitionID: alpha.id, bench, resources: [])
+            changes += 1
+        }
+        #expect(!root.link.keepsUp(partitionID: alpha.id), "after \(changes) changes")
+        #expect(changes < 2 * limit, "the lane's limit and the jobs in flight, not the hard limit")
+        #expect(root.link.connection === connection, "the parent is still the root's")
+        #expect(try parent.rootAnswers(probe: 2))
     }
 
     /// A connection registered again on the same link does not send its unacknowledged log

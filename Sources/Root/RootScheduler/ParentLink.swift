@@ -302,6 +302,14 @@ final class ParentLink: Sendable {
         connection.post(.partitionDetached(partitionID: partitionID), lane: nil, admission: .always)
     }
 
+    /// Whether the parent keeps up with partition `partitionID`: fewer of its messages wait to
+    /// be sent than its lane holds (`ControlOutbox.Limits.laneEntries`). True while no parent is
+    /// connected (it gets the partition whole when it connects).
+    func keepsUp(partitionID: UInt32) -> Bool {
+        guard let connection else { return true }
+        return (connection.outbox.queued(lane: partitionID) ?? 0) < connection.outbox.limits.laneEntries
+    }
+
     /// A device was added to a running partition: the parent builds and offers it. (A parent
     /// that is away gets it with the partition when it connects.)
     func deviceAdded(partitionID: UInt32, _ spec: DeviceSpec, resources: [OwnedDescriptor]) {

@@ -278,7 +278,7 @@ public final class RootScheduler: Sendable {
     public func addDevice(_ device: DeviceConfiguration, to name: String, requester: UserIdentity? = nil) throws(RootError)
         -> PartitionInfo
     {
-        let entry = try live(name, request: "add a device")
+        let entry = try liveForDeviceChange(name, request: "add a device")
         let request = "Cannot add a \(device.kind) device to \(name)"
         let (before, spec) = try entry.attached.withLock { devices throws(RootError) -> ([DeviceSpec], DeviceSpec) in
             let specs = devices.map(\.spec)
@@ -317,7 +317,7 @@ public final class RootScheduler: Sendable {
     /// of that kind) from partition `name`; the guest sees it rescinded. Its host files close
     /// after the device lock is released (see `addDevice`).
     public func removeDevice(_ device: String, from name: String) throws(RootError) -> PartitionInfo {
-        let entry = try live(name, request: "remove a device")
+        let entry = try liveForDeviceChange(name, request: "remove a device")
         let removed = try entry.attached.withLock { devices throws(RootError) -> ManagedPartition.AttachedDevice in
             let index = try Self.index(of: device, in: devices.map(\.spec), request: "Cannot remove \(device) from \(name)")
             let spec = devices[index].spec
@@ -337,7 +337,7 @@ public final class RootScheduler: Sendable {
     public func changeDevice(_ device: String, of name: String, settings: [String: JSONValue],
                              requester: UserIdentity? = nil) throws(RootError) -> PartitionInfo
     {
-        let entry = try live(name, request: "change a device")
+        let entry = try liveForDeviceChange(name, request: "change a device")
         let request = "Cannot change \(device) of \(name)"
         let (before, index, spec) = try entry.attached.withLock { devices throws(RootError) -> ([DeviceSpec], Int, DeviceSpec) in
             let specs = devices.map(\.spec)
@@ -376,6 +376,20 @@ public final class RootScheduler: Sendable {
     private func live(_ name: String, request: String) throws(RootError) -> ManagedPartition {
         let entry = try managed(name)
         try Self.requireLive(entry, request: request)
+        return entry
+    }
+
+    /// `live`, and refuses a device change while the parent has not taken as many of the
+    /// partition's messages as its lane holds (`ParentLink.keepsUp`): device changes are queued
+    /// for the parent whatever the room, since a change once made must reach it, so without this
+    /// a user could queue them, while the parent is stuck on that partition, until the root gave
+    /// the parent up (`ControlOutbox.Limits.hardLimitFactor`).
+    private func liveForDeviceChange(_ name: String, request: String) throws(RootError) -> ManagedPartition {
+        let entry = try live(name, request: request)
+        if let parentLink, !parentLink.keepsUp(partitionID: entry.partition.id) {
+            throw .busy("Cannot \(request) to \(name): the parent partition has not yet taken the changes already "
+                        + "made to it; send this one again when it has.")
+        }
         return entry
     }
 
