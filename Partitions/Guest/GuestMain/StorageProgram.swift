@@ -104,11 +104,16 @@ struct StorageProgram {
             var mismatches = 0
             var offset: UInt64 = 0
             while offset < region {
-                if driver.read(lba: offset / 512, count: data.count / 512, into: &data, offset: 0),
-                   data == StoragePattern.bytes(at: offset, count: data.count, seed: seed) {
+                let read = driver.read(lba: offset / 512, count: data.count / 512, into: &data, offset: 0)
+                let expected = StoragePattern.bytes(at: offset, count: data.count, seed: seed)
+                if read, data == expected {
                     checked += UInt64(data.count)
                 } else {
                     mismatches += 1
+                    // Which it was: a command that failed (its status), or data that differs (where).
+                    let first = read ? (data.indices.first { data[$0] != expected[$0] } ?? -1) : -1
+                    let status = driver.lastError.map { "status=\($0.status) error=\($0.error)" } ?? "no error status"
+                    print("storage: emulated read at \(offset) \(read ? "differs from byte \(first)" : "failed: \(status)")")
                 }
                 offset += UInt64(data.count)
             }
