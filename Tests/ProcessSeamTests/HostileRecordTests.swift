@@ -1,4 +1,5 @@
 import ControlProtocol
+import DeviceModel
 import DeviceRegistry
 import HyperV
 import Foundation
@@ -194,10 +195,12 @@ struct HostileRecordTests {
         let root = try RootEnd()
         defer { root.stop() }
         let alpha = try root.table.add("alpha", devices: ["heartbeat"])
+        let beta = try root.table.add("beta", devices: ["heartbeat"])
         let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
         defer { parent.close() }
         #expect(try parent.rootAnswers(probe: 1))
         let connection = try #require(root.link.connection)
+        #expect(connection.outbox.queued(lane: alpha.id) != nil && connection.outbox.queued(lane: beta.id) != nil)
         let limit = connection.outbox.limits.laneEntries
         let bench = try DeviceRegistry.catalog.resolve(adding: "bench", to: alpha.devices, partition: "alpha")
         var changes = 0
@@ -209,6 +212,18 @@ struct HostileRecordTests {
         #expect(changes < 2 * limit, "the lane's limit and the jobs in flight, not the hard limit")
         #expect(root.link.connection === connection, "the parent is still the root's")
         #expect(try parent.rootAnswers(probe: 2))
+
+        // Large changes fill the lane's bytes long before its entries.
+        let large = DeviceSpec(kind: "bench", instance: bench.instance, settings: [UInt8](repeating: 0x20, count: 16 << 10))
+        var largeChanges = 0
+        while root.link.keepsUp(partitionID: beta.id), largeChanges < limit {
+            root.link.deviceChanged(partitionID: beta.id, large, resources: [])
+            largeChanges += 1
+        }
+        #expect(!root.link.keepsUp(partitionID: beta.id), "after \(largeChanges) large changes")
+        let inFlight = Int(connection.outbox.limits.window)
+        #expect(largeChanges <= inFlight + connection.outbox.limits.laneBytes / (16 << 10) + 1, "stopped by the lane's bytes")
+        #expect(root.link.connection === connection, "the parent is still the root's")
     }
 
     /// A connection registered again on the same link does not send its unacknowledged log

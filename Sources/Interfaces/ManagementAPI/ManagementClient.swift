@@ -22,8 +22,15 @@ public struct ManagementClient: Sendable {
         public var body: Data
     }
 
-    /// Sends one request and waits for the whole response.
+    /// Sends one request and waits for the whole response, for up to `timeout`.
     public func send(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws(ManagementClientError) -> Response {
+        try await send(method, path, body: body, within: timeout)
+    }
+
+    /// Sends one request and waits for the whole response, for up to `limit`.
+    private func send(_ method: HTTPMethod, _ path: String, body: Data?, within limit: Duration)
+        async throws(ManagementClientError) -> Response
+    {
         guard FileManager.default.fileExists(atPath: socketPath) else { throw .rootNotRunning(socketPath) }
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: Response.self)
@@ -53,7 +60,7 @@ public struct ManagementClient: Sendable {
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        let (seconds, attoseconds) = timeout.components
+        let (seconds, attoseconds) = limit.components
         let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)) {
             promise.fail(RequestTimedOut())
         }
@@ -64,7 +71,7 @@ public struct ManagementClient: Sendable {
             return response
         } catch is RequestTimedOut {
             try? await channel.close()
-            throw .timedOut(request: "\(method) \(path)", seconds: Int(seconds))
+            throw .timedOut(request: "\(method) \(path)", seconds: Int(timeout.components.seconds))
         } catch {
             deadline.cancel()
             try? await channel.close()
@@ -80,8 +87,8 @@ public struct ManagementClient: Sendable {
     }
 
     /// `send`, sent again while the root answers 503 (it already serves as many requests that
-    /// wait as it allows), after 20 ms, then twice as long each time up to half a second, until
-    /// `timeout` has passed since the first try; the last answer is returned.
+    /// wait as it allows), after 20 ms, then twice as long each time up to half a second, all
+    /// within `timeout` of the first try; the last answer is returned.
     public func sendWhenAccepted(_ method: HTTPMethod, _ path: String, body: Data? = nil)
         async throws(ManagementClientError) -> Response
     {
@@ -89,7 +96,7 @@ public struct ManagementClient: Sendable {
         let deadline = clock.now.advanced(by: timeout)
         var pause = Duration.milliseconds(20)
         while true {
-            let response = try await send(method, path, body: body)
+            let response = try await send(method, path, body: body, within: max(clock.now.duration(to: deadline), .milliseconds(1)))
             guard response.status == ManagementErrorKind.unavailable.rawValue, clock.now.advanced(by: pause) < deadline
             else { return response }
             do {

@@ -69,7 +69,9 @@ public final class FrameReadRing {
     /// Reads up to `count` frames (at most `entries`) from `endpoint` in one submission and
     /// gives `body` each slot's result, in the order the reads were issued, which is the order
     /// the endpoint gave its frames.
-    /// - Returns: `false` if the submission failed (nothing was read; the ring is broken).
+    /// - Returns: `false` if the submission failed: the ring is broken, and `body` was not
+    ///   called (with RWF_NOWAIT every read completes in the submission that issues it, so a
+    ///   failed submission is one the kernel refused before any read ran).
     public func read(_ count: Int, from endpoint: VirtioFrameEndpoint, _ body: (Result) -> Void) -> Bool {
         let count = min(max(count, 0), Self.entries)
         guard count > 0, !ring.isBroken else { return !ring.isBroken }

@@ -18,6 +18,7 @@ public final class HostPortPump: Sendable {
     /// Counts of what the pump could not pass on.
     final class Statistics: Sendable {
         let unusableReads = Atomic<UInt64>(0)
+        let ringReads = Atomic<UInt64>(0)
         let blockedWrites = Atomic<UInt64>(0)
         let failures = Atomic<UInt64>(0)
     }
@@ -26,6 +27,8 @@ public final class HostPortPump: Sendable {
     public var unusableReads: UInt64 { statistics.unusableReads.load(ordering: .relaxed) }
     /// Frames dropped because the endpoint would block.
     public var blockedWrites: UInt64 { statistics.blockedWrites.load(ordering: .relaxed) }
+    /// Frames read through the reader's io_uring runs (`FrameReadRing`), not by a plain read.
+    public var ringReads: UInt64 { statistics.ringReads.load(ordering: .relaxed) }
     /// Reads or writes that failed with an error other than EAGAIN.
     public var failures: UInt64 { statistics.failures.load(ordering: .relaxed) }
 
@@ -103,8 +106,9 @@ public final class HostPortPump: Sendable {
 /// costs one system call, as before; the rest, if there is a rest, come through a
 /// `FrameReadRing`, a run of reads in one submission. A run is twice the last one while
 /// every read of that one found a frame, and one more than the last one found otherwise, so
-/// that a steady stream is read in runs of up to a batch while a trickle wastes at most one
-/// empty read a run.
+/// that a steady stream is read in runs of up to a batch, a trickle wastes one empty read a
+/// run, and a stream that stops wastes at most the run that finds its end (at most twice the
+/// last full run). A batch is at most `batch` reads, whatever they found.
 final class HostPortReader: Sendable {
     private let endpoint: VirtioFrameEndpoint
     private let port: SwitchPortID
@@ -141,11 +145,14 @@ final class HostPortReader: Sendable {
 
     private func readBatch(_ state: inout State) -> Int {
         var frames: [NetworkFrame] = []
-        reading: while frames.count < HostPortPump.batch {
+        // Bounded by reads, not frames: a stream of unusable frames ends the batch too.
+        var reads = 0
+        reading: while reads < HostPortPump.batch {
             if !frames.isEmpty, let ring = readRing(&state) {
-                guard readRun(through: ring, into: &frames, state: &state) else { break reading }
+                guard readRun(through: ring, into: &frames, reads: &reads, state: &state) else { break reading }
                 continue
             }
+            reads += 1
             do throws(SystemError) {
                 switch try endpoint.read(into: &state.buffer) {
                 case .frame(let frame): frames.append(frame)
@@ -171,10 +178,11 @@ final class HostPortReader: Sendable {
         return state.ring
     }
 
-    /// Reads one run through `ring` into `frames`.
+    /// Reads one run through `ring` into `frames`, counting its reads in `reads`.
     /// - Returns: whether every read of the run found a frame (the batch may go on).
-    private func readRun(through ring: FrameReadRing, into frames: inout [NetworkFrame], state: inout State) -> Bool {
-        let asked = min(state.run, HostPortPump.batch - frames.count, FrameReadRing.entries)
+    private func readRun(through ring: FrameReadRing, into frames: inout [NetworkFrame], reads: inout Int,
+                         state: inout State) -> Bool {
+        let asked = min(state.run, HostPortPump.batch - reads, FrameReadRing.entries)
         var found = 0
         var ended = false
         let submitted = ring.read(asked, from: endpoint) { result in
@@ -195,12 +203,19 @@ final class HostPortReader: Sendable {
                 if code == EOPNOTSUPP || code == EINVAL || code == EACCES || code == EBADF { state.ringRefused = true }
             }
         }
-        if !submitted || state.ringRefused {
+        reads += asked
+        statistics.ringReads.add(UInt64(found), ordering: .relaxed)
+        guard submitted, !state.ringRefused else {
+            // A submission the kernel refused (short of memory) broke the ring: a new one is
+            // made for the next batch, unless io_uring refuses that too.
             state.ring = nil
-            state.ringRefused = true
             return false
         }
-        state.run = found == asked ? min(2 * asked, HostPortPump.batch) : found + 1
+        if found < asked {
+            state.run = found + 1
+        } else if asked == state.run {
+            state.run = min(2 * asked, HostPortPump.batch)
+        }  // else the batch's end cut the run short: the next starts where this one was meant to.
         return !ended
     }
 }

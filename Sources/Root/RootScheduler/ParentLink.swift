@@ -302,12 +302,13 @@ final class ParentLink: Sendable {
         connection.post(.partitionDetached(partitionID: partitionID), lane: nil, admission: .always)
     }
 
-    /// Whether the parent keeps up with partition `partitionID`: fewer of its messages wait to
-    /// be sent than its lane holds (`ControlOutbox.Limits.laneEntries`). True while no parent is
-    /// connected (it gets the partition whole when it connects).
+    /// Whether the parent keeps up with partition `partitionID`: the messages waiting for it in
+    /// the partition's lane are fewer, and fewer bytes, than the lane's limits
+    /// (`ControlOutbox.Limits`). True while no parent is connected, or the partition is not
+    /// handed to it yet (it gets the partition whole when it takes it).
     func keepsUp(partitionID: UInt32) -> Bool {
-        guard let connection else { return true }
-        return (connection.outbox.queued(lane: partitionID) ?? 0) < connection.outbox.limits.laneEntries
+        guard let connection, connection.outbox.queued(lane: partitionID) != nil else { return true }
+        return connection.outbox.hasRoom(lane: partitionID)
     }
 
     /// A device was added to a running partition: the parent builds and offers it. (A parent

@@ -33,7 +33,8 @@ public struct ATADriver<Bus: ATAPortIO> {
     public private(set) var model: [UInt8] = []
     /// How long a command may keep the device busy.
     public var timeoutNanoseconds: UInt64 = 10_000_000_000
-    /// Status of the last command that failed, with its Error register.
+    /// Status and Error register of the last read or write command, if it failed with an error
+    /// status (nil if it timed out or succeeded).
     public private(set) var lastError: (status: UInt8, error: UInt8)?
 
     static var sectorSize: Int { 512 }
@@ -117,6 +118,7 @@ public struct ATADriver<Bus: ATAPortIO> {
 
     /// Writes the task file and the command: for 48-bit commands the high-order bytes first.
     private mutating func command(lba: UInt64, count: Int, extended: Bool, opcode: UInt8) {
+        lastError = nil
         let sectorCount = count == (extended ? 65536 : 256) ? 0 : count
         if extended {
             bus.out8(base + 2, UInt8(truncatingIfNeeded: sectorCount >> 8))
