@@ -123,19 +123,9 @@ struct ManagementErrorTests {
     /// The real server and client over the API socket, with a root whose /dev/kvm answers no
     /// request (it is /dev/null): every status the API documents but 409, end to end.
     @Test func theServerAnswersWithTheStatusAndTheClientDecodesItTyped() async throws {
-        let scheduler = try MockKernel.$current.withValue(MockKernel()) { try RootScheduler(catalog: DeviceRegistry.catalog, logger: quietLogger) }
-        let directory = try SocketDirectory()
-        let socket = "\(directory.path)/root.sock"
-        let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: socket, logger: quietLogger)
-        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
-        defer { server.cancel() }
-        let client = ManagementClient(socketPath: socket, timeout: .seconds(30))
-        var up = false
-        for _ in 0..<1000 where !up {
-            up = (try? await client.request(.GET, "/v1/root", as: RootInfo.self)) != nil
-            if !up { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        try #require(up, "the server answers")
+        let api = try await APIServer()
+        defer { api.stop() }
+        let (scheduler, client) = (api.scheduler, api.client)
 
         func answer(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws -> ManagementError? {
             let response = try await client.send(method, path, body: body)
@@ -194,21 +184,10 @@ struct ManagementErrorTests {
     /// once, and one that does not wait (a listing) is still served; a client sends it again
     /// until a slot is free.
     @Test func aRequestThatWouldWaitIsRefusedWith503WhenNoThreadIsFreeAndTheClientSendsItAgain() async throws {
-        let scheduler = try MockKernel.$current.withValue(MockKernel()) { try RootScheduler(catalog: DeviceRegistry.catalog, logger: quietLogger) }
-        let directory = try SocketDirectory()
-        let socket = "\(directory.path)/root.sock"
         let waiting = RequestSlots(limit: 1)
-        let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: socket, logger: quietLogger,
-                                                           limits: .init(waiting: waiting))
-        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
-        defer { server.cancel() }
-        let client = ManagementClient(socketPath: socket, timeout: .seconds(30))
-        var up = false
-        for _ in 0..<1000 where !up {
-            up = (try? await client.request(.GET, "/v1/root", as: RootInfo.self)) != nil
-            if !up { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        try #require(up, "the server answers")
+        let api = try await APIServer(.init(waiting: waiting))
+        defer { api.stop() }
+        let (scheduler, client) = (api.scheduler, api.client)
         // The one slot is taken, as by a request still waiting for the parent.
         #expect(waiting.take())
         let image = try Self.image()
@@ -242,25 +221,33 @@ struct ManagementErrorTests {
         #expect(waiting.inUse == 0)
     }
 
-    /// A server on a socket of its own with `limits`, and a client that waited for it to answer.
-    static func server(_ limits: ManagementServer.Limits) async throws
-        -> (server: Task<Void, any Error>, client: ManagementClient, socket: String, directory: SocketDirectory)
-    {
-        let scheduler = try MockKernel.$current.withValue(MockKernel()) { try RootScheduler(catalog: DeviceRegistry.catalog, logger: quietLogger) }
-        let directory = try SocketDirectory()
-        let socket = "\(directory.path)/root.sock"
-        let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: socket, logger: quietLogger,
-                                                           limits: limits)
-        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
-        let client = ManagementClient(socketPath: socket, timeout: .seconds(30))
-        var up = false
-        for _ in 0..<1000 where !up {
-            up = (try? await client.request(.GET, "/v1/root", as: RootInfo.self)) != nil
-            if !up { try await Task.sleep(for: .milliseconds(10)) }
+    /// The real API server on a socket of its own, for a root whose /dev/kvm answers no
+    /// request, and a client that waited for it to answer.
+    struct APIServer {
+        let scheduler: RootScheduler
+        let server: Task<Void, any Error>
+        let client: ManagementClient
+        let directory: SocketDirectory
+        var socket: String { "\(directory.path)/root.sock" }
+
+        init(_ limits: ManagementServer.Limits = .init()) async throws {
+            scheduler = try MockKernel.$current.withValue(MockKernel()) { try RootScheduler(catalog: DeviceRegistry.catalog, logger: quietLogger) }
+            directory = try SocketDirectory()
+            let socket = "\(directory.path)/root.sock"
+            let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: socket, logger: quietLogger,
+                                                               limits: limits)
+            server = Task { try await application.runService(gracefulShutdownSignals: []) }
+            client = ManagementClient(socketPath: socket, timeout: .seconds(30))
+            var up = false
+            for _ in 0..<1000 where !up {
+                up = (try? await client.request(.GET, "/v1/root", as: RootInfo.self)) != nil
+                if !up { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            if !up { server.cancel() }
+            try #require(up, "the server answers")
         }
-        if !up { server.cancel() }
-        try #require(up, "the server answers")
-        return (server, client, socket, directory)
+
+        func stop() { server.cancel() }
     }
 
     /// A connection to `path` that sends nothing.
@@ -302,9 +289,9 @@ struct ManagementErrorTests {
     @Test("connections to the API beyond its limit are closed at once; a connection given up makes room")
     func connectionsBeyondTheLimitAreClosed() async throws {
         let connections = RequestSlots(limit: 2)
-        let (server, client, socket, directory) = try await Self.server(.init(connections: connections))
-        defer { server.cancel() }
-        defer { withExtendedLifetime(directory) {} }
+        let api = try await APIServer(.init(connections: connections))
+        defer { api.stop() }
+        let (client, socket) = (api.client, api.socket)
         #expect(try await Self.waitFor(connections, inUse: 0))
         let first = try Self.silentConnection(to: socket)
         let second = try Self.silentConnection(to: socket)
@@ -322,9 +309,9 @@ struct ManagementErrorTests {
     @Test("a connection to the API that sends nothing is closed after the idle timeout")
     func aSilentConnectionIsClosedAfterTheIdleTimeout() async throws {
         let connections = RequestSlots(limit: ManagementServer.connectionLimit)
-        let (server, _, socket, directory) = try await Self.server(.init(connections: connections, idleTimeout: .milliseconds(200)))
-        defer { server.cancel() }
-        defer { withExtendedLifetime(directory) {} }
+        let api = try await APIServer(.init(connections: connections, idleTimeout: .milliseconds(200)))
+        defer { api.stop() }
+        let socket = api.socket
         let silent = try Self.silentConnection(to: socket)
         defer { close(silent) }
         #expect(Self.closedByServer(silent, within: 10_000))

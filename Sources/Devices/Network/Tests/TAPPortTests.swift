@@ -247,7 +247,6 @@ import VirtualSwitch
             #expect(empties > 0 && !emptyBeforeAFrame, "the reads past the last frame found nothing")
             #expect(!ring.isBroken)
         }
-
     }
 
     @Test("internal switch: a burst the host sends reaches the child's port whole and in order through the pump's runs of reads",
