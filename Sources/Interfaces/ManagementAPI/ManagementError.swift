@@ -11,7 +11,8 @@ public enum ManagementErrorKind: Int, Sendable, CaseIterable {
     case conflict = 409
     /// Something failed inside the root scheduler (KVM, system calls, the parent link).
     case internalError = 500
-    /// The root is serving as many requests that wait as it allows; the request may be sent again.
+    /// The root cannot take the request now (too many requests wait, or the parent partition
+    /// lags behind a partition's device changes); it may be sent again.
     case unavailable = 503
 }
 

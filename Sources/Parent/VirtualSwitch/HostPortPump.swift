@@ -120,7 +120,8 @@ final class HostPortReader: Sendable {
     private struct State: ~Copyable {
         /// Scratch space for plain reads.
         var buffer: [UInt8]
-        /// The ring, once made; `nil` before, or for good where io_uring is refused (`ringRefused`).
+        /// The ring; `nil` before it is made, after a refused submission broke it (the next
+        /// batch makes another), or for good where io_uring is refused (`ringRefused`).
         var ring: FrameReadRing?
         var ringRefused = false
         /// Reads the next run through the ring asks for.

@@ -26,7 +26,9 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
     case virtualSwitch(SwitchError)
     /// A table the request would grow is full (partitions); the sentence names the fix.
     case limitReached(String)
-    /// The root is already serving as many requests that wait as it allows; the sentence says so.
+    /// The root cannot take the request now (it serves as many requests that wait as it allows,
+    /// or the parent has not taken the partition's earlier changes); the sentence says which,
+    /// and the request may be sent again.
     case busy(String)
 
     /// The class of failure, which decides the HTTP status.

@@ -380,10 +380,10 @@ public final class RootScheduler: Sendable {
     }
 
     /// `live`, and refuses a device change while the parent has not taken as many of the
-    /// partition's messages (or bytes) as its lane holds (`ParentLink.keepsUp`): device changes are queued
-    /// for the parent whatever the room, since a change once made must reach it, so without this
-    /// a user could queue them, while the parent is stuck on that partition, until the root gave
-    /// the parent up (`ControlOutbox.Limits.hardLimitFactor`).
+    /// partition's messages (or bytes) as its lane holds (`ParentLink.keepsUp`): device changes
+    /// are queued for the parent whatever the room, since a change once made must reach it, so
+    /// without this a user could queue them, while the parent is stuck on that partition, until
+    /// the root gave the parent up (`ControlOutbox.Limits.hardLimitFactor`).
     private func liveForDeviceChange(_ name: String, request: String) throws(RootError) -> ManagedPartition {
         let entry = try live(name, request: request)
         if let parentLink, !parentLink.keepsUp(partitionID: entry.partition.id) {
