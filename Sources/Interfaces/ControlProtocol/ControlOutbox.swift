@@ -268,10 +268,10 @@ public final class ControlOutbox: Sendable {
     /// Entries waiting in lane `id` (nil: no such lane).
     public func queued(lane id: UInt32) -> Int? { state.read { $0.lanes[id]?.count } }
 
-    /// Whether lane `id` is below its limits, in entries and in bytes (false: no such lane).
-    public func hasRoom(lane id: UInt32) -> Bool {
+    /// Whether lane `id` is below its limits, in entries and in bytes (nil: no such lane).
+    public func hasRoom(lane id: UInt32) -> Bool? {
         let limits = limits
-        return state.read { $0.lanes[id]?.hasRoom(limits, adding: 0) ?? false }
+        return state.read { $0.lanes[id]?.hasRoom(limits, adding: 0) }
     }
 
     /// Jobs of lane `id` sent and not yet acknowledged.

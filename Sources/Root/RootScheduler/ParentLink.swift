@@ -307,8 +307,7 @@ final class ParentLink: Sendable {
     /// (`ControlOutbox.Limits`). True while no parent is connected, or the partition is not
     /// handed to it yet (it gets the partition whole when it takes it).
     func keepsUp(partitionID: UInt32) -> Bool {
-        guard let connection, connection.outbox.queued(lane: partitionID) != nil else { return true }
-        return connection.outbox.hasRoom(lane: partitionID)
+        connection?.outbox.hasRoom(lane: partitionID) ?? true
     }
 
     /// A device was added to a running partition: the parent builds and offers it. (A parent
