@@ -166,18 +166,45 @@ struct ManagementErrorTests {
 
     @Test("requests that wait get a thread each only up to the limit; a slot given back is taken again")
     func waitingRequestsAreBounded() async {
-        let slots = RequestSlots(limit: 16)
-        // Many threads racing for the slots: exactly the limit win.
+        let slots = RequestSlots(limit: 16, owner: 0)
+        // Many threads of the root's user racing for the slots: exactly the limit win.
         let won = await withTaskGroup(of: Bool.self) { group in
-            for _ in 0..<64 { group.addTask { slots.take() } }
+            for _ in 0..<64 { group.addTask { slots.take(for: 0) } }
             return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
         #expect(won == 16)
         #expect(slots.inUse == 16)
-        #expect(!slots.take())
-        slots.release()
-        #expect(slots.take())
-        #expect(!slots.take())
+        #expect(!slots.take(for: 0))
+        slots.release(for: 0)
+        #expect(slots.take(for: 0))
+        #expect(!slots.take(for: 0))
+    }
+
+    @Test("a user other than the root's holds at most a quarter of the slots, and all of them three quarters")
+    func otherUsersShareThreeQuartersAndEachAQuarter() {
+        let slots = RequestSlots(limit: 16, owner: 0)
+        #expect((0..<8).filter { _ in slots.take(for: 1000) }.count == 4)
+        #expect((0..<8).filter { _ in slots.take(for: 1001) }.count == 4)
+        #expect((0..<8).filter { _ in slots.take(for: 1002) }.count == 4)
+        // Twelve held by the API group: a fourth member finds its share of the group's taken.
+        #expect(!slots.take(for: 1003))
+        // The root's user still has its quarter, and then nothing is left.
+        #expect((0..<8).filter { _ in slots.take(for: 0) }.count == 4)
+        #expect(slots.inUse == 16)
+        // A slot a member gives back is free to another member.
+        slots.release(for: 1000)
+        #expect(slots.take(for: 1003))
+        #expect(!slots.take(for: 1003))
+        // Giving back a slot a user never took changes nothing.
+        slots.release(for: 4242)
+        #expect(slots.inUse == 16)
+        // With the root's user holding everything, a member gets nothing.
+        let owned = RequestSlots(limit: 4, owner: 0)
+        #expect((0..<4).allSatisfy { _ in owned.take(for: 0) })
+        #expect(!owned.take(for: 1000))
+        // Even a limit of one leaves one user one slot.
+        let one = RequestSlots(limit: 1, owner: 0)
+        #expect(one.take(for: 1000) && !one.take(for: 0))
     }
 
     /// With no slot free, a request that would wait on a thread of its own is answered 503 at
@@ -189,7 +216,7 @@ struct ManagementErrorTests {
         defer { api.stop() }
         let (scheduler, client) = (api.scheduler, api.client)
         // The one slot is taken, as by a request still waiting for the parent.
-        #expect(waiting.take())
+        #expect(waiting.take(for: geteuid()))
         let image = try Self.image()
         defer { try? FileManager.default.removeItem(atPath: image) }
         for (method, path, body) in [
@@ -200,7 +227,7 @@ struct ManagementErrorTests {
             let response = try await client.send(method, path, body: body)
             let error = ManagementError(status: response.status, body: response.body)
             #expect(error.kind == .unavailable, "\(method) \(path)")
-            #expect(error.message.hasPrefix("The root is already serving 1 requests that wait"), "\(error.message)")
+            #expect(error.message.hasPrefix("The root is already serving as many requests that wait"), "\(error.message)")
         }
         #expect(scheduler.list().isEmpty)
         #expect((try? await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
@@ -216,7 +243,7 @@ struct ManagementErrorTests {
             }
         }
         try await Task.sleep(for: .milliseconds(300))
-        waiting.release()
+        waiting.release(for: geteuid())
         #expect(await answer.value == RootError.notFound("alpha").answer)
         #expect(waiting.inUse == 0)
     }
@@ -304,6 +331,48 @@ struct ManagementErrorTests {
         close(first)
         #expect(try await Self.waitFor(connections, inUse: 1))
         #expect((try? await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
+    }
+
+    @Test("a user other than the root's gets only its share of the API's connections")
+    func aUserOtherThanTheRootsGetsOnlyItsShareOfConnections() async throws {
+        // The root's user is made someone else, so this test's connections are another user's:
+        // a quarter of 8 is theirs.
+        let connections = RequestSlots(limit: 8, owner: geteuid() &+ 1)
+        let api = try await APIServer(.init(connections: connections))
+        defer { api.stop() }
+        let (client, socket) = (api.client, api.socket)
+        #expect(try await Self.waitFor(connections, inUse: 0))
+        let first = try Self.silentConnection(to: socket)
+        let second = try Self.silentConnection(to: socket)
+        defer { close(second) }
+        #expect(try await Self.waitFor(connections, inUse: 2))
+        let third = try Self.silentConnection(to: socket)
+        defer { close(third) }
+        #expect(Self.closedByServer(third, within: 5_000), "the user's third connection is closed")
+        #expect((try? await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) == nil)
+        close(first)
+        #expect(try await Self.waitFor(connections, inUse: 1))
+        #expect((try? await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
+    }
+
+    @Test("a request whose body comes a byte at a time, each inside the idle timeout, is cut off at the request timeout")
+    func aRequestSentAByteAtATimeIsClosedAtTheRequestTimeout() async throws {
+        let connections = RequestSlots(limit: ManagementServer.connectionLimit)
+        let api = try await APIServer(.init(connections: connections, requestTimeout: .milliseconds(300)))
+        defer { api.stop() }
+        let slow = try Self.silentConnection(to: api.socket)
+        defer { close(slow) }
+        let head = Array("POST /v1/switches HTTP/1.1\r\nHost: root\r\nContent-Length: 1000\r\n\r\n{".utf8)
+        #expect(send(slow, head, head.count, Int32(MSG_NOSIGNAL)) == head.count)
+        var closed = false
+        for _ in 0..<200 where !closed {
+            _ = send(slow, [UInt8(ascii: " ")], 1, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            closed = Self.closedByServer(slow, within: 25)
+        }
+        #expect(closed, "the connection is closed although a part of the body came every 25 ms")
+        #expect(try await Self.waitFor(connections, inUse: 0))
+        // A request that arrives whole is served as before.
+        #expect((try? await api.client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
     }
 
     @Test("a connection to the API that sends nothing is closed after the idle timeout")

@@ -33,8 +33,9 @@ import Synchronization
 /// `{device}` is a device's instance GUID, or its kind when the partition has one of that kind.
 ///
 /// Every error is a `RootError`, answered as `{"error": "<one sentence>"}` with the status its
-/// `kind` maps it to: 400, 404, 409, 500, or 503 when the root already serves
-/// `waitingRequestLimit` requests on threads of their own (creates, actions, statistics).
+/// `kind` maps it to: 400, 404, 409, 500, or 503 when the root already serves as many requests
+/// on threads of their own (creates, actions, statistics) as it may for the requester
+/// (`RequestSlots`), or the parent lags behind a device change.
 ///
 /// Requests that name host files (a partition's images, a device's files) are served with the
 /// rights of the user who sent them, which the socket tells (SO_PEERCRED): see `HostFiles`.
@@ -65,12 +66,13 @@ enum ManagementServer {
     }
 
     /// Requests served on threads of their own at once (`respondOffThread`: creates, actions,
-    /// statistics, which wait for KVM, the image or the parent); more are answered 503 rather
-    /// than given a thread each, so a user of the API cannot make the root start threads without
-    /// bound.
+    /// statistics, which wait for KVM, the image or the parent), a quarter of them for one user
+    /// other than the root's; more are answered 503 rather than given a thread each, so a user of
+    /// the API cannot make the root start threads without bound.
     static let waitingRequestLimit = 16
 
-    /// Connections open at once; one more is closed as soon as it is accepted.
+    /// Connections open at once (a quarter of them for one user other than the root's); one
+    /// more is closed as soon as it is accepted.
     static let connectionLimit = 128
 
     /// What the API bounds, so that its users cannot exhaust the root's threads or descriptors.
@@ -80,8 +82,11 @@ enum ManagementServer {
         /// Open connections (`connectionLimit`).
         var connections = RequestSlots(limit: connectionLimit)
         /// A connection that sends nothing for this long while no request of it is being
-        /// served, or is this slow to send a request, is closed.
+        /// served, or waits this long between two parts of a request, is closed.
         var idleTimeout: TimeAmount = .seconds(30)
+        /// A connection whose request has not arrived whole this long after its head is closed
+        /// (`ConnectionBounds`).
+        var requestTimeout: TimeAmount = .seconds(60)
     }
 
     /// The API bound directly at `socketPath` (tests, which own the directory it is in).
@@ -120,7 +125,7 @@ enum ManagementServer {
             case .failure(let error): return failure(error)
             }
             // Made on a thread of its own: the partition's memory, its image and KVM take a while.
-            return await respondOffThread(status: .created, slots: waiting) { () throws(RootError) in
+            return await respondOffThread(status: .created, slots: waiting, for: requester.uid) { () throws(RootError) in
                 try scheduler.create(configuration, requester: requester)
             }
         }
@@ -136,9 +141,14 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The body must be {\"action\": \"start|pause|resume|stop|shutdown\"}."))
             }
+            let requester: uid_t
+            switch await context.requesterUID() {
+            case .success(let uid): requester = uid
+            case .failure(let error): return failure(error)
+            }
             // A start waits (up to `RootScheduler.deviceSetUpTimeout`) for the parent to set up
             // the partition's devices: on a thread of its own, as `stats` does.
-            return await respondOffThread(slots: waiting) { () throws(RootError) in try scheduler.perform(action.action, on: name) }
+            return await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in try scheduler.perform(action.action, on: name) }
         }
         router.get("/v1/partitions/:name/console") { request, context in
             let name = context.parameters.get("name") ?? ""
@@ -233,7 +243,12 @@ enum ManagementServer {
             let name = context.parameters.get("name") ?? ""
             // The parent's channel counters may take up to a second to come: asked for on a thread
             // of its own, so slow answers never hold the server's concurrency threads.
-            return await respondOffThread(slots: waiting) { () throws(RootError) in try scheduler.statistics(name) }
+            let requester: uid_t
+            switch await context.requesterUID() {
+            case .success(let uid): requester = uid
+            case .failure(let error): return failure(error)
+            }
+            return await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in try scheduler.statistics(name) }
         }
         router.delete("/v1/partitions/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
@@ -245,7 +260,8 @@ enum ManagementServer {
             }
         }
         let server = HTTPServerBuilder.http1(configuration: .init(
-            additionalChannelHandlers: [ConnectionLimitHandler(slots: connections)], idleTimeout: limits.idleTimeout))
+            additionalChannelHandlers: [ConnectionBounds(slots: connections, requestTimeout: limits.requestTimeout)],
+            idleTimeout: limits.idleTimeout))
         return Application(router: router, server: server,
                            configuration: .init(address: .unixDomainSocket(path: socketPath)),
                            onServerRunning: onServerRunning, logger: logger)
@@ -260,13 +276,16 @@ enum ManagementServer {
     }
 
     /// `respond`, with `body` run on an OS thread of its own (for work that waits: on KVM, on the
-    /// parent), if one of `slots` is free; a 503 otherwise.
+    /// parent), if one of `slots` is free to `user`; a 503 otherwise.
     private static func respondOffThread<T: Encodable & Sendable>(
-        status: HTTPResponse.Status = .ok, slots: RequestSlots, _ body: @escaping @Sendable () throws(RootError) -> T
+        status: HTTPResponse.Status = .ok, slots: RequestSlots, for user: uid_t,
+        _ body: @escaping @Sendable () throws(RootError) -> T
     ) async -> Response {
-        guard slots.take() else {
-            return failure(.busy("The root is already serving \(slots.limit) requests that wait (creates, actions, "
-                                 + "statistics); send this one again when some have been answered."))
+        guard slots.take(for: user) else {
+            return failure(.busy("The root is already serving as many requests that wait (creates, actions, statistics) "
+                                 + "as it may for this user (\(slots.limit) at once, \(slots.userShare) for one user "
+                                 + "other than the root's, \(slots.othersShare) for all of them); send this one again "
+                                 + "when some have been answered."))
         }
         let result: Result<T, RootError> = await withCheckedContinuation { continuation in
             do throws(SystemError) {
@@ -279,11 +298,11 @@ enum ManagementServer {
                     }
                     // Given back before the answer goes out, so the next request of a client
                     // that waits for each answer finds it free.
-                    slots.release()
+                    slots.release(for: user)
                     continuation.resume(returning: result)
                 }.detach()
             } catch {
-                slots.release()
+                slots.release(for: user)
                 continuation.resume(returning: .failure(.busy("The root cannot start a thread for this request "
                                                                   + "(\(error)); send it again later.")))
             }
@@ -330,56 +349,137 @@ struct APIRequestContext: RequestContext {
         }
         return .success(PeerCredentials(raw: raw).user)
     }
+
+    /// The user ID of whoever sent the request (`requester` without the user database).
+    func requesterUID() async -> Result<uid_t, RootError> {
+        guard let peer, let raw = try? await peer.get() else {
+            return .failure(.invalidRequest("The root cannot tell who sent this request (no peer credentials on its socket)."))
+        }
+        return .success(raw.uid)
+    }
 }
 
-/// Closes a connection to the API, as soon as it is set up, while `slots` are all held by
-/// others; a connection that got one gives it back when it closes.
-final class ConnectionLimitHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// Bounds one connection to the API: it holds one of `slots` for its peer's user, or is closed
+/// as soon as it is set up; and each request on it must arrive whole (head to end) within
+/// `requestTimeout` of its head, or the connection is closed. Hummingbird's idle timeout closes a
+/// connection that sends no part for a while; this closes one that sends a request's body a
+/// byte at a time, each part just inside that timeout.
+final class ConnectionBounds: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
 
     private let slots: RequestSlots
-    private var holding = false
+    private let requestTimeout: TimeAmount
+    private var holder: uid_t?
+    private var deadline: Scheduled<Void>?
 
-    init(slots: RequestSlots) { self.slots = slots }
+    init(slots: RequestSlots, requestTimeout: TimeAmount) {
+        self.slots = slots
+        self.requestTimeout = requestTimeout
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        holding = slots.take()
-        if !holding { context.close(promise: nil) }
+        // On the channel's event loop the option is read at once; a peer that cannot be told is
+        // not let in (as `APIRequestContext.requester` refuses its requests).
+        guard let provider = context.channel as? any SocketOptionProvider else {
+            context.close(promise: nil)
+            return
+        }
+        let peer = provider.unsafeGetSocketOption(
+            level: .init(rawValue: PeerCredentials.optionLevel), name: .init(rawValue: PeerCredentials.optionName))
+            as EventLoopFuture<PeerCredentials.RawValue>
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        peer.whenComplete { result in
+            let (handler, context) = loopBound.value
+            guard case .success(let raw) = result, handler.slots.take(for: raw.uid) else {
+                context.close(promise: nil)
+                return
+            }
+            handler.holder = raw.uid
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        if holding { slots.release() }
-        holding = false
+        if let holder { slots.release(for: holder) }
+        holder = nil
+        deadline?.cancel()
+        deadline = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            deadline?.cancel()
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            deadline = context.eventLoop.scheduleTask(in: requestTimeout) { loopBound.value.close(promise: nil) }
+        case .body:
+            break
+        case .end:
+            deadline?.cancel()
+            deadline = nil
+        }
         context.fireChannelRead(data)
     }
 }
 
-/// A count of things in progress with a limit: `take` succeeds while fewer than `limit` are held.
+/// Slots for things in progress (connections, requests that wait), shared among the API's
+/// users: the root's own user (`owner`) may take any free slot; every other user at most a
+/// quarter of `limit` (at least one), and all other users together at most `limit` less a quarter.
+/// So one member of the API group cannot take every slot, and none of them, together, can take
+/// the quarter kept for the root's user.
 final class RequestSlots: Sendable {
     let limit: Int
-    private let held = Atomic<Int>(0)
+    /// The root's own user.
+    let owner: uid_t
+    private let held = Mutex(Holdings())
 
-    init(limit: Int) { self.limit = max(limit, 0) }
-
-    /// Takes a slot, if one is free; whoever takes one calls `release` once.
-    func take() -> Bool {
-        var current = held.load(ordering: .relaxed)
-        while current < limit {
-            let (exchanged, original) = held.compareExchange(expected: current, desired: current + 1,
-                                                             ordering: .acquiringAndReleasing)
-            if exchanged { return true }
-            current = original
-        }
-        return false
+    private struct Holdings {
+        var total = 0
+        var others = 0
+        /// Slots held by each user other than the owner; a user holding none has no entry, so
+        /// this has at most `limit` entries.
+        var byUser: [uid_t: Int] = [:]
     }
 
-    /// Gives a slot back.
-    func release() { held.subtract(1, ordering: .releasing) }
+    init(limit: Int, owner: uid_t = geteuid()) {
+        self.limit = max(limit, 0)
+        self.owner = owner
+    }
+
+    /// The most slots one user other than the owner may hold.
+    var userShare: Int { limit == 0 ? 0 : max(limit / 4, 1) }
+    /// The most slots all users other than the owner may hold together.
+    var othersShare: Int { limit - limit / 4 }
+
+    /// Takes a slot for `user`, if one is free to them; whoever takes one calls `release(for:)`
+    /// once, with the same user.
+    func take(for user: uid_t) -> Bool {
+        held.withLock { held in
+            guard held.total < limit else { return false }
+            if user != owner {
+                let mine = held.byUser[user, default: 0]
+                guard mine < userShare, held.others < othersShare else { return false }
+                held.byUser[user] = mine + 1
+                held.others += 1
+            }
+            held.total += 1
+            return true
+        }
+    }
+
+    /// Gives back a slot `user` took.
+    func release(for user: uid_t) {
+        held.withLock { held in
+            guard held.total > 0 else { return }
+            if user != owner {
+                guard let mine = held.byUser[user] else { return }
+                held.byUser[user] = mine > 1 ? mine - 1 : nil
+                held.others -= 1
+            }
+            held.total -= 1
+        }
+    }
 
     /// Slots held now.
-    var inUse: Int { held.load(ordering: .relaxed) }
+    var inUse: Int { held.withLock { $0.total } }
 }
