@@ -70,6 +70,44 @@ struct ProbeGuestTests {
         #expect(partition.portIntercepts.interceptor(for: PlatformPorts.hypercall) == nil)
     }
 
+    /// A pause waits for every processor to park, but not without bound: a processor held in an
+    /// exit (here a port read its interceptor does not answer, as a stalled parent would not)
+    /// fails the pause after its timeout, and the partition runs on; once the exit returns, a
+    /// pause parks it.
+    @Test func aPauseAProcessorCannotReachInTimeFailsAndThePartitionRunsOn() async throws {
+        /// Holds the first read of a COM1 port until released (30 s at most); then answers LSR
+        /// with THRE set, so the guest's `mode=serial` writes its line and finishes.
+        final class HeldPort: PortInterceptor {
+            struct State { var entered = false; var released = false }
+            let state = ConditionLock(State())
+            func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {}
+            func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
+                state.update { $0.entered = true }
+                _ = state.wait(until: { $0.released }, timeoutNanoseconds: 30_000_000_000) { _ in }
+                return 0x20
+            }
+        }
+        let (partition, observer) = try await Self.guest(id: 5, name: "held", processors: 1, memoryMiB: 32,
+                                                         arguments: "mode=serial")
+        defer { partition.stop() }
+        let held = HeldPort()
+        try partition.interceptPorts(0x3F8..<0x400, with: held)
+        try partition.start()
+        #expect(held.state.wait(until: { $0.entered }, timeoutNanoseconds: 60_000_000_000) { _ in } != nil)
+
+        let asked = ContinuousClock.now
+        #expect(throws: PartitionError.self) { try partition.pause(timeout: .milliseconds(300)) }
+        #expect(ContinuousClock.now - asked < .seconds(20), "the pause gave up long before the port read ended")
+        #expect(partition.state == .running)
+
+        held.state.update { $0.released = true }
+        #expect(await observer.waitForLine(containing: "serial: done", timeoutSeconds: 60), "\(observer.lines)")
+        try partition.pause()
+        #expect(partition.state == .paused)
+        try partition.resume()
+        #expect(partition.state == .running)
+    }
+
     /// memcpy, memmove and memset are the guest's own (entry.S), on every VSC copy path; so is
     /// the sleep service every waiting guest uses, whose timer must wake it sleep after sleep.
     @Test func guestRuntimeCopiesAreExactAndSleepsWake() async throws {

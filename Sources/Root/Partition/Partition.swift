@@ -250,14 +250,39 @@ public final class Partition: Sendable {
         setState(.running)
     }
 
-    /// Parks every virtual processor outside KVM_RUN.
-    public func pause() throws(PartitionError) {
+    /// How long `pause` waits for every virtual processor to park.
+    public static let pauseTimeout: Duration = .seconds(10)
+
+    /// Parks every virtual processor outside KVM_RUN, kicking them again every 100 ms (a kick
+    /// that lands just before a processor enters KVM_RUN is not lost, but one that lands while it
+    /// handles an exit is only seen at its next entry). A processor still busy in an exit after
+    /// `timeout` (one waiting for the parent, say) leaves the partition running and the pause
+    /// failed, so no caller waits without bound.
+    public func pause(timeout: Duration = Partition.pauseTimeout) throws(PartitionError) {
         let current = state
         guard current == .running else { throw .invalidTransition(from: current, operation: "pause") }
         lifecycle.update { $0.request = .pause }
-        kickProcessors()
-        _ = lifecycle.wait(until: { $0.parked == self.processorCount || $0.request == .exit }) { _ in }
-        if lifecycle.read({ $0.request }) == .pause { setState(.paused) }
+        let (seconds, attoseconds) = timeout.components
+        let deadline = MonotonicClock.nanoseconds() &+ UInt64(max(seconds, 0)) &* 1_000_000_000
+            &+ UInt64(max(attoseconds, 0) / 1_000_000_000)
+        var parked = false
+        while !parked {
+            kickProcessors()
+            let now = MonotonicClock.nanoseconds()
+            guard now < deadline else { break }
+            parked = lifecycle.wait(until: { $0.parked == self.processorCount || $0.request != .pause },
+                                    timeoutNanoseconds: min(deadline - now, 100_000_000)) { _ in } != nil
+        }
+        let outcome = lifecycle.update { state -> (request: Request, parked: Int) in
+            // Not all parked in time: the request is withdrawn, and those parked run again.
+            if !parked, state.request == .pause { state.request = .run }
+            return (state.request, state.parked)
+        }
+        guard parked else {
+            throw .hypervisor("could not pause partition \(name): \(processorCount - outcome.parked) of its "
+                              + "\(processorCount) virtual processors did not stop within \(timeout); it keeps running")
+        }
+        if outcome.request == .pause { setState(.paused) }
     }
 
     /// Lets parked virtual processors run again.
