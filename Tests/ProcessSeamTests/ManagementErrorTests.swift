@@ -313,9 +313,14 @@ struct ManagementErrorTests {
         return slots.inUse == count
     }
 
-    @Test("connections to the API beyond its limit are closed at once; a connection given up makes room")
-    func connectionsBeyondTheLimitAreClosed() async throws {
-        let connections = RequestSlots(limit: 2)
+    /// Two connections fill the root's user's limit of 2, or another user's share (a quarter) of
+    /// 8: the third, and a client's request, are closed at once; closing one makes room.
+    @Test("connections beyond the limit, or beyond a user's share, are closed at once; a connection given up makes room",
+          arguments: [(limit: 2, theRootsUser: true), (limit: 8, theRootsUser: false)])
+    func connectionsBeyondTheLimitAreClosed(_ bound: (limit: Int, theRootsUser: Bool)) async throws {
+        // For the second case the root's user is made someone else, so this test's connections
+        // are another user's.
+        let connections = RequestSlots(limit: bound.limit, owner: bound.theRootsUser ? geteuid() : geteuid() &+ 1)
         let api = try await APIServer(.init(connections: connections))
         defer { api.stop() }
         let (client, socket) = (api.client, api.socket)
@@ -328,27 +333,6 @@ struct ManagementErrorTests {
         defer { close(third) }
         #expect(Self.closedByServer(third, within: 5_000), "the third connection is closed")
         #expect(!Self.closedByServer(first, within: 0) && !Self.closedByServer(second, within: 0))
-        close(first)
-        #expect(try await Self.waitFor(connections, inUse: 1))
-        #expect((try? await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
-    }
-
-    @Test("a user other than the root's gets only its share of the API's connections")
-    func aUserOtherThanTheRootsGetsOnlyItsShareOfConnections() async throws {
-        // The root's user is made someone else, so this test's connections are another user's:
-        // a quarter of 8 is theirs.
-        let connections = RequestSlots(limit: 8, owner: geteuid() &+ 1)
-        let api = try await APIServer(.init(connections: connections))
-        defer { api.stop() }
-        let (client, socket) = (api.client, api.socket)
-        #expect(try await Self.waitFor(connections, inUse: 0))
-        let first = try Self.silentConnection(to: socket)
-        let second = try Self.silentConnection(to: socket)
-        defer { close(second) }
-        #expect(try await Self.waitFor(connections, inUse: 2))
-        let third = try Self.silentConnection(to: socket)
-        defer { close(third) }
-        #expect(Self.closedByServer(third, within: 5_000), "the user's third connection is closed")
         #expect((try? await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) == nil)
         close(first)
         #expect(try await Self.waitFor(connections, inUse: 1))
