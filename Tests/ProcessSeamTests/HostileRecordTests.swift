@@ -201,28 +201,41 @@ struct HostileRecordTests {
         #expect(try parent.rootAnswers(probe: 1))
         let connection = try #require(root.link.connection)
         #expect(connection.outbox.queued(lane: alpha.id) != nil && connection.outbox.queued(lane: beta.id) != nil)
-        let limit = connection.outbox.limits.laneEntries
+        let limits = connection.outbox.limits
         let bench = try DeviceRegistry.catalog.resolve(adding: "bench", to: alpha.devices, partition: "alpha")
-        var changes = 0
-        while root.link.keepsUp(partitionID: alpha.id), changes < ControlOutbox.Limits.hardLimitFactor * limit {
-            root.link.deviceChanged(partitionID: alpha.id, bench, resources: [])
-            changes += 1
+
+        /// Sends `change` to `lane` until the root refuses more. The parent reads what it is sent
+        /// and acknowledges none of it, so a window of jobs leaves and then nothing: what waits in
+        /// the lane only grows, and the refusal, once given, stands (were the window still
+        /// filling, a job leaving after the last change would make room again).
+        func changeUntilRefused(_ lane: UInt32, _ change: DeviceSpec) -> Int {
+            var changes = 0
+            let windowFull = eventually {
+                while let received = try? parent.rootMessage(within: 0), case .message = received {}
+                guard connection.outbox.outstandingJobs(lane: lane) < limits.window else { return true }
+                root.link.deviceChanged(partitionID: lane, change, resources: [])
+                changes += 1
+                return false
+            }
+            #expect(windowFull, "the parent was sent a window of jobs")
+            while root.link.keepsUp(partitionID: lane), changes < ControlOutbox.Limits.hardLimitFactor * limits.laneEntries {
+                root.link.deviceChanged(partitionID: lane, change, resources: [])
+                changes += 1
+            }
+            return changes
         }
+
+        let changes = changeUntilRefused(alpha.id, bench)
         #expect(!root.link.keepsUp(partitionID: alpha.id), "after \(changes) changes")
-        #expect(changes < 2 * limit, "the lane's limit and the jobs in flight, not the hard limit")
+        #expect(changes <= Int(limits.window) + limits.laneEntries, "the lane's limit and the jobs in flight, not the hard limit")
         #expect(root.link.connection === connection, "the parent is still the root's")
         #expect(try parent.rootAnswers(probe: 2))
 
         // Large changes fill the lane's bytes long before its entries.
         let large = DeviceSpec(kind: "bench", instance: bench.instance, settings: [UInt8](repeating: 0x20, count: 16 << 10))
-        var largeChanges = 0
-        while root.link.keepsUp(partitionID: beta.id), largeChanges < limit {
-            root.link.deviceChanged(partitionID: beta.id, large, resources: [])
-            largeChanges += 1
-        }
+        let largeChanges = changeUntilRefused(beta.id, large)
         #expect(!root.link.keepsUp(partitionID: beta.id), "after \(largeChanges) large changes")
-        let inFlight = Int(connection.outbox.limits.window)
-        #expect(largeChanges <= inFlight + connection.outbox.limits.laneBytes / (16 << 10) + 1, "stopped by the lane's bytes")
+        #expect(largeChanges <= Int(limits.window) + limits.laneBytes / (16 << 10) + 1, "stopped by the lane's bytes")
         #expect(root.link.connection === connection, "the parent is still the root's")
     }
 
