@@ -371,6 +371,7 @@ final class ConnectionBounds: ChannelInboundHandler, RemovableChannelHandler {
     private let slots: RequestSlots
     private let requestTimeout: TimeAmount
     private var holder: uid_t?
+    private var removed = false
     private var deadline: Scheduled<Void>?
 
     init(slots: RequestSlots, requestTimeout: TimeAmount) {
@@ -379,8 +380,9 @@ final class ConnectionBounds: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        // On the channel's event loop the option is read at once; a peer that cannot be told is
-        // not let in (as `APIRequestContext.requester` refuses its requests).
+        // On the channel's event loop the option is read at once (and were it not, a connection
+        // gone by then takes no slot); a peer that cannot be told is not let in, as
+        // `APIRequestContext.requester` refuses its requests.
         guard let provider = context.channel as? any SocketOptionProvider else {
             context.close(promise: nil)
             return
@@ -391,6 +393,7 @@ final class ConnectionBounds: ChannelInboundHandler, RemovableChannelHandler {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         peer.whenComplete { result in
             let (handler, context) = loopBound.value
+            guard !handler.removed else { return }
             guard case .success(let raw) = result, handler.slots.take(for: raw.uid) else {
                 context.close(promise: nil)
                 return
@@ -400,6 +403,7 @@ final class ConnectionBounds: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        removed = true
         if let holder { slots.release(for: holder) }
         holder = nil
         deadline?.cancel()
