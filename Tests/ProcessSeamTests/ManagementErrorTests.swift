@@ -6,6 +6,7 @@ import LinuxSupport
 import ManagementAPI
 import NIOHTTP1
 import Partition
+import Privilege
 @testable import RootScheduler
 import Testing
 
@@ -31,6 +32,10 @@ struct ManagementErrorTests {
              sentence: "Invalid partition configuration: processors must be 1-64."),
         Case(error: .partition(request: "Cannot start alpha", .invalidTransition(from: .running, operation: "start")),
              kind: .conflict, sentence: "Cannot start alpha: cannot start a partition that is running."),
+        Case(error: .partition(request: "Cannot pause alpha",
+                               .timedOut("1 of the 2 virtual processors of alpha did not stop within 10.0 seconds")),
+             kind: .conflict,
+             sentence: "Cannot pause alpha: 1 of the 2 virtual processors of alpha did not stop within 10.0 seconds."),
         Case(error: .partition(request: "Cannot jump alpha", .invalidSpecification("unknown action jump")),
              kind: .badRequest, sentence: "Cannot jump alpha: unknown action jump."),
         Case(error: .partition(request: "Cannot create partition alpha", .boot(.invalidImage("not an ELF file"))),
@@ -195,9 +200,14 @@ struct ManagementErrorTests {
         slots.release(for: 1000)
         #expect(slots.take(for: 1003))
         #expect(!slots.take(for: 1003))
-        // Giving back a slot a user never took changes nothing.
+        // Giving back a slot a user never took changes nothing, the root's user's included.
         slots.release(for: 4242)
         #expect(slots.inUse == 16)
+        let idle = RequestSlots(limit: 4, owner: 0)
+        idle.release(for: 0)
+        #expect(idle.inUse == 0)
+        #expect((0..<4).filter { _ in idle.take(for: 1000) }.count == 1)
+        #expect((0..<4).filter { _ in idle.take(for: 0) }.count == 3)
         // With the root's user holding everything, a member gets nothing.
         let owned = RequestSlots(limit: 4, owner: 0)
         #expect((0..<4).allSatisfy { _ in owned.take(for: 0) })
@@ -205,6 +215,20 @@ struct ManagementErrorTests {
         // Even a limit of one leaves one user one slot.
         let one = RequestSlots(limit: 1, owner: 0)
         #expect(one.take(for: 1000) && !one.take(for: 0))
+    }
+
+    /// A user with subordinate IDs (a user namespace's) could connect under thousands of UIDs:
+    /// every UID the user database does not list takes from one share.
+    @Test("UIDs the user database does not list hold one share between them")
+    func unlistedUIDsHoldOneShareBetweenThem() throws {
+        let slots = RequestSlots(limit: 8, owner: 0)
+        #expect(slots.shareHolder(of: 0) == 0)
+        if let nobody = UserIdentity.lookup(name: "nobody") { #expect(slots.shareHolder(of: nobody.uid) == nobody.uid) }
+        let subordinate = (0..<8).map { uid_t(3_999_000 + $0) }
+        try #require(subordinate.allSatisfy { UserIdentity.lookup(uid: $0) == nil }, "the test's UIDs are unlisted")
+        let holders = subordinate.map { slots.shareHolder(of: $0) }
+        #expect(holders.allSatisfy { $0 == RequestSlots.unlisted })
+        #expect(holders.filter { slots.take(for: $0) }.count == slots.userShare)
     }
 
     /// With no slot free, a request that would wait on a thread of its own is answered 503 at
@@ -342,7 +366,7 @@ struct ManagementErrorTests {
     @Test("a request whose body comes a byte at a time, each inside the idle timeout, is cut off at the request timeout")
     func aRequestSentAByteAtATimeIsClosedAtTheRequestTimeout() async throws {
         let connections = RequestSlots(limit: ManagementServer.connectionLimit)
-        let api = try await APIServer(.init(connections: connections, requestTimeout: .milliseconds(300)))
+        let api = try await APIServer(.init(connections: connections, transferTimeout: .milliseconds(300)))
         defer { api.stop() }
         let slow = try Self.silentConnection(to: api.socket)
         defer { close(slow) }
@@ -356,6 +380,26 @@ struct ManagementErrorTests {
         #expect(closed, "the connection is closed although a part of the body came every 25 ms")
         #expect(try await Self.waitFor(connections, inUse: 0))
         // A request that arrives whole is served as before.
+        #expect((try? await api.client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
+    }
+
+    @Test("a client that asks and never reads the answers is cut off at the transfer timeout")
+    func aClientThatNeverReadsItsAnswersIsClosedAtTheTransferTimeout() async throws {
+        let connections = RequestSlots(limit: ManagementServer.connectionLimit)
+        let api = try await APIServer(.init(connections: connections, transferTimeout: .milliseconds(300)))
+        defer { api.stop() }
+        let greedy = try Self.silentConnection(to: api.socket)
+        defer { close(greedy) }
+        #expect(try await Self.waitFor(connections, inUse: 1))
+        // Requests pipelined without a read: their answers fill the socket, and the one being
+        // written then waits for the client for good.
+        let request = Array("GET /v1/root HTTP/1.1\r\nHost: root\r\n\r\n".utf8)
+        var sent = 0
+        for _ in 0..<20_000 where send(greedy, request, request.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) == request.count {
+            sent += 1
+        }
+        #expect(sent > 100, "\(sent) requests sent")
+        #expect(try await Self.waitFor(connections, inUse: 0), "the connection is closed")
         #expect((try? await api.client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
     }
 

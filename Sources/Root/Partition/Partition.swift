@@ -256,33 +256,43 @@ public final class Partition: Sendable {
     /// Parks every virtual processor outside KVM_RUN, kicking them again every 100 ms (a kick
     /// that lands just before a processor enters KVM_RUN is not lost, but one that lands while it
     /// handles an exit is only seen at its next entry). A processor still busy in an exit after
-    /// `timeout` (one waiting for the parent, say) leaves the partition running and the pause
-    /// failed, so no caller waits without bound.
+    /// `timeout` (one waiting for the parent, say) fails the pause: the request is withdrawn, the
+    /// processors that parked run again, and the partition stays running, so no caller waits
+    /// without bound. A pause asked for meanwhile by another caller fails with it.
     public func pause(timeout: Duration = Partition.pauseTimeout) throws(PartitionError) {
         let current = state
         guard current == .running else { throw .invalidTransition(from: current, operation: "pause") }
         lifecycle.update { $0.request = .pause }
-        let (seconds, attoseconds) = timeout.components
-        let deadline = MonotonicClock.nanoseconds() &+ UInt64(max(seconds, 0)) &* 1_000_000_000
-            &+ UInt64(max(attoseconds, 0) / 1_000_000_000)
-        var parked = false
-        while !parked {
+        let deadline = MonotonicClock.nanoseconds() &+ UInt64(min(max(timeout / .nanoseconds(1), 0), 1e15))
+        while true {
             kickProcessors()
             let now = MonotonicClock.nanoseconds()
             guard now < deadline else { break }
-            parked = lifecycle.wait(until: { $0.parked == self.processorCount || $0.request != .pause },
-                                    timeoutNanoseconds: min(deadline - now, 100_000_000)) { _ in } != nil
+            let settled = lifecycle.wait(until: { $0.parked == self.processorCount || $0.request != .pause },
+                                         timeoutNanoseconds: min(deadline - now, 100_000_000)) { _ in }
+            if settled != nil { break }
         }
-        let outcome = lifecycle.update { state -> (request: Request, parked: Int) in
-            // Not all parked in time: the request is withdrawn, and those parked run again.
-            if !parked, state.request == .pause { state.request = .run }
-            return (state.request, state.parked)
+        enum Outcome { case paused, exiting, withdrawn, timedOut(stuck: Int) }
+        let outcome = lifecycle.update { state -> Outcome in
+            switch state.request {
+            case .exit: return .exiting
+            case .run: return .withdrawn
+            case .pause:
+                if state.parked == self.processorCount { return .paused }
+                state.request = .run
+                return .timedOut(stuck: self.processorCount - state.parked)
+            }
         }
-        guard parked else {
-            throw .hypervisor("could not pause partition \(name): \(processorCount - outcome.parked) of its "
-                              + "\(processorCount) virtual processors did not stop within \(timeout); it keeps running")
+        switch outcome {
+        case .paused: setState(.paused)
+        case .exiting: break
+        case .withdrawn:
+            throw .timedOut("another pause of \(name) gave up while this one waited; it keeps running")
+        case .timedOut(let stuck):
+            throw .timedOut("\(stuck) of the \(processorCount) virtual processors of \(name) did not stop within "
+                            + "\(timeout) (each was busy in an exit, e.g. waiting for the parent partition); it keeps "
+                            + "running, pause it again later")
         }
-        if outcome.request == .pause { setState(.paused) }
     }
 
     /// Lets parked virtual processors run again.

@@ -94,6 +94,9 @@ public enum PartitionError: Error, Equatable, CustomStringConvertible {
     case hypervisor(String)
     /// The partition's state does not allow the operation.
     case invalidTransition(from: PartitionState, operation: String)
+    /// The operation could not be done in time (the reason says why and what happened instead);
+    /// it may be asked for again.
+    case timedOut(String)
     /// A KVM request failed while doing `context` (e.g. "could not create partition alpha").
     case kvm(String, KVMError)
     /// A Linux system call failed while doing `context`.
@@ -105,6 +108,7 @@ public enum PartitionError: Error, Equatable, CustomStringConvertible {
         case .boot(let error): error.description
         case .hypervisor(let reason): reason
         case .invalidTransition(let state, let operation): "cannot \(operation) a partition that is \(state.name)"
+        case .timedOut(let reason): reason
         case .kvm(let context, let error): "\(context): \(error)"
         case .system(let context, let error): "\(context): \(error)"
         }

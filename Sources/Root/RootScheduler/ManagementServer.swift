@@ -84,9 +84,10 @@ enum ManagementServer {
         /// A connection that sends nothing for this long while no request of it is being
         /// served, or waits this long between two parts of a request, is closed.
         var idleTimeout: TimeAmount = .seconds(30)
-        /// A connection whose request has not arrived whole this long after its head is closed
+        /// A connection whose request has not arrived whole this long after its head, or whose
+        /// client has not taken a response whole this long after its head, is closed
         /// (`ConnectionBounds`).
-        var requestTimeout: TimeAmount = .seconds(60)
+        var transferTimeout: TimeAmount = .seconds(60)
     }
 
     /// The API bound directly at `socketPath` (tests, which own the directory it is in).
@@ -260,7 +261,7 @@ enum ManagementServer {
             }
         }
         let server = HTTPServerBuilder.http1(configuration: .init(
-            additionalChannelHandlers: [ConnectionBounds(slots: connections, requestTimeout: limits.requestTimeout)],
+            additionalChannelHandlers: [ConnectionBounds(slots: connections, timeout: limits.transferTimeout)],
             idleTimeout: limits.idleTimeout))
         return Application(router: router, server: server,
                            configuration: .init(address: .unixDomainSocket(path: socketPath)),
@@ -276,12 +277,13 @@ enum ManagementServer {
     }
 
     /// `respond`, with `body` run on an OS thread of its own (for work that waits: on KVM, on the
-    /// parent), if one of `slots` is free to `user`; a 503 otherwise.
+    /// parent), if one of `slots` is free to `user`'s share holder; a 503 otherwise.
     private static func respondOffThread<T: Encodable & Sendable>(
         status: HTTPResponse.Status = .ok, slots: RequestSlots, for user: uid_t,
         _ body: @escaping @Sendable () throws(RootError) -> T
     ) async -> Response {
-        guard slots.take(for: user) else {
+        let holder = slots.shareHolder(of: user)
+        guard slots.take(for: holder) else {
             return failure(.busy("The root is already serving as many requests that wait (creates, actions, statistics) "
                                  + "as it may for this user (\(slots.limit) at once, \(slots.userShare) for one user "
                                  + "other than the root's, \(slots.othersShare) for all of them); send this one again "
@@ -298,11 +300,11 @@ enum ManagementServer {
                     }
                     // Given back before the answer goes out, so the next request of a client
                     // that waits for each answer finds it free.
-                    slots.release(for: user)
+                    slots.release(for: holder)
                     continuation.resume(returning: result)
                 }.detach()
             } catch {
-                slots.release(for: user)
+                slots.release(for: holder)
                 continuation.resume(returning: .failure(.busy("The root cannot start a thread for this request "
                                                                   + "(\(error)); send it again later.")))
             }
@@ -359,24 +361,29 @@ struct APIRequestContext: RequestContext {
     }
 }
 
-/// Bounds one connection to the API: it holds one of `slots` for its peer's user, or is closed
-/// as soon as it is set up; and each request on it must arrive whole (head to end) within
-/// `requestTimeout` of its head, or the connection is closed. Hummingbird's idle timeout closes a
-/// connection that sends no part for a while; this closes one that sends a request's body a
-/// byte at a time, each part just inside that timeout.
-final class ConnectionBounds: ChannelInboundHandler, RemovableChannelHandler {
+/// Bounds one connection to the API: it holds one of `slots` for its peer's share holder, or is
+/// closed as soon as it is set up; and each request on it must arrive whole (head to end) within
+/// `timeout` of its head, and each response be taken whole by the client within `timeout` of
+/// its head, or the connection is closed. Hummingbird's idle timeout closes a connection that
+/// sends no part for a while and none of whose requests is being answered; this closes one that
+/// sends a request's body a byte at a time, each part just inside that timeout, or that never
+/// reads what it asked for.
+final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
 
     private let slots: RequestSlots
-    private let requestTimeout: TimeAmount
+    private let timeout: TimeAmount
     private var holder: uid_t?
     private var removed = false
-    private var deadline: Scheduled<Void>?
+    private var requestDeadline: Scheduled<Void>?
+    private var responseDeadline: Scheduled<Void>?
 
-    init(slots: RequestSlots, requestTimeout: TimeAmount) {
+    init(slots: RequestSlots, timeout: TimeAmount) {
         self.slots = slots
-        self.requestTimeout = requestTimeout
+        self.timeout = timeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -394,11 +401,16 @@ final class ConnectionBounds: ChannelInboundHandler, RemovableChannelHandler {
         peer.whenComplete { result in
             let (handler, context) = loopBound.value
             guard !handler.removed else { return }
-            guard case .success(let raw) = result, handler.slots.take(for: raw.uid) else {
+            guard case .success(let raw) = result else {
                 context.close(promise: nil)
                 return
             }
-            handler.holder = raw.uid
+            let holder = handler.slots.shareHolder(of: raw.uid)
+            guard handler.slots.take(for: holder) else {
+                context.close(promise: nil)
+                return
+            }
+            handler.holder = holder
         }
     }
 
@@ -406,23 +418,50 @@ final class ConnectionBounds: ChannelInboundHandler, RemovableChannelHandler {
         removed = true
         if let holder { slots.release(for: holder) }
         holder = nil
-        deadline?.cancel()
-        deadline = nil
+        requestDeadline?.cancel()
+        requestDeadline = nil
+        responseDeadline?.cancel()
+        responseDeadline = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head:
-            deadline?.cancel()
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            deadline = context.eventLoop.scheduleTask(in: requestTimeout) { loopBound.value.close(promise: nil) }
+            requestDeadline?.cancel()
+            requestDeadline = closing(context)
         case .body:
             break
         case .end:
-            deadline?.cancel()
-            deadline = nil
+            requestDeadline?.cancel()
+            requestDeadline = nil
         }
         context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head:
+            if responseDeadline == nil { responseDeadline = closing(context) }
+        case .body:
+            break
+        case .end:
+            // Taken whole once the end has been written to the socket.
+            let written = promise ?? context.eventLoop.makePromise(of: Void.self)
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            written.futureResult.whenComplete { _ in
+                handler.value.responseDeadline?.cancel()
+                handler.value.responseDeadline = nil
+            }
+            context.write(data, promise: written)
+            return
+        }
+        context.write(data, promise: promise)
+    }
+
+    /// Closes the connection `timeout` from now, unless cancelled.
+    private func closing(_ context: ChannelHandlerContext) -> Scheduled<Void> {
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        return context.eventLoop.scheduleTask(in: timeout) { loopBound.value.close(promise: nil) }
     }
 }
 
@@ -430,7 +469,7 @@ final class ConnectionBounds: ChannelInboundHandler, RemovableChannelHandler {
 /// users: the root's own user (`owner`) may take any free slot; every other user at most a
 /// quarter of `limit` (at least one), and all other users together at most `limit` less a quarter.
 /// So one member of the API group cannot take every slot, and none of them, together, can take
-/// the quarter kept for the root's user.
+/// the quarter kept for the root's user. Users are told apart by `shareHolder(of:)`.
 final class RequestSlots: Sendable {
     let limit: Int
     /// The root's own user.
@@ -438,16 +477,29 @@ final class RequestSlots: Sendable {
     private let held = Mutex(Holdings())
 
     private struct Holdings {
-        var total = 0
+        var owner = 0
         var others = 0
         /// Slots held by each user other than the owner; a user holding none has no entry, so
         /// this has at most `limit` entries.
         var byUser: [uid_t: Int] = [:]
+
+        var total: Int { owner + others }
     }
+
+    /// The share holder for every UID the user database has no account for.
+    static let unlisted = uid_t.max
 
     init(limit: Int, owner: uid_t = geteuid()) {
         self.limit = max(limit, 0)
         self.owner = owner
+    }
+
+    /// Whose share a peer with `uid` takes slots from: the owner, a user the user database lists,
+    /// or, for every UID it does not list (the subordinate IDs a user maps into a user namespace,
+    /// say), one share they all hold together, so no one multiplies their share by running
+    /// processes under many such IDs. (uid_t.max is no one's UID: Linux reserves (uid_t)-1.)
+    func shareHolder(of uid: uid_t) -> uid_t {
+        uid == owner || UserIdentity.lookup(uid: uid) != nil ? uid : Self.unlisted
     }
 
     /// The most slots one user other than the owner may hold.
@@ -455,32 +507,33 @@ final class RequestSlots: Sendable {
     /// The most slots all users other than the owner may hold together.
     var othersShare: Int { limit - limit / 4 }
 
-    /// Takes a slot for `user`, if one is free to them; whoever takes one calls `release(for:)`
-    /// once, with the same user.
+    /// Takes a slot for share holder `user`, if one is free to them; whoever takes one calls
+    /// `release(for:)` once, with the same holder.
     func take(for user: uid_t) -> Bool {
         held.withLock { held in
             guard held.total < limit else { return false }
-            if user != owner {
-                let mine = held.byUser[user, default: 0]
-                guard mine < userShare, held.others < othersShare else { return false }
-                held.byUser[user] = mine + 1
-                held.others += 1
+            guard user != owner else {
+                held.owner += 1
+                return true
             }
-            held.total += 1
+            let mine = held.byUser[user, default: 0]
+            guard mine < userShare, held.others < othersShare else { return false }
+            held.byUser[user] = mine + 1
+            held.others += 1
             return true
         }
     }
 
-    /// Gives back a slot `user` took.
+    /// Gives back a slot `user` took; one they do not hold changes nothing.
     func release(for user: uid_t) {
         held.withLock { held in
-            guard held.total > 0 else { return }
-            if user != owner {
-                guard let mine = held.byUser[user] else { return }
-                held.byUser[user] = mine > 1 ? mine - 1 : nil
-                held.others -= 1
+            guard user != owner else {
+                held.owner = max(held.owner - 1, 0)
+                return
             }
-            held.total -= 1
+            guard let mine = held.byUser[user] else { return }
+            held.byUser[user] = mine > 1 ? mine - 1 : nil
+            held.others -= 1
         }
     }
 

@@ -41,7 +41,7 @@ public enum RootError: Error, Equatable, CustomStringConvertible {
         case .partition(_, let error):
             switch error {
             case .invalidSpecification, .boot: .badRequest
-            case .invalidTransition: .conflict
+            case .invalidTransition, .timedOut: .conflict
             case .hypervisor, .kvm, .system: .internalError
             }
         case .control: .internalError
