@@ -72,6 +72,10 @@ public struct ManagementClient: Sendable {
         } catch is RequestTimedOut {
             try? await channel.close()
             throw .timedOut(request: "\(method) \(path)", seconds: Int(timeout.components.seconds))
+        } catch is ClosedUnanswered {
+            deadline.cancel()
+            try? await channel.close()
+            throw .closedUnanswered(request: "\(method) \(path)")
         } catch {
             deadline.cancel()
             try? await channel.close()
@@ -144,6 +148,7 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
     private let promise: EventLoopPromise<ManagementClient.Response>
     private var status = 0
     private var body = Data()
+    private var answered = false
 
     init(promise: EventLoopPromise<ManagementClient.Response>) {
         self.promise = promise
@@ -152,6 +157,7 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            answered = true
             status = Int(head.status.code)
         case .body(var buffer):
             if let bytes = buffer.readBytes(length: buffer.readableBytes) { body.append(contentsOf: bytes) }
@@ -161,19 +167,30 @@ private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendabl
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise.fail(error)
+        // A connection the root closed at once, with the request unread, is reset.
+        if !answered, let error = error as? IOError, [ECONNRESET, EPIPE].contains(error.errnoCode) {
+            promise.fail(ClosedUnanswered())
+        } else {
+            promise.fail(error)
+        }
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(ChannelError.eof)
+        promise.fail(answered ? ChannelError.eof : ClosedUnanswered())
     }
 }
+
+/// The root closed the connection before any answer began.
+struct ClosedUnanswered: Error {}
 
 /// Why a management request failed.
 public enum ManagementClientError: Error, CustomStringConvertible {
     case rootNotRunning(String)
     case transport(String)
+    /// The root closed the connection before answering: at its connection limit (or the
+    /// user's share of it) it closes new connections at once; or it was stopping.
+    case closedUnanswered(request: String)
     case timedOut(request: String, seconds: Int)
     /// The root answered with an error: its status and sentence.
     case api(ManagementError)
@@ -190,6 +207,10 @@ public enum ManagementClientError: Error, CustomStringConvertible {
             "The root scheduler is not running (nothing listens on \(path)): start it with `hv root`."
         case .transport(let reason):
             "Could not talk to the root scheduler: \(reason)."
+        case .closedUnanswered(let request):
+            "The root scheduler closed the connection without answering \(request): it already has as many API "
+                + "connections open as it allows, or as it allows one user; close some (or wait for them to end) "
+                + "and send it again."
         case .timedOut(let request, let seconds):
             "The root scheduler did not answer \(request) within \(seconds) s: check its log, and restart it if it is stuck."
         case .api(let error):

@@ -253,12 +253,12 @@ public final class Partition: Sendable {
     /// How long `pause` waits for every virtual processor to park.
     public static let pauseTimeout: Duration = .seconds(10)
 
-    /// Parks every virtual processor outside KVM_RUN, kicking them again every 100 ms (a kick
-    /// that lands just before a processor enters KVM_RUN is not lost, but one that lands while it
-    /// handles an exit is only seen at its next entry). A processor still busy in an exit after
-    /// `timeout` (one waiting for the parent, say) fails the pause: the request is withdrawn, the
-    /// processors that parked run again, and the partition stays running, so no caller waits
-    /// without bound. A pause asked for meanwhile by another caller fails with it.
+    /// Parks every virtual processor outside KVM_RUN, kicking them every 100 ms until they have
+    /// (a kick sets immediate_exit, so one that lands while a processor handles an exit is seen
+    /// at its next entry; the repeats cover whatever a kick raced with). A processor still busy
+    /// in an exit after `timeout` (one waiting for the parent, say) fails the pause: the request
+    /// is withdrawn, the processors that parked run again, and the partition stays running, so
+    /// no caller waits without bound. A pause asked for meanwhile by another caller fails with it.
     public func pause(timeout: Duration = Partition.pauseTimeout) throws(PartitionError) {
         let current = state
         guard current == .running else { throw .invalidTransition(from: current, operation: "pause") }
