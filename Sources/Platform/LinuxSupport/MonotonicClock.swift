@@ -16,6 +16,12 @@ public enum MonotonicClock {
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
+    /// `duration` in nanoseconds: 0 for a negative one, and at most about 11.6 days (10^15 ns),
+    /// so a deadline `nanoseconds() + nanoseconds(in:)` never wraps.
+    public static func nanoseconds(in duration: Duration) -> UInt64 {
+        UInt64(min(max(duration / .nanoseconds(1), 0), 1e15))
+    }
+
     /// Blocks the calling thread for at least `duration` (restarting after signals).
     public static func sleep(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components

@@ -263,7 +263,7 @@ public final class Partition: Sendable {
         let current = state
         guard current == .running else { throw .invalidTransition(from: current, operation: "pause") }
         lifecycle.update { $0.request = .pause }
-        let deadline = MonotonicClock.nanoseconds() &+ UInt64(min(max(timeout / .nanoseconds(1), 0), 1e15))
+        let deadline = MonotonicClock.nanoseconds() + MonotonicClock.nanoseconds(in: timeout)
         while true {
             kickProcessors()
             let now = MonotonicClock.nanoseconds()

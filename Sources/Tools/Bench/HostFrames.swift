@@ -84,8 +84,8 @@ enum HostFrames {
         var buffer = [UInt8](repeating: 0, count: 70_000)
         let start = MonotonicClock.nanoseconds()
         var lastFrame: UInt64 = 0
-        let idleNanoseconds = UInt64(idle.components.seconds) * 1_000_000_000 + UInt64(idle.components.attoseconds / 1_000_000_000)
-        let timeoutNanoseconds = UInt64(timeout.components.seconds) * 1_000_000_000
+        let idleNanoseconds = MonotonicClock.nanoseconds(in: idle)
+        let timeoutNanoseconds = MonotonicClock.nanoseconds(in: timeout)
         ready?.set()
         while !stop.isSet {
             if tallies.allSatisfy({ $0.frames >= count }) { break }
@@ -112,7 +112,7 @@ enum HostFrames {
     /// (`BurstCutter`): one burst per size the sender sent, in order.
     static func sampleBursts(_ counter: SysfsCounter, sizes: [Int], minimumFrames: Int, gap: Duration, timeout: Duration,
                              ready: BenchFlag, stop: BenchFlag) throws(SystemError) -> [FrameTally] {
-        let gapNanoseconds = UInt64(gap.components.seconds) * 1_000_000_000 + UInt64(gap.components.attoseconds / 1_000_000_000)
+        let gapNanoseconds = MonotonicClock.nanoseconds(in: gap)
         let deadline = MonotonicClock.nanoseconds() + UInt64(timeout.components.seconds) * 1_000_000_000
         var cutter = BurstCutter(sizes: sizes, minimumFrames: minimumFrames, gapNanoseconds: gapNanoseconds,
                                  count: try counter.read(), at: MonotonicClock.nanoseconds())
