@@ -222,11 +222,12 @@ struct ManagementErrorTests {
     @Test("UIDs the user database does not list hold one share between them")
     func unlistedUIDsHoldOneShareBetweenThem() throws {
         let slots = RequestSlots(limit: 8, owner: 0)
-        #expect(slots.shareHolder(of: 0) == 0)
-        if let nobody = UserIdentity.lookup(name: "nobody") { #expect(slots.shareHolder(of: nobody.uid) == nobody.uid) }
+        let user = { (uid: uid_t) in UserDirectory.database(.init(uid: uid, gid: 100)) }
+        #expect(slots.shareHolder(of: user(0)) == 0)
+        if let nobody = UserIdentity.lookup(name: "nobody") { #expect(slots.shareHolder(of: user(nobody.uid)) == nobody.uid) }
         let subordinate = (0..<8).map { uid_t(3_999_000 + $0) }
         try #require(subordinate.allSatisfy { UserIdentity.lookup(uid: $0) == nil }, "the test's UIDs are unlisted")
-        let holders = subordinate.map { slots.shareHolder(of: $0) }
+        let holders = subordinate.map { slots.shareHolder(of: user($0)) }
         #expect(holders.allSatisfy { $0 == RequestSlots.unlisted })
         #expect(holders.filter { slots.take(for: $0) }.count == slots.userShare)
     }
@@ -279,9 +280,11 @@ struct ManagementErrorTests {
         let server: Task<Void, any Error>
         let client: ManagementClient
         let directory: SocketDirectory
+        let users: UserDirectory
         var socket: String { "\(directory.path)/root.sock" }
 
         init(_ limits: ManagementServer.Limits = .init()) async throws {
+            users = limits.users
             scheduler = try MockKernel.$current.withValue(MockKernel()) { try RootScheduler(catalog: DeviceRegistry.catalog, logger: quietLogger) }
             directory = try SocketDirectory()
             let socket = "\(directory.path)/root.sock"
@@ -303,21 +306,47 @@ struct ManagementErrorTests {
 
     /// A connection to `path` that sends nothing.
     static func silentConnection(to path: String) throws -> Int32 {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        try #require(descriptor >= 0)
+        let descriptor = connection(to: path)
+        try #require(descriptor >= 0, "connected to \(path)")
+        return descriptor
+    }
+
+    /// A connection to `path` made by a thread that is `user`, so the server's SO_PEERCRED says
+    /// `user`.
+    static func connection(to path: String, as user: UserIdentity) throws -> Int32 {
+        let descriptor = try ThreadIdentity.asUser(user) { connection(to: path) }
+        try #require(descriptor >= 0, "connected to \(path) as \(user)")
+        return descriptor
+    }
+
+    /// A connected socket to `path`, or -1.
+    private static func connection(to path: String) -> Int32 {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        try #require(bytes.count < MemoryLayout.size(ofValue: address.sun_path))
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return -1 }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (index, byte) in bytes.enumerated() { raw[index] = byte }
         }
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { return -1 }
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        if connected != 0 { close(descriptor) }
-        try #require(connected == 0)
+        guard connected == 0 else {
+            close(descriptor)
+            return -1
+        }
         return descriptor
+    }
+
+    /// The first bytes the server sends on `descriptor` within `milliseconds`, as text.
+    static func firstAnswer(on descriptor: Int32, within milliseconds: Int32) -> String {
+        var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, milliseconds) == 1 else { return "" }
+        var bytes = [UInt8](repeating: 0, count: 64)
+        let count = recv(descriptor, &bytes, bytes.count, Int32(MSG_DONTWAIT))
+        return String(decoding: bytes.prefix(max(count, 0)), as: UTF8.self)
     }
 
     /// Whether the server closed `descriptor` within `milliseconds` (end of file, or a reset).
@@ -370,6 +399,41 @@ struct ManagementErrorTests {
         close(first)
         #expect(try await Self.waitFor(connections, inUse: 1))
         #expect((try? await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
+    }
+
+    /// The user database may be slow (an LDAP server behind sssd): a connection from a user it
+    /// has not told about waits for it off the server's threads, holding no slot and with nothing
+    /// read, while the root's user is served; it is closed at the lookup's timeout, and the
+    /// answer, when it comes, is kept.
+    @Test("a connection whose user the database has not told waits unread, without holding the server, until the lookup's timeout",
+          .enabled(if: geteuid() == 0, "connecting as another user takes CAP_SETUID"))
+    func aSlowUserDatabaseHoldsOnlyTheConnectionsItIsAskedAbout() async throws {
+        let database = GatedUserDatabase()
+        let connections = RequestSlots(limit: ManagementServer.connectionLimit)
+        let api = try await APIServer(.init(connections: connections,
+                                            users: UserDirectory(timeout: .milliseconds(500), lookup: database.lookup)))
+        defer { api.stop() }
+        #expect(chmod(api.socket, 0o777) == 0)
+        #expect(try await Self.waitFor(connections, inUse: 0))
+        let stranger = UserIdentity(uid: 3_999_400, gid: 3_999_400)
+        let request = Array("GET /v1/root HTTP/1.1\r\nHost: root\r\n\r\n".utf8)
+        let waiting = try Self.connection(to: api.socket, as: stranger)
+        defer { close(waiting) }
+        #expect(send(waiting, request, request.count, Int32(MSG_NOSIGNAL)) == request.count)
+        for _ in 0..<500 where database.questions.isEmpty { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(database.questions == [.init(uid: stranger.uid, gid: stranger.gid)])
+        // The root's own user needs no answer from the database, and the server is free to serve it.
+        #expect((try? await api.client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
+        #expect(try await Self.waitFor(connections, inUse: 0), "the waiting connection holds no slot")
+        #expect(Self.closedByServer(waiting, within: 5_000), "closed, unanswered, at the lookup's timeout")
+
+        database.answer()
+        for _ in 0..<500 where api.users.answersKept == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        let admitted = try Self.connection(to: api.socket, as: stranger)
+        defer { close(admitted) }
+        #expect(send(admitted, request, request.count, Int32(MSG_NOSIGNAL)) == request.count)
+        #expect(Self.firstAnswer(on: admitted, within: 5_000).hasPrefix("HTTP/1.1 200"))
+        #expect(database.questions.count == 1, "the answer was kept")
     }
 
     @Test("a request whose body comes a byte at a time, each inside the idle timeout, is cut off at the request timeout")

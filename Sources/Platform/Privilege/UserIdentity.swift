@@ -6,11 +6,24 @@ public struct UserIdentity: Hashable, Sendable, CustomStringConvertible {
     public var gid: gid_t
     /// The account name, when the user database has one.
     public var name: String?
+    /// The groups `resolvingGroups()` found, so `groups` need not ask the group database again.
+    public private(set) var resolvedGroups: [gid_t]?
 
     public init(uid: uid_t, gid: gid_t, name: String? = nil) {
         self.uid = uid
         self.gid = gid
         self.name = name
+    }
+
+    /// Users are the same user whether or not their groups have been looked up.
+    public static func == (lhs: UserIdentity, rhs: UserIdentity) -> Bool {
+        lhs.uid == rhs.uid && lhs.gid == rhs.gid && lhs.name == rhs.name
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(uid)
+        hasher.combine(gid)
+        hasher.combine(name)
     }
 
     /// The effective user and group of this process.
@@ -76,8 +89,18 @@ public struct UserIdentity: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The user's supplementary groups from the group database (getgrouplist(3)), its primary
-    /// group first; just the primary group when it has no account name.
-    public var groups: [gid_t] {
+    /// group first; just the primary group when it has no account name. Asks the group database
+    /// unless `resolvingGroups()` already did.
+    public var groups: [gid_t] { resolvedGroups ?? lookUpGroups() }
+
+    /// This user with `groups` looked up now and kept.
+    public func resolvingGroups() -> UserIdentity {
+        var user = self
+        user.resolvedGroups = lookUpGroups()
+        return user
+    }
+
+    private func lookUpGroups() -> [gid_t] {
         guard let name else { return [gid] }
         var count: Int32 = 64
         while true {

@@ -269,8 +269,8 @@ public final class Partition: Sendable {
             let now = MonotonicClock.nanoseconds()
             guard now < deadline else { break }
             let settled = lifecycle.wait(until: { $0.parked == self.processorCount || $0.request != .pause },
-                                         timeoutNanoseconds: min(deadline - now, 100_000_000)) { _ in }
-            if settled != nil { break }
+                                         timeoutNanoseconds: min(deadline - now, 100_000_000)) { _ in true }
+            if settled == true { break }
         }
         enum Outcome { case paused, exiting, withdrawn, timedOut(stuck: Int) }
         let outcome = lifecycle.update { state -> Outcome in

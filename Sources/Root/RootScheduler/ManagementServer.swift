@@ -34,8 +34,9 @@ import Synchronization
 ///
 /// Every error is a `RootError`, answered as `{"error": "<one sentence>"}` with the status its
 /// `kind` maps it to: 400, 404, 409, 500, or 503 when the root already serves as many requests
-/// on threads of their own (creates, actions, statistics) as it may for the requester
-/// (`RequestSlots`), or the parent lags behind a device change.
+/// on threads of their own (creates, actions, statistics, device changes) as it may for the
+/// requester (`RequestSlots`), the user database does not tell who the requester is in time
+/// (`UserDirectory`), or the parent lags behind a device change.
 ///
 /// Requests that name host files (a partition's images, a device's files) are served with the
 /// rights of the user who sent them, which the socket tells (SO_PEERCRED): see `HostFiles`.
@@ -66,7 +67,7 @@ enum ManagementServer {
     }
 
     /// Requests served on threads of their own at once (`respondOffThread`: creates, actions,
-    /// statistics, which wait for KVM, the image or the parent), a quarter of them for one user
+    /// statistics, device additions and changes, which wait for KVM, host files or the parent), a quarter of them for one user
     /// other than the root's; more are answered 503 rather than given a thread each, so a user of
     /// the API cannot make the root start threads without bound.
     static let waitingRequestLimit = 16
@@ -88,6 +89,9 @@ enum ManagementServer {
         /// client has not taken a response whole this long after its head, is closed
         /// (`ConnectionBounds`).
         var transferTimeout: TimeAmount = .seconds(60)
+        /// The user database, asked off the server's threads: lookups at once, how long a
+        /// connection or request waits for one, how long answers are kept (`UserDirectory`).
+        var users = UserDirectory()
     }
 
     /// The API bound directly at `socketPath` (tests, which own the directory it is in).
@@ -104,6 +108,7 @@ enum ManagementServer {
     {
         let waiting = limits.waiting
         let connections = limits.connections
+        let directory = limits.users
         let router = Router(context: APIRequestContext.self)
         router.get("/v1/root") { _, _ in
             json(RootInfo(version: hypervisorVersion, processID: getpid(),
@@ -121,12 +126,12 @@ enum ManagementServer {
                 return failure(.invalidRequest("The partition configuration is not valid JSON for a partition: \(error)."))
             }
             let requester: UserIdentity
-            switch await context.requester() {
+            switch await context.requester(in: directory) {
             case .success(let user): requester = user
             case .failure(let error): return failure(error)
             }
             // Made on a thread of its own: the partition's memory, its image and KVM take a while.
-            return await respondOffThread(status: .created, slots: waiting, for: requester.uid) { () throws(RootError) in
+            return await respondOffThread(status: .created, slots: waiting, for: requester) { () throws(RootError) in
                 try scheduler.create(configuration, requester: requester)
             }
         }
@@ -142,9 +147,9 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The body must be {\"action\": \"start|pause|resume|stop|shutdown\"}."))
             }
-            let requester: uid_t
-            switch await context.requesterUID() {
-            case .success(let uid): requester = uid
+            let requester: UserIdentity
+            switch await context.requester(in: directory) {
+            case .success(let user): requester = user
             case .failure(let error): return failure(error)
             }
             // A start waits (up to `RootScheduler.deviceSetUpTimeout`) for the parent to set up
@@ -165,11 +170,12 @@ enum ManagementServer {
                 return failure(.invalidRequest("The body must be a device: a kind, or {\"kind\": …, settings}: \(error)."))
             }
             let requester: UserIdentity
-            switch await context.requester() {
+            switch await context.requester(in: directory) {
             case .success(let user): requester = user
             case .failure(let error): return failure(error)
             }
-            return respond(status: .created) { () throws(RootError) in
+            // The device's host files may be slow to open (NFS, FUSE): on a thread of its own.
+            return await respondOffThread(status: .created, slots: waiting, for: requester) { () throws(RootError) in
                 try scheduler.addDevice(device, to: name, requester: requester)
             }
         }
@@ -183,11 +189,11 @@ enum ManagementServer {
                 return failure(.invalidRequest("The body must be the device's settings, a JSON object: \(error)."))
             }
             let requester: UserIdentity
-            switch await context.requester() {
+            switch await context.requester(in: directory) {
             case .success(let user): requester = user
             case .failure(let error): return failure(error)
             }
-            return respond { () throws(RootError) in
+            return await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in
                 try scheduler.changeDevice(device, of: name, settings: settings, requester: requester)
             }
         }
@@ -207,7 +213,7 @@ enum ManagementServer {
                 return failure(.invalidRequest("The body must be a switch: {\"name\": …, \"kind\": \"private|internal|external\"}: \(error)."))
             }
             let requester: UserIdentity
-            switch await context.requester() {
+            switch await context.requester(in: directory) {
             case .success(let user): requester = user
             case .failure(let error): return failure(error)
             }
@@ -218,7 +224,7 @@ enum ManagementServer {
         router.delete("/v1/switches/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
             let requester: UserIdentity
-            switch await context.requester() {
+            switch await context.requester(in: directory) {
             case .success(let user): requester = user
             case .failure(let error): return failure(error)
             }
@@ -244,9 +250,9 @@ enum ManagementServer {
             let name = context.parameters.get("name") ?? ""
             // The parent's channel counters may take up to a second to come: asked for on a thread
             // of its own, so slow answers never hold the server's concurrency threads.
-            let requester: uid_t
-            switch await context.requesterUID() {
-            case .success(let uid): requester = uid
+            let requester: UserIdentity
+            switch await context.requester(in: directory) {
+            case .success(let user): requester = user
             case .failure(let error): return failure(error)
             }
             return await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in try scheduler.statistics(name) }
@@ -261,7 +267,7 @@ enum ManagementServer {
             }
         }
         let server = HTTPServerBuilder.http1(configuration: .init(
-            additionalChannelHandlers: [ConnectionBounds(slots: connections, timeout: limits.transferTimeout)],
+            additionalChannelHandlers: [ConnectionBounds(slots: connections, users: directory, timeout: limits.transferTimeout)],
             idleTimeout: limits.idleTimeout))
         return Application(router: router, server: server,
                            configuration: .init(address: .unixDomainSocket(path: socketPath)),
@@ -279,12 +285,12 @@ enum ManagementServer {
     /// `respond`, with `body` run on an OS thread of its own (for work that waits: on KVM, on the
     /// parent), if one of `slots` is free to `user`'s share holder; a 503 otherwise.
     private static func respondOffThread<T: Encodable & Sendable>(
-        status: HTTPResponse.Status = .ok, slots: RequestSlots, for user: uid_t,
+        status: HTTPResponse.Status = .ok, slots: RequestSlots, for user: UserIdentity,
         _ body: @escaping @Sendable () throws(RootError) -> T
     ) async -> Response {
         let holder = slots.shareHolder(of: user)
         guard slots.take(for: holder) else {
-            return failure(.busy("The root is already serving as many requests that wait (creates, actions, statistics) "
+            return failure(.busy("The root is already serving as many requests that wait (creates, actions, statistics, device changes) "
                                  + "as it may for this user (\(slots.limit) at once, \(slots.userShare) for one user "
                                  + "other than the root's, \(slots.othersShare) for all of them); send this one again "
                                  + "when some have been answered."))
@@ -343,21 +349,32 @@ struct APIRequestContext: RequestContext {
             level: .init(rawValue: PeerCredentials.optionLevel), name: .init(rawValue: PeerCredentials.optionName))
     }
 
-    /// The user who sent the request, with the groups the user database gives them; a request
-    /// whose sender cannot be told is refused (never served with the root's own rights).
-    func requester() async -> Result<UserIdentity, RootError> {
+    /// The user who sent the request, with the groups the user database gives them, asked of
+    /// `directory` (off the server's threads, within its timeout), the root's own user excepted;
+    /// a request whose sender cannot be told is refused (never served with the root's own rights).
+    func requester(in directory: UserDirectory) async -> Result<UserIdentity, RootError> {
         guard let peer, let raw = try? await peer.get() else {
             return .failure(.invalidRequest("The root cannot tell who sent this request (no peer credentials on its socket)."))
         }
-        return .success(PeerCredentials(raw: raw).user)
+        // The root's own user is served with the root's own rights (`ThreadIdentity`), which
+        // need nothing from the user database: its requests never wait for it.
+        if raw.uid == geteuid() { return .success(UserIdentity(uid: raw.uid, gid: raw.gid)) }
+        return await directory.user(.init(uid: raw.uid, gid: raw.gid)).mapError { failure in
+            .busy(UserDirectory.sentence(failure, uid: raw.uid, timeout: directory.timeout))
+        }
     }
+}
 
-    /// The user ID of whoever sent the request (`requester` without the user database).
-    func requesterUID() async -> Result<uid_t, RootError> {
-        guard let peer, let raw = try? await peer.get() else {
-            return .failure(.invalidRequest("The root cannot tell who sent this request (no peer credentials on its socket)."))
+extension UserDirectory {
+    /// Why a request from `uid` was not served.
+    static func sentence(_ failure: Failure, uid: uid_t, timeout: Duration) -> String {
+        switch failure {
+        case .timedOut:
+            "The root cannot tell who uid \(uid) is: the user database did not answer within \(timeout); send the request again later."
+        case .busy:
+            "The root cannot tell who uid \(uid) is: it is already waiting for the user database about other users; "
+                + "send the request again later."
         }
-        return .success(raw.uid)
     }
 }
 
@@ -368,6 +385,11 @@ struct APIRequestContext: RequestContext {
 /// sends no part for a while and none of whose requests is being answered; this closes one that
 /// sends a request's body a byte at a time, each part just inside that timeout, or that never
 /// reads what it asked for.
+///
+/// Nothing is read from a connection before it holds its slot. The share holder of a peer other
+/// than the root's user depends on the user database (`RequestSlots.shareHolder(of:)`), which
+/// `users` asks off the event loop: until it answers, the connection waits, and it is closed if
+/// the answer does not come within the directory's timeout.
 final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -375,14 +397,18 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPResponsePart
 
     private let slots: RequestSlots
+    private let users: UserDirectory
     private let timeout: TimeAmount
     private var holder: uid_t?
     private var removed = false
+    /// A read the pipeline asked for before the connection held its slot.
+    private var readWaiting = false
     private var requestDeadline: Scheduled<Void>?
     private var responseDeadline: Scheduled<Void>?
 
-    init(slots: RequestSlots, timeout: TimeAmount) {
+    init(slots: RequestSlots, users: UserDirectory, timeout: TimeAmount) {
         self.slots = slots
+        self.users = users
         self.timeout = timeout
     }
 
@@ -405,12 +431,59 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
                 context.close(promise: nil)
                 return
             }
-            let holder = handler.slots.shareHolder(of: raw.uid)
-            guard handler.slots.take(for: holder) else {
-                context.close(promise: nil)
-                return
+            handler.admit(UserDirectory.Peer(uid: raw.uid, gid: raw.gid), context: context)
+        }
+    }
+
+    /// Takes the slot of `peer`'s share holder, once the user database has told who it is.
+    private func admit(_ peer: UserDirectory.Peer, context: ChannelHandlerContext) {
+        if peer.uid == slots.owner {
+            take(for: peer.uid, context: context)
+            return
+        }
+        let eventLoop = context.eventLoop
+        let loopBound = NIOLoopBound((self, context), eventLoop: eventLoop)
+        let start = users.start(peer) { answer in
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                guard !handler.removed else { return }
+                guard case .success(let user) = answer else {
+                    context.close(promise: nil)
+                    return
+                }
+                handler.take(for: handler.slots.shareHolder(of: user), context: context)
             }
-            handler.holder = holder
+        }
+        switch start {
+        case .answered(let user):
+            take(for: slots.shareHolder(of: user), context: context)
+        case .refused:
+            context.close(promise: nil)
+        case .waiting(let ticket):
+            let users = users
+            eventLoop.scheduleTask(in: TimeAmount(users.timeout)) {
+                if users.cancel(peer, ticket: ticket) { loopBound.value.1.close(promise: nil) }
+            }
+        }
+    }
+
+    private func take(for holder: uid_t, context: ChannelHandlerContext) {
+        guard slots.take(for: holder) else {
+            context.close(promise: nil)
+            return
+        }
+        self.holder = holder
+        if readWaiting {
+            readWaiting = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if holder == nil {
+            readWaiting = true
+        } else {
+            context.read()
         }
     }
 
@@ -494,12 +567,12 @@ final class RequestSlots: Sendable {
         self.owner = owner
     }
 
-    /// Whose share a peer with `uid` takes slots from: the owner, a user the user database lists,
+    /// Whose share `user` (as `UserDirectory` tells it) takes slots from: the owner, a user the user database lists,
     /// or, for every UID it does not list (the subordinate IDs a user maps into a user namespace,
     /// say), one share they all hold together, so no one multiplies their share by running
     /// processes under many such IDs. (uid_t.max is no one's UID: Linux reserves (uid_t)-1.)
-    func shareHolder(of uid: uid_t) -> uid_t {
-        uid == owner || UserIdentity.lookup(uid: uid) != nil ? uid : Self.unlisted
+    func shareHolder(of user: UserIdentity) -> uid_t {
+        user.uid == owner || user.name != nil ? user.uid : Self.unlisted
     }
 
     /// The most slots one user other than the owner may hold.
