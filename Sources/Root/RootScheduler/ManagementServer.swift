@@ -462,7 +462,8 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
         case .waiting(let ticket):
             let users = users
             eventLoop.scheduleTask(in: TimeAmount(users.timeout)) {
-                if users.cancel(peer, ticket: ticket) { loopBound.value.1.close(promise: nil) }
+                let (handler, context) = loopBound.value
+                if users.cancel(peer, ticket: ticket), !handler.removed { context.close(promise: nil) }
             }
         }
     }
