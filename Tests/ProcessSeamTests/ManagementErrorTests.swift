@@ -222,12 +222,12 @@ struct ManagementErrorTests {
     @Test("UIDs the user database does not list hold one share between them")
     func unlistedUIDsHoldOneShareBetweenThem() throws {
         let slots = RequestSlots(limit: 8, owner: 0)
-        let user = { (uid: uid_t) in UserDirectory.database(.init(uid: uid, gid: 100)) }
-        #expect(slots.shareHolder(of: user(0)) == 0)
-        if let nobody = UserIdentity.lookup(name: "nobody") { #expect(slots.shareHolder(of: user(nobody.uid)) == nobody.uid) }
+        let user = { (uid: uid_t) throws in try UserDirectory.database(.init(uid: uid, gid: 100)).get() }
+        #expect(try slots.shareHolder(of: user(0)) == 0)
+        if let nobody = UserIdentity.lookup(name: "nobody") { #expect(try slots.shareHolder(of: user(nobody.uid)) == nobody.uid) }
         let subordinate = (0..<8).map { uid_t(3_999_000 + $0) }
         try #require(subordinate.allSatisfy { UserIdentity.lookup(uid: $0) == nil }, "the test's UIDs are unlisted")
-        let holders = subordinate.map { slots.shareHolder(of: user($0)) }
+        let holders = try subordinate.map { try slots.shareHolder(of: user($0)) }
         #expect(holders.allSatisfy { $0 == RequestSlots.unlisted })
         #expect(holders.filter { slots.take(for: $0) }.count == slots.userShare)
     }
@@ -391,7 +391,7 @@ struct ManagementErrorTests {
             _ = try await client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)
             Issue.record("a request beyond the limit was answered")
         } catch {
-            guard case .closedUnanswered(request: "GET /v1/partitions") = error as? ManagementClientError else {
+            guard case .closedUnanswered(request: "GET /v1/partitions") = error else {
                 Issue.record("\(error)")
                 return
             }
@@ -402,16 +402,18 @@ struct ManagementErrorTests {
     }
 
     /// The user database may be slow (an LDAP server behind sssd): a connection from a user it
-    /// has not told about waits for it off the server's threads, holding no slot and with nothing
-    /// read, while the root's user is served; it is closed at the lookup's timeout, and the
-    /// answer, when it comes, is kept.
-    @Test("a connection whose user the database has not told waits unread, without holding the server, until the lookup's timeout",
+    /// has not told about waits for it off the server's threads, on a slot of the unlisted UIDs'
+    /// share, with nothing read, while the root's user is served; it is closed at the lookup's
+    /// timeout, or at once if it sends a request and half-closes; and the answer, when it comes,
+    /// is kept.
+    @Test("a connection whose user the database has not told waits unread, on the unlisted share, without holding the server",
           .enabled(if: geteuid() == 0, "connecting as another user takes CAP_SETUID"))
     func aSlowUserDatabaseHoldsOnlyTheConnectionsItIsAskedAbout() async throws {
         let database = GatedUserDatabase()
-        let connections = RequestSlots(limit: ManagementServer.connectionLimit)
+        // A share of 2 for the unlisted UIDs, and for connections still waiting for the database.
+        let connections = RequestSlots(limit: 8)
         let api = try await APIServer(.init(connections: connections,
-                                            users: UserDirectory(timeout: .milliseconds(500), lookup: database.lookup)))
+                                            users: UserDirectory(timeout: .seconds(3), lookup: database.lookup)))
         defer { api.stop() }
         #expect(chmod(api.socket, 0o777) == 0)
         #expect(try await Self.waitFor(connections, inUse: 0))
@@ -424,8 +426,19 @@ struct ManagementErrorTests {
         #expect(database.questions == [.init(uid: stranger.uid, gid: stranger.gid)])
         // The root's own user needs no answer from the database, and the server is free to serve it.
         #expect((try? await api.client.request(.GET, "/v1/partitions", as: [PartitionInfo].self)) != nil)
-        #expect(try await Self.waitFor(connections, inUse: 0), "the waiting connection holds no slot")
-        #expect(Self.closedByServer(waiting, within: 5_000), "closed, unanswered, at the lookup's timeout")
+        #expect(try await Self.waitFor(connections, inUse: 1), "the waiting connection holds an unlisted slot")
+        let second = try Self.connection(to: api.socket, as: stranger)
+        defer { close(second) }
+        #expect(try await Self.waitFor(connections, inUse: 2))
+        let third = try Self.connection(to: api.socket, as: stranger)
+        defer { close(third) }
+        #expect(Self.closedByServer(third, within: 1_000), "beyond the unlisted share, closed at once")
+        // A request NIO reads all the same (the peer half-closed) is not served.
+        #expect(send(second, request, request.count, Int32(MSG_NOSIGNAL)) == request.count)
+        #expect(shutdown(second, Int32(SHUT_WR)) == 0)
+        #expect(Self.closedByServer(second, within: 1_000), "closed, unanswered, as soon as its request came")
+        #expect(Self.closedByServer(waiting, within: 10_000), "closed, unanswered, at the lookup's timeout")
+        #expect(try await Self.waitFor(connections, inUse: 0))
 
         database.answer()
         for _ in 0..<500 where api.users.answersKept == 0 { try await Task.sleep(for: .milliseconds(5)) }

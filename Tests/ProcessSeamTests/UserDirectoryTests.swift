@@ -16,12 +16,13 @@ final class GatedUserDatabase: Sendable {
     /// Lets every lookup (waiting or to come) answer.
     func answer() { open.store(true, ordering: .releasing) }
 
-    /// The lookup: unlisted unless the UID is 0 (root), once the gate opens.
+    /// The lookup: once the gate opens (or 30 s pass, so a failed test leaves no thread behind),
+    /// unlisted unless the UID is 0 (root) or below 1000.
     var lookup: UserDirectory.Lookup {
         { [self] peer in
             asked.withLock { $0.append(peer) }
-            while !open.load(ordering: .acquiring) { usleep(1000) }
-            return UserIdentity(uid: peer.uid, gid: peer.gid, name: peer.uid == 0 ? "root" : nil)
+            for _ in 0..<30_000 where !open.load(ordering: .acquiring) { usleep(1000) }
+            return .success(UserIdentity(uid: peer.uid, gid: peer.gid, name: peer.uid < 1000 ? "user\(peer.uid)" : nil))
         }
     }
 }
@@ -35,7 +36,8 @@ struct UserDirectoryTests {
         let database = GatedUserDatabase()
         let directory = UserDirectory(timeout: .seconds(30), lookup: database.lookup)
         let waiting = (0..<5).map { _ in Task { await directory.user(Self.peer) } }
-        while database.questions.isEmpty { try? await Task.sleep(for: .milliseconds(5)) }
+        for _ in 0..<1000 where directory.waiting < 5 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(directory.waiting == 5, "all five wait for the one lookup")
         database.answer()
         for task in waiting {
             #expect(try await task.value.get() == UserIdentity(uid: Self.peer.uid, gid: Self.peer.gid))
@@ -72,6 +74,8 @@ struct UserDirectoryTests {
         #expect(await directory.user(peers[2]) == .failure(.busy))
         // A second waiter for a peer already being looked up joins its lookup.
         let again = Task { await directory.user(peers[0]) }
+        for _ in 0..<1000 where directory.waiting < 3 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(directory.waiting == 3)
         database.answer()
         for task in [first, second, again] { #expect((try? await task.value.get()) != nil) }
         #expect(try await directory.user(peers[2]).get().uid == peers[2].uid)
@@ -93,13 +97,41 @@ struct UserDirectoryTests {
         #expect(database.questions.filter { $0 == Self.peer }.count == 2, "an expired answer is asked for again")
     }
 
+    @Test("a full cache gives up an unlisted user's answer before a listed one's, however old")
+    func unlistedAnswersGoFirst() async throws {
+        let database = GatedUserDatabase()
+        database.answer()
+        let directory = UserDirectory(capacity: 2, lookup: database.lookup)
+        let listed = UserDirectory.Peer(uid: 500, gid: 100)
+        _ = try await directory.user(listed).get()
+        for index in 0..<4 { _ = try await directory.user(.init(uid: 3_999_500 + uid_t(index), gid: 100)).get() }
+        #expect(directory.answersKept == 2)
+        guard case .answered = directory.start(listed, waiter: { _ in }) else {
+            Issue.record("the listed user's answer was given up for unlisted ones")
+            return
+        }
+    }
+
+    @Test("a failure of the database is passed on and not kept: the next caller asks again")
+    func aFailedLookupIsNotKept() async {
+        let asked = Atomic<Int>(0)
+        let directory = UserDirectory { _ in
+            asked.add(1, ordering: .relaxed)
+            return .failure(.failed)
+        }
+        #expect(await directory.user(Self.peer) == .failure(.failed))
+        #expect(await directory.user(Self.peer) == .failure(.failed))
+        #expect(asked.load(ordering: .relaxed) == 2)
+        #expect(directory.answersKept == 0)
+    }
+
     @Test("the database's answer: a listed UID is its account with the peer's group; an unlisted one has no name")
     func theDatabaseAnswer() throws {
-        let root = UserDirectory.database(.init(uid: 0, gid: 0))
+        let root = try UserDirectory.database(.init(uid: 0, gid: 0)).get()
         #expect(root.name == "root")
         #expect(root.resolvedGroups?.first == 0)
         try #require(UserIdentity.lookup(uid: Self.peer.uid) == nil, "the test's UID is unlisted")
-        let unlisted = UserDirectory.database(Self.peer)
+        let unlisted = try UserDirectory.database(Self.peer).get()
         #expect(unlisted.name == nil && unlisted.gid == Self.peer.gid)
         #expect(unlisted.groups == [Self.peer.gid])
     }

@@ -189,7 +189,8 @@ public enum ManagementClientError: Error, CustomStringConvertible {
     case rootNotRunning(String)
     case transport(String)
     /// The root closed the connection before answering: at its connection limit (or the
-    /// user's share of it) it closes new connections at once; or it was stopping.
+    /// user's share of it) it closes new connections at once, and a connection whose user the
+    /// user database did not tell in time; or it was stopping.
     case closedUnanswered(request: String)
     case timedOut(request: String, seconds: Int)
     /// The root answered with an error: its status and sentence.
@@ -209,8 +210,8 @@ public enum ManagementClientError: Error, CustomStringConvertible {
             "Could not talk to the root scheduler: \(reason)."
         case .closedUnanswered(let request):
             "The root scheduler closed the connection without answering \(request): it already has as many API "
-                + "connections open as it allows, or as it allows one user; close some (or wait for them to end) "
-                + "and send it again."
+                + "connections open as it allows, or as it allows one user, or the user database did not tell it "
+                + "who you are in time; close some connections (or wait for them to end) and send it again."
         case .timedOut(let request, let seconds):
             "The root scheduler did not answer \(request) within \(seconds) s: check its log, and restart it if it is stuck."
         case .api(let error):

@@ -22,13 +22,6 @@ public struct PeerCredentials: Hashable, Sendable, CustomStringConvertible {
         return PeerCredentials(processID: raw.pid, uid: raw.uid, gid: raw.gid)
     }
 
-    /// The peer's user, with its supplementary groups as the user database lists them.
-    public var user: UserIdentity {
-        var user = UserIdentity.lookup(uid: uid) ?? UserIdentity(uid: uid, gid: gid)
-        user.gid = gid
-        return user
-    }
-
     public var description: String { "pid \(processID), uid \(uid), gid \(gid)" }
 }
 
@@ -45,11 +38,6 @@ extension PeerCredentials {
     public static let optionLevel: Int32 = SOL_SOCKET
     public static let optionName: Int32 = 17  // SO_PEERCRED (asm-generic/socket.h)
     public typealias RawValue = cpriv_peer_credentials
-
-    /// The credentials in the raw value `raw`.
-    public init(raw: RawValue) {
-        self.init(processID: raw.pid, uid: raw.uid, gid: raw.gid)
-    }
 }
 
 extension cpriv_peer_credentials: @retroactive @unchecked Sendable {}

@@ -1,12 +1,17 @@
 import Glibc
+import LinuxSupport
+import SystemPackage
 
 /// A Unix user: the account the parent partition runs as, or a caller of the management API.
 public struct UserIdentity: Hashable, Sendable, CustomStringConvertible {
     public var uid: uid_t
-    public var gid: gid_t
-    /// The account name, when the user database has one.
-    public var name: String?
-    /// The groups `resolvingGroups()` found, so `groups` need not ask the group database again.
+    /// The primary group; changing it forgets the groups `resolvingGroups()` found.
+    public var gid: gid_t { didSet { resolvedGroups = nil } }
+    /// The account name, when the user database has one; changing it forgets the groups
+    /// `resolvingGroups()` found.
+    public var name: String? { didSet { resolvedGroups = nil } }
+    /// The groups `resolvingGroups()` found for this name and primary group, so `groups` need
+    /// not ask the group database again.
     public private(set) var resolvedGroups: [gid_t]?
 
     public init(uid: uid_t, gid: gid_t, name: String? = nil) {
@@ -68,6 +73,19 @@ public struct UserIdentity: Hashable, Sendable, CustomStringConvertible {
     /// The user database's entry for `uid`.
     public static func lookup(uid: uid_t) -> UserIdentity? {
         withPasswordEntry { entry, buffer, result in getpwuid_r(uid, &entry, buffer, 16 << 10, &result) }
+    }
+
+    /// The user database's entry for `uid`, `nil` if it has none, telling a failure of the
+    /// database (getpwuid_r's error other than those getpwnam(3) lists for "not found") from an
+    /// answer.
+    public static func find(uid: uid_t) throws(SystemError) -> UserIdentity? {
+        var failure: Int32 = 0
+        let user = withPasswordEntry { entry, buffer, result in
+            failure = getpwuid_r(uid, &entry, buffer, 16 << 10, &result)
+            return failure
+        }
+        guard user == nil, ![0, ENOENT, ESRCH, EBADF, EPERM].contains(failure) else { return user }
+        throw SystemError("look up uid \(uid) in the user database", errno: Errno(rawValue: failure))
     }
 
     private static func accountName(of uid: uid_t) -> String? { lookup(uid: uid)?.name }

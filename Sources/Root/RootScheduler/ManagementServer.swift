@@ -282,15 +282,16 @@ enum ManagementServer {
         }
     }
 
-    /// `respond`, with `body` run on an OS thread of its own (for work that waits: on KVM, on the
-    /// parent), if one of `slots` is free to `user`'s share holder; a 503 otherwise.
+    /// `respond`, with `body` run on an OS thread of its own (for work that waits: on KVM, host
+    /// files, the parent), if one of `slots` is free to `user`'s share holder; a 503 otherwise.
     private static func respondOffThread<T: Encodable & Sendable>(
         status: HTTPResponse.Status = .ok, slots: RequestSlots, for user: UserIdentity,
         _ body: @escaping @Sendable () throws(RootError) -> T
     ) async -> Response {
         let holder = slots.shareHolder(of: user)
         guard slots.take(for: holder) else {
-            return failure(.busy("The root is already serving as many requests that wait (creates, actions, statistics, device changes) "
+            return failure(.busy("The root is already serving as many requests that wait "
+                                 + "(creates, actions, statistics, device changes) "
                                  + "as it may for this user (\(slots.limit) at once, \(slots.userShare) for one user "
                                  + "other than the root's, \(slots.othersShare) for all of them); send this one again "
                                  + "when some have been answered."))
@@ -374,22 +375,27 @@ extension UserDirectory {
         case .busy:
             "The root cannot tell who uid \(uid) is: it is already waiting for the user database about other users; "
                 + "send the request again later."
+        case .failed:
+            "The root cannot tell who uid \(uid) is: the user database failed; send the request again later."
         }
     }
 }
 
 /// Bounds one connection to the API: it holds one of `slots` for its peer's share holder, or is
-/// closed as soon as it is set up; and each request on it must arrive whole (head to end) within
-/// `timeout` of its head, and each response be taken whole by the client within `timeout` of
-/// its head, or the connection is closed. Hummingbird's idle timeout closes a connection that
+/// closed as soon as its peer is known; and each request on it must arrive whole (head to end)
+/// within `timeout` of its head, and each response be taken whole by the client within `timeout`
+/// of its head, or the connection is closed. Hummingbird's idle timeout closes a connection that
 /// sends no part for a while and none of whose requests is being answered; this closes one that
 /// sends a request's body a byte at a time, each part just inside that timeout, or that never
 /// reads what it asked for.
 ///
-/// Nothing is read from a connection before it holds its slot. The share holder of a peer other
-/// than the root's user depends on the user database (`RequestSlots.shareHolder(of:)`), which
-/// `users` asks off the event loop: until it answers, the connection waits, and it is closed if
-/// the answer does not come within the directory's timeout.
+/// The share holder of a peer other than the root's user depends on the user database
+/// (`RequestSlots.shareHolder(of:)`), which `users` asks off the event loop. Until it answers,
+/// the connection holds a slot of the unlisted UIDs' share (so connections waiting for the
+/// database are bounded as theirs are), the server asks it for nothing, and a request that
+/// comes all the same (NIO reads what a peer sends before it half-closes) closes it; it is
+/// closed too if the answer does not come within the directory's timeout. A listed user's
+/// connection then trades that slot for one of its own share.
 final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -399,10 +405,15 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
     private let slots: RequestSlots
     private let users: UserDirectory
     private let timeout: TimeAmount
+    /// Whose share the connection's slot is from (the unlisted UIDs' while it is not admitted).
     private var holder: uid_t?
-    private var removed = false
-    /// A read the pipeline asked for before the connection held its slot.
+    /// Whether the peer is known and the connection holds its own share's slot.
+    private var admitted = false
+    /// Whether the connection is gone, or this handler closed it.
+    private var ended = false
+    /// A read the pipeline asked for before the connection was admitted.
     private var readWaiting = false
+    private var admissionDeadline: Scheduled<Void>?
     private var requestDeadline: Scheduled<Void>?
     private var responseDeadline: Scheduled<Void>?
 
@@ -417,7 +428,7 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
         // gone by then takes no slot); a peer that cannot be told is not let in, as
         // `APIRequestContext.requester` refuses its requests.
         guard let provider = context.channel as? any SocketOptionProvider else {
-            context.close(promise: nil)
+            end(context)
             return
         }
         let peer = provider.unsafeGetSocketOption(
@@ -426,72 +437,97 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         peer.whenComplete { result in
             let (handler, context) = loopBound.value
-            guard !handler.removed else { return }
+            guard !handler.ended else { return }
             guard case .success(let raw) = result else {
-                context.close(promise: nil)
+                handler.end(context)
                 return
             }
             handler.admit(UserDirectory.Peer(uid: raw.uid, gid: raw.gid), context: context)
         }
     }
 
-    /// Takes the slot of `peer`'s share holder, once the user database has told who it is.
+    /// Admits the connection to `peer`'s share holder, once the user database has told who it is.
     private func admit(_ peer: UserDirectory.Peer, context: ChannelHandlerContext) {
         if peer.uid == slots.owner {
-            take(for: peer.uid, context: context)
+            admit(as: peer.uid, context: context)
             return
         }
         let eventLoop = context.eventLoop
         let loopBound = NIOLoopBound((self, context), eventLoop: eventLoop)
+        // Called on the lookup's thread; runs after this call, on the event loop.
         let start = users.start(peer) { answer in
             eventLoop.execute {
                 let (handler, context) = loopBound.value
-                guard !handler.removed else { return }
+                guard !handler.ended else { return }
+                handler.admissionDeadline?.cancel()
+                handler.admissionDeadline = nil
                 guard case .success(let user) = answer else {
-                    context.close(promise: nil)
+                    handler.end(context)
                     return
                 }
-                handler.take(for: handler.slots.shareHolder(of: user), context: context)
+                handler.admit(as: handler.slots.shareHolder(of: user), context: context)
             }
         }
         switch start {
         case .answered(let user):
-            take(for: slots.shareHolder(of: user), context: context)
+            admit(as: slots.shareHolder(of: user), context: context)
         case .refused:
-            context.close(promise: nil)
+            end(context)
         case .waiting(let ticket):
+            guard slots.take(for: RequestSlots.unlisted) else {
+                _ = users.cancel(peer, ticket: ticket)
+                end(context)
+                return
+            }
+            holder = RequestSlots.unlisted
             let users = users
-            eventLoop.scheduleTask(in: TimeAmount(users.timeout)) {
+            admissionDeadline = eventLoop.scheduleTask(in: TimeAmount(users.timeout)) {
                 let (handler, context) = loopBound.value
-                if users.cancel(peer, ticket: ticket), !handler.removed { context.close(promise: nil) }
+                if users.cancel(peer, ticket: ticket), !handler.ended { handler.end(context) }
             }
         }
     }
 
-    private func take(for holder: uid_t, context: ChannelHandlerContext) {
-        guard slots.take(for: holder) else {
-            context.close(promise: nil)
-            return
+    /// Holds a slot of `shareHolder`'s (trading the unlisted share's for it) and lets reads through.
+    private func admit(as shareHolder: uid_t, context: ChannelHandlerContext) {
+        if holder != shareHolder {
+            if let holder { slots.release(for: holder) }
+            holder = nil
+            guard slots.take(for: shareHolder) else {
+                end(context)
+                return
+            }
+            holder = shareHolder
         }
-        self.holder = holder
+        admitted = true
         if readWaiting {
             readWaiting = false
             context.read()
         }
     }
 
+    /// Closes the connection; nothing this handler waits for acts on it any more.
+    private func end(_ context: ChannelHandlerContext) {
+        ended = true
+        admissionDeadline?.cancel()
+        admissionDeadline = nil
+        context.close(promise: nil)
+    }
+
     func read(context: ChannelHandlerContext) {
-        if holder == nil {
-            readWaiting = true
-        } else {
+        if admitted {
             context.read()
+        } else {
+            readWaiting = true
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        removed = true
+        ended = true
         if let holder { slots.release(for: holder) }
         holder = nil
+        admissionDeadline?.cancel()
+        admissionDeadline = nil
         requestDeadline?.cancel()
         requestDeadline = nil
         responseDeadline?.cancel()
@@ -499,6 +535,10 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard admitted else {
+            if !ended { end(context) }
+            return
+        }
         switch unwrapInboundIn(data) {
         case .head:
             requestDeadline?.cancel()

@@ -22,6 +22,8 @@ final class UserDirectory: Sendable {
         case timedOut
         /// `maximumLookups` lookups of other peers are still running (or no thread could start).
         case busy
+        /// The database failed (an error other than "no such user"): not kept, asked again next time.
+        case failed
     }
 
     /// How a request to tell a peer went on.
@@ -33,7 +35,7 @@ final class UserDirectory: Sendable {
         case refused(Failure)
     }
 
-    typealias Lookup = @Sendable (Peer) -> UserIdentity
+    typealias Lookup = @Sendable (Peer) -> Result<UserIdentity, Failure>
     typealias Waiter = @Sendable (Result<UserIdentity, Failure>) -> Void
 
     let timeout: Duration
@@ -62,25 +64,58 @@ final class UserDirectory: Sendable {
     /// The user database's answer: the peer's account if it has one (with the peer's own group
     /// as its primary group, as the kernel gave it), and the groups that account's name and that
     /// group have. A UID it does not list is a user with no name and only that group.
-    static func database(_ peer: Peer) -> UserIdentity {
-        PeerCredentials(processID: 0, uid: peer.uid, gid: peer.gid).user.resolvingGroups()
+    static func database(_ peer: Peer) -> Result<UserIdentity, Failure> {
+        do throws(SystemError) {
+            var user = try UserIdentity.find(uid: peer.uid) ?? UserIdentity(uid: peer.uid, gid: peer.gid)
+            user.gid = peer.gid
+            return .success(user.resolvingGroups())
+        } catch {
+            return .failure(.failed)
+        }
     }
 
     /// `peer`'s user, waiting (without holding a thread) at most `timeout` for the database.
     func user(_ peer: Peer) async -> Result<UserIdentity, Failure> {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Result<UserIdentity, Failure>, Never>) in
-            switch start(peer, waiter: { continuation.resume(returning: $0) }) {
+        let deadline = Deadline()
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Result<UserIdentity, Failure>, Never>) in
+            let start = start(peer) { answer in
+                deadline.cancel()
+                continuation.resume(returning: answer)
+            }
+            switch start {
             case .answered(let user):
                 continuation.resume(returning: .success(user))
             case .refused(let failure):
                 continuation.resume(returning: .failure(failure))
             case .waiting(let ticket):
                 // The waiter is called, or taken back here, never both.
-                Task { [timeout] in
-                    try? await Task.sleep(for: timeout)
+                deadline.set(Task { [timeout] in
+                    guard (try? await Task.sleep(for: timeout)) != nil else { return }
                     if self.cancel(peer, ticket: ticket) { continuation.resume(returning: .failure(.timedOut)) }
-                }
+                })
             }
+        }
+    }
+
+    /// The task that ends a wait at its deadline, cancelled once the answer comes (whichever of
+    /// the two is first).
+    private final class Deadline: Sendable {
+        private let state = Mutex<(task: Task<Void, Never>?, answered: Bool)>((nil, false))
+
+        func set(_ task: Task<Void, Never>) {
+            let answered = state.withLock { state in
+                state.task = task
+                return state.answered
+            }
+            if answered { task.cancel() }
+        }
+
+        func cancel() {
+            let task = state.withLock { state in
+                state.answered = true
+                return state.task
+            }
+            task?.cancel()
         }
     }
 
@@ -122,23 +157,33 @@ final class UserDirectory: Sendable {
         state.withLock { $0.lookups[peer]?.removeValue(forKey: ticket) != nil }
     }
 
-    /// Keeps a lookup's answer and hands it to everyone still waiting for it.
-    private func finish(_ peer: Peer, _ user: UserIdentity) {
-        let expires = MonotonicClock.nanoseconds() &+ MonotonicClock.nanoseconds(in: lifetime)
+    /// Keeps a lookup's answer (not a failure) and hands it to everyone still waiting for it.
+    private func finish(_ peer: Peer, _ answer: Result<UserIdentity, Failure>) {
+        let now = MonotonicClock.nanoseconds()
+        let expires = now &+ MonotonicClock.nanoseconds(in: lifetime)
         let waiters = state.withLock { state in
-            if state.answers.count >= capacity, state.answers[peer] == nil {
-                let now = MonotonicClock.nanoseconds()
-                state.answers = state.answers.filter { $0.value.expires > now }
-                if state.answers.count >= capacity,
-                   let oldest = state.answers.min(by: { $0.value.expires < $1.value.expires })?.key {
-                    state.answers[oldest] = nil
-                }
+            if case .success(let user) = answer {
+                if state.answers.count >= capacity, state.answers[peer] == nil { makeRoom(in: &state, now: now) }
+                state.answers[peer] = (user, expires)
             }
-            state.answers[peer] = (user, expires)
             return state.lookups.removeValue(forKey: peer) ?? [:]
         }
-        for waiter in waiters.values { waiter(.success(user)) }
+        for waiter in waiters.values { waiter(answer) }
     }
+
+    /// Drops the expired answers, or else the oldest of a user the database does not list (so
+    /// the many UIDs one user may run as cannot push out the answers for listed users), or else
+    /// the oldest.
+    private func makeRoom(in state: inout State, now: UInt64) {
+        state.answers = state.answers.filter { $0.value.expires > now }
+        guard state.answers.count >= capacity else { return }
+        let unlisted = state.answers.filter { $0.value.user.name == nil }
+        let candidates = unlisted.isEmpty ? state.answers : unlisted
+        if let oldest = candidates.min(by: { $0.value.expires < $1.value.expires })?.key { state.answers[oldest] = nil }
+    }
+
+    /// Callers waiting for lookups now (for tests).
+    var waiting: Int { state.withLock { $0.lookups.values.reduce(0) { $0 + $1.count } } }
 
     /// Answers kept now.
     var answersKept: Int { state.withLock { $0.answers.count } }
