@@ -54,9 +54,8 @@ struct UserDirectoryTests {
     func aLateAnswerFailsTheWaitAndIsKept() async throws {
         let database = GatedUserDatabase()
         let directory = UserDirectory(timeout: .milliseconds(100), lookup: database.lookup)
-        let started = ContinuousClock.now
+        // The database has not answered (its gate is shut): the deadline ended the wait.
         #expect(await directory.user(Self.peer) == .failure(.timedOut))
-        #expect(ContinuousClock.now - started < .seconds(10))
         database.answer()
         while directory.answersKept == 0 { try await Task.sleep(for: .milliseconds(5)) }
         #expect(try await directory.user(Self.peer).get().uid == Self.peer.uid)

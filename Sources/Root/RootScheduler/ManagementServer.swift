@@ -341,27 +341,26 @@ enum ManagementServer {
 /// A management request's context: Hummingbird's, plus who sent the request.
 struct APIRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
-    /// The peer's SO_PEERCRED, read from the connection's socket.
-    private let peer: EventLoopFuture<PeerCredentials.RawValue>?
+    /// The peer of the request's connection (SO_PEERCRED), as `ConnectionBounds` admitted it.
+    private let peer: UserDirectory.Peer?
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        peer = (source.channel as? any SocketOptionProvider)?.unsafeGetSocketOption(
-            level: .init(rawValue: PeerCredentials.optionLevel), name: .init(rawValue: PeerCredentials.optionName))
+        peer = ConnectionBounds.admittedPeers.peer(of: source.channel)
     }
 
     /// The user who sent the request, with the groups the user database gives them, asked of
     /// `directory` (off the server's threads, within its timeout), the root's own user excepted;
     /// a request whose sender cannot be told is refused (never served with the root's own rights).
     func requester(in directory: UserDirectory) async -> Result<UserIdentity, RootError> {
-        guard let peer, let raw = try? await peer.get() else {
+        guard let peer else {
             return .failure(.invalidRequest("The root cannot tell who sent this request (no peer credentials on its socket)."))
         }
         // The root's own user is served with the root's own rights (`ThreadIdentity`), which
         // need nothing from the user database: its requests never wait for it.
-        if raw.uid == geteuid() { return .success(UserIdentity(uid: raw.uid, gid: raw.gid)) }
-        return await directory.user(.init(uid: raw.uid, gid: raw.gid)).mapError { failure in
-            .busy(UserDirectory.sentence(failure, uid: raw.uid, timeout: directory.timeout))
+        if peer.uid == geteuid() { return .success(UserIdentity(uid: peer.uid, gid: peer.gid)) }
+        return await directory.user(peer).mapError { failure in
+            .busy(UserDirectory.sentence(failure, uid: peer.uid, timeout: directory.timeout))
         }
     }
 }
@@ -397,6 +396,30 @@ extension UserDirectory {
 /// closed too if the answer does not come within the directory's timeout. A listed user's
 /// connection then trades that slot for one of its own share.
 final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
+    /// The peers of the connections admitted now, by connection: a request's context finds its
+    /// sender here without asking the socket again (no hop to the event loop per request).
+    static let admittedPeers = AdmittedPeers()
+
+    /// Peers by connection, each from its admission until its handler is removed.
+    final class AdmittedPeers: Sendable {
+        private let peers = Mutex<[ObjectIdentifier: UserDirectory.Peer]>([:])
+
+        func peer(of channel: any Channel) -> UserDirectory.Peer? {
+            peers.withLock { $0[ObjectIdentifier(channel)] }
+        }
+
+        fileprivate func admit(_ peer: UserDirectory.Peer, on channel: any Channel) {
+            peers.withLock { $0[ObjectIdentifier(channel)] = peer }
+        }
+
+        fileprivate func remove(_ channel: any Channel) {
+            _ = peers.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+
+        /// Connections admitted now.
+        var count: Int { peers.withLock { $0.count } }
+    }
+
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
@@ -407,6 +430,8 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
     private let timeout: TimeAmount
     /// Whose share the connection's slot is from (the unlisted UIDs' while it is not admitted).
     private var holder: uid_t?
+    /// The connection's peer, once the socket has told it.
+    private var peer: UserDirectory.Peer?
     /// Whether the peer is known and the connection holds its own share's slot.
     private var admitted = false
     /// Whether the connection is gone, or this handler closed it.
@@ -448,6 +473,7 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Admits the connection to `peer`'s share holder, once the user database has told who it is.
     private func admit(_ peer: UserDirectory.Peer, context: ChannelHandlerContext) {
+        self.peer = peer
         if peer.uid == slots.owner {
             admit(as: peer.uid, context: context)
             return
@@ -500,6 +526,7 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
             holder = shareHolder
         }
         admitted = true
+        if let peer { Self.admittedPeers.admit(peer, on: context.channel) }
         if readWaiting {
             readWaiting = false
             context.read()
@@ -524,6 +551,7 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         ended = true
+        if admitted { Self.admittedPeers.remove(context.channel) }
         if let holder { slots.release(for: holder) }
         holder = nil
         admissionDeadline?.cancel()
