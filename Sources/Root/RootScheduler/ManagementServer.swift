@@ -67,9 +67,9 @@ enum ManagementServer {
     }
 
     /// Requests served on threads of their own at once (`respondOffThread`: creates, actions,
-    /// statistics, device additions and changes, which wait for KVM, host files or the parent), a quarter of them for one user
-    /// other than the root's; more are answered 503 rather than given a thread each, so a user of
-    /// the API cannot make the root start threads without bound.
+    /// statistics, device additions and changes, which wait for KVM, host files or the parent),
+    /// a quarter of them for one user other than the root's; more are answered 503 rather than
+    /// given a thread each, so a user of the API cannot make the root start threads without bound.
     static let waitingRequestLimit = 16
 
     /// Connections open at once (a quarter of them for one user other than the root's); one
@@ -415,9 +415,6 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
         fileprivate func remove(_ channel: any Channel) {
             _ = peers.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
         }
-
-        /// Connections admitted now.
-        var count: Int { peers.withLock { $0.count } }
     }
 
     typealias InboundIn = HTTPRequestPart

@@ -32,6 +32,7 @@ final class UserDirectory: Sendable {
         case answered(UserIdentity)
         /// A lookup runs; the waiter is called with its answer unless `cancel` takes it back first.
         case waiting(ticket: UInt64)
+        /// No lookup was started for it (`Failure.busy`).
         case refused(Failure)
     }
 
