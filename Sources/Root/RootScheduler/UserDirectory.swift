@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import LinuxSupport
 import Privilege
@@ -77,48 +78,25 @@ final class UserDirectory: Sendable {
 
     /// `peer`'s user, waiting (without holding a thread) at most `timeout` for the database.
     func user(_ peer: Peer) async -> Result<UserIdentity, Failure> {
-        let deadline = Deadline()
-        return await withCheckedContinuation { (continuation: CheckedContinuation<Result<UserIdentity, Failure>, Never>) in
-            let start = start(peer) { answer in
-                deadline.cancel()
-                continuation.resume(returning: answer)
-            }
-            switch start {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Result<UserIdentity, Failure>, Never>) in
+            switch start(peer, waiter: { continuation.resume(returning: $0) }) {
             case .answered(let user):
                 continuation.resume(returning: .success(user))
             case .refused(let failure):
                 continuation.resume(returning: .failure(failure))
             case .waiting(let ticket):
-                // The waiter is called, or taken back here, never both.
-                deadline.set(Task { [timeout] in
-                    guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                // The waiter is called, or taken back here, never both; a deadline that finds
+                // it answered does nothing.
+                Self.deadlines.asyncAfter(deadline: .now() + .nanoseconds(Int(MonotonicClock.nanoseconds(in: timeout)))) {
                     if self.cancel(peer, ticket: ticket) { continuation.resume(returning: .failure(.timedOut)) }
-                })
+                }
             }
         }
     }
 
-    /// The task that ends a wait at its deadline, cancelled once the answer comes (whichever of
-    /// the two is first).
-    private final class Deadline: Sendable {
-        private let state = Mutex<(task: Task<Void, Never>?, answered: Bool)>((nil, false))
-
-        func set(_ task: Task<Void, Never>) {
-            let answered = state.withLock { state in
-                state.task = task
-                return state.answered
-            }
-            if answered { task.cancel() }
-        }
-
-        func cancel() {
-            let task = state.withLock { state in
-                state.answered = true
-                return state.task
-            }
-            task?.cancel()
-        }
-    }
+    /// Where waits end at their deadlines: a serial queue of its own, whose thread Dispatch
+    /// starts when it has work, so a deadline is kept even while every concurrency thread is busy.
+    private static let deadlines = DispatchQueue(label: "hv.user-directory.deadlines")
 
     /// `peer`'s user if it was answered within `lifetime`, or starts (or joins) a lookup whose
     /// answer goes to `waiter`, on the lookup's thread. The caller keeps the deadline: when it
