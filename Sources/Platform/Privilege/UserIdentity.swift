@@ -70,9 +70,10 @@ public struct UserIdentity: Hashable, Sendable, CustomStringConvertible {
         withPasswordEntry { entry, buffer, result in getpwnam_r(name, &entry, buffer, 16 << 10, &result) }
     }
 
-    /// The user database's entry for `uid`.
+    /// The user database's entry for `uid`; `nil` also when the database fails (`find(uid:)`
+    /// tells the two apart).
     public static func lookup(uid: uid_t) -> UserIdentity? {
-        withPasswordEntry { entry, buffer, result in getpwuid_r(uid, &entry, buffer, 16 << 10, &result) }
+        (try? find(uid: uid)) ?? nil
     }
 
     /// The user database's entry for `uid`, `nil` if it has none, telling a failure of the

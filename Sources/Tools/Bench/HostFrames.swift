@@ -113,7 +113,7 @@ enum HostFrames {
     static func sampleBursts(_ counter: SysfsCounter, sizes: [Int], minimumFrames: Int, gap: Duration, timeout: Duration,
                              ready: BenchFlag, stop: BenchFlag) throws(SystemError) -> [FrameTally] {
         let gapNanoseconds = MonotonicClock.nanoseconds(in: gap)
-        let deadline = MonotonicClock.nanoseconds() + UInt64(timeout.components.seconds) * 1_000_000_000
+        let deadline = MonotonicClock.nanoseconds() + MonotonicClock.nanoseconds(in: timeout)
         var cutter = BurstCutter(sizes: sizes, minimumFrames: minimumFrames, gapNanoseconds: gapNanoseconds,
                                  count: try counter.read(), at: MonotonicClock.nanoseconds())
         ready.set()
