@@ -165,12 +165,32 @@ extension IDEChannel {
     }
 
     /// The host took the whole current data-in block: the next one follows with an interrupt,
-    /// or the command ends (DRQ falls, no interrupt after the last block).
+    /// or the command ends (DRQ falls, no interrupt after the last block). With
+    /// `loadsBlocksLater` the next block is only marked as awaited (the device reads BSY).
     mutating func finishDataInBlock(_ read: consuming PIOTransfer) -> PIOTransfer? {
         guard read.sectorsAfterBlock > 0 else { return nil }
+        if loadsBlocksLater {
+            read.awaitsLoad = true
+            return read
+        }
         guard loadNextBlock(&read) else { return nil }
         raiseInterrupt()
         return read
+    }
+
+    /// Whether the next data-in block waits for `loadAwaitedBlock()` (only with `loadsBlocksLater`).
+    public var awaitsBlockLoad: Bool { transfer?.awaitsLoad == true }
+
+    /// Reads the data-in block the host is waiting for from storage: DRQ and an interrupt
+    /// follow, or the command fails (UNC) if the read does. Nothing happens if no block is
+    /// awaited (a reset or a new command ended the transfer meanwhile).
+    public mutating func loadAwaitedBlock() {
+        guard awaitsBlockLoad, var read = transfer.take() else { return }
+        defer { updateLine() }
+        read.awaitsLoad = false
+        guard loadNextBlock(&read) else { return }
+        transfer = consume read
+        raiseInterrupt()
     }
 
     /// The host filled the current data-out block: it is written, then the next block is

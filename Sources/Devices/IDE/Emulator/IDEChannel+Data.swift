@@ -75,7 +75,8 @@ extension IDEChannel {
 
     /// Whether device 0 runs a data phase in `direction` that the host can reach now.
     private func dataPhase(_ direction: PIOTransfer.Direction) -> Bool {
-        !resetAsserted && !taskFile.selectsDevice1 && transfer?.direction == direction
+        guard let transfer, !resetAsserted, !taskFile.selectsDevice1 else { return false }
+        return transfer.direction == direction && !transfer.awaitsLoad
     }
 
     /// One word of a data-in block (single IN instructions: no buffers, one per exit).

@@ -44,8 +44,14 @@ public struct IDEChannel<Storage: IDEStorage> {
     var resetAsserted = false
     /// ERR: the last command failed.
     var commandFailed = false
-    /// The data phase of the command in progress (DRQ is set exactly while there is one).
+    /// The data phase of the command in progress (DRQ is set while there is one and it does not
+    /// await its next block).
     var transfer: PIOTransfer?
+    /// Whether taking the last word of a data-in block leaves the next block for
+    /// `loadAwaitedBlock()` instead of reading it from storage inside the access: a host that
+    /// must not block on storage in a register access reads it elsewhere, and the device is
+    /// busy meanwhile (ATA: BSY between the DRQ blocks of a PIO data-in command).
+    public var loadsBlocksLater = false
     /// Device 0's interrupt latch (INTRQ before nIEN and device selection).
     var interruptPending = false
     private var lineLevel = false
@@ -123,7 +129,7 @@ public struct IDEChannel<Storage: IDEStorage> {
             return status
         case ATARegister.errorFeatures...ATARegister.device:
             // While BSY, every command block register reads as Status (ATA-3, "BSY").
-            if resetAsserted { return ATAStatus.busy }
+            if resetAsserted || awaitsBlockLoad { return ATAStatus.busy }
             let highOrder = deviceControl & ATADeviceControl.highOrderByte != 0
             switch offset {
             case ATARegister.errorFeatures: return taskFile.selectsDevice1 ? 0 : taskFile.error
@@ -143,7 +149,7 @@ public struct IDEChannel<Storage: IDEStorage> {
     /// command block write clears HOB.
     public mutating func writeRegister(_ offset: UInt16, _ value: UInt8) {
         defer { updateLine() }
-        guard !resetAsserted, offset <= ATARegister.statusCommand else { return }
+        guard !resetAsserted, !awaitsBlockLoad, offset <= ATARegister.statusCommand else { return }
         deviceControl &= ~ATADeviceControl.highOrderByte
         switch offset {
         case ATARegister.data: writeData16(UInt16(value))
@@ -184,6 +190,7 @@ public struct IDEChannel<Storage: IDEStorage> {
     /// Status of device 0 itself.
     var deviceStatus: UInt8 {
         if resetAsserted { return ATAStatus.busy }
+        if transfer?.awaitsLoad == true { return ATAStatus.busy }
         var status = ATAStatus.ready | ATAStatus.seekComplete
         if transfer != nil { status |= ATAStatus.dataRequest }
         if commandFailed { status |= ATAStatus.error }

@@ -39,9 +39,12 @@ public struct IDEChannelFuzzer<Generator: RandomNumberGenerator> {
             model: "fuzz", serialNumber: "F", firmwareRevision: "0", maximumMultipleSectors: maximumMultiple,
             initialMultipleSectors: Bool.random(using: &generator) ? maximumMultiple : 0,
             writeCacheEnabledAtPowerOn: Bool.random(using: &generator))) ?? .standard
-        self.generator = generator
         channel = IDEChannel(storage: storage, configuration: configuration,
                              location: Bool.random(using: &generator) ? .primary : .secondary)
+        // Half the runs as the controller drives it: data-in blocks after the first are read
+        // when the fuzzer says so, and the channel is busy meanwhile.
+        channel.loadsBlocksLater = Bool.random(using: &generator)
+        self.generator = generator
     }
 
     /// Runs `count` more accesses, checking the invariants after each.
@@ -123,6 +126,8 @@ public struct IDEChannelFuzzer<Generator: RandomNumberGenerator> {
         default:
             if random(0...50) == 0 { channel.powerOnReset() } else { _ = channel.readAlternateStatus() }
         }
+        // The controller's thread reads the awaited block soon, but accesses may come first.
+        if channel.awaitsBlockLoad, random(0...3) != 0 { channel.loadAwaitedBlock() }
     }
 
     /// A task file a driver might load: LBA28, LBA48 or CHS, mostly inside the disk.
@@ -166,13 +171,17 @@ public struct IDEChannelFuzzer<Generator: RandomNumberGenerator> {
             if status != ATAStatus.busy { throw violation("status 0x\(String(status, radix: 16)) during SRST") }
         } else if channel.taskFile.selectsDevice1 {
             if status != 0 { throw violation("absent device 1 shows status 0x\(String(status, radix: 16))") }
+        } else if channel.awaitsBlockLoad {
+            if !channel.loadsBlocksLater { throw violation("a block awaited by a channel that loads at once") }
+            if status != ATAStatus.busy { throw violation("status 0x\(String(status, radix: 16)) while a block is read") }
         } else {
             if status & ATAStatus.ready == 0 { throw violation("DRDY clear outside reset") }
             if status & ATAStatus.busy != 0 { throw violation("BSY outside reset") }
             if status & ATAStatus.dataRequest != 0, status & ATAStatus.error != 0 { throw violation("DRQ with ERR") }
             if status & ATAStatus.deviceFault != 0 { throw violation("DF set") }
         }
-        if (channel.deviceStatus & ATAStatus.dataRequest != 0) != (channel.transfer != nil), !channel.resetAsserted {
+        if (channel.deviceStatus & ATAStatus.dataRequest != 0) != (channel.transfer != nil && !channel.awaitsBlockLoad),
+           !channel.resetAsserted {
             throw violation("DRQ does not match the data phase")
         }
         if let transfer = channel.transfer {

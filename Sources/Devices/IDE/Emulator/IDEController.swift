@@ -13,8 +13,10 @@ import Synchronization
 /// completes a data-out block — run on the controller's own thread, and while one runs the
 /// channel is busy as a real device is: Status and Alternate Status read BSY (and, while BSY,
 /// every command block register reads as Status, ATA-3 "BSY"), the data register floats, and
-/// writes wait their turn behind the command, in order. Data reads stay on the control thread:
-/// they return data at once and at most read the next block.
+/// writes wait their turn behind the command, in order. Data reads stay on the control thread
+/// and return data at once; a read that takes the last word of a block that another follows
+/// leaves that block's read to the controller's thread, and the channel is busy until it is
+/// in (ATA: BSY between the DRQ blocks of a PIO data-in command).
 final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where Storage.Failure: Sendable {
     /// The pace the channel asks the root for: 4 KiB through the 16-bit data register is 2,048
     /// accesses, so this lets a guest move a few MiB/s by PIO, as a real PIO disk does.
@@ -51,6 +53,8 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
     init(channel: IDEChannel<Storage>, context: any DeviceContext) throws(SystemError) {
         self.context = context
         location = channel.location
+        var channel = channel
+        channel.loadsBlocksLater = true
         state = Mutex(State(channel: channel, edges: channel.interruptRisingEdges))
         worker = try WorkQueue(name: "ide-\(context.partitionName.prefix(10))", capacity: 4)
     }
@@ -75,27 +79,30 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
     // MARK: Reads: answered at once
 
     func portRead(port: UInt16, size: Int) -> UInt32 {
-        let (value, edge) = state.withLock { state -> (UInt32, Bool) in
-            guard !state.busy, var channel = state.channel.take() else { return (Self.busyValue(port, size, location), false) }
-            let value = channel.read(port: port, size: size)
-            state.channel = consume channel
-            return (value, Self.noteEdges(&state))
-        }
-        if edge { raiseIRQ() }
-        return value
+        read(orWhileBusy: Self.busyValue(port, size, location)) { $0.read(port: port, size: size) }
     }
 
     func portReadString(port: UInt16, size: Int, count: Int) -> [UInt8] {
-        let (bytes, edge) = state.withLock { state -> ([UInt8], Bool) in
-            guard !state.busy, var channel = state.channel.take() else {
-                return ([UInt8](repeating: 0xFF, count: max(0, size * count)), false)
-            }
-            let bytes = channel.readString(port: port, size: size, count: count)
+        read(orWhileBusy: [UInt8](repeating: 0xFF, count: max(0, size * count))) {
+            $0.readString(port: port, size: size, count: count)
+        }
+    }
+
+    /// Runs a read on the channel, or answers `busyValue` while the controller's thread owns it.
+    /// A read that leaves the channel awaiting its next data-in block hands the block's read to
+    /// the controller's thread (the channel is busy from then on).
+    private func read<Value: Sendable>(orWhileBusy busyValue: Value, _ body: (inout IDEChannel<Storage>) -> Value) -> Value {
+        let (value, edge, handOff) = state.withLock { state -> (Value, Bool, Bool) in
+            guard !state.busy, var channel = state.channel.take() else { return (busyValue, false, false) }
+            let value = body(&channel)
+            let awaits = channel.awaitsBlockLoad
             state.channel = consume channel
-            return (bytes, Self.noteEdges(&state))
+            if awaits { state.busy = true }
+            return (value, Self.noteEdges(&state), awaits)
         }
         if edge { raiseIRQ() }
-        return bytes
+        if handOff { runOnWorker() }
+        return value
     }
 
     /// What a register reads while the channel is busy: BSY for the command block and the
@@ -146,10 +153,7 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
         case .done(let edge):
             if edge { raiseIRQ() }
         case .handOff:
-            if !worker.enqueue({ [self] in runDeferred() }) {
-                // The controller is stopping: run here rather than leave the channel busy.
-                runDeferred()
-            }
+            runOnWorker()
         case .deferred:
             break
         case .dropped(let count):
@@ -191,11 +195,21 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
         }
     }
 
-    /// On the controller's thread: runs the waiting writes in order on the channel, without the
-    /// lock (readers see BSY meanwhile), then hands the channel back.
+    /// Runs `runDeferred` on the controller's thread (the caller set `busy`).
+    private func runOnWorker() {
+        if !worker.enqueue({ [self] in runDeferred() }) {
+            // The controller is stopping: run here rather than leave the channel busy.
+            runDeferred()
+        }
+    }
+
+    /// On the controller's thread: reads the data-in block the channel awaits, and runs the
+    /// waiting writes in order, without the lock (readers see BSY meanwhile), then hands the
+    /// channel back.
     private func runDeferred() {
         while true {
-            let next = state.withLock { state -> (Write, IDEChannel<Storage>)? in
+            let next = state.withLock { state -> (Write?, IDEChannel<Storage>)? in
+                if state.channel?.awaitsBlockLoad == true, let channel = state.channel.take() { return (nil, channel) }
                 guard !state.deferred.isEmpty, let channel = state.channel.take() else {
                     state.busy = false
                     return nil
@@ -203,7 +217,11 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
                 return (state.deferred.removeFirst(), channel)
             }
             guard case (let access, var channel)? = next else { return }
-            Self.apply(access, to: &channel)
+            if let access {
+                Self.apply(access, to: &channel)
+            } else {
+                channel.loadAwaitedBlock()
+            }
             let failure = channel.takeStorageFailure()
             let finished = channel
             let (edge, failures) = state.withLock { state -> (Bool, Int) in

@@ -28,6 +28,9 @@ struct PIOTransfer {
     var blockLBA: UInt64
     /// Sectors of the command after `block`.
     var sectorsAfterBlock: Int
+    /// The host took the whole block and the next one is still to be read from storage
+    /// (`IDEChannel.loadsBlocksLater`): the device is busy, no data moves.
+    var awaitsLoad = false
 
     var blockSectors: Int { block.count / ATASector.size }
     var isBlockDone: Bool { position == block.count }

@@ -68,20 +68,27 @@ struct ControllerPorts<Storage: IDEStorage & Sendable>: ATAPortIO where Storage.
     func ticks(nanoseconds: UInt64) -> UInt64 { nanoseconds }
 }
 
-/// A disk whose flush waits until the test lets it go, to watch the channel while a command is slow.
-final class GatedFlushDisk: IDEStorage, @unchecked Sendable {
+/// A disk whose flush (and, from a given sector on, reads) waits until the test lets it go, to
+/// watch the channel while storage is slow.
+final class GatedDisk: IDEStorage, @unchecked Sendable {
     // SAFETY: `bytes` is touched only by the one thread that owns the channel at a time (the
     // controller hands it over under its lock); the gate is a semaphore.
     typealias Failure = SystemError
     var bytes: [UInt8]
     let gate = EventFDSemaphore()
     let flushes = Atomic<Int>(0)
+    /// Reads at or past this sector wait at the gate too.
+    let gatedReadsFrom: Int
 
-    init(sectors: Int) { bytes = [UInt8](repeating: 0, count: sectors * 512) }
+    init(sectors: Int, gatingReadsFrom sector: Int = .max) {
+        bytes = (0..<(sectors * 512)).map { UInt8(truncatingIfNeeded: $0 / 512 &* 31 &+ $0) }
+        gatedReadsFrom = sector
+    }
 
     var sectorCount: UInt64 { UInt64(bytes.count / 512) }
     var isReadOnly: Bool { false }
     func read(at offset: UInt64, into buffer: inout [UInt8]) throws(SystemError) {
+        if offset / 512 >= gatedReadsFrom { gate.wait() }
         buffer.replaceSubrange(0..<buffer.count, with: bytes[Int(offset)..<(Int(offset) + buffer.count)])
     }
     func write(at offset: UInt64, from source: [UInt8]) throws(SystemError) {
@@ -144,7 +151,7 @@ struct IDEControllerTests {
     @Test("While a slow command runs the channel reads BSY at once, later writes wait their turn, and the IRQ follows completion")
     func slowCommandsAnswerBusy() throws {
         let context = try IDETestContext()
-        let disk = GatedFlushDisk(sectors: 1024)
+        let disk = GatedDisk(sectors: 1024)
         let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
         controller.attach()
         _ = context.irq.consume()
@@ -170,18 +177,52 @@ struct IDEControllerTests {
         controller.stop()
     }
 
+    /// A guest processor waits on every port read, so the control thread must not wait for
+    /// storage inside one: the read that takes a block's last word leaves the next block to the
+    /// controller's thread, and the device is busy until it is in.
+    @Test("A read that ends a data-in block answers at once; the device reads BSY until the controller's thread has the next block")
+    func theNextDataInBlockIsReadOffTheControlThread() throws {
+        let context = try IDETestContext()
+        let disk = GatedDisk(sectors: 64, gatingReadsFrom: 9)
+        let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
+        controller.attach()
+        func waitWhileBusy() -> UInt32 {
+            var status: UInt32 = 0x80
+            let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+            while status & 0x80 != 0, MonotonicClock.nanoseconds() < deadline { status = controller.portRead(port: 0x3F6, size: 1) }
+            return status
+        }
+        for (port, value) in [(0x1F2, 2), (0x1F3, 8), (0x1F4, 0), (0x1F5, 0), (0x1F6, 0xE0), (0x1F7, 0x20)] as [(UInt16, UInt32)] {
+            controller.portWrite(port: port, size: 1, value: value)   // READ SECTORS 8, 9
+        }
+        #expect(waitWhileBusy() == 0x58, "DRQ for the first block")
+        #expect(controller.portRead(port: 0x1F7, size: 1) == 0x58, "Status, which clears the block's interrupt")
+        let start = MonotonicClock.nanoseconds()
+        #expect(controller.portReadString(port: 0x1F0, size: 2, count: 256) == Array(disk.bytes[(8 * 512)..<(9 * 512)]))
+        #expect(controller.portRead(port: 0x1F7, size: 1) == 0x80, "BSY while the next block is read")
+        #expect(controller.portRead(port: 0x1F0, size: 2) == 0xFFFF, "the data register floats")
+        #expect(MonotonicClock.nanoseconds() - start < 1_000_000_000, "the reads did not wait for storage")
+        _ = context.irq.consume()
+        disk.gate.signal()
+        #expect(waitWhileBusy() == 0x58, "DRQ for the second block")
+        #expect(try Poll.wait(on: [context.irq.rawValue], timeoutMilliseconds: 5000).first == true, "an IRQ 14 edge for it")
+        #expect(controller.portReadString(port: 0x1F0, size: 2, count: 256) == Array(disk.bytes[(9 * 512)..<(10 * 512)]))
+        #expect(controller.portRead(port: 0x1F7, size: 1) == 0x50, "the command is done")
+        controller.stop()
+    }
+
     /// Port writes are posted, so a guest can write on while a command runs: past the queue's
     /// limit the writes are dropped (a drive ignores them while BSY) and logged sparingly.
     @Test("Writes beyond the queue while a command runs are dropped, and logged for the first 8 and then at powers of two")
     func writesBeyondTheQueueWhileBusyAreDroppedAndLoggedSparingly() throws {
         let counter = LineCounter()
         let context = try IDETestContext(logger: Logger(label: "ide-test") { _ in counter })
-        let disk = GatedFlushDisk(sectors: 64)
+        let disk = GatedDisk(sectors: 64)
         let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
         controller.attach()
         controller.portWrite(port: 0x1F6, size: 1, value: 0xE0)
         controller.portWrite(port: 0x1F7, size: 1, value: 0xE7)   // FLUSH CACHE, held at the gate
-        let limit = IDEController<GatedFlushDisk>.deferredLimit
+        let limit = IDEController<GatedDisk>.deferredLimit
         for index in 0..<(limit + 1000) {
             controller.portWrite(port: 0x1F3, size: 1, value: UInt32(truncatingIfNeeded: index))
         }
@@ -199,7 +240,7 @@ struct IDEControllerTests {
     @Test("String reads and writes of the data register move whole runs")
     func stringIOMovesRuns() throws {
         let context = try IDETestContext()
-        let disk = GatedFlushDisk(sectors: 64)
+        let disk = GatedDisk(sectors: 64)
         for index in 0..<disk.bytes.count { disk.bytes[index] = UInt8(truncatingIfNeeded: index / 512) }
         let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
         var ports = ControllerPorts(controller: controller)

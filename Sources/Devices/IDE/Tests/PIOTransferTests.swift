@@ -199,4 +199,58 @@ struct PIOTransferTests {
         #expect(host.inb(statusPort) == statusIdle)
         #expect(host.disk.log.isEmpty)
     }
+
+    /// As the parent's controller drives the channel: the block after a DRQ block is read when
+    /// the host says so, and until then the device is busy (ATA: BSY between data-in blocks),
+    /// no data moves and no register write lands.
+    @Test func aChannelThatLoadsBlocksLaterIsBusyBetweenDataInBlocks() {
+        var host = ATAHost()
+        host.channel.loadsBlocksLater = true
+        host.issue(ATACommand.readSectors, lba: 40, count: 2)
+        #expect(host.newEdges() == 1)
+        #expect(host.inb(statusPort) == statusDataRequest, "the first block is read with the command")
+        // One run that would cross into the second block stops at the first block's end.
+        let first = host.insw(dataPort, 384)
+        #expect(Array(first[0..<512]) == host.disk.sector(40))
+        #expect(first[512...].allSatisfy { $0 == 0xFF }, "no data while the next block is read")
+        #expect(host.channel.awaitsBlockLoad)
+        #expect(host.inb(altstatusPort) == 0x80 && host.inb(statusPort) == 0x80 && host.inb(nsectPort) == 0x80)
+        #expect(host.newEdges() == 0)
+        host.outb(0x99, lbalPort)
+        #expect(host.disk.log == [.read(lba: 40, sectors: 1)], "nothing read until the host loads it")
+        host.channel.loadAwaitedBlock()
+        #expect(!host.channel.awaitsBlockLoad)
+        #expect(host.newEdges() == 1, "an interrupt for the second block")
+        #expect(host.inb(statusPort) == statusDataRequest)
+        #expect(host.insw(dataPort, 256) == host.disk.sector(41))
+        #expect(host.inb(statusPort) == statusIdle, "no block awaited after the last")
+        #expect(!host.channel.awaitsBlockLoad)
+        #expect(host.inb(lbalPort) != 0x99, "the write while busy was ignored")
+    }
+
+    @Test func aBlockLoadedLaterThatFailsEndsTheCommandWithUNC() {
+        var host = ATAHost()
+        host.channel.loadsBlocksLater = true
+        host.disk.failingReads = [61]
+        host.issue(ATACommand.readSectors, lba: 60, count: 2)
+        _ = host.insw(dataPort, 256)
+        host.channel.loadAwaitedBlock()
+        #expect(host.inb(statusPort) == statusError)
+        #expect(host.inb(errorPort) == 0x40, "UNC")
+        #expect(host.channel.takeStorageFailure() != nil)
+    }
+
+    @Test func aResetWhileABlockIsAwaitedLeavesNothingToLoad() {
+        var host = ATAHost()
+        host.channel.loadsBlocksLater = true
+        host.issue(ATACommand.readSectors, lba: 7, count: 3)
+        _ = host.insw(dataPort, 256)
+        host.outb(0x0C, ctlPort)
+        host.outb(0x08, ctlPort)
+        #expect(!host.channel.awaitsBlockLoad)
+        host.disk.clearLog()
+        host.channel.loadAwaitedBlock()
+        #expect(host.disk.log.isEmpty)
+        #expect(host.inb(statusPort) == statusIdle)
+    }
 }
