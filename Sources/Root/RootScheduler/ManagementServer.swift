@@ -125,14 +125,11 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The partition configuration is not valid JSON for a partition: \(error)."))
             }
-            let requester: UserIdentity
-            switch await context.requester(in: directory) {
-            case .success(let user): requester = user
-            case .failure(let error): return failure(error)
-            }
             // Made on a thread of its own: the partition's memory, its image and KVM take a while.
-            return await respondOffThread(status: .created, slots: waiting, for: requester) { () throws(RootError) in
-                try scheduler.create(configuration, requester: requester)
+            return await withRequester(context, in: directory) { requester in
+                await respondOffThread(status: .created, slots: waiting, for: requester) { () throws(RootError) in
+                    try scheduler.create(configuration, requester: requester)
+                }
             }
         }
         router.get("/v1/partitions/:name") { _, context in
@@ -147,14 +144,11 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The body must be {\"action\": \"start|pause|resume|stop|shutdown\"}."))
             }
-            let requester: UserIdentity
-            switch await context.requester(in: directory) {
-            case .success(let user): requester = user
-            case .failure(let error): return failure(error)
-            }
             // A start waits (up to `RootScheduler.deviceSetUpTimeout`) for the parent to set up
             // the partition's devices: on a thread of its own, as `stats` does.
-            return await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in try scheduler.perform(action.action, on: name) }
+            return await withRequester(context, in: directory) { requester in
+                await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in try scheduler.perform(action.action, on: name) }
+            }
         }
         router.get("/v1/partitions/:name/console") { request, context in
             let name = context.parameters.get("name") ?? ""
@@ -169,14 +163,11 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The body must be a device: a kind, or {\"kind\": …, settings}: \(error)."))
             }
-            let requester: UserIdentity
-            switch await context.requester(in: directory) {
-            case .success(let user): requester = user
-            case .failure(let error): return failure(error)
-            }
             // The device's host files may be slow to open (NFS, FUSE): on a thread of its own.
-            return await respondOffThread(status: .created, slots: waiting, for: requester) { () throws(RootError) in
-                try scheduler.addDevice(device, to: name, requester: requester)
+            return await withRequester(context, in: directory) { requester in
+                await respondOffThread(status: .created, slots: waiting, for: requester) { () throws(RootError) in
+                    try scheduler.addDevice(device, to: name, requester: requester)
+                }
             }
         }
         router.put("/v1/partitions/:name/devices/:device") { request, context in
@@ -188,13 +179,10 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The body must be the device's settings, a JSON object: \(error)."))
             }
-            let requester: UserIdentity
-            switch await context.requester(in: directory) {
-            case .success(let user): requester = user
-            case .failure(let error): return failure(error)
-            }
-            return await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in
-                try scheduler.changeDevice(device, of: name, settings: settings, requester: requester)
+            return await withRequester(context, in: directory) { requester in
+                await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in
+                    try scheduler.changeDevice(device, of: name, settings: settings, requester: requester)
+                }
             }
         }
         router.delete("/v1/partitions/:name/devices/:device") { _, context in
@@ -212,27 +200,21 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The body must be a switch: {\"name\": …, \"kind\": \"private|internal|external\"}: \(error)."))
             }
-            let requester: UserIdentity
-            switch await context.requester(in: directory) {
-            case .success(let user): requester = user
-            case .failure(let error): return failure(error)
-            }
-            return respond(status: .created) { () throws(RootError) in
-                try scheduler.createSwitch(configuration, requester: requester)
+            return await withRequester(context, in: directory) { requester in
+                respond(status: .created) { () throws(RootError) in
+                    try scheduler.createSwitch(configuration, requester: requester)
+                }
             }
         }
         router.delete("/v1/switches/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
-            let requester: UserIdentity
-            switch await context.requester(in: directory) {
-            case .success(let user): requester = user
-            case .failure(let error): return failure(error)
-            }
-            do throws(RootError) {
-                try scheduler.deleteSwitch(name, requester: requester)
-                return Response(status: .noContent)
-            } catch {
-                return failure(error)
+            return await withRequester(context, in: directory) { requester in
+                do throws(RootError) {
+                    try scheduler.deleteSwitch(name, requester: requester)
+                    return Response(status: .noContent)
+                } catch {
+                    return failure(error)
+                }
             }
         }
         router.patch("/v1/partitions/:name/cpu") { request, context in
@@ -250,12 +232,9 @@ enum ManagementServer {
             let name = context.parameters.get("name") ?? ""
             // The parent's channel counters may take up to a second to come: asked for on a thread
             // of its own, so slow answers never hold the server's concurrency threads.
-            let requester: UserIdentity
-            switch await context.requester(in: directory) {
-            case .success(let user): requester = user
-            case .failure(let error): return failure(error)
+            return await withRequester(context, in: directory) { requester in
+                await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in try scheduler.statistics(name) }
             }
-            return await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in try scheduler.statistics(name) }
         }
         router.delete("/v1/partitions/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
@@ -272,6 +251,16 @@ enum ManagementServer {
         return Application(router: router, server: server,
                            configuration: .init(address: .unixDomainSocket(path: socketPath)),
                            onServerRunning: onServerRunning, logger: logger)
+    }
+
+    /// Runs `body` for the request's sender (`APIRequestContext.requester(in:)`), or answers why
+    /// the root cannot tell who sent it.
+    private static func withRequester(_ context: APIRequestContext, in directory: UserDirectory,
+                                      _ body: (UserIdentity) async -> Response) async -> Response {
+        switch await context.requester(in: directory) {
+        case .success(let requester): await body(requester)
+        case .failure(let error): failure(error)
+        }
     }
 
     private static func respond<T: Encodable>(status: HTTPResponse.Status = .ok, _ body: () throws(RootError) -> T) -> Response {
