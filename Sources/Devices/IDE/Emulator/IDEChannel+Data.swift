@@ -1,7 +1,8 @@
 /// The data register. Data moves as a byte stream of the current DRQ block, whole words at a
 /// time; a run may span blocks (the next block is ready as soon as the previous one is
-/// taken). Without a matching data phase, or with device 1 selected, reads return 0xFF
-/// bytes (a floating bus) and writes are dropped.
+/// taken), except data-in blocks with `loadsBlocksLater`, where a run ends at the block's end.
+/// Without a matching data phase, or with device 1 selected, reads return 0xFF bytes (a
+/// floating bus) and writes are dropped.
 extension IDEChannel {
     /// One 16-bit data register read.
     public mutating func readData16() -> UInt16 {
@@ -35,7 +36,8 @@ extension IDEChannel {
 
     /// Fills `buffer` from the data register, as a REP INSW/INSD of `buffer.count` bytes does
     /// (an odd count takes a whole last word). Interrupts for the blocks it crosses are raised
-    /// as the blocks are reached.
+    /// as the blocks are reached; with `loadsBlocksLater` it crosses none, and bytes past the
+    /// block's end read 0xFF.
     public mutating func readData(into buffer: inout [UInt8]) {
         defer { updateLine() }
         let moved = moveToHost(buffer.count, into: &buffer)

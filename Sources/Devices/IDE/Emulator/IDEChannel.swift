@@ -1,7 +1,8 @@
 /// One legacy IDE channel as a pure state machine: an ATA disk as device 0, no device 1.
 /// Register reads and writes in; data, an interrupt line and storage accesses out. No
 /// threads, no clocks: every command finishes within the access that starts it, so BSY is
-/// seen only while the host holds SRST.
+/// seen only while the host holds SRST, or, with `loadsBlocksLater`, while the next data-in
+/// block waits for the host to load it (`loadAwaitedBlock()`).
 ///
 /// **Device 1 is absent.** Writes to the command block reach device 0 whichever device is
 /// selected, so the address registers echo what was written (libata's `ata_devchk` then sees
@@ -100,11 +101,13 @@ public struct IDEChannel<Storage: IDEStorage> {
     }
 
     /// Power-on (or hardware) reset: every setting back to its power-on value, the line low.
-    /// The edge count carries on.
+    /// The edge count and `loadsBlocksLater` (the host's, not the device's) carry on.
     public mutating func powerOnReset() {
         let edges = interruptRisingEdges
+        let later = loadsBlocksLater
         self = IDEChannel(storage: storage, configuration: configuration, location: location)
         interruptRisingEdges = edges
+        loadsBlocksLater = later
     }
 
     /// The IDENTIFY DEVICE data for the current settings.

@@ -86,16 +86,19 @@ public struct IDEChannelFuzzer<Generator: RandomNumberGenerator> {
             channel.write(port: control, size: 1, value: 0x0C)
             channel.write(port: control, size: 1, value: 0x08)
         case 9:
-            _ = channel.read(port: base + UInt16(random(0...7)), size: 1)
+            let port = base + UInt16(random(0...7))
+            _ = try reading { $0.read(port: port, size: 1) }
         case 10:
-            let status = channel.read(port: base + 7, size: 1)
+            let port = base + 7
+            let status = try reading { $0.read(port: port, size: 1) }
             if status != 0, channel.taskFile.selectsDevice1 == false, channel.interruptPending {
                 throw violation("reading Status left the interrupt pending")
             }
         case 11, 12:
             let size = [2, 4][random(0...1)]
             let count = random(1...(random(0...1) == 0 ? 256 : 2_100))
-            let bytes = channel.readString(port: base, size: size, count: count)
+            let port = base
+            let bytes = try reading { $0.readString(port: port, size: size, count: count) }
             let expected = min(count, IDEChannel<FaultyStorage>.maximumStringBytes / size) * size
             if bytes.count != expected { throw violation("string read of \(count)x\(size) returned \(bytes.count) bytes") }
         case 13, 14:
@@ -103,18 +106,26 @@ public struct IDEChannelFuzzer<Generator: RandomNumberGenerator> {
             let count = random(0...(random(0...1) == 0 ? 512 : 4_200))
             channel.writeString(port: base, size: size, bytes: (0..<count).map { _ in randomByte() })
         case 15:
-            if Bool.random(using: &generator) { _ = channel.read(port: base, size: [1, 2, 4][random(0...2)]) }
-            else { channel.write(port: base, size: [1, 2, 4][random(0...2)], value: UInt32.random(in: 0...UInt32.max, using: &generator)) }
+            let (port, size) = (base, [1, 2, 4][random(0...2)])
+            if Bool.random(using: &generator) {
+                _ = try reading { $0.read(port: port, size: size) }
+            } else {
+                channel.write(port: port, size: size, value: UInt32.random(in: 0...UInt32.max, using: &generator))
+            }
         case 16:
             let port = UInt16(truncatingIfNeeded: Int(base) + random(-8...16))
             let size = [0, 1, 2, 3, 4, 8][random(0...5)]
-            if Bool.random(using: &generator) { _ = channel.read(port: port, size: size) }
+            if Bool.random(using: &generator) { _ = try reading { $0.read(port: port, size: size) } }
             else { channel.write(port: port, size: size, value: UInt32.random(in: 0...UInt32.max, using: &generator)) }
         case 17:
             let port = [control, control &+ 1, control &- 1, UInt16.random(in: 0...UInt16.max, using: &generator)][random(0...3)]
             let size = [1, 2, 4][random(0...2)]
-            if Bool.random(using: &generator) { _ = channel.readString(port: port, size: size, count: random(0...9_000)) }
-            else { channel.writeString(port: port, size: size, bytes: (0..<random(0...64)).map { _ in randomByte() }) }
+            if Bool.random(using: &generator) {
+                let count = random(0...9_000)
+                _ = try reading { $0.readString(port: port, size: size, count: count) }
+            } else {
+                channel.writeString(port: port, size: size, bytes: (0..<random(0...64)).map { _ in randomByte() })
+            }
         case 18, 19, 20:
             // What a driver does: reset released, device 0 selected, a task file, a command.
             channel.write(port: control, size: 1, value: UInt32([0x08, 0x0A][random(0...1)]))
@@ -128,6 +139,15 @@ public struct IDEChannelFuzzer<Generator: RandomNumberGenerator> {
         }
         // The controller's thread reads the awaited block soon, but accesses may come first.
         if channel.awaitsBlockLoad, random(0...3) != 0 { channel.loadAwaitedBlock() }
+    }
+
+    /// A read access. With `loadsBlocksLater` none reaches storage: the next data-in block is
+    /// the host's to load, off the access.
+    private mutating func reading<T>(_ body: (inout IDEChannel<FaultyStorage>) -> T) throws(IDEInvariantViolation) -> T {
+        let before = channel.storage.accesses
+        let value = body(&channel)
+        if channel.loadsBlocksLater, channel.storage.accesses != before { throw violation("a read reached storage") }
+        return value
     }
 
     /// A task file a driver might load: LBA28, LBA48 or CHS, mostly inside the disk.
@@ -171,8 +191,11 @@ public struct IDEChannelFuzzer<Generator: RandomNumberGenerator> {
             if status != ATAStatus.busy { throw violation("status 0x\(String(status, radix: 16)) during SRST") }
         } else if channel.taskFile.selectsDevice1 {
             if status != 0 { throw violation("absent device 1 shows status 0x\(String(status, radix: 16))") }
-        } else if channel.awaitsBlockLoad {
+        } else if let transfer = channel.transfer, transfer.awaitsLoad {
             if !channel.loadsBlocksLater { throw violation("a block awaited by a channel that loads at once") }
+            if transfer.direction != .toHost || transfer.position != transfer.block.count || transfer.sectorsAfterBlock == 0 {
+                throw violation("a block awaited before the last one was taken whole")
+            }
             if status != ATAStatus.busy { throw violation("status 0x\(String(status, radix: 16)) while a block is read") }
         } else {
             if status & ATAStatus.ready == 0 { throw violation("DRDY clear outside reset") }

@@ -91,9 +91,9 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
     /// Runs a read on the channel, or answers `busyValue` while the controller's thread owns it.
     /// A read that leaves the channel awaiting its next data-in block hands the block's read to
     /// the controller's thread (the channel is busy from then on).
-    private func read<Value: Sendable>(orWhileBusy busyValue: Value, _ body: (inout IDEChannel<Storage>) -> Value) -> Value {
+    private func read<Value: Sendable>(orWhileBusy busyValue: @autoclosure () -> Value, _ body: (inout IDEChannel<Storage>) -> Value) -> Value {
         let (value, edge, handOff) = state.withLock { state -> (Value, Bool, Bool) in
-            guard !state.busy, var channel = state.channel.take() else { return (busyValue, false, false) }
+            guard !state.busy, var channel = state.channel.take() else { return (busyValue(), false, false) }
             let value = body(&channel)
             let awaits = channel.awaitsBlockLoad
             state.channel = consume channel
@@ -207,7 +207,8 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
     /// waiting writes in order, without the lock (readers see BSY meanwhile), then hands the
     /// channel back.
     private func runDeferred() {
-        while true {
+        var done = false
+        while !done {
             let next = state.withLock { state -> (Write?, IDEChannel<Storage>)? in
                 if state.channel?.awaitsBlockLoad == true, let channel = state.channel.take() { return (nil, channel) }
                 guard !state.deferred.isEmpty, let channel = state.channel.take() else {
@@ -227,6 +228,14 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
             let (edge, failures) = state.withLock { state -> (Bool, Int) in
                 state.channel = finished
                 if failure != nil { state.storageFailures += 1 }
+                // Nothing more to run: the channel is free before its interrupt is raised, so the
+                // guest's handler does not find it busy (libata's `__ata_sff_port_intr` then
+                // takes the interrupt for a spurious one, and an edge-triggered IRQ 14 comes
+                // no second time).
+                if state.deferred.isEmpty, state.channel?.awaitsBlockLoad != true {
+                    state.busy = false
+                    done = true
+                }
                 return (Self.noteEdges(&state), state.storageFailures)
             }
             if let failure, failures <= 8 || failures.nonzeroBitCount == 1 {

@@ -100,6 +100,16 @@ final class GatedDisk: IDEStorage, @unchecked Sendable {
     }
 }
 
+extension IDEController {
+    /// Alternate Status once BSY has cleared (or after 10 s), read as a driver polls it.
+    func statusOnceNotBusy() -> UInt32 {
+        var status: UInt32 = 0x80
+        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
+        while status & 0x80 != 0, MonotonicClock.nanoseconds() < deadline { status = portRead(port: 0x3F6, size: 1) }
+        return status
+    }
+}
+
 /// A blocking wait on an eventfd (at most 10 s), released by `signal`.
 final class EventFDSemaphore: Sendable {
     let event: EventFD?
@@ -167,9 +177,7 @@ struct IDEControllerTests {
         controller.portWrite(port: 0x1F2, size: 1, value: 0x07)
         #expect(disk.flushes.load(ordering: .relaxed) == 0)
         disk.gate.signal()
-        var status: UInt32 = 0x80
-        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
-        while status & 0x80 != 0, MonotonicClock.nanoseconds() < deadline { status = controller.portRead(port: 0x3F6, size: 1) }
+        let status = controller.statusOnceNotBusy()
         #expect(status == 0x50, "DRDY|DSC after the flush")
         #expect(disk.flushes.load(ordering: .relaxed) == 1)
         #expect(controller.portRead(port: 0x1F2, size: 1) == 0x07, "the deferred write landed after the command")
@@ -186,16 +194,10 @@ struct IDEControllerTests {
         let disk = GatedDisk(sectors: 64, gatingReadsFrom: 9)
         let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
         controller.attach()
-        func waitWhileBusy() -> UInt32 {
-            var status: UInt32 = 0x80
-            let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
-            while status & 0x80 != 0, MonotonicClock.nanoseconds() < deadline { status = controller.portRead(port: 0x3F6, size: 1) }
-            return status
-        }
         for (port, value) in [(0x1F2, 2), (0x1F3, 8), (0x1F4, 0), (0x1F5, 0), (0x1F6, 0xE0), (0x1F7, 0x20)] as [(UInt16, UInt32)] {
             controller.portWrite(port: port, size: 1, value: value)   // READ SECTORS 8, 9
         }
-        #expect(waitWhileBusy() == 0x58, "DRQ for the first block")
+        #expect(controller.statusOnceNotBusy() == 0x58, "DRQ for the first block")
         #expect(controller.portRead(port: 0x1F7, size: 1) == 0x58, "Status, which clears the block's interrupt")
         let start = MonotonicClock.nanoseconds()
         #expect(controller.portReadString(port: 0x1F0, size: 2, count: 256) == Array(disk.bytes[(8 * 512)..<(9 * 512)]))
@@ -204,10 +206,30 @@ struct IDEControllerTests {
         #expect(MonotonicClock.nanoseconds() - start < 1_000_000_000, "the reads did not wait for storage")
         _ = context.irq.consume()
         disk.gate.signal()
-        #expect(waitWhileBusy() == 0x58, "DRQ for the second block")
+        #expect(controller.statusOnceNotBusy() == 0x58, "DRQ for the second block")
         #expect(try Poll.wait(on: [context.irq.rawValue], timeoutMilliseconds: 5000).first == true, "an IRQ 14 edge for it")
         #expect(controller.portReadString(port: 0x1F0, size: 2, count: 256) == Array(disk.bytes[(9 * 512)..<(10 * 512)]))
         #expect(controller.portRead(port: 0x1F7, size: 1) == 0x50, "the command is done")
+        controller.stop()
+    }
+
+    @Test("A software reset written while the next data-in block is read lands after the read: the command ends, no data phase is left")
+    func aResetWhileTheNextBlockIsReadEndsTheCommand() throws {
+        let context = try IDETestContext()
+        let disk = GatedDisk(sectors: 64, gatingReadsFrom: 9)
+        let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
+        controller.attach()
+        for (port, value) in [(0x1F2, 3), (0x1F3, 8), (0x1F4, 0), (0x1F5, 0), (0x1F6, 0xE0), (0x1F7, 0x20)] as [(UInt16, UInt32)] {
+            controller.portWrite(port: port, size: 1, value: value)   // READ SECTORS 8, 9, 10
+        }
+        #expect(controller.statusOnceNotBusy() == 0x58)
+        _ = controller.portReadString(port: 0x1F0, size: 2, count: 256)
+        controller.portWrite(port: 0x3F6, size: 1, value: 0x0C)   // SRST, nIEN: libata's softreset
+        controller.portWrite(port: 0x3F6, size: 1, value: 0x08)
+        #expect(controller.portRead(port: 0x3F6, size: 1) == 0x80, "busy until the block is in")
+        disk.gate.signal()
+        #expect(controller.statusOnceNotBusy() == 0x50, "DRDY|DSC after the reset, no DRQ")
+        #expect(controller.portRead(port: 0x1F0, size: 2) == 0xFFFF, "no data phase left")
         controller.stop()
     }
 
@@ -227,9 +249,7 @@ struct IDEControllerTests {
             controller.portWrite(port: 0x1F3, size: 1, value: UInt32(truncatingIfNeeded: index))
         }
         disk.gate.signal()
-        var status: UInt32 = 0x80
-        let deadline = MonotonicClock.nanoseconds() + 10_000_000_000
-        while status & 0x80 != 0, MonotonicClock.nanoseconds() < deadline { status = controller.portRead(port: 0x3F6, size: 1) }
+        let status = controller.statusOnceNotBusy()
         #expect(status == 0x50)
         // About a thousand dropped (1,000 or 1,001, as the controller's thread may already have
         // taken the command off the queue): lines for the 1st to 8th, 16th, 32nd … 512th.

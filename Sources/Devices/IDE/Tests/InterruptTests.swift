@@ -197,11 +197,13 @@ struct DeviceSelectionTests {
 
     @Test func powerOnResetRestoresPowerOnSettingsAndKeepsTheEdgeCount() {
         var host = ATAHost()
+        host.channel.loadsBlocksLater = true
         host.issue(ATACommand.setMultipleMode, count: 2)
         #expect(host.newEdges() == 1)
         host.channel.powerOnReset()
         #expect(host.channel.multipleSectors == 16)
         #expect(host.newEdges() == 0)
         #expect(host.inb(statusPort) == statusIdle)
+        #expect(host.channel.loadsBlocksLater, "the host's choice, not a device setting")
     }
 }

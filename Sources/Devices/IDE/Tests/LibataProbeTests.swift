@@ -99,6 +99,34 @@ struct LibataProbeTests {
         #expect(ap.host.disk.log == [.read(lba: 0, sectors: 8)])
     }
 
+    /// READ SECTORS as the parent's controller serves it (`loadsBlocksLater`): after each block
+    /// but the last the device is busy until the next one is loaded, then interrupts once;
+    /// __ata_sff_port_intr finds BSY clear when that interrupt comes.
+    @Test func interruptDrivenReadSectorsWithBlocksLoadedLater() throws {
+        var ap = LibataPort(host: ATAHost())
+        ap.host.channel.loadsBlocksLater = true
+        ap.freeze()
+        let reset = ap.softreset()
+        ap.postreset(reset.classes)
+        ap.thaw()
+
+        ap.issue(LibataPort.Command(command: 0x20, nsect: 3, device: 0xE0))
+        #expect(ap.host.newEdges() == 1)
+        #expect(ap.altStatus() & 0x80 == 0)
+        let read = try #require(ap.pioIn(blocks: 3, sectorsPerBlock: 1, firstStatus: ap.checkStatus()) { ap in
+            #expect(ap.altStatus() == 0x80, "BSY: an interrupt now would be taken for a spurious one")
+            #expect(ap.host.newEdges() == 0)
+            ap.host.channel.loadAwaitedBlock()                                     // the controller's thread
+            #expect(ap.host.newEdges() == 1, "one IRQ 14 pulse for the next DRQ block")
+            #expect(ap.altStatus() & 0x80 == 0)
+            return ap.checkStatus()
+        })
+        #expect(read.status == statusIdle)
+        #expect(read.data == ap.host.disk.sectors(0, count: 3))
+        #expect(ap.host.newEdges() == 0, "no interrupt after the last data-in block")
+        #expect(ap.host.disk.log == [.read(lba: 0, sectors: 1), .read(lba: 1, sectors: 1), .read(lba: 2, sectors: 1)])
+    }
+
     /// WRITE MULTIPLE: the pio task sends the first block; the device interrupts when done.
     @Test func interruptDrivenWriteMultipleAndFlush() throws {
         var ap = LibataPort(host: ATAHost())
