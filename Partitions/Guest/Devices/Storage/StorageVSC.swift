@@ -24,6 +24,8 @@ public struct StorageVSC<Channel: VMBusChannel> {
     public private(set) var staged = 0
     /// Completions that matched no request (a misbehaving host); they are dropped.
     public private(set) var strayCompletions = 0
+    /// `run` calls so far: each request it runs gets a tag of its own.
+    private var runs: UInt64 = 0
     var buffer = [UInt8](repeating: 0, count: 512)
 
     /// A primary channel (call `initialize` first), or a sub-channel at its primary's `version`.
@@ -153,12 +155,18 @@ public struct StorageVSC<Channel: VMBusChannel> {
         return count
     }
 
+    /// Tags of `run`'s requests: above any slot number a workload uses as a tag.
+    static var runTags: UInt64 { 0x5C5 << 32 }
+
     /// Runs one request to completion (discovery, flushes): stages, publishes and polls for up to
-    /// `timeoutNanoseconds`. Other completions arriving meanwhile are dropped, so call it only
-    /// with nothing else in flight.
-    public mutating func run(_ request: StorageRequest, timeoutNanoseconds: UInt64 = 10_000_000_000) -> StorageCompletion? {
-        let tag: UInt64 = 0x5C5_1000
-        let deadline = channel.timestamp() &+ channel.ticks(nanoseconds: timeoutNanoseconds)
+    /// `timeoutNanoseconds` (by default the request's own, `StorageRequest.timeoutNanoseconds`).
+    /// Other completions arriving meanwhile are dropped, so call it only with nothing else in
+    /// flight. Each call's request has a tag of its own: the late completion of a request that
+    /// timed out is dropped, not taken for a later one's.
+    public mutating func run(_ request: StorageRequest, timeoutNanoseconds: UInt64? = nil) -> StorageCompletion? {
+        runs &+= 1
+        let tag = Self.runTags | (runs & 0xFFFF_FFFF)
+        let deadline = channel.timestamp() &+ channel.ticks(nanoseconds: timeoutNanoseconds ?? request.timeoutNanoseconds)
         while !stage(request, tag: tag) {
             publish()
             guard channel.timestamp() < deadline else { return nil }
@@ -182,6 +190,9 @@ public struct StorageRequest {
     /// The data buffer: its length is the transfer length.
     public var buffer: GPARange?
     public var flags: SRBFlags
+    /// How long `StorageVSC.run` waits for it, as Linux's sd does: 30 s (SD_TIMEOUT), twice that
+    /// for SYNCHRONIZE CACHE (SD_FLUSH_TIMEOUT_MULTIPLIER), which may write back a whole cache.
+    public var timeoutNanoseconds: UInt64
 
     public init(target: UInt8 = 0, lun: UInt8, cdb: [UInt8], direction: SRBDataDirection, buffer: GPARange? = nil) {
         self.target = target
@@ -189,6 +200,9 @@ public struct StorageRequest {
         self.cdb = cdb
         self.direction = direction
         self.buffer = buffer
+        let opcode = cdb.first.map(SCSIOperationCode.init(rawValue:))
+        let flush = opcode == .synchronizeCache10 || opcode == .synchronizeCache16
+        timeoutNanoseconds = flush ? 60_000_000_000 : 30_000_000_000
         switch direction {
         case .read: flags = [.disableSynchronousTransfer, .dataIn]
         case .write: flags = [.disableSynchronousTransfer, .dataOut]
