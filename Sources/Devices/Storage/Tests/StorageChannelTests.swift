@@ -69,6 +69,23 @@ struct StorageChannelTests {
         #expect(fileBytes(rig.path("d0.img"), offset: 7 << 20, count: 512) == StoragePattern.bytes(at: 7 << 20, count: 512, seed: 9))
     }
 
+    /// A request that `run` gave up on still completes, later: the next `run` must not take that
+    /// completion for its own request's (a guest that did read data not yet there).
+    @Test("The late completion of a request run() gave up on is not taken for the next request's")
+    func aLateCompletionIsNotTakenForTheNextRequest() throws {
+        let rig = try rig()
+        var vsc = try rig.openChannel()
+        #expect(vsc.initialize() != nil)
+        let large = GPARange(address: StorageRig.buffer(1), length: 4096)
+        #expect(vsc.run(.transfer(write: false, lun: 0, lba: 0, blocks: 8, buffer: large), timeoutNanoseconds: 0) == nil,
+                "given up on at once")
+        usleep(100_000)  // its completion is in the ring by now
+        let small = GPARange(address: StorageRig.buffer(2), length: 512)
+        let completion = vsc.run(.transfer(write: false, lun: 0, lba: 8, blocks: 1, buffer: small))
+        #expect(completion?.succeeded == true)
+        #expect(completion?.transferred == 512, "its own completion, not the 4,096-byte read's")
+    }
+
     @Test("Requests with many in flight, spread over the primary channel and two sub-channels, all complete")
     func subChannelsCarryIO() throws {
         let rig = try rig()
