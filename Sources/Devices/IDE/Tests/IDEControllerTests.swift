@@ -185,18 +185,25 @@ struct IDEControllerTests {
         controller.stop()
     }
 
+    /// A controller on a disk whose reads from sector 9 on wait at its gate, with READ SECTORS of
+    /// `sectors` sectors from sector 8 issued.
+    static func readingPastTheGate(sectors: UInt32) throws -> (IDETestContext, GatedDisk, IDEController<GatedDisk>) {
+        let context = try IDETestContext()
+        let disk = GatedDisk(sectors: 64, gatingReadsFrom: 9)
+        let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
+        controller.attach()
+        for (port, value) in [(0x1F2, sectors), (0x1F3, 8), (0x1F4, 0), (0x1F5, 0), (0x1F6, 0xE0), (0x1F7, 0x20)] as [(UInt16, UInt32)] {
+            controller.portWrite(port: port, size: 1, value: value)
+        }
+        return (context, disk, controller)
+    }
+
     /// A guest processor waits on every port read, so the control thread must not wait for
     /// storage inside one: the read that takes a block's last word leaves the next block to the
     /// controller's thread, and the device is busy until it is in.
     @Test("A read that ends a data-in block answers at once; the device reads BSY until the controller's thread has the next block")
     func theNextDataInBlockIsReadOffTheControlThread() throws {
-        let context = try IDETestContext()
-        let disk = GatedDisk(sectors: 64, gatingReadsFrom: 9)
-        let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
-        controller.attach()
-        for (port, value) in [(0x1F2, 2), (0x1F3, 8), (0x1F4, 0), (0x1F5, 0), (0x1F6, 0xE0), (0x1F7, 0x20)] as [(UInt16, UInt32)] {
-            controller.portWrite(port: port, size: 1, value: value)   // READ SECTORS 8, 9
-        }
+        let (context, disk, controller) = try Self.readingPastTheGate(sectors: 2)
         #expect(controller.statusOnceNotBusy() == 0x58, "DRQ for the first block")
         #expect(controller.portRead(port: 0x1F7, size: 1) == 0x58, "Status, which clears the block's interrupt")
         let start = MonotonicClock.nanoseconds()
@@ -215,13 +222,7 @@ struct IDEControllerTests {
 
     @Test("A software reset written while the next data-in block is read lands after the read: the command ends, no data phase is left")
     func aResetWhileTheNextBlockIsReadEndsTheCommand() throws {
-        let context = try IDETestContext()
-        let disk = GatedDisk(sectors: 64, gatingReadsFrom: 9)
-        let controller = try IDEController(channel: IDEChannel(storage: disk), context: context)
-        controller.attach()
-        for (port, value) in [(0x1F2, 3), (0x1F3, 8), (0x1F4, 0), (0x1F5, 0), (0x1F6, 0xE0), (0x1F7, 0x20)] as [(UInt16, UInt32)] {
-            controller.portWrite(port: port, size: 1, value: value)   // READ SECTORS 8, 9, 10
-        }
+        let (_, disk, controller) = try Self.readingPastTheGate(sectors: 3)
         #expect(controller.statusOnceNotBusy() == 0x58)
         _ = controller.portReadString(port: 0x1F0, size: 2, count: 256)
         controller.portWrite(port: 0x3F6, size: 1, value: 0x0C)   // SRST, nIEN: libata's softreset
