@@ -340,36 +340,33 @@ struct ManagementErrorTests {
         return descriptor
     }
 
-    /// The first bytes the server sends on `descriptor` within `milliseconds`, as text. It waits
-    /// without holding a concurrency thread: the server answers on those threads, and a test
-    /// run with others may leave it only the ones this wait would hold.
-    static func firstAnswer(on descriptor: Int32, within milliseconds: Int) async -> String {
-        for _ in 0..<max(milliseconds / 10, 1) {
-            var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-            if poll(&entry, 1, 0) == 1 {
-                var bytes = [UInt8](repeating: 0, count: 64)
-                let count = recv(descriptor, &bytes, bytes.count, Int32(MSG_DONTWAIT))
-                return String(decoding: bytes.prefix(max(count, 0)), as: UTF8.self)
-            }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return ""
-    }
-
-    /// Whether the server closed `descriptor` within `milliseconds` (end of file, or a reset).
-    /// Looks without blocking, between short sleeps, as `firstAnswer` does: a concurrency thread
-    /// blocked here is one the server in this process may need (this host has two).
-    static func closedByServer(_ descriptor: Int32, within milliseconds: Int) async -> Bool {
+    /// Whether `descriptor` turns readable (data, end of file or a reset) within `milliseconds`.
+    /// It looks without blocking, between short sleeps, so it holds no concurrency thread: the
+    /// server in this process answers on those threads, and a test run with others may leave it
+    /// only the ones a blocking wait would hold.
+    static func readable(_ descriptor: Int32, within milliseconds: Int) async -> Bool {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(milliseconds))
         while true {
             var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-            if poll(&entry, 1, 0) == 1 {
-                var byte: UInt8 = 0
-                return recv(descriptor, &byte, 1, Int32(MSG_DONTWAIT)) <= 0
-            }
+            if poll(&entry, 1, 0) == 1 { return true }
             guard ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(5))
         }
+    }
+
+    /// The first bytes the server sends on `descriptor` within `milliseconds`, as text.
+    static func firstAnswer(on descriptor: Int32, within milliseconds: Int) async -> String {
+        guard await readable(descriptor, within: milliseconds) else { return "" }
+        var bytes = [UInt8](repeating: 0, count: 64)
+        let count = recv(descriptor, &bytes, bytes.count, Int32(MSG_DONTWAIT))
+        return String(decoding: bytes.prefix(max(count, 0)), as: UTF8.self)
+    }
+
+    /// Whether the server closed `descriptor` within `milliseconds` (end of file, or a reset).
+    static func closedByServer(_ descriptor: Int32, within milliseconds: Int) async -> Bool {
+        guard await readable(descriptor, within: milliseconds) else { return false }
+        var byte: UInt8 = 0
+        return recv(descriptor, &byte, 1, Int32(MSG_DONTWAIT)) <= 0
     }
 
     /// Waits up to five seconds for `slots` to have `count` in use.

@@ -161,12 +161,18 @@ public struct StorageVSC<Channel: VMBusChannel> {
     /// Runs one request to completion (discovery, flushes): stages, publishes and polls for up to
     /// `timeoutNanoseconds` (by default the request's own, `StorageRequest.timeoutNanoseconds`).
     /// Other completions arriving meanwhile are dropped, so call it only with nothing else in
-    /// flight. Each call's request has a tag of its own: the late completion of a request that
-    /// timed out is dropped, not taken for a later one's.
+    /// flight. A request an earlier call gave up on may still be: it is waited for first (within
+    /// the same deadline), as it may still move data into a buffer this one reuses, and each
+    /// call's request has a tag of its own, so a late completion is never taken for a later
+    /// request's.
     public mutating func run(_ request: StorageRequest, timeoutNanoseconds: UInt64? = nil) -> StorageCompletion? {
         runs &+= 1
         let tag = Self.runTags | (runs & 0xFFFF_FFFF)
         let deadline = channel.timestamp() &+ channel.ticks(nanoseconds: timeoutNanoseconds ?? request.timeoutNanoseconds)
+        while inFlight > 0 {
+            guard channel.timestamp() < deadline else { return nil }
+            if poll({ _ in }) == 0 { channel.relax() }
+        }
         while !stage(request, tag: tag) {
             publish()
             guard channel.timestamp() < deadline else { return nil }

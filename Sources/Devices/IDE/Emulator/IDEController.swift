@@ -208,6 +208,8 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
     /// channel back.
     private func runDeferred() {
         var done = false
+        // Edges the work owes, raised once the channel is free (see below).
+        var edgeOwed = false
         while !done {
             let next = state.withLock { state -> (Write?, IDEChannel<Storage>)? in
                 if state.channel?.awaitsBlockLoad == true, let channel = state.channel.take() { return (nil, channel) }
@@ -228,10 +230,10 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
             let (edge, failures) = state.withLock { state -> (Bool, Int) in
                 state.channel = finished
                 if failure != nil { state.storageFailures += 1 }
-                // Nothing more to run: the channel is free before its interrupt is raised, so the
-                // guest's handler does not find it busy (libata's `__ata_sff_port_intr` then
-                // takes the interrupt for a spurious one, and an edge-triggered IRQ 14 comes
-                // no second time).
+                // Nothing more to run: the channel is free before the interrupt is raised, so the
+                // guest's handler does not find it busy (libata's `__ata_sff_port_intr` would
+                // take the interrupt for a spurious one, and an edge-triggered IRQ 14 comes no
+                // second time). Edges from earlier steps wait for this too.
                 if state.deferred.isEmpty, state.channel?.awaitsBlockLoad != true {
                     state.busy = false
                     done = true
@@ -241,8 +243,9 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
             if let failure, failures <= 8 || failures.nonzeroBitCount == 1 {
                 context.logger.warning("partition \(context.partitionName): IDE disk: \(failure) (\(failures) so far)")
             }
-            if edge { raiseIRQ() }
+            edgeOwed = edgeOwed || edge
         }
+        if edgeOwed { raiseIRQ() }
     }
 
     /// Records the channel's rising-edge count; whether it moved (an IRQ edge is owed).

@@ -79,6 +79,8 @@ final class GatedDisk: IDEStorage, @unchecked Sendable {
     let flushes = Atomic<Int>(0)
     /// Reads at or past this sector wait at the gate too.
     let gatedReadsFrom: Int
+    /// Reads that waited at the gate and then went on.
+    let gatedReads = Atomic<Int>(0)
 
     init(sectors: Int, gatingReadsFrom sector: Int = .max) {
         bytes = (0..<(sectors * 512)).map { UInt8(truncatingIfNeeded: $0 / 512 &* 31 &+ $0) }
@@ -88,7 +90,10 @@ final class GatedDisk: IDEStorage, @unchecked Sendable {
     var sectorCount: UInt64 { UInt64(bytes.count / 512) }
     var isReadOnly: Bool { false }
     func read(at offset: UInt64, into buffer: inout [UInt8]) throws(SystemError) {
-        if offset / 512 >= gatedReadsFrom { gate.wait() }
+        if offset / 512 >= gatedReadsFrom {
+            gate.wait()
+            gatedReads.add(1, ordering: .relaxed)
+        }
         buffer.replaceSubrange(0..<buffer.count, with: bytes[Int(offset)..<(Int(offset) + buffer.count)])
     }
     func write(at offset: UInt64, from source: [UInt8]) throws(SystemError) {
@@ -213,8 +218,8 @@ struct IDEControllerTests {
         #expect(MonotonicClock.nanoseconds() - start < 1_000_000_000, "the reads did not wait for storage")
         _ = context.irq.consume()
         disk.gate.signal()
-        #expect(controller.statusOnceNotBusy() == 0x58, "DRQ for the second block")
         #expect(try Poll.wait(on: [context.irq.rawValue], timeoutMilliseconds: 5000).first == true, "an IRQ 14 edge for it")
+        #expect(controller.portRead(port: 0x3F6, size: 1) == 0x58, "DRQ, not BSY, by the time the interrupt comes")
         #expect(controller.portReadString(port: 0x1F0, size: 2, count: 256) == Array(disk.bytes[(9 * 512)..<(10 * 512)]))
         #expect(controller.portRead(port: 0x1F7, size: 1) == 0x50, "the command is done")
         controller.stop()
@@ -225,11 +230,12 @@ struct IDEControllerTests {
         let (_, disk, controller) = try Self.readingPastTheGate(sectors: 3)
         #expect(controller.statusOnceNotBusy() == 0x58)
         _ = controller.portReadString(port: 0x1F0, size: 2, count: 256)
-        controller.portWrite(port: 0x3F6, size: 1, value: 0x0C)   // SRST, nIEN: libata's softreset
+        controller.portWrite(port: 0x3F6, size: 1, value: 0x0C)   // SRST (and libata's obsolete bit 3), then released
         controller.portWrite(port: 0x3F6, size: 1, value: 0x08)
         #expect(controller.portRead(port: 0x3F6, size: 1) == 0x80, "busy until the block is in")
         disk.gate.signal()
         #expect(controller.statusOnceNotBusy() == 0x50, "DRDY|DSC after the reset, no DRQ")
+        #expect(disk.gatedReads.load(ordering: .relaxed) == 1, "the awaited block was read before the reset landed")
         #expect(controller.portRead(port: 0x1F0, size: 2) == 0xFFFF, "no data phase left")
         controller.stop()
     }

@@ -84,6 +84,7 @@ struct StorageChannelTests {
         let completion = vsc.run(.transfer(write: false, lun: 0, lba: 8, blocks: 1, buffer: small))
         #expect(completion?.succeeded == true)
         #expect(completion?.transferred == 512, "its own completion, not the 4,096-byte read's")
+        #expect(vsc.inFlight == 0)
     }
 
     @Test("Requests with many in flight, spread over the primary channel and two sub-channels, all complete")
