@@ -193,7 +193,7 @@ public struct IDEChannel<Storage: IDEStorage> {
     /// Status of device 0 itself.
     var deviceStatus: UInt8 {
         if resetAsserted { return ATAStatus.busy }
-        if transfer?.awaitsLoad == true { return ATAStatus.busy }
+        if awaitsBlockLoad { return ATAStatus.busy }
         var status = ATAStatus.ready | ATAStatus.seekComplete
         if transfer != nil { status |= ATAStatus.dataRequest }
         if commandFailed { status |= ATAStatus.error }

@@ -219,7 +219,7 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
                 }
                 return (state.deferred.removeFirst(), channel)
             }
-            guard case (let access, var channel)? = next else { return }
+            guard case (let access, var channel)? = next else { break }
             if let access {
                 Self.apply(access, to: &channel)
             } else {
