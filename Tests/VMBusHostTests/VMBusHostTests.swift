@@ -3,7 +3,7 @@ import GuestMemory
 import LinuxSupport
 import Synchronization
 import Testing
-import VMBusHost
+@testable import VMBusHost
 import VMBusProtocol
 import VSPTestSupport
 
@@ -63,6 +63,17 @@ final class RefillingDevice: ChannelSession, Sendable {
             _ = try? writer?.write(type: .inband, transactionID: 0, payload: [UInt8](repeating: 7, count: 64))
             _ = writer?.commit()
         }
+    }
+}
+
+/// Reads no packet but always has background work: every pass of its worker makes progress
+/// without a packet, as a NIC's does while frames stream in for its guest.
+final class BusyWorkDevice: ChannelSession, Sendable {
+    let passes = Atomic<Int>(0)
+    func handle(_ packet: IncomingPacket, on channel: VSPChannel) throws(VSPError) {}
+    func work(on channel: VSPChannel) throws(VSPError) -> Bool {
+        passes.wrappingAdd(1, ordering: .relaxed)
+        return true
     }
 }
 
@@ -212,6 +223,40 @@ struct VMBusHostTests {
         guest.close()
     }
 
+    /// A guest that reads its answers a few at a time, never all, keeps the backlog from ever
+    /// emptying: what was written leaves it all the same, so it holds about what waits, not
+    /// everything ever queued.
+    @Test func aBacklogThatNeverEmptiesLetsGoOfWhatWasWritten() throws {
+        let memory = try GuestMemory.create(name: "backlog", size: 1 << 20)
+        let toHost = (16..<18).map { UInt64($0) }
+        let toGuest = (32..<34).map { UInt64($0) }
+        let channel = try VSPChannel(relID: 1, incoming: GuestRingMemory(memory: memory, pages: toHost[...]),
+                                     outgoing: GuestRingMemory(memory: memory, pages: toGuest[...]), targetVP: 0,
+                                     guestSignal: EventFD(), signalGuest: { _ in })
+        var guest = try RingReader(memory: GuestRingMemory(memory: memory, pages: toGuest[...]))
+        var buffer: [UInt8] = []
+        var sent: UInt64 = 0
+        var received: UInt64 = 0
+        // Fill the 4 KiB ring and leave 100 answers waiting beyond it.
+        while channel.backlogEntries < 100 {
+            try channel.send(.inband, transactionID: sent, payload: [UInt8](repeating: 1, count: 8))
+            sent += 1
+        }
+        _ = channel.writer.commit()
+        // Then one new answer for each one the guest reads.
+        for _ in 0..<20_000 {
+            let descriptor = try #require(try guest.next(into: &buffer))
+            #expect(descriptor.transactionID == received)
+            received += 1
+            _ = guest.commit()
+            _ = try channel.flushBacklog()
+            try channel.send(.inband, transactionID: sent, payload: [UInt8](repeating: 1, count: 8))
+            sent += 1
+            _ = channel.writer.commit()
+        }
+        #expect(channel.backlogEntries <= 200, "\(channel.backlogEntries) entries kept for about 100 waiting")
+    }
+
     /// A packet waiting in the backlog for ring space keeps the bytes it was sent with, even when
     /// the session rewrites the buffer it sent them from.
     @Test func aBackloggedPacketKeepsTheBytesItWasSentWith() throws {
@@ -286,5 +331,16 @@ struct VMBusHostTests {
         while device.packets.load(ordering: .relaxed) < 1000 { usleep(1000) }
         guest.close()
         #expect(device.packets.load(ordering: .relaxed) >= 1000)
+    }
+
+    /// Nor can a worker whose every pass makes progress with few packets or none (a NIC
+    /// delivering a stream of frames to its guest): the stop is looked for by time, not only
+    /// after a run of packets or of idle turns.
+    @Test(.timeLimit(.minutes(1))) func aWorkerStopsWhileEveryPassMakesProgress() throws {
+        let device = BusyWorkDevice()
+        let guest = try scatteredChannel(to: device, ringPages: 4)
+        while device.passes.load(ordering: .relaxed) < 1000 { usleep(1000) }
+        guest.close()
+        #expect(device.passes.load(ordering: .relaxed) >= 1000)
     }
 }

@@ -388,6 +388,10 @@ final class VMBusService: PartitionService {
     // MARK: Actions
 
     private func perform(_ actions: [ServerAction], _ state: inout State) {
+        // Channels closed together (an UNLOAD closes them all) wind down side by side, as in
+        // `stop`: a storage channel drains its disk requests for up to 30 s, so each is asked to
+        // stop before the first is waited for.
+        for case .close(let relID) in actions { state.open[relID]?.worker.requestStop() }
         var queue = actions[...]
         while let action = queue.popFirst() {
             switch action {

@@ -32,8 +32,11 @@ public final class ChannelWorker: Sendable {
     /// While draining, the worker looks at the clock after this many packets.
     static let passCheckInterval = 16
 
-    /// While draining, the worker looks for a stop request after this many packets.
-    static let stopCheckInterval = 64
+    /// While it never sleeps, the worker looks for a stop request at least this often (a system
+    /// call, so not on every pass): once every pass, however short, a guest that keeps it busy
+    /// with a few packets at a time could otherwise put the check off for ever, and with it the
+    /// close its owner waits for.
+    static let stopCheckNanoseconds: UInt64 = 1_000_000
 
     /// Starts serving `channel` with `session` on a new thread; both are sent to it and used
     /// only there. The session is started first and closed when the worker ends.
@@ -73,19 +76,23 @@ public final class ChannelWorker: Sendable {
         let tickInterval = session.tickInterval
         var nextTick = tickInterval.map { MonotonicClock.nanoseconds() &+ $0 } ?? .max
         var lastProgress = MonotonicClock.nanoseconds()
-        var spins = 0
+        var lastStopCheck = lastProgress
         channel.reader.beginPolling()
         while true {
+            // A pass lasts a millisecond or so at most (below), so a stop is seen within about
+            // two, however busy the guest keeps the worker.
+            let passStart = MonotonicClock.nanoseconds()
+            if passStart &- lastStopCheck >= Self.stopCheckNanoseconds {
+                if stopEvent.consume() != nil { return }
+                lastStopCheck = passStart
+            }
             var progressed = try channel.flushBacklog()
             var uncommitted = 0
             var drained = 0
             // The session turned a packet away for now: leave the ring alone until it can go on.
             var held = false
-            let passStart = MonotonicClock.nanoseconds()
             while true {
-                // A guest that keeps its ring full must not keep the worker from stopping.
                 drained += 1
-                if drained % Self.stopCheckInterval == 0, stopEvent.consume() != nil { return }
                 guard session.acceptsPacket(on: channel) else {
                     held = true
                     break
@@ -129,9 +136,6 @@ public final class ChannelWorker: Sendable {
                 continue
             }
             if now < channel.pollingDeadline || now &- lastProgress < channel.idleSpinNanoseconds {
-                // Looking for a stop request is a system call: not on every turn of a busy poll.
-                spins &+= 1
-                if spins % Self.stopCheckInterval == 0, stopEvent.consume() != nil { return }
                 // Polling must not keep the thread that does the work off this core: the kernel's
                 // io_uring workers (buffered writes) or the guest's vCPU on a small host.
                 sched_yield()

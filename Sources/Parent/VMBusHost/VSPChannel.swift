@@ -22,6 +22,7 @@ public final class VSPChannel {
     /// What the channel carried (packets, ring bytes and signals each way).
     public let counters = ChannelCounters()
     private var backlog: [Outgoing] = []
+    /// The first entry of `backlog` not yet written; those before it wait to be removed.
     private var backlogHead = 0
     private var backlogBytes = 0
     /// Until when (CLOCK_MONOTONIC ns) the worker keeps polling instead of sleeping.
@@ -29,8 +30,19 @@ public final class VSPChannel {
     /// How long the worker polls an idle ring before sleeping on the guest's doorbell.
     public var idleSpinNanoseconds = ChannelWorker.spinNanoseconds
 
-    /// The most the host queues for a guest that does not drain its ring.
+    /// The most the host queues for a guest that does not drain its ring, in bytes as
+    /// `backlogCost` counts them.
     public static let backlogLimit = 64 << 20
+
+    /// What a queued packet costs the parent beside its bytes: its entry and the headers of its
+    /// arrays. A guest that leaves only 8-byte completions unread is charged for what keeping
+    /// them takes, so the limit bounds the parent's memory, not only the guest's bytes.
+    static let backlogEntryCost = 128
+
+    /// What queueing a packet with `header` and `payload` counts against `backlogLimit`.
+    static func backlogCost(header: [UInt8], payload: [UInt8]) -> Int {
+        header.count + payload.count + backlogEntryCost
+    }
 
     struct Outgoing {
         var type: PacketType
@@ -104,7 +116,7 @@ public final class VSPChannel {
                 writer.requestSpaceNotification(bytes: needed)
             }
         }
-        backlogBytes += payload.count + header.count
+        backlogBytes += Self.backlogCost(header: header, payload: payload)
         guard backlogBytes <= Self.backlogLimit else {
             throw .protocolViolation("the guest leaves more than \(Self.backlogLimit) bytes unread")
         }
@@ -144,6 +156,9 @@ public final class VSPChannel {
         pollingDeadline = MonotonicClock.nanoseconds() &+ nanoseconds
     }
 
+    /// Entries the backlog keeps, written or not (for tests).
+    var backlogEntries: Int { backlog.count }
+
     /// Writes queued packets while they fit. Returns whether any was written.
     ///
     /// With nothing queued this still clears pending_send_sz, on every worker pass. That is
@@ -160,10 +175,19 @@ public final class VSPChannel {
             } catch {
                 guard case .full(let needed) = error else { throw .ring("\(error)") }
                 writer.requestSpaceNotification(bytes: needed)
+                // Written entries leave the list once they are half of it: a guest that reads a
+                // little at a time and never all cannot keep the list growing.
+                if backlogHead > 0, backlogHead >= backlog.count / 2 {
+                    backlog.removeFirst(backlogHead)
+                    backlogHead = 0
+                }
                 return progressed
             }
             countSent(header: packet.header, payload: packet.payload)
-            backlogBytes -= packet.payload.count + packet.header.count
+            backlogBytes -= Self.backlogCost(header: packet.header, payload: packet.payload)
+            // Its bytes go as soon as they are in the ring; the entry goes with the next removal.
+            backlog[backlogHead].header = []
+            backlog[backlogHead].payload = []
             backlogHead += 1
             progressed = true
         }
