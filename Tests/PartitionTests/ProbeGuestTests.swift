@@ -1,3 +1,4 @@
+import Glibc
 import GuestBuilder
 import GuestMemory
 import HyperV
@@ -106,6 +107,47 @@ struct ProbeGuestTests {
         #expect(partition.state == .paused)
         try partition.resume()
         #expect(partition.state == .running)
+    }
+
+    /// A stop that waits for a processor busy in an exit is not undone by a pause or a resume
+    /// asked for meanwhile: they are refused, and the stop ends once the exit returns. (A pause
+    /// that overwrote the stop's request to exit parked the processor, and the stop waited for
+    /// it for ever.)
+    @Test func aPauseOrResumeDuringAStopIsRefusedAndTheStopEnds() async throws {
+        final class HeldPort: PortInterceptor {
+            struct State { var entered = false; var released = false }
+            let state = ConditionLock(State())
+            func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {}
+            func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
+                state.update { $0.entered = true }
+                _ = state.wait(until: { $0.released }, timeoutNanoseconds: 30_000_000_000) { _ in }
+                return 0x20
+            }
+        }
+        let (partition, _) = try await Self.guest(id: 6, name: "stopping", processors: 1, memoryMiB: 32,
+                                                  arguments: "mode=serial")
+        defer { partition.stop() }
+        let held = HeldPort()
+        try partition.interceptPorts(0x3F8..<0x400, with: held)
+        try partition.start()
+        #expect(held.state.wait(until: { $0.entered }, timeoutNanoseconds: 60_000_000_000) { _ in } != nil)
+
+        // The stop waits, on a thread of its own, for the processor held in its port read.
+        let stopped = ConditionLock(false)
+        let stopper = try OSThread.spawn(name: "stopper") {
+            partition.stop()
+            stopped.update { $0 = true }
+        }
+        defer { stopper.join() }
+        while partition.lifecycle.read({ $0.request }) != .exit { usleep(1000) }
+        #expect(throws: PartitionError.self) { try partition.pause(timeout: .milliseconds(300)) }
+        #expect(throws: PartitionError.self) { try partition.resume() }
+        #expect(partition.lifecycle.read { $0.request } == .exit)
+
+        held.state.update { $0.released = true }
+        #expect(stopped.wait(until: { $0 }, timeoutNanoseconds: 30_000_000_000) { _ in } != nil,
+                "the stop ended once the port read returned")
+        #expect(partition.state.isFinal)
     }
 
     /// memcpy, memmove and memset are the guest's own (entry.S), on every VSC copy path; so is

@@ -259,10 +259,12 @@ public final class Partition: Sendable {
     /// in an exit after `timeout` (one waiting for the parent, say) fails the pause: the request
     /// is withdrawn, the processors that parked run again, and the partition stays running, so
     /// no caller waits without bound. A pause asked for meanwhile by another caller fails with it.
+    ///
+    /// A partition that is stopping (its processors asked to exit, the stop waiting for them) is
+    /// not paused: the state is checked and the pause asked for in one step, so the request to
+    /// exit is never overwritten, which would park the processors and leave the stop waiting.
     public func pause(timeout: Duration = Partition.pauseTimeout) throws(PartitionError) {
-        let current = state
-        guard current == .running else { throw .invalidTransition(from: current, operation: "pause") }
-        lifecycle.update { $0.request = .pause }
+        if let refused = ask(.pause, from: .running) { throw .invalidTransition(from: refused, operation: "pause") }
         let deadline = MonotonicClock.nanoseconds() + MonotonicClock.nanoseconds(in: timeout)
         while true {
             kickProcessors()
@@ -295,12 +297,22 @@ public final class Partition: Sendable {
         }
     }
 
-    /// Lets parked virtual processors run again.
+    /// Lets parked virtual processors run again (not those of a partition that is stopping; see
+    /// `pause`).
     public func resume() throws(PartitionError) {
-        let current = state
-        guard current == .paused else { throw .invalidTransition(from: current, operation: "resume") }
-        lifecycle.update { $0.request = .run }
+        if let refused = ask(.run, from: .paused) { throw .invalidTransition(from: refused, operation: "resume") }
         setState(.running)
+    }
+
+    /// Asks the processors for `request` if the partition is `from` and not stopping, in one
+    /// step under the lifecycle's lock.
+    /// - Returns: `nil` if asked; else the state that refused it.
+    private func ask(_ request: Request, from expected: PartitionState) -> PartitionState? {
+        lifecycle.update { state -> PartitionState? in
+            guard state.state == expected, state.request != .exit else { return state.state }
+            state.request = request
+            return nil
+        }
     }
 
     /// Stops the partition and releases its processors, virtual machine and RAM. Idempotent;
