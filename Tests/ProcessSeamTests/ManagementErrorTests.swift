@@ -248,6 +248,8 @@ struct ManagementErrorTests {
             (HTTPMethod.POST, "/v1/partitions", try JSONEncoder().encode(Self.configuration("alpha", imagePath: image))),
             (.POST, "/v1/partitions/alpha/actions", Data("{\"action\": \"start\"}".utf8)),
             (.GET, "/v1/partitions/alpha/stats", nil),
+            // A delete stops a running partition first, which waits for its processors.
+            (.DELETE, "/v1/partitions/alpha", nil),
         ] {
             let response = try await client.send(method, path, body: body)
             let error = ManagementError(status: response.status, body: response.body)

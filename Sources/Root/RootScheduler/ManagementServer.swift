@@ -34,7 +34,7 @@ import Synchronization
 ///
 /// Every error is a `RootError`, answered as `{"error": "<one sentence>"}` with the status its
 /// `kind` maps it to: 400, 404, 409, 500, or 503 when the root already serves as many requests
-/// on threads of their own (creates, actions, statistics, device changes) as it may for the
+/// on threads of their own (creates, actions, deletes, statistics, device changes) as it may for the
 /// requester (`RequestSlots`), the user database does not tell who the requester is in time
 /// (`UserDirectory`), or the parent lags behind a device change.
 ///
@@ -66,7 +66,7 @@ enum ManagementServer {
         }
     }
 
-    /// Requests served on threads of their own at once (`respondOffThread`: creates, actions,
+    /// Requests served on threads of their own at once (`offThread`: creates, actions, deletes,
     /// statistics, device additions and changes, which wait for KVM, host files or the parent),
     /// a quarter of them for one user other than the root's; more are answered 503 rather than
     /// given a thread each, so a user of the API cannot make the root start threads without bound.
@@ -238,11 +238,13 @@ enum ManagementServer {
         }
         router.delete("/v1/partitions/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
-            do throws(RootError) {
-                try scheduler.delete(name)
-                return Response(status: .noContent)
-            } catch {
-                return failure(error)
+            // A running partition is stopped first, which waits for its processors (one in an
+            // exit waits up to seconds for the parent): on a thread of its own, as `stop` is.
+            return await withRequester(context, in: directory) { requester in
+                switch await offThread(slots: waiting, for: requester, { () throws(RootError) in try scheduler.delete(name) }) {
+                case .success: Response(status: .noContent)
+                case .failure(let error): failure(error)
+                }
             }
         }
         let server = HTTPServerBuilder.http1(configuration: .init(
@@ -277,15 +279,27 @@ enum ManagementServer {
         status: HTTPResponse.Status = .ok, slots: RequestSlots, for user: UserIdentity,
         _ body: @escaping @Sendable () throws(RootError) -> T
     ) async -> Response {
+        switch await offThread(slots: slots, for: user, body) {
+        case .success(let value): json(value, status: status)
+        case .failure(let error): failure(error)
+        }
+    }
+
+    /// Runs `body` on an OS thread of its own if one of `slots` is free to `user`'s share
+    /// holder (`.busy` otherwise), so that its waiting never holds the server's concurrency
+    /// threads.
+    private static func offThread<T: Sendable>(
+        slots: RequestSlots, for user: UserIdentity, _ body: @escaping @Sendable () throws(RootError) -> T
+    ) async -> Result<T, RootError> {
         let holder = slots.shareHolder(of: user)
         guard slots.take(for: holder) else {
-            return failure(.busy("The root is already serving as many requests that wait "
-                                 + "(creates, actions, statistics, device changes) "
+            return .failure(.busy("The root is already serving as many requests that wait "
+                                 + "(creates, actions, deletes, statistics, device changes) "
                                  + "as it may for this user (\(slots.limit) at once, \(slots.userShare) for one user "
                                  + "other than the root's, \(slots.othersShare) for all of them); send this one again "
                                  + "when some have been answered."))
         }
-        let result: Result<T, RootError> = await withCheckedContinuation { continuation in
+        return await withCheckedContinuation { continuation in
             do throws(SystemError) {
                 try OSThread.spawn(name: "api-wait") {
                     let result: Result<T, RootError>
@@ -304,10 +318,6 @@ enum ManagementServer {
                 continuation.resume(returning: .failure(.busy("The root cannot start a thread for this request "
                                                                   + "(\(error)); send it again later.")))
             }
-        }
-        switch result {
-        case .success(let value): return json(value, status: status)
-        case .failure(let error): return failure(error)
         }
     }
 
