@@ -85,7 +85,14 @@ public enum SoftwareOffload {
             return false
         }
         let transport = request.transportOffset
-        guard transport + 20 <= frame.count,
+        guard transport + 20 <= frame.count else { return false }
+        // The host kernel cuts the frame with this MSS: within the bounds `segment` keeps, so a
+        // guest's frame becomes at most `maximumSegments` packets there too (and never asks for
+        // GSO_BY_FRAGS, an MSS of 0xFFFF, which is not a TCP segment size).
+        let mss = request.maximumSegmentSize
+        let headerEnd = transport + Int(frame[transport + 12] >> 4) * 4
+        guard mss >= minimumSegmentSize, mss < 0xFFFF, headerEnd >= transport + 20, headerEnd <= frame.count,
+            (frame.count - headerEnd + mss - 1) / mss <= maximumSegments,
             let seed = EthernetHeaders.pseudoHeaderSum(frame, network: network, protocol: EthernetHeaders.protocolTCP,
                                                        length: frame.count - transport)
         else { return false }

@@ -278,6 +278,11 @@ public final class VirtualSwitch: Sendable {
         core.withLock { $0.setPacketFilter(filter, for: port) }
     }
 
+    /// The groups a MULTICAST filter lets through to `port`.
+    public func setMulticastAddresses(_ addresses: Set<MACAddress>, for port: SwitchPortID) {
+        core.withLock { $0.setMulticastAddresses(addresses, for: port) }
+    }
+
     /// See `SwitchCore.setMACAddress(_:for:)`.
     @discardableResult
     public func setMACAddress(_ address: MACAddress, for port: SwitchPortID) -> Bool {

@@ -217,6 +217,19 @@ import VMBusProtocol
                 == [.indicateStatus(status: .mediaConnect, buffer: [])])
     }
 
+    @Test("a disconnected NIC sends nothing, though its guest ignores MEDIA_DISCONNECT; the send is completed and the frame counted as dropped")
+    func noTransmitWhileDisconnected() {
+        var guest = Self.readyGuest()
+        let frame = ethernetFrame(from: Self.mac, to: Self.peer)
+        _ = guest.vsp.setLinkConnected(false)
+        let down = guest.gpaDirect(stream: Self.packet(frame), channelType: .data)
+        #expect(transmittedFrames(down).isEmpty)
+        #expect(completions(down).count == 1)
+        #expect(guest.vsp.counters.transmitDrops == 1 && guest.vsp.counters.transmittedFrames == 0)
+        _ = guest.vsp.setLinkConnected(true)
+        #expect(transmittedFrames(guest.gpaDirect(stream: Self.packet(frame), channelType: .data)).map(\.bytes) == [frame])
+    }
+
     @Test("control responses wait for a free sub-allocation instead of being lost")
     func controlBackpressure() {
         var guest = Self.readyGuest(receivePages: 1)  // 2 sub-allocations

@@ -205,6 +205,23 @@ import VMBusProtocol
         #expect(guest.vsp.isReadyForData)
     }
 
+    @Test("the multicast list a guest sets reaches its port, and a new INITIALIZE empties it and the filter there too")
+    func multicastListAndInitializeReachThePort() {
+        var guest = NetvscTestGuest(configuration: Self.configuration())
+        guard let version = Self.negotiate(&guest, expect: .v61) else { return }
+        Self.rndisBringUp(&guest, version: version)
+        let groups = [MACAddress(0x01, 0x00, 0x5E, 0, 0, 0xFB), MACAddress(0x33, 0x33, 0, 0, 0, 1)]
+        let id = guest.requestID()
+        let set = guest.control(.set(RNDISRequest(requestID: id, oid: .multicastList,
+                                                  information: groups.flatMap(\.bytes))))
+        #expect(set.contains(.multicastListChanged(groups)))
+        #expect(controlResponses(set, guest: &guest) == [.setComplete(requestID: id, status: .success)])
+        let again = guest.control(.initialize(requestID: guest.requestID(), majorVersion: 1, minorVersion: 0,
+                                              maximumTransferSize: 0x4000))
+        #expect(again.contains(.packetFilterChanged([])))
+        #expect(again.contains(.multicastListChanged([])))
+    }
+
     @Test("MAC change through NetworkAddress, and its refusal when the configuration forbids it")
     func macChange() {
         var guest = NetvscTestGuest(configuration: Self.configuration())

@@ -98,6 +98,21 @@ import Testing
         #expect(SoftwareOffload.segment(frame, .init(maximumSegmentSize: 1448, transportOffset: 1023, isIPv6: false)) == nil)
     }
 
+    @Test("a frame left for the host to segment keeps the same bounds: an MSS of 64 or more, at most maximumSegments pieces, never GSO_BY_FRAGS")
+    func hostSegmentationIsBounded() {
+        let frame = PacketBuilder.ipv4TCP(payload: 65000, lsoStyle: true)
+        let host = SoftwareOffload.Capabilities.virtio
+        for mss in [1, 63, 64, 0xFFFF] {
+            let request = FrameOffload.SegmentationRequest(maximumSegmentSize: mss, transportOffset: 34, isIPv6: false)
+            #expect(SoftwareOffload.resolve(NetworkFrame(bytes: frame, offload: FrameOffload(segmentation: request)), for: host) == nil,
+                    "MSS \(mss)")
+        }
+        let fits = FrameOffload.SegmentationRequest(maximumSegmentSize: 65000 / SoftwareOffload.maximumSegments + 1,
+                                                    transportOffset: 34, isIPv6: false)
+        let prepared = SoftwareOffload.resolve(NetworkFrame(bytes: frame, offload: FrameOffload(segmentation: fits)), for: host)
+        #expect(prepared?.count == 1 && prepared?.first?.offload.segmentation == fits)
+    }
+
     @Test("the switch switches at most a few frames asking for segmentation in one hold of its lock")
     func segmentedFramesEndALockHold() {
         let plain = NetworkFrame(bytes: PacketBuilder.ipv4TCP(payload: 100))

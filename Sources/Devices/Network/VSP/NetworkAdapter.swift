@@ -508,6 +508,8 @@ final class NetworkChannelSession: ChannelSession {
                 adapter.virtualSwitch.setPacketFilter(filter, for: adapter.port)
             case .macAddressChanged(let address):
                 adapter.virtualSwitch.setMACAddress(address, for: adapter.port)
+            case .multicastListChanged(let addresses):
+                adapter.virtualSwitch.setMulticastAddresses(Set(addresses), for: adapter.port)
             }
         }
     }

@@ -502,7 +502,10 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
                                         actions: inout [NetworkVSPAction]) {
         let offload = FrameOffload(transmitted: layout)
         let limit = offload.segmentation == nil ? configuration.maximumFrameSize : NetworkFrame.largestSegmentedFrameSize
-        guard rndis.state == .initialized, layout.dataCount >= NetworkFrame.ethernetHeaderSize, layout.dataCount <= limit
+        // A disconnected NIC sends nothing, whether or not its guest heeds MEDIA_DISCONNECT: the
+        // cable is out.
+        guard rndis.state == .initialized, linkConnected, layout.dataCount >= NetworkFrame.ethernetHeaderSize,
+              layout.dataCount <= limit
         else {
             counters.transmitDrops += 1
             return

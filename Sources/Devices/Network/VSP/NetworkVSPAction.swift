@@ -32,4 +32,7 @@ public enum NetworkVSPAction: Hashable, Sendable {
     case packetFilterChanged(PacketFilter)
     /// The guest changed its MAC address (SET "NetworkAddress").
     case macAddressChanged(MACAddress)
+    /// The multicast groups the port delivers under a MULTICAST filter changed (SET
+    /// OID_802_3_MULTICAST_LIST; an INITIALIZE empties them).
+    case multicastListChanged([MACAddress])
 }

@@ -102,7 +102,7 @@ public struct NetworkVSPFuzzer {
                     }
                 case .offerSubchannels(let count):
                     if count > configuration.maximumSubchannels { report.violations.append("offered too many sub-channels") }
-                case .packetFilterChanged, .macAddressChanged:
+                case .packetFilterChanged, .macAddressChanged, .multicastListChanged:
                     break
                 }
             }

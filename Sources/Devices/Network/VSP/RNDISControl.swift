@@ -57,7 +57,8 @@ struct RNDISControl: Sendable {
                 maximumPacketsPerMessage: context.configuration.maximumPacketsPerMessage,
                 maximumTransferSize: UInt32(clamping: context.configuration.maximumTransmitBytes),
                 packetAlignmentFactor: context.configuration.packetAlignmentFactor)
-            return (.initializeComplete(complete), [])
+            // The reset emptied the filter and the multicast list: so must the port.
+            return (.initializeComplete(complete), [.packetFilterChanged([]), .multicastListChanged([])])
         case .halt:
             state = .halted
             packetFilter = []
@@ -206,7 +207,7 @@ struct RNDISControl: Sendable {
             guard information.count % 6 == 0 else { return (.invalidLength, []) }
             guard information.count / 6 <= Self.maximumMulticastAddresses else { return (.resources, []) }
             multicastList = stride(from: 0, to: information.count, by: 6).compactMap { MACAddress(bytes: information, at: $0) }
-            return (.success, [])
+            return (.success, [.multicastListChanged(multicastList)])
         default:
             return (.notSupported, [])
         }
