@@ -29,8 +29,10 @@ public final class DiskImage: Sendable {
     /// Whether fallocate(PUNCH_HOLE) works on this file system.
     public let supportsPunchHole: Bool
     /// Whether the file system is served over a network or by a user-space program (NFS, SMB,
-    /// Ceph, 9P, AFS, FUSE): a write into its page cache can wait on that server for as long as
-    /// the server takes, so a queue never blocks its own thread on a write to it (`DiskQueue`).
+    /// Ceph, 9P, AFS, FUSE), or the image is a block device, which may be too (NBD, RBD, iSCSI,
+    /// a multipath map that queues while its paths are down) without anything here being able
+    /// to tell: a write into its page cache can wait on that server for as long as the server
+    /// takes, so a queue never blocks its own thread on a write to it (`DiskQueue`).
     public let isRemote: Bool
     let buffered: OwnedDescriptor
     let direct: OwnedDescriptor?
@@ -125,7 +127,8 @@ public final class DiskImage: Sendable {
         // system supports it.
         supportsPunchHole = access == .readWrite && cdiskio_punch_hole(buffered.rawValue, Int64(size), 4096) == 0
         // Where fstatfs fails, the queue keeps its writes off its own thread, as for a remote one.
-        isRemote = cdiskio_is_remote_file_system(buffered.rawValue) != 0
+        // A device node's file system is devtmpfs, whatever serves the device.
+        isRemote = info.st_mode & S_IFMT == S_IFBLK || cdiskio_is_remote_file_system(buffered.rawValue) != 0
     }
 
     /// The descriptor for a transfer: the O_DIRECT one if the offset and every buffer range

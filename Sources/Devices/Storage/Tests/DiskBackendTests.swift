@@ -1,4 +1,5 @@
 import DiskBackend
+import Foundation
 import Glibc
 import GuestMemory
 import LinuxSupport
@@ -458,6 +459,35 @@ struct DiskQueueOrderingTests {
         #expect(engine.order.compactMap { transfer(engine, $0) }.map(\.offset) == [0, 4096])
         for id in engine.pending { engine.complete(id) }
         #expect(queue.reap().map(\.tag) == [1, 2] && queue.inFlight == 0)
+    }
+
+    @Test("A block device counts as remote (NBD, RBD and iSCSI devices are served over a network, which fstatfs cannot tell), so its queue never blocks its own thread on a write",
+          .enabled(if: geteuid() == 0 && access("/dev/loop-control", W_OK) == 0 && access("/usr/sbin/losetup", X_OK) == 0,
+                   "needs root, /dev/loop-control and /usr/sbin/losetup to attach a loop device"))
+    func blockDevicesCountAsRemote() throws {
+        let shm = try TemporaryDirectory(base: "/dev/shm")
+        let backing = shm.file("backing.img")
+        _ = try DiskImage.create(at: backing, size: 1 << 20)
+        let device = try Self.losetup(["--find", "--show", backing])
+        defer { _ = try? Self.losetup(["--detach", device]) }
+        let image = try DiskImage(path: device)
+        #expect(image.size == 1 << 20)
+        #expect(image.isRemote)
+        #expect(!DiskQueue(image: image, depth: 4, engine: try RecordingEngine()).blockingWritesInline)
+    }
+
+    /// Runs losetup with `arguments`; what it printed, trimmed.
+    static func losetup(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/losetup")
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw POSIXError(.EIO) }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     @Test("An image on tmpfs is not remote, so its queue may write small blocks on its own thread")
