@@ -284,7 +284,8 @@ struct SCSIDiskTests {
     func startStop() {
         var disk = disk
         #expect(run(&disk, TestUnitReadyCDB().bytes) == .good)
-        #expect(run(&disk, StartStopUnitCDB(start: false).bytes) == .good)
+        // A stop writes the cache to the medium first (SBC-3), unless NO_FLUSH is set.
+        #expect(run(&disk, StartStopUnitCDB(start: false).bytes) == .flush)
         let notReady = SenseData(key: .notReady, additional: .notReadyInitializingCommandRequired)
         #expect(sense(run(&disk, TestUnitReadyCDB().bytes)) == notReady)
         #expect(sense(run(&disk, ReadWriteCDB(direction: .read, logicalBlockAddress: 0, transferLength: 1).bytes)) == notReady)
@@ -295,6 +296,10 @@ struct SCSIDiskTests {
         #expect(sense(run(&disk, TestUnitReadyCDB().bytes)) == notReady)
         #expect(run(&disk, StartStopUnitCDB(start: true).bytes) == .good)
         #expect(run(&disk, TestUnitReadyCDB().bytes) == .good)
+        var noFlush = StartStopUnitCDB(start: false)
+        noFlush.noFlush = true
+        #expect(run(&disk, noFlush.bytes) == .good)
+        #expect(sense(run(&disk, TestUnitReadyCDB().bytes)) == notReady)
     }
 
     @Test("REQUEST SENSE: NO SENSE when nothing is pending, cut to the allocation length; descriptor format refused")

@@ -112,7 +112,10 @@ public struct SCSIDisk: Sendable {
         // POWER CONDITION 0 (START_VALID): the START bit decides. Other power conditions only
         // move between power states, which a virtual disk does not have. LOEJ has no medium
         // to eject on a fixed disk and is ignored.
-        if cdb.powerCondition == 0 { isStopped = !cdb.start }
-        return .good
+        guard cdb.powerCondition == 0 else { return .good }
+        isStopped = !cdb.start
+        // SBC-3: a stop writes the cache to the medium first, unless NO_FLUSH says not to; once
+        // stopped, the unit takes no SYNCHRONIZE CACHE that could do it later.
+        return !cdb.start && !cdb.noFlush && !configuration.readOnly ? .flush : .good
     }
 }
