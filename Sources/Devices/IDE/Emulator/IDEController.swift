@@ -180,9 +180,10 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
                 return true
             }
             return false
-        case .string(let port, _, let bytes):
+        case .string(let port, let size, let bytes):
             if port == location.commandBlockBase, let remaining = channel.dataOutBytesUntilBlockEnd {
-                return bytes.count >= remaining
+                // Byte-wide elements are written one at a time, each moving a whole word.
+                return bytes.count * (size == 1 ? 2 : 1) >= remaining
             }
             return location.commandBlockPorts.contains(port)
         }

@@ -264,6 +264,21 @@ struct IDEControllerTests {
         controller.stop()
     }
 
+    @Test("A string write that completes a data-out block is seen to reach storage (and so runs on the controller's thread), byte-wide elements counted as the words they move")
+    func stringWritesThatEndABlockReachStorage() {
+        var channel = IDEChannel(storage: GatedDisk(sectors: 8))
+        for (port, value) in [(0x1F2, 1), (0x1F3, 0), (0x1F4, 0), (0x1F5, 0), (0x1F6, 0xE0), (0x1F7, 0x30)] {
+            channel.write(port: UInt16(port), size: 1, value: UInt32(value))   // WRITE SECTORS, one sector
+        }
+        #expect(channel.dataOutBytesUntilBlockEnd == 512)
+        typealias Controller = IDEController<GatedDisk>
+        #expect(Controller.reachesStorage(.string(port: 0x1F0, size: 1, bytes: [UInt8](repeating: 0, count: 256)), channel))
+        #expect(!Controller.reachesStorage(.string(port: 0x1F0, size: 1, bytes: [UInt8](repeating: 0, count: 255)), channel))
+        #expect(Controller.reachesStorage(.string(port: 0x1F0, size: 2, bytes: [UInt8](repeating: 0, count: 512)), channel))
+        #expect(!Controller.reachesStorage(.string(port: 0x1F0, size: 2, bytes: [UInt8](repeating: 0, count: 510)), channel))
+        #expect(Controller.reachesStorage(.string(port: 0x1F0, size: 4, bytes: [UInt8](repeating: 0, count: 512)), channel))
+    }
+
     @Test("String reads and writes of the data register move whole runs")
     func stringIOMovesRuns() throws {
         let context = try IDETestContext()
