@@ -450,12 +450,14 @@ final class VMBusService: PartitionService {
     /// Maps the channel's rings, registers its event connection, starts its worker with `session`.
     private func start(_ request: OpenRequest, _ device: Device, _ session: sending any ChannelSession,
                        _ state: inout State) -> Bool {
+        let relID = request.channel
+        let guestSignal: EventFD
+        let channel: VSPChannel
         do {
             let incoming = try GuestRingMemory(memory: partition.memory, pages: request.incomingRingPages)
             let outgoing = try GuestRingMemory(memory: partition.memory, pages: request.outgoingRingPages)
-            let relID = request.channel
-            let guestSignal = try EventFD()
-            let channel = try VSPChannel(
+            guestSignal = try EventFD()
+            channel = try VSPChannel(
                 relID: relID, subChannelIndex: device.subChannelIndex, incoming: incoming, outgoing: outgoing,
                 targetVP: request.targetVP, guestSignal: guestSignal,
                 signalGuest: { [partition] vp in
@@ -463,6 +465,15 @@ final class VMBusService: PartitionService {
                 },
                 subChannels: { [self] count in offerSubChannels(of: relID, count: count) },
                 gpadls: gpadls.view(channel: primaryRelID(of: relID, state)))
+        } catch {
+            // Rings that do not hold up (a control page the guest filled with nonsense): the
+            // session opened for them is closed here, since no worker will (a storage device
+            // counts its open channels).
+            session.close()
+            partition.logger.warning("partition \(partition.name): cannot open \(device.name): \(error)")
+            return false
+        }
+        do {
             partition.channelOpened(relID: relID, device: device.name, subChannelIndex: device.subChannelIndex,
                                     counters: channel.counters)
             // Registered before OPEN_RESULT is posted (both go over the partition's ordered lane),
