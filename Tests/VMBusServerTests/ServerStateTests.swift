@@ -49,6 +49,9 @@ struct ServerStateTests {
         var restored = Guest(offers: [])
         restored.server = try VMBusServer(configuration: original.server.configuration, restoring: Self.save(original.server))
         #expect(Self.view(restored.server) == Self.view(original.server))
+        // The parent publishes them again for its devices' leases and overlap checks.
+        #expect(!original.server.createdGPADLs.isEmpty)
+        #expect(restored.server.createdGPADLs == original.server.createdGPADLs)
 
         // The same guest messages and device events from here on give the same answers.
         let rest = (GPADLHeader.messages(gpadl: 0xE1E11, childRelID: 2, pfns: (0..<100).map { 0x400 + $0 }) ?? []).dropFirst(2)

@@ -96,6 +96,12 @@ final class VMBusService: PartitionService {
         partition.prepareDoorbells(sint: UInt8(VMBusConstants.messageSINT))
         var withdrawn: [UInt32] = []
         if let restored {
+            // The GPADLs the guest created before the restart, for the resumed sessions' leases
+            // and for the overlap check of buffers created from now on.
+            for gpadl in restored.createdGPADLs {
+                gpadls.publish(handle: gpadl.id, channel: gpadl.channel, byteOffset: gpadl.byteOffset,
+                               byteCount: gpadl.byteCount, pageNumbers: gpadl.pageNumbers)
+            }
             state = Mutex(State(server: restored, ledger: ServerStateLedger(matching: restored)))
             withdrawn = restore(offered)
         } else {

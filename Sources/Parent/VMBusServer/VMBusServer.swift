@@ -96,6 +96,12 @@ public struct VMBusServer: Sendable {
         return nil
     }
 
+    /// Every complete GPADL, by ID: what a restored server's devices may use, and what new ones
+    /// must not overlap.
+    public var createdGPADLs: [GPADL] {
+        gpadls.keys.sorted().compactMap { gpadl($0) }
+    }
+
     // MARK: Device side
 
     /// Adds a device's channel to the bus; if the guest already asked for offers, it is offered now.
