@@ -114,6 +114,31 @@ struct HostileRecordTests {
         #expect(alpha.console.snapshot.isEmpty)
     }
 
+    /// A partition the root took back from the parent (it stopped; it is found by its ID until it
+    /// is deleted) is not the parent's to register anything for: connections and port ranges
+    /// for it are refused, and the root keeps nothing of it again, however often the parent asks.
+    @Test func registrationsForAPartitionTakenBackFromTheParentAreRefused() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha")
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        #expect(try parent.rootAnswers(probe: 1))
+        root.link.detach(partitionID: alpha.id)
+        #expect(!root.link.keptPartitions.contains(alpha.id))
+        for round in UInt32(0)..<3 {
+            try parent.channel.send(.registerPorts(partitionID: alpha.id, base: 0x3F8, count: 8))
+            try parent.channel.send(.registerMessageConnection(partitionID: alpha.id, connectionID: 0x1000 + round))
+            try parent.sendRaw(ParentMessage.registerEventConnection(partitionID: alpha.id, connectionID: 0x2000 + round).bytes,
+                               descriptors: [try EventFD().owned])
+        }
+        #expect(try parent.rootAnswers(probe: 2))
+        #expect(alpha.interceptedRanges.isEmpty)
+        #expect(alpha.messageConnections.isEmpty && alpha.eventConnections.isEmpty)
+        #expect(!root.link.keptPartitions.contains(alpha.id))
+        #expect(root.link.isConnected)
+    }
+
     /// A parent cannot grow the root's connection tables without bound.
     @Test func aParentRegistersAtMostTheLimitOfConnectionsPerPartition() throws {
         let root = try RootEnd()

@@ -39,6 +39,8 @@ final class ParentLink: Sendable {
     private let thread = Mutex<OSThread?>(nil)
     /// What the root keeps of each attached partition across parent connections.
     private let states = Mutex<[UInt32: PartitionLinkState]>([:])
+    /// The partitions whose state the root keeps (for tests).
+    var keptPartitions: Set<UInt32> { states.withLock { Set($0.keys) } }
     /// Messages from the parent a guest's SynIC could not take, for rate-limited logging.
     private let droppedPosts = Atomic<UInt64>(0)
     /// How long a guest's read of a parent-emulated port waits for the parent's answer (ns).
@@ -474,7 +476,7 @@ final class ParentLink: Sendable {
             directory.linkedPartition(id: id)?.merge(facts: facts)
         case .registerPorts(let id, let base, let count, let rate):
             // base + count must stay a UInt16: port 0xFFFF cannot be the last one of a range.
-            guard let partition = directory.linkedPartition(id: id), count > 0,
+            guard let partition = directory.linkedPartition(id: id), isHanded(id, to: connection), count > 0,
                   UInt32(base) + UInt32(count) <= UInt32(UInt16.max) else {
                 logger.warning("parent partition asked for an invalid port range \(base)+\(count); ignored")
                 return
@@ -524,7 +526,7 @@ final class ParentLink: Sendable {
             states.withLock { $0[id] }?.acknowledge(through: sequence)
         case .partitionReady(let id):
             // Only partitions handed to this parent: the set stays as small as `attached`.
-            guard connection.attached.withLock({ $0.contains(id) }) else { return }
+            guard isHanded(id, to: connection) else { return }
             connection.ready.update { _ = $0.insert(id) }
         }
     }
@@ -586,6 +588,7 @@ final class ParentLink: Sendable {
     /// Whether the parent may register one more connection of partition `id`: at most
     /// `registrationLimit` per partition, so a parent cannot grow the root's tables without bound.
     private func mayRegister(_ connectionID: UInt32, for id: UInt32, on connection: Connection) -> Bool {
+        guard isHanded(id, to: connection) else { return false }
         let allowed = connection.registrations.withLock { table -> Bool in
             guard let registrations = table[id] else { return true }
             return registrations.count < Self.registrationLimit
@@ -596,6 +599,14 @@ final class ParentLink: Sendable {
             logger.warning("partition \(id): the parent partition registered \(Self.registrationLimit) connections; refused \(connectionID)")
         }
         return allowed
+    }
+
+    /// Whether partition `id` is handed to this parent (attached, and not detached since): only
+    /// then may it register anything for it. A stopped partition is still found by its ID until
+    /// it is deleted, and what a registration creates for it (its entry in `states`, its
+    /// `Registrations`) would outlive its detach, which removes them once.
+    private func isHanded(_ id: UInt32, to connection: Connection) -> Bool {
+        connection.attached.withLock { $0.contains(id) }
     }
 
     /// A disconnected parent's connections are removed from every partition.
