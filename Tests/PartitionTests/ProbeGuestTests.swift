@@ -10,6 +10,20 @@ import Synchronization
 import SystemPackage
 import Testing
 
+/// Holds the first read of a COM1 port until released (30 s at most); then answers LSR with
+/// THRE set, so the guest's `mode=serial` writes its line and finishes: a processor held in an
+/// exit, as one waiting for a stalled parent is.
+final class HeldPort: PortInterceptor {
+    struct State { var entered = false; var released = false }
+    let state = ConditionLock(State())
+    func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {}
+    func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
+        state.update { $0.entered = true }
+        _ = state.wait(until: { $0.released }, timeoutNanoseconds: 30_000_000_000) { _ in }
+        return 0x20
+    }
+}
+
 /// Boots the Embedded Swift probe guest on real KVM, with the parent's diagnostic echo
 /// service played in-process, and checks what the guest reports on its debug port.
 @Suite("Probe guest on KVM", .enabled(if: KVMSystem.isUsable, "needs /dev/kvm"), .serialized)
@@ -76,18 +90,6 @@ struct ProbeGuestTests {
     /// fails the pause after its timeout, and the partition runs on; once the exit returns, a
     /// pause parks it.
     @Test func aPauseAProcessorCannotReachInTimeFailsAndThePartitionRunsOn() async throws {
-        /// Holds the first read of a COM1 port until released (30 s at most); then answers LSR
-        /// with THRE set, so the guest's `mode=serial` writes its line and finishes.
-        final class HeldPort: PortInterceptor {
-            struct State { var entered = false; var released = false }
-            let state = ConditionLock(State())
-            func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {}
-            func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
-                state.update { $0.entered = true }
-                _ = state.wait(until: { $0.released }, timeoutNanoseconds: 30_000_000_000) { _ in }
-                return 0x20
-            }
-        }
         let (partition, observer) = try await Self.guest(id: 5, name: "held", processors: 1, memoryMiB: 32,
                                                          arguments: "mode=serial")
         defer { partition.stop() }
@@ -114,16 +116,6 @@ struct ProbeGuestTests {
     /// that overwrote the stop's request to exit parked the processor, and the stop waited for
     /// it for ever.)
     @Test func aPauseOrResumeDuringAStopIsRefusedAndTheStopEnds() async throws {
-        final class HeldPort: PortInterceptor {
-            struct State { var entered = false; var released = false }
-            let state = ConditionLock(State())
-            func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {}
-            func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 {
-                state.update { $0.entered = true }
-                _ = state.wait(until: { $0.released }, timeoutNanoseconds: 30_000_000_000) { _ in }
-                return 0x20
-            }
-        }
         let (partition, _) = try await Self.guest(id: 6, name: "stopping", processors: 1, memoryMiB: 32,
                                                   arguments: "mode=serial")
         defer { partition.stop() }
@@ -147,6 +139,37 @@ struct ProbeGuestTests {
         held.state.update { $0.released = true }
         #expect(stopped.wait(until: { $0 }, timeoutNanoseconds: 30_000_000_000) { _ in } != nil,
                 "the stop ended once the port read returned")
+        #expect(partition.state.isFinal)
+    }
+
+    /// Two stops at once (a crash's teardown and a delete, say) both return only once the
+    /// processors have ended and the partition is released: the second does not release it
+    /// while the first still waits for a processor busy in an exit.
+    @Test func aSecondStopWaitsForTheFirstToRelease() async throws {
+        let (partition, _) = try await Self.guest(id: 7, name: "stopped-twice", processors: 1, memoryMiB: 32,
+                                                  arguments: "mode=serial")
+        defer { partition.stop() }
+        let held = HeldPort()
+        try partition.interceptPorts(0x3F8..<0x400, with: held)
+        try partition.start()
+        #expect(held.state.wait(until: { $0.entered }, timeoutNanoseconds: 60_000_000_000) { _ in } != nil)
+
+        let stops = ConditionLock(0)
+        var stoppers: [OSThread] = []
+        for index in 0..<2 {
+            stoppers.append(try OSThread.spawn(name: "stopper\(index)") {
+                partition.stop()
+                stops.update { $0 += 1 }
+            })
+            while partition.lifecycle.read({ $0.request }) != .exit { usleep(1000) }
+        }
+        defer { for stopper in stoppers { stopper.join() } }
+        // Neither returns while the processor is still in its port read.
+        usleep(300_000)
+        #expect(stops.read { $0 } == 0)
+        #expect(!partition.state.isFinal)
+        held.state.update { $0.released = true }
+        #expect(stops.wait(until: { $0 == 2 }, timeoutNanoseconds: 30_000_000_000) { _ in } != nil)
         #expect(partition.state.isFinal)
     }
 

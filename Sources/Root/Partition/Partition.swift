@@ -69,6 +69,8 @@ public final class Partition: Sendable {
         var parked = 0
         /// The state to enter once every processor has exited.
         var finalState: PartitionState?
+        /// A caller of `finishStopping` is joining the processors (the first; any other waits).
+        var joining = false
         var released = false
     }
 
@@ -334,6 +336,18 @@ public final class Partition: Sendable {
     /// Joins the processor threads and releases the partition (after `partitionNeedsTeardown`).
     public func finishStopping() {
         guard let resources else { return }
+        // One caller joins the processors and releases the partition. Another (a delete while a
+        // crash's teardown still joins) waits until that is done: it would find the threads
+        // taken and release everything while a processor still ran. The wait is the first
+        // caller's, as long as the longest exit a processor is in (bounded by its deadline).
+        let joins = lifecycle.update { state -> Bool in
+            defer { state.joining = true }
+            return !state.joining
+        }
+        guard joins else {
+            lifecycle.wait(until: { $0.state.isFinal }) { _ in }
+            return
+        }
         for processor in resources.processors { processor.join() }
         let final = lifecycle.update { state -> PartitionState? in
             guard !state.released else { return nil }
