@@ -78,9 +78,16 @@ struct MACTable: Sendable {
             return
         }
         if entries.count >= capacity {
+            // Aged entries go first; if that is not enough, the oldest eighth at once, so a port
+            // sending from ever new addresses (a LAN behind an uplink) costs one pass over the
+            // table for every eighth of it learned, not one for every address, under the
+            // switch's lock.
             entries = entries.filter { now &- $0.value.lastSeen <= agingNanoseconds }
-            if entries.count >= capacity, let oldest = entries.min(by: { $0.value.lastSeen < $1.value.lastSeen }) {
-                entries[oldest.key] = nil
+            if entries.count >= capacity {
+                let evicted = max(1, capacity / 8)
+                for (address, _) in entries.sorted(by: { $0.value.lastSeen < $1.value.lastSeen }).prefix(evicted) {
+                    entries[address] = nil
+                }
             }
             // The remembered destination may be gone (`learned` is the address being added).
             found = nil

@@ -38,6 +38,10 @@ public struct SwitchCore: Sendable {
         /// queue (`dequeue` to `finishedWriting`): until it is done, a direct write could pass
         /// them, so frames queue behind them instead.
         var ownerWriting = false
+        /// Whether the port owns its address (`SwitchCore.pinned`): a child's that may not
+        /// spoof. Kept beside the configuration so the switch reads a flag, not the
+        /// configuration (a copy, its sets retained), for every frame.
+        var ownsAddress = false
 
         /// Frames and bytes from `source` waiting in the queue.
         func queued(from source: SwitchPortID) -> (count: Int, bytes: Int) {
@@ -219,6 +223,10 @@ public struct SwitchCore: Sendable {
     /// it (`holdingPort` then looks at nothing, which keeps a child → host stream's cost as it was).
     private var childPorts = 0
     private var table: MACTable
+    /// The addresses child ports own: each one's configured address, where it may not spoof
+    /// (so a frame from it always carries that address). No other port's frame may claim one,
+    /// and a frame to one reaches its port even when the table has not learned or has evicted it.
+    private var pinned: [MACAddress: SwitchPortID] = [:]
 
     /// Learned addresses at most (the table evicts the oldest beyond this).
     public static let defaultTableCapacity = 4096
@@ -238,9 +246,12 @@ public struct SwitchCore: Sendable {
     public mutating func addPort(_ configuration: SwitchPortConfiguration) -> SwitchPortID {
         let id = SwitchPortID(nextPort)
         nextPort += 1
-        ports[id] = Port(configuration: configuration)
+        var port = Port(configuration: configuration)
+        port.ownsAddress = Self.pinnedAddress(of: configuration) != nil
+        ports[id] = port
         portOrder.append(id)
         if configuration.kind == .child { childPorts += 1 }
+        if let address = Self.pinnedAddress(of: configuration), pinned[address] == nil { pinned[address] = id }
         return id
     }
 
@@ -253,6 +264,7 @@ public struct SwitchCore: Sendable {
         ports[id] = nil
         portOrder.removeAll { $0 == id }
         table.forget(port: id)
+        pinned = pinned.filter { $0.value != id }
         return released(waiters)
     }
 
@@ -292,6 +304,17 @@ public struct SwitchCore: Sendable {
     /// The multicast list of a MULTICAST filter.
     public mutating func setMulticastAddresses(_ addresses: Set<MACAddress>, for id: SwitchPortID) {
         ports[id]?.configuration.multicastAddresses = addresses
+    }
+
+    /// The address a port with `configuration` owns: a child's that may not spoof.
+    private static func pinnedAddress(of configuration: SwitchPortConfiguration) -> MACAddress? {
+        configuration.kind == .child && !configuration.allowsMACSpoofing ? configuration.macAddress : nil
+    }
+
+    /// The port frames for `destination` go to: where it was learned, else the child port that
+    /// owns it.
+    private mutating func knownPort(of destination: MACAddress, now: UInt64) -> SwitchPortID? {
+        table.port(of: destination, now: now) ?? (pinned.isEmpty ? nil : pinned[destination])
     }
 
     /// The port `address` was learned on, if the entry has not aged out.
@@ -345,10 +368,17 @@ public struct SwitchCore: Sendable {
             return []
         }
         guard let destination = MACAddress.destination(of: frame.bytes), let sourceAddress else { return [] }
+        // A port that owns its address sends only from it (`admit`); any other claiming a
+        // child's (a host on an external switch's LAN, a port allowed to spoof) would take the
+        // child's traffic once learned: dropped instead.
+        if !pinned.isEmpty, !ports.values[senderIndex].ownsAddress, let owner = pinned[sourceAddress], owner != source {
+            ports.values[senderIndex].counters.countDrop(.spoofedSource)
+            return []
+        }
         table.learn(sourceAddress, on: source, now: now)
 
         var delivery = Delivery(frame, source: source, destination: destination)
-        if !destination.isGroup, let known = table.port(of: destination, now: now) {
+        if !destination.isGroup, let known = knownPort(of: destination, now: now) {
             // A known unicast destination: one port, no list of targets to build.
             if known != source { deliver(consume frame, &delivery, to: known, direct: &direct) }
         } else if let last = portOrder.last(where: { $0 != source }) {
@@ -490,7 +520,7 @@ public struct SwitchCore: Sendable {
         guard childPorts > 1, let destination = MACAddress.destination(of: frame.bytes),
               let senderIndex = ports.index(forKey: source), ports.values[senderIndex].waiters.isEmpty else { return nil }
         let (count, size) = Self.holdNeed(of: frame)
-        if !destination.isGroup, let known = table.port(of: destination, now: now) {
+        if !destination.isGroup, let known = knownPort(of: destination, now: now) {
             guard known != source, let index = ports.index(forKey: known) else { return nil }
             return ports.values[index].holds(count: count, size: size, for: destination, from: source) ? known : nil
         }

@@ -11,6 +11,8 @@ import VirtualSwitch
     static let b = MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x0B)
     static let c = MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x0C)
     static let multicast = MACAddress(0x01, 0x00, 0x5E, 0, 0, 0xFB)
+    /// An address no port owns or has sent from.
+    static let unknown = MACAddress(0x02, 0, 0, 0, 0, 0x0F)
 
     struct Fixture {
         var core = SwitchCore(name: "Default Switch", kind: .internal(hostInterface: "hvtap0"))
@@ -35,19 +37,69 @@ import VirtualSwitch
         func queued() -> [Int] { ([host] + ports).map { core.queuedFrames(for: $0) } }
     }
 
-    @Test("unknown unicast floods; after learning, replies go only to the learned port")
+    @Test("unknown unicast floods; after learning, frames go only to the learned port")
     func learning() {
         var fixture = Fixture()
-        let (pa, pb) = (fixture.ports[0], fixture.ports[1])
-        let woken = fixture.send(ethernetFrame(from: Self.a, to: Self.b), from: pa)
-        // Flooded: host takes everything, b matches its directed filter, c's filter refuses.
-        #expect(woken == [fixture.host, pb])
-        #expect(fixture.queued() == [1, 0, 1, 0])
-        #expect(fixture.core.counters(of: fixture.ports[2])?.dropped(.filtered) == 1)
-        _ = fixture.send(ethernetFrame(from: Self.b, to: Self.a), from: pb)
-        #expect(fixture.queued() == [1, 1, 1, 0], "b→a went to a only")
+        let pa = fixture.ports[0]
+        // Behind the host port, not heard from yet.
+        let d = MACAddress(0x02, 0, 0, 0, 0, 0x0D)
+        let woken = fixture.send(ethernetFrame(from: Self.a, to: d), from: pa)
+        // Flooded: the host takes everything, the other children's directed filters refuse it.
+        #expect(woken == [fixture.host])
+        #expect(fixture.queued() == [1, 0, 0, 0])
+        #expect(fixture.core.counters(of: fixture.ports[1])?.dropped(.filtered) == 1)
+        _ = fixture.send(ethernetFrame(from: d, to: Self.a), from: fixture.host)
+        #expect(fixture.queued() == [1, 1, 0, 0], "d→a went to a only")
+        #expect(fixture.core.learnedPort(of: d, now: 1) == fixture.host)
         #expect(fixture.core.learnedPort(of: Self.a, now: 1) == pa)
-        #expect(fixture.core.dequeue(pa).map(\.bytes) == [ethernetFrame(from: Self.b, to: Self.a)])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: d), from: pa)
+        #expect(fixture.queued() == [2, 1, 0, 0], "a→d went to the host only")
+        #expect(fixture.core.counters(of: fixture.ports[1])?.dropped(.filtered) == 1, "not flooded again")
+        #expect(fixture.core.dequeue(pa).map(\.bytes) == [ethernetFrame(from: d, to: Self.a)])
+    }
+
+    @Test("a child that may not spoof owns its address: frames to it reach it before it has spoken and after the table evicted it, and no other port may claim it")
+    func childrenOwnTheirAddresses() {
+        var fixture = Fixture()
+        let (pa, pb) = (fixture.ports[0], fixture.ports[1])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b), from: pa)
+        #expect(fixture.queued() == [0, 0, 1, 0], "to b only, though b has not spoken")
+        // The host port (an external switch's LAN) claims b's address: dropped, not learned.
+        _ = fixture.send(ethernetFrame(from: Self.b, to: Self.a), from: fixture.host)
+        #expect(fixture.core.counters(of: fixture.host)?.dropped(.spoofedSource) == 1)
+        #expect(fixture.core.learnedPort(of: Self.b, now: 1) == nil)
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b), from: pa)
+        #expect(fixture.queued() == [0, 0, 2, 0], "b's traffic still reaches b")
+        // A child allowed to spoof may not claim it either.
+        var spoofing = SwitchPortConfiguration(name: "spoofing", kind: .child, macAddress: MACAddress(0x02, 0, 0, 0, 0, 0x0E))
+        spoofing.allowsMACSpoofing = true
+        let pe = fixture.core.addPort(spoofing)
+        _ = fixture.send(ethernetFrame(from: Self.a, to: .broadcast), from: pe)
+        #expect(fixture.core.counters(of: pe)?.dropped(.spoofedSource) == 1)
+        // Once b's port is gone, its address is no one's.
+        fixture.core.removePort(pb)
+        _ = fixture.send(ethernetFrame(from: Self.b, to: Self.a), from: fixture.host)
+        #expect(fixture.core.counters(of: fixture.host)?.dropped(.spoofedSource) == 1)
+        #expect(fixture.core.learnedPort(of: Self.b, now: 1) == fixture.host)
+
+        // A table full of a LAN's addresses evicts what a child's port taught it; frames to the
+        // child still go to it alone.
+        var small = SwitchCore(name: "external", kind: .external(uplinkInterface: "eth0"), tableCapacity: 4)
+        let uplink = small.addPort(SwitchPortConfiguration(name: "uplink", kind: .host))
+        var promiscuous = SwitchPortConfiguration(name: "a", kind: .child, macAddress: Self.a)
+        promiscuous.packetFilter = [.promiscuous]
+        let qa = small.addPort(promiscuous)
+        promiscuous.macAddress = Self.b
+        let qb = small.addPort(promiscuous)
+        _ = small.forward(NetworkFrame(bytes: ethernetFrame(from: Self.b, to: .broadcast)), from: qb, now: 1)
+        for index in 0..<10 {
+            _ = small.forward(NetworkFrame(bytes: ethernetFrame(from: MACAddress(rawValue: 0x0200_0000_0100 + UInt64(index)),
+                                                                to: Self.a)), from: uplink, now: 2)
+        }
+        #expect(small.learnedPort(of: Self.b, now: 3) == nil, "evicted")
+        let uplinkQueued = small.queuedFrames(for: uplink)
+        _ = small.forward(NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b)), from: qa, now: 3)
+        #expect(small.queuedFrames(for: qb) == 1 && small.queuedFrames(for: uplink) == uplinkQueued)
     }
 
     @Test("a child port that may not spoof cannot take another port's address by changing its own, nor its traffic")
@@ -120,13 +172,16 @@ import VirtualSwitch
         }
     }
 
-    @Test("packet filter 0 delivers nothing; PROMISCUOUS delivers frames for others too")
+    @Test("packet filter 0 delivers nothing; PROMISCUOUS delivers flooded frames for others too")
     func filters() {
         var fixture = Fixture(filter: [])
         _ = fixture.send(ethernetFrame(from: Self.a, to: .broadcast), from: fixture.ports[0])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.unknown), from: fixture.ports[0])
         _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b), from: fixture.ports[0])
         #expect(fixture.queued() == [2, 0, 0, 0])
         fixture.core.setPacketFilter([.promiscuous], for: fixture.ports[2])
+        _ = fixture.send(ethernetFrame(from: Self.a, to: Self.unknown), from: fixture.ports[0])
+        // A frame for a port that owns its address is that port's alone, as on Hyper-V's switch.
         _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b), from: fixture.ports[0])
         #expect(fixture.queued() == [3, 0, 0, 1])
     }
@@ -431,6 +486,18 @@ import VirtualSwitch
         #expect(core.learnedCount == 4)
         #expect(core.learnedPort(of: MACAddress(rawValue: 0x0200_0000_0009), now: 300) == ports[1])
         #expect(core.learnedPort(of: MACAddress(rawValue: 0x0200_0000_0000), now: 300) == nil, "evicted")
+        // A larger table evicts its oldest eighth at once when full: never more than it holds,
+        // the newest kept, the oldest gone.
+        var large = SwitchCore(name: "private", kind: .private, tableCapacity: 64, agingNanoseconds: 1_000_000)
+        let sender = Self.promiscuousPorts(2, on: &large)[0]
+        for index in 0..<1000 {
+            _ = large.forward(NetworkFrame(bytes: ethernetFrame(from: MACAddress(rawValue: 0x0200_0000_0000 + UInt64(index)),
+                                                                to: .broadcast)), from: sender, now: 200 + UInt64(index))
+            #expect(large.learnedCount <= 64)
+        }
+        #expect(large.learnedCount > 64 - 64 / 8)
+        #expect(large.learnedPort(of: MACAddress(rawValue: 0x0200_0000_0000 + 999), now: 1200) == sender)
+        #expect(large.learnedPort(of: MACAddress(rawValue: 0x0200_0000_0000 + 900), now: 1200) == nil)
         // Removing a port forgets what was learned on it.
         core.removePort(ports[1])
         #expect(core.learnedCount == 0)
@@ -439,7 +506,9 @@ import VirtualSwitch
     @Test("child to child: an LSO frame reaches a guest as valid segments, a checksum request as a completed frame")
     func offloadBetweenChildren() {
         var fixture = Fixture()
-        let lso = PacketBuilder.ipv4TCP(payload: 3000, lsoStyle: true, from: Self.a, to: Self.b)
+        // Flooded, to the host and to b, which listens to everything.
+        fixture.core.setPacketFilter([.promiscuous], for: fixture.ports[1])
+        let lso = PacketBuilder.ipv4TCP(payload: 3000, lsoStyle: true, from: Self.a, to: Self.unknown)
         _ = fixture.send(lso, from: fixture.ports[0], offload: FrameOffload(
             segmentation: .init(maximumSegmentSize: 1448, transportOffset: 34, isIPv6: false)))
         let toB = fixture.core.dequeue(fixture.ports[1])
