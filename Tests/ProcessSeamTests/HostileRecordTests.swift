@@ -430,13 +430,17 @@ struct HostileRecordTests {
                                descriptors: [notMemory.owned])
         try connection.sendRaw(RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 3, processors: 100_000)).bytes,
                                descriptors: [memory])
+        var beyondInt = ParentLinkFixtures.attachment(id: 5)
+        beyondInt.memorySize = .max
+        try connection.sendRaw(RootMessage.partitionAttached(beyondInt).bytes,
+                               descriptors: [try MemoryFile.create(name: "beyond", size: 16 << 20)])
         try connection.sendRaw(RootMessage.doorbell(requestID: 4242, partitionID: 9, vp: 0, sint: 2).bytes,
                                descriptors: [notMemory.owned])
         try connection.channel.send(.guestMessage(partitionID: 9, vp: 0, connectionID: 1, messageType: 1, payload: [1]))
         try connection.channel.send(.shutdownGuest(partitionID: 9))
         try connection.channel.send(.portWrite(partitionID: 9, vp: 0, port: 0x3F8, size: 1, value: 0x41))
         #expect(try connection.parentAnswers(probe: 7))
-        #expect(parent.child(1) == nil && parent.child(2) == nil && parent.child(3) == nil)
+        #expect(parent.child(1) == nil && parent.child(2) == nil && parent.child(3) == nil && parent.child(5) == nil)
 
         try connection.sendRaw(RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 4)).bytes,
                                descriptors: [try MemoryFile.create(name: "good", size: 16 << 20)])
@@ -446,6 +450,16 @@ struct HostileRecordTests {
         }
         #expect(doorbellRequested == true, "the good partition is served")
         #expect(parent.child(4)?.name == "good")
+        // A string read of four billion elements is answered with what one answer carries,
+        // without the parent making room for the rest.
+        try connection.channel.send(.portReadString(requestID: 77, partitionID: 4, vp: 0, port: 0x3F8, size: 4,
+                                                    count: .max))
+        let answered = try connection.parentMessage { message, _ -> Int? in
+            if case .portReadStringResult(77, let bytes) = message { return bytes.count }
+            return nil
+        }
+        #expect(answered == RootMessage.maximumStringBytes)
+        #expect(try connection.parentAnswers(probe: 8))
     }
 
     /// Seeded mutations of every root message: the parent either serves the result or drops the

@@ -167,9 +167,12 @@ public final class ParentPartitionService: Sendable {
             rootJob(id, root: root) { child in child.changeDevice(spec, resources: descriptors) }
         case .portReadString(let request, let id, let vp, let port, let size, let count):
             // As `portRead`: a partition that cannot take the request reads a floating bus at once.
+            // Only what one answer carries is read: a count beyond it is not allocated, let alone
+            // read from the device.
             let total = min(Int(size) * Int(count), RootMessage.maximumStringBytes)
+            let elements = size == 0 ? 0 : min(Int(count), RootMessage.maximumStringBytes / Int(size))
             let queued = rootJob(id, root: root) { child in
-                let bytes = child.portReadString(vp: vp, port: port, size: Int(size), count: Int(count))
+                let bytes = child.portReadString(vp: vp, port: port, size: Int(size), count: elements)
                 root.answer(.portReadStringResult(requestID: request, bytes: Array(bytes.prefix(total))))
             }
             if !queued { root.answer(.portReadStringResult(requestID: request, bytes: [UInt8](repeating: 0xFF, count: total))) }
@@ -240,7 +243,8 @@ public final class ParentPartitionService: Sendable {
         }
         let memory: GuestMemory
         do {
-            memory = try GuestMemory(mapping: memoryFile, size: Int(attachment.memorySize))
+            // A size no mapping can have (beyond Int) is refused as a size of 0 is.
+            memory = try GuestMemory(mapping: memoryFile, size: Int(exactly: attachment.memorySize) ?? 0)
         } catch {
             logger.error("cannot map the memory of partition \(attachment.name): \(error)")
             return
