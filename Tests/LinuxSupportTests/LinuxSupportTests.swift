@@ -194,6 +194,29 @@ struct WorkQueueTests {
         #expect(ran.withLock { $0 } == 0)
         #expect(!queue.enqueue { ran.withLock { $0 += 1 } })
     }
+
+    /// A stop with a deadline does not wait for a job that does not end (a write to a file
+    /// server gone away): it lets the thread go, and the job still finishes on it later. A
+    /// queue whose jobs end in time is stopped as `stop()` stops it.
+    @Test func aStopWithADeadlineLetsAStuckJobGo() throws {
+        let queue = try WorkQueue(name: "wq-test", capacity: 4)
+        let released = ConditionLock(false)
+        let finished = ConditionLock(false)
+        #expect(queue.enqueue {
+            _ = released.wait(until: { $0 }, timeoutNanoseconds: 30_000_000_000) { _ in true }
+            finished.update { $0 = true }
+        })
+        #expect(!queue.stop(withinNanoseconds: 200_000_000))
+        #expect(!queue.enqueue {})
+        released.update { $0 = true }
+        #expect(finished.wait(until: { $0 }, timeoutNanoseconds: 10_000_000_000) { _ in true } != nil)
+
+        let quick = try WorkQueue(name: "wq-test", capacity: 4)
+        let ran = ConditionLock(0)
+        #expect(quick.enqueue { ran.update { $0 += 1 } })
+        #expect(quick.stop(withinNanoseconds: 10_000_000_000))
+        #expect(ran.read { $0 } == 1)
+    }
 }
 
 @Suite("Resource limits")

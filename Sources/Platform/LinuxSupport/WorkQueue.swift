@@ -13,6 +13,8 @@ public final class WorkQueue: Sendable {
         var pending: [Job] = []
         var head = 0
         var stopping = false
+        /// The thread has run its last job and is returning.
+        var ended = false
         var refused: UInt64 = 0
         /// Jobs queued for later, with the CLOCK_MONOTONIC time they become due.
         var timed: [(due: UInt64, job: Job)] = []
@@ -81,6 +83,20 @@ public final class WorkQueue: Sendable {
         thread.join()
     }
 
+    /// `stop()`, waiting at most `nanoseconds`: a job that waits on something that no longer
+    /// answers (a write to a file server gone away) keeps the thread, and the caller is not
+    /// kept with it. The thread is then let go to end on its own, with what its jobs hold.
+    /// - Returns: whether the thread ended in time.
+    public func stop(withinNanoseconds nanoseconds: UInt64) -> Bool {
+        jobs.update { $0.stopping = true }
+        guard jobs.wait(until: { $0.ended }, timeoutNanoseconds: nanoseconds, then: { _ in true }) != nil else {
+            thread.detach()
+            return false
+        }
+        thread.join()
+        return true
+    }
+
     private static func run(_ jobs: ConditionLock<Jobs>) {
         enum Next {
             case run(Job)
@@ -112,7 +128,9 @@ public final class WorkQueue: Sendable {
             switch next {
             case .run(let job): job()
             case .look: continue
-            case .end: return
+            case .end:
+                jobs.update { $0.ended = true }
+                return
             }
         }
     }

@@ -72,8 +72,18 @@ final class IDEController<Storage: IDEStorage & Sendable>: EmulatedDevice where 
         for range in ports { context.interceptPorts(range, accessesPerSecond: Self.accessesPerSecond) }
     }
 
+    /// How long `stop` waits for the commands and writes already queued (a disk on a file
+    /// server that stopped answering can keep one for ever), as a SCSI channel's close waits for
+    /// its requests.
+    static var stopNanoseconds: UInt64 { 30_000_000_000 }
+
     func stop() {
-        worker.stop()
+        // Past the deadline the controller's thread is left to end on its own: it touches only
+        // the controller and its disk, which it keeps, never guest memory (the data moves
+        // through the ports).
+        if !worker.stop(withinNanoseconds: Self.stopNanoseconds) {
+            context.logger.warning("partition \(context.partitionName): IDE disk still busy \(Self.stopNanoseconds / 1_000_000_000) s after the stop; left to finish on its own")
+        }
     }
 
     // MARK: Reads: answered at once
