@@ -9,13 +9,17 @@ import LinuxSupport
 ///
 /// 1. Descriptors: every inherited one but the standard streams is closed, and standard input
 ///    is /dev/null, so the parent holds nothing but what the root hands it later.
-/// 2. User: a root process becomes `user` (groups, then GID, then UID; every capability goes,
+/// 2. Network: a process started as root moves into an empty network namespace of its own, so a
+///    socket it makes (through io_uring's IORING_OP_SOCKET, say, which seccomp never sees)
+///    reaches no network; the TAP and packet-socket descriptors the root hands it stay in the
+///    host's, and the root's socket is reached by its path.
+/// 3. User: a root process becomes `user` (groups, then GID, then UID; every capability goes,
 ///    the bounding set first); any process keeps no capabilities and is not dumpable (so no
 ///    process of its user can ptrace it or read its memory through /proc).
-/// 3. no_new_privs: nothing it could execute gains privileges.
-/// 4. Landlock: no file opens but reads of the libraries it runs on and of its own /proc entries,
+/// 4. no_new_privs: nothing it could execute gains privileges.
+/// 5. Landlock: no file opens but reads of the libraries it runs on and of its own /proc entries,
 ///    no TCP, and (kernel 6.12+) no signals to or abstract sockets of processes outside the sandbox.
-/// 5. seccomp: the allow-list of `SeccompFilter.parentPartition`.
+/// 6. seccomp: the allow-list of `SeccompFilter.parentPartition`.
 ///
 /// Landlock and per-thread credentials apply to the calling thread and the threads it starts
 /// afterwards, so the sandbox is entered while the process has one thread, and refused
@@ -28,6 +32,8 @@ public enum ParentSandbox {
         public var formerUser: uid_t
         public var landlock: Landlock.Enforcement?
         public var seccompRules: Int
+        /// Whether the process has a network namespace of its own (it was started as root).
+        public var ownNetwork: Bool
 
         public var description: String {
             let filesystem: String
@@ -37,8 +43,8 @@ public enum ParentSandbox {
             } else {
                 filesystem = "no Landlock in this kernel"
             }
-            return "user \(user), no capabilities, no_new_privs, not dumpable, \(filesystem), "
-                + "seccomp allow-list (\(seccompRules) rules)"
+            return "user \(user), \(ownNetwork ? "an empty network namespace, " : "")no capabilities, no_new_privs, "
+                + "not dumpable, \(filesystem), seccomp allow-list (\(seccompRules) rules)"
         }
     }
 
@@ -67,7 +73,9 @@ public enum ParentSandbox {
         let readable = libraryDirectories() + ["/sys/devices/system/cpu", "/proc/self"]
 
         guard cpriv_prctl(CPRIV_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 else { throw .system(.current("make the process not dumpable")) }
-        if geteuid() == 0 {
+        let ownNetwork = geteuid() == 0
+        if ownNetwork {
+            guard cpriv_unshare(CPRIV_CLONE_NEWNET) == 0 else { throw .system(.current("enter a network namespace of its own")) }
             try becomeUser(user)
         } else if user.uid != geteuid() {
             throw .refused("Only root can run the parent partition as another user (\(user)); this process is uid \(geteuid()).")
@@ -77,7 +85,8 @@ public enum ParentSandbox {
         guard cpriv_prctl(CPRIV_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 else { throw .system(.current("set no_new_privs")) }
         let landlock = try Landlock.restrictSelf(readable: readable)
         try filter.load()
-        return Report(user: user, formerUser: formerUser, landlock: landlock, seccompRules: filter.ruleCount)
+        return Report(user: user, formerUser: formerUser, landlock: landlock, seccompRules: filter.ruleCount,
+                      ownNetwork: ownNetwork)
     }
 
     /// Closes every descriptor above standard error, and points standard input at /dev/null (a

@@ -57,6 +57,15 @@ public enum SandboxProbe {
         record("new user namespace", Int(cpriv_unshare(CPRIV_CLONE_NEWUSER)))
         record("make the process dumpable again", Int(cpriv_prctl(CPRIV_PR_SET_DUMPABLE, 1, 0, 0, 0)))
         record("push input into a terminal (TIOCSTI)", Int(cpriv_ioctl_tiocsti(2)))
+        var pipe = [Int32](repeating: -1, count: 2)
+        if Glibc.pipe(&pipe) == 0 {
+            // With O_ASYNC, either makes the kernel signal another process on I/O.
+            record("have process \(target) signalled on I/O (F_SETOWN)", Int(fcntl(pipe[0], F_SETOWN, target)))
+            record("choose the signal sent on I/O (F_SETSIG)", Int(fcntl(pipe[0], 10 /* F_SETSIG */, SIGKILL)))
+            record("make a descriptor non-blocking (F_SETFL)", Int(fcntl(pipe[0], F_SETFL, O_NONBLOCK)))
+            close(pipe[0])
+            close(pipe[1])
+        }
 
         // What the parent needs.
         if let socketPath {

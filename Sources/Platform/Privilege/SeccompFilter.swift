@@ -122,6 +122,11 @@ public struct SeccompFilter: Sendable {
 }
 
 extension SeccompFilter {
+    /// The fcntl commands the parent may use: F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, the
+    /// record locks (F_GETLK, F_SETLK, F_SETLKW and their F_OFD_ forms), F_GETOWN, F_GETSIG,
+    /// F_GETOWN_EX, F_GETLEASE, F_DUPFD_CLOEXEC, the pipe sizes and the seals (<linux/fcntl.h>).
+    static let parentFcntlCommands: [UInt64] = [0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 16, 36, 37, 38, 1025, 1030, 1031, 1032, 1033, 1034]
+
     /// What the parent partition may call once it serves guests: threads, memory, waiting,
     /// descriptors it holds (reads, writes, socket messages, eventfds, io_uring for disks), Unix
     /// sockets to reach the root, signals to itself, and opening files (which Landlock confines).
@@ -133,7 +138,7 @@ extension SeccompFilter {
         var rules: [Rule] = [
             // Descriptors it holds.
             "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
-            "lseek", "close", "dup", "dup3", "fcntl", "fstat", "newfstatat", "statx", "fstatfs", "fsync",
+            "lseek", "close", "dup", "dup3", "fstat", "newfstatat", "statx", "fstatfs", "fsync",
             "fdatasync", "sync_file_range", "fallocate", "ftruncate", "flock",
             "sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg", "recvmmsg", "shutdown", "getsockopt",
             "setsockopt", "getsockname", "getpeername", "connect",
@@ -155,6 +160,11 @@ extension SeccompFilter {
             "openat", "open", "readlink", "readlinkat", "access", "faccessat", "faccessat2", "getdents64",
             "arch_prctl",
         ].map { Rule.allow($0) }
+        // fcntl, but never F_SETOWN, F_SETOWN_EX or F_SETSIG: with O_ASYNC they make the kernel
+        // signal a process of the parent's user (sigio_perm), the root itself where it runs as that
+        // user. Each command is matched on the low 32 bits the kernel reads, whatever the
+        // register's upper half holds.
+        rules += Self.parentFcntlCommands.map { Rule.allow("fcntl", .argument(1, masked: 0xFFFF_FFFF, equals: $0)) }
         rules += [
             // Unix sockets only: the root's control socket, socket pairs.
             .allow("socket", .argument(0, equals: UInt64(AF_UNIX))),

@@ -55,6 +55,7 @@ static const int CPRIV_PR_SET_VMA = 0x53564d41;
 static const int CPRIV_O_PATH = 010000000;
 static const unsigned long CPRIV_CLONE_THREAD = 0x00010000UL;
 static const int CPRIV_CLONE_NEWUSER = 0x10000000;
+static const int CPRIV_CLONE_NEWNET = 0x40000000;
 
 /// getresuid(2) of the calling thread.
 int cpriv_getresuid(uid_t *real, uid_t *effective, uid_t *saved);
