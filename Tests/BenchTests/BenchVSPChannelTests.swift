@@ -15,11 +15,18 @@ import VSPTestSupport
 struct BenchVSPChannelTests {
     /// A guest of the bench device: builds packets as the bench VSC does.
     struct BenchGuest {
-        let host = FakeVSPHost(partitionName: "bench")
+        let host: FakeVSPHost
         let guest: FakeGuest
 
         init(targetVP: UInt32 = 1) throws {
-            guest = try FakeGuest(device: BenchVSP(host: host), relID: 3, targetVP: targetVP)
+            let host = FakeVSPHost(partitionName: "bench")
+            try self.init(device: BenchVSP(host: host), host: host, targetVP: targetVP)
+        }
+
+        /// A channel of `device`, whose host is `host`.
+        init(device: BenchVSP, host: FakeVSPHost, targetVP: UInt32 = 1) throws {
+            self.host = host
+            guest = try FakeGuest(device: device, relID: 3, targetVP: targetVP)
         }
 
         func packet(_ kind: BenchKind, phase: UInt32, sequence: UInt32 = 0, body: [UInt8] = []) -> [UInt8] {
@@ -289,5 +296,29 @@ struct BenchBoundsTests {
         #expect(bench.guest.waitForFailure(within: 10)?.contains("more than \(BenchVSP.pointLimit) distinct phase points") == true)
         #expect(bench.host.facts.count <= BenchVSP.factLimit)
         #expect(bench.host.facts.keys.filter { $0.hasSuffix(".messages") }.count == BenchVSP.pointLimit)
+    }
+
+    /// The bound is the device's, not a channel's: a guest that closes the channel and opens it
+    /// again gets no new allowance. Before: each session counted its own points.
+    @Test func openingTheChannelAgainGivesNoNewAllowance() throws {
+        let host = FakeVSPHost(partitionName: "bench")
+        let device = BenchVSP(host: host)
+        var phase: UInt32 = 0
+        for round in 0..<2 {
+            let bench = try BenchVSPChannelTests.BenchGuest(device: device, host: host)
+            for _ in 0..<(BenchVSP.pointLimit * 3 / 4) where bench.guest.failure == nil {
+                phase += 1
+                bench.start(phase, BenchPhase(mode: .rawChain, messageSize: 32 + 8 * phase, count: 1))
+                bench.end(phase, messages: 1)
+                _ = bench.guest.receive(within: 2)
+            }
+            if round == 0 {
+                #expect(bench.guest.failure == nil)
+            } else {
+                #expect(bench.guest.waitForFailure(within: 10)?.contains("more than \(BenchVSP.pointLimit) distinct phase points") == true)
+            }
+            bench.guest.close()
+        }
+        #expect(host.facts.keys.filter { $0.hasSuffix(".messages") }.count == BenchVSP.pointLimit)
     }
 }

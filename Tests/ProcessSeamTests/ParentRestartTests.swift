@@ -271,4 +271,33 @@ extension ParentRestartTests {
         try guest.release(relID)
         #expect(eventually(within: 20) { alpha.facts["heartbeat.state"] == "closed" }, "released, its session closed")
     }
+
+    /// A device removed and added again (the same instance) while the guest still holds the
+    /// old one's rescinded channel is offered once the guest has released it: offered at once,
+    /// Linux would drop the offer as a duplicate of the channel it holds, and the device would
+    /// never appear.
+    @Test func aDeviceAddedAgainBeforeTheGuestLetsTheOldOneGoIsOfferedOnceItHas() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let alpha = try root.table.add("alpha", devices: ["heartbeat", "shutdown"])
+        root.observe(alpha)
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        let guest = try SeamGuest(alpha)
+        try guest.connect()
+        let old = try guest.open(ICService.heartbeat.classID)
+        let spec = try #require(alpha.devices.first { $0.kind == "heartbeat" })
+
+        root.link.deviceRemoved(partitionID: alpha.id, instance: spec.instance)
+        try guest.run({ _ throws(ClientError) in [] }, within: 20) { $0 == .rescinded(channel: old.relID) }
+        root.link.deviceAdded(partitionID: alpha.id, spec, resources: [])
+        func offered(_ event: ClientEvent) -> Bool {
+            if case .offer(let offer) = event { offer.interfaceInstance == spec.instance } else { false }
+        }
+        #expect(throws: SeamGuest.GuestError.self, "no offer while the guest holds the old channel") {
+            try guest.run({ _ throws(ClientError) in [] }, within: 2, until: offered)
+        }
+        try guest.release(old.relID)
+        try guest.run({ _ throws(ClientError) in [] }, within: 20, until: offered)
+    }
 }

@@ -64,11 +64,18 @@ extension ChildPartition {
 
     /// A device removed while the partition runs (control thread): its channels are rescinded.
     func removeDevice(_ instance: GUID) {
-        guard let device = built.withLock({ $0.removeValue(forKey: instance) }) else {
+        // Forgotten only if it can go: an emulated device refused here keeps serving its ports.
+        let removed = built.withLock { built -> Bool? in
+            guard let device = built[instance] else { return nil }
+            guard case .vmbus = device else { return false }
+            built[instance] = nil
+            return true
+        }
+        guard let removed else {
             logger.warning("partition \(name): the root removed device \(instance), which it does not have")
             return
         }
-        guard case .vmbus = device else {
+        guard removed else {
             logger.warning("partition \(name): an emulated device cannot be removed while the partition runs")
             return
         }

@@ -245,9 +245,34 @@ final class VMBusService: PartitionService {
 
     /// Offers a device added while the partition runs (on the control thread): a guest that has
     /// asked for offers sees it at once, as a hot-added device.
+    ///
+    /// A device removed and added again before the guest has released the old one's channel
+    /// (it may still be tearing down over it) is offered once it has: an offer with the GUIDs of
+    /// a channel the guest still holds would be dropped as a duplicate
+    /// (`drivers/hv/channel_mgmt.c: vmbus_process_offer`), and the device would never appear.
     func add(_ device: Device) {
-        state.withLock { offer(device, &$0) }
+        state.withLock { state in
+            if let held = state.devices.first(where: { relID, other in
+                other.subChannelIndex == 0 && other.classID == device.classID && other.spec.instance == device.spec.instance
+                    && state.server.state(of: relID).map { $0 != .released } == true
+            })?.key {
+                // A device deferred earlier and not offered yet gives way to this one.
+                if let superseded = state.offerAgainOnRelease.updateValue(device, forKey: held) {
+                    Self.detachUnserved(superseded, besides: state.devices[held])
+                }
+                return
+            }
+            offer(device, &state)
+        }
         commit(sequence: 0)
+    }
+
+    /// Detaches a device that was never offered, unless it is `served`'s own provider (after a
+    /// restart, a channel offered again keeps the device that serves it now).
+    private static func detachUnserved(_ device: Device, besides served: Device?) {
+        guard let unserved = device.provider as? any DetachableProvider,
+              (served?.provider as? any DetachableProvider) !== unserved else { return }
+        unserved.detach()
     }
 
     private func offer(_ device: Device, _ state: inout State) {
@@ -267,7 +292,10 @@ final class VMBusService: PartitionService {
         let (removed, withdrawn) = state.withLock { state -> (Bool, [UInt32]) in
             let primaries = state.devices.filter { $0.value.spec.instance == instance && $0.value.subChannelIndex == 0 }
             for relID in primaries.keys.sorted() {
-                state.offerAgainOnRelease[relID] = nil
+                // A device added again while this one was withdrawn, not offered yet, goes too.
+                if let deferred = state.offerAgainOnRelease.removeValue(forKey: relID) {
+                    Self.detachUnserved(deferred, besides: state.devices[relID])
+                }
                 perform(state.server.rescind(channel: relID, untilGuestCloses: true), &state)
                 if state.server.state(of: relID) == .released { state.devices[relID] = nil }
             }

@@ -37,7 +37,7 @@ extension VirtualServiceProvider {
 /// A provider that holds something beyond its channels (a NIC's switch port): the parent calls
 /// `detach` once its device is gone — removed from the partition or the partition detached —
 /// after its channels have closed.
-public protocol DetachableProvider: VirtualServiceProvider {
+public protocol DetachableProvider: VirtualServiceProvider, AnyObject {
     func detach()
 }
 

@@ -11,13 +11,18 @@ import VMBusProtocol
 public final class BenchVSP: VirtualServiceProvider {
     let host: any VSPHost
 
-    /// The most distinct points (mode and message size) one channel measures: the guest picks
-    /// them, and each becomes facts the root keeps, so they are bounded; past it the channel is
-    /// closed as a protocol violation. The real bench uses 30 (`hv bench channel`).
+    /// The most distinct points (mode and message size) the device measures, over every channel
+    /// it ever opens: the guest picks them, and each becomes facts the root keeps, so they are
+    /// bounded (a guest that closed and opened the channel again used to get a new allowance each
+    /// time, and could fill the partition's facts); past it the channel is closed as a protocol
+    /// violation. The real bench uses 30 (`hv bench channel`).
     public static let pointLimit = 64
-    /// The most distinct facts one bench channel reports: seven per point, and its state and
+    /// The most distinct facts the bench device reports: seven per point, and its state and
     /// phase count.
     public static let factLimit = pointLimit * 7 + 2
+
+    /// The points reported so far, by every session.
+    let points = PointLedger()
 
     public init(host: any VSPHost) {
         self.host = host
@@ -26,7 +31,7 @@ public final class BenchVSP: VirtualServiceProvider {
     /// Refuses the open only if the raw-chain listener cannot be started.
     public func openSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
         do throws(SystemError) {
-            return try BenchSession(host: host, relID: opening.relID, targetVP: opening.targetVP)
+            return try BenchSession(host: host, points: points, relID: opening.relID, targetVP: opening.targetVP)
         } catch {
             host.report(["bench.state": "cannot start the raw-chain listener: \(error)"])
             return nil
@@ -37,7 +42,8 @@ public final class BenchVSP: VirtualServiceProvider {
     /// was running is lost, so its remaining data is dropped and its end answered as not intact.
     public func resumeSession(_ opening: ChannelOpening) -> sending (any ChannelSession)? {
         do throws(SystemError) {
-            return try BenchSession(host: host, relID: opening.relID, targetVP: opening.targetVP, resumed: true)
+            return try BenchSession(host: host, points: points, relID: opening.relID, targetVP: opening.targetVP,
+                                    resumed: true)
         } catch {
             host.report(["bench.state": "cannot start the raw-chain listener: \(error)"])
             return nil
@@ -59,8 +65,8 @@ final class BenchSession: ChannelSession {
     /// Whether this session took over from one a parent lost: a phase it never saw started is
     /// not a protocol violation then.
     private let resumed: Bool
-    /// The fact prefixes reported so far (at most `BenchVSP.pointLimit`).
-    private var reportedPoints = Set<String>()
+    /// The fact prefixes the device reported so far (at most `BenchVSP.pointLimit`).
+    private let points: PointLedger
 
     struct Phase {
         var id: UInt32
@@ -79,8 +85,11 @@ final class BenchSession: ChannelSession {
     /// Starts the raw-chain baseline's listener: HvSignalEvent on relid|0x4000 wakes it, and it
     /// only rings the target processor's SINT 2 doorbell — the chain the VMBus path adds rings
     /// to. Its connection is registered before the open is answered, like the channel's own.
-    init(host: any VSPHost, relID: UInt32, targetVP: UInt32, resumed: Bool = false) throws(SystemError) {
+    init(host: any VSPHost, points: PointLedger, relID: UInt32, targetVP: UInt32, resumed: Bool = false)
+        throws(SystemError)
+    {
         self.host = host
+        self.points = points
         self.resumed = resumed
         let event = try EventFD()
         let target = rawTarget
@@ -215,7 +224,7 @@ final class BenchSession: ChannelSession {
         var reportedRun = run
         var allIntact = intact
         var runCount = 1
-        if reportedPoints.insert(prefix).inserted, reportedPoints.count > BenchVSP.pointLimit {
+        if !points.admit(prefix) {
             throw .protocolViolation("bench: more than \(BenchVSP.pointLimit) distinct phase points")
         }
         if parameters.mode == .throughput || parameters.mode == .source {
@@ -282,5 +291,18 @@ struct PhaseRuns {
     var median: Run? {
         guard !runs.isEmpty else { return nil }
         return runs.sorted { $0.rate < $1.rate }[(runs.count - 1) / 2]
+    }
+}
+
+/// The fact prefixes a bench device has reported, shared by its sessions.
+final class PointLedger: Sendable {
+    private let prefixes = Mutex<Set<String>>([])
+
+    /// Whether `prefix` may be reported: one reported before, or a new one within
+    /// `BenchVSP.pointLimit`.
+    func admit(_ prefix: String) -> Bool {
+        prefixes.withLock { prefixes in
+            prefixes.contains(prefix) || prefixes.count < BenchVSP.pointLimit && prefixes.insert(prefix).inserted
+        }
     }
 }
