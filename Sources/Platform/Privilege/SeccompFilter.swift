@@ -140,7 +140,7 @@ extension SeccompFilter {
             "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
             "lseek", "close", "dup", "dup3", "fstat", "newfstatat", "statx", "fstatfs", "fsync",
             "fdatasync", "sync_file_range", "fallocate", "ftruncate", "flock",
-            "sendmsg", "recvmsg", "sendto", "recvfrom", "sendmmsg", "recvmmsg", "shutdown", "getsockopt",
+            "sendmsg", "recvmsg", "recvfrom", "recvmmsg", "shutdown", "getsockopt",
             "setsockopt", "getsockname", "getpeername", "connect",
             "io_uring_setup", "io_uring_enter", "io_uring_register",
             // Waiting and events.
@@ -166,6 +166,11 @@ extension SeccompFilter {
         // register's upper half holds.
         rules += Self.parentFcntlCommands.map { Rule.allow("fcntl", .argument(1, masked: 0xFFFF_FFFF, equals: $0)) }
         rules += [
+            // send(2) (sendto with no address): sendto with one, and sendmmsg, would send a handed-over
+            // packet socket's frames out of any host interface (packet_snd takes the interface
+            // from the address). sendmsg, which the control socket needs, still can: see
+            // Docs/security.md.
+            .allow("sendto", .argument(4, equals: 0)),
             // Unix sockets only: the root's control socket, socket pairs.
             .allow("socket", .argument(0, equals: UInt64(AF_UNIX))),
             .allow("socketpair", .argument(0, equals: UInt64(AF_UNIX))),
