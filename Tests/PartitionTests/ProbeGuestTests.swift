@@ -85,18 +85,34 @@ struct ProbeGuestTests {
         #expect(partition.portIntercepts.interceptor(for: PlatformPorts.hypercall) == nil)
     }
 
+    /// A one-processor `mode=serial` guest, started, whose processor is held in its first COM1
+    /// read (`HeldPort`) by the time this returns: a processor busy in an exit.
+    static func guestHeldInAPortRead(id: UInt32, name: String) async throws -> (Partition, RecordingObserver, HeldPort) {
+        let (partition, observer) = try await guest(id: id, name: name, processors: 1, memoryMiB: 32, arguments: "mode=serial")
+        let held = HeldPort()
+        do {
+            try partition.interceptPorts(0x3F8..<0x400, with: held)
+            try partition.start()
+        } catch {
+            partition.stop()
+            throw error
+        }
+        #expect(held.state.wait(until: { $0.entered }, timeoutNanoseconds: 60_000_000_000) { _ in } != nil)
+        return (partition, observer, held)
+    }
+
+    /// Whether `partition`'s processors are asked to exit (a stop has begun) within 10 s.
+    static func isStopping(_ partition: Partition) -> Bool {
+        partition.lifecycle.wait(until: { $0.request == .exit }, timeoutNanoseconds: 10_000_000_000) { _ in true } != nil
+    }
+
     /// A pause waits for every processor to park, but not without bound: a processor held in an
     /// exit (here a port read its interceptor does not answer, as a stalled parent would not)
     /// fails the pause after its timeout, and the partition runs on; once the exit returns, a
     /// pause parks it.
     @Test func aPauseAProcessorCannotReachInTimeFailsAndThePartitionRunsOn() async throws {
-        let (partition, observer) = try await Self.guest(id: 5, name: "held", processors: 1, memoryMiB: 32,
-                                                         arguments: "mode=serial")
+        let (partition, observer, held) = try await Self.guestHeldInAPortRead(id: 5, name: "held")
         defer { partition.stop() }
-        let held = HeldPort()
-        try partition.interceptPorts(0x3F8..<0x400, with: held)
-        try partition.start()
-        #expect(held.state.wait(until: { $0.entered }, timeoutNanoseconds: 60_000_000_000) { _ in } != nil)
 
         let asked = ContinuousClock.now
         #expect(throws: PartitionError.self) { try partition.pause(timeout: .milliseconds(300)) }
@@ -116,13 +132,8 @@ struct ProbeGuestTests {
     /// that overwrote the stop's request to exit parked the processor, and the stop waited for
     /// it for ever.)
     @Test func aPauseOrResumeDuringAStopIsRefusedAndTheStopEnds() async throws {
-        let (partition, _) = try await Self.guest(id: 6, name: "stopping", processors: 1, memoryMiB: 32,
-                                                  arguments: "mode=serial")
+        let (partition, _, held) = try await Self.guestHeldInAPortRead(id: 6, name: "stopping")
         defer { partition.stop() }
-        let held = HeldPort()
-        try partition.interceptPorts(0x3F8..<0x400, with: held)
-        try partition.start()
-        #expect(held.state.wait(until: { $0.entered }, timeoutNanoseconds: 60_000_000_000) { _ in } != nil)
 
         // The stop waits, on a thread of its own, for the processor held in its port read.
         let stopped = ConditionLock(false)
@@ -131,7 +142,7 @@ struct ProbeGuestTests {
             stopped.update { $0 = true }
         }
         defer { stopper.join() }
-        while partition.lifecycle.read({ $0.request }) != .exit { usleep(1000) }
+        #expect(Self.isStopping(partition))
         #expect(throws: PartitionError.self) { try partition.pause(timeout: .milliseconds(300)) }
         #expect(throws: PartitionError.self) { try partition.resume() }
         #expect(partition.lifecycle.read { $0.request } == .exit)
@@ -146,13 +157,8 @@ struct ProbeGuestTests {
     /// processors have ended and the partition is released: the second does not release it
     /// while the first still waits for a processor busy in an exit.
     @Test func aSecondStopWaitsForTheFirstToRelease() async throws {
-        let (partition, _) = try await Self.guest(id: 7, name: "stopped-twice", processors: 1, memoryMiB: 32,
-                                                  arguments: "mode=serial")
+        let (partition, _, held) = try await Self.guestHeldInAPortRead(id: 7, name: "stopped-twice")
         defer { partition.stop() }
-        let held = HeldPort()
-        try partition.interceptPorts(0x3F8..<0x400, with: held)
-        try partition.start()
-        #expect(held.state.wait(until: { $0.entered }, timeoutNanoseconds: 60_000_000_000) { _ in } != nil)
 
         let stops = ConditionLock(0)
         var stoppers: [OSThread] = []
@@ -161,10 +167,12 @@ struct ProbeGuestTests {
                 partition.stop()
                 stops.update { $0 += 1 }
             })
-            while partition.lifecycle.read({ $0.request }) != .exit { usleep(1000) }
+            #expect(Self.isStopping(partition))
         }
         defer { for stopper in stoppers { stopper.join() } }
-        // Neither returns while the processor is still in its port read.
+        // Neither returns while the processor is still in its port read. (The second stop shows
+        // nothing it could be waited for by: the pause gives it time to have returned, as it did
+        // at once before.)
         usleep(300_000)
         #expect(stops.read { $0 } == 0)
         #expect(!partition.state.isFinal)

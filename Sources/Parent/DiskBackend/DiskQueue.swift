@@ -102,7 +102,8 @@ public final class DiskQueue: @unchecked Sendable {
     ///   written on the calling thread instead (with `blockingWritesInline`), and a larger one
     ///   goes to the engine.
     /// - Parameter blockingWritesInline: whether such a write may block the calling thread; by
-    ///   default only where the image's file system is local. A remote one (`DiskImage.isRemote`)
+    ///   default only where the image is a file on a local file system. A remote one, or a block
+    ///   device, which may be served over a network too (`DiskImage.isRemote`),
     ///   can keep the write, and so the thread, waiting for as long as its server takes, and the
     ///   thread is a channel's worker, which its close waits for.
     public init(image: DiskImage, depth: Int, engine: any DiskIOEngine, inlinePageCacheHits: Bool = false,

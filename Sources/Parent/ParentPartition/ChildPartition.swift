@@ -159,8 +159,11 @@ public final class ChildPartition: Sendable {
     public func signalEvent(vp: UInt32, sint: UInt8, flag: UInt32) -> Bool {
         guard Int(sint) < SynIC.sintCount, flag < UInt32(SynIC.eventFlagsBlockSize * 8),
               let page = processorPages(vp)?.eventFlagsPage else { return false }
-        // The page's address comes from the root: added up without trapping, checked by `memory`.
-        let word = GuestPhysicalAddress(page &+ UInt64(SynIC.eventFlagsOffset(sint: Int(sint))) &+ UInt64(flag / 64) * 8)
+        // The page's address comes from the root: one at the top of the address space neither
+        // traps nor wraps round to low memory.
+        let (address, wrapped) = page.addingReportingOverflow(UInt64(SynIC.eventFlagsOffset(sint: Int(sint))) + UInt64(flag / 64) * 8)
+        guard !wrapped else { return false }
+        let word = GuestPhysicalAddress(address)
         do throws(GuestMemoryError) {
             try memory.atomicOr(UInt64(1) << UInt64(flag % 64), at: word, ordering: .sequentiallyConsistent)
         } catch {

@@ -396,6 +396,9 @@ final class VMBusService: PartitionService {
             // up to 30 s), so the partition's channels take the longest one's time, not the sum.
             for open in state.open.values { open.worker.requestStop() }
             for relID in state.open.keys.sorted() { close(relID, &state) }
+            // Devices waiting to be offered again were never served: they go as well.
+            for (relID, device) in state.offerAgainOnRelease { Self.detachUnserved(device, besides: state.devices[relID]) }
+            state.offerAgainOnRelease = [:]
             return state.devices.values.filter { $0.subChannelIndex == 0 }.map(\.provider)
         }
         for provider in providers { (provider as? any DetachableProvider)?.detach() }
@@ -454,10 +457,14 @@ final class VMBusService: PartitionService {
                 // A released sub-channel, or a primary channel whose device was removed: gone for
                 // good, unless its device is to be offered again (after a restart).
                 state.devices[relID] = nil
-                if let device = state.offerAgainOnRelease.removeValue(forKey: relID),
-                   let (newRelID, actions) = state.server.addOffer(device.offer) {
-                    state.devices[newRelID] = device
-                    queue.append(contentsOf: actions)
+                if let device = state.offerAgainOnRelease.removeValue(forKey: relID) {
+                    if let (newRelID, actions) = state.server.addOffer(device.offer) {
+                        state.devices[newRelID] = device
+                        queue.append(contentsOf: actions)
+                    } else {
+                        partition.logger.error("partition \(partition.name): no relid left to offer \(device.name) again")
+                        (device.provider as? any DetachableProvider)?.detach()
+                    }
                 }
             case .connected(let version):
                 partition.logger.info("partition \(partition.name): VMBus \(version.major).\(version.minor) connected")

@@ -164,6 +164,8 @@ public final class ChannelWorker: Sendable {
                 throw .ring("cannot wait for the guest's signal: \(error)")
             }
             if ready[1] { return }
+            // The poll looked at the stop event just now.
+            lastStopCheck = MonotonicClock.nanoseconds()
             if ready[0], let signals = channel.guestSignal.consume() { channel.counters.guestSignalled(signals) }
             channel.reader.beginPolling()
             lastProgress = MonotonicClock.nanoseconds()

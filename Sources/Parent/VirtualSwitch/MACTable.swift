@@ -60,7 +60,8 @@ struct MACTable: Sendable {
         return nil
     }
 
-    /// Records `address` on `port`. When full, aged entries go first, then the oldest.
+    /// Records `address` on `port`. When full, aged entries go first, then the oldest, down to
+    /// seven eighths of the capacity.
     mutating func learn(_ address: MACAddress, on port: SwitchPortID, now: UInt64) {
         // The source of the last frame, on the same port, seen again soon: nothing to write (its
         // time in the table is at most `refreshNanoseconds` old).
@@ -83,9 +84,9 @@ struct MACTable: Sendable {
             // table for every eighth of it learned, not one for every address, under the
             // switch's lock.
             entries = entries.filter { now &- $0.value.lastSeen <= agingNanoseconds }
-            if entries.count >= capacity {
-                let evicted = max(1, capacity / 8)
-                for (address, _) in entries.sorted(by: { $0.value.lastSeen < $1.value.lastSeen }).prefix(evicted) {
+            let kept = capacity - max(1, capacity / 8)
+            if entries.count > kept {
+                for (address, _) in entries.sorted(by: { $0.value.lastSeen < $1.value.lastSeen }).prefix(entries.count - kept) {
                     entries[address] = nil
                 }
             }
@@ -93,6 +94,13 @@ struct MACTable: Sendable {
             found = nil
         }
         entries[address] = entry
+    }
+
+    /// Forgets `address`, wherever it was learned.
+    mutating func forget(address: MACAddress) {
+        entries[address] = nil
+        if learned?.address == address { learned = nil }
+        if found?.address == address { found = nil }
     }
 
     /// Forgets every address learned on `port`.

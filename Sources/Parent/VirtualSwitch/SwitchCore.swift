@@ -251,7 +251,12 @@ public struct SwitchCore: Sendable {
         ports[id] = port
         portOrder.append(id)
         if configuration.kind == .child { childPorts += 1 }
-        if let address = Self.pinnedAddress(of: configuration), pinned[address] == nil { pinned[address] = id }
+        if let address = Self.pinnedAddress(of: configuration), pinned[address] == nil {
+            pinned[address] = id
+            // Learned on another port before this one owned it (the uplink's LAN, say), it would
+            // be delivered there until it aged out: from now on only its owner teaches the table.
+            table.forget(address: address)
+        }
         return id
     }
 
@@ -264,7 +269,13 @@ public struct SwitchCore: Sendable {
         ports[id] = nil
         portOrder.removeAll { $0 == id }
         table.forget(port: id)
-        pinned = pinned.filter { $0.value != id }
+        // An address this port owned goes to another port that owns it too (a NIC added again
+        // while the guest still held the one it replaces has the same address), else to none.
+        for (address, owner) in pinned where owner == id {
+            pinned[address] = ports.keys.first { other in
+                ports[other].map { $0.ownsAddress && $0.configuration.macAddress == address } ?? false
+            }
+        }
         return released(waiters)
     }
 

@@ -85,7 +85,8 @@ public final class WorkQueue: Sendable {
 
     /// `stop()`, waiting at most `nanoseconds`: a job that waits on something that no longer
     /// answers (a write to a file server gone away) keeps the thread, and the caller is not
-    /// kept with it. The thread is then let go to end on its own, with what its jobs hold.
+    /// kept with it. The thread is then let go to end on its own, with what its jobs hold (a
+    /// later stop, of either kind, returns at once).
     /// - Returns: whether the thread ended in time.
     public func stop(withinNanoseconds nanoseconds: UInt64) -> Bool {
         jobs.update { $0.stopping = true }

@@ -12,7 +12,8 @@ import LinuxSupport
 /// 2. Network: a process started as root moves into an empty network namespace of its own, so a
 ///    socket it makes (through io_uring's IORING_OP_SOCKET, say, which seccomp never sees)
 ///    reaches no network; the TAP and packet-socket descriptors the root hands it stay in the
-///    host's, and the root's socket is reached by its path.
+///    host's, and the root's socket is reached by its path. Where the kernel refuses (no
+///    CAP_SYS_ADMIN), it keeps the root's, and `Report.ownNetwork` says so.
 /// 3. User: a root process becomes `user` (groups, then GID, then UID; every capability goes,
 ///    the bounding set first); any process keeps no capabilities and is not dumpable (so no
 ///    process of its user can ptrace it or read its memory through /proc).
@@ -73,9 +74,10 @@ public enum ParentSandbox {
         let readable = libraryDirectories() + ["/sys/devices/system/cpu", "/proc/self"]
 
         guard cpriv_prctl(CPRIV_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 else { throw .system(.current("make the process not dumpable")) }
-        let ownNetwork = geteuid() == 0
-        if ownNetwork {
-            guard cpriv_unshare(CPRIV_CLONE_NEWNET) == 0 else { throw .system(.current("enter a network namespace of its own")) }
+        // A root without CAP_SYS_ADMIN (a container's default) cannot make one: the parent then
+        // shares the root's, as a parent started by a non-root root does, and its report says so.
+        let ownNetwork = geteuid() == 0 && cpriv_unshare(CPRIV_CLONE_NEWNET) == 0
+        if geteuid() == 0 {
             try becomeUser(user)
         } else if user.uid != geteuid() {
             throw .refused("Only root can run the parent partition as another user (\(user)); this process is uid \(geteuid()).")

@@ -72,6 +72,8 @@ public final class Partition: Sendable {
         /// A caller of `finishStopping` is joining the processors (the first; any other waits).
         var joining = false
         var released = false
+        /// The partition is released and its observer told of its final state.
+        var finished = false
     }
 
     enum Request: Equatable {
@@ -345,7 +347,7 @@ public final class Partition: Sendable {
             return !state.joining
         }
         guard joins else {
-            lifecycle.wait(until: { $0.state.isFinal }) { _ in }
+            lifecycle.wait(until: { $0.finished }) { _ in }
             return
         }
         for processor in resources.processors { processor.join() }
@@ -361,6 +363,7 @@ public final class Partition: Sendable {
         interruptLines.withLock { $0.removeAll() }
         live.withLock { $0 = nil }
         setState(final)
+        lifecycle.update { $0.finished = true }
     }
 
     private func kickProcessors() {

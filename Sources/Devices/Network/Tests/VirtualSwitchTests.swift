@@ -472,6 +472,29 @@ import VirtualSwitch
         #expect(core.configuration(of: ids[7])?.packetFilter != [.promiscuous])
     }
 
+    @Test("an owned address passes to the next port that owns it (a NIC added again before the old one left), and what another port taught the table before is forgotten")
+    func ownedAddressesPassOnAndStaleEntriesGo() {
+        var fixture = Fixture(children: [Self.a])
+        let d = MACAddress(0x00, 0x15, 0x5D, 0, 0, 0x0D)
+        // d is first heard from behind the host port, then a child that owns it is added.
+        _ = fixture.send(ethernetFrame(from: d, to: .broadcast), from: fixture.host)
+        #expect(fixture.core.learnedPort(of: d, now: 1) == fixture.host)
+        var owner = SwitchPortConfiguration(name: "old", kind: .child, macAddress: d)
+        owner.packetFilter = .linuxDefault
+        let old = fixture.core.addPort(owner)
+        #expect(fixture.core.learnedPort(of: d, now: 1) == nil, "forgotten")
+        _ = fixture.send(ethernetFrame(from: Self.a, to: d), from: fixture.ports[0])
+        #expect(fixture.core.queuedFrames(for: old) == 1 && fixture.core.queuedFrames(for: fixture.host) == 0)
+        // Its replacement comes while it is still there; once it goes, the address is the new one's.
+        owner.name = "new"
+        let new = fixture.core.addPort(owner)
+        fixture.core.removePort(old)
+        _ = fixture.send(ethernetFrame(from: Self.a, to: d), from: fixture.ports[0])
+        #expect(fixture.core.queuedFrames(for: new) == 1 && fixture.core.queuedFrames(for: fixture.host) == 0)
+        _ = fixture.send(ethernetFrame(from: d, to: Self.a), from: fixture.host)
+        #expect(fixture.core.counters(of: fixture.host)?.dropped(.spoofedSource) == 1)
+    }
+
     @Test("learned entries age out, and the table is bounded (oldest evicted)")
     func agingAndBound() {
         var core = SwitchCore(name: "private", kind: .private, tableCapacity: 4, agingNanoseconds: 1000)
