@@ -245,6 +245,47 @@ struct ProcessorControlGroupTests {
         control.shutdown()
         for directory in directories { #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) is left") }
     }
+
+    /// Controls the kernel did not take are not reported as in force: a change whose group cannot
+    /// be written (its directories removed behind the root's back) is refused, keeps the previous
+    /// controls and shows them as not enforced, and a later write that succeeds enforces them again.
+    @Test func aChangeTheKernelDoesNotTakeIsRefusedAndShownAsNotEnforced() throws {
+        let control = try Host.control()
+        defer { control.shutdown() }
+        try control.admit(name: "alpha", processorCount: 1, settings: ProcessorSettings(limit: 50))
+        let directories = try #require(control.group(of: "alpha")).directories
+        for directory in directories { #expect(rmdir(directory) == 0, "\(directory): errno \(errno)") }
+        do {
+            try control.change(name: "alpha", to: ProcessorSettings(limit: 30))
+            Issue.record("a change written into no group was accepted")
+        } catch {
+            guard case .conflict(let sentence) = error else { Issue.record("\(error)"); return }
+            #expect(sentence.contains("could not be changed") && sentence.contains("not enforced"), "\(sentence)")
+        }
+        #expect(control.controls(of: "alpha") == ProcessorControlsInfo(reserve: 0, limit: 50, weight: 100, affinity: nil,
+                                                                         enforced: false))
+        // The release of a group that is gone already is quiet and complete.
+        control.release(name: "alpha")
+        #expect(control.controls(of: "alpha") == nil)
+        try control.admit(name: "alpha", processorCount: 1, settings: nil)
+        #expect(control.controls(of: "alpha")?.enforced == true)
+    }
+
+    /// A processor thread that could not join its group runs outside the partition's controls,
+    /// so they are no longer shown as enforced.
+    @Test func aThreadThatCannotJoinItsGroupLeavesTheControlsNotEnforced() throws {
+        let control = try Host.control()
+        defer { control.shutdown() }
+        try control.admit(name: "alpha", processorCount: 1, settings: ProcessorSettings(weight: 200))
+        #expect(control.controls(of: "alpha")?.enforced == true)
+        // No thread has this id (above the kernel's largest, 2^22).
+        control.attach(thread: 0x7FFF_FFF0, to: "alpha")
+        #expect(control.controls(of: "alpha")?.enforced == false)
+        // Rewriting the group does not bring that thread in: still not enforced.
+        try control.change(name: "alpha", to: ProcessorSettings(weight: 300))
+        #expect(control.controls(of: "alpha") == ProcessorControlsInfo(reserve: 0, limit: 100, weight: 300, affinity: nil,
+                                                                         enforced: false))
+    }
 }
 
 @Suite("The root's processor controls without a hierarchy")

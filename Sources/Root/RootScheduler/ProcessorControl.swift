@@ -52,6 +52,10 @@ final class ProcessorControl: Sendable {
         var settings: [String: ProcessorSettings] = [:]
         var parentGroup: ThreadGroup?
         var parentProcessID: Int32?
+        /// Partitions whose controls the kernel does not hold as planned: the last write of
+        /// their group failed, or one of their threads could not join it. Each is shown as not
+        /// enforced until a later write of its group succeeds.
+        var unenforced: [String: String] = [:]
         /// Sentences already logged about parts of a plan the host cannot enforce.
         var dropped: Set<String> = []
     }
@@ -121,7 +125,7 @@ final class ProcessorControl: Sendable {
         // with the partitions they serve inside the instance, whatever the instance's weight.
         let parent = table.plan.parent ?? GroupParameters(shares: CPUGroupSettings.default.shares,
                                                           weight: CPUGroupSettings.default.weight)
-        state.withLock { state in apply(PlanUpdate(changed: [:], removed: [], parent: .set(parent)), &state) }
+        state.withLock { state in _ = apply(PlanUpdate(changed: [:], removed: [], parent: .set(parent)), &state) }
     }
 
     /// Whether control groups enforce the controls.
@@ -144,15 +148,17 @@ final class ProcessorControl: Sendable {
                 throw Self.rootError(error)
             }
             state.settings[name] = settings
-            apply(update, &state)
-            // Controlled, but its group could not be made (the log says why): it would run
-            // outside every control while the table counts its reserve, so it is refused.
-            if instance != nil, state.groups[name] == nil {
-                let undo = state.table.remove(partition: name)
-                state.settings[name] = nil
-                apply(undo, &state)
-                throw .conflict("Partition \(name)'s processor controls could not be set up: its control group could not be made (the root's log says why).")
-            }
+            let failures = apply(update, &state)
+            // Controlled, but its group could not be made or written (the log says why): it would
+            // run outside its controls while the table counts its reserve, so it is refused.
+            guard instance != nil, state.groups[name] == nil || failures[name] != nil else { return }
+            let reason = failures[name] ?? "it has no control group (the root's log says why)"
+            let undo = state.table.remove(partition: name)
+            state.settings[name] = nil
+            state.unenforced[name] = nil
+            deleteGroup(of: name, &state)
+            apply(undo, &state)
+            throw .conflict("Partition \(name)'s processor controls could not be set up: \(reason).")
         }
     }
 
@@ -171,7 +177,18 @@ final class ProcessorControl: Sendable {
                 throw Self.rootError(error)
             }
             state.settings[name] = next
-            apply(update, &state)
+            guard let reason = apply(update, &state)[name] else { return }
+            // The kernel took part of the change at most: the previous controls are written back
+            // (they fitted with every other partition's a moment ago) and the change refused.
+            let previous = try Self.demand(name: name, processorCount: current.processorCount, settings: settings)
+            do throws(SchedulingRefusal) {
+                let back = try state.table.set(previous)
+                state.settings[name] = settings
+                apply(back, &state)
+            } catch {
+                logger.error("partition \(name): its previous processor controls could not be planned again: \(error)")
+            }
+            throw .conflict("Partition \(name)'s processor controls could not be changed: \(reason). Its previous controls are kept\(state.unenforced[name] == nil ? "" : ", but not enforced").")
         }
     }
 
@@ -182,6 +199,10 @@ final class ProcessorControl: Sendable {
             try group.attach(thread: tid)
         } catch {
             logger.warning("partition \(name): a processor thread could not join its control group: \(error)")
+            // That thread runs outside the partition's controls, which are no longer in force.
+            state.withLock { state in
+                if state.groups[name] != nil { state.unenforced[name] = "a processor thread could not join its control group: \(error)" }
+            }
         }
     }
 
@@ -194,15 +215,9 @@ final class ProcessorControl: Sendable {
             guard state.table.partitions[name] != nil || state.groups[name] != nil else { return nil }
             let update = state.table.remove(partition: name)
             state.settings[name] = nil
-            var usage: UInt64?
-            if let group = state.groups.removeValue(forKey: name) {
-                usage = try? group.usageNanoseconds()
-                do throws(ControlGroupError) {
-                    try group.delete()
-                } catch {
-                    logger.warning("partition \(name): its control group could not be removed: \(error)")
-                }
-            }
+            state.unenforced[name] = nil
+            let usage = state.groups[name].flatMap { try? $0.usageNanoseconds() }
+            deleteGroup(of: name, &state)
             apply(update, &state)
             return usage
         }
@@ -214,7 +229,7 @@ final class ProcessorControl: Sendable {
             guard let demand = state.table.partitions[name] else { return nil }
             return ProcessorControlsInfo(
                 reserve: demand.controls.reserve, limit: demand.controls.limit, weight: demand.controls.weight,
-                affinity: demand.pinnedProcessors, enforced: state.groups[name] != nil)
+                affinity: demand.pinnedProcessors, enforced: state.groups[name] != nil && state.unenforced[name] == nil)
         }
     }
 
@@ -258,21 +273,34 @@ final class ProcessorControl: Sendable {
 
     // MARK: Applying plans
 
-    /// Writes what changed in the plan into the groups, making the groups that are new.
-    private func apply(_ update: PlanUpdate, _ state: inout State) {
-        guard let instance else { return }
+    /// Writes what changed in the plan into the groups, making the groups that are new. A group
+    /// whose write fails is marked not enforced (`State.unenforced`) until one succeeds.
+    /// - Returns: why each partition whose group could not be written now failed.
+    @discardableResult
+    private func apply(_ update: PlanUpdate, _ state: inout State) -> [String: String] {
+        guard let instance else { return [:] }
+        var failures: [String: String] = [:]
         for (name, parameters) in update.changed.sorted(by: { $0.key < $1.key }) {
-            do throws(ControlGroupError) {
-                let group: ThreadGroup
-                if let existing = state.groups[name] {
-                    group = existing
-                } else {
+            let group: ThreadGroup
+            if let existing = state.groups[name] {
+                group = existing
+            } else {
+                do throws(ControlGroupError) {
                     group = try instance.makeGroup(named: name)
+                } catch {
+                    logger.warning("partition \(name): its control group could not be made: \(error)")
+                    failures[name] = "its control group could not be made: \(error)"
+                    continue
                 }
                 state.groups[name] = group
+            }
+            do throws(ControlGroupError) {
                 try group.apply(settings(parameters, &state))
+                if state.unenforced[name]?.hasPrefix(Self.writeFailure) == true { state.unenforced[name] = nil }
             } catch {
                 logger.warning("partition \(name): its processor controls could not be applied: \(error)")
+                failures[name] = "\(Self.writeFailure)\(error)"
+                state.unenforced[name] = failures[name]
             }
         }
         switch update.parent {
@@ -299,6 +327,21 @@ final class ProcessorControl: Sendable {
             } catch {
                 logger.warning("the parent partition's control group could not be reset: \(error)")
             }
+        }
+        return failures
+    }
+
+    /// How `unenforced` begins for a failed write of a group (a later write that succeeds clears
+    /// it; a thread that could not join is not cleared that way).
+    private static let writeFailure = "its control group could not be written: "
+
+    /// Deletes partition `name`'s group, if it has one (its threads must have left).
+    private func deleteGroup(of name: String, _ state: inout State) {
+        guard let group = state.groups.removeValue(forKey: name) else { return }
+        do throws(ControlGroupError) {
+            try group.delete()
+        } catch {
+            logger.warning("partition \(name): its control group could not be removed: \(error)")
         }
     }
 
