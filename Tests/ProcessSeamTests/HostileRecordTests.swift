@@ -139,6 +139,33 @@ struct HostileRecordTests {
         #expect(root.link.isConnected)
     }
 
+    /// A partition taken back while the root registers something of the parent's for it (after
+    /// the check that it is handed, before the record) keeps nothing of that registration.
+    @Test func aRegistrationThatCrossesItsPartitionsDetachIsUndone() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        let parent = try ScriptedEnd.parent(connectingTo: root.socketPath)
+        defer { parent.close() }
+        for (round, ports) in [false, true].enumerated() {
+            let partition = try root.table.add("alpha\(round)")
+            root.link.attach(partition)
+            #expect(try parent.rootAnswers(probe: UInt32(10 + 2 * round)))
+            let id = partition.id
+            partition.beforeNextRegistration.withLock { $0 = { [link = root.link] in link.detach(partitionID: id) } }
+            if ports {
+                try parent.channel.send(.registerPorts(partitionID: id, base: 0x3F8, count: 8))
+            } else {
+                try parent.sendRaw(ParentMessage.registerEventConnection(partitionID: id, connectionID: 0x2001).bytes,
+                                   descriptors: [try EventFD().owned])
+            }
+            #expect(try parent.rootAnswers(probe: UInt32(11 + 2 * round)))
+            #expect(partition.beforeNextRegistration.withLock { $0 == nil }, "the registration reached the partition")
+            #expect(partition.eventConnections.isEmpty && partition.interceptedRanges.isEmpty)
+            #expect(!root.link.keptPartitions.contains(id))
+        }
+        #expect(root.link.isConnected)
+    }
+
     /// A parent cannot grow the root's connection tables without bound.
     @Test func aParentRegistersAtMostTheLimitOfConnectionsPerPartition() throws {
         let root = try RootEnd()

@@ -75,6 +75,9 @@ final class TestPartition: LinkedPartition {
     let console = ConsoleLog()
     private let live: Mutex<(memory: GuestMemory, hypervisor: HvPartition)?>
     private let state = Mutex(State())
+    /// Runs once, as the next event connection or port range is registered (before it is): a
+    /// test puts something the root does meanwhile there.
+    let beforeNextRegistration = Mutex<(@Sendable () -> Void)?>(nil)
 
     struct State {
         var eventConnections: [ConnectionID: EventFD] = [:]
@@ -159,6 +162,7 @@ final class TestPartition: LinkedPartition {
     // MARK: LinkedPartition
 
     func registerEventConnection(_ connection: ConnectionID, event: EventFD, relay: any HvEventRelay) throws(PartitionError) {
+        beforeNextRegistration.withLock { hook in defer { hook = nil }; return hook }?()
         guard let hypervisor else { throw .invalidTransition(from: .stopped(reason: "test"), operation: "register an event connection of") }
         hypervisor.connections.registerEventConnection(connection, event: event, relay: relay)
         state.withLock { $0.eventConnections[connection] = event }
@@ -200,6 +204,7 @@ final class TestPartition: LinkedPartition {
     }
 
     func interceptPorts(_ range: Range<UInt16>, with forwarder: ParentPortForwarder) throws(PartitionError) {
+        beforeNextRegistration.withLock { hook in defer { hook = nil }; return hook }?()
         // As `Partition.interceptPorts`: never the root's own ports, each port once.
         if PlatformPorts.rootOwned.contains(where: range.contains) {
             throw .invalidSpecification("ports include one the root handles itself")

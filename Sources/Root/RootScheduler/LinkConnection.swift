@@ -68,6 +68,18 @@ extension ParentLink {
             }
         }
 
+        /// Records a registration for partition `id` (`change`), if that partition is attached:
+        /// looked at under the registrations lock, so a detach (`attached` first, then the
+        /// partition's registrations) leaves none behind however the two interleave.
+        /// - Returns: whether it was recorded; if not, the caller undoes what it registered.
+        func record(for id: UInt32, _ change: (inout Registrations) -> Void) -> Bool {
+            registrations.withLock { table in
+                guard attached.withLock({ $0.contains(id) }) else { return false }
+                change(&table[id, default: Registrations()])
+                return true
+            }
+        }
+
         /// The partitions with a commit in progress.
         var stagedPartitions: Set<UInt32> { staged.withLock { Set($0.keys) } }
 

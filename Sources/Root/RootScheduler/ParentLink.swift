@@ -205,12 +205,23 @@ final class ParentLink: Sendable {
 
     /// What the root keeps of partition `id` across parent connections, made on first use.
     func state(of id: UInt32) -> PartitionLinkState {
+        states.withLock { states in Self.state(of: id, in: &states) }
+    }
+
+    /// `state(of:)` for a registration of `connection`'s: nil unless partition `id` is handed to
+    /// that parent. Looked at under the states lock, so a detach (`attached` first, then
+    /// `states`) leaves no state behind however the two interleave.
+    private func handedState(of id: UInt32, on connection: Connection) -> PartitionLinkState? {
         states.withLock { states in
-            if let existing = states[id] { return existing }
-            let created = PartitionLinkState(id: id)
-            states[id] = created
-            return created
+            connection.attached.withLock { $0.contains(id) } ? Self.state(of: id, in: &states) : nil
         }
+    }
+
+    private static func state(of id: UInt32, in states: inout [UInt32: PartitionLinkState]) -> PartitionLinkState {
+        if let existing = states[id] { return existing }
+        let created = PartitionLinkState(id: id)
+        states[id] = created
+        return created
     }
 
     /// A virtual switch was created: the parent runs it (a parent that is away gets it when it
@@ -293,10 +304,15 @@ final class ParentLink: Sendable {
     }
 
     /// The partition stopped: the parent releases it, and the root forgets what it kept of it.
+    ///
+    /// `attached` goes first: what a registration records is checked against it under the
+    /// record's own lock (`handedState`, `Connection.record`, `stage`, `partitionReady`), so a
+    /// registration that raced this detach is either removed below or never recorded.
     func detach(partitionID: UInt32) {
+        let connection = connection
+        connection?.attached.withLock { _ = $0.remove(partitionID) }
         states.withLock { _ = $0.removeValue(forKey: partitionID) }
         guard let connection else { return }
-        connection.attached.withLock { _ = $0.remove(partitionID) }
         connection.discardStaged(partitionID: partitionID)
         connection.ready.update { _ = $0.remove(partitionID) }
         connection.outbox.closeLane(partitionID)
@@ -417,9 +433,8 @@ final class ParentLink: Sendable {
                   mayRegister(connectionID, for: id, on: connection) else { return }
             // Registered already on this connection: its messages went out then, and the log
             // is not sent twice.
-            guard connection.registrations.withLock({ $0[id]?.messageConnections.contains(connectionID) != true })
-            else { return }
-            let state = state(of: id)
+            guard connection.registrations.withLock({ $0[id]?.messageConnections.contains(connectionID) != true }),
+                  let state = handedState(of: id, on: connection) else { return }
             // What the guest posted to this connection and an earlier parent never acknowledged
             // goes first, before the guest can post anything new to it.
             state.replay(connectionID: connectionID, send: { message in
@@ -430,7 +445,9 @@ final class ParentLink: Sendable {
                     receiver: GuestMessageForwarder(partitionID: id, connectionID: connectionID, connection: connection,
                                                     state: state))
             })
-            connection.registrations.withLock { _ = $0[id, default: Registrations()].messageConnections.insert(connectionID) }
+            if !connection.record(for: id, { _ = $0.messageConnections.insert(connectionID) }) {
+                hypervisor.connections.unregisterMessageConnection(ConnectionID(connectionID))
+            }
         case .unregisterMessageConnection(let id, let connectionID):
             directory.linkedPartition(id: id)?.hypervisor?.connections.unregisterMessageConnection(ConnectionID(connectionID))
             connection.registrations.withLock { _ = $0[id]?.messageConnections.remove(connectionID) }
@@ -444,7 +461,10 @@ final class ParentLink: Sendable {
                     partition.unregisterEventConnection(ConnectionID(connectionID), event: old)
                 }
                 try partition.registerEventConnection(ConnectionID(connectionID), event: event, relay: connection.signaller)
-                connection.registrations.withLock { $0[id, default: Registrations()].eventConnections[connectionID] = event }
+                guard connection.record(for: id, { $0.eventConnections[connectionID] = event }) else {
+                    partition.unregisterEventConnection(ConnectionID(connectionID), event: event)
+                    return
+                }
                 // A guest signal that came while the connection was not registered (a parent
                 // restarting under a running guest) found no ioeventfd and was lost: its listener
                 // looks at its ring once more. For a channel just opened this wakes it for nothing.
@@ -476,7 +496,7 @@ final class ParentLink: Sendable {
             directory.linkedPartition(id: id)?.merge(facts: facts)
         case .registerPorts(let id, let base, let count, let rate):
             // base + count must stay a UInt16: port 0xFFFF cannot be the last one of a range.
-            guard let partition = directory.linkedPartition(id: id), isHanded(id, to: connection), count > 0,
+            guard let partition = directory.linkedPartition(id: id), let state = handedState(of: id, on: connection), count > 0,
                   UInt32(base) + UInt32(count) <= UInt32(UInt16.max) else {
                 logger.warning("parent partition asked for an invalid port range \(base)+\(count); ignored")
                 return
@@ -484,13 +504,13 @@ final class ParentLink: Sendable {
             do throws(PartitionError) {
                 try partition.interceptPorts(base..<(base + count),
                                              with: ParentPortForwarder(partitionID: id, connection: connection,
-                                                                       budget: state(of: id).portBudget(base: base,
+                                                                       budget: state.portBudget(base: base,
                                                                                                         accessesPerSecond: rate)))
             } catch {
                 logger.warning("partition \(partition.name): \(error); ignored")
                 return
             }
-            connection.registrations.withLock { $0[id, default: Registrations()].interceptsPorts = true }
+            if !connection.record(for: id, { $0.interceptsPorts = true }) { partition.removePortIntercepts() }
         case .portReadResult(let request, let value):
             connection.pendingReads.update { reads in
                 if reads[request] != nil { reads[request] = .some(value) }
@@ -526,8 +546,9 @@ final class ParentLink: Sendable {
             states.withLock { $0[id] }?.acknowledge(through: sequence)
         case .partitionReady(let id):
             // Only partitions handed to this parent: the set stays as small as `attached`.
-            guard isHanded(id, to: connection) else { return }
-            connection.ready.update { _ = $0.insert(id) }
+            connection.ready.update { ready in
+                if connection.attached.withLock({ $0.contains(id) }) { ready.insert(id) }
+            }
         }
     }
 
