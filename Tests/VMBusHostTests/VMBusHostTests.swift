@@ -223,6 +223,33 @@ struct VMBusHostTests {
         guest.close()
     }
 
+    /// A worker whose thread cannot start closes the session it was given, as the thread would
+    /// have: no one else holds it. The thread is refused by the kernel itself: the test's thread
+    /// sits in a cgroup v1 `pids` group with room for no other task while the worker starts.
+    @Test(.enabled(if: PidsLimit.isAvailable, "needs a writable cgroup v1 pids hierarchy (root)"))
+    func aWorkerWhoseThreadCannotStartClosesItsSession() throws {
+        let memory = try GuestMemory.create(name: "nothread", size: 1 << 20)
+        let session = EchoDevice()
+        let failure = try PidsLimit.withNoRoomForAnotherTask { () throws -> SystemError? in
+            let channel = try VSPChannel(relID: 1, incoming: GuestRingMemory(memory: memory, pages: [16, 17]),
+                                         outgoing: GuestRingMemory(memory: memory, pages: [32, 33]), targetVP: 0,
+                                         guestSignal: EventFD(), signalGuest: { _ in })
+            do throws(SystemError) {
+                try ChannelWorker(channel: channel, session: session) { _ in }.stop()
+                return nil
+            } catch {
+                return error
+            }
+        }
+        guard let error = failure else {
+            Issue.record("a worker thread started in a pids group with no room")
+            return
+        }
+        #expect(error.errno.rawValue == EAGAIN, "\(error)")
+        let closed = session.closed.load(ordering: .acquiring)
+        #expect(closed, "the session was left open")
+    }
+
     /// A guest that reads its answers a few at a time, never all, keeps the backlog from ever
     /// emptying: what was written leaves it all the same, so it holds about what waits, not
     /// everything ever queued.
@@ -342,5 +369,48 @@ struct VMBusHostTests {
         while device.passes.load(ordering: .relaxed) < 1000 { usleep(1000) }
         guest.close()
         #expect(device.passes.load(ordering: .relaxed) >= 1000)
+    }
+}
+
+/// A cgroup v1 `pids` group of the test's own, for running a few lines where the calling thread
+/// can start no other (the kernel's EAGAIN from clone).
+enum PidsLimit {
+    static let hierarchy = "/sys/fs/cgroup/pids"
+
+    static var isAvailable: Bool { access(hierarchy + "/tasks", W_OK) == 0 }
+
+    static func withNoRoomForAnotherTask<T>(_ body: () throws -> T) throws -> T {
+        let group = "\(hierarchy)/hv-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard mkdir(group, 0o755) == 0 else { throw SystemError("mkdir \(group)", errno: .current) }
+        defer { rmdir(group) }
+        let home = try read("/proc/thread-self/cgroup")
+            .split(separator: "\n").compactMap { line -> String? in
+                let fields = line.split(separator: ":", maxSplits: 2)
+                return fields.count == 3 && fields[1].split(separator: ",").contains("pids") ? String(fields[2]) : nil
+            }.first ?? "/"
+        let tid = "\(OSThread.currentKernelThreadID)"
+        try write("1", to: group + "/pids.max")
+        try write(tid, to: group + "/tasks")
+        defer { try? write(tid, to: hierarchy + home + "/tasks") }
+        return try body()
+    }
+
+    static func read(_ path: String) throws -> String {
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { throw SystemError("open \(path)", errno: .current) }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let count = Glibc.read(descriptor, &bytes, bytes.count)
+        guard count >= 0 else { throw SystemError("read \(path)", errno: .current) }
+        return String(decoding: bytes[..<count], as: UTF8.self)
+    }
+
+    static func write(_ text: String, to path: String) throws {
+        let descriptor = open(path, O_WRONLY)
+        guard descriptor >= 0 else { throw SystemError("open \(path)", errno: .current) }
+        defer { close(descriptor) }
+        guard Glibc.write(descriptor, text, text.utf8.count) == text.utf8.count else {
+            throw SystemError("write \(path)", errno: .current)
+        }
     }
 }

@@ -527,7 +527,9 @@ final class VMBusService: PartitionService {
                     channelFailed(relID, reason: reason)
                 }
             } catch {
+                // ChannelWorker closed the session; what was set up for it here is undone.
                 partition.unregisterEventConnection(eventConnection)
+                partition.channelClosed(relID: relID)
                 throw error
             }
             state.open[relID] = OpenChannel(worker: worker)

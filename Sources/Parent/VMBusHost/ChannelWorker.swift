@@ -46,17 +46,44 @@ public final class ChannelWorker: Sendable {
                 onFailure: @escaping @Sendable (String) -> Void) throws(SystemError) {
         target = channel.target
         relID = channel.relID
-        thread = try StoppableThread(name: "ch\(channel.relID)") { stopEvent in
-            do throws(VSPError) {
-                try session.start(on: channel)
-                channel.publish()
-                try Self.serve(channel, session, stopEvent)
-            } catch {
+        let handoff = Handoff(channel: channel, session: session)
+        do throws(SystemError) {
+            thread = try StoppableThread(name: "ch\(relID)") { stopEvent in
+                guard let (channel, session) = handoff.take() else { return }
+                do throws(VSPError) {
+                    try session.start(on: channel)
+                    channel.publish()
+                    try Self.serve(channel, session, stopEvent)
+                } catch {
+                    session.close()
+                    onFailure("\(error)")
+                    return
+                }
                 session.close()
-                onFailure("\(error)")
-                return
             }
-            session.close()
+        } catch {
+            // No thread started: the session is closed here, as the worker would have (a
+            // storage device counts its open channels).
+            handoff.take()?.session.close()
+            throw error
+        }
+    }
+
+    /// The channel and its session on their way to the worker thread, or back to `init` when
+    /// no thread could start.
+    private final class Handoff: @unchecked Sendable {
+        // SAFETY: filled before the thread is created; then taken exactly once, by the worker
+        // thread as it starts or by `init` after the thread could not be created (no thread
+        // exists then), never by both, so it is never touched from two threads at once.
+        private var contents: (channel: VSPChannel, session: any ChannelSession)?
+
+        init(channel: sending VSPChannel, session: sending any ChannelSession) {
+            contents = (channel, session)
+        }
+
+        func take() -> (channel: VSPChannel, session: any ChannelSession)? {
+            defer { contents = nil }
+            return contents
         }
     }
 
