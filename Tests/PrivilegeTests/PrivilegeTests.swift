@@ -138,3 +138,19 @@ struct SandboxPartsTests {
         if let abi = Landlock.abiVersion { #expect(abi >= 1) }
     }
 }
+
+@Suite("Process handles")
+struct ProcessHandleTests {
+    /// A handle says when the process it holds exits, and cannot be made for one that is gone.
+    @Test func aHandleSeesItsProcessExit() throws {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        child.arguments = ["0.2"]
+        try child.run()
+        let handle = try ProcessHandle(processID: child.processIdentifier)
+        #expect(!handle.hasExited)
+        child.waitUntilExit()
+        #expect(handle.hasExited)
+        #expect(throws: SystemError.self) { try ProcessHandle(processID: child.processIdentifier) }
+    }
+}

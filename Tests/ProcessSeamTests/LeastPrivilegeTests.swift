@@ -52,6 +52,34 @@ struct LeastPrivilegeTests {
         #expect(attached == 1)
     }
 
+    /// A parent that runs as a user the management API lets in (the root's own, where the root
+    /// does not run as root) cannot step out of its sandbox through the API: a process that
+    /// connected as the parent partition is hung up on by the API while it runs. Before: it was
+    /// served as the root's own user.
+    @Test func aParentsProcessIsRefusedByTheManagementAPI() async throws {
+        let (scheduler, _) = try RootBoundsTests.scheduler()
+        let directory = try SocketDirectory()
+        let link = try ParentLink(directory: scheduler, socketPath: directory.parentSocket)
+        scheduler.link.withLock { $0 = link }
+        try link.start()
+        defer { link.shutdown() }
+        let socket = "\(directory.path)/root.sock"
+        let application = ManagementServer.makeApplication(scheduler: scheduler, socketPath: socket, logger: quietLogger)
+        let server = Task { try await application.runService(gracefulShutdownSignals: []) }
+        defer { server.cancel() }
+        #expect(await eventuallyAsync { FileManager.default.fileExists(atPath: socket) })
+        #expect(RawHTTP.request(socket: socket, method: "GET", path: "/v1/root", body: [])?.status == 200)
+        // This process connects as the parent partition: from now on the API hangs up on it.
+        let parent = try ScriptedEnd.parent(connectingTo: directory.parentSocket)
+        #expect(try parent.rootAnswers(probe: 1))
+        #expect(link.isParentProcess(getpid()))
+        #expect(RawHTTP.request(socket: socket, method: "GET", path: "/v1/root", body: []) == nil)
+        // Its link closed, the process still runs and is still refused.
+        parent.close()
+        #expect(await eventuallyAsync { !link.isConnected })
+        #expect(RawHTTP.request(socket: socket, method: "GET", path: "/v1/root", body: []) == nil)
+    }
+
     /// The parent checks who listens on the root's socket before it says hello: a socket of
     /// another user in the root's place gets nothing. Before: the parent greeted whoever listened.
     @Test(.enabled(if: isRoot, "needs root to act as another user"))

@@ -83,6 +83,12 @@ long cpriv_process_vm_read(pid_t pid, void *buffer, size_t length, uint64_t addr
     return (long)process_vm_readv(pid, &local, 1, &remote, 1, 0);
 }
 
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434  /* the same number on every architecture (Linux 5.3) */
+#endif
+
+int cpriv_pidfd_open(pid_t pid) { return (int)syscall(__NR_pidfd_open, pid, 0); }
+
 int cpriv_peer_credentials(int socket, struct cpriv_peer_credentials *credentials) {
     struct ucred peer;
     socklen_t length = sizeof peer;

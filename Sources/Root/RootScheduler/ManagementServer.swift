@@ -248,7 +248,9 @@ enum ManagementServer {
             }
         }
         let server = HTTPServerBuilder.http1(configuration: .init(
-            additionalChannelHandlers: [ConnectionBounds(slots: connections, users: directory, timeout: limits.transferTimeout)],
+            additionalChannelHandlers: [ConnectionBounds(slots: connections, users: directory, timeout: limits.transferTimeout) { pid in
+                scheduler.parentLink?.refusesAPIConnection(from: pid) ?? false
+            }],
             idleTimeout: limits.idleTimeout))
         return Application(router: router, server: server,
                            configuration: .init(address: .unixDomainSocket(path: socketPath)),
@@ -424,6 +426,8 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
     private let slots: RequestSlots
     private let users: UserDirectory
     private let timeout: TimeAmount
+    /// Whether a process is refused whoever its user (a parent partition's process).
+    private let refuses: @Sendable (pid_t) -> Bool
     /// Whose share the connection's slot is from (the unlisted UIDs' while it is not admitted).
     private var holder: uid_t?
     /// The connection's peer, once the socket has told it.
@@ -438,10 +442,11 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
     private var requestDeadline: Scheduled<Void>?
     private var responseDeadline: Scheduled<Void>?
 
-    init(slots: RequestSlots, users: UserDirectory, timeout: TimeAmount) {
+    init(slots: RequestSlots, users: UserDirectory, timeout: TimeAmount, refuses: @escaping @Sendable (pid_t) -> Bool) {
         self.slots = slots
         self.users = users
         self.timeout = timeout
+        self.refuses = refuses
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -459,7 +464,7 @@ final class ConnectionBounds: ChannelDuplexHandler, RemovableChannelHandler {
         peer.whenComplete { result in
             let (handler, context) = loopBound.value
             guard !handler.ended else { return }
-            guard case .success(let raw) = result else {
+            guard case .success(let raw) = result, !handler.refuses(raw.pid) else {
                 handler.end(context)
                 return
             }

@@ -43,6 +43,12 @@ final class ParentLink: Sendable {
     var keptPartitions: Set<UInt32> { states.withLock { Set($0.keys) } }
     /// Messages from the parent a guest's SynIC could not take, for rate-limited logging.
     private let droppedPosts = Atomic<UInt64>(0)
+    /// Processes that connected as the parent partition, while they run (`isParentProcess`).
+    private let parentProcesses = Mutex<[ProcessHandle]>([])
+    /// The most such processes remembered (the oldest is forgotten first).
+    static let parentProcessLimit = 64
+    /// Management API connections refused to a parent's process, for rate-limited logging.
+    private let refusedAPIConnections = Atomic<UInt64>(0)
     /// How long a guest's read of a parent-emulated port waits for the parent's answer (ns).
     let portReadTimeout: UInt64
     /// How long a process that connects has to say hello.
@@ -122,6 +128,7 @@ final class ParentLink: Sendable {
     /// Serves one parent connection until it closes.
     private func serve(_ channel: ControlChannel) {
         guard let peer = authenticate(channel) else { return }
+        rememberParent(peer.processID)
         let hello: ControlChannel.Received<ParentMessage>
         do {
             let ready = try Poll.wait(on: [channel.socket.owned.rawValue], timeoutMilliseconds: helloTimeoutMilliseconds)
@@ -199,6 +206,45 @@ final class ParentLink: Sendable {
         connection.ready.update { $0.removeAll() }
         forgetRegistrations(of: connection)
         logger.info("parent partition disconnected; children keep running")
+    }
+
+    // MARK: The parent's processes
+
+    /// Remembers process `pid`, which connected as the parent partition, for as long as it runs.
+    private func rememberParent(_ pid: pid_t) {
+        let handle: ProcessHandle
+        do throws(SystemError) {
+            handle = try ProcessHandle(processID: pid)
+        } catch {
+            logger.debug("the parent partition's process \(pid) could not be held (\(error)); gone already")
+            return
+        }
+        parentProcesses.withLock { handles in
+            handles.removeAll { $0.hasExited || $0.processID == pid }
+            if handles.count >= Self.parentProcessLimit { handles.removeFirst() }
+            handles.append(handle)
+        }
+    }
+
+    /// Whether `pid` is a process that connected as the parent partition and still runs.
+    func isParentProcess(_ pid: pid_t) -> Bool {
+        parentProcesses.withLock { handles in
+            handles.removeAll { $0.hasExited }
+            return handles.contains { $0.processID == pid }
+        }
+    }
+
+    /// Whether the management API refuses a connection from process `pid`: a parent partition's
+    /// process is refused (and logged, the first time and then at each power of two), so a parent
+    /// that runs as a user the API lets in (the root's own user, where the root does not run as
+    /// root) cannot step out of its sandbox through the API (Docs/security.md).
+    func refusesAPIConnection(from pid: pid_t) -> Bool {
+        guard isParentProcess(pid) else { return false }
+        let refused = refusedAPIConnections.wrappingAdd(1, ordering: .relaxed).newValue
+        if refused.nonzeroBitCount == 1 {
+            logger.warning("refused a management API connection from the parent partition's process (pid \(pid)); \(refused) so far")
+        }
+        return true
     }
 
     // MARK: Partitions

@@ -77,6 +77,9 @@ long cpriv_ptrace_attach(pid_t pid);
 /// process_vm_readv(2) of `length` bytes at `address` in `pid` into `buffer`.
 long cpriv_process_vm_read(pid_t pid, void *buffer, size_t length, uint64_t address);
 
+/// pidfd_open(2): a descriptor for process `pid` that becomes readable when it exits; -1 and errno on failure.
+int cpriv_pidfd_open(pid_t pid);
+
 /// The peer of a connected Unix socket (SO_PEERCRED).
 struct cpriv_peer_credentials {
     int32_t pid;
