@@ -318,6 +318,15 @@ import VMBusProtocol
             #expect(NetworkVSP<FlatGuestMemory>.withdrawalAnswer(to: bytes, descriptor: descriptor) == nil)
         }
     }
+
+    /// Only the packet's own bytes count: the worker reads every packet into one reused buffer,
+    /// so a packet with no payload finds an earlier packet's send after its end.
+    @Test func bytesPastThePacketsEndAreNotItsMessage() {
+        var (bytes, _) = Self.packet(.sendRNDISPacket(channel: .data, sectionIndex: 3, sectionSize: 60))
+        bytes += [UInt8](repeating: 0, count: 4096 - bytes.count)
+        let empty = PacketDescriptor(type: .inband, dataOffset8: 2, length8: 2, flags: .completionRequested, transactionID: 9)
+        #expect(NetworkVSP<FlatGuestMemory>.withdrawalAnswer(to: bytes, descriptor: empty) == nil)
+    }
 }
 
 /// When a NIC channel hands the frames it has read from the guest to the switch.

@@ -227,9 +227,13 @@ public struct NetworkVSP<Memory: NetworkGuestMemory> {
     /// counts its sends in flight and waits for them all to complete before it closes a
     /// rescinded channel (`rndis_filter_halt_device`, `netvsc_device_idle`).
     public static func withdrawalAnswer(to packet: [UInt8], descriptor: PacketDescriptor) -> OutgoingPacket? {
+        // The packet's own bytes only: the worker reads each packet into one reused buffer, and
+        // what lies past `totalLength` is an earlier packet's.
+        let end = min(descriptor.totalLength, packet.count)
         guard descriptor.type != .completion, descriptor.flags.contains(.completionRequested),
-              descriptor.payloadOffset < packet.count,
-              let message = try? NVSPMessage(parsing: packet, at: descriptor.payloadOffset),
+              descriptor.payloadOffset < end,
+              let message = try? NVSPMessage(parsing: packet, at: descriptor.payloadOffset,
+                                             count: end - descriptor.payloadOffset),
               case .sendRNDISPacket = message else { return nil }
         return OutgoingPacket(type: .completion, transactionID: descriptor.transactionID,
                               payload: NVSPMessage.sendRNDISPacketComplete(status: .failure).bytes())
