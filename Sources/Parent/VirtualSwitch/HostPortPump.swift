@@ -44,11 +44,14 @@ public final class HostPortPump: Sendable {
         let writer = HostPortWriter(endpoint: endpoint, statistics: statistics)
         self.writer = writer
         thread = try StoppableThread(name: name) { stop in
+            // Whether the last round wrote a full batch: more may wait, so the next round only
+            // looks at the descriptors (stop, the endpoint) and does not sleep.
+            var busy = false
             while true {
                 let readable: [Bool]
                 do throws(SystemError) {
                     readable = try Poll.wait(on: [endpoint.descriptor.rawValue, ready.rawValue, stop.rawValue],
-                                             timeoutMilliseconds: 100)
+                                             timeoutMilliseconds: busy ? 0 : 100)
                 } catch {
                     statistics.failures.add(1, ordering: .relaxed)
                     return
@@ -56,19 +59,20 @@ public final class HostPortPump: Sendable {
                 if readable[2] { return }
                 if readable[0] { _ = reader.forward(waiting: true) }
                 if readable[1] { _ = ready.consume() }
-                // Drain the port's queue whether or not the event fired: a batch limit may have
-                // left frames behind on the previous round.
-                var frames = virtualSwitch.receive(for: port, limit: Self.batch)
-                let wrote = !frames.isEmpty
-                while !frames.isEmpty {
+                // One batch of the port's queue a round, whether or not the event fired (a batch
+                // limit may have left frames behind): children that queue frames for the host
+                // faster than the endpoint takes them must not keep the pump from reading the
+                // endpoint (every child's traffic from the host), nor from its stop request.
+                let frames = virtualSwitch.receive(for: port, limit: Self.batch)
+                if !frames.isEmpty {
                     // What the endpoint would not take is dropped: the pump is the last writer.
                     let taken = writer.write(frames[...], to: endpoint)
                     statistics.blockedWrites.add(UInt64(frames.count - taken), ordering: .relaxed)
-                    if frames.count < Self.batch { break }
-                    frames = virtualSwitch.receive(for: port, limit: Self.batch)
+                    // Direct writers queued behind these meanwhile; they may write again once
+                    // the queue is empty.
+                    virtualSwitch.finishedWriting(for: port)
                 }
-                // Direct writers queued behind these meanwhile; they may write again.
-                if wrote { virtualSwitch.finishedWriting(for: port) }
+                busy = frames.count == Self.batch
             }
         }
     }

@@ -271,6 +271,49 @@ import VirtualSwitch
         #expect(!Self.ringsAvailable || pump.ringReads > 0)
     }
 
+    @Test("internal switch: a child that queues frames for the host faster than the TAP takes them keeps neither the host's frames from the children nor the pump from stopping",
+          .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
+    func aFloodToTheHostStarvesNeitherReadsNorStop() throws {
+        let namespace = try Self.makeNamespace()
+        let (virtualSwitch, childPort, childReady, hostPort, _, pump) = try Self.internalSwitch(on: namespace)
+        let flooding = Atomic<Bool>(true)
+        let batch = Self.numberedFrames(HostPortPump.batch, size: 60)
+        let feeder = try OSThread.spawn(name: "flood") {
+            while flooding.load(ordering: .relaxed) { virtualSwitch.send(batch, from: childPort) }
+        }
+        defer {
+            flooding.store(false, ordering: .relaxed)
+            feeder.join()
+            pump.stop()
+        }
+        // The host port's queue stays full: the pump writes a full batch every round.
+        let full = MonotonicClock.nanoseconds() + 5_000_000_000
+        while virtualSwitch.queuedFrames(for: hostPort) < HostPortPump.batch, MonotonicClock.nanoseconds() < full { usleep(1000) }
+        #expect(virtualSwitch.queuedFrames(for: hostPort) >= HostPortPump.batch)
+        // A frame from the host still reaches the child.
+        let inbound = ethernetFrame(from: Self.hostPeer, to: Self.child, count: 300, fill: 0xC3, etherType: Self.testEtherType)
+        #expect(try FrameIO.write(namespace.hostSide, header: [], frame: inbound))
+        var arrived = false
+        let deadline = MonotonicClock.nanoseconds() + 5_000_000_000
+        while !arrived, MonotonicClock.nanoseconds() < deadline {
+            _ = try childReady.wait(timeoutMilliseconds: 100)
+            arrived = virtualSwitch.receive(for: childPort).contains { $0.bytes == inbound }
+        }
+        #expect(arrived, "the pump never read the TAP")
+        // And the pump stops while the flood goes on.
+        let stopped = Atomic<Bool>(false)
+        let stopper = try OSThread.spawn(name: "stopper") {
+            pump.stop()
+            stopped.store(true, ordering: .releasing)
+        }
+        let stopDeadline = MonotonicClock.nanoseconds() + 5_000_000_000
+        while !stopped.load(ordering: .acquiring), MonotonicClock.nanoseconds() < stopDeadline { usleep(1000) }
+        let didStop = stopped.load(ordering: .acquiring)
+        #expect(didStop, "the pump did not stop")
+        flooding.store(false, ordering: .relaxed)
+        stopper.join()
+    }
+
     @Test("internal switch: a run of frames sent directly to the host port arrives in order, nothing blocked or failed",
           .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
     func directRunArrivesInOrder() throws {
