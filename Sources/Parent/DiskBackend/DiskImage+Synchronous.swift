@@ -71,13 +71,31 @@ extension DiskImage {
             throw SystemError("flush \(path) after a failed data sync", errno: latched)
         }
         guard !isReadOnly else { return }
+        let ticket = syncs.begin()
         do {
             _ = try retryingOnInterrupt("fdatasync \(path)") { fdatasync(buffered.rawValue) }
         } catch {
             _ = syncFailure.compareExchange(expected: 0, desired: error.errno.rawValue, ordering: .acquiringAndReleasing)
+            syncs.end(ticket)
             throw error
         }
+        syncs.end(ticket)
+        // As a queue's flush: proven once the syncs that overlapped it have ended (`SyncLedger`).
+        let barrier = syncs.barrier
+        let deadline = MonotonicClock.nanoseconds() &+ Self.settleTimeoutNanoseconds
+        while !syncs.isSettled(through: barrier, orSignal: nil) {
+            guard MonotonicClock.nanoseconds() < deadline else {
+                throw SystemError("flush \(path): the data syncs of its other channels did not end", errno: .timedOut)
+            }
+            usleep(200)
+        }
+        if let latched = latchedFailure {
+            throw SystemError("flush \(path) after a failed data sync", errno: latched)
+        }
     }
+
+    /// How long a synchronous flush waits for the syncs that overlapped it.
+    static let settleTimeoutNanoseconds: UInt64 = 60_000_000_000
 
     private var latchedFailure: Errno? {
         let raw = syncFailure.load(ordering: .acquiring)

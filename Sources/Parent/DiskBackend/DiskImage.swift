@@ -40,6 +40,8 @@ public final class DiskImage: Sendable {
     /// write-back, a later fdatasync may succeed although the data is gone, so every later
     /// flush fails as well.
     let syncFailure = Atomic<Int32>(0)
+    /// The data syncs in flight on `buffered`, from every queue of the image and `dataSync`.
+    public let syncs = SyncLedger()
 
     /// Creates a new image file of `size` bytes (sparse: ftruncate allocates nothing) and opens
     /// it read-write. Fails if the file exists.

@@ -10,7 +10,10 @@ import SystemPackage
 /// was submitted* has returned; that sync covers every write that completed before the flush
 /// was submitted (fdatasync covers everything in the page cache at the time it starts). A
 /// flush submitted while an earlier sync runs therefore waits for a new one; flushes that wait
-/// together share it. FUA writes are durable on their own (RWF_DSYNC).
+/// together share it. FUA writes are durable on their own (RWF_DSYNC). A flush or FUA write
+/// whose sync succeeded completes only once every sync of the image that overlapped it (from
+/// any queue) has ended (`SyncLedger`): one of those may have taken a write-back error this
+/// one then did not see.
 ///
 /// One thread owns the queue (the channel worker): it submits requests, calls
 /// `commitIfGroupFull()` after each and `commit()` once per pass, and reaps completions when
@@ -78,6 +81,10 @@ public final class DiskQueue: @unchecked Sendable {
     private var currentSync: (operation: UInt64, flushes: [UInt64])?
     /// Flush requests submitted while `currentSync` was running: they need a sync of their own.
     private var waitingFlushes: [UInt64] = []
+    /// The image's sync tickets of the operations in the engine that sync (`SyncLedger`).
+    private var syncTickets: [UInt64: UInt64] = [:]
+    /// Requests whose sync succeeded, waiting for the syncs that overlapped it to end.
+    private var unsettled: [(barrier: UInt64, requests: [UInt64])] = []
 
     /// The deepest queue accepted.
     public static let maximumDepth = 4096
@@ -130,6 +137,11 @@ public final class DiskQueue: @unchecked Sendable {
 
     deinit {
         engine.shutdown()
+        // Syncs abandoned in flight (a close whose drain ran out of time) may have taken a
+        // write-back error no one will look at: later flushes of the image fail rather than
+        // prove what that sync may have lost, and the other queues stop waiting for them.
+        if !syncTickets.isEmpty { latchSyncFailure(EIO) }
+        for ticket in syncTickets.values { image.syncs.end(ticket) }
     }
 
     /// Readable when completions may be waiting.
@@ -266,6 +278,7 @@ public final class DiskQueue: @unchecked Sendable {
             backlog.removeAll(keepingCapacity: true)
             backlogHead = 0
         }
+        if !unsettled.isEmpty { settleWaiting() }
         inFlight -= delivered.count
         completions.append(contentsOf: delivered)
         delivered.removeAll(keepingCapacity: true)
@@ -400,6 +413,14 @@ public final class DiskQueue: @unchecked Sendable {
     }
 
     private func enqueue(_ operation: DiskEngineOperation) {
+        // A sync on the buffered descriptor, which shares its write-back errors with every
+        // other queue's, takes a ticket before the kernel can run it.
+        switch operation.kind {
+        case .dataSync(let descriptor), .write(let descriptor, _, _, true):
+            if descriptor == image.buffered.rawValue { syncTickets[operation.id] = image.syncs.begin() }
+        default:
+            break
+        }
         do {
             try engine.enqueue(operation)
             engineInFlight += 1
@@ -411,15 +432,28 @@ public final class DiskQueue: @unchecked Sendable {
 
     private func finish(_ completion: DiskEngineCompletion) {
         guard let item = work.removeValue(forKey: completion.id) else { return }
+        // A failed sync is latched before its ticket ends, so that a sync waiting for it sees
+        // the failure; a sync that succeeded proves its requests once the syncs that overlapped
+        // it have ended (`barrier`).
+        var barrier: UInt64?
+        if let ticket = syncTickets.removeValue(forKey: completion.id) {
+            if completion.result < 0, Self.mayReportWriteBack(completion.result) { latchSyncFailure(Int32(-completion.result)) }
+            image.syncs.end(ticket)
+            barrier = image.syncs.barrier
+        }
         switch item {
         case .dataSync:
             if completion.result < 0 { latchSyncFailure(Int32(-completion.result)) }
             let flushes = currentSync?.flushes ?? []
             currentSync = nil
-            let failure = latchedSyncFailure
-            for number in flushes {
-                if let failure { requests[number]?.failure = failure }
-                operationDone(number)
+            if let barrier, completion.result >= 0 {
+                settle(flushes, through: barrier)
+            } else {
+                let failure = latchedSyncFailure
+                for number in flushes {
+                    if let failure { requests[number]?.failure = failure }
+                    operationDone(number)
+                }
             }
             if !waitingFlushes.isEmpty {
                 let next = waitingFlushes
@@ -431,13 +465,17 @@ public final class DiskQueue: @unchecked Sendable {
             operationDone(number)
         case .transfer(let number, let read, let descriptor, let offset, let buffers, let fua, let done):
             if completion.result < 0 {
-                if fua, completion.result == -Int(EIO) { latchSyncFailure(EIO) }
+                // Its sync may have taken a write-back error of earlier writes (any error that
+                // can report one: ENOSPC and EDQUOT as well as EIO), which a later flush would
+                // then not see: later flushes fail.
+                if fua, Self.mayReportWriteBack(completion.result) { latchSyncFailure(Int32(-completion.result)) }
                 fail(number, errno: completion.result)
                 return operationDone(number)
             }
             let total = done + min(completion.result, buffers.byteCount)
             if completion.result >= buffers.byteCount || requests[number]?.failure != nil {
                 requests[number]?.bytes = total
+                if let barrier, requests[number]?.failure == nil { return settle([number], through: barrier) }
                 return operationDone(number)
             }
             guard completion.result > 0 else {
@@ -459,6 +497,33 @@ public final class DiskQueue: @unchecked Sendable {
                 operationDone(number)
             }
         }
+    }
+
+    /// Whether an operation's error may be a write-back error its sync took (errors about the
+    /// request itself, its buffers or the engine cannot).
+    private static func mayReportWriteBack(_ negative: Int) -> Bool {
+        ![EFAULT, EINVAL, EAGAIN, EOPNOTSUPP, ECANCELED, EBADF].contains(Int32(-negative))
+    }
+
+    /// Completes `numbers`, whose sync succeeded, once every sync up to `barrier` has ended;
+    /// until then they wait (`settleWaiting`), and the ledger wakes this queue when one ends.
+    private func settle(_ numbers: [UInt64], through barrier: UInt64) {
+        guard image.syncs.isSettled(through: barrier, orSignal: completionEvent) else {
+            unsettled.append((barrier, numbers))
+            return
+        }
+        let failure = latchedSyncFailure
+        for number in numbers {
+            if let failure { requests[number]?.failure = failure }
+            operationDone(number)
+        }
+    }
+
+    /// Completes the waiting requests whose overlapping syncs have all ended.
+    private func settleWaiting() {
+        let waiting = unsettled
+        unsettled.removeAll()
+        for (barrier, numbers) in waiting { settle(numbers, through: barrier) }
     }
 
     private func fail(_ number: UInt64, errno negative: Int) {

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import GuestMemory
 import LinuxSupport
+import Synchronization
 import Testing
 import TestSupport
 
@@ -605,6 +606,111 @@ struct DiskQueueOrderingTests {
         try other.submit(DiskRequest(tag: 3, operation: .flush))
         let otherFailed = (try? other.reap().first?.result.get()) == nil
         #expect(otherFailed)
+    }
+
+    /// Whether `completions` holds exactly one, for `tag`, and it failed.
+    static func failedAlone(_ completions: [DiskCompletion], _ tag: UInt64) -> Bool {
+        completions.count == 1 && completions[0].tag == tag && (try? completions[0].result.get()) == nil
+    }
+
+    @Test("A FUA write whose sync took a write-back error other than EIO (ENOSPC) fails every later flush")
+    func aFUAWritesWriteBackErrorLatches() throws {
+        let directory = try TemporaryDirectory()
+        let image = try DiskImage.create(at: directory.file("fua-latch.img"), size: 1 << 20)
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine)
+        try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 0, buffers: try buffers(0), forceUnitAccess: true)))
+        engine.complete(try #require(engine.pending.first), result: -Int(ENOSPC))
+        #expect(Self.failedAlone(queue.reap(), 1))
+        // The kernel reported the lost write-back to that write; a sync now would find nothing.
+        try queue.submit(DiskRequest(tag: 2, operation: .flush))
+        if let sync = engine.pending.first { engine.complete(sync, result: 0) }
+        #expect(Self.failedAlone(queue.reap(), 2))
+    }
+
+    @Test("A flush whose sync succeeded waits for an overlapping sync of another queue, and fails if that one failed")
+    func aFlushWaitsForTheSyncsThatOverlappedIt() throws {
+        let directory = try TemporaryDirectory()
+        let image = try DiskImage.create(at: directory.file("overlap.img"), size: 1 << 20)
+        let (first, second) = (try RecordingEngine(), try RecordingEngine())
+        let a = DiskQueue(image: image, depth: 4, engine: first)
+        let b = DiskQueue(image: image, depth: 4, engine: second)
+        try a.submit(DiskRequest(tag: 1, operation: .flush))
+        try b.submit(DiskRequest(tag: 2, operation: .flush))
+        #expect(image.syncs.inFlight == 2)
+        // B's sync returns 0 first: A's may have taken the error, so B's flush waits for it.
+        second.complete(try #require(second.pending.first), result: 0)
+        #expect(b.reap().isEmpty && b.inFlight == 1)
+        _ = second.completionEvent.consume()
+        first.complete(try #require(first.pending.first), result: -Int(EIO))
+        #expect(Self.failedAlone(a.reap(), 1))
+        // A's end woke B, whose flush now fails too.
+        #expect((second.completionEvent.consume() ?? 0) > 0)
+        #expect(Self.failedAlone(b.reap(), 2))
+        #expect(image.syncs.inFlight == 0)
+    }
+
+    @Test("A flush and a FUA write in one batch: the flush is not proven by its sync while the write's failed")
+    func aBatchsFailedFUAWriteFailsItsFlush() throws {
+        let directory = try TemporaryDirectory()
+        let image = try DiskImage.create(at: directory.file("batch.img"), size: 1 << 20)
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine)
+        try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 0, buffers: try buffers(0), forceUnitAccess: true)))
+        try queue.submit(DiskRequest(tag: 2, operation: .flush))
+        let write = try #require(engine.pending.first { !engine.isDataSync($0) })
+        let sync = try #require(engine.pending.first { engine.isDataSync($0) })
+        engine.complete(sync, result: 0)
+        engine.complete(write, result: -Int(EIO))
+        let completions = queue.reap()
+        #expect(completions.count == 2)
+        #expect(completions.allSatisfy { (try? $0.result.get()) == nil }, "\(completions)")
+    }
+
+    @Test("A flush proven alone completes at once, and one whose overlapping sync succeeded completes when it ends")
+    func aFlushWhoseOverlappingSyncSucceededCompletes() throws {
+        let directory = try TemporaryDirectory()
+        let image = try DiskImage.create(at: directory.file("overlap-ok.img"), size: 1 << 20)
+        let (first, second) = (try RecordingEngine(), try RecordingEngine())
+        let a = DiskQueue(image: image, depth: 4, engine: first)
+        let b = DiskQueue(image: image, depth: 4, engine: second)
+        try a.submit(DiskRequest(tag: 1, operation: .flush))
+        first.complete(try #require(first.pending.first), result: 0)
+        #expect(try a.reap().first?.result.get() == 0)
+        try a.submit(DiskRequest(tag: 2, operation: .flush))
+        try b.submit(DiskRequest(tag: 3, operation: .flush))
+        second.complete(try #require(second.pending.first), result: 0)
+        #expect(b.reap().isEmpty)
+        first.complete(try #require(first.pending.first), result: 0)
+        #expect(try a.reap().first?.result.get() == 0)
+        #expect(try b.reap().first?.result.get() == 0)
+    }
+
+    @Test("The synchronous flush (the emulated disk's) waits for a queue's overlapping sync, and fails if that one failed")
+    func theSynchronousFlushWaitsForAQueuesSync() throws {
+        let directory = try TemporaryDirectory()
+        let image = try DiskImage.create(at: directory.file("sync-overlap.img"), size: 1 << 20)
+        let engine = try RecordingEngine()
+        let queue = DiskQueue(image: image, depth: 4, engine: engine)
+        try queue.submit(DiskRequest(tag: 1, operation: .flush))
+        // 0 while it runs, then 1 for success, 2 for failure.
+        let outcome = Atomic<Int>(0)
+        let flusher = try OSThread.spawn(name: "ide-flush") {
+            do throws(SystemError) {
+                try image.dataSync()
+                outcome.store(1, ordering: .releasing)
+            } catch {
+                outcome.store(2, ordering: .releasing)
+            }
+        }
+        usleep(50_000)
+        let waited = outcome.load(ordering: .acquiring) == 0
+        #expect(waited, "the synchronous flush did not wait")
+        engine.complete(try #require(engine.pending.first), result: -Int(EIO))
+        #expect(Self.failedAlone(queue.reap(), 1))
+        flusher.join()
+        let failed = outcome.load(ordering: .acquiring) == 2
+        #expect(failed)
     }
 
     @Test("A short transfer continues where it stopped; a read that hits end of file fails")
