@@ -545,10 +545,15 @@ public struct SwitchCore: Sendable {
     }
 
     /// The room a frame needs in a port's queue to go in without a hold: its bytes, and as many
-    /// frames as a guest's port takes it cut into (segments need room for all of them).
+    /// frames as a guest's port takes it cut into (segments need room for all of them). A frame
+    /// `SoftwareOffload` would not cut (an MSS below its smallest, more than its most segments)
+    /// is dropped there, so it needs no more than that: a guest's MSS of 1 would otherwise ask
+    /// for more room than any sender's share and be held on an empty queue.
     public static func holdNeed(of frame: borrowing NetworkFrame) -> (count: Int, size: Int) {
         let size = frame.bytes.count
-        return (frame.offload.segmentation.map { max(1, size / max(1, $0.maximumSegmentSize) + 1) } ?? 1, size)
+        guard let request = frame.offload.segmentation, request.maximumSegmentSize >= SoftwareOffload.minimumSegmentSize
+        else { return (1, size) }
+        return (min(size / request.maximumSegmentSize + 1, SoftwareOffload.maximumSegments), size)
     }
 
     /// Holds `waiter`, a sender on port `sender`, until port `id` has drained (`dequeue`), its

@@ -71,6 +71,18 @@ import VirtualSwitch
         #expect(core.counters(of: b)?.dropped(.queueFull) == 0)
     }
 
+    @Test("an LSO frame whose MSS asks for more segments than a guest's port ever takes is not held on an empty queue")
+    func aTinyMSSIsNotHeldOnAnEmptyQueue() {
+        var (core, a, _, c, _) = Self.switchCore()
+        for mss in [1, 63, 64, 200] {
+            var frame = Self.frame(from: Self.a, to: Self.c, size: 65_000)
+            frame.offload.segmentation = .init(maximumSegmentSize: mss, transportOffset: 34, isIPv6: false)
+            #expect(SwitchCore.holdNeed(of: frame).count <= SoftwareOffload.maximumSegments)
+            #expect(core.holdingPort(for: frame, from: a, now: 2) == nil, "c's queue is empty (MSS \(mss))")
+        }
+        #expect(core.counters(of: c)?.holdsTimedOut == 0)
+    }
+
     @Test("no hold for a host port, a port whose filter refuses the frame, or a port with room")
     func whatDoesNotHold() {
         var (core, a, b, c, host) = Self.switchCore()
