@@ -569,6 +569,19 @@ public struct SwitchCore: Sendable {
         }
     }
 
+    /// Takes `waiter`, a sender on port `sender`, off every port's list without waking it: it
+    /// sends again, so whatever hold it had has ended for it (a wake that came late, after it
+    /// had been held elsewhere, must not leave it registered there). Costs nothing for a sender
+    /// that is held nowhere.
+    public mutating func cancelHolds(of waiter: ObjectIdentifier, sender: SwitchPortID) {
+        guard let senderIndex = ports.index(forKey: sender), ports.values[senderIndex].sendersHeld > 0 else { return }
+        for index in ports.values.indices {
+            guard let position = ports.values[index].waiters.firstIndex(where: { $0.waiter.id == waiter }) else { continue }
+            let entry = ports.values[index].waiters.remove(at: position)
+            _ = released([entry])
+        }
+    }
+
     /// Takes `waiter` off port `id`'s list without waking it: its channel closed while held.
     public mutating func cancelHold(_ waiter: ObjectIdentifier, on id: SwitchPortID) {
         guard let index = ports.index(forKey: id),

@@ -159,6 +159,8 @@ public final class VirtualSwitch: Sendable {
         while start < frames.count, heldBy == nil {
             var end = Self.lockBatchEnd(frames, from: start)
             core.withLock { core in
+                // A sender that sends again is held nowhere until this send holds it.
+                if start == 0, let waiter { core.cancelHolds(of: waiter.id, sender: source) }
                 for index in start..<end {
                     if let waiter, let port = core.holdingPort(for: frames.span[index], from: source, now: now) {
                         core.hold(waiter, on: port, for: source)

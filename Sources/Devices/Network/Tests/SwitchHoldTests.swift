@@ -284,4 +284,29 @@ import VirtualSwitch
         received += virtualSwitch.receive(for: b).map(\.bytes)
         #expect(received == [all[1], all[2], all[3], all[4], all[5]], "every frame that went on, in order")
     }
+
+    /// A held sender that sends again before its port woke it (a wake that came late, after it
+    /// was held elsewhere; a partial drain that made room) is held nowhere once its frames fit:
+    /// left registered, it would stay counted as held, and be woken for nothing.
+    @Test("a sender that sends again is taken off the port that held it")
+    func sendingAgainEndsTheOldHold() throws {
+        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
+        var sender = SwitchPortConfiguration(name: "a", kind: .child, macAddress: Self.a)
+        sender.packetFilter = .linuxDefault
+        var receiver = SwitchPortConfiguration(name: "b", kind: .child, macAddress: Self.b)
+        receiver.packetFilter = .linuxDefault
+        receiver.queueFrameLimit = 8
+        let (a, _) = try virtualSwitch.addPort(sender)
+        let (b, _) = try virtualSwitch.addPort(receiver)
+        let waker = Waker()
+        var frames = (0..<6).map { NetworkFrame(bytes: BenchFrame.make(from: Self.a, to: Self.b, size: 64, sequence: UInt64($0))) }
+        #expect(virtualSwitch.send(holding: &frames, from: a, waiter: waker.waiter).heldBy == b)
+        // b takes one: 3 of 8 left, not yet a quarter, so no wake, but a's share has room for one.
+        #expect(virtualSwitch.receive(for: b, limit: 1).count == 1 && waker.woken == 0)
+        var one = [frames.removeFirst()]
+        #expect(virtualSwitch.send(holding: &one, from: a, waiter: waker.waiter).heldBy == nil && one.isEmpty)
+        _ = virtualSwitch.receive(for: b)
+        #expect(waker.woken == 0, "b drained, but a was no longer held there")
+        #expect(virtualSwitch.counters(of: a)?.sendsHeld == 1)
+    }
 }
