@@ -95,7 +95,7 @@ struct Device {
     var targets: [Target] {
         let path = "Sources/Devices/\(name)"
         var targets: [Target] = []
-        var tested: [Target.Dependency] = ["TestSupport", "HyperV", "VMBusProtocol"]
+        var tested: [Target.Dependency] = ["TestSupport", "HyperV", "VMBusProtocol", system]
         let wire: [Target.Dependency] = parts.contains(.protocol) ? [.target(name: "\(name)Protocol")] : []
         if parts.contains(.protocol) {
             targets.append(.target(name: "\(name)Protocol", dependencies: ["HyperV", "VMBusProtocol"],

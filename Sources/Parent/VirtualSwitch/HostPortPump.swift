@@ -57,7 +57,19 @@ public final class HostPortPump: Sendable {
                     return
                 }
                 if readable[2] { return }
-                if readable[0] { _ = reader.forward(waiting: true) }
+                if readable[0] {
+                    let failures = statistics.failures.load(ordering: .relaxed)
+                    if reader.forward(waiting: true) == 0, statistics.failures.load(ordering: .relaxed) != failures {
+                        // An endpoint whose every read fails (a TAP whose interface was deleted:
+                        // poll reports its error for good) is read again only after a pause,
+                        // not in a loop that holds a processor and takes the switch's lock.
+                        do throws(SystemError) {
+                            if try Poll.wait(on: [stop.rawValue], timeoutMilliseconds: 100).first == true { return }
+                        } catch {
+                            return
+                        }
+                    }
+                }
                 if readable[1] { _ = ready.consume() }
                 // One batch of the port's queue a round, whether or not the event fired (a batch
                 // limit may have left frames behind): children that queue frames for the host

@@ -3,6 +3,7 @@ import LinuxSupport
 import NetworkProtocol
 import NetworkVSC
 import Synchronization
+import SystemPackage
 import Testing
 import VirtualSwitch
 
@@ -312,6 +313,23 @@ import VirtualSwitch
         #expect(didStop, "the pump did not stop")
         flooding.store(false, ordering: .relaxed)
         stopper.join()
+    }
+
+    /// An endpoint whose every read fails while poll calls it readable (a TAP whose interface
+    /// was deleted; here a directory, which poll always calls readable and read refuses) is
+    /// read about ten times a second, not in a loop.
+    @Test("an endpoint whose every read fails is read again only after a pause, and the pump still stops")
+    func anEndpointThatAlwaysFailsIsNotSpunOn() throws {
+        let virtualSwitch = VirtualSwitch(name: "Internal", kind: .internal(hostInterface: "gone"))
+        let (hostPort, hostReady) = try virtualSwitch.addPort(SwitchPortConfiguration(name: "host", kind: .host))
+        let raw = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        try #require(raw >= 0)
+        let endpoint = VirtioFrameEndpoint(descriptor: OwnedDescriptor(adopting: FileDescriptor(rawValue: raw)), headerSize: 12)
+        let pump = try HostPortPump(endpoint: endpoint, port: hostPort, ready: hostReady, switch: virtualSwitch, name: "fail-pump")
+        usleep(1_000_000)
+        let failures = pump.failures
+        pump.stop()
+        #expect(failures >= 1 && failures <= 30, "\(failures) failed reads in a second")
     }
 
     @Test("internal switch: a run of frames sent directly to the host port arrives in order, nothing blocked or failed",
