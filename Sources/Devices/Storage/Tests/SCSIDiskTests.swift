@@ -322,6 +322,10 @@ struct SCSIDiskTests {
         disk.resize(blockCount: 1024)
         #expect(dataIn(run(&disk, RequestSenseCDB().bytes)) == SenseData.unitAttention(.capacityDataHasChanged).bytes)
         #expect(run(&disk, TestUnitReadyCDB().bytes) == .good)
+        // No capacity a configuration could not have: READ CAPACITY reports the last block.
+        #expect(!disk.resize(blockCount: 0) && !disk.resize(blockCount: UInt64.max / 256))
+        #expect(disk.blockCount == 1024 && run(&disk, TestUnitReadyCDB().bytes) == .good)
+        #expect(dataIn(run(&disk, ReadCapacity10CDB().bytes)) == [0, 0, 0x03, 0xFF, 0, 0, 0x02, 0x00])
     }
 
     @Test("Unknown opcodes are INVALID COMMAND OPERATION CODE; malformed CDBs INVALID FIELD IN CDB")

@@ -33,10 +33,16 @@ public struct SCSIDisk: Sendable {
 
     /// Changes the capacity; the next command reports UNIT ATTENTION, CAPACITY DATA HAS CHANGED
     /// (2A/09), which makes Linux requeue it and rescan the disk (`storvsc_handle_error`).
-    public mutating func resize(blockCount newCount: UInt64) {
-        guard newCount != blockCount else { return }
+    /// - Returns: `false`, changing nothing, for a capacity the configuration could not have
+    ///   (no block, or more bytes than a file holds).
+    @discardableResult
+    public mutating func resize(blockCount newCount: UInt64) -> Bool {
+        let (bytes, overflow) = newCount.multipliedReportingOverflow(by: UInt64(configuration.blockSize))
+        guard newCount >= 1, !overflow, bytes <= UInt64(Int64.max) else { return false }
+        guard newCount != blockCount else { return true }
         blockCount = newCount
         pendingUnitAttention = .capacityDataHasChanged
+        return true
     }
 
     /// Runs one command.

@@ -138,14 +138,12 @@ public final class StorageController: Sendable {
     }
 
     /// Changes a disk's capacity; its next command reports CAPACITY DATA HAS CHANGED.
-    /// - Returns: whether a disk was there.
+    /// - Returns: whether a disk was there and took the capacity (`SCSIDisk.resize`).
     @discardableResult
     public func resize(target: UInt8, lun: UInt8, blockCount: UInt64) -> Bool {
         let address = Address(target: target, lun: lun)
         let found = state.withLock { state -> Bool in
-            guard state.units[address] != nil else { return false }
-            state.units[address]?.disk.resize(blockCount: blockCount)
-            return true
+            state.units[address]?.disk.resize(blockCount: blockCount) ?? false
         }
         if found { busChanged() }
         return found
