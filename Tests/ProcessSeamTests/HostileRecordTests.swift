@@ -461,6 +461,13 @@ struct HostileRecordTests {
         beyondInt.memorySize = .max
         try connection.sendRaw(RootMessage.partitionAttached(beyondInt).bytes,
                                descriptors: [try MemoryFile.create(name: "beyond", size: 16 << 20)])
+        // SynIC pages named twice for one processor, or for a processor the partition lacks.
+        for (id, vps) in [(UInt32(6), [UInt32(0), 0]), (7, [1])] {
+            var pages = ParentLinkFixtures.attachment(id: id)
+            pages.processors = vps.map { ProcessorPages(vp: $0, synicEnabled: false, messagePage: nil, eventFlagsPage: nil) }
+            try connection.sendRaw(RootMessage.partitionAttached(pages).bytes,
+                                   descriptors: [try MemoryFile.create(name: "pages\(id)", size: 16 << 20)])
+        }
         try connection.sendRaw(RootMessage.doorbell(requestID: 4242, partitionID: 9, vp: 0, sint: 2).bytes,
                                descriptors: [notMemory.owned])
         try connection.channel.send(.guestMessage(partitionID: 9, vp: 0, connectionID: 1, messageType: 1, payload: [1]))
@@ -468,6 +475,7 @@ struct HostileRecordTests {
         try connection.channel.send(.portWrite(partitionID: 9, vp: 0, port: 0x3F8, size: 1, value: 0x41))
         #expect(try connection.parentAnswers(probe: 7))
         #expect(parent.child(1) == nil && parent.child(2) == nil && parent.child(3) == nil && parent.child(5) == nil)
+        #expect(parent.child(6) == nil && parent.child(7) == nil)
 
         try connection.sendRaw(RootMessage.partitionAttached(ParentLinkFixtures.attachment(id: 4)).bytes,
                                descriptors: [try MemoryFile.create(name: "good", size: 16 << 20)])

@@ -97,6 +97,7 @@ public final class ChildPartition: Sendable {
     public func referenceTime() -> UInt64 { clock.referenceTime(hostTSC: TimestampCounter.read()) }
 
     func updatePages(_ new: ProcessorPages) {
+        guard new.vp < processorCount else { return }
         pages.withLock { $0[new.vp] = new }
     }
 

@@ -241,6 +241,12 @@ public final class ParentPartitionService: Sendable {
             logger.error("the root attached partition \(attachment.name) with \(attachment.processorCount) processors; ignored")
             return
         }
+        // Each processor's SynIC pages once, for a processor the partition has.
+        let vps = attachment.processors.map(\.vp)
+        guard Set(vps).count == vps.count, vps.allSatisfy({ $0 < attachment.processorCount }) else {
+            logger.error("the root attached partition \(attachment.name) with SynIC pages for processors \(vps.prefix(8)) of \(attachment.processorCount); ignored")
+            return
+        }
         let memory: GuestMemory
         do {
             // A size no mapping can have (beyond Int) is refused as a size of 0 is.
