@@ -1,4 +1,5 @@
 import ControlProtocol
+import DeviceModel
 import Foundation
 import Glibc
 import GuestMemory
@@ -250,6 +251,35 @@ extension ParentRestartTests {
     /// stops once the guest releases it (Docs/hyperv-interface.md §6.6). The device added again
     /// meanwhile (the same instance) is offered only then: offered at once, Linux would drop the
     /// offer as a duplicate of the channel it holds, and the device would never appear.
+    /// A NIC whose primary channel the guest broke is closed and rescinded; once the guest lets
+    /// it go, nothing offers the NIC again, so its switch port goes too (before, it stayed on the
+    /// switch, flooded and holding the NIC's address, after the partition was gone).
+    @Test func aNICWhoseChannelTheGuestBrokeLeavesTheSwitchOnceReleased() throws {
+        let root = try RootEnd()
+        defer { root.stop() }
+        root.table.switches.withLock {
+            $0.append(ManagedSwitch(spec: SwitchSpec(name: "lan", kind: .private, mtu: 1500, hostInterface: ""), hostSide: nil))
+        }
+        let alpha = try root.table.add("alpha", devices: [DeviceConfiguration(kind: "nic", settings: ["switch": .string("lan")])])
+        root.observe(alpha)
+        let parent = try ParentEnd(socketPath: root.socketPath)
+        defer { parent.stop() }
+        let guest = try SeamGuest(alpha)
+        try guest.connect()
+        let controlPage = guest.nextPage  // the guest→host ring's control page (`SeamGuest.open`)
+        var channel = try guest.open(.network)
+        let relID = channel.relID
+        func removed() -> Bool { alpha.facts.contains { $0.key.hasSuffix(".link") && $0.value == "removed" } }
+        // A write index past the ring's data: the worker gives up on the channel.
+        let memory = try #require(alpha.memory)
+        try memory.store(UInt32(0xFFFF_FFF0), at: GuestPhysicalAddress(controlPage * 4096))
+        channel.signalHost()
+        try guest.run({ _ throws(ClientError) in [] }, within: 20) { $0 == .rescinded(channel: relID) }
+        #expect(!removed(), "kept until the guest lets the channel go")
+        try guest.release(relID)
+        #expect(eventually(within: 20) { removed() }, "the NIC's port left the switch")
+    }
+
     @Test func aRemovedDevicesChannelIsServedUntilTheGuestLetsItGoAndOnlyThenOfferedAgain() throws {
         let root = try RootEnd()
         defer { root.stop() }

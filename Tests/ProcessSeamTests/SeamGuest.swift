@@ -18,7 +18,7 @@ final class SeamGuest {
     private(set) var client = VMBusClient()
     private(set) var events: [ClientEvent] = []
     /// The next free page for rings: guest RAM from 1 MiB up.
-    private var nextPage: UInt64 = 0x100
+    private(set) var nextPage: UInt64 = 0x100
 
     enum GuestError: Error { case timedOut(String), failed(String) }
 

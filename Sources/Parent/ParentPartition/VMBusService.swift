@@ -454,9 +454,10 @@ final class VMBusService: PartitionService {
                         "partition \(partition.name): a device still held GPADL \(gpadl.id) after its teardown deadline")
                 }
             case .released(let relID):
-                // A released sub-channel, or a primary channel whose device was removed: gone for
-                // good, unless its device is to be offered again (after a restart).
-                state.devices[relID] = nil
+                // A released sub-channel, or a primary channel whose device was removed or whose
+                // guest broke it: gone for good, unless its device is to be offered again (after
+                // a restart).
+                let released = state.devices.removeValue(forKey: relID)
                 if let device = state.offerAgainOnRelease.removeValue(forKey: relID) {
                     if let (newRelID, actions) = state.server.addOffer(device.offer) {
                         state.devices[newRelID] = device
@@ -465,6 +466,12 @@ final class VMBusService: PartitionService {
                         partition.logger.error("partition \(partition.name): no relid left to offer \(device.name) again")
                         (device.provider as? any DetachableProvider)?.detach()
                     }
+                } else if let released, released.subChannelIndex == 0,
+                          !state.devices.values.contains(where: { $0.spec.instance == released.spec.instance }) {
+                    // Nothing offers the device again: what it holds beyond its channels (a
+                    // NIC's switch port) goes too, or it would stay on the switch for good.
+                    // A removal's own detach (`detachOnClose`) then finds it done.
+                    (released.provider as? any DetachableProvider)?.detach()
                 }
             case .connected(let version):
                 partition.logger.info("partition \(partition.name): VMBus \(version.major).\(version.minor) connected")

@@ -121,11 +121,16 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
         NetworkWithdrawalSession(host: host, fact: "nic.\(permanentAddress.text).withdrawn_sends.\(opening.relID)")
     }
 
-    /// The device is gone (removed, or its partition detached): its port leaves the switch.
+    /// The device is gone (removed, its partition detached, or its primary channel broken by
+    /// the guest and let go of): its port leaves the switch. Once, however often it is asked.
     public func detach() {
+        guard !detached.exchange(true, ordering: .acquiringAndReleasing) else { return }
         virtualSwitch.removePort(port)
         host.report(["nic.\(permanentAddress.text).link": "removed"])
     }
+
+    /// Whether `detach` ran.
+    private let detached = Atomic<Bool>(false)
 
     // MARK: The VSP under the lock
 
