@@ -4,6 +4,8 @@
 #include "cprivilege.h"
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <linux/capability.h>
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
@@ -81,6 +83,15 @@ long cpriv_process_vm_read(pid_t pid, void *buffer, size_t length, uint64_t addr
     struct iovec local = { buffer, length };
     struct iovec remote = { (void *)(uintptr_t)address, length };
     return (long)process_vm_readv(pid, &local, 1, &remote, 1, 0);
+}
+
+#ifndef __NR_openat2
+#define __NR_openat2 437  /* the same number on every architecture (Linux 5.6) */
+#endif
+
+int cpriv_open_without_magic_links(const char *path, int flags) {
+    struct open_how how = { .flags = (uint64_t)(unsigned int)flags, .mode = 0, .resolve = RESOLVE_NO_MAGICLINKS };
+    return (int)syscall(__NR_openat2, AT_FDCWD, path, &how, sizeof how);
 }
 
 #ifndef __NR_pidfd_open

@@ -10,7 +10,8 @@ import SystemPackage
 /// kernel applies that user's permissions to every directory and file on the path, and a user
 /// the API admits cannot have the root read or hand out a file that user could not open. Only
 /// regular files (and block devices, for device images) are accepted, and what is read into
-/// memory is bounded.
+/// memory is bounded. Procfs magic links are not followed (`RequestedFile`): `/proc/self/fd/N`
+/// leads to the root's own open files (another partition's RAM) whoever follows it.
 enum HostFiles {
     /// The requester of a management request: nil is the root itself (in-process callers).
     typealias Requester = UserIdentity?
@@ -34,10 +35,10 @@ enum HostFiles {
                 if noAccessTime {
                     // EPERM: the requester neither owns the file nor holds CAP_FOWNER; open it as
                     // any other file (a real refusal fails the same way below).
-                    let fd = Glibc.open(path, flags | OpenFlags.noAccessTime)
+                    let fd = RequestedFile.open(path, flags: flags | OpenFlags.noAccessTime)
                     if fd >= 0 || Glibc.errno != EPERM { return (fd, fd < 0 ? Glibc.errno : 0) }
                 }
-                let fd = Glibc.open(path, flags)
+                let fd = RequestedFile.open(path, flags: flags)
                 return (fd, fd < 0 ? Glibc.errno : 0)
             }
         } catch {
@@ -46,6 +47,10 @@ enum HostFiles {
         guard outcome.fd >= 0 else {
             let errno = Errno(rawValue: outcome.errno)
             if errno == .noSuchFileOrDirectory { throw .invalidRequest("\(what) \(path) does not exist: \(fix).") }
+            if errno == .tooManySymbolicLinkLevels {
+                throw .invalidRequest("\(what) \(path) cannot be opened: its path goes through a /proc link to open files "
+                                      + "(or a loop of symbolic links), which the root does not follow for a request; name the file itself.")
+            }
             throw .invalidRequest("\(what) \(path) cannot be opened\(requester.map { " by uid \($0.uid)" } ?? ""): "
                                   + "\(errno) (errno \(errno.rawValue)); check the path and its permissions.")
         }
@@ -55,6 +60,11 @@ enum HostFiles {
             throw .invalidRequest("\(what) \(path) cannot be inspected: \(Errno.current).")
         }
         let type = status.st_mode & S_IFMT
+        // No path names a file with no link (a memfd, a deleted file): one reached anyway came
+        // through a way around the path's permissions (`RequestedFile` on a kernel before 5.6).
+        guard status.st_nlink > 0 else {
+            throw .invalidRequest("\(what) \(path) is not a file any directory holds: name the file itself.")
+        }
         guard type == S_IFREG || allowBlockDevice && type == S_IFBLK else {
             throw .invalidRequest("\(what) \(path) is not a regular file\(allowBlockDevice ? " or a block device" : ""): "
                                   + "name the file itself.")

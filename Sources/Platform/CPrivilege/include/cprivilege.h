@@ -77,6 +77,11 @@ long cpriv_ptrace_attach(pid_t pid);
 /// process_vm_readv(2) of `length` bytes at `address` in `pid` into `buffer`.
 long cpriv_process_vm_read(pid_t pid, void *buffer, size_t length, uint64_t address);
 
+/// openat2(2) of `path` relative to the working directory with `flags` (mode 0) that refuses to
+/// follow procfs magic links (RESOLVE_NO_MAGICLINKS); -1 and errno on failure (ENOSYS before
+/// Linux 5.6).
+int cpriv_open_without_magic_links(const char *path, int flags);
+
 /// pidfd_open(2): a descriptor for process `pid` that becomes readable when it exits; -1 and errno on failure.
 int cpriv_pidfd_open(pid_t pid);
 
