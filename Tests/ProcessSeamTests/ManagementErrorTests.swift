@@ -250,6 +250,9 @@ struct ManagementErrorTests {
             (.GET, "/v1/partitions/alpha/stats", nil),
             // A delete stops a running partition first, which waits for its processors.
             (.DELETE, "/v1/partitions/alpha", nil),
+            // A device's removal closes its host files, which can wait on their server (NFS, FUSE).
+            (.DELETE, "/v1/partitions/alpha/devices/bench", nil),
+            (.PUT, "/v1/partitions/alpha/devices/bench", Data("{}".utf8)),
         ] {
             let response = try await client.send(method, path, body: body)
             let error = ManagementError(status: response.status, body: response.body)

@@ -188,7 +188,13 @@ enum ManagementServer {
         router.delete("/v1/partitions/:name/devices/:device") { _, context in
             let name = context.parameters.get("name") ?? ""
             let device = context.parameters.get("device") ?? ""
-            return respond { () throws(RootError) in try scheduler.removeDevice(device, from: name) }
+            // Its host files close when the last reference goes, which can last as long as their
+            // server takes to answer (NFS, FUSE): on a thread of its own, as adding one is.
+            return await withRequester(context, in: directory) { requester in
+                await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in
+                    try scheduler.removeDevice(device, from: name)
+                }
+            }
         }
         router.get("/v1/switches") { _, _ in
             json(scheduler.listSwitches())
