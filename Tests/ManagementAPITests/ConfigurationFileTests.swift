@@ -70,6 +70,14 @@ struct JSONNestingTests {
         }
     }
 
+    /// JSON given directly (`hv partition device add|set`'s argument) is checked the same way.
+    @Test func jsonTextNestedTooDeepIsRefusedBeforeDecoding() throws {
+        #expect(throws: JSONNesting.TooDeep.self) {
+            _ = try JSONNesting.decode([String: JSONValue].self, from: String(repeating: "[", count: 513))
+        }
+        #expect(try JSONNesting.decode([String: JSONValue].self, from: "{\"a\": [1]}") == ["a": .array([.number(1)])])
+    }
+
     /// Text the scan cannot read as UTF-8 is refused: Foundation decodes UTF-16 and UTF-32
     /// (with or without a byte-order mark), whose brackets a byte scan does not count.
     @Test func textThatIsNotUTF8IsRefusedBeforeDecoding() {

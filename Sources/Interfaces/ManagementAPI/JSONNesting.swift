@@ -1,3 +1,5 @@
+import Foundation
+
 /// A pre-check of JSON text before it reaches `JSONDecoder`: UTF-8, with arrays and objects
 /// nested at most `limit` deep. Configurations and requests need a few levels; Foundation's
 /// decoder traps on some inputs nested past its own limit of 512 (an unterminated run of 513
@@ -47,5 +49,20 @@ public enum JSONNesting {
             }
         }
         return true
+    }
+
+    /// JSON text `decode` refused before decoding.
+    public struct TooDeep: Error, CustomStringConvertible {
+        public var description: String {
+            "it is not UTF-8 JSON nesting arrays and objects at most \(JSONNesting.limit) deep"
+        }
+    }
+
+    /// Decodes `text` as a `T` once `isShallow` accepts it: JSON a user or a peer gives that
+    /// no other path checks (a command line's argument).
+    /// - Throws: `TooDeep`, or the decoder's error.
+    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+        guard isShallow(text.utf8) else { throw TooDeep() }
+        return try JSONDecoder().decode(T.self, from: Data(text.utf8))
     }
 }

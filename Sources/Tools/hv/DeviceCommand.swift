@@ -20,7 +20,7 @@ struct DeviceCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let configuration = try JSONDecoder().decode(DeviceConfiguration.self, from: Data(Self.json(device).utf8))
+                let configuration = try JSONNesting.decode(DeviceConfiguration.self, from: Self.json(device))
                 let info = try await runtime.client.request(.POST, "/v1/partitions/\(name)/devices", body: configuration,
                                                             as: PartitionInfo.self)
                 print("\(info.name): \(info.devices.map(\.kind).joined(separator: ", "))")
@@ -44,7 +44,7 @@ struct DeviceCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let object = try JSONDecoder().decode([String: JSONValue].self, from: Data(settings.utf8))
+                let object = try JSONNesting.decode([String: JSONValue].self, from: settings)
                 let info = try await runtime.client.request(.PUT, "/v1/partitions/\(name)/devices/\(device)", body: object,
                                                             as: PartitionInfo.self)
                 print("\(info.name): \(device) changed")
