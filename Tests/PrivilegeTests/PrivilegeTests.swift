@@ -72,6 +72,19 @@ struct SecureDirectoryTests {
         // A peer reaches it at its final path.
         _ = try SequencedPacketSocket.connect(path: path + "/test.sock")
     }
+
+    /// A group of -1 (`hv root --api-group 4294967295`) is chown(2)'s "leave it": the socket
+    /// would keep the process's own group and open to it with a group mode. It is refused, and
+    /// nothing is published.
+    @Test func aSocketIsNotHandedToGroupMinusOne() throws {
+        let path = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SecureDirectory.prepare(path, searchable: false)
+        #expect(throws: PrivilegeError.self) {
+            _ = try SequencedPacketSocket.listen(path: path + "/api.sock", mode: 0o660, group: gid_t.max)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: path).isEmpty)
+    }
 }
 
 @Suite("Acting with another user's rights", .enabled(if: geteuid() == 0, "needs root"))

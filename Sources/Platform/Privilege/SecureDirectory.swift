@@ -94,8 +94,13 @@ public struct SocketPublication: Sendable {
 
     /// Gives the socket bound at `stagingPath` its `mode` and, if given, `owner` and `group`,
     /// then renames it to `path` (replacing a stale socket) and removes the staging directory.
+    /// - Throws: `.refused` for an owner or group of -1, which chown(2) reads as "leave it": a
+    ///   group meant to share the socket would then be the process's own.
     public func publish(mode: mode_t, owner: uid_t? = nil, group: gid_t? = nil) throws(PrivilegeError) {
         defer { abandon() }
+        guard owner != uid_t.max, group != gid_t.max else {
+            throw .refused("\(path) cannot be handed to uid or gid \(uid_t.max), which chown(2) reads as none: name a real user and group.")
+        }
         guard chmod(stagingPath, mode) == 0 else { throw .system(.current("set the mode of \(path)")) }
         if owner != nil || group != nil {
             guard chown(stagingPath, owner ?? uid_t.max, group ?? gid_t.max) == 0 else {

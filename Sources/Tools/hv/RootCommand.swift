@@ -46,10 +46,18 @@ struct RootCommand: AsyncParsableCommand {
     }
 
     /// A group by name or number.
+    /// Refuses (gid_t)-1, which chown(2) reads as "leave the group as it is": the API socket
+    /// would then open to the root's own primary group instead.
     static func group(_ text: String) throws -> gid_t {
-        if let number = gid_t(text) { return number }
-        guard let entry = getgrnam(text) else { throw ValidationError("No group named \(text).") }
-        return entry.pointee.gr_gid
+        let gid: gid_t
+        if let number = gid_t(text) {
+            gid = number
+        } else {
+            guard let entry = getgrnam(text) else { throw ValidationError("No group named \(text).") }
+            gid = entry.pointee.gr_gid
+        }
+        guard gid != gid_t.max else { throw ValidationError("\(text) is not a group: \(gid_t.max) means none to chown(2).") }
+        return gid
     }
 }
 
