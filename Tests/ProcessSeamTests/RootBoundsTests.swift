@@ -282,6 +282,24 @@ extension RootBoundsTests {
         #expect(log.snapshot.allSatisfy { $0.utf8.count <= ConsoleLog.lineLimit })
     }
 
+    /// What a guest prints reaches the root's log and a user's terminal as printable text: a
+    /// newline in a debug-port line or a crash message cannot forge another log line (of the
+    /// root's, or another partition's), nor an escape sequence drive the terminal. Before, both
+    /// went through as they were.
+    @Test func theConsoleKeepsOnlyPrintableText() {
+        let log = ConsoleLog()
+        let forged = log.append(line: "ok\n2026-12-06T03:00:00+0000 info root: [beta] partition beta is stopped\u{1B}[2J\r\u{9B}")
+        #expect(!forged.unicodeScalars.contains { $0.value < 0x20 && $0 != "\t" || (0x7F...0x9F).contains($0.value) }, "\(forged)")
+        #expect(forged.hasPrefix("ok\\u{a}2026") && forged.contains("\\u{1b}[2J"))
+        #expect(log.append(line: "tab\tand ünïcode stay") == "tab\tand ünïcode stay")
+        let lines = log.append(bytes: Array("one\u{1B}]0;title\u{07}\r\ntwo\n".utf8))
+        #expect(lines == ["one\\u{1b}]0;title\\u{7}", "two"])
+        #expect(log.snapshot.allSatisfy { !$0.unicodeScalars.contains { $0.value < 0x20 && $0 != "\t" } })
+        // Escapes make a line longer; it is still cut to the limit.
+        let long = log.append(line: String(repeating: "\u{1B}", count: ConsoleLog.lineLimit))
+        #expect(long.utf8.count <= ConsoleLog.lineLimit)
+    }
+
     /// The parent may intercept at most 64 port ranges of a partition (each guest port access
     /// walks them). Before: one range per port, 65535 of them, was accepted.
     @Test func aParentCannotInterceptMoreThan64PortRanges() throws {

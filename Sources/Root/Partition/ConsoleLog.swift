@@ -22,9 +22,13 @@ public final class ConsoleLog: Sendable {
         self.byteCapacity = byteCapacity
     }
 
-    /// Appends a complete line (cut to `lineLimit` bytes).
-    public func append(line: String) {
-        let line = line.utf8.count > Self.lineLimit ? String(decoding: line.utf8.prefix(Self.lineLimit), as: UTF8.self) : line
+    /// Appends a complete line (cut to `lineLimit` bytes, made `printable`).
+    /// - Returns: the line as kept, for the root's log.
+    @discardableResult
+    public func append(line: String) -> String {
+        let printable = Self.printable(line)
+        let line = printable.utf8.count > Self.lineLimit
+            ? String(decoding: printable.utf8.prefix(Self.lineLimit), as: UTF8.self) : printable
         state.withLock { state in
             state.lines.append(line)
             state.bytes += line.utf8.count
@@ -35,9 +39,31 @@ public final class ConsoleLog: Sendable {
             }
             if drop > 0 { state.lines.removeFirst(drop) }
         }
+        return line
     }
 
-    /// Appends raw console bytes; returns the lines they completed.
+    /// `text` with every control character but tab (C0, DEL, C1: a newline, a carriage return,
+    /// an escape sequence) written out as `\u{…}`: what a guest prints reaches the root's log and
+    /// the user's terminal, where a newline would forge a log line of the root's or another
+    /// partition's and an escape sequence would drive the terminal.
+    public static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            if isControl(scalar) {
+                result += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 && scalar != "\t" || (0x7F...0x9F).contains(scalar.value)
+    }
+
+    /// Appends raw console bytes; returns the lines they completed, as kept (`append(line:)`).
     @discardableResult
     public func append(bytes: [UInt8]) -> [String] {
         let completed = pending.withLock { buffer -> [String] in
@@ -56,8 +82,7 @@ public final class ConsoleLog: Sendable {
             }
             return result
         }
-        for line in completed { append(line: line) }
-        return completed
+        return completed.map { append(line: $0) }
     }
 
     /// The kept lines, oldest first.

@@ -468,8 +468,7 @@ final class PartitionEnvironment: HvEnvironment {
     func guestCrashReported(parameters: [UInt64], message: String?) {
         guard let partition = current else { return }
         let values = parameters.map { "0x" + String($0, radix: 16) }.joined(separator: " ")
-        let line = "[root] guest reported a crash: P0-P4 = \(values)" + (message.map { ": \($0)" } ?? "")
-        partition.console.append(line: line)
+        let line = partition.console.append(line: "[root] guest reported a crash: P0-P4 = \(values)" + (message.map { ": \($0)" } ?? ""))
         partition.observer.partition(partition, consoleLine: line)
     }
 }

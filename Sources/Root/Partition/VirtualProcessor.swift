@@ -259,9 +259,7 @@ struct ExitHandler {
               let textAddress = base.advanced(by: UInt64(DebugRecord.textOffset)) else { return }
         let count = Int(min(length, UInt32(DebugRecord.maximumLength)))
         guard let bytes = try? memory.read(at: textAddress, count: count) else { return }
-        let text = String(decoding: bytes, as: UTF8.self)
-        let line = processorTag + text
-        partition.console.append(line: line)
+        let line = partition.console.append(line: processorTag + String(decoding: bytes, as: UTF8.self))
         partition.observer.partition(partition, consoleLine: line)
     }
 
