@@ -255,8 +255,9 @@ import VirtualSwitch
         #expect(core.removePort(b).map(\.id) == [ObjectIdentifier(waker)])
     }
 
-    @Test("send(holding:) stops at the first frame a full port would turn away, keeps the rest in order, and is woken by the receiver")
-    func sendHolding() throws {
+    /// A private switch with child ports for a (the sender) and b (the receiver, whose queue
+    /// holds 8 frames: a sender's share is 4).
+    static func senderAndReceiver() throws -> (VirtualSwitch, a: SwitchPortID, b: SwitchPortID) {
         let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
         var sender = SwitchPortConfiguration(name: "a", kind: .child, macAddress: Self.a)
         sender.packetFilter = .linuxDefault
@@ -265,6 +266,12 @@ import VirtualSwitch
         receiver.queueFrameLimit = 8
         let (a, _) = try virtualSwitch.addPort(sender)
         let (b, _) = try virtualSwitch.addPort(receiver)
+        return (virtualSwitch, a, b)
+    }
+
+    @Test("send(holding:) stops at the first frame a full port would turn away, keeps the rest in order, and is woken by the receiver")
+    func sendHolding() throws {
+        let (virtualSwitch, a, b) = try Self.senderAndReceiver()
         let waker = Waker()
         var frames = (0..<10).map { NetworkFrame(bytes: BenchFrame.make(from: Self.a, to: Self.b, size: 64, sequence: UInt64($0))) }
         let all = frames.map(\.bytes)
@@ -290,14 +297,7 @@ import VirtualSwitch
     /// left registered, it would stay counted as held, and be woken for nothing.
     @Test("a sender that sends again is taken off the port that held it")
     func sendingAgainEndsTheOldHold() throws {
-        let virtualSwitch = VirtualSwitch(name: "p", kind: .private)
-        var sender = SwitchPortConfiguration(name: "a", kind: .child, macAddress: Self.a)
-        sender.packetFilter = .linuxDefault
-        var receiver = SwitchPortConfiguration(name: "b", kind: .child, macAddress: Self.b)
-        receiver.packetFilter = .linuxDefault
-        receiver.queueFrameLimit = 8
-        let (a, _) = try virtualSwitch.addPort(sender)
-        let (b, _) = try virtualSwitch.addPort(receiver)
+        let (virtualSwitch, a, b) = try Self.senderAndReceiver()
         let waker = Waker()
         var frames = (0..<6).map { NetworkFrame(bytes: BenchFrame.make(from: Self.a, to: Self.b, size: 64, sequence: UInt64($0))) }
         #expect(virtualSwitch.send(holding: &frames, from: a, waiter: waker.waiter).heldBy == b)

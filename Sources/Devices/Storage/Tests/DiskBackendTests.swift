@@ -608,6 +608,24 @@ struct DiskQueueOrderingTests {
         #expect(otherFailed)
     }
 
+    /// Two queues on one fresh image, each over an engine of its own: two channels of one disk.
+    struct TwoChannels {
+        let directory: TemporaryDirectory
+        let image: DiskImage
+        let first: RecordingEngine
+        let second: RecordingEngine
+        let a: DiskQueue
+        let b: DiskQueue
+
+        init(_ name: String) throws {
+            directory = try TemporaryDirectory()
+            image = try DiskImage.create(at: directory.file("\(name).img"), size: 1 << 20)
+            (first, second) = (try RecordingEngine(), try RecordingEngine())
+            a = DiskQueue(image: image, depth: 4, engine: first)
+            b = DiskQueue(image: image, depth: 4, engine: second)
+        }
+    }
+
     /// Whether `completions` holds exactly one, for `tag`, and it failed.
     static func failedAlone(_ completions: [DiskCompletion], _ tag: UInt64) -> Bool {
         completions.count == 1 && completions[0].tag == tag && (try? completions[0].result.get()) == nil
@@ -630,11 +648,8 @@ struct DiskQueueOrderingTests {
 
     @Test("A flush whose sync succeeded waits for an overlapping sync of another queue, and fails if that one failed")
     func aFlushWaitsForTheSyncsThatOverlappedIt() throws {
-        let directory = try TemporaryDirectory()
-        let image = try DiskImage.create(at: directory.file("overlap.img"), size: 1 << 20)
-        let (first, second) = (try RecordingEngine(), try RecordingEngine())
-        let a = DiskQueue(image: image, depth: 4, engine: first)
-        let b = DiskQueue(image: image, depth: 4, engine: second)
+        let disk = try TwoChannels("overlap")
+        let (image, a, b, first, second) = (disk.image, disk.a, disk.b, disk.first, disk.second)
         try a.submit(DiskRequest(tag: 1, operation: .flush))
         try b.submit(DiskRequest(tag: 2, operation: .flush))
         #expect(image.syncs.inFlight == 2)
@@ -669,11 +684,8 @@ struct DiskQueueOrderingTests {
 
     @Test("A flush proven alone completes at once, and one whose overlapping sync succeeded completes when it ends")
     func aFlushWhoseOverlappingSyncSucceededCompletes() throws {
-        let directory = try TemporaryDirectory()
-        let image = try DiskImage.create(at: directory.file("overlap-ok.img"), size: 1 << 20)
-        let (first, second) = (try RecordingEngine(), try RecordingEngine())
-        let a = DiskQueue(image: image, depth: 4, engine: first)
-        let b = DiskQueue(image: image, depth: 4, engine: second)
+        let disk = try TwoChannels("overlap-ok")
+        let (a, b, first, second) = (disk.a, disk.b, disk.first, disk.second)
         try a.submit(DiskRequest(tag: 1, operation: .flush))
         first.complete(try #require(first.pending.first), result: 0)
         #expect(try a.reap().first?.result.get() == 0)
