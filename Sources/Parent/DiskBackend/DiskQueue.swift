@@ -10,7 +10,10 @@ import SystemPackage
 /// was submitted* has returned; that sync covers every write that completed before the flush
 /// was submitted (fdatasync covers everything in the page cache at the time it starts). A
 /// flush submitted while an earlier sync runs therefore waits for a new one; flushes that wait
-/// together share it. FUA writes are durable on their own (RWF_DSYNC). A flush or FUA write
+/// together share it. A FUA write is durable on its own: with RWF_DSYNC where it bypasses the
+/// page cache, and through the page cache as a write then a data sync of its own, so that an
+/// error of the write (ENOSPC when a block cannot be allocated) is never taken for a lost
+/// write-back, nor one of the sync for the write's. A flush or FUA write
 /// whose sync succeeded completes only once every sync of the image that overlapped it (from
 /// any queue) has ended (`SyncLedger`): one of those may have taken a write-back error this
 /// one then did not see.
@@ -37,6 +40,8 @@ public final class DiskQueue: @unchecked Sendable {
                       forceUnitAccess: Bool, done: Int)
         case punchHole(request: UInt64)
         case dataSync
+        /// The data sync that makes a FUA write through the page cache durable.
+        case writeSync(request: UInt64)
     }
 
     private struct Request {
@@ -391,8 +396,8 @@ public final class DiskQueue: @unchecked Sendable {
         case .transfer(_, let read, let descriptor, let offset, let buffers, let fua, _):
             queue(DiskEngineOperation(id: id, kind: read
                 ? .read(descriptor: descriptor, offset: offset, buffers: buffers)
-                : .write(descriptor: descriptor, offset: offset, buffers: buffers, dataSync: fua)))
-        case .punchHole, .dataSync:
+                : .write(descriptor: descriptor, offset: offset, buffers: buffers, dataSync: writesThrough(fua, descriptor))))
+        case .punchHole, .dataSync, .writeSync:
             preconditionFailure("started through their own paths")
         }
     }
@@ -437,7 +442,7 @@ public final class DiskQueue: @unchecked Sendable {
         // it have ended (`barrier`).
         var barrier: UInt64?
         if let ticket = syncTickets.removeValue(forKey: completion.id) {
-            if completion.result < 0, Self.mayReportWriteBack(completion.result) { latchSyncFailure(Int32(-completion.result)) }
+            if completion.result < 0 { latchSyncFailure(Int32(-completion.result)) }
             image.syncs.end(ticket)
             barrier = image.syncs.barrier
         }
@@ -463,20 +468,29 @@ public final class DiskQueue: @unchecked Sendable {
         case .punchHole(let number):
             if completion.result < 0 { fail(number, errno: completion.result) }
             operationDone(number)
+        case .writeSync(let number):
+            if completion.result < 0 {
+                latchSyncFailure(Int32(-completion.result))
+                fail(number, errno: completion.result)
+                return operationDone(number)
+            }
+            settle([number], through: barrier ?? image.syncs.barrier)
         case .transfer(let number, let read, let descriptor, let offset, let buffers, let fua, let done):
             if completion.result < 0 {
-                // Its sync may have taken a write-back error of earlier writes (any error that
-                // can report one: ENOSPC and EDQUOT as well as EIO), which a later flush would
-                // then not see: later flushes fail.
-                if fua, Self.mayReportWriteBack(completion.result) { latchSyncFailure(Int32(-completion.result)) }
+                // A FUA write that bypasses the page cache synced as it wrote (RWF_DSYNC): an
+                // EIO may be a lost write-back of earlier writes it took, which a later flush
+                // would then not see, so later flushes fail. (Through the page cache the write
+                // synced nothing: its sync comes next, `writeSync`.)
+                if fua, writesThrough(fua, descriptor), completion.result == -Int(EIO) { latchSyncFailure(EIO) }
                 fail(number, errno: completion.result)
                 return operationDone(number)
             }
             let total = done + min(completion.result, buffers.byteCount)
             if completion.result >= buffers.byteCount || requests[number]?.failure != nil {
                 requests[number]?.bytes = total
-                if let barrier, requests[number]?.failure == nil { return settle([number], through: barrier) }
-                return operationDone(number)
+                // Through the page cache, a FUA write is durable once its own sync is.
+                guard requests[number]?.failure == nil, fua, !writesThrough(fua, descriptor) else { return operationDone(number) }
+                return startWriteSync(for: number)
             }
             guard completion.result > 0 else {
                 // End of file before the image's end: the file shrank underneath.
@@ -491,7 +505,8 @@ public final class DiskQueue: @unchecked Sendable {
                                      buffers: rest, forceUnitAccess: fua, done: total)
                 queue(DiskEngineOperation(id: id, kind: read
                     ? .read(descriptor: descriptor, offset: offset + UInt64(completion.result), buffers: rest)
-                    : .write(descriptor: descriptor, offset: offset + UInt64(completion.result), buffers: rest, dataSync: fua)))
+                    : .write(descriptor: descriptor, offset: offset + UInt64(completion.result), buffers: rest,
+                             dataSync: writesThrough(fua, descriptor))))
             } catch {
                 fail(number, errno: -Int(EFAULT))
                 operationDone(number)
@@ -499,10 +514,17 @@ public final class DiskQueue: @unchecked Sendable {
         }
     }
 
-    /// Whether an operation's error may be a write-back error its sync took (errors about the
-    /// request itself, its buffers or the engine cannot).
-    private static func mayReportWriteBack(_ negative: Int) -> Bool {
-        ![EFAULT, EINVAL, EAGAIN, EOPNOTSUPP, ECANCELED, EBADF].contains(Int32(-negative))
+    /// Whether a FUA write on `descriptor` syncs as it writes (RWF_DSYNC): where it bypasses
+    /// the page cache. Through the page cache it is written, then synced (`startWriteSync`).
+    private func writesThrough(_ fua: Bool, _ descriptor: Int32) -> Bool {
+        fua && descriptor != image.buffered.rawValue
+    }
+
+    /// Syncs the image for the FUA write `number`, written through the page cache.
+    private func startWriteSync(for number: UInt64) {
+        let id = nextOperationID()
+        work[id] = .writeSync(request: number)
+        queue(DiskEngineOperation(id: id, kind: .dataSync(descriptor: image.buffered.rawValue)))
     }
 
     /// Completes `numbers`, whose sync succeeded, once every sync up to `barrier` has ended;

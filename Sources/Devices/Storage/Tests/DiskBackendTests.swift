@@ -249,7 +249,12 @@ struct DiskBackendFileTests {
         #expect(plainEngine.order.count == 1 && plain.reap().isEmpty)
         for id in engine.pending { engine.complete(id) }
         for id in plainEngine.pending { plainEngine.complete(id) }
-        #expect(queue.reap().map(\.tag) == [2] && plain.reap().map(\.tag) == [3])
+        // The FUA write then has its sync (it went through the page cache), and is done after it.
+        #expect(queue.reap().isEmpty && plain.reap().map(\.tag) == [3])
+        let sync = try #require(engine.pending.first)
+        #expect(engine.isDataSync(sync))
+        engine.complete(sync)
+        #expect(queue.reap().map(\.tag) == [2])
     }
 
     @Test("Requests reach the engine in groups of commitGroup as they are submitted, the rest with the pass's commit")
@@ -570,7 +575,7 @@ struct DiskQueueOrderingTests {
         #expect(syncs.count < flushes)
     }
 
-    @Test("A FUA write is a data-synchronous write; an ordinary one is not")
+    @Test("A FUA write through the page cache is a write and then a data sync of its own, done when the sync is; an ordinary write has none")
     func forceUnitAccess() throws {
         let engine = try RecordingEngine()
         let queue = DiskQueue(image: image, depth: 4, engine: engine)
@@ -578,10 +583,16 @@ struct DiskQueueOrderingTests {
         try queue.submit(DiskRequest(tag: 2, operation: .write(offset: 4096, buffers: try buffers(1), forceUnitAccess: false)))
         let kinds = engine.pending.compactMap { engine.records[$0]?.operation.kind }
         try #require(kinds.count == 2)
-        guard case .write(_, 0, _, true) = kinds[0], case .write(_, 4096, _, false) = kinds[1] else {
+        guard case .write(_, 0, _, false) = kinds[0], case .write(_, 4096, _, false) = kinds[1] else {
             Issue.record("unexpected operations \(kinds)")
             return
         }
+        for id in engine.pending { engine.complete(id) }
+        #expect(queue.reap().map(\.tag) == [2], "the ordinary write is done")
+        let sync = try #require(engine.pending.first)
+        #expect(engine.isDataSync(sync) && engine.pending.count == 1)
+        engine.complete(sync)
+        #expect(try queue.reap().map { try $0.result.get() } == [4096], "the FUA write is done with its sync")
     }
 
     @Test("A failed data sync fails its flushes and every later one (errors are reported once by the kernel)")
@@ -631,19 +642,29 @@ struct DiskQueueOrderingTests {
         completions.count == 1 && completions[0].tag == tag && (try? completions[0].result.get()) == nil
     }
 
-    @Test("A FUA write whose sync took a write-back error other than EIO (ENOSPC) fails every later flush")
-    func aFUAWritesWriteBackErrorLatches() throws {
+    @Test("A FUA write through the page cache: its write's error (ENOSPC) fails it alone; its sync's error (a lost write-back, ENOSPC too) fails every later flush")
+    func aFUAWritesSyncErrorLatchesAndItsWriteErrorDoesNot() throws {
         let directory = try TemporaryDirectory()
         let image = try DiskImage.create(at: directory.file("fua-latch.img"), size: 1 << 20)
         let engine = try RecordingEngine()
         let queue = DiskQueue(image: image, depth: 4, engine: engine)
+        // No block for the write: it fails, and nothing was synced.
         try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 0, buffers: try buffers(0), forceUnitAccess: true)))
         engine.complete(try #require(engine.pending.first), result: -Int(ENOSPC))
         #expect(Self.failedAlone(queue.reap(), 1))
-        // The kernel reported the lost write-back to that write; a sync now would find nothing.
         try queue.submit(DiskRequest(tag: 2, operation: .flush))
+        engine.complete(try #require(engine.pending.first), result: 0)
+        #expect(try queue.reap().first?.result.get() == 0, "a flush after the write's own error succeeds")
+        // Written, but its sync reports the lost write-back of an earlier write (a thin pool out
+        // of space): the error is taken, so later flushes fail.
+        try queue.submit(DiskRequest(tag: 3, operation: .write(offset: 0, buffers: try buffers(0), forceUnitAccess: true)))
+        engine.complete(try #require(engine.pending.first))
+        #expect(queue.reap().isEmpty)
+        engine.complete(try #require(engine.pending.first), result: -Int(ENOSPC))
+        #expect(Self.failedAlone(queue.reap(), 3))
+        try queue.submit(DiskRequest(tag: 4, operation: .flush))
         if let sync = engine.pending.first { engine.complete(sync, result: 0) }
-        #expect(Self.failedAlone(queue.reap(), 2))
+        #expect(Self.failedAlone(queue.reap(), 4))
     }
 
     @Test("A flush whose sync succeeded waits for an overlapping sync of another queue, and fails if that one failed")
@@ -665,18 +686,22 @@ struct DiskQueueOrderingTests {
         #expect(image.syncs.inFlight == 0)
     }
 
-    @Test("A flush and a FUA write in one batch: the flush is not proven by its sync while the write's failed")
+    @Test("A flush and a FUA write's sync in one batch: the flush is not proven by its sync while the write's failed")
     func aBatchsFailedFUAWriteFailsItsFlush() throws {
         let directory = try TemporaryDirectory()
         let image = try DiskImage.create(at: directory.file("batch.img"), size: 1 << 20)
         let engine = try RecordingEngine()
         let queue = DiskQueue(image: image, depth: 4, engine: engine)
         try queue.submit(DiskRequest(tag: 1, operation: .write(offset: 0, buffers: try buffers(0), forceUnitAccess: true)))
+        engine.complete(try #require(engine.pending.first))
+        #expect(queue.reap().isEmpty)
+        let writeSync = try #require(engine.pending.first)
         try queue.submit(DiskRequest(tag: 2, operation: .flush))
-        let write = try #require(engine.pending.first { !engine.isDataSync($0) })
-        let sync = try #require(engine.pending.first { engine.isDataSync($0) })
-        engine.complete(sync, result: 0)
-        engine.complete(write, result: -Int(EIO))
+        let flushSync = try #require(engine.pending.last)
+        #expect(writeSync != flushSync && engine.isDataSync(writeSync) && engine.isDataSync(flushSync))
+        // Both in one reap: the flush's sync returned 0, the write's took the error first.
+        engine.complete(flushSync, result: 0)
+        engine.complete(writeSync, result: -Int(EIO))
         let completions = queue.reap()
         #expect(completions.count == 2)
         #expect(completions.allSatisfy { (try? $0.result.get()) == nil }, "\(completions)")

@@ -127,6 +127,10 @@ final class StorageSession: ChannelSession {
         var progressed = false
         for queue in queues.values {
             queue.reapBeforeSleeping(into: &finished)
+            // What the reap started (a FUA write's sync, the rest of a short transfer, work
+            // that waited for room) goes to the kernel before the worker sleeps: other
+            // channels' flushes may wait for it to end (`SyncLedger`).
+            commit(queue)
             if !finished.isEmpty {
                 progressed = true
                 try complete(on: channel)
