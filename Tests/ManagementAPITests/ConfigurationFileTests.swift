@@ -72,7 +72,7 @@ struct JSONNestingTests {
 
     /// JSON given directly (`hv partition device add|set`'s argument) is checked the same way.
     @Test func jsonTextNestedTooDeepIsRefusedBeforeDecoding() throws {
-        #expect(throws: JSONNesting.TooDeep.self) {
+        #expect(throws: JSONNesting.Refusal.self) {
             _ = try JSONNesting.decode([String: JSONValue].self, from: String(repeating: "[", count: 513))
         }
         #expect(try JSONNesting.decode([String: JSONValue].self, from: "{\"a\": [1]}") == ["a": .array([.number(1)])])

@@ -158,10 +158,11 @@ struct ProcessHandleTests {
     @Test func aHandleSeesItsProcessExit() throws {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        child.arguments = ["0.2"]
+        child.arguments = ["60"]
         try child.run()
         let handle = try ProcessHandle(processID: child.processIdentifier)
         #expect(!handle.hasExited)
+        #expect(kill(child.processIdentifier, SIGKILL) == 0)
         child.waitUntilExit()
         #expect(handle.hasExited)
         #expect(throws: SystemError.self) { try ProcessHandle(processID: child.processIdentifier) }

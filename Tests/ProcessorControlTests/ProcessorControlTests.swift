@@ -285,6 +285,14 @@ struct ProcessorControlGroupTests {
         try control.change(name: "alpha", to: ProcessorSettings(weight: 300))
         #expect(control.controls(of: "alpha") == ProcessorControlsInfo(reserve: 0, limit: 100, weight: 300, affinity: nil,
                                                                          enforced: false))
+        // Nor does a write that fails meanwhile and one that succeeds after it.
+        let directories = try #require(control.group(of: "alpha")).directories
+        for directory in directories { #expect(rmdir(directory) == 0) }
+        #expect(throws: RootError.self) { try control.change(name: "alpha", to: ProcessorSettings(weight: 400)) }
+        for directory in directories { #expect(mkdir(directory, 0o755) == 0) }
+        try control.change(name: "alpha", to: ProcessorSettings(weight: 500))
+        #expect(control.controls(of: "alpha") == ProcessorControlsInfo(reserve: 0, limit: 100, weight: 500, affinity: nil,
+                                                                         enforced: false))
     }
 }
 

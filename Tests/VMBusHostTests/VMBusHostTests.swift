@@ -391,7 +391,16 @@ enum PidsLimit {
         let tid = "\(OSThread.currentKernelThreadID)"
         try write("1", to: group + "/pids.max")
         try write(tid, to: group + "/tasks")
-        defer { try? write(tid, to: hierarchy + home + "/tasks") }
+        defer {
+            // Lifted first: a thread left in the group must not keep this one from starting any
+            // (the test runner's pool would wait for it for good).
+            do {
+                try write("max", to: group + "/pids.max")
+                try write(tid, to: hierarchy + home + "/tasks")
+            } catch {
+                Issue.record("the test's thread could not leave its pids group: \(error)")
+            }
+        }
         return try body()
     }
 

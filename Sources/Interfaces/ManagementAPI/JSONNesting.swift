@@ -51,18 +51,21 @@ public enum JSONNesting {
         return true
     }
 
-    /// JSON text `decode` refused before decoding.
-    public struct TooDeep: Error, CustomStringConvertible {
-        public var description: String {
-            "it is not UTF-8 JSON nesting arrays and objects at most \(JSONNesting.limit) deep"
-        }
+    /// Why `decode` refused JSON text: too deep to decode safely, or not a `T`.
+    public struct Refusal: Error, CustomStringConvertible {
+        public let description: String
     }
 
     /// Decodes `text` as a `T` once `isShallow` accepts it: JSON a user or a peer gives that
     /// no other path checks (a command line's argument).
-    /// - Throws: `TooDeep`, or the decoder's error.
-    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
-        guard isShallow(text.utf8) else { throw TooDeep() }
-        return try JSONDecoder().decode(T.self, from: Data(text.utf8))
+    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws(Refusal) -> T {
+        guard isShallow(text.utf8) else {
+            throw Refusal(description: "it is not UTF-8 JSON nesting arrays and objects at most \(limit) deep")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(text.utf8))
+        } catch {
+            throw Refusal(description: "\(error)")
+        }
     }
 }

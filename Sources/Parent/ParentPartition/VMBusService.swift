@@ -466,11 +466,13 @@ final class VMBusService: PartitionService {
                         partition.logger.error("partition \(partition.name): no relid left to offer \(device.name) again")
                         (device.provider as? any DetachableProvider)?.detach()
                     }
-                } else if let released, released.subChannelIndex == 0,
-                          !state.devices.values.contains(where: { $0.spec.instance == released.spec.instance }) {
-                    // Nothing offers the device again: what it holds beyond its channels (a
-                    // NIC's switch port) goes too, or it would stay on the switch for good.
-                    // A removal's own detach (`detachOnClose`) then finds it done.
+                } else if let released,
+                          !state.devices.values.contains(where: { $0.spec.instance == released.spec.instance }),
+                          !state.offerAgainOnRelease.values.contains(where: { $0.spec.instance == released.spec.instance }) {
+                    // The device's last channel is gone (its primary, or a sub-channel the guest
+                    // released after it) and nothing offers it again: what it holds beyond its
+                    // channels (a NIC's switch port) goes too, or it would stay on the switch for
+                    // good. A removal's own detach (`detachOnClose`) then finds it done.
                     (released.provider as? any DetachableProvider)?.detach()
                 }
             case .connected(let version):

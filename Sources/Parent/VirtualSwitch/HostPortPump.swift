@@ -21,6 +21,8 @@ public final class HostPortPump: Sendable {
         let ringReads = Atomic<UInt64>(0)
         let blockedWrites = Atomic<UInt64>(0)
         let failures = Atomic<UInt64>(0)
+        /// Of `failures`, the reads' (the pump pauses on those, not on a writer's).
+        let readFailures = Atomic<UInt64>(0)
     }
 
     /// Frames read that the switch could not take (odd virtio headers, runts).
@@ -58,8 +60,8 @@ public final class HostPortPump: Sendable {
                 }
                 if readable[2] { return }
                 if readable[0] {
-                    let failures = statistics.failures.load(ordering: .relaxed)
-                    if reader.forward(waiting: true) == 0, statistics.failures.load(ordering: .relaxed) != failures {
+                    let failures = statistics.readFailures.load(ordering: .relaxed)
+                    if reader.forward(waiting: true) == 0, statistics.readFailures.load(ordering: .relaxed) != failures {
                         // An endpoint whose every read fails (a TAP whose interface was deleted:
                         // poll reports its error for good) is read again only after a pause,
                         // not in a loop that holds a processor and takes the switch's lock.
@@ -178,6 +180,7 @@ final class HostPortReader: Sendable {
                 }
             } catch {
                 statistics.failures.add(1, ordering: .relaxed)
+                statistics.readFailures.add(1, ordering: .relaxed)
                 break reading
             }
         }
@@ -214,6 +217,7 @@ final class HostPortReader: Sendable {
                 ended = true
             case .failed(let code):
                 statistics.failures.add(1, ordering: .relaxed)
+                statistics.readFailures.add(1, ordering: .relaxed)
                 ended = true
                 // An endpoint the ring cannot read at all (no RWF_NOWAIT, a restriction) is
                 // read the plain way from now on; any other failure ends only this batch.

@@ -5,7 +5,13 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#if __has_include(<linux/openat2.h>)
 #include <linux/openat2.h>
+#else
+/* Linux 5.6's uapi, for headers older than the kernel that runs this. */
+struct open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
+#define RESOLVE_NO_MAGICLINKS 0x02
+#endif
 #include <linux/capability.h>
 #include <sys/fsuid.h>
 #include <sys/prctl.h>

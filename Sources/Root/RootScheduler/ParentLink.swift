@@ -215,8 +215,10 @@ final class ParentLink: Sendable {
         let handle: ProcessHandle
         do throws(SystemError) {
             handle = try ProcessHandle(processID: pid)
+        } catch where error.errno == .noSuchProcess {
+            return  // gone already
         } catch {
-            logger.debug("the parent partition's process \(pid) could not be held (\(error)); gone already")
+            logger.warning("the parent partition's process \(pid) cannot be held by a pidfd (\(error)): the management API will not refuse it")
             return
         }
         parentProcesses.withLock { handles in

@@ -52,10 +52,12 @@ final class ProcessorControl: Sendable {
         var settings: [String: ProcessorSettings] = [:]
         var parentGroup: ThreadGroup?
         var parentProcessID: Int32?
-        /// Partitions whose controls the kernel does not hold as planned: the last write of
-        /// their group failed, or one of their threads could not join it. Each is shown as not
-        /// enforced until a later write of its group succeeds.
-        var unenforced: [String: String] = [:]
+        /// Partitions whose group's last write failed, and why: shown as not enforced until a
+        /// later write succeeds.
+        var writeFailures: [String: String] = [:]
+        /// Partitions one of whose processor threads could not join their group: shown as not
+        /// enforced until they stop (that thread runs outside the controls).
+        var threadsOutside: Set<String> = []
         /// Sentences already logged about parts of a plan the host cannot enforce.
         var dropped: Set<String> = []
     }
@@ -155,7 +157,7 @@ final class ProcessorControl: Sendable {
             let reason = failures[name] ?? "it has no control group (the root's log says why)"
             let undo = state.table.remove(partition: name)
             state.settings[name] = nil
-            state.unenforced[name] = nil
+            state.writeFailures[name] = nil
             deleteGroup(of: name, &state)
             apply(undo, &state)
             throw .conflict("Partition \(name)'s processor controls could not be set up: \(reason).")
@@ -188,7 +190,7 @@ final class ProcessorControl: Sendable {
             } catch {
                 logger.error("partition \(name): its previous processor controls could not be planned again: \(error)")
             }
-            throw .conflict("Partition \(name)'s processor controls could not be changed: \(reason). Its previous controls are kept\(state.unenforced[name] == nil ? "" : ", but not enforced").")
+            throw .conflict("Partition \(name)'s processor controls could not be changed: \(reason). Its previous controls are kept\(Self.isEnforced(name, state) ? "" : ", but not enforced").")
         }
     }
 
@@ -201,7 +203,7 @@ final class ProcessorControl: Sendable {
             logger.warning("partition \(name): a processor thread could not join its control group: \(error)")
             // That thread runs outside the partition's controls, which are no longer in force.
             state.withLock { state in
-                if state.groups[name] != nil { state.unenforced[name] = "a processor thread could not join its control group: \(error)" }
+                if state.groups[name] != nil { state.threadsOutside.insert(name) }
             }
         }
     }
@@ -215,7 +217,8 @@ final class ProcessorControl: Sendable {
             guard state.table.partitions[name] != nil || state.groups[name] != nil else { return nil }
             let update = state.table.remove(partition: name)
             state.settings[name] = nil
-            state.unenforced[name] = nil
+            state.writeFailures[name] = nil
+            state.threadsOutside.remove(name)
             let usage = state.groups[name].flatMap { try? $0.usageNanoseconds() }
             deleteGroup(of: name, &state)
             apply(update, &state)
@@ -229,7 +232,7 @@ final class ProcessorControl: Sendable {
             guard let demand = state.table.partitions[name] else { return nil }
             return ProcessorControlsInfo(
                 reserve: demand.controls.reserve, limit: demand.controls.limit, weight: demand.controls.weight,
-                affinity: demand.pinnedProcessors, enforced: state.groups[name] != nil && state.unenforced[name] == nil)
+                affinity: demand.pinnedProcessors, enforced: Self.isEnforced(name, state))
         }
     }
 
@@ -274,7 +277,7 @@ final class ProcessorControl: Sendable {
     // MARK: Applying plans
 
     /// Writes what changed in the plan into the groups, making the groups that are new. A group
-    /// whose write fails is marked not enforced (`State.unenforced`) until one succeeds.
+    /// whose write fails is marked not enforced (`State.writeFailures`) until one succeeds.
     /// - Returns: why each partition whose group could not be written now failed.
     @discardableResult
     private func apply(_ update: PlanUpdate, _ state: inout State) -> [String: String] {
@@ -296,11 +299,11 @@ final class ProcessorControl: Sendable {
             }
             do throws(ControlGroupError) {
                 try group.apply(settings(parameters, &state))
-                if state.unenforced[name]?.hasPrefix(Self.writeFailure) == true { state.unenforced[name] = nil }
+                state.writeFailures[name] = nil
             } catch {
                 logger.warning("partition \(name): its processor controls could not be applied: \(error)")
-                failures[name] = "\(Self.writeFailure)\(error)"
-                state.unenforced[name] = failures[name]
+                failures[name] = "its control group could not be written: \(error)"
+                state.writeFailures[name] = failures[name]
             }
         }
         switch update.parent {
@@ -331,9 +334,11 @@ final class ProcessorControl: Sendable {
         return failures
     }
 
-    /// How `unenforced` begins for a failed write of a group (a later write that succeeds clears
-    /// it; a thread that could not join is not cleared that way).
-    private static let writeFailure = "its control group could not be written: "
+    /// Whether the kernel holds partition `name`'s controls as planned: its group exists, its
+    /// last write succeeded and every one of its threads joined it.
+    private static func isEnforced(_ name: String, _ state: State) -> Bool {
+        state.groups[name] != nil && state.writeFailures[name] == nil && !state.threadsOutside.contains(name)
+    }
 
     /// Deletes partition `name`'s group, if it has one (its threads must have left).
     private func deleteGroup(of name: String, _ state: inout State) {

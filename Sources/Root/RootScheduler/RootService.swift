@@ -55,6 +55,9 @@ public struct RootService {
         if (try? await ManagementClient(socketPath: apiSocket).request(.GET, "/v1/root", as: RootInfo.self)) != nil {
             throw RootServiceError.alreadyRunning(apiSocket)
         }
+        if !RequestedFile.isGuarded {
+            logger.warning("openat2 is not available here (Linux before 5.6, or a seccomp profile refusing it): files named by requests are opened without refusing /proc links to the root's own open files; a file no directory holds is still refused (Docs/security.md)")
+        }
         let scheduler = try RootScheduler(catalog: catalog, logger: logger, processorControls: processorControls)
         let link: ParentLink
         do {
