@@ -418,14 +418,9 @@ public final class DiskQueue: @unchecked Sendable {
     }
 
     private func enqueue(_ operation: DiskEngineOperation) {
-        // A sync on the buffered descriptor, which shares its write-back errors with every
-        // other queue's, takes a ticket before the kernel can run it.
-        switch operation.kind {
-        case .dataSync(let descriptor), .write(let descriptor, _, _, true):
-            if descriptor == image.buffered.rawValue { syncTickets[operation.id] = image.syncs.begin() }
-        default:
-            break
-        }
+        // A sync (always of the buffered descriptor, which shares its write-back errors with
+        // every other queue's) takes a ticket before the kernel can run it.
+        if case .dataSync = operation.kind { syncTickets[operation.id] = image.syncs.begin() }
         do {
             try engine.enqueue(operation)
             engineInFlight += 1
@@ -448,7 +443,6 @@ public final class DiskQueue: @unchecked Sendable {
         }
         switch item {
         case .dataSync:
-            if completion.result < 0 { latchSyncFailure(Int32(-completion.result)) }
             let flushes = currentSync?.flushes ?? []
             currentSync = nil
             if let barrier, completion.result >= 0 {
@@ -470,7 +464,6 @@ public final class DiskQueue: @unchecked Sendable {
             operationDone(number)
         case .writeSync(let number):
             if completion.result < 0 {
-                latchSyncFailure(Int32(-completion.result))
                 fail(number, errno: completion.result)
                 return operationDone(number)
             }
