@@ -142,6 +142,60 @@ struct NetworkIntegrationTests {
         }
         #expect(gone, "deleting the switch removes its TAP")
     }
+
+    /// An external switch, as the issue asks it tested: its uplink is one end of a veth pair
+    /// whose other end is in a network namespace the test creates, with an address there. A
+    /// child pings that address through the switch: out through the switch's TAP and the tc
+    /// redirect to the uplink, back through the uplink's mirror. The uplink takes one external
+    /// switch, and deleting the switch takes the root's rule off it.
+    @Test(.enabled(if: tapUnavailable == nil, "\(tapUnavailable ?? "")"),
+          .enabled(if: UplinkMirror.unavailableReason == nil, "\(UplinkMirror.unavailableReason ?? "")"))
+    func aChildPingsAHostBehindAnExternalSwitchsUplink() async throws {
+        let suffix = getpid() % 100_000
+        let (uplink, peer, namespace) = ("hvu-\(suffix)", "hvp-\(suffix)", "hv-ext-\(suffix)")
+        try Self.ip(["netns", "add", namespace])
+        defer {
+            try? Self.ip(["netns", "del", namespace])
+            try? Self.ip(["link", "del", uplink])
+        }
+        try Self.ip(["link", "add", uplink, "type", "veth", "peer", "name", peer, "netns", namespace])
+        try Self.ip(["link", "set", uplink, "up"])
+        try Self.ip(["-n", namespace, "addr", "add", "10.213.89.1/24", "dev", peer])
+        try Self.ip(["-n", namespace, "link", "set", peer, "up"])
+
+        let test = try await TestDeployment.start("external")
+        defer { test.stop() }
+        let info = try await createSwitch(test, SwitchConfiguration(name: "lan", kind: "external", hostInterface: uplink))
+        #expect(info.hostInterface == uplink)
+        let second = await errorSentence {
+            _ = try await createSwitch(test, SwitchConfiguration(name: "lan2", kind: "external", hostInterface: uplink))
+        }
+        #expect(second?.contains("uplink of external switch lan") == true, "\(second ?? "created")")
+        #expect(try Self.uplinkRuleInstalled(on: uplink))
+
+        try await test.create("child", memoryMiB: 64, arguments: "mode=net ip=10.213.89.2 peer=10.213.89.1 net=ping pings=10 recv-kib=2048",
+                              devices: ["heartbeat", Self.nic("lan", "00:15:5d:59:00:02")])
+        try await test.deployment.perform("start", on: "child")
+        let console = try await test.deployment.waitForConsole("child", containing: "net: ping ")
+        #expect(console.contains("replies=10/10"), "\(console)")
+        try await test.deployment.delete("child")
+        #expect(try await status(test, .delete, "/v1/switches/lan") == 204)
+        #expect(try !Self.uplinkRuleInstalled(on: uplink), "deleting the switch takes its rule off the uplink")
+    }
+
+    /// Runs iproute2's `ip`.
+    static func ip(_ arguments: [String]) throws {
+        let ip = access("/usr/sbin/ip", X_OK) == 0 ? "/usr/sbin/ip" : "/sbin/ip"
+        let result = try HostCommand.run(ip, arguments, timeoutSeconds: 30)
+        guard result.status == 0 else { throw SystemError("ip \(arguments.joined(separator: " ")): \(result.errors)", errno: .ioError) }
+    }
+
+    /// Whether the uplink's ingress has the filter an external switch's root installs.
+    static func uplinkRuleInstalled(on uplink: String) throws -> Bool {
+        let tc = access("/usr/sbin/tc", X_OK) == 0 ? "/usr/sbin/tc" : "/sbin/tc"
+        let shown = try HostCommand.run(tc, ["filter", "show", "dev", uplink, "ingress"], timeoutSeconds: 30)
+        return shown.output.contains("pref \(UplinkMirror.uplinkFilterPreference)") && shown.output.contains("mirred")
+    }
 }
 
 /// The two methods these tests send without a body.

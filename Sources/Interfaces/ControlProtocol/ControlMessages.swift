@@ -578,9 +578,6 @@ private func encode(_ device: DeviceSpec, into out: inout WireEncoder) {
         case .tap(let name):
             out.u8(2)
             out.string(name)
-        case .packetSocket(let interface):
-            out.u8(3)
-            out.string(interface)
         }
     }
 }
@@ -596,7 +593,6 @@ private func decodeDevice(_ input: inout WireDecoder) throws(ControlProtocolErro
         switch try input.u8() {
         case 1: resources.append(.file(path: try input.string(), writable: try input.bool()))
         case 2: resources.append(.tap(name: try input.string(limit: 16)))
-        case 3: resources.append(.packetSocket(interface: try input.string(limit: 16)))
         default: throw .truncated
         }
     }

@@ -1,6 +1,7 @@
 /// A virtual switch as the root hands it to the parent (`RootMessage.switchAttached`). The
 /// root, which has the privileges, creates its host side — the TAP of an internal switch, the
-/// AF_PACKET socket of an external one — and sends that descriptor with the message.
+/// TAP of an external one, joined to its uplink by tc rules — and sends that descriptor with the
+/// message.
 public struct SwitchSpec: Hashable, Sendable {
     /// Hyper-V's switch types.
     public enum Kind: UInt8, Hashable, Sendable, CaseIterable {
@@ -8,7 +9,7 @@ public struct SwitchSpec: Hashable, Sendable {
         case `private` = 1
         /// Child partitions and the host, through a TAP interface.
         case `internal` = 2
-        /// Child partitions and a host interface's network, through an AF_PACKET socket.
+        /// Child partitions and a host interface's network, through a TAP the root joins to it.
         case external = 3
 
         /// The name users write (`--kind`).

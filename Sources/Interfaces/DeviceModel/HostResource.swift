@@ -8,15 +8,11 @@ public enum HostResource: Hashable, Sendable, CustomStringConvertible {
     /// The TAP interface `name` (created if missing), opened with IFF_TAP | IFF_NO_PI |
     /// IFF_VNET_HDR; needs CAP_NET_ADMIN, so only root (or the root scheduler's user) may name one.
     case tap(name: String)
-    /// An AF_PACKET socket bound to host interface `interface`, promiscuous, with virtio-net
-    /// headers; needs CAP_NET_RAW, so only root (or the root scheduler's user) may name one.
-    case packetSocket(interface: String)
 
     public var description: String {
         switch self {
         case .file(let path, let writable): "\(path) (\(writable ? "read-write" : "read-only"))"
         case .tap(let name): "TAP \(name)"
-        case .packetSocket(let interface): "AF_PACKET on \(interface)"
         }
     }
 }

@@ -7,7 +7,8 @@ import Foundation
 ///
 /// Kinds are Hyper-V's: `private` (children only), `internal` (children and the host, through a
 /// TAP interface the root creates, named `hostInterface` or `hv-<name>`), `external` (children
-/// and the network of the existing host interface `hostInterface`, through an AF_PACKET socket).
+/// and the network of the existing host interface `hostInterface`, through a TAP the root joins
+/// to it with tc rules).
 public struct SwitchConfiguration: Codable, Sendable, Equatable {
     public var name: String
     /// private, internal or external.

@@ -5,8 +5,9 @@ import Synchronization
 import VirtualSwitch
 
 /// The virtual switches this parent runs, as the root configured them: each switch, and for an
-/// internal or external one the thread that pumps frames between its host port and the TAP or
-/// AF_PACKET descriptor the root created (the parent has no privilege to create either).
+/// internal or external one the thread that pumps frames between its host port and the TAP the
+/// root created (the parent has no privilege to create it; an external switch's TAP reaches its
+/// uplink and nothing else, through tc rules the root set, `UplinkMirror`).
 final class SwitchService: Sendable {
     let directory = SwitchDirectory()
     private let pumps = Mutex<[String: HostSide]>([:])
@@ -46,8 +47,7 @@ final class SwitchService: Sendable {
                 return
             }
             do throws(SystemError) {
-                let endpoint = spec.kind == .internal
-                    ? try VirtioFrameEndpoint.tap(descriptor) : try VirtioFrameEndpoint.uplink(descriptor)
+                let endpoint = try VirtioFrameEndpoint.tap(descriptor)
                 var configuration = SwitchPortConfiguration(name: spec.hostInterface,
                                                             kind: spec.kind == .internal ? .host : .uplink)
                 configuration.maximumFrameSize = virtualSwitch.maximumFrameSize

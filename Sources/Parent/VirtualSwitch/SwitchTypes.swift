@@ -6,8 +6,8 @@ public enum SwitchKind: Hashable, Sendable {
     case `private`
     /// Child partitions and the host, through a TAP interface of this name.
     case `internal`(hostInterface: String)
-    /// Child partitions and a physical network, through an AF_PACKET socket on this host
-    /// interface (see `PacketSocketEndpoint` for why not a TAP in a bridge).
+    /// Child partitions and a physical network, through a TAP the root joins to this host
+    /// interface with tc rules (`UplinkMirror`, which says why not a bridge).
     case external(uplinkInterface: String)
 }
 

@@ -1,9 +1,9 @@
 import LinuxSupport
 import NetworkProtocol
 
-/// A host-side frame descriptor that speaks virtio-net headers: the TAP of an internal switch
-/// or the AF_PACKET socket of an external one. It turns the header into switch metadata on the
-/// way in and back on the way out.
+/// A host-side frame descriptor that speaks virtio-net headers: the TAP of an internal switch,
+/// or of an external one (which the root joins to the uplink, `UplinkMirror`). It turns the
+/// header into switch metadata on the way in and back on the way out.
 public struct VirtioFrameEndpoint: Sendable {
     public let descriptor: OwnedDescriptor
     /// Bytes of virtio-net header before each frame.
@@ -20,29 +20,6 @@ public struct VirtioFrameEndpoint: Sendable {
     public static func tap(_ descriptor: OwnedDescriptor) throws(SystemError) -> VirtioFrameEndpoint {
         try TAPDevice.configure(descriptor, headerSize: Int32(VirtioNetHeader.size), offloads: [.checksum])
         return VirtioFrameEndpoint(descriptor: descriptor, headerSize: VirtioNetHeader.size)
-    }
-
-    /// The uplink of an external switch: an AF_PACKET socket bound to `interface`, promiscuous,
-    /// with PACKET_VNET_HDR (10-byte headers).
-    ///
-    /// Why a packet socket and not a TAP enslaved with the interface to a Linux bridge: it
-    /// leaves the host's own network configuration alone (enslaving moves the interface's
-    /// addresses and routes to the bridge, which cuts the host off if done wrong and is not
-    /// allowed for Wi-Fi interfaces at all), it needs CAP_NET_RAW rather than rebuilding
-    /// bridges with CAP_NET_ADMIN, and frames reach the switch without passing the host's
-    /// bridge code. What it gives up: the host cannot reach guests through that interface
-    /// (the NIC does not loop frames back) — host traffic belongs on an internal switch.
-    public static func packetSocket(interface: String) throws(SystemError) -> VirtioFrameEndpoint {
-        let descriptor = try PacketSocket.open(interface: interface, promiscuous: true, virtioHeader: true)
-        return VirtioFrameEndpoint(descriptor: descriptor, headerSize: VirtioNetHeader.legacySize)
-    }
-
-    /// The uplink of an external switch on an AF_PACKET socket opened elsewhere (the root opens
-    /// it with `PacketSocket.open(interface:promiscuous: true, virtioHeader: true)` and hands it
-    /// over): 10-byte headers, non-blocking.
-    public static func uplink(_ descriptor: OwnedDescriptor) throws(SystemError) -> VirtioFrameEndpoint {
-        try FrameIO.setNonBlocking(descriptor)
-        return VirtioFrameEndpoint(descriptor: descriptor, headerSize: VirtioNetHeader.legacySize)
     }
 
     public init(descriptor: OwnedDescriptor, headerSize: Int) {

@@ -35,6 +35,18 @@ public enum PacketSocket {
         }
         return descriptor
     }
+
+    /// Keeps `interface` promiscuous for as long as the returned socket is open (the kernel
+    /// counts each holder, and drops this one when the descriptor closes, however the process
+    /// ends). The socket is bound to no protocol, so it is handed no frame.
+    public static func holdPromiscuous(interface: String) throws(SystemError) -> OwnedDescriptor {
+        let raw = clinux_packet_socket_receiving_nothing()
+        guard raw >= 0 else { throw SystemError.current("open AF_PACKET socket to hold \(interface) promiscuous") }
+        let descriptor = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
+        let index = try NetworkInterface.index(of: interface, using: descriptor)
+        _ = try retryingOnInterrupt("PACKET_MR_PROMISC on \(interface)") { clinux_packet_promiscuous(raw, index) }
+        return descriptor
+    }
 }
 
 /// Network interfaces of the calling thread's network namespace.

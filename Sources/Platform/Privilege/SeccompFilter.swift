@@ -166,10 +166,9 @@ extension SeccompFilter {
         // register's upper half holds.
         rules += Self.parentFcntlCommands.map { Rule.allow("fcntl", .argument(1, masked: 0xFFFF_FFFF, equals: $0)) }
         rules += [
-            // send(2) (sendto with no address): sendto with one, and sendmmsg, would send a handed-over
-            // packet socket's frames out of any host interface (packet_snd takes the interface
-            // from the address). sendmsg, which the control socket needs, still can: see
-            // Docs/security.md.
+            // send(2) (sendto with no address): the parent sends only on sockets connected
+            // already. The root hands it no packet socket (whose sendto or sendmsg could name
+            // any host interface): an external switch's uplink reaches it as a TAP.
             .allow("sendto", .argument(4, equals: 0)),
             // Unix sockets only: the root's control socket, socket pairs.
             .allow("socket", .argument(0, equals: UInt64(AF_UNIX))),

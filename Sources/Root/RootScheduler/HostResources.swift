@@ -32,18 +32,11 @@ enum HostResources {
             } catch {
                 throw .invalidRequest("Cannot open TAP \(name) for a device: \(error).")
             }
-        case .packetSocket(let interface):
-            try requireNetworkAdministrator(requester, for: resource)
-            do throws(SystemError) {
-                return try PacketSocket.open(interface: interface, promiscuous: true, virtioHeader: true)
-            } catch {
-                throw .invalidRequest("Cannot attach a device to host interface \(interface): \(error).")
-            }
         }
     }
 
-    /// Attaching to the host's networks needs CAP_NET_ADMIN or CAP_NET_RAW: only root, or the
-    /// user the root scheduler runs as, may ask for it.
+    /// Attaching to the host's networks needs CAP_NET_ADMIN: only root, or the user the root
+    /// scheduler runs as, may ask for it.
     private static func requireNetworkAdministrator(_ requester: HostFiles.Requester, for resource: HostResource)
         throws(RootError)
     {

@@ -425,6 +425,8 @@ public final class RootScheduler: Sendable {
         for entry in table.withLock({ Array($0.values) }) {
             entry.partition.stop(reason: "root scheduler shutting down")
         }
+        // External switches' rules come off their uplinks; their TAPs go when the root exits.
+        for managed in switchTable.all { removeHostSide(of: managed) }
     }
 }
 

@@ -10,8 +10,13 @@ import Synchronization
 /// created for it and keeps for the switch's life (closing it removes the TAP interface).
 struct ManagedSwitch: Sendable {
     let spec: SwitchSpec
-    /// The TAP (internal) or AF_PACKET socket (external); nil for a private switch.
+    /// The TAP the parent is handed (an internal switch's, or the one an external switch's
+    /// uplink is mirrored to); nil for a private switch.
     let hostSide: OwnedDescriptor?
+    /// An external switch's tc rules between its TAP and the uplink.
+    var uplinkMirror: UplinkMirror? = nil
+    /// An external switch's hold on its uplink's promiscuity, kept by the root alone.
+    var promiscuity: OwnedDescriptor? = nil
 }
 
 /// Why a switch request failed.
@@ -22,7 +27,9 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
     case inUse(String, partitions: [String])
     case invalid(String)
     case tooMany(Int)
-    /// The host side (TAP, packet socket) could not be set up.
+    /// Another external switch is bound to this host interface.
+    case uplinkInUse(String, by: String)
+    /// The host side (TAP, tc rules) could not be set up.
     case hostSide(String, SystemError)
 
     public var description: String {
@@ -38,6 +45,9 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
             "Invalid switch configuration: \(reason)."
         case .tooMany(let maximum):
             "The root already has \(maximum) virtual switches; delete one first."
+        case .uplinkInUse(let interface, let other):
+            "Host interface \(interface) is the uplink of external switch \(other) already (one external switch per "
+                + "interface, as on Hyper-V); use that switch or delete it first."
         case .hostSide(let what, let error):
             "Cannot set up \(what): \(error); check the interface name and that the root runs with CAP_NET_ADMIN."
         }
@@ -46,7 +56,7 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
     var kind: ManagementErrorKind {
         switch self {
         case .notFound: .notFound
-        case .exists, .inUse: .conflict
+        case .exists, .inUse, .uplinkInUse: .conflict
         case .invalid, .tooMany, .hostSide: .badRequest
         }
     }
@@ -55,16 +65,22 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
 /// The virtual switches of the root, by name.
 final class SwitchTable: Sendable {
     let switches = Mutex<[String: ManagedSwitch]>([:])
+    /// External switches' uplinks, each with its switch's name: claimed before the host side is
+    /// set up (outside the table's lock, since it runs tc), released when the switch goes.
+    let uplinks = Mutex<[String: String]>([:])
 
     /// The most switches (the parent runs at most as many).
     static let maximumSwitches = 64
+
+    func releaseUplink(_ interface: String) { uplinks.withLock { $0[interface] = nil } }
 
     var all: [ManagedSwitch] { switches.withLock { table in table.keys.sorted().compactMap { table[$0] } } }
 
     func contains(_ name: String) -> Bool { switches.withLock { $0[name] != nil } }
 
     /// The spec and host side of a configuration: creates the TAP of an internal switch (up,
-    /// with the switch's MTU) or opens the packet socket of an external one.
+    /// with the switch's MTU), or an external one's TAP joined to its uplink (`UplinkMirror`),
+    /// the uplink held promiscuous so that it takes frames for the guests' addresses.
     static func make(_ configuration: SwitchConfiguration) throws(SwitchError) -> ManagedSwitch {
         if let problem = configuration.problem { throw .invalid(problem) }
         guard let kind = SwitchSpec.Kind(name: configuration.kind) else { throw .invalid("unknown kind \(configuration.kind)") }
@@ -86,11 +102,23 @@ final class SwitchTable: Sendable {
                 throw .hostSide("the TAP interface \(interface) of switch \(configuration.name)", error)
             }
         case .external:
+            var mirror: UplinkMirror?
             do throws(SystemError) {
-                let socket = try PacketSocket.open(interface: interface, promiscuous: true, virtioHeader: true)
-                return ManagedSwitch(spec: spec, hostSide: socket)
+                let control = try NetworkInterface.controlSocket()
+                // The uplink first: a name that is no interface creates nothing.
+                _ = try NetworkInterface.index(of: interface, using: control)
+                let (tap, actual) = try TAPDevice.create(name: "hvx%d")
+                try UplinkMirror.silenceHostStack(on: actual)
+                try NetworkInterface.setMTU(actual, mtu, using: control)
+                try NetworkInterface.setUp(actual, true, using: control)
+                mirror = try UplinkMirror.attach(tap: actual, uplink: interface)
+                let promiscuity = try PacketSocket.holdPromiscuous(interface: interface)
+                return ManagedSwitch(spec: spec, hostSide: tap, uplinkMirror: mirror, promiscuity: promiscuity)
             } catch {
-                throw .hostSide("an AF_PACKET socket on \(interface) for switch \(configuration.name)", error)
+                // The TAP (and its own rule) went with its descriptor; the uplink's rule stays
+                // unless removed.
+                if let mirror { try? mirror.detach() }
+                throw .hostSide("the uplink \(interface) of switch \(configuration.name)", error)
             }
         }
     }
@@ -112,10 +140,20 @@ extension RootScheduler {
     {
         try Self.requireSwitchAdministrator(requester, "create switch \(configuration.name)")
         guard !switchTable.contains(configuration.name) else { throw .virtualSwitch(.exists(configuration.name)) }
+        let uplink = configuration.kind == SwitchSpec.Kind.external.name ? configuration.resolvedHostInterface : nil
+        if let uplink {
+            let holder = switchTable.uplinks.withLock { uplinks -> String? in
+                if let holder = uplinks[uplink] { return holder }
+                uplinks[uplink] = configuration.name
+                return nil
+            }
+            if let holder { throw .virtualSwitch(.uplinkInUse(uplink, by: holder)) }
+        }
         let managed: ManagedSwitch
         do throws(SwitchError) {
             managed = try SwitchTable.make(configuration)
         } catch {
+            if let uplink { switchTable.releaseUplink(uplink) }
             throw .virtualSwitch(error)
         }
         let inserted = switchTable.switches.withLock { table -> SwitchError? in
@@ -124,7 +162,10 @@ extension RootScheduler {
             table[managed.spec.name] = managed
             return nil
         }
-        if let inserted { throw .virtualSwitch(inserted) }
+        if let inserted {
+            removeHostSide(of: managed)
+            throw .virtualSwitch(inserted)
+        }
         parentLink?.switchAttached(managed)
         let host = managed.spec.hostInterface.isEmpty ? "" : ", \(managed.spec.hostInterface)"
         logger.info("switch \(managed.spec.name) created (\(managed.spec.kind.name), MTU \(managed.spec.mtu)\(host))")
@@ -151,12 +192,26 @@ extension RootScheduler {
             table[name] = nil
             return .success(managed)
         }
+        let managed: ManagedSwitch
         switch result {
         case .failure(let error): throw .virtualSwitch(error)
-        case .success: break
+        case .success(let removed): managed = removed
         }
         parentLink?.switchDetached(name)
+        removeHostSide(of: managed)
         logger.info("switch \(name) deleted")
+    }
+
+    /// Takes an external switch's rule off its uplink and gives the uplink back (its TAP and
+    /// promiscuity go with their descriptors, once the parent has closed its copy too).
+    func removeHostSide(of managed: ManagedSwitch) {
+        guard let mirror = managed.uplinkMirror else { return }
+        do throws(SystemError) {
+            try mirror.detach()
+        } catch {
+            logger.warning("switch \(managed.spec.name): \(error); the rule mirrors to no device once its TAP is gone")
+        }
+        switchTable.releaseUplink(mirror.uplink)
     }
 
     /// "partition/instance" of every NIC of a live partition, by switch name.

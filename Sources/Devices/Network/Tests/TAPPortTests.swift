@@ -18,14 +18,15 @@ import VirtualSwitch
         var interface: String
         /// A plain AF_PACKET socket on the TAP interface: the "host side".
         var hostSide: OwnedDescriptor
-        /// An AF_PACKET socket with virtio headers on the same interface: an external uplink.
-        var uplink: VirtioFrameEndpoint
+        /// With `external`: a second TAP joined to the interface as the root joins an external
+        /// switch's (`UplinkMirror`), as the parent's endpoint.
+        var uplink: VirtioFrameEndpoint?
     }
 
     /// Creates the namespace on a thread of its own, so the test's thread stays where it was.
     /// - Parameter address: an IPv4 address (host byte order, /24) for the TAP, so that the
     ///   namespace's stack answers ARP and pings on it.
-    static func makeNamespace(address: UInt32? = nil) throws(SystemError) -> Namespace {
+    static func makeNamespace(address: UInt32? = nil, external: Bool = false) throws(SystemError) -> Namespace {
         let result = Mutex<Result<Namespace, SystemError>?>(nil)
         let thread = try OSThread.spawn(name: "netns") {
             do throws(SystemError) {
@@ -36,7 +37,14 @@ import VirtualSwitch
                 // Up first: a packet socket bound to a down interface reports ENETDOWN once.
                 try NetworkInterface.setUp(interface, true, using: control)
                 let hostSide = try PacketSocket.open(interface: interface, promiscuous: true, virtioHeader: false)
-                let uplink = try VirtioFrameEndpoint.packetSocket(interface: interface)
+                var uplink: VirtioFrameEndpoint?
+                if external {
+                    let (switchTAP, name) = try TAPDevice.create(name: "hvx%d")
+                    try UplinkMirror.silenceHostStack(on: name)
+                    try NetworkInterface.setUp(name, true, using: control)
+                    _ = try UplinkMirror.attach(tap: name, uplink: interface)
+                    uplink = try VirtioFrameEndpoint.tap(switchTAP)
+                }
                 result.withLock { $0 = .success(Namespace(tap: tap, interface: interface, hostSide: hostSide, uplink: uplink)) }
             } catch {
                 result.withLock { $0 = .failure(error) }
@@ -347,17 +355,19 @@ import VirtualSwitch
         #expect(pump.blockedWrites == 0 && pump.failures == 0)
     }
 
-    @Test("external switch: the AF_PACKET uplink sends frames out of the interface and receives from it",
-          .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"))
+    @Test("external switch: the TAP joined to the uplink sends frames out of the interface and receives what it receives",
+          .enabled(if: unavailableReason == nil, "\(unavailableReason ?? "")"),
+          .enabled(if: UplinkMirror.unavailableReason == nil, "\(UplinkMirror.unavailableReason ?? "")"))
     func externalUplink() throws {
-        let namespace = try Self.makeNamespace()
+        let namespace = try Self.makeNamespace(external: true)
+        let uplink = try #require(namespace.uplink)
         try TAPDevice.configure(namespace.tap, headerSize: Int32(VirtioNetHeader.size), offloads: [.checksum])
         let virtualSwitch = VirtualSwitch(name: "External", kind: .external(uplinkInterface: namespace.interface))
         var childConfiguration = SwitchPortConfiguration(name: "child", kind: .child, macAddress: Self.child)
         childConfiguration.packetFilter = .linuxDefault
         let (childPort, childReady) = try virtualSwitch.addPort(childConfiguration)
         let (uplinkPort, uplinkReady) = try virtualSwitch.addPort(SwitchPortConfiguration(name: "uplink", kind: .uplink))
-        let pump = try HostPortPump(endpoint: namespace.uplink, port: uplinkPort, ready: uplinkReady,
+        let pump = try HostPortPump(endpoint: uplink, port: uplinkPort, ready: uplinkReady,
                                     switch: virtualSwitch, name: "uplink-pump")
         defer { pump.stop() }
 

@@ -116,6 +116,12 @@ static inline int clinux_packet_socket(void) {
     return socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(CLINUX_ETH_P_ALL));
 }
 
+/// A close-on-exec AF_PACKET/SOCK_RAW socket for no protocol: it is handed no frame, but can
+/// still hold an interface's promiscuity (`clinux_packet_promiscuous`).
+static inline int clinux_packet_socket_receiving_nothing(void) {
+    return socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+}
+
 /// Binds an AF_PACKET socket to interface `ifindex`.
 static inline int clinux_packet_bind(int fd, int ifindex) {
     struct clinux_sockaddr_ll address;
