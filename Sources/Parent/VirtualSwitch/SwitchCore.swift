@@ -72,6 +72,7 @@ public struct SwitchCore: Sendable {
             if sourceAddress.isGroup { return .malformed }
             if configuration.kind == .child, !configuration.allowsMACSpoofing, let own = configuration.macAddress,
                sourceAddress != own { return .spoofedSource }
+            if !configuration.allowsVLANTags, SwitchCore.carriesVLANTag(frame) { return .vlanTagged }
             return nil
         }
 
@@ -158,6 +159,9 @@ public struct SwitchCore: Sendable {
         /// writes, nothing waits in its queue, and its owner is not writing what waited there
         /// (in place, like `accepts`).
         mutating func takesDirectly() -> Bool { configuration.deliversDirectly && queuedFrames == 0 && !ownerWriting }
+
+        /// Whether the port carries VLAN-tagged frames (in place, like `accepts`).
+        mutating func allowsVLANTags() -> Bool { configuration.allowsVLANTags }
 
         /// The offloads this port's endpoint completes itself (in place, like `accepts`).
         mutating func capabilities() -> SoftwareOffload.Capabilities { configuration.capabilities }
@@ -322,6 +326,16 @@ public struct SwitchCore: Sendable {
         configuration.kind == .child && !configuration.allowsMACSpoofing ? configuration.macAddress : nil
     }
 
+    /// Whether a frame carries an 802.1Q or 802.1ad tag: as metadata (a guest's per-packet
+    /// information) or in line (the EtherType after the source address).
+    static func carriesVLANTag(_ frame: borrowing NetworkFrame) -> Bool {
+        if frame.offload.vlan != nil { return true }
+        let bytes = frame.bytes.span
+        guard bytes.count >= NetworkFrame.ethernetHeaderSize else { return false }
+        let type = UInt16(bytes[12]) << 8 | UInt16(bytes[13])
+        return type == EthernetHeaders.etherTypeVLAN || type == EthernetHeaders.etherTypeQinQ
+    }
+
     /// The port frames for `destination` go to: where it was learned, else the child port that
     /// owns it.
     private mutating func knownPort(of destination: MACAddress, now: UInt64) -> SwitchPortID? {
@@ -409,6 +423,8 @@ public struct SwitchCore: Sendable {
         let destination: MACAddress
         /// A frame that asks for no offload work goes out as it came.
         let asIs: Bool
+        /// It carries a VLAN tag: only ports that allow tags take it.
+        let tagged: Bool
         /// Offload work is done once per kind of destination, not once per port.
         var resolved: [(SoftwareOffload.Capabilities, [NetworkFrame]?)] = []
         var woken: [SwitchPortID] = []
@@ -417,6 +433,7 @@ public struct SwitchCore: Sendable {
             self.source = source
             self.destination = destination
             asIs = !frame.offload.needsCompletion && frame.offload.vlan == nil
+            tagged = SwitchCore.carriesVLANTag(frame)
         }
     }
 
@@ -427,6 +444,10 @@ public struct SwitchCore: Sendable {
         guard let index = ports.index(forKey: target) else { return }
         guard ports.values[index].accepts(delivery.destination) else {
             ports.values[index].counters.countDrop(.filtered)
+            return
+        }
+        if delivery.tagged, !ports.values[index].allowsVLANTags() {
+            ports.values[index].counters.countDrop(.vlanTagged)
             return
         }
         let takesDirectly = direct != nil && ports.values[index].takesDirectly()

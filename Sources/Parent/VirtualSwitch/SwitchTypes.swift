@@ -43,6 +43,9 @@ public enum SwitchDropReason: Int, Hashable, Sendable, CaseIterable {
     case spoofedSource
     /// Its checksum or segmentation request could not be carried out.
     case offloadFailed
+    /// It carries an 802.1Q or 802.1ad tag (in line, or as the guest's per-packet information)
+    /// and the child port it came from or would go to is not in trunk mode.
+    case vlanTagged
 }
 
 /// A port's traffic counters.
@@ -102,6 +105,11 @@ public struct SwitchPortConfiguration: Sendable {
     /// frames from the port must carry it as source.
     public var macAddress: MACAddress?
     public var allowsMACSpoofing = false
+    /// Whether the port carries VLAN-tagged frames. A child's port does only in trunk mode
+    /// (Hyper-V's `Set-VMNetworkAdapterVlan -Trunk`): by default, as on Hyper-V, it is untagged,
+    /// so its guest can neither send into a VLAN of the uplink's network nor hear one. Host and
+    /// uplink ports carry tags.
+    public var allowsVLANTags: Bool
     /// The RNDIS packet filter a child set; host and uplink ports take everything.
     public var packetFilter: PacketFilter
     /// Multicast addresses a MULTICAST (not ALL_MULTICAST) filter accepts.
@@ -126,9 +134,11 @@ public struct SwitchPortConfiguration: Sendable {
         case .child:
             packetFilter = []
             capabilities = .guest
+            allowsVLANTags = false
         case .host, .uplink:
             packetFilter = [.promiscuous]
             capabilities = .virtio
+            allowsVLANTags = true
         }
     }
 }

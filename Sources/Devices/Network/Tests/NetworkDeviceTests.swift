@@ -1,8 +1,11 @@
 import DeviceModel
+import GuestMemory
 import NetworkProtocol
 import NetworkVSP
 import Testing
 import VMBusProtocol
+import VSPTestSupport
+import VirtualSwitch
 
 /// The `nic` device type: its settings, their rules, and the address it derives.
 @Suite("NIC device type")
@@ -51,6 +54,26 @@ struct NetworkDeviceTests {
         #expect(throws: DeviceError.self) {
             _ = try Self.catalog.resolve(changing: spec, to: ["switch": .string("lab"), "mac": .string("00:15:5d:00:00:09")],
                                          among: [spec])
+        }
+        #expect(throws: DeviceError.self) {
+            _ = try Self.catalog.resolve(changing: spec, to: ["switch": .string("lab"), "vlanTrunk": .bool(true)], among: [spec])
+        }
+        // Unset and false are the same mode.
+        _ = try Self.catalog.resolve(changing: spec, to: ["switch": .string("lab"), "vlanTrunk": .bool(false)], among: [spec])
+    }
+
+    /// Untagged by default, as on Hyper-V; `vlanTrunk` makes the NIC's switch port carry tags.
+    @Test func aNICsPortCarriesVLANTagsOnlyInTrunkMode() throws {
+        let virtualSwitch = VirtualSwitch(name: "lab", kind: .private)
+        let memory = try GuestMemory.create(name: "nic", size: 1 << 20)
+        for trunk in [false, true] {
+            let address = MACAddress(0x00, 0x15, 0x5D, 0, 1, trunk ? 2 : 1)
+            let adapter = try NetworkAdapter(instance: GUID(1, 2, 3, trunk ? 2 : 1), address: address, queues: 1,
+                                             connected: true, vlanTrunk: trunk, switch: virtualSwitch, memory: memory,
+                                             host: FakeVSPHost())
+            let tagged = NetworkFrame(bytes: MACAddress.broadcast.bytes + address.bytes + [0x81, 0x00] + [UInt8](repeating: 0, count: 46))
+            virtualSwitch.send([tagged], from: adapter.port)
+            #expect(virtualSwitch.counters(of: adapter.port)?.dropped(.vlanTagged) == (trunk ? 0 : 1))
         }
     }
 

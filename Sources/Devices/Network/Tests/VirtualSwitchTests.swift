@@ -122,6 +122,40 @@ import VirtualSwitch
         #expect(spoofer && host)
     }
 
+    @Test("a child's port is untagged unless in trunk mode: its guest's VLAN-tagged frames (in line or as metadata) are dropped, and tagged frames do not reach it")
+    func untaggedChildPortsDropVLANTags() {
+        var fixture = Fixture(children: [Self.a, Self.b])
+        let (pa, pb) = (fixture.ports[0], fixture.ports[1])
+        let d = MACAddress(0x02, 0, 0, 0, 0, 0x0D)
+        let inline = ethernetFrame(from: Self.a, to: d, etherType: 0x8100)
+        let qinq = ethernetFrame(from: Self.a, to: d, etherType: 0x88A8)
+        #expect(fixture.send(inline, from: pa).isEmpty)
+        #expect(fixture.send(qinq, from: pa).isEmpty)
+        #expect(fixture.send(ethernetFrame(from: Self.a, to: d), from: pa, offload: FrameOffload(vlan: VLANInfo(priority: 0, vlanID: 7))).isEmpty)
+        #expect(fixture.core.counters(of: pa)?.dropped(.vlanTagged) == 3)
+        #expect(fixture.queued() == [0, 0, 0], "nothing left the guest's port into a VLAN")
+        // Untagged frames still go.
+        _ = fixture.send(ethernetFrame(from: Self.a, to: d), from: pa)
+        #expect(fixture.queued() == [1, 0, 0])
+
+        // From the host: a tagged frame for a child is not delivered; an untagged one is.
+        _ = fixture.send(ethernetFrame(from: d, to: Self.b, etherType: 0x8100), from: fixture.host)
+        #expect(fixture.core.counters(of: pb)?.dropped(.vlanTagged) == 1 && fixture.queued() == [1, 0, 0])
+        _ = fixture.send(ethernetFrame(from: d, to: Self.b), from: fixture.host)
+        #expect(fixture.queued() == [1, 0, 1])
+
+        // A trunk port carries tags both ways: the guest's tag reaches the host in line.
+        var trunk = SwitchPortConfiguration(name: "trunk", kind: .child, macAddress: Self.c)
+        trunk.packetFilter = .linuxDefault
+        trunk.allowsVLANTags = true
+        let pc = fixture.core.addPort(trunk)
+        _ = fixture.send(ethernetFrame(from: Self.c, to: d), from: pc, offload: FrameOffload(vlan: VLANInfo(priority: 0, vlanID: 7)))
+        let toHost = fixture.core.dequeue(fixture.host).last?.bytes ?? []
+        #expect(toHost.count >= 16 && toHost[12] == 0x81 && toHost[13] == 0x00 && toHost[15] == 7, "the tag in line for the TAP")
+        _ = fixture.send(ethernetFrame(from: d, to: Self.c, etherType: 0x8100), from: fixture.host)
+        #expect(fixture.core.queuedFrames(for: pc) == 1 && fixture.core.counters(of: pc)?.dropped(.vlanTagged) == 0)
+    }
+
     @Test("broadcast reaches every other port whose filter has BROADCAST; multicast needs ALL_MULTICAST or the list")
     func flooding() {
         var fixture = Fixture()

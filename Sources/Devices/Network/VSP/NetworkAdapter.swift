@@ -77,9 +77,11 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
     /// Plugs a new adapter into `virtualSwitch`.
     /// - Parameters:
     ///   - queues: the most channels the guest may use (1 + sub-channels).
+    ///   - vlanTrunk: the guest may send and receive VLAN-tagged frames (else its port drops them).
     ///   - memory: the partition's RAM.
     ///   - holdNanoseconds: how long the guest's frames wait for a full port (see `defaultHoldNanoseconds`).
-    public init(instance: GUID, address: MACAddress, queues: Int, connected: Bool, switch virtualSwitch: VirtualSwitch,
+    public init(instance: GUID, address: MACAddress, queues: Int, connected: Bool, vlanTrunk: Bool = false,
+                switch virtualSwitch: VirtualSwitch,
                 memory: GuestMemory, host: any VSPHost,
                 holdNanoseconds: UInt64 = NetworkAdapter.defaultHoldNanoseconds) throws(SystemError) {
         self.instance = instance
@@ -95,6 +97,7 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
         var portConfiguration = SwitchPortConfiguration(name: "\(host.partitionName)/\(address.text)", kind: .child,
                                                         macAddress: address)
         portConfiguration.maximumFrameSize = virtualSwitch.maximumFrameSize
+        portConfiguration.allowsVLANTags = vlanTrunk
         // As Hyper-V with MAC address spoofing off: the guest keeps the address it was given
         // (SET "NetworkAddress" fails), so it cannot take another port's, and its traffic.
         configuration.allowsMACAddressChange = portConfiguration.allowsMACSpoofing
@@ -319,6 +322,7 @@ public final class NetworkAdapter: VirtualServiceProvider, DetachableProvider, S
             facts["port_frames_out"] = "\(port.framesOut)"
             facts["port_drops"] = "\(port.drops.values.reduce(0, +))"
             facts["port_queue_full"] = "\(port.dropped(.queueFull))"
+            facts["port_vlan_tagged"] = "\(port.dropped(.vlanTagged))"
             facts["port_sends_held"] = "\(port.sendsHeld)"
             facts["port_holds_timed_out"] = "\(port.holdsTimedOut)"
         }

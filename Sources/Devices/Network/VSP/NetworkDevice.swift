@@ -21,16 +21,21 @@ public enum NetworkDevice: ParentDevice {
         /// Whether the cable is plugged in; changing it on a running partition tells the guest
         /// (RNDIS media connect / disconnect).
         public var connected: Bool?
+        /// Whether the guest may send and receive VLAN-tagged frames (Hyper-V's trunk mode);
+        /// by default the NIC's port is untagged and drops them (`SwitchDropReason.vlanTagged`).
+        public var vlanTrunk: Bool?
 
         enum CodingKeys: String, CodingKey {
-            case switchName = "switch", mac, queues, connected
+            case switchName = "switch", mac, queues, connected, vlanTrunk
         }
 
-        public init(switchName: String, mac: String? = nil, queues: Int? = nil, connected: Bool? = nil) {
+        public init(switchName: String, mac: String? = nil, queues: Int? = nil, connected: Bool? = nil,
+                    vlanTrunk: Bool? = nil) {
             self.switchName = switchName
             self.mac = mac
             self.queues = queues
             self.connected = connected
+            self.vlanTrunk = vlanTrunk
         }
     }
 
@@ -59,8 +64,9 @@ public enum NetworkDevice: ParentDevice {
     /// Only `connected` changes while the partition runs: a NIC that moves to another switch or
     /// MAC address is removed and added again (the guest sees a new adapter).
     public static func problem(changing current: Settings, to new: Settings) -> String? {
-        guard current.switchName == new.switchName, current.mac == new.mac, current.queues == new.queues else {
-            return "moved to another switch, MAC address or queue count (only \"connected\" changes)"
+        guard current.switchName == new.switchName, current.mac == new.mac, current.queues == new.queues,
+              (current.vlanTrunk ?? false) == (new.vlanTrunk ?? false) else {
+            return "moved to another switch, MAC address, queue count or VLAN mode (only \"connected\" changes)"
         }
         return nil
     }
@@ -77,7 +83,7 @@ public enum NetworkDevice: ParentDevice {
         do throws(SystemError) {
             return .vmbus(try NetworkAdapter(
                 instance: instance, address: address, queues: max(1, queues), connected: settings.connected ?? true,
-                switch: virtualSwitch, memory: context.memory, host: context))
+                vlanTrunk: settings.vlanTrunk ?? false, switch: virtualSwitch, memory: context.memory, host: context))
         } catch {
             throw .unavailable(kind: kind, reason: "cannot plug into switch \(settings.switchName): \(error)")
         }
