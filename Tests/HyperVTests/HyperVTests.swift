@@ -105,4 +105,17 @@ struct HyperVTests {
         #expect(MessageSlot.payloadOffset == 16 && SynIC.maximumMessagePayload == 240)
         #expect(PostMessageInput.size == 256)
     }
+
+    /// A REP INS reads the port once per element: every element is answered, not the first
+    /// alone (the rest of KVM's data area would otherwise keep what an earlier exit left there).
+    @Test func everyElementOfARepeatedPortReadIsAnswered() {
+        #expect(PlatformPorts.read(port: PlatformPorts.nullExit, size: 1, count: 300) == [UInt8](repeating: 0, count: 300))
+        #expect(PlatformPorts.read(port: PlatformPorts.pm1Control, size: 2, count: 3) == [1, 0, 1, 0, 1, 0])
+        #expect(PlatformPorts.read(port: PlatformPorts.pm1Control, size: 4, count: 2) == [1, 0, 0, 0, 1, 0, 0, 0])
+        #expect(PlatformPorts.read(port: PlatformPorts.pm1Control + 1, size: 1, count: 2) == [0, 0])
+        #expect(PlatformPorts.read(port: PlatformPorts.pm1Event + 2, size: 2, count: 4) == [UInt8](repeating: 0, count: 8))
+        #expect(PlatformPorts.read(port: PlatformPorts.power, size: 1, count: 1) == [0])
+        #expect(PlatformPorts.read(port: 0x1234, size: 4, count: 2) == [UInt8](repeating: 0xFF, count: 8))
+        #expect(PlatformPorts.read(port: PlatformPorts.hypercall, size: 1, count: 0) == [0xFF], "a count of 0 is one read")
+    }
 }

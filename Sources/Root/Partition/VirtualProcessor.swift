@@ -201,16 +201,14 @@ struct ExitHandler {
             setRAX(hypervisor.signalEventFastPathExit(connectionID: access.value))
         case (PlatformPorts.debug, true) where access.size == 4:
             debugLine(at: UInt64(access.value))
-        case (PlatformPorts.nullExit, _):
-            if !access.isWrite { processor.cpu.completePortRead([UInt8](repeating: 0, count: access.size)) }
+        case (PlatformPorts.nullExit, true):
+            break
         case (PlatformPorts.power, true):
             // Sleep control and sleep status share the port: Linux first writes WAK_STS (0x80),
             // which is ignored, then SLP_EN | SLP_TYP.
             let command = access.data.first ?? 0
             if command == PowerCommand.powerOff { return .stopped(reason: "guest powered off") }
             if command == PowerCommand.reset { return .stopped(reason: "guest requested a reset") }
-        case (PlatformPorts.power, false):
-            processor.cpu.completePortRead([UInt8](repeating: 0, count: access.size * access.count))
         case (PlatformPorts.pm1Control..<(PlatformPorts.pm1Control + 2), true):
             // The legacy-PC platform's PM1 control (ACPI 6.4 §4.8.3.2.1): S5 is a write with
             // SLP_EN and SLP_TYP 5 (a 16-bit write, or its high byte alone at the second port).
@@ -219,17 +217,11 @@ struct ExitHandler {
             if value & PowerCommand.pm1SleepEnable != 0, PowerCommand.pm1SleepType(value) == 5 {
                 return .stopped(reason: "guest powered off")
             }
-        case (PlatformPorts.pm1Control..<(PlatformPorts.pm1Control + 2), false):
-            let value = access.port == PlatformPorts.pm1Control ? PowerCommand.pm1SCIEnable : 0
-            processor.cpu.completePortRead(Array([UInt8(truncatingIfNeeded: value), UInt8(truncatingIfNeeded: value >> 8),
-                                                  0, 0].prefix(access.size)))
-        case (PlatformPorts.pm1Event..<(PlatformPorts.pm1Event + 4), false):
-            processor.cpu.completePortRead([UInt8](repeating: 0, count: access.size * max(1, access.count)))
         case (PlatformPorts.pm1Event..<(PlatformPorts.pm1Event + 4), true):
             break
         case (_, false):
-            // No device: reads float high, as on an empty ISA bus.
-            processor.cpu.completePortRead([UInt8](repeating: 0xFF, count: access.size * access.count))
+            // Every element of a REP INS is answered, not just the first.
+            processor.cpu.completePortRead(PlatformPorts.read(port: access.port, size: access.size, count: access.count))
         default:
             break
         }

@@ -28,6 +28,25 @@ public enum PlatformPorts {
     /// Every port the root handles itself.
     public static let rootOwned: [UInt16] = [hypercall, signalEvent, debug, nullExit, power]
         + Array(pm1Event..<(pm1Event + 4)) + Array(pm1Control..<(pm1Control + 2))
+
+    /// What a guest's read of `count` elements of `size` bytes at `port` returns (`count` > 1
+    /// for REP INS, whose every element is a read of the port): PM1 control reads SCI_EN, the
+    /// null-exit, power and PM1 event ports read 0, and any other port floats high (0xFF, as on
+    /// an empty ISA bus).
+    public static func read(port: UInt16, size: Int, count: Int) -> [UInt8] {
+        let element: [UInt8]
+        switch port {
+        case pm1Control..<(pm1Control + 2):
+            let value = port == pm1Control ? PowerCommand.pm1SCIEnable : 0
+            element = Array([UInt8(truncatingIfNeeded: value), UInt8(truncatingIfNeeded: value >> 8), 0, 0].prefix(size))
+                + [UInt8](repeating: 0, count: max(0, size - 4))
+        case nullExit, power, pm1Event..<(pm1Event + 4):
+            element = [UInt8](repeating: 0, count: size)
+        default:
+            element = [UInt8](repeating: 0xFF, count: size)
+        }
+        return Array([[UInt8]](repeating: element, count: max(1, count)).joined())
+    }
 }
 
 /// Values written to `PlatformPorts.power`.
