@@ -181,6 +181,81 @@ struct ProbeGuestTests {
         #expect(partition.state.isFinal)
     }
 
+    /// Two starts at once (two API requests) start the partition once: one is refused, each
+    /// processor has one thread, and the stop that follows joins them all and returns. Before,
+    /// both could pass the state check and give every processor two threads, one of which no
+    /// stop would ever kick or join.
+    @Test func twoStartsAtOnceStartThePartitionOnce() async throws {
+        for round in 0..<4 {
+            let (partition, _) = try await Self.guest(id: 20 + UInt32(round), name: "started-twice-\(round)", processors: 32,
+                                                      memoryMiB: 64, arguments: "mode=idle")
+            let gate = ConditionLock(false)
+            let outcomes = ConditionLock([Bool]())
+            var starters: [OSThread] = []
+            for index in 0..<2 {
+                starters.append(try OSThread.spawn(name: "starter\(index)") {
+                    _ = gate.wait(until: { $0 }) { _ in }
+                    let started = (try? partition.start()) != nil
+                    outcomes.update { $0.append(started) }
+                })
+            }
+            gate.update { $0 = true }
+            for starter in starters { starter.join() }
+            let results = outcomes.read { $0 }
+            #expect(results.filter { $0 }.count == 1, "round \(round): \(results)")
+            let stopped = ConditionLock(false)
+            let stopper = try OSThread.spawn(name: "stopper") {
+                partition.stop()
+                stopped.update { $0 = true }
+            }
+            let returned = stopped.wait(until: { $0 }, timeoutNanoseconds: 30_000_000_000) { _ in } != nil
+            #expect(returned, "round \(round): the stop returns")
+            // A stop that hangs (a processor thread no kick reaches) is left behind, not joined.
+            guard returned else { return }
+            stopper.join()
+            #expect(partition.state.isFinal)
+        }
+    }
+
+    /// A stop asked for while `start` creates the processors' threads joins every thread it
+    /// created: the stop returns, and the start does not claim the partition runs.
+    @Test func aStopDuringStartJoinsEveryProcessor() async throws {
+        let (partition, _) = try await Self.guest(id: 40, name: "stopped-while-starting", processors: 8, memoryMiB: 64,
+                                                  arguments: "mode=idle")
+        let stopped = ConditionLock(false)
+        let stopper = try OSThread.spawn(name: "stopper") {
+            partition.stop(reason: "stopped while starting")
+            stopped.update { $0 = true }
+        }
+        _ = try? partition.start()
+        let returned = stopped.wait(until: { $0 }, timeoutNanoseconds: 30_000_000_000) { _ in } != nil
+        #expect(returned, "the stop returns")
+        guard returned else { return }
+        stopper.join()
+        #expect(partition.state == .stopped(reason: "stopped while starting"))
+    }
+
+    /// A string write (REP OUTS) is one write per element, each of which may wait; once the
+    /// partition is asked to stop, the rest are dropped rather than waited for.
+    @Test func aStringWriteStopsAtAStop() async throws {
+        final class Counting: PortInterceptor {
+            let writes = Atomic<Int>(0)
+            func write(partition: Partition, vp: Int, port: UInt16, size: Int, value: UInt32) {
+                writes.add(1, ordering: .relaxed)
+            }
+            func read(partition: Partition, vp: Int, port: UInt16, size: Int) -> UInt32 { 0 }
+        }
+        let (partition, _) = try await Self.guest(id: 41, name: "string-write", processors: 1, memoryMiB: 64,
+                                                  arguments: "mode=idle")
+        defer { partition.stop() }
+        let device = Counting()
+        device.writeString(partition: partition, vp: 0, port: 0x3F8, size: 2, bytes: [UInt8](repeating: 7, count: 200))
+        #expect(device.writes.load(ordering: .relaxed) == 100)
+        partition.requestExit(final: .stopped(reason: "test"))
+        device.writeString(partition: partition, vp: 0, port: 0x3F8, size: 2, bytes: [UInt8](repeating: 7, count: 200))
+        #expect(device.writes.load(ordering: .relaxed) == 100, "nothing written once the partition stops")
+    }
+
     /// memcpy, memmove and memset are the guest's own (entry.S), on every VSC copy path; so is
     /// the sleep service every waiting guest uses, whose timer must wake it sleep after sleep.
     @Test func guestRuntimeCopiesAreExactAndSleepsWake() async throws {

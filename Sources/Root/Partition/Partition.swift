@@ -67,6 +67,10 @@ public final class Partition: Sendable {
         /// What the processors should do next.
         var request: Request = .run
         var parked = 0
+        /// `start` was called: a partition starts once, however many ask at the same time.
+        var started = false
+        /// `start` is creating the processors' threads: `finishStopping` joins them only after.
+        var starting = false
         /// The state to enter once every processor has exited.
         var finalState: PartitionState?
         /// A caller of `finishStopping` is joining the processors (the first; any other waits).
@@ -235,22 +239,41 @@ public final class Partition: Sendable {
 
     /// Starts every virtual processor, the bootstrap processor `delay` after the others: tests
     /// use it to prove a guest does not depend on which processor the host schedules first.
+    ///
+    /// Two starts at once (two API requests) start it once: the other is refused. A stop asked
+    /// for meanwhile starts no more processors, and joins those started once `start` is done
+    /// creating threads, so no processor thread is left unjoined.
     func start(holdingBootstrapProcessorFor delay: Duration) throws(PartitionError) {
-        let current = state
-        guard current == .created else { throw .invalidTransition(from: current, operation: "start") }
-        guard let resources else { throw .invalidTransition(from: current, operation: "start") }
-        do throws(SystemError) {
-            for processor in resources.processors {
-                let hold = processor.index == 0 ? delay : .zero
+        let refused = lifecycle.update { state -> PartitionState? in
+            guard state.state == .created, !state.started, state.request != .exit, resources != nil else { return state.state }
+            state.started = true
+            state.starting = true
+            return nil
+        }
+        if let refused { throw .invalidTransition(from: refused, operation: "start") }
+        guard let resources else { throw .invalidTransition(from: state, operation: "start") }
+        var failure: SystemError?
+        for processor in resources.processors where !isExiting {
+            let hold = processor.index == 0 ? delay : .zero
+            do throws(SystemError) {
                 try processor.start { [self] in
                     if hold > .zero { MonotonicClock.sleep(hold) }
                     self.runLoop(processor, resources)
                 }
+            } catch {
+                failure = error
+                break
             }
-        } catch {
-            stop(reason: "failed to start processors: \(error)")
-            throw .system("could not start partition \(name)", error)
         }
+        let exiting = lifecycle.update { state -> Bool in
+            state.starting = false
+            return state.request == .exit
+        }
+        if let failure {
+            stop(reason: "failed to start processors: \(failure)")
+            throw .system("could not start partition \(name)", failure)
+        }
+        if exiting { throw .invalidTransition(from: state, operation: "start") }
         setState(.running)
     }
 
@@ -350,6 +373,10 @@ public final class Partition: Sendable {
             lifecycle.wait(until: { $0.finished }) { _ in }
             return
         }
+        // A `start` still creating threads creates no more once it sees the exit request; the
+        // threads it did create are joined below, none missed. Each new one sees the request
+        // before it first enters the guest.
+        lifecycle.wait(until: { !$0.starting }) { _ in }
         for processor in resources.processors { processor.join() }
         let final = lifecycle.update { state -> PartitionState? in
             guard !state.released else { return nil }

@@ -23,9 +23,13 @@ final class VirtualProcessor: Sendable {
         self.accounting = accounting
     }
 
+    /// Runs `body` on the processor's thread. The thread is recorded before it can run, so a
+    /// kick or a join that comes at once finds it; a processor has one thread at a time.
     func start(_ body: @escaping @Sendable () -> Void) throws(SystemError) {
-        let started = try OSThread.spawn(name: "vp\(index)", body)
-        thread.withLock { $0 = started }
+        try thread.withLock { (current: inout OSThread?) throws(SystemError) in
+            guard current == nil else { throw SystemError("start vp\(index): it has a thread", errno: .resourceBusy) }
+            current = try OSThread.spawn(name: "vp\(index)", body)
+        }
     }
 
     /// Makes the processor leave KVM_RUN promptly.
