@@ -194,7 +194,8 @@ struct NetworkIntegrationTests {
     static func uplinkRuleInstalled(on uplink: String) throws -> Bool {
         let tc = access("/usr/sbin/tc", X_OK) == 0 ? "/usr/sbin/tc" : "/sbin/tc"
         let shown = try HostCommand.run(tc, ["filter", "show", "dev", uplink, "ingress"], timeoutSeconds: 30)
-        return shown.output.contains("pref \(UplinkMirror.uplinkFilterPreference)") && shown.output.contains("mirred")
+        guard shown.status == 0 else { throw SystemError("tc filter show dev \(uplink): \(shown.errors)", errno: .ioError) }
+        return shown.output.contains("pref \(UplinkMirror.uplinkFilterPreference) ") && shown.output.contains("Egress Mirror")
     }
 }
 

@@ -129,9 +129,11 @@ public struct SwitchCore: Sendable {
         /// `source` is to be held rather than the frames dropped: only by its own full share, so
         /// a sender is never held by a queue other senders filled (mutating only to be called in
         /// place).
-        mutating func holds(count: Int, size: Int, for destination: MACAddress, from source: SwitchPortID) -> Bool {
+        mutating func holds(count: Int, size: Int, for destination: MACAddress, tagged: Bool, from source: SwitchPortID)
+            -> Bool
+        {
             configuration.kind == .child && holdsSenders && sendersHeld == 0 && accepts(destination)
-                && !fitsShare(count: count, size: size, from: source)
+                && (!tagged || configuration.allowsVLANTags) && !fitsShare(count: count, size: size, from: source)
         }
 
         /// Counts a frame handed to this port.
@@ -326,14 +328,14 @@ public struct SwitchCore: Sendable {
         configuration.kind == .child && !configuration.allowsMACSpoofing ? configuration.macAddress : nil
     }
 
-    /// Whether a frame carries an 802.1Q or 802.1ad tag: as metadata (a guest's per-packet
-    /// information) or in line (the EtherType after the source address).
+    /// Whether a frame carries a VLAN tag: as metadata (a guest's per-packet information) or in
+    /// line (802.1Q, 802.1ad, or the pre-standard 0x9100 some switches use for an outer tag).
     static func carriesVLANTag(_ frame: borrowing NetworkFrame) -> Bool {
         if frame.offload.vlan != nil { return true }
         let bytes = frame.bytes.span
         guard bytes.count >= NetworkFrame.ethernetHeaderSize else { return false }
         let type = UInt16(bytes[12]) << 8 | UInt16(bytes[13])
-        return type == EthernetHeaders.etherTypeVLAN || type == EthernetHeaders.etherTypeQinQ
+        return type == EthernetHeaders.etherTypeVLAN || type == EthernetHeaders.etherTypeQinQ || type == 0x9100
     }
 
     /// The port frames for `destination` go to: where it was learned, else the child port that
@@ -551,14 +553,18 @@ public struct SwitchCore: Sendable {
     public mutating func holdingPort(for frame: borrowing NetworkFrame, from source: SwitchPortID, now: UInt64) -> SwitchPortID? {
         guard childPorts > 1, let destination = MACAddress.destination(of: frame.bytes),
               let senderIndex = ports.index(forKey: source), ports.values[senderIndex].waiters.isEmpty else { return nil }
+        // A tagged frame goes only where tags may: not from an untagged port (it is dropped
+        // there), and not into one.
+        let tagged = Self.carriesVLANTag(frame)
+        if tagged, !ports.values[senderIndex].allowsVLANTags() { return nil }
         let (count, size) = Self.holdNeed(of: frame)
         if !destination.isGroup, let known = knownPort(of: destination, now: now) {
             guard known != source, let index = ports.index(forKey: known) else { return nil }
-            return ports.values[index].holds(count: count, size: size, for: destination, from: source) ? known : nil
+            return ports.values[index].holds(count: count, size: size, for: destination, tagged: tagged, from: source) ? known : nil
         }
         for target in portOrder where target != source {
             if let index = ports.index(forKey: target),
-               ports.values[index].holds(count: count, size: size, for: destination, from: source) {
+               ports.values[index].holds(count: count, size: size, for: destination, tagged: tagged, from: source) {
                 return target
             }
         }
@@ -678,20 +684,24 @@ extension SwitchCore.Port {
     }
 }
 
-/// The addresses child ports own, each with its port, and the last address looked up with what
-/// was found. A stream to a child that only receives (the table never learns its address) looks
-/// its destination up here twice a frame; the remembered answer spares hashing it each time
-/// (about a sixteenth of the sending worker's time guest → guest at 64-byte frames).
+/// The addresses child ports own, each with its port, and the last two addresses looked up
+/// with what was found. A stream to a child that only receives (the table never learns its
+/// address) looks its destination up here twice a frame, and a stream from the host or uplink
+/// its source and its destination; the remembered answers spare hashing them each time (about a
+/// sixteenth of the sending worker's time guest → guest at 64-byte frames).
 struct PinnedAddresses {
     private var owners: [MACAddress: SwitchPortID] = [:]
     private var last: (address: MACAddress, owner: SwitchPortID?)?
+    private var previous: (address: MACAddress, owner: SwitchPortID?)?
 
     var isEmpty: Bool { owners.isEmpty }
 
     /// The port that owns `address`, if any.
     mutating func owner(of address: MACAddress) -> SwitchPortID? {
         if let last, last.address == address { return last.owner }
+        if let previous, previous.address == address { return previous.owner }
         let owner = owners[address]
+        previous = last
         last = (address, owner)
         return owner
     }
@@ -700,6 +710,7 @@ struct PinnedAddresses {
     mutating func set(_ address: MACAddress, owner: SwitchPortID?) {
         owners[address] = owner
         last = nil
+        previous = nil
     }
 
     func addresses(ownedBy port: SwitchPortID) -> [MACAddress] {

@@ -206,8 +206,9 @@ enum ManagementServer {
             } catch {
                 return failure(.invalidRequest("The body must be a switch: {\"name\": …, \"kind\": \"private|internal|external\"}: \(error)."))
             }
+            // An external switch's set-up runs tc: on a thread of its own.
             return await withRequester(context, in: directory) { requester in
-                respond(status: .created) { () throws(RootError) in
+                await respondOffThread(status: .created, slots: waiting, for: requester) { () throws(RootError) in
                     try scheduler.createSwitch(configuration, requester: requester)
                 }
             }
@@ -215,11 +216,11 @@ enum ManagementServer {
         router.delete("/v1/switches/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
             return await withRequester(context, in: directory) { requester in
-                do throws(RootError) {
+                switch await offThread(slots: waiting, for: requester, { () throws(RootError) in
                     try scheduler.deleteSwitch(name, requester: requester)
-                    return Response(status: .noContent)
-                } catch {
-                    return failure(error)
+                }) {
+                case .success: Response(status: .noContent)
+                case .failure(let error): failure(error)
                 }
             }
         }

@@ -425,8 +425,13 @@ public final class RootScheduler: Sendable {
         for entry in table.withLock({ Array($0.values) }) {
             entry.partition.stop(reason: "root scheduler shutting down")
         }
-        // External switches' rules come off their uplinks; their TAPs go when the root exits.
-        for managed in switchTable.all { removeHostSide(of: managed) }
+        // The switches go: external switches' rules come off their uplinks, and their TAPs go
+        // when the root exits.
+        let switches = switchTable.switches.withLock { table in
+            defer { table.removeAll() }
+            return Array(table.values)
+        }
+        for managed in switches { removeHostSide(of: managed) }
     }
 }
 

@@ -17,6 +17,10 @@ struct ManagedSwitch: Sendable {
     var uplinkMirror: UplinkMirror? = nil
     /// An external switch's hold on its uplink's promiscuity, kept by the root alone.
     var promiscuity: OwnedDescriptor? = nil
+    /// What the set-up could not do but did without (for the log).
+    var warnings: [String] = []
+    /// The index of an external switch's uplink, which the switch claims in `SwitchTable.uplinks`.
+    var uplinkIndex: Int32? = nil
 }
 
 /// Why a switch request failed.
@@ -29,6 +33,8 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
     case tooMany(Int)
     /// Another external switch is bound to this host interface.
     case uplinkInUse(String, by: String)
+    /// The host interface cannot be an external switch's uplink.
+    case unsuitableUplink(String, reason: String)
     /// The host side (TAP, tc rules) could not be set up.
     case hostSide(String, SystemError)
 
@@ -45,6 +51,8 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
             "Invalid switch configuration: \(reason)."
         case .tooMany(let maximum):
             "The root already has \(maximum) virtual switches; delete one first."
+        case .unsuitableUplink(let interface, let reason):
+            "Host interface \(interface) cannot be an external switch's uplink: \(reason)."
         case .uplinkInUse(let interface, let other):
             "Host interface \(interface) is the uplink of external switch \(other) already (one external switch per "
                 + "interface, as on Hyper-V); use that switch or delete it first."
@@ -57,7 +65,7 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .notFound: .notFound
         case .exists, .inUse, .uplinkInUse: .conflict
-        case .invalid, .tooMany, .hostSide: .badRequest
+        case .invalid, .tooMany, .hostSide, .unsuitableUplink: .badRequest
         }
     }
 }
@@ -65,14 +73,18 @@ public enum SwitchError: Error, Equatable, CustomStringConvertible {
 /// The virtual switches of the root, by name.
 final class SwitchTable: Sendable {
     let switches = Mutex<[String: ManagedSwitch]>([:])
-    /// External switches' uplinks, each with its switch's name: claimed before the host side is
-    /// set up (outside the table's lock, since it runs tc), released when the switch goes.
-    let uplinks = Mutex<[String: String]>([:])
+    /// External switches' uplinks by interface index (another name of the same interface is the
+    /// same uplink), each with its switch's name: claimed before the host side is set up
+    /// (outside the table's lock, since it runs tc), released when the switch goes.
+    let uplinks = Mutex<[Int32: String]>([:])
 
     /// The most switches (the parent runs at most as many).
     static let maximumSwitches = 64
 
-    func releaseUplink(_ interface: String) { uplinks.withLock { $0[interface] = nil } }
+    /// Gives up `index`'s claim if `name` holds it.
+    func releaseUplink(_ index: Int32, of name: String) {
+        uplinks.withLock { if $0[index] == name { $0[index] = nil } }
+    }
 
     var all: [ManagedSwitch] { switches.withLock { table in table.keys.sorted().compactMap { table[$0] } } }
 
@@ -102,27 +114,65 @@ final class SwitchTable: Sendable {
                 throw .hostSide("the TAP interface \(interface) of switch \(configuration.name)", error)
             }
         case .external:
+            if let reason = unsuitability(ofUplink: interface, mtu: mtu) { throw .unsuitableUplink(interface, reason: reason) }
             var mirror: UplinkMirror?
             do throws(SystemError) {
                 let control = try NetworkInterface.controlSocket()
-                // The uplink first: a name that is no interface creates nothing.
-                _ = try NetworkInterface.index(of: interface, using: control)
                 let (tap, actual) = try TAPDevice.create(name: "hvx%d")
-                try UplinkMirror.silenceHostStack(on: actual)
+                let warnings = UplinkMirror.silenceHostStack(on: actual)
                 try NetworkInterface.setMTU(actual, mtu, using: control)
                 try NetworkInterface.setUp(actual, true, using: control)
                 mirror = try UplinkMirror.attach(tap: actual, uplink: interface)
                 let promiscuity = try PacketSocket.holdPromiscuous(interface: interface)
-                return ManagedSwitch(spec: spec, hostSide: tap, uplinkMirror: mirror, promiscuity: promiscuity)
+                return ManagedSwitch(spec: spec, hostSide: tap, uplinkMirror: mirror, promiscuity: promiscuity,
+                                     warnings: warnings.map { "switch \(configuration.name): TAP \(actual) keeps \($0)" })
             } catch {
-                // The TAP (and its own rule) went with its descriptor; the uplink's rule stays
-                // unless removed.
-                if let mirror { try? mirror.detach() }
-                throw .hostSide("the uplink \(interface) of switch \(configuration.name)", error)
+                // The TAP (and its own rule) goes with its descriptor; the uplink's rule is
+                // taken off here, or the error says why it could not be.
+                var failure = error
+                if let mirror {
+                    do throws(SystemError) {
+                        try mirror.detach()
+                    } catch {
+                        failure = SystemError("\(failure.operation); then, taking its rule off \(interface): \(error)",
+                                              errno: failure.errno)
+                    }
+                }
+                throw .hostSide("the uplink \(interface) of switch \(configuration.name)", failure)
             }
         }
     }
+
+    /// Why `interface` cannot carry an external switch of `mtu`, or nil: it must be an
+    /// Ethernet interface other than loopback and a TUN/TAP (another switch's, say), with room
+    /// for the switch's frames (mirred does not check, so larger frames would vanish).
+    static func unsuitability(ofUplink interface: String, mtu: Int) -> String? {
+        let directory = "/sys/class/net/\(interface)"
+        guard let type = SysfsValue.integer(at: "\(directory)/type") else { return "no such interface" }
+        // ARPHRD_ETHER; loopback is ARPHRD_LOOPBACK (772), TUN ARPHRD_NONE.
+        guard type == 1 else { return "not an Ethernet interface (ARPHRD \(type))" }
+        if access("\(directory)/tun_flags", F_OK) == 0 { return "a TUN/TAP interface" }
+        if let uplinkMTU = SysfsValue.integer(at: "\(directory)/mtu"), uplinkMTU < mtu {
+            return "its MTU is \(uplinkMTU), below the switch's \(mtu)"
+        }
+        return nil
+    }
 }
+
+/// Small numbers the kernel shows in sysfs.
+enum SysfsValue {
+    /// The decimal integer `path` holds, or nil if it cannot be read.
+    static func integer(at path: String) -> Int? {
+        let raw = open(path, O_RDONLY | O_CLOEXEC)
+        guard raw >= 0 else { return nil }
+        defer { close(raw) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let count = read(raw, &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[0..<count], as: UTF8.self).split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }
+    }
+}
+
 
 extension RootScheduler {
     /// Every virtual switch, with the NICs plugged in.
@@ -140,22 +190,31 @@ extension RootScheduler {
     {
         try Self.requireSwitchAdministrator(requester, "create switch \(configuration.name)")
         guard !switchTable.contains(configuration.name) else { throw .virtualSwitch(.exists(configuration.name)) }
-        let uplink = configuration.kind == SwitchSpec.Kind.external.name ? configuration.resolvedHostInterface : nil
-        if let uplink {
+        var uplinkIndex: Int32?
+        if configuration.kind == SwitchSpec.Kind.external.name {
+            let uplink = configuration.resolvedHostInterface
+            let index: Int32
+            do throws(SystemError) {
+                index = try NetworkInterface.index(of: uplink, using: try NetworkInterface.controlSocket())
+            } catch {
+                throw .virtualSwitch(.unsuitableUplink(uplink, reason: "\(error)"))
+            }
             let holder = switchTable.uplinks.withLock { uplinks -> String? in
-                if let holder = uplinks[uplink] { return holder }
-                uplinks[uplink] = configuration.name
+                if let holder = uplinks[index] { return holder }
+                uplinks[index] = configuration.name
                 return nil
             }
             if let holder { throw .virtualSwitch(.uplinkInUse(uplink, by: holder)) }
+            uplinkIndex = index
         }
-        let managed: ManagedSwitch
+        var managed: ManagedSwitch
         do throws(SwitchError) {
             managed = try SwitchTable.make(configuration)
         } catch {
-            if let uplink { switchTable.releaseUplink(uplink) }
+            if let uplinkIndex { switchTable.releaseUplink(uplinkIndex, of: configuration.name) }
             throw .virtualSwitch(error)
         }
+        managed.uplinkIndex = uplinkIndex
         let inserted = switchTable.switches.withLock { table -> SwitchError? in
             guard table[managed.spec.name] == nil else { return .exists(managed.spec.name) }
             guard table.count < SwitchTable.maximumSwitches else { return .tooMany(SwitchTable.maximumSwitches) }
@@ -168,7 +227,9 @@ extension RootScheduler {
         }
         parentLink?.switchAttached(managed)
         let host = managed.spec.hostInterface.isEmpty ? "" : ", \(managed.spec.hostInterface)"
-        logger.info("switch \(managed.spec.name) created (\(managed.spec.kind.name), MTU \(managed.spec.mtu)\(host))")
+        let tap = managed.uplinkMirror.map { " through TAP \($0.tap)" } ?? ""
+        logger.info("switch \(managed.spec.name) created (\(managed.spec.kind.name), MTU \(managed.spec.mtu)\(host)\(tap))")
+        for warning in managed.warnings { logger.warning("\(warning)") }
         return info(managed, users: [])
     }
 
@@ -202,16 +263,22 @@ extension RootScheduler {
         logger.info("switch \(name) deleted")
     }
 
-    /// Takes an external switch's rule off its uplink and gives the uplink back (its TAP and
-    /// promiscuity go with their descriptors, once the parent has closed its copy too).
+    /// Cuts an external switch's TAP off from the uplink (the parent may keep its descriptor
+    /// whatever it is told), takes the switch's rule off the uplink and gives the uplink back.
+    /// The TAP and the promiscuity go with their descriptors, once the parent has closed its copy.
     func removeHostSide(of managed: ManagedSwitch) {
         guard let mirror = managed.uplinkMirror else { return }
         do throws(SystemError) {
+            try mirror.revokeTAP()
+        } catch {
+            logger.error("switch \(managed.spec.name): cannot cut TAP \(mirror.tap) off \(mirror.uplink): \(error)")
+        }
+        do throws(SystemError) {
             try mirror.detach()
         } catch {
-            logger.warning("switch \(managed.spec.name): \(error); the rule mirrors to no device once its TAP is gone")
+            logger.warning("switch \(managed.spec.name): \(error); its rule on \(mirror.uplink) mirrors to no device once the TAP is gone")
         }
-        switchTable.releaseUplink(mirror.uplink)
+        if let index = managed.uplinkIndex { switchTable.releaseUplink(index, of: managed.spec.name) }
     }
 
     /// "partition/instance" of every NIC of a live partition, by switch name.

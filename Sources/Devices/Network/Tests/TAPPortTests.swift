@@ -40,7 +40,7 @@ import VirtualSwitch
                 var uplink: VirtioFrameEndpoint?
                 if external {
                     let (switchTAP, name) = try TAPDevice.create(name: "hvx%d")
-                    try UplinkMirror.silenceHostStack(on: name)
+                    _ = UplinkMirror.silenceHostStack(on: name)
                     try NetworkInterface.setUp(name, true, using: control)
                     _ = try UplinkMirror.attach(tap: name, uplink: interface)
                     uplink = try VirtioFrameEndpoint.tap(switchTAP)

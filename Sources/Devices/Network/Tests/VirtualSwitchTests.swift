@@ -154,6 +154,20 @@ import VirtualSwitch
         #expect(toHost.count >= 16 && toHost[12] == 0x81 && toHost[13] == 0x00 && toHost[15] == 7, "the tag in line for the TAP")
         _ = fixture.send(ethernetFrame(from: d, to: Self.c, etherType: 0x8100), from: fixture.host)
         #expect(fixture.core.queuedFrames(for: pc) == 1 && fixture.core.counters(of: pc)?.dropped(.vlanTagged) == 0)
+
+        // Nor does a tagged frame hold its sender where it would be dropped: a's share of b's
+        // queue full, a's untagged frame is held, its tagged one (dropped at a's port) is not,
+        // and neither is the trunk port's tagged frame for untagged b.
+        _ = fixture.core.dequeue(pb)
+        for _ in 0..<2048 { _ = fixture.send(ethernetFrame(from: Self.a, to: Self.b), from: pa) }
+        for _ in 0..<2048 { _ = fixture.send(ethernetFrame(from: Self.c, to: Self.b), from: pc) }
+        #expect(fixture.core.holdingPort(for: NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b)), from: pa, now: 1) == pb)
+        #expect(fixture.core.holdingPort(for: NetworkFrame(bytes: ethernetFrame(from: Self.a, to: Self.b, etherType: 0x9100)),
+                                         from: pa, now: 1) == nil)
+        #expect(fixture.core.holdingPort(for: NetworkFrame(bytes: ethernetFrame(from: Self.c, to: Self.b)), from: pc, now: 1) == pb)
+        #expect(fixture.core.holdingPort(for: NetworkFrame(bytes: ethernetFrame(from: Self.c, to: Self.b),
+                                                           offload: FrameOffload(vlan: VLANInfo(priority: 0, vlanID: 7))),
+                                         from: pc, now: 1) == nil)
     }
 
     @Test("broadcast reaches every other port whose filter has BROADCAST; multicast needs ALL_MULTICAST or the list")
