@@ -19,6 +19,19 @@ struct ZeroPageTests {
         #expect(page[0x1F1] == 0x1B)
     }
 
+    /// The initrd and setup_data fields are the loader's: a kernel file that fills them in
+    /// cannot point the kernel at an initrd or a setup_data list the root did not place.
+    @Test func theLoadersFieldsDoNotComeFromTheFile() throws {
+        var image = SyntheticBzImage().bytes
+        image.storeLittleEndian(UInt32(0x0123_4567), at: 0x218)
+        image.storeLittleEndian(UInt32(0x89AB_CDEF), at: 0x21C)
+        image.storeLittleEndian(UInt64(0x0000_0000_0009_F000), at: 0x250)
+        let page = ZeroPage(kernel: try BzImage(parsing: image)).bytes
+        #expect(page.littleEndian(UInt32.self, at: 0x218) == 0 && page.littleEndian(UInt32.self, at: 0x21C) == 0)
+        #expect(page.littleEndian(UInt64.self, at: 0x250) == 0)
+        #expect(page.littleEndian(UInt64.self, at: 0x258) == 0x100_0000, "the kernel's own fields stay")
+    }
+
     @Test func sentinelStaysZeroSoTheKernelTrustsTheFields() {
         #expect(ZeroPage(kernel: kernel).bytes[0x1EF] == 0)
     }

@@ -42,6 +42,8 @@ public enum SetupHeader {
     public static let commandLineSize = 0x238
     /// pref_address u64: where the kernel prefers to be loaded.
     public static let preferredAddress = 0x258
+    /// setup_data u64: the physical address of a list of setup_data nodes the loader passes.
+    public static let setupData = 0x250
     /// init_size u32: bytes of linear memory the kernel needs from its load address.
     public static let initSize = 0x260
 

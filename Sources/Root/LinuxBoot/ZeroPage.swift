@@ -23,6 +23,12 @@ public struct ZeroPage: Sendable {
         // A header longer than boot_params has room for would run into the EDD and e820 fields.
         let header = kernel.setupHeader.prefix(SetupHeader.zeroPageLimit - SetupHeader.start)
         bytes.replaceSubrange(SetupHeader.start..<(SetupHeader.start + header.count), with: header)
+        // Fields the loader writes, whatever the file says: no initrd until `setRamdisk`, and no
+        // setup_data list (a kernel file must not point the kernel at memory it chose).
+        for field in [SetupHeader.ramdiskImage..<(SetupHeader.ramdiskSize + 4),
+                      SetupHeader.setupData..<(SetupHeader.setupData + 8)] {
+            bytes.replaceSubrange(field, with: [UInt8].zeros(field.count))
+        }
         bytes[SetupHeader.typeOfLoader] = Self.undefinedLoader
         bytes[SetupHeader.loadFlags] |= LoadFlags.loadedHigh.rawValue
         self.bytes = bytes
