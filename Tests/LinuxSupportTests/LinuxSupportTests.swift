@@ -138,6 +138,17 @@ struct MemoryFileTests {
         let file = try MemoryFile.create(name: "test", size: 1 << 20)
         #expect(try MemoryFile.size(of: file) == 1 << 20)
     }
+
+    /// `readAll` reads what is there, up to the count, from offset 0, whatever the file
+    /// position: a longer file is cut at the count, a shorter one read whole.
+    @Test func readAllReadsUpToItsCount() throws {
+        let file = try MemoryFile.create(name: "read", size: 0)
+        let content = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        #expect(content.withUnsafeBytes { write(file.rawValue, $0.baseAddress, $0.count) } == content.count)
+        #expect(try file.readAll(upTo: 20_000) == content)
+        #expect(try file.readAll(upTo: 4097) == Array(content.prefix(4097)))
+        #expect(try file.readAll(upTo: 0).isEmpty)
+    }
 }
 
 @Suite("SOCK_SEQPACKET limits")

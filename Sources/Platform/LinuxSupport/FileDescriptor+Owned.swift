@@ -38,3 +38,30 @@ public enum OpenFlags {
     /// file's owner, or a holder of CAP_FOWNER, may set it (EPERM otherwise).
     public static let noAccessTime: Int32 = CLINUX_O_NOATIME
 }
+
+extension OwnedDescriptor {
+    /// Reads up to `count` bytes from offset 0 into one array, allocated once at that size (a
+    /// file of gigabytes, an initrd, is not held twice on the way). Fewer come back if the file
+    /// is shorter.
+    public func readAll(upTo count: Int) throws(SystemError) -> [UInt8] {
+        var failure: SystemError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: max(0, count)) { buffer, initialized in
+            initialized = 0
+            guard let base = buffer.baseAddress else { return }
+            while initialized < buffer.count {
+                // SAFETY: pread writes at most `buffer.count - initialized` bytes, all inside
+                // `buffer` past the part already read; `initialized` counts only bytes it wrote.
+                let read = pread(rawValue, base + initialized, buffer.count - initialized, off_t(initialized))
+                if read < 0 {
+                    if errno == EINTR { continue }
+                    failure = SystemError.current("read")
+                    return
+                }
+                if read == 0 { return }
+                initialized += read
+            }
+        }
+        if let failure { throw failure }
+        return bytes
+    }
+}

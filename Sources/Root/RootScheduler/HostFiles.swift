@@ -88,9 +88,8 @@ enum HostFiles {
             throw .invalidRequest("\(what) \(path) is \(size >> 20) MiB, more than the \(limit >> 20) MiB the root reads for it.")
         }
         // At most `size` bytes: a file that grows meanwhile is read as it was.
-        let handle = FileHandle(fileDescriptor: descriptor.rawValue, closeOnDealloc: false)
-        do {
-            return [UInt8](try handle.read(upToCount: size) ?? Data())
+        do throws(SystemError) {
+            return try descriptor.readAll(upTo: size)
         } catch {
             throw .invalidRequest("\(what) \(path) cannot be read: \(error).")
         }
