@@ -66,19 +66,30 @@ public final class ControlGroupInstance: Sendable {
             throw .invalid("\"\(groupName)\" cannot name a group: use 1 to 64 letters, digits, '_' or '-'.")
         }
         let group = ThreadGroup(instance: self, name: groupName)
-        for tree in hierarchy.trees {
-            let path = group.directory(in: tree)
-            let created = try ControlFiles.makeDirectory(path)
-            switch hierarchy.version {
-            case .v1:
-                if tree.roles.contains(.cpuset) { try Self.inheritCPUSet(into: path, from: directory(in: tree)) }
-            case .v2:
-                // A new child of a threaded domain is "domain invalid" until made threaded.
-                let type = created ? "" : try ControlFiles.read(joinPath(path, "cgroup.type"))
-                if created || type.hasPrefix("domain invalid") {
-                    try ControlFiles.write("threaded", to: joinPath(path, "cgroup.type"))
+        // Directories made here, removed again if a later step fails: a group that was never
+        // handed out would otherwise stay until the root stops.
+        var made: [String] = []
+        do throws(ControlGroupError) {
+            for tree in hierarchy.trees {
+                let path = group.directory(in: tree)
+                let created = try ControlFiles.makeDirectory(path)
+                if created { made.append(path) }
+                switch hierarchy.version {
+                case .v1:
+                    if tree.roles.contains(.cpuset) { try Self.inheritCPUSet(into: path, from: directory(in: tree)) }
+                case .v2:
+                    // A new child of a threaded domain is "domain invalid" until made threaded.
+                    let type = created ? "" : try ControlFiles.read(joinPath(path, "cgroup.type"))
+                    if created || type.hasPrefix("domain invalid") {
+                        try ControlFiles.write("threaded", to: joinPath(path, "cgroup.type"))
+                    }
                 }
             }
+        } catch {
+            // Empty and just made: nothing can have joined them yet. A removal that fails
+            // leaves the directory for the sweep at the next start, as before.
+            for path in made.reversed() { try? ControlFiles.removeDirectory(path) }
+            throw error
         }
         return group
     }
