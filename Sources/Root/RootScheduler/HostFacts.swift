@@ -36,12 +36,6 @@ final class HostFacts: Sendable {
         var modified: Int
         var modifiedNanoseconds: Int
 
-        init?(path: String) {
-            var status = stat()
-            guard stat(path, &status) == 0 else { return nil }
-            self.init(status)
-        }
-
         /// The file `descriptor` is open on.
         init?(descriptor: Int32) {
             var status = stat()
@@ -60,18 +54,20 @@ final class HostFacts: Sendable {
     }
 
     /// The bytes of the file at `path` as user `reader` reads it, from the cache while the file
-    /// is unchanged and that user read it before; `read` reads it otherwise. `open` opens it
-    /// with the reader's rights every time, cache or not, so a reader whose access was taken
-    /// away since (a chmod, a group left) is refused as if nothing were cached.
+    /// is unchanged and that user read it before; `read` reads the file `open` opened otherwise.
+    /// `open` opens it with the reader's rights every time, cache or not, so a reader whose
+    /// access was taken away since (a chmod, a group left) is refused as if nothing were cached;
+    /// and what is checked, read and cached is that one open file (a path opened twice could
+    /// name two files, swapped between the opens).
     func image(at path: String, reader: uid_t?, open: (String) throws(RootError) -> OwnedDescriptor,
-               read: (String) throws(RootError) -> [UInt8]) throws(RootError) -> [UInt8] {
+               read: (OwnedDescriptor) throws(RootError) -> [UInt8]) throws(RootError) -> [UInt8] {
         let key = ImageKey(reader: reader, path: path)
         let opened = try open(path)
-        let before = withExtendedLifetime(opened) { FileIdentity(descriptor: opened.rawValue) }
+        let before = FileIdentity(descriptor: opened.rawValue)
         if let before, let cached = images.withLock({ $0[key] }), cached.identity == before { return cached.bytes }
-        let bytes = try read(path)
+        let bytes = try read(opened)
         // Kept only if the file did not change while it was read.
-        if let before, FileIdentity(path: path) == before, bytes.count == Int(before.size),
+        if let before, FileIdentity(descriptor: opened.rawValue) == before, bytes.count == Int(before.size),
            bytes.count <= Self.largestCachedImage {
             images.withLock { images in
                 if images[key] == nil && images.count >= Self.imageLimit { images.removeAll() }

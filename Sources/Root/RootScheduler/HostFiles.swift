@@ -78,7 +78,12 @@ enum HostFiles {
     static func read(_ path: String, as requester: Requester, what: String, fix: String, limit: Int) throws(RootError)
         -> [UInt8]
     {
-        let descriptor = try open(path, as: requester, what: what, fix: fix)
+        try read(open(path, as: requester, what: what, fix: fix), path: path, what: what, limit: limit)
+    }
+
+    /// Reads the whole regular file `descriptor` is open on (at `path`, for messages), refusing
+    /// one larger than `limit` bytes.
+    static func read(_ descriptor: OwnedDescriptor, path: String, what: String, limit: Int) throws(RootError) -> [UInt8] {
         var status = stat()
         guard fstat(descriptor.rawValue, &status) == 0 else {
             throw .invalidRequest("\(what) \(path) cannot be inspected: \(Errno.current).")

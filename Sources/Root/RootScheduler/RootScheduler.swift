@@ -124,9 +124,8 @@ public final class RootScheduler: Sendable {
             }
             image = .embedded(elf: try hostFacts.image(at: imagePath, reader: requester?.uid, open: { path throws(RootError) in
                 try HostFiles.open(path, as: requester, what: "Guest image", fix: "rebuild it with `hv partition create FILE`")
-            }) { path throws(RootError) in
-                try HostFiles.read(path, as: requester, what: "Guest image", fix: "rebuild it with `hv partition create FILE`",
-                                   limit: HostFiles.imageLimit)
+            }) { opened throws(RootError) in
+                try HostFiles.read(opened, path: imagePath, what: "Guest image", limit: HostFiles.imageLimit)
             }, arguments: arguments)
         case .linux(let kernel, let initrd, let commandLine):
             let fix = "fix the path in the partition configuration"
