@@ -1,4 +1,4 @@
-import ControlGroups
+@testable import ControlGroups
 import Foundation
 import LinuxSupport
 import Logging
@@ -244,6 +244,31 @@ struct ProcessorControlGroupTests {
             .map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
         control.shutdown()
         for directory in directories { #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) is left") }
+    }
+
+    /// A control this host cannot enforce (a limit without CFS bandwidth control) is applied
+    /// without it, and the partition's controls are shown as not enforced, while a partition
+    /// that asks only for what the host can do shows them enforced. Before: both showed
+    /// `"enforced": true`.
+    @Test(.enabled(if: Host.hierarchy?.version == .v1, "a v1 instance's capabilities are its hierarchy's, which the test can reduce"))
+    func controlsTheHostCannotEnforceAreShownAsNotEnforced() throws {
+        let hierarchy = try #require(Host.hierarchy)
+        var capabilities = hierarchy.capabilities
+        capabilities.bandwidth = false
+        let reduced = ControlGroupHierarchy(version: hierarchy.version, trees: hierarchy.trees, capabilities: capabilities)
+        let control = try ProcessorControl(options: ProcessorControlOptions(), logger: Host.quiet,
+                                           instanceName: "test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
+                                           discovery: .available(reduced))
+        defer { control.shutdown() }
+        try control.admit(name: "limited", processorCount: 1, settings: ProcessorSettings(limit: 40))
+        try control.admit(name: "weighted", processorCount: 1, settings: ProcessorSettings(weight: 300))
+        #expect(control.controls(of: "limited")?.enforced == false)
+        #expect(control.controls(of: "weighted")?.enforced == true)
+        // Asking for no limit any more leaves nothing out: enforced again.
+        try control.change(name: "limited", to: ProcessorSettings(limit: 100))
+        #expect(control.controls(of: "limited")?.enforced == true)
+        control.release(name: "limited")
+        control.release(name: "weighted")
     }
 
     /// Controls the kernel did not take are not reported as in force: a change whose group cannot

@@ -58,6 +58,9 @@ final class ProcessorControl: Sendable {
         /// Partitions one of whose processor threads could not join their group: shown as not
         /// enforced until they stop (that thread runs outside the controls).
         var threadsOutside: Set<String> = []
+        /// Partitions part of whose controls this host cannot enforce (a limit without CFS
+        /// bandwidth control, a pinning without a writable cpuset): shown as not enforced.
+        var partial: Set<String> = []
         /// Sentences already logged about parts of a plan the host cannot enforce.
         var dropped: Set<String> = []
     }
@@ -219,6 +222,7 @@ final class ProcessorControl: Sendable {
             state.settings[name] = nil
             state.writeFailures[name] = nil
             state.threadsOutside.remove(name)
+            state.partial.remove(name)
             let usage = state.groups[name].flatMap { try? $0.usageNanoseconds() }
             deleteGroup(of: name, &state)
             apply(update, &state)
@@ -298,8 +302,10 @@ final class ProcessorControl: Sendable {
                 state.groups[name] = group
             }
             do throws(ControlGroupError) {
-                try group.apply(settings(parameters, &state))
+                let (settings, complete) = settings(parameters, &state)
+                try group.apply(settings)
                 state.writeFailures[name] = nil
+                if complete { state.partial.remove(name) } else { state.partial.insert(name) }
             } catch {
                 logger.warning("partition \(name): its processor controls could not be applied: \(error)")
                 failures[name] = "its control group could not be written: \(error)"
@@ -318,7 +324,7 @@ final class ProcessorControl: Sendable {
                     group = try instance.makeGroup(named: Self.parentGroupName)
                 }
                 state.parentGroup = group
-                try group.apply(settings(parameters, &state))
+                try group.apply(settings(parameters, &state).settings)
                 if let pid = state.parentProcessID { try group.attach(process: pid) }
             } catch {
                 logger.warning("the parent partition's control group could not be set up: \(error)")
@@ -338,6 +344,7 @@ final class ProcessorControl: Sendable {
     /// last write succeeded and every one of its threads joined it.
     private static func isEnforced(_ name: String, _ state: State) -> Bool {
         state.groups[name] != nil && state.writeFailures[name] == nil && !state.threadsOutside.contains(name)
+            && !state.partial.contains(name)
     }
 
     /// Deletes partition `name`'s group, if it has one (its threads must have left).
@@ -350,18 +357,19 @@ final class ProcessorControl: Sendable {
         }
     }
 
-    /// A plan's parameters in the kernel's units, less what this host cannot do (said once each).
-    private func settings(_ parameters: GroupParameters, _ state: inout State) -> CPUGroupSettings {
+    /// A plan's parameters in the kernel's units, less what this host cannot do (said once each),
+    /// and whether nothing had to be left out.
+    private func settings(_ parameters: GroupParameters, _ state: inout State) -> (settings: CPUGroupSettings, complete: Bool) {
         let requested = CPUGroupSettings(
             shares: parameters.shares, weight: parameters.weight,
             bandwidth: parameters.quota.map {
                 CPUBandwidth(quotaMicroseconds: $0.quotaMicroseconds, periodMicroseconds: $0.periodMicroseconds)
             },
             processors: parameters.processors)
-        guard let instance else { return requested }
+        guard let instance else { return (requested, true) }
         let (settings, dropped) = requested.restricted(to: instance.capabilities)
         for sentence in dropped where state.dropped.insert(sentence).inserted { logger.notice("\(sentence)") }
-        return settings
+        return (settings, dropped.isEmpty)
     }
 
     // MARK: Helpers
