@@ -34,7 +34,7 @@ import Synchronization
 ///
 /// Every error is a `RootError`, answered as `{"error": "<one sentence>"}` with the status its
 /// `kind` maps it to: 400, 404, 409, 500, or 503 when the root already serves as many requests
-/// on threads of their own (creates, actions, deletes, statistics, device changes) as it may for the
+/// on threads of their own (creates, actions, deletes, statistics, device, switch and processor-control changes) as it may for the
 /// requester (`RequestSlots`), the user database does not tell who the requester is in time
 /// (`UserDirectory`), or the parent lags behind a device change.
 ///
@@ -233,7 +233,13 @@ enum ManagementServer {
                 return failure(.invalidRequest(
                     "The body must be {\"reserve\": 0-100, \"limit\": 1-100, \"weight\": 1-10000, \"affinity\": [processors]}, each optional."))
             }
-            return respond { () throws(RootError) in try scheduler.setProcessorControls(change, of: name) }
+            // It writes control files, which can wait on the kernel's cgroup locks: on a thread of
+            // its own (readers of the controls never wait for it).
+            return await withRequester(context, in: directory) { requester in
+                await respondOffThread(slots: waiting, for: requester) { () throws(RootError) in
+                    try scheduler.setProcessorControls(change, of: name)
+                }
+            }
         }
         router.get("/v1/partitions/:name/stats") { _, context in
             let name = context.parameters.get("name") ?? ""
@@ -303,7 +309,7 @@ enum ManagementServer {
         let holder = slots.shareHolder(of: user)
         guard slots.take(for: holder) else {
             return .failure(.busy("The root is already serving as many requests that wait "
-                                 + "(creates, actions, deletes, statistics, device changes) "
+                                 + "(creates, actions, deletes, statistics, device, switch and processor-control changes) "
                                  + "as it may for this user (\(slots.limit) at once, \(slots.userShare) for one user "
                                  + "other than the root's, \(slots.othersShare) for all of them); send this one again "
                                  + "when some have been answered."))

@@ -45,6 +45,9 @@ final class ProcessorControl: Sendable {
     /// How controls are enforced, or why they are not (for `GET /v1/root` and the log).
     let summary: String
     private let state: Mutex<State>
+    /// Every scheduled partition's controls as last changed, for readers (the API's partition
+    /// listings) that must not wait while a change writes control files under `state`'s lock.
+    private let published = Mutex<[String: ProcessorControlsInfo]>([:])
 
     struct State {
         var table: SchedulingTable
@@ -144,7 +147,7 @@ final class ProcessorControl: Sendable {
     func admit(name: String, processorCount: Int, settings: ProcessorSettings?) throws(RootError) {
         let settings = Self.normalized(settings ?? ProcessorSettings())
         let demand = try Self.demand(name: name, processorCount: processorCount, settings: settings)
-        try state.withLock { state throws(RootError) in
+        try withState { state throws(RootError) in
             guard state.table.partitions[name] == nil else { throw .nameTaken(name) }
             let update: PlanUpdate
             do throws(SchedulingRefusal) {
@@ -169,7 +172,7 @@ final class ProcessorControl: Sendable {
 
     /// Changes a partition's controls while it runs; the other partitions' weights follow.
     func change(name: String, to change: ProcessorSettings) throws(RootError) {
-        try state.withLock { state throws(RootError) in
+        try withState { state throws(RootError) in
             guard let current = state.table.partitions[name], let settings = state.settings[name] else {
                 throw .conflict("Partition \(name) has stopped, so its processor controls cannot change.")
             }
@@ -205,7 +208,7 @@ final class ProcessorControl: Sendable {
         } catch {
             logger.warning("partition \(name): a processor thread could not join its control group: \(error)")
             // That thread runs outside the partition's controls, which are no longer in force.
-            state.withLock { state in
+            withState { state in
                 if state.groups[name] != nil { state.threadsOutside.insert(name) }
             }
         }
@@ -216,7 +219,7 @@ final class ProcessorControl: Sendable {
     /// - Returns: the group's final CPU usage in nanoseconds, where the group counted it.
     @discardableResult
     func release(name: String) -> UInt64? {
-        state.withLock { state -> UInt64? in
+        withState { state -> UInt64? in
             guard state.table.partitions[name] != nil || state.groups[name] != nil else { return nil }
             let update = state.table.remove(partition: name)
             state.settings[name] = nil
@@ -232,11 +235,22 @@ final class ProcessorControl: Sendable {
 
     /// The controls in force for `name`, if it is scheduled.
     func controls(of name: String) -> ProcessorControlsInfo? {
-        state.withLock { state in
-            guard let demand = state.table.partitions[name] else { return nil }
-            return ProcessorControlsInfo(
-                reserve: demand.controls.reserve, limit: demand.controls.limit, weight: demand.controls.weight,
-                affinity: demand.pinnedProcessors, enforced: Self.isEnforced(name, state))
+        published.withLock { $0[name] }
+    }
+
+    /// Runs `body` on the state, then publishes every partition's controls as they are now.
+    private func withState<T, E: Error>(_ body: (inout State) throws(E) -> T) throws(E) -> T {
+        try state.withLock { state throws(E) -> T in
+            defer {
+                var infos: [String: ProcessorControlsInfo] = [:]
+                for (name, demand) in state.table.partitions {
+                    infos[name] = ProcessorControlsInfo(
+                        reserve: demand.controls.reserve, limit: demand.controls.limit, weight: demand.controls.weight,
+                        affinity: demand.pinnedProcessors, enforced: Self.isEnforced(name, state))
+                }
+                published.withLock { $0 = infos }
+            }
+            return try body(&state)
         }
     }
 
