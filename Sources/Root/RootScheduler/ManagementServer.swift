@@ -34,9 +34,10 @@ import Synchronization
 ///
 /// Every error is a `RootError`, answered as `{"error": "<one sentence>"}` with the status its
 /// `kind` maps it to: 400, 404, 409, 500, or 503 when the root already serves as many requests
-/// on threads of their own (creates, actions, deletes, statistics, device, switch and processor-control changes) as it may for the
-/// requester (`RequestSlots`), the user database does not tell who the requester is in time
-/// (`UserDirectory`), or the parent lags behind a device change.
+/// on threads of their own (creates, actions, deletes, statistics, device, switch and
+/// processor-control changes) as it may for the requester (`RequestSlots`), the user database
+/// does not tell who the requester is in time (`UserDirectory`), or the parent lags behind a
+/// device change.
 ///
 /// Requests that name host files (a partition's images, a device's files) are served with the
 /// rights of the user who sent them, which the socket tells (SO_PEERCRED): see `HostFiles`.
