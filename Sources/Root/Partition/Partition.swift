@@ -242,16 +242,23 @@ public final class Partition: Sendable {
     ///
     /// Two starts at once (two API requests) start it once: the other is refused. A stop asked
     /// for meanwhile starts no more processors, and joins those started once `start` is done
-    /// creating threads, so no processor thread is left unjoined.
+    /// creating threads, so no processor thread is left unjoined. A partition that began to end
+    /// while starting (stopped, crashed, powered off) started all the same: no error, and it is
+    /// not shown running.
     func start(holdingBootstrapProcessorFor delay: Duration) throws(PartitionError) {
-        let refused = lifecycle.update { state -> PartitionState? in
-            guard state.state == .created, !state.started, state.request != .exit, resources != nil else { return state.state }
+        let claim = lifecycle.update { state -> Result<Resources, PartitionError> in
+            guard state.state == .created, !state.started, state.request != .exit, let resources = self.resources else {
+                return .failure(.invalidTransition(from: state.state, operation: "start"))
+            }
             state.started = true
             state.starting = true
-            return nil
+            return .success(resources)
         }
-        if let refused { throw .invalidTransition(from: refused, operation: "start") }
-        guard let resources else { throw .invalidTransition(from: state, operation: "start") }
+        let resources: Resources
+        switch claim {
+        case .success(let claimed): resources = claimed
+        case .failure(let refusal): throw refusal
+        }
         var failure: SystemError?
         for processor in resources.processors where !isExiting {
             let hold = processor.index == 0 ? delay : .zero
@@ -265,16 +272,19 @@ public final class Partition: Sendable {
                 break
             }
         }
-        let exiting = lifecycle.update { state -> Bool in
+        // Running in the same step as done starting: a stop, a pause or a second start then
+        // sees one or the other, never a partition between the two.
+        let running = lifecycle.update { state -> Bool in
             state.starting = false
-            return state.request == .exit
+            guard failure == nil, state.request != .exit, state.state == .created else { return false }
+            state.state = .running
+            return true
         }
         if let failure {
             stop(reason: "failed to start processors: \(failure)")
             throw .system("could not start partition \(name)", failure)
         }
-        if exiting { throw .invalidTransition(from: state, operation: "start") }
-        setState(.running)
+        if running { observer.partition(self, didChangeState: .running) }
     }
 
     /// How long `pause` waits for every virtual processor to park.

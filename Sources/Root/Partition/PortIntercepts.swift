@@ -39,13 +39,10 @@ extension PortInterceptor {
         return bytes
     }
 
-    /// One `write` per element. Each may wait (the device's pace, a full lane to the parent), so
-    /// once the partition is asked to stop the remaining elements are dropped: a stop never waits
-    /// for thousands of them. (A pause waits for them, within its own deadline: dropping them
-    /// would lose data the guest wrote.)
+    /// One `write` per element.
     public func writeString(partition: Partition, vp: Int, port: UInt16, size: Int, bytes: [UInt8]) {
         var offset = 0
-        while offset + size <= bytes.count, !partition.isExiting {
+        while offset + size <= bytes.count {
             var value: UInt32 = 0
             for shift in 0..<size { value |= UInt32(bytes[offset + shift]) << (8 * shift) }
             write(partition: partition, vp: vp, port: port, size: size, value: value)

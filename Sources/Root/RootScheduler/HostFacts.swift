@@ -63,11 +63,12 @@ final class HostFacts: Sendable {
                read: (OwnedDescriptor) throws(RootError) -> [UInt8]) throws(RootError) -> [UInt8] {
         let key = ImageKey(reader: reader, path: path)
         let opened = try open(path)
-        let before = FileIdentity(descriptor: opened.rawValue)
+        let before = withExtendedLifetime(opened) { FileIdentity(descriptor: opened.rawValue) }
         if let before, let cached = images.withLock({ $0[key] }), cached.identity == before { return cached.bytes }
         let bytes = try read(opened)
         // Kept only if the file did not change while it was read.
-        if let before, FileIdentity(descriptor: opened.rawValue) == before, bytes.count == Int(before.size),
+        let after = withExtendedLifetime(opened) { FileIdentity(descriptor: opened.rawValue) }
+        if let before, after == before, bytes.count == Int(before.size),
            bytes.count <= Self.largestCachedImage {
             images.withLock { images in
                 if images[key] == nil && images.count >= Self.imageLimit { images.removeAll() }

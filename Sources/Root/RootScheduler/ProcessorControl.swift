@@ -281,7 +281,7 @@ final class ProcessorControl: Sendable {
     /// Removes every group of the instance (root shutdown).
     func shutdown() {
         guard let instance else { return }
-        state.withLock { state in
+        withState { state in
             state.groups.removeAll()
             state.parentGroup = nil
         }
