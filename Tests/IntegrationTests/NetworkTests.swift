@@ -117,21 +117,13 @@ struct NetworkIntegrationTests {
         #expect(FileManager.default.fileExists(atPath: "/sys/class/net/\(tap)"))
         // 10.213.88.0/24: away from the 10.88.0.0/16 podman gives its own bridge by default.
         try NetworkInterface.setIPv4Address(tap, 0x0AD5_5801, prefix: 24, using: try NetworkInterface.controlSocket())
-        try await test.create("first", memoryMiB: 64, arguments: "mode=net ip=10.213.88.2 peer=10.213.88.1 net=ping pings=10 recv-kib=2048",
-                              devices: ["heartbeat", Self.nic("host", "00:15:5d:58:00:02")])
-        try await test.deployment.perform("start", on: "first")
-        let first = try await test.deployment.waitForConsole("first", containing: "net: ping ")
-        #expect(first.contains("replies=10/10"), "\(first)")
+        try await childPings(test, "first", from: "10.213.88.2", to: "10.213.88.1", on: "host", mac: "00:15:5d:58:00:02")
 
         test.deployment.killParent()
         try await test.deployment.waitForParent(connected: false)
         try test.deployment.startParent()
         try await test.deployment.waitForParent(connected: true)
-        try await test.create("second", memoryMiB: 64, arguments: "mode=net ip=10.213.88.3 peer=10.213.88.1 net=ping pings=10 recv-kib=2048",
-                              devices: ["heartbeat", Self.nic("host", "00:15:5d:58:00:03")])
-        try await test.deployment.perform("start", on: "second")
-        let second = try await test.deployment.waitForConsole("second", containing: "net: ping ")
-        #expect(second.contains("replies=10/10"), "\(second)")
+        try await childPings(test, "second", from: "10.213.88.3", to: "10.213.88.1", on: "host", mac: "00:15:5d:58:00:03")
         try await test.deployment.delete("first")
         try await test.deployment.delete("second")
         #expect(try await status(test, .delete, "/v1/switches/host") == 204)
@@ -173,14 +165,21 @@ struct NetworkIntegrationTests {
         #expect(second?.contains("uplink of external switch lan") == true, "\(second ?? "created")")
         #expect(try Self.uplinkRuleInstalled(on: uplink))
 
-        try await test.create("child", memoryMiB: 64, arguments: "mode=net ip=10.213.89.2 peer=10.213.89.1 net=ping pings=10 recv-kib=2048",
-                              devices: ["heartbeat", Self.nic("lan", "00:15:5d:59:00:02")])
-        try await test.deployment.perform("start", on: "child")
-        let console = try await test.deployment.waitForConsole("child", containing: "net: ping ")
-        #expect(console.contains("replies=10/10"), "\(console)")
+        try await childPings(test, "child", from: "10.213.89.2", to: "10.213.89.1", on: "lan", mac: "00:15:5d:59:00:02")
         try await test.deployment.delete("child")
         #expect(try await status(test, .delete, "/v1/switches/lan") == 204)
         #expect(try !Self.uplinkRuleInstalled(on: uplink), "deleting the switch takes its rule off the uplink")
+    }
+
+    /// Creates and starts child `name` (address `address`, NIC `mac` on `switchName`), which
+    /// pings `peer` ten times; all ten must answer.
+    func childPings(_ test: TestDeployment, _ name: String, from address: String, to peer: String, on switchName: String,
+                    mac: String) async throws {
+        try await test.create(name, memoryMiB: 64, arguments: "mode=net ip=\(address) peer=\(peer) net=ping pings=10 recv-kib=2048",
+                              devices: ["heartbeat", Self.nic(switchName, mac)])
+        try await test.deployment.perform("start", on: name)
+        let console = try await test.deployment.waitForConsole(name, containing: "net: ping ")
+        #expect(console.contains("replies=10/10"), "\(name): \(console)")
     }
 
     /// Runs iproute2's `ip`.
