@@ -116,6 +116,7 @@ public struct UplinkMirror: Sendable, Equatable {
                 continue
             }
             let descriptor = OwnedDescriptor(adopting: FileDescriptor(rawValue: raw))
+            // SAFETY: the buffer holds the value's one byte and its NUL; one byte is written.
             let written = value.utf8CString.withUnsafeBufferPointer { Glibc.write(descriptor.rawValue, $0.baseAddress, 1) }
             if written != 1 { unset.append("\(path): \(Errno.current)") }
         }
