@@ -63,7 +63,7 @@ public struct SwitchCore: Sendable {
 
         /// Counts a frame this port sent into the switch, whose source address is
         /// `sourceAddress` (`nil` for a runt); the reason it must be dropped, if any.
-        mutating func admit(_ frame: borrowing NetworkFrame, sourceAddress: MACAddress?) -> SwitchDropReason? {
+        mutating func admit(_ frame: borrowing NetworkFrame, sourceAddress: MACAddress?, tagged: Bool) -> SwitchDropReason? {
             counters.framesIn += 1
             counters.bytesIn += UInt64(frame.bytes.count)
             let limit = frame.offload.segmentation == nil ? configuration.maximumFrameSize : NetworkFrame.largestSegmentedFrameSize
@@ -72,7 +72,7 @@ public struct SwitchCore: Sendable {
             if sourceAddress.isGroup { return .malformed }
             if configuration.kind == .child, !configuration.allowsMACSpoofing, let own = configuration.macAddress,
                sourceAddress != own { return .spoofedSource }
-            if !configuration.allowsVLANTags, SwitchCore.carriesVLANTag(frame) { return .vlanTagged }
+            if tagged, !configuration.allowsVLANTags { return .vlanTagged }
             return nil
         }
 
@@ -390,7 +390,9 @@ public struct SwitchCore: Sendable {
                                  direct: inout DirectFrames?) -> [SwitchPortID] {
         guard let senderIndex = ports.index(forKey: source) else { return [] }
         let sourceAddress = MACAddress.source(of: frame.bytes)
-        if let drop = ports.values[senderIndex].admit(frame, sourceAddress: sourceAddress) {
+        // Looked at once: the sender's port and every destination's ask.
+        let tagged = Self.carriesVLANTag(frame)
+        if let drop = ports.values[senderIndex].admit(frame, sourceAddress: sourceAddress, tagged: tagged) {
             ports.values[senderIndex].counters.countDrop(drop)
             return []
         }
@@ -404,7 +406,7 @@ public struct SwitchCore: Sendable {
         }
         table.learn(sourceAddress, on: source, now: now)
 
-        var delivery = Delivery(frame, source: source, destination: destination)
+        var delivery = Delivery(frame, source: source, destination: destination, tagged: tagged)
         if !destination.isGroup, let known = knownPort(of: destination, now: now) {
             // A known unicast destination: one port, no list of targets to build.
             if known != source { deliver(consume frame, &delivery, to: known, direct: &direct) }
@@ -431,11 +433,11 @@ public struct SwitchCore: Sendable {
         var resolved: [(SoftwareOffload.Capabilities, [NetworkFrame]?)] = []
         var woken: [SwitchPortID] = []
 
-        init(_ frame: borrowing NetworkFrame, source: SwitchPortID, destination: MACAddress) {
+        init(_ frame: borrowing NetworkFrame, source: SwitchPortID, destination: MACAddress, tagged: Bool) {
             self.source = source
             self.destination = destination
             asIs = !frame.offload.needsCompletion && frame.offload.vlan == nil
-            tagged = SwitchCore.carriesVLANTag(frame)
+            self.tagged = tagged
         }
     }
 

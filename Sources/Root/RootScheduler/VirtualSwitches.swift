@@ -148,28 +148,17 @@ final class SwitchTable: Sendable {
     /// for the switch's frames (mirred does not check, so larger frames would vanish).
     static func unsuitability(ofUplink interface: String, mtu: Int) -> String? {
         let directory = "/sys/class/net/\(interface)"
-        guard let type = SysfsValue.integer(at: "\(directory)/type") else { return "no such interface" }
+        func value(_ name: String) -> UInt64? {
+            do throws(SystemError) { return try SysfsCounter(path: "\(directory)/\(name)").read() } catch { return nil }
+        }
+        guard let type = value("type") else { return "no such interface" }
         // ARPHRD_ETHER; loopback is ARPHRD_LOOPBACK (772), TUN ARPHRD_NONE.
         guard type == 1 else { return "not an Ethernet interface (ARPHRD \(type))" }
         if access("\(directory)/tun_flags", F_OK) == 0 { return "a TUN/TAP interface" }
-        if let uplinkMTU = SysfsValue.integer(at: "\(directory)/mtu"), uplinkMTU < mtu {
+        if let uplinkMTU = value("mtu"), uplinkMTU < UInt64(max(0, mtu)) {
             return "its MTU is \(uplinkMTU), below the switch's \(mtu)"
         }
         return nil
-    }
-}
-
-/// Small numbers the kernel shows in sysfs.
-enum SysfsValue {
-    /// The decimal integer `path` holds, or nil if it cannot be read.
-    static func integer(at path: String) -> Int? {
-        let raw = open(path, O_RDONLY | O_CLOEXEC)
-        guard raw >= 0 else { return nil }
-        defer { close(raw) }
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let count = read(raw, &buffer, buffer.count)
-        guard count > 0 else { return nil }
-        return String(decoding: buffer[0..<count], as: UTF8.self).split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }
     }
 }
 
